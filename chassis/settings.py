@@ -1,0 +1,57 @@
+"""Typed settings, read from the environment with safe local defaults (DESIGN.md §5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICE_PORTS: dict[str, int] = {
+    "order": 8101,
+    "voucher": 8102,
+    "delivery": 8103,
+    "wallet": 8104,
+    "redemption": 8105,
+    "support": 8106,
+}
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEV_JWT_SECRET = "orchard-local-dev-secret-change-me-in-production"
+
+
+class Settings(BaseSettings):
+    """Settings every service shares; a service subclasses it for its own knobs."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    service_name: str = Field(default="orchard", alias="ORCHARD_SERVICE")
+    http_host: str = Field(default="127.0.0.1", alias="ORCHARD_HTTP_HOST")
+    http_port: int = Field(default=0, alias="ORCHARD_HTTP_PORT")
+
+    kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", alias="KAFKA_BOOTSTRAP_SERVERS")
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    db_schema: str | None = Field(default=None, alias="ORCHARD_DB_SCHEMA")
+    db_pool_min: int = Field(default=2, alias="ORCHARD_DB_POOL_MIN")
+    db_pool_max: int = Field(default=10, alias="ORCHARD_DB_POOL_MAX")
+
+    jwt_secret: SecretStr = Field(default=SecretStr(DEV_JWT_SECRET), alias="ORCHARD_JWT_SECRET")
+    jwt_issuer: str = Field(default="orchard-local", alias="ORCHARD_JWT_ISSUER")
+
+    log_level: str = Field(default="INFO", alias="ORCHARD_LOG_LEVEL")
+    log_json: bool = Field(default=True, alias="ORCHARD_LOG_JSON")
+
+    consumer_max_attempts: int = Field(default=5, alias="ORCHARD_CONSUMER_MAX_ATTEMPTS")
+    outbox_batch_size: int = Field(default=500, alias="ORCHARD_OUTBOX_BATCH_SIZE")
+    outbox_poll_interval_s: float = Field(default=1.0, alias="ORCHARD_OUTBOX_POLL_INTERVAL")
+    shutdown_grace_s: float = Field(default=20.0, alias="ORCHARD_SHUTDOWN_GRACE")
+
+    var_dir: Path = Field(default=REPO_ROOT / "var", alias="ORCHARD_VAR_DIR")
+
+    @property
+    def schema(self) -> str:
+        """The Postgres schema this service owns (defaults to the service name)."""
+        return self.db_schema or self.service_name
+
+    def default_port(self) -> int:
+        return self.http_port or SERVICE_PORTS.get(self.service_name, 8100)

@@ -1,0 +1,150 @@
+"""The event envelope every Kafka message carries, and the base of every payload model.
+
+Producers are strict (unknown fields are refused when a model is built in code); consumers are
+tolerant (unknown fields are ignored when a message is read), so contracts can grow additively.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, Self, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+SCHEMA_VERSION = 1
+
+
+class ContractViolation(ValueError):
+    """A message that can never be processed: undecodable, or not matching its contract."""
+
+    def __init__(self, reason: str, *, code: str = "contract_violation") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class EventData(BaseModel):
+    """Base of every payload model (`data` of the envelope)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _producers_are_strict(cls, value: Any, info: ValidationInfo) -> Any:
+        # Building a model in code is the producer side: refuse fields the contract does not know.
+        # Reading off the wire passes context={"tolerant": True} and unknown fields are ignored.
+        if isinstance(value, dict) and not (info.context or {}).get("tolerant"):
+            known = set(cls.model_fields)
+            known |= {f.alias for f in cls.model_fields.values() if f.alias}
+            unknown = sorted(str(k) for k in set(value) - known)
+            if unknown:
+                raise ValueError(f"unknown field(s) {', '.join(unknown)}")
+        return value
+
+
+D = TypeVar("D", bound=EventData)
+
+
+class Envelope(BaseModel, Generic[D]):
+    """`{"event_id", "event_type", "schema_version", "occurred_at", "producer", "correlation_id",
+    "causation_id", "data"}` — DESIGN.md §5."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_id: uuid.UUID
+    event_type: str = Field(min_length=1)
+    schema_version: int = Field(default=SCHEMA_VERSION, ge=1)
+    occurred_at: datetime
+    producer: str = Field(min_length=1)
+    correlation_id: str = Field(min_length=1)
+    causation_id: str | None = None
+    data: D
+
+    wire_encoding: ClassVar[str] = "utf-8"
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("occurred_at must carry a time zone (RFC 3339)")
+        return value.astimezone(UTC)
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        event_type: str,
+        producer: str,
+        data: D,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        event_id: uuid.UUID | None = None,
+        occurred_at: datetime | None = None,
+    ) -> Envelope[D]:
+        """A fresh envelope; a new chain of events starts its own correlation id."""
+        new_id = event_id or uuid.uuid4()
+        return Envelope[type(data)](  # type: ignore[misc]
+            event_id=new_id,
+            event_type=event_type,
+            occurred_at=occurred_at or datetime.now(UTC),
+            producer=producer,
+            correlation_id=correlation_id or str(new_id),
+            causation_id=causation_id,
+            data=data,
+        )
+
+    def caused(self, *, event_type: str, producer: str, data: EventData) -> Envelope[Any]:
+        """An event caused by this one: same correlation id, causation = this event's id."""
+        return Envelope.new(
+            event_type=event_type,
+            producer=producer,
+            data=data,
+            correlation_id=self.correlation_id,
+            causation_id=str(self.event_id),
+        )
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.to_json_dict(), separators=(",", ":")).encode(self.wire_encoding)
+
+    @classmethod
+    def decode(cls, raw: bytes | str, data_model: type[D], *, expected_type: str | None = None) -> Self:
+        """Read a message off the wire; raise ContractViolation if it can never be processed."""
+        try:
+            text = raw.decode(cls.wire_encoding) if isinstance(raw, bytes) else raw
+            document = json.loads(text)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ContractViolation(f"undecodable message: {exc}", code="undecodable") from exc
+        if not isinstance(document, dict):
+            raise ContractViolation("message is not a JSON object", code="undecodable")
+        try:
+            envelope = cls[data_model].model_validate(document, context={"tolerant": True})  # type: ignore[index]
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ContractViolation(
+                f"{exc.error_count()} contract error(s); first at {where}: {first['msg']}"
+            ) from exc
+        if envelope.schema_version > SCHEMA_VERSION:
+            raise ContractViolation(
+                f"schema_version {envelope.schema_version} is newer than this consumer reads ({SCHEMA_VERSION})",
+                code="unsupported_schema_version",
+            )
+        if expected_type is not None and envelope.event_type != expected_type:
+            raise ContractViolation(
+                f"event_type {envelope.event_type!r} does not belong on {expected_type!r}",
+                code="wrong_event_type",
+            )
+        return envelope  # type: ignore[no-any-return]
