@@ -1,0 +1,295 @@
+"""At-least-once Kafka consumption with an inbox and dead-lettering, on FastStream.
+
+Each subscription is a FastStream batch subscriber with its own consumer group and MANUAL acks.
+For every batch: decode each message against its contract (failures go straight to the DLQ), run
+the handlers of the new events in ONE Postgres transaction together with their inbox rows, commit,
+publish dead letters, and only then commit the Kafka offsets. A redelivered event finds its inbox row
+and changes nothing. A handler that keeps failing on one event is retried a few times, then that
+event alone is dead-lettered and the rest of the batch goes on. Infrastructure failures (database or
+broker down) are retried with backoff from the last committed offset and never dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaProducer
+from faststream import Context
+from faststream.kafka import KafkaBroker
+from faststream.middlewares import AckPolicy
+from prometheus_client import Counter, Histogram
+
+from contracts.envelope import ContractViolation, Envelope, EventData
+
+from .errors import is_transient
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[asyncpg.Connection, Envelope[Any]], Awaitable[None]]
+
+CONSUMED = Counter("orchard_events_consumed_total", "Events handled", ["consumer", "topic", "outcome"])
+BATCH_SECONDS = Histogram("orchard_consumer_batch_seconds", "Time to handle one fetched batch", ["consumer"])
+
+DLQ_HEADER_PREFIX = "x-orchard-dlq-"
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One handler for one topic; `name` identifies it in the inbox and its consumer group."""
+
+    name: str
+    topic: str
+    payload: type[EventData]
+    handle: Handler
+    event_type: str | None = None  # the envelope's event_type on this topic; defaults to the topic name
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.topic}.dlq"
+
+
+@dataclass(eq=False)  # identity, so batch items can sit in sets
+class _Incoming:
+    record: Any
+    envelope: Envelope[Any] | None = None
+    dead_reason: str | None = None
+    dead_code: str | None = None
+    failures: int = 0
+    last_error: BaseException | None = field(default=None, repr=False)
+
+
+def dlq_headers(
+    record: Any, *, reason: str, code: str, attempts: int, consumer: str
+) -> list[tuple[str, bytes]]:
+    """The original headers plus why, where from and how often it failed."""
+    extra = {
+        "error": reason[:2000],
+        "error-code": code,
+        "attempts": str(attempts),
+        "original-topic": record.topic,
+        "original-partition": str(record.partition),
+        "original-offset": str(record.offset),
+        "consumer": consumer,
+        "failed-at": datetime.now(UTC).isoformat(),
+    }
+    original = [(k, v) for k, v in (record.headers or ()) if not k.startswith(DLQ_HEADER_PREFIX)]
+    return original + [(DLQ_HEADER_PREFIX + k, v.encode()) for k, v in extra.items()]
+
+
+class EventConsumer:
+    """Registers subscriptions on a FastStream broker and processes their batches safely."""
+
+    def __init__(
+        self,
+        *,
+        broker: KafkaBroker,
+        pool: asyncpg.Pool,
+        service: str,
+        bootstrap_servers: str,
+        max_attempts: int = 5,
+        max_batch: int = 500,
+        group_prefix: str = "orchard",
+    ) -> None:
+        self._broker = broker
+        self._pool = pool
+        self._service = service
+        self._bootstrap = bootstrap_servers
+        self._max_attempts = max_attempts
+        self._max_batch = max_batch
+        self._group_prefix = group_prefix
+        self._dlq_producer: AIOKafkaProducer | None = None
+        self._dlq_lock = asyncio.Lock()
+        self.subscriptions: list[Subscription] = []
+
+    def group_id(self, sub: Subscription) -> str:
+        return f"{self._group_prefix}.{self._service}.{sub.name}"
+
+    def subscribe(self, sub: Subscription) -> None:
+        self.subscriptions.append(sub)
+        backoff = _Backoff()
+
+        async def on_batch(body: Any, message: Any = Context("message")) -> None:
+            records = tuple(message.raw_message)
+            if not records:
+                return
+            try:
+                with BATCH_SECONDS.labels(sub.name).time():
+                    await self.process(sub, records)
+                await message.ack()
+                backoff.reset()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                delay = backoff.next()
+                log.warning(
+                    "consumer_batch_retry",
+                    consumer=sub.name,
+                    topic=sub.topic,
+                    transient=is_transient(exc),
+                    error=repr(exc),
+                    retry_in_s=round(delay, 2),
+                )
+                await asyncio.sleep(delay)
+                with contextlib.suppress(Exception):
+                    await message.nack()
+
+        self._broker.subscriber(
+            sub.topic,
+            batch=True,
+            max_records=self._max_batch,
+            batch_timeout_ms=50,
+            group_id=self.group_id(sub),
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.MANUAL,
+            decoder=_raw_decoder,
+            title=f"{self._service}:{sub.name}",
+            description=f"{self._service} handles {sub.topic} ({sub.payload.__name__})",
+        )(on_batch)
+
+    async def process(self, sub: Subscription, records: Sequence[Any]) -> None:
+        """Handle one batch; return only when every record is applied, known, or dead-lettered."""
+        items = [self._decode(sub, r) for r in records]
+        while True:
+            live = [i for i in items if i.dead_reason is None]
+            current: _Incoming | None = None
+            try:
+                if live:
+                    async with self._pool.acquire() as conn, conn.transaction():
+                        fresh = await self._claim_in_inbox(conn, sub, live)
+                        for item in live:
+                            if item not in fresh:
+                                continue
+                            current = item
+                            envelope = item.envelope
+                            assert envelope is not None
+                            with structlog.contextvars.bound_contextvars(
+                                correlation_id=envelope.correlation_id,
+                                causation_id=envelope.causation_id,
+                                event_id=str(envelope.event_id),
+                            ):
+                                await sub.handle(conn, envelope)
+                        current = None
+                break
+            except Exception as exc:
+                if current is None or is_transient(exc):
+                    raise
+                current.failures += 1
+                current.last_error = exc
+                if current.failures >= self._max_attempts:
+                    current.dead_reason = f"{type(exc).__name__}: {exc}"
+                    current.dead_code = "handler_failed"
+                    log.error("event_dead_lettered", consumer=sub.name, topic=sub.topic, error=repr(exc),
+                              attempts=current.failures)
+                else:
+                    await asyncio.sleep(0.05 * current.failures)
+        dead = [i for i in items if i.dead_reason is not None]
+        if dead:
+            await self._dead_letter(sub, dead)
+        handled = len(items) - len(dead)
+        CONSUMED.labels(sub.name, sub.topic, "handled").inc(handled)
+        CONSUMED.labels(sub.name, sub.topic, "dead_lettered").inc(len(dead))
+
+    def _decode(self, sub: Subscription, record: Any) -> _Incoming:
+        try:
+            if record.value is None:
+                raise ContractViolation("message has no value (tombstone)", code="undecodable")
+            envelope = Envelope.decode(record.value, sub.payload, expected_type=sub.event_type or sub.topic)
+            return _Incoming(record, envelope=envelope)
+        except ContractViolation as exc:
+            log.error("event_rejected_by_contract", consumer=sub.name, topic=sub.topic, code=exc.code,
+                      partition=record.partition, offset=record.offset, reason=exc.reason)
+            return _Incoming(record, dead_reason=exc.reason, dead_code=exc.code, failures=1)
+
+    async def _claim_in_inbox(
+        self, conn: asyncpg.Connection, sub: Subscription, live: list[_Incoming]
+    ) -> set[_Incoming]:
+        """Record the batch's events in the inbox; those already there were handled before."""
+        first_by_id: dict[Any, _Incoming] = {}
+        for item in live:
+            assert item.envelope is not None
+            first_by_id.setdefault(item.envelope.event_id, item)
+        rows = await conn.fetch(
+            """
+            INSERT INTO inbox (consumer, event_id, topic, kafka_partition, kafka_offset)
+            SELECT $1, e.id, $2, e.part, e.off
+              FROM unnest($3::uuid[], $4::int[], $5::bigint[]) AS e(id, part, off)
+            ON CONFLICT DO NOTHING
+            RETURNING event_id
+            """,
+            sub.name,
+            sub.topic,
+            list(first_by_id),
+            [i.record.partition for i in first_by_id.values()],
+            [i.record.offset for i in first_by_id.values()],
+        )
+        fresh = {first_by_id[r["event_id"]] for r in rows}
+        duplicates = len(live) - len(fresh)
+        if duplicates:
+            CONSUMED.labels(sub.name, sub.topic, "duplicate").inc(duplicates)
+        return fresh
+
+    async def _dead_letter(self, sub: Subscription, dead: list[_Incoming]) -> None:
+        producer = await self._producer()
+        pending = []
+        for item in dead:
+            record = item.record
+            pending.append(
+                await producer.send(
+                    sub.dlq_topic,
+                    value=record.value,
+                    key=record.key,
+                    headers=dlq_headers(
+                        record,
+                        reason=item.dead_reason or "unknown",
+                        code=item.dead_code or "unknown",
+                        attempts=item.failures,
+                        consumer=self.group_id(sub),
+                    ),
+                )
+            )
+        await asyncio.gather(*pending)
+
+    async def _producer(self) -> AIOKafkaProducer:
+        async with self._dlq_lock:
+            if self._dlq_producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self._bootstrap,
+                    client_id=f"orchard-{self._service}-dlq",
+                    enable_idempotence=True,
+                    acks="all",
+                )
+                await producer.start()
+                self._dlq_producer = producer
+            return self._dlq_producer
+
+    async def close(self) -> None:
+        if self._dlq_producer is not None:
+            with contextlib.suppress(Exception):
+                await self._dlq_producer.stop()
+            self._dlq_producer = None
+
+
+async def _raw_decoder(message: Any) -> None:
+    """Leave bodies undecoded: the consumer decodes each record against its contract itself."""
+    return None
+
+
+class _Backoff:
+    def __init__(self, first: float = 0.2, cap: float = 5.0) -> None:
+        self._first = first
+        self._cap = cap
+        self._current = 0.0
+
+    def next(self) -> float:
+        self._current = self._first if self._current == 0 else min(self._current * 2, self._cap)
+        return self._current
+
+    def reset(self) -> None:
+        self._current = 0.0

@@ -1,0 +1,123 @@
+"""Postgres access: a pool bound to the service's schema, and a versioned migration runner."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import structlog
+
+log = structlog.get_logger(__name__)
+
+CHASSIS_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+# A fixed advisory-lock key space for migrations, offset by the schema so services migrate in parallel.
+_MIGRATION_LOCK_NAMESPACE = 0x6F7263
+
+
+def quote_ident(name: str) -> str:
+    """Quote an SQL identifier (schema names such as `order` are reserved words)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def create_pool(dsn: str, *, schema: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections all resolve unqualified names in the service's own schema."""
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        server_settings={"search_path": quote_ident(schema), "application_name": f"orchard-{schema}"},
+        command_timeout=60,
+    )
+    assert pool is not None
+    return pool
+
+
+@dataclass(frozen=True)
+class Migration:
+    namespace: str
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+class MigrationError(RuntimeError):
+    """A migration history that does not match the files (edited or removed after it was applied)."""
+
+
+def load_migrations(namespace: str, directory: Path) -> list[Migration]:
+    migrations = []
+    for path in sorted(directory.glob("*.sql")):
+        match = _MIGRATION_FILE.match(path.name)
+        if not match:
+            raise MigrationError(f"{path}: migration files are named NNNN_snake_case.sql")
+        migrations.append(Migration(namespace, int(match[1]), match[2], path.read_text()))
+    versions = [m.version for m in migrations]
+    if len(set(versions)) != len(versions):
+        raise MigrationError(f"{directory}: two migrations share a version number")
+    return migrations
+
+
+async def apply_migrations(pool: asyncpg.Pool, *, service_dir: Path | None = None) -> list[str]:
+    """Apply the chassis migrations, then the service's; each file in its own transaction.
+
+    Replicas starting together serialise on an advisory lock; a file changed after it was applied is
+    refused rather than silently diverging.
+    """
+    sets = [("chassis", CHASSIS_MIGRATIONS)]
+    if service_dir is not None and service_dir.is_dir():
+        sets.append(("service", service_dir))
+    applied_now: list[str] = []
+    async with pool.acquire() as conn:
+        schema = await conn.fetchval("SELECT current_schema()")
+        if schema is None:
+            raise MigrationError("the connection's search_path names no existing schema")
+        lock_key = _MIGRATION_LOCK_NAMESPACE * 1_000_003 + int(hashlib.sha256(schema.encode()).hexdigest()[:8], 16)
+        await conn.execute("SELECT pg_advisory_lock($1)", lock_key)
+        try:
+            await conn.execute(
+                """
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    namespace  text NOT NULL,
+                    version    integer NOT NULL,
+                    name       text NOT NULL,
+                    checksum   text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (namespace, version)
+                )
+                """
+            )
+            done = {
+                (r["namespace"], r["version"]): r["checksum"]
+                for r in await conn.fetch("SELECT namespace, version, checksum FROM schema_migrations")
+            }
+            for namespace, directory in sets:
+                for migration in load_migrations(namespace, directory):
+                    key = (namespace, migration.version)
+                    label = f"{namespace}/{migration.version:04d}_{migration.name}"
+                    if key in done:
+                        if done[key] != migration.checksum:
+                            raise MigrationError(f"{label} was changed after it was applied")
+                        continue
+                    async with conn.transaction():
+                        await conn.execute(migration.sql)
+                        await conn.execute(
+                            "INSERT INTO schema_migrations (namespace, version, name, checksum)"
+                            " VALUES ($1, $2, $3, $4)",
+                            namespace,
+                            migration.version,
+                            migration.name,
+                            migration.checksum,
+                        )
+                    applied_now.append(label)
+                    log.info("migration_applied", migration=label, schema=schema)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", lock_key)
+    return applied_now
