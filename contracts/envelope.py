@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
 from pydantic import (
     BaseModel,
@@ -20,21 +21,33 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 SCHEMA_VERSION = 1
 
 
 class ContractViolation(ValueError):
-    """A message that can never be processed: undecodable, or not matching its contract."""
+    """A message that can never be processed: undecodable, or not matching its contract.
 
-    def __init__(self, reason: str, *, code: str = "contract_violation") -> None:
+    `errors` lists each failing field (`{"field", "code", "message"}`, the shape of
+    `ipa.record_rejected` errors) so a consumer can answer a bad record instead of only dead-lettering it.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        code: str = "contract_violation",
+        errors: Sequence[Mapping[str, str]] = (),
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.code = code
+        self.errors: tuple[Mapping[str, str], ...] = tuple(errors)
 
 
-class EventData(BaseModel):
-    """Base of every payload model (`data` of the envelope)."""
+class ContractModel(BaseModel):
+    """Base of every model on the wire, nested ones included: strict when built, tolerant when read."""
 
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
@@ -50,6 +63,10 @@ class EventData(BaseModel):
             if unknown:
                 raise ValueError(f"unknown field(s) {', '.join(unknown)}")
         return value
+
+
+class EventData(ContractModel):
+    """Base of every payload model (`data` of the envelope)."""
 
 
 D = TypeVar("D", bound=EventData)
@@ -93,7 +110,9 @@ class Envelope(BaseModel, Generic[D]):
     ) -> Envelope[D]:
         """A fresh envelope; a new chain of events starts its own correlation id."""
         new_id = event_id or uuid.uuid4()
-        return Envelope[type(data)](  # type: ignore[misc]
+        # Parametrised by the payload's own class so serialisation uses its fields, not the bound's.
+        concrete = cast("type[Envelope[D]]", Envelope.__class_getitem__(type(data)))
+        return concrete(
             event_id=new_id,
             event_type=event_type,
             occurred_at=occurred_at or datetime.now(UTC),
@@ -129,22 +148,35 @@ class Envelope(BaseModel, Generic[D]):
             raise ContractViolation(f"undecodable message: {exc}", code="undecodable") from exc
         if not isinstance(document, dict):
             raise ContractViolation("message is not a JSON object", code="undecodable")
+        # Version and type first: a newer or misplaced event usually fails its payload too, and
+        # "wrong topic" or "too new" is the explanation an operator needs, not a field error.
+        version = document.get("schema_version", SCHEMA_VERSION)
+        if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+            raise ContractViolation(
+                f"schema_version {version} is newer than this consumer reads ({SCHEMA_VERSION})",
+                code="unsupported_schema_version",
+            )
+        event_type = document.get("event_type")
+        if expected_type is not None and isinstance(event_type, str) and event_type != expected_type:
+            raise ContractViolation(
+                f"event_type {event_type!r} does not belong on {expected_type!r}",
+                code="wrong_event_type",
+            )
         try:
             envelope = cls[data_model].model_validate(document, context={"tolerant": True})  # type: ignore[index]
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
+            errors = [_field_error(error) for error in exc.errors()]
+            first = errors[0]
             raise ContractViolation(
-                f"{exc.error_count()} contract error(s); first at {where}: {first['msg']}"
+                f"{exc.error_count()} contract error(s); first at {first['field']}: {first['message']}",
+                errors=errors,
             ) from exc
-        if envelope.schema_version > SCHEMA_VERSION:
-            raise ContractViolation(
-                f"schema_version {envelope.schema_version} is newer than this consumer reads ({SCHEMA_VERSION})",
-                code="unsupported_schema_version",
-            )
-        if expected_type is not None and envelope.event_type != expected_type:
-            raise ContractViolation(
-                f"event_type {envelope.event_type!r} does not belong on {expected_type!r}",
-                code="wrong_event_type",
-            )
         return envelope  # type: ignore[no-any-return]
+
+
+def _field_error(error: ErrorDetails) -> dict[str, str]:
+    return {
+        "field": ".".join(str(part) for part in error["loc"]),
+        "code": error["type"],
+        "message": error["msg"],
+    }
