@@ -48,7 +48,7 @@ _SENSITIVE_SUFFIXES: Final = tuple(
 )
 
 _EMAIL: Final = re.compile(
-    r"(?P<first>[^\s@<>()\[\]\\,;:\"])[^\s@<>()\[\]\\,;:\"]*"
+    r"(?P<local>[^\s@<>()\[\]\\,;:\"]+)"
     r"@(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)"
 )
 # E.164: a plus sign and 7 to 15 digits; single spaces, dots or hyphens between digits are common in
@@ -66,7 +66,10 @@ def _is_sensitive_key(key: str) -> bool:
 
 
 def _mask_email(match: re.Match[str]) -> str:
-    return f"{match['first']}{MASK}@{match['domain']}"
+    local = match["local"]
+    # The first character helps tell addresses apart, unless it is the whole local part.
+    shown = local[0] if len(local) > 1 else ""
+    return f"{shown}{MASK}@{match['domain']}"
 
 
 def _mask_phone(match: re.Match[str]) -> str:

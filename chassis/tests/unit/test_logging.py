@@ -136,10 +136,11 @@ def test_none_values_under_sensitive_keys_stay_visible() -> None:
     assert redact({"phone": None, "email": "a@b.co"}) == {"phone": None, "email": MASK}
 
 
-_words = st.text(
-    alphabet=st.characters(categories=["L", "Nd"], max_codepoint=0x2FF) | st.sampled_from(".,!?-()")
-)
-_filler = st.lists(_words, max_size=4).map(" ".join)
+# Filler text that can hold no address, number or token of its own: no "@", "+" or ".".
+_filler = st.lists(
+    st.text(alphabet=st.characters(categories=["L", "Nd"], max_codepoint=0x2FF) | st.sampled_from(",!?-()")),
+    max_size=4,
+).map(" ".join)
 _e164 = st.builds(
     lambda first, rest: f"+{first}{rest}",
     st.sampled_from("123456789"),
@@ -147,27 +148,36 @@ _e164 = st.builds(
 )
 
 
-@given(email=st.emails(), before=_filler, after=_filler)
-def test_an_email_anywhere_in_free_text_is_masked(email: str, before: str, after: str) -> None:
-    redacted = redact_text(f"{before} {email} {after}")
-
+def masked_email(email: str) -> str:
     local, domain = email.rsplit("@", 1)
-    assert email not in redacted
-    assert f"{local[0]}{MASK}@{domain}" in redacted
+    shown = local[0] if len(local) > 1 else ""
+    return f"{shown}{MASK}@{domain}"
+
+
+def masked_phone(phone: str) -> str:
+    digits = phone[1:]
+    return f"+{digits[:2]}{'*' * (len(digits) - 6)}{digits[-4:]}"
+
+
+@given(email=st.emails(), before=_filler, after=_filler)
+def test_an_email_anywhere_in_free_text_is_masked_and_nothing_else_changes(
+    email: str, before: str, after: str
+) -> None:
+    assert redact_text(f"{before} <{email}> {after}") == f"{before} <{masked_email(email)}> {after}"
 
 
 @given(phone=_e164, before=_filler, after=_filler)
-def test_an_e164_number_anywhere_in_free_text_is_masked(phone: str, before: str, after: str) -> None:
-    redacted = redact_text(f"{before} {phone} {after}")
-
-    digits = phone[1:]
-    assert phone not in redacted
-    assert f"+{digits[:2]}{'*' * (len(digits) - 6)}{digits[-4:]}" in redacted
+def test_an_e164_number_anywhere_in_free_text_is_masked_and_nothing_else_changes(
+    phone: str, before: str, after: str
+) -> None:
+    assert redact_text(f"{before} {phone}; {after}") == f"{before} {masked_phone(phone)}; {after}"
 
 
 @given(phone=_e164, email=st.emails(), key=st.sampled_from(["note", "message", "detail"]))
 def test_contact_details_nested_in_structures_are_masked(phone: str, email: str, key: str) -> None:
-    redacted = json.dumps(redact({"outer": [{key: f"{email} / {phone}"}], "tuple": (phone,)}))
+    redacted = redact({"outer": [{key: f"{email} / {phone}"}], "numbers": (phone,)})
 
-    assert email not in redacted
-    assert phone not in redacted
+    assert redacted == {
+        "outer": [{key: f"{masked_email(email)} / {masked_phone(phone)}"}],
+        "numbers": [masked_phone(phone)],
+    }
