@@ -1,0 +1,157 @@
+"""Real Kafka and real Postgres for tests: what the root conftest.py's fixtures are made of.
+
+Everything started here runs on free ports in a temp dir (never the `orchard up` defaults, so tests
+run beside a running local system), is tied to the test process (the kernel kills it if pytest dies),
+and is stopped at the end even when a test fails or the run is interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import os
+import secrets
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from deploy.infra.errors import InfraError
+from deploy.infra.kafka import KafkaBroker
+from deploy.infra.net import free_port
+from deploy.infra.postgres import PostgresServer, drop_service, provision_database, provision_service
+from deploy.infra.topics import TopicDef, ensure_topics
+
+TEST_DATABASE = "orchard_test"
+_PORT_RETRIES = 3
+
+_Instance = TypeVar("_Instance", KafkaBroker, PostgresServer)
+_started: list[KafkaBroker | PostgresServer] = []
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    # Fixture teardown normally stops everything; this covers exits that skip it.
+    for instance in _started:
+        with contextlib.suppress(Exception):
+            instance.kill()
+
+
+@dataclass(frozen=True)
+class Infra:
+    """The session's broker and database; `kafka`/`postgres` are None when the environment provided them."""
+
+    kafka_bootstrap: str
+    admin_dsn: str
+    kafka: KafkaBroker | None
+    postgres: PostgresServer | None
+
+
+@dataclass(frozen=True)
+class ServiceDb:
+    """A fresh schema owned by a fresh login role, as a service gets it from `orchard up`."""
+
+    dsn: str
+    schema: str
+    role: str
+    admin_dsn: str
+
+
+def _start_on_free_ports(make: Callable[[], _Instance], *, wait: bool = True) -> _Instance:
+    # A port found free may be taken before the server binds it; pick new ones and try again.
+    for attempt in range(_PORT_RETRIES):
+        instance = make()
+        try:
+            instance.launch()
+        except InfraError:
+            if attempt == _PORT_RETRIES - 1:
+                raise
+            continue
+        _started.append(instance)
+        if wait:
+            instance.wait_ready()
+        return instance
+    raise AssertionError("unreachable")
+
+
+def start_kafka(base_dir: Path, *, wait: bool = True, heap_mb: int = 512) -> KafkaBroker:
+    """A broker on free ports in `base_dir`, dying with this process. Call from the main thread."""
+
+    def make() -> KafkaBroker:
+        return KafkaBroker(base_dir, free_port(), free_port(), heap_mb=heap_mb, tie_to_parent=True)
+
+    return _start_on_free_ports(make, wait=wait)
+
+
+def start_postgres(base_dir: Path, *, wait: bool = True) -> PostgresServer:
+    """A throwaway (non-durable) server on a free port with its data in `base_dir`."""
+    return _start_on_free_ports(
+        lambda: PostgresServer(base_dir / "data", free_port(), durable=False, tie_to_parent=True), wait=wait
+    )
+
+
+def stop_all(instances: list[KafkaBroker | PostgresServer]) -> None:
+    for instance in instances:
+        with contextlib.suppress(Exception):
+            instance.kill()
+        with contextlib.suppress(ValueError):
+            _started.remove(instance)
+
+
+class InfraSession:
+    """Starts what the environment does not provide; `close()` stops it and removes its files."""
+
+    def __init__(self) -> None:
+        self.base_dir = Path(tempfile.mkdtemp(prefix="orchard-test-"))
+        self._owned: list[KafkaBroker | PostgresServer] = []
+
+    def open(self) -> Infra:
+        kafka_env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        database_env = os.environ.get("DATABASE_URL")
+        # Launch both before waiting for either: Postgres is ready while the JVM still boots.
+        kafka = None if kafka_env else self._own(start_kafka(self.base_dir / "kafka", wait=False))
+        postgres = None if database_env else self._own(start_postgres(self.base_dir / "postgres", wait=False))
+        if postgres is not None:
+            postgres.wait_ready()
+        server_dsn = database_env or (postgres.admin_dsn if postgres else "")
+        admin_dsn = asyncio.run(provision_database(server_dsn, TEST_DATABASE))
+        if kafka is not None:
+            kafka.wait_ready()
+        bootstrap = kafka_env or (kafka.bootstrap_servers if kafka else "")
+        return Infra(kafka_bootstrap=bootstrap, admin_dsn=admin_dsn, kafka=kafka, postgres=postgres)
+
+    def close(self) -> None:
+        stop_all(self._owned)
+        shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def _own(self, instance: _Instance) -> _Instance:
+        self._owned.append(instance)
+        return instance
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+async def new_service_db(admin_dsn: str, prefix: str = "t") -> ServiceDb:
+    schema = unique_name(prefix)
+    role = f"{schema}_role"
+    dsn = await provision_service(
+        admin_dsn, service="test", schema=schema, role=role, password=secrets.token_urlsafe(16)
+    )
+    return ServiceDb(dsn=dsn, schema=schema, role=role, admin_dsn=admin_dsn)
+
+
+async def drop_service_db(db: ServiceDb) -> None:
+    await drop_service(db.admin_dsn, schema=db.schema, role=db.role)
+
+
+async def create_topic(bootstrap: str, prefix: str = "t", partitions: int = 3) -> str:
+    """A topic with a unique name (and its `.dlq` twin), ready to produce to and consume from."""
+    name = f"{prefix}.{uuid.uuid4().hex[:12]}"
+    await ensure_topics(bootstrap, [TopicDef(name, partitions)])
+    return name
