@@ -1,9 +1,10 @@
-"""Create the topics of the registry (and every topic's `.dlq` twin) on a broker, idempotently."""
+"""Create topics on a broker, idempotently: registry topics (and every topic's `.dlq` twin) or any
+exact list of topics with their Kafka settings."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,7 +18,7 @@ WEEK_MS = 7 * 24 * 3600 * 1000
 
 
 class TopicLike(Protocol):
-    """What ensure_topics reads from a topic spec: contracts.registry.TopicSpec has it, so do test topics."""
+    """What ensure_topics reads: contracts.registry.TopicSpec has it, so does TopicDef for test topics."""
 
     @property
     def name(self) -> str: ...
@@ -25,6 +26,17 @@ class TopicLike(Protocol):
     def partitions(self) -> int: ...
     @property
     def retention_ms(self) -> int: ...
+
+
+class ConfiguredTopic(Protocol):
+    """One exact topic to create (contracts.registry.KafkaTopic): name, partitions, Kafka config."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def partitions(self) -> int: ...
+    @property
+    def config(self) -> Mapping[str, str]: ...
 
 
 @dataclass(frozen=True)
@@ -40,29 +52,44 @@ class TopicDef:
         return self.name + DLQ_SUFFIX
 
 
-def _with_dlq_twins(specs: Iterable[TopicLike]) -> dict[str, NewTopic]:
-    wanted: dict[str, NewTopic] = {}
+@dataclass(frozen=True)
+class _Topic:
+    name: str
+    partitions: int
+    config: Mapping[str, str]
+
+
+def with_dlq_twins(specs: Iterable[TopicLike]) -> list[ConfiguredTopic]:
+    """Each topic and its `<name>.dlq` twin with the same partitions and retention.
+
+    A spec with a `kafka_config()` method (the registry's) brings its own settings, e.g. compaction.
+    """
+    topics: list[ConfiguredTopic] = []
     for spec in specs:
-        for name in (spec.name, spec.name + DLQ_SUFFIX):
-            wanted[name] = NewTopic(
-                name=name,
-                num_partitions=spec.partitions,
-                replication_factor=1,
-                topic_configs={"retention.ms": str(spec.retention_ms)},
-            )
-    return wanted
+        retention = {"retention.ms": str(spec.retention_ms)}
+        kafka_config = getattr(spec, "kafka_config", None)
+        config = dict(kafka_config()) if callable(kafka_config) else retention
+        topics.append(_Topic(spec.name, spec.partitions, config))
+        topics.append(_Topic(spec.name + DLQ_SUFFIX, spec.partitions, retention))
+    return topics
 
 
-async def ensure_topics(
-    bootstrap: str, specs: Iterable[TopicLike], *, replication_factor: int = 1, wait_s: float = 30
-) -> list[str]:
+async def ensure_topics(bootstrap: str, specs: Iterable[TopicLike], *, wait_s: float = 30) -> list[str]:
     """Create each missing topic and its `<name>.dlq` twin; existing topics are left exactly as they are.
 
-    Returns the names it created. A broker that cannot be reached within `wait_s` seconds is an InfraError.
+    Returns the names it created.
     """
-    wanted = _with_dlq_twins(specs)
-    for topic in wanted.values():
-        topic.replication_factor = replication_factor
+    return await ensure_kafka_topics(bootstrap, with_dlq_twins(specs), wait_s=wait_s)
+
+
+async def ensure_kafka_topics(
+    bootstrap: str, topics: Iterable[ConfiguredTopic], *, replication_factor: int = 1, wait_s: float = 30
+) -> list[str]:
+    """Create exactly these topics where missing, and wait until every new partition has a leader.
+
+    A broker that cannot be reached within `wait_s` seconds is an InfraError.
+    """
+    wanted = {topic.name: topic for topic in topics}
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(wait_s * 1000))
     try:
         async with asyncio.timeout(wait_s):
@@ -72,7 +99,16 @@ async def ensure_topics(
         raise InfraError(f"cannot reach Kafka at {bootstrap} to create topics") from None
     try:
         existing = set(await admin.list_topics())
-        missing = [topic for name, topic in wanted.items() if name not in existing]
+        missing = [
+            NewTopic(
+                name=topic.name,
+                num_partitions=topic.partitions,
+                replication_factor=replication_factor,
+                topic_configs=dict(topic.config),
+            )
+            for name, topic in wanted.items()
+            if name not in existing
+        ]
         if not missing:
             return []
         response = await admin.create_topics(missing, timeout_ms=int(wait_s * 1000))

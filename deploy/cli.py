@@ -1,0 +1,247 @@
+"""`orchard`: the local runner (`up`, `down`, `status`) and operator tools (`token`, `topics`, `dlq`).
+
+Errors a person can fix print as one line on stderr with exit code 1, never as a traceback
+(set ORCHARD_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from deploy.infra.errors import InfraError
+
+app = typer.Typer(
+    help="Orchard: run the rewards platform locally and operate it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+dlq_app = typer.Typer(help="Inspect and replay dead letters.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+# Piped output (CI logs, `| less`) gets wide tables rather than rich's 80-column default.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False)
+
+_Command = TypeVar("_Command", bound=Callable[..., Any])
+
+
+def one_line_errors(command: _Command) -> _Command:
+    """Turn expected failures into `orchard: <message>` and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt:
+            err.print("orchard: interrupted")
+            raise typer.Exit(130) from None
+        except Exception as error:
+            if os.environ.get("ORCHARD_DEBUG"):
+                raise
+            message = str(error) if isinstance(error, InfraError) else f"{type(error).__name__}: {error}"
+            err.print(f"[red]orchard:[/red] {' '.join(message.split())}")
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _quiet_client_logs() -> None:
+    # aiokafka logs every refused connection; the command reports the outcome itself.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
+def _bootstrap() -> str:
+    from deploy.runner import StackConfig
+
+    return StackConfig.from_env().bootstrap_servers
+
+
+def _issue_token(role: str, sub: str) -> str:
+    from chassis.auth import issue_token
+
+    return issue_token(role=role, sub=sub)
+
+
+@app.command()
+@one_line_errors
+def up() -> None:
+    """Start Kafka, PostgreSQL and the six services (reusing whatever already runs)."""
+    from deploy.runner import StackConfig
+    from deploy.runner import up as bring_up
+
+    _quiet_client_logs()
+    config = StackConfig.from_env()
+    report = bring_up(config, on_step=lambda step: err.print(f"[dim]… {step}[/dim]"))
+    summary = f"started {', '.join(report.started)}" if report.started else "everything was already running"
+    out.print(f"[green]Orchard is up[/green] in {report.seconds:.1f}s ({summary}).")
+    out.print(f"  Kafka      {config.bootstrap_servers}")
+    database = (
+        "DATABASE_URL" if config.external_database else f"127.0.0.1:{config.postgres_port}/{config.database}"
+    )
+    out.print(f"  Postgres   {database}")
+    for spec in report.processes:
+        where = f"{spec.base_url}/docs" if spec.ready_path else f"127.0.0.1:{spec.port}"
+        out.print(f"  {spec.name:<10} {where}")
+    out.print(f"  Logs       {config.log_dir}")
+    try:
+        token = _issue_token("admin", "dev-admin")
+    except ImportError:
+        return
+    out.print("Dev admin token (24 h):")
+    out.print(token, soft_wrap=True)
+
+
+@app.command()
+@one_line_errors
+def down() -> None:
+    """Stop the services, then Kafka, then PostgreSQL."""
+    from deploy.runner import StackConfig
+    from deploy.runner import down as bring_down
+
+    stopped = bring_down(StackConfig.from_env(), on_step=lambda step: err.print(f"[dim]… {step}[/dim]"))
+    out.print(f"Stopped {', '.join(stopped)}." if stopped else "Nothing was running.")
+
+
+@app.command()
+@one_line_errors
+def status() -> None:
+    """Show each component's pid, port and health; exit code 0 only when all are healthy."""
+    from deploy.runner import StackConfig
+    from deploy.runner import status as stack_status
+
+    rows = stack_status(StackConfig.from_env())
+    table = Table("component", "pid", "port", "health")
+    for row in rows:
+        health = f"[green]{row.detail}[/green]" if row.healthy else f"[red]{row.detail}[/red]"
+        table.add_row(row.name, str(row.pid or "-"), str(row.port or "-"), health)
+    out.print(table)
+    if not all(row.healthy for row in rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+@one_line_errors
+def token(
+    role: Annotated[
+        str, typer.Option(help="admin, ops, finance, support_agent, auditor, member, partner, hris")
+    ],
+    sub: Annotated[
+        str | None, typer.Option(help="Subject: member id, partner id, user id (default dev-<role>)")
+    ] = None,
+) -> None:
+    """Print a dev JWT signed with the local secret."""
+    out.print(_issue_token(role, sub or f"dev-{role}"), soft_wrap=True)
+
+
+@app.command()
+@one_line_errors
+def topics(
+    create: Annotated[bool, typer.Option("--create", help="Create missing topics on the broker")] = False,
+) -> None:
+    """List the topic registry; with --create, make sure every topic and its .dlq exist."""
+    from contracts.registry import TOPICS
+
+    table = Table("topic", "partitions", "retention", "key", "producer", "consumers")
+    for spec in TOPICS:
+        producers = ", ".join(getattr(spec, "producers", (spec.producer,)))
+        consumers = ", ".join(spec.consumers) or "-"
+        table.add_row(
+            spec.name, str(spec.partitions), _retention(spec.retention_ms), spec.key, producers, consumers
+        )
+    out.print(table)
+    if create:
+        from deploy.infra.topics import ensure_kafka_topics
+        from deploy.runner import registry_topics
+
+        _quiet_client_logs()
+        bootstrap = _bootstrap()
+        created = asyncio.run(ensure_kafka_topics(bootstrap, registry_topics()))
+        out.print(f"Created {len(created)} topic(s) on {bootstrap}." if created else "All topics exist.")
+
+
+def _retention(ms: int) -> str:
+    if ms < 0:
+        return "forever"
+    days, rest = divmod(ms, 24 * 3600 * 1000)
+    return f"{days}d" if not rest else f"{ms / 3600_000:g}h"
+
+
+@dlq_app.command("list")
+@one_line_errors
+def dlq_list(
+    topic: Annotated[
+        list[str] | None, typer.Option(help="A topic or its .dlq (repeatable); default all")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Show at most this many, newest last")] = 100,
+) -> None:
+    """Show dead letters with their error, attempts and event id."""
+    from chassis.dlq import list_dead_letters
+
+    _quiet_client_logs()
+    letters = asyncio.run(list_dead_letters(_bootstrap(), topic or None, limit))
+    table = Table(
+        "dlq topic", "partition:offset", "event id", "key", "error code", "attempts", "failed at", "error"
+    )
+    for letter in letters:
+        table.add_row(
+            letter.topic,
+            f"{letter.partition}:{letter.offset}",
+            letter.event_id or "-",
+            letter.key or "-",
+            letter.error_code,
+            str(letter.attempts),
+            letter.failed_at,
+            letter.error,
+        )
+    out.print(table)
+    out.print(f"{len(letters)} dead letter(s).")
+
+
+@dlq_app.command("replay")
+@one_line_errors
+def dlq_replay(
+    topic: Annotated[str, typer.Option(help="The topic (or its .dlq) whose dead letters to replay")],
+    event_id: Annotated[
+        list[str] | None, typer.Option(help="Replay only these event ids (repeatable)")
+    ] = None,
+) -> None:
+    """Send dead letters back to their original topic (all not yet replayed, or the given event ids)."""
+    from chassis.dlq import replay_dead_letters
+
+    _quiet_client_logs()
+    dlq_topic = topic if topic.endswith(".dlq") else f"{topic}.dlq"
+    count = asyncio.run(replay_dead_letters(_bootstrap(), dlq_topic, event_ids=event_id or None))
+    out.print(f"Replayed {count} dead letter(s) from {dlq_topic}.")
+
+
+@app.command(hidden=True)
+@one_line_errors
+def prepare() -> None:
+    """Fetch what `up` needs once (Kafka jars) and check Java: used by CI on a new machine."""
+    from deploy.infra.kafka import ensure_kafka_jars, java_executable
+    from deploy.infra.postgres import pg_bin_dir
+
+    java_executable()
+    libs = ensure_kafka_jars()
+    out.print(f"Kafka jars in {libs}; PostgreSQL binaries in {pg_bin_dir()}.")
+
+
+def main() -> None:
+    app(prog_name="orchard")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,362 @@
+"""The local runner behind `orchard up|down|status`: a real Kafka broker, a real PostgreSQL, one schema
+and role per service, the registry's topics, and the six services as separate processes.
+
+State lives under `var/` (`ORCHARD_VAR_DIR`): `kafka/`, `postgres/`, `log/<name>.log`, `run/<name>.pid`.
+Every step first looks at what already runs, so a second `up` reuses it and finishes in about a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from deploy.infra.errors import InfraError
+from deploy.infra.kafka import KafkaBroker, java_executable, live_broker_count
+from deploy.infra.net import LOCALHOST, ensure_port_free, port_is_open
+from deploy.infra.paths import REPO_ROOT, var_dir
+from deploy.infra.postgres import DEFAULT_DATABASE, PostgresServer, provision_database, provision_service
+from deploy.infra.process import pid_alive, read_pid_file, spawn, stop_processes, write_pid_file
+from deploy.infra.topics import ensure_kafka_topics
+
+SERVICE_STOP_GRACE_S = 25.0
+"""A service drains for up to ORCHARD_SHUTDOWN_GRACE (20 s by default) after SIGTERM; then SIGKILL."""
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """A long-running local process the runner starts, watches and stops."""
+
+    name: str
+    module: str
+    """Run as `python -m <module>` from the repository root."""
+    port: int
+    purpose: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    ready_path: str | None = "/health/ready"
+    """HTTP path answering 200 when ready; None means an open TCP port is enough (e.g. an SMTP sink)."""
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{LOCALHOST}:{self.port}"
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Where the local system lives and which ports it uses; `from_env()` gives the `orchard up` defaults."""
+
+    var_dir: Path
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    postgres_port: int = 5432
+    external_kafka: str | None = None
+    """KAFKA_BOOTSTRAP_SERVERS: use that broker, start none."""
+    external_database: str | None = None
+    """DATABASE_URL: an admin DSN of an existing server, start none."""
+    database: str = DEFAULT_DATABASE
+    service_ports: Mapping[str, int] = field(default_factory=dict)
+    service_module: str = "services.{name}"
+    ready_timeout_s: float = 90.0
+
+    @classmethod
+    def from_env(cls) -> StackConfig:
+        from chassis.settings import SERVICE_PORTS
+
+        env = os.environ
+        return cls(
+            var_dir=var_dir(),
+            kafka_port=int(env.get("ORCHARD_KAFKA_PORT", "9092")),
+            kafka_controller_port=int(env.get("ORCHARD_KAFKA_CONTROLLER_PORT", "9093")),
+            postgres_port=int(env.get("ORCHARD_PG_PORT", "5432")),
+            external_kafka=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+            external_database=env.get("DATABASE_URL") or None,
+            service_ports=dict(SERVICE_PORTS),
+        )
+
+    @property
+    def log_dir(self) -> Path:
+        return self.var_dir / "log"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.var_dir / "run"
+
+    def kafka(self) -> KafkaBroker:
+        return KafkaBroker(self.var_dir / "kafka" / "broker", self.kafka_port, self.kafka_controller_port)
+
+    def postgres(self) -> PostgresServer:
+        return PostgresServer(self.var_dir / "postgres" / "data", self.postgres_port)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.external_kafka or self.kafka().bootstrap_servers
+
+    def log_file(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def pid_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.pid"
+
+
+LOCAL_SINKS: list[Callable[[StackConfig], ProcessSpec]] = []
+"""Extra local processes started after the services and stopped with them: the delivery work adds the
+SMTP sink (127.0.0.1:1025) and the fake SMS/WhatsApp provider (127.0.0.1:8190) here."""
+
+
+def service_role(service: str) -> str:
+    return f"orchard_{service}"
+
+
+def service_specs(config: StackConfig, database_urls: Mapping[str, str]) -> list[ProcessSpec]:
+    """The six services; `database_urls` maps a service to its own role's DSN."""
+    specs = []
+    for name, port in config.service_ports.items():
+        env = {
+            "ORCHARD_SERVICE": name,
+            "ORCHARD_HTTP_PORT": str(port),
+            "KAFKA_BOOTSTRAP_SERVERS": config.bootstrap_servers,
+            "DATABASE_URL": database_urls.get(name, ""),
+            "ORCHARD_DB_SCHEMA": name,
+            "ORCHARD_VAR_DIR": str(config.var_dir),
+        }
+        module = config.service_module.format(name=name)
+        specs.append(ProcessSpec(name, module, port, f"{name} service HTTP", env))
+    return specs
+
+
+def managed_processes(
+    config: StackConfig, database_urls: Mapping[str, str] | None = None
+) -> list[ProcessSpec]:
+    """The services and the local sinks, in start order."""
+    return [*service_specs(config, database_urls or {}), *(make(config) for make in LOCAL_SINKS)]
+
+
+def running_pid(config: StackConfig, spec: ProcessSpec) -> int | None:
+    pid = read_pid_file(config.pid_file(spec.name))
+    return pid if pid_alive(pid, spec.module) else None
+
+
+@dataclass
+class UpReport:
+    started: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    created_topics: list[str] = field(default_factory=list)
+    processes: list[ProcessSpec] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def up(config: StackConfig, *, on_step: Callable[[str], None] = lambda _: None) -> UpReport:
+    """Bring the whole local system up, reusing whatever already runs. Raises InfraError (one line)."""
+    began = time.monotonic()
+    report = UpReport()
+    kafka = None if config.external_kafka else config.kafka()
+    postgres = None if config.external_database else config.postgres()
+    _preflight(config, kafka, postgres)
+
+    # Launch both servers before waiting for either: Postgres is ready long before the JVM.
+    for name, server in (("kafka", kafka), ("postgres", postgres)):
+        if server is None:
+            continue
+        if server.is_running():
+            report.reused.append(name)
+        else:
+            on_step(f"starting {name}")
+            server.launch()
+            report.started.append(name)
+    if postgres is not None:
+        postgres.wait_ready()
+    admin_dsn = config.external_database or (postgres.admin_dsn if postgres else "")
+    on_step("provisioning database schemas")
+    database_urls = asyncio.run(_provision(config, admin_dsn))
+    if kafka is not None:
+        kafka.wait_ready()
+    on_step("creating topics")
+    report.created_topics = asyncio.run(ensure_kafka_topics(config.bootstrap_servers, registry_topics()))
+
+    report.processes = managed_processes(config, database_urls)
+    pending = []
+    for spec in report.processes:
+        if running_pid(config, spec) is not None:
+            report.reused.append(spec.name)
+            continue
+        on_step(f"starting {spec.name}")
+        _start_process(config, spec)
+        report.started.append(spec.name)
+        pending.append(spec)
+    _wait_until_ready(config, pending)
+    report.seconds = time.monotonic() - began
+    return report
+
+
+def _preflight(config: StackConfig, kafka: KafkaBroker | None, postgres: PostgresServer | None) -> None:
+    # Everything a person can fix is checked before anything starts, so a failed `up` changes nothing.
+    if kafka is not None and not kafka.is_running():
+        java_executable()
+        ensure_port_free(kafka.port, "Kafka broker")
+        ensure_port_free(kafka.controller_port, "Kafka controller")
+    if postgres is not None and not postgres.is_running():
+        ensure_port_free(postgres.port, "PostgreSQL")
+    for spec in managed_processes(config):
+        if running_pid(config, spec) is None:
+            ensure_port_free(spec.port, spec.purpose)
+    if kafka is not None:
+        kafka.ensure_jars()
+
+
+def registry_topics() -> list[Any]:
+    """Every topic of contracts.registry with its dead-letter twin, as the registry configures them."""
+    from contracts.registry import kafka_topics
+
+    return list(kafka_topics())
+
+
+async def _provision(config: StackConfig, server_dsn: str) -> dict[str, str]:
+    admin_dsn = await provision_database(server_dsn, config.database)
+    passwords = _role_passwords(config)
+    urls = {}
+    for service in config.service_ports:
+        role = service_role(service)
+        urls[service] = await provision_service(
+            admin_dsn, service=service, schema=service, role=role, password=passwords[role]
+        )
+    return urls
+
+
+def _role_passwords(config: StackConfig) -> dict[str, str]:
+    # Kept across runs: re-provisioning with a new password would lock out services that already run.
+    path = config.var_dir / "secrets" / "postgres-roles.json"
+    known: dict[str, str] = {}
+    with contextlib.suppress(OSError, ValueError):
+        known = json.loads(path.read_text())
+    roles = [service_role(service) for service in config.service_ports]
+    if all(role in known for role in roles):
+        return known
+    known |= {role: secrets.token_urlsafe(24) for role in roles if role not in known}
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(known, indent=2))
+    return known
+
+
+def _start_process(config: StackConfig, spec: ProcessSpec) -> None:
+    log_file = config.log_file(spec.name)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("a") as log:
+        log.write(f"\n=== orchard up: starting {spec.name} at {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n")
+    env = {**os.environ, **spec.env}
+    process = spawn([sys.executable, "-m", spec.module], log_file=log_file, env=env, cwd=REPO_ROOT)
+    write_pid_file(config.pid_file(spec.name), process.pid)
+
+
+def _is_ready(spec: ProcessSpec, client: httpx.Client) -> bool:
+    if spec.ready_path is None:
+        return port_is_open(spec.port)
+    try:
+        return client.get(spec.base_url + spec.ready_path).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _wait_until_ready(config: StackConfig, specs: Sequence[ProcessSpec]) -> None:
+    deadline = time.monotonic() + config.ready_timeout_s
+    pending = list(specs)
+    with httpx.Client(timeout=2.0) as client:
+        while pending:
+            for spec in list(pending):
+                if _is_ready(spec, client):
+                    pending.remove(spec)
+                elif running_pid(config, spec) is None:
+                    raise InfraError(f"{spec.name} exited while starting; see {config.log_file(spec.name)}")
+            if pending and time.monotonic() > deadline:
+                spec = pending[0]
+                raise InfraError(
+                    f"{spec.name} did not answer {spec.ready_path or 'on its port'} on port {spec.port} "
+                    f"within {config.ready_timeout_s:.0f}s; see {config.log_file(spec.name)}"
+                )
+            if pending:
+                time.sleep(0.2)
+
+
+def down(config: StackConfig, *, on_step: Callable[[str], None] = lambda _: None) -> list[str]:
+    """Stop the services (SIGTERM, then SIGKILL after their grace), then Kafka, then Postgres.
+
+    Returns what it stopped; stopping what is not running is fine.
+    """
+    stopped = []
+    running = {spec.name: pid for spec in managed_processes(config) if (pid := running_pid(config, spec))}
+    if running:
+        on_step("stopping " + ", ".join(running))
+        stop_processes(running.values(), grace=SERVICE_STOP_GRACE_S)
+        stopped += running
+    for spec in managed_processes(config):
+        config.pid_file(spec.name).unlink(missing_ok=True)
+    for name, server in (("kafka", config.kafka()), ("postgres", config.postgres())):
+        if server.is_running():
+            on_step(f"stopping {name}")
+            server.stop()
+            stopped.append(name)
+    return stopped
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    pid: int | None
+    port: int | None
+    healthy: bool
+    detail: str
+
+
+def status(config: StackConfig) -> list[ComponentStatus]:
+    rows = [_postgres_status(config), _kafka_status(config)]
+    with httpx.Client(timeout=2.0) as client:
+        for spec in managed_processes(config):
+            pid = running_pid(config, spec)
+            healthy = pid is not None and _is_ready(spec, client)
+            detail = "ready" if healthy else ("not ready" if pid else "stopped")
+            rows.append(ComponentStatus(spec.name, pid, spec.port, healthy, detail))
+    return rows
+
+
+def _postgres_status(config: StackConfig) -> ComponentStatus:
+    if config.external_database:
+        healthy = asyncio.run(_database_answers(config.external_database))
+        return ComponentStatus("postgres", None, None, healthy, "external (DATABASE_URL)")
+    server = config.postgres()
+    healthy = server.is_ready()
+    return ComponentStatus("postgres", server.pid, server.port, healthy, "ready" if healthy else "stopped")
+
+
+async def _database_answers(dsn: str) -> bool:
+    try:
+        conn = await asyncpg.connect(dsn, timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    try:
+        return bool(await conn.fetchval("SELECT 1"))
+    finally:
+        await conn.close()
+
+
+def _kafka_status(config: StackConfig) -> ComponentStatus:
+    if config.external_kafka:
+        host, _, port = config.external_kafka.split(",")[0].rpartition(":")
+        try:
+            healthy = live_broker_count(int(port), host or LOCALHOST) > 0
+        except (OSError, ValueError):
+            healthy = False
+        return ComponentStatus("kafka", None, None, healthy, "external (KAFKA_BOOTSTRAP_SERVERS)")
+    broker = config.kafka()
+    healthy = broker.is_ready()
+    return ComponentStatus("kafka", broker.pid, broker.port, healthy, "ready" if healthy else "stopped")
