@@ -8,10 +8,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from .consumer import DLQ_HEADER_PREFIX
+from .topic_reader import open_topic
 
 REPLAYED_HEADER = "x-orchard-replayed-from"
 
@@ -91,36 +92,13 @@ async def _read_all(
     With a group id, reading starts at the group's offset, and the new offset is committed only after
     `before_commit` succeeded with what was read.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not assigned:
-            return []
-        consumer.assign(assigned)
-        if group_id is None:
-            await consumer.seek_to_beginning(*assigned)
-        ends = await consumer.end_offsets(assigned)
-        letters: list[DeadLetter] = []
-        for tp in assigned:
-            while await consumer.position(tp) < ends[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=2000)
-                if not batch:
-                    break
-                letters.extend(_to_dead_letter(r) for r in batch.get(tp, []))
-        if group_id is not None:
+    async with open_topic(bootstrap, topic, group_id=group_id) as snapshot:
+        letters = [_to_dead_letter(r) for r in await snapshot.read()]
+        if group_id is not None and snapshot.partitions:
             if before_commit is not None:
                 await before_commit(letters)
-            await consumer.commit({tp: ends[tp] for tp in assigned})
+            await snapshot.commit()
         return letters
-    finally:
-        await consumer.stop()
 
 
 async def list_dead_letters(bootstrap: str, topics: list[str] | None = None, limit: int = 100) -> list[DeadLetter]:

@@ -1,0 +1,221 @@
+"""The service runtime: one composition of pool, migrations, consumers, relay, jobs and HTTP.
+
+Start order: logging → Postgres pool (waits for the database) → migrations → outbox relay → Kafka
+consumers → periodic jobs → HTTP. Stop order on SIGTERM (uvicorn turns it into a lifespan shutdown):
+HTTP stops accepting → jobs finish their run → consumers stop fetching and finish the batch in hand →
+the relay publishes what is pending → the pool closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import structlog
+import uvicorn
+from aiokafka import AIOKafkaClient
+from fastapi import APIRouter, FastAPI
+from faststream.kafka import KafkaBroker
+
+from .consumer import EventConsumer, Subscription
+from .db import apply_migrations, create_pool
+from .errors import is_transient
+from .http import create_http_app
+from .jobs import JobRunner, PeriodicJob
+from .logging import configure_logging
+from .outbox import OutboxRelay
+from .settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class ServiceSpec:
+    """What a service brings to the runtime; its `__main__` builds one and calls `run_service`."""
+
+    title: str
+    migrations_dir: Path | None = None
+    subscriptions: Sequence[Subscription] = ()
+    routers: Sequence[APIRouter] = ()
+    jobs: Sequence[PeriodicJob] = ()
+    # Runs after migrations, before consumers start: build repositories, warm caches, …
+    on_startup: Sequence[Callable[[ServiceRuntime], Awaitable[None]]] = ()
+    # Swappable so a service (or a fault test) can wrap batch processing, e.g. with instrumentation.
+    consumer_class: type[EventConsumer] = EventConsumer
+
+
+class ServiceRuntime:
+    """Owns a service's connections and background work for the life of the process."""
+
+    def __init__(self, settings: Settings, spec: ServiceSpec) -> None:
+        self.settings = settings
+        self.spec = spec
+        self.pool: asyncpg.Pool | None = None
+        self.relay: OutboxRelay | None = None
+        self.broker: KafkaBroker | None = None
+        self.consumer: EventConsumer | None = None
+        self.jobs: JobRunner | None = None
+        self._kafka_probe: AIOKafkaClient | None = None
+        self._broker_task: asyncio.Task[None] | None = None
+
+    @property
+    def dsn(self) -> str:
+        if not self.settings.database_url:
+            raise RuntimeError("DATABASE_URL is not set: the service has no database to use")
+        return self.settings.database_url
+
+    async def start(self) -> None:
+        s = self.settings
+        self.pool = await _retry_until_up(
+            "postgres",
+            lambda: create_pool(self.dsn, schema=s.schema, min_size=s.db_pool_min, max_size=s.db_pool_max),
+        )
+        applied = await apply_migrations(self.pool, service_dir=self.spec.migrations_dir)
+        log.info("service_migrated", applied=len(applied))
+        for hook in self.spec.on_startup:
+            await hook(self)
+        self.relay = OutboxRelay(
+            dsn=self.dsn,
+            schema=s.schema,
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            batch_size=s.outbox_batch_size,
+            poll_interval_s=s.outbox_poll_interval_s,
+            client_id=f"orchard-{s.service_name}-relay",
+        )
+        await self.relay.start()
+        self.broker = KafkaBroker(
+            s.kafka_bootstrap_servers,
+            client_id=f"orchard-{s.service_name}",
+            graceful_timeout=s.shutdown_grace_s,
+            logger=structlog.get_logger("faststream"),
+        )
+        self.consumer = self.spec.consumer_class(
+            broker=self.broker,
+            pool=self.pool,
+            service=s.service_name,
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            max_attempts=s.consumer_max_attempts,
+        )
+        for sub in self.spec.subscriptions:
+            self.consumer.subscribe(sub)
+        # The broker may be down while the service starts: consume as soon as it answers, and stay
+        # alive (not ready) until then.
+        self._broker_task = asyncio.create_task(self._start_broker(), name="kafka-consumers")
+        if self.spec.jobs:
+            self.jobs = JobRunner(self.pool, list(self.spec.jobs))
+            await self.jobs.start()
+        log.info("service_started", subscriptions=[sub.name for sub in self.spec.subscriptions])
+
+    async def _start_broker(self) -> None:
+        assert self.broker is not None
+        if not self.spec.subscriptions:
+            return
+        await _retry_until_up("kafka", self.broker.start, attempts=None)
+
+    async def stop(self) -> None:
+        log.info("service_stopping")
+        if self.jobs is not None:
+            await self.jobs.stop()
+        if self._broker_task is not None:
+            self._broker_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._broker_task
+        if self.broker is not None:
+            with contextlib.suppress(Exception):
+                await self.broker.stop()
+        if self.consumer is not None:
+            await self.consumer.close()
+        if self.relay is not None:
+            await self.relay.stop(flush_timeout_s=self.settings.shutdown_grace_s / 2)
+        if self._kafka_probe is not None:
+            with contextlib.suppress(Exception):
+                await self._kafka_probe.close()
+        if self.pool is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.pool.close(), timeout=5)
+        log.info("service_stopped")
+
+    async def check_postgres(self) -> None:
+        if self.pool is None:
+            raise RuntimeError("not started")
+        await self.pool.fetchval("SELECT 1")
+
+    async def check_kafka(self) -> None:
+        if self._kafka_probe is None:
+            self._kafka_probe = AIOKafkaClient(
+                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                client_id=f"orchard-{self.settings.service_name}-health",
+            )
+            await self._kafka_probe.bootstrap()
+        await self._kafka_probe.fetch_all_metadata()
+        if self.spec.subscriptions and (self._broker_task is None or not self._broker_task.done()):
+            raise RuntimeError("consumers are still connecting")
+
+    def http_app(self) -> FastAPI:
+        @contextlib.asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            await self.start()
+            try:
+                yield
+            finally:
+                await self.stop()
+
+        app = create_http_app(
+            self.settings,
+            title=self.spec.title,
+            readiness_checks={"postgres": self.check_postgres, "kafka": self.check_kafka},
+            lifespan=lifespan,
+        )
+        app.state.runtime = self
+        for router in self.spec.routers:
+            app.include_router(router)
+        return app
+
+
+async def _retry_until_up(
+    what: str, connect: Callable[[], Awaitable[Any]], *, attempts: int | None = 60
+) -> Any:
+    delay = 0.25
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await connect()
+        except Exception as exc:
+            if not is_transient(exc) and what != "kafka":
+                raise
+            if attempts is not None and attempt >= attempts:
+                raise
+            log.warning("dependency_unavailable", dependency=what, error=repr(exc), retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def run_service(spec: ServiceSpec, settings: Settings | None = None) -> None:
+    """Entry point of `python -m services.<name>`: serve until SIGTERM/SIGINT, then drain."""
+    settings = settings or Settings()
+    configure_logging(settings)
+    runtime = ServiceRuntime(settings, spec)
+    config = uvicorn.Config(
+        runtime.http_app(),
+        host=settings.http_host,
+        port=settings.default_port(),
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()
+
+
+def run_named_service(name: str, title: str, package_dir: Path) -> None:
+    """`python -m services.<name>`: the service's settings default to its own name, port and schema."""
+    import os
+
+    os.environ.setdefault("ORCHARD_SERVICE", name)
+    run_service(ServiceSpec(title=title, migrations_dir=package_dir / "migrations"))

@@ -1,0 +1,54 @@
+"""Helpers for tests that talk to the real broker and database (used by every service's tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from .topic_reader import open_topic
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], *, timeout: float = 30.0, interval: float = 0.1, what: str = ""
+) -> None:
+    """Poll an async condition; fail with a message naming what never happened."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if await condition():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        await asyncio.sleep(interval)
+
+
+async def read_topic(bootstrap: str, topic: str, *, timeout: float = 10.0) -> list[Any]:
+    """Every record currently in a topic, partition by partition, without joining a group."""
+    async with open_topic(bootstrap, topic) as snapshot:
+        return await snapshot.read(timeout=timeout)
+
+
+async def produce(
+    bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]], headers: Any = None
+) -> None:
+    """Send raw (key, value) pairs, as an upstream system or an attacker would."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, key=k, value=v, headers=headers) for k, v in messages]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def committed_offsets(bootstrap: str, group_id: str, topic: str) -> dict[int, int]:
+    """The group's committed offset per partition (-1 where nothing was committed)."""
+    async with open_topic(bootstrap, topic, group_id=group_id) as snapshot:
+        result = {}
+        for tp in snapshot.partitions:
+            offset = await snapshot.consumer.committed(tp)
+            result[tp.partition] = -1 if offset is None else offset
+        return result

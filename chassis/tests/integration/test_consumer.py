@@ -1,0 +1,167 @@
+"""The inbox consumer and dead-lettering against the real Kafka and Postgres."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from faststream.kafka import KafkaBroker
+
+from chassis.consumer import EventConsumer, Subscription
+from chassis.db import apply_migrations, create_pool
+from chassis.dlq import list_dead_letters, replay_dead_letters
+from chassis.errors import TransientError
+from chassis.testing import committed_offsets, produce, read_topic, wait_until
+from contracts.envelope import Envelope, EventData
+
+
+class Tick(EventData):
+    n: int
+
+
+def tick(topic: str, n: int) -> Envelope[Tick]:
+    return Envelope.new(event_type=topic, producer="test", data=Tick(n=n))
+
+
+@pytest.fixture
+async def pool(service_db):
+    pool = await create_pool(service_db.dsn, schema=service_db.schema)
+    await apply_migrations(pool)
+    await pool.execute(
+        "CREATE TABLE effects (id bigserial PRIMARY KEY, n int NOT NULL, event_id uuid NOT NULL)"
+    )
+    yield pool
+    await pool.close()
+
+
+class Handler:
+    """Applies ticks as effect rows; can be told to fail for some ticks."""
+
+    def __init__(self) -> None:
+        self.poisoned: set[int] = set()
+        self.transient_failures_left = 0
+        self.calls = 0
+
+    async def __call__(self, conn: Any, envelope: Envelope[Any]) -> None:
+        self.calls += 1
+        if self.transient_failures_left > 0:
+            self.transient_failures_left -= 1
+            raise TransientError("database is busy")
+        await conn.execute(
+            "INSERT INTO effects (n, event_id) VALUES ($1, $2)", envelope.data.n, envelope.event_id
+        )
+        if envelope.data.n in self.poisoned:
+            raise ValueError(f"tick {envelope.data.n} violates an invariant")
+
+
+@pytest.fixture
+async def running(pool, kafka_bootstrap, new_topic):
+    topic = await new_topic("ticks")
+    handler = Handler()
+    broker = KafkaBroker(kafka_bootstrap)
+    consumer = EventConsumer(
+        broker=broker,
+        pool=pool,
+        service=f"test{uuid.uuid4().hex[:6]}",
+        bootstrap_servers=kafka_bootstrap,
+        max_attempts=3,
+    )
+    sub = Subscription(name="ticks", topic=topic, payload=Tick, handle=handler)
+    consumer.subscribe(sub)
+    await broker.start()
+    yield topic, handler, consumer, sub
+    await broker.stop()
+    await consumer.close()
+
+
+async def effects(pool) -> list[int]:
+    return [r["n"] for r in await pool.fetch("SELECT n FROM effects ORDER BY n")]
+
+
+async def test_a_redelivered_event_changes_nothing(pool, running, kafka_bootstrap):
+    topic, _, consumer, sub = running
+    envelope = tick(topic, 1)
+    await produce(kafka_bootstrap, topic, [(b"1", envelope.to_bytes())] * 3)
+    await wait_until(lambda: _has(pool, 1), what="the tick applied")
+    records = await read_topic(kafka_bootstrap, topic)
+    await consumer.process(sub, records)  # the same batch again, as after a crash before the offset commit
+    assert await effects(pool) == [1]
+
+
+async def test_poison_messages_go_to_the_dlq_and_the_rest_is_processed(pool, running, kafka_bootstrap):
+    topic, handler, consumer, sub = running
+    handler.poisoned.add(3)
+    wrong_shape = json.loads(tick(topic, 9).to_bytes())
+    wrong_shape["data"] = {"n": "not a number"}
+    await produce(
+        kafka_bootstrap,
+        topic,
+        [
+            (b"1", tick(topic, 1).to_bytes()),
+            (b"x", b"\xff\xfe not json"),
+            (b"y", json.dumps(wrong_shape).encode()),
+            (b"3", tick(topic, 3).to_bytes()),
+            (b"4", tick(topic, 4).to_bytes()),
+        ],
+        headers=[("trace", b"abc")],
+    )
+    await wait_until(lambda: _has(pool, 1, 4), what="good ticks applied")
+    letters = await list_dead_letters(kafka_bootstrap, [topic + ".dlq"])
+    assert sorted(d.error_code for d in letters) == ["contract_violation", "handler_failed", "undecodable"]
+    failed = next(d for d in letters if d.error_code == "handler_failed")
+    assert failed.attempts == 3
+    assert "violates an invariant" in failed.error
+    assert failed.original_topic == topic
+    assert dict(failed.headers)["trace"] == b"abc"
+    assert await effects(pool) == [1, 4]
+    await wait_until(
+        lambda: _committed_to_end(kafka_bootstrap, consumer.group_id(sub), topic),
+        what="offsets committed past poison",
+    )
+
+
+async def test_a_dead_letter_replayed_after_the_fix_is_applied_once(pool, running, kafka_bootstrap):
+    topic, handler, _, _ = running
+    handler.poisoned.add(7)
+    poison = tick(topic, 7)
+    await produce(kafka_bootstrap, topic, [(b"7", poison.to_bytes())])
+    await wait_until(lambda: _dlq_size(kafka_bootstrap, topic, 1), what="tick 7 dead-lettered")
+    assert await effects(pool) == []
+    handler.poisoned.clear()
+    assert await replay_dead_letters(kafka_bootstrap, topic + ".dlq", event_ids=[str(poison.event_id)]) == 1
+    await wait_until(lambda: _has(pool, 7), what="replayed tick applied")
+    assert await replay_dead_letters(kafka_bootstrap, topic + ".dlq") == 1  # replay-all: first time
+    assert await replay_dead_letters(kafka_bootstrap, topic + ".dlq") == 0  # nothing new since
+    await wait_until(lambda: _calls_at_least(handler, 1), what="handler saw the replay")
+    assert await effects(pool) == [7]
+
+
+async def test_a_transient_failure_is_retried_and_never_dead_lettered(pool, running, kafka_bootstrap):
+    topic, handler, _, _ = running
+    handler.transient_failures_left = 4  # more than max_attempts: transient failures don't count
+    await produce(kafka_bootstrap, topic, [(b"5", tick(topic, 5).to_bytes())])
+    await wait_until(lambda: _has(pool, 5), timeout=30, what="tick applied after the database came back")
+    assert await list_dead_letters(kafka_bootstrap, [topic + ".dlq"]) == []
+
+
+async def _has(pool, *ns: int) -> bool:
+    return set(ns) <= set(await effects(pool))
+
+
+async def _dlq_size(bootstrap: str, topic: str, size: int) -> bool:
+    return len(await list_dead_letters(bootstrap, [topic + ".dlq"])) >= size
+
+
+async def _committed_to_end(bootstrap: str, group: str, topic: str) -> bool:
+    committed = await committed_offsets(bootstrap, group, topic)
+    records = await read_topic(bootstrap, topic)
+    ends: dict[int, int] = {}
+    for r in records:
+        ends[r.partition] = max(ends.get(r.partition, 0), r.offset + 1)
+    return all(committed.get(p, -1) >= end for p, end in ends.items())
+
+
+async def _calls_at_least(handler: Handler, n: int) -> bool:
+    return handler.calls >= n

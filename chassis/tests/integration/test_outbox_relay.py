@@ -1,0 +1,130 @@
+"""The outbox relay against the real Postgres and Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+
+import pytest
+
+from chassis.db import apply_migrations, create_pool
+from chassis.outbox import OutboxRelay, OutgoingEvent, add_to_outbox
+from chassis.testing import read_topic, wait_until
+from contracts.envelope import Envelope, EventData
+
+
+class Counted(EventData):
+    key: str
+    seq: int
+
+
+def event(topic: str, key: str, seq: int) -> OutgoingEvent:
+    return OutgoingEvent(
+        key=key,
+        topic=topic,
+        envelope=Envelope.new(event_type=topic, producer="test", data=Counted(key=key, seq=seq)),
+    )
+
+
+@pytest.fixture
+async def pool(service_db):
+    pool = await create_pool(service_db.dsn, schema=service_db.schema)
+    await apply_migrations(pool)
+    yield pool
+    await pool.close()
+
+
+def relay_for(service_db, kafka_bootstrap, **kw) -> OutboxRelay:
+    return OutboxRelay(dsn=service_db.dsn, schema=service_db.schema, bootstrap_servers=kafka_bootstrap, **kw)
+
+
+async def test_only_committed_events_are_published(pool, service_db, kafka_bootstrap, new_topic):
+    topic = await new_topic("outbox")
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            await add_to_outbox(conn, [event(topic, "a", 1), event(topic, "b", 1)])
+        with pytest.raises(RuntimeError, match="boom"):
+            async with conn.transaction():
+                await add_to_outbox(conn, [event(topic, "c", 1)])
+                raise RuntimeError("boom")
+    relay = relay_for(service_db, kafka_bootstrap)
+    await relay.start()
+    try:
+        await wait_until(lambda: _published_count(pool, 2), what="two events marked published")
+    finally:
+        await relay.stop()
+    records = await read_topic(kafka_bootstrap, topic)
+    assert sorted(json.loads(r.value)["data"]["key"] for r in records) == ["a", "b"]
+    headers = dict(records[0].headers)
+    assert headers["event_type"] == topic.encode()
+    assert "correlation_id" in headers
+
+
+async def test_outbox_write_outside_a_transaction_is_refused(pool, new_topic):
+    topic = await new_topic("outbox")
+    async with pool.acquire() as conn:
+        with pytest.raises(RuntimeError, match="transaction"):
+            await add_to_outbox(conn, [event(topic, "a", 1)])
+
+
+async def test_events_of_one_key_arrive_in_the_order_they_were_written(
+    pool, service_db, kafka_bootstrap, new_topic
+):
+    topic = await new_topic("ordered", partitions=3)
+    relay = relay_for(service_db, kafka_bootstrap, batch_size=37)
+    await relay.start()
+    try:
+        for seq in range(1, 61):
+            async with pool.acquire() as conn, conn.transaction():
+                await add_to_outbox(conn, [event(topic, f"k{k}", seq) for k in range(5)])
+        await wait_until(lambda: _published_count(pool, 300), what="300 events published", timeout=60)
+    finally:
+        await relay.stop()
+    seen: dict[str, list[int]] = defaultdict(list)
+    for record in await read_topic(kafka_bootstrap, topic):
+        data = json.loads(record.value)["data"]
+        seen[data["key"]].append(data["seq"])
+    assert {k: v for k, v in seen.items()} == {f"k{k}": list(range(1, 61)) for k in range(5)}
+
+
+async def test_a_second_relay_stands_by_until_the_first_stops(pool, service_db, kafka_bootstrap, new_topic):
+    topic = await new_topic("leader")
+    first = relay_for(service_db, kafka_bootstrap, poll_interval_s=0.2)
+    second = relay_for(service_db, kafka_bootstrap, poll_interval_s=0.2)
+    await first.start()
+    await wait_until(lambda: _is(first), what="first relay leads")
+    await second.start()
+    await asyncio.sleep(1.0)
+    assert first.is_leader and not second.is_leader
+    await first.stop()
+    await wait_until(lambda: _is(second), what="second relay takes over")
+    async with pool.acquire() as conn, conn.transaction():
+        await add_to_outbox(conn, [event(topic, "x", 1)])
+    await wait_until(lambda: _published_count(pool, 1), what="event published by the new leader")
+    await second.stop()
+
+
+async def test_the_relay_wakes_on_notify_without_waiting_for_its_poll(
+    pool, service_db, kafka_bootstrap, new_topic
+):
+    topic = await new_topic("notify")
+    relay = relay_for(service_db, kafka_bootstrap, poll_interval_s=30.0)
+    await relay.start()
+    try:
+        await wait_until(lambda: _is(relay), what="relay leads")
+        await asyncio.sleep(0.5)
+        async with pool.acquire() as conn, conn.transaction():
+            await add_to_outbox(conn, [event(topic, "n", 1)])
+        await wait_until(lambda: _published_count(pool, 1), timeout=10, what="published well before the poll")
+    finally:
+        await relay.stop()
+
+
+async def _published_count(pool, expected: int) -> bool:
+    count = await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL")
+    return bool(count >= expected)
+
+
+async def _is(relay: OutboxRelay) -> bool:
+    return relay.is_leader

@@ -1,0 +1,61 @@
+"""Reading a topic to its current end without joining a consumer group's rebalancing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+
+@dataclass
+class TopicSnapshot:
+    consumer: AIOKafkaConsumer
+    partitions: list[TopicPartition]
+    ends: dict[TopicPartition, int]
+
+    async def read(self, *, timeout: float = 30.0) -> list[Any]:
+        """Every record from the current positions up to the ends seen when the reader opened."""
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout
+        for tp in self.partitions:
+            while await self.consumer.position(tp) < self.ends[tp]:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"could not read {tp.topic} to its end within {timeout}s")
+                batch = await self.consumer.getmany(tp, timeout_ms=1000)
+                records.extend(batch.get(tp, []))
+        return records
+
+    async def commit(self) -> None:
+        await self.consumer.commit({tp: self.ends[tp] for tp in self.partitions})
+
+
+@contextlib.asynccontextmanager
+async def open_topic(bootstrap: str, topic: str, *, group_id: str | None = None) -> AsyncIterator[TopicSnapshot]:
+    """Assign all partitions of a topic; from the beginning, or from the group's committed offsets."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        ends: dict[TopicPartition, int] = {}
+        if assigned:
+            consumer.assign(assigned)
+            if group_id is None:
+                await consumer.seek_to_beginning(*assigned)
+            ends = await consumer.end_offsets(assigned)
+        yield TopicSnapshot(consumer, assigned, ends)
+    finally:
+        # Stopping right after start can surface the cancellation of aiokafka's own start-up task.
+        await asyncio.sleep(0)
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer.stop()

@@ -1,0 +1,44 @@
+"""Fixtures for fault tests: extra service schemas and probe processes that are always stopped."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from deploy.infra.postgres import drop_service, provision_service
+from tests.faults.probes import ProbeProcess
+
+
+@pytest.fixture
+async def make_schema() -> AsyncIterator[Callable[..., object]]:
+    """Provision a fresh schema + role on a given admin DSN; returns (dsn, schema)."""
+    made: list[tuple[str, str, str]] = []
+
+    async def make(admin_dsn: str, prefix: str = "probe") -> tuple[str, str]:
+        name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        dsn = await provision_service(admin_dsn, service=name, schema=name, role=name, password=uuid.uuid4().hex)
+        made.append((admin_dsn, name, name))
+        return dsn, name
+
+    yield make
+    for admin_dsn, schema, role in made:
+        try:
+            await drop_service(admin_dsn, schema=schema, role=role)
+        except Exception:  # noqa: S110 - the server may be gone already in a fault test
+            pass
+
+
+@pytest.fixture
+def probes(tmp_path) -> Callable[..., ProbeProcess]:
+    started: list[ProbeProcess] = []
+
+    def make(mode: str, **kwargs: str) -> ProbeProcess:
+        probe = ProbeProcess(mode, log_dir=tmp_path, **kwargs)  # type: ignore[arg-type]
+        started.append(probe)
+        return probe
+
+    yield make
+    for probe in started:
+        probe.kill()

@@ -1,0 +1,182 @@
+"""Fault tests of the outbox and inbox: real processes killed with SIGKILL, a real broker and a
+real Postgres restarted mid-stream. Each ends by checking nothing was lost and nothing doubled."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import uuid
+
+import asyncpg
+import pytest
+
+from chassis.testing import committed_offsets, produce, read_topic, wait_until
+from contracts.envelope import Envelope
+from tests.faults.probe_app import ProbeEvent
+
+pytestmark = pytest.mark.fault
+
+
+async def _count(dsn: str, sql: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval(sql))
+    finally:
+        await conn.close()
+
+
+async def _effects_summary(dsn: str) -> tuple[int, int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow("SELECT count(*) AS total, count(DISTINCT n) AS distinct_n FROM probe_effects")
+        return int(row["total"]), int(row["distinct_n"])
+    finally:
+        await conn.close()
+
+
+async def _all_applied(dsn: str, expected: int) -> bool:
+    try:
+        _, distinct = await _effects_summary(dsn)
+    except (OSError, asyncpg.PostgresError):
+        return False
+    return distinct >= expected
+
+
+async def _outbox_drained(dsn: str, expected: int) -> bool:
+    try:
+        published = await _count(dsn, "SELECT count(*) FROM outbox WHERE published_at IS NOT NULL")
+        written = await _count(dsn, "SELECT count(*) FROM probe_state")
+    except (OSError, asyncpg.PostgresError):
+        return False
+    return written == expected and published >= expected
+
+
+def _service() -> str:
+    return f"probe{uuid.uuid4().hex[:6]}"
+
+
+async def test_relay_killed_at_random_moments_loses_no_event_and_effects_apply_once(
+    infra, kafka_bootstrap, new_topic, make_schema, probes
+):
+    total = 3000
+    topic = await new_topic("probe", partitions=3)
+    producer_dsn, producer_schema = await make_schema(infra.admin_dsn)
+    consumer_dsn, consumer_schema = await make_schema(infra.admin_dsn)
+    common = {"bootstrap": kafka_bootstrap, "topic": topic}
+    producer = probes("produce", service=_service(), dsn=producer_dsn, schema=producer_schema,
+                      PROBE_COUNT=str(total), **common)
+    consumer = probes("consume", service=_service(), dsn=consumer_dsn, schema=consumer_schema, **common)
+    consumer.start()
+    producer.start()
+    rng = random.Random(20261123)  # noqa: S311 - reproducible kill moments
+    kills = 0
+    while kills < 6:
+        await asyncio.sleep(rng.uniform(0.5, 2.0))
+        producer.kill()
+        kills += 1
+        producer.start()
+    await wait_until(lambda: _outbox_drained(producer_dsn, total), timeout=120, what="all rows written and published")
+
+    records = await read_topic(kafka_bootstrap, topic)
+    published = [json.loads(r.value)["data"]["n"] for r in records]
+    assert set(published) == set(range(1, total + 1)), "an event never reached Kafka"
+    await wait_until(lambda: _all_applied(consumer_dsn, total), timeout=120, what="consumer applied every event")
+    applied, distinct = await _effects_summary(consumer_dsn)
+    assert (applied, distinct) == (total, total), f"{applied - distinct} effects applied twice"
+    print(f"\nrelay SIGKILLed {kills}x: {total} events, {len(published)} sends ({len(published) - total} resent), "
+          f"{applied} effects, 0 doubled")
+
+
+async def test_consumer_killed_after_db_commit_before_offset_commit_applies_nothing_twice(
+    infra, kafka_bootstrap, new_topic, make_schema, probes
+):
+    total = 400
+    topic = await new_topic("probe", partitions=2)
+    dsn, schema = await make_schema(infra.admin_dsn)
+    service = _service()
+    events = [Envelope.new(event_type=topic, producer="test", data=ProbeEvent(n=n)) for n in range(1, total + 1)]
+    await produce(kafka_bootstrap, topic, [(str(e.data.n).encode(), e.to_bytes()) for e in events])
+
+    crashing = probes("consume", service=service, dsn=dsn, schema=schema, bootstrap=kafka_bootstrap, topic=topic)
+    crashing.start(PROBE_CRASH_AFTER_BATCHES="1")
+    assert crashing.wait_exit(120) == -9
+    applied_before_crash, _ = await _effects_summary(dsn)
+    committed = await committed_offsets(kafka_bootstrap, f"orchard.{service}.probe", topic)
+    assert applied_before_crash > 0, "the first batch was not committed to the database"
+    assert sum(max(o, 0) for o in committed.values()) == 0, "offsets were committed before the crash"
+
+    crashing.start()
+    await wait_until(lambda: _all_applied(dsn, total), timeout=120, what="every event applied after restart")
+    applied, distinct = await _effects_summary(dsn)
+    assert (applied, distinct) == (total, total)
+    redelivered = await _count(dsn, "SELECT count(*) FROM inbox")
+    assert redelivered == total
+    print(f"\nconsumer SIGKILLed after committing {applied_before_crash} effects; redelivered, {applied} applied once")
+
+
+async def test_broker_restart_mid_stream_loses_nothing_and_readiness_follows_it(
+    infra, private_kafka, new_topic, make_schema, probes
+):
+    total = 2000
+    kafka = private_kafka()
+    bootstrap = kafka.bootstrap_servers
+    topic = f"probe-{uuid.uuid4().hex[:8]}"
+    from deploy.infra.topics import ensure_topics
+    from tests.faults.topic_spec import probe_topic
+
+    await ensure_topics(bootstrap, [probe_topic(topic)])
+    producer_dsn, producer_schema = await make_schema(infra.admin_dsn)
+    consumer_dsn, consumer_schema = await make_schema(infra.admin_dsn)
+    producer = probes("produce", service=_service(), dsn=producer_dsn, schema=producer_schema, bootstrap=bootstrap,
+                      topic=topic, PROBE_COUNT=str(total), PROBE_PAUSE_S="0.02")
+    consumer = probes("consume", service=_service(), dsn=consumer_dsn, schema=consumer_schema, bootstrap=bootstrap,
+                      topic=topic)
+    consumer.start()
+    producer.start()
+    await asyncio.to_thread(producer.wait_status, 200)
+    await asyncio.sleep(1.5)
+    await asyncio.to_thread(kafka.kill)
+    await asyncio.to_thread(producer.wait_status, 503, 30)
+    await asyncio.sleep(2)
+    await asyncio.to_thread(kafka.start)
+    await asyncio.to_thread(producer.wait_status, 200, 60)
+    await asyncio.to_thread(consumer.wait_status, 200, 60)
+
+    await wait_until(lambda: _outbox_drained(producer_dsn, total), timeout=120, what="outbox drained after restart")
+    await wait_until(lambda: _all_applied(consumer_dsn, total), timeout=120, what="every event applied")
+    applied, distinct = await _effects_summary(consumer_dsn)
+    assert (applied, distinct) == (total, total)
+    print(f"\nbroker SIGKILLed and restarted mid-stream: {total} events, {applied} applied once")
+
+
+async def test_postgres_restart_mid_stream_loses_nothing_and_readiness_follows_it(
+    kafka_bootstrap, private_postgres, new_topic, make_schema, probes
+):
+    total = 2000
+    pg = private_postgres()
+    topic = await new_topic("probe", partitions=3)
+    producer_dsn, producer_schema = await make_schema(pg.admin_dsn)
+    consumer_dsn, consumer_schema = await make_schema(pg.admin_dsn)
+    producer = probes("produce", service=_service(), dsn=producer_dsn, schema=producer_schema,
+                      bootstrap=kafka_bootstrap, topic=topic, PROBE_COUNT=str(total), PROBE_PAUSE_S="0.02")
+    consumer = probes("consume", service=_service(), dsn=consumer_dsn, schema=consumer_schema,
+                      bootstrap=kafka_bootstrap, topic=topic)
+    consumer.start()
+    producer.start()
+    await asyncio.to_thread(producer.wait_status, 200)
+    await asyncio.to_thread(consumer.wait_status, 200)
+    await asyncio.sleep(1.5)
+    await asyncio.to_thread(pg.stop)
+    await asyncio.to_thread(producer.wait_status, 503, 30)
+    await asyncio.to_thread(consumer.wait_status, 503, 30)
+    await asyncio.sleep(2)
+    await asyncio.to_thread(pg.start)
+    await asyncio.to_thread(producer.wait_status, 200, 60)
+    await asyncio.to_thread(consumer.wait_status, 200, 60)
+
+    await wait_until(lambda: _outbox_drained(producer_dsn, total), timeout=120, what="outbox drained after restart")
+    await wait_until(lambda: _all_applied(consumer_dsn, total), timeout=120, what="every event applied")
+    applied, distinct = await _effects_summary(consumer_dsn)
+    assert (applied, distinct) == (total, total)
+    print(f"\nPostgres stopped and restarted mid-stream: {total} events, {applied} applied once")
