@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import io
-import json
 import logging
-from collections.abc import Iterator
-from typing import Any
 
-import pytest
 import structlog
 from hypothesis import given
 from hypothesis import strategies as st
@@ -16,34 +11,17 @@ from hypothesis import strategies as st
 from chassis.logging import (
     MASK,
     bind_correlation,
-    configure_logging,
     current_correlation_id,
     redact,
     redact_text,
 )
-from chassis.settings import Settings
+from chassis.tests.unit.conftest import LogCapture
 
 
-@pytest.fixture
-def log_output() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    saved_handlers, saved_level = list(root.handlers), root.level
-    buffer = io.StringIO()
-    configure_logging(Settings(ORCHARD_SERVICE="wallet", ORCHARD_LOG_LEVEL="DEBUG"), stream=buffer)
-    yield buffer
-    root.handlers[:] = saved_handlers
-    root.setLevel(saved_level)
-    structlog.reset_defaults()
-
-
-def lines(buffer: io.StringIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in buffer.getvalue().splitlines()]
-
-
-def test_a_log_line_is_json_with_utc_timestamp_level_service_and_event(log_output: io.StringIO) -> None:
+def test_a_log_line_is_json_with_utc_timestamp_level_service_and_event(logs: LogCapture) -> None:
     structlog.get_logger("orders").info("order_created", order_id="o-1")
 
-    [line] = lines(log_output)
+    [line] = logs.lines()
     assert line["event"] == "order_created"
     assert line["level"] == "info"
     assert line["service"] == "wallet"
@@ -52,7 +30,7 @@ def test_a_log_line_is_json_with_utc_timestamp_level_service_and_event(log_outpu
 
 
 def test_bound_correlation_ids_appear_on_every_line_and_go_away_after_the_block(
-    log_output: io.StringIO,
+    logs: LogCapture,
 ) -> None:
     log = structlog.get_logger()
     with bind_correlation("corr-1", causation_id="cause-1", event_id="evt-1"):
@@ -60,7 +38,7 @@ def test_bound_correlation_ids_appear_on_every_line_and_go_away_after_the_block(
         assert current_correlation_id() == "corr-1"
     log.info("outside")
 
-    inside, outside = lines(log_output)
+    inside, outside = logs.lines()
     assert (inside["correlation_id"], inside["causation_id"], inside["event_id"]) == (
         "corr-1",
         "cause-1",
@@ -70,23 +48,23 @@ def test_bound_correlation_ids_appear_on_every_line_and_go_away_after_the_block(
     assert current_correlation_id() is None
 
 
-def test_nested_correlation_restores_the_outer_ids(log_output: io.StringIO) -> None:
+def test_nested_correlation_restores_the_outer_ids(logs: LogCapture) -> None:
     with bind_correlation("outer"):
         with bind_correlation("inner", causation_id="x"):
             assert current_correlation_id() == "inner"
         assert current_correlation_id() == "outer"
 
 
-def test_stdlib_library_logs_come_out_as_redacted_json(log_output: io.StringIO) -> None:
+def test_stdlib_library_logs_come_out_as_redacted_json(logs: LogCapture) -> None:
     logging.getLogger("uvicorn.error").warning("could not reach %s", "ops@example.com")
 
-    [line] = lines(log_output)
+    [line] = logs.lines()
     assert line["logger"] == "uvicorn.error"
     assert line["event"] == f"could not reach o{MASK}@example.com"
     assert line["service"] == "wallet"
 
 
-def test_sensitive_keys_are_fully_masked_at_any_depth(log_output: io.StringIO) -> None:
+def test_sensitive_keys_are_fully_masked_at_any_depth(logs: LogCapture) -> None:
     structlog.get_logger().info(
         "delivery_requested",
         email="jane@example.com",
@@ -98,7 +76,7 @@ def test_sensitive_keys_are_fully_masked_at_any_depth(log_output: io.StringIO) -
         reason_code="bounced",
     )
 
-    [line] = lines(log_output)
+    [line] = logs.lines()
     assert line["email"] == line["phone"] == line["code"] == MASK
     assert line["recipient"] == {"Authorization": MASK, "access_token": MASK, "name": "Jane"}
     assert line["attempts"] == [{"password": MASK}]
@@ -106,13 +84,13 @@ def test_sensitive_keys_are_fully_masked_at_any_depth(log_output: io.StringIO) -
     assert line["reason_code"] == "bounced"
 
 
-def test_exception_tracebacks_are_redacted_too(log_output: io.StringIO) -> None:
+def test_exception_tracebacks_are_redacted_too(logs: LogCapture) -> None:
     try:
         raise ValueError("no account for jane@example.com")
     except ValueError:
         structlog.get_logger().exception("lookup_failed")
 
-    [line] = lines(log_output)
+    [line] = logs.lines()
     assert "jane@example.com" not in line["exception"]
     assert f"j{MASK}@example.com" in line["exception"]
 

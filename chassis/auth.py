@@ -1,0 +1,169 @@
+"""Bearer JWT authentication (HS256) and explicit role checks for HTTP routes.
+
+Tokens carry `sub`, `roles` (a list), `iss`, `iat` and `exp`. A member token's `sub` is the member id,
+a partner token's `sub` the partner id. No role implies another: every route names the roles it
+admits, `admin` included.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from chassis.problems import Problem
+from chassis.settings import Settings
+
+ALGORITHM: Final = "HS256"
+# Tolerated clock difference between the issuer and this service for `exp` and `iat`.
+CLOCK_SKEW_S: Final = 10
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    OPS = "ops"
+    FINANCE = "finance"
+    SUPPORT_AGENT = "support_agent"
+    AUDITOR = "auditor"
+    MEMBER = "member"
+    PARTNER = "partner"
+    HRIS = "hris"
+
+
+# Staff may look at any member's data; members only at their own, partners and HR systems at none.
+STAFF_ROLES: Final = frozenset({Role.ADMIN, Role.OPS, Role.FINANCE, Role.SUPPORT_AGENT, Role.AUDITOR})
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's subject and the roles it was granted."""
+
+    sub: str
+    roles: frozenset[Role]
+
+    def has_any_role(self, roles: Iterable[Role]) -> bool:
+        return not self.roles.isdisjoint(roles)
+
+    def may_access_member(self, member_id: str) -> bool:
+        if self.has_any_role(STAFF_ROLES):
+            return True
+        return Role.MEMBER in self.roles and self.sub == member_id
+
+    def ensure_may_access_member(self, member_id: str) -> None:
+        """Raise a 403 problem unless `may_access_member(member_id)`."""
+        if not self.may_access_member(member_id):
+            raise Problem(403, "forbidden", detail="This token may not access that member's data.")
+
+
+def _parse_roles(role: str | Sequence[str]) -> list[Role]:
+    names = [role] if isinstance(role, str) else list(role)
+    if not names:
+        raise ValueError("a token needs at least one role")
+    unknown = sorted(set(names) - set(Role))
+    if unknown:
+        raise ValueError(f"unknown role(s) {', '.join(unknown)}; known: {', '.join(Role)}")
+    return [Role(name) for name in dict.fromkeys(names)]
+
+
+def issue_token(
+    *,
+    role: str | Sequence[str],
+    sub: str,
+    settings: Settings | None = None,
+    ttl_seconds: int = 86400,
+) -> str:
+    """A signed token for `sub` with the given role(s). A non-positive TTL gives an expired token."""
+    settings = settings or Settings()
+    if not sub:
+        raise ValueError("a token needs a subject")
+    now = int(time.time())
+    claims = {
+        "sub": sub,
+        "roles": [str(r) for r in _parse_roles(role)],
+        "iss": settings.jwt_issuer,
+        "iat": now,
+        "exp": now + ttl_seconds,
+    }
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
+
+
+class InvalidToken(Exception):
+    """The token is malformed, wrongly signed, expired, from another issuer or lacks claims."""
+
+
+def verify_token(token: str, settings: Settings) -> Principal:
+    """The principal a valid token names; `InvalidToken` otherwise.
+
+    Roles this version does not know are ignored rather than refused, so a token minted by a newer
+    issuer keeps working for the roles both sides understand.
+    """
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret.get_secret_value(),
+            algorithms=[ALGORITHM],
+            issuer=settings.jwt_issuer,
+            leeway=CLOCK_SKEW_S,
+            options={"require": ["sub", "roles", "iss", "iat", "exp"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise InvalidToken("the token has expired") from exc
+    except jwt.InvalidTokenError as exc:
+        raise InvalidToken("the token is not valid") from exc
+    sub, roles = claims["sub"], claims["roles"]
+    if not isinstance(sub, str) or not sub:
+        raise InvalidToken("the token's subject is not valid")
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise InvalidToken("the token's roles claim is not a list of role names")
+    return Principal(sub=sub, roles=frozenset(Role(r) for r in roles if r in set(Role)))
+
+
+def _unauthenticated(detail: str, *, invalid: bool) -> Problem:
+    # RFC 6750 §3: a missing token gets a bare challenge, a bad one says why in `error`.
+    challenge = 'Bearer error="invalid_token"' if invalid else "Bearer"
+    return Problem(
+        401,
+        "invalid_token" if invalid else "unauthenticated",
+        detail=detail,
+        headers={"WWW-Authenticate": challenge},
+    )
+
+
+_bearer = HTTPBearer(auto_error=False, description="A JWT from `orchard token --role ROLE`")
+
+
+def require_roles(*roles: Role | str) -> Callable[..., Awaitable[Principal]]:
+    """A FastAPI dependency admitting callers holding any of `roles`; it returns their `Principal`.
+
+    Missing, malformed, expired or wrongly signed tokens get 401 with `WWW-Authenticate: Bearer`;
+    valid tokens without an admitted role get 403. The app's settings come from `app.state.settings`
+    (set by `create_http_app`).
+    """
+    if not roles:
+        raise ValueError("require_roles needs the roles a route admits; none are implied")
+    admitted = frozenset(_parse_roles([str(r) for r in roles]))
+    admitted_names = ", ".join(sorted(admitted))
+
+    async def authorise(
+        request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
+    ) -> Principal:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise _unauthenticated("A bearer token is required.", invalid=False)
+        settings: Settings = request.app.state.settings
+        try:
+            principal = verify_token(credentials.credentials, settings)
+        except InvalidToken as exc:
+            raise _unauthenticated(f"{str(exc).capitalize()}.", invalid=True) from exc
+        if not principal.has_any_role(admitted):
+            raise Problem(
+                403, "forbidden", detail=f"This action requires one of the roles: {admitted_names}."
+            )
+        return principal
+
+    return authorise

@@ -1,0 +1,182 @@
+"""The HTTP app every service serves: OpenAPI docs, request ids, access log, metrics, health, problems.
+
+`create_http_app` returns a FastAPI app with:
+- `GET /health/live`, `GET /health/ready`, `GET /metrics` (no auth), `GET /docs` (OpenAPI);
+- `X-Request-ID` / `X-Correlation-ID` accepted (or made) per request, echoed in the response and
+  bound to every log line written while the request is handled;
+- one access log line and Prometheus metrics per request, labelled by route template;
+- RFC 9457 problem bodies for every error (see `chassis.problems`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Final
+
+import structlog
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chassis.logging import bind_correlation, redact_text
+from chassis.metrics import EXPOSITION_CONTENT_TYPE, HTTP_LATENCY, HTTP_REQUESTS, render_metrics
+from chassis.problems import ProblemDetails, install_problem_handlers
+from chassis.settings import Settings
+
+log = structlog.get_logger("chassis.http")
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+REQUEST_ID_HEADER: Final = "X-Request-ID"
+CORRELATION_ID_HEADER: Final = "X-Correlation-ID"
+DEFAULT_READINESS_TIMEOUT_S: Final = 2.0
+# Ids from clients end up in logs and events: accept only short, plain tokens.
+_ACCEPTABLE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+_UNMATCHED_ROUTE: Final = "unmatched"
+# Probes and scrapers call these every few seconds; their access lines are debug-level noise.
+_QUIET_ROUTES: Final = frozenset({"/health/live", "/health/ready", "/metrics"})
+
+
+def _accepted_id(value: str | None) -> str | None:
+    return value if value is not None and _ACCEPTABLE_ID.fullmatch(value) else None
+
+
+def _route_template(scope: Scope) -> str:
+    # The template (`/v1/orders/{order_id}`), never the concrete path: paths can carry voucher codes
+    # or member ids, and one label value per id would explode the metrics' cardinality.
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else _UNMATCHED_ROUTE
+
+
+class RequestContextMiddleware:
+    """Request and correlation ids, the access log line and the HTTP metrics of each request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        request_id = _accepted_id(headers.get(REQUEST_ID_HEADER)) or uuid.uuid4().hex
+        # A request that arrives without a correlation id starts a new conversation named after it.
+        correlation_id = _accepted_id(headers.get(CORRELATION_ID_HEADER)) or request_id
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_ids(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_headers = MutableHeaders(scope=message)
+                response_headers[REQUEST_ID_HEADER] = request_id
+                response_headers[CORRELATION_ID_HEADER] = correlation_id
+            await send(message)
+
+        with bind_correlation(correlation_id, request_id=request_id):
+            try:
+                await self.app(scope, receive, send_with_ids)
+            finally:
+                elapsed = time.perf_counter() - started
+                method, route = scope["method"], _route_template(scope)
+                HTTP_REQUESTS.labels(method, route, str(status)).inc()
+                HTTP_LATENCY.labels(method, route, str(status)).observe(elapsed)
+                log.log(
+                    logging.DEBUG if route in _QUIET_ROUTES else logging.INFO,
+                    "http_request",
+                    method=method,
+                    route=route,
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 2),
+                )
+
+
+def _describe_failure(error: BaseException) -> str:
+    # Readiness answers reach anyone who can reach the port: no DSN passwords, no contact details.
+    message = _URL_CREDENTIALS.sub("***@", redact_text(str(error)))[:200]
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+async def _run_check(check: ReadinessCheck, timeout_s: float) -> str:
+    try:
+        await asyncio.wait_for(check(), timeout=timeout_s)
+    except TimeoutError:
+        return f"failed: timed out after {timeout_s:g}s"
+    except Exception as error:
+        return f"failed: {_describe_failure(error)}"
+    return "ok"
+
+
+def _health_router(checks: Mapping[str, ReadinessCheck], timeout_s: float) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/health/live", summary="The process is up")
+    async def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get(
+        "/health/ready",
+        summary="Every dependency answers (200) or which one does not and why (503)",
+        responses={503: {"description": "At least one readiness check failed"}},
+    )
+    async def ready() -> JSONResponse:
+        names = list(checks)
+        results = await asyncio.gather(*(_run_check(checks[name], timeout_s) for name in names))
+        outcome = dict(zip(names, results, strict=True))
+        failed = {name: result for name, result in outcome.items() if result != "ok"}
+        if failed:
+            log.warning("readiness_check_failed", checks=failed)
+            return JSONResponse({"status": "unavailable", "checks": outcome}, status_code=503)
+        return JSONResponse({"status": "ready", "checks": outcome})
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(render_metrics(), media_type=EXPOSITION_CONTENT_TYPE)
+
+    return router
+
+
+def create_http_app(
+    settings: Settings,
+    *,
+    title: str,
+    readiness_checks: Mapping[str, ReadinessCheck],
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    routers: Sequence[APIRouter] = (),
+    readiness_timeout_s: float = DEFAULT_READINESS_TIMEOUT_S,
+) -> FastAPI:
+    """A service's FastAPI app. Add routes with `routers=[...]` or `app.include_router(router)`.
+
+    `readiness_checks` raise (or hang) when their dependency is unavailable; they run concurrently,
+    each bounded by `readiness_timeout_s`. `settings` is kept on `app.state.settings` for the auth
+    dependency.
+    """
+    problem_responses: dict[int | str, dict[str, Any]] = {
+        422: {"model": ProblemDetails, "description": "Invalid request (RFC 9457 problem details)"},
+    }
+    app = FastAPI(
+        title=title,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        responses=problem_responses,
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+    # Added last so it is the outermost layer: it also sees (and ids) the 500s the problem layer makes.
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(_health_router(readiness_checks, readiness_timeout_s))
+    for router in routers:
+        app.include_router(router)
+    return app

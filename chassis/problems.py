@@ -1,0 +1,220 @@
+"""RFC 9457 problem details: every HTTP error any service returns has this one machine-readable shape.
+
+`{"type", "title", "status", "detail", "code", "errors": [{"field", "code", "message"}]}` served as
+`application/problem+json`. `code` is the stable machine-readable reason (also the last segment of
+`type`); `errors` names each invalid field, as IPA rejections do on Kafka.
+
+Services raise `Problem` directly, or raise their typed domain errors and map each type once with
+`register_error`, which the DLQ can also consult (`lookup_error`) so one error has one code everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, Final, TypedDict
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
+# A URN names the problem kind without promising a dereferenceable documentation page.
+PROBLEM_TYPE_PREFIX: Final = "urn:orchard:problem:"
+
+
+class FieldError(TypedDict):
+    field: str
+    code: str
+    message: str
+
+
+class FieldErrorDetails(BaseModel):
+    """One invalid field in a problem body, for OpenAPI documentation."""
+
+    field: str
+    code: str
+    message: str
+
+
+class ProblemDetails(BaseModel):
+    """The problem body, for OpenAPI documentation."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    code: str
+    errors: list[FieldErrorDetails] | None = None
+
+
+def _status_code_name(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return f"http_{status}"
+
+
+def _status_title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"
+
+
+class Problem(Exception):
+    """An HTTP error as a value: raise it anywhere under a route and the client gets a problem body."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str | None = None,
+        *,
+        detail: str | None = None,
+        title: str | None = None,
+        errors: Sequence[FieldError] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or code or _status_title(status))
+        self.status = status
+        self.code = code or _status_code_name(status)
+        self.type = f"{PROBLEM_TYPE_PREFIX}{self.code}"
+        self.title = title or _status_title(status)
+        self.detail = detail
+        self.errors = list(errors) if errors is not None else None
+        self.headers = dict(headers) if headers is not None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": self.type, "title": self.title, "status": self.status}
+        if self.detail is not None:
+            body["detail"] = self.detail
+        body["code"] = self.code
+        if self.errors is not None:
+            body["errors"] = self.errors
+        return body
+
+    def to_response(self) -> Response:
+        return JSONResponse(
+            self.to_dict(), status_code=self.status, headers=self.headers, media_type=PROBLEM_MEDIA_TYPE
+        )
+
+
+@dataclass(frozen=True)
+class ErrorMapping:
+    status: int
+    code: str
+    title: str | None = None
+
+
+_ERROR_MAPPINGS: dict[type[BaseException], ErrorMapping] = {}
+
+
+def register_error(
+    error_type: type[BaseException], status: int, code: str, *, title: str | None = None
+) -> None:
+    """Map a typed domain error to an HTTP status and a stable code, once for the whole process.
+
+    Subclasses inherit their base's mapping unless registered themselves. Registering the same type
+    again with a different mapping is a programming error and fails loudly.
+    """
+    mapping = ErrorMapping(status, code, title)
+    existing = _ERROR_MAPPINGS.get(error_type)
+    if existing is not None and existing != mapping:
+        raise ValueError(f"{error_type.__qualname__} is already mapped to {existing}")
+    _ERROR_MAPPINGS[error_type] = mapping
+
+
+def lookup_error(error: BaseException) -> ErrorMapping | None:
+    """The mapping registered for this error's type or its nearest registered base."""
+    for cls in type(error).__mro__:
+        mapping = _ERROR_MAPPINGS.get(cls)
+        if mapping is not None:
+            return mapping
+    return None
+
+
+def problem_for(error: BaseException) -> Problem | None:
+    """The problem a registered domain error becomes; its message is written for clients."""
+    mapping = lookup_error(error)
+    if mapping is None:
+        return None
+    return Problem(mapping.status, mapping.code, title=mapping.title, detail=str(error) or None)
+
+
+def _field_path(location: Sequence[int | str]) -> str:
+    return ".".join(str(part) for part in location)
+
+
+async def _handle_problem(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Problem)
+    return exc.to_response()
+
+
+async def _handle_validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    # The offending input values are left out on purpose: they may be contact details or codes.
+    errors = [
+        FieldError(field=_field_path(error["loc"]), code=error["type"], message=error["msg"])
+        for error in exc.errors()
+    ]
+    fields = ", ".join(dict.fromkeys(error["field"] for error in errors))
+    return Problem(422, "validation_failed", detail=f"Invalid request: {fields}", errors=errors).to_response()
+
+
+async def _handle_http_exception(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    title = _status_title(exc.status_code)
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
+    return Problem(exc.status_code, detail=detail, headers=exc.headers).to_response()
+
+
+class ProblemMiddleware:
+    """Turns exceptions that escape every route handler into problems.
+
+    Registered domain errors become their mapped problem; anything else is logged with its traceback
+    and answered with a bare 500 that reveals nothing about the internals.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            problem = problem_for(exc)
+            if problem is None:
+                log.exception("unhandled_exception", method=scope["method"])
+                problem = Problem(500, "internal_error", detail="An unexpected error occurred.")
+            if response_started:
+                # Half a response is on the wire: the server must close the connection.
+                raise
+            await problem.to_response()(scope, receive, send)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Make every error response of `app` a problem body (create_http_app already does this)."""
+    app.add_exception_handler(Problem, _handle_problem)
+    app.add_exception_handler(RequestValidationError, _handle_validation_error)
+    app.add_exception_handler(HTTPException, _handle_http_exception)
+    app.add_middleware(ProblemMiddleware)
