@@ -177,7 +177,7 @@ async def test_a_token_from_another_issuer_gets_401(client: httpx.AsyncClient) -
 
 async def test_an_unsigned_token_gets_401(client: httpx.AsyncClient) -> None:
     unsigned = jwt.encode(
-        {"sub": "x", "roles": ["admin"], "iss": "unit", "iat": 0, "exp": 2**40}, key=None, algorithm="none"
+        {"sub": "x", "roles": ["admin"], "iss": "unit", "iat": 0, "exp": 2**40}, key="", algorithm="none"
     )
 
     response = await client.post("/v1/campaigns", headers=bearer(unsigned))
