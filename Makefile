@@ -1,0 +1,41 @@
+# The two commands of the README: `make up` and `make test`. Everything else is a convenience.
+PYTHON ?= python
+ORCHARD := $(PYTHON) -m deploy.cli
+INSTALL_STAMP := var/.installed
+
+.PHONY: install up down status test lint bench schemas
+
+# Reinstall only when this checkout is not the installed one or pyproject.toml changed since.
+install:
+	@bash deploy/install-system-deps.sh
+	@if [ ! -f $(INSTALL_STAMP) ] || [ pyproject.toml -nt $(INSTALL_STAMP) ] || \
+	   ! (cd / && $(PYTHON) -c "import pathlib, sys, deploy; \
+	      sys.exit(pathlib.Path(deploy.__file__).resolve().parents[1] != pathlib.Path('$(CURDIR)'))" 2>/dev/null); then \
+		echo "Installing Orchard and its dev tools: pip install -e '.[dev]'"; \
+		PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install -q -e '.[dev]' && mkdir -p var && touch $(INSTALL_STAMP); \
+	fi
+
+up: install
+	@$(ORCHARD) up
+
+down:
+	@$(ORCHARD) down
+
+status:
+	@$(ORCHARD) status
+
+# pytest's exit code 5 (no tests collected) fails the target like any other non-zero code.
+test:
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+lint:
+	ruff check .
+	ruff format --check .
+	mypy
+	lint-imports
+
+bench:
+	$(PYTHON) -m bench
+
+schemas:
+	$(PYTHON) -m contracts.schemas
