@@ -1,0 +1,227 @@
+"""One valid payload per topic, so every contract can be exercised end to end."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from contracts.delivery import DeliveryFailed, DeliveryMessageRequested, DeliveryRequested, DeliverySucceeded
+from contracts.envelope import EventData
+from contracts.ipa import FieldError, IpaRecordAccepted, IpaRecordRejected, IpaRecordSubmitted
+from contracts.orders import OrderCancelRequested, OrderCreateRequested, OrderStateChanged
+from contracts.redemption import RedemptionRecorded
+from contracts.support import SupportResendRequested, SupportSlaBreached
+from contracts.topics import Topics
+from contracts.vouchers import (
+    CampaignChanged,
+    ExpiryPolicy,
+    VoucherIssued,
+    VoucherIssueFailed,
+    VoucherRedeemed,
+    VoucherStatusChanged,
+    VoucherStockLow,
+)
+from contracts.wallet import (
+    WalletCreditRequested,
+    WalletDebitRejected,
+    WalletDebitRequested,
+    WalletReference,
+    WalletTransactionRecorded,
+)
+
+ORDER_ID = uuid.UUID("0b6f5c1e-6a53-4d43-9e0a-2f8c3b1d7a10")
+CODE_ID = uuid.UUID("5d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d")
+REDEMPTION_ID = uuid.UUID("7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d")
+WHEN = datetime(2026, 3, 31, 9, 30, tzinfo=UTC)
+
+
+def sample_payloads() -> dict[str, EventData]:
+    reference = WalletReference(order_id=ORDER_ID, booking_id="BK-7F3K9Q2M4T", redemption_id=REDEMPTION_ID)
+    samples: dict[Topics, EventData] = {
+        Topics.IPA_RECORD_SUBMITTED: IpaRecordSubmitted(
+            external_ref="hr-2026-q1-0001",
+            batch_id="batch-1",
+            member_id="E1001",
+            name="Ada Lovelace",
+            email="ada@example.com",
+            phone="+447700900123",
+            channel="email",
+            campaign_id="spring-thanks",
+            reward_type="voucher",
+            amount="25.00",
+            currency="EUR",
+            reason="Q1 milestone",
+        ),
+        Topics.IPA_RECORD_ACCEPTED: IpaRecordAccepted(
+            external_ref="hr-2026-q1-0001",
+            member_id="E1001",
+            campaign_id="spring-thanks",
+            reward_type="voucher",
+            amount="25.00",
+            currency="EUR",
+            order_id=ORDER_ID,
+        ),
+        Topics.IPA_RECORD_REJECTED: IpaRecordRejected(
+            external_ref="hr-2026-q1-0002",
+            errors=[FieldError(field="phone", code="invalid_phone", message="not an E.164 number")],
+        ),
+        Topics.ORDER_STATE_CHANGED: OrderStateChanged(
+            order_id=ORDER_ID,
+            booking_id="BK-7F3K9Q2M4T",
+            member_id="E1001",
+            campaign_id="spring-thanks",
+            external_ref="hr-2026-q1-0001",
+            source="ipa",
+            state="pending",
+            fulfilment_status="awaiting_voucher",
+        ),
+        Topics.ORDER_CANCEL_REQUESTED: OrderCancelRequested(external_ref="hr-2026-q1-0001", reason="left"),
+        Topics.ORDER_CREATE_REQUESTED: OrderCreateRequested(
+            redemption_id=REDEMPTION_ID,
+            idempotency_key=f"storefront:{REDEMPTION_ID}",
+            member_id="E1001",
+            campaign_id="spring-thanks",
+            reward_id="reward-coffee",
+            points="1500",
+            email="ada@example.com",
+        ),
+        Topics.CAMPAIGN_CHANGED: CampaignChanged(
+            campaign_id="spring-thanks",
+            version=3,
+            name="Spring thanks",
+            reward_type="voucher",
+            brand="Bean & Leaf",
+            face_value="25.00",
+            currency="EUR",
+            status="active",
+            per_record_limit="100.00",
+            default_channel="email",
+            partner_ids=["bean-and-leaf"],
+            expiry_policy=ExpiryPolicy(kind="days_after_issue", days=365),
+            budget="100000.00",
+        ),
+        Topics.VOUCHER_ISSUED: VoucherIssued(
+            order_id=ORDER_ID,
+            campaign_id="spring-thanks",
+            code_id=CODE_ID,
+            code="QX7M-4T9K-2W8P",
+            masked_code="****-****-2W8P",
+            face_value="25.00",
+            currency="EUR",
+            expires_at=WHEN,
+        ),
+        Topics.VOUCHER_ISSUE_FAILED: VoucherIssueFailed(
+            order_id=ORDER_ID, campaign_id="spring-thanks", reason="out_of_stock"
+        ),
+        Topics.VOUCHER_STOCK_LOW: VoucherStockLow(campaign_id="spring-thanks", available=9, threshold=10),
+        Topics.VOUCHER_REDEEMED: VoucherRedeemed(
+            code_id=CODE_ID,
+            campaign_id="spring-thanks",
+            order_id=ORDER_ID,
+            partner_id="bean-and-leaf",
+            redemption_id=REDEMPTION_ID,
+            amount="10.00",
+            remaining_value="15.00",
+            currency="EUR",
+            channel="in_store",
+            location="Lisbon, Rua Augusta",
+            partial=True,
+        ),
+        Topics.VOUCHER_STATUS_CHANGED: VoucherStatusChanged(
+            code_id=CODE_ID, campaign_id="spring-thanks", status="expired", previous_status="issued"
+        ),
+        Topics.DELIVERY_REQUESTED: DeliveryRequested(
+            order_id=ORDER_ID,
+            booking_id="BK-7F3K9Q2M4T",
+            member_id="E1001",
+            campaign_id="spring-thanks",
+            channel="sms",
+            phone="+447700900123",
+            locale="en-GB",
+        ),
+        Topics.DELIVERY_SUCCEEDED: DeliverySucceeded(
+            order_id=ORDER_ID, delivery_id=CODE_ID, channel="sms", attempt=1
+        ),
+        Topics.DELIVERY_FAILED: DeliveryFailed(
+            order_id=ORDER_ID,
+            delivery_id=CODE_ID,
+            channel="sms",
+            attempt=3,
+            reason_code="invalid_number",
+            retryable=False,
+            final=True,
+        ),
+        Topics.DELIVERY_MESSAGE_REQUESTED: DeliveryMessageRequested(
+            message_id=REDEMPTION_ID,
+            member_id="E1001",
+            channel="email",
+            template="ticket_update",
+            params={"ticket_id": "T-42"},
+        ),
+        Topics.WALLET_CREDIT_REQUESTED: WalletCreditRequested(
+            member_id="E1001",
+            amount="1500",
+            idempotency_key=f"refund:{REDEMPTION_ID}",
+            entry_type="refund",
+            reason_code="order_cancelled",
+            reference=reference,
+            requested_by="service:redemption",
+        ),
+        Topics.WALLET_DEBIT_REQUESTED: WalletDebitRequested(
+            member_id="E1001",
+            amount="1500",
+            idempotency_key=f"debit:{REDEMPTION_ID}",
+            entry_type="redemption",
+            reason_code="storefront",
+            reference=reference,
+            requested_by="member:E1001",
+        ),
+        Topics.WALLET_TRANSACTION_RECORDED: WalletTransactionRecorded(
+            entry_id=CODE_ID,
+            member_id="E1001",
+            entry_type="redemption",
+            direction="debit",
+            amount="1500",
+            balance_after="0",
+            idempotency_key=f"debit:{REDEMPTION_ID}",
+            reference=reference,
+        ),
+        Topics.WALLET_DEBIT_REJECTED: WalletDebitRejected(
+            member_id="E1001",
+            amount="1500",
+            idempotency_key=f"debit:{REDEMPTION_ID}",
+            reason="insufficient_points",
+        ),
+        Topics.SUPPORT_RESEND_REQUESTED: SupportResendRequested(
+            order_id=ORDER_ID, ticket_id="T-42", reason="member lost the email", requested_by="agent:sam"
+        ),
+        Topics.SUPPORT_SLA_BREACHED: SupportSlaBreached(
+            ticket_id="T-42",
+            kind="breach",
+            priority="high",
+            category="missing_delivery",
+            target="first_response",
+            due_at=WHEN,
+            breached_at=WHEN,
+        ),
+        Topics.REDEMPTION_RECORDED: RedemptionRecorded(
+            record_id=REDEMPTION_ID,
+            kind="offer",
+            status="successful",
+            redeemed_at=WHEN,
+            member_id="E1001",
+            segment_token="tier-gold",
+            offer_id="offer-9",
+            partner_id="bean-and-leaf",
+            channel="online",
+            validation_method="one_time_code",
+        ),
+    }
+    return {str(name): payload for name, payload in samples.items()}
+
+
+@pytest.fixture
+def samples() -> dict[str, EventData]:
+    return sample_payloads()
