@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import structlog
@@ -26,10 +27,12 @@ from .consumer import EventConsumer, Subscription
 from .db import apply_migrations, create_pool
 from .errors import is_transient
 from .http import create_http_app
-from .jobs import JobRunner, PeriodicJob
 from .logging import configure_logging
 from .outbox import OutboxRelay
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .jobs import JobRunner, PeriodicJob
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +48,8 @@ class ServiceSpec:
     jobs: Sequence[PeriodicJob] = ()
     # Runs after migrations, before consumers start: build repositories, warm caches, …
     on_startup: Sequence[Callable[[ServiceRuntime], Awaitable[None]]] = ()
+    # Runs first on shutdown, before consumers and the relay stop: stop the service's own background work.
+    on_shutdown: Sequence[Callable[[ServiceRuntime], Awaitable[None]]] = ()
     # Swappable so a service (or a fault test) can wrap batch processing, e.g. with instrumentation.
     consumer_class: type[EventConsumer] = EventConsumer
 
@@ -107,6 +112,8 @@ class ServiceRuntime:
         # alive (not ready) until then.
         self._broker_task = asyncio.create_task(self._start_broker(), name="kafka-consumers")
         if self.spec.jobs:
+            from .jobs import JobRunner
+
             self.jobs = JobRunner(self.pool, list(self.spec.jobs))
             await self.jobs.start()
         log.info("service_started", subscriptions=[sub.name for sub in self.spec.subscriptions])
@@ -119,6 +126,8 @@ class ServiceRuntime:
 
     async def stop(self) -> None:
         log.info("service_stopping")
+        for hook in self.spec.on_shutdown:
+            await hook(self)
         if self.jobs is not None:
             await self.jobs.stop()
         if self._broker_task is not None:
@@ -210,7 +219,23 @@ def run_service(spec: ServiceSpec, settings: Settings | None = None) -> None:
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         lifespan="on",
     )
-    uvicorn.Server(config).run()
+    _Server(config).run()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises the signal after its graceful shutdown, so the process would end "killed by
+    SIGTERM"; a drained service exits 0 instead, which is what supervisors read as a clean stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
 
 
 def run_named_service(name: str, title: str, package_dir: Path) -> None:

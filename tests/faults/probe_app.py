@@ -9,6 +9,7 @@ environment (PROBE_*) plus the usual ORCHARD_*/DATABASE_URL/KAFKA_BOOTSTRAP_SERV
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import Sequence
@@ -94,12 +95,19 @@ def build_spec(mode: str) -> ServiceSpec:
     async def start_writer(runtime: ServiceRuntime) -> None:
         writer_task.append(asyncio.create_task(write_state_rows(runtime)))
 
+    async def stop_writer(runtime: ServiceRuntime) -> None:
+        for task in writer_task:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     subscriptions = [Subscription(name="probe", topic=_topic(), payload=ProbeEvent, handle=apply_event)]
     return ServiceSpec(
         title=f"Orchard fault probe ({mode})",
         migrations_dir=MIGRATIONS,
         subscriptions=subscriptions if mode == "consume" else (),
         on_startup=[start_writer] if mode == "produce" else (),
+        on_shutdown=[stop_writer] if mode == "produce" else (),
         consumer_class=CrashingConsumer if os.environ.get("PROBE_CRASH_AFTER_BATCHES") else EventConsumer,
     )
 

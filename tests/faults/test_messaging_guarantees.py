@@ -180,3 +180,28 @@ async def test_postgres_restart_mid_stream_loses_nothing_and_readiness_follows_i
     applied, distinct = await _effects_summary(consumer_dsn)
     assert (applied, distinct) == (total, total)
     print(f"\nPostgres stopped and restarted mid-stream: {total} events, {applied} applied once")
+
+
+async def test_sigterm_drains_the_outbox_and_exits_cleanly(infra, kafka_bootstrap, new_topic, make_schema, probes):
+    total = 5000
+    topic = await new_topic("probe", partitions=3)
+    dsn, schema = await make_schema(infra.admin_dsn)
+    producer = probes("produce", service=_service(), dsn=dsn, schema=schema, bootstrap=kafka_bootstrap, topic=topic,
+                      PROBE_COUNT=str(total), PROBE_ROWS_PER_TX="50", PROBE_PAUSE_S="0")
+    producer.start()
+    await asyncio.to_thread(producer.wait_status, 200)
+    await wait_until(lambda: _state_rows_at_least(dsn, 500), what="a burst under way")
+    started = asyncio.get_running_loop().time()
+    exit_code = await asyncio.to_thread(producer.terminate, 30)
+    took = asyncio.get_running_loop().time() - started
+    assert exit_code == 0, f"exit code {exit_code} after SIGTERM; see {producer.log_path}"
+    written = await _count(dsn, "SELECT count(*) FROM probe_state")
+    unpublished = await _count(dsn, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
+    assert unpublished == 0, f"{unpublished} of {written} events left unpublished at shutdown"
+    in_kafka = {json.loads(r.value)["data"]["n"] for r in await read_topic(kafka_bootstrap, topic)}
+    assert len(in_kafka) == written
+    print(f"\nSIGTERM mid-burst: exited 0 in {took:.1f}s with {written} rows written, all {len(in_kafka)} published")
+
+
+async def _state_rows_at_least(dsn: str, n: int) -> bool:
+    return await _count(dsn, "SELECT count(*) FROM probe_state") >= n
