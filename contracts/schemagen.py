@@ -48,10 +48,10 @@ def current_schemas() -> dict[str, Document]:
     return {spec.name: topic_schema(spec) for spec in TOPICS}
 
 
-def committed_schemas(directory: Path = SCHEMA_DIR) -> dict[str, Document]:
+def committed_schemas() -> dict[str, Document]:
     return {
         path.name.removesuffix(SCHEMA_SUFFIX): json.loads(path.read_text(encoding="utf-8"))
-        for path in sorted(directory.glob(f"*{SCHEMA_SUFFIX}"))
+        for path in sorted(SCHEMA_DIR.glob(f"*{SCHEMA_SUFFIX}"))
     }
 
 
