@@ -28,11 +28,12 @@ from prometheus_client import Counter, Histogram
 
 from contracts.envelope import ContractViolation, Envelope, EventData
 
+from .db import Connection
 from .errors import is_transient
 
 log = structlog.get_logger(__name__)
 
-Handler = Callable[[asyncpg.Connection, Envelope[Any]], Awaitable[None]]
+Handler = Callable[[Connection, Envelope[Any]], Awaitable[None]]
 
 CONSUMED = Counter("orchard_events_consumed_total", "Events handled", ["consumer", "topic", "outcome"])
 BATCH_SECONDS = Histogram("orchard_consumer_batch_seconds", "Time to handle one fetched batch", ["consumer"])
@@ -185,8 +186,13 @@ class EventConsumer:
                 if current.failures >= self._max_attempts:
                     current.dead_reason = f"{type(exc).__name__}: {exc}"
                     current.dead_code = "handler_failed"
-                    log.error("event_dead_lettered", consumer=sub.name, topic=sub.topic, error=repr(exc),
-                              attempts=current.failures)
+                    log.error(
+                        "event_dead_lettered",
+                        consumer=sub.name,
+                        topic=sub.topic,
+                        error=repr(exc),
+                        attempts=current.failures,
+                    )
                 else:
                     await asyncio.sleep(0.05 * current.failures)
         dead = [i for i in items if i.dead_reason is not None]
@@ -203,12 +209,19 @@ class EventConsumer:
             envelope = Envelope.decode(record.value, sub.payload, expected_type=sub.event_type or sub.topic)
             return _Incoming(record, envelope=envelope)
         except ContractViolation as exc:
-            log.error("event_rejected_by_contract", consumer=sub.name, topic=sub.topic, code=exc.code,
-                      partition=record.partition, offset=record.offset, reason=exc.reason)
+            log.error(
+                "event_rejected_by_contract",
+                consumer=sub.name,
+                topic=sub.topic,
+                code=exc.code,
+                partition=record.partition,
+                offset=record.offset,
+                reason=exc.reason,
+            )
             return _Incoming(record, dead_reason=exc.reason, dead_code=exc.code, failures=1)
 
     async def _claim_in_inbox(
-        self, conn: asyncpg.Connection, sub: Subscription, live: list[_Incoming]
+        self, conn: Connection, sub: Subscription, live: list[_Incoming]
     ) -> set[_Incoming]:
         """Record the batch's events in the inbox; those already there were handled before."""
         first_by_id: dict[Any, _Incoming] = {}

@@ -6,11 +6,16 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import asyncpg
 import structlog
+from asyncpg.pool import PoolConnectionProxy
 
 log = structlog.get_logger(__name__)
+
+# What handlers and repositories receive: a plain connection or one borrowed from a pool.
+Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
 CHASSIS_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -79,7 +84,9 @@ async def apply_migrations(pool: asyncpg.Pool, *, service_dir: Path | None = Non
         schema = await conn.fetchval("SELECT current_schema()")
         if schema is None:
             raise MigrationError("the connection's search_path names no existing schema")
-        lock_key = _MIGRATION_LOCK_NAMESPACE * 1_000_003 + int(hashlib.sha256(schema.encode()).hexdigest()[:8], 16)
+        lock_key = _MIGRATION_LOCK_NAMESPACE * 1_000_003 + int(
+            hashlib.sha256(schema.encode()).hexdigest()[:8], 16
+        )
         await conn.execute("SELECT pg_advisory_lock($1)", lock_key)
         try:
             await conn.execute(

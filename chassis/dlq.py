@@ -34,7 +34,9 @@ class DeadLetter:
     headers: tuple[tuple[str, bytes], ...]
 
     def original_headers(self) -> list[tuple[str, bytes]]:
-        return [(k, v) for k, v in self.headers if not k.startswith(DLQ_HEADER_PREFIX) and k != REPLAYED_HEADER]
+        return [
+            (k, v) for k, v in self.headers if not k.startswith(DLQ_HEADER_PREFIX) and k != REPLAYED_HEADER
+        ]
 
 
 def _event_id_of(value: bytes | None, headers: dict[str, str]) -> str | None:
@@ -101,7 +103,9 @@ async def _read_all(
         return letters
 
 
-async def list_dead_letters(bootstrap: str, topics: list[str] | None = None, limit: int = 100) -> list[DeadLetter]:
+async def list_dead_letters(
+    bootstrap: str, topics: list[str] | None = None, limit: int = 100
+) -> list[DeadLetter]:
     """Dead letters of the given DLQ topics (all `*.dlq` topics by default), newest last."""
     names = topics or await dlq_topics(bootstrap)
     letters: list[DeadLetter] = []
@@ -146,5 +150,7 @@ async def replay_dead_letters(bootstrap: str, dlq_topic: str, *, event_ids: list
         wanted = set(event_ids)
         await republish([d for d in await _read_all(bootstrap, dlq_topic) if d.event_id in wanted])
     else:
-        await _read_all(bootstrap, dlq_topic, group_id=f"orchard.dlq-replay.{dlq_topic}", before_commit=republish)
+        await _read_all(
+            bootstrap, dlq_topic, group_id=f"orchard.dlq-replay.{dlq_topic}", before_commit=republish
+        )
     return len(replayed)

@@ -25,7 +25,7 @@ from prometheus_client import Counter, Gauge
 
 from contracts.envelope import Envelope
 
-from .db import quote_ident
+from .db import Connection, quote_ident
 from .errors import is_transient
 
 log = structlog.get_logger(__name__)
@@ -36,7 +36,9 @@ OUTBOX_OLDEST = Gauge(
 )
 OUTBOX_PUBLISHED = Counter("orchard_outbox_published_total", "Events published by the relay", ["schema"])
 OUTBOX_FAILURES = Counter("orchard_outbox_publish_failures_total", "Failed relay rounds", ["schema"])
-OUTBOX_LEADER = Gauge("orchard_outbox_relay_leader", "1 while this process runs the schema's relay", ["schema"])
+OUTBOX_LEADER = Gauge(
+    "orchard_outbox_relay_leader", "1 while this process runs the schema's relay", ["schema"]
+)
 
 _RELAY_LOCK_NAMESPACE = 0x6F7574  # "out": keeps relay locks apart from other advisory locks
 
@@ -65,14 +67,15 @@ class OutgoingEvent:
         return self.topic or self.envelope.event_type
 
 
-async def add_to_outbox(conn: asyncpg.Connection, events: Sequence[OutgoingEvent]) -> None:
+async def add_to_outbox(conn: Connection, events: Sequence[OutgoingEvent]) -> None:
     """Write events in the caller's transaction; nothing is sent unless that transaction commits."""
     if not conn.is_in_transaction():
         raise RuntimeError("outbox writes must share the transaction of the state they describe")
     if not events:
         return
     await conn.executemany(
-        "INSERT INTO outbox (event_id, topic, message_key, payload, headers) VALUES ($1, $2, $3, $4, $5::jsonb)",
+        "INSERT INTO outbox (event_id, topic, message_key, payload, headers)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb)",
         [
             (
                 e.envelope.event_id,
@@ -86,7 +89,7 @@ async def add_to_outbox(conn: asyncpg.Connection, events: Sequence[OutgoingEvent
     )
 
 
-async def add_event(conn: asyncpg.Connection, envelope: Envelope[Any], *, key: str, topic: str | None = None) -> None:
+async def add_event(conn: Connection, envelope: Envelope[Any], *, key: str, topic: str | None = None) -> None:
     await add_to_outbox(conn, [OutgoingEvent(key=key, envelope=envelope, topic=topic)])
 
 
@@ -202,7 +205,7 @@ class OutboxRelay:
                 continue
             await self._sleep_or_wake(self._poll_interval)
 
-    async def _publish_batch(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> int:
+    async def _publish_batch(self, conn: Connection, producer: AIOKafkaProducer) -> int:
         async with conn.transaction():
             rows = await conn.fetch(
                 "SELECT id, topic, message_key, payload, headers FROM outbox"
@@ -218,15 +221,20 @@ class OutboxRelay:
                 headers = [(k, str(v).encode()) for k, v in json.loads(row["headers"]).items()]
                 pending.append(
                     await producer.send(
-                        row["topic"], value=bytes(row["payload"]), key=row["message_key"].encode(), headers=headers
+                        row["topic"],
+                        value=bytes(row["payload"]),
+                        key=row["message_key"].encode(),
+                        headers=headers,
                     )
                 )
             await asyncio.gather(*pending)
-            await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+            await conn.execute(
+                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+            )
         OUTBOX_PUBLISHED.labels(self._schema).inc(len(rows))
         return len(rows)
 
-    async def _housekeeping(self, conn: asyncpg.Connection) -> None:
+    async def _housekeeping(self, conn: Connection) -> None:
         now = time.monotonic()
         if now - self._last_gauge_at >= 1.0:
             self._last_gauge_at = now

@@ -78,7 +78,9 @@ class ServiceRuntime:
         s = self.settings
         self.pool = await _retry_until_up(
             "postgres",
-            lambda: create_pool(self.dsn, schema=s.schema, min_size=s.db_pool_min, max_size=s.db_pool_max),
+            lambda: create_pool(
+                self.dsn, schema=s.schema_name, min_size=s.db_pool_min, max_size=s.db_pool_max
+            ),
         )
         applied = await apply_migrations(self.pool, service_dir=self.spec.migrations_dir)
         log.info("service_migrated", applied=len(applied))
@@ -86,7 +88,7 @@ class ServiceRuntime:
             await hook(self)
         self.relay = OutboxRelay(
             dsn=self.dsn,
-            schema=s.schema,
+            schema=s.schema_name,
             bootstrap_servers=s.kafka_bootstrap_servers,
             batch_size=s.outbox_batch_size,
             poll_interval_s=s.outbox_poll_interval_s,

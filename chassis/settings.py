@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     var_dir: Path = Field(default=REPO_ROOT / "var", alias="ORCHARD_VAR_DIR")
 
     @property
-    def schema(self) -> str:
+    def schema_name(self) -> str:
         """The Postgres schema this service owns (defaults to the service name)."""
         return self.db_schema or self.service_name
 

@@ -35,7 +35,9 @@ class TopicSnapshot:
 
 
 @contextlib.asynccontextmanager
-async def open_topic(bootstrap: str, topic: str, *, group_id: str | None = None) -> AsyncIterator[TopicSnapshot]:
+async def open_topic(
+    bootstrap: str, topic: str, *, group_id: str | None = None
+) -> AsyncIterator[TopicSnapshot]:
     """Assign all partitions of a topic; from the beginning, or from the group's committed offsets."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest"

@@ -5,4 +5,8 @@ from pathlib import Path
 from chassis.service import run_named_service
 
 if __name__ == "__main__":
-    run_named_service("order", "Orchard order service: IPA intake and the voucher order lifecycle", Path(__file__).resolve().parent)
+    run_named_service(
+        "order",
+        "Orchard order service: IPA intake and the voucher order lifecycle",
+        Path(__file__).resolve().parent,
+    )

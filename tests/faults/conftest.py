@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -18,16 +19,16 @@ async def make_schema() -> AsyncIterator[Callable[..., object]]:
 
     async def make(admin_dsn: str, prefix: str = "probe") -> tuple[str, str]:
         name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-        dsn = await provision_service(admin_dsn, service=name, schema=name, role=name, password=uuid.uuid4().hex)
+        dsn = await provision_service(
+            admin_dsn, service=name, schema=name, role=name, password=uuid.uuid4().hex
+        )
         made.append((admin_dsn, name, name))
         return dsn, name
 
     yield make
     for admin_dsn, schema, role in made:
-        try:
+        with contextlib.suppress(Exception):  # the server may be gone already in a fault test
             await drop_service(admin_dsn, schema=schema, role=role)
-        except Exception:  # noqa: S110 - the server may be gone already in a fault test
-            pass
 
 
 @pytest.fixture

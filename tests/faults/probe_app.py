@@ -59,12 +59,19 @@ async def write_state_rows(runtime: ServiceRuntime) -> None:
                         OutgoingEvent(
                             key=str(r["n"]),
                             topic=topic,
-                            envelope=Envelope.new(event_type=topic, producer="probe", data=ProbeEvent(n=r["n"])),
+                            envelope=Envelope.new(
+                                event_type=topic, producer="probe", data=ProbeEvent(n=r["n"])
+                            ),
                         )
                         for r in rows
                     ],
                 )
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError):
+        except (
+            OSError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.InterfaceError,
+            asyncpg.CannotConnectNowError,
+        ):
             await asyncio.sleep(0.2)  # Postgres restarting: try the same rows again
             continue
         start = end + 1

@@ -20,8 +20,18 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 class ProbeProcess:
     """One probe process (`produce` or `consume`) with its own HTTP port and log file."""
 
-    def __init__(self, mode: str, *, service: str, dsn: str, schema: str, bootstrap: str, topic: str,
-                 log_dir: Path, **probe_env: str) -> None:
+    def __init__(
+        self,
+        mode: str,
+        *,
+        service: str,
+        dsn: str,
+        schema: str,
+        bootstrap: str,
+        topic: str,
+        log_dir: Path,
+        **probe_env: str,
+    ) -> None:
         self.mode = mode
         self.port = free_port()
         self.log_path = log_dir / f"{service}-{mode}.log"
@@ -45,7 +55,10 @@ class ProbeProcess:
     def start(self, **extra_env: str) -> ProbeProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, str(PROBE_APP)], env={**self.env, **extra_env}, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, str(PROBE_APP)],
+            env={**self.env, **extra_env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
             cwd=REPO_ROOT,
         )
         self.starts += 1
@@ -63,9 +76,13 @@ class ProbeProcess:
             if self.ready_status() == status:
                 return
             if self.process is not None and self.process.poll() is not None and status == 200:
-                raise AssertionError(f"probe {self.mode} exited with {self.process.returncode}; see {self.log_path}")
+                raise AssertionError(
+                    f"probe {self.mode} exited with {self.process.returncode}; see {self.log_path}"
+                )
             time.sleep(0.2)
-        raise AssertionError(f"probe {self.mode} did not report {status} within {timeout}s; see {self.log_path}")
+        raise AssertionError(
+            f"probe {self.mode} did not report {status} within {timeout}s; see {self.log_path}"
+        )
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks, no flush, exactly like a crash."""

@@ -29,7 +29,9 @@ async def _count(dsn: str, sql: str) -> int:
 async def _effects_summary(dsn: str) -> tuple[int, int]:
     conn = await asyncpg.connect(dsn)
     try:
-        row = await conn.fetchrow("SELECT count(*) AS total, count(DISTINCT n) AS distinct_n FROM probe_effects")
+        row = await conn.fetchrow(
+            "SELECT count(*) AS total, count(DISTINCT n) AS distinct_n FROM probe_effects"
+        )
         return int(row["total"]), int(row["distinct_n"])
     finally:
         await conn.close()
@@ -64,28 +66,40 @@ async def test_relay_killed_at_random_moments_loses_no_event_and_effects_apply_o
     producer_dsn, producer_schema = await make_schema(infra.admin_dsn)
     consumer_dsn, consumer_schema = await make_schema(infra.admin_dsn)
     common = {"bootstrap": kafka_bootstrap, "topic": topic}
-    producer = probes("produce", service=_service(), dsn=producer_dsn, schema=producer_schema,
-                      PROBE_COUNT=str(total), **common)
+    producer = probes(
+        "produce",
+        service=_service(),
+        dsn=producer_dsn,
+        schema=producer_schema,
+        PROBE_COUNT=str(total),
+        **common,
+    )
     consumer = probes("consume", service=_service(), dsn=consumer_dsn, schema=consumer_schema, **common)
     consumer.start()
     producer.start()
-    rng = random.Random(20261123)  # noqa: S311 - reproducible kill moments
+    rng = random.Random(20261123)
     kills = 0
     while kills < 6:
         await asyncio.sleep(rng.uniform(0.5, 2.0))
         producer.kill()
         kills += 1
         producer.start()
-    await wait_until(lambda: _outbox_drained(producer_dsn, total), timeout=120, what="all rows written and published")
+    await wait_until(
+        lambda: _outbox_drained(producer_dsn, total), timeout=120, what="all rows written and published"
+    )
 
     records = await read_topic(kafka_bootstrap, topic)
     published = [json.loads(r.value)["data"]["n"] for r in records]
     assert set(published) == set(range(1, total + 1)), "an event never reached Kafka"
-    await wait_until(lambda: _all_applied(consumer_dsn, total), timeout=120, what="consumer applied every event")
+    await wait_until(
+        lambda: _all_applied(consumer_dsn, total), timeout=120, what="consumer applied every event"
+    )
     applied, distinct = await _effects_summary(consumer_dsn)
     assert (applied, distinct) == (total, total), f"{applied - distinct} effects applied twice"
-    print(f"\nrelay SIGKILLed {kills}x: {total} events, {len(published)} sends ({len(published) - total} resent), "
-          f"{applied} effects, 0 doubled")
+    print(
+        f"\nrelay SIGKILLed {kills}x: {total} events, {len(published)} sends "
+        f"({len(published) - total} resent), {applied} effects, 0 doubled"
+    )
 
 
 async def test_consumer_killed_after_db_commit_before_offset_commit_applies_nothing_twice(
@@ -95,10 +109,14 @@ async def test_consumer_killed_after_db_commit_before_offset_commit_applies_noth
     topic = await new_topic("probe", partitions=2)
     dsn, schema = await make_schema(infra.admin_dsn)
     service = _service()
-    events = [Envelope.new(event_type=topic, producer="test", data=ProbeEvent(n=n)) for n in range(1, total + 1)]
+    events = [
+        Envelope.new(event_type=topic, producer="test", data=ProbeEvent(n=n)) for n in range(1, total + 1)
+    ]
     await produce(kafka_bootstrap, topic, [(str(e.data.n).encode(), e.to_bytes()) for e in events])
 
-    crashing = probes("consume", service=service, dsn=dsn, schema=schema, bootstrap=kafka_bootstrap, topic=topic)
+    crashing = probes(
+        "consume", service=service, dsn=dsn, schema=schema, bootstrap=kafka_bootstrap, topic=topic
+    )
     crashing.start(PROBE_CRASH_AFTER_BATCHES="1")
     assert crashing.wait_exit(120) == -9
     applied_before_crash, _ = await _effects_summary(dsn)
@@ -112,7 +130,10 @@ async def test_consumer_killed_after_db_commit_before_offset_commit_applies_noth
     assert (applied, distinct) == (total, total)
     redelivered = await _count(dsn, "SELECT count(*) FROM inbox")
     assert redelivered == total
-    print(f"\nconsumer SIGKILLed after committing {applied_before_crash} effects; redelivered, {applied} applied once")
+    print(
+        f"\nconsumer SIGKILLed after committing {applied_before_crash} effects;"
+        f" redelivered, {applied} applied once"
+    )
 
 
 async def test_broker_restart_mid_stream_loses_nothing_and_readiness_follows_it(
@@ -128,10 +149,24 @@ async def test_broker_restart_mid_stream_loses_nothing_and_readiness_follows_it(
     await ensure_topics(bootstrap, [probe_topic(topic)])
     producer_dsn, producer_schema = await make_schema(infra.admin_dsn)
     consumer_dsn, consumer_schema = await make_schema(infra.admin_dsn)
-    producer = probes("produce", service=_service(), dsn=producer_dsn, schema=producer_schema, bootstrap=bootstrap,
-                      topic=topic, PROBE_COUNT=str(total), PROBE_PAUSE_S="0.02")
-    consumer = probes("consume", service=_service(), dsn=consumer_dsn, schema=consumer_schema, bootstrap=bootstrap,
-                      topic=topic)
+    producer = probes(
+        "produce",
+        service=_service(),
+        dsn=producer_dsn,
+        schema=producer_schema,
+        bootstrap=bootstrap,
+        topic=topic,
+        PROBE_COUNT=str(total),
+        PROBE_PAUSE_S="0.02",
+    )
+    consumer = probes(
+        "consume",
+        service=_service(),
+        dsn=consumer_dsn,
+        schema=consumer_schema,
+        bootstrap=bootstrap,
+        topic=topic,
+    )
     consumer.start()
     producer.start()
     await asyncio.to_thread(producer.wait_status, 200)
@@ -143,7 +178,9 @@ async def test_broker_restart_mid_stream_loses_nothing_and_readiness_follows_it(
     await asyncio.to_thread(producer.wait_status, 200, 60)
     await asyncio.to_thread(consumer.wait_status, 200, 60)
 
-    await wait_until(lambda: _outbox_drained(producer_dsn, total), timeout=120, what="outbox drained after restart")
+    await wait_until(
+        lambda: _outbox_drained(producer_dsn, total), timeout=120, what="outbox drained after restart"
+    )
     await wait_until(lambda: _all_applied(consumer_dsn, total), timeout=120, what="every event applied")
     applied, distinct = await _effects_summary(consumer_dsn)
     assert (applied, distinct) == (total, total)
@@ -158,10 +195,24 @@ async def test_postgres_restart_mid_stream_loses_nothing_and_readiness_follows_i
     topic = await new_topic("probe", partitions=3)
     producer_dsn, producer_schema = await make_schema(pg.admin_dsn)
     consumer_dsn, consumer_schema = await make_schema(pg.admin_dsn)
-    producer = probes("produce", service=_service(), dsn=producer_dsn, schema=producer_schema,
-                      bootstrap=kafka_bootstrap, topic=topic, PROBE_COUNT=str(total), PROBE_PAUSE_S="0.02")
-    consumer = probes("consume", service=_service(), dsn=consumer_dsn, schema=consumer_schema,
-                      bootstrap=kafka_bootstrap, topic=topic)
+    producer = probes(
+        "produce",
+        service=_service(),
+        dsn=producer_dsn,
+        schema=producer_schema,
+        bootstrap=kafka_bootstrap,
+        topic=topic,
+        PROBE_COUNT=str(total),
+        PROBE_PAUSE_S="0.02",
+    )
+    consumer = probes(
+        "consume",
+        service=_service(),
+        dsn=consumer_dsn,
+        schema=consumer_schema,
+        bootstrap=kafka_bootstrap,
+        topic=topic,
+    )
     consumer.start()
     producer.start()
     await asyncio.to_thread(producer.wait_status, 200)
@@ -175,19 +226,32 @@ async def test_postgres_restart_mid_stream_loses_nothing_and_readiness_follows_i
     await asyncio.to_thread(producer.wait_status, 200, 60)
     await asyncio.to_thread(consumer.wait_status, 200, 60)
 
-    await wait_until(lambda: _outbox_drained(producer_dsn, total), timeout=120, what="outbox drained after restart")
+    await wait_until(
+        lambda: _outbox_drained(producer_dsn, total), timeout=120, what="outbox drained after restart"
+    )
     await wait_until(lambda: _all_applied(consumer_dsn, total), timeout=120, what="every event applied")
     applied, distinct = await _effects_summary(consumer_dsn)
     assert (applied, distinct) == (total, total)
     print(f"\nPostgres stopped and restarted mid-stream: {total} events, {applied} applied once")
 
 
-async def test_sigterm_drains_the_outbox_and_exits_cleanly(infra, kafka_bootstrap, new_topic, make_schema, probes):
+async def test_sigterm_drains_the_outbox_and_exits_cleanly(
+    infra, kafka_bootstrap, new_topic, make_schema, probes
+):
     total = 5000
     topic = await new_topic("probe", partitions=3)
     dsn, schema = await make_schema(infra.admin_dsn)
-    producer = probes("produce", service=_service(), dsn=dsn, schema=schema, bootstrap=kafka_bootstrap, topic=topic,
-                      PROBE_COUNT=str(total), PROBE_ROWS_PER_TX="50", PROBE_PAUSE_S="0")
+    producer = probes(
+        "produce",
+        service=_service(),
+        dsn=dsn,
+        schema=schema,
+        bootstrap=kafka_bootstrap,
+        topic=topic,
+        PROBE_COUNT=str(total),
+        PROBE_ROWS_PER_TX="50",
+        PROBE_PAUSE_S="0",
+    )
     producer.start()
     await asyncio.to_thread(producer.wait_status, 200)
     await wait_until(lambda: _state_rows_at_least(dsn, 500), what="a burst under way")
@@ -200,7 +264,10 @@ async def test_sigterm_drains_the_outbox_and_exits_cleanly(infra, kafka_bootstra
     assert unpublished == 0, f"{unpublished} of {written} events left unpublished at shutdown"
     in_kafka = {json.loads(r.value)["data"]["n"] for r in await read_topic(kafka_bootstrap, topic)}
     assert len(in_kafka) == written
-    print(f"\nSIGTERM mid-burst: exited 0 in {took:.1f}s with {written} rows written, all {len(in_kafka)} published")
+    print(
+        f"\nSIGTERM mid-burst: exited 0 in {took:.1f}s with {written} rows written,"
+        f" all {len(in_kafka)} published"
+    )
 
 
 async def _state_rows_at_least(dsn: str, n: int) -> bool:
