@@ -227,6 +227,21 @@ def dlq_replay(
     out.print(f"Replayed {count} dead letter(s) from {dlq_topic}.")
 
 
+@app.command()
+@one_line_errors
+def init(
+    role_password: Annotated[
+        str, typer.Option(envvar="ORCHARD_DB_ROLE_PASSWORD", help="Password given to every service role")
+    ],
+) -> None:
+    """Provision schemas, roles and topics on servers run elsewhere (Docker Compose, Kubernetes)."""
+    from deploy.runner import StackConfig, init_external
+
+    _quiet_client_logs()
+    database_urls, created = init_external(StackConfig.from_env(), role_password)
+    out.print(f"Provisioned {', '.join(database_urls)}; created {len(created)} topic(s).")
+
+
 @app.command(hidden=True)
 @one_line_errors
 def prepare() -> None:

@@ -30,9 +30,6 @@ from deploy.infra.postgres import DEFAULT_DATABASE, PostgresServer, provision_da
 from deploy.infra.process import pid_alive, read_pid_file, spawn, stop_processes, write_pid_file
 from deploy.infra.topics import ensure_kafka_topics
 
-SERVICE_STOP_GRACE_S = 25.0
-"""A service drains for up to ORCHARD_SHUTDOWN_GRACE (20 s by default) after SIGTERM; then SIGKILL."""
-
 
 @dataclass(frozen=True)
 class ProcessSpec:
@@ -68,6 +65,8 @@ class StackConfig:
     service_ports: Mapping[str, int] = field(default_factory=dict)
     service_module: str = "services.{name}"
     ready_timeout_s: float = 90.0
+    stop_grace_s: float = 25.0
+    """A service drains for up to ORCHARD_SHUTDOWN_GRACE (20 s by default) after SIGTERM; then SIGKILL."""
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -178,7 +177,7 @@ def up(config: StackConfig, *, on_step: Callable[[str], None] = lambda _: None) 
         postgres.wait_ready()
     admin_dsn = config.external_database or (postgres.admin_dsn if postgres else "")
     on_step("provisioning database schemas")
-    database_urls = asyncio.run(_provision(config, admin_dsn))
+    database_urls = asyncio.run(_provision(config, admin_dsn, _role_passwords(config)))
     if kafka is not None:
         kafka.wait_ready()
     on_step("creating topics")
@@ -197,6 +196,18 @@ def up(config: StackConfig, *, on_step: Callable[[str], None] = lambda _: None) 
     _wait_until_ready(config, pending)
     report.seconds = time.monotonic() - began
     return report
+
+
+def init_external(config: StackConfig, role_password: str) -> tuple[dict[str, str], list[str]]:
+    """Prepare servers that something else runs (Docker Compose, Kubernetes): the database, one schema
+    and role per service, and the registry's topics. Returns each service's DSN and the topics created.
+    """
+    if not config.external_database or not config.external_kafka:
+        raise InfraError("orchard init needs DATABASE_URL (an admin DSN) and KAFKA_BOOTSTRAP_SERVERS")
+    passwords = {service_role(service): role_password for service in config.service_ports}
+    database_urls = asyncio.run(_provision(config, config.external_database, passwords))
+    created = asyncio.run(ensure_kafka_topics(config.external_kafka, registry_topics()))
+    return database_urls, created
 
 
 def _preflight(config: StackConfig, kafka: KafkaBroker | None, postgres: PostgresServer | None) -> None:
@@ -221,9 +232,8 @@ def registry_topics() -> list[Any]:
     return list(kafka_topics())
 
 
-async def _provision(config: StackConfig, server_dsn: str) -> dict[str, str]:
+async def _provision(config: StackConfig, server_dsn: str, passwords: Mapping[str, str]) -> dict[str, str]:
     admin_dsn = await provision_database(server_dsn, config.database)
-    passwords = _role_passwords(config)
     urls = {}
     for service in config.service_ports:
         role = service_role(service)
@@ -297,7 +307,7 @@ def down(config: StackConfig, *, on_step: Callable[[str], None] = lambda _: None
     running = {spec.name: pid for spec in managed_processes(config) if (pid := running_pid(config, spec))}
     if running:
         on_step("stopping " + ", ".join(running))
-        stop_processes(running.values(), grace=SERVICE_STOP_GRACE_S)
+        stop_processes(running.values(), grace=config.stop_grace_s)
         stopped += running
     for spec in managed_processes(config):
         config.pid_file(spec.name).unlink(missing_ok=True)
