@@ -47,10 +47,10 @@ class SlaTarget(StrEnum):
 
 
 class SlaAlertKind(StrEnum):
+    """`warning`: the target is close and not met yet; `breach`: the target passed unmet."""
+
     WARNING = "warning"
-    """The target is close and not met yet."""
     BREACH = "breach"
-    """The target passed unmet."""
 
 
 class SupportSlaBreached(EventData):
