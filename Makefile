@@ -38,4 +38,4 @@ bench:
 	$(PYTHON) -m bench
 
 schemas:
-	$(PYTHON) -m contracts.schemas
+	$(PYTHON) -m contracts.schemagen
