@@ -31,7 +31,7 @@ app.add_typer(dlq_app, name="dlq")
 
 # Piped output (CI logs, `| less`) gets wide tables rather than rich's 80-column default.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 _Command = TypeVar("_Command", bound=Callable[..., Any])
 
