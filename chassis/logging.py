@@ -120,6 +120,17 @@ def _add_service(service_name: str) -> Processor:
     return add_service
 
 
+def _drop_noise(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    # uvicorn's `color_message` repeats `event` with terminal colours.
+    event_dict.pop("color_message", None)
+    # An id bound as None means "none for this unit of work" (and hides an outer value while bound);
+    # a null on every line would add nothing.
+    for key in ("causation_id", "event_id", "request_id"):
+        if key in event_dict and event_dict[key] is None:
+            del event_dict[key]
+    return event_dict
+
+
 def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> None:
     """Route structlog and the standard library through one redacting JSON (or console) renderer.
 
@@ -143,6 +154,7 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
         foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _drop_noise,
             structlog.processors.format_exc_info,
             redact_event,
             renderer,

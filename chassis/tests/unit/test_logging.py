@@ -159,3 +159,12 @@ def test_contact_details_nested_in_structures_are_masked(phone: str, email: str,
         "outer": [{key: f"{masked_email(email)} / {masked_phone(phone)}"}],
         "numbers": [masked_phone(phone)],
     }
+
+
+def test_ids_bound_as_none_are_left_out_of_the_line(logs: LogCapture) -> None:
+    with bind_correlation("corr-1"):
+        structlog.get_logger().info("no_cause")
+
+    [line] = logs.lines()
+    assert line["correlation_id"] == "corr-1"
+    assert "causation_id" not in line
