@@ -18,19 +18,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, Final, TypeAlias
+from typing import Any, Final
 from uuid import UUID
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
+
+from chassis.db import Connection
 
 GENESIS_HASH: Final = "0" * 64
 # The two-key advisory lock space is separate from the one-key space other locks use; the second
 # key is the audit table's own oid, so each schema's log has its own lock.
 _LOCK_NAMESPACE: Final = 0x61756474  # "audt"
 _VERIFY_BATCH: Final = 1000
-
-Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 
 
 def _json_default(value: Any) -> Any:

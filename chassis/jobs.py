@@ -20,11 +20,10 @@ import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
+from chassis.db import Connection
 from chassis.metrics import JOB_FAILURES, JOB_LEADER, JOB_RUNS
 
 log = structlog.get_logger("chassis.jobs")
-
-_LockConnection = asyncpg.Connection | PoolConnectionProxy
 
 
 @dataclass(frozen=True)
@@ -84,7 +83,7 @@ class JobRunner:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
-    async def _connect(self, job: PeriodicJob) -> _LockConnection:
+    async def _connect(self, job: PeriodicJob) -> Connection:
         application_name = f"orchard-job:{job.name}"[:63]
         if isinstance(self._database, str):
             return await asyncpg.connect(
@@ -95,7 +94,7 @@ class JobRunner:
         await conn.execute("SELECT set_config('application_name', $1, false)", application_name)
         return conn
 
-    async def _disconnect(self, conn: _LockConnection) -> None:
+    async def _disconnect(self, conn: Connection) -> None:
         # Closing or returning the connection ends its session and with it any advisory lock it held.
         with contextlib.suppress(Exception):
             if isinstance(conn, PoolConnectionProxy) and isinstance(self._database, asyncpg.Pool):
@@ -116,7 +115,7 @@ class JobRunner:
 
     async def _lead_or_stand_by(self, job: PeriodicJob) -> None:
         loop = asyncio.get_running_loop()
-        conn: _LockConnection | None = None
+        conn: Connection | None = None
         key = 0
         try:
             while not self._stopping.is_set():
