@@ -303,7 +303,7 @@ def down(config: StackConfig, *, on_step: Callable[[str], None] = lambda _: None
 
     Returns what it stopped; stopping what is not running is fine.
     """
-    stopped = []
+    stopped: list[str] = []
     running = {spec.name: pid for spec in managed_processes(config) if (pid := running_pid(config, spec))}
     if running:
         on_step("stopping " + ", ".join(running))
