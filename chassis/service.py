@@ -14,7 +14,7 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 import structlog
@@ -27,12 +27,10 @@ from .consumer import EventConsumer, Subscription
 from .db import apply_migrations, create_pool
 from .errors import is_transient
 from .http import create_http_app
+from .jobs import JobRunner, PeriodicJob
 from .logging import configure_logging
 from .outbox import OutboxRelay
 from .settings import Settings
-
-if TYPE_CHECKING:
-    from .jobs import JobRunner, PeriodicJob
 
 log = structlog.get_logger(__name__)
 
@@ -113,12 +111,21 @@ class ServiceRuntime:
         # The broker may be down while the service starts: consume as soon as it answers, and stay
         # alive (not ready) until then.
         self._broker_task = asyncio.create_task(self._start_broker(), name="kafka-consumers")
-        if self.spec.jobs:
-            from .jobs import JobRunner
-
-            self.jobs = JobRunner(self.pool, list(self.spec.jobs))
-            await self.jobs.start()
+        self.jobs = JobRunner(self.dsn, [self._inbox_retention_job(), *self.spec.jobs])
+        await self.jobs.start()
         log.info("service_started", subscriptions=[sub.name for sub in self.spec.subscriptions])
+
+    def _inbox_retention_job(self) -> PeriodicJob:
+        """Inbox rows outlive any redelivery Kafka can still make (topic retention is days, not weeks)."""
+        days = self.settings.inbox_retention_days
+
+        async def purge() -> None:
+            assert self.pool is not None
+            await self.pool.execute(
+                "DELETE FROM inbox WHERE processed_at < now() - make_interval(days => $1)", days
+            )
+
+        return PeriodicJob("chassis-inbox-retention", 3600.0, purge)
 
     async def _start_broker(self) -> None:
         assert self.broker is not None

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     consumer_max_attempts: int = Field(default=5, alias="ORCHARD_CONSUMER_MAX_ATTEMPTS")
     outbox_batch_size: int = Field(default=500, alias="ORCHARD_OUTBOX_BATCH_SIZE")
     outbox_poll_interval_s: float = Field(default=1.0, alias="ORCHARD_OUTBOX_POLL_INTERVAL")
+    inbox_retention_days: int = Field(default=14, alias="ORCHARD_INBOX_RETENTION_DAYS")
     shutdown_grace_s: float = Field(default=20.0, alias="ORCHARD_SHUTDOWN_GRACE")
 
     var_dir: Path = Field(default=REPO_ROOT / "var", alias="ORCHARD_VAR_DIR")
