@@ -1,0 +1,1 @@
+"""`python -m bench`: our messaging layer against raw Kafka and Postgres, measured in one run."""

@@ -1,0 +1,64 @@
+"""What every scenario shares: the events it moves, its result, and how it knows it is done."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from contracts.envelope import Envelope
+from contracts.registry import topic
+from contracts.topics import Topics
+from contracts.vouchers import VoucherIssued
+
+# The pipeline's busiest event (one per order), on as many partitions as its real topic.
+EVENT_TYPE = Topics.VOUCHER_ISSUED
+PARTITIONS = topic(EVENT_TYPE).partitions
+_CODE = {"campaign_id": "spring-thanks", "code": "QX7M-4T9K-2W8P", "masked_code": "****-****-2W8P"}
+# Only stops a hung run (plus 50 ms per event); never a judgement of speed.
+STALL_TIMEOUT_S = 120
+
+
+@dataclass(frozen=True)
+class Measurement:
+    key: str
+    label: str
+    events: int
+    seconds: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+
+def voucher_issued_events(count: int) -> list[Envelope[VoucherIssued]]:
+    """Distinct real envelopes, built before any clock starts: that is the domain's cost, not ours."""
+    return [
+        Envelope.new(
+            event_type=EVENT_TYPE,
+            producer="voucher",
+            data=VoucherIssued(
+                order_id=uuid.uuid4(), code_id=uuid.uuid4(), face_value="25.00", currency="EUR", **_CODE
+            ),
+        )
+        for _ in range(count)
+    ]
+
+
+def message_key(envelope: Envelope[VoucherIssued]) -> str:
+    return str(envelope.data.order_id)
+
+
+async def wait_for_count(count: Callable[[], Awaitable[Any]], target: int, *, what: str) -> float:
+    """Poll until `count()` reaches `target` and return the monotonic time it did; the 10 ms poll
+    period bounds the error of every end time measured this way."""
+    deadline = time.monotonic() + STALL_TIMEOUT_S + target / 20
+    while await count() < target:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"benchmark stalled: {what} never reached {target}")
+        await asyncio.sleep(0.01)
+    return time.monotonic()
