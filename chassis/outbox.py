@@ -229,7 +229,8 @@ class OutboxRelay:
                 )
             await asyncio.gather(*pending)
             await conn.execute(
-                "UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+                "UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1::bigint[])",
+                [r["id"] for r in rows],
             )
         OUTBOX_PUBLISHED.labels(self._schema).inc(len(rows))
         return len(rows)
