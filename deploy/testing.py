@@ -24,9 +24,11 @@ from deploy.infra.errors import InfraError
 from deploy.infra.kafka import KafkaBroker
 from deploy.infra.net import free_port
 from deploy.infra.postgres import PostgresServer, drop_service, provision_database, provision_service
+from deploy.infra.process import pid_alive, read_pid_file, write_pid_file
 from deploy.infra.topics import TopicDef, ensure_topics
 
 TEST_DATABASE = "orchard_test"
+_SESSION_DIR_PREFIX = "orchard-test-"
 _PORT_RETRIES = 3
 
 _Instance = TypeVar("_Instance", KafkaBroker, PostgresServer)
@@ -106,7 +108,9 @@ class InfraSession:
     """Starts what the environment does not provide; `close()` stops it and removes its files."""
 
     def __init__(self) -> None:
-        self.base_dir = Path(tempfile.mkdtemp(prefix="orchard-test-"))
+        _remove_abandoned_session_dirs()
+        self.base_dir = Path(tempfile.mkdtemp(prefix=_SESSION_DIR_PREFIX))
+        write_pid_file(self.base_dir / "owner.pid", os.getpid())
         self._owned: list[KafkaBroker | PostgresServer] = []
 
     def open(self) -> Infra:
@@ -131,6 +135,15 @@ class InfraSession:
     def _own(self, instance: _Instance) -> _Instance:
         self._owned.append(instance)
         return instance
+
+
+def _remove_abandoned_session_dirs() -> None:
+    # A run killed with -9 (or by a CI timeout) cannot clean up; its servers died with it (tie_to_parent)
+    # but their files stay. The next session removes them.
+    for leftover in Path(tempfile.gettempdir()).glob(f"{_SESSION_DIR_PREFIX}*"):
+        owner = read_pid_file(leftover / "owner.pid")
+        if owner is not None and not pid_alive(owner):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def unique_name(prefix: str) -> str:
