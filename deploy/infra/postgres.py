@@ -244,9 +244,18 @@ def with_credentials(dsn: str, user: str, password: str | None) -> str:
     return urlunsplit(parts._replace(netloc=f"{login}@{host}"))
 
 
+async def _connect(dsn: str) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(dsn, timeout=10)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as error:
+        parts = urlsplit(dsn)
+        where = f"{parts.hostname}:{parts.port or DEFAULT_PORT}{parts.path} as {parts.username}"
+        raise InfraError(f"cannot connect to PostgreSQL at {where}: {error}") from None
+
+
 async def provision_database(admin_dsn: str, dbname: str) -> str:
     """Create the database if it is missing; returns the admin DSN pointing at it."""
-    conn = await asyncpg.connect(admin_dsn)
+    conn = await _connect(admin_dsn)
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", dbname)
         if not exists:
@@ -266,7 +275,7 @@ async def provision_service(admin_dsn: str, *, service: str, schema: str, role: 
     role's DSN. All statements run in one transaction under an advisory lock, because concurrent
     GRANTs on the same database row fail with "tuple concurrently updated".
     """
-    conn = await asyncpg.connect(admin_dsn)
+    conn = await _connect(admin_dsn)
     try:
         dbname = await conn.fetchval("SELECT current_database()")
         role_q, schema_q, db_q = quote_ident(role), quote_ident(schema), quote_ident(dbname)
