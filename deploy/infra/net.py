@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 
 from deploy.infra.errors import InfraError
 
@@ -38,13 +37,3 @@ def ensure_port_free(port: int, purpose: str, host: str = LOCALHOST) -> None:
             raise InfraError(
                 f"port {port} ({purpose}) is already in use by another process; free it or pick another port"
             ) from None
-
-
-def wait_for_port(port: int, timeout: float, host: str = LOCALHOST) -> bool:
-    """Poll until the port accepts connections; False on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if port_is_open(port, host):
-            return True
-        time.sleep(0.05)
-    return False
