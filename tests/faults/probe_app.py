@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 
 from chassis.consumer import EventConsumer, Subscription
+from chassis.errors import is_transient
 from chassis.outbox import OutgoingEvent, add_to_outbox
 from chassis.service import ServiceRuntime, ServiceSpec, run_service
 from chassis.settings import Settings
@@ -66,12 +67,9 @@ async def write_state_rows(runtime: ServiceRuntime) -> None:
                         for r in rows
                     ],
                 )
-        except (
-            OSError,
-            asyncpg.PostgresConnectionError,
-            asyncpg.InterfaceError,
-            asyncpg.CannotConnectNowError,
-        ):
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
             await asyncio.sleep(0.2)  # Postgres restarting: try the same rows again
             continue
         start = end + 1

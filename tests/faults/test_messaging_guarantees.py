@@ -13,6 +13,7 @@ import pytest
 
 from chassis.testing import committed_offsets, produce, read_topic, wait_until
 from contracts.envelope import Envelope
+from deploy.infra.topics import TopicDef, ensure_topics
 from tests.faults.probe_app import ProbeEvent
 
 pytestmark = pytest.mark.fault
@@ -58,44 +59,56 @@ def _service() -> str:
     return f"probe{uuid.uuid4().hex[:6]}"
 
 
-async def test_relay_killed_at_random_moments_loses_no_event_and_effects_apply_once(
-    infra, kafka_bootstrap, new_topic, make_schema, probes
+async def _start_pair(
+    probes, make_schema, *, admin_dsn: str, bootstrap: str, topic: str, total: int, **producer_env: str
 ):
-    total = 3000
-    topic = await new_topic("probe", partitions=3)
-    producer_dsn, producer_schema = await make_schema(infra.admin_dsn)
-    consumer_dsn, consumer_schema = await make_schema(infra.admin_dsn)
-    common = {"bootstrap": kafka_bootstrap, "topic": topic}
+    """A producing probe and a consuming probe, each with its own schema, as two services would be."""
+    producer_dsn, producer_schema = await make_schema(admin_dsn)
+    consumer_dsn, consumer_schema = await make_schema(admin_dsn)
+    common = {"bootstrap": bootstrap, "topic": topic}
+    consumer = probes("consume", service=_service(), dsn=consumer_dsn, schema=consumer_schema, **common)
     producer = probes(
         "produce",
         service=_service(),
         dsn=producer_dsn,
         schema=producer_schema,
         PROBE_COUNT=str(total),
+        **producer_env,
         **common,
     )
-    consumer = probes("consume", service=_service(), dsn=consumer_dsn, schema=consumer_schema, **common)
     consumer.start()
     producer.start()
-    rng = random.Random(20261123)
+    return producer, consumer, producer_dsn, consumer_dsn
+
+
+async def _assert_all_published_and_applied_once(producer_dsn: str, consumer_dsn: str, total: int) -> int:
+    await wait_until(
+        lambda: _outbox_drained(producer_dsn, total), timeout=120, what="all rows written and published"
+    )
+    await wait_until(lambda: _all_applied(consumer_dsn, total), timeout=120, what="every event applied")
+    applied, distinct = await _effects_summary(consumer_dsn)
+    assert (applied, distinct) == (total, total), f"{applied - distinct} effects applied twice"
+    return applied
+
+
+async def test_relay_killed_at_random_moments_loses_no_event_and_effects_apply_once(
+    infra, kafka_bootstrap, new_topic, make_schema, probes
+):
+    total = 3000
+    topic = await new_topic("probe", partitions=3)
+    producer, _, producer_dsn, consumer_dsn = await _start_pair(
+        probes, make_schema, admin_dsn=infra.admin_dsn, bootstrap=kafka_bootstrap, topic=topic, total=total
+    )
+    rng = random.Random(20261123)  # reproducible kill moments
     kills = 0
     while kills < 6:
         await asyncio.sleep(rng.uniform(0.5, 2.0))
         producer.kill()
         kills += 1
         producer.start()
-    await wait_until(
-        lambda: _outbox_drained(producer_dsn, total), timeout=120, what="all rows written and published"
-    )
-
-    records = await read_topic(kafka_bootstrap, topic)
-    published = [json.loads(r.value)["data"]["n"] for r in records]
+    applied = await _assert_all_published_and_applied_once(producer_dsn, consumer_dsn, total)
+    published = [json.loads(r.value)["data"]["n"] for r in await read_topic(kafka_bootstrap, topic)]
     assert set(published) == set(range(1, total + 1)), "an event never reached Kafka"
-    await wait_until(
-        lambda: _all_applied(consumer_dsn, total), timeout=120, what="consumer applied every event"
-    )
-    applied, distinct = await _effects_summary(consumer_dsn)
-    assert (applied, distinct) == (total, total), f"{applied - distinct} effects applied twice"
     print(
         f"\nrelay SIGKILLed {kills}x: {total} events, {len(published)} sends "
         f"({len(published) - total} resent), {applied} effects, 0 doubled"
@@ -137,53 +150,18 @@ async def test_consumer_killed_after_db_commit_before_offset_commit_applies_noth
 
 
 async def test_broker_restart_mid_stream_loses_nothing_and_readiness_follows_it(
-    infra, private_kafka, new_topic, make_schema, probes
+    infra, private_kafka, make_schema, probes
 ):
     total = 2000
     kafka = private_kafka()
-    bootstrap = kafka.bootstrap_servers
     topic = f"probe-{uuid.uuid4().hex[:8]}"
-    from deploy.infra.topics import ensure_topics
-    from tests.faults.topic_spec import probe_topic
-
-    await ensure_topics(bootstrap, [probe_topic(topic)])
-    producer_dsn, producer_schema = await make_schema(infra.admin_dsn)
-    consumer_dsn, consumer_schema = await make_schema(infra.admin_dsn)
-    producer = probes(
-        "produce",
-        service=_service(),
-        dsn=producer_dsn,
-        schema=producer_schema,
-        bootstrap=bootstrap,
-        topic=topic,
-        PROBE_COUNT=str(total),
-        PROBE_PAUSE_S="0.02",
-    )
-    consumer = probes(
-        "consume",
-        service=_service(),
-        dsn=consumer_dsn,
-        schema=consumer_schema,
-        bootstrap=bootstrap,
-        topic=topic,
-    )
-    consumer.start()
-    producer.start()
-    await asyncio.to_thread(producer.wait_status, 200)
-    await asyncio.sleep(1.5)
-    await asyncio.to_thread(kafka.kill)
-    await asyncio.to_thread(producer.wait_status, 503, 30)
-    await asyncio.sleep(2)
-    await asyncio.to_thread(kafka.start)
-    await asyncio.to_thread(producer.wait_status, 200, 60)
-    await asyncio.to_thread(consumer.wait_status, 200, 60)
-
-    await wait_until(
-        lambda: _outbox_drained(producer_dsn, total), timeout=120, what="outbox drained after restart"
-    )
-    await wait_until(lambda: _all_applied(consumer_dsn, total), timeout=120, what="every event applied")
-    applied, distinct = await _effects_summary(consumer_dsn)
-    assert (applied, distinct) == (total, total)
+    await ensure_topics(kafka.bootstrap_servers, [TopicDef(topic)])
+    producer, consumer, producer_dsn, consumer_dsn = await _start_pair(
+        probes, make_schema, admin_dsn=infra.admin_dsn, bootstrap=kafka.bootstrap_servers, topic=topic,
+        total=total, PROBE_PAUSE_S="0.02",
+    )  # fmt: skip
+    await _outage_and_recovery(producer, consumer, stop=kafka.kill, start=kafka.start)
+    applied = await _assert_all_published_and_applied_once(producer_dsn, consumer_dsn, total)
     print(f"\nbroker SIGKILLed and restarted mid-stream: {total} events, {applied} applied once")
 
 
@@ -193,46 +171,28 @@ async def test_postgres_restart_mid_stream_loses_nothing_and_readiness_follows_i
     total = 2000
     pg = private_postgres()
     topic = await new_topic("probe", partitions=3)
-    producer_dsn, producer_schema = await make_schema(pg.admin_dsn)
-    consumer_dsn, consumer_schema = await make_schema(pg.admin_dsn)
-    producer = probes(
-        "produce",
-        service=_service(),
-        dsn=producer_dsn,
-        schema=producer_schema,
-        bootstrap=kafka_bootstrap,
-        topic=topic,
-        PROBE_COUNT=str(total),
+    producer, consumer, producer_dsn, consumer_dsn = await _start_pair(
+        probes, make_schema, admin_dsn=pg.admin_dsn, bootstrap=kafka_bootstrap, topic=topic, total=total,
         PROBE_PAUSE_S="0.02",
-    )
-    consumer = probes(
-        "consume",
-        service=_service(),
-        dsn=consumer_dsn,
-        schema=consumer_schema,
-        bootstrap=kafka_bootstrap,
-        topic=topic,
-    )
-    consumer.start()
-    producer.start()
+    )  # fmt: skip
+    await _outage_and_recovery(producer, consumer, stop=pg.stop, start=pg.start, consumer_sees_it=True)
+    applied = await _assert_all_published_and_applied_once(producer_dsn, consumer_dsn, total)
+    print(f"\nPostgres stopped and restarted mid-stream: {total} events, {applied} applied once")
+
+
+async def _outage_and_recovery(producer, consumer, *, stop, start, consumer_sees_it: bool = False) -> None:
+    """Take a dependency away mid-stream: readiness must go 503 while it is gone and 200 after."""
     await asyncio.to_thread(producer.wait_status, 200)
     await asyncio.to_thread(consumer.wait_status, 200)
     await asyncio.sleep(1.5)
-    await asyncio.to_thread(pg.stop)
+    await asyncio.to_thread(stop)
     await asyncio.to_thread(producer.wait_status, 503, 30)
-    await asyncio.to_thread(consumer.wait_status, 503, 30)
+    if consumer_sees_it:
+        await asyncio.to_thread(consumer.wait_status, 503, 30)
     await asyncio.sleep(2)
-    await asyncio.to_thread(pg.start)
+    await asyncio.to_thread(start)
     await asyncio.to_thread(producer.wait_status, 200, 60)
     await asyncio.to_thread(consumer.wait_status, 200, 60)
-
-    await wait_until(
-        lambda: _outbox_drained(producer_dsn, total), timeout=120, what="outbox drained after restart"
-    )
-    await wait_until(lambda: _all_applied(consumer_dsn, total), timeout=120, what="every event applied")
-    applied, distinct = await _effects_summary(consumer_dsn)
-    assert (applied, distinct) == (total, total)
-    print(f"\nPostgres stopped and restarted mid-stream: {total} events, {applied} applied once")
 
 
 async def test_sigterm_drains_the_outbox_and_exits_cleanly(

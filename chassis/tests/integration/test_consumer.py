@@ -108,6 +108,7 @@ async def test_poison_messages_go_to_the_dlq_and_the_rest_is_processed(pool, run
         headers=[("trace", b"abc")],
     )
     await wait_until(lambda: _has(pool, 1, 4), what="good ticks applied")
+    await wait_until(lambda: _dlq_size(kafka_bootstrap, topic, 3), what="three dead letters")
     letters = await list_dead_letters(kafka_bootstrap, [topic + ".dlq"])
     assert sorted(d.error_code for d in letters) == ["contract_violation", "handler_failed", "undecodable"]
     failed = next(d for d in letters if d.error_code == "handler_failed")
