@@ -4,7 +4,6 @@ Maven Central, in any directory and on any ports, so `orchard up` and each test 
 from __future__ import annotations
 
 import base64
-import contextlib
 import fcntl
 import hashlib
 import re
@@ -20,7 +19,7 @@ from pathlib import Path
 from deploy.infra.errors import InfraError
 from deploy.infra.net import LOCALHOST, ensure_port_free
 from deploy.infra.paths import KAFKA_CONFIG_DIR, kafka_libs_dir
-from deploy.infra.process import kill_tree, pid_alive, read_pid_file, spawn, stop_processes, write_pid_file
+from deploy.infra.process import SupervisedServer, pid_alive, read_pid_file, spawn, write_pid_file
 
 POM = KAFKA_CONFIG_DIR / "pom.xml"
 SERVER_PROPERTIES_TEMPLATE = KAFKA_CONFIG_DIR / "server.properties"
@@ -132,7 +131,7 @@ def live_broker_count(port: int, host: str = LOCALHOST, timeout: float = 2.0) ->
     return count
 
 
-class KafkaBroker:
+class KafkaBroker(SupervisedServer):
     """One KRaft combined node living in `base_dir` (config, data, logs and pid file)."""
 
     def __init__(
@@ -173,9 +172,6 @@ class KafkaBroker:
     def pid(self) -> int | None:
         pid = read_pid_file(self.pid_file)
         return pid if pid_alive(pid, str(self.config_path)) else None
-
-    def is_running(self) -> bool:
-        return self.pid is not None
 
     def is_ready(self) -> bool:
         try:
@@ -241,29 +237,7 @@ class KafkaBroker:
             f"see {self._log_to_read()}"
         )
 
-    def stop(self, timeout: float = 30) -> None:
-        """Controlled shutdown (SIGTERM); SIGKILL if it has not exited within `timeout` seconds."""
-        pid = self.pid
-        if pid is not None:
-            stop_processes([pid], grace=timeout)
-        self._forget()
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash or power loss would: no controlled shutdown, no flush."""
-        pid = self.pid
-        if pid is not None:
-            kill_tree(pid)
-        self._forget()
-
-    def restart(self, timeout: float = 60) -> None:
-        self.stop()
-        self.start(timeout)
-
-    def _forget(self) -> None:
-        if self._process is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._process.wait(timeout=1)
-            self._process = None
+    def _forget_pid(self) -> None:
         self.pid_file.unlink(missing_ok=True)
 
     def _write_config(self) -> None:

@@ -8,6 +8,7 @@ import importlib.util
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 import time
@@ -19,7 +20,7 @@ import asyncpg
 
 from deploy.infra.errors import InfraError
 from deploy.infra.net import LOCALHOST, ensure_port_free, port_is_open
-from deploy.infra.process import kill_tree, pid_alive, spawn, stop_processes
+from deploy.infra.process import SupervisedServer, pid_alive, spawn
 
 SUPERUSER = "postgres"
 # Postgres refuses to run as root; when we are root the server runs as this system user instead.
@@ -70,12 +71,15 @@ def _make_traversable(path: Path) -> None:
             parent.chmod(mode | stat.S_IXOTH)
 
 
-class PostgresServer:
+class PostgresServer(SupervisedServer):
     """One PostgreSQL cluster in `data_dir`, listening on 127.0.0.1:`port` (no unix socket).
 
     `durable=False` turns off fsync: much faster for throwaway test instances, and a kill -9 of the
     server still loses no committed row (the OS keeps the page cache); only an OS crash could.
     """
+
+    # SIGINT is Postgres's "fast" shutdown: roll back open transactions, checkpoint, exit.
+    stop_signal = signal.SIGINT
 
     def __init__(
         self,
@@ -107,9 +111,6 @@ class PostgresServer:
         """The postmaster's pid from postmaster.pid, if that process still runs from this data dir."""
         pid = self._postmaster_field(0)
         return int(pid) if pid and pid_alive(int(pid), str(self.data_dir)) else None
-
-    def is_running(self) -> bool:
-        return self.pid is not None
 
     def is_ready(self) -> bool:
         return self.is_running() and self._postmaster_field(7) == "ready" and port_is_open(self.port)
@@ -183,30 +184,6 @@ class PostgresServer:
             time.sleep(0.05)
         raise InfraError(f"PostgreSQL did not accept connections on port {self.port} within {timeout:.0f}s; "
                          f"see {self.log_file}")  # fmt: skip
-
-    def stop(self, timeout: float = 30) -> None:
-        """Fast shutdown (SIGINT: roll back open transactions, checkpoint, exit); SIGKILL after `timeout`."""
-        pid = self.pid
-        if pid is not None:
-            stop_processes([pid], sig=2, grace=timeout)
-        self._forget()
-
-    def kill(self) -> None:
-        """SIGKILL the postmaster and its backends at once: a crash; the next start runs recovery."""
-        pid = self.pid
-        if pid is not None:
-            kill_tree(pid)
-        self._forget()
-
-    def restart(self, timeout: float = 30) -> None:
-        self.stop()
-        self.start(timeout)
-
-    def _forget(self) -> None:
-        if self._process is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._process.wait(timeout=1)
-            self._process = None
 
     def _postmaster_field(self, index: int) -> str | None:
         try:

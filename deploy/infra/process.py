@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -144,3 +145,49 @@ def _still_running(proc: psutil.Process) -> bool:
         return False
     _reap(proc.pid)
     return False
+
+
+class SupervisedServer(ABC):
+    """A server process living in a directory of its own, stopped, killed and restarted alike."""
+
+    # The signal of a clean stop; subclasses pick their server's graceful one.
+    stop_signal: int = signal.SIGTERM
+    _process: subprocess.Popen[bytes] | None
+
+    @property
+    @abstractmethod
+    def pid(self) -> int | None: ...
+
+    @abstractmethod
+    def start(self, timeout: float = 60) -> None: ...
+
+    def is_running(self) -> bool:
+        return self.pid is not None
+
+    def stop(self, timeout: float = 30) -> None:
+        """Graceful stop with `stop_signal`; SIGKILL if it has not exited within `timeout` seconds."""
+        pid = self.pid
+        if pid is not None:
+            stop_processes([pid], sig=self.stop_signal, grace=timeout)
+        self._forget()
+
+    def kill(self) -> None:
+        """SIGKILL the server and its children at once, as a crash or power loss would."""
+        pid = self.pid
+        if pid is not None:
+            kill_tree(pid)
+        self._forget()
+
+    def restart(self, timeout: float = 60) -> None:
+        self.stop()
+        self.start(timeout)
+
+    def _forget(self) -> None:
+        if self._process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout=1)
+            self._process = None
+        self._forget_pid()
+
+    def _forget_pid(self) -> None:  # noqa: B027 - optional hook, a no-op for most servers
+        """Drop any pid bookkeeping of our own (servers that keep their own pid file need none)."""
