@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -165,11 +166,16 @@ class ServiceRuntime:
 
     async def check_kafka(self) -> None:
         if self._kafka_probe is None:
-            self._kafka_probe = AIOKafkaClient(
+            probe = AIOKafkaClient(
                 bootstrap_servers=self.settings.kafka_bootstrap_servers,
                 client_id=f"orchard-{self.settings.service_name}-health",
             )
-            await self._kafka_probe.bootstrap()
+            try:
+                await probe.bootstrap()
+            except BaseException:
+                await probe.close()
+                raise
+            self._kafka_probe = probe
         await self._kafka_probe.fetch_all_metadata()
         if self.spec.subscriptions and (self._broker_task is None or not self._broker_task.done()):
             raise RuntimeError("consumers are still connecting")
@@ -205,7 +211,7 @@ async def _retry_until_up(
         try:
             return await connect()
         except Exception as exc:
-            if not is_transient(exc) and what != "kafka":
+            if not is_transient(exc):
                 raise
             if attempts is not None and attempt >= attempts:
                 raise
@@ -249,7 +255,5 @@ class _Server(uvicorn.Server):
 
 def run_named_service(name: str, title: str, package_dir: Path) -> None:
     """`python -m services.<name>`: the service's settings default to its own name, port and schema."""
-    import os
-
     os.environ.setdefault("ORCHARD_SERVICE", name)
     run_service(ServiceSpec(title=title, migrations_dir=package_dir / "migrations"))

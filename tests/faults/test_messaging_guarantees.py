@@ -232,3 +232,25 @@ async def test_sigterm_drains_the_outbox_and_exits_cleanly(
 
 async def _state_rows_at_least(dsn: str, n: int) -> bool:
     return await _count(dsn, "SELECT count(*) FROM probe_state") >= n
+
+
+async def test_a_service_started_before_the_broker_becomes_ready_when_it_answers(
+    infra, private_kafka, make_schema, probes
+):
+    total = 300
+    kafka = private_kafka()
+    topic = f"probe-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka.bootstrap_servers, [TopicDef(topic)])
+    await asyncio.to_thread(kafka.stop)
+    producer, consumer, producer_dsn, consumer_dsn = await _start_pair(
+        probes, make_schema, admin_dsn=infra.admin_dsn, bootstrap=kafka.bootstrap_servers, topic=topic,
+        total=total,
+    )  # fmt: skip
+    await asyncio.to_thread(producer.wait_status, 503, 60)
+    await asyncio.to_thread(consumer.wait_status, 503, 60)
+    await asyncio.sleep(3)
+    await asyncio.to_thread(kafka.start)
+    await asyncio.to_thread(producer.wait_status, 200, 60)
+    await asyncio.to_thread(consumer.wait_status, 200, 60)
+    applied = await _assert_all_published_and_applied_once(producer_dsn, consumer_dsn, total)
+    print(f"\nservices started with the broker down: ready once it came up; {applied} events applied once")
