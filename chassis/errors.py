@@ -20,6 +20,9 @@ _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
     ConnectionError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    # A pooled connection whose server went away mid-operation can be left in a stuck protocol state;
+    # the pool replaces it on release, so the next attempt works.
+    asyncpg.InternalClientError,
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
     asyncpg.SerializationError,

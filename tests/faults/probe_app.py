@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import structlog
 
 from chassis.consumer import EventConsumer, Subscription
 from chassis.errors import is_transient
@@ -25,6 +26,7 @@ from chassis.service import ServiceRuntime, ServiceSpec, run_service
 from chassis.settings import Settings
 from contracts.envelope import Envelope, EventData
 
+log = structlog.get_logger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "probe_migrations"
 
 
@@ -69,6 +71,7 @@ async def write_state_rows(runtime: ServiceRuntime) -> None:
                 )
         except Exception as exc:
             if not is_transient(exc):
+                log.exception("probe_writer_failed")
                 raise
             await asyncio.sleep(0.2)  # Postgres restarting: try the same rows again
             continue
