@@ -33,10 +33,6 @@ def test_failures_of_the_message_itself_are_not_transient(error: Exception) -> N
 
 
 def test_a_transient_cause_makes_the_wrapping_error_transient() -> None:
-    try:
-        try:
-            raise ConnectionResetError("reset by peer")
-        except ConnectionResetError as inner:
-            raise RuntimeError("could not load the order") from inner
-    except RuntimeError as outer:
-        assert is_transient(outer)
+    outer = RuntimeError("could not load the order")
+    outer.__cause__ = ConnectionResetError("reset by peer")
+    assert is_transient(outer)
