@@ -19,8 +19,15 @@ Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProx
 
 CHASSIS_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
-# A fixed advisory-lock key space for migrations, offset by the schema so services migrate in parallel.
-_MIGRATION_LOCK_NAMESPACE = 0x6F7263
+
+
+def advisory_lock_key(purpose: str, schema: str, name: str = "") -> int:
+    """A stable 64-bit advisory-lock key (unlike hash(), the same in every process and version).
+
+    Keyed by schema too, so services sharing one Postgres server never contend for each other's locks.
+    """
+    digest = hashlib.blake2b(f"orchard.{purpose}:{schema}:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def quote_ident(name: str) -> str:
@@ -84,9 +91,7 @@ async def apply_migrations(pool: asyncpg.Pool, *, service_dir: Path | None = Non
         schema = await conn.fetchval("SELECT current_schema()")
         if schema is None:
             raise MigrationError("the connection's search_path names no existing schema")
-        lock_key = _MIGRATION_LOCK_NAMESPACE * 1_000_003 + int(
-            hashlib.sha256(schema.encode()).hexdigest()[:8], 16
-        )
+        lock_key = advisory_lock_key("migrations", schema)
         await conn.execute("SELECT pg_advisory_lock($1)", lock_key)
         try:
             await conn.execute(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -20,7 +19,7 @@ import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
-from chassis.db import Connection
+from chassis.db import Connection, advisory_lock_key
 from chassis.metrics import JOB_FAILURES, JOB_LEADER, JOB_RUNS
 
 log = structlog.get_logger("chassis.jobs")
@@ -41,8 +40,7 @@ class PeriodicJob:
 
 def job_lock_key(schema: str, job_name: str) -> int:
     """The job's advisory lock key: stable across processes, versions and restarts (unlike hash())."""
-    digest = hashlib.blake2b(f"orchard.job:{schema}:{job_name}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+    return advisory_lock_key("job", schema, job_name)
 
 
 class JobRunner:

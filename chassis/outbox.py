@@ -25,7 +25,7 @@ from prometheus_client import Counter, Gauge
 
 from contracts.envelope import Envelope
 
-from .db import Connection, quote_ident
+from .db import Connection, advisory_lock_key, quote_ident
 from .errors import is_transient
 
 log = structlog.get_logger(__name__)
@@ -39,8 +39,6 @@ OUTBOX_FAILURES = Counter("orchard_outbox_publish_failures_total", "Failed relay
 OUTBOX_LEADER = Gauge(
     "orchard_outbox_relay_leader", "1 while this process runs the schema's relay", ["schema"]
 )
-
-_RELAY_LOCK_NAMESPACE = 0x6F7574  # "out": keeps relay locks apart from other advisory locks
 
 
 def event_headers(envelope: Envelope[Any]) -> dict[str, str]:
@@ -91,12 +89,6 @@ async def add_to_outbox(conn: Connection, events: Sequence[OutgoingEvent]) -> No
 
 async def add_event(conn: Connection, envelope: Envelope[Any], *, key: str, topic: str | None = None) -> None:
     await add_to_outbox(conn, [OutgoingEvent(key=key, envelope=envelope, topic=topic)])
-
-
-def relay_lock_key(schema: str) -> int:
-    import hashlib
-
-    return _RELAY_LOCK_NAMESPACE * 1_000_003 + int(hashlib.sha256(schema.encode()).hexdigest()[:8], 16)
 
 
 class OutboxRelay:
@@ -175,7 +167,8 @@ class OutboxRelay:
 
     async def _lead_and_publish(self) -> None:
         self._conn = conn = await self._connect()
-        while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", relay_lock_key(self._schema)):
+        lock_key = advisory_lock_key("outbox-relay", self._schema)
+        while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key):
             if self._stopping.is_set():
                 return
             await self._sleep_or_wake(self._poll_interval)
