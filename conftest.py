@@ -12,6 +12,8 @@ real database. Nothing starts unless a test asks for it, so unit tests stay inst
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -69,11 +71,23 @@ def new_topic(kafka_bootstrap: str) -> Callable[..., Awaitable[str]]:
 
 
 @pytest.fixture
-def private_kafka(tmp_path: Path) -> Iterator[Callable[[], KafkaBroker]]:
+def private_dir() -> Iterator[Path]:
+    """A temp dir outside pytest's own: another pytest session re-chmods that one to 0700, which would
+    lock out the unprivileged postgres user the embedded server runs as."""
+    base = Path(tempfile.mkdtemp(prefix="orchard-private-"))
+    base.chmod(0o755)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def private_kafka(private_dir: Path) -> Iterator[Callable[[], KafkaBroker]]:
     brokers: list[KafkaBroker | PostgresServer] = []
 
     def start() -> KafkaBroker:
-        broker = start_kafka(tmp_path / f"kafka-{len(brokers)}", heap_mb=256)
+        broker = start_kafka(private_dir / f"kafka-{len(brokers)}", heap_mb=256)
         brokers.append(broker)
         return broker
 
@@ -84,11 +98,11 @@ def private_kafka(tmp_path: Path) -> Iterator[Callable[[], KafkaBroker]]:
 
 
 @pytest.fixture
-def private_postgres(tmp_path: Path) -> Iterator[Callable[[], PostgresServer]]:
+def private_postgres(private_dir: Path) -> Iterator[Callable[[], PostgresServer]]:
     servers: list[KafkaBroker | PostgresServer] = []
 
     def start() -> PostgresServer:
-        server = start_postgres(tmp_path / f"postgres-{len(servers)}")
+        server = start_postgres(private_dir / f"postgres-{len(servers)}")
         servers.append(server)
         return server
 
