@@ -29,6 +29,7 @@ from deploy.infra.paths import REPO_ROOT, var_dir
 from deploy.infra.postgres import DEFAULT_DATABASE, PostgresServer, provision_database, provision_service
 from deploy.infra.process import pid_alive, read_pid_file, spawn, stop_processes, write_pid_file
 from deploy.infra.topics import ensure_kafka_topics
+from deploy.sinks.processes import DEFAULT_SINK_PORTS, fake_provider_process, smtp_sink_process
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class StackConfig:
     database: str = DEFAULT_DATABASE
     service_ports: Mapping[str, int] = field(default_factory=dict)
     service_module: str = "services.{name}"
+    sink_ports: Mapping[str, int] = field(default_factory=dict)
+    """The local sinks to run and their ports (LOCAL_SINKS); none unless named here."""
     ready_timeout_s: float = 90.0
     stop_grace_s: float = 25.0
     """A service drains for up to ORCHARD_SHUTDOWN_GRACE (20 s by default) after SIGTERM; then SIGKILL."""
@@ -81,6 +84,10 @@ class StackConfig:
             external_kafka=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
             external_database=env.get("DATABASE_URL") or None,
             service_ports=dict(SERVICE_PORTS),
+            sink_ports={
+                name: int(env.get(f"ORCHARD_{name.upper().replace('-', '_')}_PORT", str(port)))
+                for name, port in DEFAULT_SINK_PORTS.items()
+            },
         )
 
     @property
@@ -108,9 +115,9 @@ class StackConfig:
         return self.run_dir / f"{name}.pid"
 
 
-LOCAL_SINKS: list[Callable[[StackConfig], ProcessSpec]] = []
-"""Extra local processes started after the services and stopped with them: the delivery work adds the
-SMTP sink (127.0.0.1:1025) and the fake SMS/WhatsApp provider (127.0.0.1:8190) here."""
+LOCAL_SINKS: list[Callable[[StackConfig], ProcessSpec | None]] = [smtp_sink_process, fake_provider_process]
+"""Extra local processes started after the services and stopped with them: the SMTP sink
+(127.0.0.1:1025) and the fake SMS/WhatsApp provider (127.0.0.1:8190); None when the stack runs none."""
 
 
 def service_role(service: str) -> str:
@@ -138,7 +145,8 @@ def managed_processes(
     config: StackConfig, database_urls: Mapping[str, str] | None = None
 ) -> list[ProcessSpec]:
     """The services and the local sinks, in start order."""
-    return [*service_specs(config, database_urls or {}), *(make(config) for make in LOCAL_SINKS)]
+    sinks = [spec for make in LOCAL_SINKS if (spec := make(config)) is not None]
+    return [*service_specs(config, database_urls or {}), *sinks]
 
 
 def running_pid(config: StackConfig, spec: ProcessSpec) -> int | None:
