@@ -1,12 +1,10 @@
 """The wallet service process: points ledger, member dashboard and member audit log."""
 
-from pathlib import Path
+from chassis.service import run_service
 
-from chassis.service import run_named_service
+from .service import build_spec
+from .settings import WalletSettings
 
 if __name__ == "__main__":
-    run_named_service(
-        "wallet",
-        "Orchard wallet service: points ledger, member dashboard and member audit log",
-        Path(__file__).resolve().parent,
-    )
+    settings = WalletSettings()
+    run_service(build_spec(settings), settings)

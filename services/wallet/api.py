@@ -1,0 +1,281 @@
+"""HTTP in: the member dashboard (wallet, history), staff adjustments and reversals, freezing, and the
+member audit log. Members see only their own account; staff any."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal, Self
+
+import asyncpg
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from chassis.audit import append_audit
+from chassis.auth import STAFF_ROLES, Principal, Role, require_roles
+from chassis.problems import register_error
+from contracts.values import Identifier, PositivePoints
+from contracts.wallet import EntryType, WalletReference
+
+from . import domain
+from . import repository as repo
+from .domain import Posting, WalletStatus, expiring_between, soon_window, upcoming_expiries
+from .ledger import Ledger
+from .member_audit import append_member_audit, list_member_audit, verify_member_audit
+from .readmodel import member_orders
+
+for _error, _status in (
+    (domain.UnknownMember, 404),
+    (domain.EntryNotFound, 404),
+    (domain.InsufficientPoints, 409),
+    (domain.WalletFrozen, 409),
+    (domain.IdempotencyKeyReused, 409),
+    (domain.NotReversible, 409),
+    (domain.AlreadyReversed, 409),
+    (domain.ReversalExceedsEntry, 422),
+    (domain.UnsupportedEntryType, 422),
+):
+    register_error(_error, _status, _error.code)
+
+MEMBER_OR_STAFF = (Role.MEMBER, *sorted(STAFF_ROLES))
+ADJUSTERS = (Role.ADMIN, Role.FINANCE)
+
+
+def _pool(request: Request) -> asyncpg.Pool:
+    pool = request.app.state.runtime.pool
+    assert pool is not None
+    return pool  # type: ignore[no-any-return]
+
+
+def staff_actor(principal: Principal, admitted: tuple[Role, ...]) -> str:
+    role = next(r for r in admitted if r in principal.roles)
+    return f"{role.value}:{principal.sub}"
+
+
+class AdjustmentRequest(BaseModel):
+    """A manual credit, or the reversal of (part of) one credit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entry_type: Literal["manual_adjustment", "reversal"] = "manual_adjustment"
+    amount: PositivePoints | None = Field(
+        default=None, description="points; a reversal defaults to the whole entry it reverses"
+    )
+    reverses_entry_id: uuid.UUID | None = Field(default=None, description="for a reversal: the credit")
+    reason_code: Identifier = Field(description="machine-readable, e.g. `goodwill`, `correction`")
+    reason: str = Field(min_length=1, max_length=2000, description="why, in words, for the audit log")
+    idempotency_key: Identifier | None = Field(
+        default=None, description="repeat the request safely; also accepted as the Idempotency-Key header"
+    )
+    reference: WalletReference = Field(default_factory=WalletReference)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.entry_type == "reversal" and self.reverses_entry_id is None:
+            raise ValueError("a reversal names the entry it reverses in reverses_entry_id")
+        if self.entry_type == "manual_adjustment":
+            if self.reverses_entry_id is not None:
+                raise ValueError("reverses_entry_id belongs to a reversal")
+            if self.amount is None:
+                raise ValueError("a manual adjustment needs an amount")
+        return self
+
+
+class StatusChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+def build_router(ledger: Ledger, *, expiring_soon_days: int) -> APIRouter:
+    router = APIRouter(tags=["wallet"])
+    member_or_staff = require_roles(*MEMBER_OR_STAFF)
+
+    @router.get("/v1/members/{member_id}/wallet")
+    async def wallet(
+        member_id: str, request: Request, principal: Principal = Depends(member_or_staff)
+    ) -> dict[str, Any]:
+        """Balance, status and points expiring soon (and every upcoming expiry)."""
+        principal.ensure_may_access_member(member_id)
+        now = ledger.clock()
+        async with _pool(request).acquire() as conn:
+            found = await repo.get_wallet(conn, member_id)
+            lots = await repo.open_lots(conn, member_id)
+        start, end = soon_window(now, expiring_soon_days)
+        soon = expiring_between(lots, start, end)
+        upcoming = upcoming_expiries(lots, now)
+        return {
+            "member_id": member_id,
+            "balance": str(found.balance if found else 0),
+            "status": (found.status if found else WalletStatus.ACTIVE).value,
+            "known": found is not None,
+            "as_of": now.isoformat(),
+            "expiring_soon": {
+                "days": expiring_soon_days,
+                "points": str(sum(e.points for e in soon)),
+                "lots": [{"expires_at": e.expires_at.isoformat(), "points": str(e.points)} for e in soon],
+            },
+            "expiries": [{"expires_at": e.expires_at.isoformat(), "points": str(e.points)} for e in upcoming],
+        }
+
+    @router.get("/v1/members/{member_id}/history")
+    async def history(
+        member_id: str,
+        request: Request,
+        principal: Principal = Depends(member_or_staff),
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        before_seq: Annotated[int | None, Query(ge=1, description="entries older than this one")] = None,
+    ) -> dict[str, Any]:
+        """Ledger entries (newest first) and every reward order with its delivery status."""
+        principal.ensure_may_access_member(member_id)
+        async with _pool(request).acquire() as conn:
+            rows = await conn.fetch(
+                f"SELECT {repo.ENTRY_COLUMNS} FROM ledger_entries WHERE member_id = $1"
+                " AND ($2::bigint IS NULL OR member_seq < $2) ORDER BY member_seq DESC LIMIT $3",
+                member_id,
+                before_seq,
+                limit,
+            )
+            orders = await member_orders(conn, member_id, limit)
+        entries = [repo.entry_from_row(r) for r in rows]
+        return {
+            "member_id": member_id,
+            "entries": [e.to_json() for e in entries],
+            "next_before_seq": entries[-1].member_seq if len(entries) == limit else None,
+            "orders": orders,
+        }
+
+    @router.post("/v1/members/{member_id}/adjustments", status_code=201)
+    async def adjust(
+        member_id: str,
+        body: AdjustmentRequest,
+        request: Request,
+        response: Response,
+        principal: Principal = Depends(require_roles(*ADJUSTERS)),
+        idempotency_key_header: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+    ) -> dict[str, Any]:
+        """Post a manual adjustment (credit) or a reversal; repeating the same key returns the same entry."""
+        actor = staff_actor(principal, ADJUSTERS)
+        key = body.idempotency_key or idempotency_key_header or f"http:{uuid.uuid4()}"
+        pool = _pool(request)
+        async with pool.acquire() as conn, conn.transaction():
+            amount = body.amount
+            if body.entry_type == "reversal" and amount is None:
+                assert body.reverses_entry_id is not None
+                target = await repo.entry_by_id(conn, body.reverses_entry_id)
+                if target is None:
+                    raise domain.EntryNotFound(f"no ledger entry {body.reverses_entry_id}")
+                amount = target.amount
+            assert amount is not None
+            posting = Posting(
+                member_id=member_id,
+                entry_type=EntryType(body.entry_type),
+                amount=amount,
+                reason_code=body.reason_code,
+                reason=body.reason,
+                actor=actor,
+                idempotency_key=key,
+                reference=body.reference,
+                reverses_entry_id=body.reverses_entry_id,
+            )
+            posted = await ledger.post(conn, posting, audit_details={"staff_initiated": True})
+            if not posted.replayed:
+                await append_audit(
+                    conn,
+                    actor=actor,
+                    action=f"wallet.{body.entry_type}",
+                    subject_type="member",
+                    subject_id=member_id,
+                    details={
+                        "entry_id": str(posted.entry.entry_id),
+                        "amount": str(amount),
+                        "reason": body.reason,
+                    },
+                )
+        if posted.replayed:
+            response.status_code = 200
+        return posted.entry.to_json()
+
+    async def _set_status(
+        request: Request, member_id: str, principal: Principal, status: WalletStatus, reason: str
+    ) -> dict[str, Any]:
+        actor = staff_actor(principal, (Role.ADMIN,))
+        async with _pool(request).acquire() as conn, conn.transaction():
+            found = await repo.lock_wallet(conn, member_id)
+            if found is None:
+                raise domain.UnknownMember(f"member {member_id} has no wallet")
+            if found.status is not status:
+                now = ledger.clock()
+                await repo.set_wallet_status(conn, member_id, status, now)
+                action = "wallet_frozen" if status is WalletStatus.FROZEN else "wallet_unfrozen"
+                await append_member_audit(
+                    conn,
+                    member_id=member_id,
+                    actor=actor,
+                    action=action,
+                    occurred_at=now,
+                    details={"reason": reason},
+                )
+                await append_audit(
+                    conn,
+                    actor=actor,
+                    action=f"wallet.{action}",
+                    subject_type="member",
+                    subject_id=member_id,
+                    details={"reason": reason},
+                )
+        return {"member_id": member_id, "status": status.value}
+
+    @router.post("/v1/members/{member_id}/freeze")
+    async def freeze(
+        member_id: str,
+        body: StatusChange,
+        request: Request,
+        principal: Principal = Depends(require_roles(Role.ADMIN)),
+    ) -> dict[str, Any]:
+        """Freeze the wallet: debit requests are refused with `wallet_frozen` until it is unfrozen."""
+        return await _set_status(request, member_id, principal, WalletStatus.FROZEN, body.reason)
+
+    @router.post("/v1/members/{member_id}/unfreeze")
+    async def unfreeze(
+        member_id: str,
+        body: StatusChange,
+        request: Request,
+        principal: Principal = Depends(require_roles(Role.ADMIN)),
+    ) -> dict[str, Any]:
+        return await _set_status(request, member_id, principal, WalletStatus.ACTIVE, body.reason)
+
+    @router.get("/v1/members/{member_id}/audit")
+    async def audit(
+        member_id: str,
+        request: Request,
+        principal: Principal = Depends(member_or_staff),
+        after_seq: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    ) -> dict[str, Any]:
+        """Every action against the member's account, oldest first, with each entry's hash link."""
+        principal.ensure_may_access_member(member_id)
+        async with _pool(request).acquire() as conn:
+            entries = await list_member_audit(conn, member_id, after_seq=after_seq, limit=limit)
+        return {
+            "member_id": member_id,
+            "entries": [e.to_json() for e in entries],
+            "next_after_seq": entries[-1].seq if len(entries) == limit else None,
+        }
+
+    @router.get("/v1/members/{member_id}/audit/verify")
+    async def verify(
+        member_id: str, request: Request, principal: Principal = Depends(member_or_staff)
+    ) -> dict[str, Any]:
+        """Recompute the member's chain; `first_broken_seq` names the first entry that does not hold."""
+        principal.ensure_may_access_member(member_id)
+        async with _pool(request).acquire() as conn:
+            result = await verify_member_audit(conn, member_id)
+        return {
+            "member_id": member_id,
+            "ok": result.ok,
+            "entries_verified": result.entries,
+            "first_broken_seq": result.first_broken_seq,
+            "reason": result.reason,
+            "head_hash": result.head_hash,
+        }
+
+    return router

@@ -1,0 +1,178 @@
+"""Kafka in: points credits and debits, the dashboard's read model and the member audit feed.
+
+Each handler runs inside the consumer's batch transaction with the event's inbox row, so a
+redelivered event changes nothing; a retried request (new event, same idempotency key) finds the
+entry its key already made and gets the same answer again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chassis.consumer import Subscription
+from chassis.db import Connection
+from contracts.delivery import DeliveryFailed, DeliverySucceeded
+from contracts.envelope import Envelope
+from contracts.ipa import IpaRecordAccepted
+from contracts.orders import OrderStateChanged
+from contracts.redemption import RedemptionRecorded
+from contracts.support import SupportResendRequested
+from contracts.topics import Topics
+from contracts.values import RewardType
+from contracts.vouchers import VoucherIssued
+from contracts.wallet import EntryType, WalletCreditRequested, WalletDebitRequested, WalletReference
+
+from . import readmodel
+from .domain import Posting, UnsupportedEntryType, WalletError
+from .ledger import Ledger
+from .member_audit import append_member_audit
+
+IPA_REASON_CODE = "ipa_allocation"
+
+
+class WalletHandlers:
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    async def ipa_record_accepted(self, conn: Connection, env: Envelope[IpaRecordAccepted]) -> None:
+        data = env.data
+        if data.reward_type is not RewardType.POINTS:
+            return  # voucher rewards became orders; the dashboard learns of them from order events
+        posting = Posting(
+            member_id=data.member_id,
+            entry_type=EntryType.MILESTONE_AWARD,
+            amount=int(data.amount),
+            reason_code=IPA_REASON_CODE,
+            reason=data.reason,
+            actor=f"service:{env.producer}",
+            # external_ref is unique per allocation: a repeated record is never a second reward.
+            idempotency_key=f"ipa:{data.external_ref}",
+            reference=WalletReference(external_ref=data.external_ref),
+        )
+        details = {"campaign_id": data.campaign_id, **({"batch_id": data.batch_id} if data.batch_id else {})}
+        await self.ledger.post(conn, posting, cause=env, audit_details=details)
+
+    async def credit_requested(self, conn: Connection, env: Envelope[WalletCreditRequested]) -> None:
+        data = env.data
+        posting = Posting(
+            member_id=data.member_id,
+            entry_type=data.entry_type,
+            amount=data.amount,
+            reason_code=data.reason_code,
+            actor=data.requested_by,
+            idempotency_key=data.idempotency_key,
+            reference=data.reference,
+        )
+        await self.ledger.post(conn, posting, cause=env, audit_details=_initiated_by(env))
+
+    async def debit_requested(self, conn: Connection, env: Envelope[WalletDebitRequested]) -> None:
+        data = env.data
+        try:
+            if data.entry_type is not EntryType.REDEMPTION:
+                raise UnsupportedEntryType(f"{data.entry_type} debits are not taken from requests")
+            posting = Posting(
+                member_id=data.member_id,
+                entry_type=data.entry_type,
+                amount=data.amount,
+                reason_code=data.reason_code,
+                actor=data.requested_by,
+                idempotency_key=data.idempotency_key,
+                reference=data.reference,
+            )
+            async with conn.transaction():  # a savepoint: a refusal leaves nothing of the attempt behind
+                await self.ledger.post(
+                    conn, posting, cause=env, enforce_frozen=True, audit_details=_initiated_by(env)
+                )
+        except WalletError as error:
+            await self.ledger.reject_debit(
+                conn,
+                member_id=data.member_id,
+                amount=data.amount,
+                idempotency_key=data.idempotency_key,
+                reference=data.reference,
+                error=error,
+                actor=data.requested_by,
+                cause=env,
+            )
+
+    async def order_state_changed(self, conn: Connection, env: Envelope[OrderStateChanged]) -> None:
+        await readmodel.apply_order_state(conn, env.data, env.occurred_at)
+
+    async def voucher_issued(self, conn: Connection, env: Envelope[VoucherIssued]) -> None:
+        await readmodel.apply_voucher_issued(conn, env.data, env.occurred_at)
+
+    async def delivery_succeeded(self, conn: Connection, env: Envelope[DeliverySucceeded]) -> None:
+        await readmodel.apply_delivery(conn, env.data, env.occurred_at)
+
+    async def delivery_failed(self, conn: Connection, env: Envelope[DeliveryFailed]) -> None:
+        await readmodel.apply_delivery(conn, env.data, env.occurred_at)
+
+    async def resend_requested(self, conn: Connection, env: Envelope[SupportResendRequested]) -> None:
+        data = env.data
+        details: dict[str, Any] = {"order_id": str(data.order_id), "reason": data.reason}
+        if data.ticket_id:
+            details["ticket_id"] = data.ticket_id
+        if data.delivery_id:
+            details["delivery_id"] = str(data.delivery_id)
+        await readmodel.record_for_order(
+            conn,
+            order_id=data.order_id,
+            member_id=data.member_id,
+            actor=data.requested_by,
+            action="voucher_resend_requested",
+            occurred_at=env.occurred_at,
+            details=details,
+        )
+
+    async def redemption_recorded(self, conn: Connection, env: Envelope[RedemptionRecorded]) -> None:
+        data = env.data
+        details = data.model_dump(mode="json", exclude_none=True, exclude={"member_id", "segment_token"})
+        actor = f"partner:{data.partner_id}" if data.partner_id else f"service:{env.producer}"
+        action = f"redemption_{data.status.value}"
+        if data.member_id is not None:
+            await append_member_audit(
+                conn,
+                member_id=data.member_id,
+                actor=actor,
+                action=action,
+                occurred_at=env.occurred_at,
+                details=details,
+            )
+        elif data.order_id is not None:
+            await readmodel.record_for_order(
+                conn,
+                order_id=data.order_id,
+                member_id=None,
+                actor=actor,
+                action=action,
+                occurred_at=env.occurred_at,
+                details=details,
+            )
+
+    def subscriptions(self) -> list[Subscription]:
+        return [
+            Subscription(
+                "ipa-points", Topics.IPA_RECORD_ACCEPTED, IpaRecordAccepted, self.ipa_record_accepted
+            ),
+            Subscription(
+                "credits", Topics.WALLET_CREDIT_REQUESTED, WalletCreditRequested, self.credit_requested
+            ),
+            Subscription("debits", Topics.WALLET_DEBIT_REQUESTED, WalletDebitRequested, self.debit_requested),
+            Subscription("orders", Topics.ORDER_STATE_CHANGED, OrderStateChanged, self.order_state_changed),
+            Subscription("vouchers", Topics.VOUCHER_ISSUED, VoucherIssued, self.voucher_issued),
+            Subscription(
+                "deliveries-ok", Topics.DELIVERY_SUCCEEDED, DeliverySucceeded, self.delivery_succeeded
+            ),
+            Subscription("deliveries-failed", Topics.DELIVERY_FAILED, DeliveryFailed, self.delivery_failed),
+            Subscription(
+                "resends", Topics.SUPPORT_RESEND_REQUESTED, SupportResendRequested, self.resend_requested
+            ),
+            Subscription(
+                "redemptions", Topics.REDEMPTION_RECORDED, RedemptionRecorded, self.redemption_recorded
+            ),
+        ]
+
+
+def _initiated_by(env: Envelope[Any]) -> dict[str, Any]:
+    """Support's goodwill credits are support-initiated changes in the member's log."""
+    return {"requested_via": env.producer, "support_initiated": env.producer == "support"}

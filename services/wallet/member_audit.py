@@ -1,0 +1,183 @@
+"""The member audit log: one hash chain per member, built with the chassis' hashing rule.
+
+Every action against a member's account (ledger entries, redemptions, resends, delivery outcomes,
+staff changes) is appended in the transaction that learns of it. The member's head row is the lock
+that keeps the chain one line; `verify` recomputes every link and names the first broken one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from chassis.audit import GENESIS_HASH, canonical_json, chain_hash
+from chassis.db import Connection
+
+_VERIFY_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class MemberAuditEntry:
+    member_id: str
+    seq: int
+    occurred_at: datetime
+    actor: str
+    action: str
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def hashed_record(self) -> dict[str, Any]:
+        return {
+            "member_id": self.member_id,
+            "seq": self.seq,
+            "occurred_at": self.occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
+            "actor": self.actor,
+            "action": self.action,
+            "details": self.details,
+        }
+
+    def computed_hash(self) -> str:
+        return chain_hash(self.prev_hash, self.hashed_record())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "occurred_at": self.occurred_at.astimezone(UTC).isoformat(),
+            "actor": self.actor,
+            "action": self.action,
+            "details": self.details,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+
+async def append_member_audit(
+    conn: Connection,
+    *,
+    member_id: str,
+    actor: str,
+    action: str,
+    occurred_at: datetime,
+    details: Mapping[str, Any] | None = None,
+) -> MemberAuditEntry:
+    """Append one entry to `member_id`'s chain, in the caller's transaction."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("a member audit entry shares the transaction of the change it records")
+    await conn.execute(
+        "INSERT INTO member_audit_heads (member_id) VALUES ($1) ON CONFLICT DO NOTHING", member_id
+    )
+    head = await conn.fetchrow(
+        "SELECT seq, hash FROM member_audit_heads WHERE member_id = $1 FOR UPDATE", member_id
+    )
+    assert head is not None
+    # Through jsonb and back, so the hash covers exactly what verification will read.
+    stored = json.loads(await conn.fetchval("SELECT $1::text::jsonb::text", canonical_json(details or {})))
+    # Postgres keeps microseconds: hash the instant as it will be read back.
+    at = occurred_at.astimezone(UTC)
+    entry = MemberAuditEntry(
+        member_id=member_id,
+        seq=head["seq"] + 1,
+        occurred_at=at,
+        actor=actor,
+        action=action,
+        details=stored,
+        prev_hash=head["hash"],
+        hash="",
+    )
+    entry = MemberAuditEntry(**{**entry.__dict__, "hash": entry.computed_hash()})
+    await conn.execute(
+        """
+        INSERT INTO member_audit (member_id, seq, occurred_at, actor, action, details, prev_hash, hash)
+        VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8)
+        """,
+        member_id,
+        entry.seq,
+        entry.occurred_at,
+        actor,
+        action,
+        canonical_json(stored),
+        entry.prev_hash,
+        entry.hash,
+    )
+    await conn.execute(
+        "UPDATE member_audit_heads SET seq = $2, hash = $3 WHERE member_id = $1",
+        member_id,
+        entry.seq,
+        entry.hash,
+    )
+    return entry
+
+
+def _entry(row: Any) -> MemberAuditEntry:
+    return MemberAuditEntry(
+        member_id=row["member_id"],
+        seq=row["seq"],
+        occurred_at=row["occurred_at"],
+        actor=row["actor"],
+        action=row["action"],
+        details=json.loads(row["details"]),
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
+    )
+
+
+_SELECT = """
+    SELECT member_id, seq, occurred_at, actor, action, details::text AS details, prev_hash, hash
+      FROM member_audit
+"""
+
+
+async def list_member_audit(
+    conn: Connection, member_id: str, *, after_seq: int = 0, limit: int = 100
+) -> list[MemberAuditEntry]:
+    rows = await conn.fetch(
+        _SELECT + " WHERE member_id = $1 AND seq > $2 ORDER BY seq LIMIT $3", member_id, after_seq, limit
+    )
+    return [_entry(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class MemberChainVerification:
+    ok: bool
+    entries: int
+    first_broken_seq: int | None = None
+    reason: str | None = None
+    head_hash: str | None = None
+
+
+async def verify_member_audit(conn: Connection, member_id: str) -> MemberChainVerification:
+    """Recompute every link of the member's chain, then check it ends where the head says."""
+    expected_seq, prev_hash, verified = 1, GENESIS_HASH, 0
+    while True:
+        rows = await conn.fetch(
+            _SELECT + " WHERE member_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
+            member_id,
+            expected_seq,
+            _VERIFY_BATCH,
+        )
+        for entry in map(_entry, rows):
+            if entry.seq != expected_seq:
+                return MemberChainVerification(
+                    False, verified, expected_seq, f"entry {expected_seq} is missing"
+                )
+            if entry.prev_hash != prev_hash:
+                return MemberChainVerification(
+                    False, verified, entry.seq, "prev_hash does not match the previous entry's hash"
+                )
+            if entry.computed_hash() != entry.hash:
+                return MemberChainVerification(
+                    False, verified, entry.seq, "hash does not match the entry's content"
+                )
+            expected_seq, prev_hash, verified = expected_seq + 1, entry.hash, verified + 1
+        if len(rows) < _VERIFY_BATCH:
+            break
+    head = await conn.fetchrow("SELECT seq, hash FROM member_audit_heads WHERE member_id = $1", member_id)
+    if head is not None and (head["seq"], head["hash"]) != (verified, prev_hash):
+        return MemberChainVerification(
+            False, verified, verified + 1, "the chain ends before its recorded head", head["hash"]
+        )
+    return MemberChainVerification(True, verified, head_hash=prev_hash if verified else None)

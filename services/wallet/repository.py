@@ -1,0 +1,236 @@
+"""SQL of the ledger: wallets (the per-member lock), entries, lots. No rules here, only storage."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from chassis.db import Connection
+from contracts.wallet import Direction, EntryType, WalletReference
+
+from .domain import Lot, Posting, ReversedEntry, WalletStatus
+
+
+@dataclass(frozen=True)
+class Wallet:
+    member_id: str
+    balance: int
+    entries: int
+    status: WalletStatus
+
+
+@dataclass(frozen=True)
+class Entry:
+    entry_id: uuid.UUID
+    seq: int
+    member_id: str
+    member_seq: int
+    entry_type: EntryType
+    direction: Direction
+    amount: int
+    balance_after: int
+    reason_code: str
+    reason: str | None
+    reference: WalletReference
+    actor: str
+    idempotency_key: str
+    reverses_entry_id: uuid.UUID | None
+    recorded_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "entry_id": str(self.entry_id),
+            "seq": self.seq,
+            "member_id": self.member_id,
+            "entry_type": self.entry_type.value,
+            "direction": self.direction.value,
+            "amount": str(self.amount),
+            "balance_after": str(self.balance_after),
+            "reason_code": self.reason_code,
+            "reason": self.reason,
+            "reference": self.reference.model_dump(mode="json", exclude_none=True),
+            "actor": self.actor,
+            "idempotency_key": self.idempotency_key,
+            "reverses_entry_id": str(self.reverses_entry_id) if self.reverses_entry_id else None,
+            "recorded_at": self.recorded_at.isoformat(),
+        }
+
+
+ENTRY_COLUMNS = """entry_id, seq, member_id, member_seq, entry_type, direction, amount, balance_after,
+    reason_code, reason, order_id, booking_id, external_ref, ticket_id, redemption_id, actor,
+    idempotency_key, reverses_entry_id, recorded_at"""
+
+
+def entry_from_row(row: Any) -> Entry:
+    return Entry(
+        entry_id=row["entry_id"],
+        seq=row["seq"],
+        member_id=row["member_id"],
+        member_seq=row["member_seq"],
+        entry_type=EntryType(row["entry_type"]),
+        direction=Direction(row["direction"]),
+        amount=row["amount"],
+        balance_after=row["balance_after"],
+        reason_code=row["reason_code"],
+        reason=row["reason"],
+        reference=WalletReference(
+            order_id=row["order_id"],
+            booking_id=row["booking_id"],
+            external_ref=row["external_ref"],
+            ticket_id=row["ticket_id"],
+            redemption_id=row["redemption_id"],
+        ),
+        actor=row["actor"],
+        idempotency_key=row["idempotency_key"],
+        reverses_entry_id=row["reverses_entry_id"],
+        recorded_at=row["recorded_at"],
+    )
+
+
+async def open_wallet(conn: Connection, member_id: str, now: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO wallets (member_id, created_at, updated_at) VALUES ($1, $2, $2) ON CONFLICT DO NOTHING",
+        member_id,
+        now,
+    )
+
+
+async def lock_wallet(conn: Connection, member_id: str) -> Wallet | None:
+    """The member's balance row, locked until the transaction ends: postings of one member queue here."""
+    row = await conn.fetchrow(
+        "SELECT member_id, balance, entries, status FROM wallets WHERE member_id = $1 FOR UPDATE", member_id
+    )
+    if row is None:
+        return None
+    return Wallet(row["member_id"], row["balance"], row["entries"], WalletStatus(row["status"]))
+
+
+async def get_wallet(conn: Connection, member_id: str) -> Wallet | None:
+    row = await conn.fetchrow(
+        "SELECT member_id, balance, entries, status FROM wallets WHERE member_id = $1", member_id
+    )
+    if row is None:
+        return None
+    return Wallet(row["member_id"], row["balance"], row["entries"], WalletStatus(row["status"]))
+
+
+async def set_wallet_status(conn: Connection, member_id: str, status: WalletStatus, now: datetime) -> None:
+    await conn.execute(
+        "UPDATE wallets SET status = $2, updated_at = $3 WHERE member_id = $1", member_id, status.value, now
+    )
+
+
+async def entry_by_key(conn: Connection, idempotency_key: str) -> Entry | None:
+    row = await conn.fetchrow(
+        f"SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE idempotency_key = $1", idempotency_key
+    )
+    return entry_from_row(row) if row else None
+
+
+async def entry_by_id(conn: Connection, entry_id: uuid.UUID) -> Entry | None:
+    row = await conn.fetchrow(f"SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE entry_id = $1", entry_id)
+    return entry_from_row(row) if row else None
+
+
+async def reversed_entry(conn: Connection, entry_id: uuid.UUID) -> ReversedEntry | None:
+    row = await conn.fetchrow(
+        """
+        SELECT e.entry_id, e.member_id, e.direction, e.amount,
+               EXISTS (SELECT 1 FROM ledger_entries r WHERE r.reverses_entry_id = e.entry_id) AS reversed
+          FROM ledger_entries e WHERE e.entry_id = $1
+        """,
+        entry_id,
+    )
+    if row is None:
+        return None
+    return ReversedEntry(
+        row["entry_id"], row["member_id"], Direction(row["direction"]), row["amount"], row["reversed"]
+    )
+
+
+async def open_lots(conn: Connection, member_id: str) -> list[Lot]:
+    rows = await conn.fetch(
+        "SELECT entry_id, earned_at, expires_at, remaining FROM lots WHERE member_id = $1 AND remaining > 0",
+        member_id,
+    )
+    return [Lot(r["entry_id"], r["earned_at"], r["expires_at"], r["remaining"]) for r in rows]
+
+
+async def insert_entry(
+    conn: Connection, wallet: Wallet, posting: Posting, *, balance_after: int, now: datetime
+) -> Entry:
+    ref = posting.reference
+    row = await conn.fetchrow(
+        f"""
+        INSERT INTO ledger_entries (entry_id, member_id, member_seq, entry_type, direction, amount,
+            balance_after, reason_code, reason, order_id, booking_id, external_ref, ticket_id,
+            redemption_id, actor, idempotency_key, reverses_entry_id, recorded_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+        RETURNING {ENTRY_COLUMNS}
+        """,
+        uuid.uuid4(),
+        wallet.member_id,
+        wallet.entries + 1,
+        posting.entry_type.value,
+        posting.direction.value,
+        posting.amount,
+        balance_after,
+        posting.reason_code,
+        posting.reason,
+        ref.order_id,
+        ref.booking_id,
+        ref.external_ref,
+        ref.ticket_id,
+        ref.redemption_id,
+        posting.actor,
+        posting.idempotency_key,
+        posting.reverses_entry_id,
+        now,
+    )
+    await conn.execute(
+        "UPDATE wallets SET balance = $2, entries = entries + 1, updated_at = $3 WHERE member_id = $1",
+        wallet.member_id,
+        balance_after,
+        now,
+    )
+    return entry_from_row(row)
+
+
+async def add_lot(conn: Connection, entry: Entry, expires_at: datetime | None) -> None:
+    await conn.execute(
+        "INSERT INTO lots (entry_id, member_id, earned_at, expires_at, amount, remaining)"
+        " VALUES ($1, $2, $3, $4, $5, $5)",
+        entry.entry_id,
+        entry.member_id,
+        entry.recorded_at,
+        expires_at,
+        entry.amount,
+    )
+
+
+async def take_from_lots(conn: Connection, taken: dict[uuid.UUID, int]) -> None:
+    await conn.executemany(
+        "UPDATE lots SET remaining = remaining - $2 WHERE entry_id = $1", list(taken.items())
+    )
+
+
+async def members_with_due_lots(conn: Connection, now: datetime, limit: int) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT DISTINCT member_id FROM lots WHERE remaining > 0 AND expires_at <= $1 LIMIT $2", now, limit
+    )
+    return [r["member_id"] for r in rows]
+
+
+async def due_lots(conn: Connection, member_id: str, now: datetime) -> list[Lot]:
+    rows = await conn.fetch(
+        """
+        SELECT entry_id, earned_at, expires_at, remaining FROM lots
+         WHERE member_id = $1 AND remaining > 0 AND expires_at <= $2
+         ORDER BY expires_at, earned_at, entry_id
+        """,
+        member_id,
+        now,
+    )
+    return [Lot(r["entry_id"], r["earned_at"], r["expires_at"], r["remaining"]) for r in rows]

@@ -1,0 +1,52 @@
+"""The wallet's composition: ledger, handlers, routers and the expiry job in one `ServiceSpec`.
+
+Nothing connects here; `run_service` (or a test's `ServiceRuntime`) does. The clock is a parameter so
+tests decide what time it is for the ledger, the dashboard and the expiry job alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from chassis.jobs import PeriodicJob
+from chassis.service import ServiceRuntime, ServiceSpec
+
+from .api import build_router
+from .domain import ExpiryPolicy
+from .handlers import WalletHandlers
+from .ledger import Clock, Ledger, system_clock
+from .reports import build_reports_router
+from .settings import WalletSettings
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+EXPIRY_JOB = "wallet-points-expiry"
+
+
+def build_spec(settings: WalletSettings, *, clock: Clock = system_clock, **overrides: Any) -> ServiceSpec:
+    ledger = Ledger(ExpiryPolicy(settings.points_expiry_months), clock)
+    runtime_ref: dict[str, ServiceRuntime] = {}
+
+    async def remember(runtime: ServiceRuntime) -> None:
+        runtime_ref["runtime"] = runtime
+
+    async def expire() -> None:
+        pool = runtime_ref["runtime"].pool
+        assert pool is not None
+        await ledger.expire_due(pool, batch_members=settings.expiry_batch_members)
+
+    jobs = [PeriodicJob(EXPIRY_JOB, settings.expiry_job_interval_s, expire)]
+    startup: list[Callable[[ServiceRuntime], Any]] = [remember]
+    return ServiceSpec(
+        title="Orchard wallet service: points ledger, member dashboard and member audit log",
+        migrations_dir=MIGRATIONS,
+        subscriptions=WalletHandlers(ledger).subscriptions(),
+        routers=[
+            build_router(ledger, expiring_soon_days=settings.expiring_soon_days),
+            build_reports_router(),
+        ],
+        jobs=jobs,
+        on_startup=startup,
+        **overrides,
+    )
