@@ -1,12 +1,9 @@
-"""The redemption service process: storefront saga, offer redemptions and exports."""
+"""The redemption service process: storefront saga, offer redemptions, records, exports and retention."""
 
-from pathlib import Path
-
-from chassis.service import run_named_service
+from chassis.service import run_service
+from services.redemption.app import build_spec
+from services.redemption.settings import RedemptionSettings
 
 if __name__ == "__main__":
-    run_named_service(
-        "redemption",
-        "Orchard redemption service: storefront saga, offer redemptions and exports",
-        Path(__file__).resolve().parent,
-    )
+    settings = RedemptionSettings()
+    run_service(build_spec(settings), settings)

@@ -1,0 +1,45 @@
+"""The composition root: what the redemption service subscribes to, serves and runs (wiring only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+
+from chassis.service import ServiceRuntime, ServiceSpec
+from services.redemption.records.handlers import record_subscriptions
+from services.redemption.settings import RedemptionSettings
+from services.redemption.storefront.api import policy_of
+from services.redemption.storefront.api import router as storefront_router
+from services.redemption.storefront.handlers import redrive_job, storefront_subscriptions
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+TITLE = "Orchard redemption service: storefront saga, offer redemptions and exports"
+
+
+class _PoolRef:
+    """Jobs are built before the runtime connects; they reach its pool when they run."""
+
+    def __init__(self) -> None:
+        self.runtime: ServiceRuntime | None = None
+
+    async def bind(self, runtime: ServiceRuntime) -> None:
+        self.runtime = runtime
+
+    def __call__(self) -> asyncpg.Pool:
+        if self.runtime is None or self.runtime.pool is None:
+            raise RuntimeError("the service has not started")
+        return self.runtime.pool
+
+
+def build_spec(settings: RedemptionSettings) -> ServiceSpec:
+    policy = policy_of(settings)
+    pool = _PoolRef()
+    return ServiceSpec(
+        title=TITLE,
+        migrations_dir=MIGRATIONS,
+        subscriptions=[*storefront_subscriptions(policy), *record_subscriptions()],
+        routers=[storefront_router],
+        jobs=[redrive_job(pool, policy, settings.saga_redrive_interval_s)],
+        on_startup=[pool.bind],
+    )

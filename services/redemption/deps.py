@@ -1,0 +1,33 @@
+"""FastAPI dependencies shared by the service's routers: the pool and the settings of the running service."""
+
+from __future__ import annotations
+
+from typing import cast
+
+import asyncpg
+from fastapi import Request
+
+from chassis.auth import Principal, Role
+from chassis.problems import Problem
+from services.redemption.settings import RedemptionSettings
+
+
+def pool(request: Request) -> asyncpg.Pool:
+    runtime_pool = request.app.state.runtime.pool
+    if runtime_pool is None:
+        raise Problem(503, "not_ready", detail="The service is still starting.")
+    return cast(asyncpg.Pool, runtime_pool)
+
+
+def settings(request: Request) -> RedemptionSettings:
+    return cast(RedemptionSettings, request.app.state.settings)
+
+
+def actor(principal: Principal) -> str:
+    """How an audit entry or a saga names the caller, e.g. `member:m-1`."""
+    role = sorted(principal.roles)[0] if principal.roles else "unknown"
+    for preferred in (Role.ADMIN, Role.OPS, Role.FINANCE, Role.AUDITOR, Role.PARTNER, Role.MEMBER):
+        if preferred in principal.roles:
+            role = preferred
+            break
+    return f"{role}:{principal.sub}"

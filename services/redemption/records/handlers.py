@@ -1,0 +1,79 @@
+"""Kafka in for voucher redemptions and expiries: recorded like offer redemptions."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from chassis.consumer import Subscription
+from chassis.db import Connection
+from contracts.envelope import Envelope
+from contracts.redemption import RedemptionKind, RedemptionStatus, ValidationMethod
+from contracts.topics import Topics
+from contracts.vouchers import CodeStatus, VoucherRedeemed, VoucherStatusChanged
+from services.redemption.records.domain import Record
+from services.redemption.records.repository import write_record
+
+_EXPIRY_NAMESPACE = uuid.UUID("5b0a8c52-1d3e-4f7b-9a61-2f4c8e0d7a13")
+
+
+def expiry_record_id(code_id: uuid.UUID) -> uuid.UUID:
+    """One expiry record per code, however often the expiry is announced."""
+    return uuid.uuid5(_EXPIRY_NAMESPACE, f"expiry:{code_id}")
+
+
+async def on_voucher_redeemed(conn: Connection, env: Envelope[Any]) -> None:
+    data: VoucherRedeemed = env.data
+    if data.test:  # UAT codes stay out of reports
+        return
+    record = Record(
+        record_id=data.redemption_id,
+        kind=RedemptionKind.VOUCHER,
+        status=RedemptionStatus.SUCCESSFUL,
+        redeemed_at=env.occurred_at,
+        member_id=data.member_id,
+        partner_id=data.partner_id,
+        code_id=data.code_id,
+        order_id=data.order_id,
+        redemption_id=data.redemption_id,
+        channel=data.channel,
+        location=data.location,
+        validation_method=ValidationMethod.VOUCHER_CODE,
+        amount=data.amount,
+        currency=data.currency,
+        partial=data.partial,
+    )
+    await write_record(conn, record, correlation_id=env.correlation_id, causation_id=str(env.event_id))
+
+
+async def on_voucher_status_changed(conn: Connection, env: Envelope[Any]) -> None:
+    data: VoucherStatusChanged = env.data
+    if data.test or data.status is not CodeStatus.EXPIRED:
+        return
+    remaining = data.remaining_value if data.remaining_value and data.remaining_value > 0 else None
+    record = Record(
+        record_id=expiry_record_id(data.code_id),
+        kind=RedemptionKind.VOUCHER,
+        status=RedemptionStatus.EXPIRED,
+        redeemed_at=env.occurred_at,
+        code_id=data.code_id,
+        order_id=data.order_id,
+        amount=remaining,
+        partial=remaining is not None,
+        reason=data.reason or "expired",
+    )
+    await write_record(conn, record, correlation_id=env.correlation_id, causation_id=str(env.event_id))
+
+
+def record_subscriptions() -> list[Subscription]:
+    return [
+        Subscription(
+            "records-voucher-redeemed", Topics.VOUCHER_REDEEMED, VoucherRedeemed, on_voucher_redeemed
+        ),
+        Subscription(
+            "records-voucher-status",
+            Topics.VOUCHER_STATUS_CHANGED,
+            VoucherStatusChanged,
+            on_voucher_status_changed,
+        ),
+    ]

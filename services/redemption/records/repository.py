@@ -1,0 +1,177 @@
+"""Redemption records and their daily aggregates (SQL). Every write publishes `redemption.recorded`."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, fields
+from datetime import date
+from typing import Any
+
+from chassis.db import Connection
+from chassis.outbox import add_event
+from contracts.envelope import Envelope
+from contracts.topics import Topics
+from services.redemption.records.domain import Record
+from services.redemption.settings import PRODUCER
+
+RECORD_COLUMNS = tuple(f.name for f in fields(Record))
+
+
+async def _add_to_daily(conn: Connection, record: Record, sign: int) -> None:
+    amount = record.amount or 0
+    points = record.points or 0
+    if sign < 0:
+        # The CHECK applies to an INSERT's proposed row before ON CONFLICT: take away with an UPDATE.
+        await conn.execute(
+            """
+            UPDATE redemption_daily SET records = records - 1, amount = amount - $8, points = points - $9
+             WHERE day = $1 AND kind = $2 AND status = $3 AND partner_id = $4 AND offer_id = $5
+               AND channel = $6 AND segment_token = $7
+            """,
+            *record.bucket(),
+            amount,
+            points,
+        )
+        return
+    await conn.execute(
+        """
+        INSERT INTO redemption_daily
+            (day, kind, status, partner_id, offer_id, channel, segment_token, records, amount, points)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+        ON CONFLICT (day, kind, status, partner_id, offer_id, channel, segment_token) DO UPDATE
+           SET records = redemption_daily.records + EXCLUDED.records,
+               amount = redemption_daily.amount + EXCLUDED.amount,
+               points = redemption_daily.points + EXCLUDED.points
+        """,
+        *record.bucket(),
+        sign,
+        sign * amount,
+        sign * points,
+    )
+
+
+async def write_record(
+    conn: Connection, record: Record, *, correlation_id: str | None = None, causation_id: str | None = None
+) -> bool:
+    """Insert or update a record, keep the daily aggregates exact, publish it. False: nothing changed."""
+    row = await conn.fetchrow(
+        "SELECT * FROM redemption_records WHERE record_id = $1 FOR UPDATE", record.record_id
+    )
+    if row is not None:
+        before = Record.from_row(row)
+        if before == record:
+            return False
+        await _add_to_daily(conn, before, -1)
+        assignments = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(RECORD_COLUMNS[1:]))
+        await conn.execute(
+            f"UPDATE redemption_records SET {assignments}, updated_at = now() WHERE record_id = $1",
+            *_values(record),
+        )
+    else:
+        placeholders = ", ".join(f"${i + 1}" for i in range(len(RECORD_COLUMNS)))
+        await conn.execute(
+            f"INSERT INTO redemption_records ({', '.join(RECORD_COLUMNS)}) VALUES ({placeholders})",
+            *_values(record),
+        )
+    await _add_to_daily(conn, record, 1)
+    envelope = Envelope.new(
+        event_type=Topics.REDEMPTION_RECORDED,
+        producer=PRODUCER,
+        data=record.to_event(),
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+    )
+    await add_event(conn, envelope, key=str(record.record_id))
+    return True
+
+
+def _values(record: Record) -> list[Any]:
+    values = []
+    for name in RECORD_COLUMNS:
+        value = getattr(record, name)
+        values.append(str(value) if name in ("kind", "status", "validation_method") and value else value)
+    return values
+
+
+async def get_record(conn: Connection, record_id: uuid.UUID) -> Record | None:
+    row = await conn.fetchrow("SELECT * FROM redemption_records WHERE record_id = $1", record_id)
+    return Record.from_row(row) if row else None
+
+
+@dataclass(frozen=True)
+class RecordFilter:
+    kind: str | None = None
+    status: str | None = None
+    partner_id: str | None = None
+    offer_id: str | None = None
+    channel: str | None = None
+    segment_token: str | None = None
+    member_id: str | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    """Inclusive, by UTC day."""
+
+    def where(self, *, daily: bool) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        for column in ("kind", "status", "partner_id", "offer_id", "channel", "segment_token", "member_id"):
+            value = getattr(self, column)
+            if value is None:
+                continue
+            if daily and column == "member_id":
+                raise ValueError("aggregates are not kept per member")
+            args.append(value)
+            clauses.append(f"{column} = ${len(args)}")
+        day = "day" if daily else "(redeemed_at AT TIME ZONE 'UTC')::date"
+        if self.date_from is not None:
+            args.append(self.date_from)
+            clauses.append(f"{day} >= ${len(args)}")
+        if self.date_to is not None:
+            args.append(self.date_to)
+            clauses.append(f"{day} <= ${len(args)}")
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+async def list_records(
+    conn: Connection, flt: RecordFilter, *, limit: int, before: tuple[Any, uuid.UUID] | None = None
+) -> list[Record]:
+    where, args = flt.where(daily=False)
+    if before is not None:
+        args.extend(before)
+        cursor = f"(redeemed_at, record_id) < (${len(args) - 1}, ${len(args)})"
+        where = f"{where} AND {cursor}" if where else f" WHERE {cursor}"
+    args.append(limit)
+    rows = await conn.fetch(
+        f"SELECT * FROM redemption_records{where}"
+        f" ORDER BY redeemed_at DESC, record_id DESC LIMIT ${len(args)}",
+        *args,
+    )
+    return [Record.from_row(r) for r in rows]
+
+
+AGGREGATE_DIMENSIONS = ("day", "partner_id", "channel", "offer_id", "segment_token", "status", "kind")
+
+
+async def aggregate(conn: Connection, flt: RecordFilter, dimension: str) -> list[dict[str, Any]]:
+    """Counts and sums per value of `dimension`, from the daily aggregates (exact after purges)."""
+    if dimension not in AGGREGATE_DIMENSIONS:
+        raise ValueError(f"unknown dimension {dimension}")
+    where, args = flt.where(daily=True)
+    rows = await conn.fetch(
+        f"""
+        SELECT {dimension} AS value, sum(records)::bigint AS records, sum(amount) AS amount,
+               sum(points)::bigint AS points
+          FROM redemption_daily{where}
+         GROUP BY {dimension} HAVING sum(records) <> 0 ORDER BY {dimension}
+        """,
+        *args,
+    )
+    return [
+        {
+            "value": (r["value"].isoformat() if isinstance(r["value"], date) else (r["value"] or None)),
+            "records": r["records"],
+            "amount": str(r["amount"]),
+            "points": str(r["points"]),
+        }
+        for r in rows
+    ]

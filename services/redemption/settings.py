@@ -1,0 +1,51 @@
+"""The redemption service's own knobs (env prefix `ORCHARD_REDEMPTION_`), with safe local defaults."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from chassis.settings import Settings
+
+PRODUCER = "redemption"
+
+
+class RedemptionSettings(Settings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    service_name: str = Field(default="redemption", alias="ORCHARD_SERVICE")
+
+    # Storefront saga: a step without an answer is asked again after a backoff; an order that never
+    # shows up is given up on after so many asks and the points are refunded.
+    saga_redrive_interval_s: float = Field(default=5.0, alias="ORCHARD_REDEMPTION_SAGA_REDRIVE_INTERVAL")
+    saga_retry_base_s: float = Field(default=30.0, alias="ORCHARD_REDEMPTION_SAGA_RETRY_BASE")
+    saga_retry_cap_s: float = Field(default=600.0, alias="ORCHARD_REDEMPTION_SAGA_RETRY_CAP")
+    saga_max_order_attempts: int = Field(default=8, alias="ORCHARD_REDEMPTION_SAGA_MAX_ORDER_ATTEMPTS")
+
+    # Offer validation.
+    otp_ttl_s: int = Field(default=300, alias="ORCHARD_REDEMPTION_OTP_TTL")
+    otp_max_attempts: int = Field(default=5, alias="ORCHARD_REDEMPTION_OTP_MAX_ATTEMPTS")
+    otp_channel: str = Field(default="sms", alias="ORCHARD_REDEMPTION_OTP_CHANNEL")
+    pin_max_attempts: int = Field(default=5, alias="ORCHARD_REDEMPTION_PIN_MAX_ATTEMPTS")
+    pin_lockout_s: int = Field(default=900, alias="ORCHARD_REDEMPTION_PIN_LOCKOUT")
+
+    # Exports.
+    export_interval_s: float = Field(default=1.0, alias="ORCHARD_REDEMPTION_EXPORT_INTERVAL")
+    export_chunk_rows: int = Field(default=1000, alias="ORCHARD_REDEMPTION_EXPORT_CHUNK_ROWS")
+    export_retention_days: int = Field(default=7, alias="ORCHARD_REDEMPTION_EXPORT_RETENTION_DAYS")
+
+    # Retention, per record type: days kept, then purged or anonymised.
+    retention_interval_s: float = Field(default=3600.0, alias="ORCHARD_REDEMPTION_RETENTION_INTERVAL")
+    retention_offer_days: int = Field(default=730, alias="ORCHARD_REDEMPTION_RETENTION_OFFER_DAYS")
+    retention_offer_action: str = Field(
+        default="anonymise", alias="ORCHARD_REDEMPTION_RETENTION_OFFER_ACTION"
+    )
+    retention_voucher_days: int = Field(default=730, alias="ORCHARD_REDEMPTION_RETENTION_VOUCHER_DAYS")
+    retention_voucher_action: str = Field(
+        default="anonymise", alias="ORCHARD_REDEMPTION_RETENTION_VOUCHER_ACTION"
+    )
+    retention_storefront_days: int = Field(default=2555, alias="ORCHARD_REDEMPTION_RETENTION_STOREFRONT_DAYS")
+    retention_storefront_action: str = Field(
+        default="anonymise", alias="ORCHARD_REDEMPTION_RETENTION_STOREFRONT_ACTION"
+    )
+    retention_otp_days: int = Field(default=1, alias="ORCHARD_REDEMPTION_RETENTION_OTP_DAYS")

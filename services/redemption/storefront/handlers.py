@@ -1,0 +1,131 @@
+"""Kafka in for the storefront saga: the wallet's and the order service's answers, and the re-drive job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import structlog
+
+from chassis.consumer import Subscription
+from chassis.db import Connection
+from chassis.jobs import PeriodicJob
+from contracts.envelope import Envelope
+from contracts.orders import OrderState, OrderStateChanged
+from contracts.topics import Topics
+from contracts.wallet import WalletDebitRejected, WalletTransactionRecorded
+from services.redemption.storefront import domain
+from services.redemption.storefront import repository as repo
+from services.redemption.storefront.steps import RetryPolicy, carry_out
+
+log = structlog.get_logger(__name__)
+
+REDRIVE_BATCH = 200
+
+
+def storefront_subscriptions(policy: RetryPolicy) -> list[Subscription]:
+    async def on_transaction_recorded(conn: Connection, env: Envelope[Any]) -> None:
+        data: WalletTransactionRecorded = env.data
+        parsed = domain.redemption_of_key(data.idempotency_key)
+        if parsed is None or parsed[1] == "order":
+            return
+        redemption_id, step = parsed
+        row = await repo.lock_saga(conn, redemption_id)
+        if row is None:
+            return
+        kind = "debit" if step == "debit" else "refund"
+        await repo.record_wallet_entry(
+            conn, redemption_id, kind, data.entry_id, data.idempotency_key, data.amount
+        )
+        event: domain.SagaEvent = (
+            domain.DebitRecorded(data.entry_id) if kind == "debit" else domain.RefundRecorded(data.entry_id)
+        )
+        decision = domain.apply(row.saga, event)
+        await carry_out(
+            conn,
+            row,
+            decision,
+            cause=f"wallet.{kind}_recorded",
+            policy=policy,
+            correlation_id=env.correlation_id,
+            causation_id=str(env.event_id),
+        )
+
+    async def on_debit_rejected(conn: Connection, env: Envelope[Any]) -> None:
+        data: WalletDebitRejected = env.data
+        parsed = domain.redemption_of_key(data.idempotency_key)
+        if parsed is None or parsed[1] != "debit":
+            return
+        row = await repo.lock_saga(conn, parsed[0])
+        if row is None:
+            return
+        decision = domain.apply(row.saga, domain.DebitRejected(data.reason))
+        await carry_out(
+            conn,
+            row,
+            decision,
+            cause="wallet.debit_rejected",
+            policy=policy,
+            correlation_id=env.correlation_id,
+            causation_id=str(env.event_id),
+        )
+
+    async def on_order_state_changed(conn: Connection, env: Envelope[Any]) -> None:
+        data: OrderStateChanged = env.data
+        if data.redemption_id is not None:
+            row = await repo.lock_saga(conn, data.redemption_id)
+        else:
+            row = await repo.lock_saga_by_order(conn, data.order_id)
+        if row is None:
+            return
+        event: domain.SagaEvent
+        if data.state is OrderState.COMPLETED:
+            event = domain.OrderCompleted(data.order_id, data.booking_id)
+        elif data.state is OrderState.CANCELLED:
+            event = domain.OrderCancelled(data.order_id, data.reason, data.booking_id)
+        else:
+            event = domain.OrderOpened(data.order_id, data.booking_id)
+        decision = domain.apply(row.saga, event)
+        await carry_out(
+            conn,
+            row,
+            decision,
+            cause=f"order.{data.state}",
+            policy=policy,
+            correlation_id=env.correlation_id,
+            causation_id=str(env.event_id),
+        )
+
+    return [
+        Subscription(
+            "storefront-wallet-recorded",
+            Topics.WALLET_TRANSACTION_RECORDED,
+            WalletTransactionRecorded,
+            on_transaction_recorded,
+        ),
+        Subscription(
+            "storefront-wallet-rejected", Topics.WALLET_DEBIT_REJECTED, WalletDebitRejected, on_debit_rejected
+        ),
+        Subscription(
+            "storefront-order-state", Topics.ORDER_STATE_CHANGED, OrderStateChanged, on_order_state_changed
+        ),
+    ]
+
+
+async def redrive_due(pool: asyncpg.Pool, policy: RetryPolicy) -> int:
+    """Ask again for every step whose answer is overdue (same idempotency keys); returns how many."""
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await repo.due_sagas(conn, REDRIVE_BATCH)
+        for row in rows:
+            decision = domain.redrive(row.saga, max_order_attempts=policy.max_order_attempts)
+            await carry_out(conn, row, decision, cause="timeout", policy=policy)
+    if rows:
+        log.info("storefront_sagas_redriven", count=len(rows))
+    return len(rows)
+
+
+def redrive_job(pool_of: Any, policy: RetryPolicy, interval_s: float) -> PeriodicJob:
+    async def run() -> None:
+        await redrive_due(pool_of(), policy)
+
+    return PeriodicJob("redemption-storefront-redrive", interval_s, run)
