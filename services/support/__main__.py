@@ -1,12 +1,48 @@
-"""The support service process: tickets, SLAs and the agent portal."""
+"""The support service process: tickets, SLAs and the agent portal (wiring only)."""
+
+from __future__ import annotations
 
 from pathlib import Path
 
-from chassis.service import run_named_service
+from chassis.jobs import PeriodicJob
+from chassis.service import ServiceRuntime, ServiceSpec, run_service
+from services.support import handlers, tickets
+from services.support.api import portal as portal_api
+from services.support.api import sla as sla_api
+from services.support.api import tickets as tickets_api
+from services.support.clock import Clock, SystemClock
+from services.support.context import SupportContext
+from services.support.settings import SupportSettings
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def build_spec(settings: SupportSettings, clock: Clock | None = None) -> tuple[ServiceSpec, SupportContext]:
+    """The support service's composition; the clock is injectable so tests can move time."""
+    ctx = SupportContext(settings=settings, clock=clock or SystemClock())
+
+    async def bind_pool(runtime: ServiceRuntime) -> None:
+        ctx.pool = runtime.pool
+
+    async def sla_monitor() -> None:
+        await tickets.check_sla(ctx)
+
+    spec = ServiceSpec(
+        title="Orchard support service: tickets, SLAs and the agent portal",
+        migrations_dir=MIGRATIONS,
+        subscriptions=handlers.subscriptions(ctx),
+        routers=[tickets_api.build_router(ctx), sla_api.build_router(ctx), portal_api.build_router(ctx)],
+        jobs=[PeriodicJob("support-sla-monitor", settings.sla_check_interval_s, sla_monitor)],
+        on_startup=[bind_pool],
+    )
+    return spec, ctx
+
+
+def main() -> None:
+    settings = SupportSettings()
+    spec, _ = build_spec(settings)
+    run_service(spec, settings)
+
 
 if __name__ == "__main__":
-    run_named_service(
-        "support",
-        "Orchard support service: tickets, SLAs and the agent portal",
-        Path(__file__).resolve().parent,
-    )
+    main()

@@ -1,0 +1,121 @@
+"""HTTP: the agent and ops portal — look an order up, resend its voucher, grant goodwill points."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from chassis.auth import Principal, Role, require_roles
+from chassis.problems import Problem
+from services.support import portal
+from services.support.api.common import STAFF, STAFF_READ, caller_of
+from services.support.context import SupportContext
+from services.support.domain.goodwill import GoodwillLimitExceeded, JustificationRequired
+
+
+class _AgentBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ticket_id: str | None = Field(default=None, min_length=1, max_length=200)
+    reason: str | None = Field(default=None, max_length=2000)
+    idempotency_key: str | None = Field(
+        default=None, min_length=1, max_length=200, description="repeat it to repeat the request safely"
+    )
+
+
+class ResendBody(_AgentBody):
+    delivery_id: uuid.UUID | None = Field(default=None, description="absent: the order's latest delivery")
+
+
+class GoodwillBody(_AgentBody):
+    points: int = Field(gt=0, description="whole points to credit")
+
+
+def _request(principal: Principal, body: _AgentBody) -> portal.AgentRequest:
+    return portal.AgentRequest(
+        actor=caller_of(principal).actor,
+        roles=sorted(str(r) for r in principal.roles),
+        ticket_id=body.ticket_id,
+        reason=body.reason.strip() if body.reason else None,
+        idempotency_key=body.idempotency_key,
+    )
+
+
+def _justification_problem() -> Problem:
+    message = "give a ticket_id or a reason"
+    return Problem(
+        422,
+        "justification_required",
+        detail="An agent action needs a ticket_id or a reason.",
+        errors=[
+            {"field": "body.ticket_id", "code": "missing", "message": message},
+            {"field": "body.reason", "code": "missing", "message": message},
+        ],
+    )
+
+
+def build_router(ctx: SupportContext) -> APIRouter:
+    router = APIRouter(prefix="/v1/portal", tags=["portal"])
+
+    @router.get(
+        "/orders/{reference}", summary="An order by order id or booking id: state, code (masked), deliveries"
+    )
+    async def get_order(reference: str, _: Principal = Depends(require_roles(*STAFF_READ))) -> dict[str, Any]:
+        async with ctx.db.acquire() as conn:
+            return await portal.order_view(conn, reference)
+
+    @router.post(
+        "/orders/{reference}/resend",
+        status_code=202,
+        summary="Ask delivery to send the voucher again (audited)",
+    )
+    async def resend(
+        reference: str,
+        body: ResendBody,
+        response: Response,
+        principal: Principal = Depends(require_roles(*STAFF)),
+    ) -> dict[str, Any]:
+        try:
+            async with ctx.db.acquire() as conn, conn.transaction():
+                action, created = await portal.request_resend(
+                    conn, ctx, reference, _request(principal, body), body.delivery_id
+                )
+        except JustificationRequired as exc:
+            raise _justification_problem() from exc
+        if not created:
+            response.status_code = 200
+        return action
+
+    @router.post(
+        "/orders/{reference}/goodwill",
+        status_code=202,
+        summary="Credit goodwill points to the order's member, within the caller's limits (audited)",
+    )
+    async def goodwill(
+        reference: str,
+        body: GoodwillBody,
+        response: Response,
+        principal: Principal = Depends(require_roles(Role.SUPPORT_AGENT, Role.OPS, Role.ADMIN)),
+    ) -> dict[str, Any]:
+        try:
+            async with ctx.db.acquire() as conn, conn.transaction():
+                action, created = await portal.grant_goodwill(
+                    conn, ctx, reference, _request(principal, body), body.points
+                )
+        except JustificationRequired as exc:
+            raise _justification_problem() from exc
+        except GoodwillLimitExceeded as exc:
+            raise Problem(
+                422,
+                "goodwill_limit_exceeded",
+                detail=str(exc),
+                errors=[{"field": "body.points", "code": "limit_exceeded", "message": str(exc)}],
+            ) from exc
+        if not created:
+            response.status_code = 200
+        return action
+
+    return router

@@ -1,0 +1,183 @@
+"""HTTP: SLA policies, business calendars and the compliance report."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from chassis.audit import append_audit
+from chassis.auth import Principal, Role, require_roles
+from chassis.problems import Problem
+from contracts.support import TicketCategory, TicketPriority
+from services.support import ticket_repository as repo
+from services.support.api.common import STAFF_READ, caller_of
+from services.support.context import SupportContext
+from services.support.domain.sla import BusinessCalendar, SlaPolicy
+
+
+class PolicyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    priority: TicketPriority
+    category: TicketCategory | None = None
+    first_response_s: int = Field(gt=0, le=365 * 86400)
+    resolution_s: int = Field(gt=0, le=365 * 86400)
+    calendar_id: str | None = Field(default=None, description="absent: the clock runs around the clock")
+
+
+class CalendarBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    timezone: str = "UTC"
+    working_days: list[int] = Field(
+        default=[1, 2, 3, 4, 5], min_length=1, description="ISO weekdays, 1 = Monday"
+    )
+    day_start: time = time(9, 0)
+    day_end: time = time(17, 0)
+    holidays: list[date] = Field(default_factory=list)
+
+
+def _share(met: int, missed: int) -> float | None:
+    settled = met + missed
+    return round(met / settled, 4) if settled else None
+
+
+def _outcome(counts: dict[str, int]) -> dict[str, Any]:
+    return {
+        "tickets": counts["tickets"],
+        "first_response": {
+            "met": counts["fr_met"],
+            "missed": counts["fr_missed"],
+            "share_met": _share(counts["fr_met"], counts["fr_missed"]),
+        },
+        "resolution": {
+            "met": counts["res_met"],
+            "missed": counts["res_missed"],
+            "share_met": _share(counts["res_met"], counts["res_missed"]),
+        },
+    }
+
+
+_COUNTS = ("tickets", "fr_met", "fr_missed", "res_met", "res_missed")
+
+
+def build_router(ctx: SupportContext) -> APIRouter:
+    router = APIRouter(prefix="/v1/sla", tags=["sla"])
+    admin = require_roles(Role.ADMIN)
+    readers = require_roles(*STAFF_READ)
+
+    @router.get("/policies", summary="SLA policies per priority (and category)")
+    async def list_policies(_: Principal = Depends(readers)) -> list[dict[str, Any]]:
+        async with ctx.db.acquire() as conn:
+            return [p.__dict__ for p in await repo.policies(conn)]
+
+    @router.put("/policies", summary="Create or replace the policy of a priority (and category)")
+    async def put_policy(body: PolicyBody, principal: Principal = Depends(admin)) -> dict[str, Any]:
+        policy = SlaPolicy(**body.model_dump())
+        async with ctx.db.acquire() as conn, conn.transaction():
+            if body.calendar_id is not None and body.calendar_id not in await repo.calendars(conn):
+                raise Problem(
+                    422,
+                    "validation_failed",
+                    detail="Invalid request: calendar_id",
+                    errors=[{"field": "body.calendar_id", "code": "unknown", "message": "no such calendar"}],
+                )
+            await repo.upsert_policy(conn, policy, ctx.clock.now())
+            await append_audit(
+                conn,
+                actor=caller_of(principal).actor,
+                action="sla.policy_set",
+                subject_type="sla_policy",
+                subject_id=f"{policy.priority}/{policy.category or '*'}",
+                details=body.model_dump(mode="json"),
+            )
+        return policy.__dict__
+
+    @router.get("/calendars", summary="Business calendars")
+    async def list_calendars(_: Principal = Depends(readers)) -> list[dict[str, Any]]:
+        async with ctx.db.acquire() as conn:
+            return [
+                {**c.__dict__, "working_days": sorted(c.working_days), "holidays": sorted(c.holidays)}
+                for c in (await repo.calendars(conn)).values()
+            ]
+
+    @router.put("/calendars/{calendar_id}", summary="Create or replace a business calendar")
+    async def put_calendar(
+        calendar_id: str, body: CalendarBody, principal: Principal = Depends(admin)
+    ) -> dict[str, Any]:
+        calendar = BusinessCalendar(
+            calendar_id=calendar_id,
+            timezone=body.timezone,
+            working_days=frozenset(body.working_days),
+            day_start=body.day_start,
+            day_end=body.day_end,
+            holidays=frozenset(body.holidays),
+        )
+        async with ctx.db.acquire() as conn, conn.transaction():
+            await repo.upsert_calendar(conn, calendar, ctx.clock.now())
+            await append_audit(
+                conn,
+                actor=caller_of(principal).actor,
+                action="sla.calendar_set",
+                subject_type="business_calendar",
+                subject_id=calendar_id,
+                details=body.model_dump(mode="json"),
+            )
+        return {
+            **calendar.__dict__,
+            "working_days": sorted(calendar.working_days),
+            "holidays": sorted(calendar.holidays),
+        }
+
+    @router.get("/report", summary="Share of tickets meeting each target per priority, category and week")
+    async def report(
+        _: Principal = Depends(readers),
+        since: date | None = Query(default=None, alias="from", description="tickets opened on or after"),
+        until: date | None = Query(default=None, alias="to", description="tickets opened before"),
+    ) -> dict[str, Any]:
+        def instant(day: date | None) -> datetime | None:
+            return None if day is None else datetime.combine(day, time(0), tzinfo=UTC)
+
+        async with ctx.db.acquire() as conn:
+            rows = await repo.report_rows(conn, instant(since), instant(until))
+        totals: dict[str, dict[Any, dict[str, int]]] = {
+            "priority": defaultdict(lambda: dict.fromkeys(_COUNTS, 0)),
+            "category": defaultdict(lambda: dict.fromkeys(_COUNTS, 0)),
+            "week": defaultdict(lambda: dict.fromkeys(_COUNTS, 0)),
+        }
+        detail = []
+        for row in rows:
+            counts = {name: int(row[name]) for name in _COUNTS}
+            week = row["week"]
+            detail.append(
+                {
+                    "priority": row["sla_priority"],
+                    "category": row["category"],
+                    "week": week,
+                    **_outcome(counts),
+                }
+            )
+            for dimension, key in (
+                ("priority", row["sla_priority"]),
+                ("category", row["category"]),
+                ("week", week),
+            ):
+                for name in _COUNTS:
+                    totals[dimension][key][name] += counts[name]
+        return {
+            "from": since,
+            "to": until,
+            "rows": detail,
+            "by_priority": [{"priority": k, **_outcome(v)} for k, v in sorted(totals["priority"].items())],
+            "by_category": [{"category": k, **_outcome(v)} for k, v in sorted(totals["category"].items())],
+            "by_week": [
+                {"week": k, "week_end": k + timedelta(days=7), **_outcome(v)}
+                for k, v in sorted(totals["week"].items())
+            ],
+        }
+
+    return router

@@ -1,0 +1,217 @@
+"""Kafka in: the portal's read model, automatic missing-delivery tickets, the wallet's answers."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from chassis.consumer import Subscription
+from chassis.db import Connection
+from contracts.delivery import DeliveryFailed, DeliverySucceeded
+from contracts.envelope import Envelope
+from contracts.orders import OrderStateChanged
+from contracts.support import TicketCategory
+from contracts.topics import Topics
+from contracts.vouchers import VoucherIssued
+from contracts.wallet import WalletTransactionRecorded
+from services.support import portal_repository as orders
+from services.support import ticket_repository as ticket_repo
+from services.support import tickets
+from services.support.context import DELIVERY_MONITOR, SupportContext
+from services.support.portal import GOODWILL_KEY_PREFIX
+
+
+def subscriptions(ctx: SupportContext) -> list[Subscription]:
+    async def on_order_state_changed(conn: Connection, envelope: Envelope[Any]) -> None:
+        data: OrderStateChanged = envelope.data
+        await orders.upsert_order_state(
+            conn,
+            order_id=data.order_id,
+            booking_id=data.booking_id,
+            member_id=data.member_id,
+            campaign_id=data.campaign_id,
+            external_ref=data.external_ref,
+            source=data.source.value,
+            state=data.state.value,
+            fulfilment_status=data.fulfilment_status.value if data.fulfilment_status else None,
+            at=envelope.occurred_at,
+        )
+        await orders.add_timeline(
+            conn,
+            event_id=envelope.event_id,
+            order_id=data.order_id,
+            at=envelope.occurred_at,
+            kind="order_state_changed",
+            details={
+                "state": data.state.value,
+                "previous_state": data.previous_state.value if data.previous_state else None,
+                "fulfilment_status": data.fulfilment_status.value if data.fulfilment_status else None,
+                "reason": data.reason,
+                "actor": data.actor,
+            },
+        )
+        await ticket_repo.attach_member_to_order_tickets(conn, data.order_id, data.member_id, data.booking_id)
+
+    async def on_voucher_issued(conn: Connection, envelope: Envelope[Any]) -> None:
+        data: VoucherIssued = envelope.data
+        # Only the masked code is kept: the clear one never reaches this service's tables or logs.
+        await orders.upsert_voucher(
+            conn,
+            order_id=data.order_id,
+            code_id=data.code_id,
+            masked_code=data.masked_code,
+            face_value=data.face_value,
+            currency=data.currency,
+            expires_at=data.expires_at,
+            at=envelope.occurred_at,
+        )
+        await orders.add_timeline(
+            conn,
+            event_id=envelope.event_id,
+            order_id=data.order_id,
+            at=envelope.occurred_at,
+            kind="voucher_issued",
+            details={"code_id": str(data.code_id), "masked_code": data.masked_code},
+        )
+
+    async def on_delivery_succeeded(conn: Connection, envelope: Envelope[Any]) -> None:
+        data: DeliverySucceeded = envelope.data
+        await orders.touch_order(conn, data.order_id, envelope.occurred_at)
+        await orders.add_attempt(
+            conn,
+            event_id=envelope.event_id,
+            order_id=data.order_id,
+            delivery_id=data.delivery_id,
+            attempt=data.attempt,
+            channel=data.channel.value,
+            outcome="succeeded",
+            at=envelope.occurred_at,
+        )
+        await orders.add_timeline(
+            conn,
+            event_id=envelope.event_id,
+            order_id=data.order_id,
+            at=envelope.occurred_at,
+            kind="delivery_succeeded",
+            details={
+                "delivery_id": str(data.delivery_id),
+                "attempt": data.attempt,
+                "channel": data.channel.value,
+            },
+        )
+
+    async def on_delivery_failed(conn: Connection, envelope: Envelope[Any]) -> None:
+        data: DeliveryFailed = envelope.data
+        await orders.touch_order(conn, data.order_id, envelope.occurred_at)
+        await orders.add_attempt(
+            conn,
+            event_id=envelope.event_id,
+            order_id=data.order_id,
+            delivery_id=data.delivery_id,
+            attempt=data.attempt,
+            channel=data.channel.value,
+            outcome="failed",
+            at=envelope.occurred_at,
+            reason_code=data.reason_code,
+            retryable=data.retryable,
+            final=data.final,
+        )
+        details = {
+            "delivery_id": str(data.delivery_id),
+            "attempt": data.attempt,
+            "channel": data.channel.value,
+            "reason_code": data.reason_code,
+            "retryable": data.retryable,
+            "final": data.final,
+        }
+        await orders.add_timeline(
+            conn,
+            event_id=envelope.event_id,
+            order_id=data.order_id,
+            at=envelope.occurred_at,
+            kind="delivery_failed",
+            details=details,
+        )
+        if data.final:
+            await _open_missing_delivery_ticket(conn, ctx, data, details)
+
+    async def on_wallet_transaction(conn: Connection, envelope: Envelope[Any]) -> None:
+        data: WalletTransactionRecorded = envelope.data
+        if not data.idempotency_key.startswith(GOODWILL_KEY_PREFIX):
+            return
+        try:
+            action_id = uuid.UUID(data.idempotency_key.removeprefix(GOODWILL_KEY_PREFIX))
+        except ValueError:
+            return
+        action = await orders.mark_goodwill_applied(conn, action_id, data.entry_id, envelope.occurred_at)
+        if action is None:
+            return
+        details = {"action_id": str(action_id), "points": data.amount, "balance_after": data.balance_after}
+        await orders.add_timeline(
+            conn,
+            event_id=envelope.event_id,
+            order_id=action["order_id"],
+            at=envelope.occurred_at,
+            kind="goodwill_applied",
+            details=details,
+        )
+        if action["ticket_id"] is not None:
+            await ticket_repo.add_timeline(
+                conn,
+                action["ticket_id"],
+                at=envelope.occurred_at,
+                actor="service:wallet",
+                kind="goodwill_applied",
+                details=details,
+            )
+
+    return [
+        Subscription("order-state", Topics.ORDER_STATE_CHANGED, OrderStateChanged, on_order_state_changed),
+        Subscription("voucher-issued", Topics.VOUCHER_ISSUED, VoucherIssued, on_voucher_issued),
+        Subscription(
+            "delivery-succeeded", Topics.DELIVERY_SUCCEEDED, DeliverySucceeded, on_delivery_succeeded
+        ),
+        Subscription("delivery-failed", Topics.DELIVERY_FAILED, DeliveryFailed, on_delivery_failed),
+        Subscription(
+            "wallet-transactions",
+            Topics.WALLET_TRANSACTION_RECORDED,
+            WalletTransactionRecorded,
+            on_wallet_transaction,
+        ),
+    ]
+
+
+async def _open_missing_delivery_ticket(
+    conn: Connection, ctx: SupportContext, data: DeliveryFailed, details: dict[str, Any]
+) -> None:
+    """One automatic ticket per order: a later final failure of the same order is noted on it instead."""
+    existing = await ticket_repo.auto_ticket_of_order(conn, data.order_id)
+    if existing is None:
+        order = await orders.find_order(conn, str(data.order_id))
+        opened = await tickets.open_ticket(
+            conn,
+            ctx,
+            tickets.Caller(actor=DELIVERY_MONITOR),
+            category=TicketCategory.MISSING_DELIVERY,
+            priority=ctx.settings.auto_ticket_priority,
+            description=(
+                f"Delivery by {data.channel.value} failed for good after attempt {data.attempt}"
+                f" ({data.reason_code}); the member has not received the voucher."
+            ),
+            member_id=order["member_id"] if order else None,
+            order_id=data.order_id,
+            booking_id=order["booking_id"] if order else None,
+            origin="delivery_failed",
+        )
+        if opened is not None:
+            return
+        existing = await ticket_repo.auto_ticket_of_order(conn, data.order_id)
+        assert existing is not None
+    await ticket_repo.add_timeline(
+        conn,
+        existing.ticket_id,
+        at=ctx.clock.now(),
+        actor=DELIVERY_MONITOR,
+        kind="delivery_failed_again",
+        details=details,
+    )
