@@ -1,12 +1,10 @@
-"""The voucher service process: campaigns, code pools, issuance and partner redemption."""
+"""`python -m services.voucher`: campaigns, code pools, issuance and partner redemption."""
 
-from pathlib import Path
+from chassis.service import run_service
 
-from chassis.service import run_named_service
+from .service import build_spec
+from .settings import VoucherSettings
 
 if __name__ == "__main__":
-    run_named_service(
-        "voucher",
-        "Orchard voucher service: campaigns, code pools, issuance and partner redemption",
-        Path(__file__).resolve().parent,
-    )
+    settings = VoucherSettings()
+    run_service(build_spec(settings), settings)

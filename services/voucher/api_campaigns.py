@@ -1,0 +1,163 @@
+"""HTTP: campaigns (create, update, pause, resume, end, overview)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from chassis.auth import Principal, Role, require_roles
+from contracts.values import Channel, Currency, Identifier, Name, PositiveMoney, RewardType, Text
+from contracts.vouchers import ExpiryKind, ExpiryPolicy
+
+from . import campaigns
+from .api_common import actor_of, in_transaction, invalid, pool_of, serve_held_orders
+from .crypto import CodeVault
+
+MANAGERS = (Role.ADMIN, Role.OPS)
+READERS = (Role.ADMIN, Role.OPS, Role.FINANCE, Role.AUDITOR, Role.SUPPORT_AGENT)
+
+
+class CampaignFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    reward_type: RewardType = RewardType.VOUCHER
+    brand: Name | None = None
+    face_value: PositiveMoney | None = None
+    currency: Currency | None = None
+    expiry_policy: ExpiryPolicy = Field(default_factory=lambda: ExpiryPolicy(kind=ExpiryKind.NONE))
+    budget: PositiveMoney | None = None
+    default_channel: Channel = Channel.EMAIL
+    per_record_limit: PositiveMoney | None = None
+    partner_ids: list[Identifier] = Field(default_factory=list)
+    low_stock_threshold: int = Field(default=0, ge=0)
+    allow_partial_redemption: bool = True
+
+
+class CampaignCreate(CampaignFields):
+    campaign_id: Identifier | None = Field(default=None, description="your own id; generated when absent")
+
+
+class CampaignUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    brand: Name | None = None
+    face_value: PositiveMoney | None = None
+    currency: Currency | None = None
+    reward_type: RewardType | None = None
+    expiry_policy: ExpiryPolicy | None = None
+    budget: PositiveMoney | None = None
+    default_channel: Channel | None = None
+    per_record_limit: PositiveMoney | None = None
+    partner_ids: list[Identifier] | None = None
+    low_stock_threshold: int | None = Field(default=None, ge=0)
+    allow_partial_redemption: bool | None = None
+
+
+class StatusChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Text | None = None
+
+
+def _domain_fields(data: dict[str, Any]) -> dict[str, Any]:
+    if "allow_partial_redemption" in data:
+        data["allow_partial"] = data.pop("allow_partial_redemption")
+    if "partner_ids" in data:
+        data["partner_ids"] = tuple(data["partner_ids"])
+    if isinstance(data.get("expiry_policy"), dict):
+        data["expiry_policy"] = ExpiryPolicy.model_validate(data["expiry_policy"])
+    return data
+
+
+def campaign_json(c: campaigns.Campaign) -> dict[str, Any]:
+    body = c.to_event().model_dump(mode="json")
+    body.update(
+        low_stock_threshold=c.low_stock_threshold,
+        allow_partial_redemption=c.allow_partial,
+        budget_used=str(c.budget_used),
+        budget_left=None if c.budget is None else str(c.budget - c.budget_used),
+        created_at=c.created_at,
+        updated_at=c.updated_at,
+    )
+    return body
+
+
+def _contract_problem(error: ValidationError) -> Exception:
+    first = error.errors()[0]
+    return invalid(".".join(str(p) for p in first["loc"]) or "body", first["msg"])
+
+
+def campaign_router(vault: CodeVault) -> APIRouter:
+    router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
+
+    @router.post("", status_code=201, summary="Create a campaign")
+    async def create(
+        body: CampaignCreate, request: Request, principal: Principal = Depends(require_roles(*MANAGERS))
+    ) -> dict[str, Any]:
+        fields = _domain_fields(
+            body.model_dump(exclude={"expiry_policy"}) | {"expiry_policy": body.expiry_policy}
+        )
+        try:
+            saved = await in_transaction(
+                pool_of(request), lambda conn: campaigns.create(conn, fields, actor=actor_of(principal))
+            )
+        except ValidationError as error:
+            raise _contract_problem(error) from None
+        return campaign_json(saved)
+
+    @router.get("/{campaign_id}", summary="A campaign with code counts, budget and issuance rate")
+    async def get(
+        campaign_id: str, request: Request, _: Principal = Depends(require_roles(*READERS))
+    ) -> dict[str, Any]:
+        async with pool_of(request).acquire() as conn:
+            view = await campaigns.overview(conn, campaign_id)
+        return campaign_json(view.pop("campaign")) | view
+
+    @router.patch("/{campaign_id}", summary="Change a campaign's settings (budget, partners, expiry…)")
+    async def update(
+        campaign_id: str,
+        body: CampaignUpdate,
+        request: Request,
+        principal: Principal = Depends(require_roles(*MANAGERS)),
+    ) -> dict[str, Any]:
+        changes = _domain_fields(body.model_dump(exclude_unset=True))
+        for name, value in changes.items():
+            if value is None and name not in ("brand", "budget", "per_record_limit"):
+                raise invalid(name, f"{name} cannot be null")
+        pool = pool_of(request)
+        try:
+            saved = await in_transaction(
+                pool, lambda conn: campaigns.update(conn, campaign_id, changes, actor=actor_of(principal))
+            )
+        except ValidationError as error:
+            raise _contract_problem(error) from None
+        if "budget" in changes:
+            await serve_held_orders(pool, vault, campaign_id)
+        return campaign_json(saved)
+
+    def status_route(action: str) -> None:
+        @router.post(f"/{{campaign_id}}/{action}", summary=f"{action.capitalize()} the campaign", name=action)
+        async def change(
+            campaign_id: str,
+            request: Request,
+            body: StatusChange | None = None,
+            principal: Principal = Depends(require_roles(*MANAGERS)),
+        ) -> dict[str, Any]:
+            reason = body.reason if body else None
+            pool = pool_of(request)
+            saved = await in_transaction(
+                pool,
+                lambda conn: campaigns.change_status(
+                    conn, campaign_id, action, actor=actor_of(principal), reason=reason
+                ),
+            )
+            if action == "resume":
+                await serve_held_orders(pool, vault, campaign_id)
+            return campaign_json(saved)
+
+    for action in ("pause", "resume", "end"):
+        status_route(action)
+    return router

@@ -1,0 +1,262 @@
+"""HTTP: code generation and import, status, reveal, and the operations on codes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from chassis.auth import Principal, Role, require_roles
+from chassis.problems import Problem
+from contracts.values import Identifier, Text
+from contracts.vouchers import CodeStatus
+
+from . import codes, operations
+from .api_common import actor_of, in_transaction, invalid, pool_of, serve_held_orders
+from .crypto import CodeVault
+from .csv_import import parse_codes
+from .domain import DEFAULT_ALPHABET, MAX_LENGTH, MIN_LENGTH
+
+OPERATORS = (Role.ADMIN, Role.OPS)
+READERS = (Role.ADMIN, Role.OPS, Role.FINANCE, Role.AUDITOR, Role.SUPPORT_AGENT)
+REVEALERS = (Role.ADMIN, Role.SUPPORT_AGENT, Role.MEMBER)
+MAX_GENERATE = 2_000_000
+MAX_IMPORT_BYTES = 64 * 2**20
+
+
+class Generate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    count: int = Field(ge=1, le=MAX_GENERATE)
+    length: int = Field(default=12, ge=MIN_LENGTH, le=MAX_LENGTH)
+    prefix: str = Field(default="", max_length=16)
+    alphabet: str = Field(default=DEFAULT_ALPHABET, description="no look-alike characters (0/O, 1/I/L…)")
+    test: bool = Field(
+        default=False, description="UAT test codes: never issued, redeemable in test mode only"
+    )
+
+
+class CodeLookup(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(min_length=1, max_length=200)
+
+
+class Reveal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Text = Field(min_length=3)
+
+
+class CodeFilter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    campaign_id: Identifier | None = None
+    status: CodeStatus | None = None
+    delivery_failed: bool | None = None
+    issued_from: AwareDatetime | None = None
+    issued_to: AwareDatetime | None = None
+
+
+class Recover(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code_ids: list[uuid.UUID] = Field(default_factory=list, max_length=operations.MAX_BATCH)
+    filter: CodeFilter | None = None
+    reason: Text = Field(min_length=3)
+    dry_run: bool = False
+
+
+class ExtendExpiry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code_ids: list[uuid.UUID] = Field(default_factory=list, max_length=operations.MAX_BATCH)
+    campaign_id: Identifier | None = Field(default=None, description="every code of the campaign")
+    expires_at: AwareDatetime
+    reason: Text = Field(min_length=3)
+    dry_run: bool = False
+
+
+class Flag(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code_ids: list[uuid.UUID] = Field(min_length=1, max_length=10_000)
+    reason: Text = Field(min_length=3)
+
+
+def _selection(code_ids: list[uuid.UUID], code_filter: CodeFilter | None) -> operations.Selection:
+    f = code_filter or CodeFilter()
+    selection = operations.Selection(code_ids=tuple(code_ids), **f.model_dump())
+    if not code_ids and f == CodeFilter():
+        raise invalid("code_ids", "name the codes by code_ids or a filter")
+    return selection
+
+
+async def _upload(request: Request) -> bytes:
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise invalid("file", "the multipart field `file` is missing")
+        data = await upload.read()
+    elif content_type.split(";")[0].strip() in ("text/csv", "application/csv"):
+        data = await request.body()
+    else:
+        raise Problem(
+            415, "unsupported_media_type", detail="send a multipart field `file` or a text/csv body"
+        )
+    if len(data) > MAX_IMPORT_BYTES:
+        raise Problem(413, "file_too_large", detail=f"files up to {MAX_IMPORT_BYTES // 2**20} MiB")
+    return data
+
+
+def code_router(vault: CodeVault) -> APIRouter:
+    router = APIRouter(tags=["codes"])
+
+    @router.post(
+        "/v1/campaigns/{campaign_id}/codes/generate", status_code=201, summary="Generate unique codes"
+    )
+    async def generate(
+        campaign_id: str,
+        body: Generate,
+        request: Request,
+        principal: Principal = Depends(require_roles(*OPERATORS)),
+    ) -> dict[str, Any]:
+        pool = pool_of(request)
+
+        async def work(conn: Any) -> dict[str, Any]:
+            result = await codes.generate(
+                conn,
+                vault,
+                campaign_id,
+                count=body.count,
+                length=body.length,
+                prefix=body.prefix,
+                alphabet=body.alphabet,
+                test=body.test,
+                actor=actor_of(principal),
+            )
+            await codes.refresh_stock_flag(conn, campaign_id)
+            return result
+
+        result = await in_transaction(pool, work)
+        if not body.test:
+            result["held_orders_served"] = await serve_held_orders(pool, vault, campaign_id)
+        return result
+
+    @router.post(
+        "/v1/campaigns/{campaign_id}/codes/import",
+        summary="Import a partner's CSV (code, expires_at, value); problems reported per row",
+    )
+    async def import_csv(
+        campaign_id: str, request: Request, principal: Principal = Depends(require_roles(*OPERATORS))
+    ) -> dict[str, Any]:
+        parsed = parse_codes(await _upload(request), now=datetime.now(UTC))
+        pool = pool_of(request)
+
+        async def work(conn: Any) -> dict[str, Any]:
+            report = await codes.import_codes(conn, vault, campaign_id, parsed, actor=actor_of(principal))
+            await codes.refresh_stock_flag(conn, campaign_id)
+            return report
+
+        report = await in_transaction(pool, work)
+        report["held_orders_served"] = await serve_held_orders(pool, vault, campaign_id)
+        return report
+
+    @router.get("/v1/codes/{code_id}", summary="A code's status, order, member and history (never the code)")
+    async def get_code(
+        code_id: uuid.UUID, request: Request, _: Principal = Depends(require_roles(*READERS))
+    ) -> dict[str, Any]:
+        async with pool_of(request).acquire() as conn:
+            return await codes.status(conn, code_id)
+
+    @router.post("/v1/codes/lookup", summary="A code's status by the code itself (sent in the body)")
+    async def lookup(
+        body: CodeLookup, request: Request, _: Principal = Depends(require_roles(*READERS))
+    ) -> dict[str, Any]:
+        async with pool_of(request).acquire() as conn:
+            return await codes.status(conn, await codes.find_id(conn, vault, body.code.strip()))
+
+    @router.post("/v1/codes/{code_id}/reveal", summary="The clear code; every reveal is audited")
+    async def reveal(
+        code_id: uuid.UUID,
+        body: Reveal,
+        request: Request,
+        principal: Principal = Depends(require_roles(*REVEALERS)),
+    ) -> dict[str, Any]:
+        staff = principal.has_any_role((Role.ADMIN, Role.SUPPORT_AGENT))
+        member_id = None if staff else principal.sub
+        clear = await in_transaction(
+            pool_of(request),
+            lambda conn: codes.reveal(
+                conn, vault, code_id, actor=actor_of(principal), reason=body.reason, member_id=member_id
+            ),
+        )
+        return {"code_id": code_id, "code": clear}
+
+    @router.post("/v1/codes/recover", summary="Recover codes by ids or filter and return them to their pool")
+    async def recover(
+        body: Recover, request: Request, principal: Principal = Depends(require_roles(*OPERATORS))
+    ) -> dict[str, Any]:
+        selection = _selection(body.code_ids, body.filter)
+        pool = pool_of(request)
+        result = await in_transaction(
+            pool,
+            lambda conn: operations.recover(
+                conn, selection, actor=actor_of(principal), reason=body.reason, dry_run=body.dry_run
+            ),
+        )
+        if not body.dry_run:
+            async with pool.acquire() as conn:
+                campaign_ids = await conn.fetch(
+                    "SELECT DISTINCT campaign_id FROM codes WHERE code_id = ANY($1::uuid[])",
+                    [uuid.UUID(i) for i in result["code_ids"]],
+                )
+            for row in campaign_ids:
+                await serve_held_orders(pool, vault, row["campaign_id"])
+        return result
+
+    @router.post("/v1/codes/extend-expiry", summary="Extend expiry of codes, a list, or a whole campaign")
+    async def extend(
+        body: ExtendExpiry, request: Request, principal: Principal = Depends(require_roles(*OPERATORS))
+    ) -> dict[str, Any]:
+        if body.expires_at <= datetime.now(UTC):
+            raise invalid("expires_at", "the new expiry must be in the future")
+        if bool(body.code_ids) == (body.campaign_id is not None):
+            raise invalid("code_ids", "give either code_ids or campaign_id")
+        selection = operations.Selection(code_ids=tuple(body.code_ids), campaign_id=body.campaign_id)
+        return await in_transaction(
+            pool_of(request),
+            lambda conn: operations.extend_expiry(
+                conn,
+                selection,
+                expires_at=body.expires_at,
+                actor=actor_of(principal),
+                reason=body.reason,
+                dry_run=body.dry_run,
+            ),
+        )
+
+    def flag_route(flagged: bool) -> None:
+        path = "/v1/codes/flag" if flagged else "/v1/codes/unflag"
+
+        @router.post(
+            path,
+            summary="Flag codes (no issue, no redemption)" if flagged else "Unflag codes",
+            name="flag" if flagged else "unflag",
+        )
+        async def change(
+            body: Flag, request: Request, principal: Principal = Depends(require_roles(*OPERATORS))
+        ) -> dict[str, Any]:
+            pool = pool_of(request)
+            result = await in_transaction(
+                pool,
+                lambda conn: operations.flag(
+                    conn, body.code_ids, flagged=flagged, actor=actor_of(principal), reason=body.reason
+                ),
+            )
+            if not flagged:
+                for campaign_id in result["campaign_ids"]:
+                    await serve_held_orders(pool, vault, campaign_id)
+            return result
+
+    flag_route(True)
+    flag_route(False)
+    return router

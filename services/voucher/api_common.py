@@ -1,0 +1,75 @@
+"""What every voucher route shares: the pool, the actor's name, error mapping, serving held orders."""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import Request
+
+from chassis.auth import Principal
+from chassis.db import Connection
+from chassis.problems import Problem, register_error
+
+from . import domain, issuance
+from .crypto import CodeVault
+from .csv_import import UnreadableFile
+
+log = structlog.get_logger(__name__)
+
+for error, status, code in (
+    (domain.CampaignNotFound, 404, "campaign_not_found"),
+    (domain.CampaignExists, 409, "campaign_exists"),
+    (domain.CampaignStateError, 409, "campaign_status_conflict"),
+    (domain.CampaignRuleError, 409, "campaign_rule_violated"),
+    (domain.CodeNotFound, 404, "code_not_found"),
+    (domain.CodeOperationRefused, 422, "code_operation_refused"),
+    (domain.PointsCampaignHasNoCodes, 409, "points_campaign_has_no_codes"),
+    (domain.InvalidGeneration, 422, "invalid_generation"),
+    (UnreadableFile, 422, "unreadable_file"),
+):
+    register_error(error, status, code)
+
+REFUSAL_STATUS = {
+    domain.Refusal.UNKNOWN_CODE: 404,
+    domain.Refusal.NOT_YOUR_CAMPAIGN: 403,
+    domain.Refusal.IDEMPOTENCY_KEY_REUSED: 409,
+}
+
+
+def refusal_problem(error: domain.RedemptionRefused) -> Problem:
+    return Problem(REFUSAL_STATUS.get(error.reason, 422), str(error.reason), detail=str(error))
+
+
+def pool_of(request: Request):  # type: ignore[no-untyped-def]
+    return request.app.state.runtime.pool
+
+
+def actor_of(principal: Principal) -> str:
+    role = sorted(principal.roles)[0] if principal.roles else "unknown"
+    return f"{role}:{principal.sub}"
+
+
+def invalid(field: str, message: str) -> Problem:
+    return Problem(
+        422,
+        "validation_failed",
+        detail=message,
+        errors=[{"field": field, "code": "invalid", "message": message}],
+    )
+
+
+async def serve_held_orders(pool, vault: CodeVault, campaign_id: str, *, rounds: int = 5) -> int:  # type: ignore[no-untyped-def]
+    """Stock or budget came back: serve what waits now rather than at the job's next tick."""
+    served = 0
+    for _ in range(rounds):
+        async with pool.acquire() as conn, conn.transaction():
+            done = await issuance.serve_holds(conn, vault, campaign_id=campaign_id)
+        served += done
+        if done == 0:
+            break
+    return served
+
+
+async def in_transaction(pool, work):  # type: ignore[no-untyped-def]
+    async with pool.acquire() as conn, conn.transaction():
+        conn_: Connection = conn
+        return await work(conn_)

@@ -1,0 +1,54 @@
+"""HTTP: partner redemption, answered immediately with the value left on the code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from chassis.auth import Principal, Role, require_roles
+from contracts.values import Identifier, PositiveMoney, Text
+
+from . import redemption
+from .api_common import in_transaction, pool_of, refusal_problem
+from .crypto import CodeVault
+from .domain import RedemptionRefused
+
+
+class RedemptionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(min_length=1, max_length=200)
+    amount: PositiveMoney | None = Field(default=None, description="absent: everything left on the code")
+    channel: Identifier = Field(description="e.g. `online`, `in_store`")
+    location: Text | None = None
+    idempotency_key: Identifier
+    test_mode: bool = Field(default=False, description="redeem UAT test codes (and only those)")
+
+
+def redemption_router(vault: CodeVault) -> APIRouter:
+    router = APIRouter(prefix="/v1/redemptions", tags=["redemptions"])
+
+    @router.post("", summary="Redeem a code, fully or partly (partners, own campaigns only)")
+    async def redeem(
+        body: RedemptionRequest, request: Request, principal: Principal = Depends(require_roles(Role.PARTNER))
+    ) -> dict[str, Any]:
+        try:
+            return await in_transaction(
+                pool_of(request),
+                lambda conn: redemption.redeem(
+                    conn,
+                    vault,
+                    partner_id=principal.sub,
+                    code=body.code.strip(),
+                    amount=body.amount,
+                    channel=body.channel,
+                    location=body.location,
+                    idempotency_key=body.idempotency_key,
+                    test_mode=body.test_mode,
+                ),
+            )
+        except RedemptionRefused as error:
+            raise refusal_problem(error) from None
+
+    return router

@@ -1,0 +1,241 @@
+"""Campaigns: create, update, pause, resume, end; each change versioned, published and audited."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from chassis.audit import append_audit
+from chassis.db import Connection
+from contracts.values import Channel, RewardType
+from contracts.vouchers import CampaignChanged, CampaignStatus, ExpiryKind, ExpiryPolicy
+
+from .domain import (
+    CampaignExists,
+    CampaignNotFound,
+    CampaignRuleError,
+    CampaignStateError,
+    next_campaign_status,
+)
+from .events import publish
+
+
+@dataclass(frozen=True)
+class Campaign:
+    campaign_id: str
+    version: int
+    name: str
+    reward_type: RewardType
+    brand: str | None
+    face_value: Decimal | None
+    currency: str | None
+    status: CampaignStatus
+    per_record_limit: Decimal | None
+    default_channel: Channel
+    partner_ids: tuple[str, ...]
+    expiry_policy: ExpiryPolicy
+    budget: Decimal | None
+    budget_used: Decimal
+    low_stock_threshold: int
+    allow_partial: bool
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> Campaign:
+        kind = ExpiryKind(row["expiry_kind"])
+        return cls(
+            campaign_id=row["campaign_id"],
+            version=row["version"],
+            name=row["name"],
+            reward_type=RewardType(row["reward_type"]),
+            brand=row["brand"],
+            face_value=row["face_value"],
+            currency=row["currency"],
+            status=CampaignStatus(row["status"]),
+            per_record_limit=row["per_record_limit"],
+            default_channel=Channel(row["default_channel"]),
+            partner_ids=tuple(row["partner_ids"]),
+            expiry_policy=ExpiryPolicy(kind=kind, expires_at=row["expiry_at"], days=row["expiry_days"]),
+            budget=row["budget"],
+            budget_used=row["budget_used"],
+            low_stock_threshold=row["low_stock_threshold"],
+            allow_partial=row["allow_partial"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+
+    def to_event(self) -> CampaignChanged:
+        return CampaignChanged(
+            campaign_id=self.campaign_id,
+            version=self.version,
+            name=self.name,
+            reward_type=self.reward_type,
+            brand=self.brand,
+            face_value=self.face_value,
+            currency=self.currency,
+            status=self.status,
+            per_record_limit=self.per_record_limit,
+            default_channel=self.default_channel,
+            partner_ids=self.partner_ids,
+            expiry_policy=self.expiry_policy,
+            budget=self.budget,
+        )
+
+    def validated(self) -> Campaign:
+        """Checks the whole campaign with the contract's own rules (raises ValueError)."""
+        self.to_event()
+        return self
+
+
+async def load(conn: Connection, campaign_id: str, *, for_update: bool = False) -> Campaign:
+    sql = "SELECT * FROM campaigns WHERE campaign_id = $1" + (" FOR UPDATE" if for_update else "")
+    row = await conn.fetchrow(sql, campaign_id)
+    if row is None:
+        raise CampaignNotFound(f"campaign {campaign_id} does not exist")
+    return Campaign.from_row(row)
+
+
+async def _save(conn: Connection, c: Campaign, *, insert: bool) -> Campaign:
+    params = (
+        c.campaign_id,
+        c.version,
+        c.name,
+        str(c.reward_type),
+        c.brand,
+        c.face_value,
+        c.currency,
+        str(c.status),
+        c.per_record_limit,
+        str(c.default_channel),
+        list(c.partner_ids),
+        str(c.expiry_policy.kind),
+        c.expiry_policy.expires_at,
+        c.expiry_policy.days,
+        c.budget,
+        c.low_stock_threshold,
+        c.allow_partial,
+    )
+    if insert:
+        row = await conn.fetchrow(
+            """
+            INSERT INTO campaigns (campaign_id, version, name, reward_type, brand, face_value, currency,
+                status, per_record_limit, default_channel, partner_ids, expiry_kind, expiry_at, expiry_days,
+                budget, low_stock_threshold, allow_partial)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+            ON CONFLICT (campaign_id) DO NOTHING
+            RETURNING *
+            """,
+            *params,
+        )
+        if row is None:
+            raise CampaignExists(f"campaign {c.campaign_id} already exists")
+    else:
+        row = await conn.fetchrow(
+            """
+            UPDATE campaigns SET version = $2, name = $3, reward_type = $4, brand = $5, face_value = $6,
+                currency = $7, status = $8, per_record_limit = $9, default_channel = $10, partner_ids = $11,
+                expiry_kind = $12, expiry_at = $13, expiry_days = $14, budget = $15,
+                low_stock_threshold = $16, allow_partial = $17, updated_at = now()
+            WHERE campaign_id = $1
+            RETURNING *
+            """,
+            *params,
+        )
+        assert row is not None
+    return Campaign.from_row(row)
+
+
+async def _changed(
+    conn: Connection, campaign: Campaign, *, actor: str, action: str, details: dict[str, Any]
+) -> None:
+    await publish(conn, [campaign.to_event()])
+    await append_audit(
+        conn,
+        actor=actor,
+        action=f"campaign.{action}",
+        subject_type="campaign",
+        subject_id=campaign.campaign_id,
+        details={"version": campaign.version, **details},
+    )
+
+
+async def create(conn: Connection, fields: dict[str, Any], *, actor: str) -> Campaign:
+    campaign = Campaign(
+        campaign_id=fields.get("campaign_id") or f"cmp-{uuid.uuid4().hex[:16]}",
+        version=1,
+        status=CampaignStatus.ACTIVE,
+        budget_used=Decimal(0),
+        **{k: v for k, v in fields.items() if k != "campaign_id"},
+    ).validated()
+    saved = await _save(conn, campaign, insert=True)
+    await _changed(conn, saved, actor=actor, action="created", details={"name": saved.name})
+    return saved
+
+
+IMMUTABLE = ("reward_type", "currency")
+
+
+async def update(conn: Connection, campaign_id: str, changes: dict[str, Any], *, actor: str) -> Campaign:
+    current = await load(conn, campaign_id, for_update=True)
+    if current.status is CampaignStatus.ENDED:
+        raise CampaignStateError("an ended campaign cannot change")
+    for name in IMMUTABLE:
+        if name in changes and changes[name] != getattr(current, name):
+            raise CampaignRuleError(f"{name} cannot change once the campaign exists")
+    if "face_value" in changes and changes["face_value"] != current.face_value:
+        has_codes = await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM codes WHERE campaign_id = $1)", campaign_id
+        )
+        if has_codes:
+            raise CampaignRuleError("face_value cannot change once the campaign has codes")
+    budget = changes.get("budget", current.budget)
+    if budget is not None and budget < current.budget_used:
+        raise CampaignRuleError(f"budget cannot go below what is already used ({current.budget_used})")
+    updated = replace(current, version=current.version + 1, **changes).validated()
+    saved = await _save(conn, updated, insert=False)
+    await _changed(conn, saved, actor=actor, action="updated", details={"fields": sorted(changes)})
+    return saved
+
+
+async def change_status(
+    conn: Connection, campaign_id: str, action: str, *, actor: str, reason: str | None
+) -> Campaign:
+    current = await load(conn, campaign_id, for_update=True)
+    status = next_campaign_status(current.status, action)
+    saved = await _save(conn, replace(current, version=current.version + 1, status=status), insert=False)
+    await _changed(conn, saved, actor=actor, action=action, details={"reason": reason, "status": str(status)})
+    return saved
+
+
+async def overview(conn: Connection, campaign_id: str) -> dict[str, Any]:
+    """The campaign with its code counts per status (real and test apart), budget and issuance rate."""
+    campaign = await load(conn, campaign_id)
+    counts = await conn.fetch(
+        "SELECT status, test, n FROM code_counts WHERE campaign_id = $1 AND n > 0", campaign_id
+    )
+    real = {r["status"]: r["n"] for r in counts if not r["test"]}
+    test = {r["status"]: r["n"] for r in counts if r["test"]}
+    rate = await conn.fetchrow(
+        """
+        SELECT count(*) FILTER (WHERE issued_at > now() - interval '1 hour') AS last_hour,
+               count(*) FILTER (WHERE issued_at > now() - interval '1 day') AS last_day,
+               count(*) AS total
+          FROM issuances WHERE campaign_id = $1
+        """,
+        campaign_id,
+    )
+    held = await conn.fetchval("SELECT count(*) FROM holds WHERE campaign_id = $1", campaign_id)
+    assert rate is not None
+    return {
+        "campaign": campaign,
+        "code_counts": real,
+        "test_code_counts": test,
+        "held_orders": held,
+        "issuance": {"last_hour": rate["last_hour"], "last_day": rate["last_day"], "total": rate["total"]},
+    }

@@ -1,0 +1,233 @@
+"""Code pools: generation, CSV import, status and history, reveal. Clear codes live only in memory."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from chassis.audit import append_audit
+from chassis.db import Connection
+from contracts.values import RewardType
+from contracts.vouchers import ExpiryKind
+
+from . import campaigns
+from .crypto import CodeVault
+from .csv_import import ParsedFile, RowProblem
+from .domain import DEFAULT_ALPHABET, CodeNotFound, PointsCampaignHasNoCodes, generate_codes
+
+STAGING_COLUMNS = ("row_no", "lookup_hash", "secret", "key_id", "last4", "value", "own_expires_at")
+
+
+@dataclass(frozen=True)
+class NewCode:
+    row: int
+    code: str
+    value: Decimal
+    expires_at: datetime | None
+
+
+async def _voucher_campaign(conn: Connection, campaign_id: str) -> campaigns.Campaign:
+    campaign = await campaigns.load(conn, campaign_id)
+    if campaign.reward_type is RewardType.POINTS:
+        raise PointsCampaignHasNoCodes("a points campaign has no codes")
+    return campaign
+
+
+def _fixed_expiry(campaign: campaigns.Campaign) -> datetime | None:
+    policy = campaign.expiry_policy
+    return policy.expires_at if policy.kind is ExpiryKind.FIXED_DATE else None
+
+
+async def _stage(conn: Connection, vault: CodeVault, new_codes: list[NewCode]) -> None:
+    await conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS staged_codes (row_no int, lookup_hash bytea, secret bytea,"
+        " key_id text, last4 text, value numeric(18, 4), own_expires_at timestamptz) ON COMMIT DELETE ROWS"
+    )
+    records = []
+    for item in new_codes:
+        digest = vault.lookup_hash(item.code)
+        sealed = vault.seal(item.code, digest)
+        records.append(
+            (item.row, digest, sealed.secret, sealed.key_id, item.code[-4:], item.value, item.expires_at)
+        )
+    await conn.copy_records_to_table("staged_codes", records=records, columns=STAGING_COLUMNS)
+
+
+_INSERT_STAGED = """
+    INSERT INTO codes (campaign_id, lookup_hash, secret, key_id, last4, source, test, value, remaining_value,
+                       own_expires_at, expires_at)
+    SELECT $1, lookup_hash, secret, key_id, last4, $2, $3, value, value, own_expires_at, own_expires_at
+      FROM staged_codes ORDER BY row_no
+    ON CONFLICT (lookup_hash) DO NOTHING
+"""
+
+
+async def generate(
+    conn: Connection,
+    vault: CodeVault,
+    campaign_id: str,
+    *,
+    count: int,
+    length: int,
+    prefix: str,
+    alphabet: str = DEFAULT_ALPHABET,
+    test: bool,
+    actor: str,
+) -> dict[str, Any]:
+    """Adds `count` new unique codes; a rare clash with an existing code is replaced by a fresh one."""
+    campaign = await _voucher_campaign(conn, campaign_id)
+    assert campaign.face_value is not None
+    expiry = _fixed_expiry(campaign)
+    created = 0
+    rounds = 0
+    while created < count:
+        rounds += 1
+        batch = generate_codes(count - created, length=length, prefix=prefix, alphabet=alphabet)
+        await _stage(
+            conn, vault, [NewCode(i, code, campaign.face_value, expiry) for i, code in enumerate(batch)]
+        )
+        status = await conn.execute(_INSERT_STAGED, campaign_id, "generated", test)
+        created += int(status.split()[-1])
+        await conn.execute("TRUNCATE staged_codes")
+    await append_audit(
+        conn,
+        actor=actor,
+        action="codes.generated",
+        subject_type="campaign",
+        subject_id=campaign_id,
+        details={"count": count, "length": length, "prefix": prefix, "test": test, "rounds": rounds},
+    )
+    return {"campaign_id": campaign_id, "generated": created, "test": test}
+
+
+async def import_codes(
+    conn: Connection, vault: CodeVault, campaign_id: str, parsed: ParsedFile, *, actor: str
+) -> dict[str, Any]:
+    campaign = await _voucher_campaign(conn, campaign_id)
+    assert campaign.face_value is not None
+    fixed = _fixed_expiry(campaign)
+    new_codes = [
+        NewCode(
+            c.row,
+            c.code,
+            c.value or campaign.face_value,
+            min((e for e in (c.expires_at, fixed) if e is not None), default=None),
+        )
+        for c in parsed.codes
+    ]
+    problems = list(parsed.problems)
+    imported = 0
+    if new_codes:
+        await _stage(conn, vault, new_codes)
+        inserted = await conn.fetch(_INSERT_STAGED + " RETURNING lookup_hash", campaign_id, "imported", False)
+        fresh = {r["lookup_hash"] for r in inserted}
+        imported = len(fresh)
+        clashes = await conn.fetch(
+            "SELECT row_no FROM staged_codes WHERE NOT (lookup_hash = ANY($1::bytea[]))", list(fresh)
+        )
+        problems += [
+            RowProblem(r["row_no"], "duplicate_in_pool", "the code already exists in a code pool")
+            for r in clashes
+        ]
+        await conn.execute("TRUNCATE staged_codes")
+    problems.sort(key=lambda p: p.row)
+    tally: dict[str, int] = {}
+    for problem in problems:
+        tally[problem.code] = tally.get(problem.code, 0) + 1
+    report = {
+        "campaign_id": campaign_id,
+        "rows": parsed.rows,
+        "imported": imported,
+        "rejected": len(problems),
+        "duplicates_in_file": tally.get("duplicate_in_file", 0),
+        "duplicates_in_pool": tally.get("duplicate_in_pool", 0),
+        "invalid": tally.get("invalid_row", 0) + tally.get("already_expired", 0),
+        "bad_encoding": tally.get("bad_encoding", 0),
+        "problems": [{"row": p.row, "code": p.code, "message": p.message} for p in problems],
+    }
+    await append_audit(
+        conn,
+        actor=actor,
+        action="codes.imported",
+        subject_type="campaign",
+        subject_id=campaign_id,
+        details={k: v for k, v in report.items() if k != "problems"},
+    )
+    return report
+
+
+CODE_COLUMNS = """code_id, campaign_id, last4, source, test, status, value, remaining_value, expires_at, order_id,
+    member_id, issued_at, delivered, delivery_failed, flag_reason, created_at, updated_at"""
+
+
+async def find_id(conn: Connection, vault: CodeVault, code: str) -> uuid.UUID:
+    code_id = await conn.fetchval("SELECT code_id FROM codes WHERE lookup_hash = $1", vault.lookup_hash(code))
+    if code_id is None:
+        raise CodeNotFound("no such code")
+    return uuid.UUID(str(code_id))
+
+
+async def status(conn: Connection, code_id: uuid.UUID) -> dict[str, Any]:
+    row = await conn.fetchrow(f"SELECT {CODE_COLUMNS} FROM codes WHERE code_id = $1", code_id)
+    if row is None:
+        raise CodeNotFound(f"code {code_id} does not exist")
+    history = await conn.fetch(
+        "SELECT at, action, status, previous_status, actor, reason, order_id, details"
+        " FROM code_events WHERE code_id = $1 ORDER BY id",
+        code_id,
+    )
+    redemptions = await conn.fetch(
+        "SELECT redemption_id, partner_id, amount, remaining_value, channel, location, redeemed_at"
+        " FROM redemptions WHERE code_id = $1 ORDER BY redeemed_at",
+        code_id,
+    )
+    result = dict(row)
+    result["masked_code"] = "****-" + result.pop("last4")
+    result["history"] = [dict(h) for h in history]
+    result["redemptions"] = [dict(r) for r in redemptions]
+    return result
+
+
+async def reveal(
+    conn: Connection,
+    vault: CodeVault,
+    code_id: uuid.UUID,
+    *,
+    actor: str,
+    reason: str,
+    member_id: str | None = None,
+) -> str:
+    """The clear code, for an authorised reader; every reveal leaves an audit entry.
+
+    `member_id`: the caller is that member and may reveal only a code issued to them.
+    """
+    row = await conn.fetchrow(
+        "SELECT lookup_hash, secret, key_id, member_id FROM codes WHERE code_id = $1", code_id
+    )
+    if row is None or (member_id is not None and row["member_id"] != member_id):
+        raise CodeNotFound(f"code {code_id} does not exist")
+    await append_audit(
+        conn,
+        actor=actor,
+        action="code.revealed",
+        subject_type="code",
+        subject_id=str(code_id),
+        details={"reason": reason, "at": datetime.now(UTC)},
+    )
+    return vault.open(row["key_id"], bytes(row["secret"]), bytes(row["lookup_hash"]))
+
+
+async def refresh_stock_flag(conn: Connection, campaign_id: str) -> None:
+    """Stock went up: the next fall to the threshold deserves a new `voucher.stock_low`."""
+    await conn.execute(
+        """
+        UPDATE campaigns c SET stock_low_notified = false
+         WHERE campaign_id = $1 AND stock_low_notified
+           AND (SELECT coalesce(sum(n), 0) FROM code_counts k WHERE k.campaign_id = c.campaign_id
+                 AND k.status IN ('available', 'recovered') AND NOT k.test) > c.low_stock_threshold
+        """,
+        campaign_id,
+    )

@@ -1,0 +1,64 @@
+"""The composition root: settings → vault → subscriptions, routes and jobs. Nothing connects here."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from chassis.jobs import PeriodicJob
+from chassis.service import ServiceRuntime, ServiceSpec
+from contracts.topics import Topics
+
+from . import issuance, operations
+from .api_campaigns import campaign_router
+from .api_codes import code_router
+from .api_redemptions import redemption_router
+from .crypto import CodeVault, parse_keys
+from .handlers import order_subscription
+from .settings import VoucherSettings
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def build_vault(settings: VoucherSettings) -> CodeVault:
+    return CodeVault(
+        parse_keys(settings.encryption_keys.get_secret_value()),
+        settings.active_key_id,
+        base64.b64decode(settings.lookup_key.get_secret_value()),
+    )
+
+
+def build_spec(settings: VoucherSettings, *, order_topic: str = Topics.ORDER_STATE_CHANGED) -> ServiceSpec:
+    vault = build_vault(settings)
+    runtimes: list[ServiceRuntime] = []
+
+    async def remember(runtime: ServiceRuntime) -> None:
+        runtimes.append(runtime)
+
+    async def expire_codes() -> None:
+        pool = runtimes[0].pool
+        assert pool is not None
+        while True:
+            async with pool.acquire() as conn, conn.transaction():
+                if await operations.expire_due(conn) < 1000:
+                    return
+
+    async def serve_held_orders() -> None:
+        pool = runtimes[0].pool
+        assert pool is not None
+        while True:
+            async with pool.acquire() as conn, conn.transaction():
+                if await issuance.serve_holds(conn, vault) == 0:
+                    return
+
+    return ServiceSpec(
+        title="Orchard voucher service: campaigns, code pools, issuance and partner redemption",
+        migrations_dir=MIGRATIONS,
+        subscriptions=[order_subscription(vault, topic=order_topic)],
+        routers=[campaign_router(vault), code_router(vault), redemption_router(vault)],
+        jobs=[
+            PeriodicJob("voucher-expiry", settings.expiry_interval_s, expire_codes),
+            PeriodicJob("voucher-held-orders", settings.hold_interval_s, serve_held_orders),
+        ],
+        on_startup=[remember],
+    )

@@ -1,0 +1,34 @@
+"""The voucher service's own settings: code encryption and lookup keys, job intervals."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from pydantic import Field, SecretStr
+
+from chassis.settings import Settings
+
+
+def _dev_key(label: str) -> str:
+    # A fixed, clearly non-production key so `orchard up` works without configuration.
+    return base64.b64encode(hashlib.sha256(f"orchard-local-dev-{label}".encode()).digest()).decode()
+
+
+DEV_ENCRYPTION_KEYS = f"dev1:{_dev_key('voucher-encryption')}"
+DEV_LOOKUP_KEY = _dev_key("voucher-lookup")
+
+
+class VoucherSettings(Settings):
+    """`ORCHARD_VOUCHER_ENCRYPTION_KEYS` is `id:base64key,id:base64key` (32-byte AES keys); new codes are
+    encrypted under `ORCHARD_VOUCHER_ACTIVE_KEY_ID` (default: the first), older keys stay for reading.
+    """
+
+    service_name: str = Field(default="voucher", alias="ORCHARD_SERVICE")
+    encryption_keys: SecretStr = Field(
+        default=SecretStr(DEV_ENCRYPTION_KEYS), alias="ORCHARD_VOUCHER_ENCRYPTION_KEYS"
+    )
+    active_key_id: str | None = Field(default=None, alias="ORCHARD_VOUCHER_ACTIVE_KEY_ID")
+    lookup_key: SecretStr = Field(default=SecretStr(DEV_LOOKUP_KEY), alias="ORCHARD_VOUCHER_LOOKUP_KEY")
+    expiry_interval_s: float = Field(default=60.0, alias="ORCHARD_VOUCHER_EXPIRY_INTERVAL")
+    hold_interval_s: float = Field(default=2.0, alias="ORCHARD_VOUCHER_HOLD_INTERVAL")
