@@ -53,6 +53,7 @@ CREATE FUNCTION ledger_check_entry() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     prev_seq bigint := 0;
     prev_balance bigint := 0;
+    delta bigint;
     reversed RECORD;
 BEGIN
     SELECT member_seq, balance_after INTO prev_seq, prev_balance
@@ -65,8 +66,9 @@ BEGIN
         RAISE EXCEPTION 'ledger entry % of member % does not follow entry %', NEW.member_seq,
             NEW.member_id, prev_seq USING ERRCODE = 'check_violation';
     END IF;
-    IF NEW.balance_after <> prev_balance
-            + CASE WHEN NEW.direction = 'credit' THEN NEW.amount ELSE -NEW.amount END THEN
+    -- Computed apart: inside an IF condition, plpgsql would end the condition at CASE's own THEN.
+    delta := CASE WHEN NEW.direction = 'credit' THEN NEW.amount ELSE -NEW.amount END;
+    IF NEW.balance_after <> prev_balance + delta THEN
         RAISE EXCEPTION 'balance_after % does not continue balance % by %', NEW.balance_after,
             prev_balance, NEW.amount USING ERRCODE = 'check_violation';
     END IF;

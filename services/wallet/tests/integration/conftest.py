@@ -1,0 +1,98 @@
+"""A real wallet runtime (consumers, relay, jobs, HTTP) on the session's broker and a fresh schema."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from chassis.auth import issue_token
+from chassis.consumer import EventConsumer
+from chassis.db import apply_migrations, create_pool
+from chassis.service import ServiceRuntime
+from contracts.registry import consumed_by, produced_by
+from deploy.infra.topics import ensure_topics
+from services.wallet.domain import ExpiryPolicy
+from services.wallet.ledger import Ledger
+from services.wallet.service import MIGRATIONS, build_spec
+from services.wallet.settings import WalletSettings
+from services.wallet.tests.support import FakeClock
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def pool(service_db):
+    pool = await create_pool(service_db.dsn, schema=service_db.schema, min_size=1, max_size=20)
+    await apply_migrations(pool, service_dir=MIGRATIONS)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def ledger(clock) -> Ledger:
+    return Ledger(ExpiryPolicy(months=12), clock)
+
+
+def wallet_settings(service_db, kafka_bootstrap: str, **extra: Any) -> WalletSettings:
+    values = {
+        "ORCHARD_SERVICE": "wallet",
+        "DATABASE_URL": service_db.dsn,
+        "ORCHARD_DB_SCHEMA": service_db.schema,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "ORCHARD_OUTBOX_POLL_INTERVAL": 0.1,
+        "ORCHARD_SHUTDOWN_GRACE": 5,
+        "WALLET_EXPIRY_JOB_INTERVAL": 0.2,
+        **extra,
+    }
+    return WalletSettings(**values)
+
+
+@dataclass
+class RunningWallet:
+    runtime: ServiceRuntime
+    http: httpx.AsyncClient
+    clock: FakeClock
+    bootstrap: str
+
+    def auth(self, role: str, sub: str = "tester") -> dict[str, str]:
+        token = issue_token(role=role, sub=sub, settings=self.runtime.settings)
+        return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="session")
+async def wallet_topics(kafka_bootstrap: str) -> None:
+    await ensure_topics(kafka_bootstrap, {*consumed_by("wallet"), *produced_by("wallet")})
+
+
+def _consumer_class(prefix: str) -> type[EventConsumer]:
+    class ScopedConsumer(EventConsumer):
+        """Consumer groups of this test only: other tests' offsets never hide its events."""
+
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs, group_prefix=prefix)
+
+    return ScopedConsumer
+
+
+@pytest.fixture
+async def wallet(service_db, kafka_bootstrap, wallet_topics, clock) -> AsyncIterator[RunningWallet]:
+    settings = wallet_settings(service_db, kafka_bootstrap)
+    spec = build_spec(settings, clock=clock, consumer_class=_consumer_class(f"t{uuid.uuid4().hex[:10]}"))
+    runtime = ServiceRuntime(settings, spec)
+    await runtime.start()
+    app = runtime.http_app()
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://wallet"
+        ) as http:
+            yield RunningWallet(runtime, http, clock, kafka_bootstrap)
+    finally:
+        await runtime.stop()
