@@ -1,12 +1,14 @@
 """The order service process: IPA intake and the voucher order lifecycle."""
 
-from pathlib import Path
+import os
 
-from chassis.service import run_named_service
+from chassis.service import run_service
+
+from .app import build_spec
+from .settings import OrderSettings
 
 if __name__ == "__main__":
-    run_named_service(
-        "order",
-        "Orchard order service: IPA intake and the voucher order lifecycle",
-        Path(__file__).resolve().parent,
-    )
+    os.environ.setdefault("ORCHARD_SERVICE", "order")
+    settings = OrderSettings()
+    spec, _ = build_spec(settings)
+    run_service(spec, settings)

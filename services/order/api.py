@@ -1,0 +1,180 @@
+"""HTTP in for orders: list, summary, one order with its timeline, cancellation."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from chassis.audit import append_audit
+from chassis.auth import Principal, Role, require_roles
+from chassis.problems import Problem, register_error
+from contracts.orders import FulfilmentStatus, OrderSource, OrderState
+
+from . import repository
+from .context import OrderContext
+from .domain import CompletedOrderCannotBeCancelled, OrderNotFound, looks_like_booking_id
+from .ipa_api import actor_of
+from .orders import Cause, cancel_order
+
+READ_ROLES = (Role.ADMIN, Role.OPS, Role.SUPPORT_AGENT, Role.AUDITOR)
+CANCEL_ROLES = (Role.ADMIN, Role.OPS)
+Sort = Literal["created_at", "-created_at", "updated_at", "-updated_at"]
+
+register_error(CompletedOrderCannotBeCancelled, 409, "order_completed", title="Order already completed")
+register_error(OrderNotFound, 404, "order_not_found", title="Order not found")
+
+
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000, description="why the order is cancelled")
+
+
+def _json(body: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(json.loads(json.dumps(body, default=str)), status_code=status)
+
+
+def _order_ref(ref: str) -> dict[str, Any]:
+    try:
+        return {"order_id": uuid.UUID(ref)}
+    except ValueError:
+        if looks_like_booking_id(ref):
+            return {"booking_id": ref.upper()}
+    raise Problem(404, "order_not_found", detail=f"No order is known as {ref!r}.")
+
+
+def _encode_cursor(sort: str, value: datetime, order_id: uuid.UUID) -> str:
+    raw = json.dumps({"s": sort, "v": value.isoformat(), "id": str(order_id)}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, sort: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if raw["s"] != sort:
+            raise ValueError("sort changed")
+        return datetime.fromisoformat(raw["v"]), uuid.UUID(raw["id"])
+    except (ValueError, KeyError, TypeError, binascii.Error, json.JSONDecodeError):
+        raise Problem(
+            422,
+            "invalid_cursor",
+            detail="The cursor is not one this listing returned (or the sort changed).",
+            errors=[{"field": "cursor", "code": "invalid_cursor", "message": "Use next_cursor as returned."}],
+        ) from None
+
+
+def build_router(ctx: OrderContext) -> APIRouter:
+    router = APIRouter(prefix="/v1/orders", tags=["orders"])
+
+    @router.get("", summary="Orders, filtered and sorted, with cursor pagination and the exact total")
+    async def list_orders(
+        state: OrderState | None = None,
+        fulfilment_status: FulfilmentStatus | None = None,
+        campaign_id: str | None = None,
+        member_id: str | None = None,
+        source: OrderSource | None = None,
+        created_from: datetime | None = Query(None, description="inclusive, RFC 3339"),
+        created_to: datetime | None = Query(None, description="exclusive, RFC 3339"),
+        needs_attention: bool | None = None,
+        sort: Sort = "-created_at",
+        limit: int = Query(50, ge=1, le=500),
+        cursor: str | None = None,
+        principal: Principal = Depends(require_roles(*READ_ROLES)),
+    ) -> JSONResponse:
+        flt = repository.OrderFilter(
+            state=state,
+            fulfilment_status=fulfilment_status,
+            campaign_id=campaign_id,
+            member_id=member_id,
+            source=source,
+            created_from=created_from,
+            created_to=created_to,
+            needs_attention=needs_attention,
+        )
+        column = sort.lstrip("-")
+        after = _decode_cursor(cursor, sort) if cursor else None
+        async with ctx.require_pool().acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            rows, total = await repository.list_orders(
+                conn, flt, sort_column=column, descending=sort.startswith("-"), limit=limit + 1, after=after
+            )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = _encode_cursor(sort, rows[-1][column], rows[-1]["order_id"]) if more else None
+        return _json({"items": [dict(r) for r in rows], "total": total, "next_cursor": next_cursor})
+
+    @router.get(
+        "/summary", summary="Exact order counts per state and fulfilment status, overall and per campaign"
+    )
+    async def summary(
+        campaign_id: str | None = None, principal: Principal = Depends(require_roles(*READ_ROLES))
+    ) -> JSONResponse:
+        async with ctx.require_pool().acquire() as conn:
+            rows = await repository.summary(conn, campaign_id)
+
+        def empty() -> dict[str, Any]:
+            return {
+                "total": 0,
+                "by_state": dict.fromkeys(map(str, OrderState), 0),
+                "by_fulfilment_status": dict.fromkeys(map(str, FulfilmentStatus), 0),
+                "needs_attention": 0,
+            }
+
+        overall = empty()
+        campaigns: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            for bucket in (overall, campaigns.setdefault(r["campaign_id"], empty())):
+                bucket["total"] += r["n"]
+                bucket["by_state"][r["state"]] += r["n"]
+                if r["fulfilment_status"]:
+                    bucket["by_fulfilment_status"][r["fulfilment_status"]] += r["n"]
+                bucket["needs_attention"] += r["attention"]
+        return _json(
+            {**overall, "campaigns": [{"campaign_id": cid, **c} for cid, c in sorted(campaigns.items())]}
+        )
+
+    @router.get("/{ref}", summary="One order by order_id or booking_id, with its full timeline")
+    async def get_order(ref: str, principal: Principal = Depends(require_roles(*READ_ROLES))) -> JSONResponse:
+        _order_ref(ref)
+        async with ctx.require_pool().acquire() as conn:
+            order = await repository.fetch_order(conn, ref)
+        if order is None:
+            raise OrderNotFound(ref)
+        return _json(order)
+
+    @router.post(
+        "/{ref}/cancel",
+        summary="Cancel a pending order (a completed one answers 409)",
+        responses={409: {"description": "The order is completed"}},
+    )
+    async def cancel(
+        ref: str,
+        body: CancelRequest,
+        request: Request,
+        principal: Principal = Depends(require_roles(*CANCEL_ROLES)),
+    ) -> JSONResponse:
+        actor = actor_of(principal)
+        cause = Cause(actor=actor, correlation_id=request.headers.get("x-correlation-id"))
+        async with ctx.require_pool().acquire() as conn:
+            async with conn.transaction():
+                order, decision = await cancel_order(conn, cause=cause, reason=body.reason, **_order_ref(ref))
+                if decision.applied:
+                    await append_audit(
+                        conn,
+                        actor=actor,
+                        action="order.cancelled",
+                        subject_type="order",
+                        subject_id=str(order.order_id),
+                        details={"reason": body.reason, "booking_id": order.booking_id},
+                    )
+            current = await repository.fetch_order(conn, str(order.order_id))
+        return _json(current)
+
+    return router

@@ -1,0 +1,44 @@
+"""The order service's composition root: settings, routes, subscriptions and the batch worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from chassis.service import ServiceRuntime, ServiceSpec
+
+from . import api, handlers, ipa_api
+from .batches import BatchWorker
+from .context import OrderContext
+from .settings import OrderSettings
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+TITLE = "Orchard order service: IPA intake and the voucher order lifecycle"
+
+
+def build_spec(settings: OrderSettings) -> tuple[ServiceSpec, OrderContext]:
+    ctx = OrderContext(settings)
+
+    async def start_worker(runtime: ServiceRuntime) -> None:
+        assert runtime.pool is not None
+        ctx.pool = runtime.pool
+        ctx.worker = BatchWorker(
+            runtime.pool,
+            chunk_rows=settings.ipa_chunk_rows,
+            poll_s=settings.ipa_poll_s,
+            stale_after_s=settings.ipa_stale_claim_s,
+        )
+        ctx.worker.start()
+
+    async def stop_worker(runtime: ServiceRuntime) -> None:
+        if ctx.worker is not None:
+            await ctx.worker.stop()
+
+    spec = ServiceSpec(
+        title=TITLE,
+        migrations_dir=MIGRATIONS,
+        subscriptions=handlers.subscriptions(),
+        routers=[ipa_api.build_router(ctx), api.build_router(ctx)],
+        on_startup=[start_worker],
+        on_shutdown=[stop_worker],
+    )
+    return spec, ctx

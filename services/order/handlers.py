@@ -1,0 +1,212 @@
+"""Kafka in: each handler runs in the consumer's batch transaction with the event's inbox row."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import structlog
+from pydantic import ConfigDict
+
+from chassis.consumer import Subscription
+from chassis.db import Connection
+from contracts.delivery import DeliveryFailed, DeliverySucceeded
+from contracts.envelope import Envelope, EventData
+from contracts.orders import OrderCancelRequested, OrderCreateRequested, OrderSource
+from contracts.topics import Topics
+from contracts.values import Channel
+from contracts.vouchers import CampaignChanged, CampaignStatus, VoucherIssued, VoucherIssueFailed
+
+from . import intake, repository
+from .domain import OrderEvent
+from .orders import Cause, Recipient, cancel_order, create_orders, follow
+from .repository import NewOrder
+
+log = structlog.get_logger(__name__)
+
+
+class SubmittedRecordCells(EventData):
+    """`ipa.record_submitted` read as raw cells: format problems are the record's errors, answered on
+    `ipa.record_rejected` field by field like an upload's, rather than a dead letter nobody reads."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    external_ref: Any = None
+    batch_id: Any = None
+    member_id: Any = None
+    name: Any = None
+    email: Any = None
+    phone: Any = None
+    channel: Any = None
+    campaign_id: Any = None
+    reward_type: Any = None
+    amount: Any = None
+    currency: Any = None
+    reason: Any = None
+
+
+class RecordWithoutReference(ValueError):
+    """Without an external_ref a record can be neither deduplicated nor answered."""
+
+
+def _cause(envelope: Envelope[Any]) -> Cause:
+    return Cause(actor=f"service:{envelope.producer}", envelope=envelope)
+
+
+async def on_campaign_changed(conn: Connection, envelope: Envelope[CampaignChanged]) -> None:
+    applied = await repository.upsert_campaign(conn, envelope.data)
+    if not applied:
+        log.info(
+            "campaign_snapshot_not_newer",
+            campaign_id=envelope.data.campaign_id,
+            version=envelope.data.version,
+        )
+
+
+async def on_record_submitted(conn: Connection, envelope: Envelope[SubmittedRecordCells]) -> None:
+    cells = envelope.data.model_dump()
+    candidate = intake.Candidate(cells=cells)
+    if intake._identifier(candidate.external_ref) is None:
+        raise RecordWithoutReference("the record has no usable external_ref (1 to 200 characters)")
+    await intake.validate(conn, [candidate], batch_id=None)
+    cause = _cause(envelope)
+    await intake.accept(conn, [candidate], source="topic", cause=cause)
+    await intake.announce_rejections(conn, [candidate], cause=cause)
+
+
+async def on_voucher_issued(conn: Connection, envelope: Envelope[VoucherIssued]) -> None:
+    await follow(
+        conn,
+        envelope.data.order_id,
+        OrderEvent.VOUCHER_ISSUED,
+        _cause(envelope),
+        reason=f"code {envelope.data.masked_code} issued",
+    )
+
+
+async def on_voucher_issue_failed(conn: Connection, envelope: Envelope[VoucherIssueFailed]) -> None:
+    await follow(
+        conn,
+        envelope.data.order_id,
+        OrderEvent.VOUCHER_ISSUE_FAILED,
+        _cause(envelope),
+        reason=envelope.data.reason,
+    )
+
+
+async def on_delivery_succeeded(conn: Connection, envelope: Envelope[DeliverySucceeded]) -> None:
+    await follow(
+        conn,
+        envelope.data.order_id,
+        OrderEvent.DELIVERY_SUCCEEDED,
+        _cause(envelope),
+        reason=f"delivered by {envelope.data.channel} (attempt {envelope.data.attempt})",
+    )
+
+
+async def on_delivery_failed(conn: Connection, envelope: Envelope[DeliveryFailed]) -> None:
+    data = envelope.data
+    event = OrderEvent.DELIVERY_FAILED_FINAL if data.final else OrderEvent.DELIVERY_RETRYING
+    await follow(
+        conn,
+        data.order_id,
+        event,
+        _cause(envelope),
+        reason=f"{data.reason_code} (attempt {data.attempt}{', final' if data.final else ''})",
+    )
+
+
+async def on_cancel_requested(conn: Connection, envelope: Envelope[OrderCancelRequested]) -> None:
+    data = envelope.data
+    actor = data.requested_by or f"service:{envelope.producer}"
+    await cancel_order(
+        conn,
+        cause=Cause(actor=actor, envelope=envelope),
+        reason=data.reason,
+        order_id=data.order_id,
+        external_ref=data.external_ref if data.order_id is None else None,
+        refuse_completed=False,
+    )
+
+
+async def on_create_requested(conn: Connection, envelope: Envelope[OrderCreateRequested]) -> None:
+    """A storefront order, once per idempotency key. A request that cannot be fulfilled (unknown or
+    inactive campaign, no contact for the channel) still becomes an order, cancelled at once with the
+    reason, so the saga sees a definite outcome and refunds the points."""
+    data = envelope.data
+    exists = await conn.fetchval(
+        "SELECT 1 FROM orders WHERE idempotency_key = $1 OR redemption_id = $2",
+        data.idempotency_key,
+        data.redemption_id,
+    )
+    if exists:
+        log.info("storefront_order_repeated", redemption_id=str(data.redemption_id))
+        return
+    campaigns = await repository.load_campaigns(conn, [data.campaign_id])
+    campaign = campaigns.get(data.campaign_id)
+    channel = data.channel or (campaign.default_channel if campaign else None)
+    if channel is None:
+        channel = Channel.EMAIL if data.email else Channel.SMS
+    problem = None
+    if campaign is None:
+        problem = "unknown_campaign"
+    elif campaign.status is not CampaignStatus.ACTIVE:
+        problem = "campaign_inactive"
+    elif (channel is Channel.EMAIL and not data.email) or (channel is not Channel.EMAIL and not data.phone):
+        problem = "channel_unreachable"
+    cause = Cause(actor=data.requested_by or f"service:{envelope.producer}", envelope=envelope)
+    new = NewOrder(
+        order_id=_uuid_for(data),
+        source=OrderSource.STOREFRONT,
+        member_id=data.member_id,
+        campaign_id=data.campaign_id,
+        channel=channel,
+        amount=data.amount,
+        currency=data.currency,
+        idempotency_key=data.idempotency_key,
+        redemption_id=data.redemption_id,
+    )
+    if problem is None:
+        await create_orders(
+            conn,
+            [
+                (
+                    new,
+                    Recipient(name=data.name, email=data.email, phone=data.phone, locale=data.locale or "en"),
+                    cause,
+                )
+            ],
+        )
+        return
+    await _create_cancelled(conn, new, cause, problem)
+
+
+def _uuid_for(data: OrderCreateRequested) -> uuid.UUID:
+    # Derived from the idempotency key: a repeated request names the same order.
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"orchard:storefront:{data.idempotency_key}")
+
+
+async def _create_cancelled(conn: Connection, new: NewOrder, cause: Cause, problem: str) -> None:
+    await create_orders(conn, [(new, Recipient(), cause)], request_delivery=False)
+    await cancel_order(conn, cause=cause, reason=problem, order_id=new.order_id)
+
+
+def subscriptions() -> list[Subscription]:
+    return [
+        Subscription("campaigns", Topics.CAMPAIGN_CHANGED, CampaignChanged, on_campaign_changed),
+        Subscription("ipa-intake", Topics.IPA_RECORD_SUBMITTED, SubmittedRecordCells, on_record_submitted),
+        Subscription("voucher-issued", Topics.VOUCHER_ISSUED, VoucherIssued, on_voucher_issued),
+        Subscription(
+            "voucher-issue-failed", Topics.VOUCHER_ISSUE_FAILED, VoucherIssueFailed, on_voucher_issue_failed
+        ),
+        Subscription(
+            "delivery-succeeded", Topics.DELIVERY_SUCCEEDED, DeliverySucceeded, on_delivery_succeeded
+        ),
+        Subscription("delivery-failed", Topics.DELIVERY_FAILED, DeliveryFailed, on_delivery_failed),
+        Subscription(
+            "cancel-requests", Topics.ORDER_CANCEL_REQUESTED, OrderCancelRequested, on_cancel_requested
+        ),
+        Subscription(
+            "storefront-orders", Topics.ORDER_CREATE_REQUESTED, OrderCreateRequested, on_create_requested
+        ),
+    ]

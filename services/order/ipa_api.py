@@ -1,0 +1,217 @@
+"""HTTP in for IPA intake: upload a batch (CSV or JSON records), follow its progress, get its errors."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from chassis.audit import append_audit
+from chassis.auth import Principal, Role, require_roles
+from chassis.problems import Problem
+
+from . import batches
+from .batches import Mode, RowWriter
+from .context import OrderContext
+from .csvfile import CsvFileError, CsvRecordStream, report_header, report_line
+from .uploads import MultipartFile, limited_body
+from .validation import RECORD_FIELDS, RecordError
+
+INTAKE_ROLES = (Role.ADMIN, Role.OPS, Role.HRIS)
+READ_ROLES = (Role.ADMIN, Role.OPS, Role.HRIS, Role.AUDITOR)
+
+
+def actor_of(principal: Principal) -> str:
+    return f"{sorted(principal.roles)[0]}:{principal.sub}"
+
+
+def _file_problem(exc: CsvFileError) -> Problem:
+    return Problem(
+        422,
+        exc.code,
+        detail=exc.message,
+        errors=[{"field": "file", "code": exc.code, "message": exc.message}],
+    )
+
+
+def build_router(ctx: OrderContext) -> APIRouter:
+    router = APIRouter(prefix="/v1/ipa", tags=["ipa"])
+
+    @router.post(
+        "/batches",
+        status_code=202,
+        summary="Upload IPA records: CSV (multipart field `file` or a text/csv body) or JSON `records`",
+        responses={413: {"description": "Upload too large"}, 422: {"description": "Unreadable file"}},
+    )
+    async def upload(
+        request: Request,
+        mode: Mode = Query(Mode.ACCEPT_VALID, description="dry_run | all_or_nothing | accept_valid"),
+        principal: Principal = Depends(require_roles(*INTAKE_ROLES)),
+    ) -> JSONResponse:
+        content_type = request.headers.get("content-type", "").lower()
+        media = content_type.split(";")[0].strip()
+        batch_id = uuid.uuid4()
+        body = limited_body(request, ctx.settings.max_upload_bytes)
+        pool = ctx.require_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            writer = RowWriter(conn, batch_id)
+            if media in ("text/csv", "application/csv", "text/plain"):
+                source, file_name = "csv", None
+                await batches.create_batch(
+                    conn, batch_id, source=source, mode=mode, created_by=actor_of(principal), file_name=None
+                )
+                await _store_csv(body, writer, None)
+            elif media == "multipart/form-data":
+                source = "csv"
+                await batches.create_batch(
+                    conn, batch_id, source=source, mode=mode, created_by=actor_of(principal), file_name=None
+                )
+                form = MultipartFile(content_type)
+                file_name = await _store_csv(body, writer, form)
+                await conn.execute(
+                    "UPDATE ipa_batches SET file_name = $2 WHERE batch_id = $1", batch_id, file_name
+                )
+            elif media == "application/json":
+                source, file_name = "json", None
+                await batches.create_batch(
+                    conn, batch_id, source=source, mode=mode, created_by=actor_of(principal), file_name=None
+                )
+                await _store_json(body, writer)
+            else:
+                raise Problem(
+                    415,
+                    "unsupported_media_type",
+                    detail='Send CSV (multipart `file` field or a text/csv body) or JSON {"records": [...]}.',
+                )
+            await writer.flush()
+            if writer.count == 0:
+                raise Problem(
+                    422,
+                    "no_records",
+                    detail="The upload holds no records.",
+                    errors=[
+                        {
+                            "field": "file" if source == "csv" else "records",
+                            "code": "no_records",
+                            "message": "No records.",
+                        }
+                    ],
+                )
+            await batches.queue_batch(conn, batch_id, writer.count)
+            await append_audit(
+                conn,
+                actor=actor_of(principal),
+                action="ipa.batch_uploaded",
+                subject_type="ipa_batch",
+                subject_id=str(batch_id),
+                details={"mode": str(mode), "source": source, "rows": writer.count, "file_name": file_name},
+            )
+        ctx.wake_worker()
+        location = f"/v1/ipa/batches/{batch_id}"
+        return JSONResponse(
+            {
+                "batch_id": str(batch_id),
+                "status": "queued",
+                "mode": str(mode),
+                "received": writer.count,
+                "links": {"self": location, "errors": f"{location}/errors.csv"},
+            },
+            status_code=202,
+            headers={"Location": location},
+        )
+
+    @router.get("/batches/{batch_id}", summary="A batch's progress")
+    async def progress(
+        batch_id: uuid.UUID, principal: Principal = Depends(require_roles(*READ_ROLES))
+    ) -> JSONResponse:
+        async with ctx.require_pool().acquire() as conn:
+            body = await batches.batch_progress(conn, batch_id)
+        if body is None:
+            raise Problem(404, "batch_not_found", detail=f"No batch {batch_id}.")
+        return JSONResponse(_jsonable(body))
+
+    @router.get(
+        "/batches/{batch_id}/errors.csv",
+        summary="The rejected rows with their errors, as CSV ready to fix and upload again",
+        response_class=StreamingResponse,
+    )
+    async def errors_csv(
+        batch_id: uuid.UUID, principal: Principal = Depends(require_roles(*INTAKE_ROLES))
+    ) -> StreamingResponse:
+        pool = ctx.require_pool()
+        async with pool.acquire() as conn:
+            if await batches.batch_progress(conn, batch_id) is None:
+                raise Problem(404, "batch_not_found", detail=f"No batch {batch_id}.")
+
+        async def lines() -> AsyncIterator[bytes]:
+            yield report_header().encode()
+            async for row_number, cells, errors in batches.rejected_rows(pool, batch_id):
+                yield report_line(row_number, cells, errors).encode()
+
+        return StreamingResponse(
+            lines(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="ipa-{batch_id}-errors.csv"'},
+        )
+
+    return router
+
+
+async def _store_csv(body: AsyncIterator[bytes], writer: RowWriter, form: MultipartFile | None) -> str | None:
+    stream = CsvRecordStream()
+    try:
+        async for chunk in body:
+            pieces = form.feed(chunk) if form is not None else [chunk]
+            for piece in pieces:
+                for row in stream.feed(piece):
+                    problems = (
+                        [RecordError("record", "wrong_field_count", row.problem)] if row.problem else []
+                    )
+                    await writer.add(row.row_number, row.cells, problems)
+        if form is not None and not form.found:
+            raise Problem(
+                400,
+                "file_missing",
+                detail="The multipart form has no field named `file`.",
+                errors=[{"field": "file", "code": "required", "message": "Attach the CSV as `file`."}],
+            )
+        for row in stream.finish():
+            problems = [RecordError("record", "wrong_field_count", row.problem)] if row.problem else []
+            await writer.add(row.row_number, row.cells, problems)
+    except CsvFileError as exc:
+        raise _file_problem(exc) from None
+    return form.file_name if form is not None else None
+
+
+async def _store_json(body: AsyncIterator[bytes], writer: RowWriter) -> None:
+    raw = b"".join([chunk async for chunk in body])
+    try:
+        document = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Problem(422, "invalid_json", detail=f"The body is not JSON: {exc}") from None
+    records = document.get("records") if isinstance(document, dict) else None
+    if not isinstance(records, list) or not records:
+        raise Problem(
+            422,
+            "validation_failed",
+            detail='Expected {"records": [ {...}, ... ]} with at least one record.',
+            errors=[{"field": "records", "code": "required", "message": "A non-empty list of records."}],
+        )
+    for index, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            await writer.add(
+                index, {}, [RecordError("record", "invalid_type", "Each record is a JSON object.")]
+            )
+            continue
+        unknown = sorted(str(k) for k in record if k not in RECORD_FIELDS)
+        cells = {k: v for k, v in record.items() if k in RECORD_FIELDS}
+        problems = [RecordError(k, "unknown_field", "Not a field of an IPA record.") for k in unknown]
+        await writer.add(index, cells, problems)
+
+
+def _jsonable(body: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(body, default=str))

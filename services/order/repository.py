@@ -1,0 +1,358 @@
+"""SQL for orders, their timeline and the campaign view (unqualified names: the pool's search_path is
+the service's schema)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from chassis.db import Connection
+from contracts.orders import FulfilmentStatus, OrderSource, OrderState
+from contracts.values import Channel, RewardType
+from contracts.vouchers import CampaignChanged, CampaignStatus
+
+from .domain import Decision, Status, new_booking_id
+from .validation import CampaignView
+
+ORDER_COLUMNS = (
+    "order_id, booking_id, source, external_ref, idempotency_key, redemption_id, batch_id, member_id,"
+    " campaign_id, amount, currency, channel, state, fulfilment_status, status_reason, needs_attention,"
+    " late_events, created_at, updated_at"
+)
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    order_id: uuid.UUID
+    source: OrderSource
+    member_id: str
+    campaign_id: str
+    channel: Channel
+    amount: Decimal | None = None
+    currency: str | None = None
+    external_ref: str | None = None
+    idempotency_key: str | None = None
+    redemption_id: uuid.UUID | None = None
+    batch_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class OrderRow:
+    order_id: uuid.UUID
+    booking_id: str
+    source: OrderSource
+    external_ref: str | None
+    member_id: str
+    campaign_id: str
+    amount: Decimal | None
+    currency: str | None
+    redemption_id: uuid.UUID | None
+    status: Status
+
+    @classmethod
+    def from_record(cls, r: asyncpg.Record) -> OrderRow:
+        fulfilment = r["fulfilment_status"]
+        return cls(
+            order_id=r["order_id"],
+            booking_id=r["booking_id"],
+            source=OrderSource(r["source"]),
+            external_ref=r["external_ref"],
+            member_id=r["member_id"],
+            campaign_id=r["campaign_id"],
+            amount=r["amount"],
+            currency=r["currency"],
+            redemption_id=r["redemption_id"],
+            status=Status(OrderState(r["state"]), FulfilmentStatus(fulfilment) if fulfilment else None),
+        )
+
+
+async def upsert_campaign(conn: Connection, c: CampaignChanged) -> bool:
+    """Keep the newest version only; an older or repeated snapshot changes nothing."""
+    result = await conn.execute(
+        """
+        INSERT INTO campaigns (campaign_id, version, name, reward_type, status, currency, face_value,
+                               per_record_limit, default_channel)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        ON CONFLICT (campaign_id) DO UPDATE SET
+            version = EXCLUDED.version, name = EXCLUDED.name, reward_type = EXCLUDED.reward_type,
+            status = EXCLUDED.status, currency = EXCLUDED.currency, face_value = EXCLUDED.face_value,
+            per_record_limit = EXCLUDED.per_record_limit, default_channel = EXCLUDED.default_channel,
+            updated_at = now()
+        WHERE campaigns.version < EXCLUDED.version
+        """,
+        c.campaign_id,
+        c.version,
+        c.name,
+        str(c.reward_type),
+        str(c.status),
+        c.currency,
+        c.face_value,
+        c.per_record_limit,
+        str(c.default_channel),
+    )
+    return result.endswith(" 1")
+
+
+async def load_campaigns(conn: Connection, campaign_ids: Sequence[str]) -> dict[str, CampaignView]:
+    rows = await conn.fetch(
+        "SELECT * FROM campaigns WHERE campaign_id = ANY($1::text[])", list(set(campaign_ids))
+    )
+    return {
+        r["campaign_id"]: CampaignView(
+            campaign_id=r["campaign_id"],
+            reward_type=RewardType(r["reward_type"]),
+            status=CampaignStatus(r["status"]),
+            currency=r["currency"],
+            per_record_limit=r["per_record_limit"],
+            default_channel=Channel(r["default_channel"]),
+        )
+        for r in rows
+    }
+
+
+async def insert_orders(
+    conn: Connection, orders: Sequence[NewOrder], *, actor: str, cause_event_ids: Sequence[uuid.UUID | None]
+) -> list[OrderRow]:
+    """Insert new pending orders with their creation on the timeline. Booking ids are random; the
+    unique constraint catches the (astronomically rare) collision and the insert is retried."""
+    if not orders:
+        return []
+    for attempt in range(5):
+        bookings = [new_booking_id() for _ in orders]
+        try:
+            async with conn.transaction():
+                await conn.executemany(
+                    """
+                    INSERT INTO orders (order_id, booking_id, source, external_ref, idempotency_key,
+                        redemption_id, batch_id, member_id, campaign_id, amount, currency, channel, state,
+                        fulfilment_status)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', 'awaiting_voucher')
+                    """,
+                    [
+                        (
+                            o.order_id,
+                            b,
+                            str(o.source),
+                            o.external_ref,
+                            o.idempotency_key,
+                            o.redemption_id,
+                            o.batch_id,
+                            o.member_id,
+                            o.campaign_id,
+                            o.amount,
+                            o.currency,
+                            str(o.channel),
+                        )
+                        for o, b in zip(orders, bookings, strict=True)
+                    ],
+                )
+            break
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != "orders_booking_id_key" or attempt == 4:
+                raise
+    await conn.executemany(
+        "INSERT INTO order_timeline (order_id, event, applied, state, fulfilment_status, actor,"
+        " cause_event_id)"
+        " VALUES ($1, 'created', true, 'pending', 'awaiting_voucher', $2, $3)",
+        [(o.order_id, actor, cause) for o, cause in zip(orders, cause_event_ids, strict=True)],
+    )
+    return [
+        OrderRow(
+            order_id=o.order_id,
+            booking_id=b,
+            source=o.source,
+            external_ref=o.external_ref,
+            member_id=o.member_id,
+            campaign_id=o.campaign_id,
+            amount=o.amount,
+            currency=o.currency,
+            redemption_id=o.redemption_id,
+            status=Status(OrderState.PENDING, FulfilmentStatus.AWAITING_VOUCHER),
+        )
+        for o, b in zip(orders, bookings, strict=True)
+    ]
+
+
+async def lock_order(
+    conn: Connection,
+    *,
+    order_id: uuid.UUID | None = None,
+    booking_id: str | None = None,
+    external_ref: str | None = None,
+) -> OrderRow | None:
+    if order_id is not None:
+        row = await conn.fetchrow(
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1 FOR UPDATE", order_id
+        )
+    elif booking_id is not None:
+        row = await conn.fetchrow(
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE booking_id = $1 FOR UPDATE", booking_id.upper()
+        )
+    else:
+        row = await conn.fetchrow(
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE external_ref = $1 FOR UPDATE", external_ref
+        )
+    return OrderRow.from_record(row) if row else None
+
+
+async def record_decision(
+    conn: Connection,
+    order: OrderRow,
+    decision: Decision,
+    *,
+    event: str,
+    actor: str,
+    cause_event_id: uuid.UUID | None,
+    reason: str | None,
+    needs_attention: bool | None = None,
+) -> None:
+    """Apply a decision to the order row (if it applies) and put it on the timeline either way."""
+    after = decision.after
+    if decision.applied:
+        await conn.execute(
+            """
+            UPDATE orders SET state = $2, fulfilment_status = $3, status_reason = $4,
+                   needs_attention = COALESCE($5, needs_attention), updated_at = now()
+             WHERE order_id = $1
+            """,
+            order.order_id,
+            str(after.state),
+            str(after.fulfilment) if after.fulfilment else None,
+            reason,
+            needs_attention,
+        )
+    elif decision.late:
+        await conn.execute(
+            "UPDATE orders SET late_events = late_events + 1, updated_at = now() WHERE order_id = $1",
+            order.order_id,
+        )
+    await conn.execute(
+        """
+        INSERT INTO order_timeline (order_id, event, applied, late, state, fulfilment_status, previous_state,
+                                    previous_fulfilment_status, actor, cause_event_id, reason)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+        """,
+        order.order_id,
+        event,
+        decision.applied,
+        decision.late,
+        str(after.state),
+        str(after.fulfilment) if after.fulfilment else None,
+        str(decision.before.state),
+        str(decision.before.fulfilment) if decision.before.fulfilment else None,
+        actor,
+        cause_event_id,
+        reason if decision.applied else (decision.note if reason is None else f"{reason} ({decision.note})"),
+    )
+
+
+# Queries
+
+
+async def fetch_order(conn: Connection, ref: str) -> dict[str, Any] | None:
+    try:
+        order_id: uuid.UUID | None = uuid.UUID(ref)
+    except ValueError:
+        order_id = None
+    if order_id is not None:
+        row = await conn.fetchrow(f"SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1", order_id)
+    else:
+        row = await conn.fetchrow(f"SELECT {ORDER_COLUMNS} FROM orders WHERE booking_id = $1", ref.upper())
+    if row is None:
+        return None
+    timeline = await conn.fetch(
+        "SELECT at, event, applied, late, state, fulfilment_status, previous_state,"
+        " previous_fulfilment_status, actor, cause_event_id, reason"
+        " FROM order_timeline WHERE order_id = $1 ORDER BY id",
+        row["order_id"],
+    )
+    return {**dict(row), "timeline": [dict(t) for t in timeline]}
+
+
+@dataclass(frozen=True)
+class OrderFilter:
+    state: OrderState | None = None
+    fulfilment_status: FulfilmentStatus | None = None
+    campaign_id: str | None = None
+    member_id: str | None = None
+    source: OrderSource | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    needs_attention: bool | None = None
+
+    def where(self) -> tuple[list[str], list[Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+
+        def add(sql: str, value: Any) -> None:
+            args.append(value)
+            clauses.append(sql.format(f"${len(args)}"))
+
+        if self.state is not None:
+            add("state = {}", str(self.state))
+        if self.fulfilment_status is not None:
+            add("fulfilment_status = {}", str(self.fulfilment_status))
+        if self.campaign_id is not None:
+            add("campaign_id = {}", self.campaign_id)
+        if self.member_id is not None:
+            add("member_id = {}", self.member_id)
+        if self.source is not None:
+            add("source = {}", str(self.source))
+        if self.created_from is not None:
+            add("created_at >= {}", self.created_from)
+        if self.created_to is not None:
+            add("created_at < {}", self.created_to)
+        if self.needs_attention is not None:
+            add("needs_attention = {}", self.needs_attention)
+        return clauses, args
+
+
+async def list_orders(
+    conn: Connection,
+    flt: OrderFilter,
+    *,
+    sort_column: str,
+    descending: bool,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+) -> tuple[list[asyncpg.Record], int]:
+    """One page in a stable order (sort column, then order id) and the exact total for the filter."""
+    assert sort_column in ("created_at", "updated_at")
+    clauses, args = flt.where()
+    total = await conn.fetchval(
+        "SELECT count(*) FROM orders" + (" WHERE " + " AND ".join(clauses) if clauses else ""), *args
+    )
+    page_clauses, page_args = list(clauses), list(args)
+    if after is not None:
+        page_args += [after[0], after[1]]
+        op = "<" if descending else ">"
+        page_clauses.append(f"({sort_column}, order_id) {op} (${len(page_args) - 1}, ${len(page_args)})")
+    direction = "DESC" if descending else "ASC"
+    page_args.append(limit)
+    rows = await conn.fetch(
+        f"SELECT {ORDER_COLUMNS} FROM orders"
+        + (" WHERE " + " AND ".join(page_clauses) if page_clauses else "")
+        + f" ORDER BY {sort_column} {direction}, order_id {direction} LIMIT ${len(page_args)}",
+        *page_args,
+    )
+    return list(rows), int(total)
+
+
+async def summary(conn: Connection, campaign_id: str | None) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            """
+            SELECT campaign_id, state, fulfilment_status, count(*) AS n,
+                   count(*) FILTER (WHERE needs_attention) AS attention
+              FROM orders WHERE ($1::text IS NULL OR campaign_id = $1)
+             GROUP BY campaign_id, state, fulfilment_status
+            """,
+            campaign_id,
+        )
+    )

@@ -1,0 +1,96 @@
+"""Reading an upload's body as it arrives: a size limit, and the `file` part of a multipart form
+without spooling the whole form first."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+
+from chassis.problems import Problem
+
+FILE_FIELD = "file"
+
+
+def too_large(limit: int) -> Problem:
+    return Problem(
+        413,
+        "upload_too_large",
+        detail=f"The upload is larger than the {limit} bytes this service accepts; split the file.",
+    )
+
+
+async def limited_body(request: Request, limit: int) -> AsyncIterator[bytes]:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise too_large(limit)
+        if chunk:
+            yield chunk
+
+
+class MultipartFile:
+    """Feeds a multipart/form-data body and hands out the bytes of its `file` part as they come."""
+
+    def __init__(self, content_type: str) -> None:
+        _, params = parse_options_header(content_type)
+        boundary = params.get(b"boundary")
+        if not boundary:
+            raise Problem(400, "bad_multipart", detail="The multipart body names no boundary.")
+        self.found = False
+        self.file_name: str | None = None
+        self._header_field = b""
+        self._header_value = b""
+        self._in_file = False
+        self._out: list[bytes] = []
+        self._parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": self._part_begin,
+                "on_header_field": self._header_field_data,
+                "on_header_value": self._header_value_data,
+                "on_header_end": self._header_end,
+                "on_part_data": self._part_data,
+                "on_part_end": self._part_end,
+            },
+        )
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        try:
+            self._parser.write(chunk)
+        except Exception as exc:
+            raise Problem(400, "bad_multipart", detail=f"The multipart body is malformed: {exc}") from None
+        out, self._out = self._out, []
+        return out
+
+    def _part_begin(self) -> None:
+        self._in_file = False
+
+    def _header_field_data(self, data: bytes, start: int, end: int) -> None:
+        self._header_field += data[start:end]
+
+    def _header_value_data(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _header_end(self) -> None:
+        if self._header_field.lower() == b"content-disposition":
+            _, params = parse_options_header(self._header_value)
+            if params.get(b"name") == FILE_FIELD.encode() and not self.found:
+                self._in_file = True
+                self.found = True
+                name = params.get(b"filename")
+                self.file_name = name.decode(errors="replace")[:200] if name else None
+        self._header_field = b""
+        self._header_value = b""
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._in_file:
+            self._out.append(bytes(data[start:end]))
+
+    def _part_end(self) -> None:
+        self._in_file = False
