@@ -71,7 +71,7 @@ def _db(value: Any) -> Any:
 
 
 def _ticket(row: asyncpg.Record) -> TicketRow:
-    values = {name: (_ENUMS[name](row[name]) if name in _ENUMS else row[name]) for name in row.keys()  # noqa: SIM118 (a Record iterates over values)}
+    values = {name: (_ENUMS[name](value) if name in _ENUMS else value) for name, value in row.items()}
     return TicketRow(**values)
 
 

