@@ -6,7 +6,10 @@ from pathlib import Path
 
 import asyncpg
 
+from chassis.jobs import PeriodicJob
 from chassis.service import ServiceRuntime, ServiceSpec
+from services.redemption.offers.api import expire_open_challenges
+from services.redemption.offers.api import router as offers_router
 from services.redemption.records.handlers import record_subscriptions
 from services.redemption.settings import RedemptionSettings
 from services.redemption.storefront.api import policy_of
@@ -39,7 +42,14 @@ def build_spec(settings: RedemptionSettings) -> ServiceSpec:
         title=TITLE,
         migrations_dir=MIGRATIONS,
         subscriptions=[*storefront_subscriptions(policy), *record_subscriptions()],
-        routers=[storefront_router],
-        jobs=[redrive_job(pool, policy, settings.saga_redrive_interval_s)],
+        routers=[storefront_router, offers_router],
+        jobs=[
+            redrive_job(pool, policy, settings.saga_redrive_interval_s),
+            PeriodicJob("redemption-offer-code-expiry", 15.0, lambda: _expire(pool)),
+        ],
         on_startup=[pool.bind],
     )
+
+
+async def _expire(pool: _PoolRef) -> None:
+    await expire_open_challenges(pool())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from chassis.settings import Settings
@@ -23,6 +23,9 @@ class RedemptionSettings(Settings):
     saga_max_order_attempts: int = Field(default=8, alias="ORCHARD_REDEMPTION_SAGA_MAX_ORDER_ATTEMPTS")
 
     # Offer validation.
+    otp_key: SecretStr = Field(
+        default=SecretStr("orchard-local-otp-key-change-me"), alias="ORCHARD_REDEMPTION_OTP_KEY"
+    )
     otp_ttl_s: int = Field(default=300, alias="ORCHARD_REDEMPTION_OTP_TTL")
     otp_max_attempts: int = Field(default=5, alias="ORCHARD_REDEMPTION_OTP_MAX_ATTEMPTS")
     otp_channel: str = Field(default="sms", alias="ORCHARD_REDEMPTION_OTP_CHANNEL")

@@ -1,0 +1,403 @@
+"""HTTP in for partner offers: the catalogue, redemptions at the partner, validation and member PINs."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from chassis.auth import STAFF_ROLES, Principal, Role, require_roles
+from chassis.db import Connection
+from chassis.outbox import add_event
+from chassis.problems import Problem
+from contracts.delivery import DeliveryMessageRequested
+from contracts.envelope import Envelope
+from contracts.redemption import RedemptionKind, RedemptionStatus, ValidationMethod
+from contracts.topics import Topics
+from contracts.values import Channel, Identifier, Name, Text
+from services.redemption.deps import actor, pool, settings
+from services.redemption.offers import domain
+from services.redemption.offers import repository as repo
+from services.redemption.records.domain import Record
+from services.redemption.records.repository import get_record, write_record
+from services.redemption.settings import PRODUCER, RedemptionSettings
+
+router = APIRouter(tags=["offers"])
+
+OFFER_MANAGERS = (Role.ADMIN, Role.OPS, Role.PARTNER)
+CLOCK_SKEW = timedelta(minutes=5)
+OTP_TEMPLATE = "offer_one_time_code"
+
+
+class OfferIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    offer_id: Identifier | None = None
+    partner_id: Identifier | None = Field(default=None, description="staff only; a partner creates its own")
+    title: Name
+    description: Text | None = None
+    valid_from: AwareDatetime
+    valid_until: AwareDatetime
+    eligible_tiers: list[Identifier] = Field(default_factory=list)
+    eligible_segments: list[Identifier] = Field(default_factory=list)
+    limit_per_member: int | None = Field(default=None, gt=0)
+    total_cap: int | None = Field(default=None, gt=0)
+    validation_method: domain.OfferValidation
+
+    @model_validator(mode="after")
+    def _window(self) -> OfferIn:
+        if self.valid_until <= self.valid_from:
+            raise ValueError("valid_until must be after valid_from")
+        return self
+
+
+def offer_view(offer: domain.Offer) -> dict[str, Any]:
+    return {
+        "offer_id": offer.offer_id,
+        "partner_id": offer.partner_id,
+        "title": offer.title,
+        "description": offer.description,
+        "valid_from": offer.valid_from.isoformat(),
+        "valid_until": offer.valid_until.isoformat(),
+        "eligible_tiers": list(offer.eligible_tiers),
+        "eligible_segments": list(offer.eligible_segments),
+        "limit_per_member": offer.limit_per_member,
+        "total_cap": offer.total_cap,
+        "redeemed": offer.used,
+        "validation_method": str(offer.validation_method),
+    }
+
+
+@router.post("/v1/offers", status_code=201)
+async def create_offer(
+    body: OfferIn,
+    principal: Annotated[Principal, Depends(require_roles(*OFFER_MANAGERS))],
+    db: Annotated[asyncpg.Pool, Depends(pool)],
+) -> dict[str, Any]:
+    if principal.has_any_role((Role.ADMIN, Role.OPS)):
+        if body.partner_id is None:
+            raise Problem(
+                422,
+                "validation_failed",
+                detail="partner_id is required when staff create an offer",
+                errors=[{"field": "partner_id", "code": "missing", "message": "required for staff"}],
+            )
+        partner_id = body.partner_id
+    elif body.partner_id not in (None, principal.sub):
+        raise Problem(403, "forbidden", detail="A partner creates offers only for itself.")
+    else:
+        partner_id = principal.sub
+    offer = domain.Offer(
+        offer_id=body.offer_id or f"of-{uuid.uuid4().hex[:12]}",
+        partner_id=partner_id,
+        title=body.title,
+        description=body.description,
+        valid_from=body.valid_from.astimezone(UTC),
+        valid_until=body.valid_until.astimezone(UTC),
+        validation_method=body.validation_method,
+        eligible_tiers=tuple(body.eligible_tiers),
+        eligible_segments=tuple(body.eligible_segments),
+        limit_per_member=body.limit_per_member,
+        total_cap=body.total_cap,
+    )
+    async with db.acquire() as conn:
+        if not await repo.insert_offer(conn, offer, created_by=actor(principal)):
+            raise Problem(409, "offer_exists", detail=f"Offer {offer.offer_id} already exists.")
+    return offer_view(offer)
+
+
+@router.get("/v1/offers")
+async def list_offers(
+    principal: Annotated[Principal, Depends(require_roles(*Role))],
+    db: Annotated[asyncpg.Pool, Depends(pool)],
+    partner_id: Annotated[str | None, Query()] = None,
+    open_now: Annotated[bool | None, Query(description="only offers valid right now")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    if principal.has_any_role(STAFF_ROLES):
+        partner, open_at = partner_id, (datetime.now(UTC) if open_now else None)
+    elif Role.PARTNER in principal.roles:
+        partner, open_at = principal.sub, (datetime.now(UTC) if open_now else None)
+    else:  # members see what they can redeem now
+        partner, open_at = partner_id, datetime.now(UTC)
+    async with db.acquire() as conn:
+        offers = await repo.list_offers(conn, partner_id=partner, open_at=open_at, limit=limit)
+    return {"items": [offer_view(o) for o in offers]}
+
+
+class OfferRedemptionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    member_id: Identifier = Field(description="who redeems: receives the one-time code, or owns the PIN")
+    segment_token: Identifier | None = Field(default=None, description="the member's tier/segment token")
+    channel: domain.OfferChannel
+    location: Text | None = None
+    redeemed_at: AwareDatetime | None = Field(default=None, description="absent: now")
+    pin: str | None = Field(
+        default=None, min_length=1, max_length=64, description="for offers validated by PIN"
+    )
+    idempotency_key: Identifier | None = None
+
+
+def record_view(record: Record, **extra: Any) -> dict[str, Any]:
+    view = {
+        k: (str(v) if isinstance(v, uuid.UUID) else v.isoformat() if isinstance(v, datetime) else v)
+        for k, v in record.as_dict().items()
+    }
+    for key in ("amount", "points"):
+        if view[key] is not None:
+            view[key] = str(view[key])
+    return {**view, **extra}
+
+
+async def _own_offer(conn: Connection, principal: Principal, offer_id: str) -> domain.Offer:
+    offer = await repo.get_offer(conn, offer_id)
+    # Another partner's offer is as invisible as a missing one.
+    if offer is None or offer.partner_id != principal.sub:
+        raise Problem(404, "offer_not_found", detail=f"No offer {offer_id}.")
+    return offer
+
+
+def _base_record(offer: domain.Offer, body: OfferRedemptionIn, at: datetime) -> Record:
+    return Record(
+        record_id=uuid.uuid4(),
+        kind=RedemptionKind.OFFER,
+        status=RedemptionStatus.PENDING,
+        redeemed_at=at,
+        member_id=body.member_id,
+        segment_token=body.segment_token,
+        offer_id=offer.offer_id,
+        partner_id=offer.partner_id,
+        channel=str(body.channel),
+        location=body.location,
+        validation_method=ValidationMethod(str(offer.validation_method)),
+    )
+
+
+async def _check_pin(conn: Connection, cfg: RedemptionSettings, member_id: str, pin: str) -> str | None:
+    """None when the PIN is right; otherwise why the redemption fails."""
+    stored = await repo.lock_pin(conn, member_id)
+    if stored is None:
+        return "no_pin_set"
+    pin_hash, state = stored
+    now = datetime.now(UTC)
+    matched = False if state.locked_at(now) else await asyncio.to_thread(domain.pin_matches, pin_hash, pin)
+    after, outcome = domain.after_pin_attempt(
+        state,
+        matched=matched,
+        now=now,
+        max_attempts=cfg.pin_max_attempts,
+        lockout=timedelta(seconds=cfg.pin_lockout_s),
+    )
+    if after != state:
+        await repo.save_pin_state(conn, member_id, after)
+    return {
+        domain.PinOutcome.VERIFIED: None,
+        domain.PinOutcome.WRONG: "invalid_pin",
+        domain.PinOutcome.LOCKED: "pin_locked",
+    }[outcome]
+
+
+@router.post("/v1/offers/{offer_id}/redemptions", status_code=201)
+async def redeem_offer(
+    offer_id: str,
+    body: OfferRedemptionIn,
+    response: Response,
+    principal: Annotated[Principal, Depends(require_roles(Role.PARTNER))],
+    db: Annotated[asyncpg.Pool, Depends(pool)],
+    cfg: Annotated[RedemptionSettings, Depends(settings)],
+) -> dict[str, Any]:
+    """Record a redemption. PIN offers answer successful or failed at once; one-time code offers answer
+    pending (the code goes to the member) until validated. Refusals are recorded as failed, with a reason."""
+    now = datetime.now(UTC)
+    at = body.redeemed_at.astimezone(UTC) if body.redeemed_at else now
+    if at > now + CLOCK_SKEW:
+        raise Problem(
+            422,
+            "validation_failed",
+            detail="redeemed_at is in the future",
+            errors=[{"field": "body.redeemed_at", "code": "future", "message": "in the future"}],
+        )
+    async with db.acquire() as conn, conn.transaction():
+        offer = await _own_offer(conn, principal, offer_id)
+        if offer.validation_method is domain.OfferValidation.PIN and not body.pin:
+            raise Problem(
+                422,
+                "validation_failed",
+                detail="this offer is validated by the member's PIN",
+                errors=[{"field": "body.pin", "code": "missing", "message": "required for PIN offers"}],
+            )
+        if body.idempotency_key is not None:
+            known = await repo.find_by_idempotency_key(conn, principal.sub, body.idempotency_key)
+            if known is not None:
+                record = await get_record(conn, known)
+                assert record is not None
+                response.status_code = 200
+                return record_view(record)
+        record = _base_record(offer, body, at)
+        failure: str | None = None
+        try:
+            offer.check_redeemable(at=at, segment_token=body.segment_token)
+        except domain.OfferError as exc:
+            failure = exc.code
+        if failure is None and offer.validation_method is domain.OfferValidation.PIN:
+            assert body.pin is not None
+            failure = await _check_pin(conn, cfg, body.member_id, body.pin)
+        holds_slot = False
+        if failure is None:
+            try:
+                async with conn.transaction():  # a savepoint: a refused limit undoes the half taken
+                    await repo.take_slot(conn, offer, body.member_id)
+                holds_slot = True
+            except domain.OfferError as exc:
+                failure = exc.code
+        if failure is not None:
+            record = replace(record, status=RedemptionStatus.FAILED, reason=failure)
+        elif offer.validation_method is domain.OfferValidation.PIN:
+            record = replace(record, status=RedemptionStatus.SUCCESSFUL)
+        await write_record(conn, record)
+        await repo.insert_offer_redemption(
+            conn,
+            record_id=record.record_id,
+            offer_id=offer.offer_id,
+            partner_id=principal.sub,
+            member_id=body.member_id,
+            idempotency_key=body.idempotency_key,
+            holds_slot=holds_slot,
+        )
+        extra: dict[str, Any] = {}
+        if record.status is RedemptionStatus.PENDING:
+            extra = await _send_one_time_code(conn, cfg, offer, record, now)
+            response.status_code = 202
+        return record_view(record, **extra)
+
+
+async def _send_one_time_code(
+    conn: Connection, cfg: RedemptionSettings, offer: domain.Offer, record: Record, now: datetime
+) -> dict[str, Any]:
+    assert record.member_id is not None
+    code = domain.new_otp()
+    key = cfg.otp_key.get_secret_value().encode()
+    expires_at = now + timedelta(seconds=cfg.otp_ttl_s)
+    await repo.insert_challenge(
+        conn, domain.OtpChallenge(record.record_id, domain.otp_hash(key, record.record_id, code), expires_at)
+    )
+    # The code leaves only towards the delivery service, which sends it to the member's own contact.
+    message = DeliveryMessageRequested(
+        message_id=record.record_id,
+        member_id=record.member_id,
+        channel=Channel(cfg.otp_channel),
+        template=OTP_TEMPLATE,
+        params={
+            "code": code,
+            "offer_title": offer.title,
+            "expires_in_minutes": str(max(cfg.otp_ttl_s // 60, 1)),
+        },
+    )
+    envelope = Envelope.new(event_type=Topics.DELIVERY_MESSAGE_REQUESTED, producer=PRODUCER, data=message)
+    await add_event(conn, envelope, key=record.member_id)
+    return {"code_expires_at": expires_at.isoformat(), "attempts_left": cfg.otp_max_attempts}
+
+
+class CodeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=1, max_length=32)
+
+
+async def fail_pending(conn: Connection, record: Record, reason: str) -> Record:
+    failed = replace(record, status=RedemptionStatus.FAILED, reason=reason)
+    await write_record(conn, failed)
+    await repo.release_slot(conn, record.record_id)
+    return failed
+
+
+@router.post("/v1/offers/{offer_id}/redemptions/{record_id}/validate")
+async def validate_code(
+    offer_id: str,
+    record_id: uuid.UUID,
+    body: CodeIn,
+    principal: Annotated[Principal, Depends(require_roles(Role.PARTNER))],
+    db: Annotated[asyncpg.Pool, Depends(pool)],
+    cfg: Annotated[RedemptionSettings, Depends(settings)],
+) -> dict[str, Any]:
+    """Check the one-time code the member read out. Wrong codes count; the last allowed one locks it."""
+    async with db.acquire() as conn, conn.transaction():
+        await _own_offer(conn, principal, offer_id)
+        request = await repo.lock_offer_redemption(conn, record_id)
+        challenge = await repo.lock_challenge(conn, record_id)
+        record = await get_record(conn, record_id)
+        if request is None or challenge is None or record is None or request["offer_id"] != offer_id:
+            raise Problem(404, "redemption_not_found", detail=f"No pending redemption {record_id}.")
+        if record.status is not RedemptionStatus.PENDING:
+            return record_view(record)
+        after, outcome = domain.verify_otp(
+            challenge,
+            body.code,
+            key=cfg.otp_key.get_secret_value().encode(),
+            now=datetime.now(UTC),
+            max_attempts=cfg.otp_max_attempts,
+        )
+        await repo.save_challenge(conn, after)
+        if outcome is domain.OtpOutcome.VERIFIED:
+            record = replace(record, status=RedemptionStatus.SUCCESSFUL)
+            await write_record(conn, record)
+            return record_view(record)
+        if outcome is domain.OtpOutcome.WRONG:
+            return record_view(
+                record, attempts_left=after.attempts_left(cfg.otp_max_attempts), code_accepted=False
+            )
+        reason = "too_many_attempts" if outcome is domain.OtpOutcome.LOCKED else "code_expired"
+        return record_view(await fail_pending(conn, record, reason), code_accepted=False)
+
+
+async def expire_open_challenges(db: asyncpg.Pool, limit: int = 500) -> int:
+    """Fail pending redemptions whose code expired unused, and free their slots."""
+    async with db.acquire() as conn, conn.transaction():
+        ids = await repo.expired_challenges(conn, limit)
+        for record_id in ids:
+            challenge = await repo.lock_challenge(conn, record_id)
+            record = await get_record(conn, record_id)
+            if challenge is None or record is None:
+                continue
+            await repo.save_challenge(conn, replace(challenge, status="expired"))
+            if record.status is RedemptionStatus.PENDING:
+                await fail_pending(conn, record, "code_expired")
+    return len(ids)
+
+
+class PinIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pin: str = Field(min_length=1, max_length=64)
+
+
+@router.put("/v1/members/{member_id}/pin", status_code=204)
+async def set_pin(
+    member_id: str,
+    body: PinIn,
+    principal: Annotated[Principal, Depends(require_roles(Role.MEMBER, Role.ADMIN))],
+    db: Annotated[asyncpg.Pool, Depends(pool)],
+) -> Response:
+    """Set or change the member's PIN (stored only as an argon2 hash); it also lifts a lockout."""
+    if not (Role.ADMIN in principal.roles or principal.sub == member_id):
+        raise Problem(403, "forbidden", detail="A member sets only their own PIN.")
+    try:
+        domain.check_new_pin(body.pin)
+    except domain.WeakPin as exc:
+        raise Problem(
+            422,
+            "weak_pin",
+            detail=str(exc),
+            errors=[{"field": "body.pin", "code": "weak_pin", "message": str(exc)}],
+        ) from exc
+    pin_hash = await asyncio.to_thread(domain.hash_pin, body.pin)
+    async with db.acquire() as conn:
+        await repo.set_pin(conn, member_id, pin_hash)
+    return Response(status_code=204)
