@@ -10,6 +10,7 @@ from chassis.jobs import PeriodicJob
 from chassis.service import ServiceRuntime, ServiceSpec
 from services.redemption.offers.api import expire_open_challenges
 from services.redemption.offers.api import router as offers_router
+from services.redemption.records.api import router as records_router
 from services.redemption.records.handlers import record_subscriptions
 from services.redemption.settings import RedemptionSettings
 from services.redemption.storefront.api import policy_of
@@ -42,7 +43,7 @@ def build_spec(settings: RedemptionSettings) -> ServiceSpec:
         title=TITLE,
         migrations_dir=MIGRATIONS,
         subscriptions=[*storefront_subscriptions(policy), *record_subscriptions()],
-        routers=[storefront_router, offers_router],
+        routers=[storefront_router, offers_router, records_router],
         jobs=[
             redrive_job(pool, policy, settings.saga_redrive_interval_s),
             PeriodicJob("redemption-offer-code-expiry", 15.0, lambda: _expire(pool)),

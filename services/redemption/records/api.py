@@ -1,0 +1,122 @@
+"""HTTP in for dashboards: list redemption records with filters, and exact aggregates."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Depends, Query
+
+from chassis.auth import Principal, Role, require_roles
+from chassis.problems import Problem
+from contracts.redemption import RedemptionKind, RedemptionStatus
+from services.redemption.deps import pool
+from services.redemption.records.domain import Record
+from services.redemption.records.repository import RecordFilter, aggregate, list_records
+
+router = APIRouter(tags=["dashboards"])
+
+DASHBOARD_ROLES = (Role.ADMIN, Role.OPS, Role.FINANCE, Role.AUDITOR, Role.SUPPORT_AGENT, Role.PARTNER)
+AGGREGATES = {
+    "per_day": "day",
+    "per_partner": "partner_id",
+    "per_channel": "channel",
+    "per_offer": "offer_id",
+    "per_segment": "segment_token",
+    "per_status": "status",
+}
+
+
+def _cursor(record: Record) -> str:
+    return base64.urlsafe_b64encode(f"{record.redeemed_at.isoformat()}|{record.record_id}".encode()).decode()
+
+
+def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        at, rid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(at), uuid.UUID(rid)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Problem(
+            422,
+            "validation_failed",
+            detail="cursor is not one this service gave out",
+            errors=[{"field": "query.cursor", "code": "invalid", "message": "unknown cursor"}],
+        ) from exc
+
+
+def record_json(record: Record) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in record.as_dict().items():
+        if isinstance(value, uuid.UUID):
+            value = str(value)
+        elif isinstance(value, datetime):
+            value = value.isoformat()
+        elif key in ("amount", "points") and value is not None:
+            value = str(value)
+        out[key] = value
+    return out
+
+
+@router.get("/v1/redemption-records")
+async def redemption_records(
+    principal: Annotated[Principal, Depends(require_roles(*DASHBOARD_ROLES))],
+    db: Annotated[asyncpg.Pool, Depends(pool)],
+    kind: RedemptionKind | None = None,
+    status: RedemptionStatus | None = None,
+    partner_id: str | None = None,
+    offer_id: str | None = None,
+    channel: str | None = None,
+    segment_token: str | None = None,
+    member_id: Annotated[str | None, Query(description="staff only")] = None,
+    date_from: Annotated[date | None, Query(alias="from", description="first UTC day, inclusive")] = None,
+    date_to: Annotated[date | None, Query(alias="to", description="last UTC day, inclusive")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+    aggregates: Annotated[bool, Query(description="include counts per day, partner, channel, …")] = True,
+) -> dict[str, Any]:
+    """Records newest first, and (from the daily aggregates, exact even after retention purges) counts and
+    sums per day, partner, channel, offer, segment and status. Partners see only their own."""
+    if Role.PARTNER in principal.roles and not principal.has_any_role(set(DASHBOARD_ROLES) - {Role.PARTNER}):
+        if partner_id not in (None, principal.sub):
+            raise Problem(403, "forbidden", detail="A partner sees only its own redemptions.")
+        partner_id = principal.sub
+        member_id = None
+    if date_from and date_to and date_to < date_from:
+        raise Problem(
+            422,
+            "validation_failed",
+            detail="`to` is before `from`",
+            errors=[{"field": "query.to", "code": "before_from", "message": "before from"}],
+        )
+    flt = RecordFilter(
+        kind=kind.value if kind else None,
+        status=status.value if status else None,
+        partner_id=partner_id,
+        offer_id=offer_id,
+        channel=channel,
+        segment_token=segment_token,
+        member_id=member_id,
+        date_from=date_from,
+        date_to=date_to,
+    )
+    before = _parse_cursor(cursor) if cursor else None
+    async with db.acquire() as conn:
+        records = await list_records(conn, flt, limit=limit, before=before)
+        body: dict[str, Any] = {
+            "items": [record_json(r) for r in records],
+            "next_cursor": _cursor(records[-1]) if len(records) == limit else None,
+        }
+        if aggregates and member_id is None:
+            per = {name: await aggregate(conn, flt, dim) for name, dim in AGGREGATES.items()}
+            totals = per["per_status"]
+            body["aggregates"] = {
+                "total": {
+                    "records": sum(r["records"] for r in totals),
+                    "by_status": {r["value"]: r["records"] for r in totals},
+                },
+                **per,
+            }
+    return body
