@@ -7,8 +7,8 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from email import message_from_bytes
-from email.message import Message
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,11 @@ class RunningSmtpSink:
     port: int
     mail_dir: Path
 
-    def messages(self) -> list[Message]:
-        return [message_from_bytes(p.read_bytes()) for p in sorted(self.mail_dir.glob("*.eml"))]
+    def messages(self) -> list[EmailMessage]:
+        return [
+            message_from_bytes(p.read_bytes(), _class=EmailMessage, policy=policy.default)
+            for p in sorted(self.mail_dir.glob("*.eml"))
+        ]
 
 
 @dataclass(frozen=True)

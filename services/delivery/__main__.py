@@ -1,12 +1,9 @@
 """The delivery service process: email, SMS and WhatsApp delivery with retries and notifications."""
 
-from pathlib import Path
-
-from chassis.service import run_named_service
+from chassis.service import run_service
+from services.delivery.app import build_spec
+from services.delivery.settings import DeliverySettings
 
 if __name__ == "__main__":
-    run_named_service(
-        "delivery",
-        "Orchard delivery service: email, SMS and WhatsApp delivery with retries and notifications",
-        Path(__file__).resolve().parent,
-    )
+    settings = DeliverySettings()
+    run_service(build_spec(settings), settings)

@@ -1,0 +1,127 @@
+"""Kafka in: the join of `delivery.requested` and `voucher.issued`, order state (cancellation and
+notifications), support resends, low stock and SLA breaches. Each runs in the consumer's batch
+transaction with its inbox row, and only writes tables: sending is the workers' job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from chassis.audit import append_audit
+from chassis.consumer import Subscription
+from chassis.db import Connection
+from contracts.delivery import DeliveryRequested
+from contracts.envelope import Envelope
+from contracts.orders import OrderStateChanged
+from contracts.support import SupportResendRequested, SupportSlaBreached
+from contracts.topics import Topics
+from contracts.vouchers import VoucherIssued, VoucherStockLow
+
+from . import notifications, repository, review
+from .codes import CodeVault
+from .domain import DeliveryError
+from .settings import DeliverySettings
+
+log = structlog.get_logger(__name__)
+
+
+class DeliveryHandlers:
+    def __init__(self, settings: DeliverySettings) -> None:
+        self.settings = settings
+        self.vault = CodeVault(settings.code_key)
+
+    async def on_delivery_requested(self, conn: Connection, env: Envelope[Any]) -> None:
+        d: DeliveryRequested = env.data
+        await repository.record_request(
+            conn,
+            repository.RequestDetails(
+                order_id=d.order_id,
+                booking_id=d.booking_id,
+                member_id=d.member_id,
+                campaign_id=d.campaign_id,
+                channel=d.channel,
+                name=d.name,
+                email=d.email,
+                phone=d.phone,
+                locale=d.locale,
+                template=d.template,
+                correlation_id=env.correlation_id,
+            ),
+        )
+        await repository.queue_if_ready(conn, d.order_id)
+
+    async def on_voucher_issued(self, conn: Connection, env: Envelope[Any]) -> None:
+        d: VoucherIssued = env.data
+        await repository.record_voucher(
+            conn,
+            repository.VoucherDetails(
+                order_id=d.order_id,
+                campaign_id=d.campaign_id,
+                code_id=d.code_id,
+                sealed_code=self.vault.seal(d.code),
+                masked_code=d.masked_code,
+                face_value=d.face_value,
+                currency=d.currency,
+                expires_at=d.expires_at,
+                correlation_id=env.correlation_id,
+            ),
+        )
+        await repository.queue_if_ready(conn, d.order_id)
+
+    async def on_order_state_changed(self, conn: Connection, env: Envelope[Any]) -> None:
+        d: OrderStateChanged = env.data
+        if await repository.record_order_state(conn, d.order_id, d.campaign_id, d.state.value):
+            log.info("delivery_cancelled_with_order", order_id=str(d.order_id))
+        await notifications.order_state_changed(conn, self.settings, d)
+
+    async def on_resend_requested(self, conn: Connection, env: Envelope[Any]) -> None:
+        d: SupportResendRequested = env.data
+        row = (
+            await repository.find_delivery(conn, d.delivery_id)
+            if d.delivery_id
+            else await repository.find_by_order(conn, d.order_id)
+        )
+        if row is None:
+            log.warning("resend_for_unknown_delivery", order_id=str(d.order_id))
+            return
+        try:
+            async with conn.transaction():  # a savepoint: a refused resend leaves nothing behind
+                await review.resend(conn, row["delivery_id"], actor=d.requested_by, reason=d.reason)
+        except DeliveryError as refused:
+            await append_audit(
+                conn,
+                actor=d.requested_by,
+                action="delivery.resend_refused",
+                subject_type="delivery",
+                subject_id=str(row["delivery_id"]),
+                details={"order_id": str(d.order_id), "ticket_id": d.ticket_id, "why": str(refused)},
+            )
+            log.info("resend_refused", order_id=str(d.order_id), why=type(refused).__name__)
+
+    async def on_stock_low(self, conn: Connection, env: Envelope[Any]) -> None:
+        await notifications.stock_low(conn, self.settings, env.data)
+
+    async def on_sla_breached(self, conn: Connection, env: Envelope[Any]) -> None:
+        await notifications.sla_breached(conn, self.settings, env.data)
+
+    def subscriptions(self) -> list[Subscription]:
+        return [
+            Subscription(
+                "delivery-requests", Topics.DELIVERY_REQUESTED, DeliveryRequested, self.on_delivery_requested
+            ),
+            Subscription("delivery-vouchers", Topics.VOUCHER_ISSUED, VoucherIssued, self.on_voucher_issued),
+            Subscription(
+                "delivery-orders", Topics.ORDER_STATE_CHANGED, OrderStateChanged, self.on_order_state_changed
+            ),
+            Subscription(
+                "delivery-resends",
+                Topics.SUPPORT_RESEND_REQUESTED,
+                SupportResendRequested,
+                self.on_resend_requested,
+            ),
+            Subscription("delivery-stock", Topics.VOUCHER_STOCK_LOW, VoucherStockLow, self.on_stock_low),
+            Subscription(
+                "delivery-sla", Topics.SUPPORT_SLA_BREACHED, SupportSlaBreached, self.on_sla_breached
+            ),
+        ]

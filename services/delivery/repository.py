@@ -1,0 +1,433 @@
+"""SQL of the delivery service (its own schema): the join/queue table, attempts, campaign settings."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from chassis.db import Connection
+from contracts.values import Channel
+
+from .domain import AttemptOutcome, SendResult
+
+WAKE_CHANNEL = "orchard_delivery_due"
+
+
+@dataclass(frozen=True)
+class RequestDetails:
+    order_id: uuid.UUID
+    booking_id: str
+    member_id: str
+    campaign_id: str
+    channel: Channel
+    name: str | None
+    email: str | None
+    phone: str | None
+    locale: str
+    template: str | None
+    correlation_id: str
+
+
+@dataclass(frozen=True)
+class VoucherDetails:
+    order_id: uuid.UUID
+    campaign_id: str
+    code_id: uuid.UUID
+    sealed_code: bytes
+    masked_code: str
+    face_value: Decimal
+    currency: str
+    expires_at: datetime | None
+    correlation_id: str
+
+
+async def record_request(conn: Connection, r: RequestDetails) -> None:
+    """The recipient half of the join; a repeated request for the same order changes nothing."""
+    await conn.execute(
+        """
+        INSERT INTO deliveries (delivery_id, order_id, booking_id, member_id, campaign_id, requested_channel,
+                                channel, recipient_name, email, phone, locale, template, has_request,
+                                correlation_id)
+        VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10, $11, true, $12)
+        ON CONFLICT (order_id) DO UPDATE SET
+            booking_id = EXCLUDED.booking_id, member_id = EXCLUDED.member_id,
+            campaign_id = coalesce(deliveries.campaign_id, EXCLUDED.campaign_id),
+            requested_channel = EXCLUDED.requested_channel, channel = EXCLUDED.channel,
+            recipient_name = EXCLUDED.recipient_name, email = EXCLUDED.email, phone = EXCLUDED.phone,
+            locale = EXCLUDED.locale, template = EXCLUDED.template, has_request = true,
+            correlation_id = coalesce(deliveries.correlation_id, EXCLUDED.correlation_id),
+            updated_at = now()
+        WHERE NOT deliveries.has_request
+        """,
+        uuid.uuid4(),
+        r.order_id,
+        r.booking_id,
+        r.member_id,
+        r.campaign_id,
+        r.channel.value,
+        r.name,
+        r.email,
+        r.phone,
+        r.locale,
+        r.template,
+        r.correlation_id,
+    )
+
+
+async def record_voucher(conn: Connection, v: VoucherDetails) -> None:
+    """The code half of the join; kept sealed, and not at all for an order already cancelled."""
+    await conn.execute(
+        """
+        INSERT INTO deliveries (delivery_id, order_id, campaign_id, code_id, code_ciphertext, masked_code,
+                                face_value, currency, expires_at, has_voucher, correlation_id)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, true, $10)
+        ON CONFLICT (order_id) DO UPDATE SET
+            campaign_id = coalesce(deliveries.campaign_id, EXCLUDED.campaign_id),
+            code_id = EXCLUDED.code_id,
+            code_ciphertext = CASE WHEN deliveries.order_state = 'cancelled' THEN NULL
+                                   ELSE EXCLUDED.code_ciphertext END,
+            masked_code = EXCLUDED.masked_code, face_value = EXCLUDED.face_value,
+            currency = EXCLUDED.currency, expires_at = EXCLUDED.expires_at, has_voucher = true,
+            correlation_id = coalesce(deliveries.correlation_id, EXCLUDED.correlation_id),
+            updated_at = now()
+        WHERE NOT deliveries.has_voucher
+        """,
+        uuid.uuid4(),
+        v.order_id,
+        v.campaign_id,
+        v.code_id,
+        v.sealed_code,
+        v.masked_code,
+        v.face_value,
+        v.currency,
+        v.expires_at,
+        v.correlation_id,
+    )
+
+
+async def queue_if_ready(conn: Connection, order_id: uuid.UUID) -> bool:
+    """Both halves here and the order not cancelled: the delivery becomes due now, and workers wake."""
+    queued = await conn.fetchval(
+        """
+        UPDATE deliveries SET status = 'queued', next_attempt_at = now(), updated_at = now()
+         WHERE order_id = $1 AND status = 'waiting' AND has_request AND has_voucher
+           AND order_state IS DISTINCT FROM 'cancelled'
+        RETURNING channel
+        """,
+        order_id,
+    )
+    if queued is not None:
+        await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, queued)
+    return queued is not None
+
+
+async def record_order_state(conn: Connection, order_id: uuid.UUID, campaign_id: str, state: str) -> bool:
+    """Follow the order; on cancellation stop the delivery and drop its code. True if it was cancelled now.
+
+    A delivery being sent right now holds its row lock until the send is recorded, so this waits for
+    it: the cancellation lands either before the send (nothing is sent) or after it (it was sent)."""
+    if state != "cancelled":
+        await conn.execute(
+            "UPDATE deliveries SET order_state = $2, updated_at = now()"
+            " WHERE order_id = $1 AND order_state IS DISTINCT FROM 'cancelled'",
+            order_id,
+            state,
+        )
+        return False
+    row = await conn.fetchrow(
+        """
+        INSERT INTO deliveries (delivery_id, order_id, campaign_id, order_state, status)
+        VALUES ($1, $2, $3, 'cancelled', 'cancelled')
+        ON CONFLICT (order_id) DO UPDATE SET
+            order_state = 'cancelled',
+            status = CASE WHEN deliveries.status = 'sent' THEN 'sent' ELSE 'cancelled' END,
+            code_ciphertext = NULL, next_attempt_at = NULL, updated_at = now()
+        RETURNING (xmax = 0) AS inserted, status
+        """,
+        uuid.uuid4(),
+        order_id,
+        campaign_id,
+    )
+    assert row is not None
+    return bool(row["status"] == "cancelled")
+
+
+def idempotency_key(delivery_id: uuid.UUID, send_round: int, channel: str) -> str:
+    return f"{delivery_id}:{send_round}:{channel}"
+
+
+async def claim_due(conn: Connection, channel: Channel, lease_s: float) -> asyncpg.Record | None:
+    """Take the next due delivery of a channel and write its attempt row before anything is sent."""
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            """
+            WITH next AS (
+                SELECT delivery_id FROM deliveries
+                 WHERE status = 'queued' AND channel = $1 AND next_attempt_at <= now()
+                 ORDER BY next_attempt_at
+                 LIMIT 1
+                 FOR UPDATE SKIP LOCKED
+            )
+            UPDATE deliveries d
+               SET status = 'sending', attempts = d.attempts + 1, channel_attempts = d.channel_attempts + 1,
+                   lease_until = now() + make_interval(secs => $2), updated_at = now()
+              FROM next WHERE d.delivery_id = next.delivery_id
+            RETURNING d.delivery_id, d.attempts, d.send_round, d.channel
+            """,
+            channel.value,
+            lease_s,
+        )
+        if row is None:
+            return None
+        await conn.execute(
+            "INSERT INTO delivery_attempts (delivery_id, attempt, channel, send_round, idempotency_key)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            row["delivery_id"],
+            row["attempts"],
+            row["channel"],
+            row["send_round"],
+            idempotency_key(row["delivery_id"], row["send_round"], row["channel"]),
+        )
+        return row
+
+
+async def lock_delivery(conn: Connection, delivery_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM deliveries WHERE delivery_id = $1 FOR UPDATE", delivery_id)
+
+
+async def finish_attempt(
+    conn: Connection, delivery_id: uuid.UUID, attempt: int, outcome: AttemptOutcome, result: SendResult | None
+) -> None:
+    await conn.execute(
+        """
+        UPDATE delivery_attempts
+           SET outcome = $3, finished_at = now(), reason_code = $4, retryable = $5,
+               provider_message_id = $6, provider_response = $7
+         WHERE delivery_id = $1 AND attempt = $2
+        """,
+        delivery_id,
+        attempt,
+        outcome.value,
+        result.reason_code.value if result and result.reason_code else None,
+        result.retryable if result and not result.ok else None,
+        result.provider_message_id if result else None,
+        result.response if result else None,
+    )
+
+
+async def mark_sent(conn: Connection, delivery_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE deliveries SET status = 'sent', sent_at = now(), lease_until = NULL, next_attempt_at = NULL,"
+        " last_reason_code = NULL, updated_at = now() WHERE delivery_id = $1",
+        delivery_id,
+    )
+
+
+async def schedule_retry(conn: Connection, delivery_id: uuid.UUID, at: datetime, reason: str) -> None:
+    await conn.execute(
+        "UPDATE deliveries SET status = 'queued', next_attempt_at = $2, lease_until = NULL,"
+        " last_reason_code = $3, updated_at = now() WHERE delivery_id = $1",
+        delivery_id,
+        at,
+        reason,
+    )
+
+
+async def fall_back(
+    conn: Connection, delivery_id: uuid.UUID, from_channel: str, to_channel: Channel, reason: str
+) -> None:
+    step = {"from": from_channel, "to": to_channel.value, "reason_code": reason}
+    await conn.execute(
+        """
+        UPDATE deliveries
+           SET status = 'queued', channel = $3, channel_attempts = 0, next_attempt_at = now(),
+               lease_until = NULL, last_reason_code = $4,
+               tried_channels = array_append(tried_channels, $2),
+               fallback_trail = fallback_trail
+                                || jsonb_build_array($5::jsonb || jsonb_build_object('at', now())),
+               updated_at = now()
+         WHERE delivery_id = $1
+        """,
+        delivery_id,
+        from_channel,
+        to_channel.value,
+        reason,
+        json.dumps(step),
+    )
+    await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, to_channel.value)
+
+
+async def mark_failed(conn: Connection, delivery_id: uuid.UUID, reason: str) -> None:
+    await conn.execute(
+        "UPDATE deliveries SET status = 'failed', failed_at = now(), lease_until = NULL,"
+        " next_attempt_at = NULL, last_reason_code = $2, updated_at = now() WHERE delivery_id = $1",
+        delivery_id,
+        reason,
+    )
+
+
+async def release_cancelled(conn: Connection, delivery_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE deliveries SET status = 'cancelled', lease_until = NULL, next_attempt_at = NULL,"
+        " code_ciphertext = NULL, updated_at = now() WHERE delivery_id = $1",
+        delivery_id,
+    )
+
+
+async def flag_unknown_outcomes(conn: Connection) -> list[asyncpg.Record]:
+    """Deliveries whose sender vanished (lease over, row not locked by a live send): their pending
+    attempt's outcome is unknown. It is flagged, and the delivery is queued again with the same
+    idempotency key (and Message-ID), so the provider can recognise a message that did leave."""
+    rows = await conn.fetch(
+        """
+        WITH lost AS (
+            SELECT delivery_id, attempts FROM deliveries
+             WHERE status = 'sending' AND lease_until < now()
+             FOR UPDATE SKIP LOCKED
+        ), flagged AS (
+            UPDATE delivery_attempts a
+               SET outcome = 'unknown', finished_at = now(), reason_code = 'outcome_unknown',
+                   retryable = true,
+                   provider_response = 'the sender stopped before recording the outcome'
+              FROM lost WHERE a.delivery_id = lost.delivery_id AND a.attempt = lost.attempts
+               AND a.outcome = 'pending'
+            RETURNING a.delivery_id
+        )
+        UPDATE deliveries d
+           SET status = 'queued', next_attempt_at = now(), lease_until = NULL,
+               last_reason_code = 'outcome_unknown', updated_at = now()
+          FROM lost WHERE d.delivery_id = lost.delivery_id
+        RETURNING d.delivery_id, d.order_id, d.channel
+        """
+    )
+    for channel in {r["channel"] for r in rows}:
+        await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, channel)
+    return rows
+
+
+async def fallback_allowed(conn: Connection, campaign_id: str | None, default: bool) -> bool:
+    if campaign_id is None:
+        return default
+    allowed = await conn.fetchval(
+        "SELECT fallback_allowed FROM campaign_settings WHERE campaign_id = $1", campaign_id
+    )
+    return default if allowed is None else bool(allowed)
+
+
+async def set_campaign_fallback(conn: Connection, campaign_id: str, allowed: bool, actor: str) -> None:
+    await conn.execute(
+        """
+        INSERT INTO campaign_settings (campaign_id, fallback_allowed, updated_by) VALUES ($1, $2, $3)
+        ON CONFLICT (campaign_id) DO UPDATE
+            SET fallback_allowed = EXCLUDED.fallback_allowed, updated_by = EXCLUDED.updated_by,
+                updated_at = now()
+        """,
+        campaign_id,
+        allowed,
+        actor,
+    )
+
+
+async def purge_held_codes(conn: Connection, retention_days: int) -> int:
+    result = await conn.execute(
+        "UPDATE deliveries SET code_ciphertext = NULL"
+        " WHERE code_ciphertext IS NOT NULL AND status = 'sent'"
+        " AND sent_at < now() - make_interval(days => $1)",
+        retention_days,
+    )
+    return int(result.split()[-1])
+
+
+async def find_delivery(conn: Connection, delivery_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM deliveries WHERE delivery_id = $1", delivery_id)
+
+
+async def find_by_order(conn: Connection, order_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM deliveries WHERE order_id = $1", order_id)
+
+
+async def attempts_of(conn: Connection, delivery_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt", delivery_id
+    )
+
+
+@dataclass(frozen=True)
+class FailedFilter:
+    campaign_id: str | None = None
+    channel: str | None = None
+    reason_code: str | None = None
+    failed_from: datetime | None = None
+    failed_to: datetime | None = None
+    limit: int = 100
+    after: tuple[datetime, uuid.UUID] | None = None
+
+
+async def list_failed(conn: Connection, f: FailedFilter) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """
+        SELECT * FROM deliveries
+         WHERE status = 'failed'
+           AND ($1::text IS NULL OR campaign_id = $1)
+           AND ($2::text IS NULL OR channel = $2)
+           AND ($3::text IS NULL OR last_reason_code = $3)
+           AND ($4::timestamptz IS NULL OR failed_at >= $4)
+           AND ($5::timestamptz IS NULL OR failed_at < $5)
+           AND ($6::timestamptz IS NULL OR (failed_at, delivery_id) < ($6, $7::uuid))
+         ORDER BY failed_at DESC, delivery_id DESC
+         LIMIT $8
+        """,
+        f.campaign_id,
+        f.channel,
+        f.reason_code,
+        f.failed_from,
+        f.failed_to,
+        f.after[0] if f.after else None,
+        f.after[1] if f.after else None,
+        f.limit,
+    )
+
+
+async def correct_contacts(
+    conn: Connection, delivery_id: uuid.UUID, *, email: str | None, phone: str | None, channel: Channel | None
+) -> None:
+    await conn.execute(
+        """
+        UPDATE deliveries SET email = coalesce($2, email), phone = coalesce($3, phone),
+               channel = coalesce($4, channel), requested_channel = coalesce($4, requested_channel),
+               updated_at = now()
+         WHERE delivery_id = $1
+        """,
+        delivery_id,
+        email,
+        phone,
+        channel.value if channel else None,
+    )
+
+
+async def start_resend(conn: Connection, delivery_id: uuid.UUID) -> str:
+    """A new send round: a new idempotency key and Message-ID, the retry budget renewed, the
+    recipient's chosen channel first again."""
+    channel = await conn.fetchval(
+        """
+        UPDATE deliveries
+           SET status = 'queued', send_round = send_round + 1, channel = requested_channel,
+               channel_attempts = 0, tried_channels = '{}', next_attempt_at = now(), failed_at = NULL,
+               last_resend_at = now(), updated_at = now()
+         WHERE delivery_id = $1
+        RETURNING channel
+        """,
+        delivery_id,
+    )
+    await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, channel)
+    return str(channel)
+
+
+def row_dict(row: asyncpg.Record) -> dict[str, Any]:
+    return dict(row.items())

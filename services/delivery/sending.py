@@ -1,0 +1,294 @@
+"""The send queue's workers: outside the Kafka poll loop, per channel a pool of async workers with its
+own concurrency and rate limit.
+
+One attempt is two transactions. The first claims a due delivery (FOR UPDATE SKIP LOCKED) and writes
+the attempt row, so the attempt is on record before anything leaves. The second locks the delivery,
+checks the order is still not cancelled, sends, and records the outcome, the next step (retry with
+backoff and jitter, fallback to another channel, or final failure) and its event in the outbox. A
+cancellation waits for that lock, so it lands before a send or after it, never beside it. If the
+process dies during the second, the attempt stays `pending`; the recovery job flags it `unknown` and
+queues the delivery again with the same idempotency key and Message-ID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import structlog
+from prometheus_client import Counter
+
+from chassis.db import Connection, quote_ident
+from chassis.outbox import add_event
+from contracts.delivery import DeliveryFailed, DeliverySucceeded
+from contracts.envelope import Envelope
+from contracts.topics import Topics
+from contracts.values import Channel
+
+from . import notifications, repository
+from .channels import ChannelSender, Outgoing
+from .codes import CodeVault
+from .domain import (
+    AttemptOutcome,
+    Contacts,
+    Fallback,
+    ReasonCode,
+    Retry,
+    RetryPolicy,
+    SendResult,
+    after_failure,
+)
+from .settings import DeliverySettings
+from .templates import TemplateBook, VoucherView
+
+log = structlog.get_logger(__name__)
+PRODUCER = "delivery"
+
+ATTEMPTS = Counter("orchard_delivery_attempts_total", "Delivery attempts by outcome", ["channel", "outcome"])
+
+
+class RateLimiter:
+    """Token bucket shared by one channel's workers: at most `rate` sends per second, small bursts."""
+
+    def __init__(self, rate_per_s: float, burst: float | None = None) -> None:
+        self._rate = rate_per_s
+        self._capacity = burst if burst is not None else max(1.0, rate_per_s / 10)
+        self._tokens = self._capacity
+        self._updated = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self._tokens = min(self._capacity, self._tokens + (now - self._updated) * self._rate)
+                self._updated = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                await asyncio.sleep((1 - self._tokens) / self._rate)
+
+    def refund(self) -> None:
+        self._tokens = min(self._capacity, self._tokens + 1)
+
+
+def message_id(delivery_id: uuid.UUID, send_round: int, channel: str, domain: str) -> str:
+    return f"<{delivery_id}.{send_round}.{channel}@{domain}>"
+
+
+class DeliveryEngine:
+    def __init__(
+        self,
+        settings: DeliverySettings,
+        senders: Mapping[Channel, ChannelSender],
+        *,
+        templates: TemplateBook | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.senders = dict(senders)
+        self.templates = templates or TemplateBook(settings.templates_dir)
+        self.vault = CodeVault(settings.code_key)
+        self.policy = RetryPolicy(settings.max_attempts, settings.retry_base_s, settings.retry_max_s)
+        self._rng = rng
+        self._pool: asyncpg.Pool | None = None
+        self._limiters = {c: RateLimiter(settings.rate_per_s(c)) for c in Channel}
+        self._wake = {c: asyncio.Event() for c in Channel}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "the engine is not started"
+        return self._pool
+
+    def bind(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def start(self, pool: asyncpg.Pool, dsn: str, schema: str) -> None:
+        self._pool = pool
+        self._stopping.clear()
+        with contextlib.suppress(OSError, asyncpg.PostgresError):
+            self._listener = await asyncpg.connect(dsn, server_settings={"search_path": quote_ident(schema)})
+            await self._listener.add_listener(repository.WAKE_CHANNEL, self._on_notify)
+        for channel in Channel:
+            for n in range(self.settings.workers(channel)):
+                self._tasks.append(asyncio.create_task(self._work(channel), name=f"delivery-{channel}-{n}"))
+        log.info("delivery_workers_started", workers={c.value: self.settings.workers(c) for c in Channel})
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for event in self._wake.values():
+            event.set()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self.settings.provider_timeout_s + 5)
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+        for sender in self.senders.values():
+            with contextlib.suppress(Exception):
+                await sender.close()
+
+    def _on_notify(self, *args: Any) -> None:
+        payload = args[-1]
+        with contextlib.suppress(ValueError):
+            self._wake[Channel(payload)].set()
+
+    async def _work(self, channel: Channel) -> None:
+        limiter = self._limiters[channel]
+        while not self._stopping.is_set():
+            try:
+                await limiter.acquire()
+                worked = await self.run_once(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("delivery_worker_error", channel=channel.value, error=repr(exc))
+                worked = False
+                await asyncio.sleep(1.0)
+            if not worked:
+                limiter.refund()
+                self._wake[channel].clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake[channel].wait(), self.settings.queue_poll_interval_s)
+
+    async def run_once(self, channel: Channel) -> bool:
+        """Claim one due delivery of `channel` and make its attempt; False when none is due."""
+        async with self.pool.acquire() as conn:
+            claimed = await repository.claim_due(conn, channel, self.settings.lease_s)
+            if claimed is None:
+                return False
+            await self._attempt(conn, claimed["delivery_id"], claimed["attempts"])
+        return True
+
+    async def _attempt(self, conn: Connection, delivery_id: uuid.UUID, attempt: int) -> None:
+        async with conn.transaction():
+            row = await repository.lock_delivery(conn, delivery_id)
+            if row is None or row["attempts"] != attempt or row["status"] not in ("sending", "cancelled"):
+                return
+            channel = Channel(row["channel"])
+            with structlog.contextvars.bound_contextvars(
+                correlation_id=row["correlation_id"], delivery_id=str(delivery_id), channel=channel.value
+            ):
+                if row["status"] == "cancelled" or row["order_state"] == "cancelled":
+                    await repository.finish_attempt(conn, delivery_id, attempt, AttemptOutcome.SKIPPED, None)
+                    await repository.release_cancelled(conn, delivery_id)
+                    log.info("delivery_skipped_cancelled_order")
+                    return
+                result = await self._send(row, channel)
+                ATTEMPTS.labels(channel.value, "succeeded" if result.ok else "failed").inc()
+                outcome = AttemptOutcome.SUCCEEDED if result.ok else AttemptOutcome.FAILED
+                await repository.finish_attempt(conn, delivery_id, attempt, outcome, result)
+                if result.ok:
+                    await self._succeeded(conn, row, channel, attempt, result)
+                else:
+                    await self._failed(conn, row, channel, attempt, result)
+
+    async def _send(self, row: asyncpg.Record, channel: Channel) -> SendResult:
+        to = row["email"] if channel is Channel.EMAIL else row["phone"]
+        if not to:
+            return SendResult.failure(ReasonCode.NO_CONTACT, f"no {channel.value} contact on file")
+        if row["code_ciphertext"] is None:
+            return SendResult.failure(ReasonCode.CODE_UNAVAILABLE, "the voucher code is no longer held")
+        view = VoucherView(
+            booking_id=row["booking_id"],
+            campaign_id=row["campaign_id"],
+            name=row["recipient_name"],
+            locale=row["locale"],
+            code=self.vault.open(bytes(row["code_ciphertext"])),
+            masked_code=row["masked_code"],
+            face_value=row["face_value"],
+            currency=row["currency"],
+            expires_at=row["expires_at"],
+        )
+        content = self.templates.render(view, channel, row["template"])
+        outgoing = Outgoing(
+            channel=channel,
+            to=to,
+            name=row["recipient_name"],
+            content=content,
+            message_id=message_id(
+                row["delivery_id"], row["send_round"], channel.value, self.settings.message_id_domain
+            ),
+        )
+        key = repository.idempotency_key(row["delivery_id"], row["send_round"], channel.value)
+        try:
+            return await self.senders[channel].send(outgoing, idempotency_key=key)
+        except Exception as exc:  # an adapter bug must not leave the attempt unrecorded
+            log.error("delivery_adapter_error", error=type(exc).__name__)
+            return SendResult.failure(ReasonCode.PROVIDER_ERROR, f"adapter error: {type(exc).__name__}")
+
+    def _envelope(self, row: asyncpg.Record, data: DeliverySucceeded | DeliveryFailed) -> Envelope[Any]:
+        topic = Topics.DELIVERY_SUCCEEDED if isinstance(data, DeliverySucceeded) else Topics.DELIVERY_FAILED
+        return Envelope.new(
+            event_type=topic, producer=PRODUCER, data=data, correlation_id=row["correlation_id"]
+        )
+
+    async def _succeeded(
+        self, conn: Connection, row: asyncpg.Record, channel: Channel, attempt: int, result: SendResult
+    ) -> None:
+        await repository.mark_sent(conn, row["delivery_id"])
+        event = DeliverySucceeded(
+            order_id=row["order_id"],
+            delivery_id=row["delivery_id"],
+            channel=channel,
+            attempt=attempt,
+            provider_message_id=(result.provider_message_id or None) and result.provider_message_id[:200],
+        )
+        await add_event(conn, self._envelope(row, event), key=str(row["order_id"]))
+        log.info("delivery_succeeded", attempt=attempt)
+
+    async def _failed(
+        self, conn: Connection, row: asyncpg.Record, channel: Channel, attempt: int, result: SendResult
+    ) -> None:
+        assert result.reason_code is not None
+        reason = result.reason_code.value
+        allowed = await repository.fallback_allowed(conn, row["campaign_id"], self.settings.fallback_default)
+        decision = after_failure(
+            result,
+            channel_attempts=row["channel_attempts"],
+            policy=self.policy,
+            now=datetime.now(UTC),
+            current=channel,
+            tried=frozenset(Channel(c) for c in row["tried_channels"]),
+            contacts=Contacts(row["email"], row["phone"]),
+            fallback_allowed=allowed,
+            rng=self._rng,
+        )
+        if isinstance(decision, Retry):
+            await repository.schedule_retry(conn, row["delivery_id"], decision.at, reason)
+        elif isinstance(decision, Fallback):
+            await repository.fall_back(conn, row["delivery_id"], channel.value, decision.channel, reason)
+        else:
+            await repository.mark_failed(conn, row["delivery_id"], reason)
+        final = not isinstance(decision, Retry | Fallback)
+        event = DeliveryFailed(
+            order_id=row["order_id"],
+            delivery_id=row["delivery_id"],
+            channel=channel,
+            attempt=attempt,
+            reason_code=reason,
+            retryable=result.retryable,
+            final=final,
+            reason=result.response[:2000],
+        )
+        await add_event(conn, self._envelope(row, event), key=str(row["order_id"]))
+        if final:
+            await notifications.delivery_failed(conn, self.settings, row, channel, reason)
+        log.info(
+            "delivery_attempt_failed",
+            attempt=attempt,
+            reason_code=reason,
+            next=type(decision).__name__.lower(),
+        )

@@ -1,0 +1,104 @@
+"""The delivery service's settings: SMTP and Twilio-shaped providers per channel, worker counts and
+rate limits, retries, the key that encrypts held codes, and the notifier's webhooks and filters.
+Defaults point at the local sinks (DESIGN.md §5)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+
+from chassis.settings import Settings
+from contracts.values import Channel
+
+_DEV_CODE_KEY = base64.urlsafe_b64encode(hashlib.sha256(b"orchard-local-dev-delivery-code-key").digest())
+
+
+def _csv(value: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in value.split(",") if part.strip())
+
+
+class DeliverySettings(Settings):
+    service_name: str = Field(default="delivery", alias="ORCHARD_SERVICE")
+    db_pool_max: int = Field(default=30, alias="ORCHARD_DB_POOL_MAX")
+
+    smtp_host: str = Field(default="127.0.0.1", alias="ORCHARD_SMTP_HOST")
+    smtp_port: int = Field(default=1025, alias="ORCHARD_SMTP_PORT")
+    smtp_starttls: bool = Field(default=False, alias="ORCHARD_SMTP_STARTTLS")
+    smtp_implicit_tls: bool = Field(default=False, alias="ORCHARD_SMTP_TLS")
+    smtp_username: str | None = Field(default=None, alias="ORCHARD_SMTP_USERNAME")
+    smtp_password: SecretStr | None = Field(default=None, alias="ORCHARD_SMTP_PASSWORD")
+    email_from: str = Field(default="Orchard Rewards <rewards@orchard.local>", alias="ORCHARD_EMAIL_FROM")
+    message_id_domain: str = Field(default="orchard.local", alias="ORCHARD_MESSAGE_ID_DOMAIN")
+
+    sms_base_url: str = Field(default="http://127.0.0.1:8190", alias="ORCHARD_SMS_BASE_URL")
+    sms_account_sid: str = Field(default="ACorchardlocal", alias="ORCHARD_SMS_ACCOUNT_SID")
+    sms_auth_token: SecretStr = Field(default=SecretStr("local-token"), alias="ORCHARD_SMS_AUTH_TOKEN")
+    sms_from: str = Field(default="+15550100001", alias="ORCHARD_SMS_FROM")
+    whatsapp_base_url: str = Field(default="http://127.0.0.1:8190", alias="ORCHARD_WHATSAPP_BASE_URL")
+    whatsapp_account_sid: str = Field(default="ACorchardlocal", alias="ORCHARD_WHATSAPP_ACCOUNT_SID")
+    whatsapp_auth_token: SecretStr = Field(
+        default=SecretStr("local-token"), alias="ORCHARD_WHATSAPP_AUTH_TOKEN"
+    )
+    whatsapp_from: str = Field(default="+15550100002", alias="ORCHARD_WHATSAPP_FROM")
+    provider_timeout_s: float = Field(default=10.0, alias="ORCHARD_PROVIDER_TIMEOUT")
+
+    email_workers: int = Field(default=4, ge=0, alias="ORCHARD_EMAIL_WORKERS")
+    sms_workers: int = Field(default=4, ge=0, alias="ORCHARD_SMS_WORKERS")
+    whatsapp_workers: int = Field(default=4, ge=0, alias="ORCHARD_WHATSAPP_WORKERS")
+    email_rate_per_s: float = Field(default=100.0, gt=0, alias="ORCHARD_EMAIL_RATE")
+    sms_rate_per_s: float = Field(default=50.0, gt=0, alias="ORCHARD_SMS_RATE")
+    whatsapp_rate_per_s: float = Field(default=50.0, gt=0, alias="ORCHARD_WHATSAPP_RATE")
+    queue_poll_interval_s: float = Field(default=0.5, gt=0, alias="ORCHARD_DELIVERY_POLL_INTERVAL")
+
+    max_attempts: int = Field(default=5, ge=1, alias="ORCHARD_DELIVERY_MAX_ATTEMPTS")
+    retry_base_s: float = Field(default=2.0, ge=0, alias="ORCHARD_DELIVERY_RETRY_BASE")
+    retry_max_s: float = Field(default=300.0, ge=0, alias="ORCHARD_DELIVERY_RETRY_MAX")
+    lease_s: float = Field(default=60.0, gt=0, alias="ORCHARD_DELIVERY_LEASE")
+    recovery_interval_s: float = Field(default=10.0, gt=0, alias="ORCHARD_DELIVERY_RECOVERY_INTERVAL")
+    fallback_default: bool = Field(default=False, alias="ORCHARD_DELIVERY_FALLBACK_DEFAULT")
+
+    code_key: SecretStr = Field(default=SecretStr(_DEV_CODE_KEY.decode()), alias="ORCHARD_DELIVERY_CODE_KEY")
+    code_retention_days: int = Field(default=30, ge=0, alias="ORCHARD_DELIVERY_CODE_RETENTION_DAYS")
+    templates_dir: Path | None = Field(default=None, alias="ORCHARD_DELIVERY_TEMPLATES_DIR")
+
+    slack_webhook_url: str | None = Field(default=None, alias="ORCHARD_NOTIFY_SLACK_URL")
+    teams_webhook_url: str | None = Field(default=None, alias="ORCHARD_NOTIFY_TEAMS_URL")
+    notify_order_states: str = Field(
+        default="cancelled,on_hold,delivery_failed", alias="ORCHARD_NOTIFY_ORDER_STATES"
+    )
+    notify_campaigns: str = Field(default="", alias="ORCHARD_NOTIFY_CAMPAIGNS")
+    notify_events: str = Field(
+        default="order_state,delivery_failed,stock_low,sla_breached", alias="ORCHARD_NOTIFY_EVENTS"
+    )
+    notify_interval_s: float = Field(default=5.0, gt=0, alias="ORCHARD_NOTIFY_INTERVAL")
+    notify_burst_threshold: int = Field(default=5, ge=1, alias="ORCHARD_NOTIFY_BURST_THRESHOLD")
+
+    def workers(self, channel: Channel) -> int:
+        return {Channel.EMAIL: self.email_workers, Channel.SMS: self.sms_workers}.get(
+            channel, self.whatsapp_workers
+        )
+
+    def rate_per_s(self, channel: Channel) -> float:
+        return {Channel.EMAIL: self.email_rate_per_s, Channel.SMS: self.sms_rate_per_s}.get(
+            channel, self.whatsapp_rate_per_s
+        )
+
+    @property
+    def order_state_filter(self) -> frozenset[str]:
+        return _csv(self.notify_order_states)
+
+    @property
+    def campaign_filter(self) -> frozenset[str]:
+        return _csv(self.notify_campaigns)
+
+    @property
+    def notified_events(self) -> frozenset[str]:
+        return _csv(self.notify_events)
+
+    def webhook_targets(self) -> dict[str, str]:
+        """Notification targets by kind (`slack`, `teams`) for the webhooks configured."""
+        targets = {"slack": self.slack_webhook_url, "teams": self.teams_webhook_url}
+        return {kind: url for kind, url in targets.items() if url}

@@ -1,0 +1,103 @@
+"""Messages rendered from Jinja2 templates per campaign, channel and locale.
+
+For template `voucher`, campaign `C` and locale `pt-BR` the first file found wins:
+`voucher/campaigns/C/pt-BR/<file>`, `voucher/campaigns/C/pt/<file>`, `voucher/campaigns/C/<file>`,
+`voucher/pt-BR/<file>`, `voucher/pt/<file>`, `voucher/<file>`; files are `email.subject.txt`,
+`email.txt`, `email.html`, `sms.txt`, `whatsapp.txt`. An operator's directory
+(ORCHARD_DELIVERY_TEMPLATES_DIR) is searched before the built-in defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from pydantic import SecretStr
+
+from contracts.values import Channel
+
+BUILT_IN = Path(__file__).resolve().parent / "templates"
+DEFAULT_TEMPLATE = "voucher"
+
+
+@dataclass(frozen=True)
+class VoucherView:
+    """What a template may show: no contact details beyond the name."""
+
+    booking_id: str
+    campaign_id: str
+    name: str | None
+    locale: str
+    code: SecretStr
+    masked_code: str | None
+    face_value: Decimal | None
+    currency: str | None
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str
+    subject: str | None = None
+    html: str | None = None
+
+    def __repr__(self) -> str:  # the text carries the clear code
+        return "Rendered(<redacted>)"
+
+
+def _value(face_value: Decimal | None, currency: str | None) -> str:
+    if face_value is None:
+        return "reward"
+    amount = f"{face_value:.2f}" if face_value == face_value.quantize(Decimal("0.01")) else str(face_value)
+    return f"{amount} {currency}" if currency else amount
+
+
+class TemplateBook:
+    def __init__(self, extra_dir: Path | None = None) -> None:
+        loaders = [FileSystemLoader(str(path)) for path in (extra_dir, BUILT_IN) if path is not None]
+        self._env = Environment(
+            loader=ChoiceLoader(loaders),
+            autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+            undefined=StrictUndefined,
+            keep_trailing_newline=False,
+        )
+
+    @staticmethod
+    def candidates(template: str, campaign_id: str, locale: str, file: str) -> list[str]:
+        language = locale.split("-", 1)[0]
+        locales = list(dict.fromkeys([locale, language]))
+        names = [f"{template}/campaigns/{campaign_id}/{loc}/{file}" for loc in locales]
+        names.append(f"{template}/campaigns/{campaign_id}/{file}")
+        names += [f"{template}/{loc}/{file}" for loc in locales]
+        names.append(f"{template}/{file}")
+        if template != DEFAULT_TEMPLATE:
+            names += TemplateBook.candidates(DEFAULT_TEMPLATE, campaign_id, locale, file)
+        return names
+
+    def _render(self, view: VoucherView, template: str, file: str) -> str:
+        chosen = self._env.select_template(self.candidates(template, view.campaign_id, view.locale, file))
+        return chosen.render(
+            booking_id=view.booking_id,
+            campaign_id=view.campaign_id,
+            name=view.name,
+            locale=view.locale,
+            code=view.code.get_secret_value(),
+            masked_code=view.masked_code,
+            value=_value(view.face_value, view.currency),
+            face_value=view.face_value,
+            currency=view.currency,
+            expires_at=view.expires_at.date().isoformat() if view.expires_at else None,
+        ).strip()
+
+    def render(self, view: VoucherView, channel: Channel, template: str | None = None) -> Rendered:
+        name = template or DEFAULT_TEMPLATE
+        if channel is Channel.EMAIL:
+            return Rendered(
+                subject=self._render(view, name, "email.subject.txt"),
+                text=self._render(view, name, "email.txt") + "\n",
+                html=self._render(view, name, "email.html") + "\n",
+            )
+        return Rendered(text=self._render(view, name, f"{channel.value}.txt"))

@@ -1,0 +1,233 @@
+"""A real delivery service (its runtime: consumers, outbox relay, workers, jobs, HTTP app) against the
+session's Kafka and Postgres, the SMTP sink and the fake provider, all started per test."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from chassis.auth import issue_token
+from chassis.service import ServiceRuntime
+from chassis.testing import produce, read_topic, wait_until
+from contracts.delivery import DeliveryRequested
+from contracts.envelope import Envelope, EventData
+from contracts.orders import FulfilmentStatus, OrderSource, OrderState, OrderStateChanged
+from contracts.registry import for_payload
+from contracts.values import Channel
+from contracts.vouchers import VoucherIssued
+from deploy.infra.topics import ensure_kafka_topics
+from deploy.runner import registry_topics
+from deploy.sinks.testing import RunningProvider, RunningSmtpSink, fake_provider, smtp_sink
+from services.delivery.app import build_spec
+from services.delivery.sending import DeliveryEngine
+from services.delivery.settings import DeliverySettings
+
+_topics_ready: set[str] = set()
+
+
+@pytest.fixture
+async def registry_on_broker(kafka_bootstrap: str) -> str:
+    if kafka_bootstrap not in _topics_ready:
+        await ensure_kafka_topics(kafka_bootstrap, registry_topics())
+        _topics_ready.add(kafka_bootstrap)
+    return kafka_bootstrap
+
+
+@dataclass
+class DeliveryService:
+    runtime: ServiceRuntime
+    engine: DeliveryEngine
+    settings: DeliverySettings
+    http: httpx.AsyncClient
+    smtp: RunningSmtpSink
+    provider: RunningProvider
+    bootstrap: str
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self.runtime.pool is not None
+        return self.runtime.pool
+
+    async def publish(self, data: EventData, *, correlation_id: str | None = None) -> Envelope[Any]:
+        spec = for_payload(data)
+        env = Envelope.new(event_type=spec.name, producer="test", data=data, correlation_id=correlation_id)
+        await produce(self.bootstrap, spec.name, [(spec.key_of(data).encode(), env.to_bytes())])
+        return env
+
+    async def delivery(self, order_id: uuid.UUID) -> asyncpg.Record | None:
+        return await self.pool.fetchrow("SELECT * FROM deliveries WHERE order_id = $1", order_id)
+
+    async def attempts(self, order_id: uuid.UUID) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT a.* FROM delivery_attempts a JOIN deliveries d USING (delivery_id)"
+            " WHERE d.order_id = $1 ORDER BY a.attempt",
+            order_id,
+        )
+
+    async def wait_status(self, order_id: uuid.UUID, *statuses: str, timeout: float = 30) -> asyncpg.Record:
+        async def reached() -> bool:
+            row = await self.delivery(order_id)
+            return row is not None and row["status"] in statuses
+
+        await wait_until(reached, timeout=timeout, what=f"delivery of {order_id} to be {statuses}")
+        row = await self.delivery(order_id)
+        assert row is not None
+        return row
+
+    async def events(self, topic: str, order_id: uuid.UUID) -> list[dict[str, Any]]:
+        import json
+
+        records = await read_topic(self.bootstrap, topic)
+        found = [json.loads(r.value) for r in records if r.key == str(order_id).encode()]
+        return sorted(found, key=lambda e: e["data"]["attempt"])
+
+    async def wait_events(self, topic: str, order_id: uuid.UUID, count: int) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+
+        async def enough() -> bool:
+            nonlocal found
+            found = await self.events(topic, order_id)
+            return len(found) >= count
+
+        await wait_until(enough, timeout=30, interval=0.3, what=f"{count} {topic} events for {order_id}")
+        return found
+
+    def token(self, role: str = "admin", sub: str = "alice") -> dict[str, str]:
+        return {"Authorization": f"Bearer {issue_token(role=role, sub=sub, settings=self.settings)}"}
+
+
+ServiceFactory = Callable[..., Awaitable[DeliveryService]]
+
+
+@pytest.fixture
+async def delivery_service(
+    registry_on_broker: str, service_db: Any, tmp_path: Path
+) -> AsyncIterator[ServiceFactory]:
+    """`await delivery_service(**settings_overrides)` starts one service; all stop when the test ends."""
+    stack = contextlib.AsyncExitStack()
+    started: list[ServiceRuntime] = []
+
+    async def start(**overrides: Any) -> DeliveryService:
+        smtp = await stack.enter_async_context(smtp_sink(tmp_path / "mail"))
+        provider = await stack.enter_async_context(
+            fake_provider(tmp_path / "messages", timeout_delay_s=overrides.pop("provider_delay_s", 3.0))
+        )
+        values: dict[str, Any] = {
+            "ORCHARD_SERVICE": "delivery",
+            "DATABASE_URL": service_db.dsn,
+            "ORCHARD_DB_SCHEMA": service_db.schema,
+            "KAFKA_BOOTSTRAP_SERVERS": registry_on_broker,
+            "ORCHARD_SMTP_PORT": smtp.port,
+            "ORCHARD_SMS_BASE_URL": provider.base_url,
+            "ORCHARD_WHATSAPP_BASE_URL": provider.base_url,
+            "ORCHARD_DELIVERY_RETRY_BASE": 0.05,
+            "ORCHARD_DELIVERY_RETRY_MAX": 0.2,
+            "ORCHARD_DELIVERY_MAX_ATTEMPTS": 3,
+            "ORCHARD_PROVIDER_TIMEOUT": 1.0,
+            "ORCHARD_DELIVERY_RECOVERY_INTERVAL": 0.5,
+            "ORCHARD_DELIVERY_POLL_INTERVAL": 0.1,
+            "ORCHARD_OUTBOX_POLL_INTERVAL": 0.1,
+            "ORCHARD_DB_POOL_MAX": 20,
+        }
+        values.update(overrides)
+        settings = DeliverySettings(**values)
+        from services.delivery.app import default_senders
+
+        engine = DeliveryEngine(settings, default_senders(settings))
+        runtime = ServiceRuntime(settings, build_spec(settings, engine))
+        await runtime.start()
+        started.append(runtime)
+        app = runtime.http_app()
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://delivery")
+        )
+        await wait_until(_consuming(runtime), timeout=60, what="the consumers to join their groups")
+        return DeliveryService(runtime, engine, settings, http, smtp, provider, registry_on_broker)
+
+    try:
+        yield start
+    finally:
+        for runtime in reversed(started):
+            await runtime.stop()
+        await stack.aclose()
+
+
+def _consuming(runtime: ServiceRuntime) -> Callable[[], Awaitable[bool]]:
+    async def ready() -> bool:
+        try:
+            await runtime.check_kafka()
+        except Exception:
+            return False
+        return True
+
+    return ready
+
+
+def request_for(
+    order_id: uuid.UUID,
+    *,
+    channel: Channel = Channel.EMAIL,
+    email: str | None = "ann@example.com",
+    phone: str | None = None,
+    campaign_id: str = "camp-1",
+    locale: str = "en",
+) -> DeliveryRequested:
+    return DeliveryRequested(
+        order_id=order_id,
+        booking_id=f"BK-{order_id.hex[:10].upper()}",
+        member_id="m-1",
+        campaign_id=campaign_id,
+        channel=channel,
+        name="Ann",
+        email=email,
+        phone=phone,
+        locale=locale,
+    )
+
+
+def voucher_for(
+    order_id: uuid.UUID, *, code: str = "ORCH-7F3K-9Q2M", campaign_id: str = "camp-1"
+) -> VoucherIssued:
+    return VoucherIssued(
+        order_id=order_id,
+        campaign_id=campaign_id,
+        code_id=uuid.uuid4(),
+        code=SecretStr(code),
+        masked_code="****-****-" + code[-4:],
+        face_value=Decimal("25.00"),
+        currency="EUR",
+        expires_at=datetime.now(UTC) + timedelta(days=90),
+    )
+
+
+def state_changed(
+    order_id: uuid.UUID, state: OrderState, *, campaign_id: str = "camp-1", reason: str | None = None
+) -> OrderStateChanged:
+    return OrderStateChanged(
+        order_id=order_id,
+        booking_id=f"BK-{order_id.hex[:10].upper()}",
+        member_id="m-1",
+        campaign_id=campaign_id,
+        source=OrderSource.IPA,
+        state=state,
+        previous_state=OrderState.PENDING if state is not OrderState.PENDING else None,
+        fulfilment_status=FulfilmentStatus.DELIVERING if state is OrderState.PENDING else None,
+        reason=reason,
+    )
+
+
+async def settle(seconds: float = 1.0) -> None:
+    """Give workers a chance to do something they must not do (used only to assert an absence)."""
+    await asyncio.sleep(seconds)

@@ -1,0 +1,131 @@
+import uuid
+
+from contracts.orders import OrderState
+from contracts.values import Channel
+
+from .conftest import request_for, settle, state_changed, voucher_for
+
+
+async def test_voucher_is_emailed_once_with_text_and_html_parts_when_the_request_comes_first(
+    delivery_service,
+):
+    service = await delivery_service()
+    order_id = uuid.uuid4()
+
+    await service.publish(request_for(order_id))
+    await service.publish(voucher_for(order_id, code="ORCH-AAAA-1111"))
+
+    row = await service.wait_status(order_id, "sent")
+    [message] = [m for m in service.smtp.messages() if str(row["delivery_id"]) in m["Message-ID"]]
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert "ORCH-AAAA-1111" in text
+    assert "ORCH-AAAA-1111" in html
+    assert row["booking_id"] in text
+    assert "25.00 EUR" in message["Subject"]
+    assert message["To"].endswith("<ann@example.com>")
+    [succeeded] = await service.wait_events("delivery.succeeded", order_id, 1)
+    assert succeeded["data"]["channel"] == "email"
+    assert succeeded["data"]["attempt"] == 1
+    [attempt] = await service.attempts(order_id)
+    assert attempt["outcome"] == "succeeded"
+
+
+async def test_voucher_is_sent_by_sms_when_the_code_arrives_before_the_request(delivery_service):
+    service = await delivery_service()
+    order_id = uuid.uuid4()
+
+    await service.publish(voucher_for(order_id, code="ORCH-BBBB-2222"))
+    await service.publish(request_for(order_id, channel=Channel.SMS, phone="+447700900123", locale="fr"))
+
+    row = await service.wait_status(order_id, "sent")
+    [message] = [
+        m for m in service.provider.messages() if m["idempotency_key"].startswith(str(row["delivery_id"]))
+    ]
+    assert message["to"] == "+447700900123"
+    assert message["channel"] == "sms"
+    assert "ORCH-BBBB-2222" in message["body"]
+    assert message["body"].startswith("Votre bon")
+
+
+async def test_the_held_code_is_encrypted_at_rest(delivery_service):
+    service = await delivery_service(ORCHARD_EMAIL_WORKERS=0)
+    order_id = uuid.uuid4()
+
+    await service.publish(voucher_for(order_id, code="ORCH-SECRET-9999"))
+    await service.publish(request_for(order_id))
+
+    row = await service.wait_status(order_id, "queued")
+    assert b"ORCH-SECRET-9999" not in bytes(row["code_ciphertext"])
+    assert service.engine.vault.open(bytes(row["code_ciphertext"])).get_secret_value() == "ORCH-SECRET-9999"
+
+
+async def test_an_order_cancelled_before_its_code_arrives_is_never_sent_and_its_code_is_dropped(
+    delivery_service,
+):
+    service = await delivery_service()
+    order_id = uuid.uuid4()
+
+    await service.publish(request_for(order_id))
+    await service.publish(state_changed(order_id, OrderState.CANCELLED, reason="eligibility"))
+    await service.wait_status(order_id, "cancelled")
+    await service.publish(voucher_for(order_id))
+
+    async def voucher_recorded() -> bool:
+        row = await service.delivery(order_id)
+        return bool(row and row["has_voucher"])
+
+    from chassis.testing import wait_until
+
+    await wait_until(voucher_recorded, what="the voucher to be recorded")
+    await settle()
+    row = await service.delivery(order_id)
+    assert row["status"] == "cancelled"
+    assert row["code_ciphertext"] is None
+    assert await service.attempts(order_id) == []
+    assert not [m for m in service.smtp.messages() if str(row["delivery_id"]) in m["Message-ID"]]
+
+
+async def test_an_order_cancelled_before_anything_else_arrives_is_never_sent(delivery_service):
+    service = await delivery_service()
+    order_id = uuid.uuid4()
+
+    await service.publish(state_changed(order_id, OrderState.CANCELLED))
+    await service.wait_status(order_id, "cancelled")
+    await service.publish(voucher_for(order_id))
+    await service.publish(request_for(order_id))
+
+    async def both_recorded() -> bool:
+        row = await service.delivery(order_id)
+        return bool(row and row["has_voucher"] and row["has_request"])
+
+    from chassis.testing import wait_until
+
+    await wait_until(both_recorded, what="both halves to be recorded")
+    await settle()
+    row = await service.delivery(order_id)
+    assert row["status"] == "cancelled"
+    assert await service.attempts(order_id) == []
+
+
+async def test_a_cancellation_during_a_send_waits_for_it_and_stops_every_later_attempt(delivery_service):
+    service = await delivery_service(provider_delay_s=1.5, ORCHARD_PROVIDER_TIMEOUT=5.0)
+    order_id = uuid.uuid4()
+    await service.publish(request_for(order_id, channel=Channel.SMS, phone="+15005550408"))
+    await service.publish(voucher_for(order_id))
+
+    async def sending() -> bool:
+        return len(await service.attempts(order_id)) == 1
+
+    from chassis.testing import wait_until
+
+    await wait_until(sending, interval=0.02, what="the first attempt to start")
+    await service.publish(state_changed(order_id, OrderState.CANCELLED))
+
+    row = await service.wait_status(order_id, "cancelled")
+    await settle(1.0)
+    attempts = await service.attempts(order_id)
+    assert [a["outcome"] for a in attempts] == ["failed"]
+    assert attempts[0]["reason_code"] == "provider_error"
+    assert row["code_ciphertext"] is None
+    assert not [m for m in service.provider.messages() if m["to"] == "+15005550408"]
