@@ -174,7 +174,8 @@ async def apply_delivery(
         """
         INSERT INTO reward_orders (order_id, delivery_outcome, delivery_final, delivery_channel,
             delivery_at, delivered_at)
-        VALUES ($1, $2, $3, $4, $5, CASE WHEN $2 = 'succeeded' THEN $5 END)
+        VALUES ($1, $2::text, $3, $4, $5::timestamptz,
+                CASE WHEN $2::text = 'succeeded' THEN $5::timestamptz END)
         ON CONFLICT (order_id) DO UPDATE SET
             delivery_outcome = CASE WHEN reward_orders.delivery_at IS NULL OR reward_orders.delivery_at <= $5
                                     THEN EXCLUDED.delivery_outcome ELSE reward_orders.delivery_outcome END,
