@@ -159,8 +159,8 @@ async def import_codes(
     return report
 
 
-CODE_COLUMNS = """code_id, campaign_id, last4, source, test, status, value, remaining_value, expires_at, order_id,
-    member_id, issued_at, delivered, delivery_failed, flag_reason, created_at, updated_at"""
+CODE_COLUMNS = """code_id, campaign_id, last4, source, test, status, value, remaining_value, expires_at,
+    order_id, member_id, issued_at, delivered, delivery_failed, flag_reason, created_at, updated_at"""
 
 
 async def find_id(conn: Connection, vault: CodeVault, code: str) -> uuid.UUID:

@@ -296,7 +296,8 @@ async def return_to_pool(
     )
     if order_id is not None:
         await conn.execute(
-            "UPDATE issuances SET released_at = now(), release_reason = $2 WHERE order_id = $1 AND released_at IS NULL",
+            "UPDATE issuances SET released_at = now(), release_reason = $2"
+            " WHERE order_id = $1 AND released_at IS NULL",
             order_id,
             release_reason,
         )
@@ -332,7 +333,8 @@ async def return_to_pool(
 async def mark_delivery(conn: Connection, order_id: uuid.UUID, *, delivered: bool) -> None:
     if delivered:
         await conn.execute(
-            "UPDATE codes SET delivered = true, delivery_failed = false, updated_at = now() WHERE order_id = $1",
+            "UPDATE codes SET delivered = true, delivery_failed = false, updated_at = now()"
+            " WHERE order_id = $1",
             order_id,
         )
         await conn.execute(

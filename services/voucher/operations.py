@@ -130,7 +130,8 @@ async def extend_expiry(
         f"""
         WITH target AS (SELECT code_id, status AS old_status FROM codes WHERE {eligible} FOR UPDATE)
         UPDATE codes c SET expires_at = $1,
-               own_expires_at = CASE WHEN own_expires_at IS NULL THEN NULL ELSE greatest(own_expires_at, $1) END,
+               own_expires_at = CASE WHEN own_expires_at IS NULL THEN NULL
+                                   ELSE greatest(own_expires_at, $1) END,
                status = CASE WHEN c.status = 'expired' THEN {_RESTORED} ELSE c.status END,
                prior_status = CASE WHEN c.status = 'expired' THEN NULL ELSE prior_status END,
                updated_at = now()
@@ -182,13 +183,15 @@ async def extend_expiry(
 async def flag(
     conn: Connection, code_ids: list[uuid.UUID], *, flagged: bool, actor: str, reason: str
 ) -> dict[str, Any]:
-    """Flag (suspected fraud, partner report) or unflag codes; a flagged code is neither issued nor redeemed."""
+    """Flag (suspected fraud, partner report) or unflag codes; flagged: not issued, not redeemed."""
     if flagged:
         rows = await conn.fetch(
             """
             WITH target AS (SELECT code_id, status AS old_status FROM codes
-                             WHERE code_id = ANY($1::uuid[]) AND status NOT IN ('flagged', 'redeemed') FOR UPDATE)
-            UPDATE codes c SET prior_status = c.status, status = 'flagged', flag_reason = $2, updated_at = now()
+                             WHERE code_id = ANY($1::uuid[]) AND status NOT IN ('flagged', 'redeemed')
+                               FOR UPDATE)
+            UPDATE codes c SET prior_status = c.status, status = 'flagged', flag_reason = $2,
+                   updated_at = now()
               FROM target t WHERE c.code_id = t.code_id
             RETURNING c.code_id, c.campaign_id, c.order_id, c.status, t.old_status, c.remaining_value,
                       c.expires_at, c.test

@@ -69,8 +69,8 @@ async def redeem(
         return previous
     row = await conn.fetchrow(
         """
-        SELECT c.code_id, c.campaign_id, c.status, c.test, c.value, c.remaining_value, c.expires_at, c.order_id,
-               c.member_id, k.partner_ids, k.allow_partial, k.currency
+        SELECT c.code_id, c.campaign_id, c.status, c.test, c.value, c.remaining_value, c.expires_at,
+               c.order_id, c.member_id, k.partner_ids, k.allow_partial, k.currency
           FROM codes c JOIN campaigns k USING (campaign_id)
          WHERE c.lookup_hash = $1
            FOR UPDATE OF c

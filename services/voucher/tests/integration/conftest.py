@@ -53,7 +53,9 @@ class Voucher:
         return dict(response.json())
 
     async def issuance_count(self, campaign_id: str) -> int:
-        return int(await self.pool.fetchval("SELECT count(*) FROM issuances WHERE campaign_id = $1", campaign_id))
+        return int(
+            await self.pool.fetchval("SELECT count(*) FROM issuances WHERE campaign_id = $1", campaign_id)
+        )
 
     async def wait_for(self, sql: str, *args: Any, expected: Any, what: str, timeout: float = 60) -> None:
         async def reached() -> bool:
@@ -112,7 +114,9 @@ async def publish_orders(bootstrap: str, envelopes: list[Envelope[Any]]) -> None
 
 
 @pytest.fixture
-async def start_voucher(service_db: Any, kafka_bootstrap: str) -> AsyncIterator[Callable[..., Awaitable[Voucher]]]:
+async def start_voucher(
+    service_db: Any, kafka_bootstrap: str
+) -> AsyncIterator[Callable[..., Awaitable[Voucher]]]:
     await ensure_topics(kafka_bootstrap, TOPICS)
     group = f"vt{uuid.uuid4().hex[:8]}"
     started: list[ServiceRuntime] = []

@@ -22,7 +22,9 @@ async def _issue_one(voucher, campaign: str) -> tuple[uuid.UUID, str]:
     )
     code_id = await voucher.pool.fetchval("SELECT code_id FROM codes WHERE order_id = $1", order_id)
     clear = (
-        await voucher.http.post(f"/v1/codes/{code_id}/reveal", json={"reason": "testing"}, headers=auth("admin"))
+        await voucher.http.post(
+            f"/v1/codes/{code_id}/reveal", json={"reason": "testing"}, headers=auth("admin")
+        )
     ).json()["code"]
     return code_id, clear
 
@@ -43,10 +45,16 @@ async def test_campaign_changes_are_versioned_published_and_audited(start_vouche
         headers=auth("admin"),
     )
     assert again.status_code == 409
-    bad = await voucher.http.post("/v1/campaigns", json={"name": "no value", "currency": "EUR"}, headers=auth("ops"))
+    bad = await voucher.http.post(
+        "/v1/campaigns", json={"name": "no value", "currency": "EUR"}, headers=auth("ops")
+    )
     assert bad.status_code == 422
-    assert (await voucher.http.post("/v1/campaigns", json={"name": "x"}, headers=auth("partner"))).status_code == 403
-    await voucher.http.patch(f"/v1/campaigns/{campaign}", json={"name": "Spring thanks 2"}, headers=auth("ops"))
+    assert (
+        await voucher.http.post("/v1/campaigns", json={"name": "x"}, headers=auth("partner"))
+    ).status_code == 403
+    await voucher.http.patch(
+        f"/v1/campaigns/{campaign}", json={"name": "Spring thanks 2"}, headers=auth("ops")
+    )
     await voucher.http.post(f"/v1/campaigns/{campaign}/pause", json={"reason": "review"}, headers=auth("ops"))
     ended = await voucher.http.post(f"/v1/campaigns/{campaign}/end", headers=auth("admin"))
     assert ended.json()["status"] == "ended"
@@ -57,7 +65,10 @@ async def test_campaign_changes_are_versioned_published_and_audited(start_vouche
     )
     changes = await voucher.events(Topics.CAMPAIGN_CHANGED, campaign_id=campaign)
     assert [(c["data"]["version"], c["data"]["status"]) for c in changes] == [
-        (1, "active"), (2, "active"), (3, "paused"), (4, "ended")
+        (1, "active"),
+        (2, "active"),
+        (3, "paused"),
+        (4, "ended"),
     ]
     async with voucher.pool.acquire() as conn:
         actions = await conn.fetch(
@@ -65,7 +76,10 @@ async def test_campaign_changes_are_versioned_published_and_audited(start_vouche
         )
         assert (await verify_audit_chain(conn)).ok
     assert [a["action"] for a in actions] == [
-        "campaign.created", "campaign.updated", "campaign.pause", "campaign.end"
+        "campaign.created",
+        "campaign.updated",
+        "campaign.pause",
+        "campaign.end",
     ]
     assert actions[0]["actor"] == "admin:tester"
 
@@ -82,16 +96,22 @@ async def test_csv_import_reports_each_bad_row_and_imports_the_rest(start_vouche
     assert first.json()["imported"] == 1
     future = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
     csv = (
-        "code,expires_at,value\n"
-        f"GOOD-0001,{future},\n"
-        "GOOD-0002,,10.00\n"
-        "GOOD-0001,,\n"
-        "TAKEN-0001,,\n"
-        "BAD-VALUE,,-3\n"
-        "OLD-0001,2001-01-01,\n"
-    ).encode() + b"\xff\xfeBROKEN\n" + b",,\n"
+        (
+            "code,expires_at,value\n"
+            f"GOOD-0001,{future},\n"
+            "GOOD-0002,,10.00\n"
+            "GOOD-0001,,\n"
+            "TAKEN-0001,,\n"
+            "BAD-VALUE,,-3\n"
+            "OLD-0001,2001-01-01,\n"
+        ).encode()
+        + b"\xff\xfeBROKEN\n"
+        + b",,\n"
+    )
     response = await voucher.http.post(
-        f"/v1/campaigns/{campaign}/codes/import", files={"file": ("codes.csv", csv, "text/csv")}, headers=auth("ops")
+        f"/v1/campaigns/{campaign}/codes/import",
+        files={"file": ("codes.csv", csv, "text/csv")},
+        headers=auth("ops"),
     )
     assert response.status_code == 200, response.text
     report = response.json()
@@ -101,18 +121,26 @@ async def test_csv_import_reports_each_bad_row_and_imports_the_rest(start_vouche
     assert report["bad_encoding"] == 1
     assert report["invalid"] == 3
     assert [(p["row"], p["code"]) for p in report["problems"]] == [
-        (4, "duplicate_in_file"), (5, "duplicate_in_pool"), (6, "invalid_row"), (7, "already_expired"),
-        (8, "bad_encoding"), (9, "invalid_row"),
+        (4, "duplicate_in_file"),
+        (5, "duplicate_in_pool"),
+        (6, "invalid_row"),
+        (7, "already_expired"),
+        (8, "bad_encoding"),
+        (9, "invalid_row"),
     ]
     assert "GOOD" not in response.text.replace("GOOD-0001,", "")  # no clear code echoed back
     values = await voucher.pool.fetch("SELECT value FROM codes WHERE campaign_id = $1 ORDER BY seq", campaign)
     assert [str(v["value"]) for v in values] == ["25.0000", "10.0000"]
     stored = await voucher.pool.fetchval("SELECT count(*) FROM codes WHERE secret::text LIKE '%GOOD%'")
     assert stored == 0
-    lookup = await voucher.http.post("/v1/codes/lookup", json={"code": "GOOD-0002"}, headers=auth("support_agent"))
+    lookup = await voucher.http.post(
+        "/v1/codes/lookup", json={"code": "GOOD-0002"}, headers=auth("support_agent")
+    )
     assert lookup.json()["status"] == "available"
     assert lookup.json()["masked_code"] == "****-0002"
-    wrong = await voucher.http.post(f"/v1/campaigns/{campaign}/codes/import", content=b"x", headers=auth("ops"))
+    wrong = await voucher.http.post(
+        f"/v1/campaigns/{campaign}/codes/import", content=b"x", headers=auth("ops")
+    )
     assert wrong.status_code == 415
 
 
@@ -123,7 +151,8 @@ async def test_generated_codes_are_unique_and_avoid_look_alikes(start_voucher):
     assert result["generated"] == 2000
     assert await voucher.pool.fetchval("SELECT count(DISTINCT lookup_hash) FROM codes") == 2000
     bad = await voucher.http.post(
-        f"/v1/campaigns/{campaign}/codes/generate", json={"count": 5, "alphabet": "ABCDEFGH0123"},
+        f"/v1/campaigns/{campaign}/codes/generate",
+        json={"count": 5, "alphabet": "ABCDEFGH0123"},
         headers=auth("ops"),
     )
     assert bad.status_code == 422
@@ -228,7 +257,9 @@ async def test_flag_recover_extend_and_expire_are_audited_and_change_status(star
     )
     assert dry.json()["matched"] == 1
     recovered = await voucher.http.post(
-        "/v1/codes/recover", json={"code_ids": [str(code_id)], "reason": "delivery bounced"}, headers=auth("admin")
+        "/v1/codes/recover",
+        json={"code_ids": [str(code_id)], "reason": "delivery bounced"},
+        headers=auth("admin"),
     )
     assert recovered.json()["recovered"] == 1
     assert (await _redeem(voucher, code, "f2")).json()["code"] == "code_not_issued"
@@ -242,7 +273,10 @@ async def test_flag_recover_extend_and_expire_are_audited_and_change_status(star
     soon = datetime.now(UTC) + timedelta(seconds=2)
     await voucher.pool.execute("UPDATE codes SET expires_at = $2 WHERE code_id = $1", second_id, soon)
     await voucher.wait_for(
-        "SELECT status FROM codes WHERE code_id = $1", second_id, expected="expired", what="code expired by job"
+        "SELECT status FROM codes WHERE code_id = $1",
+        second_id,
+        expected="expired",
+        what="code expired by job",
     )
     later = (datetime.now(UTC) + timedelta(days=90)).isoformat()
     preview = await voucher.http.post(
@@ -261,7 +295,13 @@ async def test_flag_recover_extend_and_expire_are_audited_and_change_status(star
     assert status["status"] == "issued"
     assert [h["action"] for h in status["history"]][-2:] == ["expired", "expiry_extended"]
     actions = [r["action"] for r in await voucher.pool.fetch("SELECT action FROM audit_log ORDER BY seq")]
-    for expected in ("codes.flagged", "codes.unflagged", "codes.recovered", "codes.expiry_extended", "code.revealed"):
+    for expected in (
+        "codes.flagged",
+        "codes.unflagged",
+        "codes.recovered",
+        "codes.expiry_extended",
+        "code.revealed",
+    ):
         assert expected in actions
     audit = await voucher.pool.fetchval("SELECT details FROM audit_log WHERE action = 'codes.recovered'")
     assert json.loads(audit)["reason"] == "delivery bounced"

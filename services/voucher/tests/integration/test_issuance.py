@@ -53,13 +53,17 @@ async def test_two_replicas_never_give_two_codes_to_one_order_nor_one_code_to_tw
         expected=60,
         what="every order issued or held",
     )
-    rows = await voucher.pool.fetch("SELECT order_id, code_id FROM issuances WHERE campaign_id = $1", campaign)
+    rows = await voucher.pool.fetch(
+        "SELECT order_id, code_id FROM issuances WHERE campaign_id = $1", campaign
+    )
     assert len(rows) == 40
     assert len({r["code_id"] for r in rows}) == 40
     assert {r["order_id"] for r in rows} <= set(orders)
     held = [
         r["order_id"]
-        for r in await voucher.pool.fetch("SELECT order_id FROM holds WHERE campaign_id = $1 ORDER BY seq", campaign)
+        for r in await voucher.pool.fetch(
+            "SELECT order_id FROM holds WHERE campaign_id = $1 ORDER BY seq", campaign
+        )
     ]
     assert len(held) == 20
     # New stock serves the held orders automatically, oldest first.
@@ -82,12 +86,16 @@ async def test_cancelled_order_releases_its_code_but_a_delivered_one_keeps_it(st
     campaign = await voucher.create_campaign()
     await voucher.generate(campaign, 2)
     cancelled, delivered = uuid.uuid4(), uuid.uuid4()
-    await publish_orders(voucher.bootstrap, [order_event(cancelled, campaign), order_event(delivered, campaign)])
+    await publish_orders(
+        voucher.bootstrap, [order_event(cancelled, campaign), order_event(delivered, campaign)]
+    )
     await voucher.wait_for("SELECT count(*) FROM issuances", expected=2, what="two issuances")
     await publish_orders(
         voucher.bootstrap,
         [
-            order_event(cancelled, campaign, state=OrderState.CANCELLED, fulfilment=None, reason="eligibility"),
+            order_event(
+                cancelled, campaign, state=OrderState.CANCELLED, fulfilment=None, reason="eligibility"
+            ),
             order_event(delivered, campaign, state=OrderState.COMPLETED, fulfilment=None),
             order_event(delivered, campaign, state=OrderState.CANCELLED, fulfilment=None, reason="late"),
         ],
@@ -118,12 +126,17 @@ async def test_paused_campaign_and_exhausted_budget_hold_orders_until_resumed_or
     voucher = await start_voucher()
     campaign = await voucher.create_campaign(budget="50.00", low_stock_threshold=3)
     await voucher.generate(campaign, 5)
-    pause = await voucher.http.post(f"/v1/campaigns/{campaign}/pause", json={"reason": "audit"}, headers=auth("ops"))
+    pause = await voucher.http.post(
+        f"/v1/campaigns/{campaign}/pause", json={"reason": "audit"}, headers=auth("ops")
+    )
     assert pause.status_code == 200
     orders = [uuid.uuid4() for _ in range(3)]
     await publish_orders(voucher.bootstrap, [order_event(o, campaign) for o in orders])
     await voucher.wait_for(
-        "SELECT count(*) FROM holds WHERE campaign_id = $1", campaign, expected=3, what="orders held while paused"
+        "SELECT count(*) FROM holds WHERE campaign_id = $1",
+        campaign,
+        expected=3,
+        what="orders held while paused",
     )
     resume = await voucher.http.post(f"/v1/campaigns/{campaign}/resume", headers=auth("ops"))
     assert resume.status_code == 200
@@ -131,13 +144,17 @@ async def test_paused_campaign_and_exhausted_budget_hold_orders_until_resumed_or
     assert await voucher.pool.fetchval("SELECT reason FROM holds WHERE campaign_id = $1", campaign) == (
         "budget_exhausted"
     )
-    raised = await voucher.http.patch(f"/v1/campaigns/{campaign}", json={"budget": "100.00"}, headers=auth("ops"))
+    raised = await voucher.http.patch(
+        f"/v1/campaigns/{campaign}", json={"budget": "100.00"}, headers=auth("ops")
+    )
     assert raised.status_code == 200, raised.text
     await voucher.wait_for("SELECT count(*) FROM issuances", expected=3, what="held order served")
     await voucher.wait_for(
         "SELECT count(*) FROM outbox WHERE published_at IS NULL", expected=0, what="events published"
     )
-    reasons = {e["data"]["reason"] for e in await voucher.events(Topics.VOUCHER_ISSUE_FAILED, campaign_id=campaign)}
+    reasons = {
+        e["data"]["reason"] for e in await voucher.events(Topics.VOUCHER_ISSUE_FAILED, campaign_id=campaign)
+    }
     assert reasons == {"campaign_paused"}
     low = await voucher.events(Topics.VOUCHER_STOCK_LOW, campaign_id=campaign)
     assert [(e["data"]["available"], e["data"]["threshold"]) for e in low] == [(3, 3)]
