@@ -86,14 +86,14 @@ START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday at nine
 
 
 @pytest.fixture
-def support_env() -> dict[str, str]:
+def support_env() -> dict[str, object]:
     """Extra settings a test module can override."""
     return {}
 
 
 @pytest.fixture
 async def support(
-    kafka_bootstrap: str, service_db: ServiceDb, support_env: dict[str, str]
+    kafka_bootstrap: str, service_db: ServiceDb, support_env: dict[str, object]
 ) -> AsyncIterator[Support]:
     await ensure_topics(kafka_bootstrap, [*consumed_by("support"), *produced_by("support")])
     settings = SupportSettings(
