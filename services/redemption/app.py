@@ -8,6 +8,8 @@ import asyncpg
 
 from chassis.jobs import PeriodicJob
 from chassis.service import ServiceRuntime, ServiceSpec
+from services.redemption.exports.api import router as exports_router
+from services.redemption.exports.repository import run_next_export
 from services.redemption.offers.api import expire_open_challenges
 from services.redemption.offers.api import router as offers_router
 from services.redemption.records.api import router as records_router
@@ -43,10 +45,15 @@ def build_spec(settings: RedemptionSettings) -> ServiceSpec:
         title=TITLE,
         migrations_dir=MIGRATIONS,
         subscriptions=[*storefront_subscriptions(policy), *record_subscriptions()],
-        routers=[storefront_router, offers_router, records_router],
+        routers=[storefront_router, offers_router, records_router, exports_router],
         jobs=[
             redrive_job(pool, policy, settings.saga_redrive_interval_s),
             PeriodicJob("redemption-offer-code-expiry", 15.0, lambda: _expire(pool)),
+            PeriodicJob(
+                "redemption-exports",
+                settings.export_interval_s,
+                lambda: _exports(pool, settings.export_chunk_rows),
+            ),
         ],
         on_startup=[pool.bind],
     )
@@ -54,3 +61,8 @@ def build_spec(settings: RedemptionSettings) -> ServiceSpec:
 
 async def _expire(pool: _PoolRef) -> None:
     await expire_open_challenges(pool())
+
+
+async def _exports(pool: _PoolRef, chunk_rows: int) -> None:
+    while await run_next_export(pool(), chunk_rows) is not None:
+        pass
