@@ -1,0 +1,196 @@
+"""Tickets over HTTP: who may see and move what, problems for refused moves, timelines, the report."""
+
+from __future__ import annotations
+
+from services.support import tickets
+from services.support.tests.integration.conftest import Support
+
+
+async def _open(support: Support, member: str, **body: object) -> dict:
+    response = await support.client.post(
+        "/v1/tickets",
+        json={"category": "redemption_failure", "description": "partner refused my code", **body},
+        headers=support.token("member", member),
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def test_members_see_only_their_own_tickets(support: Support):
+    mine = await _open(support, "ann")
+    await _open(support, "ben")
+
+    listed = await support.client.get("/v1/tickets", headers=support.token("member", "ann"))
+    assert [t["ticket_id"] for t in listed.json()["items"]] == [mine["ticket_id"]]
+    other = await support.client.get(
+        f"/v1/tickets/{mine['ticket_id']}", headers=support.token("member", "ben")
+    )
+    assert other.status_code == 404
+    assert other.json()["code"] == "ticket_not_found"
+    forged = await support.client.post(
+        "/v1/tickets",
+        json={"category": "other", "description": "x", "member_id": "ben"},
+        headers=support.token("member", "ann"),
+    )
+    assert forged.status_code == 403
+
+
+async def test_an_agent_opens_a_ticket_for_a_member_and_must_name_them(support: Support):
+    agent = support.token("support_agent", "alice")
+    nameless = await support.client.post(
+        "/v1/tickets", json={"category": "other", "description": "phone call"}, headers=agent
+    )
+    assert nameless.status_code == 422
+    assert nameless.json()["errors"][0]["field"] == "body.member_id"
+    opened = await support.client.post(
+        "/v1/tickets",
+        json={"category": "other", "description": "phone call", "member_id": "cara", "assignee": "alice"},
+        headers=agent,
+    )
+    assert opened.status_code == 201
+    assert opened.json()["opened_by"] == "support_agent:alice"
+    assert opened.json()["origin"] == "agent"
+    seen = await support.client.get("/v1/tickets", headers=support.token("member", "cara"))
+    assert len(seen.json()["items"]) == 1
+
+
+async def test_an_invalid_move_is_a_409_problem_and_changes_nothing(support: Support):
+    ticket = await _open(support, "dan")
+    agent = support.token("support_agent", "alice")
+    url = f"/v1/tickets/{ticket['ticket_id']}/transitions"
+
+    refused = await support.client.post(url, json={"to": "closed"}, headers=agent)
+    assert refused.status_code == 409
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["code"] == "invalid_transition"
+    unknown_state = await support.client.post(url, json={"to": "archived"}, headers=agent)
+    assert unknown_state.status_code == 422
+    assert unknown_state.json()["errors"][0]["field"] == "body.to"
+    member_move = await support.client.post(
+        url, json={"to": "in_progress"}, headers=support.token("member", "dan")
+    )
+    assert member_move.status_code == 403
+
+    after = await support.client.get(f"/v1/tickets/{ticket['ticket_id']}", headers=agent)
+    assert after.json()["state"] == "open"
+    assert [e["kind"] for e in after.json()["timeline"]] == ["created"]
+
+
+async def test_the_full_lifecycle_with_reopen_is_on_the_timeline_with_its_actors(support: Support):
+    ticket = await _open(support, "eve", priority="urgent")
+    ticket_id = ticket["ticket_id"]
+    agent = support.token("support_agent", "alice")
+    member = support.token("member", "eve")
+
+    async def move(to: str, headers: dict[str, str]) -> dict:
+        response = await support.client.post(
+            f"/v1/tickets/{ticket_id}/transitions", json={"to": to}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    support.clock.advance(minutes=5)
+    await support.client.post(
+        f"/v1/tickets/{ticket_id}/comments",
+        json={"body": "checking with partner", "internal": True},
+        headers=agent,
+    )
+    assert (await move("in_progress", agent))["sla"]["first_response"]["status"] == "met"
+    await move("resolved", agent)
+    reopened = await move("open", member)
+    assert reopened["resolved_at"] is None
+    await move("resolved", agent)
+    closed = await move("closed", member)
+    assert closed["sla"]["resolution"]["status"] == "met"
+
+    note = await support.client.post(
+        f"/v1/tickets/{ticket_id}/comments", json={"body": "psst", "internal": True}, headers=member
+    )
+    assert note.status_code == 403
+
+    staff_view = await support.client.get(f"/v1/tickets/{ticket_id}", headers=agent)
+    member_view = await support.client.get(f"/v1/tickets/{ticket_id}", headers=member)
+    staff_timeline = [(e["kind"], e["actor"], e["to_state"]) for e in staff_view.json()["timeline"]]
+    assert staff_timeline == [
+        ("created", "member:eve", None),
+        ("comment", "support_agent:alice", None),
+        ("state_changed", "support_agent:alice", "in_progress"),
+        ("state_changed", "support_agent:alice", "resolved"),
+        ("reopened", "member:eve", "open"),
+        ("state_changed", "support_agent:alice", "resolved"),
+        ("state_changed", "member:eve", "closed"),
+    ]
+    assert "comment" not in [e["kind"] for e in member_view.json()["timeline"]]
+    audit = await support.fetch("SELECT action FROM audit_log WHERE subject_id = $1 ORDER BY seq", ticket_id)
+    assert [r["action"] for r in audit].count("ticket.reopened") == 1
+
+
+async def test_business_hours_policy_from_the_api_sets_the_due_time(support: Support):
+    admin = support.token("admin", "root")
+    calendar = await support.client.put(
+        "/v1/sla/calendars/emea",
+        json={
+            "timezone": "Europe/Berlin",
+            "working_days": [1, 2, 3, 4, 5],
+            "day_start": "09:00",
+            "day_end": "17:00",
+            "holidays": ["2026-11-24"],
+        },
+        headers=admin,
+    )
+    assert calendar.status_code == 200, calendar.text
+    policy = await support.client.put(
+        "/v1/sla/policies",
+        json={
+            "priority": "low",
+            "category": "other",
+            "first_response_s": 4 * 3600,
+            "resolution_s": 16 * 3600,
+            "calendar_id": "emea",
+        },
+        headers=admin,
+    )
+    assert policy.status_code == 200, policy.text
+    bad = await support.client.put(
+        "/v1/sla/policies",
+        json={"priority": "low", "first_response_s": 60, "resolution_s": 60, "calendar_id": "nowhere"},
+        headers=admin,
+    )
+    assert bad.status_code == 422
+    agent_put = await support.client.put(
+        "/v1/sla/calendars/x", json={}, headers=support.token("support_agent", "alice")
+    )
+    assert agent_put.status_code == 403
+
+    support.clock.advance(hours=6)  # Monday 15:00 UTC = 16:00 in Berlin: one working hour left today
+    ticket = await _open(support, "fay", priority="low", category="other")
+    # 1 h Monday, Tuesday is a holiday, 3 h Wednesday from 09:00 Berlin (08:00 UTC).
+    assert ticket["sla"]["first_response"]["due_at"] == "2026-11-25T11:00:00Z"
+    assert ticket["sla"]["policy"]["calendar_id"] == "emea"
+
+
+async def test_the_report_gives_the_share_meeting_each_target(support: Support):
+    agent = support.token("support_agent", "alice")
+    fast = await _open(support, "gus", priority="high")
+    slow = await _open(support, "hal", priority="high")
+    support.clock.advance(minutes=30)
+    await support.client.post(
+        f"/v1/tickets/{fast['ticket_id']}/transitions", json={"to": "in_progress"}, headers=agent
+    )
+    support.clock.advance(hours=2)
+    await tickets.check_sla(support.ctx)  # the slow one breaches its first response
+    await support.client.post(
+        f"/v1/tickets/{slow['ticket_id']}/transitions", json={"to": "resolved"}, headers=agent
+    )
+
+    report = await support.client.get("/v1/sla/report", params={"from": "2026-11-23"}, headers=agent)
+    assert report.status_code == 200, report.text
+    body = report.json()
+    (row,) = [r for r in body["rows"] if r["priority"] == "high" and r["category"] == "redemption_failure"]
+    assert row["week"] == "2026-11-23"
+    assert row["tickets"] == 2
+    assert row["first_response"] == {"met": 1, "missed": 1, "share_met": 0.5}
+    assert row["resolution"] == {"met": 1, "missed": 0, "share_met": 1.0}
+    assert body["by_priority"][0]["priority"] == "high"
+    member = await support.client.get("/v1/sla/report", headers=support.token("member", "gus"))
+    assert member.status_code == 403
