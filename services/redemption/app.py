@@ -14,6 +14,8 @@ from services.redemption.offers.api import expire_open_challenges
 from services.redemption.offers.api import router as offers_router
 from services.redemption.records.api import router as records_router
 from services.redemption.records.handlers import record_subscriptions
+from services.redemption.retention.api import router as retention_router
+from services.redemption.retention.service import JOB_ACTOR, rules_from, run_retention
 from services.redemption.settings import RedemptionSettings
 from services.redemption.storefront.api import policy_of
 from services.redemption.storefront.api import router as storefront_router
@@ -45,7 +47,7 @@ def build_spec(settings: RedemptionSettings) -> ServiceSpec:
         title=TITLE,
         migrations_dir=MIGRATIONS,
         subscriptions=[*storefront_subscriptions(policy), *record_subscriptions()],
-        routers=[storefront_router, offers_router, records_router, exports_router],
+        routers=[storefront_router, offers_router, records_router, exports_router, retention_router],
         jobs=[
             redrive_job(pool, policy, settings.saga_redrive_interval_s),
             PeriodicJob("redemption-offer-code-expiry", 15.0, lambda: _expire(pool)),
@@ -53,6 +55,9 @@ def build_spec(settings: RedemptionSettings) -> ServiceSpec:
                 "redemption-exports",
                 settings.export_interval_s,
                 lambda: _exports(pool, settings.export_chunk_rows),
+            ),
+            PeriodicJob(
+                "redemption-retention", settings.retention_interval_s, lambda: _retention(pool, settings)
             ),
         ],
         on_startup=[pool.bind],
@@ -66,3 +71,7 @@ async def _expire(pool: _PoolRef) -> None:
 async def _exports(pool: _PoolRef, chunk_rows: int) -> None:
     while await run_next_export(pool(), chunk_rows) is not None:
         pass
+
+
+async def _retention(pool: _PoolRef, settings: RedemptionSettings) -> None:
+    await run_retention(pool(), rules_from(settings), actor=JOB_ACTOR, dry_run=False)

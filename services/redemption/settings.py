@@ -6,6 +6,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from chassis.settings import Settings
+from services.redemption.retention.domain import RetentionAction
 
 PRODUCER = "redemption"
 
@@ -40,15 +41,15 @@ class RedemptionSettings(Settings):
     # Retention, per record type: days kept, then purged or anonymised.
     retention_interval_s: float = Field(default=3600.0, alias="ORCHARD_REDEMPTION_RETENTION_INTERVAL")
     retention_offer_days: int = Field(default=730, alias="ORCHARD_REDEMPTION_RETENTION_OFFER_DAYS")
-    retention_offer_action: str = Field(
-        default="anonymise", alias="ORCHARD_REDEMPTION_RETENTION_OFFER_ACTION"
+    retention_offer_action: RetentionAction = Field(
+        default=RetentionAction.ANONYMISE, alias="ORCHARD_REDEMPTION_RETENTION_OFFER_ACTION"
     )
     retention_voucher_days: int = Field(default=730, alias="ORCHARD_REDEMPTION_RETENTION_VOUCHER_DAYS")
-    retention_voucher_action: str = Field(
-        default="anonymise", alias="ORCHARD_REDEMPTION_RETENTION_VOUCHER_ACTION"
+    retention_voucher_action: RetentionAction = Field(
+        default=RetentionAction.ANONYMISE, alias="ORCHARD_REDEMPTION_RETENTION_VOUCHER_ACTION"
     )
     retention_storefront_days: int = Field(default=2555, alias="ORCHARD_REDEMPTION_RETENTION_STOREFRONT_DAYS")
-    retention_storefront_action: str = Field(
-        default="anonymise", alias="ORCHARD_REDEMPTION_RETENTION_STOREFRONT_ACTION"
+    retention_storefront_action: RetentionAction = Field(
+        default=RetentionAction.ANONYMISE, alias="ORCHARD_REDEMPTION_RETENTION_STOREFRONT_ACTION"
     )
     retention_otp_days: int = Field(default=1, alias="ORCHARD_REDEMPTION_RETENTION_OTP_DAYS")
