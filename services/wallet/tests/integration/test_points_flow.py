@@ -111,8 +111,10 @@ async def test_debits_are_answered_recorded_or_rejected_with_the_reason(wallet):
     await wait_until(lambda: _has_entries(wallet, member, 1), what="credit")
 
     spend = debit_request(member, 80)
+    retried = event(Topics.WALLET_DEBIT_REQUESTED, spend.data, producer="redemption")
     too_much = debit_request(member, 30)
-    await send(wallet.bootstrap, spend, spend, too_much, key=member)
+    # `spend` redelivered, then retried by the saga as a new event with the same idempotency key.
+    await send(wallet.bootstrap, spend, spend, retried, too_much, key=member)
     await send(wallet.bootstrap, debit_request(stranger, 5), key=stranger)
 
     async def rejected() -> bool:
@@ -127,6 +129,11 @@ async def test_debits_are_answered_recorded_or_rejected_with_the_reason(wallet):
         (too_much.data.idempotency_key, "insufficient_points")
     ]
     assert theirs[0]["reason"] == "unknown_member"
+    recorded = await answers(wallet.bootstrap, Topics.WALLET_TRANSACTION_RECORDED, member)
+    spent = [r for r in recorded if r["idempotency_key"] == spend.data.idempotency_key]
+    assert len(spent) == 2  # the retry is answered again, with the same entry
+    assert spent[0]["entry_id"] == spent[1]["entry_id"]
+    assert spent[0]["balance_after"] == "20"
     assert await balance(wallet, member) == 20
     assert await entries_of(wallet, member) == 2
 
