@@ -151,7 +151,7 @@ async def apply(
     )
     if decision.late:
         log.warning(
-            "order_late_event", order_id=str(order.order_id), event=event, state=str(order.status.state)
+            "order_late_event", order_id=str(order.order_id), order_event=event, state=str(order.status.state)
         )
     if decision.changed:
         await add_to_outbox(
@@ -175,7 +175,7 @@ async def follow(
     """Apply a voucher or delivery event; events for orders this service does not know are skipped."""
     order = await repository.lock_order(conn, order_id=order_id)
     if order is None:
-        log.info("order_event_for_unknown_order", order_id=str(order_id), event=str(event))
+        log.info("order_event_for_unknown_order", order_id=str(order_id), order_event=str(event))
         return None
     decision = decide(order.status, event)
     attention = None
