@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chassis.audit import append_audit
 from chassis.auth import STAFF_ROLES, Principal, Role, require_roles
-from chassis.problems import register_error
+from chassis.problems import Problem, register_error
 from contracts.values import Identifier, PositivePoints
 from contracts.wallet import EntryType, WalletReference
 
@@ -21,7 +21,7 @@ from . import repository as repo
 from .domain import Posting, WalletStatus, expiring_between, soon_window, upcoming_expiries
 from .ledger import Ledger
 from .member_audit import append_member_audit, list_member_audit, verify_member_audit
-from .readmodel import member_orders
+from .readmodel import member_order, member_orders
 
 for _error, _status in (
     (domain.UnknownMember, 404),
@@ -38,6 +38,7 @@ for _error, _status in (
 
 MEMBER_OR_STAFF = (Role.MEMBER, *sorted(STAFF_ROLES))
 ADJUSTERS = (Role.ADMIN, Role.FINANCE)
+REVEALERS = (Role.ADMIN, Role.SUPPORT_AGENT, Role.MEMBER)
 
 
 def _pool(request: Request) -> asyncpg.Pool:
@@ -78,6 +79,11 @@ class AdjustmentRequest(BaseModel):
             if self.amount is None:
                 raise ValueError("a manual adjustment needs an amount")
         return self
+
+
+class RevealRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(default=None, max_length=2000, description="why an agent looks at the code")
 
 
 class StatusChange(BaseModel):
@@ -260,6 +266,38 @@ def build_router(ledger: Ledger, *, expiring_soon_days: int) -> APIRouter:
             "entries": [e.to_json() for e in entries],
             "next_after_seq": entries[-1].seq if len(entries) == limit else None,
         }
+
+    @router.post("/v1/members/{member_id}/orders/{order_id}/reveal")
+    async def reveal(
+        member_id: str,
+        order_id: uuid.UUID,
+        request: Request,
+        body: RevealRequest | None = None,
+        principal: Principal = Depends(require_roles(*REVEALERS)),
+    ) -> dict[str, Any]:
+        """Where to see a delivered code in full. The wallet never holds clear codes: this records the
+        reveal in the member's audit log and points to the voucher service's own audited reveal."""
+        principal.ensure_may_access_member(member_id)
+        actor = staff_actor(principal, REVEALERS)
+        async with _pool(request).acquire() as conn, conn.transaction():
+            order = await member_order(conn, member_id, order_id)
+            if order is None or order["reveal"] is None:
+                raise Problem(
+                    404, "no_revealable_code", detail="The member has no delivered code on that order."
+                )
+            details = {"order_id": str(order_id), "booking_id": order["booking_id"]}
+            details |= {"masked_code": order["masked_code"]}
+            if body is not None and body.reason:
+                details["reason"] = body.reason
+            await append_member_audit(
+                conn,
+                member_id=member_id,
+                actor=actor,
+                action="code_reveal_requested",
+                occurred_at=ledger.clock(),
+                details=details,
+            )
+        return {"order_id": str(order_id), "masked_code": order["masked_code"], "reveal": order["reveal"]}
 
     @router.get("/v1/members/{member_id}/audit/verify")
     async def verify(

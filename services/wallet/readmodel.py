@@ -255,3 +255,10 @@ async def member_orders(conn: Connection, member_id: str, limit: int) -> list[di
         limit,
     )
     return [order_to_json(r) for r in rows]
+
+
+async def member_order(conn: Connection, member_id: str, order_id: uuid.UUID) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        "SELECT * FROM reward_orders WHERE member_id = $1 AND order_id = $2", member_id, order_id
+    )
+    return order_to_json(row) if row else None

@@ -148,6 +148,28 @@ async def test_the_member_sees_every_reward_order_with_its_delivery_status_and_o
     assert other.status_code == 403
     agent = await wallet.http.get(f"/v1/members/{member}/history", headers=wallet.auth("support_agent"))
     assert agent.status_code == 200
+    reveal = await wallet.http.post(
+        f"/v1/members/{member}/orders/{delivered}/reveal", headers=wallet.auth("member", member)
+    )
+    not_delivered = await wallet.http.post(
+        f"/v1/members/{member}/orders/{failing}/reveal", headers=wallet.auth("member", member)
+    )
+    not_theirs = await wallet.http.post(
+        f"/v1/members/{member}/orders/{delivered}/reveal", headers=wallet.auth("member", "someone-else")
+    )
+    assert reveal.status_code == 200
+    assert reveal.json()["reveal"] == {
+        "service": "voucher",
+        "method": "POST",
+        "path": f"/v1/codes/{code_id}/reveal",
+    }
+    assert not_delivered.status_code == 404
+    assert not_theirs.status_code == 403
+    audit = await wallet.http.get(f"/v1/members/{member}/audit", headers=wallet.auth("member", member))
+    revealed = [e for e in audit.json()["entries"] if e["action"] == "code_reveal_requested"]
+    assert [(e["actor"], e["details"]["order_id"]) for e in revealed] == [
+        (f"member:{member}", str(delivered))
+    ]
     # The clear code was on the wire but is stored nowhere.
     dump = await wallet.runtime.pool.fetchval(
         "SELECT string_agg(t::text, ' ') FROM (SELECT * FROM reward_orders) t"
