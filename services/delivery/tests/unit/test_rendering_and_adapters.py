@@ -1,0 +1,104 @@
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from pydantic import SecretStr
+
+from contracts.values import Channel
+from services.delivery.channels import Outgoing
+from services.delivery.channels.email import build_email
+from services.delivery.channels.twilio import _reason_for
+from services.delivery.codes import CodeVault
+from services.delivery.domain import ReasonCode
+from services.delivery.notifications import slack_payload, summarise, teams_payload
+from services.delivery.settings import DeliverySettings
+from services.delivery.templates import TemplateBook, VoucherView
+
+VIEW = VoucherView(
+    booking_id="BK-7F3K9Q2M4T",
+    campaign_id="camp-1",
+    name="Ann <script>",
+    locale="en-GB",
+    code=SecretStr("ORCH-1234"),
+    masked_code="****1234",
+    face_value=Decimal("25"),
+    currency="EUR",
+    expires_at=datetime(2027, 1, 31, tzinfo=UTC),
+)
+
+
+def test_email_has_subject_text_and_escaped_html_with_code_value_expiry_and_booking():
+    rendered = TemplateBook().render(VIEW, Channel.EMAIL)
+
+    assert rendered.subject == "Your 25.00 EUR reward is here (booking BK-7F3K9Q2M4T)"
+    for part in (rendered.text, rendered.html):
+        assert "ORCH-1234" in part
+        assert "BK-7F3K9Q2M4T" in part
+        assert "2027-01-31" in part
+    assert "&lt;script&gt;" in rendered.html
+    assert "ORCH-1234" not in repr(rendered)
+
+
+def test_a_campaign_locale_template_wins_over_the_defaults(tmp_path):
+    folder = tmp_path / "voucher" / "campaigns" / "camp-1" / "en"
+    folder.mkdir(parents=True)
+    (folder / "sms.txt").write_text("Camp one says {{ code }}")
+
+    assert TemplateBook(tmp_path).render(VIEW, Channel.SMS).text == "Camp one says ORCH-1234"
+    other = VoucherView(**{**VIEW.__dict__, "campaign_id": "camp-2"})
+    assert (
+        TemplateBook(tmp_path).render(other, Channel.SMS).text.startswith("Your 25.00 EUR voucher: ORCH-1234")
+    )
+
+
+def test_an_email_carries_the_stable_message_id_and_both_parts():
+    rendered = TemplateBook().render(VIEW, Channel.EMAIL)
+    email = build_email(
+        Outgoing(Channel.EMAIL, "ann@example.com", "Ann", rendered, "<d.1.email@orchard.local>"),
+        "r@orchard.local",
+    )
+    assert email["Message-ID"] == "<d.1.email@orchard.local>"
+    assert {p.get_content_type() for p in email.iter_parts()} == {"text/plain", "text/html"}
+
+
+def test_twilio_answers_map_to_reason_codes():
+    assert _reason_for(429, 20429) is ReasonCode.RATE_LIMITED
+    assert _reason_for(503, None) is ReasonCode.PROVIDER_ERROR
+    assert _reason_for(400, 21211) is ReasonCode.INVALID_NUMBER
+    assert _reason_for(400, 63003) is ReasonCode.WHATSAPP_UNREACHABLE
+    assert _reason_for(401, 20003) is ReasonCode.PROVIDER_AUTH_FAILED
+    assert _reason_for(400, 12345) is ReasonCode.PROVIDER_REJECTED
+
+
+def test_held_codes_round_trip_through_the_vault_and_are_not_readable_sealed():
+    vault = CodeVault(DeliverySettings().code_key)
+    sealed = vault.seal(SecretStr("ORCH-1234"))
+    assert b"ORCH-1234" not in sealed
+    assert vault.open(sealed).get_secret_value() == "ORCH-1234"
+
+
+def _row(kind: str, n: int, campaign: str = "c1") -> dict:
+    return {
+        "kind": kind,
+        "campaign_id": campaign,
+        "line": f"line {n}",
+        "created_at": datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=n),
+    }
+
+
+def test_a_burst_is_summarised_and_a_trickle_is_listed():
+    rows = [_row("delivery_failed", n) for n in range(312)] + [_row("stock_low", 1)]
+
+    sections = summarise(rows, burst_threshold=5)
+
+    assert sections == [
+        ("Final delivery failures", ["312 deliveries failed in the last 6 minutes", "Campaigns: c1"]),
+        ("Low voucher stock", ["line 1"]),
+    ]
+    slack = slack_payload(sections)
+    assert slack["blocks"][1]["text"]["type"] == "mrkdwn"
+    assert teams_payload(sections)["attachments"][0]["content"]["type"] == "AdaptiveCard"
+
+
+def test_a_burst_within_a_minute_says_so():
+    rows = [_row("delivery_failed", n) for n in range(10)]
+    assert summarise(rows, 3)[0][1][0] == "10 deliveries failed in the last minute"
