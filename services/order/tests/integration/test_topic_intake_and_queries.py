@@ -1,0 +1,203 @@
+"""IPA records on the topic, the campaign view, and the order queries."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from chassis.testing import produce, wait_until
+from contracts.envelope import Envelope
+from contracts.ipa import IpaRecordSubmitted
+from contracts.topics import Topics
+from contracts.values import RewardType
+from contracts.vouchers import CampaignStatus
+
+from .conftest import OrderService, voucher_record
+
+
+def submitted(campaign: str, **overrides: Any) -> IpaRecordSubmitted:
+    return IpaRecordSubmitted(**{**voucher_record(campaign), **overrides})
+
+
+async def handled(service: OrderService, *envelopes: Envelope[Any]) -> None:
+    ids = [e.event_id for e in envelopes]
+
+    async def done() -> bool:
+        count = await service.pool.fetchval(
+            "SELECT count(*) FROM inbox WHERE event_id = ANY($1::uuid[])", ids
+        )
+        return bool(count == len(ids))
+
+    await wait_until(done, what=f"{len(ids)} event(s) handled")
+
+
+async def test_a_reference_repeated_on_the_topic_gives_one_order_and_a_duplicate_answer(
+    order_service: OrderService,
+) -> None:
+    campaign = await order_service.campaign()
+    record = submitted(campaign)
+    first = await order_service.publish(
+        Topics.IPA_RECORD_SUBMITTED, record.external_ref, record, producer="hris"
+    )
+    await order_service.publish_raw(Topics.IPA_RECORD_SUBMITTED, record.external_ref, first)  # redelivery
+    again = await order_service.publish(
+        Topics.IPA_RECORD_SUBMITTED, record.external_ref, record, producer="hris"
+    )
+    await handled(order_service, first, again)
+
+    order = await order_service.order_of(record.external_ref)
+    [accepted] = await order_service.wait_published(
+        Topics.IPA_RECORD_ACCEPTED, 1, external_ref=record.external_ref
+    )
+    [rejected] = await order_service.wait_published(
+        Topics.IPA_RECORD_REJECTED, 1, external_ref=record.external_ref
+    )
+
+    assert accepted["order_id"] == order["order_id"]
+    assert rejected["errors"][0]["code"] == "duplicate"
+    assert order["order_id"] in rejected["errors"][0]["message"]
+    assert order["timeline"][0]["cause_event_id"] == str(first.event_id)
+    count = await order_service.pool.fetchval(
+        "SELECT count(*) FROM orders WHERE external_ref = $1", record.external_ref
+    )
+    assert count == 1
+
+
+async def test_a_malformed_record_on_the_topic_is_rejected_field_by_field(
+    order_service: OrderService,
+) -> None:
+    campaign = await order_service.campaign(status=CampaignStatus.PAUSED)
+    ref = f"ref-{uuid.uuid4().hex[:8]}"
+    raw = Envelope.new(
+        event_type=Topics.IPA_RECORD_SUBMITTED,
+        producer="hris",
+        data=submitted(campaign, external_ref=ref),
+    ).to_json_dict()
+    raw["data"].update({"phone": "0044 7700", "amount": 12.5, "reward_type": "cash"})
+    await produce(
+        order_service.bootstrap, Topics.IPA_RECORD_SUBMITTED, [(ref.encode(), json.dumps(raw).encode())]
+    )
+
+    [rejected] = await order_service.wait_published(Topics.IPA_RECORD_REJECTED, 1, external_ref=ref)
+
+    codes = {(e["field"], e["code"]) for e in rejected["errors"]}
+    assert codes == {
+        ("phone", "invalid_phone"),
+        ("amount", "invalid_amount"),
+        ("reward_type", "invalid_reward_type"),
+        ("campaign_id", "campaign_inactive"),
+    }
+    assert await order_service.pool.fetchval("SELECT count(*) FROM orders WHERE external_ref = $1", ref) == 0
+
+
+async def test_the_campaign_view_keeps_only_newer_versions(order_service: OrderService) -> None:
+    campaign = await order_service.campaign(version=3, per_record_limit="100")
+    stale = await order_service.campaign(campaign_id=campaign, version=3, per_record_limit="100")
+    older_env = await order_service.publish(
+        Topics.CAMPAIGN_CHANGED,
+        campaign,
+        _campaign_changed(campaign, version=2, status=CampaignStatus.ENDED),
+    )
+    await handled(order_service, older_env)
+
+    row = await order_service.pool.fetchrow(
+        "SELECT version, status FROM campaigns WHERE campaign_id = $1", stale
+    )
+    assert (row["version"], row["status"]) == (3, "active")
+    await order_service.campaign(campaign_id=campaign, version=4, status=CampaignStatus.ENDED)
+    batch = await order_service.finished_batch(await order_service.upload_json([voucher_record(campaign)]))
+    assert batch["rejected"] == 1
+
+
+def _campaign_changed(campaign_id: str, *, version: int, status: CampaignStatus) -> Any:
+    from decimal import Decimal
+
+    from contracts.values import Channel
+    from contracts.vouchers import CampaignChanged
+
+    return CampaignChanged(
+        campaign_id=campaign_id,
+        version=version,
+        name="old",
+        reward_type=RewardType.VOUCHER,
+        face_value=Decimal("25"),
+        currency="EUR",
+        status=status,
+        default_channel=Channel.EMAIL,
+    )
+
+
+async def test_orders_are_listed_with_filters_stable_pages_and_exact_totals(
+    order_service: OrderService,
+) -> None:
+    campaign = await order_service.campaign()
+    other = await order_service.campaign()
+    member = f"m-{uuid.uuid4().hex[:6]}"
+    records = [voucher_record(campaign, member_id=member) for _ in range(7)]
+    await order_service.finished_batch(await order_service.upload_json([*records, voucher_record(other)]))
+    first_order = await order_service.order_of(records[0]["external_ref"])
+    await order_service.http.post(
+        f"/v1/orders/{first_order['order_id']}/cancel", json={"reason": "test"}, headers=order_service.auth()
+    )
+
+    seen: list[str] = []
+    cursor = None
+    totals = set()
+    while True:
+        params: dict[str, Any] = {"campaign_id": campaign, "limit": 3, "sort": "created_at"}
+        if cursor:
+            params["cursor"] = cursor
+        page = (
+            await order_service.http.get("/v1/orders", params=params, headers=order_service.auth("ops"))
+        ).json()
+        seen += [o["order_id"] for o in page["items"]]
+        totals.add(page["total"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    pending = await order_service.http.get(
+        "/v1/orders",
+        params={"campaign_id": campaign, "state": "pending"},
+        headers=order_service.auth("auditor"),
+    )
+    by_member = await order_service.http.get(
+        "/v1/orders", params={"member_id": member}, headers=order_service.auth()
+    )
+    bad_cursor = await order_service.http.get(
+        "/v1/orders", params={"cursor": "nope"}, headers=order_service.auth()
+    )
+    summary = await order_service.http.get(
+        "/v1/orders/summary", params={"campaign_id": campaign}, headers=order_service.auth("support_agent")
+    )
+    everything = await order_service.http.get("/v1/orders/summary", headers=order_service.auth())
+
+    assert len(seen) == len(set(seen)) == 7
+    assert totals == {7}
+    assert pending.json()["total"] == 6
+    assert by_member.json()["total"] == 7
+    assert bad_cursor.status_code == 422
+    body = summary.json()
+    assert (body["total"], body["by_state"]) == (7, {"pending": 6, "completed": 0, "cancelled": 1})
+    assert body["by_fulfilment_status"]["awaiting_voucher"] == 6
+    assert body["campaigns"][0]["campaign_id"] == campaign
+    assert {c["campaign_id"] for c in everything.json()["campaigns"]} >= {campaign, other}
+
+
+async def test_an_order_is_found_by_booking_id_in_any_case_and_unknown_ones_answer_404(
+    order_service: OrderService,
+) -> None:
+    campaign = await order_service.campaign()
+    record = voucher_record(campaign)
+    await order_service.finished_batch(await order_service.upload_json([record]))
+    order = await order_service.order_of(record["external_ref"])
+
+    by_booking = await order_service.order(order["booking_id"].lower())
+    unknown = await order_service.http.get("/v1/orders/BK-2222222222", headers=order_service.auth())
+    member = await order_service.http.get(
+        f"/v1/orders/{order['order_id']}", headers=order_service.auth("member")
+    )
+
+    assert by_booking["order_id"] == order["order_id"]
+    assert unknown.status_code == 404
+    assert member.status_code == 403
