@@ -6,7 +6,7 @@ from pathlib import Path
 
 from chassis.jobs import PeriodicJob
 from chassis.service import ServiceRuntime, ServiceSpec, run_service
-from services.support import handlers, tickets
+from services.support import handlers, sla_monitor
 from services.support.api import portal as portal_api
 from services.support.api import sla as sla_api
 from services.support.api import tickets as tickets_api
@@ -24,15 +24,15 @@ def build_spec(settings: SupportSettings, clock: Clock | None = None) -> tuple[S
     async def bind_pool(runtime: ServiceRuntime) -> None:
         ctx.pool = runtime.pool
 
-    async def sla_monitor() -> None:
-        await tickets.check_sla(ctx)
+    async def check_sla() -> None:
+        await sla_monitor.check_sla(ctx)
 
     spec = ServiceSpec(
         title="Orchard support service: tickets, SLAs and the agent portal",
         migrations_dir=MIGRATIONS,
         subscriptions=handlers.subscriptions(ctx),
         routers=[tickets_api.build_router(ctx), sla_api.build_router(ctx), portal_api.build_router(ctx)],
-        jobs=[PeriodicJob("support-sla-monitor", settings.sla_check_interval_s, sla_monitor)],
+        jobs=[PeriodicJob("support-sla-monitor", settings.sla_check_interval_s, check_sla)],
         on_startup=[bind_pool],
     )
     return spec, ctx

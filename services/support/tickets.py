@@ -10,24 +10,18 @@ from typing import Any
 
 from chassis.audit import append_audit
 from chassis.db import Connection
-from chassis.outbox import add_event
-from contracts.envelope import Envelope
 from contracts.support import (
-    SlaAlertKind,
     SlaTarget,
-    SupportSlaBreached,
     TicketCategory,
     TicketPriority,
 )
-from contracts.topics import Topics
 from services.support import ticket_repository as repo
-from services.support.context import PRODUCER, SLA_MONITOR, SupportContext
+from services.support.context import SupportContext
 from services.support.domain.sla import (
     BusinessCalendar,
     Pause,
     SlaConfigError,
     TargetStatus,
-    alerts_due,
     choose_policy,
     evaluate_target,
     next_check_at,
@@ -38,7 +32,6 @@ from services.support.domain.tickets import (
     TicketQueue,
     TicketState,
     counts_as_first_response,
-    escalated_priority,
     is_reopen,
     state_after_customer_reply,
     transition,
@@ -101,7 +94,7 @@ def sla_statuses(
     return status(SlaTarget.FIRST_RESPONSE), status(SlaTarget.RESOLUTION)
 
 
-async def _calendar_of(conn: Connection, calendar_id: str | None) -> BusinessCalendar | None:
+async def calendar_of(conn: Connection, calendar_id: str | None) -> BusinessCalendar | None:
     if calendar_id is None:
         return None
     calendar = (await repo.calendars(conn)).get(calendar_id)
@@ -135,7 +128,7 @@ async def refresh_sla(conn: Connection, ctx: SupportContext, ticket_id: str) -> 
     ticket = await repo.get_ticket(conn, ticket_id)
     assert ticket is not None
     now = ctx.clock.now()
-    calendar = await _calendar_of(conn, ticket.calendar_id)
+    calendar = await calendar_of(conn, ticket.calendar_id)
     pauses = (await repo.pauses_of(conn, [ticket_id])).get(ticket_id, [])
     raised = (await repo.alerts_of(conn, [ticket_id])).get(ticket_id, {})
     statuses = sla_statuses(ticket, calendar, pauses, now, ctx.settings.sla_warning_share)
@@ -226,7 +219,7 @@ async def load_for(
 async def _target_met(
     conn: Connection, ctx: SupportContext, ticket: repo.TicketRow, target: SlaTarget, at: datetime
 ) -> bool:
-    calendar = await _calendar_of(conn, ticket.calendar_id)
+    calendar = await calendar_of(conn, ticket.calendar_id)
     pauses = (await repo.pauses_of(conn, [ticket.ticket_id])).get(ticket.ticket_id, [])
     status = evaluate_target(
         target,
@@ -388,91 +381,3 @@ async def update_fields(
 
 def _plain(value: Any) -> Any:
     return getattr(value, "value", value)
-
-
-CHECK_BATCH = 100
-
-
-async def check_sla(ctx: SupportContext) -> int:
-    """One run of the SLA monitor: raise every warning and breach that is due. Returns how many."""
-    now = ctx.clock.now()
-    raised = 0
-    while True:
-        async with ctx.db.acquire() as conn, conn.transaction():
-            ticket_ids = await repo.tickets_to_check(conn, now, CHECK_BATCH)
-            for ticket_id in ticket_ids:
-                raised += await _check_ticket(conn, ctx, ticket_id, now)
-        if len(ticket_ids) < CHECK_BATCH:
-            return raised
-
-
-async def _check_ticket(conn: Connection, ctx: SupportContext, ticket_id: str, now: datetime) -> int:
-    ticket = await repo.get_ticket(conn, ticket_id)
-    assert ticket is not None
-    calendar = await _calendar_of(conn, ticket.calendar_id)
-    pauses = (await repo.pauses_of(conn, [ticket_id])).get(ticket_id, [])
-    already = (await repo.alerts_of(conn, [ticket_id])).get(ticket_id, {})
-    raised = 0
-    for status in sla_statuses(ticket, calendar, pauses, now, ctx.settings.sla_warning_share):
-        for kind in alerts_due(status, already.get(status.target, ())):
-            due = (status.due_at if kind is SlaAlertKind.BREACH else status.warn_at) or now
-            if await repo.record_alert(conn, ticket_id, status.target, kind, due, now):
-                ticket = await _raise_alert(conn, ticket, status, kind, due, now)
-                raised += 1
-    await refresh_sla(conn, ctx, ticket_id)
-    return raised
-
-
-async def _raise_alert(
-    conn: Connection,
-    ticket: repo.TicketRow,
-    status: TargetStatus,
-    kind: SlaAlertKind,
-    due: datetime,
-    now: datetime,
-) -> repo.TicketRow:
-    details: dict[str, Any] = {
-        "target": status.target.value,
-        "due_at": due.isoformat(),
-        "elapsed_s": round(status.elapsed_s),
-        "target_s": status.target_s,
-    }
-    priority = ticket.priority
-    if kind is SlaAlertKind.BREACH:
-        priority = escalated_priority(ticket.priority)
-        breached_field = "fr_breached_at" if status.target is SlaTarget.FIRST_RESPONSE else "res_breached_at"
-        await repo.update_ticket(
-            conn,
-            ticket.ticket_id,
-            priority=priority,
-            queue=TicketQueue.ESCALATION,
-            updated_at=now,
-            **{breached_field: due},
-        )
-        details.update(priority_from=ticket.priority.value, priority_to=priority.value, queue="escalation")
-    action = "sla_breached" if kind is SlaAlertKind.BREACH else "sla_warning"
-    await repo.add_timeline(conn, ticket.ticket_id, at=now, actor=SLA_MONITOR, kind=action, details=details)
-    await append_audit(
-        conn,
-        actor=SLA_MONITOR,
-        action=f"ticket.{action}" + ("_escalated" if kind is SlaAlertKind.BREACH else ""),
-        subject_type="ticket",
-        subject_id=ticket.ticket_id,
-        details=details,
-    )
-    alert = SupportSlaBreached(
-        ticket_id=ticket.ticket_id,
-        kind=kind,
-        priority=priority,
-        category=ticket.category,
-        target=status.target,
-        due_at=due,
-        breached_at=due if kind is SlaAlertKind.BREACH else None,
-        order_id=ticket.order_id,
-        assignee=ticket.assignee,
-    )
-    envelope = Envelope.new(event_type=Topics.SUPPORT_SLA_BREACHED, producer=PRODUCER, data=alert)
-    await add_event(conn, envelope, key=ticket.ticket_id)
-    updated = await repo.get_ticket(conn, ticket.ticket_id)
-    assert updated is not None
-    return updated

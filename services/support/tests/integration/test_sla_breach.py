@@ -7,7 +7,7 @@ import asyncpg
 from chassis.audit import verify_audit_chain
 from chassis.testing import wait_until
 from contracts.topics import Topics
-from services.support import tickets
+from services.support import sla_monitor
 from services.support.tests.integration.conftest import Support
 
 MEMBER = "member-sla-1"
@@ -85,7 +85,7 @@ async def test_a_breach_is_detected_by_the_job_published_and_the_ticket_escalate
         await conn.close()
 
     # Another run (or a second leader) finds nothing new to raise.
-    assert await tickets.check_sla(support.ctx) == 0
+    assert await sla_monitor.check_sla(support.ctx) == 0
     assert len(await support.events(Topics.SUPPORT_SLA_BREACHED, ticket_id=ticket_id)) == 2
 
 
@@ -109,7 +109,7 @@ async def test_the_clock_stands_still_while_the_ticket_waits_on_the_customer(sup
     assert moved.json()["sla"]["first_response"]["status"] == "met"
 
     support.clock.advance(hours=20)
-    assert await tickets.check_sla(support.ctx) == 0
+    assert await sla_monitor.check_sla(support.ctx) == 0
     waiting = await _ticket(support, ticket_id)
     assert waiting["sla"]["resolution"]["paused"] is True
     assert waiting["sla"]["resolution"]["seconds_left"] == 7.5 * 3600
@@ -123,7 +123,7 @@ async def test_the_clock_stands_still_while_the_ticket_waits_on_the_customer(sup
     assert reply.json()["state"] == "in_progress"
 
     support.clock.advance(hours=7, minutes=31)
-    await tickets.check_sla(support.ctx)
+    await sla_monitor.check_sla(support.ctx)
     breached = await _ticket(support, ticket_id)
     assert breached["sla"]["resolution"]["status"] == "breached"
     assert breached["sla"]["resolution"]["overdue_s"] == 60
