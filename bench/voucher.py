@@ -1,0 +1,211 @@
+"""`python -m bench.voucher [--orders N] [--codes N]`: the voucher service's issuance rate under a burst
+of pending orders and the time to generate a million codes, next to raw Kafka and Postgres baselines
+measured in the same run (see bench/__main__.py for how the baselines are taken).
+
+- (a)  raw aiokafka produce + consume of the same number of order events;
+- (b8) raw asyncpg one-row INSERT transactions from 8 workers;
+- (i)  issuance: the real voucher runtime (consumer with inbox, issuance in Postgres, outbox relay)
+       fed a burst of `order.state_changed` (pending, awaiting_voucher); clock from the first produce
+       to the last `voucher.issued` row published by the relay;
+- (cp) raw COPY of as many rows of the codes table's shape into a bare table (no index, no crypto);
+- (g)  generation of the codes through the service's own code (random draw, HMAC, AES-GCM, COPY into
+       staging, INSERT … ON CONFLICT into the indexed pool).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import time
+import uuid
+
+import structlog
+
+from bench import baselines
+from bench.infra import Infra, open_infra, scratch_pool
+from bench.measure import Measurement, wait_for_count
+from chassis.db import apply_migrations
+from chassis.service import ServiceRuntime
+from chassis.testing import produce
+from contracts.envelope import Envelope
+from contracts.orders import FulfilmentStatus, OrderSource, OrderState, OrderStateChanged
+from contracts.registry import TOPICS
+from contracts.topics import Topics
+from deploy.infra.topics import ensure_topics
+from services.voucher import campaigns, codes
+from services.voucher.service import build_spec, build_vault
+from services.voucher.settings import VoucherSettings
+
+CAMPAIGN = {
+    "name": "Bench",
+    "reward_type": "voucher",
+    "brand": "Bench",
+    "face_value": 25,
+    "currency": "EUR",
+    "expiry_policy": None,
+    "budget": None,
+    "default_channel": "email",
+    "per_record_limit": None,
+    "partner_ids": (),
+    "low_stock_threshold": 0,
+    "allow_partial": True,
+}
+
+
+def _campaign_fields(campaign_id: str) -> dict[str, object]:
+    from decimal import Decimal
+
+    from contracts.values import Channel, RewardType
+    from contracts.vouchers import ExpiryKind, ExpiryPolicy
+
+    return CAMPAIGN | {
+        "campaign_id": campaign_id,
+        "reward_type": RewardType.VOUCHER,
+        "face_value": Decimal(25),
+        "default_channel": Channel.EMAIL,
+        "expiry_policy": ExpiryPolicy(kind=ExpiryKind.DAYS_AFTER_ISSUE, days=365),
+    }
+
+
+def order_events(campaign_id: str, count: int) -> list[Envelope[OrderStateChanged]]:
+    events = []
+    for _ in range(count):
+        order_id = uuid.uuid4()
+        events.append(
+            Envelope.new(
+                event_type=Topics.ORDER_STATE_CHANGED,
+                producer="order",
+                data=OrderStateChanged(
+                    order_id=order_id,
+                    booking_id=f"BK-{order_id.hex[:10].upper()}",
+                    member_id=f"m-{order_id.hex[:8]}",
+                    campaign_id=campaign_id,
+                    source=OrderSource.IPA,
+                    state=OrderState.PENDING,
+                    fulfilment_status=FulfilmentStatus.AWAITING_VOUCHER,
+                ),
+            )
+        )
+    return events
+
+
+async def generation(infra: Infra, count: int) -> Measurement:
+    vault = build_vault(VoucherSettings())
+    async with scratch_pool(infra.admin_dsn, size=1) as (_, pool):
+        await apply_migrations(pool, service_dir=build_spec(VoucherSettings()).migrations_dir)
+        async with pool.acquire() as conn, conn.transaction():
+            await campaigns.create(conn, _campaign_fields("gen"), actor="bench")
+        started = time.monotonic()
+        async with pool.acquire() as conn, conn.transaction():
+            await codes.generate(
+                conn, vault, "gen", count=count, length=12, prefix="", test=False, actor="bench"
+            )
+        seconds = time.monotonic() - started
+        stored = await pool.fetchval("SELECT count(*) FROM codes")
+    assert stored == count
+    return Measurement("g", "generate codes (draw+HMAC+AES-GCM+COPY+unique insert)", count, seconds)
+
+
+async def raw_copy(infra: Infra, count: int) -> Measurement:
+    async with scratch_pool(infra.admin_dsn, size=1) as (_, pool):
+        await pool.execute(
+            "CREATE TABLE raw_codes (id uuid DEFAULT gen_random_uuid(), h bytea, s bytea, k text, l text,"
+            " v numeric(18,4))"
+        )
+        records = [(os.urandom(32), os.urandom(40), "dev1", "ABCD", 25) for _ in range(count)]
+        started = time.monotonic()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.copy_records_to_table("raw_codes", records=records, columns=("h", "s", "k", "l", "v"))
+        seconds = time.monotonic() - started
+    return Measurement("cp", "postgres COPY of as many bare rows (raw asyncpg)", count, seconds)
+
+
+async def issuance(infra: Infra, orders: int) -> Measurement:
+    await ensure_topics(infra.bootstrap, TOPICS)  # voucher.issued and the rest, as `orchard up` makes them
+    topic = await infra.new_topic(6)
+    events = order_events("burst", orders)
+    async with scratch_pool(infra.admin_dsn, size=1) as (db, pool):
+        settings = VoucherSettings(
+            ORCHARD_SERVICE=f"bench{uuid.uuid4().hex[:6]}",
+            DATABASE_URL=db.dsn,
+            ORCHARD_DB_SCHEMA=db.schema,
+            KAFKA_BOOTSTRAP_SERVERS=infra.bootstrap,
+        )
+        runtime = ServiceRuntime(settings, build_spec(settings, order_topic=topic))
+        await runtime.start()
+        try:
+            vault = build_vault(settings)
+            async with pool.acquire() as conn, conn.transaction():
+                await campaigns.create(conn, _campaign_fields("burst"), actor="bench")
+                await codes.generate(
+                    conn, vault, "burst", count=orders, length=12, prefix="", test=False, actor="bench"
+                )
+            task = runtime._broker_task
+            while task is None or not task.done():
+                await asyncio.sleep(0.05)
+                task = runtime._broker_task
+            await asyncio.sleep(2)  # the group has joined and holds its partitions
+            started = time.monotonic()
+            await produce(
+                infra.bootstrap, topic, [(str(e.data.order_id).encode(), e.to_bytes()) for e in events]
+            )
+            issued_at = await wait_for_count(
+                lambda: pool.fetchval("SELECT count(*) FROM issuances"), orders, what="issuances"
+            )
+            published = await wait_for_count(
+                lambda: pool.fetchval(
+                    "SELECT count(*) FROM outbox WHERE topic = 'voucher.issued' AND published_at IS NOT NULL"
+                ),
+                orders,
+                what="voucher.issued published",
+            )
+        finally:
+            await runtime.stop()
+    return Measurement(
+        "i",
+        "voucher issuance: burst of pending orders -> voucher.issued",
+        orders,
+        published - started,
+        {"issued_committed_per_s": orders / (issued_at - started)},
+    )
+
+
+async def run(infra: Infra, orders: int, code_count: int) -> list[Measurement]:
+    raw_topic = await infra.new_topic(6)
+    sample = order_events("raw", orders)
+    messages = [(str(e.data.order_id).encode(), e.to_bytes()) for e in sample]
+    rows = [(e.event_id, value) for e, (_, value) in zip(sample, messages, strict=True)]
+    return [
+        await baselines.kafka_round_trip(infra, raw_topic, messages),
+        await baselines.postgres_inserts(infra, rows, workers=8),
+        await issuance(infra, orders),
+        await raw_copy(infra, code_count),
+        await generation(infra, code_count),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.voucher", description=__doc__)
+    parser.add_argument("--orders", type=int, default=5000, help="pending orders in the burst")
+    parser.add_argument("--codes", type=int, default=1_000_000, help="codes to generate")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    with open_infra() as infra:
+        results = asyncio.run(run(infra, args.orders, args.codes))
+    by_key = {m.key: m for m in results}
+    print(f"{'':4} {'scenario':60} {'items':>8} {'seconds':>8} {'items/s':>9}  notes")
+    for m in results:
+        notes = "  ".join(f"{k} {v:.0f}" for k, v in m.extra.items())
+        print(f"{m.key:4} {m.label:60} {m.events:8d} {m.seconds:8.2f} {m.rate:9.0f}  {notes}".rstrip())
+    print()
+    print(f"issuance / raw kafka round trip (i/a):   {by_key['i'].rate / by_key['a'].rate:.3f}")
+    print(f"issuance / raw 1-row insert txns (i/b8): {by_key['i'].rate / by_key['b8'].rate:.3f}")
+    print(f"generation / raw COPY (g/cp):            {by_key['g'].rate / by_key['cp'].rate:.3f}")
+    print(f"{by_key['g'].events} codes generated in {by_key['g'].seconds:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
