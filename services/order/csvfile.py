@@ -148,14 +148,19 @@ def _check_header(fields: list[str]) -> list[str]:
 
 def _unescape(value: str) -> str | None:
     # A leading quote is how our own report (and spreadsheets) keep a formula-looking cell inert.
-    if value.startswith("'") and value[1:].startswith(FORMULA_STARTS):
+    if value.startswith("'") and _formula_like(value[1:]):
         value = value[1:]
     return value if value.strip() else None
 
 
 def escape_cell(value: Any) -> str:
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    return "'" + text if _formula_like(text) else text
+
+
+def _formula_like(text: str) -> bool:
+    # Quotes already in front are escaped too, so that reading the report back gives the cell as it was.
+    return text.lstrip("'").startswith(FORMULA_STARTS)
 
 
 def _line(values: Iterable[Any]) -> str:

@@ -67,6 +67,7 @@ _EMAIL = re.compile(
     r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
 )
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_PHONE_LIKE = re.compile(r"^\+[0-9][0-9 ().-]*$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 _SIGNED_NUMBER = re.compile(r"^[+-][0-9]+(\.[0-9]+)?$")
@@ -126,7 +127,7 @@ def looks_like_formula(value: str, field_name: str) -> bool:
     are data, not formulas; the amount rules judge a negative amount."""
     if not value.startswith(FORMULA_STARTS):
         return False
-    if field_name == "phone" and _E164.fullmatch(value):
+    if field_name == "phone" and _PHONE_LIKE.fullmatch(value):
         return False
     return not _SIGNED_NUMBER.fullmatch(value)
 

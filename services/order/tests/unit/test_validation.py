@@ -1,0 +1,176 @@
+"""The IPA validation rules, one by one."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from contracts.values import Channel, RewardType
+from contracts.vouchers import CampaignStatus
+from services.order.validation import CampaignView, duplicate_in_file, duplicate_of, validate_record
+
+CAMPAIGNS = {
+    "eur": CampaignView(
+        "eur", RewardType.VOUCHER, CampaignStatus.ACTIVE, "EUR", Decimal("100"), Channel.EMAIL
+    ),
+    "jpy": CampaignView("jpy", RewardType.VOUCHER, CampaignStatus.ACTIVE, "JPY", None, Channel.SMS),
+    "pts": CampaignView(
+        "pts", RewardType.POINTS, CampaignStatus.ACTIVE, None, Decimal("1000"), Channel.EMAIL
+    ),
+    "paused": CampaignView("paused", RewardType.VOUCHER, CampaignStatus.PAUSED, "EUR", None, Channel.EMAIL),
+}
+
+
+def record(**overrides: Any) -> dict[str, Any]:
+    base = {
+        "external_ref": "ref-1",
+        "member_id": "m-1",
+        "email": "ada@example.com",
+        "campaign_id": "eur",
+        "reward_type": "voucher",
+        "amount": "25.00",
+        "currency": "EUR",
+    }
+    base.update(overrides)
+    return base
+
+
+def codes(**overrides: Any) -> set[tuple[str, str]]:
+    return {(e.field, e.code) for e in validate_record(record(**overrides), CAMPAIGNS).errors}
+
+
+def test_a_complete_record_is_valid_and_normalised() -> None:
+    outcome = validate_record(record(channel="EMAIL", currency="eur", phone="+447700900123"), CAMPAIGNS)
+
+    assert outcome.errors == []
+    assert outcome.record is not None
+    assert (outcome.record.amount, outcome.record.currency, outcome.record.channel) == (
+        Decimal("25.00"),
+        "EUR",
+        Channel.EMAIL,
+    )
+
+
+@pytest.mark.parametrize("field", ["external_ref", "member_id", "campaign_id", "reward_type", "amount"])
+def test_each_required_field_is_reported_when_missing_or_blank(field: str) -> None:
+    assert (field, "required") in codes(**{field: None})
+    assert (field, "required") in codes(**{field: "   "})
+
+
+def test_every_problem_of_a_record_is_reported_at_once() -> None:
+    found = codes(member_id=None, email="nope", amount="abc", currency="EURO")
+
+    assert found >= {
+        ("member_id", "required"),
+        ("email", "invalid_email"),
+        ("amount", "invalid_amount"),
+        ("currency", "invalid_currency"),
+    }
+
+
+def test_a_member_id_with_spaces_is_refused() -> None:
+    assert ("member_id", "invalid_member_id") in codes(member_id="john smith")
+
+
+@pytest.mark.parametrize("email", ["ada", "ada@", "ada@example", "a b@example.com", "ada@@example.com"])
+def test_email_syntax(email: str) -> None:
+    assert ("email", "invalid_email") in codes(email=email)
+
+
+@pytest.mark.parametrize("phone", ["07700900123", "+0447700900", "+44 7700 900", "+12", "+1234567890123456"])
+def test_phone_must_be_e164(phone: str) -> None:
+    assert ("phone", "invalid_phone") in codes(phone=phone, channel="sms")
+
+
+def test_channel_must_be_known() -> None:
+    assert ("channel", "invalid_channel") in codes(channel="pigeon")
+
+
+def test_channel_must_be_reachable_with_the_contact_given() -> None:
+    assert ("channel", "channel_unreachable") in codes(channel="sms")
+    assert ("channel", "channel_unreachable") in codes(channel="email", email=None)
+    assert ("channel", "channel_unreachable") in codes(campaign_id="jpy", currency="JPY", amount="500")
+    assert codes(channel="whatsapp", phone="+447700900123") == set()
+
+
+@pytest.mark.parametrize(
+    ("amount", "code"),
+    [
+        ("0", "amount_not_positive"),
+        ("-5", "amount_not_positive"),
+        ("1e3", "invalid_amount"),
+        ("12,50", "invalid_amount"),
+        ("25.001", "amount_precision"),
+        ("100.01", "amount_over_limit"),
+    ],
+)
+def test_amount_rules(amount: str, code: str) -> None:
+    assert ("amount", code) in codes(amount=amount)
+
+
+def test_a_json_number_is_not_an_amount() -> None:
+    assert ("amount", "invalid_amount") in codes(amount=25.5)
+
+
+def test_precision_follows_the_currency() -> None:
+    assert ("amount", "amount_precision") in codes(
+        campaign_id="jpy", currency="JPY", amount="5.5", phone="+4477009001"
+    )
+    assert codes(campaign_id="jpy", currency="JPY", amount="500", phone="+447700900123") == set()
+
+
+def test_points_are_whole_and_carry_no_currency() -> None:
+    assert codes(campaign_id="pts", reward_type="points", amount="250", currency=None) == set()
+    assert codes(campaign_id="pts", reward_type="points", amount="250", currency="PTS") == set()
+    assert ("amount", "amount_precision") in codes(
+        campaign_id="pts", reward_type="points", amount="2.5", currency=None
+    )
+    assert ("currency", "currency_mismatch") in codes(campaign_id="pts", reward_type="points", currency="EUR")
+
+
+def test_currency_must_match_the_campaign() -> None:
+    assert ("currency", "currency_mismatch") in codes(currency="USD")
+    assert ("currency", "required") in codes(currency=None)
+
+
+def test_campaign_must_exist_and_be_active() -> None:
+    assert ("campaign_id", "unknown_campaign") in codes(campaign_id="nope")
+    assert ("campaign_id", "campaign_inactive") in codes(campaign_id="paused")
+
+
+def test_reward_type_must_be_known_and_match_the_campaign() -> None:
+    assert ("reward_type", "invalid_reward_type") in codes(reward_type="cash")
+    assert ("reward_type", "reward_type_mismatch") in codes(campaign_id="pts")
+
+
+@pytest.mark.parametrize("value", ["=1+2", "@SUM(A1)", "+cmd|' /C calc'!A0", "-2+3", " =1+2"])
+def test_formula_looking_cells_are_refused(value: str) -> None:
+    assert ("name", "formula_like") in codes(name=value)
+
+
+def test_phone_numbers_and_negative_numbers_are_not_formulas() -> None:
+    assert ("phone", "formula_like") not in codes(phone="+447700900123")
+    assert ("amount", "formula_like") not in codes(amount="-5")
+
+
+def test_overlong_and_control_character_cells_are_refused() -> None:
+    assert ("name", "too_long") in codes(name="x" * 201)
+    assert ("reason", "control_characters") in codes(reason="a\x00b")
+
+
+def test_duplicates_point_at_the_first_row_or_the_original() -> None:
+    assert "row 3" in duplicate_in_file(3).message
+    original = {
+        "accepted_at": datetime(2026, 1, 2, tzinfo=UTC),
+        "order_id": "o-1",
+        "batch_id": "b-1",
+        "row_number": 7,
+        "source": "csv",
+    }
+    message = duplicate_of(original).message
+    assert duplicate_of(original).code == "duplicate"
+    assert "o-1" in message
+    assert "b-1 row 7" in message
