@@ -7,7 +7,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -47,6 +47,7 @@ class TicketRow:
     fr_breached_at: datetime | None
     res_breached_at: datetime | None
     sla_next_check_at: datetime | None
+    sla_due_at: datetime | None = None
 
     def met_at(self, target: SlaTarget) -> datetime | None:
         return self.first_response_at if target is SlaTarget.FIRST_RESPONSE else self.resolved_at
@@ -73,6 +74,11 @@ def _db(value: Any) -> Any:
 def _ticket(row: asyncpg.Record) -> TicketRow:
     values = {name: (_ENUMS[name](value) if name in _ENUMS else value) for name, value in row.items()}
     return TicketRow(**values)
+
+
+NO_DUE = datetime(9999, 12, 31, tzinfo=UTC)
+"""Where tickets whose clock stands still sort when listing by due time: last."""
+NO_DUE_SQL = "'9999-12-31T00:00:00Z'::timestamptz"
 
 
 @dataclass(frozen=True)
@@ -124,8 +130,14 @@ async def update_ticket(conn: Connection, ticket_id: str, **changes: Any) -> Non
 
 
 async def list_tickets(
-    conn: Connection, filters: TicketFilters, *, limit: int, after: tuple[datetime, str] | None
+    conn: Connection,
+    filters: TicketFilters,
+    *,
+    limit: int,
+    after: tuple[datetime, str] | None,
+    by_sla_due: bool = False,
 ) -> list[TicketRow]:
+    sort_key = f"coalesce(sla_due_at, {NO_DUE_SQL})" if by_sla_due else "opened_at"
     clauses: list[str] = []
     args: list[Any] = []
 
@@ -150,10 +162,10 @@ async def list_tickets(
     if filters.order_id is not None:
         clauses.append(f"order_id = {arg(filters.order_id)}")
     if after is not None:
-        clauses.append(f"(opened_at, ticket_id) > ({arg(after[0])}, {arg(after[1])})")
+        clauses.append(f"({sort_key}, ticket_id) > ({arg(after[0])}, {arg(after[1])})")
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM tickets {where} ORDER BY opened_at, ticket_id LIMIT {arg(limit)}", *args
+        f"SELECT {_COLUMNS} FROM tickets {where} ORDER BY {sort_key}, ticket_id LIMIT {arg(limit)}", *args
     )
     return [_ticket(r) for r in rows]
 

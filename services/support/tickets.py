@@ -133,7 +133,8 @@ async def refresh_sla(conn: Connection, ctx: SupportContext, ticket_id: str) -> 
     raised = (await repo.alerts_of(conn, [ticket_id])).get(ticket_id, {})
     statuses = sla_statuses(ticket, calendar, pauses, now, ctx.settings.sla_warning_share)
     check_at = None if ticket.state is TicketState.CLOSED else next_check_at(statuses, raised, now=now)
-    await repo.update_ticket(conn, ticket_id, sla_next_check_at=check_at)
+    due = min((s.due_at for s in statuses if not s.settled and s.due_at is not None), default=None)
+    await repo.update_ticket(conn, ticket_id, sla_next_check_at=check_at, sla_due_at=due)
     return ticket
 
 

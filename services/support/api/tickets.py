@@ -6,6 +6,7 @@ import base64
 import binascii
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -20,6 +21,12 @@ from services.support import tickets
 from services.support.api.common import STAFF, STAFF_READ, caller_of, ticket_view
 from services.support.context import SupportContext
 from services.support.domain.tickets import ACTIVE_STATES, TicketQueue, TicketState
+
+
+class TicketSort(StrEnum):
+    OPENED_AT = "opened_at"
+    SLA_DUE = "sla_due"
+    """Most urgent first: the earliest due time of an unmet target; tickets on pause last."""
 
 
 class _Body(BaseModel):
@@ -52,8 +59,9 @@ class TicketUpdate(_Body):
     queue: TicketQueue | None = None
 
 
-def _cursor(ticket: repo.TicketRow) -> str:
-    return base64.urlsafe_b64encode(f"{ticket.opened_at.isoformat()}|{ticket.ticket_id}".encode()).decode()
+def _cursor(ticket: repo.TicketRow, *, by_sla_due: bool) -> str:
+    key = (ticket.sla_due_at or repo.NO_DUE) if by_sla_due else ticket.opened_at
+    return base64.urlsafe_b64encode(f"{key.isoformat()}|{ticket.ticket_id}".encode()).decode()
 
 
 def _parse_cursor(cursor: str) -> tuple[datetime, str]:
@@ -149,6 +157,7 @@ def build_router(ctx: SupportContext) -> APIRouter:
         member_id: str | None = None,
         order_id: uuid.UUID | None = None,
         open_only: bool = Query(default=False, description="only open, in_progress and waiting_on_customer"),
+        sort: TicketSort = TicketSort.OPENED_AT,
         limit: int = Query(default=50, ge=1, le=200),
         cursor: str | None = None,
     ) -> dict[str, Any]:
@@ -173,9 +182,15 @@ def build_router(ctx: SupportContext) -> APIRouter:
             if open_only and state and not states:
                 rows: list[repo.TicketRow] = []
             else:
-                rows = await repo.list_tickets(conn, filters, limit=limit, after=after)
+                # One more than asked tells whether another page follows.
+                rows = await repo.list_tickets(
+                    conn, filters, limit=limit + 1, after=after, by_sla_due=sort is TicketSort.SLA_DUE
+                )
+            more = len(rows) > limit
+            rows = rows[:limit]
             items = await _views(conn, rows)
-        return {"items": items, "next_cursor": _cursor(rows[-1]) if len(rows) == limit else None}
+        next_cursor = _cursor(rows[-1], by_sla_due=sort is TicketSort.SLA_DUE) if more else None
+        return {"items": items, "next_cursor": next_cursor}
 
     @router.get("/{ticket_id}", summary="A ticket with its SLA status and timeline")
     async def get_ticket(ticket_id: str, principal: Principal = Depends(anyone)) -> dict[str, Any]:

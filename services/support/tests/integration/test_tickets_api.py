@@ -194,3 +194,28 @@ async def test_the_report_gives_the_share_meeting_each_target(support: Support):
     assert body["by_priority"][0]["priority"] == "high"
     member = await support.client.get("/v1/sla/report", headers=support.token("member", "gus"))
     assert member.status_code == 403
+
+
+async def test_team_leads_list_open_tickets_most_urgent_first_page_by_page(support: Support):
+    agent = support.token("support_agent", "alice")
+    low = await _open(support, "ivy", priority="low")
+    high = await _open(support, "ivy", priority="high")
+    paused = await _open(support, "ivy", priority="urgent")
+    urgent = await _open(support, "ivy", priority="urgent")
+    await support.client.post(
+        f"/v1/tickets/{paused['ticket_id']}/transitions", json={"to": "waiting_on_customer"}, headers=agent
+    )
+
+    params = {"member_id": "ivy", "open_only": "true", "sort": "sla_due", "limit": "2"}
+    first = await support.client.get("/v1/tickets", params=params, headers=agent)
+    assert first.status_code == 200, first.text
+    second = await support.client.get(
+        "/v1/tickets", params={**params, "cursor": first.json()["next_cursor"]}, headers=agent
+    )
+
+    order = [t["ticket_id"] for t in first.json()["items"] + second.json()["items"]]
+    assert order == [urgent["ticket_id"], high["ticket_id"], low["ticket_id"], paused["ticket_id"]]
+    assert second.json()["next_cursor"] is None
+    assert first.json()["items"][0]["sla"]["first_response"]["seconds_left"] == 1800
+    bad = await support.client.get("/v1/tickets", params={"cursor": "nonsense"}, headers=agent)
+    assert bad.status_code == 422
