@@ -10,6 +10,8 @@ Failures, so every path of a client can be exercised:
 - magic numbers: +15005550001 invalid number (400, Twilio code 21211), +15005550002 unreachable
   WhatsApp account (400, 63003; on SMS it is an ordinary number), +15005550429 rate limited (429),
   +15005550500 server error (500), +15005550408 timeout (answers 504 only after the timeout delay);
+- mode `slow` (control endpoint only) saves the message at once but answers only after the timeout
+  delay: a sender that dies meanwhile never learns that its message left;
 - `POST /_control/failures` `{"to": "+4470...", "mode": "<one of the above>", "times": N}` makes the
   next N messages to that number fail that way (`times` 0: until `DELETE /_control/failures`).
 
@@ -52,6 +54,8 @@ class FailureMode(StrEnum):
     RATE_LIMITED = "rate_limited"
     SERVER_ERROR = "server_error"
     TIMEOUT = "timeout"
+    SLOW = "slow"
+    """Not a failure: the message is saved at once, the answer comes after the timeout delay."""
 
 
 MAGIC_NUMBERS: dict[str, FailureMode] = {
@@ -196,6 +200,9 @@ def create_app(config: ProviderConfig) -> FastAPI:
                 return JSONResponse(answer, status_code=status)
             failure = FailureMode.INVALID_NUMBER if not _E164.fullmatch(number) else None
             failure = failure or state.failure_for(number, channel)
+        slow = failure is FailureMode.SLOW
+        if slow:
+            failure = None
         if failure is FailureMode.TIMEOUT:
             await asyncio.sleep(config.timeout_delay_s)
         if failure is not None:
@@ -235,6 +242,8 @@ def create_app(config: ProviderConfig) -> FastAPI:
             )
             if idempotency_key:
                 state.answers[idempotency_key] = (201, answer)
+        if slow:
+            await asyncio.sleep(config.timeout_delay_s)
         return JSONResponse(answer, status_code=201)
 
     return app

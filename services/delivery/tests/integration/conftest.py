@@ -47,18 +47,16 @@ async def registry_on_broker(kafka_bootstrap: str) -> str:
 
 @dataclass
 class DeliveryService:
-    runtime: ServiceRuntime
-    engine: DeliveryEngine
-    settings: DeliverySettings
-    http: httpx.AsyncClient
+    """The service under test (or, for a service run as a process, only its database and sinks)."""
+
+    pool: asyncpg.Pool
+    bootstrap: str
     smtp: RunningSmtpSink
     provider: RunningProvider
-    bootstrap: str
-
-    @property
-    def pool(self) -> asyncpg.Pool:
-        assert self.runtime.pool is not None
-        return self.runtime.pool
+    runtime: ServiceRuntime | None = None
+    engine: DeliveryEngine | None = None
+    settings: DeliverySettings | None = None
+    http: httpx.AsyncClient | None = None
 
     async def publish(self, data: EventData, *, correlation_id: str | None = None) -> Envelope[Any]:
         spec = for_payload(data)
@@ -154,7 +152,10 @@ async def delivery_service(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://delivery")
         )
         await wait_until(_consuming(runtime), timeout=60, what="the consumers to join their groups")
-        return DeliveryService(runtime, engine, settings, http, smtp, provider, registry_on_broker)
+        assert runtime.pool is not None
+        return DeliveryService(
+            runtime.pool, registry_on_broker, smtp, provider, runtime, engine, settings, http
+        )
 
     try:
         yield start
