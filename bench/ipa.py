@@ -1,0 +1,304 @@
+"""`python -m bench.ipa [--rows N] [--json PATH]`: validate and accept a big IPA CSV through the running
+order service, with its peak memory, next to a raw Postgres COPY of the same rows measured in the same run.
+
+The order service runs as its own process (`python -m services.order`) on a fresh schema; the CSV is
+made before any clock starts. Measured:
+- upload: first byte sent → 202 (the file streamed into `ipa_batch_rows`);
+- accepted: first byte sent → the batch `completed` (every row validated, every order, timeline row and
+  outbox event committed);
+- published: → every outbox event acknowledged by Kafka (the relay's drain, for context);
+- the service's RSS before, and its peak while doing it (sampled every 20 ms).
+Baseline: asyncpg `copy_to_table` of the same CSV bytes into a table of the same columns, one transaction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import psutil
+import structlog
+
+from chassis.auth import issue_token
+from chassis.settings import Settings
+from chassis.testing import produce
+from contracts.envelope import Envelope
+from contracts.registry import TOPICS
+from contracts.topics import Topics
+from contracts.values import Channel, RewardType
+from contracts.vouchers import CampaignChanged, CampaignStatus
+from deploy.infra.net import free_port
+from deploy.infra.topics import ensure_topics
+from deploy.testing import drop_service_db, new_service_db
+
+from .infra import Infra, open_infra, scratch_pool
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parent.parent
+COLUMNS = (
+    "external_ref",
+    "member_id",
+    "name",
+    "email",
+    "campaign_id",
+    "reward_type",
+    "amount",
+    "currency",
+    "reason",
+)
+STALL_TIMEOUT_S = 1800
+
+
+def write_csv(path: Path, rows: int, campaign_id: str) -> None:
+    run = uuid.uuid4().hex[:8]
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        for i in range(rows):
+            writer.writerow(
+                (
+                    f"bench-{run}-{i}",
+                    f"member-{i % 5000}",
+                    f"Member {i}",
+                    f"member{i}@example.com",
+                    campaign_id,
+                    "voucher",
+                    "25.00",
+                    "EUR",
+                    "Q4 award",
+                )
+            )
+
+
+class PeakRss:
+    """Samples a process's RSS in a thread, so the sampling never waits on our event loop."""
+
+    def __init__(self, pid: int, interval_s: float = 0.02) -> None:
+        self._process = psutil.Process(pid)
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self.peak = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, self._process.memory_info().rss)
+            except psutil.Error:
+                return
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+async def copy_baseline(infra: Infra, csv_path: Path) -> float:
+    async with scratch_pool(infra.admin_dsn, size=1) as (_, pool):
+        await pool.execute("CREATE TABLE raw_ipa (" + ", ".join(f"{c} text" for c in COLUMNS) + ")")
+        async with pool.acquire() as conn:
+            started = time.monotonic()
+            with csv_path.open("rb") as f:
+                async with conn.transaction():
+                    await conn.copy_to_table("raw_ipa", source=f, format="csv", header=True)
+            seconds = time.monotonic() - started
+            assert await conn.fetchval("SELECT count(*) FROM raw_ipa") > 0
+    return seconds
+
+
+def start_service(infra: Infra, dsn: str, schema: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "ORCHARD_SERVICE": "order",
+        "ORCHARD_HTTP_PORT": str(port),
+        "DATABASE_URL": dsn,
+        "ORCHARD_DB_SCHEMA": schema,
+        "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap,
+        "ORCHARD_LOG_LEVEL": "WARNING",
+    }
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.order"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+async def wait_ready(client: httpx.AsyncClient, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the order service exited; see {log_path}:\n{log_path.read_text()[-3000:]}")
+        try:
+            if (await client.get("/health/ready")).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.2)
+    raise RuntimeError("the order service never became ready")
+
+
+async def measure(infra: Infra, rows: int, work: Path) -> dict[str, Any]:
+    await ensure_topics(infra.bootstrap, TOPICS)
+    db = await new_service_db(infra.admin_dsn, prefix="bench_order")
+    campaign_id = f"bench-{uuid.uuid4().hex[:8]}"
+    csv_path = work / "ipa.csv"
+    write_csv(csv_path, rows, campaign_id)
+    size = csv_path.stat().st_size
+    baseline_s = await copy_baseline(infra, csv_path)
+    port = free_port()
+    log_path = work / "order.log"
+    process = start_service(infra, db.dsn, db.schema, port, log_path)
+    conn = await asyncpg.connect(db.dsn, server_settings={"search_path": f'"{db.schema}"'})
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
+            await wait_ready(client, process, log_path)
+            campaign = CampaignChanged(
+                campaign_id=campaign_id,
+                version=1,
+                name="bench",
+                reward_type=RewardType.VOUCHER,
+                face_value=Decimal("25"),
+                currency="EUR",
+                status=CampaignStatus.ACTIVE,
+                default_channel=Channel.EMAIL,
+            )
+            envelope = Envelope.new(event_type=Topics.CAMPAIGN_CHANGED, producer="bench", data=campaign)
+            await produce(
+                infra.bootstrap, Topics.CAMPAIGN_CHANGED, [(campaign_id.encode(), envelope.to_bytes())]
+            )
+            while not await conn.fetchval(  # noqa: ASYNC110 - polling another process's database
+                "SELECT 1 FROM campaigns WHERE campaign_id = $1", campaign_id
+            ):
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1)  # let start-up settle before the idle reading
+            idle_rss = psutil.Process(process.pid).memory_info().rss
+            token = issue_token(role="admin", sub="bench", settings=Settings())
+
+            async def body() -> Any:
+                with csv_path.open("rb") as f:
+                    while chunk := f.read(256 * 1024):
+                        yield chunk
+
+            with PeakRss(process.pid) as rss:
+                started = time.monotonic()
+                response = await client.post(
+                    "/v1/ipa/batches",
+                    content=body(),
+                    headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"},
+                )
+                uploaded = time.monotonic()
+                if response.status_code != 202:
+                    raise RuntimeError(f"upload refused: {response.status_code} {response.text}")
+                batch_id = response.json()["batch_id"]
+                deadline = started + STALL_TIMEOUT_S
+                while True:
+                    batch = (
+                        await client.get(
+                            f"/v1/ipa/batches/{batch_id}", headers={"Authorization": f"Bearer {token}"}
+                        )
+                    ).json()
+                    if batch["status"] in ("completed", "rejected", "failed"):
+                        break
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"benchmark stalled: {batch}")
+                    await asyncio.sleep(0.05)
+                accepted = time.monotonic()
+                peak_accept = rss.peak
+                while await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("benchmark stalled: the outbox never drained")
+                    await asyncio.sleep(0.05)
+                published = time.monotonic()
+            events = await conn.fetchval("SELECT count(*) FROM outbox")
+        if batch["status"] != "completed" or batch["accepted"] != rows:
+            raise RuntimeError(f"the batch did not accept every row: {batch}")
+        return {
+            "rows": rows,
+            "csv_bytes": size,
+            "events": events,
+            "upload_s": uploaded - started,
+            "accept_s": accepted - started,
+            "publish_s": published - started,
+            "copy_baseline_s": baseline_s,
+            "idle_rss_bytes": idle_rss,
+            "peak_rss_accept_bytes": peak_accept,
+            "peak_rss_bytes": rss.peak,
+        }
+    finally:
+        await conn.close()
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        await drop_service_db(db)
+
+
+def render(r: dict[str, Any]) -> str:
+    mib = 2**20
+    rows = r["rows"]
+
+    def line(label: str, seconds: float) -> str:
+        return f"{label:58} {seconds:8.2f} {rows / seconds:9.0f}"
+
+    return "\n".join(
+        [
+            f"Orchard IPA bench: {rows} rows, {r['csv_bytes'] / mib:.1f} MiB CSV, {os.cpu_count()} CPUs",
+            "",
+            f"{'measure':58} {'seconds':>8} {'rows/s':>9}",
+            line("raw Postgres COPY of the same CSV (baseline)", r["copy_baseline_s"]),
+            line("order service: upload streamed and stored (202)", r["upload_s"]),
+            line("order service: validated and accepted (batch completed)", r["accept_s"]),
+            line(f"  + every outbox event acked by Kafka ({r['events']} events)", r["publish_s"]),
+            "",
+            f"ratio accept / COPY: {r['accept_s'] / r['copy_baseline_s']:.1f}x"
+            f"   (COPY / accept throughput: {r['copy_baseline_s'] / r['accept_s']:.3f})",
+            f"order service RSS: idle {r['idle_rss_bytes'] / mib:.0f} MiB,"
+            f" peak while accepting {r['peak_rss_accept_bytes'] / mib:.0f} MiB,"
+            f" peak until published {r['peak_rss_bytes'] / mib:.0f} MiB",
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.ipa", description=__doc__)
+    parser.add_argument("--rows", type=int, default=100_000, help="CSV rows (default 100000)")
+    parser.add_argument("--json", type=Path, help="where to write the JSON record (default bench/results/)")
+    args = parser.parse_args()
+    if args.rows < 1:
+        parser.error("--rows must be at least 1")
+    logging.basicConfig(level=logging.WARNING)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    started_at = datetime.now(UTC)
+    with tempfile.TemporaryDirectory(prefix="orchard-bench-ipa-") as work, open_infra() as infra:
+        result = asyncio.run(measure(infra, args.rows, Path(work)))
+        result["infra"] = infra.sources
+    result["started_at"] = started_at.isoformat()
+    print(render(result))
+    path = args.json or RESULTS_DIR / f"ipa-{started_at:%Y%m%dT%H%M%SZ}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwritten to {path}")
+
+
+if __name__ == "__main__":
+    main()
