@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import asyncpg
 import pytest
 
-from chassis.testing import produce, wait_until
+from chassis.testing import produce, read_topic, wait_until
 from contracts.delivery import DeliveryFailed
 from contracts.orders import FulfilmentStatus, OrderSource, OrderState, OrderStateChanged
 from contracts.topics import Topics
@@ -141,3 +142,36 @@ async def test_a_failure_seen_before_the_order_still_gets_its_member_later(suppo
 
 async def _has_ticket(support: Support, order_id: uuid.UUID) -> bool:
     return bool(await support.fetch("SELECT 1 FROM tickets WHERE order_id = $1", order_id))
+
+
+async def test_a_failure_event_breaking_its_contract_is_dead_lettered_and_opens_nothing(support: Support):
+    order_id = uuid.uuid4()
+    broken = {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "delivery.failed",
+        "schema_version": 1,
+        "occurred_at": "2026-11-23T09:00:00Z",
+        "producer": "delivery",
+        "correlation_id": "c-1",
+        "data": {"order_id": str(order_id), "attempt": 0, "final": True},
+    }
+    await produce(
+        support.bootstrap, Topics.DELIVERY_FAILED, [(str(order_id).encode(), json.dumps(broken).encode())]
+    )
+    consumer = f"orchard.{support.settings.service_name}.delivery-failed"
+
+    async def dead_lettered() -> bool:
+        for record in await read_topic(support.bootstrap, Topics.DELIVERY_FAILED.dlq):
+            headers = dict(record.headers or ())
+            if (
+                record.key == str(order_id).encode()
+                and headers.get("x-orchard-dlq-consumer") == consumer.encode()
+            ):
+                return (
+                    b"attempt" in headers["x-orchard-dlq-error"] or b"data." in headers["x-orchard-dlq-error"]
+                )
+        return False
+
+    await wait_until(dead_lettered, timeout=60, what="the broken event on delivery.failed.dlq")
+    assert not await _has_ticket(support, order_id)
+    assert await _attempts(support, order_id) == 0

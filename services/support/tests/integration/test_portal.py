@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -289,3 +290,22 @@ async def test_goodwill_stays_within_the_roles_limits_and_reaches_the_wallet(sup
 
 async def _at_least(fetch, n: int) -> bool:
     return len(await fetch()) >= n
+
+
+async def test_concurrent_adjustments_cannot_together_pass_the_daily_limit(support: Support):
+    _, booking_id = await _order(support)
+    alice = support.token("support_agent", "alice")
+    url = f"/v1/portal/orders/{booking_id}/goodwill"
+
+    responses = await asyncio.gather(
+        *(
+            support.client.post(url, json={"points": 100, "reason": f"call {i}"}, headers=alice)
+            for i in range(4)
+        )
+    )
+
+    assert sorted(r.status_code for r in responses) == [202, 422, 422, 422]
+    granted = await support.fetch(
+        "SELECT sum(points) AS total FROM agent_actions WHERE actor = 'support_agent:alice'"
+    )
+    assert granted[0]["total"] == 100
