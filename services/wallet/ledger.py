@@ -110,8 +110,9 @@ class Ledger:
         """
         now = self.clock()
         if posting.direction is Direction.CREDIT:
-            await repo.open_wallet(conn, posting.member_id, now)
-        wallet = await repo.lock_wallet(conn, posting.member_id)
+            wallet: repo.Wallet | None = await repo.open_and_lock_wallet(conn, posting.member_id, now)
+        else:
+            wallet = await repo.lock_wallet(conn, posting.member_id)
         if wallet is None:
             raise UnknownMember(f"member {posting.member_id} has no wallet")
         existing = await repo.entry_by_key(conn, posting.idempotency_key)

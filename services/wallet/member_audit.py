@@ -67,15 +67,18 @@ async def append_member_audit(
     """Append one entry to `member_id`'s chain, in the caller's transaction."""
     if not conn.is_in_transaction():
         raise RuntimeError("a member audit entry shares the transaction of the change it records")
-    await conn.execute(
-        "INSERT INTO member_audit_heads (member_id) VALUES ($1) ON CONFLICT DO NOTHING", member_id
-    )
+    # One round trip: the upsert locks the member's head row (appenders of one member queue here) and
+    # passes the details through jsonb, so the hash covers exactly what verification will read back.
     head = await conn.fetchrow(
-        "SELECT seq, hash FROM member_audit_heads WHERE member_id = $1 FOR UPDATE", member_id
+        """
+        INSERT INTO member_audit_heads AS head (member_id) VALUES ($1)
+        ON CONFLICT (member_id) DO UPDATE SET seq = head.seq
+        RETURNING head.seq, head.hash, $2::text::jsonb::text AS details
+        """,
+        member_id,
+        canonical_json(details or {}),
     )
     assert head is not None
-    # Through jsonb and back, so the hash covers exactly what verification will read.
-    stored = json.loads(await conn.fetchval("SELECT $1::text::jsonb::text", canonical_json(details or {})))
     # Postgres keeps microseconds: hash the instant as it will be read back.
     at = occurred_at.astimezone(UTC)
     entry = MemberAuditEntry(
@@ -84,29 +87,28 @@ async def append_member_audit(
         occurred_at=at,
         actor=actor,
         action=action,
-        details=stored,
+        details=json.loads(head["details"]),
         prev_hash=head["hash"],
         hash="",
     )
     entry = MemberAuditEntry(**{**entry.__dict__, "hash": entry.computed_hash()})
     await conn.execute(
         """
-        INSERT INTO member_audit (member_id, seq, occurred_at, actor, action, details, prev_hash, hash)
-        VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8)
+        WITH appended AS (
+            INSERT INTO member_audit (member_id, seq, occurred_at, actor, action, details, prev_hash, hash)
+            VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8)
+            RETURNING member_id, seq, hash
+        )
+        UPDATE member_audit_heads SET seq = appended.seq, hash = appended.hash
+          FROM appended WHERE member_audit_heads.member_id = appended.member_id
         """,
         member_id,
         entry.seq,
         entry.occurred_at,
         actor,
         action,
-        canonical_json(stored),
+        head["details"],
         entry.prev_hash,
-        entry.hash,
-    )
-    await conn.execute(
-        "UPDATE member_audit_heads SET seq = $2, hash = $3 WHERE member_id = $1",
-        member_id,
-        entry.seq,
         entry.hash,
     )
     return entry

@@ -89,12 +89,19 @@ def entry_from_row(row: Any) -> Entry:
     )
 
 
-async def open_wallet(conn: Connection, member_id: str, now: datetime) -> None:
-    await conn.execute(
-        "INSERT INTO wallets (member_id, created_at, updated_at) VALUES ($1, $2, $2) ON CONFLICT DO NOTHING",
+async def open_and_lock_wallet(conn: Connection, member_id: str, now: datetime) -> Wallet:
+    """The member's balance row, made on the first credit, locked until the transaction ends."""
+    row = await conn.fetchrow(
+        """
+        INSERT INTO wallets AS w (member_id, created_at, updated_at) VALUES ($1, $2, $2)
+        ON CONFLICT (member_id) DO UPDATE SET entries = w.entries
+        RETURNING member_id, balance, entries, status
+        """,
         member_id,
         now,
     )
+    assert row is not None
+    return Wallet(row["member_id"], row["balance"], row["entries"], WalletStatus(row["status"]))
 
 
 async def lock_wallet(conn: Connection, member_id: str) -> Wallet | None:
@@ -162,13 +169,19 @@ async def insert_entry(
     conn: Connection, wallet: Wallet, posting: Posting, *, balance_after: int, now: datetime
 ) -> Entry:
     ref = posting.reference
+    # The entry and the balance row move in one statement (one round trip while the lock is held).
     row = await conn.fetchrow(
         f"""
-        INSERT INTO ledger_entries (entry_id, member_id, member_seq, entry_type, direction, amount,
-            balance_after, reason_code, reason, order_id, booking_id, external_ref, ticket_id,
-            redemption_id, actor, idempotency_key, reverses_entry_id, recorded_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-        RETURNING {ENTRY_COLUMNS}
+        WITH entry AS (
+            INSERT INTO ledger_entries (entry_id, member_id, member_seq, entry_type, direction, amount,
+                balance_after, reason_code, reason, order_id, booking_id, external_ref, ticket_id,
+                redemption_id, actor, idempotency_key, reverses_entry_id, recorded_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+            RETURNING {ENTRY_COLUMNS}
+        ), moved AS (
+            UPDATE wallets SET balance = $7, entries = $3, updated_at = $18 WHERE member_id = $2
+        )
+        SELECT * FROM entry
         """,
         uuid.uuid4(),
         wallet.member_id,
@@ -187,12 +200,6 @@ async def insert_entry(
         posting.actor,
         posting.idempotency_key,
         posting.reverses_entry_id,
-        now,
-    )
-    await conn.execute(
-        "UPDATE wallets SET balance = $2, entries = entries + 1, updated_at = $3 WHERE member_id = $1",
-        wallet.member_id,
-        balance_after,
         now,
     )
     return entry_from_row(row)

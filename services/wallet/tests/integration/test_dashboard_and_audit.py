@@ -121,10 +121,10 @@ async def test_the_member_sees_every_reward_order_with_its_delivery_status_and_o
         response = await wallet.http.get(
             f"/v1/members/{member}/history", headers=wallet.auth("member", member)
         )
-        orders = response.json()["orders"]
-        return len(orders) == 3 and any(o["masked_code"] for o in orders)
+        statuses = sorted(o["delivery_status"] for o in response.json()["orders"])
+        return statuses == ["delivered", "failed", "pending"]
 
-    await wait_until(three_orders, what="the three orders in the history")
+    await wait_until(three_orders, what="the three orders in the history, each with its status")
     response = await wallet.http.get(f"/v1/members/{member}/history", headers=wallet.auth("member", member))
     body = response.json()
     by_id = {o["order_id"]: o for o in body["orders"]}
