@@ -352,11 +352,11 @@ async def upsert_policy(conn: Connection, policy: SlaPolicy, at: datetime) -> No
     )
 
 
-async def delete_policy(conn: Connection, priority: TicketPriority, category: TicketCategory | None) -> bool:
+async def delete_policy(conn: Connection, priority: TicketPriority, category: TicketCategory) -> bool:
     deleted = await conn.fetchval(
         "DELETE FROM sla_policies WHERE priority = $1 AND COALESCE(category, '') = $2 RETURNING policy_id",
         priority.value,
-        category.value if category else "",
+        category.value,
     )
     return deleted is not None
 

@@ -97,6 +97,29 @@ def build_router(ctx: SupportContext) -> APIRouter:
             )
         return policy.__dict__
 
+    @router.delete(
+        "/policies", status_code=204, summary="Remove a category's own policy (the priority's stays)"
+    )
+    async def delete_policy(
+        principal: Principal = Depends(admin),
+        priority: TicketPriority = Query(),
+        category: TicketCategory = Query(
+            description="only category policies can go: every priority keeps one"
+        ),
+    ) -> None:
+        async with ctx.db.acquire() as conn, conn.transaction():
+            if not await repo.delete_policy(conn, priority, category):
+                raise Problem(
+                    404, "policy_not_found", detail=f"No policy for {priority} tickets of {category}."
+                )
+            await append_audit(
+                conn,
+                actor=caller_of(principal).actor,
+                action="sla.policy_removed",
+                subject_type="sla_policy",
+                subject_id=f"{priority}/{category}",
+            )
+
     @router.get("/calendars", summary="Business calendars")
     async def list_calendars(_: Principal = Depends(readers)) -> list[dict[str, Any]]:
         async with ctx.db.acquire() as conn:

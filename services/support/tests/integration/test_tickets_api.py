@@ -168,6 +168,14 @@ async def test_business_hours_policy_from_the_api_sets_the_due_time(support: Sup
     assert ticket["sla"]["first_response"]["due_at"] == "2026-11-25T11:00:00Z"
     assert ticket["sla"]["policy"]["calendar_id"] == "emea"
 
+    removal = {"priority": "low", "category": "other"}
+    assert (await support.client.delete("/v1/sla/policies", params=removal, headers=admin)).status_code == 204
+    assert (await support.client.delete("/v1/sla/policies", params=removal, headers=admin)).status_code == 404
+    general = await support.client.delete("/v1/sla/policies", params={"priority": "low"}, headers=admin)
+    assert general.status_code == 422
+    after = await _open(support, "fay", priority="low", category="other")
+    assert after["sla"]["policy"]["calendar_id"] == "business"
+
 
 async def test_the_report_gives_the_share_meeting_each_target(support: Support):
     agent = support.token("support_agent", "alice")
