@@ -227,7 +227,9 @@ class BatchProcessor:
                 await intake.accept(
                     conn, candidates, source=await _source(conn, batch_id), cause=cause, batch_id=batch_id
                 )
-                await intake.announce_rejections(conn, candidates, cause=cause, batch_id=batch_id)
+                await intake.announce_rejections(
+                    conn, candidates, source=await _source(conn, batch_id), cause=cause, batch_id=batch_id
+                )
             await _save_outcomes(conn, batch_id, candidates, settled=mode is Mode.ACCEPT_VALID)
             assert candidates[-1].row_number is not None
             valid = sum(1 for c in candidates if c.record is not None or c.accepted)
@@ -290,7 +292,9 @@ class BatchProcessor:
                 candidates = await self._rows(conn, batch_id, next_row, "rejected")
                 if not candidates:
                     break
-                await intake.announce_rejections(conn, candidates, cause=cause, batch_id=batch_id)
+                await intake.announce_rejections(
+                    conn, candidates, source=await _source(conn, batch_id), cause=cause, batch_id=batch_id
+                )
                 assert candidates[-1].row_number is not None
                 next_row = candidates[-1].row_number + 1
         await self._finish(batch_id, BatchStatus.REJECTED)

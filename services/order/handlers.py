@@ -71,7 +71,7 @@ async def on_record_submitted(conn: Connection, envelope: Envelope[SubmittedReco
     await intake.validate(conn, [candidate], batch_id=None)
     cause = _cause(envelope)
     await intake.accept(conn, [candidate], source="topic", cause=cause)
-    await intake.announce_rejections(conn, [candidate], cause=cause)
+    await intake.announce_rejections(conn, [candidate], source="topic", cause=cause)
 
 
 async def on_voucher_issued(conn: Connection, envelope: Envelope[VoucherIssued]) -> None:

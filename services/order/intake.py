@@ -20,6 +20,7 @@ from contracts.topics import Topics
 from contracts.values import RewardType
 
 from . import repository
+from .metrics import IPA_RECORDS
 from .orders import Cause, Recipient, create_orders
 from .repository import NewOrder
 from .validation import RecordError, ValidRecord, duplicate_in_file, duplicate_of, validate_record
@@ -182,6 +183,7 @@ async def accept(
             )
         )
     await add_to_outbox(conn, events)
+    IPA_RECORDS.labels(source, "accepted").inc(len(events))
 
 
 def _identifier(value: Any) -> str | None:
@@ -189,7 +191,12 @@ def _identifier(value: Any) -> str | None:
 
 
 async def announce_rejections(
-    conn: Connection, candidates: Sequence[Candidate], *, cause: Cause, batch_id: uuid.UUID | None = None
+    conn: Connection,
+    candidates: Sequence[Candidate],
+    *,
+    source: str,
+    cause: Cause,
+    batch_id: uuid.UUID | None = None,
 ) -> None:
     """`ipa.record_rejected` for each rejected candidate that names a usable reference (the topic is
     keyed by it); the others are only in the batch's error report."""
@@ -217,3 +224,4 @@ async def announce_rejections(
             )
         )
     await add_to_outbox(conn, events)
+    IPA_RECORDS.labels(source, "rejected").inc(len(events))

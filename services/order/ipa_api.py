@@ -55,7 +55,8 @@ def build_router(ctx: OrderContext) -> APIRouter:
         content_type = request.headers.get("content-type", "").lower()
         media = content_type.split(";")[0].strip()
         batch_id = uuid.uuid4()
-        body = limited_body(request, ctx.settings.max_upload_bytes)
+        limit = ctx.settings.max_json_bytes if media == "application/json" else ctx.settings.max_upload_bytes
+        body = limited_body(request, limit)
         pool = ctx.require_pool()
         async with pool.acquire() as conn, conn.transaction():
             writer = RowWriter(conn, batch_id)

@@ -19,6 +19,7 @@ from contracts.topics import Topics
 
 from . import repository
 from .domain import CompletedOrderCannotBeCancelled, Decision, OrderEvent, OrderNotFound, cancel, decide
+from .metrics import ORDER_EVENTS
 from .repository import NewOrder, OrderRow
 
 log = structlog.get_logger(__name__)
@@ -149,6 +150,9 @@ async def apply(
         reason=reason,
         needs_attention=needs_attention,
     )
+    ORDER_EVENTS.labels(
+        event, "applied" if decision.applied else ("late" if decision.late else "stale")
+    ).inc()
     if decision.late:
         log.warning(
             "order_late_event", order_id=str(order.order_id), order_event=event, state=str(order.status.state)

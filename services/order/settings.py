@@ -13,10 +13,15 @@ class OrderSettings(Settings):
         alias="ORCHARD_ORDER_MAX_UPLOAD_BYTES",
         description="largest IPA upload accepted (CSV or JSON); larger ones get 413",
     )
+    max_json_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        alias="ORCHARD_ORDER_MAX_JSON_BYTES",
+        description="largest JSON `records` upload (parsed whole, unlike streamed CSV); larger gets 413",
+    )
     ipa_chunk_rows: int = Field(default=1000, alias="ORCHARD_ORDER_IPA_CHUNK_ROWS", ge=1)
     ipa_poll_s: float = Field(default=1.0, alias="ORCHARD_ORDER_IPA_POLL_S", gt=0)
     ipa_stale_claim_s: float = Field(
-        default=120.0,
+        default=60.0,
         alias="ORCHARD_ORDER_IPA_STALE_CLAIM_S",
         description="a batch whose worker made no progress for this long is taken over by another replica",
     )

@@ -25,6 +25,7 @@ from contracts.vouchers import CampaignChanged, CampaignStatus
 from deploy.infra.topics import ensure_topics
 from deploy.testing import ServiceDb
 from services.order.app import build_spec
+from services.order.context import OrderContext
 from services.order.settings import OrderSettings
 
 _topics_ready: list[bool] = []
@@ -43,6 +44,7 @@ class OrderService:
     http: httpx.AsyncClient
     settings: OrderSettings
     bootstrap: str
+    ctx: OrderContext
     tokens: dict[str, str] = field(default_factory=dict)
 
     def auth(self, role: str = "admin") -> dict[str, str]:
@@ -221,7 +223,7 @@ async def order_service(
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs, group_prefix=group)
 
-    spec, _ = build_spec(settings)
+    spec, ctx = build_spec(settings)
     spec.consumer_class = PrivateGroupConsumer
     runtime = ServiceRuntime(settings, spec)
     await runtime.start()
@@ -229,7 +231,7 @@ async def order_service(
     try:
         await wait_until(_ready(runtime), timeout=60, what="consumers connected")
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://order") as http:
-            yield OrderService(runtime, http, settings, kafka_bootstrap)
+            yield OrderService(runtime, http, settings, kafka_bootstrap, ctx)
     finally:
         await runtime.stop()
 
