@@ -194,6 +194,20 @@ async def test_staff_adjust_and_reverse_with_a_reason_and_members_may_not(wallet
     first = await wallet.http.post(url, json=body, headers=wallet.auth("finance", "fiona"))
     again = await wallet.http.post(url, json=body, headers=wallet.auth("finance", "fiona"))
 
+    anonymous = await wallet.http.post(url, json={"amount": "50", "reason_code": "x", "reason": "y"})
+    unknown_field = await wallet.http.post(
+        url,
+        json={"amount": "50", "reason_code": "x", "reason": "y", "balance": "1"},
+        headers=wallet.auth("admin"),
+    )
+    negative = await wallet.http.post(
+        url, json={"amount": "-5", "reason_code": "x", "reason": "y"}, headers=wallet.auth("admin")
+    )
+    assert anonymous.status_code == 401
+    assert unknown_field.status_code == 422
+    assert unknown_field.json()["errors"][0]["field"] == "body.balance"
+    assert negative.status_code == 422
+    assert negative.json()["errors"][0]["field"] == "body.amount"
     assert refused.status_code == 403
     assert no_reason.status_code == 422
     assert no_reason.json()["errors"][0]["field"] == "body.reason"
