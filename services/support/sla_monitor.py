@@ -48,7 +48,8 @@ async def _check_ticket(conn: Connection, ctx: SupportContext, ticket_id: str, n
     raised = 0
     for status in sla_statuses(ticket, calendar, pauses, now, ctx.settings.sla_warning_share):
         for kind in alerts_due(status, already.get(status.target, ())):
-            due = (status.due_at if kind is SlaAlertKind.BREACH else status.warn_at) or now
+            # A warning names the time the target will be missed; a breach the time it was.
+            due = status.due_at or status.warn_at or now
             if await repo.record_alert(conn, ticket_id, status.target, kind, due, now):
                 ticket = await _raise_alert(conn, ticket, status, kind, due, now)
                 raised += 1

@@ -38,6 +38,9 @@ async def test_a_breach_is_detected_by_the_job_published_and_the_ticket_escalate
     await wait_until(
         lambda: _kinds(support, ticket_id, ["warning"]), timeout=60, what="the SLA warning on the topic"
     )
+    warning = (await support.events(Topics.SUPPORT_SLA_BREACHED, ticket_id=ticket_id))[0]["data"]
+    assert warning["due_at"] == "2026-11-23T10:00:00Z"  # when the target will be missed
+    assert warning["breached_at"] is None
     warned = await _ticket(support, ticket_id)
     assert warned["priority"] == "high"
     assert warned["sla"]["first_response"]["status"] == "warning"
