@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -82,17 +83,33 @@ def _consumer_class(prefix: str) -> type[EventConsumer]:
     return ScopedConsumer
 
 
-@pytest.fixture
-async def wallet(service_db, kafka_bootstrap, wallet_topics, clock) -> AsyncIterator[RunningWallet]:
-    settings = wallet_settings(service_db, kafka_bootstrap)
-    spec = build_spec(settings, clock=clock, consumer_class=_consumer_class(f"t{uuid.uuid4().hex[:10]}"))
+@contextlib.asynccontextmanager
+async def running_wallet(service_db, bootstrap: str, clock: FakeClock, group_prefix: str):
+    """One wallet replica: its runtime (consumers, relay, jobs) and an HTTP client to its app."""
+    settings = wallet_settings(service_db, bootstrap)
+    spec = build_spec(settings, clock=clock, consumer_class=_consumer_class(group_prefix))
     runtime = ServiceRuntime(settings, spec)
     await runtime.start()
-    app = runtime.http_app()
     try:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://wallet"
-        ) as http:
-            yield RunningWallet(runtime, http, clock, kafka_bootstrap)
+        transport = httpx.ASGITransport(app=runtime.http_app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://wallet") as http:
+            yield RunningWallet(runtime, http, clock, bootstrap)
     finally:
         await runtime.stop()
+
+
+@pytest.fixture
+async def wallet(service_db, kafka_bootstrap, wallet_topics, clock) -> AsyncIterator[RunningWallet]:
+    async with running_wallet(service_db, kafka_bootstrap, clock, f"t{uuid.uuid4().hex[:10]}") as replica:
+        yield replica
+
+
+@pytest.fixture
+async def two_replicas(service_db, kafka_bootstrap, wallet_topics, clock):
+    """Two replicas of the wallet on one database and in one set of consumer groups."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    async with (
+        running_wallet(service_db, kafka_bootstrap, clock, prefix) as first,
+        running_wallet(service_db, kafka_bootstrap, clock, prefix) as second,
+    ):
+        yield first, second
