@@ -93,6 +93,14 @@ class Campaign:
         return self
 
 
+async def held_value(conn: Connection, campaign_id: str) -> Decimal:
+    total = await conn.fetchval(
+        "SELECT coalesce(sum(value), 0) FROM issuances WHERE campaign_id = $1 AND released_at IS NULL",
+        campaign_id,
+    )
+    return Decimal(total)
+
+
 async def load(conn: Connection, campaign_id: str, *, for_update: bool = False) -> Campaign:
     sql = "SELECT * FROM campaigns WHERE campaign_id = $1" + (" FOR UPDATE" if for_update else "")
     row = await conn.fetchrow(sql, campaign_id)
@@ -120,14 +128,15 @@ async def _save(conn: Connection, c: Campaign, *, insert: bool) -> Campaign:
         c.budget,
         c.low_stock_threshold,
         c.allow_partial,
+        c.budget_used,
     )
     if insert:
         row = await conn.fetchrow(
             """
             INSERT INTO campaigns (campaign_id, version, name, reward_type, brand, face_value, currency,
                 status, per_record_limit, default_channel, partner_ids, expiry_kind, expiry_at, expiry_days,
-                budget, low_stock_threshold, allow_partial)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                budget, low_stock_threshold, allow_partial, budget_used)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
             ON CONFLICT (campaign_id) DO NOTHING
             RETURNING *
             """,
@@ -141,7 +150,7 @@ async def _save(conn: Connection, c: Campaign, *, insert: bool) -> Campaign:
             UPDATE campaigns SET version = $2, name = $3, reward_type = $4, brand = $5, face_value = $6,
                 currency = $7, status = $8, per_record_limit = $9, default_channel = $10, partner_ids = $11,
                 expiry_kind = $12, expiry_at = $13, expiry_days = $14, budget = $15,
-                low_stock_threshold = $16, allow_partial = $17, updated_at = now()
+                low_stock_threshold = $16, allow_partial = $17, budget_used = $18, updated_at = now()
             WHERE campaign_id = $1
             RETURNING *
             """,
@@ -194,9 +203,11 @@ async def update(conn: Connection, campaign_id: str, changes: dict[str, Any], *,
         )
         if has_codes:
             raise CampaignRuleError("face_value cannot change once the campaign has codes")
-    budget = changes.get("budget", current.budget)
-    if budget is not None and budget < current.budget_used:
-        raise CampaignRuleError(f"budget cannot go below what is already used ({current.budget_used})")
+    if "budget" in changes:
+        # Budget-less campaigns do not keep the running total: take it from what orders hold now.
+        changes["budget_used"] = await held_value(conn, campaign_id)
+        if changes["budget"] is not None and changes["budget"] < changes["budget_used"]:
+            raise CampaignRuleError(f"budget cannot go below what is already used ({changes['budget_used']})")
     updated = replace(current, version=current.version + 1, **changes).validated()
     saved = await _save(conn, updated, insert=False)
     await _changed(conn, saved, actor=actor, action="updated", details={"fields": sorted(changes)})
@@ -216,6 +227,8 @@ async def change_status(
 async def overview(conn: Connection, campaign_id: str) -> dict[str, Any]:
     """The campaign with its code counts per status (real and test apart), budget and issuance rate."""
     campaign = await load(conn, campaign_id)
+    if campaign.budget is None:
+        campaign = replace(campaign, budget_used=await held_value(conn, campaign_id))
     counts = await conn.fetch(
         "SELECT status, test, n FROM code_counts WHERE campaign_id = $1 AND n > 0", campaign_id
     )

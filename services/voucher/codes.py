@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+
+import asyncpg
 
 from chassis.audit import append_audit
 from chassis.db import Connection
@@ -41,19 +44,68 @@ def _fixed_expiry(campaign: campaigns.Campaign) -> datetime | None:
     return policy.expires_at if policy.kind is ExpiryKind.FIXED_DATE else None
 
 
+BULK_TIMEOUT_S = 1800.0
+"""A million codes take seconds, far past the pool's default command timeout on a busy machine."""
+
+
+def _sealed_rows(vault: CodeVault, new_codes: list[NewCode]) -> Iterator[tuple[Any, ...]]:
+    # A generator: COPY streams rows to the server while the next ones are being encrypted.
+    for item in new_codes:
+        digest = vault.lookup_hash(item.code)
+        sealed = vault.seal(item.code, digest)
+        yield (item.row, digest, sealed.secret, sealed.key_id, item.code[-4:], item.value, item.expires_at)
+
+
 async def _stage(conn: Connection, vault: CodeVault, new_codes: list[NewCode]) -> None:
     await conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS staged_codes (row_no int, lookup_hash bytea, secret bytea,"
         " key_id text, last4 text, value numeric(18, 4), own_expires_at timestamptz) ON COMMIT DELETE ROWS"
     )
-    records = []
-    for item in new_codes:
-        digest = vault.lookup_hash(item.code)
-        sealed = vault.seal(item.code, digest)
-        records.append(
-            (item.row, digest, sealed.secret, sealed.key_id, item.code[-4:], item.value, item.expires_at)
-        )
-    await conn.copy_records_to_table("staged_codes", records=records, columns=STAGING_COLUMNS)
+    await conn.copy_records_to_table(
+        "staged_codes",
+        records=_sealed_rows(vault, new_codes),
+        columns=STAGING_COLUMNS,
+        timeout=BULK_TIMEOUT_S,
+    )
+
+
+async def _copy_into_pool(
+    conn: Connection, vault: CodeVault, campaign_id: str, new_codes: list[NewCode], *, test: bool
+) -> bool:
+    """The fast path: COPY straight into the pool. False when a code already exists anywhere (the
+    unique lookup hash refuses it); the savepoint then undoes the whole COPY and nothing is half-done."""
+    # In lookup-hash order, the unique index is filled leaf by leaf instead of at random: several
+    # times faster for a million codes, and the pool's issue order stays random all the same.
+    rows = sorted(
+        (
+            (campaign_id, h, s, k, last4, "generated", test, value, value, exp, exp)
+            for _, h, s, k, last4, value, exp in _sealed_rows(vault, new_codes)
+        ),
+        key=lambda row: row[1],
+    )
+    try:
+        async with conn.transaction():
+            await conn.copy_records_to_table(
+                "codes",
+                records=rows,
+                columns=(
+                    "campaign_id",
+                    "lookup_hash",
+                    "secret",
+                    "key_id",
+                    "last4",
+                    "source",
+                    "test",
+                    "value",
+                    "remaining_value",
+                    "own_expires_at",
+                    "expires_at",
+                ),
+                timeout=BULK_TIMEOUT_S,
+            )
+    except asyncpg.UniqueViolationError:
+        return False
+    return True
 
 
 _INSERT_STAGED = """
@@ -86,10 +138,13 @@ async def generate(
     while created < count:
         rounds += 1
         batch = generate_codes(count - created, length=length, prefix=prefix, alphabet=alphabet)
-        await _stage(
-            conn, vault, [NewCode(i, code, campaign.face_value, expiry) for i, code in enumerate(batch)]
-        )
-        status = await conn.execute(_INSERT_STAGED, campaign_id, "generated", test)
+        new_codes = [NewCode(i, code, campaign.face_value, expiry) for i, code in enumerate(batch)]
+        if rounds == 1 and await _copy_into_pool(conn, vault, campaign_id, new_codes, test=test):
+            created = count
+            break
+        # Some code clashed with one already stored: insert the others, draw again for the clashes.
+        await _stage(conn, vault, new_codes)
+        status = await conn.execute(_INSERT_STAGED, campaign_id, "generated", test, timeout=BULK_TIMEOUT_S)
         created += int(status.split()[-1])
         await conn.execute("TRUNCATE staged_codes")
     await append_audit(
@@ -122,7 +177,9 @@ async def import_codes(
     imported = 0
     if new_codes:
         await _stage(conn, vault, new_codes)
-        inserted = await conn.fetch(_INSERT_STAGED + " RETURNING lookup_hash", campaign_id, "imported", False)
+        inserted = await conn.fetch(
+            _INSERT_STAGED + " RETURNING lookup_hash", campaign_id, "imported", False, timeout=BULK_TIMEOUT_S
+        )
         fresh = {r["lookup_hash"] for r in inserted}
         imported = len(fresh)
         clashes = await conn.fetch(

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 NONCE_BYTES = 12
+# 128 bits of HMAC-SHA256: no two of even billions of codes share one by chance, and the unique
+# index the pool is checked against stays half the size.
+LOOKUP_BYTES = 16
 
 
 class KeyConfigError(ValueError):
@@ -64,7 +67,7 @@ class CodeVault:
     def lookup_hash(self, code: str) -> bytes:
         mac = self._lookup.copy()
         mac.update(code.encode())
-        return mac.digest()
+        return mac.digest()[:LOOKUP_BYTES]
 
     def seal(self, code: str, lookup_hash: bytes) -> Sealed:
         nonce = os.urandom(NONCE_BYTES)

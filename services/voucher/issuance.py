@@ -36,6 +36,8 @@ from .domain import IssueFailure, expiry_on_issue, issue_blocker, mask
 from .events import publish
 
 SYSTEM_ACTOR = "service:voucher"
+# (campaign, value) → (transaction id, last seq picked in it); only trusted within that transaction.
+_pick_cursor: dict[tuple[str, Decimal], tuple[str, int]] = {}
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,10 @@ async def issue(
     ):
         await conn.execute("DELETE FROM holds WHERE order_id = $1", req.order_id)
         return None
-    campaign = await conn.fetchrow("SELECT * FROM campaigns WHERE campaign_id = $1", req.campaign_id)
+    # FOR SHARE: issuers never block each other, but a budget or status change waits for them.
+    campaign = await conn.fetchrow(
+        "SELECT * FROM campaigns WHERE campaign_id = $1 FOR SHARE", req.campaign_id
+    )
     if campaign is None:
         return await _hold(conn, req, IssueFailure.UNKNOWN_CAMPAIGN, cause)
     if campaign["reward_type"] == RewardType.POINTS:
@@ -105,27 +110,41 @@ async def issue(
         if head is not None:
             return await _hold(conn, req, IssueFailure(head), cause)
     value = req.value or campaign["face_value"]
+    # Codes this transaction already issued still sit in the pool index until it commits; starting
+    # after the last one it picked keeps a batch of N issuances from scanning N^2 index entries.
+    cursor_key = (req.campaign_id, value)
+    xid, after = _pick_cursor.get(cursor_key, ("", 0))
     code = await conn.fetchrow(
         """
-        SELECT code_id, status, lookup_hash, secret, key_id, own_expires_at FROM codes
+        SELECT code_id, seq, status, lookup_hash, secret, key_id, own_expires_at,
+               pg_current_xact_id()::text AS xid
+          FROM codes
          WHERE campaign_id = $1 AND value = $2 AND status IN ('available', 'recovered') AND NOT test
            AND (expires_at IS NULL OR expires_at > now())
+           AND seq > CASE WHEN pg_current_xact_id()::text = $3 THEN $4::bigint ELSE 0 END
          ORDER BY seq LIMIT 1
            FOR UPDATE SKIP LOCKED
         """,
         req.campaign_id,
         value,
+        xid,
+        after,
     )
+    if code is None and after:
+        _pick_cursor.pop(cursor_key, None)
+        return await issue(conn, vault, req, cause=cause, from_hold=from_hold)
     if code is None:
         return await _hold(conn, req, IssueFailure.OUT_OF_STOCK, cause)
-    budget_ok = await conn.fetchval(
-        "UPDATE campaigns SET budget_used = budget_used + $2"
-        " WHERE campaign_id = $1 AND (budget IS NULL OR budget_used + $2 <= budget) RETURNING true",
-        req.campaign_id,
-        value,
-    )
-    if not budget_ok:
-        return await _hold(conn, req, IssueFailure.BUDGET_EXHAUSTED, cause)
+    _pick_cursor[cursor_key] = (code["xid"], code["seq"])
+    if campaign["budget"] is not None:
+        budget_ok = await conn.fetchval(
+            "UPDATE campaigns SET budget_used = budget_used + $2"
+            " WHERE campaign_id = $1 AND budget_used + $2 <= budget RETURNING true",
+            req.campaign_id,
+            value,
+        )
+        if not budget_ok:
+            return await _hold(conn, req, IssueFailure.BUDGET_EXHAUSTED, cause)
     issued_at = datetime.now(UTC)
     policy = ExpiryPolicy(
         kind=ExpiryKind(campaign["expiry_kind"]),

@@ -29,7 +29,8 @@ CREATE TABLE campaigns (
 -- lookup key, unique across every campaign (generated and imported alike); `secret` is
 -- nonce || AES-GCM ciphertext under the key named by `key_id`.
 CREATE TABLE codes (
-    code_id          uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+    -- Time-ordered ids keep the primary key's inserts at the right edge of the index (bulk generation).
+    code_id          uuid        PRIMARY KEY DEFAULT uuidv7(),
     seq              bigserial   NOT NULL,
     campaign_id      text        NOT NULL REFERENCES campaigns (campaign_id),
     lookup_hash      bytea       NOT NULL UNIQUE,
@@ -47,7 +48,7 @@ CREATE TABLE codes (
     -- The expiry the code came with (import or campaign fixed date); `expires_at` is the one in force.
     own_expires_at   timestamptz,
     expires_at       timestamptz,
-    order_id         uuid        UNIQUE,
+    order_id         uuid,
     member_id        text,
     issued_at        timestamptz,
     delivered        boolean     NOT NULL DEFAULT false,
@@ -62,8 +63,10 @@ CREATE TABLE codes (
 -- The pool: issuable codes of a campaign, oldest first.
 CREATE INDEX codes_pool ON codes (campaign_id, value, seq)
     WHERE status IN ('available', 'recovered') AND NOT test;
-CREATE INDEX codes_expiring ON codes (expires_at) WHERE status IN ('available', 'recovered', 'issued',
-    'partially_redeemed');
+-- One code per order at a time (a released or recovered code has no order).
+CREATE UNIQUE INDEX codes_one_per_order ON codes (order_id) WHERE order_id IS NOT NULL;
+CREATE INDEX codes_expiring ON codes (expires_at) WHERE expires_at IS NOT NULL AND status IN
+    ('available', 'recovered', 'issued', 'partially_redeemed');
 CREATE INDEX codes_campaign ON codes (campaign_id, status);
 CREATE INDEX codes_issued_at ON codes (campaign_id, issued_at) WHERE issued_at IS NOT NULL;
 
