@@ -9,7 +9,9 @@ leader taking over mid-run) raise nothing twice.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
+
+from prometheus_client import Counter
 
 from chassis.audit import append_audit
 from chassis.db import Connection
@@ -26,33 +28,46 @@ from services.support.tickets import calendar_of, refresh_sla, sla_statuses
 CHECK_BATCH = 100
 
 
+SLA_ALERTS: Final = Counter(
+    "orchard_support_sla_alerts_total",
+    "SLA warnings and breaches raised, by kind and target",
+    ["kind", "target"],
+)
+
+
 async def check_sla(ctx: SupportContext) -> int:
     """One run of the SLA monitor: raise every warning and breach that is due. Returns how many."""
     now = ctx.clock.now()
-    raised = 0
+    raised: list[tuple[SlaAlertKind, SlaTarget]] = []
     while True:
+        batch: list[tuple[SlaAlertKind, SlaTarget]] = []
         async with ctx.db.acquire() as conn, conn.transaction():
             ticket_ids = await repo.tickets_to_check(conn, now, CHECK_BATCH)
             for ticket_id in ticket_ids:
-                raised += await _check_ticket(conn, ctx, ticket_id, now)
+                batch += await _check_ticket(conn, ctx, ticket_id, now)
+        for kind, target in batch:  # counted once committed
+            SLA_ALERTS.labels(kind.value, target.value).inc()
+        raised += batch
         if len(ticket_ids) < CHECK_BATCH:
-            return raised
+            return len(raised)
 
 
-async def _check_ticket(conn: Connection, ctx: SupportContext, ticket_id: str, now: datetime) -> int:
+async def _check_ticket(
+    conn: Connection, ctx: SupportContext, ticket_id: str, now: datetime
+) -> list[tuple[SlaAlertKind, SlaTarget]]:
     ticket = await repo.get_ticket(conn, ticket_id)
     assert ticket is not None
     calendar = await calendar_of(conn, ticket.calendar_id)
     pauses = (await repo.pauses_of(conn, [ticket_id])).get(ticket_id, [])
     already = (await repo.alerts_of(conn, [ticket_id])).get(ticket_id, {})
-    raised = 0
+    raised: list[tuple[SlaAlertKind, SlaTarget]] = []
     for status in sla_statuses(ticket, calendar, pauses, now, ctx.settings.sla_warning_share):
         for kind in alerts_due(status, already.get(status.target, ())):
             # A warning names the time the target will be missed; a breach the time it was.
             due = status.due_at or status.warn_at or now
             if await repo.record_alert(conn, ticket_id, status.target, kind, due, now):
                 ticket = await _raise_alert(conn, ticket, status, kind, due, now)
-                raised += 1
+                raised.append((kind, status.target))
     await refresh_sla(conn, ctx, ticket_id)
     return raised
 

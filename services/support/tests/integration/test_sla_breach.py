@@ -87,6 +87,9 @@ async def test_a_breach_is_detected_by_the_job_published_and_the_ticket_escalate
     finally:
         await conn.close()
 
+    metrics = (await support.client.get("/metrics")).text
+    assert 'orchard_support_sla_alerts_total{kind="breach",target="first_response"}' in metrics
+
     # Another run (or a second leader) finds nothing new to raise.
     assert await sla_monitor.check_sla(support.ctx) == 0
     assert len(await support.events(Topics.SUPPORT_SLA_BREACHED, ticket_id=ticket_id)) == 2
