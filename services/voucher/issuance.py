@@ -89,10 +89,14 @@ async def issue(
     ):
         await conn.execute("DELETE FROM holds WHERE order_id = $1", req.order_id)
         return None
-    # FOR SHARE: issuers never block each other, but a budget or status change waits for them.
-    campaign = await conn.fetchrow(
-        "SELECT * FROM campaigns WHERE campaign_id = $1 FOR SHARE", req.campaign_id
-    )
+    campaign = await conn.fetchrow("SELECT budget FROM campaigns WHERE campaign_id = $1", req.campaign_id)
+    if campaign is not None:
+        # Without a budget, issuers share the campaign row and never wait for each other (a status or
+        # budget change waits for them); with one, they take turns, since each moves budget_used.
+        lock = "FOR SHARE" if campaign["budget"] is None else "FOR NO KEY UPDATE"
+        campaign = await conn.fetchrow(
+            f"SELECT * FROM campaigns WHERE campaign_id = $1 {lock}", req.campaign_id
+        )
     if campaign is None:
         return await _hold(conn, req, IssueFailure.UNKNOWN_CAMPAIGN, cause)
     if campaign["reward_type"] == RewardType.POINTS:

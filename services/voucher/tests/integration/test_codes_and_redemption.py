@@ -305,3 +305,35 @@ async def test_flag_recover_extend_and_expire_are_audited_and_change_status(star
         assert expected in actions
     audit = await voucher.pool.fetchval("SELECT details FROM audit_log WHERE action = 'codes.recovered'")
     assert json.loads(audit)["reason"] == "delivery bounced"
+
+
+async def test_generation_replaces_a_code_that_clashes_with_an_imported_one(start_voucher, monkeypatch):
+    from services.voucher import codes as codes_module
+    from services.voucher.domain import generate_codes
+
+    voucher = await start_voucher()
+    campaign = await voucher.create_campaign()
+    imported = await voucher.http.post(
+        f"/v1/campaigns/{campaign}/codes/import",
+        content=b"code\nCLASH-ME-01\n",
+        headers=auth("ops") | {"content-type": "text/csv"},
+    )
+    assert imported.json()["imported"] == 1
+    draws = []
+
+    def unlucky(count, **kwargs):
+        # The first draw hits the imported code; later draws are random as usual.
+        batch = (
+            ["CLASH-ME-01", *generate_codes(count - 1, **kwargs)]
+            if not draws
+            else generate_codes(count, **kwargs)
+        )
+        draws.append(batch)
+        return batch
+
+    monkeypatch.setattr(codes_module, "generate_codes", unlucky)
+    result = await voucher.generate(campaign, 10)
+    assert result["generated"] == 10
+    assert len(draws) == 2
+    assert await voucher.pool.fetchval("SELECT count(*) FROM codes WHERE campaign_id = $1", campaign) == 11
+    assert await voucher.pool.fetchval("SELECT count(*) FROM codes WHERE source = 'imported'") == 1
