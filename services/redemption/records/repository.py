@@ -18,36 +18,41 @@ RECORD_COLUMNS = tuple(f.name for f in fields(Record))
 
 
 async def _add_to_daily(conn: Connection, record: Record, sign: int) -> None:
-    amount = record.amount or 0
-    points = record.points or 0
-    if sign < 0:
-        # The CHECK applies to an INSERT's proposed row before ON CONFLICT: take away with an UPDATE.
-        await conn.execute(
-            """
-            UPDATE redemption_daily SET records = records - 1, amount = amount - $8, points = points - $9
-             WHERE day = $1 AND kind = $2 AND status = $3 AND partner_id = $4 AND offer_id = $5
-               AND channel = $6 AND segment_token = $7
-            """,
-            *record.bucket(),
-            amount,
-            points,
-        )
-        return
     await conn.execute(
         """
         INSERT INTO redemption_daily
             (day, kind, status, partner_id, offer_id, channel, segment_token, records, amount, points)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-        ON CONFLICT (day, kind, status, partner_id, offer_id, channel, segment_token) DO UPDATE
-           SET records = redemption_daily.records + EXCLUDED.records,
-               amount = redemption_daily.amount + EXCLUDED.amount,
-               points = redemption_daily.points + EXCLUDED.points
         """,
         *record.bucket(),
         sign,
-        sign * amount,
-        sign * points,
+        sign * (record.amount or 0),
+        sign * (record.points or 0),
     )
+
+
+def _counts_alike(a: Record, b: Record) -> bool:
+    return a.bucket() == b.bucket() and a.amount == b.amount and a.points == b.points
+
+
+async def rollup_daily(conn: Connection) -> int:
+    """Fold the deltas of past days into one row per bucket; sums stay exactly the same."""
+    rows = await conn.fetch(
+        """
+        WITH gone AS (
+            DELETE FROM redemption_daily WHERE day < (now() AT TIME ZONE 'UTC')::date
+            RETURNING day, kind, status, partner_id, offer_id, channel, segment_token, records, amount, points
+        )
+        INSERT INTO redemption_daily
+            (day, kind, status, partner_id, offer_id, channel, segment_token, records, amount, points)
+        SELECT day, kind, status, partner_id, offer_id, channel, segment_token,
+               sum(records), sum(amount), sum(points)
+          FROM gone GROUP BY day, kind, status, partner_id, offer_id, channel, segment_token
+        HAVING sum(records) <> 0 OR sum(amount) <> 0 OR sum(points) <> 0
+        RETURNING day
+        """
+    )
+    return len(rows)
 
 
 async def write_record(
@@ -61,19 +66,23 @@ async def write_record(
         before = Record.from_row(row)
         if before == record:
             return False
-        await _add_to_daily(conn, before, -1)
+        counts_change = not _counts_alike(before, record)
+        if counts_change:
+            await _add_to_daily(conn, before, -1)
         assignments = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(RECORD_COLUMNS[1:]))
         await conn.execute(
             f"UPDATE redemption_records SET {assignments}, updated_at = now() WHERE record_id = $1",
             *_values(record),
         )
     else:
+        counts_change = True
         placeholders = ", ".join(f"${i + 1}" for i in range(len(RECORD_COLUMNS)))
         await conn.execute(
             f"INSERT INTO redemption_records ({', '.join(RECORD_COLUMNS)}) VALUES ({placeholders})",
             *_values(record),
         )
-    await _add_to_daily(conn, record, 1)
+    if counts_change:
+        await _add_to_daily(conn, record, 1)
     envelope = Envelope.new(
         event_type=Topics.REDEMPTION_RECORDED,
         producer=PRODUCER,

@@ -11,6 +11,7 @@ import asyncpg
 
 from chassis.audit import append_audit
 from chassis.db import Connection
+from services.redemption.records.repository import rollup_daily
 from services.redemption.retention.domain import RECORD_KINDS, RetentionAction, RetentionRule
 from services.redemption.settings import RedemptionSettings
 
@@ -136,4 +137,7 @@ async def run_retention(
                         details={"days": rule.days, "cutoff": cutoff.isoformat(), "affected": affected},
                     )
         outcomes.append(RetentionOutcome(rule.record_type, rule.action, rule.days, cutoff, affected))
+    if not dry_run:
+        async with pool.acquire() as conn, conn.transaction():
+            await rollup_daily(conn)
     return outcomes

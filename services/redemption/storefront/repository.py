@@ -67,12 +67,19 @@ async def list_rewards(conn: Connection, *, only_available: bool) -> list[Reward
 
 
 async def take_stock(conn: Connection, reward_id: str) -> bool:
-    """Reserve one unit of a limited reward; False when none is left (or the reward is inactive)."""
+    """Reserve one unit of a limited reward; False when none is left (or the reward is inactive).
+
+    An unlimited reward is only read: locking its row would serialise every redemption of it."""
     row = await conn.fetchrow(
         """
-        UPDATE rewards SET stock_remaining = stock_remaining - 1
-         WHERE reward_id = $1 AND active AND (stock_remaining IS NULL OR stock_remaining > 0)
-        RETURNING reward_id
+        WITH limited AS (
+            UPDATE rewards SET stock_remaining = stock_remaining - 1
+             WHERE reward_id = $1 AND active AND stock_remaining > 0
+            RETURNING reward_id
+        )
+        SELECT reward_id FROM limited
+        UNION ALL
+        SELECT reward_id FROM rewards WHERE reward_id = $1 AND active AND stock_remaining IS NULL
         """,
         reward_id,
     )

@@ -97,6 +97,14 @@ async def test_anonymising_past_retention_keeps_aggregates_and_is_audited(servic
     assert (audit["actor"], audit["action"]) == ("admin:ada", "retention.anonymise")
     assert '"affected": 2' in audit["d"]
     assert await _aggregates(service, partner) == before
+    async with service.pool.acquire() as conn:
+        # The past days' deltas were rolled up into one row per bucket (three days, one bucket each).
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM redemption_daily WHERE partner_id = $1 AND day < current_date", partner
+            )
+            == 3
+        )
 
 
 async def test_purging_past_retention_deletes_records_but_not_the_counts(service: RunningService) -> None:

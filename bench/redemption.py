@@ -1,0 +1,316 @@
+"""`python -m bench.redemption [--redemptions N] [--clients C] [--json PATH]`: storefront redemptions per
+second, end to end.
+
+A real redemption service (its `ServiceRuntime`: HTTP app, outbox relay, inbox consumers, jobs) runs in
+this process on a fresh schema. C concurrent clients POST /v1/storefront/redemptions; the clock runs
+from the first request to the moment every saga is `completed` in the database. Each redemption makes
+five Kafka hops and four service transactions: the request (saga row, debit request, record) →
+`wallet.debit_requested` → `wallet.transaction_recorded` → `order.create_requested` →
+`order.state_changed` pending → `order.state_changed` completed.
+
+THE WALLET AND THE ORDER SERVICE ARE PLAYED BY THIS BENCH: a stand-in consumes the debit and order
+requests (assigned partitions, no group) and answers each at once with an idempotent acks=all producer,
+doing no database work. The figure is therefore the redemption service's own saga throughput with
+instant partners, an upper bound for the whole pipeline.
+
+Raw baselines measured in the same run on the same broker and database: (a) aiokafka produce+consume of
+N real envelopes, (b8) asyncpg 1-row INSERT transactions from 8 workers. Not a test: it asserts nothing
+about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import platform
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from chassis.auth import issue_token
+from chassis.service import ServiceRuntime
+from contracts.envelope import Envelope, EventData
+from contracts.orders import (
+    FulfilmentStatus,
+    OrderCreateRequested,
+    OrderSource,
+    OrderState,
+    OrderStateChanged,
+)
+from contracts.registry import TOPICS, topic
+from contracts.topics import Topics
+from contracts.wallet import Direction, WalletDebitRequested, WalletTransactionRecorded
+from deploy.infra.topics import ensure_topics
+from deploy.testing import drop_service_db, new_service_db
+from services.redemption.app import build_spec
+from services.redemption.settings import RedemptionSettings
+
+from . import baselines
+from .infra import Infra, open_infra
+from .measure import PARTITIONS, Measurement, message_key, voucher_issued_events, wait_for_count
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RELAY_PRODUCER = baselines.RELAY_PRODUCER
+
+
+class PlayedPartners:
+    """The wallet and the order service reduced to instant answers."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **RELAY_PRODUCER)
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.producer.start()
+        await self.consumer.start()
+        self.consumer.assign(
+            [
+                TopicPartition(name, p)
+                for name in (Topics.WALLET_DEBIT_REQUESTED, Topics.ORDER_CREATE_REQUESTED)
+                for p in range(topic(name).partitions)
+            ]
+        )
+        await self.consumer.seek_to_end()
+        self.task = asyncio.create_task(self._answer())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        await self.consumer.stop()
+        await self.producer.stop()
+
+    async def _send(self, topic: str, key: str, cause: dict[str, Any], producer: str, data: EventData) -> Any:
+        envelope = Envelope.new(
+            event_type=topic,
+            producer=producer,
+            data=data,
+            correlation_id=cause["correlation_id"],
+            causation_id=cause["event_id"],
+        )
+        return await self.producer.send(topic, key=key.encode(), value=envelope.to_bytes())
+
+    async def _answer(self) -> None:
+        while True:
+            batches = await self.consumer.getmany(timeout_ms=100)
+            pending = []
+            for tp, records in batches.items():
+                for record in records:
+                    envelope = json.loads(record.value)
+                    if tp.topic == Topics.WALLET_DEBIT_REQUESTED:
+                        debit = WalletDebitRequested.model_validate(
+                            envelope["data"], context={"tolerant": True}
+                        )
+                        pending.append(
+                            await self._send(
+                                Topics.WALLET_TRANSACTION_RECORDED,
+                                debit.member_id,
+                                envelope,
+                                "wallet",
+                                WalletTransactionRecorded(
+                                    entry_id=uuid.uuid5(uuid.NAMESPACE_URL, debit.idempotency_key),
+                                    member_id=debit.member_id,
+                                    entry_type=debit.entry_type,
+                                    direction=Direction.DEBIT,
+                                    amount=debit.amount,
+                                    balance_after=1_000_000,
+                                    idempotency_key=debit.idempotency_key,
+                                    reference=debit.reference,
+                                ),
+                            )
+                        )
+                    else:
+                        create = OrderCreateRequested.model_validate(
+                            envelope["data"], context={"tolerant": True}
+                        )
+                        order_id = uuid.uuid5(uuid.NAMESPACE_URL, create.idempotency_key)
+                        common = {
+                            "order_id": order_id,
+                            "booking_id": f"BK-{order_id.hex[:10].upper()}",
+                            "member_id": create.member_id,
+                            "campaign_id": create.campaign_id,
+                            "external_ref": create.idempotency_key,
+                            "source": OrderSource.STOREFRONT,
+                            "redemption_id": create.redemption_id,
+                        }
+                        for state, previous, status in (
+                            (OrderState.PENDING, None, FulfilmentStatus.AWAITING_VOUCHER),
+                            (OrderState.COMPLETED, OrderState.PENDING, None),
+                        ):
+                            pending.append(
+                                await self._send(
+                                    Topics.ORDER_STATE_CHANGED,
+                                    str(order_id),
+                                    envelope,
+                                    "order",
+                                    OrderStateChanged(
+                                        state=state,
+                                        previous_state=previous,
+                                        fulfilment_status=status,
+                                        **common,
+                                    ),
+                                )
+                            )
+            if pending:
+                await asyncio.gather(*pending)
+
+
+async def storefront(infra: Infra, redemptions: int, clients: int) -> Measurement:
+    """(s) Redemptions through the real service, from the first POST to the last saga completed."""
+    db = await new_service_db(infra.admin_dsn, prefix="bench")
+    settings = RedemptionSettings(
+        ORCHARD_SERVICE=f"redemption_bench_{uuid.uuid4().hex[:6]}",
+        ORCHARD_DB_SCHEMA=db.schema,
+        DATABASE_URL=db.dsn,
+        KAFKA_BOOTSTRAP_SERVERS=infra.bootstrap,
+        ORCHARD_LOG_LEVEL="WARNING",
+        ORCHARD_DB_POOL_MAX=clients + 4,
+    )
+    runtime = ServiceRuntime(settings, build_spec(settings))
+    partners = PlayedPartners(infra.bootstrap)
+    await runtime.start()
+    await partners.start()
+    try:
+        while True:
+            with contextlib.suppress(Exception):
+                await runtime.check_kafka()
+                break
+            await asyncio.sleep(0.1)
+        app = runtime.http_app()
+        admin = {"Authorization": f"Bearer {issue_token(role='admin', sub='bench', settings=settings)}"}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as client:
+            reward = await client.post(
+                "/v1/rewards",
+                headers=admin,
+                json={"name": "Bench reward", "campaign_id": "bench", "points_price": "100"},
+            )
+            reward_id = reward.json()["reward_id"]
+            tokens = [
+                {"Authorization": f"Bearer {issue_token(role='member', sub=f'm-{i}', settings=settings)}"}
+                for i in range(clients)
+            ]
+            pool = runtime.pool
+            assert pool is not None
+
+            async def completed() -> int:
+                return int(
+                    await pool.fetchval(
+                        "SELECT count(*) FROM storefront_redemptions WHERE state = 'completed'"
+                    )
+                )
+
+            async def client_loop(i: int, count: int) -> None:
+                for _ in range(count):
+                    answer = await client.post(
+                        "/v1/storefront/redemptions",
+                        headers=tokens[i],
+                        json={"reward_id": reward_id, "email": "bench@example.com"},
+                    )
+                    if answer.status_code != 202:
+                        raise RuntimeError(f"redemption refused: {answer.text}")
+
+            shares = [
+                redemptions // clients + (1 if i < redemptions % clients else 0) for i in range(clients)
+            ]
+            started = time.monotonic()
+            await asyncio.gather(*(client_loop(i, n) for i, n in enumerate(shares)))
+            accepted = time.monotonic()
+            finished = await wait_for_count(completed, redemptions, what="completed sagas")
+        return Measurement(
+            "s",
+            f"storefront redemptions end to end, {clients} clients (partners played)",
+            redemptions,
+            finished - started,
+            {"requests_per_s": round(redemptions / (accepted - started))},
+        )
+    finally:
+        await partners.stop()
+        await runtime.stop()
+        await drop_service_db(db)
+
+
+async def run_all(infra: Infra, redemptions: int, clients: int) -> list[Measurement]:
+    await ensure_topics(infra.bootstrap, TOPICS)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    await storefront(infra, max(redemptions // 10, clients * 5), clients)  # warm-up, not recorded
+    logging.getLogger("aiokafka").setLevel(logging.NOTSET)
+    envelopes = voucher_issued_events(redemptions)
+    messages = [(message_key(e).encode(), e.to_bytes()) for e in envelopes]
+    rows = [(e.event_id, value) for e, (_, value) in zip(envelopes, messages, strict=True)]
+    raw_topic = await infra.new_topic(PARTITIONS)
+    return [
+        await baselines.kafka_round_trip(infra, raw_topic, messages),
+        await baselines.postgres_inserts(infra, rows, workers=8),
+        await storefront(infra, redemptions, clients),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.redemption", description=__doc__)
+    parser.add_argument("--redemptions", type=int, default=2000, help="redemptions (default 2000)")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients (default 8)")
+    parser.add_argument("--json", type=Path, help="where to write the JSON record (default bench/results/)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    started_at = datetime.now(UTC)
+    with open_infra() as infra:
+        results = asyncio.run(run_all(infra, args.redemptions, args.clients))
+        sources = infra.sources
+    rate = {m.key: m.rate for m in results}
+    ratio = {"s/a": rate["s"] / rate["a"], "s/b8": rate["s"] / rate["b8"]}
+    lines = [
+        f"Orchard redemption bench: {args.redemptions} redemptions, {args.clients} clients,"
+        f" {os.cpu_count()} CPUs; Kafka: {sources['kafka']}; Postgres: {sources['postgres']}",
+        "wallet and order service PLAYED by the bench (instant answers, no database work)",
+        "",
+        f"{'':3} {'scenario':66} {'count':>6} {'seconds':>8} {'per s':>8}  notes",
+    ]
+    lines += [
+        f"{m.key:3} {m.label:66} {m.events:6d} {m.seconds:8.2f} {m.rate:8.0f}  "
+        + " ".join(f"{k} {v}" for k, v in m.extra.items())
+        for m in results
+    ]
+    lines += ["", "ratios: " + "  ".join(f"{k} {v:.3f}" for k, v in ratio.items())]
+    print("\n".join(lines))
+    record = {
+        "started_at": started_at.isoformat(),
+        "redemptions": args.redemptions,
+        "clients": args.clients,
+        "partners": "played by the bench",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "os": platform.platform()},
+        "infra": sources,
+        "results": [
+            {
+                "key": m.key,
+                "label": m.label,
+                "count": m.events,
+                "seconds": m.seconds,
+                "per_s": m.rate,
+                **m.extra,
+            }
+            for m in results
+        ],
+        "ratios": ratio,
+    }
+    path = args.json or RESULTS_DIR / f"redemption-{started_at:%Y%m%dT%H%M%SZ}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"\nwritten to {path}")
+
+
+if __name__ == "__main__":
+    main()
