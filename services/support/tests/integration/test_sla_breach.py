@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncpg
 
 from chassis.audit import verify_audit_chain
+from chassis.jobs import job_lock_key
+from chassis.service import ServiceRuntime
 from chassis.testing import wait_until
 from contracts.topics import Topics
 from services.support import sla_monitor
+from services.support.__main__ import build_spec
 from services.support.tests.integration.conftest import Support
 
 MEMBER = "member-sla-1"
@@ -137,3 +140,28 @@ async def test_the_clock_stands_still_while_the_ticket_waits_on_the_customer(sup
         "SELECT target, kind FROM sla_alerts WHERE ticket_id = $1 ORDER BY kind", ticket_id
     )
     assert [(r["target"], r["kind"]) for r in alerts] == [("resolution", "breach")]
+
+
+async def test_two_replicas_raise_each_alert_once(support: Support):
+    replica_spec, replica_ctx = build_spec(support.settings, support.clock)
+    replica = ServiceRuntime(support.settings, replica_spec)
+    await replica.start()
+    try:
+        ticket_id = (await _open(support, priority="medium"))["ticket_id"]  # 4 business hours
+        support.clock.advance(hours=5)  # straight past the first response: a breach, no warning first
+
+        await wait_until(lambda: _kinds(support, ticket_id, ["breach"]), timeout=60, what="the breach")
+        assert await sla_monitor.check_sla(support.ctx) == 0
+        assert await sla_monitor.check_sla(replica_ctx) == 0
+        assert replica.jobs is not None
+        leaders = await support.fetch(
+            "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 AND granted",
+            job_lock_key(support.db.schema, "support-sla-monitor") & 0xFFFFFFFF,
+        )
+        assert leaders[0]["n"] == 1
+    finally:
+        await replica.stop()
+    assert await _kinds(support, ticket_id, ["breach"])
+    ticket = await _ticket(support, ticket_id)
+    assert ticket["priority"] == "high"  # escalated once, not twice
+    assert [e["kind"] for e in ticket["timeline"]] == ["created", "sla_breached"]
