@@ -66,7 +66,8 @@ async def get_offer(conn: Connection, offer_id: str) -> Offer | None:
 async def list_offers(
     conn: Connection, *, partner_id: str | None, open_at: datetime | None, limit: int
 ) -> list[Offer]:
-    clauses, args = [], []
+    clauses: list[str] = []
+    args: list[Any] = []
     if partner_id is not None:
         args.append(partner_id)
         clauses.append(f"partner_id = ${len(args)}")

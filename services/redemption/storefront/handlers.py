@@ -72,8 +72,12 @@ def storefront_subscriptions(policy: RetryPolicy) -> list[Subscription]:
 
     async def on_order_state_changed(conn: Connection, env: Envelope[Any]) -> None:
         data: OrderStateChanged = env.data
+        # The order names its redemption; an older producer may only echo our order key as external_ref.
+        by_key = domain.redemption_of_key(data.external_ref or "")
         if data.redemption_id is not None:
             row = await repo.lock_saga(conn, data.redemption_id)
+        elif by_key is not None and by_key[1] == "order":
+            row = await repo.lock_saga(conn, by_key[0])
         else:
             row = await repo.lock_saga_by_order(conn, data.order_id)
         if row is None:
