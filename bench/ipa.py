@@ -7,7 +7,9 @@ made before any clock starts. Measured:
 - accepted: first byte sent → the batch `completed` (every row validated, every order, timeline row and
   outbox event committed);
 - published: → every outbox event acknowledged by Kafka (the relay's drain, for context);
-- the service's RSS before, and its peak while doing it (sampled every 20 ms).
+- the service's RSS before, and its peak while doing it (sampled every 20 ms);
+- the service process's CPU seconds: on a shared machine wall-clock times move with everything else
+  running, CPU seconds per row much less.
 Baseline: asyncpg `copy_to_table` of the same CSV bytes into a table of the same columns, one transaction.
 """
 
@@ -190,7 +192,9 @@ async def measure(infra: Infra, rows: int, work: Path) -> dict[str, Any]:
             ):
                 await asyncio.sleep(0.05)
             await asyncio.sleep(1)  # let start-up settle before the idle reading
-            idle_rss = psutil.Process(process.pid).memory_info().rss
+            service = psutil.Process(process.pid)
+            idle_rss = service.memory_info().rss
+            cpu_before = sum(service.cpu_times()[:2])
             token = issue_token(role="admin", sub="bench", settings=Settings())
 
             async def body() -> Any:
@@ -222,12 +226,14 @@ async def measure(infra: Infra, rows: int, work: Path) -> dict[str, Any]:
                         raise RuntimeError(f"benchmark stalled: {batch}")
                     await asyncio.sleep(0.05)
                 accepted = time.monotonic()
+                cpu_accept = sum(service.cpu_times()[:2]) - cpu_before
                 peak_accept = rss.peak
                 while await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"):
                     if time.monotonic() > deadline:
                         raise RuntimeError("benchmark stalled: the outbox never drained")
                     await asyncio.sleep(0.05)
                 published = time.monotonic()
+                cpu_publish = sum(service.cpu_times()[:2]) - cpu_before
             events = await conn.fetchval("SELECT count(*) FROM outbox")
         if batch["status"] != "completed" or batch["accepted"] != rows:
             raise RuntimeError(f"the batch did not accept every row: {batch}")
@@ -239,6 +245,9 @@ async def measure(infra: Infra, rows: int, work: Path) -> dict[str, Any]:
             "accept_s": accepted - started,
             "publish_s": published - started,
             "copy_baseline_s": baseline_s,
+            "service_cpu_accept_s": cpu_accept,
+            "service_cpu_publish_s": cpu_publish,
+            "load_average": os.getloadavg(),
             "idle_rss_bytes": idle_rss,
             "peak_rss_accept_bytes": peak_accept,
             "peak_rss_bytes": rss.peak,
@@ -272,6 +281,9 @@ def render(r: dict[str, Any]) -> str:
             "",
             f"ratio accept / COPY: {r['accept_s'] / r['copy_baseline_s']:.1f}x"
             f"   (COPY / accept throughput: {r['copy_baseline_s'] / r['accept_s']:.3f})",
+            f"order service CPU (user+sys): {r['service_cpu_accept_s']:.1f} s until accepted"
+            f" ({r['service_cpu_accept_s'] / rows * 1000:.2f} ms/row),"
+            f" {r['service_cpu_publish_s']:.1f} s until published; load average {r['load_average'][0]:.1f}",
             f"order service RSS: idle {r['idle_rss_bytes'] / mib:.0f} MiB,"
             f" peak while accepting {r['peak_rss_accept_bytes'] / mib:.0f} MiB,"
             f" peak until published {r['peak_rss_bytes'] / mib:.0f} MiB",

@@ -66,7 +66,7 @@ async def on_campaign_changed(conn: Connection, envelope: Envelope[CampaignChang
 async def on_record_submitted(conn: Connection, envelope: Envelope[SubmittedRecordCells]) -> None:
     cells = envelope.data.model_dump()
     candidate = intake.Candidate(cells=cells)
-    if intake._identifier(candidate.external_ref) is None:
+    if intake.usable_identifier(candidate.external_ref) is None:
         raise RecordWithoutReference("the record has no usable external_ref (1 to 200 characters)")
     await intake.validate(conn, [candidate], batch_id=None)
     cause = _cause(envelope)

@@ -186,7 +186,7 @@ async def accept(
     IPA_RECORDS.labels(source, "accepted").inc(len(events))
 
 
-def _identifier(value: Any) -> str | None:
+def usable_identifier(value: Any) -> str | None:
     return value.strip() if isinstance(value, str) and 0 < len(value.strip()) <= 200 else None
 
 
@@ -202,10 +202,10 @@ async def announce_rejections(
     keyed by it); the others are only in the batch's error report."""
     events = []
     for c in candidates:
-        ref = _identifier(c.cells.get("external_ref"))
+        ref = usable_identifier(c.cells.get("external_ref"))
         if c.accepted or not c.errors or ref is None:
             continue
-        batch_ref = _identifier(c.cells.get("batch_id")) or (str(batch_id) if batch_id else None)
+        batch_ref = usable_identifier(c.cells.get("batch_id")) or (str(batch_id) if batch_id else None)
         events.append(
             OutgoingEvent(
                 ref,
@@ -214,8 +214,8 @@ async def announce_rejections(
                     IpaRecordRejected(
                         external_ref=ref,
                         batch_id=batch_ref,
-                        member_id=_identifier(c.cells.get("member_id")),
-                        campaign_id=_identifier(c.cells.get("campaign_id")),
+                        member_id=usable_identifier(c.cells.get("member_id")),
+                        campaign_id=usable_identifier(c.cells.get("campaign_id")),
                         errors=tuple(
                             FieldError(field=e.field, code=e.code, message=e.message) for e in c.errors
                         ),
