@@ -162,39 +162,47 @@ def idempotency_key(delivery_id: uuid.UUID, send_round: int, channel: str) -> st
     return f"{delivery_id}:{send_round}:{channel}"
 
 
-async def claim_due(conn: Connection, channel: Channel, lease_s: float) -> asyncpg.Record | None:
-    """Take the next due delivery of a channel and write its attempt row before anything is sent."""
+async def claim_due(
+    conn: Connection, channel: Channel, lease_s: float, limit: int = 1
+) -> list[asyncpg.Record]:
+    """Take up to `limit` due deliveries of a channel and write their attempt rows, before anything is
+    sent, in one transaction (one commit for the batch)."""
     async with conn.transaction():
-        row = await conn.fetchrow(
+        rows = await conn.fetch(
             """
             WITH next AS (
                 SELECT delivery_id FROM deliveries
                  WHERE status = 'queued' AND channel = $1 AND next_attempt_at <= now()
                  ORDER BY next_attempt_at
-                 LIMIT 1
+                 LIMIT $3
                  FOR UPDATE SKIP LOCKED
             )
             UPDATE deliveries d
                SET status = 'sending', attempts = d.attempts + 1, channel_attempts = d.channel_attempts + 1,
                    lease_until = now() + make_interval(secs => $2), updated_at = now()
               FROM next WHERE d.delivery_id = next.delivery_id
-            RETURNING d.delivery_id, d.attempts, d.send_round, d.channel
+            RETURNING d.delivery_id, d.attempts, d.send_round, d.channel, d.next_attempt_at
             """,
             channel.value,
             lease_s,
+            limit,
         )
-        if row is None:
-            return None
-        await conn.execute(
-            "INSERT INTO delivery_attempts (delivery_id, attempt, channel, send_round, idempotency_key)"
-            " VALUES ($1, $2, $3, $4, $5)",
-            row["delivery_id"],
-            row["attempts"],
-            row["channel"],
-            row["send_round"],
-            idempotency_key(row["delivery_id"], row["send_round"], row["channel"]),
-        )
-        return row
+        if rows:
+            await conn.executemany(
+                "INSERT INTO delivery_attempts (delivery_id, attempt, channel, send_round, idempotency_key)"
+                " VALUES ($1, $2, $3, $4, $5)",
+                [
+                    (
+                        r["delivery_id"],
+                        r["attempts"],
+                        r["channel"],
+                        r["send_round"],
+                        idempotency_key(r["delivery_id"], r["send_round"], r["channel"]),
+                    )
+                    for r in rows
+                ],
+            )
+        return sorted(rows, key=lambda r: r["next_attempt_at"])
 
 
 async def lock_delivery(conn: Connection, delivery_id: uuid.UUID) -> asyncpg.Record | None:

@@ -164,13 +164,17 @@ class DeliveryEngine:
                     await asyncio.wait_for(self._wake[channel].wait(), self.settings.queue_poll_interval_s)
 
     async def run_once(self, channel: Channel) -> bool:
-        """Claim one due delivery of `channel` and make its attempt; False when none is due."""
+        """Claim a few due deliveries of `channel` (one commit) and make their attempts one by one;
+        False when none is due. Each send takes a token of the channel's rate limit."""
         async with self.pool.acquire() as conn:
-            claimed = await repository.claim_due(conn, channel, self.settings.lease_s)
-            if claimed is None:
-                return False
-            await self._attempt(conn, claimed["delivery_id"], claimed["attempts"])
-        return True
+            claimed = await repository.claim_due(
+                conn, channel, self.settings.lease_s, self.settings.claim_batch
+            )
+            for n, row in enumerate(claimed):
+                if n:
+                    await self._limiters[channel].acquire()
+                await self._attempt(conn, row["delivery_id"], row["attempts"])
+        return bool(claimed)
 
     async def _attempt(self, conn: Connection, delivery_id: uuid.UUID, attempt: int) -> None:
         async with conn.transaction():

@@ -51,6 +51,8 @@ class DeliverySettings(Settings):
     email_rate_per_s: float = Field(default=100.0, gt=0, alias="ORCHARD_EMAIL_RATE")
     sms_rate_per_s: float = Field(default=50.0, gt=0, alias="ORCHARD_SMS_RATE")
     whatsapp_rate_per_s: float = Field(default=50.0, gt=0, alias="ORCHARD_WHATSAPP_RATE")
+    claim_batch: int = Field(default=4, ge=1, le=100, alias="ORCHARD_DELIVERY_CLAIM_BATCH")
+    """Deliveries a worker claims per commit; keep claim_batch times the provider timeout below the lease."""
     queue_poll_interval_s: float = Field(default=0.5, gt=0, alias="ORCHARD_DELIVERY_POLL_INTERVAL")
 
     max_attempts: int = Field(default=5, ge=1, alias="ORCHARD_DELIVERY_MAX_ATTEMPTS")

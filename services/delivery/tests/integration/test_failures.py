@@ -151,8 +151,7 @@ async def test_an_attempt_cut_off_by_a_crash_is_flagged_unknown_and_its_retry_is
     # A worker claims the delivery and the provider takes the message; then the process dies before
     # the outcome is recorded.
     async with service.pool.acquire() as conn:
-        claimed = await repository.claim_due(conn, Channel.SMS, lease_s=0.5)
-    assert claimed is not None
+        [claimed] = await repository.claim_due(conn, Channel.SMS, lease_s=0.5)
     key = repository.idempotency_key(row["delivery_id"], claimed["send_round"], "sms")
     lost = Outgoing(
         Channel.SMS,
