@@ -12,8 +12,9 @@ import pytest
 from pydantic import SecretStr
 
 from chassis.audit import verify_audit_chain
-from chassis.testing import wait_until
+from chassis.testing import produce, wait_until
 from contracts.delivery import DeliveryFailed, DeliverySucceeded
+from contracts.envelope import Envelope
 from contracts.orders import FulfilmentStatus, OrderSource, OrderState, OrderStateChanged
 from contracts.topics import Topics
 from contracts.values import Channel
@@ -309,3 +310,25 @@ async def test_concurrent_adjustments_cannot_together_pass_the_daily_limit(suppo
         "SELECT sum(points) AS total FROM agent_actions WHERE actor = 'support_agent:alice'"
     )
     assert granted[0]["total"] == 100
+
+
+async def test_a_late_older_order_event_goes_on_the_timeline_without_turning_the_state_back(support: Support):
+    order_id, booking_id = await _order(support)  # ends completed
+    stale = Envelope.new(
+        event_type=Topics.ORDER_STATE_CHANGED,
+        producer="order",
+        data=_state(order_id, booking_id, OrderState.PENDING, FulfilmentStatus.DELIVERING),
+        occurred_at=datetime(2020, 1, 1, tzinfo=UTC),
+    )
+    await produce(support.bootstrap, Topics.ORDER_STATE_CHANGED, [(str(order_id).encode(), stale.to_bytes())])
+
+    async def on_timeline() -> bool:
+        rows = await support.fetch("SELECT 1 FROM portal_timeline WHERE event_id = $1", stale.event_id)
+        return bool(rows)
+
+    await wait_until(on_timeline, timeout=60, what="the stale event on the timeline")
+    view = (
+        await support.client.get(f"/v1/portal/orders/{booking_id}", headers=support.token("ops", "o"))
+    ).json()
+    assert view["state"] == "completed"
+    assert view["timeline"][0]["occurred_at"] == "2020-01-01T00:00:00Z"

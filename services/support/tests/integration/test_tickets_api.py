@@ -227,3 +227,44 @@ async def test_team_leads_list_open_tickets_most_urgent_first_page_by_page(suppo
     assert first.json()["items"][0]["sla"]["first_response"]["seconds_left"] == 1800
     bad = await support.client.get("/v1/tickets", params={"cursor": "nonsense"}, headers=agent)
     assert bad.status_code == 422
+
+
+async def test_staff_assign_and_reprioritise_and_the_new_priority_brings_its_targets(support: Support):
+    ticket = await _open(support, "jon", priority="low")
+    ticket_id = ticket["ticket_id"]
+    lead = support.token("admin", "lead")
+
+    updated = await support.client.patch(
+        f"/v1/tickets/{ticket_id}",
+        json={"assignee": "support_agent:alice", "priority": "urgent"},
+        headers=lead,
+    )
+    assert updated.status_code == 200, updated.text
+    body = updated.json()
+    assert body["assignee"] == "support_agent:alice"
+    assert body["sla"]["policy"] == {
+        "priority": "urgent",
+        "first_response_s": 1800,
+        "resolution_s": 14400,
+        "calendar_id": None,
+    }
+    mine = await support.client.get(
+        "/v1/tickets",
+        params={"assignee": "support_agent:alice"},
+        headers=support.token("support_agent", "alice"),
+    )
+    assert [t["ticket_id"] for t in mine.json()["items"]] == [ticket_id]
+    member = await support.client.patch(
+        f"/v1/tickets/{ticket_id}", json={"priority": "urgent"}, headers=support.token("member", "jon")
+    )
+    assert member.status_code == 403
+    unknown_field = await support.client.patch(
+        f"/v1/tickets/{ticket_id}", json={"state": "closed"}, headers=lead
+    )
+    assert unknown_field.status_code == 422
+    timeline = (await support.client.get(f"/v1/tickets/{ticket_id}", headers=lead)).json()["timeline"]
+    assert timeline[-1]["kind"] == "updated"
+    assert timeline[-1]["details"] == {
+        "from": {"assignee": None, "priority": "low"},
+        "to": {"assignee": "support_agent:alice", "priority": "urgent"},
+    }
