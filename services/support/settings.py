@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
+from chassis.auth import Role
 from chassis.settings import Settings
 from contracts.support import TicketPriority
 from services.support.domain.goodwill import GoodwillLimit
@@ -41,6 +42,14 @@ class SupportSettings(Settings):
     )
     """JSON per role: {"support_agent": {"per_adjustment": 500, "per_day": 2000}, …}; roles not
     listed may not make goodwill adjustments."""
+
+    @field_validator("goodwill_limits")
+    @classmethod
+    def _limits_name_roles(cls, limits: dict[str, GoodwillLimitSetting]) -> dict[str, GoodwillLimitSetting]:
+        unknown = sorted(set(limits) - {str(role) for role in Role})
+        if unknown:
+            raise ValueError(f"goodwill limits name unknown role(s) {', '.join(unknown)}")
+        return limits
 
     def goodwill_limit_table(self) -> dict[str, GoodwillLimit]:
         return {

@@ -15,6 +15,7 @@ from services.support.domain.goodwill import (
     most_generous,
     require_justification,
 )
+from services.support.settings import SupportSettings
 
 AGENT = GoodwillLimit(per_adjustment=500, per_day=2000)
 
@@ -54,3 +55,13 @@ def test_an_action_without_ticket_or_reason_is_refused(ticket_id, reason):
 def test_a_ticket_or_a_reason_is_enough():
     require_justification("TK-1", None)
     require_justification(None, "member called")
+
+
+def test_limits_for_a_role_that_does_not_exist_are_refused_at_startup():
+    with pytest.raises(ValueError, match="unknown role"):
+        SupportSettings(ORCHARD_SUPPORT_GOODWILL_LIMITS={"agent": {"per_adjustment": 5, "per_day": 10}})
+
+
+def test_limits_come_from_the_environment_per_role():
+    settings = SupportSettings(ORCHARD_SUPPORT_GOODWILL_LIMITS={"ops": {"per_adjustment": 5, "per_day": 10}})
+    assert settings.goodwill_limit_table() == {"ops": GoodwillLimit(5, 10)}
