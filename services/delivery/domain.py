@@ -71,6 +71,8 @@ class SendResult:
     response: str
     provider_message_id: str | None = None
     reason_code: ReasonCode | None = None
+    retry_after_s: float | None = None
+    """The provider asked for this pause (HTTP Retry-After)."""
 
     @property
     def retryable(self) -> bool:
@@ -81,8 +83,8 @@ class SendResult:
         return cls(True, response, provider_message_id)
 
     @classmethod
-    def failure(cls, reason: ReasonCode, response: str) -> SendResult:
-        return cls(False, response, None, reason)
+    def failure(cls, reason: ReasonCode, response: str, retry_after_s: float | None = None) -> SendResult:
+        return cls(False, response, None, reason, retry_after_s)
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,9 @@ def after_failure(
     """What follows a failed attempt: transient failures retry until the limit, permanent ones stop
     at once and fall back to the next channel when the campaign allows it and a contact is known."""
     if result.retryable and channel_attempts < policy.max_attempts:
-        return Retry(now + policy.delay(channel_attempts, rng))
+        delay = policy.delay(channel_attempts, rng)
+        asked = timedelta(seconds=min(result.retry_after_s or 0.0, policy.max_delay_s))
+        return Retry(now + max(delay, asked))
     if not result.retryable:
         channel = fallback_channel(current, tried, contacts, fallback_allowed)
         if channel is not None:

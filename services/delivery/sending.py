@@ -62,12 +62,20 @@ class RateLimiter:
         self._capacity = burst if burst is not None else max(1.0, rate_per_s / 10)
         self._tokens = self._capacity
         self._updated = time.monotonic()
+        self._held_until = 0.0
         self._lock = asyncio.Lock()
+
+    def hold(self, seconds: float) -> None:
+        """The provider pushed back (429): no worker of this channel sends for `seconds`."""
+        self._held_until = max(self._held_until, time.monotonic() + seconds)
 
     async def acquire(self) -> None:
         async with self._lock:
             while True:
                 now = time.monotonic()
+                if now < self._held_until:
+                    await asyncio.sleep(self._held_until - now)
+                    continue
                 self._tokens = min(self._capacity, self._tokens + (now - self._updated) * self._rate)
                 self._updated = now
                 if self._tokens >= 1:
@@ -258,6 +266,8 @@ class DeliveryEngine:
     ) -> None:
         assert result.reason_code is not None
         reason = result.reason_code.value
+        if result.reason_code is ReasonCode.RATE_LIMITED:
+            self._limiters[channel].hold(min(result.retry_after_s or 1.0, 30.0))
         allowed = await repository.fallback_allowed(conn, row["campaign_id"], self.settings.fallback_default)
         decision = after_failure(
             result,

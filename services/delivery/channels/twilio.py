@@ -33,6 +33,13 @@ def _reason_for(status: int, code: int | None) -> ReasonCode:
     return ReasonCode.PROVIDER_REJECTED
 
 
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None  # an HTTP date: the backoff decides
+
+
 class TwilioSender:
     def __init__(
         self,
@@ -87,7 +94,9 @@ class TwilioSender:
         code = body.get("code") if isinstance(body.get("code"), int) else None
         text = redact_text(str(body.get("message", "")))[:300]
         response = f"HTTP {answer.status_code} code {code}: {text}" if code else f"HTTP {answer.status_code}"
-        return SendResult.failure(_reason_for(answer.status_code, code), response)
+        return SendResult.failure(
+            _reason_for(answer.status_code, code), response, _retry_after(answer.headers.get("Retry-After"))
+        )
 
     async def close(self) -> None:
         await self._client.aclose()

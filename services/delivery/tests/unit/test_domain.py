@@ -149,3 +149,18 @@ def test_a_resend_is_allowed_once_a_minute_and_never_for_a_cancelled_order():
         check_resend(status=DeliveryStatus.SENDING, has_code=True, last_resend_at=None, now=NOW)
     with pytest.raises(NotResendable):
         check_resend(status=DeliveryStatus.SENT, has_code=False, last_resend_at=None, now=NOW)
+
+
+def test_a_rate_limited_retry_waits_at_least_as_long_as_the_provider_asked():
+    decision = after_failure(
+        SendResult.failure(ReasonCode.RATE_LIMITED, "HTTP 429", retry_after_s=30),
+        channel_attempts=1,
+        policy=RetryPolicy(base_delay_s=0.1, max_delay_s=300),
+        now=NOW,
+        current=Channel.SMS,
+        tried=frozenset(),
+        contacts=BOTH,
+        fallback_allowed=False,
+    )
+    assert isinstance(decision, Retry)
+    assert decision.at >= NOW + timedelta(seconds=30)
