@@ -82,20 +82,33 @@ async def issue(
 ) -> IssueFailure | None:
     """Issue one code to the order (no-op if it has one), or hold it and say why. Runs in the caller's
     transaction, which carries the events with it."""
-    if await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM issuances WHERE order_id = $1)"
-        " OR EXISTS (SELECT 1 FROM closed_orders WHERE order_id = $1)",
+    known = await conn.fetchrow(
+        """
+        SELECT EXISTS (SELECT 1 FROM issuances WHERE order_id = $1)
+               OR EXISTS (SELECT 1 FROM closed_orders WHERE order_id = $1) AS done,
+               (SELECT budget IS NOT NULL FROM campaigns WHERE campaign_id = $2) AS budgeted
+        """,
         req.order_id,
-    ):
+        req.campaign_id,
+    )
+    assert known is not None
+    if known["done"]:
         await conn.execute("DELETE FROM holds WHERE order_id = $1", req.order_id)
         return None
-    campaign = await conn.fetchrow("SELECT budget FROM campaigns WHERE campaign_id = $1", req.campaign_id)
-    if campaign is not None:
+    campaign = None
+    if known["budgeted"] is not None:
         # Without a budget, issuers share the campaign row and never wait for each other (a status or
         # budget change waits for them); with one, they take turns, since each moves budget_used.
-        lock = "FOR SHARE" if campaign["budget"] is None else "FOR NO KEY UPDATE"
+        # The head of the queue comes along: first in, first out while older orders wait.
+        lock = "FOR NO KEY UPDATE" if known["budgeted"] else "FOR SHARE"
         campaign = await conn.fetchrow(
-            f"SELECT * FROM campaigns WHERE campaign_id = $1 {lock}", req.campaign_id
+            f"""
+            SELECT c.*, (SELECT reason FROM holds h WHERE h.campaign_id = c.campaign_id AND h.order_id <> $2
+                          ORDER BY seq LIMIT 1) AS queue_head
+              FROM campaigns c WHERE c.campaign_id = $1 {lock} OF c
+            """,
+            req.campaign_id,
+            req.order_id,
         )
     if campaign is None:
         return await _hold(conn, req, IssueFailure.UNKNOWN_CAMPAIGN, cause)
@@ -104,15 +117,8 @@ async def issue(
     blocker = issue_blocker(CampaignStatus(campaign["status"]))
     if blocker is not None:
         return await _hold(conn, req, blocker, cause)
-    if not from_hold:
-        # First in, first out: while older orders wait, a new one queues behind them.
-        head = await conn.fetchval(
-            "SELECT reason FROM holds WHERE campaign_id = $1 AND order_id <> $2 ORDER BY seq LIMIT 1",
-            req.campaign_id,
-            req.order_id,
-        )
-        if head is not None:
-            return await _hold(conn, req, IssueFailure(head), cause)
+    if not from_hold and campaign["queue_head"] is not None:
+        return await _hold(conn, req, IssueFailure(campaign["queue_head"]), cause)
     value = req.value or campaign["face_value"]
     # Codes this transaction already issued still sit in the pool index until it commits; starting
     # after the last one it picked keeps a batch of N issuances from scanning N^2 index entries.
@@ -157,42 +163,39 @@ async def issue(
     )
     expires_at = expiry_on_issue(policy, issued_at, code["own_expires_at"])
     previous = code["status"]
-    await conn.execute(
-        """
-        UPDATE codes SET status = 'issued', order_id = $2, member_id = $3, issued_at = $4, expires_at = $5,
-               delivered = false, delivery_failed = false, updated_at = now()
-         WHERE code_id = $1
-        """,
-        code["code_id"],
-        req.order_id,
-        req.member_id,
-        issued_at,
-        expires_at,
-    )
     try:
+        # One round trip: the code, the issuance record, the code's history and the hold, together.
         await conn.execute(
-            "INSERT INTO issuances (order_id, code_id, campaign_id, member_id, value, issued_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
-            req.order_id,
+            """
+            WITH taken AS (
+                UPDATE codes SET status = 'issued', order_id = $2, member_id = $3, issued_at = $4,
+                       expires_at = $5, delivered = false, delivery_failed = false, updated_at = now()
+                 WHERE code_id = $1
+                RETURNING code_id
+            ), issued AS (
+                INSERT INTO issuances (order_id, code_id, campaign_id, member_id, value, issued_at)
+                SELECT $2, code_id, $6, $3, $7, $4 FROM taken
+                RETURNING code_id
+            ), history AS (
+                INSERT INTO code_events (code_id, action, status, previous_status, actor, order_id)
+                SELECT code_id, 'issued', 'issued', $8, $9, $2 FROM issued
+            )
+            DELETE FROM holds WHERE order_id = $2
+            """,
             code["code_id"],
-            req.campaign_id,
+            req.order_id,
             req.member_id,
-            value,
             issued_at,
+            expires_at,
+            req.campaign_id,
+            value,
+            previous,
+            SYSTEM_ACTOR,
         )
     except asyncpg.UniqueViolationError as exc:
         # Another replica issued to this order (or took this code) in a transaction we raced with:
         # retrying finds its issuance and changes nothing.
         raise TransientError("concurrent issuance for the same order") from exc
-    await conn.execute(
-        "INSERT INTO code_events (code_id, action, status, previous_status, actor, order_id)"
-        " VALUES ($1, 'issued', 'issued', $2, $3, $4)",
-        code["code_id"],
-        previous,
-        SYSTEM_ACTOR,
-        req.order_id,
-    )
-    await conn.execute("DELETE FROM holds WHERE order_id = $1", req.order_id)
     clear = vault.open(code["key_id"], bytes(code["secret"]), bytes(code["lookup_hash"]))
     issued = VoucherIssued(
         order_id=req.order_id,
@@ -214,7 +217,8 @@ async def issue(
         remaining_value=value,
     )
     await publish(conn, [issued, changed], cause=cause, correlation_id=req.correlation_id)
-    await _check_stock(conn, req.campaign_id, cause, req.correlation_id)
+    if campaign["low_stock_threshold"] > 0 and not campaign["stock_low_notified"]:
+        await _check_stock(conn, req.campaign_id, cause, req.correlation_id)
     return None
 
 

@@ -337,3 +337,40 @@ async def test_generation_replaces_a_code_that_clashes_with_an_imported_one(star
     assert len(draws) == 2
     assert await voucher.pool.fetchval("SELECT count(*) FROM codes WHERE campaign_id = $1", campaign) == 11
     assert await voucher.pool.fetchval("SELECT count(*) FROM codes WHERE source = 'imported'") == 1
+
+
+async def test_points_campaigns_have_no_codes_and_reveals_are_limited_to_allowed_readers(start_voucher):
+    voucher = await start_voucher()
+    points = await voucher.http.post(
+        "/v1/campaigns", json={"name": "Milestones", "reward_type": "points"}, headers=auth("admin")
+    )
+    assert points.status_code == 201, points.text
+    refused = await voucher.http.post(
+        f"/v1/campaigns/{points.json()['campaign_id']}/codes/generate", json={"count": 5}, headers=auth("ops")
+    )
+    assert (refused.status_code, refused.json()["code"]) == (409, "points_campaign_has_no_codes")
+    campaign = await voucher.create_campaign()
+    await voucher.generate(campaign, 1)
+    code_id, code = await _issue_one(voucher, campaign)
+    member = await voucher.pool.fetchval("SELECT member_id FROM codes WHERE code_id = $1", code_id)
+    own = await voucher.http.post(
+        f"/v1/codes/{code_id}/reveal", json={"reason": "my voucher"}, headers=auth("member", member)
+    )
+    assert own.json()["code"] == code
+    other = await voucher.http.post(
+        f"/v1/codes/{code_id}/reveal", json={"reason": "curious"}, headers=auth("member", "someone-else")
+    )
+    assert other.status_code == 404
+    for role in ("ops", "finance", "partner", "auditor"):
+        denied = await voucher.http.post(
+            f"/v1/codes/{code_id}/reveal", json={"reason": "curious"}, headers=auth(role)
+        )
+        assert denied.status_code == 403
+    reveals = await voucher.pool.fetch(
+        "SELECT actor FROM audit_log WHERE action = 'code.revealed' AND subject_id = $1 ORDER BY seq",
+        str(code_id),
+    )
+    assert [r["actor"] for r in reveals] == ["admin:tester", f"member:{member}"]
+    status = (await voucher.http.get(f"/v1/codes/{code_id}", headers=auth("support_agent"))).json()
+    assert code not in json.dumps(status)
+    assert status["member_id"] == member
