@@ -99,7 +99,7 @@ async def insert_ticket(conn: Connection, ticket: TicketRow) -> bool:
     placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
     inserted = await conn.fetchval(
         f"INSERT INTO tickets ({_COLUMNS}) VALUES ({placeholders})"
-        " ON CONFLICT DO NOTHING RETURNING ticket_id",
+        " ON CONFLICT (order_id) WHERE origin = 'delivery_failed' DO NOTHING RETURNING ticket_id",
         *[_db(v) for v in values],
     )
     return inserted is not None

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
+
+import asyncpg
 
 from chassis.audit import append_audit
 from chassis.db import Connection
@@ -38,6 +40,7 @@ from services.support.domain.tickets import (
 )
 
 _ID_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+_ID_ATTEMPTS = 5
 
 
 class TicketNotFound(TicketError):
@@ -183,8 +186,18 @@ async def open_ticket(
         res_breached_at=None,
         sla_next_check_at=None,
     )
-    if not await repo.insert_ticket(conn, ticket):
-        return None
+    for _ in range(_ID_ATTEMPTS):
+        try:
+            async with conn.transaction():  # a savepoint: a clashing id is retried, not fatal
+                if not await repo.insert_ticket(conn, ticket):
+                    return None
+            break
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != "tickets_pkey":
+                raise
+            ticket = replace(ticket, ticket_id=new_ticket_id())
+    else:
+        raise RuntimeError("could not find a free ticket id")
     details = {
         "category": category.value,
         "priority": priority.value,

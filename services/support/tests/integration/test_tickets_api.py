@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.support import sla_monitor
+from services.support import tickets as tickets_module
 from services.support.tests.integration.conftest import Support
 
 
@@ -268,3 +269,13 @@ async def test_staff_assign_and_reprioritise_and_the_new_priority_brings_its_tar
         "from": {"assignee": None, "priority": "low"},
         "to": {"assignee": "support_agent:alice", "priority": "urgent"},
     }
+
+
+async def test_a_clashing_ticket_id_is_drawn_again(support: Support, monkeypatch):
+    ids = iter(["TK-SAMESAME00", "TK-SAMESAME00", "TK-OTHERONE0"])
+    monkeypatch.setattr(tickets_module, "new_ticket_id", lambda: next(ids))
+
+    first = await _open(support, "kim")
+    second = await _open(support, "kim")
+
+    assert (first["ticket_id"], second["ticket_id"]) == ("TK-SAMESAME00", "TK-OTHERONE0")
