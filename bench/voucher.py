@@ -20,6 +20,7 @@ import logging
 import os
 import time
 import uuid
+from decimal import Decimal
 
 import structlog
 
@@ -33,39 +34,29 @@ from contracts.envelope import Envelope
 from contracts.orders import FulfilmentStatus, OrderSource, OrderState, OrderStateChanged
 from contracts.registry import TOPICS
 from contracts.topics import Topics
+from contracts.values import Channel, RewardType
+from contracts.vouchers import ExpiryKind, ExpiryPolicy
 from deploy.infra.topics import ensure_topics
 from services.voucher import campaigns, codes
 from services.voucher.service import build_spec, build_vault
 from services.voucher.settings import VoucherSettings
 
-CAMPAIGN = {
-    "name": "Bench",
-    "reward_type": "voucher",
-    "brand": "Bench",
-    "face_value": 25,
-    "currency": "EUR",
-    "expiry_policy": None,
-    "budget": None,
-    "default_channel": "email",
-    "per_record_limit": None,
-    "partner_ids": (),
-    "low_stock_threshold": 0,
-    "allow_partial": True,
-}
-
 
 def _campaign_fields(campaign_id: str) -> dict[str, object]:
-    from decimal import Decimal
-
-    from contracts.values import Channel, RewardType
-    from contracts.vouchers import ExpiryKind, ExpiryPolicy
-
-    return CAMPAIGN | {
+    return {
         "campaign_id": campaign_id,
+        "name": "Bench",
         "reward_type": RewardType.VOUCHER,
+        "brand": "Bench",
         "face_value": Decimal(25),
-        "default_channel": Channel.EMAIL,
+        "currency": "EUR",
         "expiry_policy": ExpiryPolicy(kind=ExpiryKind.DAYS_AFTER_ISSUE, days=365),
+        "budget": None,
+        "default_channel": Channel.EMAIL,
+        "per_record_limit": None,
+        "partner_ids": (),
+        "low_stock_threshold": 0,
+        "allow_partial": True,
     }
 
 
