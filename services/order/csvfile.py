@@ -60,9 +60,10 @@ class CsvRecordStream:
             text = self._decoder.decode(data, final=final)
         except UnicodeDecodeError as exc:
             offset = self._bytes + exc.start
-            line = self._lines + data[: exc.start].count(b"\n") + 1
+            line_number = self._lines + data[: exc.start].count(b"\n") + 1
             raise CsvFileError(
-                "bad_encoding", f"The file is not UTF-8: invalid byte at offset {offset} (line {line})."
+                "bad_encoding",
+                f"The file is not UTF-8: invalid byte at offset {offset} (line {line_number}).",
             ) from None
         self._bytes += len(data)
         text = self._pending + text

@@ -25,6 +25,30 @@ INTAKE_ROLES = (Role.ADMIN, Role.OPS, Role.HRIS)
 READ_ROLES = (Role.ADMIN, Role.OPS, Role.HRIS, Role.AUDITOR)
 
 
+_RECORD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {name: {"type": "string"} for name in RECORD_FIELDS},
+    "required": ["external_ref", "member_id", "campaign_id", "reward_type", "amount"],
+}
+UPLOAD_BODY: dict[str, Any] = {
+    "required": True,
+    "description": "CSV with a header of `ipa.record_submitted` field names (UTF-8, comma-separated), "
+    "or JSON records. Rows are numbered from 1 (the header is not a row).",
+    "content": {
+        "multipart/form-data": {
+            "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+        },
+        "text/csv": {"schema": {"type": "string"}},
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"records": {"type": "array", "items": _RECORD_SCHEMA}},
+            }
+        },
+    },
+}
+
+
 def actor_of(principal: Principal) -> str:
     return f"{sorted(principal.roles)[0]}:{principal.sub}"
 
@@ -45,7 +69,12 @@ def build_router(ctx: OrderContext) -> APIRouter:
         "/batches",
         status_code=202,
         summary="Upload IPA records: CSV (multipart field `file` or a text/csv body) or JSON `records`",
-        responses={413: {"description": "Upload too large"}, 422: {"description": "Unreadable file"}},
+        responses={
+            413: {"description": "Upload too large"},
+            415: {"description": "Neither CSV nor JSON"},
+            422: {"description": "Unreadable file (bad encoding, header, delimiter, quoting) or no records"},
+        },
+        openapi_extra={"requestBody": UPLOAD_BODY},
     )
     async def upload(
         request: Request,
@@ -215,4 +244,5 @@ async def _store_json(body: AsyncIterator[bytes], writer: RowWriter) -> None:
 
 
 def _jsonable(body: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(body, default=str))
+    document: dict[str, Any] = json.loads(json.dumps(body, default=str))
+    return document
