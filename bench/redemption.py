@@ -8,10 +8,12 @@ five Kafka hops and four service transactions: the request (saga row, debit requ
 `wallet.debit_requested` → `wallet.transaction_recorded` → `order.create_requested` →
 `order.state_changed` pending → `order.state_changed` completed.
 
-THE WALLET AND THE ORDER SERVICE ARE PLAYED BY THIS BENCH: a stand-in consumes the debit and order
-requests (assigned partitions, no group) and answers each at once with an idempotent acks=all producer,
-doing no database work. The figure is therefore the redemption service's own saga throughput with
-instant partners, an upper bound for the whole pipeline.
+The wallet is the REAL wallet service (its own `ServiceRuntime` and schema in this process: ledger
+row locks, idempotency check, member audit chain) with every member credited beforehand; `--wallet
+played` swaps it for a stand-in. THE ORDER SERVICE IS PLAYED: completing a real order needs the voucher
+and delivery services, so a stand-in consumes `order.create_requested` (assigned partitions, no group)
+and answers pending then completed at once with an idempotent acks=all producer, doing no database
+work. The figure is therefore the saga's throughput with an instant order service.
 
 Raw baselines measured in the same run on the same broker and database: (a) aiokafka produce+consume of
 N real envelopes, (b8) asyncpg 1-row INSERT transactions from 8 workers. Not a test: it asserts nothing
@@ -29,6 +31,7 @@ import os
 import platform
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,7 +52,13 @@ from contracts.orders import (
 )
 from contracts.registry import TOPICS, topic
 from contracts.topics import Topics
-from contracts.wallet import Direction, WalletDebitRequested, WalletTransactionRecorded
+from contracts.wallet import (
+    Direction,
+    EntryType,
+    WalletCreditRequested,
+    WalletDebitRequested,
+    WalletTransactionRecorded,
+)
 from deploy.infra.topics import ensure_topics
 from deploy.testing import drop_service_db, new_service_db
 from services.redemption.app import build_spec
@@ -66,8 +75,11 @@ RELAY_PRODUCER = baselines.RELAY_PRODUCER
 class PlayedPartners:
     """The wallet and the order service reduced to instant answers."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, *, play_wallet: bool) -> None:
         self.bootstrap = bootstrap
+        self.topics = [Topics.ORDER_CREATE_REQUESTED] + (
+            [Topics.WALLET_DEBIT_REQUESTED] if play_wallet else []
+        )
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **RELAY_PRODUCER)
         self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
         self.task: asyncio.Task[None] | None = None
@@ -168,8 +180,72 @@ class PlayedPartners:
                 await asyncio.gather(*pending)
 
 
-async def storefront(infra: Infra, redemptions: int, clients: int) -> Measurement:
+@contextlib.asynccontextmanager
+async def real_wallet(infra: Infra, members: list[str], points_each: int) -> AsyncIterator[None]:
+    """The wallet service on its own schema, every member credited with `points_each` first."""
+    from services.wallet.service import build_spec as build_wallet_spec
+    from services.wallet.settings import WalletSettings
+
+    db = await new_service_db(infra.admin_dsn, prefix="benchw")
+    settings = WalletSettings(
+        ORCHARD_SERVICE=f"wallet_bench_{uuid.uuid4().hex[:6]}",
+        ORCHARD_DB_SCHEMA=db.schema,
+        DATABASE_URL=db.dsn,
+        KAFKA_BOOTSTRAP_SERVERS=infra.bootstrap,
+        ORCHARD_LOG_LEVEL="WARNING",
+    )
+    runtime = ServiceRuntime(settings, build_wallet_spec(settings))
+    await runtime.start()
+    try:
+        producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap, **RELAY_PRODUCER)
+        await producer.start()
+        try:
+            for member in members:
+                credit = WalletCreditRequested(
+                    member_id=member,
+                    amount=points_each,
+                    idempotency_key=f"bench-seed-{uuid.uuid4()}",
+                    entry_type=EntryType.MANUAL_ADJUSTMENT,
+                    reason_code="bench",
+                    requested_by="service:bench",
+                )
+                envelope = Envelope.new(
+                    event_type=Topics.WALLET_CREDIT_REQUESTED, producer="bench", data=credit
+                )
+                await producer.send_and_wait(
+                    Topics.WALLET_CREDIT_REQUESTED, key=member.encode(), value=envelope.to_bytes()
+                )
+        finally:
+            await producer.stop()
+        app = runtime.http_app()
+        admin = {"Authorization": f"Bearer {issue_token(role='admin', sub='bench', settings=settings)}"}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://w") as client:
+
+            async def credited() -> int:
+                done = 0
+                for member in members:
+                    answer = await client.get(f"/v1/members/{member}/wallet", headers=admin)
+                    done += answer.status_code == 200 and int(answer.json()["balance"]) >= points_each
+                return done
+
+            await wait_for_count(credited, len(members), what="members credited")
+        yield
+    finally:
+        await runtime.stop()
+        await drop_service_db(db)
+
+
+async def storefront(infra: Infra, redemptions: int, clients: int, *, wallet: str) -> Measurement:
     """(s) Redemptions through the real service, from the first POST to the last saga completed."""
+    members = [f"m-{uuid.uuid4().hex[:8]}" for _ in range(clients)]
+    async with contextlib.AsyncExitStack() as stack:
+        if wallet == "real":
+            await stack.enter_async_context(real_wallet(infra, members, points_each=100 * redemptions))
+        return await _storefront(infra, redemptions, members, wallet=wallet)
+
+
+async def _storefront(infra: Infra, redemptions: int, members: list[str], *, wallet: str) -> Measurement:
+    clients = len(members)
     db = await new_service_db(infra.admin_dsn, prefix="bench")
     settings = RedemptionSettings(
         ORCHARD_SERVICE=f"redemption_bench_{uuid.uuid4().hex[:6]}",
@@ -180,7 +256,7 @@ async def storefront(infra: Infra, redemptions: int, clients: int) -> Measuremen
         ORCHARD_DB_POOL_MAX=clients + 4,
     )
     runtime = ServiceRuntime(settings, build_spec(settings))
-    partners = PlayedPartners(infra.bootstrap)
+    partners = PlayedPartners(infra.bootstrap, play_wallet=wallet == "played")
     await runtime.start()
     await partners.start()
     try:
@@ -199,8 +275,8 @@ async def storefront(infra: Infra, redemptions: int, clients: int) -> Measuremen
             )
             reward_id = reward.json()["reward_id"]
             tokens = [
-                {"Authorization": f"Bearer {issue_token(role='member', sub=f'm-{i}', settings=settings)}"}
-                for i in range(clients)
+                {"Authorization": f"Bearer {issue_token(role='member', sub=member, settings=settings)}"}
+                for member in members
             ]
             pool = runtime.pool
             assert pool is not None
@@ -228,7 +304,13 @@ async def storefront(infra: Infra, redemptions: int, clients: int) -> Measuremen
             started = time.monotonic()
             await asyncio.gather(*(client_loop(i, n) for i, n in enumerate(shares)))
             accepted = time.monotonic()
-            finished = await wait_for_count(completed, redemptions, what="completed sagas")
+            try:
+                finished = await wait_for_count(completed, redemptions, what="completed sagas")
+            except RuntimeError:
+                states = await pool.fetch(
+                    "SELECT state, reason, count(*) AS n FROM storefront_redemptions GROUP BY state, reason"
+                )
+                raise RuntimeError(f"sagas stalled: {[tuple(r) for r in states]}") from None
         return Measurement(
             "s",
             f"storefront redemptions end to end, {clients} clients (partners played)",
@@ -242,10 +324,10 @@ async def storefront(infra: Infra, redemptions: int, clients: int) -> Measuremen
         await drop_service_db(db)
 
 
-async def run_all(infra: Infra, redemptions: int, clients: int) -> list[Measurement]:
+async def run_all(infra: Infra, redemptions: int, clients: int, wallet: str) -> list[Measurement]:
     await ensure_topics(infra.bootstrap, TOPICS)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    await storefront(infra, max(redemptions // 10, clients * 5), clients)  # warm-up, not recorded
+    await storefront(infra, max(redemptions // 10, clients * 5), clients, wallet=wallet)  # warm-up
     logging.getLogger("aiokafka").setLevel(logging.NOTSET)
     envelopes = voucher_issued_events(redemptions)
     messages = [(message_key(e).encode(), e.to_bytes()) for e in envelopes]
@@ -254,7 +336,7 @@ async def run_all(infra: Infra, redemptions: int, clients: int) -> list[Measurem
     return [
         await baselines.kafka_round_trip(infra, raw_topic, messages),
         await baselines.postgres_inserts(infra, rows, workers=8),
-        await storefront(infra, redemptions, clients),
+        await storefront(infra, redemptions, clients, wallet=wallet),
     ]
 
 
@@ -262,20 +344,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.redemption", description=__doc__)
     parser.add_argument("--redemptions", type=int, default=2000, help="redemptions (default 2000)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients (default 8)")
+    parser.add_argument(
+        "--wallet",
+        choices=("real", "played"),
+        default="real",
+        help="the real wallet service in this process (default) or a stand-in",
+    )
     parser.add_argument("--json", type=Path, help="where to write the JSON record (default bench/results/)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     started_at = datetime.now(UTC)
     with open_infra() as infra:
-        results = asyncio.run(run_all(infra, args.redemptions, args.clients))
+        results = asyncio.run(run_all(infra, args.redemptions, args.clients, args.wallet))
         sources = infra.sources
     rate = {m.key: m.rate for m in results}
     ratio = {"s/a": rate["s"] / rate["a"], "s/b8": rate["s"] / rate["b8"]}
     lines = [
         f"Orchard redemption bench: {args.redemptions} redemptions, {args.clients} clients,"
         f" {os.cpu_count()} CPUs; Kafka: {sources['kafka']}; Postgres: {sources['postgres']}",
-        "wallet and order service PLAYED by the bench (instant answers, no database work)",
+        f"wallet: {args.wallet}; order service PLAYED by the bench (instant answers, no database work)",
         "",
         f"{'':3} {'scenario':66} {'count':>6} {'seconds':>8} {'per s':>8}  notes",
     ]
@@ -290,7 +378,8 @@ def main() -> None:
         "started_at": started_at.isoformat(),
         "redemptions": args.redemptions,
         "clients": args.clients,
-        "partners": "played by the bench",
+        "wallet": args.wallet,
+        "order_service": "played by the bench",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "os": platform.platform()},
         "infra": sources,
         "results": [
