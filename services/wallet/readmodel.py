@@ -248,13 +248,26 @@ def order_to_json(row: Any) -> dict[str, Any]:
 
 
 async def member_orders(conn: Connection, member_id: str, limit: int) -> list[dict[str, Any]]:
+    # A storefront order shows the points it cost: its redemption's debits less any refund.
     rows = await conn.fetch(
-        "SELECT * FROM reward_orders WHERE member_id = $1 ORDER BY created_at DESC NULLS LAST, order_id"
-        " LIMIT $2",
+        """
+        SELECT o.*,
+               (SELECT sum(CASE WHEN l.direction = 'debit' THEN l.amount ELSE -l.amount END)
+                  FROM ledger_entries l
+                 WHERE l.redemption_id = o.redemption_id AND l.member_id = o.member_id) AS points_spent
+          FROM reward_orders o
+         WHERE o.member_id = $1
+         ORDER BY o.created_at DESC NULLS LAST, o.order_id
+         LIMIT $2
+        """,
         member_id,
         limit,
     )
-    return [order_to_json(r) for r in rows]
+    return [order_to_json(r) | {"points_spent": _points(r["points_spent"])} for r in rows]
+
+
+def _points(value: int | None) -> str | None:
+    return None if value is None else str(value)
 
 
 async def member_order(conn: Connection, member_id: str, order_id: uuid.UUID) -> dict[str, Any] | None:

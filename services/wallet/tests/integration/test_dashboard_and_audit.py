@@ -412,3 +412,34 @@ async def test_the_expiry_job_expires_due_points_publishes_them_and_members_see_
         )
         == 1
     )
+
+
+async def test_a_storefront_order_shows_the_points_it_cost(wallet):
+    member = member_id()
+    await credited(wallet, member, "300")
+    spend = debit_request(member, 120)
+    await send(wallet.bootstrap, spend, key=member)
+    order_id = uuid.uuid4()
+    storefront = order_event(
+        member,
+        order_id,
+        OrderState.PENDING,
+        None,
+        fulfilment_status=FulfilmentStatus.AWAITING_VOUCHER,
+        redemption_id=spend.data.reference.redemption_id,
+    )
+    storefront = event(
+        Topics.ORDER_STATE_CHANGED,
+        storefront.data.model_copy(update={"source": OrderSource.STOREFRONT}),
+        producer="order",
+    )
+    await send(wallet.bootstrap, storefront, key=member)
+
+    async def shown() -> bool:
+        response = await wallet.http.get(
+            f"/v1/members/{member}/history", headers=wallet.auth("member", member)
+        )
+        orders = response.json()["orders"]
+        return bool(orders) and orders[0]["points_spent"] == "120"
+
+    await wait_until(shown, what="the storefront order with the points it cost")
