@@ -103,12 +103,23 @@ async def queue_batch(conn: Connection, batch_id: uuid.UUID, received: int) -> N
     )
 
 
-async def batch_progress(conn: Connection, batch_id: uuid.UUID) -> dict[str, Any] | None:
-    batch = await conn.fetchrow(
-        "SELECT batch_id, source, mode, status, file_name, created_by, received, validated, valid, accepted,"
-        " rejected, failure, created_at, updated_at, finished_at FROM ipa_batches WHERE batch_id = $1",
-        batch_id,
+_BATCH_COLUMNS = (
+    "batch_id, source, mode, status, file_name, created_by, received, validated, valid, accepted, rejected,"
+    " failure, created_at, updated_at, finished_at"
+)
+
+
+async def recent_batches(conn: Connection, limit: int) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        f"SELECT {_BATCH_COLUMNS} FROM ipa_batches WHERE status <> 'receiving'"
+        " ORDER BY created_at DESC LIMIT $1",
+        limit,
     )
+    return [dict(r) for r in rows]
+
+
+async def batch_progress(conn: Connection, batch_id: uuid.UUID) -> dict[str, Any] | None:
+    batch = await conn.fetchrow(f"SELECT {_BATCH_COLUMNS} FROM ipa_batches WHERE batch_id = $1", batch_id)
     if batch is None or batch["status"] == "receiving":
         return None
     counts = {

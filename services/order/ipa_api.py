@@ -154,6 +154,14 @@ def build_router(ctx: OrderContext) -> APIRouter:
             headers={"Location": location},
         )
 
+    @router.get("/batches", summary="The latest batches, newest first, with their progress counts")
+    async def recent(
+        limit: int = Query(50, ge=1, le=500), principal: Principal = Depends(require_roles(*READ_ROLES))
+    ) -> JSONResponse:
+        async with ctx.require_pool().acquire() as conn:
+            rows = await batches.recent_batches(conn, limit)
+        return JSONResponse(_jsonable({"items": rows}))
+
     @router.get("/batches/{batch_id}", summary="A batch's progress")
     async def progress(
         batch_id: uuid.UUID, principal: Principal = Depends(require_roles(*READ_ROLES))

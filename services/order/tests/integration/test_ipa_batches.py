@@ -86,6 +86,10 @@ async def test_a_reference_accepted_in_an_earlier_batch_is_rejected_as_a_duplica
 
     second = await order_service.finished_batch(await order_service.upload_json([record]))
 
+    listed = await order_service.http.get(
+        "/v1/ipa/batches", params={"limit": 2}, headers=order_service.auth("auditor")
+    )
+    assert [b["batch_id"] for b in listed.json()["items"]] == [second["batch_id"], first["batch_id"]]
     assert first["accepted"] == 1
     assert (second["accepted"], second["rejected"]) == (0, 1)
     report = await order_service.http.get(
