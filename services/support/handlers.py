@@ -18,6 +18,7 @@ from services.support import portal_repository as orders
 from services.support import ticket_repository as ticket_repo
 from services.support import tickets
 from services.support.context import DELIVERY_MONITOR, SupportContext
+from services.support.domain.tickets import TicketState
 from services.support.portal import GOODWILL_KEY_PREFIX
 
 
@@ -184,7 +185,8 @@ def subscriptions(ctx: SupportContext) -> list[Subscription]:
 async def _open_missing_delivery_ticket(
     conn: Connection, ctx: SupportContext, data: DeliveryFailed, details: dict[str, Any]
 ) -> None:
-    """One automatic ticket per order: a later final failure of the same order is noted on it instead."""
+    """One automatic ticket per order: a later final failure of the same order is noted on it instead,
+    and reopens it if it was resolved or closed meanwhile (the resend did not help)."""
     existing = await ticket_repo.auto_ticket_of_order(conn, data.order_id)
     if existing is None:
         order = await orders.find_order(conn, str(data.order_id))
@@ -215,3 +217,12 @@ async def _open_missing_delivery_ticket(
         kind="delivery_failed_again",
         details=details,
     )
+    if existing.state in (TicketState.RESOLVED, TicketState.CLOSED):
+        await tickets.change_state(
+            conn,
+            ctx,
+            tickets.Caller(actor=DELIVERY_MONITOR),
+            existing.ticket_id,
+            TicketState.OPEN,
+            "delivery failed for good again",
+        )

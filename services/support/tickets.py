@@ -68,6 +68,11 @@ class Caller:
     def is_member(self) -> bool:
         return self.member_id is not None
 
+    @property
+    def is_staff(self) -> bool:
+        """A person on the support side; the service's own monitors are neither staff nor member."""
+        return not self.is_member and not self.actor.startswith("system:")
+
 
 @dataclass(frozen=True)
 class TicketView:
@@ -291,7 +296,7 @@ async def change_state(
     new_state = transition(ticket.state, target, by_member=caller.is_member)
     now = ctx.clock.now()
     changes = {}
-    if counts_as_first_response(by_staff=not caller.is_member):
+    if counts_as_first_response(by_staff=caller.is_staff):
         changes.update(await _first_response(conn, ctx, ticket, now))
     changes.update(await _move(conn, ctx, ticket, new_state, now))
     await repo.update_ticket(conn, ticket_id, **changes)
@@ -325,7 +330,7 @@ async def add_comment(
     ticket = await load_for(conn, caller, ticket_id, for_update=True)
     now = ctx.clock.now()
     changes: dict[str, Any] = {"updated_at": now}
-    if counts_as_first_response(by_staff=not caller.is_member, internal=internal):
+    if counts_as_first_response(by_staff=caller.is_staff, internal=internal):
         changes.update(await _first_response(conn, ctx, ticket, now))
     if caller.is_member:
         resumed = state_after_customer_reply(ticket.state)

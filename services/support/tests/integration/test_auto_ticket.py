@@ -175,3 +175,34 @@ async def test_a_failure_event_breaking_its_contract_is_dead_lettered_and_opens_
     await wait_until(dead_lettered, timeout=60, what="the broken event on delivery.failed.dlq")
     assert not await _has_ticket(support, order_id)
     assert await _attempts(support, order_id) == 0
+
+
+async def test_a_new_final_failure_reopens_the_resolved_ticket(support: Support):
+    order_id = uuid.uuid4()
+    await support.publish(
+        Topics.DELIVERY_FAILED, str(order_id), _failure(order_id, uuid.uuid4(), 3, final=True)
+    )
+    await wait_until(lambda: _has_ticket(support, order_id), timeout=60, what="the automatic ticket")
+    agent = support.token("support_agent", "alice")
+    ticket_id = (await support.fetch("SELECT ticket_id FROM tickets WHERE order_id = $1", order_id))[0][
+        "ticket_id"
+    ]
+    resolved = await support.client.post(
+        f"/v1/tickets/{ticket_id}/transitions", json={"to": "resolved", "note": "resent"}, headers=agent
+    )
+    assert resolved.status_code == 200
+
+    await support.publish(
+        Topics.DELIVERY_FAILED, str(order_id), _failure(order_id, uuid.uuid4(), 1, final=True)
+    )
+
+    async def reopened() -> bool:
+        rows = await support.fetch("SELECT state FROM tickets WHERE ticket_id = $1", ticket_id)
+        return rows[0]["state"] == "open"
+
+    await wait_until(reopened, timeout=60, what="the ticket reopened")
+    timeline = (await support.client.get(f"/v1/tickets/{ticket_id}", headers=agent)).json()["timeline"]
+    assert [(e["kind"], e["actor"]) for e in timeline][-2:] == [
+        ("delivery_failed_again", "system:delivery-monitor"),
+        ("reopened", "system:delivery-monitor"),
+    ]
