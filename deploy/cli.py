@@ -12,13 +12,16 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from deploy.infra.errors import InfraError
+
+if TYPE_CHECKING:
+    from deploy.runner import StackConfig
 
 app = typer.Typer(
     help="Orchard: run the rewards platform locally and operate it.",
@@ -77,8 +80,10 @@ def _issue_token(role: str, sub: str) -> str:
 
 @app.command()
 @one_line_errors
-def up() -> None:
-    """Start Kafka, PostgreSQL and the six services (reusing whatever already runs)."""
+def up(
+    demo: Annotated[bool, typer.Option(help="Load the demo campaigns, codes and IPA batch (once).")] = True,
+) -> None:
+    """Start Kafka, PostgreSQL, the six services and the local sinks (reusing whatever already runs)."""
     from deploy.runner import StackConfig
     from deploy.runner import up as bring_up
 
@@ -100,8 +105,32 @@ def up() -> None:
         token = _issue_token("admin", "dev-admin")
     except ImportError:
         return
+    if demo:
+        _load_demo(config, token)
     out.print("Dev admin token (24 h):")
     out.print(token, soft_wrap=True)
+
+
+def _load_demo(config: StackConfig, token: str) -> None:
+    from deploy.demo import VOUCHER_CAMPAIGN, seed, service_urls
+
+    report = asyncio.run(
+        seed(
+            service_urls(config.service_ports),
+            token,
+            on_step=lambda step: err.print(f"[dim]… {step}[/dim]"),
+        )
+    )
+    if not report.seeded:
+        out.print(f"Demo data: already loaded (campaign {VOUCHER_CAMPAIGN}).")
+        return
+    out.print(
+        f"Demo data: campaigns {', '.join(report.campaigns)}, {report.codes_generated} codes, "
+        f"IPA batch {report.batch_id} with {report.records} records (2 invalid on purpose)."
+    )
+    out.print(
+        f"  e-mail lands in {config.var_dir / 'mail'}, SMS and WhatsApp in {config.var_dir / 'messages'}"
+    )
 
 
 @app.command()

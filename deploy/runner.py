@@ -29,7 +29,13 @@ from deploy.infra.paths import REPO_ROOT, var_dir
 from deploy.infra.postgres import DEFAULT_DATABASE, PostgresServer, provision_database, provision_service
 from deploy.infra.process import pid_alive, read_pid_file, spawn, stop_processes, write_pid_file
 from deploy.infra.topics import ensure_kafka_topics
-from deploy.sinks.processes import DEFAULT_SINK_PORTS, fake_provider_process, smtp_sink_process
+from deploy.sinks.processes import (
+    DEFAULT_SINK_PORTS,
+    FAKE_PROVIDER,
+    SMTP_SINK,
+    fake_provider_process,
+    smtp_sink_process,
+)
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,17 @@ def service_role(service: str) -> str:
     return f"orchard_{service}"
 
 
+def sink_endpoints(config: StackConfig) -> dict[str, str]:
+    """Where the delivery service finds this stack's local sinks (their ports may not be the defaults)."""
+    env: dict[str, str] = {}
+    if (smtp_port := config.sink_ports.get(SMTP_SINK)) is not None:
+        env.update(ORCHARD_SMTP_HOST=LOCALHOST, ORCHARD_SMTP_PORT=str(smtp_port))
+    if (provider_port := config.sink_ports.get(FAKE_PROVIDER)) is not None:
+        url = f"http://{LOCALHOST}:{provider_port}"
+        env.update(ORCHARD_SMS_BASE_URL=url, ORCHARD_WHATSAPP_BASE_URL=url)
+    return env
+
+
 def service_specs(config: StackConfig, database_urls: Mapping[str, str]) -> list[ProcessSpec]:
     """The six services; `database_urls` maps a service to its own role's DSN."""
     specs = []
@@ -136,6 +153,8 @@ def service_specs(config: StackConfig, database_urls: Mapping[str, str]) -> list
             "ORCHARD_DB_SCHEMA": name,
             "ORCHARD_VAR_DIR": str(config.var_dir),
         }
+        if name == "delivery":
+            env.update(sink_endpoints(config))
         module = config.service_module.format(name=name)
         specs.append(ProcessSpec(name, module, port, f"{name} service HTTP", env))
     return specs

@@ -1,0 +1,84 @@
+"""The demo data `orchard up` loads travels the whole pipeline: IPA → order → code → delivery → wallet."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+import httpx
+
+from chassis.testing import wait_until
+from deploy.demo import VOUCHER_CAMPAIGN, demo_records, seed
+
+from .conftest import System
+
+
+async def _summary(system: System) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=system.urls["order"], headers=system.headers()) as order:
+        return (await order.get("/v1/orders/summary")).json()
+
+
+async def test_demo_allocations_end_as_completed_orders_each_delivered_once(system: System) -> None:
+    records = demo_records()
+    valid_vouchers = [
+        r for r in records if r["reward_type"] == "voucher" and "invalid" not in r["external_ref"]
+    ]
+
+    report = await seed(system.urls, system.admin_token)
+
+    assert report.seeded
+    await wait_until(
+        lambda: _completed(system, len(valid_vouchers)), timeout=120, what="every order completes"
+    )
+    summary = await _summary(system)
+    assert summary["by_state"] == {"pending": 0, "completed": len(valid_vouchers), "cancelled": 0}
+
+    emails = sorted(system.mail_dir.glob("*.eml"))
+    messages = [json.loads(p.read_text()) for p in system.messages_dir.glob("*.json")]
+    by_channel = {
+        ch: sum(1 for r in valid_vouchers if r["channel"] == ch) for ch in ("email", "sms", "whatsapp")
+    }
+    assert len(emails) == by_channel["email"]
+    assert len(messages) == by_channel["sms"] + by_channel["whatsapp"]
+    recipients = sorted(m["to"].removeprefix("whatsapp:") for m in messages)
+    expected = sorted(r["phone"] for r in valid_vouchers if r["channel"] != "email")
+    assert recipients == expected, "each SMS/WhatsApp recipient got exactly one message"
+
+    async with httpx.AsyncClient(base_url=system.urls["order"], headers=system.headers()) as order:
+        errors = (await order.get(f"/v1/ipa/batches/{report.batch_id}/errors.csv")).text
+        progress = (await order.get(f"/v1/ipa/batches/{report.batch_id}")).json()
+    rejected = list(csv.DictReader(io.StringIO(errors)))
+    assert sorted(r["external_ref"] for r in rejected) == ["demo-invalid-0001", "demo-invalid-0002"]
+    assert progress["received"] == len(records)
+    assert progress["accepted"] + progress["rejected"] == progress["received"]
+
+    async with httpx.AsyncClient(base_url=system.urls["wallet"], headers=system.headers()) as wallet:
+        await wait_until(
+            lambda: _has_balance(wallet, "demo-member-01", "500"), timeout=60, what="the points award"
+        )
+
+
+async def test_seeding_again_creates_no_second_reward(system: System) -> None:
+    before = await _summary(system)
+
+    again = await seed(system.urls, system.admin_token)
+
+    assert not again.seeded
+    assert (await _summary(system))["total"] == before["total"]
+    async with httpx.AsyncClient(base_url=system.urls["voucher"], headers=system.headers()) as voucher:
+        campaign = (await voucher.get(f"/v1/campaigns/{VOUCHER_CAMPAIGN}")).json()
+    assert (
+        campaign["code_counts"].get("issued", 0) + campaign["code_counts"].get("redeemed", 0)
+        == before["total"]
+    )
+
+
+async def _completed(system: System, expected: int) -> bool:
+    return (await _summary(system))["by_state"]["completed"] == expected
+
+
+async def _has_balance(wallet: httpx.AsyncClient, member_id: str, points: str) -> bool:
+    answer = await wallet.get(f"/v1/members/{member_id}/wallet")
+    return answer.status_code == 200 and answer.json()["balance"] == points
