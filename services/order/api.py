@@ -18,7 +18,7 @@ from chassis.auth import Principal, Role, require_roles
 from chassis.problems import Problem, register_error
 from contracts.orders import FulfilmentStatus, OrderSource, OrderState
 
-from . import repository
+from . import intake, repository
 from .context import OrderContext
 from .domain import CompletedOrderCannotBeCancelled, OrderNotFound, looks_like_booking_id
 from .ipa_api import actor_of
@@ -30,6 +30,27 @@ Sort = Literal["created_at", "-created_at", "updated_at", "-updated_at"]
 
 register_error(CompletedOrderCannotBeCancelled, 409, "order_completed", title="Order already completed")
 register_error(OrderNotFound, 404, "order_not_found", title="Order not found")
+
+
+class PlaceOrder(BaseModel):
+    """An order placed by an operator: the fields of a voucher IPA record, validated by the same rules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    external_ref: str = Field(
+        description="your unique reference; a repeat is refused (409), never a second order"
+    )
+    member_id: str
+    campaign_id: str
+    amount: str = Field(description="decimal string, e.g. '25.00'")
+    currency: str
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = Field(default=None, description="E.164")
+    channel: str | None = Field(
+        default=None, description="email | sms | whatsapp; absent: the campaign's default"
+    )
+    reason: str | None = None
 
 
 class CancelRequest(BaseModel):
@@ -73,6 +94,48 @@ def _decode_cursor(cursor: str, sort: str) -> tuple[datetime, uuid.UUID]:
 
 def build_router(ctx: OrderContext) -> APIRouter:
     router = APIRouter(prefix="/v1/orders", tags=["orders"])
+
+    @router.post(
+        "",
+        status_code=201,
+        summary="Place a voucher order directly (source `api`), validated like an IPA record",
+        responses={409: {"description": "The external_ref was used before"}, 422: {"description": "Invalid"}},
+    )
+    async def place(
+        body: PlaceOrder, request: Request, principal: Principal = Depends(require_roles(*CANCEL_ROLES))
+    ) -> JSONResponse:
+        actor = actor_of(principal)
+        candidate = intake.Candidate(cells={**body.model_dump(), "reward_type": "voucher"})
+        cause = Cause(actor=actor, correlation_id=request.headers.get("x-correlation-id"))
+        async with ctx.require_pool().acquire() as conn:
+            async with conn.transaction():
+                await intake.validate(conn, [candidate], batch_id=None)
+                await intake.accept(
+                    conn, [candidate], source="api", cause=cause, order_source=OrderSource.API
+                )
+                if candidate.accepted:
+                    await append_audit(
+                        conn,
+                        actor=actor,
+                        action="order.placed",
+                        subject_type="order",
+                        subject_id=str(candidate.order_id),
+                        details={"external_ref": body.external_ref, "campaign_id": body.campaign_id},
+                    )
+            if not candidate.accepted:
+                duplicate = [e for e in candidate.errors if e.code == "duplicate"]
+                raise Problem(
+                    409 if duplicate else 422,
+                    "duplicate" if duplicate else "validation_failed",
+                    detail=duplicate[0].message if duplicate else "The order is not valid.",
+                    errors=[
+                        {"field": e.field, "code": e.code, "message": e.message} for e in candidate.errors
+                    ],
+                )
+            created = await repository.fetch_order(conn, str(candidate.order_id))
+        response = _json(created, status=201)
+        response.headers["Location"] = f"/v1/orders/{candidate.order_id}"
+        return response
 
     @router.get("", summary="Orders, filtered and sorted, with cursor pagination and the exact total")
     async def list_orders(

@@ -92,9 +92,11 @@ async def accept(
     source: str,
     cause: Cause,
     batch_id: uuid.UUID | None = None,
+    order_source: OrderSource = OrderSource.IPA,
 ) -> None:
     """Accept every candidate that has a valid record. One that loses a race for its reference gets a
-    `duplicate` error instead; the caller reports it with the rejected ones."""
+    `duplicate` error instead; the caller reports it with the rejected ones. IPA records are announced
+    on `ipa.record_accepted`; orders placed through the API only by their `order.state_changed`."""
     valid = [c for c in candidates if c.record is not None]
     if not valid:
         return
@@ -142,7 +144,7 @@ async def accept(
             (
                 NewOrder(
                     order_id=c.order_id,
-                    source=OrderSource.IPA,
+                    source=order_source,
                     member_id=c.record.member_id,
                     campaign_id=c.record.campaign_id,
                     channel=c.record.channel,
@@ -158,10 +160,13 @@ async def accept(
             if c.record is not None and c.order_id is not None
         ],
     )
+    for c in won:
+        c.accepted = True
+    if order_source is not OrderSource.IPA:
+        return
     events = []
     for c in won:
         assert c.record is not None
-        c.accepted = True
         r = c.record
         events.append(
             OutgoingEvent(

@@ -201,3 +201,44 @@ async def test_an_order_is_found_by_booking_id_in_any_case_and_unknown_ones_answ
     assert by_booking["order_id"] == order["order_id"]
     assert unknown.status_code == 404
     assert member.status_code == 403
+
+
+async def test_an_operator_places_an_order_once_and_its_reference_is_then_a_duplicate_everywhere(
+    order_service: OrderService,
+) -> None:
+    campaign = await order_service.campaign()
+    body = {k: v for k, v in voucher_record(campaign).items() if k != "reward_type"}
+
+    placed = await order_service.http.post("/v1/orders", json=body, headers=order_service.auth("ops"))
+    again = await order_service.http.post("/v1/orders", json=body, headers=order_service.auth("admin"))
+    invalid = await order_service.http.post(
+        "/v1/orders",
+        json={**body, "external_ref": "other-ref", "email": "nope", "amount": "0"},
+        headers=order_service.auth(),
+    )
+    forbidden = await order_service.http.post(
+        "/v1/orders", json=body, headers=order_service.auth("support_agent")
+    )
+    batch = await order_service.finished_batch(
+        await order_service.upload_json([voucher_record(campaign, external_ref=body["external_ref"])])
+    )
+
+    assert placed.status_code == 201, placed.text
+    order = placed.json()
+    assert (order["source"], order["state"], order["fulfilment_status"]) == (
+        "api",
+        "pending",
+        "awaiting_voucher",
+    )
+    assert placed.headers["location"] == f"/v1/orders/{order['order_id']}"
+    assert again.status_code == 409
+    assert order["order_id"] in again.json()["detail"]
+    assert invalid.status_code == 422
+    assert {(e["field"], e["code"]) for e in invalid.json()["errors"]} == {
+        ("email", "invalid_email"),
+        ("amount", "amount_not_positive"),
+    }
+    assert forbidden.status_code == 403
+    assert batch["rejected"] == 1
+    await order_service.wait_published(Topics.DELIVERY_REQUESTED, 1, order_id=order["order_id"])
+    assert not await order_service.published(Topics.IPA_RECORD_ACCEPTED, external_ref=body["external_ref"])
