@@ -20,6 +20,7 @@ import platform
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -148,18 +149,31 @@ async def raw_inserts(infra: Infra, postings: int, workers: int) -> Measurement:
     return Measurement("b", f"raw 1-row INSERT txns, {workers} workers", per_worker * workers, seconds)
 
 
-async def run_all(infra: Infra, postings: int, workers: int) -> list[Measurement]:
+async def run_all(infra: Infra, postings: int, workers: int, rounds: int) -> list[Measurement]:
+    """Every scenario once per round, interleaved, so a load spike on a shared machine falls on all of
+    them rather than on whichever ran at that moment; each figure sums its rounds."""
     # A small unrecorded pass first, so no scenario pays alone for the first connections and plans.
     warm = max(postings // 10, workers * 5)
     await ledger_postings(infra, warm, workers, same_member=True)
     await raw_lock_insert_update(infra, warm, workers, same_row=True)
-    return [
-        await raw_inserts(infra, postings, workers),
-        await raw_lock_insert_update(infra, postings, workers, same_row=True),
-        await raw_lock_insert_update(infra, postings, workers, same_row=False),
-        await ledger_postings(infra, postings, workers, same_member=True),
-        await ledger_postings(infra, postings, workers, same_member=False),
+    scenarios: list[Callable[[int], Awaitable[Measurement]]] = [
+        lambda n: raw_inserts(infra, n, workers),
+        lambda n: raw_lock_insert_update(infra, n, workers, same_row=True),
+        lambda n: raw_lock_insert_update(infra, n, workers, same_row=False),
+        lambda n: ledger_postings(infra, n, workers, same_member=True),
+        lambda n: ledger_postings(infra, n, workers, same_member=False),
     ]
+    totals: list[Measurement | None] = [None] * len(scenarios)
+    for _ in range(rounds):
+        for i, scenario in enumerate(scenarios):
+            m = await scenario(postings // rounds)
+            so_far = totals[i]
+            totals[i] = (
+                m
+                if so_far is None
+                else replace(m, events=so_far.events + m.events, seconds=so_far.seconds + m.seconds)
+            )
+    return [m for m in totals if m is not None]
 
 
 def ratios(results: list[Measurement]) -> dict[str, float]:
@@ -177,20 +191,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.wallet", description=__doc__)
     parser.add_argument("--postings", type=int, default=4000, help="postings per scenario (default 4000)")
     parser.add_argument("--workers", type=int, default=8, help="concurrent workers (default 8)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--json", type=Path, help="where to write the JSON record (default bench/results/)")
     args = parser.parse_args()
-    if args.postings < args.workers or args.workers < 1:
-        parser.error("--postings must be at least --workers, and --workers at least 1")
+    if args.workers < 1 or args.rounds < 1 or args.postings < args.workers * args.rounds:
+        parser.error("--postings must be at least --workers x --rounds, both at least 1")
     logging.basicConfig(level=logging.WARNING)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
     started_at = datetime.now(UTC)
     with open_infra() as infra:
-        results = asyncio.run(run_all(infra, args.postings, args.workers))
+        results = asyncio.run(run_all(infra, args.postings, args.workers, args.rounds))
         sources = infra.sources
     ratio = ratios(results)
     lines = [
-        f"Orchard wallet bench: {args.postings} postings per scenario, {args.workers} workers,"
+        f"Orchard wallet bench: {args.postings} postings per scenario in {args.rounds} interleaved rounds,"
+        f" {args.workers} workers,"
         f" {os.cpu_count()} CPUs; Postgres: {sources['postgres']}",
         "",
         f"{'':3} {'scenario':62} {'postings':>8} {'seconds':>8} {'per s':>8}",
@@ -202,6 +218,7 @@ def main() -> None:
         "started_at": started_at.isoformat(),
         "postings": args.postings,
         "workers": args.workers,
+        "rounds": args.rounds,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "os": platform.platform()},
         "infra": sources,
         "results": [
