@@ -4,6 +4,7 @@ measured in the same run (see bench/__main__.py for how the baselines are taken)
 
 - (a)  raw aiokafka produce + consume of the same number of order events;
 - (b8) raw asyncpg one-row INSERT transactions from 8 workers;
+- (id) the issuance work alone: `issuance.issue` per order, 500 per transaction, no Kafka;
 - (i)  issuance: the real voucher runtime (consumer with inbox, issuance in Postgres, outbox relay)
        fed a burst of `order.state_changed` (pending, awaiting_voucher); clock from the first produce
        to the last `voucher.issued` row published by the relay;
@@ -37,7 +38,7 @@ from contracts.topics import Topics
 from contracts.values import Channel, RewardType
 from contracts.vouchers import ExpiryKind, ExpiryPolicy
 from deploy.infra.topics import ensure_topics
-from services.voucher import campaigns, codes
+from services.voucher import campaigns, codes, issuance
 from services.voucher.service import build_spec, build_vault
 from services.voucher.settings import VoucherSettings
 
@@ -113,10 +114,10 @@ async def raw_copy(infra: Infra, count: int) -> Measurement:
     return Measurement("cp", "postgres COPY of as many bare rows (raw asyncpg)", count, seconds)
 
 
-async def issuance(infra: Infra, orders: int) -> Measurement:
+async def issuance_burst(infra: Infra, orders: int) -> Measurement:
     await ensure_topics(infra.bootstrap, TOPICS)  # voucher.issued and the rest, as `orchard up` makes them
     topic = await infra.new_topic(6)
-    events = order_events("burst", orders)
+    warm_up, *events = order_events("burst", orders + 1)
     async with scratch_pool(infra.admin_dsn, size=1) as (db, pool):
         settings = VoucherSettings(
             ORCHARD_SERVICE=f"bench{uuid.uuid4().hex[:6]}",
@@ -131,27 +132,28 @@ async def issuance(infra: Infra, orders: int) -> Measurement:
             async with pool.acquire() as conn, conn.transaction():
                 await campaigns.create(conn, _campaign_fields("burst"), actor="bench")
                 await codes.generate(
-                    conn, vault, "burst", count=orders, length=12, prefix="", test=False, actor="bench"
+                    conn, vault, "burst", count=orders + 1, length=12, prefix="", test=False, actor="bench"
                 )
-            task = runtime._broker_task
-            while task is None or not task.done():
-                await asyncio.sleep(0.05)
-                task = runtime._broker_task
-            await asyncio.sleep(2)  # the group has joined and holds its partitions
+            # One order through first: group join, partition assignment and the relay's start-up stay
+            # off the clock, as for a service already running when the burst arrives.
+            first = [(str(warm_up.data.order_id).encode(), warm_up.to_bytes())]
+            await produce(infra.bootstrap, topic, first)
+            await wait_for_count(lambda: pool.fetchval("SELECT count(*) FROM issuances"), 1, what="warm-up")
             started = time.monotonic()
-            await produce(
-                infra.bootstrap, topic, [(str(e.data.order_id).encode(), e.to_bytes()) for e in events]
-            )
+            burst = [(str(e.data.order_id).encode(), e.to_bytes()) for e in events]
+            await produce(infra.bootstrap, topic, burst)
             issued_at = await wait_for_count(
-                lambda: pool.fetchval("SELECT count(*) FROM issuances"), orders, what="issuances"
+                lambda: pool.fetchval("SELECT count(*) FROM issuances"), orders + 1, what="issuances"
             )
             published = await wait_for_count(
                 lambda: pool.fetchval(
                     "SELECT count(*) FROM outbox WHERE topic = 'voucher.issued' AND published_at IS NOT NULL"
                 ),
-                orders,
+                orders + 1,
                 what="voucher.issued published",
             )
+            # One inbox timestamp per consumer transaction: how the burst was batched.
+            batches = await pool.fetchval("SELECT count(DISTINCT processed_at) - 1 FROM inbox")
         finally:
             await runtime.stop()
     return Measurement(
@@ -159,8 +161,32 @@ async def issuance(infra: Infra, orders: int) -> Measurement:
         "voucher issuance: burst of pending orders -> voucher.issued",
         orders,
         published - started,
-        {"issued_committed_per_s": orders / (issued_at - started)},
+        {"issued_committed_per_s": orders / (issued_at - started), "consumer_batches": batches},
     )
+
+
+async def issuance_in_database(infra: Infra, orders: int) -> Measurement:
+    """(id) The issuance work alone, as the consumer does it: `issuance.issue` for each order inside one
+    transaction per batch of 500 (with the inbox row the consumer would add), no Kafka in the way."""
+    vault = build_vault(VoucherSettings())
+    requests = [issuance.OrderRequest(uuid.uuid4(), "db", "m-1", None, "bench") for _ in range(orders)]
+    async with scratch_pool(infra.admin_dsn, size=1) as (_, pool):
+        await apply_migrations(pool, service_dir=build_spec(VoucherSettings()).migrations_dir)
+        async with pool.acquire() as conn, conn.transaction():
+            await campaigns.create(conn, _campaign_fields("db"), actor="bench")
+            await codes.generate(conn, vault, "db", count=orders, length=12, prefix="", test=False, actor="b")
+        started = time.monotonic()
+        for first in range(0, orders, 500):
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.executemany(
+                    "INSERT INTO inbox (consumer, event_id, topic, kafka_partition, kafka_offset)"
+                    " VALUES ('bench', $1, 'order.state_changed', 0, $2)",
+                    [(uuid.uuid4(), i) for i in range(first, min(first + 500, orders))],
+                )
+                for request in requests[first : first + 500]:
+                    assert await issuance.issue(conn, vault, request) is None
+        seconds = time.monotonic() - started
+    return Measurement("id", "issuance DB work only (500 orders per transaction)", orders, seconds)
 
 
 async def run(infra: Infra, orders: int, code_count: int) -> list[Measurement]:
@@ -171,7 +197,8 @@ async def run(infra: Infra, orders: int, code_count: int) -> list[Measurement]:
     return [
         await baselines.kafka_round_trip(infra, raw_topic, messages),
         await baselines.postgres_inserts(infra, rows, workers=8),
-        await issuance(infra, orders),
+        await issuance_burst(infra, orders),
+        await issuance_in_database(infra, orders),
         await raw_copy(infra, code_count),
         await generation(infra, code_count),
     ]
@@ -194,6 +221,7 @@ def main() -> None:
     print()
     print(f"issuance / raw kafka round trip (i/a):   {by_key['i'].rate / by_key['a'].rate:.3f}")
     print(f"issuance / raw 1-row insert txns (i/b8): {by_key['i'].rate / by_key['b8'].rate:.3f}")
+    print(f"issuance DB work / raw inserts (id/b8):  {by_key['id'].rate / by_key['b8'].rate:.3f}")
     print(f"generation / raw COPY (g/cp):            {by_key['g'].rate / by_key['cp'].rate:.3f}")
     print(f"{by_key['g'].events} codes generated in {by_key['g'].seconds:.1f} s")
 
