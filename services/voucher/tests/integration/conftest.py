@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -67,8 +68,6 @@ class Voucher:
         """Published events of this run's ids on a topic (the topic is shared by the whole session)."""
         found = []
         for record in await read_topic(self.bootstrap, topic):
-            import json
-
             envelope = json.loads(record.value)
             if all(str(envelope["data"].get(k)) == str(v) for k, v in match.items()):
                 found.append(envelope)
