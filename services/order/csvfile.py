@@ -94,7 +94,17 @@ class CsvRecordStream:
         if not records:
             return []
         out: list[CsvRow] = []
-        for fields in csv.reader(records, strict=True):
+        reader = csv.reader(records, strict=True)
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return out
+            except csv.Error as exc:
+                raise CsvFileError(
+                    "malformed_csv",
+                    f"Malformed CSV in data row {self._rows + 1}: {exc} (quote the whole field).",
+                ) from None
             if not fields or all(not f.strip() for f in fields):
                 continue
             if self._header is None:
@@ -102,7 +112,6 @@ class CsvRecordStream:
                 continue
             self._rows += 1
             out.append(self._row(fields))
-        return out
 
     def _row(self, fields: list[str]) -> CsvRow:
         assert self._header is not None

@@ -208,6 +208,7 @@ async def test_the_error_report_can_be_fixed_and_uploaded_again(order_service: O
         ),
         (b"external_ref,member_id,campaign_id\nr,m,c\n", "missing_column"),
         (b"", "empty_file"),
+        (b'external_ref,member_id,campaign_id,reward_type,amount\n"r" 1,m,c,voucher,1\n', "malformed_csv"),
     ],
 )
 async def test_an_unreadable_file_gets_a_clear_error_and_stores_nothing(

@@ -58,6 +58,7 @@ def test_a_row_with_the_wrong_number_of_fields_is_a_row_problem() -> None:
         (b"external_ref\tmember_id\tcampaign_id\n", "wrong_delimiter"),
         (b"external_ref,member_id,member_id,campaign_id,reward_type,amount\n", "duplicate_column"),
         (HEADER + b'r1,m1,"never closed,c,voucher,1\n', "unterminated_quote"),
+        (HEADER + b'r1,m1,"Ann" Smith,c,voucher,1\n', "malformed_csv"),
     ],
 )
 def test_unreadable_files_are_refused_with_a_code(data: bytes, code: str) -> None:
@@ -102,3 +103,18 @@ def test_the_report_keeps_formulas_inert_and_lists_errors() -> None:
     assert escape_cell("@x") == "'@x"
     assert "'=HYPERLINK()" in cells
     assert cells[-2:] == ["4", "name: formula_like: no"]
+
+
+@given(
+    st.one_of(st.binary(max_size=300), st.text(alphabet='ab,"\n\r é', max_size=60).map(str.encode)),
+    st.integers(min_value=1, max_value=50),
+)
+def test_any_bytes_are_read_or_refused_with_a_code_never_crash(data: bytes, chunk: int) -> None:
+    code, rows = None, []
+    try:
+        rows = read(HEADER + data, chunk)
+    except CsvFileError as exc:
+        code = exc.code
+
+    assert code in {None, "bad_encoding", "unterminated_quote", "malformed_csv"}
+    assert [r.row_number for r in rows] == list(range(1, len(rows) + 1))

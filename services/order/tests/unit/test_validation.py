@@ -7,10 +7,18 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from contracts.values import Channel, RewardType
 from contracts.vouchers import CampaignStatus
-from services.order.validation import CampaignView, duplicate_in_file, duplicate_of, validate_record
+from services.order.validation import (
+    RECORD_FIELDS,
+    CampaignView,
+    duplicate_in_file,
+    duplicate_of,
+    validate_record,
+)
 
 CAMPAIGNS = {
     "eur": CampaignView(
@@ -174,3 +182,29 @@ def test_duplicates_point_at_the_first_row_or_the_original() -> None:
     assert duplicate_of(original).code == "duplicate"
     assert "o-1" in message
     assert "b-1 row 7" in message
+
+
+cell_values = st.one_of(
+    st.none(),
+    st.text(max_size=30),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.booleans(),
+    st.sampled_from(["eur", "pts", "voucher", "points", "25.00", "EUR", "+447700900123", "a@b.co", "sms"]),
+)
+
+
+@given(st.dictionaries(st.sampled_from(RECORD_FIELDS), cell_values))
+def test_any_cells_get_a_verdict_never_an_exception(cells: dict[str, Any]) -> None:
+    outcome = validate_record(cells, CAMPAIGNS)
+
+    assert (outcome.record is None) == bool(outcome.errors)
+    for error in outcome.errors:
+        assert error.field in (*RECORD_FIELDS, "record")
+        assert error.code
+        assert error.message
+    if outcome.record is not None:
+        campaign = CAMPAIGNS[outcome.record.campaign_id]
+        assert outcome.record.amount > 0
+        assert outcome.record.reward_type is campaign.reward_type
+        assert outcome.record.currency == campaign.currency
