@@ -12,10 +12,11 @@ THE WALLET IS PLAYED by default: a stand-in answers each debit request at once w
 `wallet.transaction_recorded`. `--wallet real` runs the real wallet service instead (its own
 `ServiceRuntime` and schema in this process: ledger row locks, idempotency check, member audit chain),
 every member credited beforehand; on the loaded 2-core machine its consumers kept hitting deadlocks
-between its own subscriptions and some runs stalled, so it is not the default. THE ORDER SERVICE IS PLAYED: completing a real order needs the voucher
-and delivery services, so a stand-in consumes `order.create_requested` (assigned partitions, no group)
-and answers pending then completed at once with an idempotent acks=all producer, doing no database
-work. The figure is therefore the saga's throughput with an instant order service.
+between its own subscriptions and some runs stalled, so it is not the default.
+THE ORDER SERVICE IS PLAYED: completing a real order needs the voucher and delivery services, so a
+stand-in consumes `order.create_requested` (assigned partitions, no group) and answers pending then
+completed at once with an idempotent acks=all producer, doing no database work. With the defaults the
+figure is the redemption service's own saga throughput with instant partners: an upper bound.
 
 Raw baselines measured in the same run on the same broker and database: (a) aiokafka produce+consume of
 N real envelopes, (b8) asyncpg 1-row INSERT transactions from 8 workers. Not a test: it asserts nothing
