@@ -60,7 +60,10 @@ class Attempt(BaseModel):
 
 class Delivery(BaseModel):
     delivery_id: uuid.UUID
-    order_id: uuid.UUID
+    kind: str = Field(description="`voucher` (an order's code) or `message` (delivery.message_requested)")
+    order_id: uuid.UUID | None
+    message_id: uuid.UUID | None = None
+    template: str | None = None
     booking_id: str | None
     member_id: str | None
     campaign_id: str | None

@@ -48,6 +48,7 @@ class ReasonCode(StrEnum):
     OUTCOME_UNKNOWN = "outcome_unknown"
     NO_CONTACT = "no_contact"
     CODE_UNAVAILABLE = "code_unavailable"
+    TEMPLATE_ERROR = "template_error"
 
 
 TRANSIENT_REASONS = frozenset(

@@ -4,14 +4,16 @@ transaction with its inbox row, and only writes tables: sending is the workers' 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import structlog
+from pydantic import SecretStr
 
 from chassis.audit import append_audit
 from chassis.consumer import Subscription
 from chassis.db import Connection
-from contracts.delivery import DeliveryRequested
+from contracts.delivery import DeliveryMessageRequested, DeliveryRequested
 from contracts.envelope import Envelope
 from contracts.orders import OrderStateChanged
 from contracts.support import SupportResendRequested, SupportSlaBreached
@@ -49,7 +51,33 @@ class DeliveryHandlers:
                 correlation_id=env.correlation_id,
             ),
         )
+        await repository.remember_contacts(
+            conn, d.member_id, name=d.name, email=d.email, phone=d.phone, locale=d.locale
+        )
         await repository.queue_if_ready(conn, d.order_id)
+
+    async def on_message_requested(self, conn: Connection, env: Envelope[Any]) -> None:
+        d: DeliveryMessageRequested = env.data
+        if d.email or d.phone:
+            await repository.remember_contacts(
+                conn, d.member_id, name=d.name, email=d.email, phone=d.phone, locale=None
+            )
+        known = await repository.contacts_of(conn, d.member_id)
+        await repository.queue_message(
+            conn,
+            repository.MessageDetails(
+                message_id=d.message_id,
+                member_id=d.member_id,
+                channel=d.channel,
+                template=d.template,
+                locale=d.locale,
+                sealed_params=self.vault.seal(SecretStr(json.dumps(d.params))),
+                name=d.name or (known["name"] if known else None),
+                email=d.email or (known["email"] if known else None),
+                phone=d.phone or (known["phone"] if known else None),
+                correlation_id=env.correlation_id,
+            ),
+        )
 
     async def on_voucher_issued(self, conn: Connection, env: Envelope[Any]) -> None:
         d: VoucherIssued = env.data
@@ -119,6 +147,12 @@ class DeliveryHandlers:
                 Topics.SUPPORT_RESEND_REQUESTED,
                 SupportResendRequested,
                 self.on_resend_requested,
+            ),
+            Subscription(
+                "delivery-messages",
+                Topics.DELIVERY_MESSAGE_REQUESTED,
+                DeliveryMessageRequested,
+                self.on_message_requested,
             ),
             Subscription("delivery-stock", Topics.VOUCHER_STOCK_LOW, VoucherStockLow, self.on_stock_low),
             Subscription(

@@ -75,10 +75,16 @@ async def order_state_changed(conn: Connection, settings: DeliverySettings, data
 async def delivery_failed(
     conn: Connection, settings: DeliverySettings, row: asyncpg.Record, channel: Channel, reason: str
 ) -> int:
-    line = (
-        f"Delivery of order {row['booking_id']} (campaign {row['campaign_id']}) by {channel.value}"
-        f" failed for good: {reason}"
-    )
+    if row["kind"] == "message":
+        line = (
+            f"Message {row['template']} to member {row['member_id']} by {channel.value}"
+            f" failed for good: {reason}"
+        )
+    else:
+        line = (
+            f"Delivery of order {row['booking_id']} (campaign {row['campaign_id']}) by {channel.value}"
+            f" failed for good: {reason}"
+        )
     return await _enqueue(conn, settings, DELIVERY_FAILED, row["campaign_id"], line)
 
 

@@ -158,6 +158,80 @@ async def record_order_state(conn: Connection, order_id: uuid.UUID, campaign_id:
     return bool(row["status"] == "cancelled")
 
 
+async def remember_contacts(
+    conn: Connection,
+    member_id: str,
+    *,
+    name: str | None,
+    email: str | None,
+    phone: str | None,
+    locale: str | None,
+) -> None:
+    """The latest details per member; a missing field keeps the one known before."""
+    await conn.execute(
+        """
+        INSERT INTO member_contacts (member_id, name, email, phone, locale) VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (member_id) DO UPDATE SET
+            name = coalesce(EXCLUDED.name, member_contacts.name),
+            email = coalesce(EXCLUDED.email, member_contacts.email),
+            phone = coalesce(EXCLUDED.phone, member_contacts.phone),
+            locale = coalesce(EXCLUDED.locale, member_contacts.locale),
+            updated_at = now()
+        """,
+        member_id,
+        name,
+        email,
+        phone,
+        locale,
+    )
+
+
+async def contacts_of(conn: Connection, member_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM member_contacts WHERE member_id = $1", member_id)
+
+
+@dataclass(frozen=True)
+class MessageDetails:
+    message_id: uuid.UUID
+    member_id: str
+    channel: Channel
+    template: str
+    locale: str
+    sealed_params: bytes
+    name: str | None
+    email: str | None
+    phone: str | None
+    correlation_id: str
+
+
+async def queue_message(conn: Connection, m: MessageDetails) -> bool:
+    """Queue a templated message once per message_id; False for a repeat."""
+    channel = await conn.fetchval(
+        """
+        INSERT INTO deliveries (delivery_id, kind, message_id, member_id, requested_channel, channel,
+                                recipient_name, email, phone, locale, template, has_request,
+                                code_ciphertext, has_voucher, status, next_attempt_at, correlation_id)
+        VALUES ($1, 'message', $2, $3, $4, $4, $5, $6, $7, $8, $9, true, $10, true, 'queued', now(), $11)
+        ON CONFLICT (message_id) DO NOTHING
+        RETURNING channel
+        """,
+        uuid.uuid4(),
+        m.message_id,
+        m.member_id,
+        m.channel.value,
+        m.name,
+        m.email,
+        m.phone,
+        m.locale,
+        m.template,
+        m.sealed_params,
+        m.correlation_id,
+    )
+    if channel is not None:
+        await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, channel)
+    return channel is not None
+
+
 def idempotency_key(delivery_id: uuid.UUID, send_round: int, channel: str) -> str:
     return f"{delivery_id}:{send_round}:{channel}"
 

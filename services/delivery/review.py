@@ -10,7 +10,7 @@ from chassis.db import Connection
 from contracts.values import Channel
 
 from . import repository
-from .domain import DeliveryNotFound, DeliveryStatus, check_resend
+from .domain import DeliveryNotFound, DeliveryStatus, NotResendable, check_resend
 
 
 async def resend(conn: Connection, delivery_id: uuid.UUID, *, actor: str, reason: str | None) -> str:
@@ -19,6 +19,8 @@ async def resend(conn: Connection, delivery_id: uuid.UUID, *, actor: str, reason
     row = await conn.fetchrow("SELECT * FROM deliveries WHERE delivery_id = $1 FOR UPDATE", delivery_id)
     if row is None:
         raise DeliveryNotFound(f"No delivery {delivery_id}.")
+    if row["kind"] != "voucher":
+        raise NotResendable("A message is sent again by whoever requested it, with a new message_id.")
     check_resend(
         status=DeliveryStatus(row["status"]),
         has_code=row["code_ciphertext"] is not None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import time
 import uuid
@@ -22,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import jinja2
 import structlog
 from prometheus_client import Counter
 
@@ -46,7 +48,7 @@ from .domain import (
     after_failure,
 )
 from .settings import DeliverySettings
-from .templates import TemplateBook, VoucherView
+from .templates import Rendered, TemplateBook, VoucherView
 
 log = structlog.get_logger(__name__)
 PRODUCER = "delivery"
@@ -213,18 +215,12 @@ class DeliveryEngine:
             return SendResult.failure(ReasonCode.NO_CONTACT, f"no {channel.value} contact on file")
         if row["code_ciphertext"] is None:
             return SendResult.failure(ReasonCode.CODE_UNAVAILABLE, "the voucher code is no longer held")
-        view = VoucherView(
-            booking_id=row["booking_id"],
-            campaign_id=row["campaign_id"],
-            name=row["recipient_name"],
-            locale=row["locale"],
-            code=self.vault.open(bytes(row["code_ciphertext"])),
-            masked_code=row["masked_code"],
-            face_value=row["face_value"],
-            currency=row["currency"],
-            expires_at=row["expires_at"],
-        )
-        content = self.templates.render(view, channel, row["template"])
+        try:
+            content = self._render(row, channel)
+        except jinja2.TemplateError as exc:
+            return SendResult.failure(
+                ReasonCode.TEMPLATE_ERROR, f"template {row['template']}: {type(exc).__name__}"
+            )
         outgoing = Outgoing(
             channel=channel,
             to=to,
@@ -241,6 +237,26 @@ class DeliveryEngine:
             log.error("delivery_adapter_error", error=type(exc).__name__)
             return SendResult.failure(ReasonCode.PROVIDER_ERROR, f"adapter error: {type(exc).__name__}")
 
+    def _render(self, row: asyncpg.Record, channel: Channel) -> Rendered:
+        sealed = self.vault.open(bytes(row["code_ciphertext"]))
+        if row["kind"] == "message":
+            params = json.loads(sealed.get_secret_value())
+            return self.templates.render_message(
+                row["template"], channel, row["locale"], params, row["recipient_name"]
+            )
+        view = VoucherView(
+            booking_id=row["booking_id"],
+            campaign_id=row["campaign_id"],
+            name=row["recipient_name"],
+            locale=row["locale"],
+            code=sealed,
+            masked_code=row["masked_code"],
+            face_value=row["face_value"],
+            currency=row["currency"],
+            expires_at=row["expires_at"],
+        )
+        return self.templates.render(view, channel, row["template"])
+
     def _envelope(self, row: asyncpg.Record, data: DeliverySucceeded | DeliveryFailed) -> Envelope[Any]:
         topic = Topics.DELIVERY_SUCCEEDED if isinstance(data, DeliverySucceeded) else Topics.DELIVERY_FAILED
         return Envelope.new(
@@ -251,6 +267,9 @@ class DeliveryEngine:
         self, conn: Connection, row: asyncpg.Record, channel: Channel, attempt: int, result: SendResult
     ) -> None:
         await repository.mark_sent(conn, row["delivery_id"])
+        log.info("delivery_succeeded", attempt=attempt)
+        if row["kind"] != "voucher":
+            return  # delivery.succeeded speaks of orders' vouchers only
         event = DeliverySucceeded(
             order_id=row["order_id"],
             delivery_id=row["delivery_id"],
@@ -259,7 +278,6 @@ class DeliveryEngine:
             provider_message_id=(result.provider_message_id or None) and result.provider_message_id[:200],
         )
         await add_event(conn, self._envelope(row, event), key=str(row["order_id"]))
-        log.info("delivery_succeeded", attempt=attempt)
 
     async def _failed(
         self, conn: Connection, row: asyncpg.Record, channel: Channel, attempt: int, result: SendResult
@@ -287,6 +305,16 @@ class DeliveryEngine:
         else:
             await repository.mark_failed(conn, row["delivery_id"], reason)
         final = not isinstance(decision, Retry | Fallback)
+        log.info(
+            "delivery_attempt_failed",
+            attempt=attempt,
+            reason_code=reason,
+            next=type(decision).__name__.lower(),
+        )
+        if final:
+            await notifications.delivery_failed(conn, self.settings, row, channel, reason)
+        if row["kind"] != "voucher":
+            return
         event = DeliveryFailed(
             order_id=row["order_id"],
             delivery_id=row["delivery_id"],
@@ -298,11 +326,3 @@ class DeliveryEngine:
             reason=result.response[:2000],
         )
         await add_event(conn, self._envelope(row, event), key=str(row["order_id"]))
-        if final:
-            await notifications.delivery_failed(conn, self.settings, row, channel, reason)
-        log.info(
-            "delivery_attempt_failed",
-            attempt=attempt,
-            reason_code=reason,
-            next=type(decision).__name__.lower(),
-        )

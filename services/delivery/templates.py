@@ -92,6 +92,24 @@ class TemplateBook:
             expires_at=view.expires_at.date().isoformat() if view.expires_at else None,
         ).strip()
 
+    def render_message(
+        self, template: str, channel: Channel, locale: str, params: dict[str, str], name: str | None
+    ) -> Rendered:
+        """A message that is not a voucher: its own template only (no voucher defaults), `params` as given."""
+        language = locale.split("-", 1)[0]
+        locales = list(dict.fromkeys([locale, language]))
+
+        def one(file: str) -> str:
+            names = [f"{template}/{loc}/{file}" for loc in locales] + [f"{template}/{file}"]
+            chosen = self._env.select_template(names)
+            return chosen.render(params=params, name=name, locale=locale).strip()
+
+        if channel is Channel.EMAIL:
+            return Rendered(
+                subject=one("email.subject.txt"), text=one("email.txt") + "\n", html=one("email.html") + "\n"
+            )
+        return Rendered(text=one(f"{channel.value}.txt"))
+
     def render(self, view: VoucherView, channel: Channel, template: str | None = None) -> Rendered:
         name = template or DEFAULT_TEMPLATE
         if channel is Channel.EMAIL:

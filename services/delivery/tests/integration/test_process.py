@@ -87,16 +87,14 @@ async def test_a_send_cut_off_by_kill_9_is_flagged_unknown_after_restart_and_rea
             async def in_flight() -> bool:
                 return len(await service.attempts(order_id)) == 1
 
-            await wait_until(in_flight, timeout=60, interval=0.05, what="the slow send to start")
-            first.send_signal(signal.SIGKILL)
-            first.wait(10)
-
             async def saved() -> bool:
                 return any(m["to"] == "+447700900999" for m in provider.messages())
 
-            await wait_until(
-                saved, timeout=15, what="the provider to take the message the process never recorded"
-            )
+            await wait_until(in_flight, timeout=60, interval=0.05, what="the attempt to be recorded")
+            # The provider has taken the message and holds its answer back: the process dies now.
+            await wait_until(saved, timeout=15, interval=0.02, what="the provider to take the message")
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
             start()
             row = await service.wait_status(order_id, "sent", timeout=90)
             attempts = await service.attempts(order_id)

@@ -129,3 +129,63 @@ async def test_a_cancellation_during_a_send_waits_for_it_and_stops_every_later_a
     assert attempts[0]["reason_code"] == "provider_error"
     assert row["code_ciphertext"] is None
     assert not [m for m in service.provider.messages() if m["to"] == "+15005550408"]
+
+
+async def test_a_requested_message_goes_to_the_members_latest_contact_once_and_publishes_no_order_event(
+    delivery_service,
+):
+    from contracts.delivery import DeliveryMessageRequested
+
+    service = await delivery_service()
+    order_id, message_id = uuid.uuid4(), uuid.uuid4()
+    await service.publish(request_for(order_id, channel=Channel.SMS, phone="+447700900321"))
+    await service.wait_status(order_id, "waiting")
+    message = DeliveryMessageRequested(
+        message_id=message_id,
+        member_id="m-1",
+        channel=Channel.SMS,
+        template="offer_one_time_code",
+        params={"code": "482913", "offer_title": "Coffee at Bean & Co", "expires_in_minutes": "10"},
+    )
+    await service.publish(message)
+    await service.publish(message)
+
+    async def sent() -> bool:
+        row = await service.pool.fetchrow("SELECT status FROM deliveries WHERE message_id = $1", message_id)
+        return row is not None and row["status"] == "sent"
+
+    from chassis.testing import wait_until
+
+    await wait_until(sent, what="the one-time code message")
+    [saved] = [m for m in service.provider.messages() if "482913" in m["body"]]
+    assert saved["to"] == "+447700900321"
+    assert "Coffee at Bean & Co" in saved["body"]
+    row = await service.pool.fetchrow("SELECT * FROM deliveries WHERE message_id = $1", message_id)
+    assert b"482913" not in bytes(row["code_ciphertext"])
+    assert row["order_id"] is None
+
+
+async def test_a_message_with_an_unknown_template_fails_for_good(delivery_service):
+    from contracts.delivery import DeliveryMessageRequested
+
+    service = await delivery_service()
+    message_id = uuid.uuid4()
+    await service.publish(
+        DeliveryMessageRequested(
+            message_id=message_id,
+            member_id="m-unknown",
+            channel=Channel.EMAIL,
+            template="no_such_template",
+            email="zoe@example.com",
+        )
+    )
+
+    async def failed() -> bool:
+        row = await service.pool.fetchrow("SELECT status FROM deliveries WHERE message_id = $1", message_id)
+        return row is not None and row["status"] == "failed"
+
+    from chassis.testing import wait_until
+
+    await wait_until(failed, what="the message to fail")
+    row = await service.pool.fetchrow("SELECT * FROM deliveries WHERE message_id = $1", message_id)
+    assert row["last_reason_code"] == "template_error"
