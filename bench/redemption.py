@@ -8,15 +8,13 @@ five Kafka hops and four service transactions: the request (saga row, debit requ
 `wallet.debit_requested` → `wallet.transaction_recorded` → `order.create_requested` →
 `order.state_changed` pending → `order.state_changed` completed.
 
-THE WALLET IS PLAYED by default: a stand-in answers each debit request at once with
-`wallet.transaction_recorded`. `--wallet real` runs the real wallet service instead (its own
-`ServiceRuntime` and schema in this process: ledger row locks, idempotency check, member audit chain),
-every member credited beforehand; on the loaded 2-core machine its consumers kept hitting deadlocks
-between its own subscriptions and some runs stalled, so it is not the default.
+The wallet is the REAL wallet service by default (its own `ServiceRuntime` and schema in this process:
+ledger row locks, idempotency check, member audit chain), every member credited beforehand; one wallet
+serves the whole run. `--wallet played` swaps it for a stand-in answering each debit at once.
 THE ORDER SERVICE IS PLAYED: completing a real order needs the voucher and delivery services, so a
 stand-in consumes `order.create_requested` (assigned partitions, no group) and answers pending then
-completed at once with an idempotent acks=all producer, doing no database work. With the defaults the
-figure is the redemption service's own saga throughput with instant partners: an upper bound.
+completed at once with an idempotent acks=all producer, doing no database work. So the figure is the
+storefront saga with the real wallet and an instant order service.
 
 Raw baselines measured in the same run on the same broker and database: (a) aiokafka produce+consume of
 N real envelopes, (b8) asyncpg 1-row INSERT transactions from 8 workers. Not a test: it asserts nothing
@@ -92,11 +90,7 @@ class PlayedPartners:
         await self.producer.start()
         await self.consumer.start()
         self.consumer.assign(
-            [
-                TopicPartition(name, p)
-                for name in (Topics.WALLET_DEBIT_REQUESTED, Topics.ORDER_CREATE_REQUESTED)
-                for p in range(topic(name).partitions)
-            ]
+            [TopicPartition(name, p) for name in self.topics for p in range(topic(name).partitions)]
         )
         await self.consumer.seek_to_end()
         self.task = asyncio.create_task(self._answer())
@@ -365,8 +359,8 @@ def main() -> None:
     parser.add_argument(
         "--wallet",
         choices=("real", "played"),
-        default="played",
-        help="a stand-in answering at once (default) or the real wallet service in this process",
+        default="real",
+        help="the real wallet service in this process (default) or a stand-in answering at once",
     )
     parser.add_argument("--json", type=Path, help="where to write the JSON record (default bench/results/)")
     args = parser.parse_args()
