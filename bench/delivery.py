@@ -167,15 +167,14 @@ async def _schema(admin_dsn: str, size: int) -> AsyncIterator[tuple[str, str, An
 
 
 async def ours(admin_dsn: str, sinks: Sinks, channel: Channel, workers: int, count: int) -> Result:
-    settings = DeliverySettings(
-        **{
-            "ORCHARD_SMTP_PORT": sinks.smtp_port,
-            "ORCHARD_SMS_BASE_URL": sinks.provider_url,
-            f"ORCHARD_{channel.value.upper()}_WORKERS": workers,
-            f"ORCHARD_{channel.value.upper()}_RATE": 1_000_000,
-            **{f"ORCHARD_{c.value.upper()}_WORKERS": 0 for c in Channel if c is not channel},
-        }
-    )
+    values: dict[str, Any] = {
+        "ORCHARD_SMTP_PORT": sinks.smtp_port,
+        "ORCHARD_SMS_BASE_URL": sinks.provider_url,
+        f"ORCHARD_{channel.value.upper()}_WORKERS": workers,
+        f"ORCHARD_{channel.value.upper()}_RATE": 1_000_000,
+        **{f"ORCHARD_{c.value.upper()}_WORKERS": 0 for c in Channel if c is not channel},
+    }
+    settings = DeliverySettings(**values)
     async with _schema(admin_dsn, workers * 2 + 4) as (dsn, schema, pool):
         await _queue(pool, settings, channel, count)
         engine = DeliveryEngine(settings, default_senders(settings))
