@@ -3,10 +3,11 @@ and the order service by answering on their topics."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
-from chassis.testing import wait_until
+from chassis.testing import read_topic, wait_until
 from contracts.orders import OrderState
 from contracts.topics import Topics
 from services.redemption.tests.integration.conftest import (
@@ -209,3 +210,42 @@ async def test_an_unknown_or_sold_out_reward_is_refused_and_changes_nothing(serv
     assert bad.json()["errors"][0]["field"] == "body.reward_id"
     async with service.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM storefront_redemptions") == 0
+
+
+async def test_an_order_that_never_appears_is_given_up_refunded_and_cancelled_if_it_shows_up_late(
+    service: RunningService,
+) -> None:
+    bootstrap = service.bootstrap
+    reward = await _reward(service)
+    member = f"m-{uuid.uuid4().hex[:6]}"
+    rid = (await _redeem(service, member, reward))["redemption_id"]
+    [debit] = await wait_for_requests(bootstrap, Topics.WALLET_DEBIT_REQUESTED, rid)
+    await wallet_records(bootstrap, debit)
+    [create] = await wait_for_requests(bootstrap, Topics.ORDER_CREATE_REQUESTED, rid)
+    await _status_becomes(service, member, rid, "order_requested")
+    max_attempts = service.runtime.settings.saga_max_order_attempts  # type: ignore[attr-defined]
+    async with service.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE storefront_redemptions SET attempts = $2, next_attempt_at = now()"
+            " WHERE redemption_id = $1",
+            uuid.UUID(rid),
+            max_attempts,
+        )
+
+    [refund] = await wait_for_requests(bootstrap, Topics.WALLET_CREDIT_REQUESTED, rid)
+    gave_up = await _status_becomes(service, member, rid, "refund_requested")
+    assert gave_up["reason"] == "order_not_created"
+    late_order = uuid.uuid4()
+    await order_changes(bootstrap, create, late_order, OrderState.PENDING)
+
+    async def cancel_asked() -> bool:
+        for record in await read_topic(bootstrap, Topics.ORDER_CANCEL_REQUESTED):
+            if json.loads(record.value)["data"]["order_id"] == str(late_order):
+                return True
+        return False
+
+    await wait_until(cancel_asked, timeout=60, interval=0.3, what="late order cancelled")
+    await wallet_records(bootstrap, refund)
+    refunded = await _status_becomes(service, member, rid, "refunded")
+    assert refunded["charged"] is True
+    assert refunded["refunded"] is True
