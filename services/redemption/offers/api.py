@@ -12,6 +12,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from chassis.audit import append_audit
 from chassis.auth import STAFF_ROLES, Principal, Role, require_roles
 from chassis.db import Connection
 from chassis.outbox import add_event
@@ -106,9 +107,17 @@ async def create_offer(
         limit_per_member=body.limit_per_member,
         total_cap=body.total_cap,
     )
-    async with db.acquire() as conn:
+    async with db.acquire() as conn, conn.transaction():
         if not await repo.insert_offer(conn, offer, created_by=actor(principal)):
             raise Problem(409, "offer_exists", detail=f"Offer {offer.offer_id} already exists.")
+        await append_audit(
+            conn,
+            actor=actor(principal),
+            action="offer.created",
+            subject_type="offer",
+            subject_id=offer.offer_id,
+            details=offer_view(offer),
+        )
     return offer_view(offer)
 
 
@@ -398,6 +407,10 @@ async def set_pin(
             errors=[{"field": "body.pin", "code": "weak_pin", "message": str(exc)}],
         ) from exc
     pin_hash = await asyncio.to_thread(domain.hash_pin, body.pin)
-    async with db.acquire() as conn:
+    async with db.acquire() as conn, conn.transaction():
         await repo.set_pin(conn, member_id, pin_hash)
+        # Who changed which member's PIN; never the PIN or its hash.
+        await append_audit(
+            conn, actor=actor(principal), action="member.pin_set", subject_type="member", subject_id=member_id
+        )
     return Response(status_code=204)

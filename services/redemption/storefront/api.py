@@ -10,6 +10,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from chassis.audit import append_audit
 from chassis.auth import STAFF_ROLES, Principal, Role, require_roles
 from chassis.problems import Problem
 from contracts.values import (
@@ -82,9 +83,17 @@ async def create_reward(
         active=body.active,
         stock_remaining=body.stock,
     )
-    async with db.acquire() as conn:
+    async with db.acquire() as conn, conn.transaction():
         if not await repo.insert_reward(conn, reward, created_by=actor(principal)):
             raise Problem(409, "reward_exists", detail=f"Reward {reward.reward_id} already exists.")
+        await append_audit(
+            conn,
+            actor=actor(principal),
+            action="reward.created",
+            subject_type="reward",
+            subject_id=reward.reward_id,
+            details=body.model_dump(mode="json", exclude_none=True),
+        )
     return reward_view(reward)
 
 

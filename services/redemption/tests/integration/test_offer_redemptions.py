@@ -80,6 +80,12 @@ async def test_a_pin_offer_succeeds_with_the_right_pin_and_locks_after_repeated_
     assert locked.json()["reason"] == "pin_locked"
     async with service.pool.acquire() as conn:
         stored = await conn.fetchval("SELECT pin_hash FROM member_pins WHERE member_id = $1", member)
+        audited = await conn.fetch(
+            "SELECT actor, details::text AS d FROM audit_log"
+            " WHERE action = 'member.pin_set' AND subject_id = $1",
+            member,
+        )
+    assert [(a["actor"], a["d"]) for a in audited] == [(f"member:{member}", "{}")]
     assert stored.startswith("$argon2id$")
     assert "4831" not in stored
 
