@@ -82,3 +82,55 @@ async def _completed(system: System, expected: int) -> bool:
 async def _has_balance(wallet: httpx.AsyncClient, member_id: str, points: str) -> bool:
     answer = await wallet.get(f"/v1/members/{member_id}/wallet")
     return answer.status_code == 200 and answer.json()["balance"] == points
+
+
+async def test_a_member_spends_points_on_a_reward_and_gets_the_voucher(system: System) -> None:
+    member = "demo-member-01"
+    admin = system.headers()
+    as_member = system.headers(role="member", sub=member)
+    async with (
+        httpx.AsyncClient(base_url=system.urls["redemption"]) as redemption,
+        httpx.AsyncClient(base_url=system.urls["wallet"], headers=admin) as wallet,
+    ):
+        await wait_until(lambda: _has_balance(wallet, member, "500"), timeout=60, what="the points award")
+        reward = await redemption.post(
+            "/v1/rewards",
+            headers=admin,
+            json={
+                "reward_id": "e2e-coffee",
+                "name": "Coffee voucher",
+                "campaign_id": VOUCHER_CAMPAIGN,
+                "points_price": "300",
+            },
+        )
+        assert reward.status_code in (200, 201), reward.text
+        started = await redemption.post(
+            "/v1/storefront/redemptions",
+            headers=as_member,
+            json={
+                "reward_id": "e2e-coffee",
+                "idempotency_key": "e2e-spend-1",
+                "email": "member01@example.com",
+                "channel": "email",
+            },
+        )
+        assert started.status_code == 202, started.text
+        redemption_id = started.json()["redemption_id"]
+
+        async def finished() -> bool:
+            view = (
+                await redemption.get(f"/v1/storefront/redemptions/{redemption_id}", headers=as_member)
+            ).json()
+            return view["status"] in ("completed", "failed", "refunded")
+
+        await wait_until(finished, timeout=120, what="the storefront redemption to finish")
+        view = (await redemption.get(f"/v1/storefront/redemptions/{redemption_id}", headers=as_member)).json()
+        assert view["status"] == "completed", view
+        assert view["charged"]
+        assert not view["refunded"]
+        await wait_until(lambda: _has_balance(wallet, member, "200"), timeout=30, what="the debit")
+
+    async with httpx.AsyncClient(base_url=system.urls["order"], headers=admin) as order:
+        placed = (await order.get(f"/v1/orders/{view['order_id']}")).json()
+    assert placed["source"] == "storefront"
+    assert placed["state"] == "completed"
