@@ -16,7 +16,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .validation import FORMULA_STARTS, RECORD_FIELDS, REQUIRED_FIELDS
+from chassis.spreadsheet import spreadsheet_safe, spreadsheet_unescape
+
+from .validation import RECORD_FIELDS, REQUIRED_FIELDS
 
 REPORT_COLUMNS = ("row", "errors")
 _OTHER_DELIMITERS = (";", "\t", "|")
@@ -158,24 +160,13 @@ def _check_header(fields: list[str]) -> list[str]:
 
 def _unescape(value: str) -> str | None:
     # A leading quote is how our own report (and spreadsheets) keep a formula-looking cell inert.
-    if value.startswith("'") and _formula_like(value[1:]):
-        value = value[1:]
+    value = spreadsheet_unescape(value)
     return value if value.strip() else None
-
-
-def escape_cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if _formula_like(text) else text
-
-
-def _formula_like(text: str) -> bool:
-    # Quotes already in front are escaped too, so that reading the report back gives the cell as it was.
-    return text.lstrip("'").startswith(FORMULA_STARTS)
 
 
 def _line(values: Iterable[Any]) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerow([escape_cell(v) for v in values])
+    csv.writer(buffer, lineterminator="\r\n").writerow([spreadsheet_safe(v) for v in values])
     return buffer.getvalue()
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from chassis.spreadsheet import FORMULA_STARTS
 from contracts.values import POINTS_CURRENCY, Channel, RewardType
 from contracts.vouchers import CampaignStatus
 
@@ -71,7 +72,6 @@ _PHONE_LIKE = re.compile(r"^\+[0-9][0-9 ().-]*$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 _SIGNED_NUMBER = re.compile(r"^[+-][0-9]+(\.[0-9]+)?$")
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)

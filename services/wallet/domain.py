@@ -263,11 +263,3 @@ def delivery_status(
     if fulfilment_status == "delivering" or code_issued or delivery_outcome == "failed":
         return DeliveryStatus.PROCESSING
     return DeliveryStatus.PENDING
-
-
-_FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")
-
-
-def spreadsheet_safe(value: str) -> str:
-    """A cell a spreadsheet shows as text, never runs as a formula (OWASP CSV injection)."""
-    return "'" + value if value.startswith(_FORMULA_TRIGGERS) else value

@@ -20,9 +20,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from chassis.auth import Principal, Role, require_roles
+from chassis.spreadsheet import spreadsheet_safe
 from contracts.wallet import EntryType
-
-from .domain import spreadsheet_safe
 
 REPORT_ROLES = (Role.FINANCE, Role.ADMIN, Role.AUDITOR)
 STREAM_PREFETCH = 500

@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from chassis.auth import Role
+from chassis.spreadsheet import spreadsheet_safe
 
 
 class Purpose(StrEnum):
@@ -119,28 +120,13 @@ def choose_fields(purpose: Purpose, requested: Sequence[str] | None) -> tuple[st
     return tuple(f for f in allowed if f in set(requested))
 
 
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
-
-
-def csv_safe(value: Any) -> str:
-    """A cell spreadsheet programs show as text: one starting like a formula gets a leading quote (OWASP)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    text = str(value)
-    if text.startswith(_FORMULA_STARTS):
-        return "'" + text
-    return text
-
-
 def render_csv(rows: Iterable[Mapping[str, Any]], fields: Sequence[str], *, header: bool) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     if header:
         writer.writerow(fields)
     for row in rows:
-        writer.writerow([csv_safe(row.get(f)) for f in fields])
+        writer.writerow([spreadsheet_safe(row.get(f)) for f in fields])
     return buffer.getvalue()
 
 

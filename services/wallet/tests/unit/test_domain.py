@@ -30,7 +30,6 @@ from services.wallet.domain import (
     delivery_status,
     expiring_between,
     fifo_order,
-    spreadsheet_safe,
     take_points,
     upcoming_expiries,
 )
@@ -232,10 +231,3 @@ def test_the_dashboard_status_combines_order_voucher_and_delivery_facts(facts, s
         "code_issued": False,
     }
     assert delivery_status(**(arguments | facts)) is status
-
-
-@given(st.text(max_size=30))
-def test_no_exported_cell_starts_like_a_formula(value):
-    safe = spreadsheet_safe(value)
-    assert not safe.startswith(("=", "+", "-", "@", "\t", "\r", "\n"))
-    assert safe in (value, "'" + value)
