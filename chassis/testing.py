@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaProducer
 
+from .consumer import EventConsumer
 from .topic_reader import open_topic
+
+if TYPE_CHECKING:
+    from .service import ServiceRuntime
 
 
 async def wait_until(
@@ -52,3 +56,27 @@ async def committed_offsets(bootstrap: str, group_id: str, topic: str) -> dict[i
             offset = await snapshot.consumer.committed(tp)
             result[tp.partition] = -1 if offset is None else offset
         return result
+
+
+def kafka_answers(runtime: ServiceRuntime) -> Callable[[], Awaitable[bool]]:
+    """A `wait_until` condition: the runtime's broker answers (its consumers can join their groups)."""
+
+    async def answers() -> bool:
+        try:
+            await runtime.check_kafka()
+        except Exception:
+            return False
+        return True
+
+    return answers
+
+
+def private_group_consumer(prefix: str) -> type[EventConsumer]:
+    """A consumer class whose groups are `<prefix>.<service>.<name>`: a test's replicas share them, and
+    offsets other tests committed on the same topics never hide its events."""
+
+    class PrivateGroupConsumer(EventConsumer):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs, group_prefix=prefix)
+
+    return PrivateGroupConsumer

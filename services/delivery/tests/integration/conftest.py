@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from chassis.auth import issue_token
 from chassis.service import ServiceRuntime
-from chassis.testing import produce, read_topic, wait_until
+from chassis.testing import kafka_answers, produce, read_topic, wait_until
 from contracts.delivery import DeliveryRequested
 from contracts.envelope import Envelope, EventData
 from contracts.orders import FulfilmentStatus, OrderSource, OrderState, OrderStateChanged
@@ -151,7 +151,7 @@ async def delivery_service(
         http = await stack.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://delivery")
         )
-        await wait_until(_consuming(runtime), timeout=60, what="the consumers to join their groups")
+        await wait_until(kafka_answers(runtime), timeout=60, what="the consumers to join their groups")
         assert runtime.pool is not None
         return DeliveryService(
             runtime.pool, registry_on_broker, smtp, provider, runtime, engine, settings, http
@@ -163,17 +163,6 @@ async def delivery_service(
         for runtime in reversed(started):
             await runtime.stop()
         await stack.aclose()
-
-
-def _consuming(runtime: ServiceRuntime) -> Callable[[], Awaitable[bool]]:
-    async def ready() -> bool:
-        try:
-            await runtime.check_kafka()
-        except Exception:
-            return False
-        return True
-
-    return ready
 
 
 def request_for(

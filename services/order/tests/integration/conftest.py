@@ -3,7 +3,6 @@ fresh schema, plus helpers to play the voucher and delivery services on the brok
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -14,9 +13,8 @@ import httpx
 import pytest
 
 from chassis.auth import issue_token
-from chassis.consumer import EventConsumer
 from chassis.service import ServiceRuntime
-from chassis.testing import produce, read_topic, wait_until
+from chassis.testing import kafka_answers, private_group_consumer, produce, read_topic, wait_until
 from contracts.envelope import Envelope, EventData
 from contracts.registry import TOPICS
 from contracts.topics import Topics
@@ -217,32 +215,14 @@ async def order_service(
         ORCHARD_SHUTDOWN_GRACE=5,
         **overrides,
     )
-    group = f"test-{uuid.uuid4().hex[:8]}"
-
-    class PrivateGroupConsumer(EventConsumer):
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(**kwargs, group_prefix=group)
-
     spec, ctx = build_spec(settings)
-    spec.consumer_class = PrivateGroupConsumer
+    spec.consumer_class = private_group_consumer(f"test-{uuid.uuid4().hex[:8]}")
     runtime = ServiceRuntime(settings, spec)
     await runtime.start()
     app = runtime.http_app()
     try:
-        await wait_until(_ready(runtime), timeout=60, what="consumers connected")
+        await wait_until(kafka_answers(runtime), timeout=60, what="consumers connected")
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://order") as http:
             yield OrderService(runtime, http, settings, kafka_bootstrap, ctx)
     finally:
         await runtime.stop()
-
-
-def _ready(runtime: ServiceRuntime) -> Any:
-    async def check() -> bool:
-        try:
-            await runtime.check_kafka()
-        except Exception:
-            return False
-        await asyncio.sleep(0)
-        return True
-
-    return check

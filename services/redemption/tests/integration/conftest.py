@@ -15,7 +15,7 @@ import pytest
 
 from chassis.auth import issue_token
 from chassis.service import ServiceRuntime
-from chassis.testing import produce, read_topic, wait_until
+from chassis.testing import kafka_answers, produce, read_topic, wait_until
 from contracts.envelope import Envelope, EventData
 from contracts.orders import FulfilmentStatus, OrderSource, OrderState, OrderStateChanged
 from contracts.registry import TOPICS
@@ -77,21 +77,10 @@ async def service(
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://redemption"
         ) as client:
-            await wait_until(_consuming(runtime), timeout=60, what="consumers connected")
+            await wait_until(kafka_answers(runtime), timeout=60, what="consumers connected")
             yield RunningService(runtime, client, kafka_bootstrap)
     finally:
         await runtime.stop()
-
-
-def _consuming(runtime: ServiceRuntime) -> Any:
-    async def ready() -> bool:
-        try:
-            await runtime.check_kafka()
-        except Exception:
-            return False
-        return True
-
-    return ready
 
 
 # The wallet and the order service, played by the test ---------------------------------------------

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from chassis.auth import issue_token
-from chassis.consumer import EventConsumer
 from chassis.db import apply_migrations, create_pool
 from chassis.service import ServiceRuntime
+from chassis.testing import private_group_consumer
 from contracts.registry import consumed_by, produced_by
 from deploy.infra.topics import ensure_topics
 from services.wallet.domain import ExpiryPolicy
@@ -73,21 +73,11 @@ async def wallet_topics(kafka_bootstrap: str) -> None:
     await ensure_topics(kafka_bootstrap, {*consumed_by("wallet"), *produced_by("wallet")})
 
 
-def _consumer_class(prefix: str) -> type[EventConsumer]:
-    class ScopedConsumer(EventConsumer):
-        """Consumer groups of this test only: other tests' offsets never hide its events."""
-
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(**kwargs, group_prefix=prefix)
-
-    return ScopedConsumer
-
-
 @contextlib.asynccontextmanager
 async def running_wallet(service_db, bootstrap: str, clock: FakeClock, group_prefix: str):
     """One wallet replica: its runtime (consumers, relay, jobs) and an HTTP client to its app."""
     settings = wallet_settings(service_db, bootstrap)
-    spec = build_spec(settings, clock=clock, consumer_class=_consumer_class(group_prefix))
+    spec = build_spec(settings, clock=clock, consumer_class=private_group_consumer(group_prefix))
     runtime = ServiceRuntime(settings, spec)
     await runtime.start()
     try:
