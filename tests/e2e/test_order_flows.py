@@ -348,7 +348,11 @@ async def test_held_orders_complete_first_in_first_out_when_codes_are_imported(s
 
 async def test_a_cancelled_order_is_never_sent_and_its_code_returns_to_the_pool(system: System) -> None:
     provider = _provider_url(system)
-    async with _clients(system) as (order, voucher), httpx.AsyncClient(base_url=provider) as sink:
+    async with (
+        _clients(system) as (order, voucher),
+        httpx.AsyncClient(base_url=provider) as sink,
+        httpx.AsyncClient(base_url=system.urls["delivery"], headers=system.headers(), timeout=60) as delivery,
+    ):
         campaign_id = await _campaign(voucher, order, "cancel", codes=0)
         by_http = await _place(order, _record(campaign_id, f"cancel-{RUN}-http", 1))
         by_topic = await _place(order, _record(campaign_id, f"cancel-{RUN}-topic", 2))
@@ -409,6 +413,12 @@ async def test_a_cancelled_order_is_never_sent_and_its_code_returns_to_the_pool(
         assert {e["data"]["order_id"] for e in issued} == {in_delivery["order_id"]}
         code_id = issued[0]["data"]["code_id"]
 
+        async def retrying() -> bool:
+            answer = await delivery.get(f"/v1/orders/{in_delivery['order_id']}/delivery")
+            return answer.status_code == 200 and answer.json()["last_reason_code"] == "rate_limited"
+
+        await wait_until(retrying, timeout=60, interval=0.3, what="the third order's send to be retrying")
+
         await produce(
             system.config.bootstrap_servers,
             Topics.ORDER_CANCEL_REQUESTED,
@@ -453,6 +463,12 @@ async def test_a_cancelled_order_is_never_sent_and_its_code_returns_to_the_pool(
         for placed in (by_http, by_topic, in_delivery):
             view = await _order(order, placed["order_id"])
             assert view["state"] == "cancelled", view
+            stopped = (await delivery.get(f"/v1/orders/{placed['order_id']}/delivery")).json()
+            assert stopped["status"] == "cancelled", stopped
+            assert not stopped["code_held"]
+            assert all(a["outcome"] != "succeeded" for a in stopped["attempt_log"]), stopped["attempt_log"]
+            refused = await delivery.post(f"/v1/deliveries/{stopped['delivery_id']}/resend", json={})
+            assert refused.status_code == 409, refused.text
         assert (await _code_counts(voucher, campaign_id)) == {"available": 2, "issued": 1}
         messages = _messages_by_recipient(system)
         emails = _emails_by_recipient(system)
