@@ -289,10 +289,14 @@ async def test_a_thousand_row_upload_and_hris_records_end_as_one_delivered_code_
     assert all("duplicate_in_file" in r["errors"] for r in duplicate_lines)
     assert len(rejected) == len(invalid) + len(duplicates)
 
+    assert progress["status"] == "completed"
     assert progress["received"] == 1000
     assert progress["accepted"] == len(valid_rows)
     assert progress["rejected"] == len(invalid) + len(duplicates)
     assert progress["accepted"] + progress["rejected"] == progress["received"]
+    assert progress["validated"] == progress["received"]
+    assert progress["orders"] == {"pending": 0, "completed": len(valid_rows), "cancelled": 0}
+    assert progress["points_accepted"] == 0
 
 
 # ---------------------------------------------------------------------------------------------- 2. stock
