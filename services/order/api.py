@@ -51,6 +51,9 @@ class PlaceOrder(BaseModel):
         default=None, description="email | sms | whatsapp; absent: the campaign's default"
     )
     reason: str | None = None
+    reward_type: Literal["voucher"] = Field(
+        default="voucher", description="always `voucher`: points awards go through IPA intake"
+    )
 
 
 class CancelRequest(BaseModel):
@@ -105,7 +108,7 @@ def build_router(ctx: OrderContext) -> APIRouter:
         body: PlaceOrder, request: Request, principal: Principal = Depends(require_roles(*CANCEL_ROLES))
     ) -> JSONResponse:
         actor = actor_of(principal)
-        candidate = intake.Candidate(cells={**body.model_dump(), "reward_type": "voucher"})
+        candidate = intake.Candidate(cells=body.model_dump())
         cause = Cause(actor=actor, correlation_id=request.headers.get("x-correlation-id"))
         async with ctx.require_pool().acquire() as conn:
             async with conn.transaction():

@@ -207,7 +207,7 @@ async def test_an_operator_places_an_order_once_and_its_reference_is_then_a_dupl
     order_service: OrderService,
 ) -> None:
     campaign = await order_service.campaign()
-    body = {k: v for k, v in voucher_record(campaign).items() if k != "reward_type"}
+    body = voucher_record(campaign)
 
     placed = await order_service.http.post("/v1/orders", json=body, headers=order_service.auth("ops"))
     again = await order_service.http.post("/v1/orders", json=body, headers=order_service.auth("admin"))
@@ -218,6 +218,11 @@ async def test_an_operator_places_an_order_once_and_its_reference_is_then_a_dupl
     )
     forbidden = await order_service.http.post(
         "/v1/orders", json=body, headers=order_service.auth("support_agent")
+    )
+    points = await order_service.http.post(
+        "/v1/orders",
+        json={**body, "external_ref": "points-ref", "reward_type": "points"},
+        headers=order_service.auth(),
     )
     batch = await order_service.finished_batch(
         await order_service.upload_json([voucher_record(campaign, external_ref=body["external_ref"])])
@@ -234,6 +239,8 @@ async def test_an_operator_places_an_order_once_and_its_reference_is_then_a_dupl
     assert again.status_code == 409
     assert order["order_id"] in again.json()["detail"]
     assert invalid.status_code == 422
+    assert points.status_code == 422
+    assert "body.reward_type" in {e["field"] for e in points.json()["errors"]}
     assert {(e["field"], e["code"]) for e in invalid.json()["errors"]} == {
         ("email", "invalid_email"),
         ("amount", "amount_not_positive"),
