@@ -77,62 +77,12 @@ def subscriptions(ctx: SupportContext) -> list[Subscription]:
 
     async def on_delivery_succeeded(conn: Connection, envelope: Envelope[Any]) -> None:
         data: DeliverySucceeded = envelope.data
-        await orders.touch_order(conn, data.order_id, envelope.occurred_at)
-        await orders.add_attempt(
-            conn,
-            event_id=envelope.event_id,
-            order_id=data.order_id,
-            delivery_id=data.delivery_id,
-            attempt=data.attempt,
-            channel=data.channel.value,
-            outcome="succeeded",
-            at=envelope.occurred_at,
-        )
-        await orders.add_timeline(
-            conn,
-            event_id=envelope.event_id,
-            order_id=data.order_id,
-            at=envelope.occurred_at,
-            kind="delivery_succeeded",
-            details={
-                "delivery_id": str(data.delivery_id),
-                "attempt": data.attempt,
-                "channel": data.channel.value,
-            },
-        )
+        await _record_delivery_outcome(conn, envelope, data, "succeeded", failure={})
 
     async def on_delivery_failed(conn: Connection, envelope: Envelope[Any]) -> None:
         data: DeliveryFailed = envelope.data
-        await orders.touch_order(conn, data.order_id, envelope.occurred_at)
-        await orders.add_attempt(
-            conn,
-            event_id=envelope.event_id,
-            order_id=data.order_id,
-            delivery_id=data.delivery_id,
-            attempt=data.attempt,
-            channel=data.channel.value,
-            outcome="failed",
-            at=envelope.occurred_at,
-            reason_code=data.reason_code,
-            retryable=data.retryable,
-            final=data.final,
-        )
-        details = {
-            "delivery_id": str(data.delivery_id),
-            "attempt": data.attempt,
-            "channel": data.channel.value,
-            "reason_code": data.reason_code,
-            "retryable": data.retryable,
-            "final": data.final,
-        }
-        await orders.add_timeline(
-            conn,
-            event_id=envelope.event_id,
-            order_id=data.order_id,
-            at=envelope.occurred_at,
-            kind="delivery_failed",
-            details=details,
-        )
+        failure = {"reason_code": data.reason_code, "retryable": data.retryable, "final": data.final}
+        details = await _record_delivery_outcome(conn, envelope, data, "failed", failure=failure)
         if data.final:
             await _open_missing_delivery_ticket(conn, ctx, data, details)
 
@@ -180,6 +130,44 @@ def subscriptions(ctx: SupportContext) -> list[Subscription]:
             on_wallet_transaction,
         ),
     ]
+
+
+async def _record_delivery_outcome(
+    conn: Connection,
+    envelope: Envelope[Any],
+    data: DeliverySucceeded | DeliveryFailed,
+    outcome: str,
+    *,
+    failure: dict[str, Any],
+) -> dict[str, Any]:
+    """One delivery attempt on the portal's read model and the order's timeline; returns its details."""
+    await orders.touch_order(conn, data.order_id, envelope.occurred_at)
+    await orders.add_attempt(
+        conn,
+        event_id=envelope.event_id,
+        order_id=data.order_id,
+        delivery_id=data.delivery_id,
+        attempt=data.attempt,
+        channel=data.channel.value,
+        outcome=outcome,
+        at=envelope.occurred_at,
+        **failure,
+    )
+    details = {
+        "delivery_id": str(data.delivery_id),
+        "attempt": data.attempt,
+        "channel": data.channel.value,
+        **failure,
+    }
+    await orders.add_timeline(
+        conn,
+        event_id=envelope.event_id,
+        order_id=data.order_id,
+        at=envelope.occurred_at,
+        kind=f"delivery_{outcome}",
+        details=details,
+    )
+    return details
 
 
 async def _open_missing_delivery_ticket(
