@@ -7,6 +7,7 @@ Errors a person can fix print as one line on stderr with exit code 1, never as a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import os
@@ -82,13 +83,23 @@ def _issue_token(role: str, sub: str) -> str:
 @one_line_errors
 def up(
     demo: Annotated[bool, typer.Option(help="Load the demo campaigns, codes and IPA batch (once).")] = True,
+    replicas: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Processes per service sharing its consumer groups (default ORCHARD_REPLICAS or 1)."
+        ),
+    ] = None,
 ) -> None:
     """Start Kafka, PostgreSQL, the six services and the local sinks (reusing whatever already runs)."""
-    from deploy.runner import StackConfig
+    from deploy.runner import StackConfig, default_replica_ports
     from deploy.runner import up as bring_up
 
     _quiet_client_logs()
     config = StackConfig.from_env()
+    if replicas is not None:
+        config = dataclasses.replace(
+            config, replica_ports=default_replica_ports(config.service_ports, replicas)
+        )
     report = bring_up(config, on_step=lambda step: err.print(f"[dim]… {step}[/dim]"))
     summary = f"started {', '.join(report.started)}" if report.started else "everything was already running"
     out.print(f"[green]Orchard is up[/green] in {report.seconds:.1f}s ({summary}).")

@@ -71,6 +71,9 @@ class StackConfig:
     database: str = DEFAULT_DATABASE
     service_ports: Mapping[str, int] = field(default_factory=dict)
     service_module: str = "services.{name}"
+    replica_ports: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    """HTTP ports of extra replicas per service: each runs as `<name>-<n>` (n = 2, 3, …) in the same
+    consumer groups, on the same schema, so the replicas share the work."""
     sink_ports: Mapping[str, int] = field(default_factory=dict)
     """The local sinks to run and their ports (LOCAL_SINKS); none unless named here."""
     ready_timeout_s: float = 90.0
@@ -90,6 +93,7 @@ class StackConfig:
             external_kafka=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
             external_database=env.get("DATABASE_URL") or None,
             service_ports=dict(SERVICE_PORTS),
+            replica_ports=default_replica_ports(SERVICE_PORTS, int(env.get("ORCHARD_REPLICAS", "1"))),
             sink_ports={
                 name: int(env.get(f"ORCHARD_{name.upper().replace('-', '_')}_PORT", str(port)))
                 for name, port in DEFAULT_SINK_PORTS.items()
@@ -126,6 +130,18 @@ LOCAL_SINKS: list[Callable[[StackConfig], ProcessSpec | None]] = [smtp_sink_proc
 (127.0.0.1:1025) and the fake SMS/WhatsApp provider (127.0.0.1:8190); None when the stack runs none."""
 
 
+def default_replica_ports(service_ports: Mapping[str, int], replicas: int) -> dict[str, list[int]]:
+    """Ports of replicas 2..N: the service's port plus 100 per replica (order 8101 → 8201, 8301, …)."""
+    if replicas < 1:
+        raise InfraError(f"ORCHARD_REPLICAS must be at least 1, not {replicas}")
+    return {name: [port + 100 * n for n in range(1, replicas)] for name, port in service_ports.items()}
+
+
+def replica_name(service: str, number: int) -> str:
+    """The process name of a service's n-th replica (the first is the bare service name)."""
+    return service if number == 1 else f"{service}-{number}"
+
+
 def service_role(service: str) -> str:
     return f"orchard_{service}"
 
@@ -145,18 +161,21 @@ def service_specs(config: StackConfig, database_urls: Mapping[str, str]) -> list
     """The six services; `database_urls` maps a service to its own role's DSN."""
     specs = []
     for name, port in config.service_ports.items():
-        env = {
-            "ORCHARD_SERVICE": name,
-            "ORCHARD_HTTP_PORT": str(port),
-            "KAFKA_BOOTSTRAP_SERVERS": config.bootstrap_servers,
-            "DATABASE_URL": database_urls.get(name, ""),
-            "ORCHARD_DB_SCHEMA": name,
-            "ORCHARD_VAR_DIR": str(config.var_dir),
-        }
-        if name == "delivery":
-            env.update(sink_endpoints(config))
-        module = config.service_module.format(name=name)
-        specs.append(ProcessSpec(name, module, port, f"{name} service HTTP", env))
+        ports = [port, *config.replica_ports.get(name, ())]
+        for number, replica_port in enumerate(ports, start=1):
+            env = {
+                "ORCHARD_SERVICE": name,
+                "ORCHARD_HTTP_PORT": str(replica_port),
+                "KAFKA_BOOTSTRAP_SERVERS": config.bootstrap_servers,
+                "DATABASE_URL": database_urls.get(name, ""),
+                "ORCHARD_DB_SCHEMA": name,
+                "ORCHARD_VAR_DIR": str(config.var_dir),
+            }
+            if name == "delivery":
+                env.update(sink_endpoints(config))
+            module = config.service_module.format(name=name)
+            process = replica_name(name, number)
+            specs.append(ProcessSpec(process, module, replica_port, f"{process} service HTTP", env))
     return specs
 
 
@@ -332,6 +351,12 @@ def down(config: StackConfig, *, on_step: Callable[[str], None] = lambda _: None
     """
     stopped: list[str] = []
     running = {spec.name: pid for spec in managed_processes(config) if (pid := running_pid(config, spec))}
+    # Replicas started by an earlier `up --replicas N` are stopped too, though this config names fewer.
+    for pid_file in sorted(config.run_dir.glob("*.pid")) if config.run_dir.is_dir() else []:
+        pid = read_pid_file(pid_file)
+        if pid is not None and pid_file.stem not in running and pid_alive(pid, "services."):
+            running[pid_file.stem] = pid
+            pid_file.unlink(missing_ok=True)
     if running:
         on_step("stopping " + ", ".join(running))
         stop_processes(running.values(), grace=config.stop_grace_s)

@@ -11,8 +11,7 @@ import httpx
 
 from chassis.testing import wait_until
 from deploy.demo import VOUCHER_CAMPAIGN, demo_records, seed
-
-from .conftest import System
+from tests.system import System
 
 
 async def _summary(system: System) -> dict[str, Any]:

@@ -10,190 +10,36 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
-from email import message_from_bytes
-from email.utils import getaddresses
 from typing import Any
 
 import httpx
 
-from chassis.testing import produce, read_topic, wait_until
-from contracts.envelope import Envelope
+from chassis.testing import produce, wait_until
 from contracts.ipa import IpaRecordSubmitted
 from contracts.orders import OrderCancelRequested
 from contracts.topics import Topics
-from deploy.sinks.processes import FAKE_PROVIDER
+from tests import pipeline as p
+from tests.pipeline import RUN
+from tests.system import System
 
-from .conftest import System
-
-RUN = uuid.uuid4().hex[:6]
 INVALID_NUMBER = "+15005550001"
 RUN_DIGITS = f"{int(RUN, 16) % 1000:03d}"
-
-
-# ---------------------------------------------------------------------------------------------- helpers
-
-
-@asynccontextmanager
-async def _clients(system: System) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
-    headers = system.headers()
-    async with (
-        httpx.AsyncClient(base_url=system.urls["order"], headers=headers, timeout=60) as order,
-        httpx.AsyncClient(base_url=system.urls["voucher"], headers=headers, timeout=60) as voucher,
-    ):
-        yield order, voucher
-
-
-def _provider_url(system: System) -> str:
-    return f"http://127.0.0.1:{system.config.sink_ports[FAKE_PROVIDER]}"
-
-
-def _record(
-    campaign_id: str, ref: str, n: int, *, channel: str = "email", **overrides: str
-) -> dict[str, str]:
-    record = {
-        "external_ref": ref,
-        "member_id": f"{ref}-member",
-        "name": f"Member {n}",
-        "email": f"{ref}@{campaign_id}.example.com",
-        "phone": f"+4477{abs(hash(ref)) % 10**8:08d}",
-        "channel": channel,
-        "campaign_id": campaign_id,
-        "reward_type": "voucher",
-        "amount": "25.00",
-        "currency": "EUR",
-        "reason": "e2e",
-    }
-    record.update(overrides)
-    return record
-
-
-async def _campaign(voucher: httpx.AsyncClient, order: httpx.AsyncClient, name: str, *, codes: int) -> str:
-    """A new voucher campaign with `codes` generated codes, once the order service knows it."""
-    campaign_id = f"{name}-{RUN}"
-    created = await voucher.post(
-        "/v1/campaigns",
-        json={
-            "campaign_id": campaign_id,
-            "name": f"e2e {name}",
-            "brand": "Orchard e2e",
-            "face_value": "25.00",
-            "currency": "EUR",
-            "per_record_limit": "100.00",
-            "budget": "1000000.00",
-            "default_channel": "email",
-            "expiry_policy": {"kind": "days_after_issue", "days": 365},
-        },
-    )
-    assert created.status_code == 201, created.text
-    if codes:
-        generated = await voucher.post(f"/v1/campaigns/{campaign_id}/codes/generate", json={"count": codes})
-        assert generated.status_code == 201, generated.text
-    probe = [_record(campaign_id, f"probe-{campaign_id}", 0)]
-
-    async def known() -> bool:
-        answer = await order.post("/v1/ipa/batches", params={"mode": "dry_run"}, json={"records": probe})
-        assert answer.status_code == 202, answer.text
-        batch_id = answer.json()["batch_id"]
-        progress: dict[str, Any] = {}
-
-        async def judged() -> bool:
-            nonlocal progress
-            progress = (await order.get(f"/v1/ipa/batches/{batch_id}")).json()
-            return progress.get("status") in ("completed", "failed", "rejected")
-
-        await wait_until(judged, timeout=60, interval=0.3, what="a dry run to be judged")
-        return progress.get("rejected", 1) == 0
-
-    await wait_until(known, timeout=60, interval=1.0, what=f"the order service to learn {campaign_id}")
-    return campaign_id
-
-
-async def _summary(order: httpx.AsyncClient, campaign_id: str) -> dict[str, Any]:
-    answer = await order.get("/v1/orders/summary", params={"campaign_id": campaign_id})
-    assert answer.status_code == 200, answer.text
-    return answer.json()
-
-
-async def _orders(order: httpx.AsyncClient, campaign_id: str, **filters: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    cursor: str | None = None
-    while True:
-        params: dict[str, Any] = {"campaign_id": campaign_id, "limit": 500, "sort": "created_at", **filters}
-        if cursor:
-            params["cursor"] = cursor
-        page = await order.get("/v1/orders", params=params)
-        assert page.status_code == 200, page.text
-        body = page.json()
-        items.extend(body["items"])
-        cursor = body.get("next_cursor")
-        if not cursor:
-            return items
-
-
-async def _order(order: httpx.AsyncClient, order_id: str) -> dict[str, Any]:
-    answer = await order.get(f"/v1/orders/{order_id}")
-    assert answer.status_code == 200, answer.text
-    return answer.json()
-
-
-async def _place(order: httpx.AsyncClient, record: dict[str, str]) -> dict[str, Any]:
-    body = {k: v for k, v in record.items() if k != "reward_type"}  # an order is always a voucher
-    placed = await order.post("/v1/orders", json=body)
-    assert placed.status_code == 201, placed.text
-    return placed.json()
-
-
-def _emails_by_recipient(system: System) -> Counter[str]:
-    seen: Counter[str] = Counter()
-    for path in system.mail_dir.glob("*.eml"):
-        message = message_from_bytes(path.read_bytes())
-        for _, address in getaddresses(message.get_all("To", [])):
-            seen[address.lower()] += 1
-    return seen
-
-
-def _messages_by_recipient(system: System) -> Counter[str]:
-    seen: Counter[str] = Counter()
-    for path in system.messages_dir.glob("*.json"):
-        seen[json.loads(path.read_text())["to"].removeprefix("whatsapp:")] += 1
-    return seen
-
-
-async def _issued(system: System, campaign_id: str) -> list[dict[str, Any]]:
-    """Every `voucher.issued` envelope of a campaign (clear codes included: the test reads the topic)."""
-    records = await read_topic(system.config.bootstrap_servers, Topics.VOUCHER_ISSUED, timeout=20)
-    envelopes = [json.loads(r.value) for r in records]
-    return [e for e in envelopes if e["data"]["campaign_id"] == campaign_id]
-
-
-async def _code_counts(voucher: httpx.AsyncClient, campaign_id: str) -> dict[str, int]:
-    answer = await voucher.get(f"/v1/campaigns/{campaign_id}")
-    assert answer.status_code == 200, answer.text
-    counts: dict[str, int] = answer.json()["code_counts"]
-    return counts
-
-
-def _envelope(data: Any, topic: str, producer: str) -> bytes:
-    return Envelope.new(event_type=topic, producer=producer, data=data).to_bytes()
 
 
 # ---------------------------------------------------------------------------------------------- 1. intake
 
 
 async def test_a_thousand_row_upload_and_hris_records_end_as_one_delivered_code_each(system: System) -> None:
-    async with _clients(system) as (order, voucher):
-        campaign_id = await _campaign(voucher, order, "intake", codes=1100)
+    async with p.clients(system) as (order, voucher):
+        campaign_id = await p.campaign(voucher, order, "intake", codes=1100)
         rows: list[dict[str, str]] = []
         invalid: dict[str, str] = {}  # external_ref -> the error code its row must get
         for n in range(1, 996):
             ref = f"intake-{RUN}-{n:04d}"
-            row = _record(campaign_id, ref, n)
+            row = p.record(campaign_id, ref, n)
             kind = n % 20
             if kind == 1:
                 row["email"] = f"not-an-email-{n}"
@@ -229,7 +75,7 @@ async def test_a_thousand_row_upload_and_hris_records_end_as_one_delivered_code_
         batch_id = uploaded.json()["batch_id"]
 
         hris = [
-            _record(campaign_id, f"hris-{RUN}-{n:02d}", n, channel="sms", phone=f"+44771{RUN_DIGITS}{n:04d}")
+            p.record(campaign_id, f"hris-{RUN}-{n:02d}", n, channel="sms", phone=f"+44771{RUN_DIGITS}{n:04d}")
             for n in range(1, 21)
         ]
         await produce(
@@ -238,7 +84,7 @@ async def test_a_thousand_row_upload_and_hris_records_end_as_one_delivered_code_
             [
                 (
                     r["external_ref"].encode(),
-                    _envelope(IpaRecordSubmitted.model_validate(r), Topics.IPA_RECORD_SUBMITTED, "hris"),
+                    p.envelope(IpaRecordSubmitted.model_validate(r), Topics.IPA_RECORD_SUBMITTED, "hris"),
                 )
                 for r in hris
             ],
@@ -246,18 +92,18 @@ async def test_a_thousand_row_upload_and_hris_records_end_as_one_delivered_code_
         expected = len(valid_rows) + len(hris)
 
         async def all_completed() -> bool:
-            return (await _summary(order, campaign_id))["by_state"].get("completed", 0) >= expected
+            return (await p.summary(order, campaign_id))["by_state"].get("completed", 0) >= expected
 
         await wait_until(all_completed, timeout=240, interval=1.0, what=f"{expected} completed orders")
 
-        summary = await _summary(order, campaign_id)
+        summary = await p.summary(order, campaign_id)
         assert summary["by_state"] == {"pending": 0, "completed": expected, "cancelled": 0}
-        orders = await _orders(order, campaign_id)
+        orders = await p.orders(order, campaign_id)
         assert len(orders) == expected
         refs = Counter(o["external_ref"] for o in orders)
         assert refs == Counter([r["external_ref"] for r in valid_rows] + [r["external_ref"] for r in hris])
 
-        issued = await _issued(system, campaign_id)
+        issued = await p.issued(system, campaign_id)
         codes_by_order: dict[str, set[str]] = {}
         for envelope in issued:
             codes_by_order.setdefault(envelope["data"]["order_id"], set()).add(envelope["data"]["code_id"])
@@ -265,13 +111,13 @@ async def test_a_thousand_row_upload_and_hris_records_end_as_one_delivered_code_
         assert all(len(codes) == 1 for codes in codes_by_order.values()), "one code per order"
         all_codes = [next(iter(codes)) for codes in codes_by_order.values()]
         assert len(set(all_codes)) == len(all_codes), "no code in two orders"
-        counts = await _code_counts(voucher, campaign_id)
+        counts = await p.code_counts(voucher, campaign_id)
         assert counts.get("issued", 0) == expected
 
-        emails = _emails_by_recipient(system)
+        emails = p.emails_by_recipient(system)
         mine = {a: c for a, c in emails.items() if a.endswith(f"@{campaign_id}.example.com")}
         assert mine == {r["email"].lower(): 1 for r in valid_rows}, "each email recipient got exactly one"
-        messages = _messages_by_recipient(system)
+        messages = p.messages_by_recipient(system)
         assert {r["phone"]: messages[r["phone"]] for r in hris} == {r["phone"]: 1 for r in hris}
 
         progress = (await order.get(f"/v1/ipa/batches/{batch_id}")).json()
@@ -303,27 +149,27 @@ async def test_a_thousand_row_upload_and_hris_records_end_as_one_delivered_code_
 
 
 async def test_held_orders_complete_first_in_first_out_when_codes_are_imported(system: System) -> None:
-    async with _clients(system) as (order, voucher):
-        campaign_id = await _campaign(voucher, order, "stock", codes=5)
-        first = [await _place(order, _record(campaign_id, f"stock-{RUN}-{n:02d}", n)) for n in range(1, 6)]
+    async with p.clients(system) as (order, voucher):
+        campaign_id = await p.campaign(voucher, order, "stock", codes=5)
+        first = [await p.place(order, p.record(campaign_id, f"stock-{RUN}-{n:02d}", n)) for n in range(1, 6)]
 
         async def served() -> bool:
-            return (await _summary(order, campaign_id))["by_state"].get("completed", 0) == 5
+            return (await p.summary(order, campaign_id))["by_state"].get("completed", 0) == 5
 
         await wait_until(served, timeout=120, interval=0.5, what="the first five orders to complete")
 
         held: list[dict[str, Any]] = []
         for n in range(6, 13):
-            placed = await _place(order, _record(campaign_id, f"stock-{RUN}-{n:02d}", n))
+            placed = await p.place(order, p.record(campaign_id, f"stock-{RUN}-{n:02d}", n))
 
             async def on_hold(order_id: str = placed["order_id"]) -> bool:
-                return (await _order(order, order_id))["fulfilment_status"] == "on_hold"
+                return (await p.order(order, order_id))["fulfilment_status"] == "on_hold"
 
             # one by one, so the order in which they were held is the order in which they were created
             await wait_until(on_hold, timeout=60, interval=0.3, what=f"order {n} to go on hold")
             held.append(placed)
         assert len(first) + len(held) == 12
-        on_hold_now = await _orders(order, campaign_id, fulfilment_status="on_hold")
+        on_hold_now = await p.orders(order, campaign_id, fulfilment_status="on_hold")
         assert {o["order_id"] for o in on_hold_now} == {h["order_id"] for h in held}
         assert len(on_hold_now) == 7
 
@@ -335,11 +181,11 @@ async def test_held_orders_complete_first_in_first_out_when_codes_are_imported(s
         assert imported.status_code in (200, 201), imported.text
 
         async def all_served() -> bool:
-            return (await _summary(order, campaign_id))["by_state"].get("completed", 0) == 12
+            return (await p.summary(order, campaign_id))["by_state"].get("completed", 0) == 12
 
         await wait_until(all_served, timeout=120, interval=0.5, what="the held orders to complete")
 
-    issued = await _issued(system, campaign_id)
+    issued = await p.issued(system, campaign_id)
     issue_time = {e["data"]["order_id"]: datetime.fromisoformat(e["occurred_at"]) for e in issued}
     assert len(issue_time) == 12
     held_ids = [h["order_id"] for h in held]
@@ -351,22 +197,22 @@ async def test_held_orders_complete_first_in_first_out_when_codes_are_imported(s
 
 
 async def test_a_cancelled_order_is_never_sent_and_its_code_returns_to_the_pool(system: System) -> None:
-    provider = _provider_url(system)
+    provider = p.provider_url(system)
     async with (
-        _clients(system) as (order, voucher),
+        p.clients(system) as (order, voucher),
         httpx.AsyncClient(base_url=provider) as sink,
         httpx.AsyncClient(base_url=system.urls["delivery"], headers=system.headers(), timeout=60) as delivery,
     ):
-        campaign_id = await _campaign(voucher, order, "cancel", codes=0)
-        by_http = await _place(order, _record(campaign_id, f"cancel-{RUN}-http", 1))
-        by_topic = await _place(order, _record(campaign_id, f"cancel-{RUN}-topic", 2))
+        campaign_id = await p.campaign(voucher, order, "cancel", codes=0)
+        by_http = await p.place(order, p.record(campaign_id, f"cancel-{RUN}-http", 1))
+        by_topic = await p.place(order, p.record(campaign_id, f"cancel-{RUN}-topic", 2))
         blocked_phone = f"+44772{RUN_DIGITS}0003"
-        in_delivery = await _place(
-            order, _record(campaign_id, f"cancel-{RUN}-delivering", 3, channel="sms", phone=blocked_phone)
+        in_delivery = await p.place(
+            order, p.record(campaign_id, f"cancel-{RUN}-delivering", 3, channel="sms", phone=blocked_phone)
         )
 
         async def held() -> bool:
-            states = [(await _order(order, o["order_id"]))["fulfilment_status"] for o in (by_http, by_topic)]
+            states = [(await p.order(order, o["order_id"]))["fulfilment_status"] for o in (by_http, by_topic)]
             return states == ["on_hold", "on_hold"]
 
         await wait_until(held, timeout=60, interval=0.3, what="the orders to go on hold")
@@ -387,7 +233,7 @@ async def test_a_cancelled_order_is_never_sent_and_its_code_returns_to_the_pool(
             [
                 (
                     by_topic["external_ref"].encode(),
-                    _envelope(
+                    p.envelope(
                         OrderCancelRequested(
                             external_ref=by_topic["external_ref"], reason="eligibility change"
                         ),
@@ -399,7 +245,7 @@ async def test_a_cancelled_order_is_never_sent_and_its_code_returns_to_the_pool(
         )
 
         async def both_cancelled() -> bool:
-            return (await _summary(order, campaign_id))["by_state"].get("cancelled", 0) == 2
+            return (await p.summary(order, campaign_id))["by_state"].get("cancelled", 0) == 2
 
         await wait_until(both_cancelled, timeout=60, interval=0.3, what="the held orders to be cancelled")
 
@@ -409,11 +255,11 @@ async def test_a_cancelled_order_is_never_sent_and_its_code_returns_to_the_pool(
 
         async def issued_to_the_third() -> bool:
             return any(
-                e["data"]["order_id"] == in_delivery["order_id"] for e in await _issued(system, campaign_id)
+                e["data"]["order_id"] == in_delivery["order_id"] for e in await p.issued(system, campaign_id)
             )
 
         await wait_until(issued_to_the_third, timeout=60, interval=1.0, what="a code for the third order")
-        issued = await _issued(system, campaign_id)
+        issued = await p.issued(system, campaign_id)
         assert {e["data"]["order_id"] for e in issued} == {in_delivery["order_id"]}
         code_id = issued[0]["data"]["code_id"]
 
@@ -429,7 +275,7 @@ async def test_a_cancelled_order_is_never_sent_and_its_code_returns_to_the_pool(
             [
                 (
                     in_delivery["order_id"].encode(),
-                    _envelope(
+                    p.envelope(
                         OrderCancelRequested(
                             order_id=uuid.UUID(in_delivery["order_id"]), reason="correction"
                         ),
@@ -441,7 +287,7 @@ async def test_a_cancelled_order_is_never_sent_and_its_code_returns_to_the_pool(
         )
 
         async def all_cancelled() -> bool:
-            return (await _summary(order, campaign_id))["by_state"].get("cancelled", 0) == 3
+            return (await p.summary(order, campaign_id))["by_state"].get("cancelled", 0) == 3
 
         await wait_until(all_cancelled, timeout=60, interval=0.5, what="the three orders to be cancelled")
 
@@ -455,17 +301,17 @@ async def test_a_cancelled_order_is_never_sent_and_its_code_returns_to_the_pool(
         cleared = await sink.request("DELETE", "/_control/failures")
         assert cleared.status_code in (200, 204), cleared.text
         control_phone = f"+44772{RUN_DIGITS}0004"
-        control = await _place(
-            order, _record(campaign_id, f"cancel-{RUN}-control", 4, channel="sms", phone=control_phone)
+        control = await p.place(
+            order, p.record(campaign_id, f"cancel-{RUN}-control", 4, channel="sms", phone=control_phone)
         )
 
         async def control_completed() -> bool:
-            return (await _order(order, control["order_id"]))["state"] == "completed"
+            return (await p.order(order, control["order_id"]))["state"] == "completed"
 
         await wait_until(control_completed, timeout=120, interval=0.5, what="the control order to complete")
 
         for placed in (by_http, by_topic, in_delivery):
-            view = await _order(order, placed["order_id"])
+            view = await p.order(order, placed["order_id"])
             assert view["state"] == "cancelled", view
             stopped = (await delivery.get(f"/v1/orders/{placed['order_id']}/delivery")).json()
             assert stopped["status"] == "cancelled", stopped
@@ -473,9 +319,9 @@ async def test_a_cancelled_order_is_never_sent_and_its_code_returns_to_the_pool(
             assert all(a["outcome"] != "succeeded" for a in stopped["attempt_log"]), stopped["attempt_log"]
             refused = await delivery.post(f"/v1/deliveries/{stopped['delivery_id']}/resend", json={})
             assert refused.status_code == 409, refused.text
-        assert (await _code_counts(voucher, campaign_id)) == {"available": 2, "issued": 1}
-        messages = _messages_by_recipient(system)
-        emails = _emails_by_recipient(system)
+        assert (await p.code_counts(voucher, campaign_id)) == {"available": 2, "issued": 1}
+        messages = p.messages_by_recipient(system)
+        emails = p.emails_by_recipient(system)
     assert messages[blocked_phone] == 0
     assert messages[control_phone] == 1
     for placed in (by_http, by_topic):
@@ -489,16 +335,16 @@ async def test_an_invalid_number_is_corrected_by_an_admin_and_the_voucher_is_sen
     system: System,
 ) -> None:
     async with (
-        _clients(system) as (order, voucher),
+        p.clients(system) as (order, voucher),
         httpx.AsyncClient(base_url=system.urls["delivery"], headers=system.headers(), timeout=60) as delivery,
     ):
-        campaign_id = await _campaign(voucher, order, "failure", codes=3)
-        placed = await _place(
-            order, _record(campaign_id, f"failure-{RUN}-1", 1, channel="sms", phone=INVALID_NUMBER)
+        campaign_id = await p.campaign(voucher, order, "failure", codes=3)
+        placed = await p.place(
+            order, p.record(campaign_id, f"failure-{RUN}-1", 1, channel="sms", phone=INVALID_NUMBER)
         )
 
         async def failed() -> bool:
-            return (await _order(order, placed["order_id"]))["fulfilment_status"] == "delivery_failed"
+            return (await p.order(order, placed["order_id"]))["fulfilment_status"] == "delivery_failed"
 
         await wait_until(failed, timeout=120, interval=0.5, what="the delivery to fail permanently")
         listed = await delivery.get("/v1/deliveries/failed", params={"campaign_id": campaign_id})
@@ -515,9 +361,9 @@ async def test_an_invalid_number_is_corrected_by_an_admin_and_the_voucher_is_sen
         assert corrected.status_code == 202, corrected.text
 
         async def completed() -> bool:
-            return (await _order(order, placed["order_id"]))["state"] == "completed"
+            return (await p.order(order, placed["order_id"]))["state"] == "completed"
 
         await wait_until(completed, timeout=120, interval=0.5, what="the order to complete after the resend")
-        messages = _messages_by_recipient(system)
+        messages = p.messages_by_recipient(system)
     assert messages[corrected_phone] == 1
     assert messages[INVALID_NUMBER] == 0
