@@ -34,8 +34,15 @@ from .errors import is_transient
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[Connection, Envelope[Any]], Awaitable[None]]
+# Must have the effect of calling the subscription's `handle` on each envelope in turn.
+BatchHandler = Callable[[Connection, Sequence[Envelope[Any]]], Awaitable[None]]
 
 CONSUMED = Counter("orchard_events_consumed_total", "Events handled", ["consumer", "topic", "outcome"])
+BATCH_FALLBACKS = Counter(
+    "orchard_consumer_batch_fallbacks_total",
+    "Batches a batch handler refused, then handled event by event",
+    ["consumer"],
+)
 BATCH_SECONDS = Histogram("orchard_consumer_batch_seconds", "Time to handle one fetched batch", ["consumer"])
 
 DLQ_HEADER_PREFIX = "x-orchard-dlq-"
@@ -50,6 +57,8 @@ class Subscription:
     payload: type[EventData]
     handle: Handler
     event_type: str | None = None  # the envelope's event_type on this topic; defaults to the topic name
+    # Optional: the whole batch's new events at once, in order (see the module docstring).
+    handle_batch: BatchHandler | None = None
 
     @property
     def dlq_topic(self) -> str:
@@ -96,6 +105,7 @@ class EventConsumer:
         bootstrap_servers: str,
         max_attempts: int = 5,
         max_batch: int = 500,
+        batch_timeout_ms: int = 50,
         group_prefix: str = "orchard",
     ) -> None:
         self._broker = broker
@@ -104,6 +114,7 @@ class EventConsumer:
         self._bootstrap = bootstrap_servers
         self._max_attempts = max_attempts
         self._max_batch = max_batch
+        self._batch_timeout_ms = batch_timeout_ms
         self._group_prefix = group_prefix
         self._dlq_producer: AIOKafkaProducer | None = None
         self._dlq_lock = asyncio.Lock()
@@ -145,7 +156,7 @@ class EventConsumer:
             sub.topic,
             batch=True,
             max_records=self._max_batch,
-            batch_timeout_ms=50,
+            batch_timeout_ms=self._batch_timeout_ms,
             group_id=self.group_id(sub),
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.MANUAL,
@@ -157,6 +168,7 @@ class EventConsumer:
     async def process(self, sub: Subscription, records: Sequence[Any]) -> None:
         """Handle one batch; return only when every record is applied, known, or dead-lettered."""
         items = [self._decode(sub, r) for r in records]
+        batch_handler = sub.handle_batch
         while True:
             live = [i for i in items if i.dead_reason is None]
             current: _Incoming | None = None
@@ -164,6 +176,10 @@ class EventConsumer:
                 if live:
                     async with self._pool.acquire() as conn, conn.transaction():
                         fresh = await self._claim_in_inbox(conn, sub, live)
+                        if batch_handler is not None and fresh:
+                            if await self._handle_batch(conn, sub, batch_handler, live, fresh):
+                                break
+                            batch_handler = None  # this batch goes event by event from now on
                         for item in live:
                             if item not in fresh:
                                 continue
@@ -201,6 +217,34 @@ class EventConsumer:
         handled = len(items) - len(dead)
         CONSUMED.labels(sub.name, sub.topic, "handled").inc(handled)
         CONSUMED.labels(sub.name, sub.topic, "dead_lettered").inc(len(dead))
+
+    async def _handle_batch(
+        self,
+        conn: Connection,
+        sub: Subscription,
+        handler: BatchHandler,
+        live: list[_Incoming],
+        fresh: set[_Incoming],
+    ) -> bool:
+        """Run the batch handler under a savepoint; False (and nothing applied) if it refused the batch."""
+        envelopes = [i.envelope for i in live if i in fresh and i.envelope is not None]
+        try:
+            async with conn.transaction():
+                await handler(conn, envelopes)
+            return True
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            BATCH_FALLBACKS.labels(sub.name).inc()
+            log.warning(
+                "consumer_batch_handler_failed",
+                consumer=sub.name,
+                topic=sub.topic,
+                events=len(envelopes),
+                error=repr(exc),
+                fallback="event by event",
+            )
+            return False
 
     def _decode(self, sub: Subscription, record: Any) -> _Incoming:
         try:

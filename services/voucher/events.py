@@ -38,3 +38,16 @@ async def publish(
             for d in items
         ],
     )
+
+
+async def publish_each(
+    conn: Connection, items: list[tuple[EventData, Envelope[Any] | None, str | None]]
+) -> None:
+    """Events of several orders at once, each caused by (and correlated with) its own order's event."""
+    await add_to_outbox(
+        conn,
+        [
+            OutgoingEvent(key=for_payload(d).key_of(d), envelope=envelope_for(d, cause, correlation_id))
+            for d, cause, correlation_id in items
+        ],
+    )

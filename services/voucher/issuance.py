@@ -372,3 +372,26 @@ async def mark_delivery(conn: Connection, order_id: uuid.UUID, *, delivered: boo
         await conn.execute(
             "UPDATE codes SET delivery_failed = true, updated_at = now() WHERE order_id = $1", order_id
         )
+
+
+async def mark_deliveries(conn: Connection, outcomes: dict[uuid.UUID, bool]) -> None:
+    """`mark_delivery` for many orders at once (each order once): True delivered, False failed."""
+    delivered = [order_id for order_id, ok in outcomes.items() if ok]
+    failed = [order_id for order_id, ok in outcomes.items() if not ok]
+    if delivered:
+        await conn.execute(
+            """
+            WITH marked AS (
+                UPDATE codes SET delivered = true, delivery_failed = false, updated_at = now()
+                 WHERE order_id = ANY($1::uuid[])
+            )
+            INSERT INTO closed_orders (order_id, state)
+            SELECT unnest($1::uuid[]), 'completed' ON CONFLICT DO NOTHING
+            """,
+            delivered,
+        )
+    if failed:
+        await conn.execute(
+            "UPDATE codes SET delivery_failed = true, updated_at = now() WHERE order_id = ANY($1::uuid[])",
+            failed,
+        )
