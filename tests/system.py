@@ -15,13 +15,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psutil
 
 from chassis.auth import issue_token
 from chassis.settings import SERVICE_PORTS
 from deploy.demo import service_urls
-from deploy.infra.net import free_port
-from deploy.runner import StackConfig, UpReport, down, managed_processes, running_pid, up
+from deploy.infra.net import free_port, port_is_open
+from deploy.runner import ProcessSpec, StackConfig, UpReport, down, managed_processes, running_pid, up
 from deploy.sinks.processes import DEFAULT_SINK_PORTS
 
 SERVICES = tuple(SERVICE_PORTS)
@@ -82,11 +83,46 @@ class System:
         """Start whatever of the system is not running and wait until it is ready (as `orchard up`)."""
         return up(self.config)
 
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Wait until every managed process answers ready (after a broker or database outage the
+        services `restart` reused must reconnect on their own before they are ready again)."""
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2.0) as client:
+            pending = list(managed_processes(self.config))
+            while pending:
+                pending = [spec for spec in pending if not _is_ready(spec, client)]
+                if pending and time.monotonic() > deadline:
+                    raise AssertionError(f"not ready within {timeout}s: {[spec.name for spec in pending]}")
+                if pending:
+                    time.sleep(0.2)
+
+    def terminate(self, name: str, timeout: float) -> tuple[int | None, float]:
+        """SIGTERM a process and wait for it to exit: (its exit code, seconds it took); the code is None
+        when it did not exit within `timeout` seconds (it is then left running)."""
+        pid = self.signal(name, signal.SIGTERM)
+        began = time.monotonic()
+        try:
+            code = psutil.Process(pid).wait(timeout)  # our child: the real exit status
+        except psutil.TimeoutExpired:
+            return None, time.monotonic() - began
+        except psutil.NoSuchProcess:  # reaped by someone else: the status is gone
+            code = None
+        return code, time.monotonic() - began
+
     def kafka_kill(self) -> None:
         self.config.kafka().kill()
 
     def postgres_stop(self) -> None:
         self.config.postgres().stop()
+
+
+def _is_ready(spec: ProcessSpec, client: httpx.Client) -> bool:
+    if spec.ready_path is None:
+        return port_is_open(spec.port)
+    try:
+        return client.get(spec.base_url + spec.ready_path).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def wait_gone(pid: int, timeout: float) -> bool:

@@ -43,3 +43,17 @@ def probes(tmp_path) -> Callable[..., ProbeProcess]:
     yield make
     for probe in started:
         probe.kill()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
+    """The table of fault scenarios (records sent, completed, lost, doubled) at the end of the run,
+    visible in CI output without `-s`, and the same as JSON under var/."""
+    from tests.faults.invariants import RESULTS, table, write_results
+
+    if not RESULTS:
+        return
+    terminalreporter.section("fault scenarios")
+    for line in table(RESULTS):
+        terminalreporter.write_line(line)
+    path = write_results(RESULTS)
+    terminalreporter.write_line(f"(written to {path})")
