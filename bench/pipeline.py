@@ -191,11 +191,12 @@ async def _baselines(system: System, run: str, campaign_id: str, n: int) -> dict
     sample = submitted_messages(f"r{run}", campaign_id, 0, n)
     messages = [(ref.encode(), value) for ref, value in sample]
     rows = [(uuid.uuid4(), value) for _, value in sample]
+    # The topic first: the database baselines give its partitions time to elect leaders.
     name = await infra.new_topic(6)
     try:
-        kafka = await baselines.kafka_round_trip(infra, name, messages)
         pg1 = await baselines.postgres_inserts(infra, rows, workers=1)
         pg8 = await baselines.postgres_inserts(infra, rows, workers=8)
+        kafka = await baselines.kafka_round_trip(infra, name, messages)
     finally:
         if not system.owned:
             await infra.drop_topics()
@@ -212,7 +213,10 @@ async def run(system: System, options: Options, work: Path, profile_dir: Path | 
     run = uuid.uuid4().hex[:6]
     tracker = Tracker(system.bootstrap)
     monitor = Monitor(
-        system.bootstrap, system.pids() | system.infra_pids(), completed=lambda: len(tracker.completed)
+        system.bootstrap,
+        system.pids() | system.infra_pids(),
+        completed=lambda: len(tracker.completed),
+        in_flight=tracker.in_flight,
     )
     record: dict[str, Any] = {}
     async with monitor.running(), tracker.running():

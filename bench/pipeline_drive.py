@@ -162,6 +162,8 @@ class Tracker:
     campaigns: set[str] = field(default_factory=set)
     completed: dict[str, float] = field(default_factory=dict)
     states: Counter[str] = field(default_factory=Counter)
+    latest: dict[str, str] = field(default_factory=dict)
+    """Each order's latest state or fulfilment status seen (events of one order share a partition)."""
     last_progress: float = field(default_factory=time.monotonic)
     _task: asyncio.Task[None] | None = None
 
@@ -175,7 +177,10 @@ class Tracker:
                     if data["campaign_id"] not in self.campaigns:
                         continue
                     state = data["state"]
-                    self.states[data.get("fulfilment_status") or state] += 1
+                    status = data.get("fulfilment_status") or state
+                    self.states[status] += 1
+                    if data.get("external_ref"):
+                        self.latest[data["external_ref"]] = status
                     if state == "completed" and data.get("external_ref"):
                         self.completed.setdefault(data["external_ref"], now)
                         self.last_progress = now
@@ -200,6 +205,11 @@ class Tracker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
             await consumer.stop()
+
+    def in_flight(self) -> dict[str, int]:
+        """Orders not completed yet, by where they wait: awaiting_voucher, on_hold, delivering, …"""
+        waiting = Counter(status for status in self.latest.values() if status != "completed")
+        return dict(waiting)
 
     async def wait_for(self, refs: list[str], *, what: str) -> float:
         """Until every ref completed; returns the monotonic time the last one did."""

@@ -19,6 +19,7 @@ from contracts.registry import TOPICS
 
 from .pipeline_stats import group_lag
 
+WHOLE_TREE = ("postgres",)
 GROUP_PREFIX = "orchard."
 """The chassis names each consumer group `orchard.<service>.<subscription>`."""
 
@@ -33,6 +34,7 @@ class Monitor:
     bootstrap: str
     pids: dict[str, int]
     completed: Callable[[], int]
+    in_flight: Callable[[], dict[str, int]] = dict
     interval_s: float = 1.0
     phase: str = "setup"
     samples: list[dict[str, Any]] = field(default_factory=list)
@@ -46,14 +48,21 @@ class Monitor:
                 self._processes[name] = psutil.Process(pid)
 
     def cpu(self) -> dict[str, float]:
-        """CPU seconds (user + system) each process has used since it started."""
+        """CPU seconds (user + system) each process has used since it started; PostgreSQL's are its
+        postmaster's plus every backend's now running (a backend's CPU leaves the sum when it exits, the
+        services' pooled connections live as long as they do)."""
         result = {}
         for name, process in self._processes.items():
             with contextlib.suppress(psutil.Error):
                 result[name] = cpu_seconds(process)
+                if name in WHOLE_TREE:
+                    for child in process.children(recursive=True):
+                        with contextlib.suppress(psutil.Error):
+                            result[name] += cpu_seconds(child)
         return result
 
     def _memory(self) -> dict[str, int]:
+        """RSS per process (for PostgreSQL, the postmaster alone: its backends share its memory)."""
         result = {}
         for name, process in self._processes.items():
             with contextlib.suppress(psutil.Error):
@@ -101,6 +110,7 @@ class Monitor:
                         "t": round(began - self.started, 3),
                         "phase": self.phase,
                         "completed": self.completed(),
+                        "in_flight": self.in_flight(),
                         "lag": lags,
                         "cpu_s": self.cpu(),
                         "rss": self._memory(),

@@ -157,10 +157,16 @@ def write_plot(r: dict[str, Any], path: Path) -> None:
         (b["completed"] - a["completed"]) / max(1e-6, b["t"] - a["t"]) for a, b in itertools.pairwise(samples)
     ]
     groups = sorted({g for s in samples for g in s["lag"] if g != "error"})
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 8), sharex=True)
+    fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(12, 11), sharex=True)
     top.plot(t, rate, color="tab:green")
     top.set_ylabel("orders completed / s")
     top.set_title("Orchard whole-pipeline bench")
+    statuses = sorted({k for s in samples for k in s.get("in_flight", {})})
+    for status in statuses:
+        middle.plot(t, [s.get("in_flight", {}).get(status, 0) for s in samples], label=status)
+    middle.set_ylabel("orders waiting, by status")
+    if statuses:
+        middle.legend(fontsize=7)
     for g in groups:
         series = [s["lag"].get(g, 0) for s in samples]
         if max(series) > 0:
@@ -177,7 +183,7 @@ def write_plot(r: dict[str, Any], path: Path) -> None:
             phases.append((s["phase"], s["t"], s["t"]))
     for i, (name, start, end) in enumerate(phases):
         if name in ("burst", "steady", "csv"):
-            for ax in (top, bottom):
+            for ax in (top, middle, bottom):
                 ax.axvspan(start, end, alpha=0.08 + 0.04 * (i % 2), color="tab:blue")
             top.text(start, top.get_ylim()[1] * 0.95, name, fontsize=8, va="top")
     fig.tight_layout()
