@@ -3,7 +3,7 @@ PYTHON ?= python
 ORCHARD := $(PYTHON) -m deploy.cli
 INSTALL_STAMP := var/.installed
 
-.PHONY: install up down status test lint bench schemas
+.PHONY: install up down status test lint bench bench-messaging schemas
 
 # Reinstall only when this checkout is not the installed one or pyproject.toml changed since.
 install:
@@ -34,8 +34,13 @@ lint:
 	mypy
 	lint-imports
 
-bench:
-	$(PYTHON) -m bench
+# The whole-pipeline bench on a system of its own (BENCH_ARGS="--quick", "--use-running", …; see
+# bench/README.md). `make bench-messaging` is the messaging layer's own bench.
+bench: install
+	$(PYTHON) -m bench.pipeline $(BENCH_ARGS)
+
+bench-messaging: install
+	$(PYTHON) -m bench $(BENCH_ARGS)
 
 schemas:
 	$(PYTHON) -m contracts.schemagen
