@@ -240,47 +240,49 @@ async def claim_due(
     conn: Connection, channel: Channel, lease_s: float, limit: int = 1
 ) -> list[asyncpg.Record]:
     """Take up to `limit` due deliveries of a channel and write their attempt rows, before anything is
-    sent, in one transaction (one commit for the batch)."""
-    async with conn.transaction():
-        rows = await conn.fetch(
-            """
-            WITH next AS (
-                SELECT delivery_id FROM deliveries
-                 WHERE status = 'queued' AND channel = $1 AND next_attempt_at <= now()
-                 ORDER BY next_attempt_at
-                 LIMIT $3
-                 FOR UPDATE SKIP LOCKED
-            )
+    sent, in one statement (one round trip, one commit for the batch). The idempotency key is built as
+    `idempotency_key()` builds it."""
+    return await conn.fetch(
+        """
+        WITH next AS (
+            SELECT delivery_id FROM deliveries
+             WHERE status = 'queued' AND channel = $1 AND next_attempt_at <= now()
+             ORDER BY next_attempt_at
+             LIMIT $3
+             FOR UPDATE SKIP LOCKED
+        ), claimed AS (
             UPDATE deliveries d
                SET status = 'sending', attempts = d.attempts + 1, channel_attempts = d.channel_attempts + 1,
                    lease_until = now() + make_interval(secs => $2), updated_at = now()
               FROM next WHERE d.delivery_id = next.delivery_id
             RETURNING d.delivery_id, d.attempts, d.send_round, d.channel, d.next_attempt_at
-            """,
-            channel.value,
-            lease_s,
-            limit,
+        ), recorded AS (
+            INSERT INTO delivery_attempts (delivery_id, attempt, channel, send_round, idempotency_key)
+            SELECT delivery_id, attempts, channel, send_round,
+                   delivery_id::text || ':' || send_round::text || ':' || channel
+              FROM claimed
         )
-        if rows:
-            await conn.executemany(
-                "INSERT INTO delivery_attempts (delivery_id, attempt, channel, send_round, idempotency_key)"
-                " VALUES ($1, $2, $3, $4, $5)",
-                [
-                    (
-                        r["delivery_id"],
-                        r["attempts"],
-                        r["channel"],
-                        r["send_round"],
-                        idempotency_key(r["delivery_id"], r["send_round"], r["channel"]),
-                    )
-                    for r in rows
-                ],
-            )
-        return sorted(rows, key=lambda r: r["next_attempt_at"])
+        SELECT * FROM claimed ORDER BY next_attempt_at, delivery_id
+        """,
+        channel.value,
+        lease_s,
+        limit,
+    )
 
 
 async def lock_delivery(conn: Connection, delivery_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM deliveries WHERE delivery_id = $1 FOR UPDATE", delivery_id)
+
+
+async def lock_free_deliveries(conn: Connection, delivery_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    """Lock the claimed deliveries nobody else holds right now (a handler following the order may be
+    updating one); the rest are left for the caller to wait for one at a time, so a sender never holds
+    some rows while waiting for another (no lock cycle with a handler's batch)."""
+    return await conn.fetch(
+        "SELECT * FROM deliveries WHERE delivery_id = ANY($1::uuid[]) ORDER BY delivery_id"
+        " FOR UPDATE SKIP LOCKED",
+        delivery_ids,
+    )
 
 
 async def finish_attempt(
@@ -300,6 +302,54 @@ async def finish_attempt(
         result.retryable if result and not result.ok else None,
         result.provider_message_id if result else None,
         result.response if result else None,
+    )
+
+
+async def record_sent(conn: Connection, sent: list[tuple[uuid.UUID, int, SendResult]]) -> None:
+    """Successful attempts of a batch: each attempt's answer and its delivery `sent`, in one statement."""
+    await conn.execute(
+        """
+        WITH answers AS (
+            SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[])
+                       AS s(delivery_id, attempt, provider_message_id, provider_response)
+        ), finished AS (
+            UPDATE delivery_attempts a
+               SET outcome = 'succeeded', finished_at = now(), provider_message_id = s.provider_message_id,
+                   provider_response = s.provider_response
+              FROM answers s WHERE a.delivery_id = s.delivery_id AND a.attempt = s.attempt
+        )
+        UPDATE deliveries
+           SET status = 'sent', sent_at = now(), lease_until = NULL, next_attempt_at = NULL,
+               last_reason_code = NULL, updated_at = now()
+         WHERE delivery_id = ANY($1::uuid[])
+        """,
+        [d for d, _, _ in sent],
+        [a for _, a, _ in sent],
+        [r.provider_message_id for _, _, r in sent],
+        [r.response for _, _, r in sent],
+    )
+
+
+async def return_unsent(conn: Connection, unsent: list[tuple[uuid.UUID, int]], delay_s: float) -> None:
+    """Claimed deliveries a batch stopped before sending (the provider is in trouble): nothing of them
+    left, so their attempt rows go and they are queued again, due after `delay_s`."""
+    await conn.execute(
+        """
+        WITH unsent AS (
+            SELECT * FROM unnest($1::uuid[], $2::int[]) AS u(delivery_id, attempt)
+        ), dropped AS (
+            DELETE FROM delivery_attempts a USING unsent u
+             WHERE a.delivery_id = u.delivery_id AND a.attempt = u.attempt AND a.outcome = 'pending'
+        )
+        UPDATE deliveries d
+           SET status = 'queued', attempts = d.attempts - 1, channel_attempts = d.channel_attempts - 1,
+               lease_until = NULL, next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
+          FROM unsent u
+         WHERE d.delivery_id = u.delivery_id AND d.attempts = u.attempt AND d.status = 'sending'
+        """,
+        [d for d, _ in unsent],
+        [a for _, a in unsent],
+        delay_s,
     )
 
 

@@ -13,6 +13,7 @@ queues the delivery again with the same idempotency key and Message-ID.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import random
@@ -28,7 +29,7 @@ import structlog
 from prometheus_client import Counter
 
 from chassis.db import Connection, quote_ident
-from chassis.outbox import add_event
+from chassis.outbox import OutgoingEvent, add_event, add_to_outbox
 from contracts.delivery import DeliveryFailed, DeliverySucceeded
 from contracts.envelope import Envelope
 from contracts.topics import Topics
@@ -89,6 +90,45 @@ class RateLimiter:
         self._tokens = min(self._capacity, self._tokens + 1)
 
 
+class Doorbell:
+    """Wakes one idle worker of a channel per ring (not all of them: the others would only find the
+    queue already taken); a ring with nobody idle is kept for the next worker that goes idle."""
+
+    def __init__(self) -> None:
+        self._idle: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._rung = False
+
+    def ring(self, everyone: bool = False) -> None:
+        woken = False
+        while self._idle and (everyone or not woken):
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                woken = True
+        if not woken:
+            self._rung = True
+
+    async def wait(self, timeout_s: float) -> None:
+        if self._rung:
+            self._rung = False
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._idle.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout_s)
+        except TimeoutError:
+            pass
+        finally:
+            with contextlib.suppress(ValueError):
+                self._idle.remove(waiter)
+
+
+STOP_BATCH_REASONS = frozenset(
+    {ReasonCode.PROVIDER_TIMEOUT, ReasonCode.PROVIDER_UNREACHABLE, ReasonCode.RATE_LIMITED}
+)
+"""A send failing so means the provider itself is in trouble: the rest of the batch is put back."""
+
+
 def message_id(delivery_id: uuid.UUID, send_round: int, channel: str, domain: str) -> str:
     return f"<{delivery_id}.{send_round}.{channel}@{domain}>"
 
@@ -110,7 +150,7 @@ class DeliveryEngine:
         self._rng = rng
         self._pool: asyncpg.Pool | None = None
         self._limiters = {c: RateLimiter(settings.rate_per_s(c)) for c in Channel}
-        self._wake = {c: asyncio.Event() for c in Channel}
+        self._doorbells = {c: Doorbell() for c in Channel}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
@@ -136,8 +176,8 @@ class DeliveryEngine:
 
     async def stop(self) -> None:
         self._stopping.set()
-        for event in self._wake.values():
-            event.set()
+        for doorbell in self._doorbells.values():
+            doorbell.ring(everyone=True)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.settings.provider_timeout_s + 5)
         for task in self._tasks:
@@ -153,7 +193,7 @@ class DeliveryEngine:
     def _on_notify(self, *args: Any) -> None:
         payload = args[-1]
         with contextlib.suppress(ValueError):
-            self._wake[Channel(payload)].set()
+            self._doorbells[Channel(payload)].ring()
 
     async def _work(self, channel: Channel) -> None:
         limiter = self._limiters[channel]
@@ -169,45 +209,96 @@ class DeliveryEngine:
                 await asyncio.sleep(1.0)
             if not worked:
                 limiter.refund()
-                self._wake[channel].clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake[channel].wait(), self.settings.queue_poll_interval_s)
+                await self._doorbells[channel].wait(self.settings.queue_poll_interval_s)
 
     async def run_once(self, channel: Channel) -> bool:
-        """Claim a few due deliveries of `channel` (one commit) and make their attempts one by one;
-        False when none is due. Each send takes a token of the channel's rate limit."""
+        """Claim up to `claim_batch` due deliveries of `channel` with their attempt rows (one
+        statement), then send them in one transaction holding their row locks, recording the outcomes
+        together; False when none is due. Each send takes a token of the channel's rate limit."""
         async with self.pool.acquire() as conn:
             claimed = await repository.claim_due(
                 conn, channel, self.settings.lease_s, self.settings.claim_batch
             )
-            for n, row in enumerate(claimed):
-                if n:
-                    await self._limiters[channel].acquire()
-                await self._attempt(conn, row["delivery_id"], row["attempts"])
+            if len(claimed) >= self.settings.claim_batch:
+                self._doorbells[channel].ring()  # more is likely due: another idle worker helps
+            if claimed:
+                held_elsewhere = await self._send_batch(conn, channel, claimed)
+                for row in held_elsewhere:
+                    await self._attempt(conn, row["delivery_id"], row["attempts"])
         return bool(claimed)
 
+    async def _send_batch(
+        self, conn: Connection, channel: Channel, claimed: list[asyncpg.Record]
+    ) -> list[asyncpg.Record]:
+        """Send what is claimed, in claim order, under the row locks; a cancellation waits for the
+        commit, so it lands before a send or after it. Returns the claims another transaction held at
+        locking time (they are then attempted one by one)."""
+        attempt_of = {c["delivery_id"]: c["attempts"] for c in claimed}
+        position = {c["delivery_id"]: n for n, c in enumerate(claimed)}
+        sent: list[tuple[asyncpg.Record, SendResult]] = []
+        unsent: list[tuple[uuid.UUID, int]] = []
+        pause_s: float | None = None
+        async with conn.transaction():
+            rows = await repository.lock_free_deliveries(conn, list(attempt_of))
+            rows.sort(key=lambda r: position[r["delivery_id"]])
+            began = time.monotonic()
+            token_taken = True  # the worker took one before claiming
+            for row in rows:
+                attempt = attempt_of[row["delivery_id"]]
+                if row["attempts"] != attempt or row["status"] not in ("sending", "cancelled"):
+                    continue
+                if pause_s is None and time.monotonic() - began > self.settings.provider_timeout_s:
+                    pause_s = 0.0  # a slow provider: the locks are not held for a whole batch of timeouts
+                if pause_s is not None:
+                    unsent.append((row["delivery_id"], attempt))
+                    continue
+                if not token_taken:
+                    await self._limiters[channel].acquire()
+                token_taken = False
+                result = await self._attempt_locked(conn, row, attempt)
+                if result is None:
+                    continue
+                if result.ok:
+                    sent.append((row, result))
+                elif result.reason_code in STOP_BATCH_REASONS:
+                    pause_s = min(result.retry_after_s or 1.0, 30.0)
+            if sent:
+                await self._record_sent(conn, channel, sent)
+            if unsent:
+                await repository.return_unsent(conn, unsent, pause_s or 0.0)
+                log.info("delivery_batch_stopped", channel=channel.value, returned=len(unsent))
+        locked = {r["delivery_id"] for r in rows}
+        return [c for c in claimed if c["delivery_id"] not in locked]
+
     async def _attempt(self, conn: Connection, delivery_id: uuid.UUID, attempt: int) -> None:
+        """One claimed delivery on its own: wait for its row lock, send, record."""
         async with conn.transaction():
             row = await repository.lock_delivery(conn, delivery_id)
             if row is None or row["attempts"] != attempt or row["status"] not in ("sending", "cancelled"):
                 return
-            channel = Channel(row["channel"])
-            with structlog.contextvars.bound_contextvars(
-                correlation_id=row["correlation_id"], delivery_id=str(delivery_id), channel=channel.value
-            ):
-                if row["status"] == "cancelled" or row["order_state"] == "cancelled":
-                    await repository.finish_attempt(conn, delivery_id, attempt, AttemptOutcome.SKIPPED, None)
-                    await repository.release_cancelled(conn, delivery_id)
-                    log.info("delivery_skipped_cancelled_order")
-                    return
-                result = await self._send(row, channel)
-                ATTEMPTS.labels(channel.value, "succeeded" if result.ok else "failed").inc()
-                outcome = AttemptOutcome.SUCCEEDED if result.ok else AttemptOutcome.FAILED
-                await repository.finish_attempt(conn, delivery_id, attempt, outcome, result)
-                if result.ok:
-                    await self._succeeded(conn, row, channel, attempt, result)
-                else:
-                    await self._failed(conn, row, channel, attempt, result)
+            result = await self._attempt_locked(conn, row, attempt)
+            if result is not None and result.ok:
+                await self._record_sent(conn, Channel(row["channel"]), [(row, result)])
+
+    async def _attempt_locked(self, conn: Connection, row: asyncpg.Record, attempt: int) -> SendResult | None:
+        """Send one locked delivery. A failure is recorded here with what follows it; a success is
+        returned for the caller to record with its batch. None: the order was cancelled, nothing sent."""
+        delivery_id = row["delivery_id"]
+        channel = Channel(row["channel"])
+        with structlog.contextvars.bound_contextvars(
+            correlation_id=row["correlation_id"], delivery_id=str(delivery_id), channel=channel.value
+        ):
+            if row["status"] == "cancelled" or row["order_state"] == "cancelled":
+                await repository.finish_attempt(conn, delivery_id, attempt, AttemptOutcome.SKIPPED, None)
+                await repository.release_cancelled(conn, delivery_id)
+                log.info("delivery_skipped_cancelled_order")
+                return None
+            result = await self._send(row, channel)
+            ATTEMPTS.labels(channel.value, "succeeded" if result.ok else "failed").inc()
+            if not result.ok:
+                await repository.finish_attempt(conn, delivery_id, attempt, AttemptOutcome.FAILED, result)
+                await self._failed(conn, row, channel, attempt, result)
+            return result
 
     async def _send(self, row: asyncpg.Record, channel: Channel) -> SendResult:
         to = row["email"] if channel is Channel.EMAIL else row["phone"]
@@ -263,21 +354,31 @@ class DeliveryEngine:
             event_type=topic, producer=PRODUCER, data=data, correlation_id=row["correlation_id"]
         )
 
-    async def _succeeded(
-        self, conn: Connection, row: asyncpg.Record, channel: Channel, attempt: int, result: SendResult
+    async def _record_sent(
+        self, conn: Connection, channel: Channel, sent: list[tuple[asyncpg.Record, SendResult]]
     ) -> None:
-        await repository.mark_sent(conn, row["delivery_id"])
-        log.info("delivery_succeeded", attempt=attempt)
-        if row["kind"] != "voucher":
-            return  # delivery.succeeded speaks of orders' vouchers only
-        event = DeliverySucceeded(
-            order_id=row["order_id"],
-            delivery_id=row["delivery_id"],
-            channel=channel,
-            attempt=attempt,
-            provider_message_id=(result.provider_message_id or None) and result.provider_message_id[:200],
-        )
-        await add_event(conn, self._envelope(row, event), key=str(row["order_id"]))
+        """Successful sends of a batch: attempts, states and their `delivery.succeeded` events at once."""
+        await repository.record_sent(conn, [(row["delivery_id"], row["attempts"], r) for row, r in sent])
+        events = []
+        for row, result in sent:
+            log.info(
+                "delivery_succeeded",
+                attempt=row["attempts"],
+                correlation_id=row["correlation_id"],
+                delivery_id=str(row["delivery_id"]),
+                channel=channel.value,
+            )
+            if row["kind"] != "voucher":
+                continue  # delivery.succeeded speaks of orders' vouchers only
+            event = DeliverySucceeded(
+                order_id=row["order_id"],
+                delivery_id=row["delivery_id"],
+                channel=channel,
+                attempt=row["attempts"],
+                provider_message_id=(result.provider_message_id or None) and result.provider_message_id[:200],
+            )
+            events.append(OutgoingEvent(key=str(row["order_id"]), envelope=self._envelope(row, event)))
+        await add_to_outbox(conn, events)
 
     async def _failed(
         self, conn: Connection, row: asyncpg.Record, channel: Channel, attempt: int, result: SendResult

@@ -32,6 +32,10 @@ class DeliverySettings(Settings):
     smtp_password: SecretStr | None = Field(default=None, alias="ORCHARD_SMTP_PASSWORD")
     email_from: str = Field(default="Orchard Rewards <rewards@orchard.local>", alias="ORCHARD_EMAIL_FROM")
     message_id_domain: str = Field(default="orchard.local", alias="ORCHARD_MESSAGE_ID_DOMAIN")
+    smtp_session_messages: int = Field(default=100, ge=1, alias="ORCHARD_SMTP_SESSION_MESSAGES")
+    """Messages sent over one kept SMTP session before it is closed (many servers cap it near 100)."""
+    smtp_session_idle_s: float = Field(default=20.0, gt=0, alias="ORCHARD_SMTP_SESSION_IDLE")
+    """A kept SMTP session idle this long is closed rather than reused (servers drop idle clients)."""
 
     sms_base_url: str = Field(default="http://127.0.0.1:8190", alias="ORCHARD_SMS_BASE_URL")
     sms_account_sid: str = Field(default="ACorchardlocal", alias="ORCHARD_SMS_ACCOUNT_SID")
@@ -48,11 +52,16 @@ class DeliverySettings(Settings):
     email_workers: int = Field(default=4, ge=0, alias="ORCHARD_EMAIL_WORKERS")
     sms_workers: int = Field(default=4, ge=0, alias="ORCHARD_SMS_WORKERS")
     whatsapp_workers: int = Field(default=4, ge=0, alias="ORCHARD_WHATSAPP_WORKERS")
-    email_rate_per_s: float = Field(default=100.0, gt=0, alias="ORCHARD_EMAIL_RATE")
-    sms_rate_per_s: float = Field(default=50.0, gt=0, alias="ORCHARD_SMS_RATE")
-    whatsapp_rate_per_s: float = Field(default=50.0, gt=0, alias="ORCHARD_WHATSAPP_RATE")
-    claim_batch: int = Field(default=4, ge=1, le=100, alias="ORCHARD_DELIVERY_CLAIM_BATCH")
-    """Deliveries a worker claims per commit; keep claim_batch times the provider timeout below the lease."""
+    email_rate_per_s: float = Field(default=1000.0, gt=0, alias="ORCHARD_EMAIL_RATE")
+    sms_rate_per_s: float = Field(default=1000.0, gt=0, alias="ORCHARD_SMS_RATE")
+    whatsapp_rate_per_s: float = Field(default=1000.0, gt=0, alias="ORCHARD_WHATSAPP_RATE")
+    """Sends per second per channel and per process (token bucket, bursts of a tenth of a second).
+    The defaults keep out of the way of the local sinks; set your provider's limit divided by the
+    number of replicas (e.g. WhatsApp Cloud API 80/s per number, Twilio per sender type)."""
+    claim_batch: int = Field(default=20, ge=1, le=200, alias="ORCHARD_DELIVERY_CLAIM_BATCH")
+    """Deliveries a worker claims per statement and sends under one transaction (one commit). A batch
+    stops at the first timeout, unreachable provider or 429 and puts the rest back, and never holds
+    its row locks much past one provider timeout."""
     queue_poll_interval_s: float = Field(default=0.5, gt=0, alias="ORCHARD_DELIVERY_POLL_INTERVAL")
 
     max_attempts: int = Field(default=5, ge=1, alias="ORCHARD_DELIVERY_MAX_ATTEMPTS")

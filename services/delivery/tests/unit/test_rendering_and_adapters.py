@@ -1,5 +1,8 @@
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -11,7 +14,7 @@ from services.delivery.codes import CodeVault
 from services.delivery.domain import ReasonCode
 from services.delivery.notifications import slack_payload, summarise, teams_payload
 from services.delivery.settings import DeliverySettings
-from services.delivery.templates import TemplateBook, VoucherView
+from services.delivery.templates import Rendered, TemplateBook, VoucherView
 
 VIEW = VoucherView(
     booking_id="BK-7F3K9Q2M4T",
@@ -50,14 +53,50 @@ def test_a_campaign_locale_template_wins_over_the_defaults(tmp_path):
     )
 
 
+def _parsed(raw: bytes) -> EmailMessage:
+    return message_from_bytes(raw, _class=EmailMessage, policy=policy.default)
+
+
+def _text(part: Any) -> str:
+    """A text part as written (SMTP's CRLF line ends back to newlines)."""
+    return str(part.get_content()).replace("\r\n", "\n")
+
+
 def test_an_email_carries_the_stable_message_id_and_both_parts():
     rendered = TemplateBook().render(VIEW, Channel.EMAIL)
-    email = build_email(
+    raw = build_email(
         Outgoing(Channel.EMAIL, "ann@example.com", "Ann", rendered, "<d.1.email@orchard.local>"),
-        "r@orchard.local",
+        "Orchard Rewards <r@orchard.local>",
     )
+    email = _parsed(raw)
+
+    assert not email.defects
     assert email["Message-ID"] == "<d.1.email@orchard.local>"
-    assert {p.get_content_type() for p in email.iter_parts()} == {"text/plain", "text/html"}
+    assert email["From"].addresses[0].addr_spec == "r@orchard.local"
+    assert email["To"].addresses[0].addr_spec == "ann@example.com"
+    assert email["Subject"] == rendered.subject
+    assert _text(email.get_body(("plain",))) == rendered.text
+    assert _text(email.get_body(("html",))) == rendered.html
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+
+
+def test_an_email_keeps_accents_and_lines_starting_with_a_dot_and_refuses_header_injection():
+    rendered = Rendered(text="Votre code : ORCH-1234\n.\nà bientôt ", subject="Votre récompense est là")
+    raw = build_email(
+        Outgoing(Channel.EMAIL, "zoe@example.com", "Zoë\r\nBcc: evil@example.com", rendered, "<d.2.email@x>"),
+        "Récompenses <r@orchard.local>",
+    )
+    email = _parsed(raw)
+
+    assert raw.isascii()
+    assert email["Subject"] == "Votre récompense est là"
+    assert email["To"].addresses[0].display_name == "Zoë Bcc: evil@example.com"
+    assert [a.addr_spec for a in email["To"].addresses] == ["zoe@example.com"]
+    assert email["Bcc"] is None
+    assert email["From"].addresses[0].display_name == "Récompenses"
+    assert email.get_content_type() == "text/plain"
+    assert _text(email) == "Votre code : ORCH-1234\n.\nà bientôt \n"
 
 
 def test_twilio_answers_map_to_reason_codes():
