@@ -6,6 +6,7 @@ tolerant (unknown fields are ignored when a message is read), so contracts can g
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -57,12 +58,17 @@ class ContractModel(BaseModel):
         # Building a model in code is the producer side: refuse fields the contract does not know.
         # Reading off the wire passes context={"tolerant": True} and unknown fields are ignored.
         if isinstance(value, dict) and not (info.context or {}).get("tolerant"):
-            known = set(cls.model_fields)
-            known |= {f.alias for f in cls.model_fields.values() if f.alias}
-            unknown = sorted(str(k) for k in set(value) - known)
+            unknown = sorted(str(k) for k in value.keys() - _known_fields(cls))
             if unknown:
                 raise ValueError(f"unknown field(s) {', '.join(unknown)}")
         return value
+
+
+@functools.cache
+def _known_fields(model: type[BaseModel]) -> frozenset[str]:
+    """A model's field names and aliases (computed once per class: every event built checks them)."""
+    fields = model.model_fields
+    return frozenset(fields) | {f.alias for f in fields.values() if f.alias}
 
 
 class EventData(ContractModel):

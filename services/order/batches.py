@@ -208,8 +208,14 @@ class BatchProcessor:
 
     async def _rows(self, conn: Connection, batch_id: uuid.UUID, after: int, status: str) -> list[Candidate]:
         rows = await conn.fetch(
-            "SELECT row_number, cells, errors FROM ipa_batch_rows WHERE batch_id = $1 AND row_number >= $2"
-            " AND status = $3 ORDER BY row_number LIMIT $4",
+            """
+            SELECT row_number, cells, errors,
+                   (SELECT min(f.row_number) FROM ipa_batch_rows f
+                     WHERE f.batch_id = r.batch_id AND f.external_ref = r.external_ref) AS first_row
+              FROM ipa_batch_rows r
+             WHERE batch_id = $1 AND row_number >= $2 AND status = $3
+             ORDER BY row_number LIMIT $4
+            """,
             batch_id,
             after,
             status,
@@ -220,6 +226,7 @@ class BatchProcessor:
                 cells=json.loads(r["cells"]),
                 row_number=r["row_number"],
                 errors=[RecordError(**e) for e in json.loads(r["errors"])] if r["errors"] else [],
+                first_row=r["first_row"],
             )
             for r in rows
         ]
@@ -227,19 +234,18 @@ class BatchProcessor:
     async def _chunk_pass(self, batch_id: uuid.UUID, mode: Mode, cause: Cause) -> bool:
         """Validate (and in accept_valid mode settle) the next chunk; False when none is left."""
         async with self._pool.acquire() as conn, conn.transaction():
-            next_row = await conn.fetchval(
-                "SELECT next_row FROM ipa_batches WHERE batch_id = $1 FOR UPDATE", batch_id
+            batch = await conn.fetchrow(
+                "SELECT next_row, source FROM ipa_batches WHERE batch_id = $1 FOR UPDATE", batch_id
             )
-            candidates = await self._rows(conn, batch_id, next_row, "received")
+            candidates = await self._rows(conn, batch_id, batch["next_row"], "received")
             if not candidates:
                 return False
             await intake.validate(conn, candidates, batch_id=batch_id)
             if mode is Mode.ACCEPT_VALID:
-                await intake.accept(
-                    conn, candidates, source=await _source(conn, batch_id), cause=cause, batch_id=batch_id
-                )
+                source = batch["source"]
+                await intake.accept(conn, candidates, source=source, cause=cause, batch_id=batch_id)
                 await intake.announce_rejections(
-                    conn, candidates, source=await _source(conn, batch_id), cause=cause, batch_id=batch_id
+                    conn, candidates, source=source, cause=cause, batch_id=batch_id
                 )
             await _save_outcomes(conn, batch_id, candidates, settled=mode is Mode.ACCEPT_VALID)
             assert candidates[-1].row_number is not None

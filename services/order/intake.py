@@ -36,6 +36,7 @@ class Candidate:
     record: ValidRecord | None = None
     order_id: uuid.UUID | None = None
     accepted: bool = False
+    first_row: int | None = None  # of the batch rows with this reference, when read with them
 
     @property
     def external_ref(self) -> str | None:
@@ -50,8 +51,10 @@ async def validate(conn: Connection, candidates: Sequence[Candidate], *, batch_i
     ]
     campaigns = await repository.load_campaigns(conn, campaign_ids)
     refs = sorted({ref for c in candidates if (ref := c.external_ref)})
-    first_rows: dict[str, int] = {}
-    if batch_id is not None and refs:
+    first_rows: dict[str, int] = {
+        ref: c.first_row for c in candidates if c.first_row is not None and (ref := c.external_ref)
+    }
+    if batch_id is not None and refs and len(first_rows) < len(refs):
         first_rows = {
             r["external_ref"]: r["first"]
             for r in await conn.fetch(
@@ -137,7 +140,33 @@ async def accept(
             c.errors = [duplicate_of(originals[c.record.external_ref])]
             c.record, c.order_id = None, None
     won = [c for c in valid if c.record is not None]
+    for c in won:
+        c.accepted = True
     batch_ref = str(batch_id) if batch_id else None
+    accepted_events = []
+    if order_source is OrderSource.IPA:
+        for c in won:
+            assert c.record is not None
+            r = c.record
+            accepted_events.append(
+                OutgoingEvent(
+                    r.external_ref,
+                    cause.new_envelope(
+                        Topics.IPA_RECORD_ACCEPTED,
+                        IpaRecordAccepted(
+                            external_ref=r.external_ref,
+                            batch_id=r.batch_ref or batch_ref,
+                            member_id=r.member_id,
+                            campaign_id=r.campaign_id,
+                            reward_type=r.reward_type,
+                            amount=r.amount,
+                            currency=r.currency,
+                            reason=r.reason,
+                            order_id=c.order_id,
+                        ),
+                    ),
+                )
+            )
     await create_orders(
         conn,
         [
@@ -159,36 +188,10 @@ async def accept(
             for c in won
             if c.record is not None and c.order_id is not None
         ],
+        also=accepted_events,
     )
-    for c in won:
-        c.accepted = True
-    if order_source is not OrderSource.IPA:
-        return
-    events = []
-    for c in won:
-        assert c.record is not None
-        r = c.record
-        events.append(
-            OutgoingEvent(
-                r.external_ref,
-                cause.new_envelope(
-                    Topics.IPA_RECORD_ACCEPTED,
-                    IpaRecordAccepted(
-                        external_ref=r.external_ref,
-                        batch_id=r.batch_ref or batch_ref,
-                        member_id=r.member_id,
-                        campaign_id=r.campaign_id,
-                        reward_type=r.reward_type,
-                        amount=r.amount,
-                        currency=r.currency,
-                        reason=r.reason,
-                        order_id=c.order_id,
-                    ),
-                ),
-            )
-        )
-    await add_to_outbox(conn, events)
-    IPA_RECORDS.labels(source, "accepted").inc(len(events))
+    if accepted_events:
+        IPA_RECORDS.labels(source, "accepted").inc(len(accepted_events))
 
 
 def usable_identifier(value: Any) -> str | None:

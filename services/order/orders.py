@@ -81,10 +81,13 @@ async def create_orders(
     orders: Sequence[tuple[NewOrder, Recipient, Cause]],
     *,
     request_delivery: bool = True,
+    also: Sequence[OutgoingEvent] = (),
 ) -> list[OrderRow]:
     """New pending orders; each publishes `order.state_changed` and (unless told otherwise, for an
-    order cancelled at once) `delivery.requested`."""
+    order cancelled at once) `delivery.requested`. `also`: the caller's events about the same change,
+    written with these in one statement."""
     if not orders:
+        await add_to_outbox(conn, also)
         return []
     rows = await repository.insert_orders(
         conn,
@@ -126,7 +129,7 @@ async def create_orders(
                 ),
             )
         )
-    await add_to_outbox(conn, events)
+    await add_to_outbox(conn, [*events, *also])
     return rows
 
 

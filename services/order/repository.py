@@ -127,41 +127,44 @@ async def insert_orders(
         bookings = [new_booking_id() for _ in orders]
         try:
             async with conn.transaction():
-                await conn.executemany(
+                # One statement for the orders and their creation on the timeline, whatever their number.
+                await conn.execute(
                     """
-                    INSERT INTO orders (order_id, booking_id, source, external_ref, idempotency_key,
-                        redemption_id, batch_id, member_id, campaign_id, amount, currency, channel, state,
-                        fulfilment_status)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', 'awaiting_voucher')
+                    WITH new AS (
+                        INSERT INTO orders (order_id, booking_id, source, external_ref, idempotency_key,
+                            redemption_id, batch_id, member_id, campaign_id, amount, currency, channel, state,
+                            fulfilment_status)
+                        SELECT o.*, 'pending', 'awaiting_voucher'
+                          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[],
+                                      $7::uuid[], $8::text[], $9::text[], $10::numeric[], $11::text[],
+                                      $12::text[]) AS o
+                        RETURNING order_id
+                    )
+                    INSERT INTO order_timeline (order_id, event, applied, state, fulfilment_status, actor,
+                                                cause_event_id)
+                    SELECT t.order_id, 'created', true, 'pending', 'awaiting_voucher', $13, t.cause
+                      FROM unnest($1::uuid[], $14::uuid[]) WITH ORDINALITY AS t(order_id, cause, n)
+                     ORDER BY t.n
                     """,
-                    [
-                        (
-                            o.order_id,
-                            b,
-                            str(o.source),
-                            o.external_ref,
-                            o.idempotency_key,
-                            o.redemption_id,
-                            o.batch_id,
-                            o.member_id,
-                            o.campaign_id,
-                            o.amount,
-                            o.currency,
-                            str(o.channel),
-                        )
-                        for o, b in zip(orders, bookings, strict=True)
-                    ],
+                    [o.order_id for o in orders],
+                    bookings,
+                    [str(o.source) for o in orders],
+                    [o.external_ref for o in orders],
+                    [o.idempotency_key for o in orders],
+                    [o.redemption_id for o in orders],
+                    [o.batch_id for o in orders],
+                    [o.member_id for o in orders],
+                    [o.campaign_id for o in orders],
+                    [o.amount for o in orders],
+                    [o.currency for o in orders],
+                    [str(o.channel) for o in orders],
+                    actor,
+                    list(cause_event_ids),
                 )
             break
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != "orders_booking_id_key" or attempt == 4:
                 raise
-    await conn.executemany(
-        "INSERT INTO order_timeline (order_id, event, applied, state, fulfilment_status, actor,"
-        " cause_event_id)"
-        " VALUES ($1, 'created', true, 'pending', 'awaiting_voucher', $2, $3)",
-        [(o.order_id, actor, cause) for o, cause in zip(orders, cause_event_ids, strict=True)],
-    )
     return [
         OrderRow(
             order_id=o.order_id,
@@ -214,26 +217,20 @@ async def record_decision(
 ) -> None:
     """Apply a decision to the order row (if it applies) and put it on the timeline either way."""
     after = decision.after
+    # The order row's change (if any) and the timeline entry in one statement: one round trip.
     if decision.applied:
-        await conn.execute(
-            """
-            UPDATE orders SET state = $2, fulfilment_status = $3, status_reason = $4,
-                   needs_attention = COALESCE($5, needs_attention), updated_at = now()
+        change = """
+            UPDATE orders SET state = $5, fulfilment_status = $6, status_reason = $11,
+                   needs_attention = COALESCE($12::boolean, needs_attention), updated_at = now()
              WHERE order_id = $1
-            """,
-            order.order_id,
-            str(after.state),
-            str(after.fulfilment) if after.fulfilment else None,
-            reason,
-            needs_attention,
-        )
-    elif decision.late:
-        await conn.execute(
-            "UPDATE orders SET late_events = late_events + 1, updated_at = now() WHERE order_id = $1",
-            order.order_id,
-        )
-    await conn.execute(
         """
+    elif decision.late:
+        change = "UPDATE orders SET late_events = late_events + 1, updated_at = now() WHERE order_id = $1"
+    else:
+        change = "SELECT 1"
+    await conn.execute(
+        f"""
+        WITH change AS ({change})
         INSERT INTO order_timeline (order_id, event, applied, late, state, fulfilment_status, previous_state,
                                     previous_fulfilment_status, actor, cause_event_id, reason)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
@@ -249,6 +246,7 @@ async def record_decision(
         actor,
         cause_event_id,
         reason if decision.applied else (decision.note if reason is None else f"{reason} ({decision.note})"),
+        *((needs_attention,) if decision.applied else ()),
     )
 
 

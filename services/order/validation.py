@@ -72,6 +72,7 @@ _PHONE_LIKE = re.compile(r"^\+[0-9][0-9 ().-]*$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 _SIGNED_NUMBER = re.compile(r"^[+-][0-9]+(\.[0-9]+)?$")
+_CONTROL = re.compile(r"[\x00-\x1f]")
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ def _text(cells: Mapping[str, Any], name: str, errors: list[RecordError]) -> str
     if len(text) > limit:
         errors.append(RecordError(name, "too_long", f"At most {limit} characters."))
         return None
-    if any(ord(c) < 32 for c in text):
+    if _CONTROL.search(text):
         errors.append(RecordError(name, "control_characters", "Contains control characters."))
         return None
     return text
