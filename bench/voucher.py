@@ -4,7 +4,9 @@ measured in the same run (see bench/__main__.py for how the baselines are taken)
 
 - (a)  raw aiokafka produce + consume of the same number of order events;
 - (b8) raw asyncpg one-row INSERT transactions from 8 workers;
-- (id) the issuance work alone: `issuance.issue` per order, 500 per transaction, no Kafka;
+- (id) the issuance work alone, order by order: `issuance.issue` per order, 500 per transaction;
+- (ib) the issuance work alone, set-based: `batch_issuance.issue_many` on 500 orders per transaction,
+       as the consumer's batch handler does (no Kafka in either);
 - (i)  issuance: the real voucher runtime (consumer with inbox, issuance in Postgres, outbox relay)
        fed a burst of `order.state_changed` (pending, awaiting_voucher); clock from the first produce
        to the last `voucher.issued` row published by the relay;
@@ -38,7 +40,7 @@ from contracts.topics import Topics
 from contracts.values import Channel, RewardType
 from contracts.vouchers import ExpiryKind, ExpiryPolicy
 from deploy.infra.topics import ensure_topics
-from services.voucher import campaigns, codes, issuance
+from services.voucher import batch_issuance, campaigns, codes, issuance
 from services.voucher.service import build_spec, build_vault
 from services.voucher.settings import VoucherSettings
 
@@ -165,9 +167,10 @@ async def issuance_burst(infra: Infra, orders: int) -> Measurement:
     )
 
 
-async def issuance_in_database(infra: Infra, orders: int) -> Measurement:
-    """(id) The issuance work alone, as the consumer does it: `issuance.issue` for each order inside one
-    transaction per batch of 500 (with the inbox row the consumer would add), no Kafka in the way."""
+async def issuance_in_database(infra: Infra, orders: int, *, batched: bool = False) -> Measurement:
+    """(id/ib) The issuance work alone, as the consumer does it: `issuance.issue` for each order (or
+    `issue_many` on them all) inside one transaction per batch of 500, with the inbox rows the consumer
+    would add, no Kafka in the way."""
     vault = build_vault(VoucherSettings())
     requests = [issuance.OrderRequest(uuid.uuid4(), "db", "m-1", None, "bench") for _ in range(orders)]
     async with scratch_pool(infra.admin_dsn, size=1) as (_, pool):
@@ -183,10 +186,19 @@ async def issuance_in_database(infra: Infra, orders: int) -> Measurement:
                     " VALUES ('bench', $1, 'order.state_changed', 0, $2)",
                     [(uuid.uuid4(), i) for i in range(first, min(first + 500, orders))],
                 )
-                for request in requests[first : first + 500]:
-                    assert await issuance.issue(conn, vault, request) is None
+                if batched:
+                    batch = [batch_issuance.Pending(r) for r in requests[first : first + 500]]
+                    await batch_issuance.issue_many(conn, vault, batch)
+                else:
+                    for request in requests[first : first + 500]:
+                        assert await issuance.issue(conn, vault, request) is None
         seconds = time.monotonic() - started
-    return Measurement("id", "issuance DB work only (500 orders per transaction)", orders, seconds)
+        assert await pool.fetchval("SELECT count(*) FROM issuances") == orders
+    if batched:
+        return Measurement(
+            "ib", "issuance DB work only, set-based (500 orders per transaction)", orders, seconds
+        )
+    return Measurement("id", "issuance DB work only, order by order (500 per transaction)", orders, seconds)
 
 
 async def run(infra: Infra, orders: int, code_count: int) -> list[Measurement]:
@@ -199,6 +211,7 @@ async def run(infra: Infra, orders: int, code_count: int) -> list[Measurement]:
         await baselines.postgres_inserts(infra, rows, workers=8),
         await issuance_burst(infra, orders),
         await issuance_in_database(infra, orders),
+        await issuance_in_database(infra, orders, batched=True),
         await raw_copy(infra, code_count),
         await generation(infra, code_count),
     ]
@@ -222,6 +235,7 @@ def main() -> None:
     print(f"issuance / raw kafka round trip (i/a):   {by_key['i'].rate / by_key['a'].rate:.3f}")
     print(f"issuance / raw 1-row insert txns (i/b8): {by_key['i'].rate / by_key['b8'].rate:.3f}")
     print(f"issuance DB work / raw inserts (id/b8):  {by_key['id'].rate / by_key['b8'].rate:.3f}")
+    print(f"set-based DB work / raw inserts (ib/b8): {by_key['ib'].rate / by_key['b8'].rate:.3f}")
     print(f"generation / raw COPY (g/cp):            {by_key['g'].rate / by_key['cp'].rate:.3f}")
     print(f"{by_key['g'].events} codes generated in {by_key['g'].seconds:.1f} s")
 

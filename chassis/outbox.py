@@ -71,19 +71,20 @@ async def add_to_outbox(conn: Connection, events: Sequence[OutgoingEvent]) -> No
         raise RuntimeError("outbox writes must share the transaction of the state they describe")
     if not events:
         return
-    await conn.executemany(
-        "INSERT INTO outbox (event_id, topic, message_key, payload, headers)"
-        " VALUES ($1, $2, $3, $4, $5::jsonb)",
-        [
-            (
-                e.envelope.event_id,
-                e.destination,
-                e.key,
-                e.envelope.to_bytes(),
-                json.dumps(event_headers(e.envelope)),
-            )
-            for e in events
-        ],
+    # One statement for the whole list (one round trip, one trigger call), rows in the list's order.
+    await conn.execute(
+        """
+        INSERT INTO outbox (event_id, topic, message_key, payload, headers)
+        SELECT e.id, e.topic, e.key, e.payload, e.headers::jsonb
+          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::text[]) WITH ORDINALITY
+               AS e(id, topic, key, payload, headers, n)
+         ORDER BY e.n
+        """,
+        [e.envelope.event_id for e in events],
+        [e.destination for e in events],
+        [e.key for e in events],
+        [e.envelope.to_bytes() for e in events],
+        [json.dumps(event_headers(e.envelope)) for e in events],
     )
 
 

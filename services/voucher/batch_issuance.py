@@ -169,41 +169,48 @@ async def _record(conn: Connection, vault: CodeVault, campaign: asyncpg.Record, 
     )
     expiries = [expiry_on_issue(policy, issued_at, g.code["own_expires_at"]) for g in grants]
     order_ids = [g.pending.request.order_id for g in grants]
+    code_ids = [g.code["code_id"] for g in grants]
     try:
-        # The codes, the issuance records (in arrival order), the codes' history and the holds, together.
+        # The issuance records (in arrival order), the codes' history and the holds first, then the codes:
+        # the foreign key checks then find rows this transaction has locked but not yet updated, which
+        # costs them nothing (checking freshly updated rows would lock each of them once more).
         await conn.execute(
             """
             WITH granted AS (
-                SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::numeric[],
-                                     $6::text[]) WITH ORDINALITY
-                    AS g(code_id, order_id, member_id, expires_at, value, previous, n)
-            ), taken AS (
-                UPDATE codes c SET status = 'issued', order_id = g.order_id, member_id = g.member_id,
-                       issued_at = $7, expires_at = g.expires_at, delivered = false, delivery_failed = false,
-                       updated_at = now()
-                  FROM granted g WHERE c.code_id = g.code_id
-                RETURNING c.code_id
+                SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::numeric[], $5::text[])
+                              WITH ORDINALITY AS g(code_id, order_id, member_id, value, previous, n)
             ), issued AS (
                 INSERT INTO issuances (order_id, code_id, campaign_id, member_id, value, issued_at)
-                SELECT g.order_id, g.code_id, $8, g.member_id, g.value, $7
-                  FROM granted g JOIN taken t ON t.code_id = g.code_id ORDER BY g.n
-                RETURNING code_id, order_id
+                SELECT order_id, code_id, $6, member_id, value, $7 FROM granted ORDER BY n
             ), history AS (
                 INSERT INTO code_events (code_id, action, status, previous_status, actor, order_id)
-                SELECT i.code_id, 'issued', 'issued', g.previous, $9, i.order_id
-                  FROM issued i JOIN granted g ON g.code_id = i.code_id ORDER BY g.n
+                SELECT code_id, 'issued', 'issued', previous, $8, order_id FROM granted ORDER BY n
             )
             DELETE FROM holds WHERE order_id = ANY($2::uuid[])
             """,
-            [g.code["code_id"] for g in grants],
+            code_ids,
             order_ids,
             [g.pending.request.member_id for g in grants],
-            expiries,
             [g.value for g in grants],
             [g.code["status"] for g in grants],
-            issued_at,
             campaign_id,
+            issued_at,
             issuance.SYSTEM_ACTOR,
+        )
+        await conn.execute(
+            """
+            UPDATE codes c SET status = 'issued', order_id = g.order_id, member_id = g.member_id,
+                   issued_at = $4, expires_at = g.expires_at, delivered = false, delivery_failed = false,
+                   updated_at = now()
+              FROM unnest($1::uuid[], $2::uuid[], $3::text[], $5::timestamptz[])
+                   AS g(code_id, order_id, member_id, expires_at)
+             WHERE c.code_id = g.code_id
+            """,
+            code_ids,
+            order_ids,
+            [g.pending.request.member_id for g in grants],
+            issued_at,
+            expiries,
         )
     except asyncpg.UniqueViolationError as exc:
         # Another issuer served one of these orders (or took one of these codes) in a transaction we
