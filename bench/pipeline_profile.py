@@ -11,7 +11,20 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
-OUR_CODE = ("/services/", "/chassis/", "/contracts/")
+_OUR_CODE = re.compile(r"\((?:[^()]*/)?(?:services|chassis|contracts)/")
+_ENTRY = ("<module> (", "run_service (")
+"""Frames of ours on every stack (the entry point), which would top the inclusive list and say nothing."""
+IDLE = frozenset(
+    {
+        "EpollSelector.select (selectors.py)",
+        "Condition.wait (threading.py)",
+        "_worker (concurrent/futures/thread.py)",
+        "Event.wait (threading.py)",
+    }
+)
+"""Leaves of a thread waiting for work (py-spy --nonblocking cannot always tell idle threads apart)."""
+SOCKET_SEND = frozenset({"_SelectorSocketTransport.write (asyncio/selector_events.py)"})
+"""The send() of one request to PostgreSQL, Kafka or a sink: where a round trip's cost shows."""
 _LINE = re.compile(r":\d+\)$")
 
 
@@ -56,10 +69,13 @@ def _frame(frame: str) -> str:
 
 def hot_spots(collapsed: str, *, top: int = 8) -> dict[str, list[tuple[str, float]]]:
     """From py-spy's collapsed stacks ("frame;frame;… count" per line): the functions most often on top of
-    the stack (self) and the functions of our code most often anywhere on it (inclusive), as shares of
-    the samples taken while the process was busy."""
+    the stack (self), the functions of our code most often anywhere on it (inclusive), and, of the
+    samples caught in a socket send (one per SQL statement or Kafka request), which function of ours was
+    closest to it; as shares of the samples taken while the process was busy (stacks ending in an idle
+    wait are left out)."""
     self_time: Counter[str] = Counter()
     ours: Counter[str] = Counter()
+    sends: Counter[str] = Counter()
     total = 0
     for line in collapsed.splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -67,17 +83,20 @@ def hot_spots(collapsed: str, *, top: int = 8) -> dict[str, list[tuple[str, floa
             continue
         count = int(count_text)
         frames = [_frame(f) for f in stack.split(";") if "(" in f]
-        if not frames:
+        if not frames or frames[-1] in IDLE:
             continue
         total += count
         self_time[frames[-1]] += count
-        for frame in set(frames):
-            if any(part in frame for part in OUR_CODE):
-                ours[frame] += count
+        mine = [f for f in frames if _OUR_CODE.search(f) and not f.startswith(_ENTRY)]
+        for frame in set(mine):
+            ours[frame] += count
+        if frames[-1] in SOCKET_SEND and mine:
+            sends[mine[-1]] += count
     if not total:
-        return {"self": [], "ours_inclusive": [], "samples": []}
+        return {"self": [], "ours_inclusive": [], "socket_sends_by_caller": [], "samples": []}
     return {
         "self": [(f, n / total) for f, n in self_time.most_common(top)],
         "ours_inclusive": [(f, n / total) for f, n in ours.most_common(top)],
+        "socket_sends_by_caller": [(f, n / total) for f, n in sends.most_common(top)],
         "samples": [("busy samples", float(total))],
     }

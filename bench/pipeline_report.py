@@ -134,11 +134,18 @@ def render(r: dict[str, Any]) -> str:
             f"sinks received: {r['sinks']['emails']} e-mails, {r['sinks']['messages']} SMS/WhatsApp",
         ]
     if b["hot_spots"]:
-        lines += ["", "profile (py-spy during the burst, share of busy samples):"]
+        lines += [
+            "",
+            "profile (py-spy during the burst, share of busy samples; self = on top of the stack, ours ="
+            " our function anywhere on it, send = in a socket send() called nearest from that function):",
+        ]
         for name, spots in b["hot_spots"].items():
             lines.append(f"  {name}:")
             lines += [f"    self   {share:5.1%}  {frame}" for frame, share in spots["self"][:5]]
             lines += [f"    ours   {share:5.1%}  {frame}" for frame, share in spots["ours_inclusive"][:5]]
+            lines += [
+                f"    send   {share:5.1%}  {frame}" for frame, share in spots["socket_sends_by_caller"][:3]
+            ]
     return "\n".join(lines)
 
 

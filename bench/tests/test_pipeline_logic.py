@@ -91,17 +91,32 @@ def test_hot_spots_share_self_time_by_leaf_and_inclusive_time_of_our_code() -> N
             "loads (json/__init__.py:346) 30",
             "MainThread;run (asyncio/base_events.py:10);handle (/repo/chassis/consumer.py:201);"
             "execute (asyncpg/connection.py:5) 10",
-            "MainThread;run (asyncio/base_events.py:10);send (/repo/services/delivery/sending.py:9) 60",
+            "MainThread;run (asyncio/base_events.py:10);send (services/delivery/sending.py:9) 60",
+            "MainThread;<module> (services/delivery/__main__.py:3);EpollSelector.select (selectors.py:1) 500",
             "garbage line",
         ]
     )
     spots = hot_spots(collapsed)
-    assert spots["self"][0] == ("send (/repo/services/delivery/sending.py)", 0.6)
+    assert spots["self"][0] == ("send (services/delivery/sending.py)", 0.6)  # the idle select left out
     assert ("loads (json/__init__.py)", 0.3) in spots["self"]
     inclusive = dict(spots["ours_inclusive"])
     assert inclusive["handle (/repo/chassis/consumer.py)"] == pytest.approx(0.4)  # lines merged
     assert "run (asyncio/base_events.py)" not in inclusive
-    assert hot_spots("") == {"self": [], "ours_inclusive": [], "samples": []}
+    assert hot_spots("") == {"self": [], "ours_inclusive": [], "socket_sends_by_caller": [], "samples": []}
+
+
+def test_socket_sends_are_charged_to_the_nearest_function_of_ours() -> None:
+    collapsed = "\n".join(
+        [
+            "T;on_batch (chassis/consumer.py:1);insert_orders (services/order/repository.py:5);"
+            "Connection._do_execute (asyncpg/connection.py:9);"
+            "_SelectorSocketTransport.write (asyncio/selector_events.py:1) 30",
+            "T;on_batch (chassis/consumer.py:1);validate (services/order/intake.py:5) 70",
+        ]
+    )
+    assert hot_spots(collapsed)["socket_sends_by_caller"] == [
+        ("insert_orders (services/order/repository.py)", 0.3)
+    ]
 
 
 def test_one_allocation_in_five_asks_for_sms_and_each_has_its_own_recipient() -> None:
