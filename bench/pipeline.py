@@ -165,7 +165,7 @@ async def _steady(
         "rate": rate,
         "duration_s": duration,
         "orders": n,
-        "offered_per_s": n / (max(sent.values()) - first) if n > 1 else rate,
+        "offered_per_s": (n - 1) / (max(sent.values()) - first) if n > 1 else rate,
         "completed_per_s": n / (last - first),
         "latency": latency_summary([tracker.completed[r] - sent[r] for r in sent]),
     }
@@ -355,8 +355,12 @@ def main() -> None:
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(record, indent=2) + "\n")
     png = json_path.with_suffix(".png")
-    write_plot(record, png)
-    print(f"\nwritten to {json_path} and {png}")
+    try:
+        write_plot(record, png)
+    except ImportError:
+        print(f"\nwritten to {json_path}; no plot: matplotlib is missing (pip install -e '.[dev]')")
+    else:
+        print(f"\nwritten to {json_path} and {png}")
 
 
 if __name__ == "__main__":
