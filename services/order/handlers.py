@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -19,7 +20,7 @@ from contracts.vouchers import CampaignChanged, CampaignStatus, VoucherIssued, V
 
 from . import intake, repository
 from .domain import OrderEvent
-from .orders import Cause, Recipient, cancel_order, create_orders, follow
+from .orders import Cause, Followed, Recipient, cancel_order, create_orders, follow_many
 from .repository import NewOrder
 
 log = structlog.get_logger(__name__)
@@ -63,57 +64,81 @@ async def on_campaign_changed(conn: Connection, envelope: Envelope[CampaignChang
         )
 
 
-async def on_record_submitted(conn: Connection, envelope: Envelope[SubmittedRecordCells]) -> None:
-    cells = envelope.data.model_dump()
-    candidate = intake.Candidate(cells=cells)
+def _submitted(envelope: Envelope[SubmittedRecordCells]) -> intake.Candidate:
+    candidate = intake.Candidate(cells=envelope.data.model_dump(), cause=_cause(envelope))
     if intake.usable_identifier(candidate.external_ref) is None:
         raise RecordWithoutReference("the record has no usable external_ref (1 to 200 characters)")
-    await intake.validate(conn, [candidate], batch_id=None)
-    cause = _cause(envelope)
-    await intake.accept(conn, [candidate], source="topic", cause=cause)
-    await intake.announce_rejections(conn, [candidate], source="topic", cause=cause)
+    return candidate
 
 
-async def on_voucher_issued(conn: Connection, envelope: Envelope[VoucherIssued]) -> None:
-    await follow(
-        conn,
-        envelope.data.order_id,
-        OrderEvent.VOUCHER_ISSUED,
-        _cause(envelope),
-        reason=f"code {envelope.data.masked_code} issued",
+async def on_records_submitted(conn: Connection, envelopes: Sequence[Envelope[SubmittedRecordCells]]) -> None:
+    """Records judged and accepted together, with the effect of taking them one by one: a reference
+    repeated in the batch is judged after its earlier occurrence was (so it is a duplicate of it)."""
+    rounds: list[list[intake.Candidate]] = []
+    seen: dict[str | None, int] = {}
+    for envelope in envelopes:
+        candidate = _submitted(envelope)
+        n = seen[candidate.external_ref] = seen.get(candidate.external_ref, -1) + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(candidate)
+    for candidates in rounds:
+        cause = candidates[0].cause
+        assert cause is not None
+        await intake.validate(conn, candidates, batch_id=None)
+        await intake.accept(conn, candidates, source="topic", cause=cause)
+        await intake.announce_rejections(conn, candidates, source="topic", cause=cause)
+
+
+async def on_record_submitted(conn: Connection, envelope: Envelope[SubmittedRecordCells]) -> None:
+    await on_records_submitted(conn, [envelope])
+
+
+def _voucher_issued(envelope: Envelope[VoucherIssued]) -> Followed:
+    data = envelope.data
+    return Followed(
+        data.order_id, OrderEvent.VOUCHER_ISSUED, _cause(envelope), f"code {data.masked_code} issued"
     )
 
 
-async def on_voucher_issue_failed(conn: Connection, envelope: Envelope[VoucherIssueFailed]) -> None:
-    await follow(
-        conn,
-        envelope.data.order_id,
-        OrderEvent.VOUCHER_ISSUE_FAILED,
-        _cause(envelope),
-        reason=envelope.data.reason,
-    )
+def _voucher_issue_failed(envelope: Envelope[VoucherIssueFailed]) -> Followed:
+    data = envelope.data
+    return Followed(data.order_id, OrderEvent.VOUCHER_ISSUE_FAILED, _cause(envelope), data.reason)
 
 
-async def on_delivery_succeeded(conn: Connection, envelope: Envelope[DeliverySucceeded]) -> None:
-    await follow(
-        conn,
-        envelope.data.order_id,
+def _delivery_succeeded(envelope: Envelope[DeliverySucceeded]) -> Followed:
+    data = envelope.data
+    return Followed(
+        data.order_id,
         OrderEvent.DELIVERY_SUCCEEDED,
         _cause(envelope),
-        reason=f"delivered by {envelope.data.channel} (attempt {envelope.data.attempt})",
+        f"delivered by {data.channel} (attempt {data.attempt})",
     )
 
 
-async def on_delivery_failed(conn: Connection, envelope: Envelope[DeliveryFailed]) -> None:
+def _delivery_failed(envelope: Envelope[DeliveryFailed]) -> Followed:
     data = envelope.data
     event = OrderEvent.DELIVERY_FAILED_FINAL if data.final else OrderEvent.DELIVERY_RETRYING
-    await follow(
-        conn,
+    return Followed(
         data.order_id,
         event,
         _cause(envelope),
-        reason=f"{data.reason_code} (attempt {data.attempt}{', final' if data.final else ''})",
+        f"{data.reason_code} (attempt {data.attempt}{', final' if data.final else ''})",
     )
+
+
+def _following(
+    name: str, topic: Topics, payload: type[EventData], item: Callable[[Any], Followed]
+) -> Subscription:
+    """A voucher or delivery event applied to its order; a fetched batch of them in a few statements."""
+
+    async def handle_batch(conn: Connection, envelopes: Sequence[Envelope[Any]]) -> None:
+        await follow_many(conn, [item(e) for e in envelopes])
+
+    async def handle(conn: Connection, envelope: Envelope[Any]) -> None:
+        await follow_many(conn, [item(envelope)])
+
+    return Subscription(name, topic, payload, handle, handle_batch=handle_batch)
 
 
 async def on_cancel_requested(conn: Connection, envelope: Envelope[OrderCancelRequested]) -> None:
@@ -194,15 +219,19 @@ async def _create_cancelled(conn: Connection, new: NewOrder, cause: Cause, probl
 def subscriptions() -> list[Subscription]:
     return [
         Subscription("campaigns", Topics.CAMPAIGN_CHANGED, CampaignChanged, on_campaign_changed),
-        Subscription("ipa-intake", Topics.IPA_RECORD_SUBMITTED, SubmittedRecordCells, on_record_submitted),
-        Subscription("voucher-issued", Topics.VOUCHER_ISSUED, VoucherIssued, on_voucher_issued),
         Subscription(
-            "voucher-issue-failed", Topics.VOUCHER_ISSUE_FAILED, VoucherIssueFailed, on_voucher_issue_failed
+            "ipa-intake",
+            Topics.IPA_RECORD_SUBMITTED,
+            SubmittedRecordCells,
+            on_record_submitted,
+            handle_batch=on_records_submitted,
         ),
-        Subscription(
-            "delivery-succeeded", Topics.DELIVERY_SUCCEEDED, DeliverySucceeded, on_delivery_succeeded
+        _following("voucher-issued", Topics.VOUCHER_ISSUED, VoucherIssued, _voucher_issued),
+        _following(
+            "voucher-issue-failed", Topics.VOUCHER_ISSUE_FAILED, VoucherIssueFailed, _voucher_issue_failed
         ),
-        Subscription("delivery-failed", Topics.DELIVERY_FAILED, DeliveryFailed, on_delivery_failed),
+        _following("delivery-succeeded", Topics.DELIVERY_SUCCEEDED, DeliverySucceeded, _delivery_succeeded),
+        _following("delivery-failed", Topics.DELIVERY_FAILED, DeliveryFailed, _delivery_failed),
         Subscription(
             "cancel-requests", Topics.ORDER_CANCEL_REQUESTED, OrderCancelRequested, on_cancel_requested
         ),

@@ -37,6 +37,7 @@ class Candidate:
     order_id: uuid.UUID | None = None
     accepted: bool = False
     first_row: int | None = None  # of the batch rows with this reference, when read with them
+    cause: Cause | None = None  # its own event, when candidates from several events are judged together
 
     @property
     def external_ref(self) -> str | None:
@@ -123,7 +124,7 @@ async def accept(
             [batch_id] * len(records),
             [r.batch_ref for r in records],
             [c.row_number for c in valid],
-            [cause.event_id] * len(records),
+            [(c.cause or cause).event_id for c in valid],
             [r.member_id for r in records],
             [r.campaign_id for r in records],
             [str(r.reward_type) for r in records],
@@ -151,7 +152,7 @@ async def accept(
             accepted_events.append(
                 OutgoingEvent(
                     r.external_ref,
-                    cause.new_envelope(
+                    (c.cause or cause).new_envelope(
                         Topics.IPA_RECORD_ACCEPTED,
                         IpaRecordAccepted(
                             external_ref=r.external_ref,
@@ -183,7 +184,7 @@ async def accept(
                     batch_id=batch_id,
                 ),
                 Recipient(name=c.record.name, email=c.record.email, phone=c.record.phone),
-                cause,
+                c.cause or cause,
             )
             for c in won
             if c.record is not None and c.order_id is not None
@@ -217,7 +218,7 @@ async def announce_rejections(
         events.append(
             OutgoingEvent(
                 ref,
-                cause.new_envelope(
+                (c.cause or cause).new_envelope(
                     Topics.IPA_RECORD_REJECTED,
                     IpaRecordRejected(
                         external_ref=ref,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -92,7 +92,7 @@ async def create_orders(
     rows = await repository.insert_orders(
         conn,
         [o for o, _, _ in orders],
-        actor=orders[0][2].actor,
+        actors=[c.actor for _, _, c in orders],
         cause_event_ids=[c.event_id for _, _, c in orders],
     )
     events: list[OutgoingEvent] = []
@@ -153,6 +153,13 @@ async def apply(
         reason=reason,
         needs_attention=needs_attention,
     )
+    _count(order, decision, event)
+    if decision.changed:
+        await add_to_outbox(conn, [_state_changed_event(order, decision, cause, reason)])
+    return decision
+
+
+def _count(order: OrderRow, decision: Decision, event: str) -> None:
     ORDER_EVENTS.labels(
         event, "applied" if decision.applied else ("late" if decision.late else "stale")
     ).inc()
@@ -160,37 +167,66 @@ async def apply(
         log.warning(
             "order_late_event", order_id=str(order.order_id), order_event=event, state=str(order.status.state)
         )
-    if decision.changed:
-        await add_to_outbox(
-            conn,
-            [
-                OutgoingEvent(
-                    str(order.order_id),
-                    cause.new_envelope(
-                        Topics.ORDER_STATE_CHANGED,
-                        state_changed(order, decision, reason=reason, actor=cause.actor),
-                    ),
-                )
-            ],
-        )
-    return decision
 
 
-async def follow(
-    conn: Connection, order_id: uuid.UUID, event: OrderEvent, cause: Cause, *, reason: str | None = None
-) -> Decision | None:
-    """Apply a voucher or delivery event; events for orders this service does not know are skipped."""
-    order = await repository.lock_order(conn, order_id=order_id)
-    if order is None:
-        log.info("order_event_for_unknown_order", order_id=str(order_id), order_event=str(event))
-        return None
-    decision = decide(order.status, event)
-    attention = None
-    if decision.applied:
-        attention = event is OrderEvent.DELIVERY_FAILED_FINAL
-    return await apply(
-        conn, order, decision, event=str(event), cause=cause, reason=reason, needs_attention=attention
+def _state_changed_event(
+    order: OrderRow, decision: Decision, cause: Cause, reason: str | None
+) -> OutgoingEvent:
+    return OutgoingEvent(
+        str(order.order_id),
+        cause.new_envelope(
+            Topics.ORDER_STATE_CHANGED, state_changed(order, decision, reason=reason, actor=cause.actor)
+        ),
     )
+
+
+@dataclass(frozen=True)
+class Followed:
+    """One voucher or delivery event for `follow_many`."""
+
+    order_id: uuid.UUID
+    event: OrderEvent
+    cause: Cause
+    reason: str | None = None
+
+
+async def follow_many(conn: Connection, items: Sequence[Followed]) -> list[Decision | None]:
+    """`follow` for each item in turn, with a fixed number of statements whatever their number: the
+    orders are locked together, decided in order (an order met twice sees its first decision), and
+    the rows, timeline and events are written set-based."""
+    orders = await repository.lock_orders(conn, [i.order_id for i in items])
+    entries: list[repository.Entry] = []
+    events: list[OutgoingEvent] = []
+    decisions: list[Decision | None] = []
+    for item in items:
+        order = orders.get(item.order_id)
+        if order is None:
+            log.info(
+                "order_event_for_unknown_order", order_id=str(item.order_id), order_event=str(item.event)
+            )
+            decisions.append(None)
+            continue
+        decision = decide(order.status, item.event)
+        attention = (item.event is OrderEvent.DELIVERY_FAILED_FINAL) if decision.applied else None
+        entries.append(
+            repository.Entry(
+                order=order,
+                decision=decision,
+                event=str(item.event),
+                actor=item.cause.actor,
+                cause_event_id=item.cause.event_id,
+                reason=item.reason,
+                needs_attention=attention,
+            )
+        )
+        _count(order, decision, str(item.event))
+        if decision.changed:
+            events.append(_state_changed_event(order, decision, item.cause, item.reason))
+        orders[item.order_id] = replace(order, status=decision.after)
+        decisions.append(decision)
+    await repository.record_decisions(conn, entries)
+    await add_to_outbox(conn, events)
+    return decisions
 
 
 async def cancel_order(

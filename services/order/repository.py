@@ -117,7 +117,11 @@ async def load_campaigns(conn: Connection, campaign_ids: Sequence[str]) -> dict[
 
 
 async def insert_orders(
-    conn: Connection, orders: Sequence[NewOrder], *, actor: str, cause_event_ids: Sequence[uuid.UUID | None]
+    conn: Connection,
+    orders: Sequence[NewOrder],
+    *,
+    actors: Sequence[str],
+    cause_event_ids: Sequence[uuid.UUID | None],
 ) -> list[OrderRow]:
     """Insert new pending orders with their creation on the timeline. Booking ids are random; the
     unique constraint catches the (astronomically rare) collision and the insert is retried."""
@@ -142,8 +146,9 @@ async def insert_orders(
                     )
                     INSERT INTO order_timeline (order_id, event, applied, state, fulfilment_status, actor,
                                                 cause_event_id)
-                    SELECT t.order_id, 'created', true, 'pending', 'awaiting_voucher', $13, t.cause
-                      FROM unnest($1::uuid[], $14::uuid[]) WITH ORDINALITY AS t(order_id, cause, n)
+                    SELECT t.order_id, 'created', true, 'pending', 'awaiting_voucher', t.actor, t.cause
+                      FROM unnest($1::uuid[], $13::text[], $14::uuid[]) WITH ORDINALITY
+                           AS t(order_id, actor, cause, n)
                      ORDER BY t.n
                     """,
                     [o.order_id for o in orders],
@@ -158,7 +163,7 @@ async def insert_orders(
                     [o.amount for o in orders],
                     [o.currency for o in orders],
                     [str(o.channel) for o in orders],
-                    actor,
+                    list(actors),
                     list(cause_event_ids),
                 )
             break
@@ -245,9 +250,101 @@ async def record_decision(
         str(decision.before.fulfilment) if decision.before.fulfilment else None,
         actor,
         cause_event_id,
-        reason if decision.applied else (decision.note if reason is None else f"{reason} ({decision.note})"),
+        _timeline_reason(decision, reason),
         *((needs_attention,) if decision.applied else ()),
     )
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One event met by one order: the decision, and what goes on the timeline."""
+
+    order: OrderRow
+    decision: Decision
+    event: str
+    actor: str
+    cause_event_id: uuid.UUID | None
+    reason: str | None
+    needs_attention: bool | None = None
+
+
+async def lock_orders(conn: Connection, order_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, OrderRow]:
+    """Lock several orders at once, always in the same order (two batches never deadlock)."""
+    rows = await conn.fetch(
+        f"SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = ANY($1::uuid[]) ORDER BY order_id FOR UPDATE",
+        sorted(set(order_ids)),
+    )
+    return {r["order_id"]: OrderRow.from_record(r) for r in rows}
+
+
+async def record_decisions(conn: Connection, entries: Sequence[Entry]) -> None:
+    """`record_decision` for many entries, in their order, in one statement: each order row ends as
+    its last applied decision left it (late ones counted), and every entry is on the timeline."""
+    if not entries:
+        return
+    final: dict[uuid.UUID, tuple[Entry | None, int]] = {}
+    for e in entries:
+        applied, late = final.get(e.order.order_id, (None, 0))
+        if e.decision.applied:
+            applied = e
+        elif e.decision.late:
+            late += 1
+        final[e.order.order_id] = (applied, late)
+    touched = [(order_id, applied, late) for order_id, (applied, late) in final.items() if applied or late]
+
+    def fulfilment(status: Status) -> str | None:
+        return str(status.fulfilment) if status.fulfilment else None
+
+    await conn.execute(
+        """
+        WITH change AS (
+            UPDATE orders AS o
+               SET state = CASE WHEN u.applied THEN u.state ELSE o.state END,
+                   fulfilment_status = CASE WHEN u.applied THEN u.fulfilment ELSE o.fulfilment_status END,
+                   status_reason = CASE WHEN u.applied THEN u.reason ELSE o.status_reason END,
+                   needs_attention = CASE WHEN u.applied THEN COALESCE(u.attention, o.needs_attention)
+                                          ELSE o.needs_attention END,
+                   late_events = o.late_events + u.late,
+                   updated_at = now()
+              FROM unnest($1::uuid[], $2::boolean[], $3::text[], $4::text[], $5::text[], $6::boolean[],
+                          $7::int[]) AS u(order_id, applied, state, fulfilment, reason, attention, late)
+             WHERE o.order_id = u.order_id
+        )
+        INSERT INTO order_timeline (order_id, event, applied, late, state, fulfilment_status, previous_state,
+                                    previous_fulfilment_status, actor, cause_event_id, reason)
+        SELECT t.order_id, t.event, t.applied, t.late, t.state, t.fulfilment_status, t.previous_state,
+               t.previous_fulfilment_status, t.actor, t.cause_event_id, t.reason
+          FROM unnest($8::uuid[], $9::text[], $10::boolean[], $11::boolean[], $12::text[], $13::text[],
+                      $14::text[], $15::text[], $16::text[], $17::uuid[], $18::text[]) WITH ORDINALITY
+               AS t(order_id, event, applied, late, state, fulfilment_status, previous_state,
+                    previous_fulfilment_status, actor, cause_event_id, reason, n)
+         ORDER BY t.n
+        """,
+        [order_id for order_id, _, _ in touched],
+        [a is not None for _, a, _ in touched],
+        [str(a.decision.after.state) if a else None for _, a, _ in touched],
+        [fulfilment(a.decision.after) if a else None for _, a, _ in touched],
+        [a.reason if a else None for _, a, _ in touched],
+        [a.needs_attention if a else None for _, a, _ in touched],
+        [late for _, _, late in touched],
+        [e.order.order_id for e in entries],
+        [e.event for e in entries],
+        [e.decision.applied for e in entries],
+        [e.decision.late for e in entries],
+        [str(e.decision.after.state) for e in entries],
+        [fulfilment(e.decision.after) for e in entries],
+        [str(e.decision.before.state) for e in entries],
+        [fulfilment(e.decision.before) for e in entries],
+        [e.actor for e in entries],
+        [e.cause_event_id for e in entries],
+        [_timeline_reason(e.decision, e.reason) for e in entries],
+    )
+
+
+def _timeline_reason(decision: Decision, reason: str | None) -> str | None:
+    if decision.applied:
+        return reason
+    return decision.note if reason is None else f"{reason} ({decision.note})"
 
 
 # Queries
