@@ -243,8 +243,9 @@ async def _record(conn: Connection, vault: CodeVault, campaign: asyncpg.Record, 
         events += [(issued, grant.pending), (changed, grant.pending)]
     if campaign["low_stock_threshold"] > 0 and not campaign["stock_low_notified"]:
         low = await _stock_low(conn, campaign_id, grants)
-        if low is not None:
-            events.append(low)
+        if low is not None:  # right after the events of the grant that crossed the threshold
+            crossing = next(n for n, g in enumerate(grants) if g.pending is low[1])
+            events.insert(2 * crossing + 2, low)
     await publish_each(conn, [(data, p.cause, p.request.correlation_id) for data, p in events])
 
 
