@@ -9,6 +9,7 @@ the broker is away: every record of a burst is eventually accepted, and `accepte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class Burst:
     started_at: float = field(init=False, default=0.0)
     finished_at: float | None = field(init=False, default=None)
     _task: asyncio.Task[None] | None = field(init=False, default=None, repr=False)
+    _progressed: asyncio.Event = field(init=False, default_factory=asyncio.Event, repr=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.slot < 1000:
@@ -75,7 +77,7 @@ class Burst:
             n,
             channel=channel,
             email=f"{ref}@{self.campaign_id}.example.com".lower(),
-            phone=f"+4478{self.slot:03d}{n:05d}",
+            phone=f"+4478{int(p.RUN, 16) % 100:02d}{self.slot:03d}{n:05d}",
         )
 
     # --- recipients -------------------------------------------------------------------------------
@@ -101,7 +103,8 @@ class Burst:
     async def reached(self, fraction: float) -> None:
         """Return once `fraction` of the records were accepted by the broker (or the burst ended)."""
         while self.progress < fraction * self.size and not self.done:
-            await asyncio.sleep(0.05)
+            self._progressed.clear()
+            await self._progressed.wait()
 
     @property
     def done(self) -> bool:
@@ -142,9 +145,11 @@ class Burst:
                             producer = None
                         await asyncio.sleep(0.5)
                 self.accepted.update(k.decode() for k, _ in chunk)
+                self._progressed.set()
                 await asyncio.sleep(max(0.0, 0.1 - (time.monotonic() - began)))
         finally:
             self.finished_at = time.monotonic()
+            self._progressed.set()
             if producer is not None:
                 await _stop_quietly(producer)
 
@@ -162,7 +167,6 @@ async def _producer(bootstrap: str) -> AIOKafkaProducer:
 
 
 async def _stop_quietly(producer: AIOKafkaProducer) -> None:
-    try:
+    # A producer of a dead broker may fail to stop; it is dropped anyway.
+    with contextlib.suppress(Exception):
         await asyncio.wait_for(producer.stop(), 10)
-    except Exception:
-        pass

@@ -266,7 +266,10 @@ async def check(
 
 
 def table(outcomes: list[Outcome]) -> list[str]:
-    header = f"{'scenario':<34} {'sent':>6} {'completed':>9} {'lost':>5} {'doubled':>7} {'restart s':>9} {'settle s':>8}  ok"
+    header = (
+        f"{'scenario':<34} {'sent':>6} {'completed':>9} {'lost':>5} {'doubled':>7} "
+        f"{'restart s':>9} {'settle s':>8}  ok"
+    )
     lines = [header, "-" * len(header)]
     for o in outcomes:
         lines.append(

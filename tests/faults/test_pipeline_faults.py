@@ -7,14 +7,23 @@ campaign, refs and recipients. The table of scenarios is printed at the end of t
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Iterator
 
 import asyncpg
 import pytest
 
 from chassis.settings import SERVICE_PORTS
+from chassis.testing import produce, wait_until
+from contracts.ipa import IpaRecordSubmitted
+from contracts.registry import TOPICS
+from contracts.topics import Topics
+from tests import pipeline as p
+from tests.faults import kafka_tools as kt
 from tests.faults.burst import Burst
+from tests.faults.invariants import check
 from tests.faults.scenarios import Recovery, assert_held, restart, run_scenario
+from tests.pipeline import RUN
 from tests.system import System, running_system
 
 pytestmark = pytest.mark.fault
@@ -29,6 +38,114 @@ DOWN_FOR_S = 2.0
 def system() -> Iterator[System]:
     with running_system(env={"ORCHARD_SHUTDOWN_GRACE": str(SHUTDOWN_GRACE_S)}) as running:
         yield running
+
+
+# --------------------------------------------------------------------------------- 4. duplicates, replays
+
+
+async def test_duplicates_and_replays_on_every_consumed_topic_double_nothing(system: System) -> None:
+    bootstrap = system.config.bootstrap_servers
+    replayed: Counter[str] = Counter()
+
+    async def replay_everything(burst: Burst) -> Recovery:
+        for topic in kt.consumed_topics():
+            replayed[topic] += await kt.replay(bootstrap, topic)
+        sent = [payload for payload in burst.payloads if payload[0].decode() in burst.accepted]
+        await produce(bootstrap, Topics.IPA_RECORD_SUBMITTED, sent)  # the very same events again
+        again = [  # the same records in new envelopes, as an upstream resending them would
+            (
+                r["external_ref"].encode(),
+                p.envelope(IpaRecordSubmitted.model_validate(r), Topics.IPA_RECORD_SUBMITTED, "hris"),
+            )
+            for r in burst.records
+            if r["external_ref"] in burst.accepted
+        ]
+        await produce(bootstrap, Topics.IPA_RECORD_SUBMITTED, again)
+        return Recovery(
+            notes=(f"mid-burst: {sum(replayed.values())} messages replayed, {2 * len(sent)} records resent",)
+        )
+
+    outcome, burst = await run_scenario(
+        system, "duplicates + replays", "duplicates", 30, replay_everything, at=0.5
+    )
+    # Once it settled, everything the burst caused is on the topics: replay all of it once more.
+    before = sum(replayed.values())
+    for topic in kt.consumed_topics():
+        replayed[topic] += await kt.replay(bootstrap, topic)
+    groups = await kt.consuming_groups(bootstrap)
+    await wait_until(
+        lambda: _caught_up(bootstrap, groups), timeout=180, interval=1.0, what="every group to catch up"
+    )
+    await asyncio.sleep(3)  # a duplicate that slipped through would be queued for a send by now
+    final = await check(system, burst, "duplicates + replays (after)")
+    outcome.violations.extend(v for v in final.violations if v not in outcome.violations)
+    outcome.doubled = max(outcome.doubled, final.doubled)
+    outcome.lost = max(outcome.lost, final.lost)
+    empty = sorted(topic for topic in kt.consumed_topics() if not replayed[topic])
+    outcome.notes.append(f"after settling: {sum(replayed.values()) - before} messages replayed")
+    outcome.notes.append(f"consumed topics without traffic to replay: {', '.join(empty) or 'none'}")
+    assert_held(outcome)
+
+
+async def _caught_up(bootstrap: str, groups: dict[str, set[str]]) -> bool:
+    return not any((await kt.lag(bootstrap, groups)).values())
+
+
+# --------------------------------------------------------------------------------- 5. poison messages
+
+
+async def test_poison_on_every_consumed_topic_is_dead_lettered_once_per_group_and_the_flow_goes_on(
+    system: System,
+) -> None:
+    bootstrap = system.config.bootstrap_servers
+    poisons = [poison for topic in kt.consumed_topics() for poison in kt.poison_for(topic, RUN)]
+
+    async def inject(burst: Burst) -> Recovery:
+        await kt.inject(bootstrap, poisons)
+        return Recovery(notes=(f"{len(poisons)} poison messages on {len(kt.consumed_topics())} topics",))
+
+    outcome, _ = await run_scenario(system, "poison messages", "poison", 31, inject)
+    groups = await kt.consuming_groups(bootstrap)
+    for spec in TOPICS:  # the broker's view agrees with the registry: every consumer reads its topics
+        assert {g.split(".")[1] for g in groups.get(spec.name, ())} == set(spec.consumers), spec.name
+
+    async def all_dead_lettered() -> bool:
+        letters = await _poison_letters(bootstrap, poisons)
+        return all(set(letters[poison]) >= groups[poison.topic] for poison in poisons)
+
+    await wait_until(
+        all_dead_lettered, timeout=120, interval=1.0, what="every poison in its DLQ for every group"
+    )
+    letters = await _poison_letters(bootstrap, poisons)
+    codes: Counter[str] = Counter()
+    for poison in poisons:
+        by_group = letters[poison]
+        # once per consuming group: `_poison_letters` fails on a second dead letter of one group
+        assert set(by_group) == groups[poison.topic], (poison.topic, poison.kind, sorted(by_group))
+        for letter in by_group.values():
+            assert letter.error, letter
+            assert letter.original_topic == poison.topic, letter
+            codes[f"{poison.kind}→{letter.error_code}"] += 1
+    outcome.notes.append("dead letters: " + ", ".join(f"{k} x{n}" for k, n in sorted(codes.items())))
+    assert_held(outcome)
+
+
+async def _poison_letters(
+    bootstrap: str, poisons: list[kt.Poison]
+) -> dict[kt.Poison, dict[str, kt.DeadLetter]]:
+    """Each poison's dead letters by consuming group (a group dead-lettering it twice fails the test)."""
+    found: dict[kt.Poison, dict[str, kt.DeadLetter]] = {poison: {} for poison in poisons}
+    for topic in {poison.topic for poison in poisons}:
+        mine = {poison.value: poison for poison in poisons if poison.topic == topic}
+        for letter in await kt.dead_letters(bootstrap, topic):
+            poison = mine.get(letter.value)
+            if poison is None:
+                continue
+            assert letter.consumer not in found[poison], (
+                f"{topic}: {letter.consumer} dead-lettered {poison.kind} twice"
+            )
+            found[poison][letter.consumer] = letter
+    return found
 
 
 # --------------------------------------------------------------------------------- 1. SIGKILL each service
@@ -47,7 +164,7 @@ async def test_a_service_killed_mid_burst_loses_and_doubles_nothing(system: Syst
     assert_held(outcome)
 
 
-# --------------------------------------------------------------------------------- 2. the broker, the database
+# ---------------------------------------------------------------------------- 2. the broker, the database
 
 
 async def test_the_broker_killed_mid_burst_loses_and_doubles_nothing(system: System) -> None:
