@@ -24,7 +24,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.message import EmailMessage
@@ -34,6 +34,7 @@ from typing import Any
 
 import aiosmtplib
 import httpx
+import psutil
 from pydantic import SecretStr
 
 from chassis.db import apply_migrations, create_pool
@@ -60,10 +61,54 @@ class Result:
     workers: int
     messages: int
     seconds: float
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    """CPU seconds spent during the run by: this process (the client or our workers), the sinks, Postgres."""
 
     @property
     def rate(self) -> float:
         return self.messages / self.seconds
+
+    def cpu_ms(self, who: str) -> float:
+        return 1000 * self.cpu_s.get(who, 0.0) / self.messages
+
+
+def _cpu_of(pids: list[int]) -> float:
+    """CPU seconds of these processes and all their descendants, including exited (reaped) children."""
+    total = 0.0
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            family = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for proc in family:
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+@dataclass
+class CpuMeter:
+    """CPU per message is what a loaded 2-core machine still measures fairly (wall time is shared)."""
+
+    sink_pids: list[int]
+    postgres_pid: int | None
+
+    def sample(self) -> dict[str, float]:
+        me = psutil.Process().cpu_times()
+        return {
+            "client": me.user + me.system,
+            "sinks": _cpu_of(self.sink_pids),
+            "postgres": _cpu_of([self.postgres_pid]) if self.postgres_pid else 0.0,
+        }
+
+    @staticmethod
+    def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        return {k: after[k] - before[k] for k in before}
+
+
+METER = CpuMeter([], None)
 
 
 @dataclass
@@ -71,6 +116,7 @@ class Sinks:
     smtp_port: int
     provider_url: str
     directory: Path
+    pids: list[int] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -93,7 +139,7 @@ def running_sinks(base: Path) -> Iterator[Sinks]:
             if time.monotonic() > deadline:
                 raise RuntimeError("the sinks did not start; see their logs")
             time.sleep(0.05)
-        yield Sinks(smtp_port, f"http://127.0.0.1:{provider_port}", base)
+        yield Sinks(smtp_port, f"http://127.0.0.1:{provider_port}", base, [p.pid for p in processes])
     finally:
         for process in processes:
             kill_tree(process.pid)
@@ -107,6 +153,7 @@ def postgres(base: Path) -> Iterator[str]:
     server = PostgresServer(base / "pg", free_port(), tie_to_parent=True)
     try:
         server.start()
+        METER.postgres_pid = server.pid
         yield asyncio.run(provision_database(server.admin_dsn, "orchard_bench"))
     finally:
         server.stop()
@@ -179,6 +226,7 @@ async def ours(admin_dsn: str, sinks: Sinks, channel: Channel, workers: int, cou
     async with _schema(admin_dsn, workers * 2 + 4) as (dsn, schema, pool):
         await _queue(pool, settings, channel, count)
         engine = DeliveryEngine(settings, default_senders(settings))
+        cpu = METER.sample()
         began = time.monotonic()
         await engine.start(pool, dsn, schema)
         try:
@@ -186,12 +234,13 @@ async def ours(admin_dsn: str, sinks: Sinks, channel: Channel, workers: int, cou
                 lambda: pool.fetchval("SELECT count(*) FROM deliveries WHERE status IN ('sent', 'failed')"),
                 count,
             )
+            spent = METER.spent(cpu, METER.sample())
         finally:
             await engine.stop()
         failed = await pool.fetchval("SELECT count(*) FROM deliveries WHERE status = 'failed'")
         if failed:
             raise RuntimeError(f"{failed} deliveries failed during the benchmark")
-    return Result("delivery service", channel.value, workers, count, ended - began)
+    return Result("delivery service", channel.value, workers, count, ended - began, spent)
 
 
 def _raw_email() -> bytes:
@@ -223,6 +272,14 @@ async def _concurrently(workers: int, count: int, send_one: Callable[[int], Awai
     return time.monotonic() - began
 
 
+async def _measured(
+    label: str, channel: str, workers: int, count: int, send_one: Callable[[int], Awaitable[None]]
+) -> Result:
+    cpu = METER.sample()
+    seconds = await _concurrently(workers, count, send_one)
+    return Result(label, channel, workers, count, seconds, METER.spent(cpu, METER.sample()))
+
+
 async def raw_smtp(sinks: Sinks, workers: int, count: int) -> Result:
     """The best a bare client does: one kept session per worker, the message composed once (only its
     Message-ID changes), MAIL/RCPT/DATA per message."""
@@ -240,12 +297,11 @@ async def raw_smtp(sinks: Sinks, workers: int, count: int) -> Result:
         sessions.put_nowait(client)
 
     try:
-        seconds = await _concurrently(workers, count, send)
+        return await _measured("raw aiosmtplib", "email", workers, count, send)
     finally:
         while not sessions.empty():
             with contextlib.suppress(Exception):
                 await sessions.get_nowait().quit()
-    return Result("raw aiosmtplib", "email", workers, count, seconds)
 
 
 async def raw_http(sinks: Sinks, workers: int, count: int) -> Result:
@@ -265,10 +321,11 @@ async def raw_http(sinks: Sinks, workers: int, count: int) -> Result:
             )
             answer.raise_for_status()
 
-        return Result("raw httpx", "sms", workers, count, await _concurrently(workers, count, send))
+        return await _measured("raw httpx", "sms", workers, count, send)
 
 
 async def run(admin_dsn: str, sinks: Sinks, workers: list[int], count: int) -> list[Result]:
+    METER.sink_pids = sinks.pids
     results = []
     # An unrecorded warm-up: the first connections and the sinks' first writes pay alone otherwise.
     await raw_smtp(sinks, 2, 20)
@@ -283,7 +340,8 @@ async def run(admin_dsn: str, sinks: Sinks, workers: list[int], count: int) -> l
 
 def render(results: list[Result]) -> str:
     header = ("scenario", "channel", "workers", "messages", "seconds", "msg/s", "ratio")
-    lines = ["{:<18} {:<7} {:>7} {:>8} {:>8} {:>8} {:>6}".format(*header)]
+    columns = "{:<18} {:<7} {:>7} {:>8} {:>8} {:>8} {:>6} {:>7} {:>7} {:>7}"
+    lines = [columns.format(*header, "client", "sinks", "pg")]
     baseline: dict[tuple[str, int], float] = {}
     for r in results:
         if r.label.startswith("raw"):
@@ -291,10 +349,15 @@ def render(results: list[Result]) -> str:
         ratio = r.rate / baseline[(r.channel, r.workers)]
         lines.append(
             f"{r.label:<18} {r.channel:<7} {r.workers:>7} {r.messages:>8} {r.seconds:>8.2f}"
-            f" {r.rate:>8.1f} {ratio:>6.2f}"
+            f" {r.rate:>8.1f} {ratio:>6.2f} {r.cpu_ms('client'):>7.2f} {r.cpu_ms('sinks'):>7.2f}"
+            f" {r.cpu_ms('postgres'):>7.2f}"
         )
     lines.append(
         "ratio = our sends/s ÷ the raw client's sends/s to the same sink with the same concurrency, this run."
+    )
+    lines.append(
+        "client / sinks / pg = CPU milliseconds per message of: this process (the raw client, or our"
+        " workers), the two sink processes, the Postgres server (0 with DATABASE_URL)."
     )
     return "\n".join(lines)
 

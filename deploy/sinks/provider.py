@@ -27,19 +27,22 @@ import json
 import os
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
+from urllib.parse import parse_qs
 
 import uvicorn
-from fastapi import FastAPI, Form, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from deploy.infra.paths import var_dir
-from deploy.sinks.files import write_atomically
+from deploy.sinks.files import BatchWriter
 
 DEFAULT_PORT = 8190
 API_PREFIX = "/2010-04-01/Accounts"
@@ -96,6 +99,7 @@ class _State:
     rules: dict[str, FailureRule] = field(default_factory=dict)
     remaining: dict[str, int] = field(default_factory=dict)
     answers: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    in_flight: dict[str, asyncio.Future[tuple[int, dict[str, Any]]]] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def failure_for(self, number: str, channel: str) -> FailureMode | None:
@@ -131,6 +135,10 @@ _FAILURES: dict[FailureMode, tuple[int, int, str]] = {
 }
 
 
+def _answer(status: int, body: dict[str, Any]) -> Response:
+    return Response(json.dumps(body), status_code=status, media_type="application/json")
+
+
 def _basic_user(authorization: str | None) -> str | None:
     if not authorization or not authorization.lower().startswith("basic "):
         return None
@@ -157,10 +165,33 @@ def _remembered_answers(directory: Path) -> dict[str, tuple[int, dict[str, Any]]
     return answers
 
 
-def create_app(config: ProviderConfig) -> FastAPI:
+_MESSAGES_PATH = re.compile("^" + re.escape(API_PREFIX) + r"/([^/]+)/Messages\.json$")
+
+
+class _MessagesFastPath:
+    """Sends `POST …/Messages.json` straight to its handler, past FastAPI's routing, dependency and
+    middleware layers (they cost more than the handler); every other request goes to the app."""
+
+    def __init__(self, app: FastAPI, handler: Callable[[Request, str], Awaitable[Response]]) -> None:
+        self.app = app
+        self.state = app.state
+        self._handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            found = _MESSAGES_PATH.match(scope["path"])
+            if found:
+                response = await self._handler(Request(scope, receive), found.group(1))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(config: ProviderConfig) -> ASGIApp:
     app = FastAPI(title="Orchard fake SMS/WhatsApp provider (Twilio-compatible)")
     state = _State(answers=_remembered_answers(config.messages_dir))
     app.state.provider = state
+    writer = BatchWriter(config.messages_dir)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -180,26 +211,24 @@ def create_app(config: ProviderConfig) -> FastAPI:
             state.remaining.clear()
 
     @app.post(API_PREFIX + "/{account_sid}/Messages.json")
-    async def create_message(
-        request: Request,
-        account_sid: str,
-        to: Annotated[str | None, Form(alias="To")] = None,
-        from_: Annotated[str | None, Form(alias="From")] = None,
-        body: Annotated[str | None, Form(alias="Body")] = None,
-        idempotency_key: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER)] = None,
-    ) -> JSONResponse:
+    async def create_message(request: Request, account_sid: str) -> Response:
+        # The form is read by hand: FastAPI's Form() parsing costs more than the rest of the request.
         if _basic_user(request.headers.get("authorization")) != account_sid:
             return _error(401, 20003, "Authenticate")
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        to, from_, body = (form.get(f, [""])[0] for f in ("To", "From", "Body"))
+        idempotency_key = request.headers.get(IDEMPOTENCY_HEADER)
         if not to or not from_ or not body:
             return _error(400, 21604, "A 'To', 'From' and 'Body' parameter are required")
         channel = "whatsapp" if to.startswith(WHATSAPP_PREFIX) else "sms"
         number = to.removeprefix(WHATSAPP_PREFIX)
-        async with state.lock:
-            if idempotency_key and idempotency_key in state.answers:
-                status, answer = state.answers[idempotency_key]
-                return JSONResponse(answer, status_code=status)
-            failure = FailureMode.INVALID_NUMBER if not _E164.fullmatch(number) else None
-            failure = failure or state.failure_for(number, channel)
+        if idempotency_key:
+            if idempotency_key in state.answers:
+                return _answer(*state.answers[idempotency_key])
+            if idempotency_key in state.in_flight:  # the same message right now: its answer, once
+                return _answer(*await asyncio.shield(state.in_flight[idempotency_key]))
+        failure = FailureMode.INVALID_NUMBER if not _E164.fullmatch(number) else None
+        failure = failure or state.failure_for(number, channel)
         slow = failure is FailureMode.SLOW
         if slow:
             failure = None
@@ -233,20 +262,28 @@ def create_app(config: ProviderConfig) -> FastAPI:
             "idempotency_key": idempotency_key,
             "saved_at": now.isoformat(),
         }
-        async with state.lock:
-            if idempotency_key and idempotency_key in state.answers:
-                status, first = state.answers[idempotency_key]
-                return JSONResponse(first, status_code=status)
-            await asyncio.to_thread(
-                write_atomically, config.messages_dir, f"{sid}.json", json.dumps(saved, indent=2).encode()
-            )
+        claim: asyncio.Future[tuple[int, dict[str, Any]]] | None = None
+        if idempotency_key:
+            claim = state.in_flight[idempotency_key] = asyncio.get_running_loop().create_future()
+        try:
+            await writer.write(f"{sid}.json", json.dumps(saved, indent=2).encode())
+        except BaseException as exc:
+            if claim is not None:
+                claim.set_exception(exc)
+                claim.exception()  # retrieved: a waiter, if any, gets it; nobody else
+            raise
+        finally:
             if idempotency_key:
-                state.answers[idempotency_key] = (201, answer)
+                state.in_flight.pop(idempotency_key, None)
+        if idempotency_key:
+            state.answers[idempotency_key] = (201, answer)
+        if claim is not None and not claim.done():
+            claim.set_result((201, answer))
         if slow:
             await asyncio.sleep(config.timeout_delay_s)
-        return JSONResponse(answer, status_code=201)
+        return _answer(201, answer)
 
-    return app
+    return _MessagesFastPath(app, create_message)
 
 
 def main() -> None:

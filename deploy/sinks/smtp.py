@@ -19,18 +19,20 @@ import os
 import signal
 import uuid
 from dataclasses import dataclass
-from email import message_from_bytes
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from deploy.infra.paths import var_dir
-from deploy.sinks.files import write_atomically
+from deploy.sinks.files import BatchWriter
 
 log = logging.getLogger("orchard.smtp_sink")
 
 DEFAULT_PORT = 1025
+_HEADERS = BytesHeaderParser(policy=compat32)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class MailboxHandler:
 
     def __init__(self, mail_dir: Path) -> None:
         self.mail_dir = mail_dir
+        self._writer = BatchWriter(mail_dir)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -75,9 +78,9 @@ class MailboxHandler:
         content = envelope.original_content or b""
         if isinstance(content, str):
             content = content.encode()
-        message_id = message_from_bytes(content).get("Message-ID")
+        message_id = _HEADERS.parsebytes(content.split(b"\r\n\r\n", 1)[0]).get("Message-ID")
         name = eml_name(message_id)
-        await asyncio.to_thread(write_atomically, self.mail_dir, name, content)
+        await self._writer.write(name, content)
         return f"250 2.0.0 Ok: queued as {name[:12]}"
 
 
@@ -90,6 +93,8 @@ async def start_smtp_sink(config: SmtpSinkConfig) -> asyncio.Server:
         return SMTP(handler, hostname="orchard-smtp-sink", ident="Orchard SMTP sink", loop=loop)
 
     config.mail_dir.mkdir(parents=True, exist_ok=True)
+    # aiosmtpd logs every connection and command at INFO: a line per step of every message.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     return await loop.create_server(protocol, host=config.host, port=config.port, reuse_address=True)
 
 

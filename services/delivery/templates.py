@@ -9,12 +9,20 @@ For template `voucher`, campaign `C` and locale `pt-BR` the first file found win
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    Template,
+    select_autoescape,
+)
 from pydantic import SecretStr
 
 from contracts.values import Channel
@@ -56,7 +64,12 @@ def _value(face_value: Decimal | None, currency: str | None) -> str:
 
 
 class TemplateBook:
+    RESOLVE_TTL_S = 30.0
+    """How long the file chosen for (template, campaign, locale, file) is reused before it is looked
+    up again (so a template added to the operators' directory is picked up within this time)."""
+
     def __init__(self, extra_dir: Path | None = None) -> None:
+        self._chosen: dict[tuple[str, ...], tuple[float, Template]] = {}
         loaders = [FileSystemLoader(str(path)) for path in (extra_dir, BUILT_IN) if path is not None]
         self._env = Environment(
             loader=ChoiceLoader(loaders),
@@ -64,6 +77,20 @@ class TemplateBook:
             undefined=StrictUndefined,
             keep_trailing_newline=False,
         )
+
+    def _select(self, names: list[str]) -> Template:
+        """The first template of `names` that exists. Looking up the missing ones (a file system miss
+        and an exception each) costs more than rendering, so the choice is kept for a while."""
+        key = tuple(names)
+        now = time.monotonic()
+        kept = self._chosen.get(key)
+        if kept is not None and now - kept[0] < self.RESOLVE_TTL_S:
+            return kept[1]
+        chosen = self._env.select_template(names)
+        if len(self._chosen) > 10_000:
+            self._chosen.clear()
+        self._chosen[key] = (now, chosen)
+        return chosen
 
     @staticmethod
     def candidates(template: str, campaign_id: str, locale: str, file: str) -> list[str]:
@@ -78,7 +105,7 @@ class TemplateBook:
         return names
 
     def _render(self, view: VoucherView, template: str, file: str) -> str:
-        chosen = self._env.select_template(self.candidates(template, view.campaign_id, view.locale, file))
+        chosen = self._select(self.candidates(template, view.campaign_id, view.locale, file))
         return chosen.render(
             booking_id=view.booking_id,
             campaign_id=view.campaign_id,
@@ -101,7 +128,7 @@ class TemplateBook:
 
         def one(file: str) -> str:
             names = [f"{template}/{loc}/{file}" for loc in locales] + [f"{template}/{file}"]
-            chosen = self._env.select_template(names)
+            chosen = self._select(names)
             return chosen.render(params=params, name=name, locale=locale).strip()
 
         if channel is Channel.EMAIL:

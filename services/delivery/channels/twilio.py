@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+import base64
+from urllib.parse import urlencode
+
 import httpx
 from pydantic import SecretStr
 
@@ -54,10 +57,20 @@ class TwilioSender:
     ) -> None:
         self._channel = channel
         self._url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
-        self._auth = (account_sid, auth_token.get_secret_value())
+        credentials = base64.b64encode(f"{account_sid}:{auth_token.get_secret_value()}".encode()).decode()
+        self._headers = {
+            "Authorization": f"Basic {credentials}",
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
         self._from = from_number
+        # Kept-alive connections, as many as the channel's workers send at once.
         self._client = httpx.AsyncClient(
-            timeout=timeout_s, limits=httpx.Limits(max_connections=max_connections)
+            timeout=timeout_s,
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=30,
+            ),
         )
 
     def _address(self, number: str) -> str:
@@ -67,13 +80,14 @@ class TwilioSender:
         try:
             answer = await self._client.post(
                 self._url,
-                data={
-                    "To": self._address(message.to),
-                    "From": self._address(self._from),
-                    "Body": message.content.text,
-                },
-                auth=self._auth,
-                headers={IDEMPOTENCY_HEADER: idempotency_key},
+                content=urlencode(
+                    {
+                        "To": self._address(message.to),
+                        "From": self._address(self._from),
+                        "Body": message.content.text,
+                    }
+                ),
+                headers={**self._headers, IDEMPOTENCY_HEADER: idempotency_key},
             )
         except httpx.TimeoutException:
             return SendResult.failure(ReasonCode.PROVIDER_TIMEOUT, "provider timed out")
