@@ -166,3 +166,103 @@ async def _committed_to_end(bootstrap: str, group: str, topic: str) -> bool:
 
 async def _calls_at_least(handler: Handler, n: int) -> bool:
     return handler.calls >= n
+
+
+class BatchHandler:
+    """Applies a whole batch of ticks with one statement; refuses the batch if any tick is poisoned."""
+
+    def __init__(self, single: Handler) -> None:
+        self.single = single
+        self.batches: list[list[int]] = []
+        self.transient_failures_left = 0
+
+    async def __call__(self, conn: Any, envelopes: Any) -> None:
+        ns = [e.data.n for e in envelopes]
+        self.batches.append(ns)
+        if self.transient_failures_left > 0:
+            self.transient_failures_left -= 1
+            raise TransientError("database is busy")
+        await conn.execute(
+            "INSERT INTO effects (n, event_id) SELECT * FROM unnest($1::int[], $2::uuid[])",
+            ns,
+            [e.event_id for e in envelopes],
+        )
+        if set(ns) & self.single.poisoned:
+            raise ValueError("a tick of the batch violates an invariant")
+
+
+@pytest.fixture
+async def running_batched(pool, kafka_bootstrap, new_topic):
+    topic = await new_topic("ticks")
+    single = Handler()
+    batch = BatchHandler(single)
+    broker = KafkaBroker(kafka_bootstrap)
+    consumer = EventConsumer(
+        broker=broker,
+        pool=pool,
+        service=f"test{uuid.uuid4().hex[:6]}",
+        bootstrap_servers=kafka_bootstrap,
+        max_attempts=3,
+    )
+    sub = Subscription(name="ticks", topic=topic, payload=Tick, handle=single, handle_batch=batch)
+    consumer.subscribe(sub)
+    yield topic, batch, consumer, sub, broker
+    await broker.stop()
+    await consumer.close()
+
+
+async def test_a_batch_handler_gets_the_new_events_of_a_batch_at_once_and_only_once(
+    pool, running_batched, kafka_bootstrap
+):
+    topic, batch, consumer, sub, _ = running_batched
+    envelopes = [tick(topic, n) for n in range(1, 6)]
+    await produce(kafka_bootstrap, topic, [(b"k", e.to_bytes()) for e in envelopes + envelopes[:2]])
+    records = sorted(await read_topic(kafka_bootstrap, topic), key=lambda r: r.offset)
+    await consumer.process(sub, records)
+    assert batch.batches == [[1, 2, 3, 4, 5]]  # in order, the repeats of 1 and 2 left out
+    await consumer.process(sub, records)  # redelivered: every event is in the inbox already
+    assert batch.batches == [[1, 2, 3, 4, 5]]
+    assert batch.single.calls == 0
+    assert await effects(pool) == [1, 2, 3, 4, 5]
+
+
+async def test_a_refused_batch_falls_back_to_one_by_one_and_only_the_poison_is_dead_lettered(
+    pool, running_batched, kafka_bootstrap
+):
+    topic, batch, consumer, sub, _ = running_batched
+    batch.single.poisoned.add(3)
+    await produce(kafka_bootstrap, topic, [(b"k", tick(topic, n).to_bytes()) for n in range(1, 6)])
+    records = sorted(await read_topic(kafka_bootstrap, topic), key=lambda r: r.offset)
+    await consumer.process(sub, records)
+    assert batch.batches == [[1, 2, 3, 4, 5]]  # tried once as a batch; its effects were rolled back
+    assert await effects(pool) == [1, 2, 4, 5]
+    letters = await list_dead_letters(kafka_bootstrap, [topic + ".dlq"])
+    assert [(d.error_code, d.attempts) for d in letters] == [("handler_failed", 3)]
+    assert "violates an invariant" in letters[0].error
+    assert await pool.fetchval("SELECT count(*) FROM inbox WHERE consumer = 'ticks'") == 4
+
+
+async def test_a_transient_failure_of_a_batch_handler_retries_the_batch_and_never_falls_back(
+    pool, running_batched, kafka_bootstrap
+):
+    topic, batch, consumer, sub, _ = running_batched
+    batch.transient_failures_left = 1
+    await produce(kafka_bootstrap, topic, [(b"k", tick(topic, n).to_bytes()) for n in (1, 2)])
+    records = sorted(await read_topic(kafka_bootstrap, topic), key=lambda r: r.offset)
+    with pytest.raises(TransientError):
+        await consumer.process(sub, records)
+    assert await effects(pool) == []
+    assert await pool.fetchval("SELECT count(*) FROM inbox") == 0  # the batch's inbox rows rolled back too
+    await consumer.process(sub, records)  # as the consumer loop does after its backoff
+    assert batch.batches == [[1, 2], [1, 2]]
+    assert batch.single.calls == 0
+    assert await effects(pool) == [1, 2]
+
+
+async def test_a_broker_driven_batch_handler_consumes_the_topic(pool, running_batched, kafka_bootstrap):
+    topic, batch, _, _, broker = running_batched
+    await broker.start()
+    await produce(kafka_bootstrap, topic, [(str(n).encode(), tick(topic, n).to_bytes()) for n in range(40)])
+    await wait_until(lambda: _has(pool, *range(40)), what="every tick applied through batches")
+    assert sorted(n for b in batch.batches for n in b) == list(range(40))
+    assert batch.single.calls == 0
