@@ -58,8 +58,9 @@ class ContractModel(BaseModel):
         # Building a model in code is the producer side: refuse fields the contract does not know.
         # Reading off the wire passes context={"tolerant": True} and unknown fields are ignored.
         if isinstance(value, dict) and not (info.context or {}).get("tolerant"):
-            unknown = sorted(str(k) for k in value.keys() - _known_fields(cls))
-            if unknown:
+            extra = value.keys() - _known_fields(cls)
+            if extra:
+                unknown = sorted(str(k) for k in extra)
                 raise ValueError(f"unknown field(s) {', '.join(unknown)}")
         return value
 
@@ -117,7 +118,7 @@ class Envelope(BaseModel, Generic[D]):
         """A fresh envelope; a new chain of events starts its own correlation id."""
         new_id = event_id or uuid.uuid4()
         # Parametrised by the payload's own class so serialisation uses its fields, not the bound's.
-        concrete = cast("type[Envelope[D]]", Envelope.__class_getitem__(type(data)))
+        concrete = _concrete_envelope(type(data))
         return concrete(
             event_id=new_id,
             event_type=event_type,
@@ -186,3 +187,9 @@ def _field_error(error: ErrorDetails) -> dict[str, str]:
         "code": error["type"],
         "message": error["msg"],
     }
+
+
+@functools.cache
+def _concrete_envelope(data_model: type[EventData]) -> type[Envelope[Any]]:
+    """`Envelope[Model]`, looked up once per payload class (pydantic's own lookup costs per call)."""
+    return cast("type[Envelope[Any]]", Envelope.__class_getitem__(data_model))
