@@ -2,11 +2,13 @@
 
 Every chunk is one transaction that also moves the batch's cursor (`next_row`) and counters, so a
 worker that dies mid-batch leaves it resumable where it stopped, by itself after a restart or by
-another replica once the claim is stale. Modes:
-- `accept_valid`: each chunk accepts its valid rows and rejects the others.
-- `dry_run`: each chunk is only validated; nothing is accepted or announced.
-- `all_or_nothing`: everything is validated first; only if no row failed are all rows accepted, in
-  one transaction, so either every record of the batch is accepted or none is.
+another replica once the claim is stale. Every mode first validates every row (so the counts and the
+error report are complete early), then:
+- `accept_valid`: accepts the valid rows chunk by chunk (each judged again as it is accepted: a row
+  whose reference was accepted elsewhere meanwhile, or whose campaign stopped, is rejected after all).
+- `dry_run`: stops there; nothing is accepted or announced.
+- `all_or_nothing`: only if no row failed are all rows accepted, in one transaction, so either every
+  record of the batch is accepted or none is.
 """
 
 from __future__ import annotations
@@ -190,13 +192,13 @@ class BatchProcessor:
         if batch["status"] == BatchStatus.VALIDATING:
             while await self._chunk_pass(batch_id, mode, cause):
                 pass
-            if mode is not Mode.ALL_OR_NOTHING:
+            if mode is Mode.DRY_RUN:
                 await self._finish(batch_id, BatchStatus.COMPLETED)
                 return
             rejected = await self._pool.fetchval(
                 "SELECT rejected FROM ipa_batches WHERE batch_id = $1", batch_id
             )
-            if rejected:
+            if mode is Mode.ALL_OR_NOTHING and rejected:
                 await self._reject_all(batch_id, cause)
                 return
             await self._pool.execute(
@@ -204,7 +206,12 @@ class BatchProcessor:
                 " WHERE batch_id = $1",
                 batch_id,
             )
-        await self._accept_all(batch_id, cause)
+        if mode is Mode.ALL_OR_NOTHING:
+            await self._accept_all(batch_id, cause)
+            return
+        while await self._accept_chunk(batch_id, cause):
+            pass
+        await self._finish(batch_id, BatchStatus.COMPLETED)
 
     async def _rows(self, conn: Connection, batch_id: uuid.UUID, after: int, status: str) -> list[Candidate]:
         rows = await conn.fetch(
@@ -232,36 +239,64 @@ class BatchProcessor:
         ]
 
     async def _chunk_pass(self, batch_id: uuid.UUID, mode: Mode, cause: Cause) -> bool:
-        """Validate (and in accept_valid mode settle) the next chunk; False when none is left."""
+        """Validate the next chunk (rejections announced in accept_valid mode); False when none is left.
+        Every row is judged before any is accepted: the error report is complete early."""
         async with self._pool.acquire() as conn, conn.transaction():
             batch = await conn.fetchrow(
                 "SELECT next_row, source FROM ipa_batches WHERE batch_id = $1 FOR UPDATE", batch_id
             )
+            assert batch is not None
             candidates = await self._rows(conn, batch_id, batch["next_row"], "received")
             if not candidates:
                 return False
             await intake.validate(conn, candidates, batch_id=batch_id)
             if mode is Mode.ACCEPT_VALID:
-                source = batch["source"]
-                await intake.accept(conn, candidates, source=source, cause=cause, batch_id=batch_id)
                 await intake.announce_rejections(
-                    conn, candidates, source=source, cause=cause, batch_id=batch_id
+                    conn, candidates, source=batch["source"], cause=cause, batch_id=batch_id
                 )
-            await _save_outcomes(conn, batch_id, candidates, settled=mode is Mode.ACCEPT_VALID)
+            await _save_outcomes(conn, batch_id, candidates, settled=False)
             assert candidates[-1].row_number is not None
-            valid = sum(1 for c in candidates if c.record is not None or c.accepted)
             await conn.execute(
                 """
                 UPDATE ipa_batches SET validated = validated + $2, valid = valid + $3,
-                       rejected = rejected + $4, accepted = accepted + $5, next_row = $6,
-                       claimed_at = now(), updated_at = now()
+                       rejected = rejected + $4, next_row = $5, claimed_at = now(), updated_at = now()
                  WHERE batch_id = $1
                 """,
                 batch_id,
                 len(candidates),
-                valid,
+                sum(1 for c in candidates if c.record is not None),
                 sum(1 for c in candidates if c.errors),
-                sum(1 for c in candidates if c.accepted),
+                candidates[-1].row_number + 1,
+            )
+            return True
+
+    async def _accept_chunk(self, batch_id: uuid.UUID, cause: Cause) -> bool:
+        """accept_valid: accept the next chunk of valid rows, judged again as they are accepted (a
+        campaign paused or a reference accepted elsewhere meanwhile makes a row rejected after all)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            batch = await conn.fetchrow(
+                "SELECT next_row, source FROM ipa_batches WHERE batch_id = $1 FOR UPDATE", batch_id
+            )
+            assert batch is not None
+            candidates = await self._rows(conn, batch_id, batch["next_row"], "valid")
+            if not candidates:
+                return False
+            source = batch["source"]
+            await intake.validate(conn, candidates, batch_id=batch_id)
+            await intake.accept(conn, candidates, source=source, cause=cause, batch_id=batch_id)
+            await intake.announce_rejections(conn, candidates, source=source, cause=cause, batch_id=batch_id)
+            await _save_outcomes(conn, batch_id, candidates, settled=True)
+            assert candidates[-1].row_number is not None
+            turned = sum(1 for c in candidates if not c.accepted)
+            await conn.execute(
+                """
+                UPDATE ipa_batches SET accepted = accepted + $2, valid = valid - $3, rejected = rejected + $3,
+                       next_row = $4, claimed_at = now(), updated_at = now()
+                 WHERE batch_id = $1
+                """,
+                batch_id,
+                len(candidates) - turned,
+                turned,
                 candidates[-1].row_number + 1,
             )
             return True

@@ -18,7 +18,7 @@ class OrderSettings(Settings):
         alias="ORCHARD_ORDER_MAX_JSON_BYTES",
         description="largest JSON `records` upload (parsed whole, unlike streamed CSV); larger gets 413",
     )
-    ipa_chunk_rows: int = Field(default=1000, alias="ORCHARD_ORDER_IPA_CHUNK_ROWS", ge=1)
+    ipa_chunk_rows: int = Field(default=2000, alias="ORCHARD_ORDER_IPA_CHUNK_ROWS", ge=1)
     ipa_poll_s: float = Field(default=1.0, alias="ORCHARD_ORDER_IPA_POLL_S", gt=0)
     ipa_stale_claim_s: float = Field(
         default=60.0,
