@@ -112,6 +112,13 @@ class System:
     def kafka_kill(self) -> None:
         self.config.kafka().kill()
 
+    def kafka_start(self, timeout: float = 60) -> None:
+        """Start the broker (if it is not running) and wait up to `timeout` s until it answers."""
+        kafka = self.config.kafka()
+        if not kafka.is_running():
+            kafka.launch()
+        kafka.wait_ready(timeout)
+
     def postgres_stop(self) -> None:
         self.config.postgres().stop()
 
