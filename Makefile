@@ -28,6 +28,15 @@ status:
 test:
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
+# The whole-system fault suite (tests/faults): each scenario under a burst of ORCHARD_FAULT_BURST records.
+faults:
+	$(PYTHON) -m pytest tests/faults -m fault $(PYTEST_ARGS)
+
+# The same scenarios as a soak: longer bursts (override ORCHARD_FAULT_BURST / _SECONDS), no per-test timeout.
+soak:
+	ORCHARD_FAULT_BURST=$${ORCHARD_FAULT_BURST:-3000} ORCHARD_FAULT_BURST_SECONDS=$${ORCHARD_FAULT_BURST_SECONDS:-60} \
+		$(PYTHON) -m pytest tests/faults -m fault -p no:cacheprovider --timeout=0 $(PYTEST_ARGS)
+
 lint:
 	ruff check .
 	ruff format --check .
