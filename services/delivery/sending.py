@@ -1,13 +1,18 @@
 """The send queue's workers: outside the Kafka poll loop, per channel a pool of async workers with its
 own concurrency and rate limit.
 
-One attempt is two transactions. The first claims a due delivery (FOR UPDATE SKIP LOCKED) and writes
-the attempt row, so the attempt is on record before anything leaves. The second locks the delivery,
-checks the order is still not cancelled, sends, and records the outcome, the next step (retry with
-backoff and jitter, fallback to another channel, or final failure) and its event in the outbox. A
-cancellation waits for that lock, so it lands before a send or after it, never beside it. If the
-process dies during the second, the attempt stays `pending`; the recovery job flags it `unknown` and
-queues the delivery again with the same idempotency key and Message-ID.
+A worker's round is two transactions for a batch of up to `claim_batch` deliveries. The first is one
+statement: it claims due deliveries (FOR UPDATE SKIP LOCKED) and writes their attempt rows, so every
+attempt is on record before anything leaves. The second locks the claimed rows, and for each checks the
+order is still not cancelled and sends it; failures are recorded as they come with their next step
+(retry with backoff and jitter, fallback to another channel, or final failure), and the successes, their
+states and their `delivery.succeeded` events are written together before the one commit. A cancellation
+waits for that lock, so it lands before a send or after it, never beside it. A row another transaction
+holds at locking time is left out of the batch and attempted on its own afterwards (a worker never
+waits for a lock while holding others). A timeout, an unreachable provider or a 429 stops the batch:
+the deliveries not yet sent are queued again and their attempt rows dropped (nothing of them left).
+If the process dies during the second transaction, its attempts stay `pending`; the recovery job flags
+them `unknown` and queues the deliveries again with the same idempotency key and Message-ID.
 """
 
 from __future__ import annotations
