@@ -143,7 +143,8 @@ class Envelope(BaseModel, Generic[D]):
         return self.model_dump(mode="json")
 
     def to_bytes(self) -> bytes:
-        return json.dumps(self.to_json_dict(), separators=(",", ":")).encode(self.wire_encoding)
+        # The same JSON document as `to_json_dict`, serialised by pydantic-core (a few times faster).
+        return self.model_dump_json().encode(self.wire_encoding)
 
     @classmethod
     def decode(cls, raw: bytes | str, data_model: type[D], *, expected_type: str | None = None) -> Self:
