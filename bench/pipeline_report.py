@@ -85,9 +85,16 @@ def render(r: dict[str, Any]) -> str:
         f"raw baselines, same broker and server, {base['messages']} messages"
         f" of {base['message_bytes']:.0f} bytes"
         " (the burst's ipa.record_submitted envelopes):",
-        f"  aiokafka produce+consume        {base['kafka_msgs_per_s']:9.0f} msgs/s",
-        f"  asyncpg 1-row INSERT txns, 1    {base['pg_commits_per_s_1']:9.0f} commits/s",
-        f"  asyncpg 1-row INSERT txns, 8    {base['pg_commits_per_s_8']:9.0f} commits/s",
+        f"{'':34} {'mean':>9} {'before':>9} {'after':>9}",
+        *(
+            f"  {label:32} {base[key]:9.0f} {base.get('before', base)[key]:9.0f}"
+            f" {base.get('after', base)[key]:9.0f}  {unit}"
+            for label, key, unit in (
+                ("aiokafka produce+consume", "kafka_msgs_per_s", "msgs/s"),
+                ("asyncpg 1-row INSERT txns, 1", "pg_commits_per_s_1", "commits/s"),
+                ("asyncpg 1-row INSERT txns, 8", "pg_commits_per_s_8", "commits/s"),
+            )
+        ),
         f"  ceiling: kafka {ceiling['kafka_orders_per_s']:.0f} orders/s,"
         f" postgres {ceiling['pg_orders_per_s']:.0f}"
         f" orders/s (M = {ceiling['hops_per_order']:.2f}) → {ceiling['orders_per_s']:.0f} orders/s,"

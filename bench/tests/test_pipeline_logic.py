@@ -200,3 +200,26 @@ def test_the_report_prints_each_target_beside_its_figure_without_judging_by_anyt
     assert "CSV validated ≤10 s: 9.0 s — met" in text
     assert "CSV delivered ≤120 s: 200.0 s — NOT met" in text
     assert "largest order 160 MB — NOT met" in text  # Kafka's JVM is no service
+
+
+def test_the_ceiling_uses_the_mean_of_the_baselines_before_and_after_and_keeps_both() -> None:
+    from bench.pipeline import mean_baselines
+
+    before = {
+        "messages": 5000,
+        "kafka_msgs_per_s": 8000.0,
+        "pg_commits_per_s_1": 100.0,
+        "pg_commits_per_s_8": 600.0,
+    }
+    after = before | {"kafka_msgs_per_s": 4000.0, "pg_commits_per_s_8": 200.0}
+    mean = mean_baselines(before, after)
+    assert (mean["kafka_msgs_per_s"], mean["pg_commits_per_s_1"], mean["pg_commits_per_s_8"]) == (
+        6000,
+        100,
+        400,
+    )
+    assert mean["before"] == before
+    assert mean["after"] == after
+    record = _record()
+    record["baselines"] = mean | {"message_bytes": 548.0}
+    assert "aiokafka produce+consume              6000      8000      4000  msgs/s" in render(record)
