@@ -159,8 +159,11 @@ async def check(
     multi_code = [o for o, n in codes_per_order.items() if n > 1]
     issued_per_order = Counter(i["order_id"] for i in issuances)
     multi_issued = [o for o, n in issued_per_order.items() if n > 1]
-    holders_per_code = Counter(i["code_id"] for i in issuances if i["released_at"] is None)
-    shared_codes = [c for c, n in holders_per_code.items() if n > 1]
+    # (these scenarios cancel nothing, so a code released by one order and issued to another counts too)
+    orders_per_code: dict[Any, set[Any]] = {}
+    for i in issuances:
+        orders_per_code.setdefault(i["code_id"], set()).add(i["order_id"])
+    shared_codes = [c for c, holders in orders_per_code.items() if len(holders) > 1]
     if multi_code or multi_issued:
         violations.append(f"{len(set(multi_code) | set(multi_issued))} orders hold more than one code")
     if shared_codes:
@@ -213,10 +216,14 @@ async def check(
     if foreign:
         violations.append(f"{len(foreign)} e-mails of this campaign went to no record's address")
     state_of = {o["external_ref"]: o["state"] for o in orders}
-    for ref in unreceived:
-        if state_of.get(ref) == "completed":
-            violations.append(f"completed order {ref} reached no sink")
-            break
+    completed_unreceived = [ref for ref in unreceived if state_of.get(ref) == "completed"]
+    if completed_unreceived:
+        violations.append(
+            f"{len(completed_unreceived)} completed orders reached no sink (e.g. {completed_unreceived[:3]})"
+        )
+    not_sent = [o["order_id"] for o in completed if by_order.get(o["order_id"], {}).get("status") != "sent"]
+    if not_sent:
+        violations.append(f"{len(not_sent)} completed orders whose delivery is not 'sent'")
 
     # the summary equals the table
     async with httpx.AsyncClient(
@@ -243,7 +250,7 @@ async def check(
 
     # nothing lost: every accepted record completed and delivered
     lost = len(missing) + sum(1 for o in orders if o["external_ref"] in refs and o["state"] != "completed")
-    lost += sum(1 for ref in unreceived if state_of.get(ref) == "completed")
+    lost += len(completed_unreceived)
     if len(completed) != len(refs):
         violations.append(f"{len(refs)} records accepted but {len(completed)} orders completed")
     doubled = (

@@ -25,11 +25,14 @@ SESSION_TIMEOUT_S = 10.0
 """The consumers' Kafka session timeout (FastStream's default): frozen longer, a member is evicted."""
 FROZEN_AT_LEAST_S = SESSION_TIMEOUT_S + 8
 FROZEN_AT_MOST_S = 60.0
+DELIVERY_LEASE_S = 12.0
 
 
 @pytest.fixture(scope="module")
 def system() -> Iterator[System]:
-    with running_system(replicas=2) as running:
+    # A delivery lease shorter than the freeze: the twin takes over the frozen sender's claimed sends, and
+    # the frozen one finishes them when it wakes (what must not send or count twice).
+    with running_system(replicas=2, env={"ORCHARD_DELIVERY_LEASE": str(DELIVERY_LEASE_S)}) as running:
         yield running
 
 
