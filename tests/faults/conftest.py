@@ -45,7 +45,9 @@ def probes(tmp_path) -> Callable[..., ProbeProcess]:
         probe.kill()
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
+) -> None:
     """The table of fault scenarios (records sent, completed, lost, doubled) at the end of the run,
     visible in CI output without `-s`, and the same as JSON under var/."""
     from tests.faults.invariants import RESULTS, table, write_results

@@ -221,7 +221,11 @@ async def check(
         violations.append(
             f"{len(completed_unreceived)} completed orders reached no sink (e.g. {completed_unreceived[:3]})"
         )
-    not_sent = [o["order_id"] for o in completed if by_order.get(o["order_id"], {}).get("status") != "sent"]
+    not_sent = [
+        o["order_id"]
+        for o in completed
+        if o["order_id"] in by_order and by_order[o["order_id"]]["status"] != "sent"
+    ]
     if not_sent:
         violations.append(f"{len(not_sent)} completed orders whose delivery is not 'sent'")
 

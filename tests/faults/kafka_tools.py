@@ -22,7 +22,7 @@ from chassis.testing import produce, read_topic
 from contracts.registry import TOPICS
 
 
-class _DescribeGroupsV2(DescribeGroupsRequest):
+class _DescribeGroupsV2(DescribeGroupsRequest):  # type: ignore[misc]
     """DescribeGroups pinned to v2: aiokafka 0.14 reads a v3 answer with the v2 schema and fails on it
     (`admin.describe_consumer_groups` raises "Buffer underrun decoding string" against Kafka 3+)."""
 

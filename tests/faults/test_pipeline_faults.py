@@ -33,11 +33,14 @@ SHUTDOWN_GRACE_S = 10.0
 DOWN_FOR_S = 2.0
 """How long a service, the broker or the database stays away while the burst goes on."""
 BROKER_RECOVERY_S = 240.0
+DELIVERY_LEASE_S = 20.0
+"""Sends a killed delivery process had claimed are taken over when their lease ends (60 s by default)."""
 
 
 @pytest.fixture(scope="module")
 def system() -> Iterator[System]:
-    with running_system(env={"ORCHARD_SHUTDOWN_GRACE": str(SHUTDOWN_GRACE_S)}) as running:
+    env = {"ORCHARD_SHUTDOWN_GRACE": str(SHUTDOWN_GRACE_S), "ORCHARD_DELIVERY_LEASE": str(DELIVERY_LEASE_S)}
+    with running_system(env=env) as running:
         yield running
 
 
@@ -51,9 +54,11 @@ async def test_duplicates_and_replays_on_every_consumed_topic_double_nothing(sys
     async def replay_everything(burst: Burst) -> Recovery:
         for topic in kt.consumed_topics():
             replayed[topic] += await kt.replay(bootstrap, topic)
-        sent = [payload for payload in burst.payloads if payload[0].decode() in burst.accepted]
+        sent: list[tuple[bytes | None, bytes | None]] = [
+            (key, value) for key, value in burst.payloads if key.decode() in burst.accepted
+        ]
         await produce(bootstrap, Topics.IPA_RECORD_SUBMITTED, sent)  # the very same events again
-        again = [  # the same records in new envelopes, as an upstream resending them would
+        again: list[tuple[bytes | None, bytes | None]] = [  # new envelopes, as an upstream resending them
             (
                 r["external_ref"].encode(),
                 p.envelope(IpaRecordSubmitted.model_validate(r), Topics.IPA_RECORD_SUBMITTED, "hris"),
