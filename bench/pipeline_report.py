@@ -181,10 +181,11 @@ def write_plot(r: dict[str, Any], path: Path) -> None:
     middle.set_ylabel("orders waiting, by status")
     if statuses:
         middle.legend(fontsize=7)
-    for g in groups:
+    colours = plt.get_cmap("tab20")
+    for i, g in enumerate(groups):  # twenty colours: no two groups share one
         series = [s["lag"].get(g, 0) for s in samples]
         if max(series) > 0:
-            bottom.plot(t, series, label=g)
+            bottom.plot(t, series, label=g, color=colours(i % 20), linestyle="-" if i < 20 else "--")
     bottom.set_ylabel("consumer lag (messages)")
     bottom.set_xlabel("seconds since the bench started")
     if bottom.get_legend_handles_labels()[0]:
