@@ -22,7 +22,7 @@ from contracts.values import RewardType
 from contracts.vouchers import VoucherIssued
 from contracts.wallet import EntryType, WalletCreditRequested, WalletDebitRequested, WalletReference
 
-from . import readmodel
+from . import readmodel, readmodel_batch
 from .domain import Posting, UnsupportedEntryType, WalletError
 from .ledger import Ledger
 from .member_audit import append_member_audit
@@ -158,12 +158,35 @@ class WalletHandlers:
                 "credits", Topics.WALLET_CREDIT_REQUESTED, WalletCreditRequested, self.credit_requested
             ),
             Subscription("debits", Topics.WALLET_DEBIT_REQUESTED, WalletDebitRequested, self.debit_requested),
-            Subscription("orders", Topics.ORDER_STATE_CHANGED, OrderStateChanged, self.order_state_changed),
-            Subscription("vouchers", Topics.VOUCHER_ISSUED, VoucherIssued, self.voucher_issued),
+            # The dashboard's read model: a batch at a time, with the effect of the events in turn.
             Subscription(
-                "deliveries-ok", Topics.DELIVERY_SUCCEEDED, DeliverySucceeded, self.delivery_succeeded
+                "orders",
+                Topics.ORDER_STATE_CHANGED,
+                OrderStateChanged,
+                self.order_state_changed,
+                handle_batch=readmodel_batch.apply_order_states,
             ),
-            Subscription("deliveries-failed", Topics.DELIVERY_FAILED, DeliveryFailed, self.delivery_failed),
+            Subscription(
+                "vouchers",
+                Topics.VOUCHER_ISSUED,
+                VoucherIssued,
+                self.voucher_issued,
+                handle_batch=readmodel_batch.apply_vouchers_issued,
+            ),
+            Subscription(
+                "deliveries-ok",
+                Topics.DELIVERY_SUCCEEDED,
+                DeliverySucceeded,
+                self.delivery_succeeded,
+                handle_batch=readmodel_batch.apply_deliveries,
+            ),
+            Subscription(
+                "deliveries-failed",
+                Topics.DELIVERY_FAILED,
+                DeliveryFailed,
+                self.delivery_failed,
+                handle_batch=readmodel_batch.apply_deliveries,
+            ),
             Subscription(
                 "resends", Topics.SUPPORT_RESEND_REQUESTED, SupportResendRequested, self.resend_requested
             ),

@@ -8,7 +8,7 @@ that keeps the chain one line; `verify` recomputes every link and names the firs
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -112,6 +112,91 @@ async def append_member_audit(
         entry.hash,
     )
     return entry
+
+
+@dataclass(frozen=True)
+class AuditFact:
+    """One entry to append: what `append_member_audit` takes, for `append_member_audit_many`."""
+
+    member_id: str
+    actor: str
+    action: str
+    occurred_at: datetime
+    details: Mapping[str, Any]
+
+
+async def append_member_audit_many(conn: Connection, facts: Sequence[AuditFact]) -> list[MemberAuditEntry]:
+    """Append `facts` in order, as many `append_member_audit` calls would, in two round trips.
+
+    The heads of every member concerned are locked at once (in member order, so two batches never wait
+    on each other crosswise), the links are computed here, then the entries go in with one statement.
+    """
+    if not facts:
+        return []
+    if not conn.is_in_transaction():
+        raise RuntimeError("a member audit entry shares the transaction of the change it records")
+    members = sorted({f.member_id for f in facts})
+    row = await conn.fetchrow(
+        """
+        WITH heads AS (
+            INSERT INTO member_audit_heads AS head (member_id)
+            SELECT m FROM unnest($1::text[]) AS m ORDER BY m
+            ON CONFLICT (member_id) DO UPDATE SET seq = head.seq
+            RETURNING head.member_id, head.seq, head.hash
+        )
+        SELECT (SELECT array_agg(member_id) FROM heads) AS members,
+               (SELECT array_agg(seq) FROM heads) AS seqs,
+               (SELECT array_agg(hash) FROM heads) AS hashes,
+               (SELECT array_agg(d::jsonb::text ORDER BY n)
+                  FROM unnest($2::text[]) WITH ORDINALITY AS t(d, n)) AS details
+        """,
+        members,
+        [canonical_json(f.details or {}) for f in facts],
+    )
+    assert row is not None
+    heads: dict[str, tuple[int, str]] = {
+        m: (seq, h) for m, seq, h in zip(row["members"], row["seqs"], row["hashes"], strict=True)
+    }
+    entries: list[MemberAuditEntry] = []
+    for fact, details in zip(facts, row["details"], strict=True):
+        seq, prev_hash = heads[fact.member_id]
+        entry = MemberAuditEntry(
+            member_id=fact.member_id,
+            seq=seq + 1,
+            occurred_at=fact.occurred_at.astimezone(UTC),
+            actor=fact.actor,
+            action=fact.action,
+            details=json.loads(details),
+            prev_hash=prev_hash,
+            hash="",
+        )
+        entry = MemberAuditEntry(**{**entry.__dict__, "hash": entry.computed_hash()})
+        heads[fact.member_id] = (entry.seq, entry.hash)
+        entries.append(entry)
+    await conn.execute(
+        """
+        WITH appended AS (
+            INSERT INTO member_audit (member_id, seq, occurred_at, actor, action, details, prev_hash, hash)
+            SELECT m, s, o, a, c, d::jsonb, p, h
+              FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],
+                          $7::text[], $8::text[]) AS e(m, s, o, a, c, d, p, h)
+            RETURNING member_id, seq, hash
+        )
+        UPDATE member_audit_heads SET seq = last.seq, hash = last.hash
+          FROM (SELECT DISTINCT ON (member_id) member_id, seq, hash
+                  FROM appended ORDER BY member_id, seq DESC) AS last
+         WHERE member_audit_heads.member_id = last.member_id
+        """,
+        [e.member_id for e in entries],
+        [e.seq for e in entries],
+        [e.occurred_at for e in entries],
+        [e.actor for e in entries],
+        [e.action for e in entries],
+        list(row["details"]),
+        [e.prev_hash for e in entries],
+        [e.hash for e in entries],
+    )
+    return entries
 
 
 def _entry(row: Any) -> MemberAuditEntry:

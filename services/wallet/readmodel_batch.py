@@ -1,0 +1,97 @@
+"""The dashboard's read model fed a whole consumer batch at a time, with the per-event effect.
+
+Each function has exactly the effect of calling its per-event twin in `readmodel` on the events in
+turn: the upserts are the same statements, pipelined (`executemany`, in event order, so two events of
+one order still apply in turn); the member audit entries are the same entries in the same order,
+appended together. Round trips per batch stay constant instead of growing with the events.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from chassis.audit import canonical_json
+from chassis.db import Connection
+from contracts.delivery import DeliveryFailed, DeliverySucceeded
+from contracts.envelope import Envelope
+from contracts.orders import OrderStateChanged
+from contracts.vouchers import VoucherIssued
+
+from . import readmodel
+from .member_audit import AuditFact, append_member_audit_many
+
+
+async def apply_order_states(conn: Connection, events: Sequence[Envelope[OrderStateChanged]]) -> None:
+    if not events:
+        return
+    await conn.executemany(
+        readmodel.ORDER_UPSERT, [readmodel.order_args(e.data, e.occurred_at) for e in events]
+    )
+    # Facts kept while the member was unknown join the chain right after the order's first event here.
+    pending = await conn.fetch(
+        "DELETE FROM pending_member_audit WHERE order_id = ANY($1::uuid[])"
+        " RETURNING id, order_id, occurred_at, actor, action, details::text AS details",
+        list({e.data.order_id for e in events}),
+    )
+    waiting: dict[uuid.UUID, list[AuditFact]] = {}
+    for row in sorted(pending, key=lambda r: r["id"]):
+        waiting.setdefault(row["order_id"], []).append(
+            AuditFact("", row["actor"], row["action"], row["occurred_at"], json.loads(row["details"]))
+        )
+    facts: list[AuditFact] = []
+    for env in events:
+        fact = readmodel.order_fact(env.data, env.occurred_at)
+        if fact is not None:
+            facts.append(fact)
+        for kept in waiting.pop(env.data.order_id, ()):
+            facts.append(
+                AuditFact(env.data.member_id, kept.actor, kept.action, kept.occurred_at, kept.details)
+            )
+    await append_member_audit_many(conn, facts)
+
+
+async def apply_vouchers_issued(conn: Connection, events: Sequence[Envelope[VoucherIssued]]) -> None:
+    if not events:
+        return
+    await conn.executemany(
+        readmodel.VOUCHER_UPSERT, [readmodel.voucher_args(e.data, e.occurred_at) for e in events]
+    )
+    await record_for_orders(conn, [readmodel.voucher_fact(e.data, e.occurred_at) for e in events])
+
+
+async def apply_deliveries(
+    conn: Connection, events: Sequence[Envelope[DeliverySucceeded] | Envelope[DeliveryFailed]]
+) -> None:
+    if not events:
+        return
+    await conn.executemany(
+        readmodel.DELIVERY_UPSERT, [readmodel.delivery_args(e.data, e.occurred_at) for e in events]
+    )
+    await record_for_orders(conn, [readmodel.delivery_fact(e.data, e.occurred_at) for e in events])
+
+
+async def record_for_orders(conn: Connection, facts: Sequence[readmodel.OrderFact]) -> None:
+    """`OrderFact.record` for each fact in turn: to the member's chain, or pending until it is known."""
+    rows = await conn.fetch(
+        "SELECT order_id, member_id FROM reward_orders WHERE order_id = ANY($1::uuid[])",
+        list({f.order_id for f in facts}),
+    )
+    members: dict[uuid.UUID, str] = {
+        r["order_id"]: r["member_id"] for r in rows if r["member_id"] is not None
+    }
+    known: list[AuditFact] = []
+    kept: list[tuple[uuid.UUID, datetime, str, str, str]] = []
+    for fact in facts:
+        member_id = members.get(fact.order_id)
+        if member_id is None:
+            kept.append(
+                (fact.order_id, fact.occurred_at, fact.actor, fact.action, canonical_json(fact.details))
+            )
+        else:
+            known.append(AuditFact(member_id, fact.actor, fact.action, fact.occurred_at, fact.details))
+    if kept:
+        await conn.executemany(readmodel.PENDING_INSERT, kept)
+    await append_member_audit_many(conn, known)

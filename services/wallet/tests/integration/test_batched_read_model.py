@@ -1,0 +1,214 @@
+"""The dashboard's read model fed a batch at a time ends exactly as fed one event at a time: the same
+order rows, the same member audit chains (hash for hash) and the same facts still waiting for a member."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from chassis.db import apply_migrations, create_pool
+from contracts.delivery import DeliveryFailed, DeliverySucceeded
+from contracts.envelope import Envelope
+from contracts.orders import FulfilmentStatus, OrderSource, OrderState, OrderStateChanged
+from contracts.topics import Topics
+from contracts.values import Channel
+from contracts.vouchers import VoucherIssued
+from deploy.testing import drop_service_db, new_service_db
+from services.wallet import readmodel_batch
+from services.wallet.domain import ExpiryPolicy
+from services.wallet.handlers import WalletHandlers
+from services.wallet.ledger import Ledger
+from services.wallet.service import MIGRATIONS
+from services.wallet.tests.support import FakeClock
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def twin_pools(service_db, pg_admin_dsn):
+    """Two wallets' databases: one fed event by event, the other batch by batch."""
+    other = await new_service_db(pg_admin_dsn)
+    pools = []
+    try:
+        for db in (service_db, other):
+            pool = await create_pool(db.dsn, schema=db.schema, min_size=1, max_size=2)
+            await apply_migrations(pool, service_dir=MIGRATIONS)
+            pools.append(pool)
+        yield pools
+    finally:
+        for pool in pools:
+            await pool.close()
+        await drop_service_db(other)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def state(
+    order_id: uuid.UUID, member: str, new: OrderState, previous: OrderState | None, when: float, **kw: Any
+) -> Envelope[Any]:
+    data = OrderStateChanged(
+        order_id=order_id,
+        booking_id=f"BK-{order_id.hex[:8].upper()}",
+        member_id=member,
+        campaign_id="spring-thanks",
+        source=OrderSource.IPA,
+        state=new,
+        previous_state=previous,
+        **kw,
+    )
+    return Envelope.new(
+        event_type=Topics.ORDER_STATE_CHANGED, producer="order", data=data, occurred_at=at(when)
+    )
+
+
+def issued(order_id: uuid.UUID, when: float) -> Envelope[Any]:
+    data = VoucherIssued(
+        order_id=order_id,
+        campaign_id="spring-thanks",
+        code_id=uuid.uuid4(),
+        code="QX7M-4T9K-2W8P",
+        masked_code="****-****-2W8P",
+        face_value="25.00",
+        currency="EUR",
+        expires_at=at(86400 * 365),
+    )
+    return Envelope.new(event_type=Topics.VOUCHER_ISSUED, producer="voucher", data=data, occurred_at=at(when))
+
+
+def delivered(order_id: uuid.UUID, when: float, *, ok: bool, attempt: int = 1) -> Envelope[Any]:
+    common: dict[str, Any] = {
+        "order_id": order_id,
+        "delivery_id": uuid.uuid5(uuid.NAMESPACE_OID, str(order_id)),
+        "channel": Channel.SMS,
+        "attempt": attempt,
+    }
+    if ok:
+        data: Any = DeliverySucceeded(**common)
+        topic = Topics.DELIVERY_SUCCEEDED
+    else:
+        data = DeliveryFailed(**common, reason_code="invalid_number", retryable=False, final=True)
+        topic = Topics.DELIVERY_FAILED
+    return Envelope.new(event_type=topic, producer="delivery", data=data, occurred_at=at(when))
+
+
+def scenario() -> list[list[Envelope[Any]]]:
+    """Batches as the consumers would see them: one topic each, arriving in any order across topics."""
+    alice, bob = f"m-{uuid.uuid4().hex[:8]}", f"m-{uuid.uuid4().hex[:8]}"
+    o1, o2, o3, o4 = (uuid.uuid4() for _ in range(4))
+    s, f = OrderState, FulfilmentStatus
+    return [
+        # The voucher and a failed delivery of o1 come before anything names its member: they wait.
+        [issued(o1, 3), issued(o3, 3.5)],
+        [delivered(o1, 5, ok=False)],
+        # One batch holds o1's whole life (and a repeat of a state), o2's start and bob's o3.
+        [
+            state(
+                o1,
+                alice,
+                s.PENDING,
+                None,
+                1,
+                fulfilment_status=f.AWAITING_VOUCHER,
+                amount="25.00",
+                currency="EUR",
+            ),
+            state(o2, alice, s.PENDING, None, 1.5, fulfilment_status=f.AWAITING_VOUCHER),
+            state(o1, alice, s.PENDING, s.PENDING, 2, fulfilment_status=f.DELIVERING),
+            state(o3, bob, s.PENDING, None, 2.5, fulfilment_status=f.ON_HOLD, external_ref="hris-7"),
+            state(o1, alice, s.PENDING, s.PENDING, 2.2, fulfilment_status=f.DELIVERY_FAILED),
+            state(o1, alice, s.COMPLETED, s.PENDING, 7),
+            # A late event does not bring a completed order back.
+            state(o1, alice, s.PENDING, s.PENDING, 4.5, fulfilment_status=f.DELIVERING),
+        ],
+        [issued(o2, 6), issued(o4, 6.5)],
+        # A success, then an older failure of the same order in the same batch: the success stays.
+        [delivered(o1, 6.8, ok=True, attempt=2), delivered(o2, 8, ok=True)],
+        [delivered(o1, 6.0, ok=False, attempt=1), delivered(o3, 9, ok=False), delivered(o2, 7.5, ok=False)],
+        [state(o2, alice, s.CANCELLED, s.PENDING, 9, reason="member asked")],
+        [state(o3, bob, s.PENDING, s.PENDING, 9.5, fulfilment_status=f.ON_HOLD)],
+    ]
+
+
+async def snapshot(pool: Any) -> dict[str, list[tuple[Any, ...]]]:
+    async with pool.acquire() as conn:
+        return {
+            "orders": [tuple(r) for r in await conn.fetch("SELECT * FROM reward_orders ORDER BY order_id")],
+            "audit": [
+                tuple(r)
+                for r in await conn.fetch(
+                    "SELECT member_id, seq, occurred_at, actor, action, details::text, prev_hash, hash"
+                    " FROM member_audit ORDER BY member_id, seq"
+                )
+            ],
+            "heads": [
+                tuple(r) for r in await conn.fetch("SELECT * FROM member_audit_heads ORDER BY member_id")
+            ],
+            "pending": [
+                tuple(r)
+                for r in await conn.fetch(
+                    "SELECT order_id, occurred_at, actor, action, details::text"
+                    " FROM pending_member_audit ORDER BY id"
+                )
+            ],
+        }
+
+
+def per_event(handlers: WalletHandlers, topic: str) -> Callable[[Any, Envelope[Any]], Awaitable[None]]:
+    return {
+        Topics.ORDER_STATE_CHANGED: handlers.order_state_changed,
+        Topics.VOUCHER_ISSUED: handlers.voucher_issued,
+        Topics.DELIVERY_SUCCEEDED: handlers.delivery_succeeded,
+        Topics.DELIVERY_FAILED: handlers.delivery_failed,
+    }[topic]
+
+
+def per_batch(topic: str) -> Callable[[Any, Sequence[Envelope[Any]]], Awaitable[None]]:
+    return {
+        Topics.ORDER_STATE_CHANGED: readmodel_batch.apply_order_states,
+        Topics.VOUCHER_ISSUED: readmodel_batch.apply_vouchers_issued,
+        Topics.DELIVERY_SUCCEEDED: readmodel_batch.apply_deliveries,
+        Topics.DELIVERY_FAILED: readmodel_batch.apply_deliveries,
+    }[topic]
+
+
+async def test_a_batch_of_order_voucher_and_delivery_events_ends_as_the_events_one_by_one(twin_pools):
+    one_by_one, batched = twin_pools
+    handlers = WalletHandlers(Ledger(ExpiryPolicy(months=12), FakeClock()))
+    batches = scenario()
+    for batch in batches:
+        for env in batch:
+            async with one_by_one.acquire() as conn, conn.transaction():
+                await per_event(handlers, env.event_type)(conn, env)
+        topics = {env.event_type for env in batch}
+        async with batched.acquire() as conn, conn.transaction():
+            for topic in topics:  # successes and failures are two topics: two batches
+                await per_batch(topic)(conn, [e for e in batch if e.event_type == topic])
+
+    expected, got = await snapshot(one_by_one), await snapshot(batched)
+    assert got == expected
+    assert len(expected["audit"]) >= 10
+    assert len(expected["pending"]) == 1  # o4 never named its member
+    completed = [r for r in expected["orders"] if r[7] == "completed"]
+    assert len(completed) == 1
+
+
+async def test_the_batched_chain_verifies(twin_pools):
+    from services.wallet.member_audit import verify_member_audit
+
+    _, batched = twin_pools
+    for batch in scenario():
+        topics = {env.event_type for env in batch}
+        async with batched.acquire() as conn, conn.transaction():
+            for topic in topics:
+                await per_batch(topic)(conn, [e for e in batch if e.event_type == topic])
+    async with batched.acquire() as conn:
+        members = [r["member_id"] for r in await conn.fetch("SELECT member_id FROM member_audit_heads")]
+        assert len(members) == 2
+        for member in members:
+            assert (await verify_member_audit(conn, member)).ok
