@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -100,6 +102,17 @@ def storefront_subscriptions(policy: RetryPolicy) -> list[Subscription]:
             causation_id=str(env.event_id),
         )
 
+    async def on_order_states(conn: Connection, envs: Sequence[Envelope[Any]]) -> None:
+        """`on_order_state_changed` for each event in turn, skipping in one query the many orders (IPA
+        allocations) that no storefront saga is waiting for."""
+        unnamed = [e for e in envs if not _may_name_a_saga(e.data)]
+        with_saga: set[uuid.UUID] = set()
+        if unnamed:
+            with_saga = await repo.orders_with_saga(conn, list({e.data.order_id for e in unnamed}))
+        for env in envs:
+            if _may_name_a_saga(env.data) or env.data.order_id in with_saga:
+                await on_order_state_changed(conn, env)
+
     return [
         Subscription(
             "storefront-wallet-recorded",
@@ -111,9 +124,19 @@ def storefront_subscriptions(policy: RetryPolicy) -> list[Subscription]:
             "storefront-wallet-rejected", Topics.WALLET_DEBIT_REJECTED, WalletDebitRejected, on_debit_rejected
         ),
         Subscription(
-            "storefront-order-state", Topics.ORDER_STATE_CHANGED, OrderStateChanged, on_order_state_changed
+            "storefront-order-state",
+            Topics.ORDER_STATE_CHANGED,
+            OrderStateChanged,
+            on_order_state_changed,
+            handle_batch=on_order_states,
         ),
     ]
+
+
+def _may_name_a_saga(data: OrderStateChanged) -> bool:
+    """The event names its redemption (by id or by our order key): it is looked up by that, not by order."""
+    by_key = domain.redemption_of_key(data.external_ref or "")
+    return data.redemption_id is not None or (by_key is not None and by_key[1] == "order")
 
 
 async def redrive_due(pool: asyncpg.Pool, policy: RetryPolicy) -> int:

@@ -192,6 +192,14 @@ async def lock_saga_by_order(conn: Connection, order_id: uuid.UUID) -> SagaRow |
     return SagaRow.from_row(row) if row else None
 
 
+async def orders_with_saga(conn: Connection, order_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these orders a storefront redemption placed (most orders are not the storefront's)."""
+    rows = await conn.fetch(
+        "SELECT order_id FROM storefront_redemptions WHERE order_id = ANY($1::uuid[])", order_ids
+    )
+    return {r["order_id"] for r in rows}
+
+
 async def get_saga(conn: Connection, redemption_id: uuid.UUID) -> SagaRow | None:
     row = await conn.fetchrow("SELECT * FROM storefront_redemptions WHERE redemption_id = $1", redemption_id)
     return SagaRow.from_row(row) if row else None

@@ -249,3 +249,53 @@ async def test_an_order_that_never_appears_is_given_up_refunded_and_cancelled_if
     refunded = await _status_becomes(service, member, rid, "refunded")
     assert refunded["charged"] is True
     assert refunded["refunded"] is True
+
+
+async def test_a_storefront_order_completes_amid_a_batch_of_orders_no_saga_waits_for(
+    service: RunningService,
+) -> None:
+    """Most `order.state_changed` events are IPA orders: the batch skips them together and still applies
+    the storefront order's change, found by its order id alone."""
+    from chassis.testing import produce
+    from contracts.envelope import Envelope
+    from contracts.orders import FulfilmentStatus, OrderSource, OrderStateChanged
+
+    bootstrap = service.bootstrap
+    reward = await _reward(service)
+    member = f"m-{uuid.uuid4().hex[:6]}"
+    rid = (await _redeem(service, member, reward))["redemption_id"]
+    [debit] = await wait_for_requests(bootstrap, Topics.WALLET_DEBIT_REQUESTED, rid)
+    await wallet_records(bootstrap, debit)
+    [create] = await wait_for_requests(bootstrap, Topics.ORDER_CREATE_REQUESTED, rid)
+    order_id = uuid.uuid4()
+    await order_changes(bootstrap, create, order_id, OrderState.PENDING)
+    await _status_becomes(service, member, rid, "order_pending")
+
+    def change(oid: uuid.UUID, state: OrderState, previous: OrderState | None) -> tuple[bytes, bytes]:
+        pending = state is OrderState.PENDING
+        data = OrderStateChanged(
+            order_id=oid,
+            booking_id=f"BK-{oid.hex[:10].upper()}",
+            member_id=member,
+            campaign_id="camp-coffee",
+            source=OrderSource.IPA,
+            state=state,
+            previous_state=previous,
+            fulfilment_status=FulfilmentStatus.AWAITING_VOUCHER if pending else None,
+        )
+        envelope = Envelope.new(event_type=Topics.ORDER_STATE_CHANGED, producer="order", data=data)
+        return str(oid).encode(), envelope.to_bytes()
+
+    others = [uuid.uuid4() for _ in range(20)]
+    messages = [change(o, OrderState.PENDING, None) for o in others[:10]]
+    messages.append(change(order_id, OrderState.COMPLETED, OrderState.PENDING))  # names no redemption
+    messages += [change(o, OrderState.COMPLETED, OrderState.PENDING) for o in others[10:]]
+    await produce(bootstrap, Topics.ORDER_STATE_CHANGED, messages)
+
+    done = await _status_becomes(service, member, rid, "completed")
+    assert done["order_id"] == str(order_id)
+    async with service.pool.acquire() as conn:
+        sagas = await conn.fetchval(
+            "SELECT count(*) FROM storefront_redemptions WHERE order_id = ANY($1::uuid[])", others
+        )
+    assert sagas == 0
