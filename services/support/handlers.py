@@ -17,6 +17,7 @@ from contracts.wallet import WalletTransactionRecorded
 from services.support import portal_repository as orders
 from services.support import ticket_repository as ticket_repo
 from services.support import tickets
+from services.support.batching import batched
 from services.support.context import DELIVERY_MONITOR, SupportContext
 from services.support.domain.tickets import TicketState
 from services.support.portal import GOODWILL_KEY_PREFIX
@@ -117,12 +118,36 @@ def subscriptions(ctx: SupportContext) -> list[Subscription]:
             )
 
     return [
-        Subscription("order-state", Topics.ORDER_STATE_CHANGED, OrderStateChanged, on_order_state_changed),
-        Subscription("voucher-issued", Topics.VOUCHER_ISSUED, VoucherIssued, on_voucher_issued),
+        # The portal's read model: writes only, sent a batch at a time (see `batching`).
         Subscription(
-            "delivery-succeeded", Topics.DELIVERY_SUCCEEDED, DeliverySucceeded, on_delivery_succeeded
+            "order-state",
+            Topics.ORDER_STATE_CHANGED,
+            OrderStateChanged,
+            on_order_state_changed,
+            handle_batch=batched(on_order_state_changed),
         ),
-        Subscription("delivery-failed", Topics.DELIVERY_FAILED, DeliveryFailed, on_delivery_failed),
+        Subscription(
+            "voucher-issued",
+            Topics.VOUCHER_ISSUED,
+            VoucherIssued,
+            on_voucher_issued,
+            handle_batch=batched(on_voucher_issued),
+        ),
+        Subscription(
+            "delivery-succeeded",
+            Topics.DELIVERY_SUCCEEDED,
+            DeliverySucceeded,
+            on_delivery_succeeded,
+            handle_batch=batched(on_delivery_succeeded),
+        ),
+        # A final failure opens or reopens a ticket: that event runs on its own, in its turn.
+        Subscription(
+            "delivery-failed",
+            Topics.DELIVERY_FAILED,
+            DeliveryFailed,
+            on_delivery_failed,
+            handle_batch=batched(on_delivery_failed, alone=lambda envelope: bool(envelope.data.final)),
+        ),
         Subscription(
             "wallet-transactions",
             Topics.WALLET_TRANSACTION_RECORDED,

@@ -1,0 +1,177 @@
+"""The portal's read model fed a batch at a time ends exactly as fed one event at a time: the same order
+rows, timelines and delivery attempts, and one missing-delivery ticket per order failed for good."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from chassis.db import apply_migrations, create_pool
+from contracts.delivery import DeliveryFailed, DeliverySucceeded
+from contracts.envelope import Envelope
+from contracts.orders import FulfilmentStatus, OrderSource, OrderState, OrderStateChanged
+from contracts.topics import Topics
+from contracts.values import Channel
+from contracts.vouchers import VoucherIssued
+from deploy.testing import drop_service_db, new_service_db
+from services.support import handlers
+from services.support.__main__ import MIGRATIONS
+from services.support.context import SupportContext
+from services.support.settings import SupportSettings
+from services.support.tests.integration.conftest import START, ManualClock
+
+PORTAL_TOPICS = (
+    Topics.ORDER_STATE_CHANGED,
+    Topics.VOUCHER_ISSUED,
+    Topics.DELIVERY_SUCCEEDED,
+    Topics.DELIVERY_FAILED,
+)
+
+
+@pytest.fixture
+async def twin_pools(service_db, pg_admin_dsn):
+    """Two support databases: one fed event by event, the other batch by batch."""
+    other = await new_service_db(pg_admin_dsn)
+    pools = []
+    try:
+        for db in (service_db, other):
+            pool = await create_pool(db.dsn, schema=db.schema, min_size=1, max_size=2)
+            await apply_migrations(pool, service_dir=MIGRATIONS)
+            pools.append(pool)
+        yield pools
+    finally:
+        for pool in pools:
+            await pool.close()
+        await drop_service_db(other)
+
+
+def envelope(topic: str, data: Any, seconds: float) -> Envelope[Any]:
+    return Envelope.new(
+        event_type=topic, producer="test", data=data, occurred_at=START + timedelta(seconds=seconds)
+    )
+
+
+def state(
+    oid: uuid.UUID, new: OrderState, previous: OrderState | None, at: float, **kw: Any
+) -> Envelope[Any]:
+    data = OrderStateChanged(
+        order_id=oid,
+        booking_id=f"BK-{oid.hex[:10].upper()}",
+        member_id=f"member-{oid.hex[:6]}",
+        campaign_id="camp-1",
+        source=OrderSource.IPA,
+        state=new,
+        previous_state=previous,
+        **kw,
+    )
+    return envelope(Topics.ORDER_STATE_CHANGED, data, at)
+
+
+def issued(oid: uuid.UUID, at: float) -> Envelope[Any]:
+    data = VoucherIssued(
+        order_id=oid,
+        campaign_id="camp-1",
+        code_id=uuid.uuid5(uuid.NAMESPACE_OID, str(oid)),
+        code="QX7M-4T9K-2W8P",
+        masked_code="****-****-2W8P",
+        face_value="10.00",
+        currency="EUR",
+    )
+    return envelope(Topics.VOUCHER_ISSUED, data, at)
+
+
+def attempt(oid: uuid.UUID, n: int, at: float, *, ok: bool = False, final: bool = False) -> Envelope[Any]:
+    common: dict[str, Any] = {
+        "order_id": oid,
+        "delivery_id": uuid.uuid5(uuid.NAMESPACE_URL, str(oid)),
+        "channel": Channel.SMS,
+        "attempt": n,
+    }
+    if ok:
+        return envelope(Topics.DELIVERY_SUCCEEDED, DeliverySucceeded(**common), at)
+    failure = DeliveryFailed(
+        **common,
+        reason_code="invalid_number" if final else "provider_timeout",
+        retryable=not final,
+        final=final,
+    )
+    return envelope(Topics.DELIVERY_FAILED, failure, at)
+
+
+def scenario() -> list[list[Envelope[Any]]]:
+    """Batches of one topic each, as the consumers see them; orders' events arrive in any order."""
+    o1, o2, o3, o4 = (uuid.uuid4() for _ in range(4))
+    s, f = OrderState, FulfilmentStatus
+    return [
+        # A final failure of o4 before the order is known: a ticket without a member, filled in later.
+        [attempt(o4, 1, 1, final=True), attempt(o1, 1, 2), attempt(o4, 2, 3, final=True), attempt(o1, 2, 4)],
+        [
+            state(o1, s.PENDING, None, 1, fulfilment_status=f.AWAITING_VOUCHER),
+            state(o2, s.PENDING, None, 1, fulfilment_status=f.AWAITING_VOUCHER),
+            state(o1, s.PENDING, s.PENDING, 3, fulfilment_status=f.DELIVERING),
+            state(o1, s.COMPLETED, s.PENDING, 6),
+            state(o1, s.PENDING, s.PENDING, 2, fulfilment_status=f.DELIVERING),  # late: timeline only
+            state(o4, s.PENDING, None, 0.5, fulfilment_status=f.DELIVERY_FAILED),
+            state(o3, s.PENDING, None, 0.7, fulfilment_status=f.ON_HOLD),
+        ],
+        [issued(o1, 2.5), issued(o2, 2.6), issued(o3, 9)],
+        [attempt(o1, 3, 5, ok=True), attempt(o2, 1, 7, ok=True)],
+        [attempt(o3, 1, 10), attempt(o3, 2, 11, final=True), attempt(o2, 2, 12)],
+    ]
+
+
+async def snapshot(pool: Any) -> dict[str, list[tuple[Any, ...]]]:
+    async with pool.acquire() as conn:
+        return {
+            "orders": [tuple(r) for r in await conn.fetch("SELECT * FROM portal_orders ORDER BY order_id")],
+            "timeline": [
+                tuple(r)
+                for r in await conn.fetch(
+                    "SELECT event_id, order_id, occurred_at, kind, details::text FROM portal_timeline"
+                    " ORDER BY event_id"
+                )
+            ],
+            "attempts": [
+                tuple(r) for r in await conn.fetch("SELECT * FROM delivery_attempts ORDER BY event_id")
+            ],
+            # Ticket ids are drawn afresh: compare what each order's ticket says and what happened to it.
+            "tickets": [
+                tuple(r)
+                for r in await conn.fetch(
+                    "SELECT t.order_id, t.member_id, t.booking_id, t.category, t.state, t.priority,"
+                    "       array_agg(e.kind ORDER BY e.event_seq) AS kinds"
+                    "  FROM tickets t JOIN ticket_events e USING (ticket_id)"
+                    " GROUP BY t.ticket_id ORDER BY t.order_id"
+                )
+            ],
+        }
+
+
+async def test_a_batch_of_portal_events_ends_as_the_events_one_by_one(twin_pools, kafka_bootstrap):
+    one_by_one, batched = twin_pools
+    settings = SupportSettings(
+        ORCHARD_SERVICE="support", DATABASE_URL="postgresql://unused", KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap
+    )
+    subs = {
+        s.topic: s
+        for s in handlers.subscriptions(SupportContext(settings=settings, clock=ManualClock(START)))
+        if s.topic in PORTAL_TOPICS
+    }
+    assert all(s.handle_batch is not None for s in subs.values())
+    for batch in scenario():
+        for env in batch:
+            async with one_by_one.acquire() as conn, conn.transaction():
+                await subs[env.event_type].handle(conn, env)
+        async with batched.acquire() as conn, conn.transaction():
+            handle_batch = subs[batch[0].event_type].handle_batch
+            assert handle_batch is not None
+            await handle_batch(conn, batch)
+
+    expected, got = await snapshot(one_by_one), await snapshot(batched)
+    assert got == expected
+    assert len(expected["orders"]) == 4
+    assert len(expected["attempts"]) == 9
+    assert len(expected["tickets"]) == 2  # o4 (twice failed for good) and o3
