@@ -198,7 +198,8 @@ class SmtpEmailSender:
                 else:
                     response = await self._transfer(session, message.to, content, reused=True)
             except _StaleSession:
-                self._discard(session)
+                self._drop(session)
+                session = None
                 session = await self._connect()
                 response = await self._transfer(session, message.to, content, reused=False)
         except aiosmtplib.SMTPRecipientRefused as exc:
