@@ -112,6 +112,7 @@ class SmtpEmailSender:
     def __init__(self, settings: DeliverySettings) -> None:
         self._settings = settings
         self._idle: list[_Session] = []
+        self._closing: set[asyncio.Task[None]] = set()
         self._sender = _sender_header(settings.email_from)
         self._envelope_from = parseaddr(settings.email_from)[1] or settings.email_from
 
@@ -146,7 +147,9 @@ class SmtpEmailSender:
         session.sent += 1
         session.last_used = time.monotonic()
         if session.sent >= self._settings.smtp_session_messages or not session.client.is_connected:
-            asyncio.get_running_loop().create_task(self._quit(session))
+            closing = asyncio.get_running_loop().create_task(self._quit(session))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
         else:
             self._idle.append(session)
 
