@@ -315,7 +315,8 @@ def _start_process(config: StackConfig, spec: ProcessSpec) -> None:
     write_pid_file(config.pid_file(spec.name), process.pid)
 
 
-def _is_ready(spec: ProcessSpec, client: httpx.Client) -> bool:
+def is_ready(spec: ProcessSpec, client: httpx.Client) -> bool:
+    """The process answers its readiness path (or, without one, its port is open)."""
     if spec.ready_path is None:
         return port_is_open(spec.port)
     try:
@@ -330,7 +331,7 @@ def _wait_until_ready(config: StackConfig, specs: Sequence[ProcessSpec]) -> None
     with httpx.Client(timeout=2.0) as client:
         while pending:
             for spec in list(pending):
-                if _is_ready(spec, client):
+                if is_ready(spec, client):
                     pending.remove(spec)
                 elif running_pid(config, spec) is None:
                     raise InfraError(f"{spec.name} exited while starting; see {config.log_file(spec.name)}")
@@ -385,7 +386,7 @@ def status(config: StackConfig) -> list[ComponentStatus]:
     with httpx.Client(timeout=2.0) as client:
         for spec in managed_processes(config):
             pid = running_pid(config, spec)
-            healthy = pid is not None and _is_ready(spec, client)
+            healthy = pid is not None and is_ready(spec, client)
             detail = "ready" if healthy else ("not ready" if pid else "stopped")
             rows.append(ComponentStatus(spec.name, pid, spec.port, healthy, detail))
     return rows

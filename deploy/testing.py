@@ -15,10 +15,10 @@ import secrets
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from deploy.infra.errors import InfraError
 from deploy.infra.kafka import KafkaBroker
@@ -26,6 +26,9 @@ from deploy.infra.net import free_port
 from deploy.infra.postgres import PostgresServer, drop_service, provision_database, provision_service
 from deploy.infra.process import pid_alive, read_pid_file, write_pid_file
 from deploy.infra.topics import TopicDef, ensure_topics
+
+if TYPE_CHECKING:
+    from deploy.runner import StackConfig
 
 TEST_DATABASE = "orchard_test"
 _SESSION_DIR_PREFIX = "orchard-test-"
@@ -168,3 +171,52 @@ async def create_topic(bootstrap: str, prefix: str = "t", partitions: int = 3) -
     name = f"{prefix}.{uuid.uuid4().hex[:12]}"
     await ensure_topics(bootstrap, [TopicDef(name, partitions)])
     return name
+
+
+@contextlib.contextmanager
+def isolated_stack(
+    prefix: str,
+    *,
+    replicas: int = 1,
+    env: Mapping[str, str] | None = None,
+    on_step: Callable[[str], None] = lambda _: None,
+) -> Iterator[StackConfig]:
+    """The whole system as `orchard up` runs it, but on free ports in a new temp dir: its own broker,
+    database, six services (`replicas` processes each, sharing the consumer groups) and local sinks.
+
+    `env` is added to every process's environment for as long as the stack runs (restarts included).
+    Everything is stopped and the dir removed on the way out, also on errors and Ctrl-C.
+    """
+    from chassis.settings import SERVICE_PORTS
+    from deploy.runner import StackConfig, down, up
+    from deploy.sinks.processes import DEFAULT_SINK_PORTS
+
+    var_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    var_dir.chmod(0o755)  # the embedded PostgreSQL runs as an unprivileged user
+    config = StackConfig(
+        var_dir=var_dir,
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+        postgres_port=free_port(),
+        service_ports={name: free_port() for name in SERVICE_PORTS},
+        replica_ports={name: [free_port() for _ in range(replicas - 1)] for name in SERVICE_PORTS},
+        sink_ports={name: free_port() for name in DEFAULT_SINK_PORTS},
+        ready_timeout_s=180,
+        stop_grace_s=25,
+    )
+    saved = {key: os.environ.get(key) for key in env or {}}
+    os.environ.update(env or {})  # the runner starts each process with os.environ plus its own settings
+    try:
+        up(config, on_step=on_step)
+        yield config
+    finally:
+        try:
+            on_step("stopping")
+            down(config)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            shutil.rmtree(var_dir, ignore_errors=True)

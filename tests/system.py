@@ -6,9 +6,7 @@ start the broker or the database. It shares nothing with the test session's brok
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -21,9 +19,8 @@ import psutil
 from chassis.auth import issue_token
 from chassis.settings import SERVICE_PORTS
 from deploy.demo import service_urls
-from deploy.infra.net import free_port, port_is_open
-from deploy.runner import ProcessSpec, StackConfig, UpReport, down, managed_processes, running_pid, up
-from deploy.sinks.processes import DEFAULT_SINK_PORTS
+from deploy.runner import StackConfig, UpReport, is_ready, managed_processes, running_pid, up
+from deploy.testing import isolated_stack
 
 SERVICES = tuple(SERVICE_PORTS)
 
@@ -90,7 +87,7 @@ class System:
         with httpx.Client(timeout=2.0) as client:
             pending = list(managed_processes(self.config))
             while pending:
-                pending = [spec for spec in pending if not _is_ready(spec, client)]
+                pending = [spec for spec in pending if not is_ready(spec, client)]
                 if pending and time.monotonic() > deadline:
                     raise AssertionError(f"not ready within {timeout}s: {[spec.name for spec in pending]}")
                 if pending:
@@ -123,15 +120,6 @@ class System:
         self.config.postgres().stop()
 
 
-def _is_ready(spec: ProcessSpec, client: httpx.Client) -> bool:
-    if spec.ready_path is None:
-        return port_is_open(spec.port)
-    try:
-        return client.get(spec.base_url + spec.ready_path).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def wait_gone(pid: int, timeout: float) -> bool:
     """True when the process exited within `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -150,33 +138,7 @@ def running_system(replicas: int = 1, env: Mapping[str, str] | None = None) -> I
     """Run the whole system on free ports in a temp dir; stop it and remove its files at the end.
 
     `replicas` processes per service share each consumer group; `env` is added to every process's
-    environment (e.g. a shorter consumer poll interval for a fault test).
+    environment (e.g. a shorter delivery lease for a fault test).
     """
-    var_dir = Path(tempfile.mkdtemp(prefix="orchard-e2e-"))
-    var_dir.chmod(0o755)  # the embedded PostgreSQL runs as an unprivileged user
-    config = StackConfig(
-        var_dir=var_dir,
-        kafka_port=free_port(),
-        kafka_controller_port=free_port(),
-        postgres_port=free_port(),
-        service_ports={name: free_port() for name in SERVICES},
-        replica_ports={name: [free_port() for _ in range(replicas - 1)] for name in SERVICES},
-        sink_ports={name: free_port() for name in DEFAULT_SINK_PORTS},
-        ready_timeout_s=180,
-        stop_grace_s=25,
-    )
-    saved = {key: os.environ.get(key) for key in env or {}}
-    os.environ.update(env or {})
-    try:
-        up(config)
+    with isolated_stack("orchard-e2e-", replicas=replicas, env=env) as config:
         yield System(config, service_urls(config.service_ports), issue_token(role="admin", sub="e2e-admin"))
-    finally:
-        try:
-            down(config)
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-            shutil.rmtree(var_dir, ignore_errors=True)
