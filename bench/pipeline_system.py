@@ -69,3 +69,15 @@ def own_system(*, env: Mapping[str, str] = OWN_SYSTEM_ENV) -> Iterator[System]:
         "orchard-bench-pipeline-", env=env, on_step=lambda step: print(f"  system: {step}", flush=True)
     ) as config:
         yield System(config, owned=True, env=dict(env))
+
+
+def running_system() -> System:
+    config = StackConfig.from_env()
+    system = System(config, owned=False, env={})
+    missing = [spec.name for spec in managed_processes(config) if running_pid(config, spec) is None]
+    if missing:
+        raise SystemExit(
+            f"--use-running: not running under {config.var_dir}: {', '.join(missing)} (start it with"
+            " `orchard up`, or set ORCHARD_VAR_DIR to the system's var dir)"
+        )
+    return system
