@@ -15,10 +15,12 @@ import secrets
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
+
+import asyncpg
 
 from deploy.infra.errors import InfraError
 from deploy.infra.kafka import KafkaBroker
@@ -220,3 +222,25 @@ def isolated_stack(
                 else:
                     os.environ[key] = value
             shutil.rmtree(var_dir, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def twin_service_pools(
+    first: ServiceDb, admin_dsn: str, migrations: Path
+) -> AsyncIterator[tuple[asyncpg.Pool, asyncpg.Pool]]:
+    """Two databases of one service, migrated alike: `first` and a fresh one, dropped at the end. For tests
+    that feed the same events to both in two ways (one by one, a batch at a time) and compare the rows."""
+    from chassis.db import apply_migrations, create_pool
+
+    other = await new_service_db(admin_dsn)
+    pools: list[asyncpg.Pool] = []
+    try:
+        for db in (first, other):
+            pool = await create_pool(db.dsn, schema=db.schema, min_size=1, max_size=2)
+            pools.append(pool)
+            await apply_migrations(pool, service_dir=migrations)
+        yield pools[0], pools[1]
+    finally:
+        for pool in pools:
+            await pool.close()
+        await drop_service_db(other)

@@ -9,14 +9,13 @@ from typing import Any
 
 import pytest
 
-from chassis.db import apply_migrations, create_pool
 from contracts.delivery import DeliveryFailed, DeliverySucceeded
 from contracts.envelope import Envelope
 from contracts.orders import FulfilmentStatus, OrderSource, OrderState, OrderStateChanged
 from contracts.topics import Topics
 from contracts.values import Channel
 from contracts.vouchers import VoucherIssued
-from deploy.testing import drop_service_db, new_service_db
+from deploy.testing import twin_service_pools
 from services.support import handlers
 from services.support.__main__ import MIGRATIONS
 from services.support.context import SupportContext
@@ -34,18 +33,8 @@ PORTAL_TOPICS = (
 @pytest.fixture
 async def twin_pools(service_db, pg_admin_dsn):
     """Two support databases: one fed event by event, the other batch by batch."""
-    other = await new_service_db(pg_admin_dsn)
-    pools = []
-    try:
-        for db in (service_db, other):
-            pool = await create_pool(db.dsn, schema=db.schema, min_size=1, max_size=2)
-            await apply_migrations(pool, service_dir=MIGRATIONS)
-            pools.append(pool)
+    async with twin_service_pools(service_db, pg_admin_dsn, MIGRATIONS) as pools:
         yield pools
-    finally:
-        for pool in pools:
-            await pool.close()
-        await drop_service_db(other)
 
 
 def envelope(topic: str, data: Any, seconds: float) -> Envelope[Any]:
