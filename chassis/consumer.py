@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import CommitFailedError, ConsumerStoppedError, IllegalStateError, KafkaError
 from faststream import Context
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import AckPolicy
@@ -105,7 +108,8 @@ class EventConsumer:
         bootstrap_servers: str,
         max_attempts: int = 5,
         max_batch: int = 500,
-        batch_timeout_ms: int = 50,
+        idle_wait_ms: int = 1000,
+        commit_interval_s: float = 0.5,
         group_prefix: str = "orchard",
     ) -> None:
         self._broker = broker
@@ -114,7 +118,9 @@ class EventConsumer:
         self._bootstrap = bootstrap_servers
         self._max_attempts = max_attempts
         self._max_batch = max_batch
-        self._batch_timeout_ms = batch_timeout_ms
+        self._idle_wait_ms = idle_wait_ms
+        self._commit_interval_s = commit_interval_s
+        self._commits: list[_OffsetCommits] = []
         self._group_prefix = group_prefix
         self._dlq_producer: AIOKafkaProducer | None = None
         self._dlq_lock = asyncio.Lock()
@@ -126,6 +132,8 @@ class EventConsumer:
     def subscribe(self, sub: Subscription) -> None:
         self.subscriptions.append(sub)
         backoff = _Backoff()
+        commits = _OffsetCommits(sub.name, self._commit_interval_s)
+        self._commits.append(commits)
 
         async def on_batch(body: Any, message: Any = Context("message")) -> None:
             records = tuple(message.raw_message)
@@ -134,7 +142,7 @@ class EventConsumer:
             try:
                 with BATCH_SECONDS.labels(sub.name).time():
                     await self.process(sub, records)
-                await message.ack()
+                await commits.processed(message.consumer, records)
                 backoff.reset()
             except asyncio.CancelledError:
                 raise
@@ -152,18 +160,20 @@ class EventConsumer:
                 with contextlib.suppress(Exception):
                     await message.nack()
 
-        self._broker.subscriber(
+        subscriber = self._broker.subscriber(
             sub.topic,
             batch=True,
             max_records=self._max_batch,
-            batch_timeout_ms=self._batch_timeout_ms,
+            batch_timeout_ms=self._idle_wait_ms,
             group_id=self.group_id(sub),
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.MANUAL,
             decoder=_raw_decoder,
             title=f"{self._service}:{sub.name}",
             description=f"{self._service} handles {sub.topic} ({sub.payload.__name__})",
-        )(on_batch)
+        )
+        subscriber(on_batch)
+        _fetch_without_idle_nap(subscriber, self._max_batch, self._idle_wait_ms)
 
     async def process(self, sub: Subscription, records: Sequence[Any]) -> None:
         """Handle one batch; return only when every record is applied, known, or dead-lettered."""
@@ -326,11 +336,96 @@ class EventConsumer:
                 self._dlq_producer = producer
             return self._dlq_producer
 
+    async def stopping(self) -> None:
+        """Commit what is handled now, and from here on every batch as soon as it is handled: the
+        service is about to stop its Kafka consumers, and a restart should redeliver nothing."""
+        for commits in self._commits:
+            await commits.flush(urgent_from_now=True)
+
     async def close(self) -> None:
+        for commits in self._commits:
+            commits.cancel()
         if self._dlq_producer is not None:
             with contextlib.suppress(Exception):
                 await self._dlq_producer.stop()
             self._dlq_producer = None
+
+
+class _OffsetCommits:
+    """The offsets one subscription has handled, committed to Kafka at most every `interval_s`.
+
+    A commit per fetched batch costs a broker round trip and a write to `__consumer_offsets` for
+    every batch of every consumer group: at a steady trickle (batches of one or two events) that was
+    a large share of the pipeline's CPU. Offsets are still committed only after their batch's
+    database commit, and always as explicit offsets of handled records (never the consumer's
+    position, which may already be past a batch being handled). A crash or rebalance between two
+    commits redelivers up to `interval_s` of events, which the inbox recognises.
+    """
+
+    def __init__(self, name: str, interval_s: float) -> None:
+        self._name = name
+        self._interval_s = interval_s
+        self._pending: dict[TopicPartition, int] = {}
+        self._consumer: Any = None
+        self._last_commit = 0.0
+        self._timer: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._urgent = False
+
+    async def processed(self, consumer: Any, records: Sequence[Any]) -> None:
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            self._pending[tp] = max(self._pending.get(tp, 0), record.offset + 1)
+        self._consumer = consumer
+        wait_s = self._last_commit + self._interval_s - time.monotonic()
+        if self._urgent or wait_s <= 0:
+            await self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.create_task(self._flush_after(wait_s), name=f"commit-{self._name}")
+
+    async def _flush_after(self, wait_s: float) -> None:
+        await asyncio.sleep(wait_s)
+        self._timer = None
+        await self.flush()
+
+    async def flush(self, *, urgent_from_now: bool = False) -> None:
+        self._urgent = self._urgent or urgent_from_now
+        async with self._lock:
+            offsets, self._pending = self._pending, {}
+            if not offsets or self._consumer is None:
+                return
+            self._last_commit = time.monotonic()
+            try:
+                await self._consumer.commit(offsets)
+            except (CommitFailedError, IllegalStateError) as exc:
+                # The group rebalanced: whoever owns these partitions now starts from the last
+                # committed offsets and the inbox recognises what was handled here.
+                log.info("offset_commit_dropped", consumer=self._name, error=repr(exc))
+            except (KafkaError, ConsumerStoppedError) as exc:
+                log.warning("offset_commit_failed", consumer=self._name, error=repr(exc))
+                for tp, offset in offsets.items():
+                    self._pending[tp] = max(self._pending.get(tp, 0), offset)
+                if self._timer is None:
+                    self._timer = asyncio.create_task(self._flush_after(self._interval_s))
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+def _fetch_without_idle_nap(subscriber: Any, max_records: int, idle_wait_ms: int) -> None:
+    """FastStream's batch subscriber naps `batch_timeout_ms` after a fetch that found nothing, and an
+    event arriving during the nap waits all of it: tens of milliseconds per hop at a steady trickle.
+    aiokafka's `getmany` already returns as soon as a record is there, so waiting long with no nap
+    delays no lone event, keeps an idle subscription's polling rare, and a backlog still comes in
+    batches of up to `max_records` (batches only grow when events wait)."""
+
+    async def get_msg(consumer: Any) -> tuple[Any, ...]:
+        fetched = await consumer.getmany(timeout_ms=idle_wait_ms, max_records=max_records)
+        return tuple(chain.from_iterable(fetched.values()))
+
+    subscriber.get_msg = get_msg
 
 
 async def _raw_decoder(message: Any) -> None:

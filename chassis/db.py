@@ -35,12 +35,28 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+class _StatelessPoolConnection(asyncpg.Connection):
+    """A pooled connection handed back without asyncpg's reset query.
+
+    That query (`pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`) is a round trip and four
+    statements on every release, and a consumer borrows a connection per fetched batch. Nothing we run
+    on a pooled connection outlives its borrow: locks are transaction-scoped or released in a `finally`
+    (migrations), listeners and session-level settings live on connections of their own (outbox relay,
+    jobs, delivery's wake-ups), and cursors end with their transaction. asyncpg still rolls back an
+    open transaction and drops callbacks on release.
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def create_pool(dsn: str, *, schema: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     """A pool whose connections all resolve unqualified names in the service's own schema."""
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
+        connection_class=_StatelessPoolConnection,
         server_settings={"search_path": quote_ident(schema), "application_name": f"orchard-{schema}"},
         command_timeout=60,
     )

@@ -144,6 +144,8 @@ class ServiceRuntime:
             self._broker_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._broker_task
+        if self.consumer is not None:
+            await self.consumer.stopping()
         if self.broker is not None:
             with contextlib.suppress(Exception):
                 await self.broker.stop()

@@ -266,3 +266,52 @@ async def test_a_broker_driven_batch_handler_consumes_the_topic(pool, running_ba
     await wait_until(lambda: _has(pool, *range(40)), what="every tick applied through batches")
     assert sorted(n for b in batch.batches for n in b) == list(range(40))
     assert batch.single.calls == 0
+
+
+async def _consumer_with_commit_interval(pool, kafka_bootstrap, topic: str, interval_s: float):
+    broker = KafkaBroker(kafka_bootstrap)
+    consumer = EventConsumer(
+        broker=broker,
+        pool=pool,
+        service=f"test{uuid.uuid4().hex[:6]}",
+        bootstrap_servers=kafka_bootstrap,
+        commit_interval_s=interval_s,
+    )
+    sub = Subscription(name="ticks", topic=topic, payload=Tick, handle=Handler())
+    consumer.subscribe(sub)
+    await broker.start()
+    return broker, consumer, sub
+
+
+async def test_handled_offsets_are_committed_after_the_interval_even_when_nothing_follows(
+    pool, kafka_bootstrap, new_topic
+):
+    topic = await new_topic("ticks")
+    broker, consumer, sub = await _consumer_with_commit_interval(pool, kafka_bootstrap, topic, 0.5)
+    try:
+        for n in range(1, 6):  # one lone event after another: the first commits at once, the rest later
+            await produce(kafka_bootstrap, topic, [(str(n).encode(), tick(topic, n).to_bytes())])
+            await wait_until(lambda n=n: _has(pool, n), what=f"tick {n} applied")
+        await wait_until(
+            lambda: _committed_to_end(kafka_bootstrap, consumer.group_id(sub), topic),
+            what="the last lone event's offset committed by the timer",
+        )
+    finally:
+        await broker.stop()
+        await consumer.close()
+
+
+async def test_a_stopping_consumer_commits_what_it_handled_at_once(pool, kafka_bootstrap, new_topic):
+    topic = await new_topic("ticks")
+    broker, consumer, sub = await _consumer_with_commit_interval(pool, kafka_bootstrap, topic, 3600)
+    try:
+        await produce(kafka_bootstrap, topic, [(b"1", tick(topic, 1).to_bytes())])
+        await wait_until(lambda: _has(pool, 1), what="tick 1 applied")
+        await produce(kafka_bootstrap, topic, [(b"2", tick(topic, 2).to_bytes())])
+        await wait_until(lambda: _has(pool, 2), what="tick 2 applied")
+        assert not await _committed_to_end(kafka_bootstrap, consumer.group_id(sub), topic)
+        await consumer.stopping()
+        assert await _committed_to_end(kafka_bootstrap, consumer.group_id(sub), topic)
+    finally:
+        await broker.stop()
+        await consumer.close()

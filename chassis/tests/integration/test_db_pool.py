@@ -1,0 +1,42 @@
+"""The services' connection pool against the real Postgres."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from chassis.db import create_pool
+
+
+@pytest.fixture
+async def pool(service_db):
+    pool = await create_pool(service_db.dsn, schema=service_db.schema, min_size=1, max_size=1)
+    yield pool
+    await pool.close()
+
+
+async def _last_statement_of(admin, pid: int) -> str:
+    return str(await admin.fetchval("SELECT query FROM pg_stat_activity WHERE pid = $1", pid))
+
+
+async def test_a_returned_connection_costs_no_reset_statement(pool, service_db) -> None:
+    async with pool.acquire() as conn:
+        pid = await conn.fetchval("SELECT pg_backend_pid()")
+        await conn.execute("SELECT 'the borrower''s last statement'")
+    other = await asyncpg.connect(service_db.dsn)
+    try:
+        assert await _last_statement_of(other, pid) == "SELECT 'the borrower''s last statement'"
+    finally:
+        await other.close()
+
+
+async def test_a_transaction_left_open_is_rolled_back_when_the_connection_returns(pool) -> None:
+    await pool.execute("CREATE TABLE IF NOT EXISTS pool_probe (n int)")
+    conn = await pool.acquire()
+    tx = conn.transaction()
+    await tx.start()
+    await conn.execute("INSERT INTO pool_probe VALUES (1)")
+    await pool.release(conn)
+    async with pool.acquire() as again:
+        assert not again.is_in_transaction()
+        assert await again.fetchval("SELECT count(*) FROM pool_probe") == 0
