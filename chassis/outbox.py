@@ -1,19 +1,62 @@
 """Transactional outbox: state and events commit together; a relay publishes them to Kafka.
 
-The relay is leader-elected per schema (one advisory lock held on its own connection), so events of
-one key leave in the order they were written. It claims rows with FOR UPDATE SKIP LOCKED on that same
-connection, publishes a batch with an idempotent producer (acks=all), marks the rows published after
-the broker acknowledged them, and retries forever with backoff. It wakes on LISTEN/NOTIFY, with a
-polling fallback. A crash after the broker acked but before the rows were marked republishes them:
-consumers dedupe by event_id (inbox), so delivery is at-least-once and effects exactly-once.
+One relay per schema publishes at a time, so events of one key leave in the order they were written.
+It reads the oldest unpublished rows (id order), publishes them as one Kafka transaction, marks them
+published after the commit, and retries forever with backoff. It wakes on LISTEN/NOTIFY, with a polling
+fallback. A crash after the commit but before the rows were marked republishes them: consumers dedupe
+by event_id (inbox), so delivery is at-least-once and effects exactly-once.
+
+Leadership survives a frozen leader (SIGSTOP, a stalled VM). A session advisory lock would not: the
+frozen process keeps its session, so the lock, forever. Instead:
+
+- **Lease.** One row per schema (`outbox_relay_lease`: holder, epoch, expires_at) renewed by the leader
+  every `lease_ttl_s / 3` on a connection of its own, so a busy publisher never delays a renewal. A
+  standby polls every `lease_ttl_s / 6` and takes the row once expires_at has passed, bumping epoch;
+  expiry is judged on the database's clock only. Takeover after a freeze: at most TTL (3 s) + one
+  standby poll + starting a producer. A leader that cannot renew steps down (LeaseLost); a leader that
+  stops releases the row, so a rolling restart hands over within one standby poll.
+- **Fencing.** The lease only decides who *should* publish: a frozen leader wakes with rows in memory,
+  maybe inside aiokafka's sender, and no check made before a send closes that window. Kafka closes it.
+  Every relay of the schema uses one transactional id (stored in the lease row), starts its producer
+  only once it holds the lease, and publishes each batch as a transaction. Starting the new leader's
+  producer (InitProducerId) bumps the producer epoch on the broker: the old leader's open transaction
+  is aborted, and every later produce, AddPartitionsToTxn or commit of the old producer is refused
+  (ProducerFenced), so it can neither publish nor mark rows. Kafka's epoch is the token that keeps the
+  log safe; the lease epoch fences the row itself (renewal and release name their epoch).
+- **No row locks held across a send.** The claim is a plain read and no transaction is open while
+  Kafka is awaited (the mark is one autocommit UPDATE). A leader frozen at any point therefore holds no
+  lock a successor would have to skip (FOR UPDATE SKIP LOCKED would skip the frozen leader's rows and
+  publish later events of their keys first) and no backend has to be terminated. Two relays reading
+  the same rows are harmless: only the unfenced producer's transactions commit.
+
+Why order and exactly-once effects hold: a batch is the oldest unpublished rows in id order, so for
+every key it is a prefix of that key's unpublished events; rows are marked only after their
+transaction committed, so every earlier event of the key is already in the log before the batch's
+records. Only one producer can write at a time and each handover aborts the previous one's open
+transaction before the successor writes. read_committed consumers see each committed batch in order.
+Our consumers read uncommitted (FastStream's default; kept for latency): they may also see an aborted
+batch, but it is a prefix of the events the next committed batch carries again, so after the inbox
+drops the duplicates each key's events still arrive once, in order.
+
+Cost: a transaction adds AddPartitionsToTxn and EndTxn round trips per batch; the commit flushes the
+batch without waiting for linger_ms. The transactional ids are `<lease id>-0` and `-1`: two producers
+take turns, so a batch never starts on a producer whose last commit's markers are still being written
+(aiokafka would wait 20 ms for those). Measured figures are in the commit that introduced the lease.
+
+Rolling upgrade from the advisory-lock relay: every relay here holds that key *shared* while it stands
+by or leads, so an old relay (which takes it exclusively) and a new one never lead at the same time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
+import os
+import socket
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +64,7 @@ from typing import Any
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import ProducerFenced
 from prometheus_client import Counter, Gauge
 
 from contracts.envelope import Envelope
@@ -38,6 +82,11 @@ OUTBOX_PUBLISHED = Counter("orchard_outbox_published_total", "Events published b
 OUTBOX_FAILURES = Counter("orchard_outbox_publish_failures_total", "Failed relay rounds", ["schema"])
 OUTBOX_LEADER = Gauge(
     "orchard_outbox_relay_leader", "1 while this process runs the schema's relay", ["schema"]
+)
+OUTBOX_LEADERSHIP_LOST = Counter(
+    "orchard_outbox_relay_leadership_lost_total",
+    "Times this process's relay lost its lease or found its producer fenced by a newer leader",
+    ["schema"],
 )
 
 
@@ -92,8 +141,36 @@ async def add_event(conn: Connection, envelope: Envelope[Any], *, key: str, topi
     await add_to_outbox(conn, [OutgoingEvent(key=key, envelope=envelope, topic=topic)])
 
 
+class LeaseLost(Exception):
+    """This relay no longer holds the schema's lease: another one took it, or it was not renewed."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    holder: str
+    epoch: int
+    transactional_id: str
+
+
+_TAKE_LEASE = """
+WITH prev AS (SELECT holder, expires_at FROM outbox_relay_lease FOR UPDATE)
+UPDATE outbox_relay_lease AS l
+   SET holder = $1, epoch = l.epoch + 1, expires_at = clock_timestamp() + make_interval(secs => $2)
+  FROM prev
+ WHERE prev.expires_at < clock_timestamp() OR prev.holder = $1
+RETURNING l.epoch, l.transactional_id, prev.holder AS previous,
+          EXTRACT(EPOCH FROM clock_timestamp() - prev.expires_at) AS expired_for_s
+"""
+_RENEW_LEASE = """
+UPDATE outbox_relay_lease SET expires_at = clock_timestamp() + make_interval(secs => $3)
+ WHERE holder = $1 AND epoch = $2
+RETURNING true
+"""
+_RELEASE_LEASE = "UPDATE outbox_relay_lease SET expires_at = '-infinity' WHERE holder = $1 AND epoch = $2"
+
+
 class OutboxRelay:
-    """Publishes a schema's outbox; run one per service process (standbys wait for the lock)."""
+    """Publishes a schema's outbox; run one per service process (standbys wait for the lease)."""
 
     def __init__(
         self,
@@ -106,6 +183,7 @@ class OutboxRelay:
         max_backoff_s: float = 10.0,
         published_retention_s: float = 24 * 3600,
         client_id: str | None = None,
+        lease_ttl_s: float = 3.0,
     ) -> None:
         self._dsn = dsn
         self._schema = schema
@@ -115,11 +193,17 @@ class OutboxRelay:
         self._max_backoff = max_backoff_s
         self._retention = published_retention_s
         self._client_id = client_id or f"orchard-relay-{schema}"
+        self._lease_ttl = lease_ttl_s
+        self._standby_poll = min(poll_interval_s, lease_ttl_s / 6)
+        # Unique per relay object: re-taking one's own lease after a failed round needs no wait.
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._lease_valid_until = 0.0
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._producer: AIOKafkaProducer | None = None
+        self._producers: list[AIOKafkaProducer] = []
         self._conn: asyncpg.Connection | None = None
+        self._lease_conn: asyncpg.Connection | None = None
         self._last_gauge_at = 0.0
         self._last_purge_at = 0.0
         self.is_leader = False
@@ -145,10 +229,16 @@ class OutboxRelay:
         backoff = 0.1
         while True:
             try:
-                await self._lead_and_publish()
+                await self._stand_by_then_lead()
                 return
             except asyncio.CancelledError:
                 raise
+            except (LeaseLost, ProducerFenced) as exc:
+                # Not a failure: a newer leader exists. Stand by again at once.
+                OUTBOX_LEADERSHIP_LOST.labels(self._schema).inc()
+                log.warning("outbox_relay_leadership_lost", schema=self._schema, reason=repr(exc))
+                await self._close()
+                backoff = 0.1
             except Exception as exc:
                 OUTBOX_FAILURES.labels(self._schema).inc()
                 level = log.warning if is_transient(exc) else log.error
@@ -158,6 +248,8 @@ class OutboxRelay:
                     return
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
+            if self._stopping.is_set():
+                return
 
     async def _connect(self) -> asyncpg.Connection:
         conn: asyncpg.Connection = await asyncpg.connect(
@@ -166,30 +258,79 @@ class OutboxRelay:
         )
         return conn
 
-    async def _lead_and_publish(self) -> None:
-        self._conn = conn = await self._connect()
-        lock_key = advisory_lock_key("outbox-relay", self._schema)
-        while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key):
+    async def _stand_by_then_lead(self) -> None:
+        self._lease_conn = lease_conn = await self._connect()
+        lease = await self._wait_for_lease(lease_conn)
+        if lease is None:
+            return
+        # Renewal starts before the producer does: a slow InitProducerId must not let the lease lapse.
+        keeper = asyncio.create_task(self._keep_lease(lease_conn, lease), name=f"outbox-lease-{self._schema}")
+        leader = asyncio.create_task(self._lead(lease), name=f"outbox-publish-{self._schema}")
+        try:
+            done, _ = await asyncio.wait({keeper, leader}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # LeaseLost from the keeper, or the publisher's failure
+        finally:
+            for task in (keeper, leader):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        # Stopped cleanly with nothing pending: hand over now rather than after the TTL.
+        await lease_conn.execute(_RELEASE_LEASE, lease.holder, lease.epoch)
+
+    async def _wait_for_lease(self, conn: asyncpg.Connection) -> Lease | None:
+        """Poll until this relay holds the lease; None when asked to stop first."""
+        legacy_key = advisory_lock_key("outbox-relay", self._schema)
+        while not await conn.fetchval("SELECT pg_try_advisory_lock_shared($1)", legacy_key):
             if self._stopping.is_set():
-                return
-            await self._sleep_or_wake(self._poll_interval)
+                return None
+            await self._sleep_or_wake(self._standby_poll)
+        while True:
+            asked_at = time.monotonic()
+            row = await conn.fetchrow(_TAKE_LEASE, self.holder, self._lease_ttl)
+            if row is not None:
+                self._lease_valid_until = asked_at + self._lease_ttl
+                log.info(
+                    "outbox_relay_lease_taken",
+                    schema=self._schema,
+                    epoch=row["epoch"],
+                    previous_holder=row["previous"] or None,
+                    expired_for_s=round(float(row["expired_for_s"]), 3),
+                )
+                return Lease(self.holder, row["epoch"], row["transactional_id"])
+            if self._stopping.is_set():
+                return None
+            await self._sleep_or_wake(self._standby_poll)
+
+    async def _keep_lease(self, conn: asyncpg.Connection, lease: Lease) -> None:
+        """Renew until the lease is lost (raises LeaseLost) or the task is cancelled."""
+        while True:
+            await asyncio.sleep(self._lease_ttl / 3)
+            asked_at = time.monotonic()
+            renewed = await conn.fetchval(
+                _RENEW_LEASE, lease.holder, lease.epoch, self._lease_ttl, timeout=self._lease_ttl
+            )
+            if not renewed:
+                raise LeaseLost(f"epoch {lease.epoch} was taken over")
+            self._lease_valid_until = asked_at + self._lease_ttl
+
+    def _check_lease(self) -> None:
+        # Not what keeps the log safe (the broker's fencing is), but a leader that woke after its
+        # lease ran out stops before claiming rows it would only have fenced.
+        if time.monotonic() > self._lease_valid_until:
+            raise LeaseLost("not renewed within its TTL")
+
+    async def _lead(self, lease: Lease) -> None:
+        self._conn = conn = await self._connect()
+        producers = await self._start_producers(lease.transactional_id)
         self.is_leader = True
         OUTBOX_LEADER.labels(self._schema).set(1)
         await conn.add_listener(f"orchard_outbox_{self._schema}", self._on_notify)
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap,
-            client_id=self._client_id,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=5,
-            max_batch_size=256 * 1024,
-            request_timeout_ms=15_000,
-        )
-        await self._producer.start()
-        log.info("outbox_relay_leading", schema=self._schema)
-        while True:
+        log.info("outbox_relay_leading", schema=self._schema, epoch=lease.epoch)
+        for turn in itertools.count():
             self._wakeup.clear()
-            published = await self._publish_batch(conn, self._producer)
+            self._check_lease()
+            published = await self._publish_batch(conn, producers[turn % len(producers)])
             await self._housekeeping(conn)
             if published >= self._batch_size:
                 continue
@@ -199,17 +340,51 @@ class OutboxRelay:
                 continue
             await self._sleep_or_wake(self._poll_interval)
 
-    async def _publish_batch(self, conn: Connection, producer: AIOKafkaProducer) -> int:
-        async with conn.transaction():
-            rows = await conn.fetch(
-                "SELECT id, topic, message_key, payload, headers FROM outbox"
-                " WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-                self._batch_size,
+    async def _start_producers(self, transactional_id: str) -> list[AIOKafkaProducer]:
+        # Two producers take turns. A transaction begun while the coordinator still writes the
+        # previous commit's markers is refused (CONCURRENT_TRANSACTIONS) and aiokafka retries it 20 ms
+        # later, which back-to-back batches on one producer would always pay; by a producer's next turn
+        # its markers are written. Each batch commits before the next is sent: the log keeps id order.
+        self._producers = [
+            AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap,
+                client_id=self._client_id,
+                transactional_id=f"{transactional_id}-{n}",
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=5,
+                max_batch_size=256 * 1024,
+                request_timeout_ms=15_000,
             )
-            if not rows:
-                return 0
-            # send() only enqueues; awaiting all acks after queuing the batch keeps it one round trip,
-            # and the idempotent producer keeps per-partition order within it.
+            for n in range(2)
+        ]
+        # start() runs InitProducerId: once both return, every earlier leader's producers are fenced.
+        await asyncio.gather(*(producer.start() for producer in self._producers))
+        return self._producers
+
+    async def _publish_batch(self, conn: Connection, producer: AIOKafkaProducer) -> int:
+        # A plain read, no transaction: nothing stays locked while Kafka is awaited (module docstring).
+        rows = await conn.fetch(
+            "SELECT id, topic, message_key, payload, headers FROM outbox"
+            " WHERE published_at IS NULL ORDER BY id LIMIT $1",
+            self._batch_size,
+        )
+        if not rows:
+            return 0
+        await self._send(producer, rows)
+        await conn.execute(
+            "UPDATE outbox SET published_at = clock_timestamp()"
+            " WHERE id = ANY($1::bigint[]) AND published_at IS NULL",
+            [r["id"] for r in rows],
+        )
+        OUTBOX_PUBLISHED.labels(self._schema).inc(len(rows))
+        return len(rows)
+
+    async def _send(self, producer: AIOKafkaProducer, rows: Sequence[asyncpg.Record]) -> None:
+        """Publish the rows as one Kafka transaction; returns once it committed."""
+        async with producer.transaction():
+            # send() only enqueues; the commit flushes the whole batch first (without lingering) and
+            # fails if any record failed. The idempotent producer keeps per-partition order within it.
             pending = []
             for row in rows:
                 headers = [(k, str(v).encode()) for k, v in json.loads(row["headers"]).items()]
@@ -221,13 +396,7 @@ class OutboxRelay:
                         headers=headers,
                     )
                 )
-            await asyncio.gather(*pending)
-            await conn.execute(
-                "UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1::bigint[])",
-                [r["id"] for r in rows],
-            )
-        OUTBOX_PUBLISHED.labels(self._schema).inc(len(rows))
-        return len(rows)
+        await asyncio.gather(*pending)
 
     async def _housekeeping(self, conn: Connection) -> None:
         now = time.monotonic()
@@ -256,12 +425,16 @@ class OutboxRelay:
     async def _close(self) -> None:
         self.is_leader = False
         OUTBOX_LEADER.labels(self._schema).set(0)
-        producer, self._producer = self._producer, None
-        conn, self._conn = self._conn, None
-        if producer is not None:
+        producers, self._producers = self._producers, []
+        conns = [self._conn, self._lease_conn]
+        self._conn = self._lease_conn = None
+        for producer in producers:
+            # A fenced producer's sender has died: stop() may then wait on nothing that will come.
             with contextlib.suppress(Exception):
-                await producer.stop()
-        if conn is not None:
+                await asyncio.wait_for(producer.stop(), timeout=5)
+        for conn in conns:
+            if conn is None:
+                continue
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), timeout=2)
             if not conn.is_closed():
