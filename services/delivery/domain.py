@@ -26,6 +26,9 @@ class DeliveryStatus(StrEnum):
 
 class AttemptOutcome(StrEnum):
     PENDING = "pending"
+    """Claimed, not yet started: nothing has left."""
+    IN_FLIGHT = "in_flight"
+    """Started: the provider call is under way (or the worker vanished during it)."""
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     UNKNOWN = "unknown"

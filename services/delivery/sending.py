@@ -1,18 +1,17 @@
 """The send queue's workers: outside the Kafka poll loop, per channel a pool of async workers with its
 own concurrency and rate limit.
 
-A worker's round is two transactions for a batch of up to `claim_batch` deliveries. The first is one
-statement: it claims due deliveries (FOR UPDATE SKIP LOCKED) and writes their attempt rows, so every
-attempt is on record before anything leaves. The second locks the claimed rows, and for each checks the
-order is still not cancelled and sends it; failures are recorded as they come with their next step
-(retry with backoff and jitter, fallback to another channel, or final failure), and the successes, their
-states and their `delivery.succeeded` events are written together before the one commit. A cancellation
-waits for that lock, so it lands before a send or after it, never beside it. A row another transaction
-holds at locking time is left out of the batch and attempted on its own afterwards (a worker never
-waits for a lock while holding others). A timeout, an unreachable provider or a 429 stops the batch:
-the deliveries not yet sent are queued again and their attempt rows dropped (nothing of them left).
-If the process dies during the second transaction, its attempts stay `pending`; the recovery job flags
-them `unknown` and queues the deliveries again with the same idempotency key and Message-ID.
+A worker's round: one statement claims up to `claim_batch` due deliveries under a lease (FOR UPDATE
+SKIP LOCKED, status `sending`, attempt rows written `pending`, the first already `in_flight`). Then,
+with no transaction open and no row lock held, it sends them one after the other. Each outcome is
+recorded in a short transaction that also starts the next attempt (checks its order is still not
+cancelled and marks it `in_flight`): one commit per message, and a worker never has more than one
+message sent but not recorded. A cancellation committed during a send does not wait for it; the
+recording sees it, and a failure then schedules no retry and no fallback (a success is recorded as
+sent: it did go out). A timeout, an unreachable provider or a 429 stops the batch: the deliveries not
+yet sent are queued again and their attempt rows dropped (nothing of them left). If the process dies,
+the recovery job (after the lease) flags the one `in_flight` attempt `unknown` and queues it again with
+the same idempotency key and Message-ID, and queues the `pending` claims again as never sent.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ import structlog
 from prometheus_client import Counter
 
 from chassis.db import Connection, quote_ident
-from chassis.outbox import OutgoingEvent, add_event, add_to_outbox
+from chassis.outbox import add_event
 from contracts.delivery import DeliveryFailed, DeliverySucceeded
 from contracts.envelope import Envelope
 from contracts.topics import Topics
@@ -134,6 +133,11 @@ STOP_BATCH_REASONS = frozenset(
 """A send failing so means the provider itself is in trouble: the rest of the batch is put back."""
 
 
+def _live(row: asyncpg.Record) -> bool:
+    """A claimed row to send now: the claim's first (`started`) or one `start_attempt` found live."""
+    return bool(row.get("live", row.get("started", True)))
+
+
 def message_id(delivery_id: uuid.UUID, send_round: int, channel: str, domain: str) -> str:
     return f"<{delivery_id}.{send_round}.{channel}@{domain}>"
 
@@ -217,9 +221,9 @@ class DeliveryEngine:
                 await self._doorbells[channel].wait(self.settings.queue_poll_interval_s)
 
     async def run_once(self, channel: Channel) -> bool:
-        """Claim up to `claim_batch` due deliveries of `channel` with their attempt rows (one
-        statement), then send them in one transaction holding their row locks, recording the outcomes
-        together; False when none is due. Each send takes a token of the channel's rate limit."""
+        """Claim up to `claim_batch` due deliveries of `channel` under a lease (one statement), then send
+        them one after the other with no transaction open, each outcome recorded before the next send
+        starts; False when none is due. Each send takes a token of the channel's rate limit."""
         async with self.pool.acquire() as conn:
             claimed = await repository.claim_due(
                 conn, channel, self.settings.lease_s, self.settings.claim_batch
@@ -227,83 +231,83 @@ class DeliveryEngine:
             if len(claimed) >= self.settings.claim_batch:
                 self._doorbells[channel].ring()  # more is likely due: another idle worker helps
             if claimed:
-                held_elsewhere = await self._send_batch(conn, channel, claimed)
-                for row in held_elsewhere:
-                    await self._attempt(conn, row["delivery_id"], row["attempts"])
+                await self.send_claimed(conn, channel, claimed)
         return bool(claimed)
 
-    async def _send_batch(
-        self, conn: Connection, channel: Channel, claimed: list[asyncpg.Record]
-    ) -> list[asyncpg.Record]:
-        """Send what is claimed, in claim order, under the row locks; a cancellation waits for the
-        commit, so it lands before a send or after it. Returns the claims another transaction held at
-        locking time (they are then attempted one by one)."""
-        attempt_of = {c["delivery_id"]: c["attempts"] for c in claimed}
-        position = {c["delivery_id"]: n for n, c in enumerate(claimed)}
-        sent: list[tuple[asyncpg.Record, SendResult]] = []
-        unsent: list[tuple[uuid.UUID, int]] = []
-        pause_s: float | None = None
-        async with conn.transaction():
-            rows = await repository.lock_free_deliveries(conn, list(attempt_of))
-            rows.sort(key=lambda r: position[r["delivery_id"]])
-            began = time.monotonic()
-            token_taken = True  # the worker took one before claiming
-            for row in rows:
-                attempt = attempt_of[row["delivery_id"]]
-                if row["attempts"] != attempt or row["status"] not in ("sending", "cancelled"):
-                    continue
-                if pause_s is None and time.monotonic() - began > self.settings.provider_timeout_s:
-                    pause_s = 0.0  # a slow provider: the locks are not held for a whole batch of timeouts
-                if pause_s is not None:
-                    unsent.append((row["delivery_id"], attempt))
-                    continue
-                if not token_taken:
-                    await self._limiters[channel].acquire()
-                token_taken = False
-                result = await self._attempt_locked(conn, row, attempt)
-                if result is None:
-                    continue
-                if result.ok:
-                    sent.append((row, result))
-                elif result.reason_code in STOP_BATCH_REASONS:
-                    pause_s = min(result.retry_after_s or 1.0, 30.0)
-            if sent:
-                await self._record_sent(conn, channel, sent)
-            if unsent:
-                await repository.return_unsent(conn, unsent, pause_s or 0.0)
-                log.info("delivery_batch_stopped", channel=channel.value, returned=len(unsent))
-        locked = {r["delivery_id"] for r in rows}
-        return [c for c in claimed if c["delivery_id"] not in locked]
-
-    async def _attempt(self, conn: Connection, delivery_id: uuid.UUID, attempt: int) -> None:
-        """One claimed delivery on its own: wait for its row lock, send, record."""
-        async with conn.transaction():
-            row = await repository.lock_delivery(conn, delivery_id)
-            if row is None or row["attempts"] != attempt or row["status"] not in ("sending", "cancelled"):
+    async def send_claimed(self, conn: Connection, channel: Channel, claimed: list[asyncpg.Record]) -> None:
+        """Send a claim's deliveries in claim order; no transaction or row lock is held during a send.
+        The claim started the first; each next one is started (checked not cancelled, marked
+        `in_flight`) in the short transaction that records the previous outcome: one commit per
+        message, and never more than one message of this worker sent but not recorded. A timeout, an
+        unreachable provider or a 429 stops the batch, and so does a batch running longer than one
+        provider timeout (its claims would wait too long): the rest is queued again, never sent."""
+        claims = [repository.claim_of(r) for r in claimed]
+        row: asyncpg.Record | None = claimed[0]
+        if not claimed[0]["started"]:  # not as `claim_due` returned it: start the first here
+            row = await repository.start_attempt(conn, claims[0], self.settings.lease_s)
+        began = time.monotonic()
+        for n in range(len(claims)):
+            result = await self._send_row(row, channel) if row is not None and _live(row) else None
+            rest = claims[n + 1 :]
+            pause_s = self._pause_after(result, began)
+            if rest and pause_s is None:
+                await self._limiters[channel].acquire()
+            if result is None and not rest:
                 return
-            result = await self._attempt_locked(conn, row, attempt)
-            if result is not None and result.ok:
-                await self._record_sent(conn, Channel(row["channel"]), [(row, result)])
+            async with conn.transaction():
+                if result is not None and row is not None:
+                    await self._record(conn, channel, row, result)
+                if rest and pause_s is not None:
+                    await repository.return_unsent(conn, rest, pause_s)
+                elif rest:
+                    row = await repository.start_attempt(conn, rest[0], self.settings.lease_s)
+            if rest and pause_s is not None:
+                log.info("delivery_batch_stopped", channel=channel.value, returned=len(rest))
+                if pause_s == 0:
+                    self._doorbells[channel].ring()
+                return
+            if rest and (row is None or not _live(row)):
+                self._limiters[channel].refund()
+                if row is not None:
+                    log.info("delivery_skipped_cancelled_order", delivery_id=str(row["delivery_id"]))
 
-    async def _attempt_locked(self, conn: Connection, row: asyncpg.Record, attempt: int) -> SendResult | None:
-        """Send one locked delivery. A failure is recorded here with what follows it; a success is
-        returned for the caller to record with its batch. None: the order was cancelled, nothing sent."""
-        delivery_id = row["delivery_id"]
-        channel = Channel(row["channel"])
+    def _pause_after(self, result: SendResult | None, began: float) -> float | None:
+        """None: go on with the batch. Else stop it; the rest is due again after this many seconds."""
+        if result is not None and not result.ok and result.reason_code in STOP_BATCH_REASONS:
+            return min(result.retry_after_s or 1.0, 30.0)
+        if time.monotonic() - began > self.settings.provider_timeout_s:
+            return 0.0
+        return None
+
+    async def _send_row(self, row: asyncpg.Record, channel: Channel) -> SendResult:
         with structlog.contextvars.bound_contextvars(
-            correlation_id=row["correlation_id"], delivery_id=str(delivery_id), channel=channel.value
+            correlation_id=row["correlation_id"], delivery_id=str(row["delivery_id"]), channel=channel.value
         ):
-            if row["status"] == "cancelled" or row["order_state"] == "cancelled":
-                await repository.finish_attempt(conn, delivery_id, attempt, AttemptOutcome.SKIPPED, None)
-                await repository.release_cancelled(conn, delivery_id)
-                log.info("delivery_skipped_cancelled_order")
-                return None
             result = await self._send(row, channel)
-            ATTEMPTS.labels(channel.value, "succeeded" if result.ok else "failed").inc()
-            if not result.ok:
-                await repository.finish_attempt(conn, delivery_id, attempt, AttemptOutcome.FAILED, result)
-                await self._failed(conn, row, channel, attempt, result)
-            return result
+        ATTEMPTS.labels(channel.value, "succeeded" if result.ok else "failed").inc()
+        return result
+
+    async def _record(
+        self, conn: Connection, channel: Channel, row: asyncpg.Record, result: SendResult
+    ) -> None:
+        """One outcome, in the caller's short transaction. It never brings a cancelled delivery back: a
+        failure of a delivery cancelled during its send schedules no retry and no fallback."""
+        attempt = row["attempts"]
+        if result.ok:
+            await repository.record_success(conn, row["delivery_id"], attempt, result)
+            await self._succeeded(conn, channel, row, result)
+            return
+        now = await repository.lock_for_outcome(conn, row["delivery_id"])  # first, as recovery locks
+        await repository.finish_attempt(conn, row["delivery_id"], attempt, AttemptOutcome.FAILED, result)
+        if now is None or now["attempts"] != attempt:
+            return  # the claim is void: whoever holds the delivery now decides
+        cancelled = now["status"] == "cancelled" or now["order_state"] == "cancelled"
+        if not cancelled and now["status"] != "sending":
+            return
+        with structlog.contextvars.bound_contextvars(
+            correlation_id=row["correlation_id"], delivery_id=str(row["delivery_id"]), channel=channel.value
+        ):
+            await self._failed(conn, now, channel, attempt, result, cancelled=cancelled)
 
     async def _send(self, row: asyncpg.Record, channel: Channel) -> SendResult:
         to = row["email"] if channel is Channel.EMAIL else row["phone"]
@@ -359,39 +363,48 @@ class DeliveryEngine:
             event_type=topic, producer=PRODUCER, data=data, correlation_id=row["correlation_id"]
         )
 
-    async def _record_sent(
-        self, conn: Connection, channel: Channel, sent: list[tuple[asyncpg.Record, SendResult]]
+    async def _succeeded(
+        self, conn: Connection, channel: Channel, row: asyncpg.Record, result: SendResult
     ) -> None:
-        """Successful sends of a batch: attempts, states and their `delivery.succeeded` events at once."""
-        await repository.record_sent(conn, [(row["delivery_id"], row["attempts"], r) for row, r in sent])
-        events = []
-        for row, result in sent:
-            log.info(
-                "delivery_succeeded",
-                attempt=row["attempts"],
-                correlation_id=row["correlation_id"],
-                delivery_id=str(row["delivery_id"]),
-                channel=channel.value,
-            )
-            if row["kind"] != "voucher":
-                continue  # delivery.succeeded speaks of orders' vouchers only
-            event = DeliverySucceeded(
-                order_id=row["order_id"],
-                delivery_id=row["delivery_id"],
-                channel=channel,
-                attempt=row["attempts"],
-                provider_message_id=(result.provider_message_id or None) and result.provider_message_id[:200],
-            )
-            events.append(OutgoingEvent(key=str(row["order_id"]), envelope=self._envelope(row, event)))
-        await add_to_outbox(conn, events)
+        log.info(
+            "delivery_succeeded",
+            attempt=row["attempts"],
+            correlation_id=row["correlation_id"],
+            delivery_id=str(row["delivery_id"]),
+            channel=channel.value,
+        )
+        if row["kind"] != "voucher":
+            return  # delivery.succeeded speaks of orders' vouchers only
+        event = DeliverySucceeded(
+            order_id=row["order_id"],
+            delivery_id=row["delivery_id"],
+            channel=channel,
+            attempt=row["attempts"],
+            provider_message_id=(result.provider_message_id or None) and result.provider_message_id[:200],
+        )
+        await add_event(conn, self._envelope(row, event), key=str(row["order_id"]))
 
     async def _failed(
-        self, conn: Connection, row: asyncpg.Record, channel: Channel, attempt: int, result: SendResult
+        self,
+        conn: Connection,
+        row: asyncpg.Record,
+        channel: Channel,
+        attempt: int,
+        result: SendResult,
+        *,
+        cancelled: bool,
     ) -> None:
+        """What follows a failed attempt (retry, fallback or final failure) and its event. The order
+        cancelled meanwhile: nothing follows; the event says final."""
         assert result.reason_code is not None
         reason = result.reason_code.value
         if result.reason_code is ReasonCode.RATE_LIMITED:
             self._limiters[channel].hold(min(result.retry_after_s or 1.0, 30.0))
+        if cancelled:
+            await repository.release_cancelled(conn, row["delivery_id"])
+            log.info("delivery_attempt_failed", attempt=attempt, reason_code=reason, next="cancelled")
+            await self._failed_event(conn, row, channel, attempt, result, final=True)
+            return
         allowed = await repository.fallback_allowed(conn, row["campaign_id"], self.settings.fallback_default)
         decision = after_failure(
             result,
@@ -419,8 +432,22 @@ class DeliveryEngine:
         )
         if final:
             await notifications.delivery_failed(conn, self.settings, row, channel, reason)
+        await self._failed_event(conn, row, channel, attempt, result, final=final)
+
+    async def _failed_event(
+        self,
+        conn: Connection,
+        row: asyncpg.Record,
+        channel: Channel,
+        attempt: int,
+        result: SendResult,
+        *,
+        final: bool,
+    ) -> None:
         if row["kind"] != "voucher":
             return
+        assert result.reason_code is not None
+        reason = result.reason_code.value
         event = DeliveryFailed(
             order_id=row["order_id"],
             delivery_id=row["delivery_id"],

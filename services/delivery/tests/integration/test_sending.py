@@ -108,7 +108,9 @@ async def test_an_order_cancelled_before_anything_else_arrives_is_never_sent(del
     assert await service.attempts(order_id) == []
 
 
-async def test_a_cancellation_during_a_send_waits_for_it_and_stops_every_later_attempt(delivery_service):
+async def test_a_cancellation_during_a_failing_send_does_not_wait_for_it_and_stops_every_later_attempt(
+    delivery_service,
+):
     service = await delivery_service(provider_delay_s=1.5, ORCHARD_PROVIDER_TIMEOUT=5.0)
     order_id = uuid.uuid4()
     await service.publish(request_for(order_id, channel=Channel.SMS, phone="+15005550408"))
@@ -122,8 +124,18 @@ async def test_a_cancellation_during_a_send_waits_for_it_and_stops_every_later_a
     await wait_until(sending, interval=0.02, what="the first attempt to start")
     await service.publish(state_changed(order_id, OrderState.CANCELLED))
 
-    row = await service.wait_status(order_id, "cancelled")
+    # The cancellation commits while the provider still holds the send (no row lock to wait for) ...
+    row = await service.wait_status(order_id, "cancelled", timeout=1.0)
+    assert [a["outcome"] for a in await service.attempts(order_id)] == ["in_flight"]
+
+    # ... and the failure recorded afterwards schedules nothing: no retry, no later attempt.
+    async def recorded() -> bool:
+        return [a["outcome"] for a in await service.attempts(order_id)] == ["failed"]
+
+    await wait_until(recorded, what="the failed attempt to be recorded")
     await settle(1.0)
+    row = await service.delivery(order_id)
+    assert (row["status"], row["next_attempt_at"], row["lease_until"]) == ("cancelled", None, None)
     attempts = await service.attempts(order_id)
     assert [a["outcome"] for a in attempts] == ["failed"]
     assert attempts[0]["reason_code"] == "provider_error"

@@ -1,0 +1,413 @@
+"""The join of delivery.requested and voucher.issued, order state, member contacts and templated
+messages: what the Kafka handlers write."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import TypeVar
+
+import asyncpg
+
+from chassis.db import Connection
+from contracts.values import Channel
+
+WAKE_CHANNEL = "orchard_delivery_due"
+
+
+@dataclass(frozen=True)
+class RequestDetails:
+    order_id: uuid.UUID
+    booking_id: str
+    member_id: str
+    campaign_id: str
+    channel: Channel
+    name: str | None
+    email: str | None
+    phone: str | None
+    locale: str
+    template: str | None
+    correlation_id: str
+
+
+@dataclass(frozen=True)
+class VoucherDetails:
+    order_id: uuid.UUID
+    campaign_id: str
+    code_id: uuid.UUID
+    sealed_code: bytes
+    masked_code: str
+    face_value: Decimal
+    currency: str
+    expires_at: datetime | None
+    correlation_id: str
+
+
+async def record_request(conn: Connection, r: RequestDetails) -> None:
+    """The recipient half of the join; a repeated request for the same order changes nothing."""
+    await conn.execute(
+        """
+        INSERT INTO deliveries (delivery_id, order_id, booking_id, member_id, campaign_id, requested_channel,
+                                channel, recipient_name, email, phone, locale, template, has_request,
+                                correlation_id)
+        VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10, $11, true, $12)
+        ON CONFLICT (order_id) DO UPDATE SET
+            booking_id = EXCLUDED.booking_id, member_id = EXCLUDED.member_id,
+            campaign_id = coalesce(deliveries.campaign_id, EXCLUDED.campaign_id),
+            requested_channel = EXCLUDED.requested_channel, channel = EXCLUDED.channel,
+            recipient_name = EXCLUDED.recipient_name, email = EXCLUDED.email, phone = EXCLUDED.phone,
+            locale = EXCLUDED.locale, template = EXCLUDED.template, has_request = true,
+            correlation_id = coalesce(deliveries.correlation_id, EXCLUDED.correlation_id),
+            updated_at = now()
+        WHERE NOT deliveries.has_request
+        """,
+        uuid.uuid4(),
+        r.order_id,
+        r.booking_id,
+        r.member_id,
+        r.campaign_id,
+        r.channel.value,
+        r.name,
+        r.email,
+        r.phone,
+        r.locale,
+        r.template,
+        r.correlation_id,
+    )
+
+
+async def record_voucher(conn: Connection, v: VoucherDetails) -> None:
+    """The code half of the join; kept sealed, and not at all for an order already cancelled."""
+    await conn.execute(
+        """
+        INSERT INTO deliveries (delivery_id, order_id, campaign_id, code_id, code_ciphertext, masked_code,
+                                face_value, currency, expires_at, has_voucher, correlation_id)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, true, $10)
+        ON CONFLICT (order_id) DO UPDATE SET
+            campaign_id = coalesce(deliveries.campaign_id, EXCLUDED.campaign_id),
+            code_id = EXCLUDED.code_id,
+            code_ciphertext = CASE WHEN deliveries.order_state = 'cancelled' THEN NULL
+                                   ELSE EXCLUDED.code_ciphertext END,
+            masked_code = EXCLUDED.masked_code, face_value = EXCLUDED.face_value,
+            currency = EXCLUDED.currency, expires_at = EXCLUDED.expires_at, has_voucher = true,
+            correlation_id = coalesce(deliveries.correlation_id, EXCLUDED.correlation_id),
+            updated_at = now()
+        WHERE NOT deliveries.has_voucher
+        """,
+        uuid.uuid4(),
+        v.order_id,
+        v.campaign_id,
+        v.code_id,
+        v.sealed_code,
+        v.masked_code,
+        v.face_value,
+        v.currency,
+        v.expires_at,
+        v.correlation_id,
+    )
+
+
+async def queue_if_ready(conn: Connection, order_id: uuid.UUID) -> bool:
+    """Both halves here and the order not cancelled: the delivery becomes due now, and workers wake."""
+    queued = await conn.fetchval(
+        """
+        UPDATE deliveries SET status = 'queued', next_attempt_at = now(), updated_at = now()
+         WHERE order_id = $1 AND status = 'waiting' AND has_request AND has_voucher
+           AND order_state IS DISTINCT FROM 'cancelled'
+        RETURNING channel
+        """,
+        order_id,
+    )
+    if queued is not None:
+        await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, queued)
+    return queued is not None
+
+
+async def record_order_state(conn: Connection, order_id: uuid.UUID, campaign_id: str, state: str) -> bool:
+    """Follow the order; on cancellation stop the delivery and drop its code. True if it was cancelled now.
+
+    A delivery being sent right now holds its row lock until the send is recorded, so this waits for
+    it: the cancellation lands either before the send (nothing is sent) or after it (it was sent)."""
+    if state != "cancelled":
+        await conn.execute(
+            "UPDATE deliveries SET order_state = $2, updated_at = now()"
+            " WHERE order_id = $1 AND order_state IS DISTINCT FROM 'cancelled'",
+            order_id,
+            state,
+        )
+        return False
+    row = await conn.fetchrow(
+        """
+        INSERT INTO deliveries (delivery_id, order_id, campaign_id, order_state, status)
+        VALUES ($1, $2, $3, 'cancelled', 'cancelled')
+        ON CONFLICT (order_id) DO UPDATE SET
+            order_state = 'cancelled',
+            status = CASE WHEN deliveries.status = 'sent' THEN 'sent' ELSE 'cancelled' END,
+            code_ciphertext = NULL, next_attempt_at = NULL, updated_at = now()
+        RETURNING (xmax = 0) AS inserted, status
+        """,
+        uuid.uuid4(),
+        order_id,
+        campaign_id,
+    )
+    assert row is not None
+    return bool(row["status"] == "cancelled")
+
+
+async def remember_contacts(
+    conn: Connection,
+    member_id: str,
+    *,
+    name: str | None,
+    email: str | None,
+    phone: str | None,
+    locale: str | None,
+) -> None:
+    """The latest details per member; a missing field keeps the one known before."""
+    await conn.execute(
+        """
+        INSERT INTO member_contacts (member_id, name, email, phone, locale) VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (member_id) DO UPDATE SET
+            name = coalesce(EXCLUDED.name, member_contacts.name),
+            email = coalesce(EXCLUDED.email, member_contacts.email),
+            phone = coalesce(EXCLUDED.phone, member_contacts.phone),
+            locale = coalesce(EXCLUDED.locale, member_contacts.locale),
+            updated_at = now()
+        """,
+        member_id,
+        name,
+        email,
+        phone,
+        locale,
+    )
+
+
+async def contacts_of(conn: Connection, member_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM member_contacts WHERE member_id = $1", member_id)
+
+
+@dataclass(frozen=True)
+class MessageDetails:
+    message_id: uuid.UUID
+    member_id: str
+    channel: Channel
+    template: str
+    locale: str
+    sealed_params: bytes
+    name: str | None
+    email: str | None
+    phone: str | None
+    correlation_id: str
+
+
+async def queue_message(conn: Connection, m: MessageDetails) -> bool:
+    """Queue a templated message once per message_id; False for a repeat."""
+    channel = await conn.fetchval(
+        """
+        INSERT INTO deliveries (delivery_id, kind, message_id, member_id, requested_channel, channel,
+                                recipient_name, email, phone, locale, template, has_request,
+                                code_ciphertext, has_voucher, status, next_attempt_at, correlation_id)
+        VALUES ($1, 'message', $2, $3, $4, $4, $5, $6, $7, $8, $9, true, $10, true, 'queued', now(), $11)
+        ON CONFLICT (message_id) DO NOTHING
+        RETURNING channel
+        """,
+        uuid.uuid4(),
+        m.message_id,
+        m.member_id,
+        m.channel.value,
+        m.name,
+        m.email,
+        m.phone,
+        m.locale,
+        m.template,
+        m.sealed_params,
+        m.correlation_id,
+    )
+    if channel is not None:
+        await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, channel)
+    return channel is not None
+
+
+_Half = TypeVar("_Half", "RequestDetails", "VoucherDetails")
+
+
+# Batch forms of the join, for the consumers' batch handlers: a fetched batch costs a few statements.
+# Each ends as the single-event functions applied to the events in turn would.
+
+
+def _first_per_order(items: Sequence[_Half]) -> list[_Half]:
+    """The first event per order: only the first half of each kind counts (`WHERE NOT has_…`)."""
+    seen: dict[uuid.UUID, _Half] = {}
+    for item in items:
+        seen.setdefault(item.order_id, item)
+    return list(seen.values())
+
+
+async def record_requests(conn: Connection, requests: Sequence[RequestDetails]) -> None:
+    rs = _first_per_order(requests)
+    await conn.execute(
+        """
+        INSERT INTO deliveries (delivery_id, order_id, booking_id, member_id, campaign_id, requested_channel,
+                                channel, recipient_name, email, phone, locale, template, has_request,
+                                correlation_id)
+        SELECT r.delivery_id, r.order_id, r.booking_id, r.member_id, r.campaign_id, r.channel, r.channel,
+               r.name, r.email, r.phone, r.locale, r.template, true, r.correlation_id
+          FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                      $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
+               AS r(delivery_id, order_id, booking_id, member_id, campaign_id, channel, name, email, phone,
+                    locale, template, correlation_id)
+        ON CONFLICT (order_id) DO UPDATE SET
+            booking_id = EXCLUDED.booking_id, member_id = EXCLUDED.member_id,
+            campaign_id = coalesce(deliveries.campaign_id, EXCLUDED.campaign_id),
+            requested_channel = EXCLUDED.requested_channel, channel = EXCLUDED.channel,
+            recipient_name = EXCLUDED.recipient_name, email = EXCLUDED.email, phone = EXCLUDED.phone,
+            locale = EXCLUDED.locale, template = EXCLUDED.template, has_request = true,
+            correlation_id = coalesce(deliveries.correlation_id, EXCLUDED.correlation_id),
+            updated_at = now()
+        WHERE NOT deliveries.has_request
+        """,
+        [uuid.uuid4() for _ in rs],
+        [r.order_id for r in rs],
+        [r.booking_id for r in rs],
+        [r.member_id for r in rs],
+        [r.campaign_id for r in rs],
+        [r.channel.value for r in rs],
+        [r.name for r in rs],
+        [r.email for r in rs],
+        [r.phone for r in rs],
+        [r.locale for r in rs],
+        [r.template for r in rs],
+        [r.correlation_id for r in rs],
+    )
+
+
+@dataclass(frozen=True)
+class ContactDetails:
+    member_id: str
+    name: str | None
+    email: str | None
+    phone: str | None
+    locale: str | None
+
+
+async def remember_many_contacts(conn: Connection, contacts: Sequence[ContactDetails]) -> None:
+    """`remember_contacts` for each in turn: per member and field, the last value given wins."""
+    latest: dict[str, dict[str, str | None]] = {}
+    for c in contacts:
+        known = latest.setdefault(c.member_id, {"name": None, "email": None, "phone": None, "locale": None})
+        for field, value in (("name", c.name), ("email", c.email), ("phone", c.phone), ("locale", c.locale)):
+            if value is not None:
+                known[field] = value
+    await conn.execute(
+        """
+        INSERT INTO member_contacts (member_id, name, email, phone, locale)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+        ON CONFLICT (member_id) DO UPDATE SET
+            name = coalesce(EXCLUDED.name, member_contacts.name),
+            email = coalesce(EXCLUDED.email, member_contacts.email),
+            phone = coalesce(EXCLUDED.phone, member_contacts.phone),
+            locale = coalesce(EXCLUDED.locale, member_contacts.locale),
+            updated_at = now()
+        """,
+        list(latest),
+        *([known[field] for known in latest.values()] for field in ("name", "email", "phone", "locale")),
+    )
+
+
+async def record_vouchers(conn: Connection, vouchers: Sequence[VoucherDetails]) -> None:
+    vs = _first_per_order(vouchers)
+    await conn.execute(
+        """
+        INSERT INTO deliveries (delivery_id, order_id, campaign_id, code_id, code_ciphertext, masked_code,
+                                face_value, currency, expires_at, has_voucher, correlation_id)
+        SELECT v.delivery_id, v.order_id, v.campaign_id, v.code_id, v.sealed, v.masked_code, v.face_value,
+               v.currency, v.expires_at, true, v.correlation_id
+          FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::bytea[], $6::text[], $7::numeric[],
+                      $8::text[], $9::timestamptz[], $10::text[])
+               AS v(delivery_id, order_id, campaign_id, code_id, sealed, masked_code, face_value, currency,
+                    expires_at, correlation_id)
+        ON CONFLICT (order_id) DO UPDATE SET
+            campaign_id = coalesce(deliveries.campaign_id, EXCLUDED.campaign_id),
+            code_id = EXCLUDED.code_id,
+            code_ciphertext = CASE WHEN deliveries.order_state = 'cancelled' THEN NULL
+                                   ELSE EXCLUDED.code_ciphertext END,
+            masked_code = EXCLUDED.masked_code, face_value = EXCLUDED.face_value,
+            currency = EXCLUDED.currency, expires_at = EXCLUDED.expires_at, has_voucher = true,
+            correlation_id = coalesce(deliveries.correlation_id, EXCLUDED.correlation_id),
+            updated_at = now()
+        WHERE NOT deliveries.has_voucher
+        """,
+        [uuid.uuid4() for _ in vs],
+        [v.order_id for v in vs],
+        [v.campaign_id for v in vs],
+        [v.code_id for v in vs],
+        [v.sealed_code for v in vs],
+        [v.masked_code for v in vs],
+        [v.face_value for v in vs],
+        [v.currency for v in vs],
+        [v.expires_at for v in vs],
+        [v.correlation_id for v in vs],
+    )
+
+
+async def queue_all_ready(conn: Connection, order_ids: Sequence[uuid.UUID]) -> int:
+    """`queue_if_ready` for many orders; the workers of each channel concerned are woken once."""
+    channels = await conn.fetch(
+        """
+        UPDATE deliveries SET status = 'queued', next_attempt_at = now(), updated_at = now()
+         WHERE order_id = ANY($1::uuid[]) AND status = 'waiting' AND has_request AND has_voucher
+           AND order_state IS DISTINCT FROM 'cancelled'
+        RETURNING channel
+        """,
+        list(order_ids),
+    )
+    for channel in sorted({r["channel"] for r in channels}):
+        await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, channel)
+    return len(channels)
+
+
+async def record_order_states(
+    conn: Connection, states: Sequence[tuple[uuid.UUID, str, str]]
+) -> list[uuid.UUID]:
+    """`record_order_state` for (order_id, campaign_id, state) in turn: a cancellation is final, so per
+    order it is the first cancellation if there is one, else the last state. Returns the orders whose
+    delivery was cancelled now."""
+    last: dict[uuid.UUID, str] = {}
+    cancelled: dict[uuid.UUID, str] = {}
+    for order_id, campaign_id, state in states:
+        if state == "cancelled":
+            cancelled.setdefault(order_id, campaign_id)
+        else:
+            last[order_id] = state
+    following = {o: s for o, s in last.items() if o not in cancelled}
+    if following:
+        await conn.execute(
+            """
+            UPDATE deliveries d SET order_state = s.state, updated_at = now()
+              FROM unnest($1::uuid[], $2::text[]) AS s(order_id, state)
+             WHERE d.order_id = s.order_id AND d.order_state IS DISTINCT FROM 'cancelled'
+            """,
+            list(following),
+            list(following.values()),
+        )
+    if not cancelled:
+        return []
+    rows = await conn.fetch(
+        """
+        INSERT INTO deliveries (delivery_id, order_id, campaign_id, order_state, status)
+        SELECT c.delivery_id, c.order_id, c.campaign_id, 'cancelled', 'cancelled'
+          FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS c(delivery_id, order_id, campaign_id)
+        ON CONFLICT (order_id) DO UPDATE SET
+            order_state = 'cancelled',
+            status = CASE WHEN deliveries.status = 'sent' THEN 'sent' ELSE 'cancelled' END,
+            code_ciphertext = NULL, next_attempt_at = NULL, updated_at = now()
+        RETURNING order_id, status
+        """,
+        [uuid.uuid4() for _ in cancelled],
+        list(cancelled),
+        list(cancelled.values()),
+    )
+    return [r["order_id"] for r in rows if r["status"] == "cancelled"]
