@@ -5,6 +5,7 @@ transaction with its inbox row, and only writes tables: sending is the workers' 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -35,26 +36,23 @@ class DeliveryHandlers:
 
     async def on_delivery_requested(self, conn: Connection, env: Envelope[Any]) -> None:
         d: DeliveryRequested = env.data
-        await repository.record_request(
-            conn,
-            repository.RequestDetails(
-                order_id=d.order_id,
-                booking_id=d.booking_id,
-                member_id=d.member_id,
-                campaign_id=d.campaign_id,
-                channel=d.channel,
-                name=d.name,
-                email=d.email,
-                phone=d.phone,
-                locale=d.locale,
-                template=d.template,
-                correlation_id=env.correlation_id,
-            ),
-        )
+        await repository.record_request(conn, _request(env))
         await repository.remember_contacts(
             conn, d.member_id, name=d.name, email=d.email, phone=d.phone, locale=d.locale
         )
         await repository.queue_if_ready(conn, d.order_id)
+
+    async def on_delivery_requests(self, conn: Connection, envs: Sequence[Envelope[Any]]) -> None:
+        """`on_delivery_requested` for a batch: three statements and one wake-up per channel."""
+        await repository.record_requests(conn, [_request(env) for env in envs])
+        await repository.remember_many_contacts(
+            conn,
+            [
+                repository.ContactDetails(d.member_id, d.name, d.email, d.phone, d.locale)
+                for d in (env.data for env in envs)
+            ],
+        )
+        await repository.queue_all_ready(conn, [env.data.order_id for env in envs])
 
     async def on_message_requested(self, conn: Connection, env: Envelope[Any]) -> None:
         d: DeliveryMessageRequested = env.data
@@ -79,29 +77,44 @@ class DeliveryHandlers:
             ),
         )
 
-    async def on_voucher_issued(self, conn: Connection, env: Envelope[Any]) -> None:
+    def _voucher(self, env: Envelope[Any]) -> repository.VoucherDetails:
         d: VoucherIssued = env.data
-        await repository.record_voucher(
-            conn,
-            repository.VoucherDetails(
-                order_id=d.order_id,
-                campaign_id=d.campaign_id,
-                code_id=d.code_id,
-                sealed_code=self.vault.seal(d.code),
-                masked_code=d.masked_code,
-                face_value=d.face_value,
-                currency=d.currency,
-                expires_at=d.expires_at,
-                correlation_id=env.correlation_id,
-            ),
+        return repository.VoucherDetails(
+            order_id=d.order_id,
+            campaign_id=d.campaign_id,
+            code_id=d.code_id,
+            sealed_code=self.vault.seal(d.code),
+            masked_code=d.masked_code,
+            face_value=d.face_value,
+            currency=d.currency,
+            expires_at=d.expires_at,
+            correlation_id=env.correlation_id,
         )
-        await repository.queue_if_ready(conn, d.order_id)
+
+    async def on_voucher_issued(self, conn: Connection, env: Envelope[Any]) -> None:
+        await repository.record_voucher(conn, self._voucher(env))
+        await repository.queue_if_ready(conn, env.data.order_id)
+
+    async def on_vouchers_issued(self, conn: Connection, envs: Sequence[Envelope[Any]]) -> None:
+        """`on_voucher_issued` for a batch: two statements and one wake-up per channel."""
+        await repository.record_vouchers(conn, [self._voucher(env) for env in envs])
+        await repository.queue_all_ready(conn, [env.data.order_id for env in envs])
 
     async def on_order_state_changed(self, conn: Connection, env: Envelope[Any]) -> None:
         d: OrderStateChanged = env.data
         if await repository.record_order_state(conn, d.order_id, d.campaign_id, d.state.value):
             log.info("delivery_cancelled_with_order", order_id=str(d.order_id))
         await notifications.order_state_changed(conn, self.settings, d)
+
+    async def on_order_states_changed(self, conn: Connection, envs: Sequence[Envelope[Any]]) -> None:
+        """`on_order_state_changed` for a batch: up to two statements, and one for the notifications."""
+        changes: list[OrderStateChanged] = [env.data for env in envs]
+        cancelled = await repository.record_order_states(
+            conn, [(d.order_id, d.campaign_id, d.state.value) for d in changes]
+        )
+        for order_id in cancelled:
+            log.info("delivery_cancelled_with_order", order_id=str(order_id))
+        await notifications.order_states_changed(conn, self.settings, changes)
 
     async def on_resend_requested(self, conn: Connection, env: Envelope[Any]) -> None:
         d: SupportResendRequested = env.data
@@ -136,11 +149,25 @@ class DeliveryHandlers:
     def subscriptions(self) -> list[Subscription]:
         return [
             Subscription(
-                "delivery-requests", Topics.DELIVERY_REQUESTED, DeliveryRequested, self.on_delivery_requested
+                "delivery-requests",
+                Topics.DELIVERY_REQUESTED,
+                DeliveryRequested,
+                self.on_delivery_requested,
+                handle_batch=self.on_delivery_requests,
             ),
-            Subscription("delivery-vouchers", Topics.VOUCHER_ISSUED, VoucherIssued, self.on_voucher_issued),
             Subscription(
-                "delivery-orders", Topics.ORDER_STATE_CHANGED, OrderStateChanged, self.on_order_state_changed
+                "delivery-vouchers",
+                Topics.VOUCHER_ISSUED,
+                VoucherIssued,
+                self.on_voucher_issued,
+                handle_batch=self.on_vouchers_issued,
+            ),
+            Subscription(
+                "delivery-orders",
+                Topics.ORDER_STATE_CHANGED,
+                OrderStateChanged,
+                self.on_order_state_changed,
+                handle_batch=self.on_order_states_changed,
             ),
             Subscription(
                 "delivery-resends",
@@ -159,3 +186,20 @@ class DeliveryHandlers:
                 "delivery-sla", Topics.SUPPORT_SLA_BREACHED, SupportSlaBreached, self.on_sla_breached
             ),
         ]
+
+
+def _request(env: Envelope[Any]) -> repository.RequestDetails:
+    d: DeliveryRequested = env.data
+    return repository.RequestDetails(
+        order_id=d.order_id,
+        booking_id=d.booking_id,
+        member_id=d.member_id,
+        campaign_id=d.campaign_id,
+        channel=d.channel,
+        name=d.name,
+        email=d.email,
+        phone=d.phone,
+        locale=d.locale,
+        template=d.template,
+        correlation_id=env.correlation_id,
+    )

@@ -47,29 +47,50 @@ TITLES = {
 async def _enqueue(
     conn: Connection, settings: DeliverySettings, kind: str, campaign_id: str | None, line: str
 ) -> int:
-    if kind not in settings.notified_events:
-        return 0
-    if campaign_id is not None and settings.campaign_filter and campaign_id not in settings.campaign_filter:
-        return 0
+    return await _enqueue_many(conn, settings, kind, [(campaign_id, line)])
+
+
+async def _enqueue_many(
+    conn: Connection, settings: DeliverySettings, kind: str, lines: Sequence[tuple[str | None, str]]
+) -> int:
+    """(campaign_id, line) pairs of one kind, each queued for every webhook target the filters allow."""
     targets = list(settings.webhook_targets())
-    if not targets:
+    if kind not in settings.notified_events or not targets:
         return 0
-    await conn.executemany(
-        "INSERT INTO notifications (target, kind, campaign_id, line) VALUES ($1, $2, $3, $4)",
-        [(target, kind, campaign_id, redact_text(line)[:500]) for target in targets],
-    )
-    return len(targets)
+    chosen = settings.campaign_filter
+    rows = [
+        (target, kind, campaign_id, redact_text(line)[:500])
+        for campaign_id, line in lines
+        if campaign_id is None or not chosen or campaign_id in chosen
+        for target in targets
+    ]
+    if rows:
+        await conn.executemany(
+            "INSERT INTO notifications (target, kind, campaign_id, line) VALUES ($1, $2, $3, $4)", rows
+        )
+    return len(rows)
+
+
+def _order_state_line(settings: DeliverySettings, data: OrderStateChanged) -> str | None:
+    states = {data.state.value, *([data.fulfilment_status.value] if data.fulfilment_status else [])}
+    if not states & settings.order_state_filter:
+        return None
+    shown = data.fulfilment_status.value if data.fulfilment_status else data.state.value
+    line = f"Order {data.booking_id} (campaign {data.campaign_id}) is now {shown}"
+    return line + f": {data.reason}" if data.reason else line
 
 
 async def order_state_changed(conn: Connection, settings: DeliverySettings, data: OrderStateChanged) -> int:
-    states = {data.state.value, *([data.fulfilment_status.value] if data.fulfilment_status else [])}
-    if not states & settings.order_state_filter:
-        return 0
-    shown = data.fulfilment_status.value if data.fulfilment_status else data.state.value
-    line = f"Order {data.booking_id} (campaign {data.campaign_id}) is now {shown}"
-    if data.reason:
-        line += f": {data.reason}"
-    return await _enqueue(conn, settings, ORDER_STATE, data.campaign_id, line)
+    line = _order_state_line(settings, data)
+    return 0 if line is None else await _enqueue(conn, settings, ORDER_STATE, data.campaign_id, line)
+
+
+async def order_states_changed(
+    conn: Connection, settings: DeliverySettings, changes: Sequence[OrderStateChanged]
+) -> int:
+    """`order_state_changed` for each in turn, the lines queued in one statement."""
+    lines = [(d.campaign_id, _order_state_line(settings, d)) for d in changes]
+    return await _enqueue_many(conn, settings, ORDER_STATE, [(c, li) for c, li in lines if li is not None])
 
 
 async def delivery_failed(
