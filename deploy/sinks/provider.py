@@ -15,8 +15,13 @@ Failures, so every path of a client can be exercised:
 - `POST /_control/failures` `{"to": "+4470...", "mode": "<one of the above>", "times": N}` makes the
   next N messages to that number fail that way (`times` 0: until `DELETE /_control/failures`).
 
+With ORCHARD_SINK_COUNT_REPEATS=1 every message taken (answered 201), repeats included, is also
+counted: one line (its idempotency token, else its sid) in `<messages dir>/receipts.log`, and
+`GET /_control/receipts` answers `{"receipts": N, "distinct": M}` for this process's lifetime. The
+answers toward the client stay as they are (a repeated token still gets the original message).
+
 Settings: ORCHARD_PROVIDER_HOST, ORCHARD_PROVIDER_PORT, ORCHARD_MESSAGES_DIR (default
-`<var>/messages`), ORCHARD_PROVIDER_TIMEOUT_DELAY (seconds, default 30).
+`<var>/messages`), ORCHARD_PROVIDER_TIMEOUT_DELAY (seconds, default 30), ORCHARD_SINK_COUNT_REPEATS.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import json
 import os
 import re
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +49,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from deploy.infra.paths import var_dir
 from deploy.sinks.files import BatchWriter
+from deploy.sinks.receipts import ReceiptLog, counting_repeats
 
 DEFAULT_PORT = 8190
 API_PREFIX = "/2010-04-01/Accounts"
@@ -76,6 +83,8 @@ class ProviderConfig:
     port: int = DEFAULT_PORT
     messages_dir: Path = Path("var/messages")
     timeout_delay_s: float = 30.0
+    count_repeats: bool = False
+    """Count every message taken, repeats included (receipts.log, GET /_control/receipts)."""
 
     @classmethod
     def from_env(cls) -> ProviderConfig:
@@ -85,6 +94,7 @@ class ProviderConfig:
             port=int(env.get("ORCHARD_PROVIDER_PORT", str(DEFAULT_PORT))),
             messages_dir=Path(env.get("ORCHARD_MESSAGES_DIR") or var_dir() / "messages"),
             timeout_delay_s=float(env.get("ORCHARD_PROVIDER_TIMEOUT_DELAY", "30")),
+            count_repeats=counting_repeats(),
         )
 
 
@@ -101,6 +111,14 @@ class _State:
     answers: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     in_flight: dict[str, asyncio.Future[tuple[int, dict[str, Any]]]] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    receipts: Counter[str] = field(default_factory=Counter)
+    receipt_log: ReceiptLog | None = None
+
+    def received(self, key: str) -> None:
+        """One message taken (first or repeat), when counting repeats."""
+        if self.receipt_log is not None:
+            self.receipts[key] += 1
+            self.receipt_log.add(key)
 
     def failure_for(self, number: str, channel: str) -> FailureMode | None:
         rule = self.rules.get(number)
@@ -137,6 +155,13 @@ _FAILURES: dict[FailureMode, tuple[int, int, str]] = {
 
 def _answer(status: int, body: dict[str, Any]) -> Response:
     return Response(json.dumps(body), status_code=status, media_type="application/json")
+
+
+def _repeat(state: _State, token: str, answer: tuple[int, dict[str, Any]]) -> Response:
+    """A repeated token: the first answer again; a message taken again is a receipt (counted)."""
+    if answer[0] == 201:
+        state.received(token)
+    return _answer(*answer)
 
 
 def _basic_user(authorization: str | None) -> str | None:
@@ -190,6 +215,8 @@ class _MessagesFastPath:
 def create_app(config: ProviderConfig) -> ASGIApp:
     app = FastAPI(title="Orchard fake SMS/WhatsApp provider (Twilio-compatible)")
     state = _State(answers=_remembered_answers(config.messages_dir))
+    if config.count_repeats:
+        state.receipt_log = ReceiptLog(config.messages_dir)
     app.state.provider = state
     writer = BatchWriter(config.messages_dir)
 
@@ -203,6 +230,14 @@ def create_app(config: ProviderConfig) -> ASGIApp:
             state.rules[rule.to] = rule
             state.remaining[rule.to] = rule.times
         return rule.model_dump()
+
+    @app.get("/_control/receipts")
+    async def receipts() -> dict[str, Any]:
+        return {
+            "counting": state.receipt_log is not None,
+            "receipts": sum(state.receipts.values()),
+            "distinct": len(state.receipts),
+        }
 
     @app.delete("/_control/failures", status_code=204)
     async def clear_failures() -> None:
@@ -224,9 +259,9 @@ def create_app(config: ProviderConfig) -> ASGIApp:
         number = to.removeprefix(WHATSAPP_PREFIX)
         if idempotency_key:
             if idempotency_key in state.answers:
-                return _answer(*state.answers[idempotency_key])
+                return _repeat(state, idempotency_key, state.answers[idempotency_key])
             if idempotency_key in state.in_flight:  # the same message right now: its answer, once
-                return _answer(*await asyncio.shield(state.in_flight[idempotency_key]))
+                return _repeat(state, idempotency_key, await asyncio.shield(state.in_flight[idempotency_key]))
         failure = FailureMode.INVALID_NUMBER if not _E164.fullmatch(number) else None
         failure = failure or state.failure_for(number, channel)
         slow = failure is FailureMode.SLOW
@@ -277,6 +312,7 @@ def create_app(config: ProviderConfig) -> ASGIApp:
                 state.in_flight.pop(idempotency_key, None)
         if idempotency_key:
             state.answers[idempotency_key] = (201, answer)
+        state.received(idempotency_key or sid)
         if claim is not None and not claim.done():
             claim.set_result((201, answer))
         if slow:

@@ -6,7 +6,11 @@ rather than adding one, the way a mail client threads duplicates away. Magic rec
 failure paths: a local part starting with `bounce` is refused for good (550, a hard bounce), one
 starting with `tempfail` is deferred (451).
 
-Settings: ORCHARD_SMTP_SINK_HOST, ORCHARD_SMTP_SINK_PORT, ORCHARD_MAIL_DIR (default `<var>/mail`).
+With ORCHARD_SINK_COUNT_REPEATS=1 every message taken, repeats included, is also counted: one line
+(its Message-ID) in `<mail dir>/receipts.log` (deploy/sinks/receipts.py).
+
+Settings: ORCHARD_SMTP_SINK_HOST, ORCHARD_SMTP_SINK_PORT, ORCHARD_MAIL_DIR (default `<var>/mail`),
+ORCHARD_SINK_COUNT_REPEATS.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from deploy.infra.paths import var_dir
 from deploy.sinks.files import BatchWriter
+from deploy.sinks.receipts import ReceiptLog, counting_repeats
 
 log = logging.getLogger("orchard.smtp_sink")
 
@@ -40,6 +45,7 @@ class SmtpSinkConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     mail_dir: Path = Path("var/mail")
+    count_repeats: bool = False
 
     @classmethod
     def from_env(cls) -> SmtpSinkConfig:
@@ -48,6 +54,7 @@ class SmtpSinkConfig:
             host=env.get("ORCHARD_SMTP_SINK_HOST", "127.0.0.1"),
             port=int(env.get("ORCHARD_SMTP_SINK_PORT", str(DEFAULT_PORT))),
             mail_dir=Path(env.get("ORCHARD_MAIL_DIR") or var_dir() / "mail"),
+            count_repeats=counting_repeats(),
         )
 
 
@@ -59,9 +66,10 @@ def eml_name(message_id: str | None) -> str:
 class MailboxHandler:
     """aiosmtpd handler: refuses magic recipients, saves everything else."""
 
-    def __init__(self, mail_dir: Path) -> None:
+    def __init__(self, mail_dir: Path, receipts: ReceiptLog | None = None) -> None:
         self.mail_dir = mail_dir
         self._writer = BatchWriter(mail_dir)
+        self._receipts = receipts
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -81,12 +89,14 @@ class MailboxHandler:
         message_id = _HEADERS.parsebytes(content.split(b"\r\n\r\n", 1)[0]).get("Message-ID")
         name = eml_name(message_id)
         await self._writer.write(name, content)
+        if self._receipts is not None:
+            self._receipts.add(message_id.strip() if message_id else name)
         return f"250 2.0.0 Ok: queued as {name[:12]}"
 
 
 async def start_smtp_sink(config: SmtpSinkConfig) -> asyncio.Server:
     """Listen and serve in the running loop; close the returned server to stop."""
-    handler = MailboxHandler(config.mail_dir)
+    handler = MailboxHandler(config.mail_dir, ReceiptLog(config.mail_dir) if config.count_repeats else None)
     loop = asyncio.get_running_loop()
 
     def protocol() -> Any:

@@ -42,8 +42,8 @@ class RunningProvider:
 
 
 @contextlib.asynccontextmanager
-async def smtp_sink(directory: Path) -> AsyncIterator[RunningSmtpSink]:
-    config = SmtpSinkConfig(port=free_port(), mail_dir=directory)
+async def smtp_sink(directory: Path, *, count_repeats: bool = False) -> AsyncIterator[RunningSmtpSink]:
+    config = SmtpSinkConfig(port=free_port(), mail_dir=directory, count_repeats=count_repeats)
     server = await start_smtp_sink(config)
     try:
         yield RunningSmtpSink(config.host, config.port, config.mail_dir)
@@ -54,8 +54,12 @@ async def smtp_sink(directory: Path) -> AsyncIterator[RunningSmtpSink]:
 
 
 @contextlib.asynccontextmanager
-async def fake_provider(directory: Path, *, timeout_delay_s: float = 5.0) -> AsyncIterator[RunningProvider]:
-    config = ProviderConfig(port=free_port(), messages_dir=directory, timeout_delay_s=timeout_delay_s)
+async def fake_provider(
+    directory: Path, *, timeout_delay_s: float = 5.0, count_repeats: bool = False
+) -> AsyncIterator[RunningProvider]:
+    config = ProviderConfig(
+        port=free_port(), messages_dir=directory, timeout_delay_s=timeout_delay_s, count_repeats=count_repeats
+    )
     directory.mkdir(parents=True, exist_ok=True)
     server = uvicorn.Server(
         uvicorn.Config(

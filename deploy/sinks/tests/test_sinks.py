@@ -130,3 +130,49 @@ async def test_provider_remembers_idempotency_keys_across_a_restart(tmp_path):
         again = await _send(client, provider.base_url, "+447700900123", key="k-restart")
         assert len(provider.messages()) == 1
     assert again.json()["sid"] == first.json()["sid"]
+
+
+async def test_counting_repeats_the_smtp_sink_logs_every_receipt_and_still_keeps_one_file(tmp_path):
+    from deploy.sinks.receipts import receipts_in, resent
+
+    async with smtp_sink(tmp_path / "mail", count_repeats=True) as sink:
+        for message_id in ("<a@orchard>", "<b@orchard>", "<a@orchard>", "<a@orchard>"):
+            await aiosmtplib.send(_email("ann@example.com", message_id), hostname=sink.host, port=sink.port)
+        with pytest.raises(aiosmtplib.SMTPRecipientsRefused):  # refused: not a receipt
+            await aiosmtplib.send(_email("bounce@example.com", "<c@o>"), hostname=sink.host, port=sink.port)
+        saved = sink.messages()
+
+    assert sorted(m["Message-ID"] for m in saved) == ["<a@orchard>", "<b@orchard>"]
+    assert receipts_in(tmp_path / "mail") == {"<a@orchard>": 3, "<b@orchard>": 1}
+    assert resent(tmp_path / "mail") == (4, 2)
+    assert resent(tmp_path / "mail", {"<b@orchard>"}) == (1, 1)
+
+
+async def test_counting_repeats_the_provider_counts_every_receipt_and_still_answers_the_original(tmp_path):
+    from deploy.sinks.receipts import receipts_in
+
+    async with (
+        fake_provider(tmp_path / "messages", count_repeats=True) as provider,
+        httpx.AsyncClient() as client,
+    ):
+        first = await _send(client, provider.base_url, "+447700900123", key="k1")
+        again = await _send(client, provider.base_url, "+447700900123", key="k1")
+        await _send(client, provider.base_url, "+447700900124", key="k2")
+        await _send(client, provider.base_url, "+15005550001", key="k3")  # refused: not a receipt
+        await _send(client, provider.base_url, "+15005550001", key="k3")
+        counted = (await client.get(f"{provider.base_url}/_control/receipts")).json()
+        saved = provider.messages()
+
+    assert again.json()["sid"] == first.json()["sid"]
+    assert len(saved) == 2
+    assert counted == {"counting": True, "receipts": 3, "distinct": 2}
+    assert receipts_in(tmp_path / "messages") == {"k1": 2, "k2": 1}
+
+
+async def test_without_counting_no_receipts_are_logged(tmp_path):
+    async with fake_provider(tmp_path / "messages") as provider, httpx.AsyncClient() as client:
+        await _send(client, provider.base_url, "+447700900123", key="k1")
+        await _send(client, provider.base_url, "+447700900123", key="k1")
+        counted = (await client.get(f"{provider.base_url}/_control/receipts")).json()
+    assert counted == {"counting": False, "receipts": 0, "distinct": 0}
+    assert not (tmp_path / "messages" / "receipts.log").exists()
