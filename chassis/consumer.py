@@ -62,6 +62,10 @@ class Subscription:
     event_type: str | None = None  # the envelope's event_type on this topic; defaults to the topic name
     # Optional: the whole batch's new events at once, in order (see the module docstring).
     handle_batch: BatchHandler | None = None
+    # Optional: False for a payload the handler would do nothing with. Such events are passed over
+    # without a transaction or an inbox row (doing nothing twice needs no dedupe): most subscriptions
+    # read a topic for a few kinds of its events, and the rest cost a commit each at a steady trickle.
+    relevant: Callable[[Any], bool] | None = None
 
     @property
     def dlq_topic(self) -> str:
@@ -74,6 +78,7 @@ class _Incoming:
     envelope: Envelope[Any] | None = None
     dead_reason: str | None = None
     dead_code: str | None = None
+    passed_over: bool = False
     failures: int = 0
     last_error: BaseException | None = field(default=None, repr=False)
 
@@ -178,9 +183,12 @@ class EventConsumer:
     async def process(self, sub: Subscription, records: Sequence[Any]) -> None:
         """Handle one batch; return only when every record is applied, known, or dead-lettered."""
         items = [self._decode(sub, r) for r in records]
+        if sub.relevant is not None:
+            for item in items:
+                item.passed_over = item.envelope is not None and not sub.relevant(item.envelope.data)
         batch_handler = sub.handle_batch
         while True:
-            live = [i for i in items if i.dead_reason is None]
+            live = [i for i in items if i.dead_reason is None and not i.passed_over]
             current: _Incoming | None = None
             try:
                 if live:
@@ -224,9 +232,10 @@ class EventConsumer:
         dead = [i for i in items if i.dead_reason is not None]
         if dead:
             await self._dead_letter(sub, dead)
-        handled = len(items) - len(dead)
-        CONSUMED.labels(sub.name, sub.topic, "handled").inc(handled)
+        passed_over = sum(1 for i in items if i.passed_over)
+        CONSUMED.labels(sub.name, sub.topic, "handled").inc(len(items) - len(dead) - passed_over)
         CONSUMED.labels(sub.name, sub.topic, "dead_lettered").inc(len(dead))
+        CONSUMED.labels(sub.name, sub.topic, "passed_over").inc(passed_over)
 
     async def _handle_batch(
         self,

@@ -45,6 +45,14 @@ def _delivery_outcome(order: OrderStateChanged) -> bool | None:
     return None
 
 
+def _acts_on(order: OrderStateChanged) -> bool:
+    """Issuance, release and delivery bookkeeping: the states the handlers do anything with."""
+    is_issue_request = (
+        order.state is OrderState.PENDING and order.fulfilment_status is FulfilmentStatus.AWAITING_VOUCHER
+    )
+    return is_issue_request or order.state is OrderState.CANCELLED or _delivery_outcome(order) is not None
+
+
 class _Batch:
     """Pending issuances and delivery outcomes gathered from a run of events, applied together.
 
@@ -113,4 +121,5 @@ def order_subscription(vault: CodeVault, *, topic: str = Topics.ORDER_STATE_CHAN
         handle=on_order_state_changed,
         event_type=Topics.ORDER_STATE_CHANGED,
         handle_batch=on_order_state_changes,
+        relevant=_acts_on,
     )

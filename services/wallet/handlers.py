@@ -36,8 +36,8 @@ class WalletHandlers:
 
     async def ipa_record_accepted(self, conn: Connection, env: Envelope[IpaRecordAccepted]) -> None:
         data = env.data
-        if data.reward_type is not RewardType.POINTS:
-            return  # voucher rewards became orders; the dashboard learns of them from order events
+        if not _awards_points(data):
+            return
         posting = Posting(
             member_id=data.member_id,
             entry_type=EntryType.MILESTONE_AWARD,
@@ -152,7 +152,11 @@ class WalletHandlers:
     def subscriptions(self) -> list[Subscription]:
         return [
             Subscription(
-                "ipa-points", Topics.IPA_RECORD_ACCEPTED, IpaRecordAccepted, self.ipa_record_accepted
+                "ipa-points",
+                Topics.IPA_RECORD_ACCEPTED,
+                IpaRecordAccepted,
+                self.ipa_record_accepted,
+                relevant=_awards_points,
             ),
             Subscription(
                 "credits", Topics.WALLET_CREDIT_REQUESTED, WalletCreditRequested, self.credit_requested
@@ -199,3 +203,8 @@ class WalletHandlers:
 def _initiated_by(env: Envelope[Any]) -> dict[str, Any]:
     """Support's goodwill credits are support-initiated changes in the member's log."""
     return {"requested_via": env.producer, "support_initiated": env.producer == "support"}
+
+
+def _awards_points(data: IpaRecordAccepted) -> bool:
+    """Voucher rewards became orders; the dashboard learns of them from order events."""
+    return data.reward_type is RewardType.POINTS

@@ -315,3 +315,34 @@ async def test_a_stopping_consumer_commits_what_it_handled_at_once(pool, kafka_b
     finally:
         await broker.stop()
         await consumer.close()
+
+
+async def test_events_the_handler_does_nothing_with_are_passed_over_without_an_inbox_row(
+    pool, kafka_bootstrap, new_topic
+):
+    topic = await new_topic("ticks")
+    handler = Handler()
+    broker = KafkaBroker(kafka_bootstrap)
+    consumer = EventConsumer(
+        broker=broker, pool=pool, service=f"test{uuid.uuid4().hex[:6]}", bootstrap_servers=kafka_bootstrap
+    )
+    sub = Subscription(
+        name="even-ticks", topic=topic, payload=Tick, handle=handler, relevant=lambda data: data.n % 2 == 0
+    )
+    consumer.subscribe(sub)
+    await broker.start()
+    try:
+        ticks = [tick(topic, n) for n in range(1, 7)]
+        await produce(kafka_bootstrap, topic, [(b"k", t.to_bytes()) for t in ticks])
+        await wait_until(lambda: _has(pool, 2, 4, 6), what="the even ticks applied")
+        await wait_until(
+            lambda: _committed_to_end(kafka_bootstrap, consumer.group_id(sub), topic),
+            what="offsets committed past the odd ticks too",
+        )
+        assert await effects(pool) == [2, 4, 6]
+        assert handler.calls == 3
+        inbox = await pool.fetch("SELECT event_id FROM inbox WHERE consumer = 'even-ticks'")
+        assert {r["event_id"] for r in inbox} == {t.event_id for t in ticks if t.data.n % 2 == 0}
+    finally:
+        await broker.stop()
+        await consumer.close()

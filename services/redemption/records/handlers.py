@@ -46,9 +46,14 @@ async def on_voucher_redeemed(conn: Connection, env: Envelope[Any]) -> None:
     await write_record(conn, record, correlation_id=env.correlation_id, causation_id=str(env.event_id))
 
 
+def _is_reported_expiry(data: VoucherStatusChanged) -> bool:
+    """Only expiries become records (issuance, delivery and redemption are recorded otherwise)."""
+    return not data.test and data.status is CodeStatus.EXPIRED
+
+
 async def on_voucher_status_changed(conn: Connection, env: Envelope[Any]) -> None:
     data: VoucherStatusChanged = env.data
-    if data.test or data.status is not CodeStatus.EXPIRED:
+    if not _is_reported_expiry(data):
         return
     remaining = data.remaining_value if data.remaining_value and data.remaining_value > 0 else None
     record = Record(
@@ -75,5 +80,6 @@ def record_subscriptions() -> list[Subscription]:
             Topics.VOUCHER_STATUS_CHANGED,
             VoucherStatusChanged,
             on_voucher_status_changed,
+            relevant=_is_reported_expiry,
         ),
     ]

@@ -13,7 +13,7 @@ from chassis.consumer import Subscription
 from chassis.db import Connection
 from chassis.jobs import PeriodicJob
 from contracts.envelope import Envelope
-from contracts.orders import OrderState, OrderStateChanged
+from contracts.orders import OrderSource, OrderState, OrderStateChanged
 from contracts.topics import Topics
 from contracts.wallet import WalletDebitRejected, WalletTransactionRecorded
 from services.redemption.storefront import domain
@@ -129,8 +129,14 @@ def storefront_subscriptions(policy: RetryPolicy) -> list[Subscription]:
             OrderStateChanged,
             on_order_state_changed,
             handle_batch=on_order_states,
+            relevant=_may_concern_a_saga,
         ),
     ]
+
+
+def _may_concern_a_saga(data: OrderStateChanged) -> bool:
+    """Only the storefront places orders for sagas; IPA and API orders never concern one."""
+    return data.source is OrderSource.STOREFRONT or _may_name_a_saga(data)
 
 
 def _may_name_a_saga(data: OrderStateChanged) -> bool:

@@ -254,7 +254,7 @@ async def test_an_order_that_never_appears_is_given_up_refunded_and_cancelled_if
 async def test_a_storefront_order_completes_amid_a_batch_of_orders_no_saga_waits_for(
     service: RunningService,
 ) -> None:
-    """Most `order.state_changed` events are IPA orders: the batch skips them together and still applies
+    """Most `order.state_changed` events are IPA orders: the batch passes over them and still applies
     the storefront order's change, found by its order id alone."""
     from chassis.testing import produce
     from contracts.envelope import Envelope
@@ -271,14 +271,16 @@ async def test_a_storefront_order_completes_amid_a_batch_of_orders_no_saga_waits
     await order_changes(bootstrap, create, order_id, OrderState.PENDING)
     await _status_becomes(service, member, rid, "order_pending")
 
-    def change(oid: uuid.UUID, state: OrderState, previous: OrderState | None) -> tuple[bytes, bytes]:
+    def change(
+        oid: uuid.UUID, state: OrderState, previous: OrderState | None, source: OrderSource = OrderSource.IPA
+    ) -> tuple[bytes, bytes]:
         pending = state is OrderState.PENDING
         data = OrderStateChanged(
             order_id=oid,
             booking_id=f"BK-{oid.hex[:10].upper()}",
             member_id=member,
             campaign_id="camp-coffee",
-            source=OrderSource.IPA,
+            source=source,
             state=state,
             previous_state=previous,
             fulfilment_status=FulfilmentStatus.AWAITING_VOUCHER if pending else None,
@@ -288,7 +290,8 @@ async def test_a_storefront_order_completes_amid_a_batch_of_orders_no_saga_waits
 
     others = [uuid.uuid4() for _ in range(20)]
     messages = [change(o, OrderState.PENDING, None) for o in others[:10]]
-    messages.append(change(order_id, OrderState.COMPLETED, OrderState.PENDING))  # names no redemption
+    # names no redemption: found by its order id
+    messages.append(change(order_id, OrderState.COMPLETED, OrderState.PENDING, OrderSource.STOREFRONT))
     messages += [change(o, OrderState.COMPLETED, OrderState.PENDING) for o in others[10:]]
     await produce(bootstrap, Topics.ORDER_STATE_CHANGED, messages)
 
