@@ -307,12 +307,15 @@ class OutboxRelay:
         while True:
             await asyncio.sleep(self._lease_ttl / 3)
             asked_at = time.monotonic()
-            renewed = await conn.fetchval(
-                _RENEW_LEASE, lease.holder, lease.epoch, self._lease_ttl, timeout=self._lease_ttl
-            )
-            if not renewed:
+            if not await self._renew(conn, lease):
                 raise LeaseLost(f"epoch {lease.epoch} was taken over")
             self._lease_valid_until = asked_at + self._lease_ttl
+
+    async def _renew(self, conn: asyncpg.Connection, lease: Lease) -> bool:
+        renewed = await conn.fetchval(
+            _RENEW_LEASE, lease.holder, lease.epoch, self._lease_ttl, timeout=self._lease_ttl
+        )
+        return bool(renewed)
 
     def _check_lease(self) -> None:
         # Not what keeps the log safe (the broker's fencing is), but a leader that woke after its
@@ -385,18 +388,16 @@ class OutboxRelay:
         async with producer.transaction():
             # send() only enqueues; the commit flushes the whole batch first (without lingering) and
             # fails if any record failed. The idempotent producer keeps per-partition order within it.
-            pending = []
-            for row in rows:
-                headers = [(k, str(v).encode()) for k, v in json.loads(row["headers"]).items()]
-                pending.append(
-                    await producer.send(
-                        row["topic"],
-                        value=bytes(row["payload"]),
-                        key=row["message_key"].encode(),
-                        headers=headers,
-                    )
-                )
+            pending = [await self._enqueue(producer, row) for row in rows]
         await asyncio.gather(*pending)
+
+    @staticmethod
+    async def _enqueue(producer: AIOKafkaProducer, row: asyncpg.Record) -> asyncio.Future[Any]:
+        headers = [(k, str(v).encode()) for k, v in json.loads(row["headers"]).items()]
+        future: asyncio.Future[Any] = await producer.send(
+            row["topic"], value=bytes(row["payload"]), key=row["message_key"].encode(), headers=headers
+        )
+        return future
 
     async def _housekeeping(self, conn: Connection) -> None:
         now = time.monotonic()
