@@ -181,6 +181,8 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
         library_logger.propagate = True
     # uvicorn's own access line carries the query string and client address; ours replaces it.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # httpx logs every request at INFO (a line per SMS sent); its failures reach us as exceptions.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
 
     structlog.configure(
         processors=[

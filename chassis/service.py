@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -99,6 +100,9 @@ class ServiceRuntime:
             client_id=f"orchard-{s.service_name}",
             graceful_timeout=s.shutdown_grace_s,
             logger=structlog.get_logger("faststream"),
+            # "Received" and "Processed" for every fetched batch of every subscription: at a steady
+            # trickle that was most of the log and a measurable share of CPU. Debug level keeps them.
+            log_level=logging.DEBUG,
         )
         self.consumer = self.spec.consumer_class(
             broker=self.broker,
