@@ -2,9 +2,10 @@
 
 Phases, in one run against one system: a warm-up; a burst of N allocations on `ipa.record_submitted`
 (orders/s end to end, latency submission → completed, lag per consumer group, CPU and RSS per process);
-a steady rate (latency under load); a big IPA CSV through the order API (upload → validated → accepted
-→ delivered); and the raw baselines (aiokafka produce+consume, asyncpg single-row INSERT transactions)
-on the same broker and database, with the ratios. See bench/README.md for what each figure means.
+one steady phase per `--rate` (latency under load, its drift, CPU per order); a big IPA CSV through the
+order API (upload → validated → accepted → delivered); and the raw baselines (aiokafka produce+consume,
+asyncpg single-row INSERT transactions) on the same broker and database, with the ratios. See
+bench/README.md for what each figure means.
 """
 
 from __future__ import annotations
@@ -44,7 +45,16 @@ from .pipeline_drive import (
 )
 from .pipeline_monitor import Monitor
 from .pipeline_report import render, write_plot
-from .pipeline_stats import Ceiling, latency_summary, messages_per_order, ratio_table
+from .pipeline_stats import (
+    Ceiling,
+    costliest,
+    cpu_totals,
+    latency_summary,
+    messages_per_order,
+    parse_rates,
+    ratio_table,
+    steady_latency,
+)
 from .pipeline_system import System, own_system, running_system
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -53,7 +63,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 @dataclass(frozen=True)
 class Options:
     orders: int
-    rate: float
+    rates: tuple[float, ...]
     duration: float
     csv_rows: int
     warm_up: int
@@ -87,8 +97,26 @@ async def _topic_ends(monitor: Monitor) -> dict[str, int]:
     return per_topic
 
 
-def _cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    return {name: round(after[name] - before.get(name, 0.0), 2) for name in after}
+def cpu_figures(before: dict[str, float], after: dict[str, float], orders: int) -> dict[str, Any]:
+    """CPU seconds per process between two readings, per order, and the per-order sums by kind of process
+    (Orchard's services with Kafka and PostgreSQL; the local sinks apart)."""
+    cpu = {name: round(after[name] - before.get(name, 0.0), 2) for name in after}
+    per_order = {name: 1000 * seconds / orders for name, seconds in cpu.items()}
+    return {"cpu_s": cpu, "cpu_ms_per_order": per_order, "cpu_ms_per_order_totals": cpu_totals(per_order)}
+
+
+def _profile_figures(profiles: dict[str, dict[str, Path]], cpu_s: dict[str, float]) -> dict[str, Any]:
+    """The hot spots of every profiled process and the flame graphs of the three that used the most CPU."""
+    graphs = {name: files["flamegraph"] for name, files in profiles.items() if "flamegraph" in files}
+    return {
+        "profiles": {name: str(files["raw"]) for name, files in profiles.items() if "raw" in files},
+        "hot_spots": {
+            name: pipeline_profile.hot_spots(files["raw"].read_text())
+            for name, files in profiles.items()
+            if "raw" in files
+        },
+        "flame_graphs": {name: str(graphs[name]) for name in costliest(cpu_s, graphs)},
+    }
 
 
 async def _burst(
@@ -112,7 +140,7 @@ async def _burst(
         sent = await send_burst(producer, messages)
         submitted = time.monotonic()
         last = await tracker.wait_for(list(sent), what="burst")
-        cpu = _cpu_delta(cpu_before, monitor.cpu())
+        cpu = cpu_figures(cpu_before, monitor.cpu(), n)
         monitor.phase = "after burst"
     finally:
         await producer.stop()
@@ -133,10 +161,8 @@ async def _burst(
         "messages_per_order": {"ipa.record_submitted": 1.0, **hops},
         "kafka_messages_per_order": 1.0 + sum(hops.values()),
         "db_commits_per_order": commits / n,
-        "cpu_s": cpu,
-        "cpu_ms_per_order": {name: 1000 * s / n for name, s in cpu.items()},
-        "profiles": {name: str(path) for name, path in profiles.items()},
-        "hot_spots": {name: pipeline_profile.hot_spots(path.read_text()) for name, path in profiles.items()},
+        **cpu,
+        **_profile_figures(profiles, cpu["cpu_s"]),
     }
 
 
@@ -154,9 +180,11 @@ async def _steady(
     producer = hris_producer(system.bootstrap)
     await producer.start()
     try:
-        monitor.phase = "steady"
+        cpu_before = monitor.cpu()
+        monitor.phase = f"steady {rate:g}/s"
         sent = await send_steady(producer, messages, rate)
-        last = await tracker.wait_for(list(sent), what="steady rate")
+        last = await tracker.wait_for(list(sent), what=f"steady rate {rate:g}/s")
+        cpu = cpu_figures(cpu_before, monitor.cpu(), n)
         monitor.phase = "after steady"
     finally:
         await producer.stop()
@@ -168,6 +196,8 @@ async def _steady(
         "offered_per_s": (n - 1) / (max(sent.values()) - first) if n > 1 else rate,
         "completed_per_s": n / (last - first),
         "latency": latency_summary([tracker.completed[r] - sent[r] for r in sent]),
+        "latency_drift": steady_latency(sent, {r: tracker.completed[r] for r in sent}),
+        **cpu,
     }
 
 
@@ -217,8 +247,98 @@ def mean_baselines(before: dict[str, Any], after: dict[str, Any]) -> dict[str, A
     return after | {k: (before[k] + after[k]) / 2 for k in RATES} | {"before": before, "after": after}
 
 
-async def run(system: System, options: Options, work: Path, profile_dir: Path | None) -> dict[str, Any]:
+def steady_orders(rate: float, duration: float) -> int:
+    """Orders a steady phase sends: `rate` a second for `duration` seconds (none when the duration is 0)."""
+    return max(1, round(rate * duration)) if duration > 0 else 0
+
+
+@dataclass(frozen=True)
+class Campaigns:
+    burst: str
+    steady: tuple[str, ...]
+    """One per steady rate, in `--rate` order: each phase's orders are its own."""
+    csv: str
+
+
+async def _campaigns(system: System, tracker: Tracker, options: Options) -> Campaigns:
+    print("setting up campaigns and codes (not timed)", flush=True)
+    burst = await create_campaign(system.urls, "burst", codes=options.orders + options.warm_up)
+    steady = []
+    for rate in options.rates:
+        if n := steady_orders(rate, options.duration):
+            steady.append(await create_campaign(system.urls, f"steady-{rate:g}", codes=n))
+    csv = await create_campaign(system.urls, "csv", codes=options.csv_rows) if options.csv_rows else ""
+    tracker.campaigns |= {c for c in (burst, *steady, csv) if c}
+    return Campaigns(burst, tuple(steady), csv)
+
+
+async def _warm_up(
+    system: System, monitor: Monitor, tracker: Tracker, campaign_id: str, run: str, n: int
+) -> None:
+    print(f"warm-up: {n} orders (not recorded)", flush=True)
+    monitor.phase = "warm-up"
+    producer = hris_producer(system.bootstrap)
+    await producer.start()
+    try:
+        warm = await send_burst(producer, submitted_messages(f"w{run}", campaign_id, 0, n))
+    finally:
+        await producer.stop()
+    await tracker.wait_for(list(warm), what="warm-up")
+
+
+async def _phases(
+    system: System, monitor: Monitor, tracker: Tracker, options: Options, work: Path, profile_dir: Path | None
+) -> dict[str, Any]:
     run = uuid.uuid4().hex[:6]
+    campaigns = await _campaigns(system, tracker, options)
+    # Baselines before and after the pipeline: on a shared machine each moves with whatever else runs,
+    # so the ceiling takes their mean and the report shows both.
+    print("raw baselines on the same broker and server", flush=True)
+    monitor.phase = "baselines"
+    before = await _baselines(system, run, campaigns.burst, max(options.orders, 5000))
+    await _warm_up(system, monitor, tracker, campaigns.burst, run, options.warm_up)
+    print(f"burst: {options.orders} orders", flush=True)
+    record: dict[str, Any] = {
+        "burst": await _burst(system, monitor, tracker, campaigns.burst, run, options.orders, profile_dir),
+        "steady": [],
+    }
+    for i, (rate, campaign_id) in enumerate(zip(options.rates, campaigns.steady, strict=False)):
+        print(f"steady: {rate:g} orders/s for {options.duration:g} s", flush=True)
+        await asyncio.sleep(2)  # the previous phase's relays and commits settle before the clock starts
+        record["steady"].append(
+            await _steady(system, monitor, tracker, campaign_id, f"{run}{i}", rate, options.duration)
+        )
+    if options.csv_rows:
+        print(f"CSV: {options.csv_rows} rows through POST /v1/ipa/batches", flush=True)
+        await asyncio.sleep(2)
+        record["csv"] = await _csv(system, monitor, campaigns.csv, run, options.csv_rows, work)
+    print("raw baselines on the same broker and server, again", flush=True)
+    monitor.phase = "baselines"
+    after = await _baselines(system, run, campaigns.burst, max(options.orders, 5000))
+    record["baselines"] = mean_baselines(before, after)
+    return record
+
+
+def _ceiling_figures(record: dict[str, Any]) -> dict[str, Any]:
+    base = record["baselines"]
+    ceiling = Ceiling(
+        kafka_msgs_per_s=base["kafka_msgs_per_s"],
+        pg_commits_per_s=base["pg_commits_per_s_8"],
+        hops_per_order=record["burst"]["kafka_messages_per_order"],
+    )
+    return {
+        "ceiling": {
+            "hops_per_order": ceiling.hops_per_order,
+            "kafka_orders_per_s": ceiling.kafka_orders_per_s,
+            "pg_orders_per_s": ceiling.pg_orders_per_s,
+            "orders_per_s": ceiling.orders_per_s,
+            "bound_by": ceiling.bound_by,
+        },
+        "ratios": ratio_table(record["burst"]["orders_per_s"], ceiling),
+    }
+
+
+async def run(system: System, options: Options, work: Path, profile_dir: Path | None) -> dict[str, Any]:
     tracker = Tracker(system.bootstrap)
     monitor = Monitor(
         system.bootstrap,
@@ -226,70 +346,12 @@ async def run(system: System, options: Options, work: Path, profile_dir: Path | 
         completed=lambda: len(tracker.completed),
         in_flight=tracker.in_flight,
     )
-    record: dict[str, Any] = {}
     async with monitor.running(), tracker.running():
-        print("setting up campaigns and codes (not timed)", flush=True)
-        burst_campaign = await create_campaign(system.urls, "burst", codes=options.orders + options.warm_up)
-        steady_n = round(options.rate * options.duration)
-        steady_campaign = (
-            await create_campaign(system.urls, "steady", codes=max(1, steady_n)) if steady_n else ""
-        )
-        csv_campaign = (
-            await create_campaign(system.urls, "csv", codes=options.csv_rows) if options.csv_rows else ""
-        )
-        tracker.campaigns |= {c for c in (burst_campaign, steady_campaign, csv_campaign) if c}
-
-        # Baselines before and after the pipeline: on a shared machine each moves with whatever else runs,
-        # so the ceiling takes their mean and the report shows both.
-        print("raw baselines on the same broker and server", flush=True)
-        monitor.phase = "baselines"
-        before = await _baselines(system, run, burst_campaign, max(options.orders, 5000))
-        print(f"warm-up: {options.warm_up} orders (not recorded)", flush=True)
-        monitor.phase = "warm-up"
-        producer = hris_producer(system.bootstrap)
-        await producer.start()
-        try:
-            warm = await send_burst(
-                producer, submitted_messages(f"w{run}", burst_campaign, 0, options.warm_up)
-            )
-        finally:
-            await producer.stop()
-        await tracker.wait_for(list(warm), what="warm-up")
-
-        print(f"burst: {options.orders} orders", flush=True)
-        record["burst"] = await _burst(
-            system, monitor, tracker, burst_campaign, run, options.orders, profile_dir
-        )
-        if steady_n:
-            print(f"steady: {options.rate:g} orders/s for {options.duration:g} s", flush=True)
-            await asyncio.sleep(2)
-            record["steady"] = await _steady(
-                system, monitor, tracker, steady_campaign, run, options.rate, options.duration
-            )
-        if options.csv_rows:
-            print(f"CSV: {options.csv_rows} rows through POST /v1/ipa/batches", flush=True)
-            await asyncio.sleep(2)
-            record["csv"] = await _csv(system, monitor, csv_campaign, run, options.csv_rows, work)
-        print("raw baselines on the same broker and server, again", flush=True)
-        monitor.phase = "baselines"
-        after = await _baselines(system, run, burst_campaign, max(options.orders, 5000))
-        record["baselines"] = mean_baselines(before, after)
+        record = await _phases(system, monitor, tracker, options, work, profile_dir)
     record["samples"] = monitor.samples
     record["peak_rss_bytes"] = monitor.peak_rss
-    base = record["baselines"]
-    ceiling = Ceiling(
-        kafka_msgs_per_s=base["kafka_msgs_per_s"],
-        pg_commits_per_s=base["pg_commits_per_s_8"],
-        hops_per_order=record["burst"]["kafka_messages_per_order"],
-    )
-    record["ceiling"] = {
-        "hops_per_order": ceiling.hops_per_order,
-        "kafka_orders_per_s": ceiling.kafka_orders_per_s,
-        "pg_orders_per_s": ceiling.pg_orders_per_s,
-        "orders_per_s": ceiling.orders_per_s,
-        "bound_by": ceiling.bound_by,
-    }
-    record["ratios"] = ratio_table(record["burst"]["orders_per_s"], ceiling)
+    record["final_rss_bytes"] = monitor.final_rss
+    record |= _ceiling_figures(record)
     if system.owned:
         record["sinks"] = {
             "emails": sum(1 for _ in (system.config.var_dir / "mail").glob("*.eml")),
@@ -298,12 +360,24 @@ async def run(system: System, options: Options, work: Path, profile_dir: Path | 
     return record
 
 
-def main() -> None:
+def _rates(text: str) -> list[float]:
+    try:
+        return parse_rates(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__)
     parser.add_argument("--orders", type=int, default=20_000, help="allocations in the burst (default 20000)")
-    parser.add_argument("--rate", type=float, default=100.0, help="steady-rate orders/s (default 100)")
     parser.add_argument(
-        "--duration", type=float, default=60.0, help="steady-rate seconds (default 60; 0: skip)"
+        "--rate",
+        type=_rates,
+        default=[100.0, 300.0],
+        help="steady rates in orders/s, comma-separated, one phase each (default 100,300)",
+    )
+    parser.add_argument(
+        "--duration", type=float, default=60.0, help="seconds of each steady phase (default 60; 0: skip)"
     )
     parser.add_argument(
         "--csv", type=int, default=100_000, dest="csv_rows", help="CSV rows (default 100000; 0: skip)"
@@ -321,12 +395,29 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="where to write the JSON record (default bench/results/)")
     args = parser.parse_args()
     if args.quick:
-        args.orders, args.rate, args.duration, args.csv_rows = 500, 50.0, 10.0, 2000
-    if args.orders < 1 or args.rate <= 0 or args.duration < 0 or args.csv_rows < 0:
-        parser.error("--orders ≥ 1, --rate > 0, --duration ≥ 0 and --csv ≥ 0")
+        args.orders, args.rate, args.duration, args.csv_rows = 500, [50.0], 10.0, 2000
+    if args.orders < 1 or args.duration < 0 or args.csv_rows < 0:
+        parser.error("--orders ≥ 1, --duration ≥ 0 and --csv ≥ 0")
+    return args
+
+
+def _write(record: dict[str, Any], json_path: Path) -> None:
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(record, indent=2) + "\n")
+    png = json_path.with_suffix(".png")
+    try:
+        write_plot(record, png)
+    except ImportError:
+        print(f"\nwritten to {json_path}; no plot: matplotlib is missing (pip install -e '.[dev]')")
+    else:
+        print(f"\nwritten to {json_path} and {png}")
+
+
+def main() -> None:
+    args = _arguments()
     options = Options(
         orders=args.orders,
-        rate=args.rate,
+        rates=tuple(args.rate),
         duration=args.duration,
         csv_rows=args.csv_rows,
         warm_up=min(200, max(20, args.orders // 20)),
@@ -366,15 +457,7 @@ def main() -> None:
     }
     print()
     print(render(record))
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(record, indent=2) + "\n")
-    png = json_path.with_suffix(".png")
-    try:
-        write_plot(record, png)
-    except ImportError:
-        print(f"\nwritten to {json_path}; no plot: matplotlib is missing (pip install -e '.[dev]')")
-    else:
-        print(f"\nwritten to {json_path} and {png}")
+    _write(record, json_path)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ class Monitor:
     phase: str = "setup"
     samples: list[dict[str, Any]] = field(default_factory=list)
     peak_rss: dict[str, int] = field(default_factory=dict)
+    final_rss: dict[str, int] = field(default_factory=dict)
+    """Each process's RSS when the monitor stopped: a peak alone cannot tell a spike from memory kept."""
     started: float = field(default_factory=time.monotonic)
     _processes: dict[str, psutil.Process] = field(default_factory=dict)
 
@@ -126,6 +128,6 @@ class Monitor:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            self._memory()
+            self.final_rss = self._memory()
             await consumer.stop()
             await admin.close()

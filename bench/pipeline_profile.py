@@ -1,6 +1,6 @@
-"""`--profile`: py-spy samples every service process during the burst; the collapsed stacks are kept beside
-the JSON and summed up here into each service's hottest functions (self time) and hottest functions of
-our own code (inclusive time)."""
+"""`--profile`: py-spy samples every service process during the burst; the collapsed stacks and an SVG flame
+graph per process are kept beside the JSON, and the stacks are summed up here into each service's hottest
+functions (self time) and hottest functions of our own code (inclusive time)."""
 
 from __future__ import annotations
 
@@ -28,38 +28,46 @@ SOCKET_SEND = frozenset({"_SelectorSocketTransport.write (asyncio/selector_event
 _LINE = re.compile(r":\d+\)$")
 
 
-def start(
-    pids: dict[str, int], out_dir: Path, *, rate: int = 50
-) -> dict[str, tuple[subprocess.Popen[bytes], Path]]:
+FORMATS = {"raw": "collapsed.txt", "flamegraph": "svg"}
+"""What py-spy writes per process: collapsed stacks (read by `hot_spots`) and an SVG flame graph. py-spy
+writes one format per run, so each process gets two samplers side by side."""
+
+Recording = dict[str, tuple[subprocess.Popen[bytes], Path]]
+"""Per process: per format, the py-spy sampling it and the file it writes when stopped."""
+
+
+def start(pids: dict[str, int], out_dir: Path, *, rate: int = 50) -> dict[str, Recording]:
     py_spy = shutil.which("py-spy")
     if py_spy is None:
-        raise SystemExit("--profile needs py-spy: pip install py-spy")
+        raise SystemExit("--profile needs py-spy: pip install -e '.[dev]'")
     out_dir.mkdir(parents=True, exist_ok=True)
-    running = {}
+    running: dict[str, Recording] = {}
     for name, pid in pids.items():
-        path = out_dir / f"{name}.collapsed.txt"
-        command = [py_spy, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw"]
-        command += ["--nonblocking", "--output", str(path)]
-        running[name] = (
-            subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-            path,
-        )
+        running[name] = {}
+        for fmt, suffix in FORMATS.items():
+            path = out_dir / f"{name}.{suffix}"
+            command = [py_spy, "record", "--pid", str(pid), "--rate", str(rate), "--format", fmt]
+            command += ["--nonblocking", "--output", str(path)]
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            running[name][fmt] = (process, path)
     return running
 
 
-def stop(running: dict[str, tuple[subprocess.Popen[bytes], Path]]) -> dict[str, Path]:
-    """SIGINT makes py-spy write what it sampled; returns the files it wrote."""
-    for process, _ in running.values():
-        process.send_signal(signal.SIGINT)
-    written = {}
-    for name, (process, path) in running.items():
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if path.exists():
-            written[name] = path
+def stop(running: dict[str, Recording]) -> dict[str, dict[str, Path]]:
+    """SIGINT makes py-spy write what it sampled; returns, per process and format, the files written."""
+    for recording in running.values():
+        for process, _ in recording.values():
+            process.send_signal(signal.SIGINT)
+    written: dict[str, dict[str, Path]] = {}
+    for name, recording in running.items():
+        for fmt, (process, path) in recording.items():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            if path.exists():
+                written.setdefault(name, {})[fmt] = path
     return written
 
 

@@ -1,11 +1,17 @@
 """The whole-pipeline bench's arithmetic, with no I/O: percentiles, consumer lag, throughput over time,
-and the raw-baseline ceiling our throughput is divided by (see bench/README.md, "The raw baseline")."""
+latency drift, CPU per order by kind of process, and the raw-baseline ceiling our throughput is divided
+by (see bench/README.md, "The raw baseline")."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+SERVICES = ("order", "voucher", "delivery", "wallet", "redemption", "support")
+INFRA = ("kafka", "postgres")
+EDGE_WINDOW_S = 10.0
+"""The steady phases compare the p50 of the orders submitted in their first and last this many seconds."""
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -92,3 +98,75 @@ def ratio_table(orders_per_s: float, ceiling: Ceiling) -> dict[str, float]:
         "orders_per_s / pg_ceiling_orders_per_s": orders_per_s / ceiling.pg_orders_per_s,
         "orders_per_s / raw_baseline_ceiling": orders_per_s / ceiling.orders_per_s,
     }
+
+
+def parse_rates(text: str) -> list[float]:
+    """`--rate 100,300`: the steady rates in the order given, each a finite number of orders/s above 0."""
+    rates = []
+    for part in text.split(","):
+        try:
+            rate = float(part)
+        except ValueError:
+            raise ValueError(f"not a rate: {part.strip()!r}") from None
+        if not (math.isfinite(rate) and rate > 0):
+            raise ValueError(f"a rate is a number of orders/s above 0, not {part.strip()!r}")
+        rates.append(rate)
+    return rates
+
+
+def slope_per_s(points: Sequence[tuple[float, float]]) -> float:
+    """The least-squares slope of y against t, per unit of t; NaN with fewer than two distinct t."""
+    if len(points) < 2:
+        return math.nan
+    mean_t = sum(t for t, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    spread = sum((t - mean_t) ** 2 for t, _ in points)
+    if spread == 0:
+        return math.nan
+    return sum((t - mean_t) * (y - mean_y) for t, y in points) / spread
+
+
+def steady_latency(
+    sent: Mapping[str, float], completed: Mapping[str, float], *, window_s: float = EDGE_WINDOW_S
+) -> dict[str, float]:
+    """Whether latency stays flat over a steady phase: the slope of each order's latency against its
+    submission time (ms per s; a growing queue shows as a positive slope long before the percentiles
+    move) and the p50 of the orders submitted in the phase's first and last `window_s` seconds (half the
+    phase each when it is shorter than two windows, so that the two never share an order)."""
+    points = sorted((sent[ref], completed[ref] - sent[ref]) for ref in sent)
+    if not points:
+        return {"slope_ms_per_s": math.nan, "p50_first_ms": math.nan, "p50_last_ms": math.nan}
+    start, end = points[0][0], points[-1][0]
+    window_s = min(window_s, (end - start) / 2) or window_s
+    first = [latency for t, latency in points if t < start + window_s]
+    last = [latency for t, latency in points if t > end - window_s]
+    return {
+        "slope_ms_per_s": 1000 * slope_per_s(points),
+        "p50_first_ms": 1000 * percentile(first, 50),
+        "p50_last_ms": 1000 * percentile(last, 50),
+        "window_s": window_s,
+    }
+
+
+def is_service(name: str) -> bool:
+    """An Orchard service process, replicas included (`order-2`)."""
+    return name.split("-")[0] in SERVICES
+
+
+def process_kind(name: str) -> str:
+    """`orchard` for the services, Kafka and PostgreSQL (what an order costs us), `sink` for the rest:
+    the local SMTP sink and fake SMS provider stand in for someone else's servers."""
+    return "orchard" if is_service(name) or name in INFRA else "sink"
+
+
+def cpu_totals(ms_per_order: Mapping[str, float]) -> dict[str, float]:
+    """CPU ms per order summed over Orchard's processes with Kafka and PostgreSQL, and over the sinks."""
+    totals = {"orchard": 0.0, "sink": 0.0}
+    for name, ms in ms_per_order.items():
+        totals[process_kind(name)] += ms
+    return totals
+
+
+def costliest(cpu_s: Mapping[str, float], among: Iterable[str], count: int = 3) -> list[str]:
+    """The `count` processes of `among` that used the most CPU, costliest first."""
+    return sorted((n for n in among if n in cpu_s), key=lambda n: -cpu_s[n])[:count]
