@@ -17,12 +17,17 @@ frozen process keeps its session, so the lock, forever. Instead:
   stops releases the row, so a rolling restart hands over within one standby poll.
 - **Fencing.** The lease only decides who *should* publish: a frozen leader wakes with rows in memory,
   maybe inside aiokafka's sender, and no check made before a send closes that window. Kafka closes it.
-  Every relay of the schema uses one transactional id (stored in the lease row), starts its producer
-  only once it holds the lease, and publishes each batch as a transaction. Starting the new leader's
-  producer (InitProducerId) bumps the producer epoch on the broker: the old leader's open transaction
-  is aborted, and every later produce, AddPartitionsToTxn or commit of the old producer is refused
-  (ProducerFenced), so it can neither publish nor mark rows. Kafka's epoch is the token that keeps the
-  log safe; the lease epoch fences the row itself (renewal and release name their epoch).
+  Every relay of the schema uses the same transactional ids (derived from the lease row), starts its
+  producers only once it holds the lease, and publishes each batch as one transaction. Starting the
+  new leader's producers (InitProducerId) bumps their epochs on the broker: the old leader's open
+  transaction is aborted, and every later produce, AddPartitionsToTxn or commit of its producers is
+  refused (ProducerFenced), so it can neither publish nor mark rows. Kafka's epochs are the tokens
+  that keep the log safe; the lease epoch fences the row itself (renewal and release name it).
+  A leader publishes only after confirming, once its producers have started, that the lease is still
+  its own. So a predecessor either started its producers before ours (fenced) or finds, confirming in
+  turn, that the lease moved on; and a successor takes the lease only after this confirmation, so it
+  starts its producers after ours and fences them. Without it, a predecessor's start delayed past
+  ours could leave each relay with one unfenced producer of the pair (see Cost).
 - **No row locks held across a send.** The claim is a plain read and no transaction is open while
   Kafka is awaited (the mark is one autocommit UPDATE). A leader frozen at any point therefore holds no
   lock a successor would have to skip (FOR UPDATE SKIP LOCKED would skip the frozen leader's rows and
@@ -32,11 +37,12 @@ frozen process keeps its session, so the lock, forever. Instead:
 Why order and exactly-once effects hold: a batch is the oldest unpublished rows in id order, so for
 every key it is a prefix of that key's unpublished events; rows are marked only after their
 transaction committed, so every earlier event of the key is already in the log before the batch's
-records. Only one producer can write at a time and each handover aborts the previous one's open
-transaction before the successor writes. read_committed consumers see each committed batch in order.
-Our consumers read uncommitted (FastStream's default; kept for latency): they may also see an aborted
-batch, but it is a prefix of the events the next committed batch carries again, so after the inbox
-drops the duplicates each key's events still arrive once, in order.
+records. Only one relay's producers can write at a time, it writes one batch at a time, and each
+handover aborts the previous leader's open transaction before the successor writes. read_committed
+consumers see the committed batches in order. Our consumers read uncommitted (FastStream's default,
+kept: it spares them the wait for commit markers): they may also see an aborted batch, but its events
+of a key are a prefix of those the next committed batch carries again, so once the inbox has dropped
+the duplicates by event_id each key's events arrive once, in order (the relay tests check both).
 
 Cost: a transaction adds AddPartitionsToTxn and EndTxn round trips per batch; the commit flushes the
 batch without waiting for linger_ms. The transactional ids are `<lease id>-0` and `-1`: two producers
@@ -276,7 +282,10 @@ class OutboxRelay:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         # Stopped cleanly with nothing pending: hand over now rather than after the TTL.
-        await lease_conn.execute(_RELEASE_LEASE, lease.holder, lease.epoch)
+        try:
+            await lease_conn.execute(_RELEASE_LEASE, lease.holder, lease.epoch, timeout=2)
+        except Exception as exc:  # the lease then simply expires
+            log.warning("outbox_relay_lease_not_released", schema=self._schema, error=repr(exc))
 
     async def _wait_for_lease(self, conn: asyncpg.Connection) -> Lease | None:
         """Poll until this relay holds the lease; None when asked to stop first."""
@@ -318,14 +327,18 @@ class OutboxRelay:
         return bool(renewed)
 
     def _check_lease(self) -> None:
-        # Not what keeps the log safe (the broker's fencing is), but a leader that woke after its
-        # lease ran out stops before claiming rows it would only have fenced.
+        # A leader that woke after its lease ran out stops before claiming rows; were it to send them,
+        # the broker would refuse them (its producers are fenced once a successor's have started).
         if time.monotonic() > self._lease_valid_until:
             raise LeaseLost("not renewed within its TTL")
 
     async def _lead(self, lease: Lease) -> None:
         self._conn = conn = await self._connect()
         producers = await self._start_producers(lease.transactional_id)
+        # Still ours once the producers started: every earlier leader's producers are fenced now, and a
+        # later leader can only start its own after this (module docstring, Fencing).
+        if not await self._renew(conn, lease):
+            raise LeaseLost(f"epoch {lease.epoch} was taken over while the producers started")
         self.is_leader = True
         OUTBOX_LEADER.labels(self._schema).set(1)
         await conn.add_listener(f"orchard_outbox_{self._schema}", self._on_notify)

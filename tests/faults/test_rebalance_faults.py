@@ -1,11 +1,16 @@
 """A consumer process frozen (SIGSTOP) past its group session timeout while its twin replica runs on:
 the group rebalances its partitions to the twin, the flow goes on, and when the frozen process wakes
 (SIGCONT) with the batches and sends it had in flight, nothing is doubled. Two replicas of every service
-share each consumer group here (their own system, separate from test_pipeline_faults.py's)."""
+share each consumer group here (their own system, separate from test_pipeline_faults.py's).
+
+Frozen while it runs its schema's outbox relay, the process also stops renewing the relay's lease: the
+twin must lead the relay within RELAY_TAKEOVER_S, most of the burst must complete while the leader is
+still frozen, and the woken one's producer is fenced (nothing it had claimed is published twice)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import signal
 import time
@@ -26,6 +31,10 @@ SESSION_TIMEOUT_S = 10.0
 FROZEN_AT_LEAST_S = SESSION_TIMEOUT_S + 8
 FROZEN_AT_MOST_S = 60.0
 DELIVERY_LEASE_S = 12.0
+RELAY_TAKEOVER_S = 5.0
+"""The outbox relay's lease runs out 3 s after its last renewal; a standby takes it within 0.5 s."""
+MOST = 0.8
+"""The share of the orders left at the freeze that must complete before the frozen process wakes."""
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +47,33 @@ def system() -> Iterator[System]:
 
 def relay_leader(system: System, service: str) -> str:
     """The replica (`voucher` or `voucher-2`) running the schema's outbox relay, from its /metrics."""
-    leaders = []
-    for number, url in enumerate(system.replica_urls(service), start=1):
-        metrics = httpx.get(f"{url}/metrics", timeout=10).text
-        if re.search(rf'orchard_outbox_relay_leader\{{schema="{service}"\}} 1\.0', metrics):
-            leaders.append(service if number == 1 else f"{service}-{number}")
+    leaders = [
+        replica
+        for replica, url in replica_urls(system, service).items()
+        if leads_relay(httpx.get(f"{url}/metrics", timeout=10).text, service)
+    ]
     assert len(leaders) == 1, f"{service}: relay leaders {leaders}"
     return leaders[0]
+
+
+def replica_urls(system: System, service: str) -> dict[str, str]:
+    urls = system.replica_urls(service)
+    return {service if n == 1 else f"{service}-{n}": url for n, url in enumerate(urls, start=1)}
+
+
+def leads_relay(metrics: str, schema: str) -> bool:
+    return re.search(rf'orchard_outbox_relay_leader\{{schema="{schema}"\}} 1\.0', metrics) is not None
+
+
+async def seconds_until_relay_leader(url: str, schema: str, began: float, *, timeout: float) -> float | None:
+    """Seconds from `began` until the replica at `url` leads the schema's relay; None if not by timeout."""
+    async with httpx.AsyncClient(timeout=2) as client:
+        while time.monotonic() - began < timeout:
+            with contextlib.suppress(httpx.HTTPError):
+                if leads_relay((await client.get(f"{url}/metrics")).text, schema):
+                    return time.monotonic() - began
+            await asyncio.sleep(0.1)
+    return None
 
 
 @pytest.mark.parametrize(
@@ -56,28 +85,35 @@ async def test_a_frozen_consumer_is_replaced_and_doubles_nothing_when_it_wakes(
     leader = relay_leader(system, service)
     twin = f"{service}-2" if leader == service else service
     frozen = leader if role == "relay leader" else twin
-    progress: dict[str, int] = {}
+    progress: dict[str, float] = {}
 
     async def freeze_then_wake(burst: Burst) -> Recovery:
         before = await completed_count(system, burst.campaign_id)
         system.signal(frozen, signal.SIGSTOP)
         began = time.monotonic()
         try:
-            await asyncio.sleep(FROZEN_AT_LEAST_S)
-            # A standby stays frozen until the twin has done the rest (the relay leader's outbox waits
-            # for it: no need to watch that stall for long).
-            while role == "standby" and time.monotonic() - began < FROZEN_AT_MOST_S:
+            if role == "relay leader":
+                twin_url = replica_urls(system, service)[twin]
+                took = await seconds_until_relay_leader(twin_url, service, began, timeout=FROZEN_AT_LEAST_S)
+                progress["relay_takeover_s"] = took if took is not None else float("inf")
+            await asyncio.sleep(max(0.0, FROZEN_AT_LEAST_S - (time.monotonic() - began)))
+            # Frozen until the twin has done the rest: the flow must not wait for the frozen process.
+            while time.monotonic() - began < FROZEN_AT_MOST_S:
                 if burst.done and await completed_count(system, burst.campaign_id) >= len(burst.accepted):
                     break
                 await asyncio.sleep(1)
             progress["while_frozen"] = await completed_count(system, burst.campaign_id) - before
+            progress["left_at_freeze"] = burst.size - before
         finally:
             system.signal(frozen, signal.SIGCONT)
         frozen_s = time.monotonic() - began
+        took_note = (
+            f"; the twin led the relay {progress['relay_takeover_s']:.1f}s in" if role != "standby" else ""
+        )
         return Recovery(
             notes=(
-                f"{frozen} ({role}) frozen {frozen_s:.0f}s; {progress['while_frozen']} orders completed "
-                "meanwhile",
+                f"{frozen} ({role}) frozen {frozen_s:.0f}s{took_note}; {progress['while_frozen']:.0f} of the "
+                f"{progress['left_at_freeze']:.0f} orders left completed meanwhile",
             )
         )
 
@@ -90,6 +126,13 @@ async def test_a_frozen_consumer_is_replaced_and_doubles_nothing_when_it_wakes(
         at=0.3,
     )
     assert_held(outcome)
-    if role == "standby":
-        # Its partitions went to the twin replica: the flow did not wait for the frozen process.
-        assert progress["while_frozen"] > 0, f"nothing completed while {frozen} was frozen"
+    # Its partitions went to the twin replica (and its outbox relay, when it led it): the flow did not
+    # wait for the frozen process.
+    assert progress["while_frozen"] > 0, f"nothing completed while {frozen} was frozen"
+    if role == "relay leader":
+        assert progress["relay_takeover_s"] <= RELAY_TAKEOVER_S, (
+            f"the twin led after {progress['relay_takeover_s']}s"
+        )
+        assert progress["while_frozen"] >= MOST * progress["left_at_freeze"], outcome.notes
+        # Awake again, the frozen one found its lease taken and its producer fenced: it stands by.
+        assert relay_leader(system, service) == twin
