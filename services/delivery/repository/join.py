@@ -48,113 +48,25 @@ class VoucherDetails:
 
 async def record_request(conn: Connection, r: RequestDetails) -> None:
     """The recipient half of the join; a repeated request for the same order changes nothing."""
-    await conn.execute(
-        """
-        INSERT INTO deliveries (delivery_id, order_id, booking_id, member_id, campaign_id, requested_channel,
-                                channel, recipient_name, email, phone, locale, template, has_request,
-                                correlation_id)
-        VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10, $11, true, $12)
-        ON CONFLICT (order_id) DO UPDATE SET
-            booking_id = EXCLUDED.booking_id, member_id = EXCLUDED.member_id,
-            campaign_id = coalesce(deliveries.campaign_id, EXCLUDED.campaign_id),
-            requested_channel = EXCLUDED.requested_channel, channel = EXCLUDED.channel,
-            recipient_name = EXCLUDED.recipient_name, email = EXCLUDED.email, phone = EXCLUDED.phone,
-            locale = EXCLUDED.locale, template = EXCLUDED.template, has_request = true,
-            correlation_id = coalesce(deliveries.correlation_id, EXCLUDED.correlation_id),
-            updated_at = now()
-        WHERE NOT deliveries.has_request
-        """,
-        uuid.uuid4(),
-        r.order_id,
-        r.booking_id,
-        r.member_id,
-        r.campaign_id,
-        r.channel.value,
-        r.name,
-        r.email,
-        r.phone,
-        r.locale,
-        r.template,
-        r.correlation_id,
-    )
+    await record_requests(conn, [r])
 
 
 async def record_voucher(conn: Connection, v: VoucherDetails) -> None:
     """The code half of the join; kept sealed, and not at all for an order already cancelled."""
-    await conn.execute(
-        """
-        INSERT INTO deliveries (delivery_id, order_id, campaign_id, code_id, code_ciphertext, masked_code,
-                                face_value, currency, expires_at, has_voucher, correlation_id)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, true, $10)
-        ON CONFLICT (order_id) DO UPDATE SET
-            campaign_id = coalesce(deliveries.campaign_id, EXCLUDED.campaign_id),
-            code_id = EXCLUDED.code_id,
-            code_ciphertext = CASE WHEN deliveries.order_state = 'cancelled' THEN NULL
-                                   ELSE EXCLUDED.code_ciphertext END,
-            masked_code = EXCLUDED.masked_code, face_value = EXCLUDED.face_value,
-            currency = EXCLUDED.currency, expires_at = EXCLUDED.expires_at, has_voucher = true,
-            correlation_id = coalesce(deliveries.correlation_id, EXCLUDED.correlation_id),
-            updated_at = now()
-        WHERE NOT deliveries.has_voucher
-        """,
-        uuid.uuid4(),
-        v.order_id,
-        v.campaign_id,
-        v.code_id,
-        v.sealed_code,
-        v.masked_code,
-        v.face_value,
-        v.currency,
-        v.expires_at,
-        v.correlation_id,
-    )
+    await record_vouchers(conn, [v])
 
 
 async def queue_if_ready(conn: Connection, order_id: uuid.UUID) -> bool:
     """Both halves here and the order not cancelled: the delivery becomes due now, and workers wake."""
-    queued = await conn.fetchval(
-        """
-        UPDATE deliveries SET status = 'queued', next_attempt_at = now(), updated_at = now()
-         WHERE order_id = $1 AND status = 'waiting' AND has_request AND has_voucher
-           AND order_state IS DISTINCT FROM 'cancelled'
-        RETURNING channel
-        """,
-        order_id,
-    )
-    if queued is not None:
-        await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, queued)
-    return queued is not None
+    return await queue_all_ready(conn, [order_id]) > 0
 
 
 async def record_order_state(conn: Connection, order_id: uuid.UUID, campaign_id: str, state: str) -> bool:
     """Follow the order; on cancellation stop the delivery and drop its code. True if it was cancelled now.
 
-    A delivery being sent right now holds its row lock until the send is recorded, so this waits for
-    it: the cancellation lands either before the send (nothing is sent) or after it (it was sent)."""
-    if state != "cancelled":
-        await conn.execute(
-            "UPDATE deliveries SET order_state = $2, updated_at = now()"
-            " WHERE order_id = $1 AND order_state IS DISTINCT FROM 'cancelled'",
-            order_id,
-            state,
-        )
-        return False
-    row = await conn.fetchrow(
-        """
-        INSERT INTO deliveries (delivery_id, order_id, campaign_id, order_state, status)
-        VALUES ($1, $2, $3, 'cancelled', 'cancelled')
-        ON CONFLICT (order_id) DO UPDATE SET
-            order_state = 'cancelled',
-            status = CASE WHEN deliveries.status = 'sent' THEN 'sent' ELSE 'cancelled' END,
-            code_ciphertext = NULL, next_attempt_at = NULL, updated_at = now()
-        RETURNING (xmax = 0) AS inserted, status
-        """,
-        uuid.uuid4(),
-        order_id,
-        campaign_id,
-    )
-    assert row is not None
-    return bool(row["status"] == "cancelled")
+    No row lock is held across a send: a delivery being sent right now is cancelled at once, and the
+    send's recording then sees it (no retry, no fallback; a message that did go out stays `sent`)."""
+    return bool(await record_order_states(conn, [(order_id, campaign_id, state)]))
 
 
 async def remember_contacts(
@@ -167,22 +79,7 @@ async def remember_contacts(
     locale: str | None,
 ) -> None:
     """The latest details per member; a missing field keeps the one known before."""
-    await conn.execute(
-        """
-        INSERT INTO member_contacts (member_id, name, email, phone, locale) VALUES ($1, $2, $3, $4, $5)
-        ON CONFLICT (member_id) DO UPDATE SET
-            name = coalesce(EXCLUDED.name, member_contacts.name),
-            email = coalesce(EXCLUDED.email, member_contacts.email),
-            phone = coalesce(EXCLUDED.phone, member_contacts.phone),
-            locale = coalesce(EXCLUDED.locale, member_contacts.locale),
-            updated_at = now()
-        """,
-        member_id,
-        name,
-        email,
-        phone,
-        locale,
-    )
+    await remember_many_contacts(conn, [ContactDetails(member_id, name, email, phone, locale)])
 
 
 async def contacts_of(conn: Connection, member_id: str) -> asyncpg.Record | None:
@@ -234,8 +131,9 @@ async def queue_message(conn: Connection, m: MessageDetails) -> bool:
 _Half = TypeVar("_Half", "RequestDetails", "VoucherDetails")
 
 
-# Batch forms of the join, for the consumers' batch handlers: a fetched batch costs a few statements.
-# Each ends as the single-event functions applied to the events in turn would.
+# The join's statements take a whole batch of events (the consumers' batch handlers: a batch costs a
+# few statements); the single-event functions above are these with one event. Each ends as the events
+# applied one after the other would.
 
 
 def _first_per_order(items: Sequence[_Half]) -> list[_Half]:
