@@ -8,6 +8,10 @@ the services say about themselves — and the table of scenarios printed at the 
   and one file per recipient in the SMTP sink or the fake provider;
 - `GET /v1/orders/summary?campaign_id=…` equals the counts in the order table;
 - nothing lost: every accepted record ends as a completed order.
+
+Re-sends (messages a sink took more than once, under the same Message-ID or idempotency token) are
+reported per scenario when the sinks count repeats (ORCHARD_SINK_COUNT_REPEATS=1): the sinks still keep
+one file per message, so they never show as doubled; what bounds them is the delivery design.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ import asyncpg
 import httpx
 
 from chassis.settings import REPO_ROOT
+from contracts.values import Channel
+from deploy.sinks.receipts import RECEIPTS_FILE, receipts_in
+from services.delivery.settings import DeliverySettings
 from tests import pipeline as p
 from tests.faults.burst import Burst
 from tests.system import System
@@ -47,6 +54,8 @@ class Outcome:
     """From the end of the recovery step until every accepted record was a completed, delivered order."""
     violations: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    resent: int | None = None
+    """Messages of this burst a sink took again (receipts - distinct messages); None: not counted."""
 
     @property
     def ok(self) -> bool:
@@ -127,7 +136,7 @@ async def check(
             order_ids,
         )
         deliveries = await conn.fetch(
-            """SELECT d.order_id, d.status, d.code_id,
+            """SELECT d.delivery_id, d.order_id, d.status, d.code_id,
                       (SELECT count(*) FROM delivery.delivery_attempts a
                         WHERE a.delivery_id = d.delivery_id AND a.outcome = 'succeeded') AS succeeded
                  FROM delivery.deliveries d WHERE d.order_id = ANY($1::uuid[])""",
@@ -270,7 +279,34 @@ async def check(
         restart_s=round(restart_s, 1),
         settle_s=round(settle_s, 1),
         violations=violations,
+        resent=resent_messages(system, {str(d["delivery_id"]) for d in deliveries}),
     )
+
+
+# ------------------------------------------------------------------------------------------ re-sends
+
+
+def _delivery_of(key: str) -> str:
+    """The delivery a sink's receipt key names: `<delivery_id>:<round>:<channel>` (idempotency token)
+    or `<delivery_id.round.email@domain>` (Message-ID)."""
+    return key.strip("<").split(":", 1)[0].split(".", 1)[0]
+
+
+def resent_messages(system: System, delivery_ids: set[str]) -> int | None:
+    """Receipts - distinct messages of these deliveries in both sinks; None when they do not count."""
+    if not any((d / RECEIPTS_FILE).exists() for d in (system.mail_dir, system.messages_dir)):
+        return None  # the sinks were not started with COUNT_REPEATS_ENV=1
+    receipts = receipts_in(system.mail_dir) + receipts_in(system.messages_dir)
+    mine = {k: n for k, n in receipts.items() if _delivery_of(k) in delivery_ids}
+    return sum(mine.values()) - len(mine)
+
+
+def delivery_workers(burst: Burst, replicas: int = 1) -> int:
+    """Workers that may each have had one message sent but not recorded when delivery was killed:
+    per channel workers (the settings' defaults, which the fault suite keeps) x the burst's channels."""
+    settings = DeliverySettings()
+    channels = {r["channel"] for r in burst.records}
+    return replicas * sum(settings.workers(Channel(c)) for c in channels)
 
 
 # -------------------------------------------------------------------------------------------- report
@@ -279,13 +315,14 @@ async def check(
 def table(outcomes: list[Outcome]) -> list[str]:
     header = (
         f"{'scenario':<34} {'sent':>6} {'completed':>9} {'lost':>5} {'doubled':>7} "
-        f"{'restart s':>9} {'settle s':>8}  ok"
+        f"{'resent':>6} {'restart s':>9} {'settle s':>8}  ok"
     )
     lines = [header, "-" * len(header)]
     for o in outcomes:
         lines.append(
             f"{o.scenario:<34} {o.sent:>6} {o.completed:>9} {o.lost:>5} {o.doubled:>7} "
-            f"{o.restart_s:>9.1f} {o.settle_s:>8.1f}  {'yes' if o.ok else 'NO'}"
+            f"{'-' if o.resent is None else o.resent:>6} {o.restart_s:>9.1f} {o.settle_s:>8.1f}"
+            f"  {'yes' if o.ok else 'NO'}"
         )
         lines.extend(f"    ! {v}" for v in o.violations)
         lines.extend(f"    - {n}" for n in o.notes)
