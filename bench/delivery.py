@@ -7,9 +7,10 @@ The sinks run as their own processes, as `orchard up` runs them. Postgres is `DA
 set, else a durable server of our own on a free port (Kafka is not involved: sending works from the
 service's tables; the events it writes wait in the outbox).
 
-Per message our layer adds: claiming the row (FOR UPDATE SKIP LOCKED) and writing the attempt row in
-one transaction, then locking the row, decrypting the code, rendering the templates, sending, and
-recording the outcome, the next state and the outbox event in a second transaction.
+Per message our layer adds: its share of a claim (up to 20 rows and their attempt rows, one statement,
+FOR UPDATE SKIP LOCKED), decrypting the code, rendering the templates, sending with no transaction
+open, and one short transaction that records the outcome, its state and outbox event and starts the
+next claimed attempt (one commit per message: a crash re-sends at most one message per worker).
 """
 
 from __future__ import annotations
