@@ -225,7 +225,8 @@ def up(config: StackConfig, *, on_step: Callable[[str], None] = lambda _: None) 
     on_step("provisioning database schemas")
     database_urls = asyncio.run(_provision(config, admin_dsn, _role_passwords(config)))
     if kafka is not None:
-        kafka.wait_ready()
+        # After a kill -9 the broker first rescans its logs: show how far it got instead of timing out.
+        kafka.wait_ready(on_progress=lambda line: on_step(f"kafka: {line}"))
     on_step("creating topics")
     report.created_topics = asyncio.run(ensure_kafka_topics(config.bootstrap_servers, registry_topics()))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import fcntl
 import hashlib
+import logging
 import re
 import shutil
 import socket
@@ -14,12 +15,16 @@ import struct
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.infra.errors import InfraError
 from deploy.infra.net import LOCALHOST, ensure_port_free
 from deploy.infra.paths import KAFKA_CONFIG_DIR, kafka_libs_dir
 from deploy.infra.process import SupervisedServer, pid_alive, read_pid_file, spawn, write_pid_file
+
+log = logging.getLogger(__name__)
 
 POM = KAFKA_CONFIG_DIR / "pom.xml"
 SERVER_PROPERTIES_TEMPLATE = KAFKA_CONFIG_DIR / "server.properties"
@@ -131,6 +136,117 @@ def live_broker_count(port: int, host: str = LOCALHOST, timeout: float = 2.0) ->
     return count
 
 
+# What the broker's own log says while it starts. After an unclean stop (kill -9, power loss) it rescans
+# every partition's unflushed segments before it registers, which under load takes far longer than a
+# clean start: these lines tell a slow start that is getting on from one that is stuck.
+_JVM_STARTED = "Registered `kafka:type=kafka.Log4jController` MBean"
+_STARTUP_EVENTS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"Transition from SHUTDOWN to STARTING"), "starting"),
+    (re.compile(r"Recovering (?P<total>\d+) logs from .* no clean shutdown"), "unclean"),
+    (re.compile(r"Loading logs from log dirs"), "loading"),
+    (re.compile(r"Completed load of Log.*\((?P<done>\d+)/(?P<total>\d+) completed in"), "loaded"),
+    (re.compile(r"Recovering unflushed segment"), "segment"),
+    (re.compile(r"Loaded (?P<done>\d+) logs in"), "all-loaded"),
+    (re.compile(r"Successfully registered broker"), "registered"),
+    (re.compile(r"Transitioning from STARTING to RECOVERY"), "caught-up"),
+    (re.compile(r"Transitioning from RECOVERY to RUNNING"), "unfenced"),
+)
+
+
+@dataclass
+class StartupProgress:
+    """How far a starting broker has got, as read from its server.log since it was launched.
+
+    Log loading runs beside the broker's registration with the controller, so their lines interleave:
+    each milestone is kept on its own and the phase is derived from all of them.
+    """
+
+    seen: set[str] = field(default_factory=set)
+    logs_done: int = 0
+    logs_total: int = 0
+    segments_recovered: int = 0
+    events: int = 0
+    """Startup lines seen so far: while this grows the broker is getting on, however slowly."""
+
+    @property
+    def unclean(self) -> bool:
+        return "unclean" in self.seen
+
+    def apply(self, line: str) -> None:
+        for pattern, kind in _STARTUP_EVENTS:
+            found = pattern.search(line)
+            if found is None:
+                continue
+            self.events += 1
+            self.seen.add(kind)
+            groups = found.groupdict()
+            if "total" in groups:
+                self.logs_total = int(groups["total"])
+            if "done" in groups:
+                self.logs_done = int(groups["done"])
+            if kind == "all-loaded":
+                self.logs_total = self.logs_done
+            if kind == "segment":
+                self.segments_recovered += 1
+            return
+
+    @property
+    def phase(self) -> str:
+        loading = "loading" in self.seen and "all-loaded" not in self.seen
+        for done, phase in (
+            ("unfenced", "running"),
+            ("caught-up", "waiting to be unfenced"),
+            (loading, "recovering logs" if self.unclean else "loading logs"),
+            ("all-loaded", "waiting for the controller"),
+            ("registered", "waiting for the logs"),
+            ("starting", "starting the broker"),
+        ):
+            if done is True or done in self.seen:
+                return phase
+        return "starting the JVM"
+
+    def line(self) -> str:
+        phase = self.phase
+        if phase in ("recovering logs", "loading logs") and self.logs_total:
+            return f"{phase} — {self.logs_done}/{self.logs_total} partitions"
+        return phase
+
+
+class _StartupLog:
+    """Follows server.log from a starting point, feeding each new complete line to a StartupProgress."""
+
+    def __init__(self, path: Path, offset: int | None) -> None:
+        self.path = path
+        self.progress = StartupProgress()
+        # No offset: the broker was started by someone else (an earlier `orchard up`); its current
+        # run begins at the last JVM start in the file.
+        self._offset = offset if offset is not None else self._last_jvm_start()
+        self._partial = ""
+
+    def _last_jvm_start(self) -> int:
+        try:
+            data = self.path.read_bytes()
+        except OSError:
+            return 0
+        return max(data.rfind(_JVM_STARTED.encode()), 0)
+
+    def poll(self) -> StartupProgress:
+        try:
+            size = self.path.stat().st_size
+            if size < self._offset:  # rolled over to server.log.1: the new file holds the newest lines
+                self._offset, self._partial = 0, ""
+            with self.path.open("rb") as file:
+                file.seek(self._offset)
+                chunk = file.read()
+        except OSError:
+            return self.progress
+        self._offset += len(chunk)
+        *lines, self._partial = (self._partial + chunk.decode(errors="replace")).split("\n")
+        for line in lines:
+            self.progress.apply(line)
+        return self.progress
+
+
 class KafkaBroker(SupervisedServer):
     """One KRaft combined node living in `base_dir` (config, data, logs and pid file)."""
 
@@ -155,6 +271,7 @@ class KafkaBroker(SupervisedServer):
         self.config_path = self.base_dir / "server.properties"
         self.pid_file = self.base_dir / "kafka.pid"
         self._process: subprocess.Popen[bytes] | None = None
+        self._log_offset: int | None = None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -212,6 +329,7 @@ class KafkaBroker(SupervisedServer):
         self.format()
         self._write_config()
         self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         heap = f"{self.heap_mb}m"
         self._process = spawn(
             [java, f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
@@ -224,18 +342,45 @@ class KafkaBroker(SupervisedServer):
         )  # fmt: skip
         write_pid_file(self.pid_file, self._process.pid)
 
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.is_ready():
-                return
+    def startup_log(self) -> _StartupLog:
+        """A follower of this run's broker log (from the last launch, or the last JVM start in it)."""
+        return _StartupLog(self.log_file, self._log_offset)
+
+    def wait_ready(
+        self,
+        timeout: float = 60,
+        on_progress: Callable[[str], None] | None = None,
+        report_every: float = 5.0,
+    ) -> None:
+        """Return once the broker serves metadata.
+
+        `timeout` counts from the last sign of progress in the broker's log, not from the call: after a
+        kill -9 the broker rescans its logs before it registers, which on a busy machine can take
+        minutes, and that is worth waiting for, while a broker stuck for `timeout` seconds is not.
+        While it recovers, `on_progress` gets a line such as "recovering logs — 41/96 partitions, 12 s"
+        every `report_every` seconds (and at each new phase).
+        """
+        startup = self.startup_log()
+        began = last_progress = last_report = time.monotonic()
+        seen, reported = 0, ""
+        while not self.is_ready():
             if not self.is_running():
                 raise InfraError(f"Kafka broker exited while starting; see {self._log_to_read()}")
+            progress, now = startup.poll(), time.monotonic()
+            if progress.events > seen:
+                seen, last_progress = progress.events, now
+            if now - last_progress > timeout:
+                raise InfraError(
+                    f"Kafka broker did not answer on {self.bootstrap_servers} and made no progress for "
+                    f"{timeout:.0f}s (last: {progress.line()}); see {self._log_to_read()}"
+                )
+            if progress.unclean and (progress.phase != reported or now - last_report >= report_every):
+                reported, last_report = progress.phase, now
+                message = f"{progress.line()}, {now - began:.0f} s"
+                log.info("kafka: %s", message)
+                if on_progress is not None:
+                    on_progress(message)
             time.sleep(0.1)
-        raise InfraError(
-            f"Kafka broker did not answer on {self.bootstrap_servers} within {timeout:.0f}s; "
-            f"see {self._log_to_read()}"
-        )
 
     def _forget_pid(self) -> None:
         self.pid_file.unlink(missing_ok=True)
