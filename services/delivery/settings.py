@@ -59,9 +59,13 @@ class DeliverySettings(Settings):
     The defaults keep out of the way of the local sinks; set your provider's limit divided by the
     number of replicas (e.g. WhatsApp Cloud API 80/s per number, Twilio per sender type)."""
     claim_batch: int = Field(default=20, ge=1, le=200, alias="ORCHARD_DELIVERY_CLAIM_BATCH")
-    """Deliveries a worker claims per statement and sends under one transaction (one commit). A batch
-    stops at the first timeout, unreachable provider or 429 and puts the rest back, and never holds
-    its row locks much past one provider timeout."""
+    """Deliveries a worker claims per statement (under a lease) and then sends one after the other,
+    each outcome committed before the next send. A batch stops at the first timeout, unreachable
+    provider or 429, or after one provider timeout's worth of time, and puts the rest back."""
+    consumer_max_batch: int = Field(default=100, ge=1, le=500, alias="ORCHARD_DELIVERY_CONSUMER_BATCH")
+    """Records per fetched batch of each of the seven subscriptions (the chassis default is 500): each
+    batch is held decoded while it is handled, and the batch handlers need no more than this to
+    cost a few statements per batch."""
     queue_poll_interval_s: float = Field(default=0.5, gt=0, alias="ORCHARD_DELIVERY_POLL_INTERVAL")
 
     max_attempts: int = Field(default=5, ge=1, alias="ORCHARD_DELIVERY_MAX_ATTEMPTS")
