@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
+import asyncpg
 import pytest
 
 from chassis.db import apply_migrations, create_pool
 from chassis.outbox import OutboxRelay, OutgoingEvent, add_to_outbox
 from chassis.testing import read_topic, wait_until
 from contracts.envelope import Envelope, EventData
+from deploy.testing import ServiceDb
+
+NewTopic = Callable[..., Awaitable[str]]
 
 
 class Counted(EventData):
@@ -28,18 +34,20 @@ def event(topic: str, key: str, seq: int) -> OutgoingEvent:
 
 
 @pytest.fixture
-async def pool(service_db):
+async def pool(service_db: ServiceDb) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(service_db.dsn, schema=service_db.schema)
     await apply_migrations(pool)
     yield pool
     await pool.close()
 
 
-def relay_for(service_db, kafka_bootstrap, **kw) -> OutboxRelay:
+def relay_for(service_db: ServiceDb, kafka_bootstrap: str, **kw: Any) -> OutboxRelay:
     return OutboxRelay(dsn=service_db.dsn, schema=service_db.schema, bootstrap_servers=kafka_bootstrap, **kw)
 
 
-async def test_only_committed_events_are_published(pool, service_db, kafka_bootstrap, new_topic):
+async def test_only_committed_events_are_published(
+    pool: asyncpg.Pool, service_db: ServiceDb, kafka_bootstrap: str, new_topic: NewTopic
+) -> None:
     topic = await new_topic("outbox")
     async with pool.acquire() as conn:
         async with conn.transaction():
@@ -61,7 +69,7 @@ async def test_only_committed_events_are_published(pool, service_db, kafka_boots
     assert "correlation_id" in headers
 
 
-async def test_outbox_write_outside_a_transaction_is_refused(pool, new_topic):
+async def test_outbox_write_outside_a_transaction_is_refused(pool: asyncpg.Pool, new_topic: NewTopic) -> None:
     topic = await new_topic("outbox")
     async with pool.acquire() as conn:
         with pytest.raises(RuntimeError, match="transaction"):
@@ -69,8 +77,8 @@ async def test_outbox_write_outside_a_transaction_is_refused(pool, new_topic):
 
 
 async def test_events_of_one_key_arrive_in_the_order_they_were_written(
-    pool, service_db, kafka_bootstrap, new_topic
-):
+    pool: asyncpg.Pool, service_db: ServiceDb, kafka_bootstrap: str, new_topic: NewTopic
+) -> None:
     topic = await new_topic("ordered", partitions=3)
     relay = relay_for(service_db, kafka_bootstrap, batch_size=37)
     await relay.start()
@@ -88,7 +96,9 @@ async def test_events_of_one_key_arrive_in_the_order_they_were_written(
     assert {k: v for k, v in seen.items()} == {f"k{k}": list(range(1, 61)) for k in range(5)}
 
 
-async def test_a_second_relay_stands_by_until_the_first_stops(pool, service_db, kafka_bootstrap, new_topic):
+async def test_a_second_relay_stands_by_until_the_first_stops(
+    pool: asyncpg.Pool, service_db: ServiceDb, kafka_bootstrap: str, new_topic: NewTopic
+) -> None:
     topic = await new_topic("leader")
     first = relay_for(service_db, kafka_bootstrap, poll_interval_s=0.2)
     second = relay_for(service_db, kafka_bootstrap, poll_interval_s=0.2)
@@ -100,7 +110,10 @@ async def test_a_second_relay_stands_by_until_the_first_stops(pool, service_db, 
     assert not second.is_leader
     await first.stop()
     # A relay that stops releases its lease: the standby need not wait for it to expire.
-    await wait_until(lambda: _is(second), timeout=2, what="second relay takes over")
+    lease = await pool.fetchrow("SELECT holder, expires_at = '-infinity' AS released FROM outbox_relay_lease")
+    assert lease is not None
+    assert lease["released"] or lease["holder"] == second.holder
+    await wait_until(lambda: _is(second), what="second relay takes over")
     async with pool.acquire() as conn, conn.transaction():
         await add_to_outbox(conn, [event(topic, "x", 1)])
     await wait_until(lambda: _published_count(pool, 1), what="event published by the new leader")
@@ -108,8 +121,8 @@ async def test_a_second_relay_stands_by_until_the_first_stops(pool, service_db, 
 
 
 async def test_the_relay_wakes_on_notify_without_waiting_for_its_poll(
-    pool, service_db, kafka_bootstrap, new_topic
-):
+    pool: asyncpg.Pool, service_db: ServiceDb, kafka_bootstrap: str, new_topic: NewTopic
+) -> None:
     topic = await new_topic("notify")
     relay = relay_for(service_db, kafka_bootstrap, poll_interval_s=30.0)
     await relay.start()
@@ -123,7 +136,7 @@ async def test_the_relay_wakes_on_notify_without_waiting_for_its_poll(
         await relay.stop()
 
 
-async def _published_count(pool, expected: int) -> bool:
+async def _published_count(pool: asyncpg.Pool, expected: int) -> bool:
     count = await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL")
     return bool(count >= expected)
 

@@ -27,10 +27,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import ProducerFenced
 
-from chassis.db import apply_migrations, create_pool
+from chassis.db import advisory_lock_key, apply_migrations, create_pool
 from chassis.outbox import Lease, OutboxRelay, OutgoingEvent, add_to_outbox
 from chassis.testing import wait_until
 from contracts.envelope import Envelope, EventData
+from deploy.testing import ServiceDb
 
 TAKEOVER_LIMIT_S = 5.0
 KEYS = ("k0", "k1", "k2", "k3")
@@ -138,7 +139,7 @@ class FreezableRelay(OutboxRelay):
 
 
 @pytest.fixture
-async def pool(service_db: Any) -> AsyncIterator[asyncpg.Pool]:
+async def pool(service_db: ServiceDb) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(service_db.dsn, schema=service_db.schema)
     await apply_migrations(pool)
     yield pool
@@ -155,9 +156,13 @@ async def writer(pool: asyncpg.Pool, new_topic: Any) -> AsyncIterator[Writer]:
 
 @pytest.mark.parametrize("freeze_at", ["with its batch in memory", "inside its Kafka transaction"])
 async def test_a_frozen_leader_is_replaced_within_5s_and_publishes_nothing_when_it_wakes(
-    pool: asyncpg.Pool, service_db: Any, kafka_bootstrap: str, writer: Writer, freeze_at: str
+    pool: asyncpg.Pool, service_db: ServiceDb, kafka_bootstrap: str, writer: Writer, freeze_at: str
 ) -> None:
-    settings = {"dsn": service_db.dsn, "schema": service_db.schema, "bootstrap_servers": kafka_bootstrap}
+    settings: dict[str, Any] = {
+        "dsn": service_db.dsn,
+        "schema": service_db.schema,
+        "bootstrap_servers": kafka_bootstrap,
+    }
     frozen = FreezableRelay(freeze_at=freeze_at, **settings)
     standby = OutboxRelay(**settings)
     await frozen.start()
@@ -284,7 +289,7 @@ asyncio.run(main())
 
 
 async def test_a_relay_process_stopped_by_sigstop_is_replaced_and_doubles_nothing_after_sigcont(
-    pool: asyncpg.Pool, service_db: Any, kafka_bootstrap: str, writer: Writer, tmp_path: Path
+    pool: asyncpg.Pool, service_db: ServiceDb, kafka_bootstrap: str, writer: Writer, tmp_path: Path
 ) -> None:
     args = [service_db.dsn, service_db.schema, kafka_bootstrap]
     processes: list[asyncio.subprocess.Process] = []
@@ -332,3 +337,28 @@ async def _lease_held_by(pool: asyncpg.Pool, pid: int) -> bool:
 
 async def _fetch_true(pool: asyncpg.Pool, query: str, *args: Any) -> bool:
     return bool(await pool.fetchval(query, *args))
+
+
+async def test_a_relay_does_not_lead_beside_one_of_the_advisory_lock_version(
+    pool: asyncpg.Pool, service_db: ServiceDb, kafka_bootstrap: str
+) -> None:
+    """During a rolling upgrade the previous relay (leader while it held the schema's advisory lock
+    exclusively) and this one must not both publish."""
+    old_leader = await asyncpg.connect(service_db.dsn)
+    key = advisory_lock_key("outbox-relay", service_db.schema)
+    await old_leader.execute("SELECT pg_advisory_lock($1)", key)
+    relay = OutboxRelay(dsn=service_db.dsn, schema=service_db.schema, bootstrap_servers=kafka_bootstrap)
+    await relay.start()
+    try:
+        await asyncio.sleep(1.5)
+        assert not relay.is_leader
+        await old_leader.close()
+        await wait_until(lambda: _leads(relay), timeout=5, what="the relay leads once the old one is gone")
+        # And an old relay starting now finds the key taken.
+        late = await asyncpg.connect(service_db.dsn)
+        try:
+            assert not await late.fetchval("SELECT pg_try_advisory_lock($1)", key)
+        finally:
+            await late.close()
+    finally:
+        await relay.stop()
