@@ -16,7 +16,7 @@ from chassis.consumer import Subscription
 from chassis.db import Connection
 from contracts.delivery import DeliveryMessageRequested, DeliveryRequested
 from contracts.envelope import Envelope
-from contracts.orders import OrderStateChanged
+from contracts.orders import OrderState, OrderStateChanged
 from contracts.support import SupportResendRequested, SupportSlaBreached
 from contracts.topics import Topics
 from contracts.vouchers import VoucherIssued, VoucherStockLow
@@ -146,6 +146,12 @@ class DeliveryHandlers:
     async def on_sla_breached(self, conn: Connection, env: Envelope[Any]) -> None:
         await notifications.sla_breached(conn, self.settings, env.data)
 
+    def _follows(self, d: OrderStateChanged) -> bool:
+        """An order's changes matter here when it is cancelled (its delivery stops, its code is dropped)
+        or when one is posted to Slack/Teams; the others (three per order) are passed over, so they
+        neither cost a transaction nor wait for rows a worker is recording."""
+        return d.state is OrderState.CANCELLED or notifications.posts_order_state(self.settings, d)
+
     def subscriptions(self) -> list[Subscription]:
         return [
             Subscription(
@@ -168,6 +174,7 @@ class DeliveryHandlers:
                 OrderStateChanged,
                 self.on_order_state_changed,
                 handle_batch=self.on_order_states_changed,
+                relevant=self._follows,
             ),
             Subscription(
                 "delivery-resends",

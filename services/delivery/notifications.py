@@ -80,6 +80,17 @@ def _order_state_line(settings: DeliverySettings, data: OrderStateChanged) -> st
     return line + f": {data.reason}" if data.reason else line
 
 
+def posts_order_state(settings: DeliverySettings, data: OrderStateChanged) -> bool:
+    """Whether this change of an order would be posted: a target is set, order states are notified,
+    and the campaign and state filters let it through."""
+    if ORDER_STATE not in settings.notified_events or not settings.webhook_targets():
+        return False
+    chosen = settings.campaign_filter
+    if chosen and data.campaign_id not in chosen:
+        return False
+    return _order_state_line(settings, data) is not None
+
+
 async def order_state_changed(conn: Connection, settings: DeliverySettings, data: OrderStateChanged) -> int:
     line = _order_state_line(settings, data)
     return 0 if line is None else await _enqueue(conn, settings, ORDER_STATE, data.campaign_id, line)

@@ -242,11 +242,31 @@ class DeliveryEngine:
         unreachable provider or a 429 stops the batch, and so does a batch running longer than one
         provider timeout (its claims would wait too long): the rest is queued again, never sent."""
         claims = [repository.claim_of(r) for r in claimed]
+        turn = [0]  # the claim being sent; those after it were never started
+        try:
+            await self._send_in_turn(conn, channel, claimed, claims, turn)
+        except Exception:
+            # A recording that failed (a deadlock victim, the database gone) must not leave the claims
+            # not yet started waiting a whole lease: they go back to the queue now, if they can.
+            with contextlib.suppress(Exception):
+                async with conn.transaction():
+                    await repository.return_unsent(conn, claims[turn[0] + 1 :], 0.0)
+            raise
+
+    async def _send_in_turn(
+        self,
+        conn: Connection,
+        channel: Channel,
+        claimed: list[asyncpg.Record],
+        claims: list[repository.Claim],
+        turn: list[int],
+    ) -> None:
         row: asyncpg.Record | None = claimed[0]
         if not claimed[0]["started"]:  # not as `claim_due` returned it: start the first here
             row = await repository.start_attempt(conn, claims[0], self.settings.lease_s)
         began = time.monotonic()
         for n in range(len(claims)):
+            turn[0] = n
             result = await self._send_row(row, channel) if row is not None and _live(row) else None
             rest = claims[n + 1 :]
             pause_s = self._pause_after(result, began)

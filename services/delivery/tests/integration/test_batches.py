@@ -6,6 +6,9 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 
+import asyncpg
+import pytest
+
 from chassis.testing import wait_until
 from contracts.orders import OrderState
 from contracts.values import Channel
@@ -145,6 +148,33 @@ async def test_a_worker_gone_mid_batch_leaves_one_unknown_outcome_and_its_unsent
         else:  # claimed, never sent: no attempt spent, nothing to flag
             assert attempts == []
             assert (row["attempts"], row["channel_attempts"], row["last_reason_code"]) == (0, 0, None)
+
+
+async def test_a_recording_that_fails_queues_the_claims_not_yet_started_again_at_once(
+    delivery_service, monkeypatch
+):
+    service = await delivery_service(ORCHARD_SMS_WORKERS=0)
+    orders = await _queued(service, ["+447700900621", "+447700900622", "+447700900623"])
+    real_record_success = repository.record_success
+
+    async def deadlock_victim(*args: object, **kwargs: object) -> None:
+        raise asyncpg.DeadlockDetectedError("deadlock detected")
+
+    monkeypatch.setattr(repository, "record_success", deadlock_victim)
+    async with service.pool.acquire() as conn:
+        claimed = await repository.claim_due(conn, Channel.SMS, lease_s=60, limit=10)
+        first = next(c["order_id"] for c in claimed if c["started"])
+        with pytest.raises(asyncpg.DeadlockDetectedError):
+            await service.engine.send_claimed(conn, Channel.SMS, claimed)
+    monkeypatch.setattr(repository, "record_success", real_record_success)
+
+    for order_id in orders:
+        row = await service.delivery(order_id)
+        attempts = [a["outcome"] for a in await service.attempts(order_id)]
+        if order_id == first:  # sent, its outcome unrecorded: left to the lease and the recovery job
+            assert (row["status"], attempts) == ("sending", ["in_flight"])
+        else:  # never started: back in the queue now, no attempt spent
+            assert (row["status"], row["attempts"], attempts) == ("queued", 0, [])
 
 
 async def test_a_provider_timeout_stops_the_batch_and_the_rest_is_queued_again_without_an_attempt(
