@@ -24,7 +24,6 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, ConsumerStoppedError, IllegalStateError, KafkaError
-from faststream import Context
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import AckPolicy
 from prometheus_client import Counter, Histogram
@@ -140,7 +139,11 @@ class EventConsumer:
         commits = _OffsetCommits(sub.name, self._commit_interval_s)
         self._commits.append(commits)
 
-        async def on_batch(body: Any, message: Any = Context("message")) -> None:
+        async def on_batch(body: Any) -> None:
+            # The message is read from the context, not injected: an injected `Context("message")` is
+            # resolved by a synchronous function that FastStream's injector runs in a worker thread,
+            # a thread hand-off for every fetched batch of every subscription.
+            message = self._broker.context.get_local("message")
             records = tuple(message.raw_message)
             if not records:
                 return
