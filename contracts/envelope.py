@@ -149,6 +149,11 @@ class Envelope(BaseModel, Generic[D]):
     @classmethod
     def decode(cls, raw: bytes | str, data_model: type[D], *, expected_type: str | None = None) -> Self:
         """Read a message off the wire; raise ContractViolation if it can never be processed."""
+        fast = _decode_valid(raw, data_model, expected_type)
+        if fast is not None:
+            return cast(Self, fast)
+        # Something is wrong with it: read it again step by step to say what, in the order that
+        # explains it best.
         try:
             text = raw.decode(cls.wire_encoding) if isinstance(raw, bytes) else raw
             document = json.loads(text)
@@ -180,6 +185,20 @@ class Envelope(BaseModel, Generic[D]):
                 errors=errors,
             ) from exc
         return envelope  # type: ignore[no-any-return]
+
+
+def _decode_valid(raw: bytes | str, data_model: type[EventData], expected_type: str | None) -> Any:
+    """The envelope, parsed and validated in one pass by pydantic-core, when it is one this consumer
+    takes as it is (about half the cost of json.loads and validating the dict); None otherwise."""
+    try:
+        envelope = _concrete_envelope(data_model).model_validate_json(raw, context={"tolerant": True})
+    except ValidationError:
+        return None
+    if envelope.schema_version > SCHEMA_VERSION:
+        return None
+    if expected_type is not None and envelope.event_type != expected_type:
+        return None
+    return envelope
 
 
 def _field_error(error: ErrorDetails) -> dict[str, str]:
