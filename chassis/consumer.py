@@ -114,6 +114,8 @@ class EventConsumer:
         max_batch: int = 500,
         idle_wait_ms: int = 1000,
         commit_interval_s: float = 0.5,
+        fetch_max_wait_ms: int = 500,
+        fetch_min_bytes: int = 1,
         group_prefix: str = "orchard",
     ) -> None:
         self._broker = broker
@@ -124,6 +126,8 @@ class EventConsumer:
         self._max_batch = max_batch
         self._idle_wait_ms = idle_wait_ms
         self._commit_interval_s = commit_interval_s
+        self._fetch_max_wait_ms = fetch_max_wait_ms
+        self._fetch_min_bytes = fetch_min_bytes
         self._commits: list[_OffsetCommits] = []
         self._group_prefix = group_prefix
         self._dlq_producer: AIOKafkaProducer | None = None
@@ -175,6 +179,8 @@ class EventConsumer:
             batch_timeout_ms=self._idle_wait_ms,
             group_id=self.group_id(sub),
             auto_offset_reset="earliest",
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
+            fetch_min_bytes=self._fetch_min_bytes,
             ack_policy=AckPolicy.MANUAL,
             decoder=_raw_decoder,
             title=f"{self._service}:{sub.name}",

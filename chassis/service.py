@@ -110,6 +110,8 @@ class ServiceRuntime:
             service=s.service_name,
             bootstrap_servers=s.kafka_bootstrap_servers,
             max_attempts=s.consumer_max_attempts,
+            fetch_max_wait_ms=s.consumer_fetch_max_wait_ms,
+            fetch_min_bytes=s.consumer_fetch_min_bytes,
         )
         for sub in self.spec.subscriptions:
             self.consumer.subscribe(sub)

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     log_json: bool = Field(default=True, alias="ORCHARD_LOG_JSON")
 
     consumer_max_attempts: int = Field(default=5, alias="ORCHARD_CONSUMER_MAX_ATTEMPTS")
+    # How long the broker may hold a fetch for more data than `consumer_fetch_min_bytes`: at a steady
+    # trickle every record otherwise answers a fetch of its own, for every consumer group reading it.
+    consumer_fetch_max_wait_ms: int = Field(default=500, ge=0, alias="ORCHARD_CONSUMER_FETCH_MAX_WAIT_MS")
+    consumer_fetch_min_bytes: int = Field(default=1, ge=1, alias="ORCHARD_CONSUMER_FETCH_MIN_BYTES")
     outbox_batch_size: int = Field(default=500, alias="ORCHARD_OUTBOX_BATCH_SIZE")
     outbox_poll_interval_s: float = Field(default=1.0, alias="ORCHARD_OUTBOX_POLL_INTERVAL")
     inbox_retention_days: int = Field(default=14, alias="ORCHARD_INBOX_RETENTION_DAYS")
