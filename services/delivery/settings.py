@@ -49,8 +49,8 @@ class DeliverySettings(Settings):
     whatsapp_from: str = Field(default="+15550100002", alias="ORCHARD_WHATSAPP_FROM")
     provider_timeout_s: float = Field(default=10.0, alias="ORCHARD_PROVIDER_TIMEOUT")
 
-    email_workers: int = Field(default=4, ge=0, alias="ORCHARD_EMAIL_WORKERS")
-    sms_workers: int = Field(default=4, ge=0, alias="ORCHARD_SMS_WORKERS")
+    email_workers: int = Field(default=8, ge=0, alias="ORCHARD_EMAIL_WORKERS")
+    sms_workers: int = Field(default=8, ge=0, alias="ORCHARD_SMS_WORKERS")
     whatsapp_workers: int = Field(default=4, ge=0, alias="ORCHARD_WHATSAPP_WORKERS")
     email_rate_per_s: float = Field(default=1000.0, gt=0, alias="ORCHARD_EMAIL_RATE")
     sms_rate_per_s: float = Field(default=1000.0, gt=0, alias="ORCHARD_SMS_RATE")
