@@ -56,21 +56,27 @@ class Handler:
             raise ValueError(f"tick {envelope.data.n} violates an invariant")
 
 
-@pytest.fixture
-async def running(pool, kafka_bootstrap, new_topic):
-    topic = await new_topic("ticks")
-    handler = Handler()
+async def started(pool, kafka_bootstrap: str, sub: Subscription, **options: Any):
+    """A consumer of one subscription under a fresh service name, its broker started."""
     broker = KafkaBroker(kafka_bootstrap)
     consumer = EventConsumer(
         broker=broker,
         pool=pool,
         service=f"test{uuid.uuid4().hex[:6]}",
         bootstrap_servers=kafka_bootstrap,
-        max_attempts=3,
+        **options,
     )
-    sub = Subscription(name="ticks", topic=topic, payload=Tick, handle=handler)
     consumer.subscribe(sub)
     await broker.start()
+    return broker, consumer
+
+
+@pytest.fixture
+async def running(pool, kafka_bootstrap, new_topic):
+    topic = await new_topic("ticks")
+    handler = Handler()
+    sub = Subscription(name="ticks", topic=topic, payload=Tick, handle=handler)
+    broker, consumer = await started(pool, kafka_bootstrap, sub, max_attempts=3)
     yield topic, handler, consumer, sub
     await broker.stop()
     await consumer.close()
@@ -268,26 +274,12 @@ async def test_a_broker_driven_batch_handler_consumes_the_topic(pool, running_ba
     assert batch.single.calls == 0
 
 
-async def _consumer_with_commit_interval(pool, kafka_bootstrap, topic: str, interval_s: float):
-    broker = KafkaBroker(kafka_bootstrap)
-    consumer = EventConsumer(
-        broker=broker,
-        pool=pool,
-        service=f"test{uuid.uuid4().hex[:6]}",
-        bootstrap_servers=kafka_bootstrap,
-        commit_interval_s=interval_s,
-    )
-    sub = Subscription(name="ticks", topic=topic, payload=Tick, handle=Handler())
-    consumer.subscribe(sub)
-    await broker.start()
-    return broker, consumer, sub
-
-
 async def test_handled_offsets_are_committed_after_the_interval_even_when_nothing_follows(
     pool, kafka_bootstrap, new_topic
 ):
     topic = await new_topic("ticks")
-    broker, consumer, sub = await _consumer_with_commit_interval(pool, kafka_bootstrap, topic, 0.5)
+    sub = Subscription(name="ticks", topic=topic, payload=Tick, handle=Handler())
+    broker, consumer = await started(pool, kafka_bootstrap, sub, commit_interval_s=0.5)
     try:
         for n in range(1, 6):  # one lone event after another: the first commits at once, the rest later
             await produce(kafka_bootstrap, topic, [(str(n).encode(), tick(topic, n).to_bytes())])
@@ -303,7 +295,8 @@ async def test_handled_offsets_are_committed_after_the_interval_even_when_nothin
 
 async def test_a_stopping_consumer_commits_what_it_handled_at_once(pool, kafka_bootstrap, new_topic):
     topic = await new_topic("ticks")
-    broker, consumer, sub = await _consumer_with_commit_interval(pool, kafka_bootstrap, topic, 3600)
+    sub = Subscription(name="ticks", topic=topic, payload=Tick, handle=Handler())
+    broker, consumer = await started(pool, kafka_bootstrap, sub, commit_interval_s=3600)
     try:
         await produce(kafka_bootstrap, topic, [(b"1", tick(topic, 1).to_bytes())])
         await wait_until(lambda: _has(pool, 1), what="tick 1 applied")
@@ -322,15 +315,10 @@ async def test_events_the_handler_does_nothing_with_are_passed_over_without_an_i
 ):
     topic = await new_topic("ticks")
     handler = Handler()
-    broker = KafkaBroker(kafka_bootstrap)
-    consumer = EventConsumer(
-        broker=broker, pool=pool, service=f"test{uuid.uuid4().hex[:6]}", bootstrap_servers=kafka_bootstrap
-    )
     sub = Subscription(
         name="even-ticks", topic=topic, payload=Tick, handle=handler, relevant=lambda data: data.n % 2 == 0
     )
-    consumer.subscribe(sub)
-    await broker.start()
+    broker, consumer = await started(pool, kafka_bootstrap, sub)
     try:
         ticks = [tick(topic, n) for n in range(1, 7)]
         await produce(kafka_bootstrap, topic, [(b"k", t.to_bytes()) for t in ticks])

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import pytest
 
-from chassis.db import apply_migrations, create_pool
 from chassis.outbox import OutboxRelay, OutgoingEvent, add_to_outbox
 from chassis.testing import read_topic, wait_until
 from contracts.envelope import Envelope, EventData
@@ -31,14 +30,6 @@ def event(topic: str, key: str, seq: int) -> OutgoingEvent:
         topic=topic,
         envelope=Envelope.new(event_type=topic, producer="test", data=Counted(key=key, seq=seq)),
     )
-
-
-@pytest.fixture
-async def pool(service_db: ServiceDb) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(service_db.dsn, schema=service_db.schema)
-    await apply_migrations(pool)
-    yield pool
-    await pool.close()
 
 
 def relay_for(service_db: ServiceDb, kafka_bootstrap: str, **kw: Any) -> OutboxRelay:

@@ -27,7 +27,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import ProducerFenced
 
-from chassis.db import advisory_lock_key, apply_migrations, create_pool
+from chassis.db import advisory_lock_key
 from chassis.outbox import Lease, OutboxRelay, OutgoingEvent, add_to_outbox
 from chassis.testing import wait_until
 from contracts.envelope import Envelope, EventData
@@ -136,14 +136,6 @@ class FreezableRelay(OutboxRelay):
         rest = [await self._enqueue(producer, row) for row in rows[half:]]
         await producer.commit_transaction()
         await asyncio.gather(*rest)
-
-
-@pytest.fixture
-async def pool(service_db: ServiceDb) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(service_db.dsn, schema=service_db.schema)
-    await apply_migrations(pool)
-    yield pool
-    await pool.close()
 
 
 @pytest.fixture
