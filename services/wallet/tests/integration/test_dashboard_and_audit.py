@@ -235,12 +235,18 @@ async def test_staff_adjust_and_reverse_with_a_reason_and_members_may_not(wallet
     assert twice.status_code == 409
     assert twice.json()["code"] == "already_reversed"
 
-    recorded = [
-        json.loads(r.value)["data"]
-        for r in await read_topic(wallet.bootstrap, Topics.WALLET_TRANSACTION_RECORDED)
-        if r.key == member.encode()
-    ]
-    assert [r["entry_type"] for r in recorded] == ["milestone_award", "manual_adjustment", "reversal"]
+    async def recorded() -> list[str]:
+        return [
+            json.loads(r.value)["data"]["entry_type"]
+            for r in await read_topic(wallet.bootstrap, Topics.WALLET_TRANSACTION_RECORDED)
+            if r.key == member.encode()
+        ]
+
+    async def all_three_published() -> bool:  # the relay publishes after the request has answered
+        return len(await recorded()) >= 3
+
+    await wait_until(all_three_published, what="the three entries' events on the topic")
+    assert await recorded() == ["milestone_award", "manual_adjustment", "reversal"]
 
 
 async def test_reports_filter_total_and_export_safely(wallet):
