@@ -50,14 +50,32 @@ class _StatelessPoolConnection(asyncpg.Connection):
         return ""
 
 
-async def create_pool(dsn: str, *, schema: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
-    """A pool whose connections all resolve unqualified names in the service's own schema."""
+async def create_pool(
+    dsn: str,
+    *,
+    schema: str,
+    min_size: int = 2,
+    max_size: int = 10,
+    idle_in_transaction_timeout_s: float = 15.0,
+) -> asyncpg.Pool:
+    """A pool whose connections all resolve unqualified names in the service's own schema.
+
+    A session idle inside a transaction for `idle_in_transaction_timeout_s` is ended by Postgres,
+    which releases its locks: a frozen process must not stall its live replicas (they would wait on
+    its inbox rows and row locks), and our transactions never wait on anything but the database.
+    The frozen process finds its connection gone when it wakes and its handler's work is redone.
+    """
+    settings = {
+        "search_path": quote_ident(schema),
+        "application_name": f"orchard-{schema}",
+        "idle_in_transaction_session_timeout": str(int(idle_in_transaction_timeout_s * 1000)),
+    }
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         connection_class=_StatelessPoolConnection,
-        server_settings={"search_path": quote_ident(schema), "application_name": f"orchard-{schema}"},
+        server_settings=settings,
         command_timeout=60,
     )
     assert pool is not None

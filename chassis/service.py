@@ -79,7 +79,11 @@ class ServiceRuntime:
         self.pool = await _retry_until_up(
             "postgres",
             lambda: create_pool(
-                self.dsn, schema=s.schema_name, min_size=s.db_pool_min, max_size=s.db_pool_max
+                self.dsn,
+                schema=s.schema_name,
+                min_size=s.db_pool_min,
+                max_size=s.db_pool_max,
+                idle_in_transaction_timeout_s=s.db_idle_in_transaction_timeout_s,
             ),
         )
         applied = await apply_migrations(self.pool, service_dir=self.spec.migrations_dir)

@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     db_schema: str | None = Field(default=None, alias="ORCHARD_DB_SCHEMA")
     db_pool_min: int = Field(default=2, alias="ORCHARD_DB_POOL_MIN")
     db_pool_max: int = Field(default=10, alias="ORCHARD_DB_POOL_MAX")
+    db_idle_in_transaction_timeout_s: float = Field(
+        default=15.0, ge=0, alias="ORCHARD_DB_IDLE_IN_TRANSACTION_TIMEOUT_S"
+    )
+    """Postgres ends a pooled session left idle inside a transaction this long (0: never). A process
+    frozen mid-transaction (SIGSTOP, a stalled VM) would otherwise keep its row and inbox locks, and
+    every replica wanting them waits until it wakes."""
 
     jwt_secret: SecretStr = Field(default=SecretStr(DEV_JWT_SECRET), alias="ORCHARD_JWT_SECRET")
     jwt_issuer: str = Field(default="orchard-local", alias="ORCHARD_JWT_ISSUER")

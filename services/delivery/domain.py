@@ -30,6 +30,10 @@ class AttemptOutcome(StrEnum):
     IN_FLIGHT = "in_flight"
     """Started: the provider call is under way (or the worker vanished during it)."""
     SUCCEEDED = "succeeded"
+    REPEAT = "repeat"
+    """The provider took it, but another attempt of the same message (same idempotency key: send
+    round and channel) had already been recorded as succeeded: a late recording of a lapsed claim,
+    or the re-send that followed it. The provider answered with the one message it holds."""
     FAILED = "failed"
     UNKNOWN = "unknown"
     """The process stopped between sending and recording: the message may or may not have left."""

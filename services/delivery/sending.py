@@ -314,13 +314,15 @@ class DeliveryEngine:
         failure of a delivery cancelled during its send schedules no retry and no fallback."""
         attempt = row["attempts"]
         if result.ok:
-            await repository.record_success(conn, row["delivery_id"], attempt, result)
-            await self._succeeded(conn, channel, row, result)
+            if await repository.record_success(conn, row["delivery_id"], attempt, result):
+                await self._succeeded(conn, channel, row, result)
+            else:
+                log.info("delivery_repeat_recorded", attempt=attempt, delivery_id=str(row["delivery_id"]))
             return
         now = await repository.lock_for_outcome(conn, row["delivery_id"])  # first, as recovery locks
         await repository.finish_attempt(conn, row["delivery_id"], attempt, AttemptOutcome.FAILED, result)
-        if now is None or now["attempts"] != attempt:
-            return  # the claim is void: whoever holds the delivery now decides
+        if now is None or now["attempts"] != attempt or now["status"] == "sent":
+            return  # the claim is void (whoever holds the delivery now decides), or a lapsed claim sent it
         cancelled = now["status"] == "cancelled" or now["order_state"] == "cancelled"
         if not cancelled and now["status"] != "sending":
             return

@@ -40,3 +40,25 @@ async def test_a_transaction_left_open_is_rolled_back_when_the_connection_return
     async with pool.acquire() as again:
         assert not again.is_in_transaction()
         assert await again.fetchval("SELECT count(*) FROM pool_probe") == 0
+
+
+async def test_a_transaction_left_idle_by_a_frozen_holder_is_ended_and_its_locks_released(service_db) -> None:
+    frozen = await create_pool(
+        service_db.dsn, schema=service_db.schema, min_size=1, max_size=1, idle_in_transaction_timeout_s=1.0
+    )
+    live = await create_pool(service_db.dsn, schema=service_db.schema, min_size=1, max_size=1)
+    try:
+        await live.execute("CREATE TABLE IF NOT EXISTS idle_probe (id int PRIMARY KEY)")
+        holder = await frozen.acquire()
+        await holder.execute("BEGIN")
+        await holder.execute("INSERT INTO idle_probe VALUES (1)")  # holds the key until it ends
+        # The live replica's insert of the same key waits on the holder, then wins once Postgres ends it.
+        async with live.acquire() as conn:
+            assert await conn.execute("INSERT INTO idle_probe VALUES (1)", timeout=20) == "INSERT 0 1"
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError)):
+            await holder.execute("COMMIT")
+        await frozen.release(holder)
+        assert await live.fetchval("SELECT count(*) FROM idle_probe") == 1
+    finally:
+        await frozen.close()
+        await live.close()

@@ -120,28 +120,47 @@ async def start_attempt(conn: Connection, claim: Claim, lease_s: float) -> async
     )
 
 
-async def record_success(conn: Connection, delivery_id: uuid.UUID, attempt: int, result: SendResult) -> None:
-    """A message the provider took: its attempt succeeded and the delivery is `sent` — also when the
-    order was cancelled during the send (it did go out; nothing follows it either way). A claim the
-    recovery job already queued again is still marked sent: nothing must send it a second time."""
-    await conn.execute(
+async def record_success(conn: Connection, delivery_id: uuid.UUID, attempt: int, result: SendResult) -> bool:
+    """A message the provider took. True: the delivery's first success — its attempt `succeeded`, the
+    delivery `sent` (also when the order was cancelled during the send: it did go out; and when the
+    claim had lapsed and the recovery job queued it again: nothing must send it a second time), and
+    claims of it not yet started are `skipped`. False: another attempt of the same message was
+    recorded as succeeded first (same idempotency key: same send round and channel), so this one is a
+    `repeat` and nothing else changes. Recordings of
+    one delivery take turns on its row lock; the statement after the lock sees the one before it."""
+    await lock_for_outcome(conn, delivery_id)
+    first: bool = await conn.fetchval(
         """
-        WITH finished AS (
-            UPDATE delivery_attempts
-               SET outcome = 'succeeded', finished_at = now(), reason_code = NULL, retryable = NULL,
-                   provider_message_id = $3, provider_response = $4
-             WHERE delivery_id = $1 AND attempt = $2
+        WITH earlier AS (
+            SELECT EXISTS (SELECT 1 FROM delivery_attempts o JOIN delivery_attempts a
+                                ON a.delivery_id = $1 AND a.attempt = $2
+                            WHERE o.idempotency_key = a.idempotency_key AND o.attempt <> $2
+                              AND o.outcome = 'succeeded') AS taken
+        ), finished AS (
+            UPDATE delivery_attempts a
+               SET outcome = CASE WHEN e.taken THEN 'repeat' ELSE 'succeeded' END, finished_at = now(),
+                   reason_code = NULL, retryable = NULL, provider_message_id = $3, provider_response = $4
+              FROM earlier e
+             WHERE a.delivery_id = $1 AND a.attempt = $2
+        ), unstarted AS (
+            UPDATE delivery_attempts SET outcome = 'skipped', finished_at = now()
+             WHERE delivery_id = $1 AND attempt > $2 AND outcome = 'pending'
+               AND NOT (SELECT taken FROM earlier)
+        ), sent AS (
+            UPDATE deliveries
+               SET status = 'sent', sent_at = now(), lease_until = NULL, next_attempt_at = NULL,
+                   last_reason_code = NULL, updated_at = now()
+             WHERE delivery_id = $1 AND status IN ('sending', 'queued', 'cancelled')
+               AND NOT (SELECT taken FROM earlier)
         )
-        UPDATE deliveries
-           SET status = 'sent', sent_at = now(), lease_until = NULL, next_attempt_at = NULL,
-               last_reason_code = NULL, updated_at = now()
-         WHERE delivery_id = $1 AND attempts = $2 AND status IN ('sending', 'queued', 'cancelled')
+        SELECT NOT taken FROM earlier
         """,
         delivery_id,
         attempt,
         result.provider_message_id,
         result.response,
     )
+    return first
 
 
 async def lock_for_outcome(conn: Connection, delivery_id: uuid.UUID) -> asyncpg.Record | None:

@@ -175,3 +175,68 @@ async def test_an_attempt_cut_off_by_a_crash_is_flagged_unknown_and_its_retry_is
     assert [(a["outcome"], a["idempotency_key"]) for a in attempts] == [("unknown", key), ("succeeded", key)]
     assert attempts[1]["provider_message_id"] == result.provider_message_id
     assert len([m for m in service.provider.messages() if m["to"] == "+447700900777"]) == 1
+
+
+async def _claim_send_and_lapse(service, order_id: uuid.UUID, phone: str):
+    """A worker claims the delivery and the provider takes its message, then the worker freezes past its
+    lease: the recovery job flags the attempt `unknown` and queues the delivery again."""
+    await service.publish(request_for(order_id, channel=Channel.SMS, phone=phone))
+    await service.publish(voucher_for(order_id))
+    row = await service.wait_status(order_id, "queued")
+    async with service.pool.acquire() as conn:
+        [claimed] = await repository.claim_due(conn, Channel.SMS, lease_s=0.5)
+    key = repository.idempotency_key(row["delivery_id"], claimed["send_round"], "sms")
+    outgoing = Outgoing(
+        Channel.SMS, phone, "Ann", Rendered("code ORCH"), message_id(row["delivery_id"], 1, "sms", "x")
+    )
+    result = await service.engine.senders[Channel.SMS].send(outgoing, idempotency_key=key)
+    assert result.ok
+
+    async def flagged() -> bool:
+        attempts = await service.attempts(order_id)
+        return bool(attempts) and attempts[0]["outcome"] == "unknown"
+
+    await wait_until(flagged, what="the recovery job to flag the attempt")
+    return row["delivery_id"], result
+
+
+async def test_a_frozen_worker_recording_its_success_after_the_resend_records_a_repeat_not_a_second_success(
+    delivery_service,
+):
+    service = await delivery_service(ORCHARD_SMS_WORKERS=0, ORCHARD_DELIVERY_LEASE=0.5)
+    order_id = uuid.uuid4()
+    delivery_id, late = await _claim_send_and_lapse(service, order_id, "+447700900778")
+    assert await service.engine.run_once(Channel.SMS)
+    await service.wait_status(order_id, "sent")
+
+    async with service.pool.acquire() as conn, conn.transaction():
+        assert await repository.record_success(conn, delivery_id, 1, late) is False
+
+    attempts = await service.attempts(order_id)
+    assert [a["outcome"] for a in attempts] == ["repeat", "succeeded"]
+    assert (
+        attempts[0]["provider_message_id"] == attempts[1]["provider_message_id"] == late.provider_message_id
+    )
+    assert (await service.delivery(order_id))["status"] == "sent"
+
+
+async def test_a_frozen_worker_recording_its_success_first_sends_the_delivery_and_the_resend_is_a_repeat(
+    delivery_service,
+):
+    service = await delivery_service(ORCHARD_SMS_WORKERS=0, ORCHARD_DELIVERY_LEASE=0.5)
+    order_id = uuid.uuid4()
+    delivery_id, late = await _claim_send_and_lapse(service, order_id, "+447700900779")
+    async with service.pool.acquire() as conn:
+        [reclaimed] = await repository.claim_due(conn, Channel.SMS, lease_s=5)  # another worker, attempt 2
+        async with conn.transaction():
+            assert await repository.record_success(conn, delivery_id, 1, late) is True
+    row = await service.wait_status(order_id, "sent")
+    assert row["lease_until"] is None
+
+    # the other worker's send of the same message (same key) comes back as the provider's repeat
+    async with service.pool.acquire() as conn, conn.transaction():
+        assert await repository.record_success(conn, delivery_id, reclaimed["attempts"], late) is False
+    attempts = await service.attempts(order_id)
+    assert [a["outcome"] for a in attempts] == ["succeeded", "repeat"]
+    assert (await service.delivery(order_id))["status"] == "sent"
+    assert len([m for m in service.provider.messages() if m["to"] == "+447700900779"]) == 1
