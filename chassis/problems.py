@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Final, TypedDict
 
+import asyncpg
 import structlog
+from asyncpg.exceptions._base import DataError as QueryArgumentError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict
@@ -177,6 +179,33 @@ async def _handle_http_exception(_request: Request, exc: Exception) -> Response:
     return Problem(exc.status_code, detail=detail, headers=exc.headers).to_response()
 
 
+# Values Postgres cannot take (NUL bytes, numbers out of a column's range, malformed dates) and values
+# asyncpg cannot encode for a query (an int past 64 bits) are the client's input, not a server fault.
+# Request models refuse them first (chassis.inputs); this is the last resort. The database's message
+# quotes SQL and values, so it is logged, never sent.
+_INPUT_DATA_ERRORS: Final = (asyncpg.exceptions.DataError, QueryArgumentError)
+
+
+def input_data_problem(error: BaseException) -> Problem | None:
+    """The 422 a database data error becomes, or None when `error` is not one."""
+    if not isinstance(error, _INPUT_DATA_ERRORS):
+        return None
+    log.warning("input_refused_by_database", error_type=type(error).__name__)
+    message = "A value cannot be stored (a NUL byte, a number out of range or a malformed value)."
+    return Problem(
+        422,
+        "invalid_value",
+        detail=message,
+        errors=[{"field": "request", "code": "invalid_value", "message": message}],
+    )
+
+
+async def _handle_data_error(_request: Request, exc: Exception) -> Response:
+    problem = input_data_problem(exc)
+    assert problem is not None
+    return problem.to_response()
+
+
 class ProblemMiddleware:
     """Turns exceptions that escape every route handler into problems.
 
@@ -202,7 +231,7 @@ class ProblemMiddleware:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
-            problem = problem_for(exc)
+            problem = problem_for(exc) or input_data_problem(exc)
             if problem is None:
                 log.exception("unhandled_exception", method=scope["method"])
                 problem = Problem(500, "internal_error", detail="An unexpected error occurred.")
@@ -217,4 +246,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _handle_problem)
     app.add_exception_handler(RequestValidationError, _handle_validation_error)
     app.add_exception_handler(HTTPException, _handle_http_exception)
+    for data_error in _INPUT_DATA_ERRORS:
+        app.add_exception_handler(data_error, _handle_data_error)
     app.add_middleware(ProblemMiddleware)
