@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
+from chassis.inputs import nul_path
 from chassis.problems import Problem
 
 from . import batches
@@ -59,6 +60,21 @@ def _file_problem(exc: CsvFileError) -> Problem:
         exc.code,
         detail=exc.message,
         errors=[{"field": "file", "code": exc.code, "message": exc.message}],
+    )
+
+
+def _refuse_nul(cells: Any, field: str, where: str) -> None:
+    """Postgres stores no NUL byte in text or JSON: the whole upload is refused, naming the field."""
+    path = nul_path(cells)
+    if path is None:
+        return
+    name = f"{field}.{path}".replace("\x00", "\\0") if path else field
+    message = f"{where} holds a NUL byte, which cannot be stored."
+    raise Problem(
+        422,
+        "validation_failed",
+        detail=f"Invalid request: {name}",
+        errors=[{"field": name, "code": "nul_byte", "message": message}],
     )
 
 
@@ -206,6 +222,7 @@ async def _store_csv(body: AsyncIterator[bytes], writer: RowWriter, form: Multip
             pieces = form.feed(chunk) if form is not None else [chunk]
             for piece in pieces:
                 for row in stream.feed(piece):
+                    _refuse_nul(row.cells, "file", f"Row {row.row_number}")
                     problems = (
                         [RecordError("record", "wrong_field_count", row.problem)] if row.problem else []
                     )
@@ -218,10 +235,13 @@ async def _store_csv(body: AsyncIterator[bytes], writer: RowWriter, form: Multip
                 errors=[{"field": "file", "code": "required", "message": "Attach the CSV as `file`."}],
             )
         for row in stream.finish():
+            _refuse_nul(row.cells, "file", f"Row {row.row_number}")
             problems = [RecordError("record", "wrong_field_count", row.problem)] if row.problem else []
             await writer.add(row.row_number, row.cells, problems)
     except CsvFileError as exc:
         raise _file_problem(exc) from None
+    if form is not None:
+        _refuse_nul(form.file_name, "file", "The file name")
     return form.file_name if form is not None else None
 
 
@@ -245,6 +265,7 @@ async def _store_json(body: AsyncIterator[bytes], writer: RowWriter) -> None:
                 index, {}, [RecordError("record", "invalid_type", "Each record is a JSON object.")]
             )
             continue
+        _refuse_nul(record, f"records.{index}", f"Record {index}")
         unknown = sorted(str(k) for k in record if k not in RECORD_FIELDS)
         cells = {k: v for k, v in record.items() if k in RECORD_FIELDS}
         problems = [RecordError(k, "unknown_field", "Not a field of an IPA record.") for k in unknown]

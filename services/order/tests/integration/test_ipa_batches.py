@@ -267,3 +267,40 @@ async def test_uploads_need_an_intake_role(order_service: OrderService) -> None:
 
     assert response.status_code == 403
     assert missing.status_code == 404
+
+
+async def test_a_nul_byte_in_a_batch_field_is_refused_with_422_and_nothing_is_stored(
+    order_service: OrderService,
+) -> None:
+    campaign = await order_service.campaign()
+    batches_before = await order_service.pool.fetchval("SELECT count(*) FROM ipa_batches")
+    records = [voucher_record(campaign), voucher_record(campaign, member_id="m-\x00-1")]
+
+    response = await order_service.http.post(
+        "/v1/ipa/batches", json={"records": records}, headers=order_service.auth()
+    )
+
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert [e["field"] for e in response.json()["errors"]] == ["records.2.member_id"]
+    assert await order_service.pool.fetchval("SELECT count(*) FROM ipa_batches") == batches_before
+    assert (
+        await order_service.pool.fetchval(
+            "SELECT count(*) FROM ipa_batch_rows WHERE external_ref = $1", records[0]["external_ref"]
+        )
+        == 0
+    )
+
+
+async def test_a_nul_byte_in_a_csv_cell_is_refused_with_422_and_nothing_is_stored(
+    order_service: OrderService,
+) -> None:
+    campaign = await order_service.campaign()
+    batches_before = await order_service.pool.fetchval("SELECT count(*) FROM ipa_batches")
+    record = voucher_record(campaign, reason="bonus\x00")
+
+    response = await order_service.upload_csv(csv_text([voucher_record(campaign), record]))
+
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == ["file.reason"]
+    assert await order_service.pool.fetchval("SELECT count(*) FROM ipa_batches") == batches_before
