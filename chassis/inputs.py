@@ -34,6 +34,8 @@ Text = Annotated[str, StringConstraints(max_length=2000), NoNul]
 """Free text of at most 2000 characters, without NUL bytes."""
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200), NoNul]
 """A short non-empty label or id, without NUL bytes."""
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=200), NoNul]
+"""An id another system chose, without NUL bytes (contracts.values.Identifier for request bodies)."""
 ShortText = Annotated[str, StringConstraints(max_length=200), NoNul]
 """A short string (possibly empty) without NUL bytes."""
 

@@ -9,13 +9,13 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
+from chassis.inputs import Identifier, NoNul
 from chassis.problems import Problem
 from contracts.redemption import RedemptionKind, RedemptionStatus
-from contracts.values import Identifier
 from services.redemption.deps import actor, pool
 from services.redemption.exports import domain
 from services.redemption.exports import repository as repo
@@ -42,8 +42,12 @@ class ExportIn(BaseModel):
 
     purpose: domain.Purpose
     format: domain.ExportFormat = domain.ExportFormat.CSV
-    reason: str = Field(min_length=3, max_length=500, description="why the data is needed (audited)")
-    fields: list[str] | None = Field(default=None, description="a subset of the purpose's allowed fields")
+    reason: Annotated[str, StringConstraints(min_length=3, max_length=500), NoNul] = Field(
+        description="why the data is needed (audited)"
+    )
+    fields: list[Annotated[str, StringConstraints(max_length=200), NoNul]] | None = Field(
+        default=None, description="a subset of the purpose's allowed fields"
+    )
     filters: ExportFilters = Field(default_factory=ExportFilters)
 
 

@@ -15,13 +15,14 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from chassis.audit import append_audit
 from chassis.auth import STAFF_ROLES, Principal, Role, require_roles
 from chassis.db import Connection
+from chassis.inputs import Identifier, Name, PositiveInt32, Text
 from chassis.outbox import add_event
 from chassis.problems import Problem
 from contracts.delivery import DeliveryMessageRequested
 from contracts.envelope import Envelope
 from contracts.redemption import RedemptionKind, RedemptionStatus, ValidationMethod
 from contracts.topics import Topics
-from contracts.values import Channel, Identifier, Name, Text
+from contracts.values import Channel
 from services.redemption.deps import actor, pool, settings
 from services.redemption.offers import domain
 from services.redemption.offers import repository as repo
@@ -47,8 +48,8 @@ class OfferIn(BaseModel):
     valid_until: AwareDatetime
     eligible_tiers: list[Identifier] = Field(default_factory=list)
     eligible_segments: list[Identifier] = Field(default_factory=list)
-    limit_per_member: int | None = Field(default=None, gt=0)
-    total_cap: int | None = Field(default=None, gt=0)
+    limit_per_member: PositiveInt32 | None = None
+    total_cap: PositiveInt32 | None = None
     validation_method: domain.OfferValidation
 
     @model_validator(mode="after")

@@ -148,3 +148,21 @@ async def test_a_purpose_refuses_fields_and_roles_outside_its_scope(service: Run
     assert no_reason.status_code == 422
     async with service.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM exports") == 0
+
+
+async def test_an_export_request_with_nul_bytes_is_refused_with_422_and_no_job_is_stored(
+    service: RunningService,
+) -> None:
+    before = await service.pool.fetchval("SELECT count(*) FROM exports")
+    cases = [
+        ({"reason": "month\x00end"}, "body.reason"),
+        ({"filters": {"partner_id": "p\x00"}}, "body.filters.partner_id"),
+        ({"fields": ["partner_id\x00"]}, "body.fields.0"),
+    ]
+    for override, field in cases:
+        body = {"purpose": "partner_settlement", "reason": "month end", **override}
+        response = await service.client.post("/v1/exports", json=body, headers=service.auth("finance", "fin"))
+        assert response.status_code == 422, (override, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert field in [e["field"] for e in response.json()["errors"]], response.text
+    assert await service.pool.fetchval("SELECT count(*) FROM exports") == before

@@ -225,3 +225,31 @@ async def test_a_partner_redeems_only_its_own_offers_and_refusals_are_recorded_w
     assert bad_channel.status_code == 422
     listing = await service.client.get("/v1/offers", headers=service.auth("partner", other))
     assert listing.json()["items"] == []
+
+
+async def test_offer_numbers_past_the_int32_column_or_nul_bytes_are_refused_with_422_and_nothing_is_stored(
+    service: RunningService,
+) -> None:
+    partner = f"partner-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC)
+    valid = {
+        "title": "Free dessert",
+        "valid_from": (now - timedelta(days=1)).isoformat(),
+        "valid_until": (now + timedelta(days=30)).isoformat(),
+        "validation_method": "pin",
+    }
+    cases = [
+        ({"limit_per_member": 2**31}, "body.limit_per_member"),
+        ({"total_cap": 10**20}, "body.total_cap"),
+        ({"title": "Free\x00dessert"}, "body.title"),
+        ({"description": "nice\x00"}, "body.description"),
+        ({"eligible_tiers": ["gold", "sil\x00ver"]}, "body.eligible_tiers.1"),
+    ]
+    for override, field in cases:
+        response = await service.client.post(
+            "/v1/offers", json={**valid, **override}, headers=service.auth("partner", partner)
+        )
+        assert response.status_code == 422, (override, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert field in [e["field"] for e in response.json()["errors"]], response.text
+    assert await service.pool.fetchval("SELECT count(*) FROM offers WHERE partner_id = $1", partner) == 0
