@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chassis.audit import append_audit
 from chassis.auth import STAFF_ROLES, Principal, Role, require_roles
+from chassis.inputs import INT64_MAX
 from chassis.problems import Problem, register_error
 from contracts.values import Identifier, PositivePoints
 from contracts.wallet import EntryType, WalletReference
@@ -128,7 +129,9 @@ def build_router(ledger: Ledger, *, expiring_soon_days: int) -> APIRouter:
         request: Request,
         principal: Principal = Depends(member_or_staff),
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
-        before_seq: Annotated[int | None, Query(ge=1, description="entries older than this one")] = None,
+        before_seq: Annotated[
+            int | None, Query(ge=1, le=INT64_MAX, description="entries older than this one")
+        ] = None,
     ) -> dict[str, Any]:
         """Ledger entries (newest first) and every reward order with its delivery status."""
         principal.ensure_may_access_member(member_id)
@@ -254,7 +257,7 @@ def build_router(ledger: Ledger, *, expiring_soon_days: int) -> APIRouter:
         member_id: str,
         request: Request,
         principal: Principal = Depends(member_or_staff),
-        after_seq: Annotated[int, Query(ge=0)] = 0,
+        after_seq: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     ) -> dict[str, Any]:
         """Every action against the member's account, oldest first, with each entry's hash link."""

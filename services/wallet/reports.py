@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from chassis.auth import Principal, Role, require_roles
+from chassis.inputs import INT64_MAX
 from chassis.spreadsheet import spreadsheet_safe
 from contracts.wallet import EntryType
 
@@ -110,7 +111,7 @@ def build_reports_router() -> APIRouter:
         ] = None,
         format: Annotated[Literal["json", "csv", "jsonl"], Query()] = "json",
         limit: Annotated[int, Query(ge=1, le=1000, description="page size of the JSON format")] = 100,
-        after_seq: Annotated[int, Query(ge=0, description="JSON paging cursor")] = 0,
+        after_seq: Annotated[int, Query(ge=0, le=INT64_MAX, description="JSON paging cursor")] = 0,
     ) -> Any:
         """Ledger transactions with totals per entry type (JSON), or every matching row streamed."""
         pool: asyncpg.Pool = request.app.state.runtime.pool

@@ -449,3 +449,28 @@ async def test_a_storefront_order_shows_the_points_it_cost(wallet):
         return bool(orders) and orders[0]["points_spent"] == "120"
 
     await wait_until(shown, what="the storefront order with the points it cost")
+
+
+async def test_a_paging_cursor_past_the_int64_range_is_refused_with_422_naming_the_parameter(wallet):
+    member = member_id()
+    await credited(wallet, member, "200")
+    before = await wallet.http.get(f"/v1/members/{member}/audit", headers=wallet.auth("auditor"))
+    huge = str(10**30)
+    cases = [
+        (f"/v1/members/{member}/audit", {"after_seq": huge}, "query.after_seq"),
+        (f"/v1/members/{member}/audit", {"after_seq": str(2**63)}, "query.after_seq"),
+        (f"/v1/members/{member}/history", {"before_seq": huge}, "query.before_seq"),
+        ("/v1/wallet/transactions", {"after_seq": huge}, "query.after_seq"),
+    ]
+    for path, params, field in cases:
+        response = await wallet.http.get(path, params=params, headers=wallet.auth("auditor"))
+        assert response.status_code == 422, (path, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert [e["field"] for e in response.json()["errors"]] == [field]
+    last = await wallet.http.get(
+        f"/v1/members/{member}/audit", params={"after_seq": str(2**63 - 1)}, headers=wallet.auth("auditor")
+    )
+    assert last.status_code == 200
+    assert last.json()["entries"] == []
+    after = await wallet.http.get(f"/v1/members/{member}/audit", headers=wallet.auth("auditor"))
+    assert after.json()["entries"] == before.json()["entries"]
