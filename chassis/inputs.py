@@ -9,6 +9,7 @@ cannot store one) and has a maximum length, integers fit their column (`integer`
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import time
 from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
@@ -50,6 +51,17 @@ NonNegativeInt64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
 
 Aware = AwareDatetime
 """A datetime with a time zone; a naive one is refused."""
+
+
+def _refuse_offset(value: time) -> time:
+    if value.tzinfo is not None:
+        raise ValueError("a time of day without an offset: the time zone is given separately")
+    return value
+
+
+LocalTime = Annotated[time, AfterValidator(_refuse_offset)]
+"""A wall-clock time of day read in a time zone named elsewhere; one carrying an offset is refused
+(it could not be compared with the other times of day, and the named zone decides anyway)."""
 
 
 def nul_path(value: Any, path: str = "") -> str | None:

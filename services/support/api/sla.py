@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
+from chassis.inputs import Identifier, LocalTime, NoNul
 from chassis.problems import Problem
 from contracts.support import TicketCategory, TicketPriority
 from services.support import ticket_repository as repo
@@ -26,18 +27,20 @@ class PolicyBody(BaseModel):
     category: TicketCategory | None = None
     first_response_s: int = Field(gt=0, le=365 * 86400)
     resolution_s: int = Field(gt=0, le=365 * 86400)
-    calendar_id: str | None = Field(default=None, description="absent: the clock runs around the clock")
+    calendar_id: Identifier | None = Field(
+        default=None, description="absent: the clock runs around the clock"
+    )
 
 
 class CalendarBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    timezone: str = "UTC"
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64), NoNul] = "UTC"
     working_days: list[int] = Field(
         default=[1, 2, 3, 4, 5], min_length=1, description="ISO weekdays, 1 = Monday"
     )
-    day_start: time = time(9, 0)
-    day_end: time = time(17, 0)
+    day_start: LocalTime = Field(default=time(9, 0), description="local time in `timezone`, no offset")
+    day_end: LocalTime = Field(default=time(17, 0), description="local time in `timezone`, no offset")
     holidays: list[date] = Field(default_factory=list)
 
 
@@ -130,7 +133,7 @@ def build_router(ctx: SupportContext) -> APIRouter:
 
     @router.put("/calendars/{calendar_id}", summary="Create or replace a business calendar")
     async def put_calendar(
-        calendar_id: str, body: CalendarBody, principal: Principal = Depends(admin)
+        calendar_id: Annotated[Identifier, Path()], body: CalendarBody, principal: Principal = Depends(admin)
     ) -> dict[str, Any]:
         calendar = BusinessCalendar(
             calendar_id=calendar_id,

@@ -279,3 +279,25 @@ async def test_a_clashing_ticket_id_is_drawn_again(support: Support, monkeypatch
     second = await _open(support, "kim")
 
     assert (first["ticket_id"], second["ticket_id"]) == ("TK-SAMESAME00", "TK-OTHERONE0")
+
+
+async def test_a_calendar_time_with_an_offset_or_a_nul_byte_is_refused_with_422_and_nothing_is_stored(
+    support: Support,
+):
+    admin = support.token("admin", "root")
+    valid = {"timezone": "Europe/Berlin", "working_days": [1, 2, 3], "day_start": "09:00", "day_end": "17:00"}
+    cases = [
+        ("fuzz", {"day_start": "09:00:00+02:00"}, "body.day_start"),
+        ("fuzz", {"day_end": "17:00Z"}, "body.day_end"),
+        ("fuzz", {"timezone": "Europe/Berlin\x00"}, "body.timezone"),
+        ("fu%00zz", {}, "path.calendar_id"),
+    ]
+    for calendar_id, override, field in cases:
+        response = await support.client.put(
+            f"/v1/sla/calendars/{calendar_id}", json={**valid, **override}, headers=admin
+        )
+        assert response.status_code == 422, (override, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert [e["field"] for e in response.json()["errors"]] == [field]
+    stored = await support.fetch("SELECT calendar_id FROM business_calendars WHERE calendar_id LIKE 'fu%'")
+    assert stored == []
