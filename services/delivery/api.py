@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
+from chassis.inputs import Aware
 from chassis.logging import redact_text
 from chassis.problems import Problem, register_error
 from contracts.values import Channel, Email, Identifier, Phone, Text
@@ -130,8 +131,8 @@ async def list_failed(
     campaign_id: Identifier | None = None,
     channel: Channel | None = None,
     reason_code: Identifier | None = None,
-    failed_from: datetime | None = Query(default=None, alias="from"),
-    failed_to: datetime | None = Query(default=None, alias="to"),
+    failed_from: Aware | None = Query(default=None, alias="from", description="RFC 3339 with an offset"),
+    failed_to: Aware | None = Query(default=None, alias="to", description="RFC 3339 with an offset"),
     limit: int = Query(default=100, ge=1, le=1000),
     cursor: str | None = None,
 ) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
+from chassis.inputs import Aware
 from chassis.problems import Problem, register_error
 from contracts.orders import FulfilmentStatus, OrderSource, OrderState
 
@@ -147,8 +148,8 @@ def build_router(ctx: OrderContext) -> APIRouter:
         campaign_id: str | None = None,
         member_id: str | None = None,
         source: OrderSource | None = None,
-        created_from: datetime | None = Query(None, description="inclusive, RFC 3339"),
-        created_to: datetime | None = Query(None, description="exclusive, RFC 3339"),
+        created_from: Aware | None = Query(None, description="inclusive, RFC 3339 with an offset"),
+        created_to: Aware | None = Query(None, description="exclusive, RFC 3339 with an offset"),
         needs_attention: bool | None = None,
         sort: Sort = "-created_at",
         limit: int = Query(50, ge=1, le=500),

@@ -174,3 +174,20 @@ async def test_support_resend_requests_resend_once_a_minute_and_refusals_are_aud
         return len([m for m in service.smtp.messages() if str(row["delivery_id"]) in m["Message-ID"]]) == 2
 
     await wait_until(resent, what="the second email")
+
+
+async def test_a_naive_datetime_in_the_failed_deliveries_filter_is_refused_with_422_naming_it(
+    delivery_service,
+):
+    service = await delivery_service()
+    for name in ("from", "to"):
+        response = await service.http.get(
+            "/v1/deliveries/failed", params={name: "2026-01-01T00:00:00"}, headers=service.token("ops")
+        )
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert [e["field"] for e in response.json()["errors"]] == [f"query.{name}"]
+    aware = await service.http.get(
+        "/v1/deliveries/failed", params={"from": "2026-01-01T00:00:00+01:00"}, headers=service.token("ops")
+    )
+    assert aware.status_code == 200, aware.text

@@ -249,3 +249,19 @@ async def test_an_operator_places_an_order_once_and_its_reference_is_then_a_dupl
     assert batch["rejected"] == 1
     await order_service.wait_published(Topics.DELIVERY_REQUESTED, 1, order_id=order["order_id"])
     assert not await order_service.published(Topics.IPA_RECORD_ACCEPTED, external_ref=body["external_ref"])
+
+
+async def test_a_naive_datetime_in_the_order_filter_is_refused_with_422_naming_the_parameter(
+    order_service: OrderService,
+) -> None:
+    for name in ("created_from", "created_to"):
+        response = await order_service.http.get(
+            "/v1/orders", params={name: "2026-01-01T00:00:00"}, headers=order_service.auth("ops")
+        )
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert [e["field"] for e in response.json()["errors"]] == [f"query.{name}"]
+    aware = await order_service.http.get(
+        "/v1/orders", params={"created_from": "2026-01-01T00:00:00Z"}, headers=order_service.auth("ops")
+    )
+    assert aware.status_code == 200, aware.text
