@@ -34,11 +34,12 @@ frozen process keeps its session, so the lock, forever. Instead:
   publish later events of their keys first) and no backend has to be terminated. Two relays reading
   the same rows are harmless: only the unfenced producer's transactions commit.
 
-Why order and exactly-once effects hold: a batch is the oldest unpublished rows in id order, so for
-every key it is a prefix of that key's unpublished events; rows are marked only after their
-transaction committed, so every earlier event of the key is already in the log before the batch's
-records. Only one relay's producers can write at a time, it writes one batch at a time, and each
-handover aborts the previous leader's open transaction before the successor writes. read_committed
+Why order and exactly-once effects hold: a batch is the oldest unpublished rows in id order (parked
+rows aside: see below), so for every key it is a prefix of that key's unpublished events; rows are
+marked only after their transaction committed, so every earlier event of the key is already in the
+log before the batch's records. Only one relay's producers can write at a time, it writes one batch
+at a time, and each handover aborts the previous leader's open transaction before the successor
+writes. read_committed
 consumers see the committed batches in order. Our consumers read uncommitted (FastStream's default,
 kept: it spares them the wait for commit markers): they may also see an aborted batch, but its events
 of a key are a prefix of those the next committed batch carries again, so once the inbox has dropped
@@ -54,6 +55,24 @@ a 10,000-row backlog drained at the same rate (13-17k/s). Writers saturating the
 (`python -m bench`, c1 and c50) saw about twice the publish lag (c50 p50 0.5 s instead of 0.2 s): under
 that load AddPartitionsToTxn and EndTxn each took 7-8 ms per batch of ~450 rows (~30 ms before, ~45 ms
 now). Overlapping one batch's commit with the next one's sends would win most of it back.
+
+Unpublishable events are parked. A record the broker will never take (larger than it accepts, a topic
+it refuses or that is invalid, a topic still missing once the broker answered; see `_record_error`)
+would fail every transaction of its batch, and the relay would retry that batch forever. When a batch
+fails for such a record, the rows before it are published in a transaction of their own, the culprit's
+`publish_attempts` and `last_error` are recorded, and the round fails (backing off as any failure
+does, so a topic being created has time to appear). After `max_publish_attempts` (default 5) the row
+is parked (`parked_at`): the claim skips it and the events after it go out. Transient failures (broker
+down, timeouts) never count an attempt: they are retried forever, as before. A record refused by the
+producer itself (larger than max_request_size) is known at once; one refused by the broker fails every
+record of its record batch and leaves the idempotent producer's sequence numbers behind the broker's,
+so the round fails (new producers, fenced and confirmed as always) and the rows of that batch are then
+sent one per transaction until the culprit is found (its own single-record transaction fails).
+Trade-off: parking a row of key K lets K's later events be published without it, so consumers see
+K's events with a gap. A parked row is an operator's decision point: it is logged at error level
+(`outbox_event_parked`: row id, topic, reason; never the payload), counted in
+`orchard_outbox_parked_events`, listed by `orchard outbox parked` and sent again, after the later events,
+by `orchard outbox retry` once its cause is fixed (or left parked, deliberately).
 
 Rolling upgrade from the advisory-lock relay: every relay here holds that key *shared* while it stands
 by or leads, so an old relay (which takes it exclusively) and a new one never lead at the same time.
@@ -76,7 +95,15 @@ from typing import Any
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import ProducerFenced
+from aiokafka.errors import (
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    ProducerFenced,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
+)
 from prometheus_client import Counter, Gauge
 
 from contracts.envelope import Envelope
@@ -94,6 +121,11 @@ OUTBOX_PUBLISHED = Counter("orchard_outbox_published_total", "Events published b
 OUTBOX_FAILURES = Counter("orchard_outbox_publish_failures_total", "Failed relay rounds", ["schema"])
 OUTBOX_LEADER = Gauge(
     "orchard_outbox_relay_leader", "1 while this process runs the schema's relay", ["schema"]
+)
+OUTBOX_PARKED = Gauge(
+    "orchard_outbox_parked_events",
+    "Events the relay gave up publishing (parked); each needs an operator's decision",
+    ["schema"],
 )
 OUTBOX_LEADERSHIP_LOST = Counter(
     "orchard_outbox_relay_leadership_lost_total",
@@ -153,6 +185,33 @@ async def add_event(conn: Connection, envelope: Envelope[Any], *, key: str, topi
     await add_to_outbox(conn, [OutgoingEvent(key=key, envelope=envelope, topic=topic)])
 
 
+# Failures caused by one record that no retry of the same record can cure.
+_RECORD_ERRORS: tuple[type[BaseException], ...] = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    TopicAuthorizationFailedError,
+    InvalidTopicError,
+)
+
+
+class RecordRejected(Exception):
+    """The batch's transaction failed because of the record at `index` (an unpublishable event).
+
+    index is None when the broker refused a record batch: it fails every record the producer put in
+    that batch, so the culprit is not known yet.
+    """
+
+    def __init__(self, index: int | None, error: BaseException, *, by_broker: bool) -> None:
+        where = "a record" if index is None else f"record {index}"
+        super().__init__(f"{where} of the batch rejected: {error!r}")
+        self.index = index
+        self.error = error
+        # The broker refused it: the idempotent producer's sequence numbers no longer match the
+        # broker's, so the producers must be started again (a failed round) before the next send.
+        self.by_broker = by_broker
+
+
 class LeaseLost(Exception):
     """This relay no longer holds the schema's lease: another one took it, or it was not renewed."""
 
@@ -197,6 +256,7 @@ class OutboxRelay:
         client_id: str | None = None,
         lease_ttl_s: float = 3.0,
         coalesce_s: float = 0.004,
+        max_publish_attempts: int = 5,
     ) -> None:
         self._dsn = dsn
         self._schema = schema
@@ -208,6 +268,10 @@ class OutboxRelay:
         self._client_id = client_id or f"orchard-relay-{schema}"
         self._lease_ttl = lease_ttl_s
         self._coalesce_s = coalesce_s
+        # Set after the broker refused a record batch: rows up to this id are sent one per transaction,
+        # so the refused record is found (the broker fails every record of the batch it refuses).
+        self._one_by_one_through: int | None = None
+        self._max_attempts = max(1, max_publish_attempts)
         self._standby_poll = min(poll_interval_s, lease_ttl_s / 6)
         # Unique per relay object: re-taking one's own lease after a failed round needs no wait.
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -394,29 +458,126 @@ class OutboxRelay:
 
     async def _publish_batch(self, conn: Connection, producer: AIOKafkaProducer) -> int:
         # A plain read, no transaction: nothing stays locked while Kafka is awaited (module docstring).
+        one_by_one = self._one_by_one_through is not None
         rows = await conn.fetch(
             "SELECT id, topic, message_key, payload, headers FROM outbox"
-            " WHERE published_at IS NULL ORDER BY id LIMIT $1",
-            self._batch_size,
+            " WHERE published_at IS NULL AND parked_at IS NULL ORDER BY id LIMIT $1",
+            1 if one_by_one else self._batch_size,
         )
         if not rows:
+            self._one_by_one_through = None
             return 0
-        await self._send(producer, rows)
+        try:
+            await self._send(producer, rows)
+        except RecordRejected as rejected:
+            if rejected.index is None:
+                self._one_by_one_through = rows[-1]["id"]
+                raise
+            # The rows before the culprit are a prefix of every key's unpublished events: publishing
+            # them first keeps the order. The ones after it wait for the next round.
+            if rejected.index:
+                await self._send(producer, rows[: rejected.index])
+                await self._mark_published(conn, rows[: rejected.index])
+            parked = await self._record_attempt(conn, rows[rejected.index], rejected.error)
+            if parked and not rejected.by_broker:
+                self._wakeup.set()  # go on with the events after it at once
+                return rejected.index + 1
+            raise  # a failed round: back off, then try again (on new producers if the broker refused)
+        if self._one_by_one_through is not None:
+            if rows[-1]["id"] >= self._one_by_one_through:
+                self._one_by_one_through = None
+            self._wakeup.set()  # the next row at once
+        await self._mark_published(conn, rows)
+        return len(rows)
+
+    async def _mark_published(self, conn: Connection, rows: Sequence[asyncpg.Record]) -> None:
         await conn.execute(
             "UPDATE outbox SET published_at = clock_timestamp()"
             " WHERE id = ANY($1::bigint[]) AND published_at IS NULL",
             [r["id"] for r in rows],
         )
         OUTBOX_PUBLISHED.labels(self._schema).inc(len(rows))
-        return len(rows)
+
+    async def _record_attempt(self, conn: Connection, row: asyncpg.Record, error: BaseException) -> bool:
+        """Count a failed attempt of an unpublishable row; True once it is parked."""
+        reason = f"{type(error).__name__}: {error}"
+        result = await conn.fetchrow(
+            "UPDATE outbox SET publish_attempts = publish_attempts + 1, last_error = $2,"
+            " parked_at = CASE WHEN publish_attempts + 1 >= $3 THEN clock_timestamp() END"
+            " WHERE id = $1 AND published_at IS NULL AND parked_at IS NULL"
+            " RETURNING publish_attempts, parked_at IS NOT NULL AS parked",
+            row["id"],
+            reason,
+            self._max_attempts,
+        )
+        if result is None:
+            return False
+        if result["parked"]:
+            log.error(
+                "outbox_event_parked",
+                schema=self._schema,
+                outbox_id=row["id"],
+                topic=row["topic"],
+                reason=reason,
+                attempts=result["publish_attempts"],
+                note="later events of its key are published without it; retry or drop it deliberately",
+            )
+            return True
+        log.warning(
+            "outbox_event_unpublishable",
+            schema=self._schema,
+            outbox_id=row["id"],
+            topic=row["topic"],
+            reason=reason,
+            attempts=result["publish_attempts"],
+            parks_after=self._max_attempts,
+        )
+        return False
 
     async def _send(self, producer: AIOKafkaProducer, rows: Sequence[asyncpg.Record]) -> None:
-        """Publish the rows as one Kafka transaction; returns once it committed."""
-        async with producer.transaction():
-            # send() only enqueues; the commit flushes the whole batch first (without lingering) and
-            # fails if any record failed. The idempotent producer keeps per-partition order within it.
-            pending = [await self._enqueue(producer, row) for row in rows]
-        await asyncio.gather(*pending)
+        """Publish the rows as one Kafka transaction; returns once it committed.
+
+        Raises RecordRejected when the transaction failed because a record can never be published.
+        """
+        pending: list[asyncio.Future[Any]] = []
+        try:
+            async with producer.transaction():
+                # send() only enqueues; the commit flushes the whole batch first (without lingering) and
+                # fails if any record failed. The idempotent producer keeps per-partition order within it.
+                for index, row in enumerate(rows):
+                    try:
+                        pending.append(await self._enqueue(producer, row))
+                    except Exception as exc:
+                        if await self._record_error(producer, row, exc):
+                            raise RecordRejected(index, exc, by_broker=False) from exc
+                        raise
+            await asyncio.gather(*pending)
+        except RecordRejected:
+            raise
+        except Exception as exc:
+            for index, future in enumerate(pending):
+                if future.done() and not future.cancelled():
+                    error = future.exception()
+                    if error is not None and await self._record_error(producer, rows[index], error):
+                        # A commit refused for a failed record leaves the transaction to be aborted.
+                        with contextlib.suppress(Exception):  # already aborted, or fatal
+                            await producer.abort_transaction()
+                        raise RecordRejected(0 if len(rows) == 1 else None, error, by_broker=True) from exc
+            raise
+
+    @staticmethod
+    async def _record_error(producer: AIOKafkaProducer, row: asyncpg.Record, exc: BaseException) -> bool:
+        """True when exc is the record's own fault: retrying the same record cannot succeed."""
+        if isinstance(exc, _RECORD_ERRORS):
+            return True
+        if isinstance(exc, UnknownTopicOrPartitionError):
+            # Also what a producer without the topic's metadata raises while the broker is down: only a
+            # broker that answered and still lacks the topic makes it the record's fault.
+            client = producer.client
+            with contextlib.suppress(Exception):
+                if await asyncio.wait_for(client.force_metadata_update(), timeout=5):
+                    return row["topic"] not in client.cluster.topics()
+        return False
 
     @staticmethod
     async def _enqueue(producer: AIOKafkaProducer, row: asyncpg.Record) -> asyncio.Future[Any]:
@@ -432,11 +593,15 @@ class OutboxRelay:
             self._last_gauge_at = now
             row = await conn.fetchrow(
                 "SELECT count(*) AS pending, EXTRACT(EPOCH FROM now() - min(created_at)) AS oldest"
-                " FROM outbox WHERE published_at IS NULL"
+                " FROM outbox WHERE published_at IS NULL AND parked_at IS NULL"
             )
             assert row is not None
             OUTBOX_PENDING.labels(self._schema).set(row["pending"])
             OUTBOX_OLDEST.labels(self._schema).set(float(row["oldest"] or 0.0))
+            parked = await conn.fetchval(
+                "SELECT count(*) FROM outbox WHERE published_at IS NULL AND parked_at IS NOT NULL"
+            )
+            OUTBOX_PARKED.labels(self._schema).set(parked)
         if now - self._last_purge_at >= 60.0:
             self._last_purge_at = now
             await conn.execute(
@@ -467,3 +632,43 @@ class OutboxRelay:
                 await asyncio.wait_for(conn.close(), timeout=2)
             if not conn.is_closed():
                 conn.terminate()
+
+
+@dataclass(frozen=True)
+class ParkedEvent:
+    id: int
+    topic: str
+    key: str
+    attempts: int
+    last_error: str | None
+    parked_at: Any
+
+
+async def list_parked(conn: Connection) -> list[ParkedEvent]:
+    """The schema's parked outbox rows (no payload), oldest first."""
+    rows = await conn.fetch(
+        "SELECT id, topic, message_key, publish_attempts, last_error, parked_at FROM outbox"
+        " WHERE published_at IS NULL AND parked_at IS NOT NULL ORDER BY id"
+    )
+    return [
+        ParkedEvent(
+            r["id"], r["topic"], r["message_key"], r["publish_attempts"], r["last_error"], r["parked_at"]
+        )
+        for r in rows
+    ]
+
+
+async def retry_parked(conn: Connection, ids: Sequence[int] | None = None) -> list[int]:
+    """Un-park rows (all, or the given ids) so the relay tries them again; returns the ids un-parked.
+
+    They go out after whatever of their key the relay published meanwhile (module docstring, parking).
+    """
+    rows = await conn.fetch(
+        "UPDATE outbox SET parked_at = NULL, publish_attempts = 0"
+        " WHERE published_at IS NULL AND parked_at IS NOT NULL AND ($1::bigint[] IS NULL OR id = ANY($1))"
+        " RETURNING id",
+        list(ids) if ids else None,
+    )
+    if rows:
+        await conn.execute("SELECT pg_notify('orchard_outbox_' || current_schema(), '')")
+    return sorted(r["id"] for r in rows)

@@ -1,4 +1,5 @@
-"""`orchard`: the local runner (`up`, `down`, `status`) and operator tools (`token`, `topics`, `dlq`).
+"""`orchard`: the local runner (`up`, `down`, `status`) and operator tools (`token`, `topics`, `dlq`,
+`outbox`).
 
 Errors a person can fix print as one line on stderr with exit code 1, never as a traceback
 (set ORCHARD_DEBUG=1 to see one).
@@ -32,6 +33,8 @@ app = typer.Typer(
 )
 dlq_app = typer.Typer(help="Inspect and replay dead letters.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+outbox_app = typer.Typer(help="Inspect and retry outbox events the relay parked.", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
 
 # Piped output (CI logs, `| less`) gets wide tables rather than rich's 80-column default.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -265,6 +268,94 @@ def dlq_replay(
     dlq_topic = topic if topic.endswith(".dlq") else f"{topic}.dlq"
     count = asyncio.run(replay_dead_letters(_bootstrap(), dlq_topic, event_ids=event_id or None))
     out.print(f"Replayed {count} dead letter(s) from {dlq_topic}.")
+
+
+_DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="DSN of the service's database (default: the local stack's, or DATABASE_URL's server)",
+    ),
+]
+
+
+async def _service_connection(service: str, database_url: str | None) -> Any:
+    """A connection whose search_path is the service's schema (every service's schema is its name)."""
+    import asyncpg
+
+    from chassis.db import quote_ident
+
+    if database_url is None:
+        from deploy.infra.postgres import with_database
+        from deploy.runner import StackConfig
+
+        config = StackConfig.from_env()
+        if service not in config.service_ports:
+            raise ValueError(f"unknown service {service!r}; one of {', '.join(config.service_ports)}")
+        server = config.external_database or config.postgres().admin_dsn
+        database_url = with_database(server, config.database)
+    conn = await asyncpg.connect(database_url, server_settings={"search_path": quote_ident(service)})
+    exists = await conn.fetchval("SELECT to_regclass('outbox') IS NOT NULL")
+    if not exists:
+        await conn.close()
+        raise ValueError(f"schema {service!r} has no outbox table")
+    return conn
+
+
+@outbox_app.command("parked")
+@one_line_errors
+def outbox_parked(
+    service: Annotated[str, typer.Option(help="The service whose outbox to inspect")],
+    database_url: _DatabaseUrl = None,
+) -> None:
+    """List the service's parked outbox events (never their payload)."""
+    from chassis.outbox import list_parked
+
+    async def run() -> list[Any]:
+        conn = await _service_connection(service, database_url)
+        try:
+            return await list_parked(conn)
+        finally:
+            await conn.close()
+
+    parked = asyncio.run(run())
+    table = Table("id", "topic", "key", "attempts", "last error", "parked at")
+    for event in parked:
+        table.add_row(
+            str(event.id),
+            event.topic,
+            event.key,
+            str(event.attempts),
+            event.last_error or "-",
+            event.parked_at.isoformat(timespec="seconds"),
+        )
+    out.print(table)
+    out.print(f"{len(parked)} parked event(s).")
+
+
+@outbox_app.command("retry")
+@one_line_errors
+def outbox_retry(
+    service: Annotated[str, typer.Option(help="The service whose parked events to retry")],
+    ids: Annotated[
+        list[int] | None, typer.Option("--id", help="Retry only these row ids (repeatable)")
+    ] = None,
+    database_url: _DatabaseUrl = None,
+) -> None:
+    """Un-park events (all, or the given ids) so the relay publishes them again, after the events of
+    their key it published meanwhile."""
+    from chassis.outbox import retry_parked
+
+    async def run() -> list[int]:
+        conn = await _service_connection(service, database_url)
+        try:
+            return await retry_parked(conn, ids or None)
+        finally:
+            await conn.close()
+
+    retried = asyncio.run(run())
+    listed = f": {', '.join(map(str, retried))}" if retried else ""
+    out.print(f"Un-parked {len(retried)} event(s){listed}.")
 
 
 @app.command()

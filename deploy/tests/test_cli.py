@@ -88,3 +88,11 @@ async def test_dlq_list_of_a_clean_topic_is_empty(kafka_bootstrap, new_topic):
 
     assert result.returncode == 0, result.stderr
     assert "0 dead letter(s)." in result.stdout
+
+
+def test_outbox_parked_of_an_unknown_service_says_so_in_one_line(tmp_path):
+    result = orchard("outbox", "parked", "--service", "nope", env=_isolated(tmp_path))
+
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("orchard: ValueError: unknown service 'nope'")
