@@ -137,6 +137,25 @@ def _unauthenticated(detail: str, *, invalid: bool) -> Problem:
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT from `orchard token --role ROLE`")
 
+# Set on every dependency `require_roles` makes, so the HTTP layer can tell, before reading a request's
+# body, that its route needs a token (see `chassis.http.BodyGuardMiddleware`).
+REQUIRES_TOKEN_ATTR: Final = "__orchard_requires_token__"
+
+
+def requires_token(call: object) -> bool:
+    """Whether `call` is a dependency made by `require_roles`."""
+    return getattr(call, REQUIRES_TOKEN_ATTR, False) is True
+
+
+def authenticate(scheme: str | None, token: str | None, settings: Settings) -> Principal:
+    """The principal of a bearer token, or a 401 problem when it is missing or not valid."""
+    if not scheme or not token or scheme.lower() != "bearer":
+        raise _unauthenticated("A bearer token is required.", invalid=False)
+    try:
+        return verify_token(token, settings)
+    except InvalidToken as exc:
+        raise _unauthenticated(f"{str(exc).capitalize()}.", invalid=True) from exc
+
 
 def require_roles(*roles: Role | str) -> Callable[..., Awaitable[Principal]]:
     """A FastAPI dependency admitting callers holding any of `roles`; it returns their `Principal`.
@@ -153,17 +172,17 @@ def require_roles(*roles: Role | str) -> Callable[..., Awaitable[Principal]]:
     async def authorise(
         request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
     ) -> Principal:
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise _unauthenticated("A bearer token is required.", invalid=False)
         settings: Settings = request.app.state.settings
-        try:
-            principal = verify_token(credentials.credentials, settings)
-        except InvalidToken as exc:
-            raise _unauthenticated(f"{str(exc).capitalize()}.", invalid=True) from exc
+        principal = authenticate(
+            credentials.scheme if credentials is not None else None,
+            credentials.credentials if credentials is not None else None,
+            settings,
+        )
         if not principal.has_any_role(admitted):
             raise Problem(
                 403, "forbidden", detail=f"This action requires one of the roles: {admitted_names}."
             )
         return principal
 
+    setattr(authorise, REQUIRES_TOKEN_ATTR, True)
     return authorise

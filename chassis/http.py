@@ -5,7 +5,9 @@
 - `X-Request-ID` / `X-Correlation-ID` accepted (or made) per request, echoed in the response and
   bound to every log line written while the request is handled;
 - one access log line and Prometheus metrics per request, labelled by route template;
-- RFC 9457 problem bodies for every error (see `chassis.problems`).
+- RFC 9457 problem bodies for every error (see `chassis.problems`);
+- anonymous requests to token routes refused 401, and bodies over the route's limit 413, before the
+  body is read (`BodyGuardMiddleware`; limits from settings, `body_limit` and `upload_body`).
 """
 
 from __future__ import annotations
@@ -15,20 +17,26 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any, Final
 
 import structlog
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, params
+from fastapi.dependencies.models import Dependant
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from fastapi.security.utils import get_authorization_scheme_param
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from chassis.auth import authenticate, requires_token
 from chassis.logging import bind_correlation, redact_text
 from chassis.metrics import EXPOSITION_CONTENT_TYPE, HTTP_LATENCY, HTTP_REQUESTS, render_metrics
-from chassis.problems import ProblemDetails, install_problem_handlers
+from chassis.problems import Problem, ProblemDetails, install_problem_handlers
 from chassis.settings import Settings
 
 log = structlog.get_logger("chassis.http")
@@ -99,6 +107,177 @@ class RequestContextMiddleware:
                     status=status,
                     duration_ms=round(elapsed * 1000, 2),
                 )
+
+
+_BODY_LIMIT_ATTR: Final = "__orchard_body_limit__"
+_UPLOAD: Final = "upload"
+
+
+def body_limit(max_bytes: int) -> Callable[[], None]:
+    """A dependency declaring that its route accepts bodies up to `max_bytes`.
+
+    `@router.post(..., dependencies=[Depends(body_limit(64 * 2**20))])`.
+    """
+
+    def declared_body_limit() -> None:
+        return None
+
+    setattr(declared_body_limit, _BODY_LIMIT_ATTR, max_bytes)
+    return declared_body_limit
+
+
+def upload_body() -> None:
+    """A dependency marking an upload route: bodies up to `Settings.http_max_upload_bytes`."""
+    return None
+
+
+setattr(upload_body, _BODY_LIMIT_ATTR, _UPLOAD)
+
+
+class BodyTooLarge(Problem):
+    def __init__(self, limit: int, *, upload: bool = False) -> None:
+        if upload:
+            code, detail = (
+                "upload_too_large",
+                f"The upload is larger than the {limit} bytes this route accepts; split the file.",
+            )
+        else:
+            code, detail = (
+                "payload_too_large",
+                f"The request body is larger than the {limit} bytes this route accepts.",
+            )
+        super().__init__(413, code, detail=detail)
+
+
+@dataclass(frozen=True)
+class _RoutePolicy:
+    needs_token: bool
+    limit: int
+    upload: bool = False
+
+
+def _dependencies(dependant: Dependant) -> Iterator[Dependant]:
+    yield dependant
+    for sub in dependant.dependencies:
+        yield from _dependencies(sub)
+
+
+def _route_policy(route: BaseRoute, settings: Settings) -> _RoutePolicy:
+    if not isinstance(route, APIRoute):
+        return _RoutePolicy(needs_token=False, limit=settings.http_max_body_bytes)
+    needs_token = False
+    declared: int | str | None = None
+    for dependant in _dependencies(route.dependant):
+        needs_token = needs_token or requires_token(dependant.call)
+        marker = getattr(dependant.call, _BODY_LIMIT_ATTR, None)
+        if marker is not None:
+            declared = marker
+    if declared is None and any(
+        isinstance(field.field_info, params.Form | params.File)
+        for dependant in _dependencies(route.dependant)
+        for field in dependant.body_params
+    ):
+        declared = _UPLOAD
+    if declared == _UPLOAD:
+        limit = settings.http_max_upload_bytes
+    elif isinstance(declared, int):
+        limit = declared
+    else:
+        limit = settings.http_max_body_bytes
+    return _RoutePolicy(needs_token=needs_token, limit=limit, upload=declared is not None)
+
+
+class BodyGuardMiddleware:
+    """Refuses anonymous requests to token routes (401) and oversized bodies (413) unread.
+
+    FastAPI reads and parses a body before running a route's dependencies, so without this layer an
+    anonymous client could make every replica read (and parse) as much as it likes. When the route
+    first asks for its body, the router has matched it (`scope["route"]`): whether it needs a token
+    and its body limit are worked out once per route from its dependency tree (`require_roles`,
+    `body_limit`, `upload_body`, form or file parameters). A missing or invalid token, or a declared
+    `Content-Length` over the limit, is refused without reading anything; a chunked body is counted
+    as it arrives and cut off at the limit. Whatever the app then makes of the refused read, the
+    client gets the refusal. Role checks (403) stay with the route's dependency.
+    """
+
+    def __init__(self, app: ASGIApp, *, fastapi_app: FastAPI) -> None:
+        self.app = app
+        self.fastapi_app = fastapi_app
+        self._policies: dict[int, tuple[BaseRoute, _RoutePolicy]] = {}
+
+    def _policy(self, route: object, settings: Settings) -> _RoutePolicy:
+        if not isinstance(route, BaseRoute):
+            return _RoutePolicy(needs_token=False, limit=settings.http_max_body_bytes)
+        cached = self._policies.get(id(route))
+        if cached is None or cached[0] is not route:
+            cached = self._policies[id(route)] = (route, _route_policy(route, settings))
+        return cached[1]
+
+    def _refusal(self, scope: Scope, settings: Settings) -> tuple[Problem | None, _RoutePolicy]:
+        policy = self._policy(scope.get("route"), settings)
+        headers = Headers(scope=scope)
+        if policy.needs_token:
+            scheme, token = get_authorization_scheme_param(headers.get("authorization"))
+            try:
+                authenticate(scheme, token, settings)
+            except Problem as problem:
+                return problem, policy
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > policy.limit:
+            return BodyTooLarge(policy.limit, upload=policy.upload), policy
+        return None, policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        settings: Settings = self.fastapi_app.state.settings
+        refusal: Problem | None = None
+        checked = False
+        policy = _RoutePolicy(needs_token=False, limit=settings.http_max_body_bytes)
+        received = 0
+        app_started = False  # the app's own answer began before any refusal
+        refused = False
+
+        async def guarded_receive() -> Message:
+            nonlocal refusal, checked, policy, received
+            if not checked:
+                checked = True
+                refusal, policy = self._refusal(scope, settings)
+            if refusal is not None:
+                raise refusal
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > policy.limit:
+                    refusal = BodyTooLarge(policy.limit, upload=policy.upload)
+                    raise refusal
+            return message
+
+        async def refuse_once() -> None:
+            nonlocal refused
+            if not refused and refusal is not None:
+                refused = True
+                await refusal.to_response()(scope, receive, send)
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal app_started
+            if refusal is not None and not app_started:
+                # Whatever the app made of the refused read (a 400 from the body parser, say), the
+                # client learns the real reason.
+                await refuse_once()
+                return
+            if message["type"] == "http.response.start":
+                app_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, guarded_receive, guarded_send)
+        except Exception:
+            if refusal is None or app_started:
+                raise
+        if refusal is not None and not app_started:
+            await refuse_once()
 
 
 def _describe_failure(error: BaseException) -> str:
@@ -174,6 +353,8 @@ def create_http_app(
     )
     app.state.settings = settings
     install_problem_handlers(app)
+    # Outside the problem layer, inside the request context: refusals still get ids and metrics.
+    app.add_middleware(BodyGuardMiddleware, fastapi_app=app)
     # Added last so it is the outermost layer: it also sees (and ids) the 500s the problem layer makes.
     app.add_middleware(RequestContextMiddleware)
     app.include_router(_health_router(readiness_checks, readiness_timeout_s))

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr = Field(default=SecretStr(DEV_JWT_SECRET), alias="ORCHARD_JWT_SECRET")
     jwt_issuer: str = Field(default="orchard-local", alias="ORCHARD_JWT_ISSUER")
 
+    http_max_body_bytes: int = Field(default=2**20, ge=0, alias="ORCHARD_HTTP_MAX_BODY_BYTES")
+    """A request body larger than this is answered 413 unless its route declares another limit."""
+    http_max_upload_bytes: int = Field(default=50 * 2**20, ge=0, alias="ORCHARD_HTTP_MAX_UPLOAD_BYTES")
+    """The limit of upload routes (multipart forms, routes marked with `chassis.http.upload_body`)."""
+
     log_level: str = Field(default="INFO", alias="ORCHARD_LOG_LEVEL")
     log_json: bool = Field(default=True, alias="ORCHARD_LOG_JSON")
 

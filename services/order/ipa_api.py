@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
+from chassis.http import body_limit
 from chassis.inputs import nul_path
 from chassis.problems import Problem
 
@@ -91,6 +92,7 @@ def build_router(ctx: OrderContext) -> APIRouter:
             422: {"description": "Unreadable file (bad encoding, header, delimiter, quoting) or no records"},
         },
         openapi_extra={"requestBody": UPLOAD_BODY},
+        dependencies=[Depends(body_limit(ctx.settings.max_upload_bytes))],
     )
     async def upload(
         request: Request,

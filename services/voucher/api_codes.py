@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from chassis.auth import Principal, Role, require_roles
+from chassis.http import body_limit
 from chassis.problems import Problem
 from contracts.values import Identifier, Text
 from contracts.vouchers import CodeStatus
@@ -144,6 +145,7 @@ def code_router(vault: CodeVault) -> APIRouter:
     @router.post(
         "/v1/campaigns/{campaign_id}/codes/import",
         summary="Import a partner's CSV (code, expires_at, value); problems reported per row",
+        dependencies=[Depends(body_limit(MAX_IMPORT_BYTES))],
     )
     async def import_csv(
         campaign_id: str, request: Request, principal: Principal = Depends(require_roles(*OPERATORS))
