@@ -7,6 +7,10 @@ publish dead letters, and only then commit the Kafka offsets. A redelivered even
 and changes nothing. A handler that keeps failing on one event is retried a few times, then that
 event alone is dead-lettered and the rest of the batch goes on. Infrastructure failures (database or
 broker down) are retried with backoff from the last committed offset and never dead-lettered.
+
+A replayed dead letter (`orchard dlq replay`) names the consumer group that failed it in a header:
+every other group reading the topic passes it over before decoding it, with no handler call and no
+inbox row, and commits its offset like any other.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ BATCH_FALLBACKS = Counter(
 BATCH_SECONDS = Histogram("orchard_consumer_batch_seconds", "Time to handle one fetched batch", ["consumer"])
 
 DLQ_HEADER_PREFIX = "x-orchard-dlq-"
+REPLAY_TARGET_HEADER = "x-orchard-replay-for"
+"""On a replayed dead letter: the consumer group it is replayed for, the only one that handles it."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,7 @@ class _Incoming:
     dead_reason: str | None = None
     dead_code: str | None = None
     passed_over: bool = False
+    for_another_group: bool = False
     failures: int = 0
     last_error: BaseException | None = field(default=None, repr=False)
 
@@ -191,10 +198,17 @@ class EventConsumer:
 
     async def process(self, sub: Subscription, records: Sequence[Any]) -> None:
         """Handle one batch; return only when every record is applied, known, or dead-lettered."""
-        items = [self._decode(sub, r) for r in records]
+        group = self.group_id(sub)
+        items = [
+            self._decode(sub, r)
+            if _replay_target(r) in (None, group)
+            else _Incoming(r, passed_over=True, for_another_group=True)
+            for r in records
+        ]
         if sub.relevant is not None:
             for item in items:
-                item.passed_over = item.envelope is not None and not sub.relevant(item.envelope.data)
+                if item.envelope is not None and not sub.relevant(item.envelope.data):
+                    item.passed_over = True
         batch_handler = sub.handle_batch
         while True:
             live = [i for i in items if i.dead_reason is None and not i.passed_over]
@@ -241,10 +255,12 @@ class EventConsumer:
         dead = [i for i in items if i.dead_reason is not None]
         if dead:
             await self._dead_letter(sub, dead)
-        passed_over = sum(1 for i in items if i.passed_over)
-        CONSUMED.labels(sub.name, sub.topic, "handled").inc(len(items) - len(dead) - passed_over)
+        passed_over = sum(1 for i in items if i.passed_over and not i.for_another_group)
+        for_others = sum(1 for i in items if i.for_another_group)
+        CONSUMED.labels(sub.name, sub.topic, "handled").inc(len(items) - len(dead) - passed_over - for_others)
         CONSUMED.labels(sub.name, sub.topic, "dead_lettered").inc(len(dead))
         CONSUMED.labels(sub.name, sub.topic, "passed_over").inc(passed_over)
+        CONSUMED.labels(sub.name, sub.topic, "replay_for_another_group").inc(for_others)
 
     async def _handle_batch(
         self,
@@ -444,6 +460,13 @@ def _fetch_without_idle_nap(subscriber: Any, max_records: int, idle_wait_ms: int
         return tuple(chain.from_iterable(fetched.values()))
 
     subscriber.get_msg = get_msg
+
+
+def _replay_target(record: Any) -> str | None:
+    for key, value in record.headers or ():
+        if key == REPLAY_TARGET_HEADER:
+            return bytes(value).decode("utf-8", "replace")
+    return None
 
 
 async def _raw_decoder(message: Any) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from .consumer import DLQ_HEADER_PREFIX
+from .consumer import DLQ_HEADER_PREFIX, REPLAY_TARGET_HEADER
 from .topic_reader import open_topic
 
 REPLAYED_HEADER = "x-orchard-replayed-from"
@@ -35,8 +35,18 @@ class DeadLetter:
 
     def original_headers(self) -> list[tuple[str, bytes]]:
         return [
-            (k, v) for k, v in self.headers if not k.startswith(DLQ_HEADER_PREFIX) and k != REPLAYED_HEADER
+            (k, v)
+            for k, v in self.headers
+            if not k.startswith(DLQ_HEADER_PREFIX) and k not in (REPLAYED_HEADER, REPLAY_TARGET_HEADER)
         ]
+
+    def replay_headers(self) -> list[tuple[str, bytes]]:
+        """The original headers, where the letter comes from, and the group it is replayed for: only
+        the consumer group that failed it handles it again, every other group reading the topic
+        passes it over. A letter that names no group (written before groups were recorded) reaches all."""
+        origin = f"{self.topic}@{self.partition}:{self.offset}".encode()
+        target = [(REPLAY_TARGET_HEADER, self.consumer.encode())] if self.consumer else []
+        return [*self.original_headers(), (REPLAYED_HEADER, origin), *target]
 
 
 def _event_id_of(value: bytes | None, headers: dict[str, str]) -> str | None:
@@ -104,27 +114,36 @@ async def _read_all(
 
 
 async def list_dead_letters(
-    bootstrap: str, topics: list[str] | None = None, limit: int = 100
+    bootstrap: str, topics: list[str] | None = None, limit: int = 100, *, group: str | None = None
 ) -> list[DeadLetter]:
-    """Dead letters of the given DLQ topics (all `*.dlq` topics by default), newest last."""
+    """Dead letters of the given DLQ topics (all `*.dlq` topics by default), newest last; with a
+    group, only those that consumer group failed."""
     names = topics or await dlq_topics(bootstrap)
     letters: list[DeadLetter] = []
     for name in names:
         letters.extend(await _read_all(bootstrap, name if name.endswith(".dlq") else f"{name}.dlq"))
+    if group is not None:
+        letters = [d for d in letters if d.consumer == group]
     return letters[-limit:] if limit else letters
 
 
-async def replay_dead_letters(bootstrap: str, dlq_topic: str, *, event_ids: list[str] | None = None) -> int:
-    """Send dead letters back to their original topic with their original key and headers.
+async def replay_dead_letters(
+    bootstrap: str, dlq_topic: str, *, event_ids: list[str] | None = None, group: str | None = None
+) -> int:
+    """Send dead letters back to their original topic with their original key and headers, for the
+    consumer group that failed each one only (see `DeadLetter.replay_headers`).
 
     With event ids, exactly those are replayed (wherever they sit in the DLQ). Without, every dead
-    letter not replayed before is (a consumer group remembers how far replay got). Replaying an event
-    that was in fact handled changes nothing: consumers dedupe by event_id.
+    letter not replayed before is (a consumer group remembers how far replay got). With a group, only
+    the letters that group failed, and replay-all remembers how far it got for that group apart.
+    Replaying an event that was in fact handled changes nothing: the group dedupes by event_id.
     """
     dlq_topic = dlq_topic if dlq_topic.endswith(".dlq") else f"{dlq_topic}.dlq"
     replayed: list[DeadLetter] = []
 
     async def republish(letters: list[DeadLetter]) -> None:
+        if group is not None:
+            letters = [d for d in letters if d.consumer == group]
         if not letters:
             return
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
@@ -132,13 +151,12 @@ async def replay_dead_letters(bootstrap: str, dlq_topic: str, *, event_ids: list
         try:
             pending = []
             for letter in letters:
-                origin = f"{letter.topic}@{letter.partition}:{letter.offset}".encode()
                 pending.append(
                     await producer.send(
                         letter.original_topic,
                         value=letter.value,
                         key=letter.key.encode() if letter.key is not None else None,
-                        headers=[*letter.original_headers(), (REPLAYED_HEADER, origin)],
+                        headers=letter.replay_headers(),
                     )
                 )
             await asyncio.gather(*pending)
@@ -150,7 +168,6 @@ async def replay_dead_letters(bootstrap: str, dlq_topic: str, *, event_ids: list
         wanted = set(event_ids)
         await republish([d for d in await _read_all(bootstrap, dlq_topic) if d.event_id in wanted])
     else:
-        await _read_all(
-            bootstrap, dlq_topic, group_id=f"orchard.dlq-replay.{dlq_topic}", before_commit=republish
-        )
+        cursor = f"orchard.dlq-replay.{dlq_topic}" + (f".{group}" if group is not None else "")
+        await _read_all(bootstrap, dlq_topic, group_id=cursor, before_commit=republish)
     return len(replayed)

@@ -228,15 +228,26 @@ def dlq_list(
     topic: Annotated[
         list[str] | None, typer.Option(help="A topic or its .dlq (repeatable); default all")
     ] = None,
+    group: Annotated[
+        str | None, typer.Option(help="Only the letters this consumer group failed (e.g. orchard.order.x)")
+    ] = None,
     limit: Annotated[int, typer.Option(help="Show at most this many, newest last")] = 100,
 ) -> None:
-    """Show dead letters with their error, attempts and event id."""
+    """Show dead letters with the consumer group that failed them, their error, attempts and event id."""
     from chassis.dlq import list_dead_letters
 
     _quiet_client_logs()
-    letters = asyncio.run(list_dead_letters(_bootstrap(), topic or None, limit))
+    letters = asyncio.run(list_dead_letters(_bootstrap(), topic or None, limit, group=group))
     table = Table(
-        "dlq topic", "partition:offset", "event id", "key", "error code", "attempts", "failed at", "error"
+        "dlq topic",
+        "partition:offset",
+        "event id",
+        "key",
+        "group",
+        "error code",
+        "attempts",
+        "failed at",
+        "error",
     )
     for letter in letters:
         table.add_row(
@@ -244,6 +255,7 @@ def dlq_list(
             f"{letter.partition}:{letter.offset}",
             letter.event_id or "-",
             letter.key or "-",
+            letter.consumer or "-",
             letter.error_code,
             str(letter.attempts),
             letter.failed_at,
@@ -260,13 +272,20 @@ def dlq_replay(
     event_id: Annotated[
         list[str] | None, typer.Option(help="Replay only these event ids (repeatable)")
     ] = None,
+    group: Annotated[
+        str | None, typer.Option(help="Replay only the letters this consumer group failed")
+    ] = None,
 ) -> None:
-    """Send dead letters back to their original topic (all not yet replayed, or the given event ids)."""
+    """Send dead letters back to their original topic (all not yet replayed, or the given event ids).
+
+    Each one is handled again only by the consumer group that failed it; the other groups reading the
+    topic pass it over.
+    """
     from chassis.dlq import replay_dead_letters
 
     _quiet_client_logs()
     dlq_topic = topic if topic.endswith(".dlq") else f"{topic}.dlq"
-    count = asyncio.run(replay_dead_letters(_bootstrap(), dlq_topic, event_ids=event_id or None))
+    count = asyncio.run(replay_dead_letters(_bootstrap(), dlq_topic, event_ids=event_id or None, group=group))
     out.print(f"Replayed {count} dead letter(s) from {dlq_topic}.")
 
 

@@ -5,6 +5,7 @@ import sys
 
 import jwt
 
+from chassis.testing import produce, read_topic
 from contracts.registry import TOPICS
 from deploy.infra.net import free_port
 
@@ -88,6 +89,30 @@ async def test_dlq_list_of_a_clean_topic_is_empty(kafka_bootstrap, new_topic):
 
     assert result.returncode == 0, result.stderr
     assert "0 dead letter(s)." in result.stdout
+
+
+async def test_dlq_list_and_replay_by_group_take_only_the_letters_that_group_failed(
+    kafka_bootstrap, new_topic
+):
+    topic = await new_topic("failed")
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    for n, group in enumerate(("orchard.a.ticks", "orchard.b.ticks")):
+        headers = [
+            ("x-orchard-dlq-consumer", group.encode()),
+            ("x-orchard-dlq-original-topic", topic.encode()),
+        ]
+        await produce(kafka_bootstrap, f"{topic}.dlq", [(str(n).encode(), b"{}")], headers=headers)
+
+    listed = orchard("dlq", "list", "--topic", topic, "--group", "orchard.b.ticks", env=env)
+    replayed = orchard("dlq", "replay", "--topic", topic, "--group", "orchard.b.ticks", env=env)
+
+    assert listed.returncode == 0, listed.stderr
+    assert "1 dead letter(s)." in listed.stdout
+    assert replayed.returncode == 0, replayed.stderr
+    assert f"Replayed 1 dead letter(s) from {topic}.dlq." in replayed.stdout
+    [record] = await read_topic(kafka_bootstrap, topic)
+    assert record.key == b"1"
+    assert dict(record.headers)["x-orchard-replay-for"] == b"orchard.b.ticks"
 
 
 def test_outbox_parked_of_an_unknown_service_says_so_in_one_line(tmp_path):

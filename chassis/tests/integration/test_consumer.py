@@ -334,3 +334,106 @@ async def test_events_the_handler_does_nothing_with_are_passed_over_without_an_i
     finally:
         await broker.stop()
         await consumer.close()
+
+
+@pytest.fixture
+async def two_groups(pool, kafka_bootstrap, new_topic):
+    """Two services' consumer groups reading one topic, each with its own handler and inbox name."""
+    topic = await new_topic("ticks")
+    handlers = {"a": Handler(), "b": Handler()}
+    running = {
+        name: (
+            sub := Subscription(name=f"{name}-ticks", topic=topic, payload=Tick, handle=handler),
+            *await started(pool, kafka_bootstrap, sub, max_attempts=3),
+        )
+        for name, handler in handlers.items()
+    }
+    yield topic, handlers, {name: consumer.group_id(sub) for name, (sub, _, consumer) in running.items()}
+    for _, broker, consumer in running.values():
+        await broker.stop()
+        await consumer.close()
+
+
+async def _inbox_of(pool, consumer: str) -> list[Any]:
+    return [
+        r["event_id"] for r in await pool.fetch("SELECT event_id FROM inbox WHERE consumer = $1", consumer)
+    ]
+
+
+async def test_a_replayed_dead_letter_is_handled_by_the_group_that_failed_it_and_no_other(
+    pool, two_groups, kafka_bootstrap
+):
+    topic, handlers, groups = two_groups
+    handlers["a"].poisoned.add(7)
+    poison = tick(topic, 7)
+    await produce(kafka_bootstrap, topic, [(b"7", poison.to_bytes())])
+    await wait_until(lambda: _dlq_size(kafka_bootstrap, topic, 1), what="tick 7 dead-lettered by group a")
+    await wait_until(lambda: _committed_to_end(kafka_bootstrap, groups["b"], topic), what="b handled tick 7")
+    (letter,) = await list_dead_letters(kafka_bootstrap, [topic])
+    assert letter.consumer == groups["a"]
+    assert handlers["b"].calls == 1
+    # Group b's inbox row is purged: were the replay to reach b, it would handle tick 7 a second time.
+    await pool.execute("DELETE FROM inbox WHERE consumer = 'b-ticks'")
+    handlers["a"].poisoned.clear()
+
+    assert await replay_dead_letters(kafka_bootstrap, topic, event_ids=[str(poison.event_id)]) == 1
+
+    await wait_until(lambda: _inbox_has(pool, "a-ticks", poison.event_id), what="group a handled the replay")
+    await wait_until(
+        lambda: _committed_to_end(kafka_bootstrap, groups["b"], topic), what="b passed the replay over"
+    )
+    assert handlers["b"].calls == 1
+    assert await _inbox_of(pool, "b-ticks") == []
+    assert await effects(pool) == [7, 7]  # b's first handling and a's replay, nothing more
+
+
+async def test_a_dead_letter_replayed_twice_is_handled_once_by_the_group_that_failed_it(
+    pool, two_groups, kafka_bootstrap
+):
+    topic, handlers, groups = two_groups
+    handlers["a"].poisoned.add(7)
+    poison = tick(topic, 7)
+    await produce(kafka_bootstrap, topic, [(b"7", poison.to_bytes())])
+    await wait_until(lambda: _dlq_size(kafka_bootstrap, topic, 1), what="tick 7 dead-lettered by group a")
+    handlers["a"].poisoned.clear()
+    calls_before_replay = handlers["a"].calls
+
+    assert await replay_dead_letters(kafka_bootstrap, topic, event_ids=[str(poison.event_id)]) == 1
+    assert await replay_dead_letters(kafka_bootstrap, topic) == 1  # replay-all: its first time
+
+    for group in groups.values():
+        await wait_until(lambda g=group: _committed_to_end(kafka_bootstrap, g, topic), what=f"{group} at end")
+    assert handlers["a"].calls == calls_before_replay + 1
+    assert await _inbox_of(pool, "a-ticks") == [poison.event_id]
+    assert handlers["b"].calls == 1
+    assert await effects(pool) == [7, 7]
+
+
+async def test_replay_for_one_group_leaves_the_letters_of_other_groups_in_the_dlq(
+    pool, two_groups, kafka_bootstrap
+):
+    topic, handlers, groups = two_groups
+    handlers["a"].poisoned.add(7)
+    handlers["b"].poisoned.add(8)
+    await produce(
+        kafka_bootstrap, topic, [(b"7", tick(topic, 7).to_bytes()), (b"8", tick(topic, 8).to_bytes())]
+    )
+    await wait_until(lambda: _dlq_size(kafka_bootstrap, topic, 2), what="one dead letter from each group")
+    assert [d.consumer for d in await list_dead_letters(kafka_bootstrap, [topic], group=groups["b"])] == [
+        groups["b"]
+    ]
+    handlers["b"].poisoned.clear()
+
+    assert await replay_dead_letters(kafka_bootstrap, topic, group=groups["b"]) == 1
+    assert await replay_dead_letters(kafka_bootstrap, topic, group=groups["b"]) == 0
+
+    await wait_until(lambda: _inbox_has(pool, "b-ticks", None, n=2), what="group b handled its replay")
+    for group in groups.values():
+        await wait_until(lambda g=group: _committed_to_end(kafka_bootstrap, g, topic), what=f"{group} at end")
+    assert len(await _inbox_of(pool, "a-ticks")) == 1  # tick 8 only: tick 7 is still a dead letter
+    assert await replay_dead_letters(kafka_bootstrap, topic, group=groups["a"]) == 1
+
+
+async def _inbox_has(pool, consumer: str, event_id: Any, *, n: int = 1) -> bool:
+    rows = await _inbox_of(pool, consumer)
+    return event_id in rows if event_id is not None else len(rows) >= n
