@@ -3,7 +3,7 @@ PYTHON ?= python
 ORCHARD := $(PYTHON) -m deploy.cli
 INSTALL_STAMP := var/.installed
 
-.PHONY: install up down status test lint bench bench-messaging schemas
+.PHONY: install up down status test lint bench bench-messaging schemas image
 
 # Reinstall only when this checkout is not the installed one or pyproject.toml changed since.
 install:
@@ -53,3 +53,7 @@ bench-messaging: install
 
 schemas:
 	$(PYTHON) -m contracts.schemagen
+
+# The service image (deploy/Dockerfile's runtime stage, without the local-only packages). Needs Docker.
+image:
+	docker build -f deploy/Dockerfile --target runtime -t orchard:local .

@@ -379,17 +379,28 @@ def outbox_retry(
 
 @app.command()
 @one_line_errors
-def init(
-    role_password: Annotated[
-        str, typer.Option(envvar="ORCHARD_DB_ROLE_PASSWORD", help="Password given to every service role")
-    ],
-) -> None:
-    """Provision schemas, roles and topics on servers run elsewhere (Docker Compose, Kubernetes)."""
+def init() -> None:
+    """Provision schemas, roles and topics on servers run elsewhere (Docker Compose, Kubernetes).
+
+    Needs DATABASE_URL (an admin DSN), KAFKA_BOOTSTRAP_SERVERS and ORCHARD_DB_PASSWORD_<SERVICE> for each
+    service: every role has its own password, at least 16 characters long.
+    """
     from deploy.runner import StackConfig, init_external
 
     _quiet_client_logs()
-    database_urls, created = init_external(StackConfig.from_env(), role_password)
+    database_urls, created = init_external(StackConfig.from_env(), os.environ)
     out.print(f"Provisioned {', '.join(database_urls)}; created {len(created)} topic(s).")
+
+
+@app.command(name="secrets")
+@one_line_errors
+def print_secrets() -> None:
+    """Print a fresh random value for every secret a Compose or Kubernetes deployment needs, as an env
+    file: `orchard secrets > .env` before `docker compose up`."""
+    from chassis.settings import SERVICE_PORTS
+    from deploy.secrets import fresh_secrets, render_env_file
+
+    typer.echo(render_env_file(fresh_secrets(SERVICE_PORTS), SERVICE_PORTS), nl=False)
 
 
 @app.command(hidden=True)

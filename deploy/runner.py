@@ -245,13 +245,17 @@ def up(config: StackConfig, *, on_step: Callable[[str], None] = lambda _: None) 
     return report
 
 
-def init_external(config: StackConfig, role_password: str) -> tuple[dict[str, str], list[str]]:
+def init_external(config: StackConfig, env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
     """Prepare servers that something else runs (Docker Compose, Kubernetes): the database, one schema
-    and role per service, and the registry's topics. Returns each service's DSN and the topics created.
+    and role per service (each with its own password, `ORCHARD_DB_PASSWORD_<SERVICE>` in `env`), and
+    the registry's topics. Returns each service's DSN and the topics created.
     """
+    from deploy.secrets import role_passwords
+
     if not config.external_database or not config.external_kafka:
         raise InfraError("orchard init needs DATABASE_URL (an admin DSN) and KAFKA_BOOTSTRAP_SERVERS")
-    passwords = {service_role(service): role_password for service in config.service_ports}
+    by_service = role_passwords(env, config.service_ports)
+    passwords = {service_role(service): password for service, password in by_service.items()}
     database_urls = asyncio.run(_provision(config, config.external_database, passwords))
     created = asyncio.run(ensure_kafka_topics(config.external_kafka, registry_topics()))
     return database_urls, created

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from deploy.sinks.provider import DEFAULT_PORT as PROVIDER_PORT
-from deploy.sinks.smtp import DEFAULT_PORT as SMTP_PORT
+from deploy.sinks.ports import FAKE_PROVIDER_PORT as PROVIDER_PORT
+from deploy.sinks.ports import SMTP_SINK_PORT as SMTP_PORT
 
 if TYPE_CHECKING:
     from deploy.runner import ProcessSpec, StackConfig

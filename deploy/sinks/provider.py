@@ -49,9 +49,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from deploy.infra.paths import var_dir
 from deploy.sinks.files import BatchWriter
+from deploy.sinks.ports import FAKE_PROVIDER_PORT
 from deploy.sinks.receipts import ReceiptLog, counting_repeats
 
-DEFAULT_PORT = 8190
+DEFAULT_PORT = FAKE_PROVIDER_PORT
 API_PREFIX = "/2010-04-01/Accounts"
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
 WHATSAPP_PREFIX = "whatsapp:"

@@ -32,11 +32,12 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from deploy.infra.paths import var_dir
 from deploy.sinks.files import BatchWriter
+from deploy.sinks.ports import SMTP_SINK_PORT
 from deploy.sinks.receipts import ReceiptLog, counting_repeats
 
 log = logging.getLogger("orchard.smtp_sink")
 
-DEFAULT_PORT = 1025
+DEFAULT_PORT = SMTP_SINK_PORT
 _HEADERS = BytesHeaderParser(policy=compat32)
 
 
