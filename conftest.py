@@ -12,6 +12,7 @@ real database. Nothing starts unless a test asks for it, so unit tests stay inst
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -32,6 +33,10 @@ from deploy.testing import (
     start_postgres,
     stop_all,
 )
+
+# The services the tests start are in development mode (DESIGN.md §5): elsewhere they refuse to start
+# with the development keys. Tests of that refusal clear it for their own process.
+os.environ.setdefault("ORCHARD_ENV", "dev")
 
 
 @pytest.fixture(scope="session")

@@ -125,6 +125,7 @@ def running_sinks(base: Path) -> Iterator[Sinks]:
     smtp_port, provider_port = free_port(), free_port()
     env = {
         **os.environ,
+        "ORCHARD_ENV": "dev",  # the bench runs with the development keys
         "ORCHARD_SMTP_SINK_PORT": str(smtp_port),
         "ORCHARD_MAIL_DIR": str(base / "mail"),
         "ORCHARD_PROVIDER_PORT": str(provider_port),

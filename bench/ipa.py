@@ -133,6 +133,7 @@ async def copy_baseline(infra: Infra, csv_path: Path) -> float:
 def start_service(infra: Infra, dsn: str, schema: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        "ORCHARD_ENV": "dev",  # the bench runs with the development keys
         "ORCHARD_SERVICE": "order",
         "ORCHARD_HTTP_PORT": str(port),
         "DATABASE_URL": dsn,

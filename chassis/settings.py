@@ -7,6 +7,9 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from chassis.production import DEV, secret_refusals, secret_setting
+from contracts.registry import DLQ_RETENTION_MS
+
 SERVICE_PORTS: dict[str, int] = {
     "order": 8101,
     "voucher": 8102,
@@ -18,6 +21,7 @@ SERVICE_PORTS: dict[str, int] = {
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_JWT_SECRET = "orchard-local-dev-secret-change-me-in-production"
+_DAY_MS = 24 * 60 * 60 * 1000
 
 
 class Settings(BaseSettings):
@@ -41,7 +45,9 @@ class Settings(BaseSettings):
     frozen mid-transaction (SIGSTOP, a stalled VM) would otherwise keep its row and inbox locks, and
     every replica wanting them waits until it wakes."""
 
-    jwt_secret: SecretStr = Field(default=SecretStr(DEV_JWT_SECRET), alias="ORCHARD_JWT_SECRET")
+    env: str = Field(default="production", alias="ORCHARD_ENV")
+    """Only `dev` is development (`orchard up` sets it): elsewhere the secrets must be set (DESIGN.md §5)."""
+    jwt_secret: SecretStr = secret_setting(DEV_JWT_SECRET, "ORCHARD_JWT_SECRET")
     jwt_issuer: str = Field(default="orchard-local", alias="ORCHARD_JWT_ISSUER")
 
     http_max_body_bytes: int = Field(default=2**20, ge=0, alias="ORCHARD_HTTP_MAX_BODY_BYTES")
@@ -59,10 +65,37 @@ class Settings(BaseSettings):
     consumer_fetch_min_bytes: int = Field(default=1, ge=1, alias="ORCHARD_CONSUMER_FETCH_MIN_BYTES")
     outbox_batch_size: int = Field(default=500, alias="ORCHARD_OUTBOX_BATCH_SIZE")
     outbox_poll_interval_s: float = Field(default=1.0, alias="ORCHARD_OUTBOX_POLL_INTERVAL")
-    inbox_retention_days: int = Field(default=14, alias="ORCHARD_INBOX_RETENTION_DAYS")
+    inbox_retention_days: int = Field(default=40, ge=1, alias="ORCHARD_INBOX_RETENTION_DAYS")
+    """Handled event ids are remembered this long. At least as long as dead letters are kept
+    (`DLQ_RETENTION_MS`, 30 days), or a letter replayed after its inbox row was purged is handled twice;
+    checked at start. The margin covers Kafka deleting whole log segments: a letter can outlive
+    `retention.ms` by up to the topic's `segment.ms` (a week by default)."""
     shutdown_grace_s: float = Field(default=20.0, alias="ORCHARD_SHUTDOWN_GRACE")
 
     var_dir: Path = Field(default=REPO_ROOT / "var", alias="ORCHARD_VAR_DIR")
+
+    def startup_refusals(self) -> list[str]:
+        """Why these settings are unsafe to run with, one line per problem (empty: start)."""
+        refusals = []
+        if self.inbox_retention_days * _DAY_MS < DLQ_RETENTION_MS:
+            refusals.append(
+                f"ORCHARD_INBOX_RETENTION_DAYS={self.inbox_retention_days} is shorter than the dead-letter "
+                f"retention DLQ_RETENTION_MS={DLQ_RETENTION_MS} ({DLQ_RETENTION_MS // _DAY_MS} days, "
+                "contracts/registry.py): a dead letter replayed after its inbox row is purged would be "
+                "handled twice"
+            )
+        if not self.is_dev:
+            refusals += secret_refusals(self)
+            refusals += self.production_refusals()
+        return refusals
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env.strip().lower() == DEV
+
+    def production_refusals(self) -> list[str]:
+        """A service's own reasons not to run outside development (besides its secrets)."""
+        return []
 
     @property
     def schema_name(self) -> str:

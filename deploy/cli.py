@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from chassis.production import DEV
 from deploy.infra.errors import InfraError
 
 if TYPE_CHECKING:
@@ -59,7 +60,8 @@ def one_line_errors(command: _Command) -> _Command:
             if os.environ.get("ORCHARD_DEBUG"):
                 raise
             message = str(error) if isinstance(error, InfraError) else f"{type(error).__name__}: {error}"
-            err.print(f"[red]orchard:[/red] {' '.join(message.split())}")
+            for line in getattr(error, "lines", None) or [message]:
+                err.print(f"[red]orchard:[/red] {' '.join(line.split())}")
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -115,6 +117,8 @@ def up(
         where = f"{spec.base_url}/docs" if spec.ready_path else f"127.0.0.1:{spec.port}"
         out.print(f"  {spec.name:<10} {where}")
     out.print(f"  Logs       {config.log_dir}")
+    if not config.is_dev:
+        return  # demo data and a dev token are development conveniences
     try:
         token = _issue_token("admin", "dev-admin")
     except ImportError:
@@ -185,7 +189,10 @@ def token(
         str | None, typer.Option(help="Subject: member id, partner id, user id (default dev-<role>)")
     ] = None,
 ) -> None:
-    """Print a dev JWT signed with the local secret."""
+    """Print a dev JWT signed with the local secret (development mode only)."""
+    mode = os.environ.get("ORCHARD_ENV") or DEV
+    if mode.strip().lower() != DEV:
+        raise InfraError(f"orchard token mints development tokens only; ORCHARD_ENV is {mode!r}, not 'dev'")
     out.print(_issue_token(role, sub or f"dev-{role}"), soft_wrap=True)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import os
 import secrets
@@ -22,7 +23,8 @@ from typing import Any
 import asyncpg
 import httpx
 
-from deploy.infra.errors import InfraError
+from chassis.production import DEV
+from deploy.infra.errors import InfraError, StartRefused
 from deploy.infra.kafka import KafkaBroker, java_executable, live_broker_count
 from deploy.infra.net import LOCALHOST, ensure_port_free, port_is_open
 from deploy.infra.paths import REPO_ROOT, var_dir
@@ -78,6 +80,14 @@ class StackConfig:
     """The local sinks to run and their ports (LOCAL_SINKS); none unless named here."""
     ready_timeout_s: float = 90.0
     stop_grace_s: float = 25.0
+    env: str = DEV
+    """ORCHARD_ENV of the services: `dev` (the default of `orchard up`) runs with development keys and
+    the local sinks; any other mode needs every secret set and starts no sink."""
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env.strip().lower() == DEV
+
     """A service drains for up to ORCHARD_SHUTDOWN_GRACE (20 s by default) after SIGTERM; then SIGKILL."""
 
     @classmethod
@@ -93,6 +103,7 @@ class StackConfig:
             external_kafka=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
             external_database=env.get("DATABASE_URL") or None,
             service_ports=dict(SERVICE_PORTS),
+            env=env.get("ORCHARD_ENV") or DEV,
             replica_ports=default_replica_ports(SERVICE_PORTS, int(env.get("ORCHARD_REPLICAS", "1"))),
             sink_ports={
                 name: int(env.get(f"ORCHARD_{name.upper().replace('-', '_')}_PORT", str(port)))
@@ -170,8 +181,9 @@ def service_specs(config: StackConfig, database_urls: Mapping[str, str]) -> list
                 "DATABASE_URL": database_urls.get(name, ""),
                 "ORCHARD_DB_SCHEMA": name,
                 "ORCHARD_VAR_DIR": str(config.var_dir),
+                "ORCHARD_ENV": config.env,
             }
-            if name == "delivery":
+            if name == "delivery" and config.is_dev:
                 env.update(sink_endpoints(config))
             module = config.service_module.format(name=name)
             process = replica_name(name, number)
@@ -182,8 +194,8 @@ def service_specs(config: StackConfig, database_urls: Mapping[str, str]) -> list
 def managed_processes(
     config: StackConfig, database_urls: Mapping[str, str] | None = None
 ) -> list[ProcessSpec]:
-    """The services and the local sinks, in start order."""
-    sinks = [spec for make in LOCAL_SINKS if (spec := make(config)) is not None]
+    """The services and, in development, the local sinks, in start order."""
+    sinks = [spec for make in LOCAL_SINKS if config.is_dev and (spec := make(config)) is not None]
     return [*service_specs(config, database_urls or {}), *sinks]
 
 
@@ -207,6 +219,8 @@ def up(config: StackConfig, *, on_step: Callable[[str], None] = lambda _: None) 
     report = UpReport()
     kafka = None if config.external_kafka else config.kafka()
     postgres = None if config.external_database else config.postgres()
+    if not config.is_dev and (refusals := production_refusals(config)):
+        raise StartRefused(refusals)
     _preflight(config, kafka, postgres)
 
     # Launch both servers before waiting for either: Postgres is ready long before the JVM.
@@ -259,6 +273,25 @@ def init_external(config: StackConfig, env: Mapping[str, str]) -> tuple[dict[str
     database_urls = asyncio.run(_provision(config, config.external_database, passwords))
     created = asyncio.run(ensure_kafka_topics(config.external_kafka, registry_topics()))
     return database_urls, created
+
+
+def production_refusals(config: StackConfig) -> list[str]:
+    """Outside development: every service's reasons not to start (DESIGN.md §5), one line per setting,
+    each naming the services it applies to. Read from this process's environment, which the services
+    inherit."""
+    from chassis.settings import Settings
+
+    by_line: dict[str, list[str]] = {}
+    for name in config.service_ports:
+        module = importlib.import_module(f"{config.service_module.format(name=name)}.settings")
+        [settings_class] = [
+            value
+            for value in vars(module).values()
+            if isinstance(value, type) and issubclass(value, Settings) and value.__module__ == module.__name__
+        ]
+        for line in settings_class(ORCHARD_ENV=config.env).startup_refusals():
+            by_line.setdefault(line, []).append(name)
+    return [f"{', '.join(names)}: {line}" for line, names in by_line.items()]
 
 
 def _preflight(config: StackConfig, kafka: KafkaBroker | None, postgres: PostgresServer | None) -> None:

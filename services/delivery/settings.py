@@ -10,10 +10,14 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
+from chassis.production import https_refusal, secret_setting
 from chassis.settings import Settings
 from contracts.values import Channel
 
 _DEV_CODE_KEY = base64.urlsafe_b64encode(hashlib.sha256(b"orchard-local-dev-delivery-code-key").digest())
+
+
+_DEV_PROVIDER_TOKEN = "local-token"
 
 
 def _csv(value: str) -> frozenset[str]:
@@ -39,12 +43,12 @@ class DeliverySettings(Settings):
 
     sms_base_url: str = Field(default="http://127.0.0.1:8190", alias="ORCHARD_SMS_BASE_URL")
     sms_account_sid: str = Field(default="ACorchardlocal", alias="ORCHARD_SMS_ACCOUNT_SID")
-    sms_auth_token: SecretStr = Field(default=SecretStr("local-token"), alias="ORCHARD_SMS_AUTH_TOKEN")
+    sms_auth_token: SecretStr = Field(default=SecretStr(_DEV_PROVIDER_TOKEN), alias="ORCHARD_SMS_AUTH_TOKEN")
     sms_from: str = Field(default="+15550100001", alias="ORCHARD_SMS_FROM")
     whatsapp_base_url: str = Field(default="http://127.0.0.1:8190", alias="ORCHARD_WHATSAPP_BASE_URL")
     whatsapp_account_sid: str = Field(default="ACorchardlocal", alias="ORCHARD_WHATSAPP_ACCOUNT_SID")
     whatsapp_auth_token: SecretStr = Field(
-        default=SecretStr("local-token"), alias="ORCHARD_WHATSAPP_AUTH_TOKEN"
+        default=SecretStr(_DEV_PROVIDER_TOKEN), alias="ORCHARD_WHATSAPP_AUTH_TOKEN"
     )
     whatsapp_from: str = Field(default="+15550100002", alias="ORCHARD_WHATSAPP_FROM")
     provider_timeout_s: float = Field(default=10.0, alias="ORCHARD_PROVIDER_TIMEOUT")
@@ -75,7 +79,7 @@ class DeliverySettings(Settings):
     recovery_interval_s: float = Field(default=10.0, gt=0, alias="ORCHARD_DELIVERY_RECOVERY_INTERVAL")
     fallback_default: bool = Field(default=False, alias="ORCHARD_DELIVERY_FALLBACK_DEFAULT")
 
-    code_key: SecretStr = Field(default=SecretStr(_DEV_CODE_KEY.decode()), alias="ORCHARD_DELIVERY_CODE_KEY")
+    code_key: SecretStr = secret_setting(_DEV_CODE_KEY.decode(), "ORCHARD_DELIVERY_CODE_KEY")
     code_retention_days: int = Field(default=30, ge=0, alias="ORCHARD_DELIVERY_CODE_RETENTION_DAYS")
     templates_dir: Path | None = Field(default=None, alias="ORCHARD_DELIVERY_TEMPLATES_DIR")
 
@@ -90,6 +94,28 @@ class DeliverySettings(Settings):
     )
     notify_interval_s: float = Field(default=5.0, gt=0, alias="ORCHARD_NOTIFY_INTERVAL")
     notify_burst_threshold: int = Field(default=5, ge=1, alias="ORCHARD_NOTIFY_BURST_THRESHOLD")
+
+    def production_refusals(self) -> list[str]:
+        """Outside development, messages leave only over TLS."""
+        refusals = []
+        if not (self.smtp_starttls or self.smtp_implicit_tls):
+            refusals.append(
+                f"ORCHARD_SMTP_STARTTLS / ORCHARD_SMTP_TLS: {self.smtp_host}:{self.smtp_port} would be "
+                "reached without TLS; set one of them"
+            )
+        # A channel with no workers sends nothing, so it needs no provider account.
+        for name, workers, url, token in (
+            ("SMS", self.sms_workers, self.sms_base_url, self.sms_auth_token),
+            ("WHATSAPP", self.whatsapp_workers, self.whatsapp_base_url, self.whatsapp_auth_token),
+        ):
+            if workers == 0:
+                continue
+            refusals += https_refusal(f"ORCHARD_{name}_BASE_URL", url)
+            if token.get_secret_value() in {"", _DEV_PROVIDER_TOKEN}:
+                refusals.append(
+                    f"ORCHARD_{name}_AUTH_TOKEN is not set (or set ORCHARD_{name}_WORKERS=0 to send none)"
+                )
+        return refusals
 
     def workers(self, channel: Channel) -> int:
         return {Channel.EMAIL: self.email_workers, Channel.SMS: self.sms_workers}.get(
