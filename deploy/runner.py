@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import httpx
@@ -38,6 +38,9 @@ from deploy.sinks.processes import (
     fake_provider_process,
     smtp_sink_process,
 )
+
+if TYPE_CHECKING:
+    from chassis.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -275,20 +278,26 @@ def init_external(config: StackConfig, env: Mapping[str, str]) -> tuple[dict[str
     return database_urls, created
 
 
+def service_settings_class(package: str) -> type[Settings]:
+    """The settings class a service package (`services.voucher`) declares in its `settings` module."""
+    from chassis.settings import Settings
+
+    module = importlib.import_module(f"{package}.settings")
+    [found] = [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type) and issubclass(value, Settings) and value.__module__ == module.__name__
+    ]
+    return found
+
+
 def production_refusals(config: StackConfig) -> list[str]:
     """Outside development: every service's reasons not to start (DESIGN.md §5), one line per setting,
     each naming the services it applies to. Read from this process's environment, which the services
     inherit."""
-    from chassis.settings import Settings
-
     by_line: dict[str, list[str]] = {}
     for name in config.service_ports:
-        module = importlib.import_module(f"{config.service_module.format(name=name)}.settings")
-        [settings_class] = [
-            value
-            for value in vars(module).values()
-            if isinstance(value, type) and issubclass(value, Settings) and value.__module__ == module.__name__
-        ]
+        settings_class = service_settings_class(config.service_module.format(name=name))
         for line in settings_class(ORCHARD_ENV=config.env).startup_refusals():
             by_line.setdefault(line, []).append(name)
     return [f"{', '.join(names)}: {line}" for line, names in by_line.items()]

@@ -1,0 +1,95 @@
+"""Every service's subscriptions, pinned. A subscription's name is its consumer group and its inbox key:
+renaming one makes the service read its topic again from the start under a new group, with an inbox
+that knows none of the events. Change this table only with a migration plan for that group."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import pytest
+
+from chassis.service import ServiceSpec
+from chassis.settings import SERVICE_PORTS
+from contracts.registry import TOPICS
+from deploy.runner import service_settings_class
+
+# Where each service builds its spec (the shapes still differ; issue "one shape" will move them).
+BUILDERS = {
+    "order": "services.order.app",
+    "voucher": "services.voucher.service",
+    "delivery": "services.delivery.app",
+    "wallet": "services.wallet.service",
+    "redemption": "services.redemption.app",
+    "support": "services.support.__main__",
+}
+
+PINNED: dict[str, set[tuple[str, str]]] = {
+    "order": {
+        ("campaign.changed", "campaigns"),
+        ("delivery.failed", "delivery-failed"),
+        ("delivery.succeeded", "delivery-succeeded"),
+        ("ipa.record_submitted", "ipa-intake"),
+        ("order.cancel_requested", "cancel-requests"),
+        ("order.create_requested", "storefront-orders"),
+        ("voucher.issue_failed", "voucher-issue-failed"),
+        ("voucher.issued", "voucher-issued"),
+    },
+    "voucher": {("order.state_changed", "issuance")},
+    "delivery": {
+        ("delivery.message_requested", "delivery-messages"),
+        ("delivery.requested", "delivery-requests"),
+        ("order.state_changed", "delivery-orders"),
+        ("support.resend_requested", "delivery-resends"),
+        ("support.sla_breached", "delivery-sla"),
+        ("voucher.issued", "delivery-vouchers"),
+        ("voucher.stock_low", "delivery-stock"),
+    },
+    "wallet": {
+        ("delivery.failed", "deliveries-failed"),
+        ("delivery.succeeded", "deliveries-ok"),
+        ("ipa.record_accepted", "ipa-points"),
+        ("order.state_changed", "orders"),
+        ("redemption.recorded", "redemptions"),
+        ("support.resend_requested", "resends"),
+        ("voucher.issued", "vouchers"),
+        ("wallet.credit_requested", "credits"),
+        ("wallet.debit_requested", "debits"),
+    },
+    "redemption": {
+        ("order.state_changed", "storefront-order-state"),
+        ("voucher.redeemed", "records-voucher-redeemed"),
+        ("voucher.status_changed", "records-voucher-status"),
+        ("wallet.debit_rejected", "storefront-wallet-rejected"),
+        ("wallet.transaction_recorded", "storefront-wallet-recorded"),
+    },
+    "support": {
+        ("delivery.failed", "delivery-failed"),
+        ("delivery.succeeded", "delivery-succeeded"),
+        ("order.state_changed", "order-state"),
+        ("voucher.issued", "voucher-issued"),
+        ("wallet.transaction_recorded", "wallet-transactions"),
+    },
+}
+
+
+def _spec(service: str) -> ServiceSpec:
+    settings_class = service_settings_class(f"services.{service}")
+    built: Any = importlib.import_module(BUILDERS[service]).build_spec(settings_class())
+    return built[0] if isinstance(built, tuple) else built
+
+
+def _subscriptions(service: str) -> set[tuple[str, str]]:
+    return {(str(sub.topic), sub.name) for sub in _spec(service).subscriptions}
+
+
+@pytest.mark.parametrize("service", sorted(SERVICE_PORTS))
+def test_subscription_names_never_change(service):
+    assert _subscriptions(service) == PINNED[service]
+
+
+@pytest.mark.parametrize("service", sorted(SERVICE_PORTS))
+def test_a_service_reads_exactly_the_topics_the_registry_names_it_a_consumer_of(service):
+    registered = {str(topic.name) for topic in TOPICS if service in topic.consumers}
+
+    assert {topic for topic, _ in _subscriptions(service)} == registered
