@@ -14,6 +14,8 @@ install:
 		echo "Installing Orchard and its dev tools: pip install -e '.[dev]'"; \
 		PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install -q -e '.[dev]' && mkdir -p var && touch $(INSTALL_STAMP); \
 	fi
+	@# pyenv finds a newly installed command (`orchard`) only after a rehash of its shims.
+	@if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 
 up: install
 	@$(ORCHARD) up
