@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from chassis.production import DEV
-from deploy.infra.errors import InfraError
+from deploy.infra.errors import InfraError, StartRefused
 
 if TYPE_CHECKING:
     from deploy.runner import StackConfig
@@ -213,12 +213,16 @@ def topics(
         )
     out.print(table)
     if create:
-        from deploy.infra.topics import ensure_kafka_topics
-        from deploy.runner import registry_topics
+        from deploy.replication import Replication
+        from deploy.runner import StackConfig, create_registry_topics
 
         _quiet_client_logs()
-        bootstrap = _bootstrap()
-        created = asyncio.run(ensure_kafka_topics(bootstrap, registry_topics()))
+        config = StackConfig.from_env()
+        replication = Replication.from_env(os.environ, dev=config.is_dev)
+        if refusals := replication.refusals(dev=config.is_dev):
+            raise StartRefused(refusals)
+        bootstrap = config.bootstrap_servers
+        created = asyncio.run(create_registry_topics(bootstrap, replication))
         out.print(f"Created {len(created)} topic(s) on {bootstrap}." if created else "All topics exist.")
 
 

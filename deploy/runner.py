@@ -31,6 +31,7 @@ from deploy.infra.paths import REPO_ROOT, var_dir
 from deploy.infra.postgres import DEFAULT_DATABASE, PostgresServer, provision_database, provision_service
 from deploy.infra.process import pid_alive, read_pid_file, spawn, stop_processes, write_pid_file
 from deploy.infra.topics import ensure_kafka_topics
+from deploy.replication import Replication
 from deploy.sinks.processes import (
     DEFAULT_SINK_PORTS,
     FAKE_PROVIDER,
@@ -222,7 +223,8 @@ def up(config: StackConfig, *, on_step: Callable[[str], None] = lambda _: None) 
     report = UpReport()
     kafka = None if config.external_kafka else config.kafka()
     postgres = None if config.external_database else config.postgres()
-    if not config.is_dev and (refusals := production_refusals(config)):
+    replication = Replication.from_env(os.environ, dev=config.is_dev)
+    if not config.is_dev and (refusals := production_refusals(config) + replication.refusals(dev=False)):
         raise StartRefused(refusals)
     _preflight(config, kafka, postgres)
 
@@ -245,7 +247,7 @@ def up(config: StackConfig, *, on_step: Callable[[str], None] = lambda _: None) 
         # After a kill -9 the broker first rescans its logs: show how far it got instead of timing out.
         kafka.wait_ready(on_progress=lambda line: on_step(f"kafka: {line}"))
     on_step("creating topics")
-    report.created_topics = asyncio.run(ensure_kafka_topics(config.bootstrap_servers, registry_topics()))
+    report.created_topics = asyncio.run(create_registry_topics(config.bootstrap_servers, replication))
 
     report.processes = managed_processes(config, database_urls)
     pending = []
@@ -271,10 +273,15 @@ def init_external(config: StackConfig, env: Mapping[str, str]) -> tuple[dict[str
 
     if not config.external_database or not config.external_kafka:
         raise InfraError("orchard init needs DATABASE_URL (an admin DSN) and KAFKA_BOOTSTRAP_SERVERS")
+    # Unlike `orchard up`, init serves deployments: production unless ORCHARD_ENV says dev.
+    dev = (env.get("ORCHARD_ENV") or "production").strip().lower() == DEV
+    replication = Replication.from_env(env, dev=dev)
+    if refusals := replication.refusals(dev=dev):
+        raise StartRefused(refusals)
     by_service = role_passwords(env, config.service_ports)
     passwords = {service_role(service): password for service, password in by_service.items()}
     database_urls = asyncio.run(_provision(config, config.external_database, passwords))
-    created = asyncio.run(ensure_kafka_topics(config.external_kafka, registry_topics()))
+    created = asyncio.run(create_registry_topics(config.external_kafka, replication))
     return database_urls, created
 
 
@@ -316,6 +323,16 @@ def _preflight(config: StackConfig, kafka: KafkaBroker | None, postgres: Postgre
             ensure_port_free(spec.port, spec.purpose)
     if kafka is not None:
         kafka.ensure_jars()
+
+
+async def create_registry_topics(bootstrap: str, replication: Replication) -> list[str]:
+    """The registry's topics and their `.dlq` twins, with the replication asked for; returns those created."""
+    return await ensure_kafka_topics(
+        bootstrap,
+        registry_topics(),
+        replication_factor=replication.factor,
+        min_insync_replicas=replication.min_insync,
+    )
 
 
 def registry_topics() -> list[Any]:

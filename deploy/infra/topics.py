@@ -11,6 +11,7 @@ from typing import Protocol
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError, for_code
 
+from contracts.registry import DLQ_RETENTION_MS
 from deploy.infra.errors import InfraError
 
 DLQ_SUFFIX = ".dlq"
@@ -63,14 +64,17 @@ def with_dlq_twins(specs: Iterable[TopicLike]) -> list[ConfiguredTopic]:
     """Each topic and its `<name>.dlq` twin with the same partitions and retention.
 
     A spec with a `kafka_config()` method (the registry's) brings its own settings, e.g. compaction.
+    The twin of a topic kept forever (compacted) keeps dead letters as long as the registry's DLQ
+    topics do: one kept forever would outlive every inbox, and services refuse to consume beside it.
     """
     topics: list[ConfiguredTopic] = []
     for spec in specs:
         retention = {"retention.ms": str(spec.retention_ms)}
         kafka_config = getattr(spec, "kafka_config", None)
         config = dict(kafka_config()) if callable(kafka_config) else retention
+        twin_ms = spec.retention_ms if spec.retention_ms >= 0 else DLQ_RETENTION_MS
         topics.append(_Topic(spec.name, spec.partitions, config))
-        topics.append(_Topic(spec.name + DLQ_SUFFIX, spec.partitions, retention))
+        topics.append(_Topic(spec.name + DLQ_SUFFIX, spec.partitions, {"retention.ms": str(twin_ms)}))
     return topics
 
 
@@ -83,12 +87,19 @@ async def ensure_topics(bootstrap: str, specs: Iterable[TopicLike], *, wait_s: f
 
 
 async def ensure_kafka_topics(
-    bootstrap: str, topics: Iterable[ConfiguredTopic], *, replication_factor: int = 1, wait_s: float = 30
+    bootstrap: str,
+    topics: Iterable[ConfiguredTopic],
+    *,
+    replication_factor: int = 1,
+    min_insync_replicas: int | None = None,
+    wait_s: float = 30,
 ) -> list[str]:
     """Create exactly these topics where missing, and wait until every new partition has a leader.
 
-    A broker that cannot be reached within `wait_s` seconds is an InfraError.
+    Each new topic gets `replication_factor` replicas and, when given, `min.insync.replicas`. A broker
+    that cannot be reached within `wait_s` seconds is an InfraError.
     """
+    extra = {} if min_insync_replicas is None else {"min.insync.replicas": str(min_insync_replicas)}
     wanted = {topic.name: topic for topic in topics}
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(wait_s * 1000))
     try:
@@ -104,7 +115,7 @@ async def ensure_kafka_topics(
                 name=topic.name,
                 num_partitions=topic.partitions,
                 replication_factor=replication_factor,
-                topic_configs=dict(topic.config),
+                topic_configs={**topic.config, **extra},
             )
             for name, topic in wanted.items()
             if name not in existing
