@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import structlog
 from fastapi import APIRouter, FastAPI, params
@@ -28,6 +28,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security.utils import get_authorization_scheme_param
+from pydantic import BaseModel
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import Response
 from starlette.routing import BaseRoute
@@ -36,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chassis.auth import authenticate, requires_token
 from chassis.logging import bind_correlation, redact_text
 from chassis.metrics import EXPOSITION_CONTENT_TYPE, HTTP_LATENCY, HTTP_REQUESTS, render_metrics
-from chassis.problems import Problem, ProblemDetails, install_problem_handlers
+from chassis.problems import Problem, ProblemDetails, describe_problem_responses, install_problem_handlers
 from chassis.settings import Settings
 
 log = structlog.get_logger("chassis.http")
@@ -296,6 +297,13 @@ async def _run_check(check: ReadinessCheck, timeout_s: float) -> str:
     return "ok"
 
 
+class Readiness(BaseModel):
+    """`ready` or `unavailable`, and each check's outcome: `ok` or `failed: <why>`."""
+
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str]
+
+
 def _health_router(checks: Mapping[str, ReadinessCheck], timeout_s: float) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
@@ -306,7 +314,8 @@ def _health_router(checks: Mapping[str, ReadinessCheck], timeout_s: float) -> AP
     @router.get(
         "/health/ready",
         summary="Every dependency answers (200) or which one does not and why (503)",
-        responses={503: {"description": "At least one readiness check failed"}},
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "At least one readiness check failed"}},
     )
     async def ready() -> JSONResponse:
         names = list(checks)
@@ -318,11 +327,35 @@ def _health_router(checks: Mapping[str, ReadinessCheck], timeout_s: float) -> AP
             return JSONResponse({"status": "unavailable", "checks": outcome}, status_code=503)
         return JSONResponse({"status": "ready", "checks": outcome})
 
-    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {EXPOSITION_CONTENT_TYPE.split(";")[0]: {"schema": {"type": "string"}}}}},
+    )
     async def metrics() -> Response:
         return Response(render_metrics(), media_type=EXPOSITION_CONTENT_TYPE)
 
     return router
+
+
+# Every client error of every route is a problem body (401 and 403 from the token check, 404, 409, 413,
+# 422…): one range entry documents them all, and routes add their own codes with a description.
+PROBLEM_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    "4XX": {"model": ProblemDetails, "description": "A client error (RFC 9457 problem details)"},
+}
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Serve the OpenAPI document with every 4xx answer described as what it is: a problem body
+    (`application/problem+json`, `ProblemDetails`), also where a route names a code without a schema."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            describe_problem_responses(FastAPI.openapi(app))
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_http_app(
@@ -340,18 +373,16 @@ def create_http_app(
     each bounded by `readiness_timeout_s`. `settings` is kept on `app.state.settings` for the auth
     dependency.
     """
-    problem_responses: dict[int | str, dict[str, Any]] = {
-        422: {"model": ProblemDetails, "description": "Invalid request (RFC 9457 problem details)"},
-    }
     app = FastAPI(
         title=title,
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
-        responses=problem_responses,
+        responses=PROBLEM_RESPONSES,
     )
     app.state.settings = settings
+    _document_problems(app)
     install_problem_handlers(app)
     # Outside the problem layer, inside the request context: refusals still get ids and metrics.
     app.add_middleware(BodyGuardMiddleware, fastapi_app=app)

@@ -59,6 +59,31 @@ class ProblemDetails(BaseModel):
     errors: list[FieldErrorDetails] | None = None
 
 
+_PROBLEM_SCHEMA_REF: Final = "#/components/schemas/ProblemDetails"
+
+
+def _is_client_error(status: str) -> bool:
+    return status.upper() == "4XX" or (len(status) == 3 and status.startswith("4") and status.isdigit())
+
+
+def describe_problem_responses(document: dict[str, Any]) -> None:
+    """Describe every 4xx response of an OpenAPI document as a problem body, in place.
+
+    FastAPI files a response model under `application/json`; problems are served as
+    `application/problem+json`, and a status a route documents with a description alone gets the
+    problem schema too, so a client (or a schema-driven test) knows every error's shape.
+    """
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            if not isinstance(operation, dict):
+                continue
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if not _is_client_error(str(status)) or set(content) - {"application/json"}:
+                    continue
+                response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": _PROBLEM_SCHEMA_REF}}}
+
+
 def _status_code_name(status: int) -> str:
     try:
         return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")

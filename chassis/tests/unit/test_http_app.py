@@ -181,6 +181,21 @@ async def test_one_access_line_per_request_with_route_template_and_no_query_stri
     assert "jane" not in str(logs.lines())
 
 
+async def test_every_client_error_is_documented_as_a_problem_body() -> None:
+    async with client_for(build_app()) as client:
+        document = (await client.get("/openapi.json")).json()
+
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            client_errors = {code for code in operation["responses"] if code.upper().startswith("4")}
+            assert "4XX" in client_errors, f"{method} {path}"
+            for code in client_errors:
+                assert operation["responses"][code]["content"] == problem, f"{method} {path} {code}"
+    ready = document["paths"]["/health/ready"]["get"]["responses"]
+    assert ready["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Readiness"}
+
+
 async def test_openapi_docs_are_served() -> None:
     async with client_for(build_app()) as client:
         docs = await client.get("/docs")
