@@ -24,6 +24,7 @@ from .context import OrderContext
 from .domain import CompletedOrderCannotBeCancelled, OrderNotFound, looks_like_booking_id
 from .ipa_api import actor_of
 from .orders import Cause, cancel_order
+from .views import OrderPage, OrderSummary, OrderView, json_default
 
 READ_ROLES = (Role.ADMIN, Role.OPS, Role.SUPPORT_AGENT, Role.AUDITOR)
 CANCEL_ROLES = (Role.ADMIN, Role.OPS)
@@ -64,7 +65,7 @@ class CancelRequest(BaseModel):
 
 
 def _json(body: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(json.loads(json.dumps(body, default=str)), status_code=status)
+    return JSONResponse(json.loads(json.dumps(body, default=json_default)), status_code=status)
 
 
 def _order_ref(ref: str) -> dict[str, Any]:
@@ -103,6 +104,7 @@ def build_router(ctx: OrderContext) -> APIRouter:
         "",
         status_code=201,
         summary="Place a voucher order directly (source `api`), validated like an IPA record",
+        response_model=OrderView,
         responses={409: {"description": "The external_ref was used before"}, 422: {"description": "Invalid"}},
     )
     async def place(
@@ -141,7 +143,11 @@ def build_router(ctx: OrderContext) -> APIRouter:
         response.headers["Location"] = f"/v1/orders/{candidate.order_id}"
         return response
 
-    @router.get("", summary="Orders, filtered and sorted, with cursor pagination and the exact total")
+    @router.get(
+        "",
+        summary="Orders, filtered and sorted, with cursor pagination and the exact total",
+        response_model=OrderPage,
+    )
     async def list_orders(
         state: OrderState | None = None,
         fulfilment_status: FulfilmentStatus | None = None,
@@ -178,7 +184,9 @@ def build_router(ctx: OrderContext) -> APIRouter:
         return _json({"items": [dict(r) for r in rows], "total": total, "next_cursor": next_cursor})
 
     @router.get(
-        "/summary", summary="Exact order counts per state and fulfilment status, overall and per campaign"
+        "/summary",
+        summary="Exact order counts per state and fulfilment status, overall and per campaign",
+        response_model=OrderSummary,
     )
     async def summary(
         campaign_id: str | None = None, principal: Principal = Depends(require_roles(*READ_ROLES))
@@ -207,7 +215,11 @@ def build_router(ctx: OrderContext) -> APIRouter:
             {**overall, "campaigns": [{"campaign_id": cid, **c} for cid, c in sorted(campaigns.items())]}
         )
 
-    @router.get("/{ref}", summary="One order by order_id or booking_id, with its full timeline")
+    @router.get(
+        "/{ref}",
+        summary="One order by order_id or booking_id, with its full timeline",
+        response_model=OrderView,
+    )
     async def get_order(ref: str, principal: Principal = Depends(require_roles(*READ_ROLES))) -> JSONResponse:
         _order_ref(ref)
         async with ctx.require_pool().acquire() as conn:
@@ -219,6 +231,7 @@ def build_router(ctx: OrderContext) -> APIRouter:
     @router.post(
         "/{ref}/cancel",
         summary="Cancel a pending order (a completed one answers 409)",
+        response_model=OrderView,
         responses={409: {"description": "The order is completed"}},
     )
     async def cancel(

@@ -22,6 +22,7 @@ from .context import OrderContext
 from .csvfile import CsvFileError, CsvRecordStream, report_header, report_line
 from .uploads import MultipartFile, limited_body
 from .validation import RECORD_FIELDS, RecordError
+from .views import BatchAccepted, BatchPage, BatchProgress, json_default
 
 INTAKE_ROLES = (Role.ADMIN, Role.OPS, Role.HRIS)
 READ_ROLES = (Role.ADMIN, Role.OPS, Role.HRIS, Role.AUDITOR)
@@ -86,6 +87,7 @@ def build_router(ctx: OrderContext) -> APIRouter:
         "/batches",
         status_code=202,
         summary="Upload IPA records: CSV (multipart field `file` or a text/csv body) or JSON `records`",
+        response_model=BatchAccepted,
         responses={
             413: {"description": "Upload too large"},
             415: {"description": "Neither CSV nor JSON"},
@@ -172,7 +174,11 @@ def build_router(ctx: OrderContext) -> APIRouter:
             headers={"Location": location},
         )
 
-    @router.get("/batches", summary="The latest batches, newest first, with their progress counts")
+    @router.get(
+        "/batches",
+        summary="The latest batches, newest first, with their progress counts",
+        response_model=BatchPage,
+    )
     async def recent(
         limit: int = Query(50, ge=1, le=500), principal: Principal = Depends(require_roles(*READ_ROLES))
     ) -> JSONResponse:
@@ -180,7 +186,7 @@ def build_router(ctx: OrderContext) -> APIRouter:
             rows = await batches.recent_batches(conn, limit)
         return JSONResponse(_jsonable({"items": rows}))
 
-    @router.get("/batches/{batch_id}", summary="A batch's progress")
+    @router.get("/batches/{batch_id}", summary="A batch's progress", response_model=BatchProgress)
     async def progress(
         batch_id: uuid.UUID, principal: Principal = Depends(require_roles(*READ_ROLES))
     ) -> JSONResponse:
@@ -194,6 +200,7 @@ def build_router(ctx: OrderContext) -> APIRouter:
         "/batches/{batch_id}/errors.csv",
         summary="The rejected rows with their errors, as CSV ready to fix and upload again",
         response_class=StreamingResponse,
+        responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
     )
     async def errors_csv(
         batch_id: uuid.UUID, principal: Principal = Depends(require_roles(*INTAKE_ROLES))
@@ -275,5 +282,5 @@ async def _store_json(body: AsyncIterator[bytes], writer: RowWriter) -> None:
 
 
 def _jsonable(body: dict[str, Any]) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(json.dumps(body, default=str))
+    document: dict[str, Any] = json.loads(json.dumps(body, default=json_default))
     return document
