@@ -23,6 +23,15 @@ from .domain import Posting, WalletStatus, expiring_between, soon_window, upcomi
 from .ledger import Ledger
 from .member_audit import append_member_audit, list_member_audit, verify_member_audit
 from .readmodel import member_order, member_orders
+from .views import (
+    History,
+    LedgerEntryView,
+    MemberAuditPage,
+    MemberAuditVerification,
+    RevealPointer,
+    WalletStatusView,
+    WalletView,
+)
 
 for _error, _status in (
     (domain.UnknownMember, 404),
@@ -96,7 +105,7 @@ def build_router(ledger: Ledger, *, expiring_soon_days: int) -> APIRouter:
     router = APIRouter(tags=["wallet"])
     member_or_staff = require_roles(*MEMBER_OR_STAFF)
 
-    @router.get("/v1/members/{member_id}/wallet")
+    @router.get("/v1/members/{member_id}/wallet", response_model=WalletView)
     async def wallet(
         member_id: str, request: Request, principal: Principal = Depends(member_or_staff)
     ) -> dict[str, Any]:
@@ -123,7 +132,7 @@ def build_router(ledger: Ledger, *, expiring_soon_days: int) -> APIRouter:
             "expiries": [{"expires_at": e.expires_at.isoformat(), "points": str(e.points)} for e in upcoming],
         }
 
-    @router.get("/v1/members/{member_id}/history")
+    @router.get("/v1/members/{member_id}/history", response_model=History)
     async def history(
         member_id: str,
         request: Request,
@@ -152,7 +161,7 @@ def build_router(ledger: Ledger, *, expiring_soon_days: int) -> APIRouter:
             "orders": orders,
         }
 
-    @router.post("/v1/members/{member_id}/adjustments", status_code=201)
+    @router.post("/v1/members/{member_id}/adjustments", status_code=201, response_model=LedgerEntryView)
     async def adjust(
         member_id: str,
         body: AdjustmentRequest,
@@ -233,7 +242,7 @@ def build_router(ledger: Ledger, *, expiring_soon_days: int) -> APIRouter:
                 )
         return {"member_id": member_id, "status": status.value}
 
-    @router.post("/v1/members/{member_id}/freeze")
+    @router.post("/v1/members/{member_id}/freeze", response_model=WalletStatusView)
     async def freeze(
         member_id: str,
         body: StatusChange,
@@ -243,7 +252,7 @@ def build_router(ledger: Ledger, *, expiring_soon_days: int) -> APIRouter:
         """Freeze the wallet: debit requests are refused with `wallet_frozen` until it is unfrozen."""
         return await _set_status(request, member_id, principal, WalletStatus.FROZEN, body.reason)
 
-    @router.post("/v1/members/{member_id}/unfreeze")
+    @router.post("/v1/members/{member_id}/unfreeze", response_model=WalletStatusView)
     async def unfreeze(
         member_id: str,
         body: StatusChange,
@@ -252,7 +261,7 @@ def build_router(ledger: Ledger, *, expiring_soon_days: int) -> APIRouter:
     ) -> dict[str, Any]:
         return await _set_status(request, member_id, principal, WalletStatus.ACTIVE, body.reason)
 
-    @router.get("/v1/members/{member_id}/audit")
+    @router.get("/v1/members/{member_id}/audit", response_model=MemberAuditPage)
     async def audit(
         member_id: str,
         request: Request,
@@ -270,7 +279,7 @@ def build_router(ledger: Ledger, *, expiring_soon_days: int) -> APIRouter:
             "next_after_seq": entries[-1].seq if len(entries) == limit else None,
         }
 
-    @router.post("/v1/members/{member_id}/orders/{order_id}/reveal")
+    @router.post("/v1/members/{member_id}/orders/{order_id}/reveal", response_model=RevealPointer)
     async def reveal(
         member_id: str,
         order_id: uuid.UUID,
@@ -302,7 +311,7 @@ def build_router(ledger: Ledger, *, expiring_soon_days: int) -> APIRouter:
             )
         return {"order_id": str(order_id), "masked_code": order["masked_code"], "reveal": order["reveal"]}
 
-    @router.get("/v1/members/{member_id}/audit/verify")
+    @router.get("/v1/members/{member_id}/audit/verify", response_model=MemberAuditVerification)
     async def verify(
         member_id: str, request: Request, principal: Principal = Depends(member_or_staff)
     ) -> dict[str, Any]:

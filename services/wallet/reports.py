@@ -24,6 +24,8 @@ from chassis.inputs import INT64_MAX
 from chassis.spreadsheet import spreadsheet_safe
 from contracts.wallet import EntryType
 
+from .views import TransactionPage
+
 REPORT_ROLES = (Role.FINANCE, Role.ADMIN, Role.AUDITOR)
 STREAM_PREFETCH = 500
 
@@ -98,7 +100,20 @@ def _utc(moment: datetime | None) -> datetime | None:
 def build_reports_router() -> APIRouter:
     router = APIRouter(tags=["wallet reports"])
 
-    @router.get("/v1/wallet/transactions", response_model=None)
+    @router.get(
+        "/v1/wallet/transactions",
+        response_model=None,
+        responses={
+            200: {
+                "model": TransactionPage,
+                "description": "A page of JSON (`format=json`), or every matching row as CSV or JSON lines",
+                "content": {
+                    "text/csv": {"schema": {"type": "string"}},
+                    "application/x-ndjson": {"schema": {"type": "string"}},
+                },
+            }
+        },
+    )
     async def transactions(
         request: Request,
         _: Principal = Depends(require_roles(*REPORT_ROLES)),
