@@ -3,7 +3,7 @@ PYTHON ?= python
 ORCHARD := $(PYTHON) -m deploy.cli
 INSTALL_STAMP := var/.installed
 
-.PHONY: install up down status test lint bench bench-messaging schemas image
+.PHONY: install up down status test lint bench bench-messaging schemas image docs
 
 # Reinstall only when this checkout is not the installed one or pyproject.toml changed since.
 install:
@@ -53,8 +53,12 @@ bench: install
 bench-messaging: install
 	$(PYTHON) -m bench $(BENCH_ARGS)
 
-schemas:
+schemas: docs
 	$(PYTHON) -m contracts.schemagen
+
+# docs/contract.md from the topic registry, the services' routes and the CLI (a test checks it is current).
+docs:
+	$(PYTHON) -m deploy.contract_doc
 
 # The service image (deploy/Dockerfile's runtime stage, without the local-only packages). Needs Docker.
 image:

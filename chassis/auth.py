@@ -140,6 +140,8 @@ _bearer = HTTPBearer(auto_error=False, description="A JWT from `orchard token --
 # Set on every dependency `require_roles` makes, so the HTTP layer can tell, before reading a request's
 # body, that its route needs a token (see `chassis.http.BodyGuardMiddleware`).
 REQUIRES_TOKEN_ATTR: Final = "__orchard_requires_token__"
+ADMITTED_ROLES_ATTR: Final = "__orchard_admitted_roles__"
+"""The roles a `require_roles` dependency admits, for documentation and tests that read the routes."""
 
 
 def requires_token(call: object) -> bool:
@@ -185,4 +187,5 @@ def require_roles(*roles: Role | str) -> Callable[..., Awaitable[Principal]]:
         return principal
 
     setattr(authorise, REQUIRES_TOKEN_ATTR, True)
+    setattr(authorise, ADMITTED_ROLES_ATTR, frozenset(str(role) for role in admitted))
     return authorise

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import json
 import os
 import secrets
@@ -18,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 import httpx
@@ -39,9 +38,6 @@ from deploy.sinks.processes import (
     fake_provider_process,
     smtp_sink_process,
 )
-
-if TYPE_CHECKING:
-    from chassis.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -285,23 +281,12 @@ def init_external(config: StackConfig, env: Mapping[str, str]) -> tuple[dict[str
     return database_urls, created
 
 
-def service_settings_class(package: str) -> type[Settings]:
-    """The settings class a service package (`services.voucher`) declares in its `settings` module."""
-    from chassis.settings import Settings
-
-    module = importlib.import_module(f"{package}.settings")
-    [found] = [
-        value
-        for value in vars(module).values()
-        if isinstance(value, type) and issubclass(value, Settings) and value.__module__ == module.__name__
-    ]
-    return found
-
-
 def production_refusals(config: StackConfig) -> list[str]:
     """Outside development: every service's reasons not to start (DESIGN.md §5), one line per setting,
     each naming the services it applies to. Read from this process's environment, which the services
     inherit."""
+    from deploy.catalog import service_settings_class
+
     by_line: dict[str, list[str]] = {}
     for name in config.service_ports:
         settings_class = service_settings_class(config.service_module.format(name=name))

@@ -4,25 +4,11 @@ that knows none of the events. Change this table only with a migration plan for 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 import pytest
 
-from chassis.service import ServiceSpec
 from chassis.settings import SERVICE_PORTS
 from contracts.registry import TOPICS
-from deploy.runner import service_settings_class
-
-# Where each service builds its spec (the shapes still differ; issue "one shape" will move them).
-BUILDERS = {
-    "order": "services.order.app",
-    "voucher": "services.voucher.service",
-    "delivery": "services.delivery.app",
-    "wallet": "services.wallet.service",
-    "redemption": "services.redemption.app",
-    "support": "services.support.__main__",
-}
+from deploy.catalog import service_spec
 
 PINNED: dict[str, set[tuple[str, str]]] = {
     "order": {
@@ -73,14 +59,8 @@ PINNED: dict[str, set[tuple[str, str]]] = {
 }
 
 
-def _spec(service: str) -> ServiceSpec:
-    settings_class = service_settings_class(f"services.{service}")
-    built: Any = importlib.import_module(BUILDERS[service]).build_spec(settings_class())
-    return built[0] if isinstance(built, tuple) else built
-
-
 def _subscriptions(service: str) -> set[tuple[str, str]]:
-    return {(str(sub.topic), sub.name) for sub in _spec(service).subscriptions}
+    return {(str(sub.topic), sub.name) for sub in service_spec(service).subscriptions}
 
 
 @pytest.mark.parametrize("service", sorted(SERVICE_PORTS))
