@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import time
 from typing import Annotated, Any, Final
 
-from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints, WithJsonSchema
 
 INT32_MIN: Final = -(2**31)
 INT32_MAX: Final = 2**31 - 1
@@ -59,7 +59,17 @@ def _refuse_offset(value: time) -> time:
     return value
 
 
-LocalTime = Annotated[time, AfterValidator(_refuse_offset)]
+# JSON Schema's `time` format is RFC 3339's full-time, which requires an offset: these are described
+# by a pattern instead, so the document promises (and a generated request sends) what is accepted.
+LOCAL_TIME_PATTERN: Final = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?$"
+
+LocalTime = Annotated[
+    time,
+    AfterValidator(_refuse_offset),
+    WithJsonSchema(
+        {"type": "string", "pattern": LOCAL_TIME_PATTERN, "description": "HH:MM[:SS], without an offset"}
+    ),
+]
 """A wall-clock time of day read in a time zone named elsewhere; one carrying an offset is refused
 (it could not be compared with the other times of day, and the named zone decides anyway)."""
 

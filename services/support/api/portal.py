@@ -12,6 +12,7 @@ from chassis.auth import Principal, Role, require_roles
 from chassis.problems import Problem
 from services.support import portal
 from services.support.api.common import STAFF, STAFF_READ, caller_of
+from services.support.api.views import AgentAction, PortalOrder
 from services.support.context import SupportContext
 from services.support.domain.goodwill import GoodwillLimitExceeded, JustificationRequired
 
@@ -61,7 +62,9 @@ def build_router(ctx: SupportContext) -> APIRouter:
     router = APIRouter(prefix="/v1/portal", tags=["portal"])
 
     @router.get(
-        "/orders/{reference}", summary="An order by order id or booking id: state, code (masked), deliveries"
+        "/orders/{reference}",
+        summary="An order by order id or booking id: state, code (masked), deliveries",
+        response_model=PortalOrder,
     )
     async def get_order(reference: str, _: Principal = Depends(require_roles(*STAFF_READ))) -> dict[str, Any]:
         async with ctx.db.acquire() as conn:
@@ -71,6 +74,7 @@ def build_router(ctx: SupportContext) -> APIRouter:
         "/orders/{reference}/resend",
         status_code=202,
         summary="Ask delivery to send the voucher again (audited)",
+        response_model=AgentAction,
     )
     async def resend(
         reference: str,
@@ -93,6 +97,7 @@ def build_router(ctx: SupportContext) -> APIRouter:
         "/orders/{reference}/goodwill",
         status_code=202,
         summary="Credit goodwill points to the order's member, within the caller's limits (audited)",
+        response_model=AgentAction,
     )
     async def goodwill(
         reference: str,

@@ -16,6 +16,7 @@ from chassis.problems import Problem
 from contracts.support import TicketCategory, TicketPriority
 from services.support import ticket_repository as repo
 from services.support.api.common import STAFF_READ, caller_of
+from services.support.api.views import CalendarOut, PolicyOut, SlaReport
 from services.support.context import SupportContext
 from services.support.domain.sla import BusinessCalendar, SlaPolicy
 
@@ -73,12 +74,18 @@ def build_router(ctx: SupportContext) -> APIRouter:
     admin = require_roles(Role.ADMIN)
     readers = require_roles(*STAFF_READ)
 
-    @router.get("/policies", summary="SLA policies per priority (and category)")
+    @router.get(
+        "/policies", summary="SLA policies per priority (and category)", response_model=list[PolicyOut]
+    )
     async def list_policies(_: Principal = Depends(readers)) -> list[dict[str, Any]]:
         async with ctx.db.acquire() as conn:
             return [p.__dict__ for p in await repo.policies(conn)]
 
-    @router.put("/policies", summary="Create or replace the policy of a priority (and category)")
+    @router.put(
+        "/policies",
+        summary="Create or replace the policy of a priority (and category)",
+        response_model=PolicyOut,
+    )
     async def put_policy(body: PolicyBody, principal: Principal = Depends(admin)) -> dict[str, Any]:
         policy = SlaPolicy(**body.model_dump())
         async with ctx.db.acquire() as conn, conn.transaction():
@@ -123,7 +130,7 @@ def build_router(ctx: SupportContext) -> APIRouter:
                 subject_id=f"{priority}/{category}",
             )
 
-    @router.get("/calendars", summary="Business calendars")
+    @router.get("/calendars", summary="Business calendars", response_model=list[CalendarOut])
     async def list_calendars(_: Principal = Depends(readers)) -> list[dict[str, Any]]:
         async with ctx.db.acquire() as conn:
             return [
@@ -131,7 +138,11 @@ def build_router(ctx: SupportContext) -> APIRouter:
                 for c in (await repo.calendars(conn)).values()
             ]
 
-    @router.put("/calendars/{calendar_id}", summary="Create or replace a business calendar")
+    @router.put(
+        "/calendars/{calendar_id}",
+        summary="Create or replace a business calendar",
+        response_model=CalendarOut,
+    )
     async def put_calendar(
         calendar_id: Annotated[Identifier, Path()], body: CalendarBody, principal: Principal = Depends(admin)
     ) -> dict[str, Any]:
@@ -159,7 +170,11 @@ def build_router(ctx: SupportContext) -> APIRouter:
             "holidays": sorted(calendar.holidays),
         }
 
-    @router.get("/report", summary="Share of tickets meeting each target per priority, category and week")
+    @router.get(
+        "/report",
+        summary="Share of tickets meeting each target per priority, category and week",
+        response_model=SlaReport,
+    )
     async def report(
         _: Principal = Depends(readers),
         since: date | None = Query(default=None, alias="from", description="tickets opened on or after"),

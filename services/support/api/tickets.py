@@ -19,6 +19,7 @@ from services.support import portal_repository as orders
 from services.support import ticket_repository as repo
 from services.support import tickets
 from services.support.api.common import STAFF, STAFF_READ, caller_of, ticket_view
+from services.support.api.views import TicketDetail, TicketOut, TicketPage
 from services.support.context import SupportContext
 from services.support.domain.tickets import ACTIVE_STATES, TicketQueue, TicketState
 
@@ -88,7 +89,10 @@ def build_router(ctx: SupportContext) -> APIRouter:
         return [ticket_view(v) for v in await tickets.views(conn, ctx, rows)]
 
     @router.post(
-        "", status_code=201, summary="Open a ticket (members for themselves, agents on a member's behalf)"
+        "",
+        status_code=201,
+        summary="Open a ticket (members for themselves, agents on a member's behalf)",
+        response_model=TicketOut,
     )
     async def open_ticket(body: TicketCreate, principal: Principal = Depends(writers)) -> dict[str, Any]:
         caller = caller_of(principal)
@@ -145,7 +149,9 @@ def build_router(ctx: SupportContext) -> APIRouter:
             assert ticket is not None
             return (await _views(conn, [ticket]))[0]
 
-    @router.get("", summary="List tickets with their SLA status (members: their own)")
+    @router.get(
+        "", summary="List tickets with their SLA status (members: their own)", response_model=TicketPage
+    )
     async def list_tickets(
         principal: Principal = Depends(anyone),
         state: Annotated[list[TicketState] | None, Query()] = None,
@@ -192,7 +198,9 @@ def build_router(ctx: SupportContext) -> APIRouter:
         next_cursor = _cursor(rows[-1], by_sla_due=sort is TicketSort.SLA_DUE) if more else None
         return {"items": items, "next_cursor": next_cursor}
 
-    @router.get("/{ticket_id}", summary="A ticket with its SLA status and timeline")
+    @router.get(
+        "/{ticket_id}", summary="A ticket with its SLA status and timeline", response_model=TicketDetail
+    )
     async def get_ticket(ticket_id: str, principal: Principal = Depends(anyone)) -> dict[str, Any]:
         caller = caller_of(principal)
         async with ctx.db.acquire() as conn:
@@ -202,7 +210,9 @@ def build_router(ctx: SupportContext) -> APIRouter:
         return view
 
     @router.post(
-        "/{ticket_id}/transitions", summary="Move a ticket (reopen: to `open`); 409 when not allowed"
+        "/{ticket_id}/transitions",
+        summary="Move a ticket (reopen: to `open`); 409 when not allowed",
+        response_model=TicketOut,
     )
     async def move(
         ticket_id: str, body: TransitionRequest, principal: Principal = Depends(writers)
@@ -213,7 +223,9 @@ def build_router(ctx: SupportContext) -> APIRouter:
             )
             return (await _views(conn, [ticket]))[0]
 
-    @router.post("/{ticket_id}/comments", status_code=201, summary="Comment on a ticket")
+    @router.post(
+        "/{ticket_id}/comments", status_code=201, summary="Comment on a ticket", response_model=TicketOut
+    )
     async def comment(
         ticket_id: str, body: CommentRequest, principal: Principal = Depends(writers)
     ) -> dict[str, Any]:
@@ -223,7 +235,11 @@ def build_router(ctx: SupportContext) -> APIRouter:
             )
             return (await _views(conn, [ticket]))[0]
 
-    @router.patch("/{ticket_id}", summary="Assign, re-prioritise (re-applies the SLA policy) or move queue")
+    @router.patch(
+        "/{ticket_id}",
+        summary="Assign, re-prioritise (re-applies the SLA policy) or move queue",
+        response_model=TicketOut,
+    )
     async def update(
         ticket_id: str, body: TicketUpdate, principal: Principal = Depends(require_roles(*STAFF))
     ) -> dict[str, Any]:
