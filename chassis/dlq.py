@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from .consumer import DLQ_HEADER_PREFIX, REPLAY_TARGET_HEADER
 from .topic_reader import open_topic
@@ -171,3 +172,38 @@ async def replay_dead_letters(
         cursor = f"orchard.dlq-replay.{dlq_topic}" + (f".{group}" if group is not None else "")
         await _read_all(bootstrap, dlq_topic, group_id=cursor, before_commit=republish)
     return len(replayed)
+
+
+async def dlq_retention_ms(bootstrap: str, topics: Iterable[str]) -> dict[str, int]:
+    """The `retention.ms` the broker keeps each of these DLQ topics by (-1: forever); topics it does not
+    have, or will not describe, are left out."""
+    names = sorted(set(topics))
+    if not names:
+        return {}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="orchard-dlq-retention")
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name, {"retention.ms": None}) for name in names]
+        )
+    finally:
+        await admin.close()
+    retention: dict[str, int] = {}
+    for response in responses:
+        for error_code, _, _, name, configs in response.resources:
+            value = next((v for k, v, *_ in configs if k == "retention.ms"), None)
+            if error_code == 0 and value is not None:
+                retention[name] = int(value)
+    return retention
+
+
+def dlq_retention_refusals(inbox_retention_days: int, retention_ms: dict[str, int]) -> list[str]:
+    """One line per DLQ topic that keeps dead letters longer than the inbox remembers handled events."""
+    inbox_ms = inbox_retention_days * 24 * 3600 * 1000
+    return [
+        f"ORCHARD_INBOX_RETENTION_DAYS={inbox_retention_days} is shorter than the broker's retention.ms="
+        f"{ms} of {topic} ({'forever' if ms < 0 else f'{ms / 86_400_000:g} days'}): a dead letter "
+        "replayed after its inbox row is purged would be handled twice"
+        for topic, ms in sorted(retention_ms.items())
+        if ms < 0 or ms > inbox_ms
+    ]

@@ -1,7 +1,9 @@
 """The service runtime: one composition of pool, migrations, consumers, relay, jobs and HTTP.
 
-Start order: logging → Postgres pool (waits for the database) → migrations → outbox relay → Kafka
-consumers → periodic jobs → HTTP. Stop order on SIGTERM (uvicorn turns it into a lifespan shutdown):
+Start order: settings checks (a service refuses to start, one line per unsafe setting) → logging →
+Postgres pool (waits for the database) → migrations → outbox relay → Kafka consumers (once Kafka
+answers, and only if the broker keeps dead letters no longer than the inbox remembers handled events)
+→ periodic jobs → HTTP. Stop order on SIGTERM (uvicorn turns it into a lifespan shutdown):
 HTTP stops accepting → jobs finish their run → consumers stop fetching and finish the batch in hand →
 the relay publishes what is pending → the pool closes.
 """
@@ -13,20 +15,23 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
 import structlog
 import uvicorn
 from aiokafka import AIOKafkaClient
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, FastAPI
 from faststream.kafka import KafkaBroker
 
 from .consumer import EventConsumer, Subscription
 from .db import apply_migrations, create_pool
+from .dlq import dlq_retention_ms, dlq_retention_refusals
 from .errors import is_transient
 from .http import create_http_app
 from .jobs import JobRunner, PeriodicJob
@@ -35,6 +40,10 @@ from .outbox import OutboxRelay
 from .settings import Settings
 
 log = structlog.get_logger(__name__)
+
+
+class StartupRefused(RuntimeError):
+    """The service must not run with these settings; each line of the message names one."""
 
 
 @dataclass
@@ -67,6 +76,9 @@ class ServiceRuntime:
         self.jobs: JobRunner | None = None
         self._kafka_probe: AIOKafkaClient | None = None
         self._broker_task: asyncio.Task[None] | None = None
+        self.refusal: StartupRefused | None = None
+        # Called when a check that needs Kafka refuses to start after start() returned: ends the process.
+        self.on_refusal: Callable[[StartupRefused], None] | None = None
 
     @property
     def dsn(self) -> str:
@@ -76,6 +88,8 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         s = self.settings
+        if refusals := s.startup_refusals():
+            raise StartupRefused("\n".join(refusals))
         self.pool = await _retry_until_up(
             "postgres",
             lambda: create_pool(
@@ -142,7 +156,31 @@ class ServiceRuntime:
         assert self.broker is not None
         if not self.spec.subscriptions:
             return
+        try:
+            await _retry_until_up("kafka", self._check_dlq_retention, attempts=None)
+        except StartupRefused as refusal:
+            self.refusal = refusal
+            for line in str(refusal).splitlines():
+                log.error("startup_refused", reason=line)
+            if self.on_refusal is not None:
+                self.on_refusal(refusal)
+            return
         await _retry_until_up("kafka", self.broker.start, attempts=None)
+
+    async def _check_dlq_retention(self) -> None:
+        """The broker's own retention of this service's DLQ topics, which may differ from the registry's."""
+        topics = {sub.dlq_topic for sub in self.spec.subscriptions}
+        try:
+            retention = await dlq_retention_ms(self.settings.kafka_bootstrap_servers, topics)
+        except KafkaError as exc:
+            if is_transient(exc):
+                raise
+            # A broker that will not describe topic configs (no DescribeConfigs right) leaves the
+            # registry's retention, checked with the settings, as the one check.
+            log.warning("dlq_retention_unchecked", error=repr(exc))
+            return
+        if refusals := dlq_retention_refusals(self.settings.inbox_retention_days, retention):
+            raise StartupRefused("\n".join(refusals))
 
     async def stop(self) -> None:
         log.info("service_stopping")
@@ -189,6 +227,8 @@ class ServiceRuntime:
                 raise
             self._kafka_probe = probe
         await self._kafka_probe.fetch_all_metadata()
+        if self.refusal is not None:
+            raise self.refusal
         if self.spec.subscriptions and (self._broker_task is None or not self._broker_task.done()):
             raise RuntimeError("consumers are still connecting")
 
@@ -235,6 +275,8 @@ async def _retry_until_up(
 def run_service(spec: ServiceSpec, settings: Settings | None = None) -> None:
     """Entry point of `python -m services.<name>`: serve until SIGTERM/SIGINT, then drain."""
     settings = settings or Settings()
+    if refusals := settings.startup_refusals():
+        _refuse_to_start(settings, refusals)
     configure_logging(settings)
     runtime = ServiceRuntime(settings, spec)
     config = uvicorn.Config(
@@ -246,12 +288,25 @@ def run_service(spec: ServiceSpec, settings: Settings | None = None) -> None:
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         lifespan="on",
     )
-    _Server(config).run()
+    server = _Server(config)
+    runtime.on_refusal = server.refuse
+    server.run()
+    if runtime.refusal is not None:
+        _refuse_to_start(settings, str(runtime.refusal).splitlines())
+
+
+def _refuse_to_start(settings: Settings, refusals: Sequence[str]) -> NoReturn:
+    for line in refusals:
+        print(f"orchard {settings.service_name}: refusing to start: {line}", file=sys.stderr)
+    raise SystemExit(1)
 
 
 class _Server(uvicorn.Server):
     """uvicorn re-raises the signal after its graceful shutdown, so the process would end "killed by
     SIGTERM"; a drained service exits 0 instead, which is what supervisors read as a clean stop."""
+
+    def refuse(self, _: StartupRefused) -> None:
+        self.should_exit = True
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -1,0 +1,54 @@
+import pytest
+
+from chassis.dlq import dlq_retention_refusals
+from chassis.service import ServiceSpec, run_service
+from chassis.settings import Settings
+from contracts.registry import DLQ_RETENTION_MS
+
+DAY_MS = 24 * 3600 * 1000
+
+
+def test_the_default_inbox_outlives_the_dead_letters_it_may_see_replayed():
+    settings = Settings()
+
+    assert settings.inbox_retention_days * DAY_MS >= DLQ_RETENTION_MS
+    assert settings.startup_refusals() == []
+
+
+def test_an_inbox_purged_before_the_dead_letters_refuses_in_one_line_naming_both_settings(monkeypatch):
+    monkeypatch.setenv("ORCHARD_INBOX_RETENTION_DAYS", "14")
+
+    [line] = Settings().startup_refusals()
+
+    assert line.startswith("ORCHARD_INBOX_RETENTION_DAYS=14 is shorter than")
+    assert "DLQ_RETENTION_MS=2592000000 (30 days" in line
+
+
+def test_an_inbox_kept_exactly_as_long_as_the_dead_letters_is_enough(monkeypatch):
+    monkeypatch.setenv("ORCHARD_INBOX_RETENTION_DAYS", str(DLQ_RETENTION_MS // DAY_MS))
+
+    assert Settings().startup_refusals() == []
+
+
+def test_a_service_with_a_short_inbox_retention_exits_before_starting_anything(monkeypatch, capsys):
+    monkeypatch.setenv("ORCHARD_INBOX_RETENTION_DAYS", "7")
+    monkeypatch.setenv("ORCHARD_SERVICE", "wallet")
+
+    with pytest.raises(SystemExit) as exit_:
+        run_service(ServiceSpec(title="never started"))
+
+    assert exit_.value.code == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("orchard wallet: refusing to start: ORCHARD_INBOX_RETENTION_DAYS=7 is shorter")
+    assert "DLQ_RETENTION_MS" in line
+
+
+def test_dlq_topics_the_broker_keeps_longer_than_the_inbox_are_each_named():
+    retention = {"a.dlq": 30 * DAY_MS, "b.dlq": 45 * DAY_MS, "c.dlq": -1}
+
+    refusals = dlq_retention_refusals(40, retention)
+
+    assert [line.split(" of ")[1].split(" ")[0] for line in refusals] == ["b.dlq", "c.dlq"]
+    assert all(line.startswith("ORCHARD_INBOX_RETENTION_DAYS=40 is shorter than") for line in refusals)
+    assert "retention.ms=3888000000 of b.dlq (45 days)" in refusals[0]
+    assert "(forever)" in refusals[1]
