@@ -110,6 +110,7 @@ from contracts.envelope import Envelope
 
 from .db import Connection, advisory_lock_key, quote_ident
 from .errors import is_transient
+from .kafka_security import client_options
 
 log = structlog.get_logger(__name__)
 
@@ -444,6 +445,7 @@ class OutboxRelay:
                 bootstrap_servers=self._bootstrap,
                 client_id=self._client_id,
                 transactional_id=f"{transactional_id}-{n}",
+                **client_options(),
                 enable_idempotence=True,
                 acks="all",
                 linger_ms=5,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from aiokafka import AIOKafkaProducer
 
 from .consumer import EventConsumer
+from .kafka_security import client_options
 from .topic_reader import open_topic
 
 if TYPE_CHECKING:
@@ -39,7 +40,9 @@ async def produce(
     bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]], headers: Any = None
 ) -> None:
     """Send raw (key, value) pairs, as an upstream system or an attacker would."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", **client_options()
+    )
     await producer.start()
     try:
         futures = [await producer.send(topic, key=k, value=v, headers=headers) for k, v in messages]

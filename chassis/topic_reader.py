@@ -11,6 +11,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from .kafka_security import client_options
+
 
 @dataclass
 class TopicSnapshot:
@@ -40,7 +42,11 @@ async def open_topic(
 ) -> AsyncIterator[TopicSnapshot]:
     """Assign all partitions of a topic; from the beginning, or from the group's committed offsets."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest"
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **client_options(),
     )
     await consumer.start()
     try:

@@ -403,6 +403,27 @@ def init() -> None:
     out.print(f"Provisioned {', '.join(database_urls)}; created {len(created)} topic(s).")
 
 
+@app.command()
+@one_line_errors
+def acls(
+    apply_them: Annotated[
+        bool, typer.Option("--apply", help="Create them on the broker (as a principal that may alter ACLs)")
+    ] = False,
+) -> None:
+    """Print the Kafka ACLs each principal needs, derived from the topic registry; --apply creates them."""
+    from chassis.kafka_security import client_options
+    from deploy.kafka_acls import apply, bindings
+
+    wanted = bindings()
+    for binding in wanted:
+        typer.echo(binding.line())
+    if apply_them:
+        _quiet_client_logs()
+        bootstrap = _bootstrap()
+        sent = asyncio.run(apply(bootstrap, wanted, **client_options()))
+        out.print(f"Created or kept {sent} ACL(s) on {bootstrap}.")
+
+
 @app.command(name="secrets")
 @one_line_errors
 def print_secrets() -> None:

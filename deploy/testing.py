@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, TypeVar
 import asyncpg
 
 from deploy.infra.errors import InfraError
-from deploy.infra.kafka import KafkaBroker
+from deploy.infra.kafka import BrokerSecurity, KafkaBroker
 from deploy.infra.net import free_port
 from deploy.infra.postgres import PostgresServer, drop_service, provision_database, provision_service
 from deploy.infra.process import pid_alive, read_pid_file, write_pid_file
+from deploy.infra.tls import issue_server_tls
 from deploy.infra.topics import TopicDef, ensure_topics
 
 if TYPE_CHECKING:
@@ -92,6 +93,20 @@ def start_kafka(base_dir: Path, *, wait: bool = True, heap_mb: int = 512) -> Kaf
         return KafkaBroker(base_dir, free_port(), free_port(), heap_mb=heap_mb, tie_to_parent=True)
 
     return _start_on_free_ports(make, wait=wait)
+
+
+def start_secure_kafka(base_dir: Path, users: Mapping[str, str], *, heap_mb: int = 512) -> KafkaBroker:
+    """A broker like `start_kafka`'s plus a SASL_SSL listener (SCRAM-SHA-512 `users`, a fresh CA in
+    `base_dir/tls`) that enforces ACLs; `admin` is a super user. See `BrokerSecurity`."""
+    tls = issue_server_tls(base_dir / "tls")
+
+    def make() -> KafkaBroker:
+        security = BrokerSecurity(sasl_port=free_port(), tls=tls, users=users)
+        return KafkaBroker(
+            base_dir / "broker", free_port(), free_port(), heap_mb=heap_mb, tie_to_parent=True, security=security
+        )
+
+    return _start_on_free_ports(make, wait=True)
 
 
 def start_postgres(base_dir: Path, *, wait: bool = True) -> PostgresServer:

@@ -15,7 +15,7 @@ import struct
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from deploy.infra.errors import InfraError
 from deploy.infra.net import LOCALHOST, ensure_port_free
 from deploy.infra.paths import KAFKA_CONFIG_DIR, kafka_libs_dir
 from deploy.infra.process import SupervisedServer, pid_alive, read_pid_file, spawn, write_pid_file
+from deploy.infra.tls import ServerTls
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +248,52 @@ class _StartupLog:
         return self.progress
 
 
+@dataclass(frozen=True)
+class BrokerSecurity:
+    """A SASL_SSL listener beside the loopback PLAINTEXT one, with SCRAM-SHA-512 users and ACLs enforced.
+
+    The PLAINTEXT and controller listeners stay on 127.0.0.1 for the node's own traffic and for setup
+    (their anonymous principal is a super user, like `admin`); clients that should be held to their
+    ACLs connect to `sasl_port` with TLS and a SCRAM user.
+    """
+
+    sasl_port: int
+    tls: ServerTls
+    users: Mapping[str, str]
+    """SCRAM-SHA-512 user name -> password, created when the storage is formatted."""
+    super_users: tuple[str, ...] = ("admin",)
+
+    def properties(self, port: int, controller_port: int) -> str:
+        listeners = (
+            f"PLAINTEXT://127.0.0.1:{port},SASL_SSL://127.0.0.1:{self.sasl_port},"
+            f"CONTROLLER://127.0.0.1:{controller_port}"
+        )
+        supers = ";".join(["User:ANONYMOUS", *(f"User:{name}" for name in self.super_users)])
+        prefix = "listener.name.sasl_ssl"
+        return "\n".join([
+            "", "# Secured listener (deploy.infra.kafka.BrokerSecurity); later keys override the ones above.",
+            f"listeners={listeners}",
+            f"advertised.listeners={listeners}",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL",
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            f"{prefix}.scram-sha-512.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            f"{prefix}.ssl.keystore.type=PKCS12",
+            f"{prefix}.ssl.keystore.location={self.tls.keystore}",
+            f"{prefix}.ssl.keystore.password={self.tls.keystore_password}",
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            f"super.users={supers}",
+            "allow.everyone.if.no.acl.found=false",
+            "",
+        ])  # fmt: skip
+
+    def scram_arguments(self) -> list[str]:
+        arguments = []
+        for name, password in self.users.items():
+            arguments += ["--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]"]
+        return arguments
+
+
 class KafkaBroker(SupervisedServer):
     """One KRaft combined node living in `base_dir` (config, data, logs and pid file)."""
 
@@ -259,7 +306,9 @@ class KafkaBroker(SupervisedServer):
         libs_dir: Path | None = None,
         heap_mb: int = 512,
         tie_to_parent: bool = False,
+        security: BrokerSecurity | None = None,
     ) -> None:
+        self.security = security
         self.base_dir = Path(base_dir).resolve()
         self.port = port
         self.controller_port = controller_port
@@ -306,7 +355,8 @@ class KafkaBroker(SupervisedServer):
         self._write_config()
         result = subprocess.run(
             [java_executable(), "-cp", f"{self.libs_dir}/*", "kafka.tools.StorageTool", "format",
-             "-t", new_cluster_id(), "-c", str(self.config_path), "--standalone", "-g"],
+             "-t", new_cluster_id(), "-c", str(self.config_path), "--standalone", "-g",
+             *(self.security.scram_arguments() if self.security else [])],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         if result.returncode != 0:
@@ -388,9 +438,12 @@ class KafkaBroker(SupervisedServer):
     def _write_config(self) -> None:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         template = string.Template(SERVER_PROPERTIES_TEMPLATE.read_text())
-        self.config_path.write_text(
-            template.substitute(port=self.port, controller_port=self.controller_port, log_dirs=self.data_dir)
+        properties = template.substitute(
+            port=self.port, controller_port=self.controller_port, log_dirs=self.data_dir
         )
+        if self.security is not None:
+            properties += self.security.properties(self.port, self.controller_port)
+        self.config_path.write_text(properties)
 
     def _log_to_read(self) -> Path:
         # JVM-level failures (bad flags, missing classes) never reach log4j's file.

@@ -11,6 +11,7 @@ from typing import Protocol
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError, for_code
 
+from chassis.kafka_security import client_options
 from contracts.registry import DLQ_RETENTION_MS
 from deploy.infra.errors import InfraError
 
@@ -101,7 +102,9 @@ async def ensure_kafka_topics(
     """
     extra = {} if min_insync_replicas is None else {"min.insync.replicas": str(min_insync_replicas)}
     wanted = {topic.name: topic for topic in topics}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(wait_s * 1000))
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(wait_s * 1000), **client_options()
+    )
     try:
         async with asyncio.timeout(wait_s):
             await admin.start()

@@ -1,0 +1,136 @@
+"""Every Kafka client speaks SASL_SSL (SCRAM) to a broker that enforces the ACLs the registry implies."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
+
+from chassis.kafka_security import KafkaSecurity
+from chassis.outbox import OutboxRelay, add_to_outbox
+from chassis.testing import produce, read_topic, wait_until
+from chassis.tests.integration.test_outbox_relay import event
+from contracts.registry import HRIS, SERVICES, TOPICS
+from deploy.infra.kafka import KafkaBroker
+from deploy.infra.topics import ensure_topics
+from deploy.kafka_acls import AclBinding, Operation, Pattern, Resource, apply, bindings, principal
+from deploy.testing import ServiceDb, start_secure_kafka, stop_all
+
+PASSWORDS = {
+    "admin": "admin-secret-0001",
+    "orchard-hris": "hris-secret-0001",
+    "orchard-voucher": "voucher-0001",
+}
+
+
+@dataclass(frozen=True)
+class SecureKafka:
+    broker: KafkaBroker
+    sasl_bootstrap: str
+    ca_file: Path
+
+    def env(self, user: str, password: str | None = None) -> dict[str, str]:
+        return {
+            "ORCHARD_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "ORCHARD_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "ORCHARD_KAFKA_SASL_USERNAME": user,
+            "ORCHARD_KAFKA_SASL_PASSWORD": password or PASSWORDS[user],
+            "ORCHARD_KAFKA_SSL_CA_FILE": str(self.ca_file),
+        }
+
+
+@pytest.fixture(scope="module")
+def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKafka]:
+    base = tmp_path_factory.mktemp("secure-kafka")
+    broker = start_secure_kafka(base, PASSWORDS)
+    try:
+        assert broker.security is not None
+        yield SecureKafka(broker, f"127.0.0.1:{broker.security.sasl_port}", broker.security.tls.ca_file)
+    finally:
+        stop_all([broker])
+
+
+@pytest.fixture
+async def secured(secure_kafka: SecureKafka, monkeypatch: pytest.MonkeyPatch) -> SecureKafka:
+    """The registry's topics created over SASL_SSL by the admin principal, and every ACL applied."""
+    for name, value in secure_kafka.env("admin").items():
+        monkeypatch.setenv(name, value)
+    await ensure_topics(secure_kafka.sasl_bootstrap, TOPICS)
+    await apply(secure_kafka.sasl_bootstrap, bindings(), **KafkaSecurity.from_env().client_options())
+    return secure_kafka
+
+
+def _as(monkeypatch: pytest.MonkeyPatch, kafka: SecureKafka, user: str, password: str | None = None) -> None:
+    for name, value in kafka.env(user, password).items():
+        monkeypatch.setenv(name, value)
+
+
+async def test_the_hris_principal_may_write_only_its_two_topics(secured, monkeypatch):
+    _as(monkeypatch, secured, "orchard-hris")
+
+    await produce(secured.sasl_bootstrap, "ipa.record_submitted", [(b"r-1", b"{}")])
+    await produce(secured.sasl_bootstrap, "order.cancel_requested", [(b"r-1", b"{}")])
+    with pytest.raises(TopicAuthorizationFailedError):
+        await produce(secured.sasl_bootstrap, "wallet.credit_requested", [(b"m-1", b"{}")])
+
+
+async def test_a_wrong_password_is_refused(secured, monkeypatch):
+    _as(monkeypatch, secured, "orchard-hris", password="not-the-password")
+
+    with pytest.raises(KafkaConnectionError):
+        await produce(secured.sasl_bootstrap, "ipa.record_submitted", [(b"r-1", b"{}")])
+
+
+async def test_the_outbox_relay_publishes_over_sasl_ssl_within_its_service_acls(
+    secured, monkeypatch, pool, service_db: ServiceDb
+):
+    # The test's schema stands in for `voucher`; its relay's transactional ids get voucher's rule.
+    relay_ids = f"orchard-relay-{service_db.schema}-"
+    extra = [
+        AclBinding(principal("voucher"), Resource.TRANSACTIONAL_ID, relay_ids, Pattern.PREFIXED, operation)
+        for operation in (Operation.WRITE, Operation.DESCRIBE)
+    ]
+    await apply(secured.sasl_bootstrap, extra, **KafkaSecurity.from_env().client_options())
+    _as(monkeypatch, secured, "orchard-voucher")
+    async with pool.acquire() as conn, conn.transaction():
+        await add_to_outbox(conn, [event("voucher.issued", "o-1", 1), event("voucher.stock_low", "c-1", 2)])
+    relay = OutboxRelay(
+        dsn=service_db.dsn, schema=service_db.schema, bootstrap_servers=secured.sasl_bootstrap
+    )
+    await relay.start()
+    try:
+
+        async def published() -> bool:
+            pending = await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            return pending == 0
+
+        await wait_until(published, what="both events published over SASL_SSL", timeout=60)
+    finally:
+        await relay.stop()
+
+    _as(monkeypatch, secured, "admin")
+    [record] = await read_topic(secured.sasl_bootstrap, "voucher.issued")
+    assert json.loads(record.value)["data"]["key"] == "o-1"
+
+
+def test_acls_follow_the_registry_and_nothing_else():
+    acls = bindings()
+    hris = {(acl.name, acl.operation) for acl in acls if acl.principal == principal(HRIS)}
+
+    assert hris == {
+        (topic, op)
+        for topic in ("ipa.record_submitted", "order.cancel_requested")
+        for op in (Operation.WRITE, Operation.DESCRIBE)
+    }
+    for service in SERVICES:
+        mine = [acl for acl in acls if acl.principal == principal(service) and acl.resource is Resource.TOPIC]
+        writes = {
+            acl.name for acl in mine if acl.operation is Operation.WRITE and not acl.name.endswith(".dlq")
+        }
+        reads = {acl.name for acl in mine if acl.operation is Operation.READ}
+        assert writes == {spec.name for spec in TOPICS if service in spec.producers}, service
+        assert reads == {spec.name for spec in TOPICS if service in spec.consumers}, service
