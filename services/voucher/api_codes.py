@@ -11,26 +11,29 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from chassis.auth import Principal, Role, require_roles
 from chassis.http import body_limit
-from chassis.problems import Problem
+from chassis.inputs import PositiveInt32
+from chassis.problems import Problem, ProblemDetails
 from contracts.values import Identifier, Text
 from contracts.vouchers import CodeStatus
 
-from . import codes, operations
+from . import codes, operations, reveal_limits
 from .api_common import actor_of, in_transaction, invalid, pool_of, serve_held_orders
 from .crypto import CodeVault
 from .csv_import import parse_codes
 from .domain import DEFAULT_ALPHABET, MAX_LENGTH, MIN_LENGTH
+from .settings import VoucherSettings
 
 OPERATORS = (Role.ADMIN, Role.OPS)
 READERS = (Role.ADMIN, Role.OPS, Role.FINANCE, Role.AUDITOR, Role.SUPPORT_AGENT)
 REVEALERS = (Role.ADMIN, Role.SUPPORT_AGENT, Role.MEMBER)
-MAX_GENERATE = 2_000_000
 MAX_IMPORT_BYTES = 64 * 2**20
 
 
 class Generate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    count: int = Field(ge=1, le=MAX_GENERATE)
+    count: PositiveInt32 = Field(
+        description="at most ORCHARD_VOUCHER_MAX_CODES_PER_REQUEST (default 1,000,000)"
+    )
     length: int = Field(default=12, ge=MIN_LENGTH, le=MAX_LENGTH)
     prefix: str = Field(default="", max_length=16)
     alphabet: str = Field(default=DEFAULT_ALPHABET, description="no look-alike characters (0/O, 1/I/L…)")
@@ -81,6 +84,16 @@ class Flag(BaseModel):
     reason: Text = Field(min_length=3)
 
 
+def too_many_codes(cap: int) -> Problem:
+    message = f"at most {cap} codes per request: split the generation into several requests"
+    return Problem(
+        422,
+        "validation_failed",
+        detail=f"Invalid request: body.count ({message})",
+        errors=[{"field": "body.count", "code": "less_than_equal", "message": message}],
+    )
+
+
 def _selection(code_ids: list[uuid.UUID], code_filter: CodeFilter | None) -> operations.Selection:
     f = code_filter or CodeFilter()
     selection = operations.Selection(code_ids=tuple(code_ids), **f.model_dump())
@@ -108,7 +121,7 @@ async def _upload(request: Request) -> bytes:
     return data
 
 
-def code_router(vault: CodeVault) -> APIRouter:
+def code_router(vault: CodeVault, settings: VoucherSettings) -> APIRouter:
     router = APIRouter(tags=["codes"])
 
     @router.post(
@@ -120,6 +133,8 @@ def code_router(vault: CodeVault) -> APIRouter:
         request: Request,
         principal: Principal = Depends(require_roles(*OPERATORS)),
     ) -> dict[str, Any]:
+        if body.count > settings.max_codes_per_request:
+            raise too_many_codes(settings.max_codes_per_request)
         pool = pool_of(request)
 
         async def work(conn: Any) -> dict[str, Any]:
@@ -133,6 +148,7 @@ def code_router(vault: CodeVault) -> APIRouter:
                 alphabet=body.alphabet,
                 test=body.test,
                 actor=actor_of(principal),
+                chunk_size=settings.generation_chunk,
             )
             await codes.refresh_stock_flag(conn, campaign_id)
             return result
@@ -176,17 +192,36 @@ def code_router(vault: CodeVault) -> APIRouter:
         async with pool_of(request).acquire() as conn:
             return await codes.status(conn, await codes.find_id(conn, vault, body.code.strip()))
 
-    @router.post("/v1/codes/{code_id}/reveal", summary="The clear code; every reveal is audited")
+    @router.post(
+        "/v1/codes/{code_id}/reveal",
+        summary="The clear code; every reveal is audited and each actor's reveals are rate-limited",
+        responses={
+            429: {"model": ProblemDetails, "description": "Too many reveals this minute (Retry-After)"}
+        },
+    )
     async def reveal(
         code_id: uuid.UUID,
         body: Reveal,
         request: Request,
         principal: Principal = Depends(require_roles(*REVEALERS)),
     ) -> dict[str, Any]:
+        pool = pool_of(request)
+        # Counted on its own, before the reveal: refused and failed attempts use up the window too.
+        async with pool.acquire() as conn:
+            wait_s = await reveal_limits.count_reveal(
+                conn, principal.sub, per_minute=settings.reveals_per_minute
+            )
+        if wait_s is not None:
+            raise Problem(
+                429,
+                "too_many_reveals",
+                detail=f"at most {settings.reveals_per_minute} reveals a minute; try again in {wait_s} s",
+                headers={"Retry-After": str(wait_s)},
+            )
         staff = principal.has_any_role((Role.ADMIN, Role.SUPPORT_AGENT))
         member_id = None if staff else principal.sub
         clear = await in_transaction(
-            pool_of(request),
+            pool,
             lambda conn: codes.reveal(
                 conn, vault, code_id, actor=actor_of(principal), reason=body.reason, member_id=member_id
             ),

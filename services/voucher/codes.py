@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -19,7 +19,13 @@ from contracts.vouchers import ExpiryKind
 from . import campaigns
 from .crypto import CodeVault
 from .csv_import import ParsedFile, RowProblem
-from .domain import DEFAULT_ALPHABET, CodeNotFound, PointsCampaignHasNoCodes, generate_codes
+from .domain import (
+    DEFAULT_ALPHABET,
+    CodeNotFound,
+    PointsCampaignHasNoCodes,
+    generate_codes,
+    validate_generation,
+)
 
 STAGING_COLUMNS = ("row_no", "lookup_hash", "secret", "key_id", "last4", "value", "own_expires_at")
 
@@ -48,60 +54,63 @@ BULK_TIMEOUT_S = 1800.0
 """A million codes take seconds, far past the pool's default command timeout on a busy machine."""
 
 
-def _sealed_rows(vault: CodeVault, new_codes: list[NewCode]) -> Iterator[tuple[Any, ...]]:
-    # A generator: COPY streams rows to the server while the next ones are being encrypted.
+StagedRow = tuple[int, bytes, bytes, str, str, Decimal, datetime | None]
+POOL_COLUMNS = (
+    "campaign_id",
+    "lookup_hash",
+    "secret",
+    "key_id",
+    "last4",
+    "source",
+    "test",
+    "value",
+    "remaining_value",
+    "own_expires_at",
+    "expires_at",
+)
+
+
+def _seal(vault: CodeVault, new_codes: list[NewCode]) -> list[StagedRow]:
+    """CPU work (HMAC and AES-GCM per code): run it in a worker thread, never on the event loop."""
+    rows: list[StagedRow] = []
     for item in new_codes:
         digest = vault.lookup_hash(item.code)
         sealed = vault.seal(item.code, digest)
-        yield (item.row, digest, sealed.secret, sealed.key_id, item.code[-4:], item.value, item.expires_at)
+        rows.append(
+            (item.row, digest, sealed.secret, sealed.key_id, item.code[-4:], item.value, item.expires_at)
+        )
+    return rows
 
 
-async def _stage(conn: Connection, vault: CodeVault, new_codes: list[NewCode]) -> None:
+async def _stage(conn: Connection, rows: list[StagedRow]) -> None:
     await conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS staged_codes (row_no int, lookup_hash bytea, secret bytea,"
         " key_id text, last4 text, value numeric(18, 4), own_expires_at timestamptz) ON COMMIT DELETE ROWS"
     )
     await conn.copy_records_to_table(
-        "staged_codes",
-        records=_sealed_rows(vault, new_codes),
-        columns=STAGING_COLUMNS,
-        timeout=BULK_TIMEOUT_S,
+        "staged_codes", records=rows, columns=STAGING_COLUMNS, timeout=BULK_TIMEOUT_S
     )
 
 
-async def _copy_into_pool(
-    conn: Connection, vault: CodeVault, campaign_id: str, new_codes: list[NewCode], *, test: bool
-) -> bool:
-    """The fast path: COPY straight into the pool. False when a code already exists anywhere (the
-    unique lookup hash refuses it); the savepoint then undoes the whole COPY and nothing is half-done."""
+def _pool_rows(campaign_id: str, rows: list[StagedRow], *, test: bool) -> list[tuple[Any, ...]]:
     # In lookup-hash order, the unique index is filled leaf by leaf instead of at random: several
-    # times faster for a million codes, and the pool's issue order stays random all the same.
-    rows = sorted(
+    # times faster for big chunks, and the pool's issue order stays random all the same.
+    return sorted(
         (
             (campaign_id, h, s, k, last4, "generated", test, value, value, exp, exp)
-            for _, h, s, k, last4, value, exp in _sealed_rows(vault, new_codes)
+            for _, h, s, k, last4, value, exp in rows
         ),
         key=lambda row: row[1],
     )
+
+
+async def _copy_into_pool(conn: Connection, pool_rows: list[tuple[Any, ...]]) -> bool:
+    """The fast path: COPY straight into the pool. False when a code already exists anywhere (the
+    unique lookup hash refuses it); the savepoint then undoes this COPY and nothing is half-done."""
     try:
         async with conn.transaction():
             await conn.copy_records_to_table(
-                "codes",
-                records=rows,
-                columns=(
-                    "campaign_id",
-                    "lookup_hash",
-                    "secret",
-                    "key_id",
-                    "last4",
-                    "source",
-                    "test",
-                    "value",
-                    "remaining_value",
-                    "own_expires_at",
-                    "expires_at",
-                ),
-                timeout=BULK_TIMEOUT_S,
+                "codes", records=pool_rows, columns=POOL_COLUMNS, timeout=BULK_TIMEOUT_S
             )
     except asyncpg.UniqueViolationError:
         return False
@@ -116,6 +125,46 @@ _INSERT_STAGED = """
     ON CONFLICT (lookup_hash) DO NOTHING
 """
 
+GENERATION_CHUNK = 20_000
+"""Codes drawn, sealed and copied at a time: memory and each stretch of work are bounded by the chunk,
+not by the request."""
+
+
+@dataclass(frozen=True)
+class _Draw:
+    campaign_id: str
+    length: int
+    prefix: str
+    alphabet: str
+    value: Decimal
+    expires_at: datetime | None
+    test: bool
+
+    def sealed(self, vault: CodeVault, count: int) -> tuple[list[StagedRow], list[tuple[Any, ...]]]:
+        batch = generate_codes(count, length=self.length, prefix=self.prefix, alphabet=self.alphabet)
+        rows = _seal(vault, [NewCode(i, code, self.value, self.expires_at) for i, code in enumerate(batch)])
+        return rows, _pool_rows(self.campaign_id, rows, test=self.test)
+
+
+async def _generate_chunk(conn: Connection, vault: CodeVault, draw: _Draw, count: int) -> int:
+    """Adds `count` new codes; returns how many rounds of drawing it took."""
+    created = 0
+    rounds = 0
+    while created < count:
+        rounds += 1
+        rows, pool_rows = await asyncio.to_thread(draw.sealed, vault, count - created)
+        if rounds == 1 and await _copy_into_pool(conn, pool_rows):
+            return rounds
+        # Some code clashed with one already stored: insert the others, draw again for the clashes.
+        del pool_rows
+        await _stage(conn, rows)
+        status = await conn.execute(
+            _INSERT_STAGED, draw.campaign_id, "generated", draw.test, timeout=BULK_TIMEOUT_S
+        )
+        created += int(status.split()[-1])
+        await conn.execute("TRUNCATE staged_codes")
+    return rounds
+
 
 async def generate(
     conn: Connection,
@@ -128,25 +177,21 @@ async def generate(
     alphabet: str = DEFAULT_ALPHABET,
     test: bool,
     actor: str,
+    chunk_size: int = GENERATION_CHUNK,
 ) -> dict[str, Any]:
-    """Adds `count` new unique codes; a rare clash with an existing code is replaced by a fresh one."""
+    """Adds `count` new unique codes; a rare clash with an existing code is replaced by a fresh one.
+
+    Work goes chunk by chunk, each drawn and sealed in a worker thread, so the event loop keeps serving
+    and memory stays that of one chunk. Every chunk is written inside the caller's transaction: the
+    pool grows by all `count` codes at commit, or by none.
+    """
     campaign = await _voucher_campaign(conn, campaign_id)
     assert campaign.face_value is not None
-    expiry = _fixed_expiry(campaign)
-    created = 0
+    validate_generation(count, length, prefix, alphabet)
+    draw = _Draw(campaign_id, length, prefix, alphabet, campaign.face_value, _fixed_expiry(campaign), test)
     rounds = 0
-    while created < count:
-        rounds += 1
-        batch = generate_codes(count - created, length=length, prefix=prefix, alphabet=alphabet)
-        new_codes = [NewCode(i, code, campaign.face_value, expiry) for i, code in enumerate(batch)]
-        if rounds == 1 and await _copy_into_pool(conn, vault, campaign_id, new_codes, test=test):
-            created = count
-            break
-        # Some code clashed with one already stored: insert the others, draw again for the clashes.
-        await _stage(conn, vault, new_codes)
-        status = await conn.execute(_INSERT_STAGED, campaign_id, "generated", test, timeout=BULK_TIMEOUT_S)
-        created += int(status.split()[-1])
-        await conn.execute("TRUNCATE staged_codes")
+    for start in range(0, count, chunk_size):
+        rounds += await _generate_chunk(conn, vault, draw, min(chunk_size, count - start))
     await append_audit(
         conn,
         actor=actor,
@@ -155,7 +200,7 @@ async def generate(
         subject_id=campaign_id,
         details={"count": count, "length": length, "prefix": prefix, "test": test, "rounds": rounds},
     )
-    return {"campaign_id": campaign_id, "generated": created, "test": test}
+    return {"campaign_id": campaign_id, "generated": count, "test": test}
 
 
 async def import_codes(
@@ -176,7 +221,7 @@ async def import_codes(
     problems = list(parsed.problems)
     imported = 0
     if new_codes:
-        await _stage(conn, vault, new_codes)
+        await _stage(conn, await asyncio.to_thread(_seal, vault, new_codes))
         inserted = await conn.fetch(
             _INSERT_STAGED + " RETURNING lookup_hash", campaign_id, "imported", False, timeout=BULK_TIMEOUT_S
         )

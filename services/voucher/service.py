@@ -9,7 +9,7 @@ from chassis.jobs import PeriodicJob
 from chassis.service import ServiceRuntime, ServiceSpec
 from contracts.topics import Topics
 
-from . import issuance, operations
+from . import issuance, operations, reveal_limits
 from .api_campaigns import campaign_router
 from .api_codes import code_router
 from .api_redemptions import redemption_router
@@ -38,6 +38,8 @@ def build_spec(settings: VoucherSettings, *, order_topic: str = Topics.ORDER_STA
     async def expire_codes() -> None:
         pool = runtimes[0].pool
         assert pool is not None
+        async with pool.acquire() as conn:
+            await reveal_limits.purge_windows(conn)
         while True:
             async with pool.acquire() as conn, conn.transaction():
                 if await operations.expire_due(conn) < 1000:
@@ -55,7 +57,7 @@ def build_spec(settings: VoucherSettings, *, order_topic: str = Topics.ORDER_STA
         title="Orchard voucher service: campaigns, code pools, issuance and partner redemption",
         migrations_dir=MIGRATIONS,
         subscriptions=[order_subscription(vault, topic=order_topic)],
-        routers=[campaign_router(vault), code_router(vault), redemption_router(vault)],
+        routers=[campaign_router(vault), code_router(vault, settings), redemption_router(vault)],
         jobs=[
             PeriodicJob("voucher-expiry", settings.expiry_interval_s, expire_codes),
             PeriodicJob("voucher-held-orders", settings.hold_interval_s, serve_held_orders),

@@ -32,3 +32,9 @@ class VoucherSettings(Settings):
     lookup_key: SecretStr = Field(default=SecretStr(DEV_LOOKUP_KEY), alias="ORCHARD_VOUCHER_LOOKUP_KEY")
     expiry_interval_s: float = Field(default=60.0, alias="ORCHARD_VOUCHER_EXPIRY_INTERVAL")
     hold_interval_s: float = Field(default=2.0, alias="ORCHARD_VOUCHER_HOLD_INTERVAL")
+    max_codes_per_request: int = Field(default=1_000_000, ge=1, alias="ORCHARD_VOUCHER_MAX_CODES_PER_REQUEST")
+    """A generation request asking for more codes is answered 422 (`body.count`): split it."""
+    generation_chunk: int = Field(default=20_000, ge=1, alias="ORCHARD_VOUCHER_GENERATION_CHUNK")
+    """Codes drawn, sealed and copied at a time; memory of a generation is that of one chunk."""
+    reveals_per_minute: int = Field(default=30, ge=1, alias="ORCHARD_VOUCHER_REVEALS_PER_MINUTE")
+    """Reveals one actor (token `sub`) may make per clock minute, counted across every replica."""
