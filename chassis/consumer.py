@@ -36,6 +36,7 @@ from contracts.envelope import ContractViolation, Envelope, EventData
 
 from .db import Connection
 from .errors import is_transient
+from .kafka_security import client_options
 
 log = structlog.get_logger(__name__)
 
@@ -365,6 +366,7 @@ class EventConsumer:
                     client_id=f"orchard-{self._service}-dlq",
                     enable_idempotence=True,
                     acks="all",
+                    **client_options(),
                 )
                 await producer.start()
                 self._dlq_producer = producer

@@ -13,6 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from .consumer import DLQ_HEADER_PREFIX, REPLAY_TARGET_HEADER
+from .kafka_security import client_options
 from .topic_reader import open_topic
 
 REPLAYED_HEADER = "x-orchard-replayed-from"
@@ -85,7 +86,7 @@ def _to_dead_letter(record: object) -> DeadLetter:
 
 
 async def dlq_topics(bootstrap: str) -> list[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options())
     await admin.start()
     try:
         return sorted(t for t in await admin.list_topics() if t.endswith(".dlq"))
@@ -147,7 +148,9 @@ async def replay_dead_letters(
             letters = [d for d in letters if d.consumer == group]
         if not letters:
             return
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", **client_options()
+        )
         await producer.start()
         try:
             pending = []
@@ -180,7 +183,9 @@ async def dlq_retention_ms(bootstrap: str, topics: Iterable[str]) -> dict[str, i
     names = sorted(set(topics))
     if not names:
         return {}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="orchard-dlq-retention")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="orchard-dlq-retention", **client_options()
+    )
     await admin.start()
     try:
         responses = await admin.describe_configs(

@@ -35,6 +35,7 @@ from .dlq import dlq_retention_ms, dlq_retention_refusals
 from .errors import is_transient
 from .http import create_http_app
 from .jobs import JobRunner, PeriodicJob
+from .kafka_security import KafkaSecurity, client_options
 from .logging import configure_logging
 from .outbox import OutboxRelay
 from .settings import Settings
@@ -116,6 +117,7 @@ class ServiceRuntime:
         self.broker = KafkaBroker(
             s.kafka_bootstrap_servers,
             client_id=f"orchard-{s.service_name}",
+            security=KafkaSecurity.from_env().faststream_security(),
             graceful_timeout=s.shutdown_grace_s,
             logger=structlog.get_logger("faststream"),
             # "Received" and "Processed" for every fetched batch of every subscription: at a steady
@@ -219,6 +221,7 @@ class ServiceRuntime:
             probe = AIOKafkaClient(
                 bootstrap_servers=self.settings.kafka_bootstrap_servers,
                 client_id=f"orchard-{self.settings.service_name}-health",
+                **client_options(),
             )
             try:
                 await probe.bootstrap()

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
+from chassis.consumer import Subscription
 from chassis.kafka_security import KafkaSecurity
 from chassis.outbox import OutboxRelay, add_to_outbox
-from chassis.testing import produce, read_topic, wait_until
+from chassis.service import ServiceRuntime, ServiceSpec
+from chassis.settings import Settings
+from chassis.testing import kafka_answers, produce, read_topic, wait_until
 from chassis.tests.integration.test_outbox_relay import event
+from contracts.envelope import Envelope, EventData
 from contracts.registry import HRIS, SERVICES, TOPICS
 from deploy.infra.kafka import KafkaBroker
 from deploy.infra.topics import ensure_topics
@@ -69,6 +75,16 @@ def _as(monkeypatch: pytest.MonkeyPatch, kafka: SecureKafka, user: str, password
         monkeypatch.setenv(name, value)
 
 
+async def _relay_of_schema_acts_as_voucher(kafka: SecureKafka, schema: str) -> None:
+    """The test's schema stands in for `voucher`: its relay's transactional ids get voucher's rule."""
+    relay_ids = f"orchard-relay-{schema}-"
+    extra = [
+        AclBinding(principal("voucher"), Resource.TRANSACTIONAL_ID, relay_ids, Pattern.PREFIXED, operation)
+        for operation in (Operation.WRITE, Operation.DESCRIBE)
+    ]
+    await apply(kafka.sasl_bootstrap, extra, **KafkaSecurity.from_env().client_options())
+
+
 async def test_the_hris_principal_may_write_only_its_two_topics(secured, monkeypatch):
     _as(monkeypatch, secured, "orchard-hris")
 
@@ -88,13 +104,7 @@ async def test_a_wrong_password_is_refused(secured, monkeypatch):
 async def test_the_outbox_relay_publishes_over_sasl_ssl_within_its_service_acls(
     secured, monkeypatch, pool, service_db: ServiceDb
 ):
-    # The test's schema stands in for `voucher`; its relay's transactional ids get voucher's rule.
-    relay_ids = f"orchard-relay-{service_db.schema}-"
-    extra = [
-        AclBinding(principal("voucher"), Resource.TRANSACTIONAL_ID, relay_ids, Pattern.PREFIXED, operation)
-        for operation in (Operation.WRITE, Operation.DESCRIBE)
-    ]
-    await apply(secured.sasl_bootstrap, extra, **KafkaSecurity.from_env().client_options())
+    await _relay_of_schema_acts_as_voucher(secured, service_db.schema)
     _as(monkeypatch, secured, "orchard-voucher")
     async with pool.acquire() as conn, conn.transaction():
         await add_to_outbox(conn, [event("voucher.issued", "o-1", 1), event("voucher.stock_low", "c-1", 2)])
@@ -134,3 +144,41 @@ def test_acls_follow_the_registry_and_nothing_else():
         reads = {acl.name for acl in mine if acl.operation is Operation.READ}
         assert writes == {spec.name for spec in TOPICS if service in spec.producers}, service
         assert reads == {spec.name for spec in TOPICS if service in spec.consumers}, service
+
+
+class Tick(EventData):
+    n: int
+
+
+async def test_a_service_runtime_consumes_over_sasl_ssl_as_its_own_principal(
+    secured, monkeypatch, service_db: ServiceDb
+):
+    await _relay_of_schema_acts_as_voucher(secured, service_db.schema)
+    _as(monkeypatch, secured, "orchard-voucher")
+    seen: list[int] = []
+
+    async def handle(conn: Any, envelope: Any) -> None:
+        seen.append(envelope.data.n)
+
+    settings = Settings(
+        ORCHARD_SERVICE="voucher",  # consumer groups orchard.voucher.*, as its ACLs allow
+        DATABASE_URL=service_db.dsn,
+        ORCHARD_DB_SCHEMA=service_db.schema,
+        KAFKA_BOOTSTRAP_SERVERS=secured.sasl_bootstrap,
+    )
+    name = f"secured-{uuid.uuid4().hex[:8]}"
+    sub = Subscription(name=name, topic="order.state_changed", payload=Tick, handle=handle)
+    runtime = ServiceRuntime(settings, ServiceSpec(title="secured consumer", subscriptions=[sub]))
+    await runtime.start()
+    try:
+        await wait_until(kafka_answers(runtime), what="the readiness probe answers over SASL_SSL")
+        _as(monkeypatch, secured, "admin")
+        envelope = Envelope.new(event_type="order.state_changed", producer="order", data=Tick(n=7))
+        await produce(secured.sasl_bootstrap, "order.state_changed", [(b"o-7", envelope.to_bytes())])
+
+        async def handled() -> bool:
+            return seen == [7]
+
+        await wait_until(handled, what="the event handled by the secured consumer", timeout=60)
+    finally:
+        await runtime.stop()
