@@ -37,15 +37,21 @@ class KafkaSecurity:
     ca_file: str | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> KafkaSecurity:
+    def read(cls, env: Mapping[str, str] | None = None) -> KafkaSecurity:
+        """The settings as given, unchecked."""
         env = os.environ if env is None else env
-        security = cls(
+        return cls(
             protocol=(env.get("ORCHARD_KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").strip().upper(),
             mechanism=(env.get("ORCHARD_KAFKA_SASL_MECHANISM") or "SCRAM-SHA-512").strip().upper(),
             username=env.get("ORCHARD_KAFKA_SASL_USERNAME") or None,
             password=env.get("ORCHARD_KAFKA_SASL_PASSWORD") or None,
             ca_file=env.get("ORCHARD_KAFKA_SSL_CA_FILE") or None,
         )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> KafkaSecurity:
+        """The settings, or a ValueError naming each one that cannot work."""
+        security = cls.read(env)
         if problems := security.problems():
             raise ValueError("; ".join(problems))
         return security
@@ -109,6 +115,19 @@ class KafkaSecurity:
         username, password = self.username or "", self.password or ""
         scram = SASLScram512 if self.mechanism == "SCRAM-SHA-512" else SASLScram256
         return scram(username, password, ssl_context=self.ssl_context(), use_ssl=self.uses_tls)
+
+
+def production_refusals(env: Mapping[str, str] | None = None) -> list[str]:
+    """Outside development Kafka is reached over TLS with a principal of its own (DESIGN.md §5): one
+    line per setting that falls short."""
+    security = KafkaSecurity.read(env)
+    refusals = security.problems()
+    if security.protocol != "SASL_SSL" and security.protocol in PROTOCOLS:
+        refusals.append(
+            f"ORCHARD_KAFKA_SECURITY_PROTOCOL={security.protocol}: outside development Kafka is reached "
+            "with SASL_SSL, so that only this service's principal can read and write what its ACLs allow"
+        )
+    return refusals
 
 
 def client_options(env: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from chassis.kafka_security import production_refusals as kafka_production_refusals
 from chassis.production import DEV, secret_refusals, secret_setting
 from contracts.registry import DLQ_RETENTION_MS
 
@@ -86,6 +87,7 @@ class Settings(BaseSettings):
             )
         if not self.is_dev:
             refusals += secret_refusals(self)
+            refusals += kafka_production_refusals()
             refusals += self.production_refusals()
         return refusals
 

@@ -35,11 +35,19 @@ class SecretSpec:
     name: str
     purpose: str
     generate: Callable[[], str]
+    in_compose: bool = True
+    """Compose runs its own single PLAINTEXT broker in development mode; Kafka principals are for
+    clusters that enforce them (deploy/k8s, `orchard acls`)."""
 
 
 def role_password_setting(service: str) -> str:
     """The environment variable holding the password of a service's database role."""
     return f"ORCHARD_DB_PASSWORD_{service.upper()}"
+
+
+def kafka_password_setting(party: str) -> str:
+    """The environment variable holding the SCRAM password of a Kafka principal `orchard-<party>`."""
+    return f"ORCHARD_KAFKA_PASSWORD_{party.upper()}"
 
 
 def secret_specs(services: Iterable[str]) -> list[SecretSpec]:
@@ -58,11 +66,21 @@ def secret_specs(services: Iterable[str]) -> list[SecretSpec]:
         SecretSpec("ORCHARD_DELIVERY_CODE_KEY", "delivery's key for codes it holds until sent", _fernet_key),
         SecretSpec("ORCHARD_REDEMPTION_OTP_KEY", "redemption's one-time code HMAC key", _key32),
     ]
+    services = list(services)
     specs += [
         SecretSpec(
             role_password_setting(service), f"the `orchard_{service}` database role's password", _password
         )
         for service in services
+    ]
+    specs += [
+        SecretSpec(
+            kafka_password_setting(party),
+            f"the Kafka principal `orchard-{party}`'s SCRAM password",
+            _password,
+            in_compose=False,
+        )
+        for party in ["admin", *services]
     ]
     return specs
 

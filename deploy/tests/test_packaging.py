@@ -9,7 +9,7 @@ import pytest
 
 from chassis.settings import SERVICE_PORTS
 from deploy.infra.paths import REPO_ROOT
-from deploy.secrets import fresh_secrets, role_password_setting, secret_specs
+from deploy.secrets import fresh_secrets, kafka_password_setting, role_password_setting, secret_specs
 
 yaml = pytest.importorskip("yaml", reason="PyYAML reads the compose file and the manifests")
 
@@ -40,7 +40,7 @@ def test_compose_runs_every_service_on_its_design_port_with_its_own_role():
 def test_compose_has_no_default_secret_and_publishes_ports_on_loopback_only():
     text = (REPO_ROOT / "docker-compose.yml").read_text()
     compose = _compose()
-    required = {spec.name for spec in secret_specs(SERVICE_PORTS)}
+    required = {spec.name for spec in secret_specs(SERVICE_PORTS) if spec.in_compose}
 
     # `${NAME:-default}` / `${NAME-default}` would start with a value from this public file.
     assert re.findall(r"\$\{[A-Za-z_]+:?-", text) == []
@@ -166,10 +166,15 @@ def test_every_kubernetes_key_comes_from_the_secret_and_each_service_reads_only_
             assert "POSTGRES_PASSWORD" not in secrets_read, name
             prefix = f"ORCHARD_{name.upper()}_"
             others = {key for key in secrets_read if key.startswith("ORCHARD_") and "_" in key[8:]}
-            assert all(
-                key.startswith(prefix) or key in {"ORCHARD_JWT_SECRET", role_password_setting(name)}
-                for key in others
-            ), (name, others)
+            own = {"ORCHARD_JWT_SECRET", role_password_setting(name), kafka_password_setting(name)}
+            assert all(key.startswith(prefix) or key in own for key in others), (name, others)
+            assert env["ORCHARD_KAFKA_SASL_USERNAME"]["value"] == f"orchard-{name}"
+            assert env["ORCHARD_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == (
+                kafka_password_setting(name)
+            )
+        references = [item.get("valueFrom", {}).get("secretKeyRef") for item in container["env"]]
+        referenced = {reference["key"] for reference in references if reference}
+        assert referenced <= secret_names, f"{name} reads a key `orchard secrets` does not draw"
     configmap = next(doc for doc in _k8s_documents() if doc["kind"] == "ConfigMap")
     assert secret_names.isdisjoint(configmap["data"])
 

@@ -27,13 +27,33 @@ DELIVERY_PRODUCTION = {
 }
 
 
+# What a production deployment sets for Kafka: SASL_SSL as the service's own principal.
+KAFKA_PRODUCTION = {
+    "ORCHARD_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "ORCHARD_KAFKA_SASL_USERNAME": "orchard-voucher",
+    "ORCHARD_KAFKA_SASL_PASSWORD": "a-kafka-password-0123456789",
+}
+
+
 @pytest.fixture
 def production(monkeypatch):
-    """This process outside development, with none of the secrets set."""
+    """This process outside development, with none of the secrets set (Kafka security is)."""
     for name in [*SECRETS, *DELIVERY_PRODUCTION]:
         monkeypatch.delenv(name, raising=False)
+    for name, value in KAFKA_PRODUCTION.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("ORCHARD_ENV", "production")
     return monkeypatch
+
+
+def test_outside_development_kafka_without_sasl_ssl_is_refused(production):
+    production.setenv("ORCHARD_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+    refused = Settings().startup_refusals()
+    production.setenv("ORCHARD_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    production.delenv("ORCHARD_KAFKA_SASL_PASSWORD")
+
+    assert [line.split(":")[0] for line in refused[1:]] == ["ORCHARD_KAFKA_SECURITY_PROTOCOL=PLAINTEXT"]
+    assert "ORCHARD_KAFKA_SASL_PASSWORD is not set (needed for SASL_SSL)" in Settings().startup_refusals()
 
 
 def test_outside_development_every_development_key_is_refused_naming_its_setting(production):
@@ -98,7 +118,7 @@ def test_the_secrets_orchard_secrets_draws_satisfy_every_service(production):
 
 def test_a_service_started_outside_development_with_development_keys_exits_saying_which(tmp_path):
     env = {key: value for key, value in os.environ.items() if key not in SECRETS and key != "ORCHARD_ENV"}
-    env |= {"ORCHARD_HTTP_PORT": str(free_port()), "ORCHARD_VAR_DIR": str(tmp_path)}
+    env |= {"ORCHARD_HTTP_PORT": str(free_port()), "ORCHARD_VAR_DIR": str(tmp_path), **KAFKA_PRODUCTION}
     # Nothing answers here: the service must stop before it connects to anything.
     env |= {"DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
 
@@ -120,7 +140,8 @@ def test_a_service_started_outside_development_with_development_keys_exits_sayin
 
 
 def test_orchard_up_outside_development_starts_nothing_and_names_each_setting_once(tmp_path):
-    env = {"ORCHARD_ENV": "production", "ORCHARD_VAR_DIR": str(tmp_path)} | {name: "" for name in SECRETS}
+    env = {"ORCHARD_ENV": "production", "ORCHARD_VAR_DIR": str(tmp_path), **KAFKA_PRODUCTION}
+    env |= {name: "" for name in SECRETS}
 
     result = orchard("up", "--no-demo", env=env)
 
