@@ -19,6 +19,7 @@ from contracts.redemption import RedemptionKind, RedemptionStatus
 from services.redemption.deps import actor, pool
 from services.redemption.exports import domain
 from services.redemption.exports import repository as repo
+from services.redemption.views import ExportOut
 
 router = APIRouter(tags=["exports"])
 
@@ -71,7 +72,7 @@ def export_view(job: repo.ExportJob) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/exports", status_code=202)
+@router.post("/v1/exports", status_code=202, response_model=ExportOut)
 async def request_export(
     body: ExportIn,
     principal: Annotated[Principal, Depends(require_roles(*EXPORT_ROLES))],
@@ -143,7 +144,7 @@ async def _visible_export(conn: Any, principal: Principal, export_id: uuid.UUID)
     return job
 
 
-@router.get("/v1/exports/{export_id}")
+@router.get("/v1/exports/{export_id}", response_model=ExportOut)
 async def get_export(
     export_id: uuid.UUID,
     principal: Annotated[Principal, Depends(require_roles(*EXPORT_ROLES))],
@@ -153,7 +154,18 @@ async def get_export(
         return export_view(await _visible_export(conn, principal, export_id))
 
 
-@router.get("/v1/exports/{export_id}/download", response_class=StreamingResponse)
+@router.get(
+    "/v1/exports/{export_id}/download",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The export as CSV or JSON lines, as it was requested",
+            "content": {
+                media.split(";")[0]: {"schema": {"type": "string"}} for media in domain.MEDIA_TYPES.values()
+            },
+        }
+    },
+)
 async def download_export(
     export_id: uuid.UUID,
     principal: Annotated[Principal, Depends(require_roles(*EXPORT_ROLES))],

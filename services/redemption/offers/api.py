@@ -29,6 +29,7 @@ from services.redemption.offers import repository as repo
 from services.redemption.records.domain import Record
 from services.redemption.records.repository import get_record, write_record
 from services.redemption.settings import PRODUCER, RedemptionSettings
+from services.redemption.views import OfferOut, OfferPage, RecordOut
 
 router = APIRouter(tags=["offers"])
 
@@ -76,7 +77,7 @@ def offer_view(offer: domain.Offer) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/offers", status_code=201)
+@router.post("/v1/offers", status_code=201, response_model=OfferOut)
 async def create_offer(
     body: OfferIn,
     principal: Annotated[Principal, Depends(require_roles(*OFFER_MANAGERS))],
@@ -122,7 +123,7 @@ async def create_offer(
     return offer_view(offer)
 
 
-@router.get("/v1/offers")
+@router.get("/v1/offers", response_model=OfferPage)
 async def list_offers(
     principal: Annotated[Principal, Depends(require_roles(*Role))],
     db: Annotated[asyncpg.Pool, Depends(pool)],
@@ -214,7 +215,7 @@ async def _check_pin(conn: Connection, cfg: RedemptionSettings, member_id: str, 
     }[outcome]
 
 
-@router.post("/v1/offers/{offer_id}/redemptions", status_code=201)
+@router.post("/v1/offers/{offer_id}/redemptions", status_code=201, response_model=RecordOut)
 async def redeem_offer(
     offer_id: str,
     body: OfferRedemptionIn,
@@ -328,7 +329,7 @@ async def fail_pending(conn: Connection, record: Record, reason: str) -> Record:
     return failed
 
 
-@router.post("/v1/offers/{offer_id}/redemptions/{record_id}/validate")
+@router.post("/v1/offers/{offer_id}/redemptions/{record_id}/validate", response_model=RecordOut)
 async def validate_code(
     offer_id: str,
     record_id: uuid.UUID,

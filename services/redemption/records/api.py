@@ -16,6 +16,7 @@ from contracts.redemption import RedemptionKind, RedemptionStatus
 from services.redemption.deps import pool
 from services.redemption.records.domain import Record
 from services.redemption.records.repository import RecordFilter, aggregate, list_records
+from services.redemption.views import RecordPage
 
 router = APIRouter(tags=["dashboards"])
 
@@ -60,7 +61,7 @@ def record_json(record: Record) -> dict[str, Any]:
     return out
 
 
-@router.get("/v1/redemption-records")
+@router.get("/v1/redemption-records", response_model=RecordPage, response_model_exclude_unset=True)
 async def redemption_records(
     principal: Annotated[Principal, Depends(require_roles(*DASHBOARD_ROLES))],
     db: Annotated[asyncpg.Pool, Depends(pool)],

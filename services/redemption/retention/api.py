@@ -13,6 +13,7 @@ from chassis.problems import Problem
 from services.redemption.deps import actor, pool, settings
 from services.redemption.retention.service import rules_from, run_retention
 from services.redemption.settings import RedemptionSettings
+from services.redemption.views import RetentionPolicy, RetentionRun
 
 router = APIRouter(tags=["retention"])
 
@@ -23,7 +24,7 @@ class RetentionRunIn(BaseModel):
     dry_run: bool = True
 
 
-@router.get("/v1/retention/policy")
+@router.get("/v1/retention/policy", response_model=RetentionPolicy)
 async def retention_policy(
     _: Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AUDITOR))],
     cfg: Annotated[RedemptionSettings, Depends(settings)],
@@ -35,7 +36,7 @@ async def retention_policy(
     }
 
 
-@router.post("/v1/retention/runs")
+@router.post("/v1/retention/runs", response_model=RetentionRun)
 async def run_retention_now(
     body: RetentionRunIn,
     principal: Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AUDITOR))],

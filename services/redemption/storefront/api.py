@@ -30,6 +30,7 @@ from services.redemption.settings import RedemptionSettings
 from services.redemption.storefront import domain
 from services.redemption.storefront import repository as repo
 from services.redemption.storefront.steps import RetryPolicy, emit, storefront_record
+from services.redemption.views import RewardOut, RewardPage, StorefrontRedemption, StorefrontRedemptionPage
 
 router = APIRouter(tags=["storefront"])
 
@@ -66,7 +67,7 @@ def reward_view(reward: repo.Reward) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/rewards", status_code=201)
+@router.post("/v1/rewards", status_code=201, response_model=RewardOut)
 async def create_reward(
     body: RewardIn,
     principal: Annotated[Principal, Depends(require_roles(*CATALOGUE_MANAGERS))],
@@ -97,7 +98,7 @@ async def create_reward(
     return reward_view(reward)
 
 
-@router.get("/v1/rewards")
+@router.get("/v1/rewards", response_model=RewardPage)
 async def list_rewards(
     principal: Annotated[Principal, Depends(require_roles(*ANYONE))],
     db: Annotated[asyncpg.Pool, Depends(pool)],
@@ -153,7 +154,7 @@ def policy_of(s: RedemptionSettings) -> RetryPolicy:
     return RetryPolicy(s.saga_retry_base_s, s.saga_retry_cap_s, s.saga_max_order_attempts)
 
 
-@router.post("/v1/storefront/redemptions", status_code=202)
+@router.post("/v1/storefront/redemptions", status_code=202, response_model=StorefrontRedemption)
 async def redeem_reward(
     body: RedemptionIn,
     response: Response,
@@ -228,7 +229,7 @@ async def redeem_reward(
         return await redemption_view(conn, stored)
 
 
-@router.get("/v1/storefront/redemptions/{redemption_id}")
+@router.get("/v1/storefront/redemptions/{redemption_id}", response_model=StorefrontRedemption)
 async def get_redemption(
     redemption_id: uuid.UUID,
     principal: Annotated[Principal, Depends(require_roles(*ANYONE))],
@@ -242,7 +243,7 @@ async def get_redemption(
         return await redemption_view(conn, row)
 
 
-@router.get("/v1/storefront/redemptions")
+@router.get("/v1/storefront/redemptions", response_model=StorefrontRedemptionPage)
 async def list_redemptions(
     principal: Annotated[Principal, Depends(require_roles(*ANYONE))],
     db: Annotated[asyncpg.Pool, Depends(pool)],
