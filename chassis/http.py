@@ -22,10 +22,11 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+import asyncpg
 import structlog
 from fastapi import APIRouter, FastAPI, params
 from fastapi.dependencies.models import Dependant
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import BaseModel
@@ -279,6 +280,31 @@ class BodyGuardMiddleware:
                 raise
         if refusal is not None and not app_started:
             await refuse_once()
+
+
+class DownloadTimedOut(Exception):
+    """A streamed download ran past its time limit and was cut off."""
+
+
+class BoundedStreamingResponse(StreamingResponse):
+    """A download that may run for `timeout_s` at most, however slow the database or the client.
+
+    Past the limit the stream is aborted and logged: the client's connection is broken off before the
+    body's end, so it sees a failed download, never a short file that looks complete. Its queries
+    should carry the same `statement_timeout`.
+    """
+
+    def __init__(self, content: Any, *, timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await super().__call__(scope, receive, send)
+        except (TimeoutError, asyncpg.QueryCanceledError):
+            log.warning("download_timed_out", route=_route_template(scope), timeout_s=self.timeout_s)
+            raise DownloadTimedOut(f"the download ran past {self.timeout_s:g} s and was cut off") from None
 
 
 def _describe_failure(error: BaseException) -> str:

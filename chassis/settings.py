@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     """A request body larger than this is answered 413 unless its route declares another limit."""
     http_max_upload_bytes: int = Field(default=50 * 2**20, ge=0, alias="ORCHARD_HTTP_MAX_UPLOAD_BYTES")
     """The limit of upload routes (multipart forms, routes marked with `chassis.http.upload_body`)."""
+    http_download_timeout_s: float = Field(default=300.0, gt=0, alias="ORCHARD_HTTP_DOWNLOAD_TIMEOUT_S")
+    """A streamed download or export is cut off after this long (and so is any one of its queries)."""
 
     log_level: str = Field(default="INFO", alias="ORCHARD_LOG_LEVEL")
     log_json: bool = Field(default=True, alias="ORCHARD_LOG_JSON")
