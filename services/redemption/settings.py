@@ -30,8 +30,29 @@ class RedemptionSettings(Settings):
     otp_ttl_s: int = Field(default=300, alias="ORCHARD_REDEMPTION_OTP_TTL")
     otp_max_attempts: int = Field(default=5, alias="ORCHARD_REDEMPTION_OTP_MAX_ATTEMPTS")
     otp_channel: str = Field(default="sms", alias="ORCHARD_REDEMPTION_OTP_CHANNEL")
-    pin_max_attempts: int = Field(default=5, alias="ORCHARD_REDEMPTION_PIN_MAX_ATTEMPTS")
-    pin_lockout_s: int = Field(default=900, alias="ORCHARD_REDEMPTION_PIN_LOCKOUT")
+    pin_max_attempts: int = Field(default=5, ge=1, alias="ORCHARD_REDEMPTION_PIN_MAX_ATTEMPTS")
+    # The first lock lasts PIN_LOCKOUT seconds, each further one twice the one before, up to the max.
+    pin_lockout_s: int = Field(default=900, ge=1, alias="ORCHARD_REDEMPTION_PIN_LOCKOUT")
+    pin_lockout_max_s: int = Field(default=7 * 86400, ge=1, alias="ORCHARD_REDEMPTION_PIN_LOCKOUT_MAX")
+    # Argon2 hashes and verifications running at once in a process (each one takes tens of MiB).
+    argon2_concurrency: int = Field(default=2, ge=1, alias="ORCHARD_REDEMPTION_ARGON2_CONCURRENCY")
+
+    # Abuse controls: per-partner and per-member limits, counted in Postgres so every replica shares them.
+    partner_validations_per_minute: int = Field(
+        default=120, ge=1, alias="ORCHARD_REDEMPTION_PARTNER_VALIDATIONS_PER_MINUTE"
+    )
+    partner_otp_sends_per_minute: int = Field(
+        default=60, ge=1, alias="ORCHARD_REDEMPTION_PARTNER_OTP_SENDS_PER_MINUTE"
+    )
+    member_otp_sends_per_hour: int = Field(
+        default=5, ge=1, alias="ORCHARD_REDEMPTION_MEMBER_OTP_SENDS_PER_HOUR"
+    )
+    # A partner's `redeemed_at` (a till that was offline) is kept only this far back, and only this far
+    # ahead (clock skew); the service's clock decides the redemption's time either way.
+    redeemed_at_max_backdate_s: int = Field(
+        default=900, ge=0, alias="ORCHARD_REDEMPTION_REDEEMED_AT_MAX_BACKDATE"
+    )
+    redeemed_at_max_ahead_s: int = Field(default=60, ge=0, alias="ORCHARD_REDEMPTION_REDEEMED_AT_MAX_AHEAD")
 
     # Exports.
     export_interval_s: float = Field(default=1.0, alias="ORCHARD_REDEMPTION_EXPORT_INTERVAL")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -24,7 +23,7 @@ from contracts.redemption import RedemptionKind, RedemptionStatus, ValidationMet
 from contracts.topics import Topics
 from contracts.values import Channel
 from services.redemption.deps import actor, pool, settings
-from services.redemption.offers import domain
+from services.redemption.offers import domain, pins, rate_limits, segments
 from services.redemption.offers import repository as repo
 from services.redemption.records.domain import Record
 from services.redemption.records.repository import get_record, write_record
@@ -32,9 +31,10 @@ from services.redemption.settings import PRODUCER, RedemptionSettings
 from services.redemption.views import OfferOut, OfferPage, RecordOut
 
 router = APIRouter(tags=["offers"])
+router.include_router(pins.router)
+router.include_router(segments.router)
 
 OFFER_MANAGERS = (Role.ADMIN, Role.OPS, Role.PARTNER)
-CLOCK_SKEW = timedelta(minutes=5)
 OTP_TEMPLATE = "offer_one_time_code"
 
 
@@ -146,10 +146,17 @@ class OfferRedemptionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     member_id: Identifier = Field(description="who redeems: receives the one-time code, or owns the PIN")
-    segment_token: Identifier | None = Field(default=None, description="the member's tier/segment token")
+    segment_token: Identifier | None = Field(
+        default=None,
+        description="the member's tier/segment token; refused when it contradicts what Orchard knows",
+    )
     channel: domain.OfferChannel
     location: Text | None = None
-    redeemed_at: AwareDatetime | None = Field(default=None, description="absent: now")
+    redeemed_at: AwareDatetime | None = Field(
+        default=None,
+        description="when the till says it happened: kept (and audited) next to the service's own time,"
+        " only within ORCHARD_REDEMPTION_REDEEMED_AT_MAX_BACKDATE seconds back",
+    )
     pin: str | None = Field(
         default=None, min_length=1, max_length=64, description="for offers validated by PIN"
     )
@@ -191,30 +198,6 @@ def _base_record(offer: domain.Offer, body: OfferRedemptionIn, at: datetime) -> 
     )
 
 
-async def _check_pin(conn: Connection, cfg: RedemptionSettings, member_id: str, pin: str) -> str | None:
-    """None when the PIN is right; otherwise why the redemption fails."""
-    stored = await repo.lock_pin(conn, member_id)
-    if stored is None:
-        return "no_pin_set"
-    pin_hash, state = stored
-    now = datetime.now(UTC)
-    matched = False if state.locked_at(now) else await asyncio.to_thread(domain.pin_matches, pin_hash, pin)
-    after, outcome = domain.after_pin_attempt(
-        state,
-        matched=matched,
-        now=now,
-        max_attempts=cfg.pin_max_attempts,
-        lockout=timedelta(seconds=cfg.pin_lockout_s),
-    )
-    if after != state:
-        await repo.save_pin_state(conn, member_id, after)
-    return {
-        domain.PinOutcome.VERIFIED: None,
-        domain.PinOutcome.WRONG: "invalid_pin",
-        domain.PinOutcome.LOCKED: "pin_locked",
-    }[outcome]
-
-
 @router.post("/v1/offers/{offer_id}/redemptions", status_code=201, response_model=RecordOut)
 async def redeem_offer(
     offer_id: str,
@@ -225,16 +208,13 @@ async def redeem_offer(
     cfg: Annotated[RedemptionSettings, Depends(settings)],
 ) -> dict[str, Any]:
     """Record a redemption. PIN offers answer successful or failed at once; one-time code offers answer
-    pending (the code goes to the member) until validated. Refusals are recorded as failed, with a reason."""
+    pending (the code goes to the member) until validated. Refusals are recorded as failed, with a reason;
+    every PIN failure reads `pin_rejected` (the exact reason is audited). The service's clock is the
+    redemption's time; a `redeemed_at` the partner gives is kept beside it, within bounds."""
     now = datetime.now(UTC)
-    at = body.redeemed_at.astimezone(UTC) if body.redeemed_at else now
-    if at > now + CLOCK_SKEW:
-        raise Problem(
-            422,
-            "validation_failed",
-            detail="redeemed_at is in the future",
-            errors=[{"field": "body.redeemed_at", "code": "future", "message": "in the future"}],
-        )
+    claimed = _claimed_time(body, cfg, now)
+    async with db.acquire() as conn:
+        await rate_limits.enforce(conn, rate_limits.partner_validations(cfg), principal.sub)
     async with db.acquire() as conn, conn.transaction():
         offer = await _own_offer(conn, principal, offer_id)
         if offer.validation_method is domain.OfferValidation.PIN and not body.pin:
@@ -250,16 +230,22 @@ async def redeem_offer(
                 record = await get_record(conn, known)
                 assert record is not None
                 response.status_code = 200
-                return record_view(record)
-        record = _base_record(offer, body, at)
+                return record_view(record, claimed_redeemed_at=_iso(await repo.claimed_time_of(conn, known)))
+        record = _base_record(offer, body, now)
         failure: str | None = None
+        pin_check: pins.PinCheck | None = None
         try:
-            offer.check_redeemable(at=at, segment_token=body.segment_token)
+            member = await repo.get_member_segments(conn, body.member_id)
+            token, tokens = domain.resolve_segment(offer, claimed=body.segment_token, known=member)
+            record = replace(record, segment_token=token)
+            offer.check_redeemable(at=now, member_tokens=tokens)
         except domain.OfferError as exc:
             failure = exc.code
         if failure is None and offer.validation_method is domain.OfferValidation.PIN:
             assert body.pin is not None
-            failure = await _check_pin(conn, cfg, body.member_id, body.pin)
+            pin_check = await pins.check_pin(conn, cfg, body.member_id, body.pin, now)
+            if pin_check.outcome is not domain.PinOutcome.VERIFIED:
+                failure = domain.PIN_REJECTED
         holds_slot = False
         if failure is None:
             try:
@@ -273,6 +259,7 @@ async def redeem_offer(
         elif offer.validation_method is domain.OfferValidation.PIN:
             record = replace(record, status=RedemptionStatus.SUCCESSFUL)
         await write_record(conn, record)
+        failure_detail = pin_check.precise_reason if pin_check is not None else None
         await repo.insert_offer_redemption(
             conn,
             record_id=record.record_id,
@@ -281,18 +268,90 @@ async def redeem_offer(
             member_id=body.member_id,
             idempotency_key=body.idempotency_key,
             holds_slot=holds_slot,
+            received_at=now,
+            claimed_redeemed_at=claimed,
+            failure_detail=failure_detail,
         )
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"claimed_redeemed_at": _iso(claimed)}
         if record.status is RedemptionStatus.PENDING:
-            extra = await _send_one_time_code(conn, cfg, offer, record, now)
+            extra |= await _send_one_time_code(conn, cfg, offer, record, now)
             response.status_code = 202
+        # Audit entries last: the audit lock is held to the commit, after every row lock of this request.
+        if pin_check is not None and failure_detail is not None:
+            await _audit_pin_rejected(conn, principal, record, pin_check)
+        if claimed is not None and claimed < now:
+            await append_audit(
+                conn,
+                actor=actor(principal),
+                action="offer.redemption_backdated",
+                subject_type="redemption",
+                subject_id=str(record.record_id),
+                details={
+                    "offer_id": offer.offer_id,
+                    "member_id": body.member_id,
+                    "received_at": now,
+                    "claimed_redeemed_at": claimed,
+                    "backdated_s": round((now - claimed).total_seconds(), 3),
+                },
+            )
         return record_view(record, **extra)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _claimed_time(body: OfferRedemptionIn, cfg: RedemptionSettings, now: datetime) -> datetime | None:
+    if body.redeemed_at is None:
+        return None
+    claimed = body.redeemed_at.astimezone(UTC)
+    try:
+        domain.check_claimed_time(
+            claimed,
+            now=now,
+            max_backdate=timedelta(seconds=cfg.redeemed_at_max_backdate_s),
+            max_ahead=timedelta(seconds=cfg.redeemed_at_max_ahead_s),
+        )
+    except domain.ClaimedTimeRefused as exc:
+        raise Problem(
+            422,
+            "validation_failed",
+            detail=str(exc),
+            errors=[{"field": "body.redeemed_at", "code": exc.code, "message": str(exc)}],
+        ) from exc
+    return claimed
+
+
+async def _audit_pin_rejected(
+    conn: Connection, principal: Principal, record: Record, pin_check: pins.PinCheck
+) -> None:
+    assert record.member_id is not None
+    details: dict[str, Any] = {
+        "record_id": record.record_id,
+        "offer_id": record.offer_id,
+        "partner_id": record.partner_id,
+        "reason": pin_check.precise_reason,
+    }
+    if pin_check.state is not None:
+        details["lockouts"] = pin_check.state.lockouts
+        details["locked_until"] = pin_check.state.locked_until
+    await append_audit(
+        conn,
+        actor=actor(principal),
+        action="offer.pin_rejected",
+        subject_type="member",
+        subject_id=record.member_id,
+        details=details,
+    )
 
 
 async def _send_one_time_code(
     conn: Connection, cfg: RedemptionSettings, offer: domain.Offer, record: Record, now: datetime
 ) -> dict[str, Any]:
     assert record.member_id is not None
+    # Refused here, the whole redemption rolls back: nothing is recorded and no slot is held.
+    await rate_limits.enforce(conn, rate_limits.partner_otp_sends(cfg), offer.partner_id)
+    await rate_limits.enforce(conn, rate_limits.member_otp_sends(cfg), record.member_id)
     code = domain.new_otp()
     key = cfg.otp_key.get_secret_value().encode()
     expires_at = now + timedelta(seconds=cfg.otp_ttl_s)
@@ -339,6 +398,8 @@ async def validate_code(
     cfg: Annotated[RedemptionSettings, Depends(settings)],
 ) -> dict[str, Any]:
     """Check the one-time code the member read out. Wrong codes count; the last allowed one locks it."""
+    async with db.acquire() as conn:
+        await rate_limits.enforce(conn, rate_limits.partner_validations(cfg), principal.sub)
     async with db.acquire() as conn, conn.transaction():
         await _own_offer(conn, principal, offer_id)
         request = await repo.lock_offer_redemption(conn, record_id)
@@ -381,38 +442,3 @@ async def expire_open_challenges(db: asyncpg.Pool, limit: int = 500) -> int:
             if record.status is RedemptionStatus.PENDING:
                 await fail_pending(conn, record, "code_expired")
     return len(ids)
-
-
-class PinIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    pin: str = Field(min_length=1, max_length=64)
-
-
-@router.put("/v1/members/{member_id}/pin", status_code=204)
-async def set_pin(
-    member_id: str,
-    body: PinIn,
-    principal: Annotated[Principal, Depends(require_roles(Role.MEMBER, Role.ADMIN))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
-) -> Response:
-    """Set or change the member's PIN (stored only as an argon2 hash); it also lifts a lockout."""
-    if not (Role.ADMIN in principal.roles or principal.sub == member_id):
-        raise Problem(403, "forbidden", detail="A member sets only their own PIN.")
-    try:
-        domain.check_new_pin(body.pin)
-    except domain.WeakPin as exc:
-        raise Problem(
-            422,
-            "weak_pin",
-            detail=str(exc),
-            errors=[{"field": "body.pin", "code": "weak_pin", "message": str(exc)}],
-        ) from exc
-    pin_hash = await asyncio.to_thread(domain.hash_pin, body.pin)
-    async with db.acquire() as conn, conn.transaction():
-        await repo.set_pin(conn, member_id, pin_hash)
-        # Who changed which member's PIN; never the PIN or its hash.
-        await append_audit(
-            conn, actor=actor(principal), action="member.pin_set", subject_type="member", subject_id=member_id
-        )
-    return Response(status_code=204)

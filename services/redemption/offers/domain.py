@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import re
 import secrets
 import uuid
@@ -66,14 +67,14 @@ class Offer:
     def is_open_at(self, at: datetime) -> bool:
         return self.valid_from <= at < self.valid_until
 
-    def check_redeemable(self, *, at: datetime, segment_token: str | None) -> None:
-        """Raise the reason a redemption at `at` by a member with this token is refused."""
+    def check_redeemable(self, *, at: datetime, member_tokens: tuple[str, ...]) -> None:
+        """Raise the reason a redemption at `at` by a member with these tier/segment tokens is refused."""
         if not self.is_open_at(at):
             raise OutsideValidityWindow(
                 f"offer {self.offer_id} is valid from {self.valid_from} to {self.valid_until}"
             )
         allowed = {*self.eligible_tiers, *self.eligible_segments}
-        if allowed and segment_token not in allowed:
+        if allowed and not allowed.intersection(member_tokens):
             raise NotEligible(f"offer {self.offer_id} is for other tiers or segments")
 
 
@@ -130,7 +131,9 @@ def verify_otp(
 
 # PINs ----------------------------------------------------------------------------------------------
 
-PIN_PATTERN = re.compile(r"^[0-9]{4,8}$")
+PIN_MIN_DIGITS = 6
+PIN_MAX_DIGITS = 12
+NEW_PIN_PATTERN = re.compile(rf"[0-9]{{{PIN_MIN_DIGITS},{PIN_MAX_DIGITS}}}")
 _hasher = PasswordHasher()
 
 
@@ -139,10 +142,18 @@ class WeakPin(ValueError):
 
 
 def check_new_pin(pin: str) -> None:
-    if not PIN_PATTERN.fullmatch(pin):
-        raise WeakPin("a PIN is 4 to 8 digits")
-    if len(set(pin)) == 1 or pin in "0123456789" or pin in "9876543210":
-        raise WeakPin("a PIN may not be one repeated digit or a straight run")
+    """Refuse a new PIN shorter than six digits, or one a guesser tries first. PINs set before the
+    six-digit rule (four or five digits) keep verifying: only their hash is stored, so they cannot be
+    checked or upgraded until the member changes them."""
+    if not NEW_PIN_PATTERN.fullmatch(pin):
+        raise WeakPin(f"a PIN is {PIN_MIN_DIGITS} to {PIN_MAX_DIGITS} digits")
+    if len(set(pin)) == 1:
+        raise WeakPin("a PIN may not be one repeated digit")
+    steps = {(int(b) - int(a)) % 10 for a, b in itertools.pairwise(pin)}
+    if steps in ({1}, {9}):
+        raise WeakPin("a PIN may not be a straight run of digits, up or down")
+    if pin == (pin[:2] * len(pin))[: len(pin)]:
+        raise WeakPin("a PIN may not alternate two digits")
 
 
 def hash_pin(pin: str) -> str:
@@ -160,26 +171,111 @@ class PinOutcome(StrEnum):
     VERIFIED = "verified"
     WRONG = "wrong"
     LOCKED = "locked"
+    NOT_SET = "not_set"
+
+
+# What a partner is told about any PIN failure: whether the member has a PIN, whether it is locked and
+# whether the guess was wrong all look the same from outside. The precise outcome is audited.
+PIN_REJECTED = "pin_rejected"
+
+
+@dataclass(frozen=True)
+class PinLockoutPolicy:
+    max_attempts: int
+    """Wrong PINs in a row that lock the PIN."""
+    first_lockout: timedelta
+    longest_lockout: timedelta
+    """Each further lockout doubles the one before, up to this."""
+
+    def lockout_after(self, lockouts: int) -> timedelta:
+        """How long the `lockouts`-th lock lasts (1 is the first)."""
+        doublings = min(max(lockouts - 1, 0), 32)
+        return min(self.first_lockout * (1 << doublings), self.longest_lockout)
 
 
 @dataclass(frozen=True)
 class PinState:
     failed_attempts: int = 0
     locked_until: datetime | None = None
+    lockouts: int = 0
+    """Locks so far; an expired lock does not forget them, only a right PIN or the member does."""
 
     def locked_at(self, now: datetime) -> bool:
         return self.locked_until is not None and now < self.locked_until
 
 
 def after_pin_attempt(
-    state: PinState, *, matched: bool, now: datetime, max_attempts: int, lockout: timedelta
+    state: PinState, *, matched: bool, now: datetime, policy: PinLockoutPolicy
 ) -> tuple[PinState, PinOutcome]:
-    """Count wrong PINs; the last allowed wrong one locks the PIN for `lockout`. A lock ignores the PIN."""
+    """Count wrong PINs; the last allowed wrong one locks the PIN, each lock longer than the one before.
+    A lock ignores the PIN. A right PIN clears the count and the lockouts."""
     if state.locked_at(now):
         return state, PinOutcome.LOCKED
     if matched:
         return PinState(), PinOutcome.VERIFIED
     failed = state.failed_attempts + 1
-    if failed >= max_attempts:
-        return PinState(0, now + lockout), PinOutcome.LOCKED
-    return PinState(failed, None), PinOutcome.WRONG
+    if failed >= policy.max_attempts:
+        lockouts = state.lockouts + 1
+        return PinState(0, now + policy.lockout_after(lockouts), lockouts), PinOutcome.LOCKED
+    return PinState(failed, None, state.lockouts), PinOutcome.WRONG
+
+
+# Redemption time -----------------------------------------------------------------------------------
+
+
+class ClaimedTimeRefused(ValueError):
+    """A partner's `redeemed_at` outside what the service accepts; `code` says which way."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def check_claimed_time(
+    claimed: datetime, *, now: datetime, max_backdate: timedelta, max_ahead: timedelta
+) -> None:
+    """A partner may say when the redemption happened (a till that was offline), but only a little in
+    the past and hardly in the future; the service's own clock decides everything else."""
+    if claimed > now + max_ahead:
+        raise ClaimedTimeRefused("future", "redeemed_at is in the future")
+    if claimed < now - max_backdate:
+        raise ClaimedTimeRefused(
+            "too_old", f"redeemed_at may be at most {int(max_backdate.total_seconds())} seconds ago"
+        )
+
+
+# Member tier and segments --------------------------------------------------------------------------
+
+
+class SegmentContradicted(OfferError):
+    code = "segment_mismatch"
+
+
+@dataclass(frozen=True)
+class MemberSegments:
+    """The tier and segments Orchard itself holds for a member."""
+
+    member_id: str
+    tier: str | None = None
+    segments: tuple[str, ...] = ()
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return (*((self.tier,) if self.tier else ()), *self.segments)
+
+
+def resolve_segment(
+    offer: Offer, *, claimed: str | None, known: MemberSegments | None
+) -> tuple[str | None, tuple[str, ...]]:
+    """The token to record and the tokens eligibility is judged on. What Orchard knows about the member
+    wins: a partner's claim it contradicts is refused, and without a claim the known tokens are used.
+    Only for members Orchard knows nothing about does the partner's claim stand on its own."""
+    if known is None or not known.tokens:
+        return claimed, (claimed,) if claimed else ()
+    if claimed is not None and claimed not in known.tokens:
+        raise SegmentContradicted(f"the member's tier and segments do not include {claimed}")
+    if claimed is not None:
+        return claimed, known.tokens
+    allowed = {*offer.eligible_tiers, *offer.eligible_segments}
+    matching = [t for t in known.tokens if t in allowed]
+    return (matching[0] if matching else known.tokens[0]), known.tokens

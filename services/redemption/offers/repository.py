@@ -9,6 +9,7 @@ from typing import Any
 from chassis.db import Connection
 from services.redemption.offers.domain import (
     MemberLimitReached,
+    MemberSegments,
     Offer,
     OfferCapReached,
     OfferValidation,
@@ -136,12 +137,16 @@ async def insert_offer_redemption(
     member_id: str,
     idempotency_key: str | None,
     holds_slot: bool,
+    received_at: datetime,
+    claimed_redeemed_at: datetime | None,
+    failure_detail: str | None,
 ) -> None:
     await conn.execute(
         """
         INSERT INTO offer_redemptions
-            (record_id, offer_id, partner_id, member_id, idempotency_key, holds_slot)
-        VALUES ($1, $2, $3, $4, $5, $6)
+            (record_id, offer_id, partner_id, member_id, idempotency_key, holds_slot, received_at,
+             claimed_redeemed_at, failure_detail)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
         """,
         record_id,
         offer_id,
@@ -149,7 +154,17 @@ async def insert_offer_redemption(
         member_id,
         idempotency_key,
         holds_slot,
+        received_at,
+        claimed_redeemed_at,
+        failure_detail,
     )
+
+
+async def claimed_time_of(conn: Connection, record_id: uuid.UUID) -> datetime | None:
+    value = await conn.fetchval(
+        "SELECT claimed_redeemed_at FROM offer_redemptions WHERE record_id = $1", record_id
+    )
+    return value if isinstance(value, datetime) else None
 
 
 async def find_by_idempotency_key(conn: Connection, partner_id: str, key: str) -> uuid.UUID | None:
@@ -202,29 +217,106 @@ async def expired_challenges(conn: Connection, limit: int) -> list[uuid.UUID]:
 
 
 async def set_pin(conn: Connection, member_id: str, pin_hash: str) -> None:
+    """Set or replace the PIN; the member's own change also clears any lock and the lockout count."""
     await conn.execute(
         """
         INSERT INTO member_pins (member_id, pin_hash) VALUES ($1, $2)
         ON CONFLICT (member_id) DO UPDATE
-           SET pin_hash = EXCLUDED.pin_hash, failed_attempts = 0, locked_until = NULL, updated_at = now()
+           SET pin_hash = EXCLUDED.pin_hash, failed_attempts = 0, locked_until = NULL, lockouts = 0,
+               updated_at = now()
         """,
         member_id,
         pin_hash,
     )
 
 
+async def unlock_pin(conn: Connection, member_id: str) -> bool:
+    """Clear the lock and the lockout count of a member's PIN; False when the member has no PIN."""
+    status = await conn.execute(
+        "UPDATE member_pins SET failed_attempts = 0, locked_until = NULL, lockouts = 0, updated_at = now()"
+        " WHERE member_id = $1",
+        member_id,
+    )
+    return status.endswith(" 1")
+
+
 async def lock_pin(conn: Connection, member_id: str) -> tuple[str, PinState] | None:
     row = await conn.fetchrow("SELECT * FROM member_pins WHERE member_id = $1 FOR UPDATE", member_id)
     if row is None:
         return None
-    return row["pin_hash"], PinState(row["failed_attempts"], row["locked_until"])
+    return row["pin_hash"], PinState(row["failed_attempts"], row["locked_until"], row["lockouts"])
 
 
 async def save_pin_state(conn: Connection, member_id: str, state: PinState) -> None:
     await conn.execute(
-        "UPDATE member_pins SET failed_attempts = $2, locked_until = $3, updated_at = now()"
+        "UPDATE member_pins SET failed_attempts = $2, locked_until = $3, lockouts = $4, updated_at = now()"
         " WHERE member_id = $1",
         member_id,
         state.failed_attempts,
         state.locked_until,
+        state.lockouts,
     )
+
+
+async def get_member_segments(conn: Connection, member_id: str) -> MemberSegments | None:
+    row = await conn.fetchrow("SELECT * FROM member_segments WHERE member_id = $1", member_id)
+    if row is None:
+        return None
+    return MemberSegments(row["member_id"], row["tier"], tuple(row["segments"]))
+
+
+async def set_member_segments(conn: Connection, segments: MemberSegments, *, updated_by: str) -> None:
+    await conn.execute(
+        """
+        INSERT INTO member_segments (member_id, tier, segments, updated_by) VALUES ($1, $2, $3, $4)
+        ON CONFLICT (member_id) DO UPDATE
+           SET tier = EXCLUDED.tier, segments = EXCLUDED.segments, updated_by = EXCLUDED.updated_by,
+               updated_at = now()
+        """,
+        segments.member_id,
+        segments.tier,
+        list(segments.segments),
+        updated_by,
+    )
+
+
+async def take_rate_limit_hit(
+    conn: Connection, *, scope: str, subject: str, limit: int, window_s: int
+) -> float | None:
+    """Count one hit in the subject's current fixed window (by the database's clock, so every replica
+    agrees) unless the window already holds `limit`; then nothing is counted and the answer is the
+    seconds until the window ends. None: the hit was counted. Inside a transaction the window row stays
+    locked until it ends, and a rollback gives the hit back."""
+    row = await conn.fetchrow(
+        """
+        WITH win AS (
+            SELECT to_timestamp(floor(extract(epoch FROM now())::float8 / $4::float8) * $4::float8) AS start
+        ), hit AS (
+            INSERT INTO rate_limit_windows AS w (scope, subject, window_start, hits)
+            SELECT $1, $2, win.start, 1 FROM win
+            ON CONFLICT (scope, subject, window_start)
+            DO UPDATE SET hits = w.hits + 1 WHERE w.hits < $3::integer
+            RETURNING hits
+        )
+        SELECT (SELECT hits FROM hit) AS hits,
+               extract(epoch FROM (win.start + make_interval(secs => $4::float8)) - now())::float8 AS left_s,
+               win.start AS start
+          FROM win
+        """,
+        scope,
+        subject,
+        limit,
+        float(window_s),
+    )
+    assert row is not None
+    if row["hits"] is None:
+        return max(float(row["left_s"]), 0.0)
+    if row["hits"] == 1:
+        # A new window: the subject's older ones are spent.
+        await conn.execute(
+            "DELETE FROM rate_limit_windows WHERE scope = $1 AND subject = $2 AND window_start < $3",
+            scope,
+            subject,
+            row["start"],
+        )
+    return None

@@ -36,7 +36,7 @@ async def _redeem(service: RunningService, partner: str, offer: str, **body: Any
     )
 
 
-async def _set_pin(service: RunningService, member: str, pin: str = "4831") -> None:
+async def _set_pin(service: RunningService, member: str, pin: str = "480317") -> None:
     response = await service.client.put(
         f"/v1/members/{member}/pin", json={"pin": pin}, headers=service.auth("member", member)
     )
@@ -64,20 +64,28 @@ async def test_a_pin_offer_succeeds_with_the_right_pin_and_locks_after_repeated_
     offer = await _offer(service, partner)
     await _set_pin(service, member)
 
-    ok = await _redeem(service, partner, offer, member_id=member, segment_token="gold", pin="4831")
+    ok = await _redeem(service, partner, offer, member_id=member, segment_token="gold", pin="480317")
     assert ok.status_code == 201
     assert ok.json()["status"] == "successful"
     assert ok.json()["validation_method"] == "pin"
 
     reasons = []
     for _ in range(5):
-        wrong = await _redeem(service, partner, offer, member_id=member, pin="0000")
+        wrong = await _redeem(service, partner, offer, member_id=member, pin="000000")
         reasons.append(wrong.json()["reason"])
-    locked = await _redeem(service, partner, offer, member_id=member, pin="4831")
+    locked = await _redeem(service, partner, offer, member_id=member, pin="480317")
 
-    assert reasons == ["invalid_pin"] * 4 + ["pin_locked"]
+    # The partner cannot tell a wrong PIN from a locked one; the audit log can.
+    assert reasons == ["pin_rejected"] * 5
     assert locked.json()["status"] == "failed"
-    assert locked.json()["reason"] == "pin_locked"
+    assert locked.json()["reason"] == "pin_rejected"
+    async with service.pool.acquire() as conn:
+        precise = await conn.fetch(
+            "SELECT details->>'reason' AS reason FROM audit_log"
+            " WHERE action = 'offer.pin_rejected' AND subject_id = $1 ORDER BY seq",
+            member,
+        )
+    assert [r["reason"] for r in precise] == ["invalid_pin"] * 4 + ["pin_locked"] * 2
     async with service.pool.acquire() as conn:
         stored = await conn.fetchval("SELECT pin_hash FROM member_pins WHERE member_id = $1", member)
         audited = await conn.fetch(
@@ -87,7 +95,7 @@ async def test_a_pin_offer_succeeds_with_the_right_pin_and_locks_after_repeated_
         )
     assert [(a["actor"], a["d"]) for a in audited] == [(f"member:{member}", "{}")]
     assert stored.startswith("$argon2id$")
-    assert "4831" not in stored
+    assert "480317" not in stored
 
 
 async def test_a_one_time_code_offer_stays_pending_until_the_code_sent_to_the_member_is_given(

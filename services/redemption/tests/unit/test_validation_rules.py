@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -68,43 +69,154 @@ def test_new_codes_are_six_digits() -> None:
 
 
 def test_a_pin_is_hashed_with_argon2id_and_verified_against_the_hash() -> None:
-    hashed = d.hash_pin("4831")
+    hashed = d.hash_pin("480317")
     assert hashed.startswith("$argon2id$")
+    assert d.pin_matches(hashed, "480317")
+    assert not d.pin_matches(hashed, "480318")
+    assert not d.pin_matches("not a hash", "480317")
+
+
+def test_a_four_digit_pin_set_before_the_six_digit_rule_still_verifies() -> None:
+    hashed = d.hash_pin("4831")
     assert d.pin_matches(hashed, "4831")
-    assert not d.pin_matches(hashed, "4832")
-    assert not d.pin_matches("not a hash", "4831")
+    assert not d.pin_matches(hashed, "4830")
 
 
-def test_weak_pins_are_refused() -> None:
-    for pin in ("123", "1111", "1234", "9876", "12a4", "123456789"):
+def test_new_pins_shorter_than_six_digits_or_trivially_guessable_are_refused() -> None:
+    weak = (
+        "4831",
+        "48317",
+        "111111",
+        "123456",
+        "654321",
+        "234567",
+        "890123",
+        "121212",
+        "9090909",
+        "12345a",
+        " 480317",
+        "1234567890123",
+        "",
+    )
+    for pin in weak:
         try:
             d.check_new_pin(pin)
         except d.WeakPin:
             continue
-        raise AssertionError(f"{pin} was accepted")
-    d.check_new_pin("4831")
+        raise AssertionError(f"{pin!r} was accepted")
+    for pin in ("480317", "20251994", "123123", "135790"):
+        d.check_new_pin(pin)
+
+
+POLICY = d.PinLockoutPolicy(
+    max_attempts=3, first_lockout=timedelta(minutes=15), longest_lockout=timedelta(hours=4)
+)
+
+
+def _wrong(state: d.PinState, now: datetime, times: int) -> tuple[d.PinState, list[d.PinOutcome]]:
+    outcomes = []
+    for _ in range(times):
+        state, outcome = d.after_pin_attempt(state, matched=False, now=now, policy=POLICY)
+        outcomes.append(outcome)
+    return state, outcomes
 
 
 def test_wrong_pins_lock_for_the_lockout_then_a_right_pin_works_again() -> None:
-    state = d.PinState()
-    lockout = timedelta(minutes=15)
-    outcomes = []
-    for _ in range(3):
-        state, outcome = d.after_pin_attempt(state, matched=False, now=NOW, max_attempts=3, lockout=lockout)
-        outcomes.append(outcome)
+    state, outcomes = _wrong(d.PinState(), NOW, 3)
     assert outcomes == [d.PinOutcome.WRONG, d.PinOutcome.WRONG, d.PinOutcome.LOCKED]
-    _, during = d.after_pin_attempt(
-        state, matched=True, now=NOW + timedelta(minutes=14), max_attempts=3, lockout=lockout
-    )
+    _, during = d.after_pin_attempt(state, matched=True, now=NOW + timedelta(minutes=14), policy=POLICY)
     assert during is d.PinOutcome.LOCKED
-    after, later = d.after_pin_attempt(
-        state, matched=True, now=NOW + lockout, max_attempts=3, lockout=lockout
-    )
+    after, later = d.after_pin_attempt(state, matched=True, now=NOW + timedelta(minutes=15), policy=POLICY)
     assert later is d.PinOutcome.VERIFIED
     assert after == d.PinState()
 
 
+def test_a_locked_pin_stays_locked_longer_after_each_lockout() -> None:
+    state, now, lengths = d.PinState(), NOW, []
+    for _ in range(6):
+        state, _ = _wrong(state, now, 3)
+        assert state.locked_until is not None
+        lengths.append(state.locked_until - now)
+        now = state.locked_until
+    minutes = [int(length.total_seconds() // 60) for length in lengths]
+    assert minutes == [15, 30, 60, 120, 240, 240]
+    assert state.lockouts == 6
+
+
+def test_the_count_of_lockouts_survives_the_lock_expiring_and_a_right_pin_clears_it() -> None:
+    state, _ = _wrong(d.PinState(), NOW, 3)
+    after_expiry = NOW + timedelta(minutes=15)
+    state, outcomes = _wrong(state, after_expiry, 2)
+    assert outcomes == [d.PinOutcome.WRONG, d.PinOutcome.WRONG]
+    assert state.lockouts == 1
+    state, outcome = d.after_pin_attempt(state, matched=True, now=after_expiry, policy=POLICY)
+    assert outcome is d.PinOutcome.VERIFIED
+    assert state == d.PinState()
+
+
+def test_attempts_during_a_lock_are_not_counted() -> None:
+    locked, _ = _wrong(d.PinState(), NOW, 3)
+    still, outcomes = _wrong(locked, NOW + timedelta(minutes=1), 10)
+    assert still == locked
+    assert set(outcomes) == {d.PinOutcome.LOCKED}
+
+
 def test_a_right_pin_resets_the_count_of_wrong_ones() -> None:
-    state, _ = d.after_pin_attempt(d.PinState(), matched=False, now=NOW, max_attempts=3, lockout=timedelta(1))
-    state, _ = d.after_pin_attempt(state, matched=True, now=NOW, max_attempts=3, lockout=timedelta(1))
+    state, _ = _wrong(d.PinState(), NOW, 1)
+    state, _ = d.after_pin_attempt(state, matched=True, now=NOW, policy=POLICY)
     assert state.failed_attempts == 0
+
+
+def test_a_claimed_redemption_time_is_kept_only_a_bounded_time_back_and_hardly_ahead() -> None:
+    bounds = {"now": NOW, "max_backdate": timedelta(minutes=15), "max_ahead": timedelta(minutes=1)}
+    d.check_claimed_time(NOW - timedelta(minutes=15), **bounds)
+    d.check_claimed_time(NOW + timedelta(seconds=59), **bounds)
+    for claimed, code in (
+        (NOW - timedelta(minutes=15, seconds=1), "too_old"),
+        (NOW - timedelta(days=30), "too_old"),
+        (NOW + timedelta(minutes=2), "future"),
+    ):
+        with pytest.raises(d.ClaimedTimeRefused) as refused:
+            d.check_claimed_time(claimed, **bounds)
+        assert refused.value.code == code
+
+
+def _offer(**overrides: object) -> d.Offer:
+    values: dict[str, object] = {
+        "offer_id": "of-1",
+        "partner_id": "p-1",
+        "title": "Free dessert",
+        "valid_from": NOW - timedelta(days=1),
+        "valid_until": NOW + timedelta(days=1),
+        "validation_method": d.OfferValidation.PIN,
+        "eligible_tiers": ("gold",),
+        "eligible_segments": ("students",),
+        **overrides,
+    }
+    return d.Offer(**values)  # type: ignore[arg-type]
+
+
+def test_a_partner_claim_stands_alone_only_for_members_orchard_knows_nothing_about() -> None:
+    token, tokens = d.resolve_segment(_offer(), claimed="gold", known=None)
+    assert (token, tokens) == ("gold", ("gold",))
+    token, tokens = d.resolve_segment(_offer(), claimed=None, known=d.MemberSegments("m-1"))
+    assert (token, tokens) == (None, ())
+
+
+def test_a_claimed_tier_contradicting_the_members_known_tier_is_refused() -> None:
+    known = d.MemberSegments("m-1", tier="silver", segments=("seniors",))
+    with pytest.raises(d.SegmentContradicted) as refused:
+        d.resolve_segment(_offer(), claimed="gold", known=known)
+    assert refused.value.code == "segment_mismatch"
+
+
+def test_eligibility_is_judged_on_the_members_known_tier_and_segments() -> None:
+    known = d.MemberSegments("m-1", tier="silver", segments=("students",))
+    token, tokens = d.resolve_segment(_offer(), claimed=None, known=known)
+    assert token == "students"
+    _offer().check_redeemable(at=NOW, member_tokens=tokens)
+    silver_only = d.MemberSegments("m-2", tier="silver")
+    token, tokens = d.resolve_segment(_offer(), claimed="silver", known=silver_only)
+    assert token == "silver"
+    with pytest.raises(d.NotEligible):
+        _offer().check_redeemable(at=NOW, member_tokens=tokens)
