@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -19,7 +21,7 @@ from contracts.vouchers import CodeStatus
 from . import codes, operations, reveal_limits
 from .api_common import actor_of, in_transaction, invalid, pool_of, serve_held_orders
 from .crypto import CodeVault
-from .csv_import import parse_codes
+from .csv_import import ParsedFile, parse_codes
 from .domain import DEFAULT_ALPHABET, MAX_LENGTH, MIN_LENGTH
 from .settings import VoucherSettings
 
@@ -102,23 +104,36 @@ def _selection(code_ids: list[uuid.UUID], code_filter: CodeFilter | None) -> ope
     return selection
 
 
-async def _upload(request: Request) -> bytes:
+SPOOL_IN_MEMORY = 2**20
+
+
+def _parse_spooled(file: IO[bytes], now: datetime) -> ParsedFile:
+    file.seek(0)
+    data = file.read()
+    if len(data) > MAX_IMPORT_BYTES:
+        raise Problem(413, "file_too_large", detail=f"files up to {MAX_IMPORT_BYTES // 2**20} MiB")
+    return parse_codes(data, now=now)
+
+
+async def _received_file(request: Request, now: datetime) -> ParsedFile:
+    """The file is received whole (on disk past 1 MiB), then parsed in a worker thread: no database
+    connection is taken before, however slowly the client sends it."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        form = await request.form()
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise invalid("file", "the multipart field `file` is missing")
-        data = await upload.read()
-    elif content_type.split(";")[0].strip() in ("text/csv", "application/csv"):
-        data = await request.body()
-    else:
+        # Starlette's form parser spools file parts to temporary files itself.
+        async with request.form() as form:
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise invalid("file", "the multipart field `file` is missing")
+            return await asyncio.to_thread(_parse_spooled, upload.file, now)
+    if content_type.split(";")[0].strip() not in ("text/csv", "application/csv"):
         raise Problem(
             415, "unsupported_media_type", detail="send a multipart field `file` or a text/csv body"
         )
-    if len(data) > MAX_IMPORT_BYTES:
-        raise Problem(413, "file_too_large", detail=f"files up to {MAX_IMPORT_BYTES // 2**20} MiB")
-    return data
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spooled:
+        async for chunk in request.stream():
+            spooled.write(chunk)
+        return await asyncio.to_thread(_parse_spooled, spooled, now)
 
 
 def code_router(vault: CodeVault, settings: VoucherSettings) -> APIRouter:
@@ -166,7 +181,7 @@ def code_router(vault: CodeVault, settings: VoucherSettings) -> APIRouter:
     async def import_csv(
         campaign_id: str, request: Request, principal: Principal = Depends(require_roles(*OPERATORS))
     ) -> dict[str, Any]:
-        parsed = parse_codes(await _upload(request), now=datetime.now(UTC))
+        parsed = await _received_file(request, datetime.now(UTC))
         pool = pool_of(request)
 
         async def work(conn: Any) -> dict[str, Any]:
