@@ -150,7 +150,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         IpaRecordAccepted,
         key="external_ref",
         producer="order",
-        consumers=("wallet",),
+        consumers=("wallet", "delivery"),
         high_volume=True,
         description="A record passed validation: a voucher reward became an order, points are credited.",
     ),
@@ -159,7 +159,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         IpaRecordRejected,
         key="external_ref",
         producer="order",
-        consumers=(),
+        consumers=("delivery",),
         description="A record failed validation, with its errors per field; for the upstream that sent it.",
     ),
     _spec(
@@ -211,7 +211,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         VoucherIssueFailed,
         key="order_id",
         producer="voucher",
-        consumers=("order",),
+        consumers=("order", "delivery"),
         description="No code could be issued for an order; it goes on hold until codes are added.",
     ),
     _spec(
@@ -227,7 +227,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         VoucherRedeemed,
         key="code_id",
         producer="voucher",
-        consumers=("redemption",),
+        consumers=("redemption", "delivery"),
         high_volume=True,
         description="A partner redeemed a code, fully or partly.",
     ),
@@ -236,7 +236,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         VoucherStatusChanged,
         key="code_id",
         producer="voucher",
-        consumers=("redemption",),
+        consumers=("redemption", "delivery"),
         high_volume=True,
         description="A code's status changed: issued, redeemed, expired, flagged, recovered…",
     ),
@@ -254,7 +254,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         DeliverySucceeded,
         key="order_id",
         producer="delivery",
-        consumers=("order", "wallet", "support"),
+        consumers=("order", "wallet", "support", "delivery"),
         high_volume=True,
         description="A delivery attempt succeeded.",
     ),
@@ -263,7 +263,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         DeliveryFailed,
         key="order_id",
         producer="delivery",
-        consumers=("order", "wallet", "support"),
+        consumers=("order", "wallet", "support", "delivery"),
         high_volume=True,
         description="A delivery attempt failed; `final` when no automatic retry follows.",
     ),
@@ -299,7 +299,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         WalletTransactionRecorded,
         key="member_id",
         producer="wallet",
-        consumers=("redemption", "support"),
+        consumers=("redemption", "support", "delivery"),
         high_volume=True,
         description="A ledger entry was appended, with the balance after it.",
     ),
@@ -333,11 +333,30 @@ TOPICS: tuple[TopicSpec, ...] = (
         key="member_id",
         key_fallback="record_id",
         producer="redemption",
-        consumers=("wallet",),
+        consumers=("wallet", "delivery"),
         high_volume=True,
         description="An offer, voucher or storefront redemption was recorded or changed status.",
     ),
 )
+
+STATUS_TOPICS: frozenset[str] = frozenset(
+    {
+        Topics.IPA_RECORD_ACCEPTED,
+        Topics.IPA_RECORD_REJECTED,
+        Topics.ORDER_STATE_CHANGED,
+        Topics.VOUCHER_ISSUE_FAILED,
+        Topics.VOUCHER_REDEEMED,
+        Topics.VOUCHER_STATUS_CHANGED,
+        Topics.DELIVERY_SUCCEEDED,
+        Topics.DELIVERY_FAILED,
+        Topics.WALLET_TRANSACTION_RECORDED,
+        Topics.SUPPORT_SLA_BREACHED,
+        Topics.REDEMPTION_RECORDED,
+    }
+)
+"""Topics that report what happened (ids, states, amounts; never contact details or a clear code):
+downstream systems that do not read Kafka receive them as signed webhooks from the delivery service,
+which consumes each of them for that."""
 
 BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in TOPICS}
 _BY_PAYLOAD: dict[type[EventData], TopicSpec] = {spec.payload: spec for spec in TOPICS}

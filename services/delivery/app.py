@@ -18,6 +18,10 @@ from .handlers import DeliveryHandlers
 from .notifications import Notifier
 from .sending import DeliveryEngine
 from .settings import DeliverySettings
+from .webhooks import api as webhook_api
+from .webhooks import repository as webhook_repository
+from .webhooks.handlers import WebhookHandlers
+from .webhooks.sending import WebhookEngine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -58,16 +62,21 @@ def bounded_consumer(max_batch: int) -> type[EventConsumer]:
     return DeliveryConsumer
 
 
-def build_spec(settings: DeliverySettings, engine: DeliveryEngine | None = None) -> ServiceSpec:
+def build_spec(
+    settings: DeliverySettings, engine: DeliveryEngine | None = None, webhooks: WebhookEngine | None = None
+) -> ServiceSpec:
     """Wiring only: nothing connects until the runtime starts."""
     engine = engine or DeliveryEngine(settings, default_senders(settings))
+    webhooks = webhooks or WebhookEngine(settings)
     notifier = Notifier(settings)
 
     async def start(runtime: ServiceRuntime) -> None:
         assert runtime.pool is not None
         await engine.start(runtime.pool, runtime.dsn, runtime.settings.schema_name)
+        await webhooks.start(runtime.pool, runtime.dsn, runtime.settings.schema_name)
 
     async def stop(runtime: ServiceRuntime) -> None:
+        await webhooks.stop()
         await engine.stop()
         await notifier.close()
 
@@ -82,15 +91,26 @@ def build_spec(settings: DeliverySettings, engine: DeliveryEngine | None = None)
     async def notify() -> None:
         await notifier.post_pending(engine.pool)
 
+    async def purge_webhook_log() -> None:
+        async with engine.pool.acquire() as conn:
+            await webhook_repository.purge_delivered(conn, settings.webhook_retention_days)
+
     return ServiceSpec(
-        title="Orchard delivery service: email, SMS and WhatsApp delivery with retries and notifications",
+        title=(
+            "Orchard delivery service: email, SMS and WhatsApp delivery with retries, notifications and"
+            " signed webhooks"
+        ),
         migrations_dir=MIGRATIONS,
-        subscriptions=DeliveryHandlers(settings).subscriptions(),
-        routers=[api.router],
+        subscriptions=[
+            *DeliveryHandlers(settings).subscriptions(),
+            *WebhookHandlers(webhooks).subscriptions(),
+        ],
+        routers=[api.router, webhook_api.router],
         jobs=[
             PeriodicJob("delivery-unknown-outcomes", settings.recovery_interval_s, recover),
             PeriodicJob("delivery-code-retention", 3600.0, purge),
             PeriodicJob("delivery-notifier", settings.notify_interval_s, notify),
+            PeriodicJob("delivery-webhook-retention", 3600.0, purge_webhook_log),
         ],
         on_startup=[start],
         on_shutdown=[stop],

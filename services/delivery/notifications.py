@@ -5,10 +5,12 @@ posts with backoff. Lines carry ids, states and counts: never contact details or
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -29,18 +31,21 @@ ORDER_STATE = "order_state"
 DELIVERY_FAILED = "delivery_failed"
 STOCK_LOW = "stock_low"
 SLA_BREACHED = "sla_breached"
+WEBHOOK_DISABLED = "webhook_disabled"
 
 BURST_NOUNS = {
     ORDER_STATE: "order state changes",
     DELIVERY_FAILED: "deliveries failed",
     STOCK_LOW: "low-stock alerts",
     SLA_BREACHED: "SLA breaches",
+    WEBHOOK_DISABLED: "webhooks disabled",
 }
 TITLES = {
     ORDER_STATE: "Order state changes",
     DELIVERY_FAILED: "Final delivery failures",
     STOCK_LOW: "Low voucher stock",
     SLA_BREACHED: "Support SLA breaches",
+    WEBHOOK_DISABLED: "Webhooks disabled",
 }
 
 
@@ -133,6 +138,14 @@ async def sla_breached(conn: Connection, settings: DeliverySettings, data: Suppo
         f"{data.target.value.replace('_', ' ')} target due {data.due_at:%Y-%m-%d %H:%M} UTC"
     )
     return await _enqueue(conn, settings, SLA_BREACHED, None, line)
+
+
+async def webhook_disabled(
+    conn: Connection, settings: DeliverySettings, webhook_id: uuid.UUID, url: str, reason: str
+) -> int:
+    host = urlsplit(url).hostname or "?"
+    line = f"Webhook {webhook_id} ({host}) was disabled: {reason}"
+    return await _enqueue(conn, settings, WEBHOOK_DISABLED, None, line)
 
 
 def _window(first: datetime, last: datetime) -> str:

@@ -8,7 +8,7 @@ import base64
 import hashlib
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from chassis.production import https_refusal, secret_setting
 from chassis.settings import Settings
@@ -90,10 +90,36 @@ class DeliverySettings(Settings):
     )
     notify_campaigns: str = Field(default="", alias="ORCHARD_NOTIFY_CAMPAIGNS")
     notify_events: str = Field(
-        default="order_state,delivery_failed,stock_low,sla_breached", alias="ORCHARD_NOTIFY_EVENTS"
+        default="order_state,delivery_failed,stock_low,sla_breached,webhook_disabled",
+        alias="ORCHARD_NOTIFY_EVENTS",
     )
     notify_interval_s: float = Field(default=5.0, gt=0, alias="ORCHARD_NOTIFY_INTERVAL")
     notify_burst_threshold: int = Field(default=5, ge=1, alias="ORCHARD_NOTIFY_BURST_THRESHOLD")
+
+    webhook_workers: int = Field(default=32, ge=0, le=1000, alias="ORCHARD_WEBHOOK_WORKERS")
+    """Webhook POSTs in flight at once in this process (a pool apart from the message workers)."""
+    webhook_concurrency: int = Field(default=4, ge=1, le=100, alias="ORCHARD_WEBHOOK_CONCURRENCY")
+    """POSTs in flight at once to one webhook, across replicas: a slow endpoint holds no more."""
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=60, alias="ORCHARD_WEBHOOK_TIMEOUT")
+    """Whole POST, connection to the last byte read of the answer."""
+    webhook_lease_s: float = Field(default=60.0, gt=0, alias="ORCHARD_WEBHOOK_LEASE")
+    webhook_max_response_bytes: int = Field(default=65536, ge=0, alias="ORCHARD_WEBHOOK_MAX_RESPONSE_BYTES")
+    webhook_retry_base_s: float = Field(default=10.0, ge=0, alias="ORCHARD_WEBHOOK_RETRY_BASE")
+    webhook_retry_max_s: float = Field(default=3600.0, ge=0, alias="ORCHARD_WEBHOOK_RETRY_MAX")
+    webhook_disable_after_s: float = Field(default=86400.0, gt=0, alias="ORCHARD_WEBHOOK_DISABLE_AFTER")
+    """A webhook answering nothing but failures for this long is disabled (and reported)."""
+    webhook_rotation_overlap_s: float = Field(default=86400.0, ge=0, alias="ORCHARD_WEBHOOK_ROTATION_OVERLAP")
+    """After a secret is rotated, the previous one keeps signing next to the new one this long."""
+    webhook_retention_days: int = Field(default=30, ge=1, alias="ORCHARD_WEBHOOK_RETENTION_DAYS")
+    """Delivered events are kept (for the delivery log and replay) this many days."""
+    webhook_poll_interval_s: float = Field(default=1.0, gt=0, alias="ORCHARD_WEBHOOK_POLL_INTERVAL")
+    webhook_topics_refresh_s: float = Field(default=30.0, gt=0, alias="ORCHARD_WEBHOOK_TOPICS_REFRESH")
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_post(self) -> DeliverySettings:
+        if self.webhook_lease_s <= self.webhook_timeout_s:
+            raise ValueError("ORCHARD_WEBHOOK_LEASE must be longer than ORCHARD_WEBHOOK_TIMEOUT")
+        return self
 
     def production_refusals(self) -> list[str]:
         """Outside development, messages leave only over TLS."""

@@ -12,6 +12,7 @@ from contracts.registry import (
     DEFAULT_RETENTION_MS,
     DLQ_RETENTION_MS,
     SERVICES,
+    STATUS_TOPICS,
     TOPICS,
     consumed_by,
     for_payload,
@@ -42,6 +43,8 @@ EXPECTED_CONSUMPTION = {
         "delivery.message_requested",
         "voucher.stock_low",
         "support.sla_breached",
+        # DESIGN.md §5 "Webhooks": every status topic, for the webhooks that want it.
+        *STATUS_TOPICS,
     },
     "wallet": {
         "ipa.record_accepted",
