@@ -14,6 +14,7 @@ from contracts.vouchers import ExpiryKind, ExpiryPolicy
 from . import campaigns
 from .api_common import actor_of, in_transaction, invalid, pool_of, serve_held_orders
 from .crypto import CodeVault
+from .views import CampaignOut, CampaignOverview
 
 MANAGERS = (Role.ADMIN, Role.OPS)
 READERS = (Role.ADMIN, Role.OPS, Role.FINANCE, Role.AUDITOR, Role.SUPPORT_AGENT)
@@ -93,7 +94,7 @@ def _contract_problem(error: ValidationError) -> Exception:
 def campaign_router(vault: CodeVault) -> APIRouter:
     router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
-    @router.post("", status_code=201, summary="Create a campaign")
+    @router.post("", status_code=201, summary="Create a campaign", response_model=CampaignOut)
     async def create(
         body: CampaignCreate, request: Request, principal: Principal = Depends(require_roles(*MANAGERS))
     ) -> dict[str, Any]:
@@ -108,7 +109,11 @@ def campaign_router(vault: CodeVault) -> APIRouter:
             raise _contract_problem(error) from None
         return campaign_json(saved)
 
-    @router.get("/{campaign_id}", summary="A campaign with code counts, budget and issuance rate")
+    @router.get(
+        "/{campaign_id}",
+        summary="A campaign with code counts, budget and issuance rate",
+        response_model=CampaignOverview,
+    )
     async def get(
         campaign_id: str, request: Request, _: Principal = Depends(require_roles(*READERS))
     ) -> dict[str, Any]:
@@ -116,7 +121,11 @@ def campaign_router(vault: CodeVault) -> APIRouter:
             view = await campaigns.overview(conn, campaign_id)
         return campaign_json(view.pop("campaign")) | view
 
-    @router.patch("/{campaign_id}", summary="Change a campaign's settings (budget, partners, expiry…)")
+    @router.patch(
+        "/{campaign_id}",
+        summary="Change a campaign's settings (budget, partners, expiry…)",
+        response_model=CampaignOut,
+    )
     async def update(
         campaign_id: str,
         body: CampaignUpdate,
@@ -139,7 +148,12 @@ def campaign_router(vault: CodeVault) -> APIRouter:
         return campaign_json(saved)
 
     def status_route(action: str) -> None:
-        @router.post(f"/{{campaign_id}}/{action}", summary=f"{action.capitalize()} the campaign", name=action)
+        @router.post(
+            f"/{{campaign_id}}/{action}",
+            summary=f"{action.capitalize()} the campaign",
+            name=action,
+            response_model=CampaignOut,
+        )
         async def change(
             campaign_id: str,
             request: Request,

@@ -24,6 +24,15 @@ from .crypto import CodeVault
 from .csv_import import ParsedFile, parse_codes
 from .domain import DEFAULT_ALPHABET, MAX_LENGTH, MIN_LENGTH
 from .settings import VoucherSettings
+from .views import (
+    CodeStatusOut,
+    ExtendResult,
+    FlagResult,
+    GenerateResult,
+    ImportReport,
+    RecoverResult,
+    RevealedCode,
+)
 
 OPERATORS = (Role.ADMIN, Role.OPS)
 READERS = (Role.ADMIN, Role.OPS, Role.FINANCE, Role.AUDITOR, Role.SUPPORT_AGENT)
@@ -140,7 +149,11 @@ def code_router(vault: CodeVault, settings: VoucherSettings) -> APIRouter:
     router = APIRouter(tags=["codes"])
 
     @router.post(
-        "/v1/campaigns/{campaign_id}/codes/generate", status_code=201, summary="Generate unique codes"
+        "/v1/campaigns/{campaign_id}/codes/generate",
+        status_code=201,
+        summary="Generate unique codes",
+        response_model=GenerateResult,
+        response_model_exclude_unset=True,
     )
     async def generate(
         campaign_id: str,
@@ -176,6 +189,7 @@ def code_router(vault: CodeVault, settings: VoucherSettings) -> APIRouter:
     @router.post(
         "/v1/campaigns/{campaign_id}/codes/import",
         summary="Import a partner's CSV (code, expires_at, value); problems reported per row",
+        response_model=ImportReport,
         dependencies=[Depends(body_limit(MAX_IMPORT_BYTES))],
     )
     async def import_csv(
@@ -193,14 +207,22 @@ def code_router(vault: CodeVault, settings: VoucherSettings) -> APIRouter:
         report["held_orders_served"] = await serve_held_orders(pool, vault, campaign_id)
         return report
 
-    @router.get("/v1/codes/{code_id}", summary="A code's status, order, member and history (never the code)")
+    @router.get(
+        "/v1/codes/{code_id}",
+        summary="A code's status, order, member and history (never the code)",
+        response_model=CodeStatusOut,
+    )
     async def get_code(
         code_id: uuid.UUID, request: Request, _: Principal = Depends(require_roles(*READERS))
     ) -> dict[str, Any]:
         async with pool_of(request).acquire() as conn:
             return await codes.status(conn, code_id)
 
-    @router.post("/v1/codes/lookup", summary="A code's status by the code itself (sent in the body)")
+    @router.post(
+        "/v1/codes/lookup",
+        summary="A code's status by the code itself (sent in the body)",
+        response_model=CodeStatusOut,
+    )
     async def lookup(
         body: CodeLookup, request: Request, _: Principal = Depends(require_roles(*READERS))
     ) -> dict[str, Any]:
@@ -210,6 +232,7 @@ def code_router(vault: CodeVault, settings: VoucherSettings) -> APIRouter:
     @router.post(
         "/v1/codes/{code_id}/reveal",
         summary="The clear code; every reveal is audited and each actor's reveals are rate-limited",
+        response_model=RevealedCode,
         responses={
             429: {"model": ProblemDetails, "description": "Too many reveals this minute (Retry-After)"}
         },
@@ -243,7 +266,12 @@ def code_router(vault: CodeVault, settings: VoucherSettings) -> APIRouter:
         )
         return {"code_id": code_id, "code": clear}
 
-    @router.post("/v1/codes/recover", summary="Recover codes by ids or filter and return them to their pool")
+    @router.post(
+        "/v1/codes/recover",
+        summary="Recover codes by ids or filter and return them to their pool",
+        response_model=RecoverResult,
+        response_model_exclude_unset=True,
+    )
     async def recover(
         body: Recover, request: Request, principal: Principal = Depends(require_roles(*OPERATORS))
     ) -> dict[str, Any]:
@@ -265,7 +293,12 @@ def code_router(vault: CodeVault, settings: VoucherSettings) -> APIRouter:
                 await serve_held_orders(pool, vault, row["campaign_id"])
         return result
 
-    @router.post("/v1/codes/extend-expiry", summary="Extend expiry of codes, a list, or a whole campaign")
+    @router.post(
+        "/v1/codes/extend-expiry",
+        summary="Extend expiry of codes, a list, or a whole campaign",
+        response_model=ExtendResult,
+        response_model_exclude_unset=True,
+    )
     async def extend(
         body: ExtendExpiry, request: Request, principal: Principal = Depends(require_roles(*OPERATORS))
     ) -> dict[str, Any]:
@@ -293,6 +326,8 @@ def code_router(vault: CodeVault, settings: VoucherSettings) -> APIRouter:
             path,
             summary="Flag codes (no issue, no redemption)" if flagged else "Unflag codes",
             name="flag" if flagged else "unflag",
+            response_model=FlagResult,
+            response_model_exclude_unset=True,
         )
         async def change(
             body: Flag, request: Request, principal: Principal = Depends(require_roles(*OPERATORS))

@@ -14,6 +14,7 @@ from . import redemption
 from .api_common import in_transaction, pool_of, refusal_problem
 from .crypto import CodeVault
 from .domain import RedemptionRefused
+from .views import RedemptionOut
 
 
 class RedemptionRequest(BaseModel):
@@ -29,7 +30,11 @@ class RedemptionRequest(BaseModel):
 def redemption_router(vault: CodeVault) -> APIRouter:
     router = APIRouter(prefix="/v1/redemptions", tags=["redemptions"])
 
-    @router.post("", summary="Redeem a code, fully or partly (partners, own campaigns only)")
+    @router.post(
+        "",
+        summary="Redeem a code, fully or partly (partners, own campaigns only)",
+        response_model=RedemptionOut,
+    )
     async def redeem(
         body: RedemptionRequest, request: Request, principal: Principal = Depends(require_roles(Role.PARTNER))
     ) -> dict[str, Any]:
