@@ -137,9 +137,15 @@ async def batch_progress(conn: Connection, batch_id: uuid.UUID) -> dict[str, Any
     return body
 
 
-async def rejected_rows(pool: asyncpg.Pool, batch_id: uuid.UUID) -> AsyncIterator[tuple[int, Any, Any]]:
-    """The batch's rejected rows in order, read with a server-side cursor (memory stays flat)."""
+async def rejected_rows(
+    pool: asyncpg.Pool, batch_id: uuid.UUID, *, statement_timeout_s: float
+) -> AsyncIterator[tuple[int, Any, Any]]:
+    """The batch's rejected rows in order, read with a server-side cursor (memory stays flat); each
+    fetch may take `statement_timeout_s` at most."""
     async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "SELECT set_config('statement_timeout', $1, true)", f"{int(statement_timeout_s * 1000)}ms"
+        )
         cursor = conn.cursor(
             "SELECT row_number, cells, errors FROM ipa_batch_rows WHERE batch_id = $1 AND status = 'rejected'"
             " ORDER BY row_number",

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
-from chassis.http import body_limit
+from chassis.http import BoundedStreamingResponse, body_limit
 from chassis.inputs import nul_path
 from chassis.problems import Problem
 
@@ -20,7 +20,7 @@ from . import batches
 from .batches import Mode, RowWriter
 from .context import OrderContext
 from .csvfile import CsvFileError, CsvRecordStream, report_header, report_line
-from .uploads import MultipartFile, limited_body
+from .uploads import MultipartFile, limited_body, replay, spool
 from .validation import RECORD_FIELDS, RecordError
 from .views import BatchAccepted, BatchPage, BatchProgress, json_default
 
@@ -106,60 +106,67 @@ def build_router(ctx: OrderContext) -> APIRouter:
         batch_id = uuid.uuid4()
         limit = ctx.settings.max_json_bytes if media == "application/json" else ctx.settings.max_upload_bytes
         body = limited_body(request, limit)
-        pool = ctx.require_pool()
-        async with pool.acquire() as conn, conn.transaction():
-            writer = RowWriter(conn, batch_id)
-            if media in ("text/csv", "application/csv", "text/plain"):
-                source, file_name = "csv", None
-                await batches.create_batch(
-                    conn, batch_id, source=source, mode=mode, created_by=actor_of(principal), file_name=None
-                )
-                await _store_csv(body, writer, None)
-            elif media == "multipart/form-data":
-                source = "csv"
-                await batches.create_batch(
-                    conn, batch_id, source=source, mode=mode, created_by=actor_of(principal), file_name=None
-                )
-                form = MultipartFile(content_type)
-                file_name = await _store_csv(body, writer, form)
-                await conn.execute(
-                    "UPDATE ipa_batches SET file_name = $2 WHERE batch_id = $1", batch_id, file_name
-                )
-            elif media == "application/json":
-                source, file_name = "json", None
-                await batches.create_batch(
-                    conn, batch_id, source=source, mode=mode, created_by=actor_of(principal), file_name=None
-                )
-                await _store_json(body, writer)
-            else:
-                raise Problem(
-                    415,
-                    "unsupported_media_type",
-                    detail='Send CSV (multipart `file` field or a text/csv body) or JSON {"records": [...]}.',
-                )
-            await writer.flush()
-            if writer.count == 0:
-                raise Problem(
-                    422,
-                    "no_records",
-                    detail="The upload holds no records.",
-                    errors=[
-                        {
-                            "field": "file" if source == "csv" else "records",
-                            "code": "no_records",
-                            "message": "No records.",
-                        }
-                    ],
-                )
-            await batches.queue_batch(conn, batch_id, writer.count)
-            await append_audit(
-                conn,
-                actor=actor_of(principal),
-                action="ipa.batch_uploaded",
-                subject_type="ipa_batch",
-                subject_id=str(batch_id),
-                details={"mode": str(mode), "source": source, "rows": writer.count, "file_name": file_name},
+        form: MultipartFile | None = None
+        if media in ("text/csv", "application/csv", "text/plain"):
+            source = "csv"
+        elif media == "multipart/form-data":
+            source = "csv"
+            form = MultipartFile(content_type)
+            body = form.file_bytes(body)
+        elif media == "application/json":
+            source = "json"
+        else:
+            raise Problem(
+                415,
+                "unsupported_media_type",
+                detail='Send CSV (multipart `file` field or a text/csv body) or JSON {"records": [...]}.',
             )
+        # The whole body is received (and the form and JSON checked) before a connection is taken.
+        with await spool(body) as spooled:
+            file_name = _uploaded_file_name(form)
+            records = _json_records(spooled.read()) if source == "json" else None
+            async with ctx.require_pool().acquire() as conn, conn.transaction():
+                writer = RowWriter(conn, batch_id)
+                await batches.create_batch(
+                    conn,
+                    batch_id,
+                    source=source,
+                    mode=mode,
+                    created_by=actor_of(principal),
+                    file_name=file_name,
+                )
+                if records is not None:
+                    await _store_json(records, writer)
+                else:
+                    await _store_csv(replay(spooled), writer)
+                await writer.flush()
+                if writer.count == 0:
+                    raise Problem(
+                        422,
+                        "no_records",
+                        detail="The upload holds no records.",
+                        errors=[
+                            {
+                                "field": "file" if source == "csv" else "records",
+                                "code": "no_records",
+                                "message": "No records.",
+                            }
+                        ],
+                    )
+                await batches.queue_batch(conn, batch_id, writer.count)
+                await append_audit(
+                    conn,
+                    actor=actor_of(principal),
+                    action="ipa.batch_uploaded",
+                    subject_type="ipa_batch",
+                    subject_id=str(batch_id),
+                    details={
+                        "mode": str(mode),
+                        "source": source,
+                        "rows": writer.count,
+                        "file_name": file_name,
+                    },
+                )
         ctx.wake_worker()
         location = f"/v1/ipa/batches/{batch_id}"
         return JSONResponse(
@@ -210,13 +217,18 @@ def build_router(ctx: OrderContext) -> APIRouter:
             if await batches.batch_progress(conn, batch_id) is None:
                 raise Problem(404, "batch_not_found", detail=f"No batch {batch_id}.")
 
+        timeout_s = ctx.settings.http_download_timeout_s
+
         async def lines() -> AsyncIterator[bytes]:
             yield report_header().encode()
-            async for row_number, cells, errors in batches.rejected_rows(pool, batch_id):
+            async for row_number, cells, errors in batches.rejected_rows(
+                pool, batch_id, statement_timeout_s=timeout_s
+            ):
                 yield report_line(row_number, cells, errors).encode()
 
-        return StreamingResponse(
+        return BoundedStreamingResponse(
             lines(),
+            timeout_s=timeout_s,
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="ipa-{batch_id}-errors.csv"'},
         )
@@ -224,38 +236,37 @@ def build_router(ctx: OrderContext) -> APIRouter:
     return router
 
 
-async def _store_csv(body: AsyncIterator[bytes], writer: RowWriter, form: MultipartFile | None) -> str | None:
+def _uploaded_file_name(form: MultipartFile | None) -> str | None:
+    if form is None:
+        return None
+    if not form.found:
+        raise Problem(
+            400,
+            "file_missing",
+            detail="The multipart form has no field named `file`.",
+            errors=[{"field": "file", "code": "required", "message": "Attach the CSV as `file`."}],
+        )
+    _refuse_nul(form.file_name, "file", "The file name")
+    return form.file_name
+
+
+async def _store_csv(body: AsyncIterator[bytes], writer: RowWriter) -> None:
     stream = CsvRecordStream()
     try:
         async for chunk in body:
-            pieces = form.feed(chunk) if form is not None else [chunk]
-            for piece in pieces:
-                for row in stream.feed(piece):
-                    _refuse_nul(row.cells, "file", f"Row {row.row_number}")
-                    problems = (
-                        [RecordError("record", "wrong_field_count", row.problem)] if row.problem else []
-                    )
-                    await writer.add(row.row_number, row.cells, problems)
-        if form is not None and not form.found:
-            raise Problem(
-                400,
-                "file_missing",
-                detail="The multipart form has no field named `file`.",
-                errors=[{"field": "file", "code": "required", "message": "Attach the CSV as `file`."}],
-            )
+            for row in stream.feed(chunk):
+                _refuse_nul(row.cells, "file", f"Row {row.row_number}")
+                problems = [RecordError("record", "wrong_field_count", row.problem)] if row.problem else []
+                await writer.add(row.row_number, row.cells, problems)
         for row in stream.finish():
             _refuse_nul(row.cells, "file", f"Row {row.row_number}")
             problems = [RecordError("record", "wrong_field_count", row.problem)] if row.problem else []
             await writer.add(row.row_number, row.cells, problems)
     except CsvFileError as exc:
         raise _file_problem(exc) from None
-    if form is not None:
-        _refuse_nul(form.file_name, "file", "The file name")
-    return form.file_name if form is not None else None
 
 
-async def _store_json(body: AsyncIterator[bytes], writer: RowWriter) -> None:
-    raw = b"".join([chunk async for chunk in body])
+def _json_records(raw: bytes) -> list[Any]:
     try:
         document = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -269,12 +280,18 @@ async def _store_json(body: AsyncIterator[bytes], writer: RowWriter) -> None:
             errors=[{"field": "records", "code": "required", "message": "A non-empty list of records."}],
         )
     for index, record in enumerate(records, start=1):
+        if isinstance(record, dict):
+            _refuse_nul(record, f"records.{index}", f"Record {index}")
+    return records
+
+
+async def _store_json(records: list[Any], writer: RowWriter) -> None:
+    for index, record in enumerate(records, start=1):
         if not isinstance(record, dict):
             await writer.add(
                 index, {}, [RecordError("record", "invalid_type", "Each record is a JSON object.")]
             )
             continue
-        _refuse_nul(record, f"records.{index}", f"Record {index}")
         unknown = sorted(str(k) for k in record if k not in RECORD_FIELDS)
         cells = {k: v for k, v in record.items() if k in RECORD_FIELDS}
         problems = [RecordError(k, "unknown_field", "Not a field of an IPA record.") for k in unknown]

@@ -1,9 +1,11 @@
-"""Reading an upload's body as it arrives: a size limit, and the `file` part of a multipart form
-without spooling the whole form first."""
+"""Reading an upload's body as it arrives: a size limit, the `file` part of a multipart form without
+spooling the whole form first, and a spool on disk so that no database connection waits on the client."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator
+from typing import IO
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
@@ -34,6 +36,32 @@ async def limited_body(request: Request, limit: int) -> AsyncIterator[bytes]:
             yield chunk
 
 
+SPOOL_IN_MEMORY = 2**20
+"""Uploads up to this size stay in memory; larger ones go to a temporary file."""
+REPLAY_CHUNK = 64 * 2**10
+
+
+async def spool(chunks: AsyncIterator[bytes]) -> IO[bytes]:
+    """The whole upload, received at the client's pace before any database work starts, rewound.
+
+    A slow or stalled client then costs a file descriptor and some disk, never a pooled connection.
+    The caller closes it (it is deleted on close)."""
+    spooled: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
+    try:
+        async for chunk in chunks:
+            spooled.write(chunk)
+        spooled.seek(0)
+    except BaseException:
+        spooled.close()
+        raise
+    return spooled
+
+
+async def replay(spooled: IO[bytes]) -> AsyncIterator[bytes]:
+    while chunk := spooled.read(REPLAY_CHUNK):
+        yield chunk
+
+
 class MultipartFile:
     """Feeds a multipart/form-data body and hands out the bytes of its `file` part as they come."""
 
@@ -59,6 +87,12 @@ class MultipartFile:
                 "on_part_end": self._part_end,
             },
         )
+
+    async def file_bytes(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """The bytes of the `file` part as the body arrives (the other parts are dropped)."""
+        async for chunk in body:
+            for piece in self.feed(chunk):
+                yield piece
 
     def feed(self, chunk: bytes) -> list[bytes]:
         try:
