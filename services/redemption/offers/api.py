@@ -278,7 +278,7 @@ async def redeem_offer(
             response.status_code = 202
         # Audit entries last: the audit lock is held to the commit, after every row lock of this request.
         if pin_check is not None and failure_detail is not None:
-            await _audit_pin_rejected(conn, principal, record, pin_check)
+            await pins.audit_rejection(conn, actor(principal), record, pin_check)
         if claimed is not None and claimed < now:
             await append_audit(
                 conn,
@@ -320,29 +320,6 @@ def _claimed_time(body: OfferRedemptionIn, cfg: RedemptionSettings, now: datetim
             errors=[{"field": "body.redeemed_at", "code": exc.code, "message": str(exc)}],
         ) from exc
     return claimed
-
-
-async def _audit_pin_rejected(
-    conn: Connection, principal: Principal, record: Record, pin_check: pins.PinCheck
-) -> None:
-    assert record.member_id is not None
-    details: dict[str, Any] = {
-        "record_id": record.record_id,
-        "offer_id": record.offer_id,
-        "partner_id": record.partner_id,
-        "reason": pin_check.precise_reason,
-    }
-    if pin_check.state is not None:
-        details["lockouts"] = pin_check.state.lockouts
-        details["locked_until"] = pin_check.state.locked_until
-    await append_audit(
-        conn,
-        actor=actor(principal),
-        action="offer.pin_rejected",
-        subject_type="member",
-        subject_id=record.member_id,
-        details=details,
-    )
 
 
 async def _send_one_time_code(

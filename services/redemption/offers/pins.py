@@ -9,7 +9,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import asyncpg
 from fastapi import APIRouter, Depends, Response
@@ -22,6 +22,7 @@ from chassis.problems import Problem
 from services.redemption.deps import actor, pool, settings
 from services.redemption.offers import domain
 from services.redemption.offers import repository as repo
+from services.redemption.records.domain import Record
 from services.redemption.settings import RedemptionSettings
 
 router = APIRouter(tags=["offers"])
@@ -118,6 +119,28 @@ async def check_pin(
     if after != state:
         await repo.save_pin_state(conn, member_id, after)
     return PinCheck(outcome, after)
+
+
+async def audit_rejection(conn: Connection, by: str, record: Record, pin_check: PinCheck) -> None:
+    """The exact reason behind a `pin_rejected` redemption, for admins and auditors only."""
+    assert record.member_id is not None
+    details: dict[str, Any] = {
+        "record_id": record.record_id,
+        "offer_id": record.offer_id,
+        "partner_id": record.partner_id,
+        "reason": pin_check.precise_reason,
+    }
+    if pin_check.state is not None:
+        details["lockouts"] = pin_check.state.lockouts
+        details["locked_until"] = pin_check.state.locked_until
+    await append_audit(
+        conn,
+        actor=by,
+        action="offer.pin_rejected",
+        subject_type="member",
+        subject_id=record.member_id,
+        details=details,
+    )
 
 
 # The member's own PIN -----------------------------------------------------------------------------
