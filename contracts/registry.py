@@ -21,6 +21,7 @@ from contracts.vouchers import (
     VoucherIssued,
     VoucherIssueFailed,
     VoucherRedeemed,
+    VoucherRedemptionRefused,
     VoucherStatusChanged,
     VoucherStockLow,
 )
@@ -230,6 +231,15 @@ TOPICS: tuple[TopicSpec, ...] = (
         consumers=("redemption", "delivery"),
         high_volume=True,
         description="A partner redeemed a code, fully or partly.",
+    ),
+    _spec(
+        Topics.VOUCHER_REDEMPTION_REFUSED,
+        VoucherRedemptionRefused,
+        key="code_id",
+        key_fallback="partner_id",
+        producer="voucher",
+        consumers=("redemption",),
+        description="A partner's redemption was refused: unknown, expired, flagged, used up, wrong partner…",
     ),
     _spec(
         Topics.VOUCHER_STATUS_CHANGED,

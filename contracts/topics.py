@@ -21,6 +21,7 @@ class Topics(StrEnum):
     VOUCHER_ISSUE_FAILED = "voucher.issue_failed"
     VOUCHER_STOCK_LOW = "voucher.stock_low"
     VOUCHER_REDEEMED = "voucher.redeemed"
+    VOUCHER_REDEMPTION_REFUSED = "voucher.redemption_refused"
     VOUCHER_STATUS_CHANGED = "voucher.status_changed"
     DELIVERY_REQUESTED = "delivery.requested"
     DELIVERY_SUCCEEDED = "delivery.succeeded"

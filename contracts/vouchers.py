@@ -1,5 +1,5 @@
 """Campaigns and voucher codes: `campaign.changed`, `voucher.issued`, `voucher.issue_failed`,
-`voucher.stock_low`, `voucher.redeemed`, `voucher.status_changed`.
+`voucher.stock_low`, `voucher.redeemed`, `voucher.redemption_refused`, `voucher.status_changed`.
 
 Only `voucher.issued` carries a code in clear text; every other topic names codes by `code_id`.
 """
@@ -144,6 +144,27 @@ class VoucherRedeemed(EventData):
         if self.partial != (self.remaining_value > 0):
             raise ValueError("partial is true exactly when remaining_value is above zero")
         return self
+
+
+class VoucherRedemptionRefused(EventData):
+    """A partner's redemption was refused and nothing changed on any code; published so that every
+    attempt is on record with its reason."""
+
+    attempt_id: uuid.UUID = Field(description="this attempt; each refused request is a new one")
+    partner_id: Identifier
+    reason: Identifier = Field(
+        description="e.g. `unknown_code`, `code_expired`, `code_flagged`, `code_fully_redeemed`, "
+        "`partner_not_allowed`"
+    )
+    code_id: uuid.UUID | None = Field(default=None, description="absent when no code matches")
+    campaign_id: Identifier | None = None
+    order_id: uuid.UUID | None = Field(default=None, description="only to a partner of the campaign")
+    member_id: Identifier | None = Field(default=None, description="only to a partner of the campaign")
+    amount: PositiveMoney | None = Field(default=None, description="what the partner asked for; absent: all")
+    currency: Currency | None = Field(default=None, description="the campaign's, when the code is known")
+    channel: Identifier
+    location: Text | None = None
+    test: bool = Field(default=False, description="the partner asked in test mode")
 
 
 class CodeStatus(StrEnum):

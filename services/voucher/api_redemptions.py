@@ -1,4 +1,5 @@
-"""HTTP: partner redemption, answered immediately with the value left on the code."""
+"""HTTP: partner redemption, answered immediately with the value left on the code; a refusal is
+answered with its reason and put on record."""
 
 from __future__ import annotations
 
@@ -54,6 +55,21 @@ def redemption_router(vault: CodeVault) -> APIRouter:
                 ),
             )
         except RedemptionRefused as error:
-            raise refusal_problem(error) from None
+            refusal = error
+            await in_transaction(
+                pool_of(request),
+                lambda conn: redemption.record_refusal(
+                    conn,
+                    vault,
+                    refusal,
+                    partner_id=principal.sub,
+                    code=body.code.strip(),
+                    amount=body.amount,
+                    channel=body.channel,
+                    location=body.location,
+                    test_mode=body.test_mode,
+                ),
+            )
+            raise refusal_problem(refusal) from None
 
     return router

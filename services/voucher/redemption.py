@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from chassis.db import Connection
-from contracts.vouchers import CodeStatus, VoucherRedeemed, VoucherStatusChanged
+from contracts.vouchers import CodeStatus, VoucherRedeemed, VoucherRedemptionRefused, VoucherStatusChanged
 
 from .crypto import CodeVault
 from .domain import CodeForRedemption, RedemptionRefused, Refusal, decide_redemption
@@ -172,3 +172,44 @@ async def redeem(
     )
     await publish(conn, [redeemed, changed])
     return _answer(saved, replayed=False)
+
+
+async def record_refusal(
+    conn: Connection,
+    vault: CodeVault,
+    refusal: RedemptionRefused,
+    *,
+    partner_id: str,
+    code: str,
+    amount: Decimal | None,
+    channel: str,
+    location: str | None,
+    test_mode: bool,
+) -> uuid.UUID:
+    """Put a refused attempt on record. The refusal changed nothing, so this is its own transaction."""
+    row = await conn.fetchrow(
+        """
+        SELECT c.code_id, c.campaign_id, c.order_id, c.member_id, k.partner_ids, k.currency
+          FROM codes c JOIN campaigns k USING (campaign_id)
+         WHERE c.lookup_hash = $1
+        """,
+        vault.lookup_hash(code),
+    )
+    known: dict[str, Any] = {}
+    if row is not None:
+        known = {"code_id": row["code_id"], "campaign_id": row["campaign_id"], "currency": row["currency"]}
+        # Whose code it is stays with the partners allowed to redeem it.
+        if partner_id in row["partner_ids"]:
+            known |= {"order_id": row["order_id"], "member_id": row["member_id"]}
+    refused = VoucherRedemptionRefused(
+        attempt_id=uuid.uuid4(),
+        partner_id=partner_id,
+        reason=str(refusal.reason),
+        amount=amount,
+        channel=channel,
+        location=location,
+        test=test_mode,
+        **known,
+    )
+    await publish(conn, [refused])
+    return refused.attempt_id

@@ -20,6 +20,7 @@ from contracts.vouchers import (
     VoucherIssued,
     VoucherIssueFailed,
     VoucherRedeemed,
+    VoucherRedemptionRefused,
     VoucherStatusChanged,
     VoucherStockLow,
 )
@@ -128,6 +129,17 @@ def sample_payloads() -> dict[str, EventData]:
             channel="in_store",
             location="Lisbon, Rua Augusta",
             partial=True,
+        ),
+        Topics.VOUCHER_REDEMPTION_REFUSED: VoucherRedemptionRefused(
+            attempt_id=REDEMPTION_ID,
+            partner_id="bean-and-leaf",
+            reason="code_expired",
+            code_id=CODE_ID,
+            campaign_id="spring-thanks",
+            order_id=ORDER_ID,
+            amount="10.00",
+            currency="EUR",
+            channel="in_store",
         ),
         Topics.VOUCHER_STATUS_CHANGED: VoucherStatusChanged(
             code_id=CODE_ID, campaign_id="spring-thanks", status="expired", previous_status="issued"

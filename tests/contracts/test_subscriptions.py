@@ -56,6 +56,7 @@ PINNED: dict[str, set[tuple[str, str]]] = {
     "redemption": {
         ("order.state_changed", "storefront-order-state"),
         ("voucher.redeemed", "records-voucher-redeemed"),
+        ("voucher.redemption_refused", "records-voucher-refused"),
         ("voucher.status_changed", "records-voucher-status"),
         ("wallet.debit_rejected", "storefront-wallet-rejected"),
         ("wallet.transaction_recorded", "storefront-wallet-recorded"),

@@ -62,6 +62,7 @@ EXPECTED_CONSUMPTION = {
         "wallet.debit_rejected",
         "order.state_changed",
         "voucher.redeemed",
+        "voucher.redemption_refused",
         "voucher.status_changed",
     },
     "support": {

@@ -1,4 +1,4 @@
-"""Kafka in for voucher redemptions and expiries: recorded like offer redemptions."""
+"""Kafka in for voucher redemptions, refused redemptions and expiries: recorded like offer redemptions."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from chassis.db import Connection
 from contracts.envelope import Envelope
 from contracts.redemption import RedemptionKind, RedemptionStatus, ValidationMethod
 from contracts.topics import Topics
-from contracts.vouchers import CodeStatus, VoucherRedeemed, VoucherStatusChanged
+from contracts.vouchers import CodeStatus, VoucherRedeemed, VoucherRedemptionRefused, VoucherStatusChanged
 from services.redemption.records.domain import Record
 from services.redemption.records.repository import write_record
 
@@ -46,6 +46,29 @@ async def on_voucher_redeemed(conn: Connection, env: Envelope[Any]) -> None:
     await write_record(conn, record, correlation_id=env.correlation_id, causation_id=str(env.event_id))
 
 
+async def on_voucher_redemption_refused(conn: Connection, env: Envelope[Any]) -> None:
+    data: VoucherRedemptionRefused = env.data
+    if data.test:
+        return
+    record = Record(
+        record_id=data.attempt_id,
+        kind=RedemptionKind.VOUCHER,
+        status=RedemptionStatus.FAILED,
+        redeemed_at=env.occurred_at,
+        member_id=data.member_id,
+        partner_id=data.partner_id,
+        code_id=data.code_id,
+        order_id=data.order_id,
+        channel=data.channel,
+        location=data.location,
+        validation_method=ValidationMethod.VOUCHER_CODE,
+        amount=data.amount,
+        currency=data.currency,
+        reason=data.reason,
+    )
+    await write_record(conn, record, correlation_id=env.correlation_id, causation_id=str(env.event_id))
+
+
 def _is_reported_expiry(data: VoucherStatusChanged) -> bool:
     """Only expiries become records (issuance, delivery and redemption are recorded otherwise)."""
     return not data.test and data.status is CodeStatus.EXPIRED
@@ -74,6 +97,12 @@ def record_subscriptions() -> list[Subscription]:
     return [
         Subscription(
             "records-voucher-redeemed", Topics.VOUCHER_REDEEMED, VoucherRedeemed, on_voucher_redeemed
+        ),
+        Subscription(
+            "records-voucher-refused",
+            Topics.VOUCHER_REDEMPTION_REFUSED,
+            VoucherRedemptionRefused,
+            on_voucher_redemption_refused,
         ),
         Subscription(
             "records-voucher-status",
