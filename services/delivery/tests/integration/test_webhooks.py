@@ -85,7 +85,9 @@ async def test_a_status_event_is_posted_once_signed_to_each_webhook_that_wants_i
         assert post.headers["orchard-signature"].startswith("t=")
         assert post.headers["content-type"] == "application/json"
         assert post.event == json.loads(env.to_bytes())
-        [entry] = [e for e in await log_of(service, orders["webhook_id"]) if e["event_id"] == str(env.event_id)]
+        [entry] = [
+            e for e in await log_of(service, orders["webhook_id"]) if e["event_id"] == str(env.event_id)
+        ]
         assert entry["status"] == "delivered"
         assert entry["last_status_code"] == 200
         assert entry["attempts"] == 1
@@ -121,6 +123,207 @@ async def test_webhooks_are_managed_only_by_admin_and_ops_and_only_for_status_to
     )
 
     assert as_agent.status_code == 403
-    assert codes.status_code == 422 and codes.json()["code"] == "unknown_events"
+    assert codes.status_code == 422
+    assert codes.json()["code"] == "unknown_events"
     assert contacts.status_code == 422
     assert await service.pool.fetchval("SELECT count(*) FROM webhooks") == 0
+
+
+async def test_a_failing_endpoint_is_retried_with_backoff_then_disabled_reported_and_counted(
+    delivery_service,
+):
+    async with webhook_receiver(lambda r: (500, 0.0) if r.path == "/hook" else (200, 0.0)) as receiver:
+        service = await delivery_service(
+            **FAST,
+            ORCHARD_WEBHOOK_DISABLE_AFTER=1.5,
+            ORCHARD_NOTIFY_SLACK_URL=receiver.url("/slack"),
+            ORCHARD_NOTIFY_INTERVAL=0.2,
+        )
+        assert service.http is not None
+        webhook = await register(service, receiver, ["order.state_changed"])
+        env = await publish_state(service, uuid.uuid4(), OrderState.CANCELLED)
+
+        async def disabled() -> bool:
+            answer = await service.http.get(f"/v1/webhooks/{webhook['webhook_id']}", headers=service.token())
+            return answer.json()["enabled"] is False
+
+        await wait_until(disabled, timeout=30, what="the failing webhook to be disabled")
+        tries = [r for r in receiver.on("/hook") if r.event_id == str(env.event_id)]
+        assert len(tries) >= 3
+        assert all(r.verified for r in tries)
+        [entry] = await log_of(service, webhook["webhook_id"])
+        assert entry["status"] == "pending"
+        assert entry["last_status_code"] == 500
+        assert entry["last_error"] == "HTTP 500"
+
+        async def reported() -> bool:
+            return any(b"was disabled" in r.body for r in receiver.on("/slack"))
+
+        await wait_until(reported, timeout=15, what="the disabled webhook to be posted to Slack")
+        metrics = await service.http.get("/metrics")
+        assert "orchard_webhooks_disabled_total 1.0" in metrics.text
+
+        count = len(receiver.on("/hook"))
+        await settle(1.0)
+        assert len(receiver.on("/hook")) == count  # a disabled webhook is sent nothing
+
+        receiver.behaviour = lambda r: (204, 0.0)
+        enabled = await service.http.post(
+            f"/v1/webhooks/{webhook['webhook_id']}/enable", headers=service.token("ops")
+        )
+        assert enabled.status_code == 200
+        assert enabled.json()["enabled"] is True
+
+        async def delivered() -> bool:
+            return (await log_of(service, webhook["webhook_id"]))[0]["status"] == "delivered"
+
+        await wait_until(delivered, timeout=15, what="the event held while disabled to be delivered")
+
+
+async def test_one_orders_events_reach_a_webhook_in_order_even_when_the_first_is_retried(delivery_service):
+    failed_once: set[str] = set()
+
+    def first_try_fails(request: Any) -> tuple[int, float]:
+        if request.event["data"]["state"] == "pending" and request.event_id not in failed_once:
+            failed_once.add(request.event_id)
+            return 503, 0.0
+        return 200, 0.0
+
+    async with webhook_receiver(first_try_fails) as receiver:
+        service = await delivery_service(
+            **{**FAST, "ORCHARD_WEBHOOK_RETRY_BASE": 0.5, "ORCHARD_WEBHOOK_RETRY_MAX": 1.0}
+        )
+        await register(service, receiver, ["order.state_changed"])
+        order_id, other_order = uuid.uuid4(), uuid.uuid4()
+
+        first = await publish_state(service, order_id, OrderState.PENDING)
+        second = await publish_state(service, order_id, OrderState.CANCELLED)
+        unrelated = await publish_state(service, other_order, OrderState.CANCELLED)
+
+        ids = {str(first.event_id), str(second.event_id), str(unrelated.event_id)}
+        await received_events(receiver, ids, 4)
+        order = [r.event_id for r in receiver.received if r.event_id in ids]
+        assert order.index(str(unrelated.event_id)) < order.index(str(second.event_id))
+        assert order.count(str(first.event_id)) == 2
+        assert order.index(str(second.event_id)) > len(order) - 1 - order[::-1].index(str(first.event_id))
+
+
+async def test_replay_sends_again_the_events_a_webhook_got_since_the_time_given(delivery_service):
+    service = await delivery_service(**FAST)
+    assert service.http is not None
+    async with webhook_receiver() as receiver:
+        webhook = await register(service, receiver, ["order.state_changed"])
+        now = datetime.now(UTC)
+        old = await publish_state(
+            service, uuid.uuid4(), OrderState.CANCELLED, occurred_at=now - timedelta(hours=2)
+        )
+        recent = [await publish_state(service, uuid.uuid4(), OrderState.COMPLETED) for _ in range(2)]
+        ids = {str(old.event_id), *(str(e.event_id) for e in recent)}
+        await received_events(receiver, ids, 3)
+
+        answer = await service.http.post(
+            f"/v1/webhooks/{webhook['webhook_id']}/replay",
+            json={"since": (now - timedelta(minutes=5)).isoformat()},
+            headers=service.token("admin"),
+        )
+
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["requeued"] == 2
+        await received_events(receiver, ids, 5)
+        await settle(0.5)
+        counts = {i: [r.event_id for r in receiver.received].count(i) for i in ids}
+        assert counts == {str(old.event_id): 1, **{str(e.event_id): 2 for e in recent}}
+        assert all(r.verified for r in receiver.received)
+        naive = await service.http.post(
+            f"/v1/webhooks/{webhook['webhook_id']}/replay",
+            json={"since": "2026-01-01T00:00:00"},
+            headers=service.token("admin"),
+        )
+        assert naive.status_code == 422
+
+
+async def test_after_a_rotation_both_secrets_sign_until_the_window_ends(delivery_service):
+    service = await delivery_service(**FAST, ORCHARD_WEBHOOK_ROTATION_OVERLAP=2.0)
+    assert service.http is not None
+    async with webhook_receiver() as receiver:
+        webhook = await register(service, receiver, ["order.state_changed"])
+        old_secret = receiver.secrets[0]
+        rotated = await service.http.post(
+            f"/v1/webhooks/{webhook['webhook_id']}/secret", headers=service.token("admin")
+        )
+        assert rotated.status_code == 200
+        new_secret = rotated.json()["secret"]
+        assert new_secret != old_secret
+
+        during = await publish_state(service, uuid.uuid4(), OrderState.CANCELLED)
+        await received_events(receiver, {str(during.event_id)}, 1)
+        await asyncio.sleep(2.5)
+        after = await publish_state(service, uuid.uuid4(), OrderState.CANCELLED)
+        await received_events(receiver, {str(after.event_id)}, 1)
+
+        [sent_during] = [r for r in receiver.received if r.event_id == str(during.event_id)]
+        [sent_after] = [r for r in receiver.received if r.event_id == str(after.event_id)]
+        receiver.secrets[:] = [new_secret]
+        from .webhook_receiver import verify
+
+        header, body = sent_during.headers["orchard-signature"], sent_during.body
+        assert header.count("v1=") == 2
+        assert verify(header, body, old_secret)
+        assert verify(header, body, new_secret)
+        header, body = sent_after.headers["orchard-signature"], sent_after.body
+        assert header.count("v1=") == 1
+        assert verify(header, body, new_secret)
+        assert not verify(header, body, old_secret)
+
+
+async def test_a_ping_is_a_signed_test_event_in_the_delivery_log(delivery_service):
+    service = await delivery_service(**FAST)
+    assert service.http is not None
+    async with webhook_receiver() as receiver:
+        webhook = await register(service, receiver, ["delivery.failed"])
+
+        answer = await service.http.post(
+            f"/v1/webhooks/{webhook['webhook_id']}/ping", headers=service.token()
+        )
+
+        assert answer.status_code == 202
+        event_id = answer.json()["event_id"]
+        await received_events(receiver, {event_id}, 1)
+        [ping] = receiver.received
+        assert ping.verified
+        assert ping.event["event_type"] == "webhook.ping"
+        assert ping.event["data"] == {"webhook_id": webhook["webhook_id"]}
+        [entry] = await log_of(service, webhook["webhook_id"])
+        assert entry["event_id"] == event_id
+
+
+async def test_a_slow_endpoint_holds_back_neither_a_fast_one_nor_voucher_delivery(delivery_service):
+    def slow_or_fast(request: Any) -> tuple[int, float]:
+        return (200, 3.0) if request.path == "/slow" else (200, 0.0)
+
+    async with webhook_receiver(slow_or_fast) as receiver:
+        service = await delivery_service(**FAST, ORCHARD_WEBHOOK_CONCURRENCY=2, ORCHARD_WEBHOOK_WORKERS=4)
+        await register(service, receiver, ["order.state_changed"], "/slow")
+        await register(service, receiver, ["order.state_changed"], "/fast")
+        voucher_order = uuid.uuid4()
+        began = time.monotonic()
+
+        events = [await publish_state(service, uuid.uuid4(), OrderState.CANCELLED) for _ in range(10)]
+        await service.publish(request_for(voucher_order))
+        await service.publish(voucher_for(voucher_order))
+
+        ids = {str(e.event_id) for e in events}
+        await received_events(receiver, ids, 10, "/fast")
+        fast_done = time.monotonic() - began
+        await service.wait_status(voucher_order, "sent", timeout=10)
+        voucher_done = time.monotonic() - began
+        slow_seen = len([r for r in receiver.on("/slow") if r.event_id in ids])
+
+        assert fast_done < 6.0, fast_done
+        assert voucher_done < 6.0, voucher_done
+        assert slow_seen <= 4  # at most two at a time, three seconds each
+        live = await service.pool.fetchval(
+            "SELECT count(*) FROM webhook_deliveries d JOIN webhooks w USING (webhook_id)"
+            " WHERE w.url LIKE '%/slow' AND d.status = 'sending'"
+        )
+        assert live <= 2

@@ -53,7 +53,7 @@ Behaviour = Callable[[Received], tuple[int, float]]
 class Receiver:
     port: int
     secrets: list[str] = field(default_factory=list)
-    behaviour: Behaviour = lambda _: (200, 0.0)  # noqa: E731
+    behaviour: Behaviour = lambda _: (200, 0.0)
     received: list[Received] = field(default_factory=list)
 
     def url(self, path: str = "/hook") -> str:
@@ -67,7 +67,9 @@ class Receiver:
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
             path = lines[0].split(" ")[1]
-            headers = {k.strip().lower(): v.strip() for k, v in (x.split(":", 1) for x in lines[1:] if ":" in x)}
+            headers = {
+                k.strip().lower(): v.strip() for k, v in (x.split(":", 1) for x in lines[1:] if ":" in x)
+            }
             body = await reader.readexactly(int(headers.get("content-length", "0")))
             signature = headers.get("orchard-signature", "")
             verified = bool(signature) and any(verify(signature, body, s) for s in self.secrets)
