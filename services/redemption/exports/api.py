@@ -13,12 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
+from chassis.http import BoundedStreamingResponse
 from chassis.inputs import Identifier, NoNul
 from chassis.problems import Problem
 from contracts.redemption import RedemptionKind, RedemptionStatus
-from services.redemption.deps import actor, pool
+from services.redemption.deps import actor, pool, settings
 from services.redemption.exports import domain
 from services.redemption.exports import repository as repo
+from services.redemption.settings import RedemptionSettings
 from services.redemption.views import ExportOut
 
 router = APIRouter(tags=["exports"])
@@ -170,6 +172,7 @@ async def download_export(
     export_id: uuid.UUID,
     principal: Annotated[Principal, Depends(require_roles(*EXPORT_ROLES))],
     db: Annotated[asyncpg.Pool, Depends(pool)],
+    config: Annotated[RedemptionSettings, Depends(settings)],
 ) -> StreamingResponse:
     async with db.acquire() as conn, conn.transaction():
         job = await _visible_export(conn, principal, export_id)
@@ -184,8 +187,10 @@ async def download_export(
             details={"purpose": str(job.purpose), "fields": list(job.fields)},
         )
     suffix = "csv" if job.format is domain.ExportFormat.CSV else "jsonl"
-    return StreamingResponse(
-        repo.chunks(db, export_id),
+    timeout_s = config.http_download_timeout_s
+    return BoundedStreamingResponse(
+        repo.chunks(db, export_id, statement_timeout_s=timeout_s),
+        timeout_s=timeout_s,
         media_type=domain.MEDIA_TYPES[job.format],
         headers={
             "Content-Disposition": f'attachment; filename="redemptions-{job.purpose}-{export_id}.{suffix}"'

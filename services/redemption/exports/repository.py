@@ -90,11 +90,17 @@ async def get_export(conn: Connection, export_id: uuid.UUID) -> ExportJob | None
     return ExportJob.from_row(row) if row else None
 
 
-async def chunks(pool: asyncpg.Pool, export_id: uuid.UUID) -> AsyncIterator[bytes]:
-    """The content, one chunk at a time, so a large export never sits in memory whole."""
+async def chunks(
+    pool: asyncpg.Pool, export_id: uuid.UUID, *, statement_timeout_s: float
+) -> AsyncIterator[bytes]:
+    """The content, one chunk at a time, so a large export never sits in memory whole; each chunk's
+    query may take `statement_timeout_s` at most."""
     seq = -1
     while True:
-        async with pool.acquire() as conn:
+        async with pool.acquire() as conn, conn.transaction(readonly=True):
+            await conn.execute(
+                "SELECT set_config('statement_timeout', $1, true)", f"{int(statement_timeout_s * 1000)}ms"
+            )
             row = await conn.fetchrow(
                 "SELECT seq, content FROM export_chunks WHERE export_id = $1 AND seq > $2"
                 " ORDER BY seq LIMIT 1",
