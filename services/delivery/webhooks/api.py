@@ -22,17 +22,8 @@ from chassis.problems import Problem, register_error
 from ..codes import CodeVault
 from ..settings import DeliverySettings
 from . import repository
-from .domain import (
-    PING_EVENT,
-    AddressRefused,
-    UnknownEvents,
-    WebhookNotFound,
-    check_events,
-    check_url,
-    new_secret,
-    refused_address,
-)
-from .transport import resolve
+from .domain import PING_EVENT, AddressRefused, UnknownEvents, WebhookNotFound, check_events, new_secret
+from .transport import check_destination
 
 register_error(WebhookNotFound, 404, "webhook_not_found")
 register_error(UnknownEvents, 422, "unknown_events")
@@ -141,20 +132,6 @@ def _webhook(row: asyncpg.Record) -> dict[str, Any]:
     return {k: row[k] for k in Webhook.model_fields if k in row.keys()}  # noqa: SIM118
 
 
-async def _check_reachable(url: str, settings: DeliverySettings) -> None:
-    host, port = check_url(url, dev=settings.is_dev)
-    if settings.is_dev:
-        return
-    try:
-        addresses = await resolve(host, port)
-    except Exception:
-        return  # not resolvable now: every connection checks where the name leads at that moment
-    for address in addresses:
-        why = refused_address(address)
-        if why:
-            raise AddressRefused(f"{host} resolves to {why}")
-
-
 async def _audit(conn: Any, principal: Principal, action: str, webhook_id: uuid.UUID, **details: Any) -> None:
     await append_audit(
         conn,
@@ -170,7 +147,7 @@ async def _audit(conn: Any, principal: Principal, action: str, webhook_id: uuid.
 async def create_webhook(request: Request, body: NewWebhook, principal: Manager) -> dict[str, Any]:
     settings = _settings(request)
     events = check_events(body.events)
-    await _check_reachable(body.url, settings)
+    await check_destination(body.url, dev=settings.is_dev)
     secret = new_secret()
     webhook_id = uuid.uuid4()
     sealed = CodeVault(settings.code_key).seal(SecretStr(secret))

@@ -131,7 +131,7 @@ def check_url(url: str, *, dev: bool) -> tuple[str, int]:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as exc:
         raise AddressRefused("the URL's port is not a port") from exc
-    host = parts.hostname
+    host = parts.hostname.rstrip(".")
     if not dev:
         if host == "localhost" or host.endswith(".localhost"):
             raise AddressRefused(f"{host} is a loopback name")

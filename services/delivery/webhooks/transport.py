@@ -16,7 +16,7 @@ import anyio
 import httpcore
 import httpx
 
-from .domain import AddressRefused, refused_address
+from .domain import AddressRefused, check_url, refused_address
 
 
 class _PublicOnlyBackend(httpcore.AsyncNetworkBackend):
@@ -56,6 +56,23 @@ async def resolve(host: str, port: int) -> list[str]:
     except OSError as exc:
         raise httpx.ConnectError(f"{host} does not resolve: {exc}") from exc
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+async def check_destination(url: str, *, dev: bool) -> None:
+    """At registration: the URL's shape (`domain.check_url`) and, outside development, every address
+    its host resolves to now. A name that does not resolve yet is let through: each connection checks
+    where it leads at that moment."""
+    host, port = check_url(url, dev=dev)
+    if dev:
+        return
+    try:
+        addresses = await resolve(host, port)
+    except httpx.ConnectError:
+        return
+    for address in addresses:
+        why = refused_address(address)
+        if why:
+            raise AddressRefused(f"{host} resolves to {why}")
 
 
 class _Transport(httpx.AsyncHTTPTransport):
