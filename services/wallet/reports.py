@@ -17,9 +17,9 @@ from typing import Annotated, Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import StreamingResponse
 
 from chassis.auth import Principal, Role, require_roles
+from chassis.http import BoundedStreamingResponse
 from chassis.inputs import INT64_MAX
 from chassis.spreadsheet import spreadsheet_safe
 from contracts.wallet import EntryType
@@ -167,8 +167,10 @@ def build_reports_router() -> APIRouter:
             }
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
-        return StreamingResponse(
-            _stream(pool, args, format),
+        timeout_s = request.app.state.settings.http_download_timeout_s
+        return BoundedStreamingResponse(
+            _stream(pool, args, format, statement_timeout_s=timeout_s),
+            timeout_s=timeout_s,
             media_type=media,
             headers={"Content-Disposition": f'attachment; filename="wallet-transactions-{stamp}.{format}"'},
         )
@@ -176,11 +178,17 @@ def build_reports_router() -> APIRouter:
     return router
 
 
-async def _stream(pool: asyncpg.Pool, args: tuple[Any, ...], format: str) -> AsyncIterator[str]:
-    """Rows straight from a server-side cursor: memory stays flat however long the report is."""
+async def _stream(
+    pool: asyncpg.Pool, args: tuple[Any, ...], format: str, *, statement_timeout_s: float
+) -> AsyncIterator[str]:
+    """Rows straight from a server-side cursor: memory stays flat however long the report is; each
+    fetch may take `statement_timeout_s` at most."""
     if format == "csv":
         yield csv_line(list(COLUMNS))
     async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+        await conn.execute(
+            "SELECT set_config('statement_timeout', $1, true)", f"{int(statement_timeout_s * 1000)}ms"
+        )
         async for row in conn.cursor(_SELECT + " ORDER BY e.seq", *args, prefetch=STREAM_PREFETCH):
             values = row_values(row)
             if format == "csv":

@@ -74,9 +74,9 @@ async def wallet_topics(kafka_bootstrap: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_wallet(service_db, bootstrap: str, clock: FakeClock, group_prefix: str):
+async def running_wallet(service_db, bootstrap: str, clock: FakeClock, group_prefix: str, **extra: Any):
     """One wallet replica: its runtime (consumers, relay, jobs) and an HTTP client to its app."""
-    settings = wallet_settings(service_db, bootstrap)
+    settings = wallet_settings(service_db, bootstrap, **extra)
     spec = build_spec(settings, clock=clock, consumer_class=private_group_consumer(group_prefix))
     runtime = ServiceRuntime(settings, spec)
     await runtime.start()
