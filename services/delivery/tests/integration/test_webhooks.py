@@ -40,12 +40,17 @@ async def register(
 
 
 async def publish_state(
-    service: DeliveryService, order_id: uuid.UUID, state: OrderState, occurred_at: datetime | None = None
+    service: DeliveryService | str,
+    order_id: uuid.UUID,
+    state: OrderState,
+    occurred_at: datetime | None = None,
 ) -> Envelope[Any]:
+    """`order.state_changed` for the order, to the service's broker (or the bootstrap servers given)."""
     data = state_changed(order_id, state)
     spec = for_payload(data)
     env = Envelope.new(event_type=spec.name, producer="test", data=data, occurred_at=occurred_at)
-    await produce(service.bootstrap, spec.name, [(spec.key_of(data).encode(), env.to_bytes())])
+    bootstrap = service if isinstance(service, str) else service.bootstrap
+    await produce(bootstrap, spec.name, [(spec.key_of(data).encode(), env.to_bytes())])
     return env
 
 
