@@ -3,8 +3,14 @@ failing webhook is switched off and which addresses are never called outside dev
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import random
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,9 +31,6 @@ BODY = b'{"event_id":"6f1c8c1e-4e55-4a53-9d38-2b1b9c1f0a11","event_type":"order.
 
 
 def test_the_signature_is_the_hex_hmac_sha256_of_timestamp_dot_body():
-    import hashlib
-    import hmac
-
     expected = hmac.new(b"whsec_test", b"1764921600." + BODY, hashlib.sha256).hexdigest()
 
     assert signature("whsec_test", 1764921600, BODY) == expected
@@ -134,3 +137,20 @@ def test_outside_development_webhook_urls_must_be_https_to_a_public_host(url):
 def test_in_development_a_local_receiver_is_allowed():
     assert check_url("http://127.0.0.1:8199/hook", dev=True) == ("127.0.0.1", 8199)
     assert check_url("https://hooks.example.com/orchard", dev=False) == ("hooks.example.com", 443)
+
+
+def test_the_readme_receiver_example_verifies_what_the_service_signs():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("*Verifying a webhook.*") :]
+    code = section[section.index("```python\n") + len("```python\n") : section.index("```\n", 10)]
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)
+    readme_verify: Callable[[str, str, bytes], bool] = namespace["verify"]
+    now = int(time.time())
+    header = signature_header(["whsec_new", "whsec_old"], now, BODY)
+
+    assert readme_verify("whsec_new", header, BODY)
+    assert readme_verify("whsec_old", header, BODY)
+    assert not readme_verify("whsec_other", header, BODY)
+    assert not readme_verify("whsec_new", signature_header(["whsec_new"], now - 3600, BODY), BODY)
+    assert f"t=1764921600,v1={signature('whsec_test', 1764921600, BODY)}" in readme
