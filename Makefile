@@ -63,3 +63,8 @@ docs:
 # The service image (deploy/Dockerfile's runtime stage, without the local-only packages). Needs Docker.
 image:
 	docker build -f deploy/Dockerfile --target runtime -t orchard:local .
+
+# The fuzz suite of `make test` (tests/fuzz) with more random examples per operation, without the per-test timeout.
+.PHONY: fuzz
+fuzz:
+	ORCHARD_FUZZ_EXAMPLES=$${ORCHARD_FUZZ_EXAMPLES:-200} $(PYTHON) -m pytest tests/fuzz -m fuzz -p no:cacheprovider --timeout=0 $(PYTEST_ARGS)
