@@ -246,7 +246,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         VoucherStatusChanged,
         key="code_id",
         producer="voucher",
-        consumers=("redemption", "delivery"),
+        consumers=("redemption", "delivery", "wallet", "support"),
         high_volume=True,
         description="A code's status changed: issued, redeemed, expired, flagged, recovered…",
     ),

@@ -12,7 +12,7 @@ from contracts.envelope import Envelope
 from contracts.orders import OrderStateChanged
 from contracts.support import TicketCategory
 from contracts.topics import Topics
-from contracts.vouchers import VoucherIssued
+from contracts.vouchers import VoucherIssued, VoucherStatusChanged
 from contracts.wallet import WalletTransactionRecorded
 from services.support import portal_repository as orders
 from services.support import ticket_repository as ticket_repo
@@ -75,6 +75,44 @@ def subscriptions(ctx: SupportContext) -> list[Subscription]:
             kind="voucher_issued",
             details={"code_id": str(data.code_id), "masked_code": data.masked_code},
         )
+        await orders.record_issued_code(
+            conn,
+            order_id=data.order_id,
+            code_id=data.code_id,
+            masked_code=data.masked_code,
+            expires_at=data.expires_at,
+            at=envelope.occurred_at,
+        )
+
+    async def on_voucher_status_changed(conn: Connection, envelope: Envelope[Any]) -> None:
+        data: VoucherStatusChanged = envelope.data
+        if not _is_orders_code(data):
+            return
+        assert data.order_id is not None
+        await orders.record_code_status(
+            conn,
+            order_id=data.order_id,
+            code_id=data.code_id,
+            status=data.status.value,
+            remaining_value=data.remaining_value,
+            expires_at=data.expires_at,
+            at=envelope.occurred_at,
+        )
+        await orders.add_timeline(
+            conn,
+            event_id=envelope.event_id,
+            order_id=data.order_id,
+            at=envelope.occurred_at,
+            kind="code_status_changed",
+            details={
+                "code_id": str(data.code_id),
+                "status": data.status.value,
+                "previous_status": data.previous_status.value if data.previous_status else None,
+                "reason": data.reason,
+                "expires_at": data.expires_at.isoformat() if data.expires_at else None,
+                "remaining_value": None if data.remaining_value is None else str(data.remaining_value),
+            },
+        )
 
     async def on_delivery_succeeded(conn: Connection, envelope: Envelope[Any]) -> None:
         data: DeliverySucceeded = envelope.data
@@ -134,6 +172,14 @@ def subscriptions(ctx: SupportContext) -> list[Subscription]:
             handle_batch=batched(on_voucher_issued),
         ),
         Subscription(
+            "voucher-status",
+            Topics.VOUCHER_STATUS_CHANGED,
+            VoucherStatusChanged,
+            on_voucher_status_changed,
+            relevant=_is_orders_code,
+            handle_batch=batched(on_voucher_status_changed),
+        ),
+        Subscription(
             "delivery-succeeded",
             Topics.DELIVERY_SUCCEEDED,
             DeliverySucceeded,
@@ -155,6 +201,11 @@ def subscriptions(ctx: SupportContext) -> list[Subscription]:
             on_wallet_transaction,
         ),
     ]
+
+
+def _is_orders_code(data: VoucherStatusChanged) -> bool:
+    """Test codes and codes held by no order are not in any order's view."""
+    return not data.test and data.order_id is not None
 
 
 async def _record_delivery_outcome(

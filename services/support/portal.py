@@ -61,6 +61,30 @@ async def find_order(conn: Connection, reference: str) -> asyncpg.Record:
     return order
 
 
+def _voucher_view(order: asyncpg.Record, codes: list[asyncpg.Record]) -> dict[str, Any] | None:
+    """The order's current code with its latest status, and the codes it replaced."""
+    if order["code_id"] is None:
+        return None
+    status, remaining, expires_at = "issued", None, order["voucher_expires_at"]
+    for code in codes:
+        if code["code_id"] == order["code_id"] and code["status_at"] is not None:
+            status, remaining, expires_at = code["status"], code["remaining_value"], code["expires_at"]
+    return {
+        "code_id": order["code_id"],
+        "masked_code": order["masked_code"],
+        "face_value": None if order["face_value"] is None else str(order["face_value"]),
+        "currency": order["currency"],
+        "status": status,
+        "remaining_value": None if remaining is None else str(remaining),
+        "expires_at": expires_at,
+        "replaced_codes": [
+            {"code_id": c["code_id"], "masked_code": c["masked_code"], "status": c["status"]}
+            for c in codes
+            if c["code_id"] != order["code_id"] and c["masked_code"] is not None
+        ],
+    }
+
+
 async def order_view(conn: Connection, reference: str) -> dict[str, Any]:
     order = await find_order(conn, reference)
     order_id = order["order_id"]
@@ -76,15 +100,7 @@ async def order_view(conn: Connection, reference: str) -> dict[str, Any]:
         "source": order["source"],
         "state": order["state"],
         "fulfilment_status": order["fulfilment_status"],
-        "voucher": None
-        if order["code_id"] is None
-        else {
-            "code_id": order["code_id"],
-            "masked_code": order["masked_code"],
-            "face_value": None if order["face_value"] is None else str(order["face_value"]),
-            "currency": order["currency"],
-            "expires_at": order["voucher_expires_at"],
-        },
+        "voucher": _voucher_view(order, await orders.order_codes(conn, order_id)),
         "timeline": await orders.order_timeline(conn, order_id),
         "delivery_attempts": [dict(r) for r in await orders.order_attempts(conn, order_id)],
         "tickets": [

@@ -84,6 +84,71 @@ async def upsert_voucher(
     )
 
 
+async def record_issued_code(
+    conn: Connection,
+    *,
+    order_id: uuid.UUID,
+    code_id: uuid.UUID,
+    masked_code: str,
+    expires_at: datetime | None,
+    at: datetime,
+) -> None:
+    """A status announced before the issue (topics race) is newer than the issue's expiry: it is kept."""
+    await conn.execute(
+        """
+        INSERT INTO portal_codes (order_id, code_id, masked_code, issued_at, expires_at)
+        VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (order_id, code_id) DO UPDATE SET
+            masked_code = EXCLUDED.masked_code, issued_at = EXCLUDED.issued_at,
+            expires_at = CASE WHEN portal_codes.status_at IS NULL
+                              THEN EXCLUDED.expires_at ELSE portal_codes.expires_at END
+        """,
+        order_id,
+        code_id,
+        masked_code,
+        at,
+        expires_at,
+    )
+
+
+async def record_code_status(
+    conn: Connection,
+    *,
+    order_id: uuid.UUID,
+    code_id: uuid.UUID,
+    status: str,
+    remaining_value: Any,
+    expires_at: datetime | None,
+    at: datetime,
+) -> None:
+    """The newest status by event time wins; its expiry is the code's expiry as of that status."""
+    await conn.execute(
+        """
+        INSERT INTO portal_codes (order_id, code_id, status, remaining_value, expires_at, status_at)
+        VALUES ($1, $2, $3, $4, $5, $6)
+        ON CONFLICT (order_id, code_id) DO UPDATE SET
+            status = EXCLUDED.status,
+            remaining_value = COALESCE(EXCLUDED.remaining_value, portal_codes.remaining_value),
+            expires_at = EXCLUDED.expires_at, status_at = EXCLUDED.status_at
+        WHERE portal_codes.status_at IS NULL OR portal_codes.status_at <= EXCLUDED.status_at
+        """,
+        order_id,
+        code_id,
+        status,
+        remaining_value,
+        expires_at,
+        at,
+    )
+
+
+async def order_codes(conn: Connection, order_id: uuid.UUID) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            "SELECT * FROM portal_codes WHERE order_id = $1 ORDER BY issued_at NULLS LAST, code_id", order_id
+        )
+    )
+
+
 async def touch_order(conn: Connection, order_id: uuid.UUID, at: datetime) -> None:
     """Make sure the order has a row, so a delivery seen before the order still shows up."""
     await conn.execute(

@@ -19,7 +19,7 @@ from contracts.redemption import RedemptionRecorded
 from contracts.support import SupportResendRequested
 from contracts.topics import Topics
 from contracts.values import RewardType
-from contracts.vouchers import VoucherIssued
+from contracts.vouchers import VoucherIssued, VoucherStatusChanged
 from contracts.wallet import EntryType, WalletCreditRequested, WalletDebitRequested, WalletReference
 
 from . import readmodel, readmodel_batch
@@ -101,6 +101,9 @@ class WalletHandlers:
     async def voucher_issued(self, conn: Connection, env: Envelope[VoucherIssued]) -> None:
         await readmodel.apply_voucher_issued(conn, env.data, env.occurred_at)
 
+    async def voucher_status_changed(self, conn: Connection, env: Envelope[VoucherStatusChanged]) -> None:
+        await readmodel.apply_code_status(conn, env.data, env.occurred_at)
+
     async def delivery_succeeded(self, conn: Connection, env: Envelope[DeliverySucceeded]) -> None:
         await readmodel.apply_delivery(conn, env.data, env.occurred_at)
 
@@ -176,6 +179,14 @@ class WalletHandlers:
                 VoucherIssued,
                 self.voucher_issued,
                 handle_batch=readmodel_batch.apply_vouchers_issued,
+            ),
+            Subscription(
+                "voucher-status",
+                Topics.VOUCHER_STATUS_CHANGED,
+                VoucherStatusChanged,
+                self.voucher_status_changed,
+                relevant=readmodel.is_members_code,
+                handle_batch=readmodel_batch.apply_code_statuses,
             ),
             Subscription(
                 "deliveries-ok",

@@ -4,6 +4,9 @@ Order, voucher and delivery events arrive on different topics in any order; each
 columns of the order's row. Facts about an order whose member is not known yet wait in
 `pending_member_audit` and join the member's chain when `order.state_changed` names the member.
 Only the masked code is stored: the clear code on `voucher.issued` is never read here.
+Each code an order held is kept in `reward_codes` with the latest status `voucher.status_changed`
+gave it, so the member sees the current code redeemed, partly redeemed, expired or extended, and the
+codes it replaced.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ from chassis.audit import canonical_json
 from chassis.db import Connection
 from contracts.delivery import DeliveryFailed, DeliverySucceeded
 from contracts.orders import OrderStateChanged
-from contracts.vouchers import VoucherIssued
+from contracts.vouchers import CodeStatus, VoucherIssued, VoucherStatusChanged
 
 from .domain import DeliveryStatus, delivery_status
 from .member_audit import AuditFact, append_member_audit
 
 VOUCHER_SERVICE = "voucher"
+GONE_FROM_ORDER = frozenset({CodeStatus.AVAILABLE.value, CodeStatus.RECOVERED.value, "void"})
+"""A code in one of these states is no longer the order's to show or reveal."""
 
 
 @dataclass(frozen=True)
@@ -194,6 +199,22 @@ def voucher_args(data: VoucherIssued, occurred_at: datetime) -> tuple[Any, ...]:
     )
 
 
+# A status announced before the issue (topics race) is newer than the issue's expiry: it is kept.
+CODE_ISSUED_UPSERT = """
+    INSERT INTO reward_codes (order_id, code_id, masked_code, issued_at, expires_at)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (order_id, code_id) DO UPDATE SET
+        masked_code = EXCLUDED.masked_code,
+        issued_at = EXCLUDED.issued_at,
+        expires_at = CASE WHEN reward_codes.status_at IS NULL
+                          THEN EXCLUDED.expires_at ELSE reward_codes.expires_at END
+"""
+
+
+def code_issued_args(data: VoucherIssued, occurred_at: datetime) -> tuple[Any, ...]:
+    return (data.order_id, data.code_id, data.masked_code, occurred_at, data.expires_at)
+
+
 def voucher_fact(data: VoucherIssued, occurred_at: datetime) -> OrderFact:
     details = {"order_id": str(data.order_id), "code_id": str(data.code_id), "masked_code": data.masked_code}
     return OrderFact(data.order_id, "service:voucher", "voucher_issued", occurred_at, details)
@@ -201,7 +222,42 @@ def voucher_fact(data: VoucherIssued, occurred_at: datetime) -> OrderFact:
 
 async def apply_voucher_issued(conn: Connection, data: VoucherIssued, occurred_at: datetime) -> None:
     await conn.execute(VOUCHER_UPSERT, *voucher_args(data, occurred_at))
+    await conn.execute(CODE_ISSUED_UPSERT, *code_issued_args(data, occurred_at))
     await voucher_fact(data, occurred_at).record(conn)
+
+
+# The latest status by event time wins; the event's expiry is the code's expiry as of that status.
+CODE_STATUS_UPSERT = """
+    INSERT INTO reward_codes (order_id, code_id, status, remaining_value, expires_at, status_at)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (order_id, code_id) DO UPDATE SET
+        status = EXCLUDED.status,
+        remaining_value = COALESCE(EXCLUDED.remaining_value, reward_codes.remaining_value),
+        expires_at = EXCLUDED.expires_at,
+        status_at = EXCLUDED.status_at
+    WHERE reward_codes.status_at IS NULL OR reward_codes.status_at <= EXCLUDED.status_at
+"""
+
+
+def is_members_code(data: VoucherStatusChanged) -> bool:
+    """Test codes and codes held by no order never reach a member's dashboard."""
+    return not data.test and data.order_id is not None
+
+
+def code_status_args(data: VoucherStatusChanged, occurred_at: datetime) -> tuple[Any, ...]:
+    return (
+        data.order_id,
+        data.code_id,
+        data.status.value,
+        data.remaining_value,
+        data.expires_at,
+        occurred_at,
+    )
+
+
+async def apply_code_status(conn: Connection, data: VoucherStatusChanged, occurred_at: datetime) -> None:
+    if is_members_code(data):
+        await conn.execute(CODE_STATUS_UPSERT, *code_status_args(data, occurred_at))
 
 
 # Outcomes travel on two topics: the latest by event time wins, a success is never forgotten.
@@ -252,6 +308,26 @@ def _reveal(code_id: uuid.UUID) -> dict[str, str]:
     return {"service": VOUCHER_SERVICE, "method": "POST", "path": f"/v1/codes/{code_id}/reveal"}
 
 
+ORDER_VIEW = """
+    SELECT o.*, c.status AS code_status, c.remaining_value AS code_remaining_value,
+           CASE WHEN c.status_at IS NULL THEN o.voucher_expires_at ELSE c.expires_at END AS code_expires_at,
+           (SELECT jsonb_agg(jsonb_build_object('code_id', r.code_id, 'masked_code', r.masked_code,
+                                                'status', r.status, 'issued_at', r.issued_at)
+                             ORDER BY r.issued_at)::text
+              FROM reward_codes r
+             WHERE r.order_id = o.order_id AND r.code_id IS DISTINCT FROM o.code_id
+               AND r.masked_code IS NOT NULL) AS replaced_codes
+      FROM reward_orders o
+      LEFT JOIN reward_codes c ON c.order_id = o.order_id AND c.code_id = o.code_id
+"""
+
+
+def _code_status(row: Any) -> str | None:
+    if row["code_id"] is None:
+        return None
+    return str(row["code_status"] or CodeStatus.ISSUED.value)
+
+
 def order_to_json(row: Any) -> dict[str, Any]:
     status = delivery_status(
         state=row["state"],
@@ -262,7 +338,13 @@ def order_to_json(row: Any) -> dict[str, Any]:
     )
     value = row["face_value"] if row["amount"] is None else row["amount"]
     currency = row["currency"] or row["voucher_currency"]
-    shows_code = status is DeliveryStatus.DELIVERED and row["masked_code"] is not None
+    code_status = _code_status(row)
+    shows_code = (
+        status is DeliveryStatus.DELIVERED
+        and row["masked_code"] is not None
+        and code_status not in GONE_FROM_ORDER
+    )
+    remaining = row["code_remaining_value"]
     return {
         "order_id": str(row["order_id"]),
         "booking_id": row["booking_id"],
@@ -278,7 +360,10 @@ def order_to_json(row: Any) -> dict[str, Any]:
         "delivery_status": status.value,
         "delivered_at": row["delivered_at"].isoformat() if row["delivered_at"] else None,
         "masked_code": row["masked_code"] if shows_code else None,
-        "code_expires_at": row["voucher_expires_at"].isoformat() if row["voucher_expires_at"] else None,
+        "code_status": code_status,
+        "code_remaining_value": None if remaining is None else format(remaining, "f"),
+        "code_expires_at": row["code_expires_at"].isoformat() if row["code_expires_at"] else None,
+        "replaced_codes": json.loads(row["replaced_codes"]) if row["replaced_codes"] else [],
         # The clear code is shown only by the voucher service, which checks ownership and audits it.
         "reveal": _reveal(row["code_id"]) if shows_code else None,
         "redemption_id": str(row["redemption_id"]) if row["redemption_id"] else None,
@@ -288,14 +373,13 @@ def order_to_json(row: Any) -> dict[str, Any]:
 async def member_orders(conn: Connection, member_id: str, limit: int) -> list[dict[str, Any]]:
     # A storefront order shows the points it cost: its redemption's debits less any refund.
     rows = await conn.fetch(
-        """
-        SELECT o.*,
+        f"""
+        SELECT v.*,
                (SELECT sum(CASE WHEN l.direction = 'debit' THEN l.amount ELSE -l.amount END)
                   FROM ledger_entries l
-                 WHERE l.redemption_id = o.redemption_id AND l.member_id = o.member_id) AS points_spent
-          FROM reward_orders o
-         WHERE o.member_id = $1
-         ORDER BY o.created_at DESC NULLS LAST, o.order_id
+                 WHERE l.redemption_id = v.redemption_id AND l.member_id = v.member_id) AS points_spent
+          FROM ({ORDER_VIEW} WHERE o.member_id = $1) v
+         ORDER BY v.created_at DESC NULLS LAST, v.order_id
          LIMIT $2
         """,
         member_id,
@@ -309,7 +393,5 @@ def _points(value: int | None) -> str | None:
 
 
 async def member_order(conn: Connection, member_id: str, order_id: uuid.UUID) -> dict[str, Any] | None:
-    row = await conn.fetchrow(
-        "SELECT * FROM reward_orders WHERE member_id = $1 AND order_id = $2", member_id, order_id
-    )
+    row = await conn.fetchrow(f"{ORDER_VIEW} WHERE o.member_id = $1 AND o.order_id = $2", member_id, order_id)
     return order_to_json(row) if row else None

@@ -18,7 +18,7 @@ from chassis.db import Connection
 from contracts.delivery import DeliveryFailed, DeliverySucceeded
 from contracts.envelope import Envelope
 from contracts.orders import OrderStateChanged
-from contracts.vouchers import VoucherIssued
+from contracts.vouchers import VoucherIssued, VoucherStatusChanged
 
 from . import readmodel
 from .member_audit import AuditFact, append_member_audit_many
@@ -59,7 +59,18 @@ async def apply_vouchers_issued(conn: Connection, events: Sequence[Envelope[Vouc
     await conn.executemany(
         readmodel.VOUCHER_UPSERT, [readmodel.voucher_args(e.data, e.occurred_at) for e in events]
     )
+    await conn.executemany(
+        readmodel.CODE_ISSUED_UPSERT, [readmodel.code_issued_args(e.data, e.occurred_at) for e in events]
+    )
     await record_for_orders(conn, [readmodel.voucher_fact(e.data, e.occurred_at) for e in events])
+
+
+async def apply_code_statuses(conn: Connection, events: Sequence[Envelope[VoucherStatusChanged]]) -> None:
+    rows = [
+        readmodel.code_status_args(e.data, e.occurred_at) for e in events if readmodel.is_members_code(e.data)
+    ]
+    if rows:
+        await conn.executemany(readmodel.CODE_STATUS_UPSERT, rows)
 
 
 async def apply_deliveries(

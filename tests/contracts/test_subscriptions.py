@@ -50,6 +50,7 @@ PINNED: dict[str, set[tuple[str, str]]] = {
         ("redemption.recorded", "redemptions"),
         ("support.resend_requested", "resends"),
         ("voucher.issued", "vouchers"),
+        ("voucher.status_changed", "voucher-status"),
         ("wallet.credit_requested", "credits"),
         ("wallet.debit_requested", "debits"),
     },
@@ -66,6 +67,7 @@ PINNED: dict[str, set[tuple[str, str]]] = {
         ("delivery.succeeded", "delivery-succeeded"),
         ("order.state_changed", "order-state"),
         ("voucher.issued", "voucher-issued"),
+        ("voucher.status_changed", "voucher-status"),
         ("wallet.transaction_recorded", "wallet-transactions"),
     },
 }

@@ -56,6 +56,7 @@ EXPECTED_CONSUMPTION = {
         "delivery.failed",
         "redemption.recorded",
         "support.resend_requested",
+        "voucher.status_changed",
     },
     "redemption": {
         "wallet.transaction_recorded",
@@ -71,6 +72,7 @@ EXPECTED_CONSUMPTION = {
         "delivery.succeeded",
         "delivery.failed",
         "wallet.transaction_recorded",
+        "voucher.status_changed",
     },
 }
 

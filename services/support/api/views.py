@@ -142,12 +142,23 @@ class SlaReport(BaseModel):
     by_week: list[WeekOutcome]
 
 
+class ReplacedCode(BaseModel):
+    code_id: uuid.UUID
+    masked_code: str | None
+    status: str | None = Field(description="its last status, e.g. `void` or `recovered`")
+
+
 class PortalVoucher(BaseModel):
+    """The order's current code (a replacement's, after a recovery) with its latest status."""
+
     code_id: uuid.UUID
     masked_code: str | None
     face_value: str | None
     currency: str | None
-    expires_at: datetime | None
+    status: str = Field(description="`issued`, `partially_redeemed`, `redeemed`, `expired`, …")
+    remaining_value: str | None = Field(description="value left on the code, once a status named it")
+    expires_at: datetime | None = Field(description="after an extension, the new expiry")
+    replaced_codes: list[ReplacedCode] = Field(description="codes the order held before, oldest first")
 
 
 class PortalTicket(BaseModel):

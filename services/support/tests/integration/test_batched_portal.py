@@ -1,5 +1,5 @@
 """The portal's read model fed a batch at a time ends exactly as fed one event at a time: the same order
-rows, timelines and delivery attempts, and one missing-delivery ticket per order failed for good."""
+rows, codes, timelines and delivery attempts, and one missing-delivery ticket per order failed for good."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from contracts.envelope import Envelope
 from contracts.orders import FulfilmentStatus, OrderSource, OrderState, OrderStateChanged
 from contracts.topics import Topics
 from contracts.values import Channel
-from contracts.vouchers import VoucherIssued
+from contracts.vouchers import CodeStatus, VoucherIssued, VoucherStatusChanged
 from deploy.testing import twin_service_pools
 from services.support import handlers
 from services.support.__main__ import MIGRATIONS
@@ -25,6 +25,7 @@ from services.support.tests.integration.conftest import START, ManualClock
 PORTAL_TOPICS = (
     Topics.ORDER_STATE_CHANGED,
     Topics.VOUCHER_ISSUED,
+    Topics.VOUCHER_STATUS_CHANGED,
     Topics.DELIVERY_SUCCEEDED,
     Topics.DELIVERY_FAILED,
 )
@@ -72,6 +73,21 @@ def issued(oid: uuid.UUID, at: float) -> Envelope[Any]:
     return envelope(Topics.VOUCHER_ISSUED, data, at)
 
 
+def code_status(
+    oid: uuid.UUID | None, code_of: uuid.UUID, new: CodeStatus, at: float, remaining: str = "10.00", **kw: Any
+) -> Envelope[Any]:
+    data = VoucherStatusChanged(
+        code_id=uuid.uuid5(uuid.NAMESPACE_OID, str(code_of)),
+        campaign_id="camp-1",
+        order_id=oid,
+        status=new,
+        remaining_value=remaining,
+        expires_at=START + timedelta(days=30 + at),
+        **kw,
+    )
+    return envelope(Topics.VOUCHER_STATUS_CHANGED, data, at)
+
+
 def attempt(oid: uuid.UUID, n: int, at: float, *, ok: bool = False, final: bool = False) -> Envelope[Any]:
     common: dict[str, Any] = {
         "order_id": oid,
@@ -106,7 +122,16 @@ def scenario() -> list[list[Envelope[Any]]]:
             state(o4, s.PENDING, None, 0.5, fulfilment_status=f.DELIVERY_FAILED),
             state(o3, s.PENDING, None, 0.7, fulfilment_status=f.ON_HOLD),
         ],
+        # o1's code is partly redeemed before its issue is seen; statuses of one batch keep the newest.
+        [code_status(o1, o1, CodeStatus.PARTIALLY_REDEEMED, 2.7, "4.00")],
         [issued(o1, 2.5), issued(o2, 2.6), issued(o3, 9)],
+        [
+            code_status(o1, o1, CodeStatus.REDEEMED, 8, "0"),
+            code_status(o1, o1, CodeStatus.ISSUED, 2.55),  # late: timeline only
+            code_status(o2, o2, CodeStatus.EXPIRED, 8.5),
+            code_status(o3, o3, CodeStatus.REDEEMED, 9.5, "0", test=True),
+            code_status(None, o2, CodeStatus.AVAILABLE, 9.6),
+        ],
         [attempt(o1, 3, 5, ok=True), attempt(o2, 1, 7, ok=True)],
         [attempt(o3, 1, 10), attempt(o3, 2, 11, final=True), attempt(o2, 2, 12)],
     ]
@@ -116,6 +141,9 @@ async def snapshot(pool: Any) -> dict[str, list[tuple[Any, ...]]]:
     async with pool.acquire() as conn:
         return {
             "orders": [tuple(r) for r in await conn.fetch("SELECT * FROM portal_orders ORDER BY order_id")],
+            "codes": [
+                tuple(r) for r in await conn.fetch("SELECT * FROM portal_codes ORDER BY order_id, code_id")
+            ],
             "timeline": [
                 tuple(r)
                 for r in await conn.fetch(
@@ -162,5 +190,6 @@ async def test_a_batch_of_portal_events_ends_as_the_events_one_by_one(twin_pools
     expected, got = await snapshot(one_by_one), await snapshot(batched)
     assert got == expected
     assert len(expected["orders"]) == 4
+    assert sorted(r[4] for r in expected["codes"] if r[4] is not None) == ["expired", "redeemed"]
     assert len(expected["attempts"]) == 9
     assert len(expected["tickets"]) == 2  # o4 (twice failed for good) and o3

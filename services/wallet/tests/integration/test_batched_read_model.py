@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from contracts.envelope import Envelope
 from contracts.orders import FulfilmentStatus, OrderSource, OrderState, OrderStateChanged
 from contracts.topics import Topics
 from contracts.values import Channel
-from contracts.vouchers import VoucherIssued
+from contracts.vouchers import CodeStatus, VoucherIssued, VoucherStatusChanged
 from deploy.testing import twin_service_pools
 from services.wallet import readmodel_batch
 from services.wallet.domain import ExpiryPolicy
@@ -56,11 +57,11 @@ def state(
     )
 
 
-def issued(order_id: uuid.UUID, when: float) -> Envelope[Any]:
+def issued(order_id: uuid.UUID, when: float, code_id: uuid.UUID | None = None) -> Envelope[Any]:
     data = VoucherIssued(
         order_id=order_id,
         campaign_id="spring-thanks",
-        code_id=uuid.uuid4(),
+        code_id=code_id or uuid.uuid4(),
         code="QX7M-4T9K-2W8P",
         masked_code="****-****-2W8P",
         face_value="25.00",
@@ -68,6 +69,30 @@ def issued(order_id: uuid.UUID, when: float) -> Envelope[Any]:
         expires_at=at(86400 * 365),
     )
     return Envelope.new(event_type=Topics.VOUCHER_ISSUED, producer="voucher", data=data, occurred_at=at(when))
+
+
+def code_status(
+    order_id: uuid.UUID | None,
+    code_id: uuid.UUID,
+    new: CodeStatus,
+    when: float,
+    *,
+    remaining: str = "25.00",
+    expires_in_days: int = 365,
+    test: bool = False,
+) -> Envelope[Any]:
+    data = VoucherStatusChanged(
+        code_id=code_id,
+        campaign_id="spring-thanks",
+        order_id=order_id,
+        status=new,
+        expires_at=at(86400 * expires_in_days),
+        remaining_value=remaining,
+        test=test,
+    )
+    return Envelope.new(
+        event_type=Topics.VOUCHER_STATUS_CHANGED, producer="voucher", data=data, occurred_at=at(when)
+    )
 
 
 def delivered(order_id: uuid.UUID, when: float, *, ok: bool, attempt: int = 1) -> Envelope[Any]:
@@ -128,6 +153,9 @@ async def snapshot(pool: Any) -> dict[str, list[tuple[Any, ...]]]:
     async with pool.acquire() as conn:
         return {
             "orders": [tuple(r) for r in await conn.fetch("SELECT * FROM reward_orders ORDER BY order_id")],
+            "codes": [
+                tuple(r) for r in await conn.fetch("SELECT * FROM reward_codes ORDER BY order_id, code_id")
+            ],
             "audit": [
                 tuple(r)
                 for r in await conn.fetch(
@@ -152,6 +180,7 @@ def per_event(handlers: WalletHandlers, topic: str) -> Callable[[Any, Envelope[A
     return {
         Topics.ORDER_STATE_CHANGED: handlers.order_state_changed,
         Topics.VOUCHER_ISSUED: handlers.voucher_issued,
+        Topics.VOUCHER_STATUS_CHANGED: handlers.voucher_status_changed,
         Topics.DELIVERY_SUCCEEDED: handlers.delivery_succeeded,
         Topics.DELIVERY_FAILED: handlers.delivery_failed,
     }[topic]
@@ -161,6 +190,7 @@ def per_batch(topic: str) -> Callable[[Any, Sequence[Envelope[Any]]], Awaitable[
     return {
         Topics.ORDER_STATE_CHANGED: readmodel_batch.apply_order_states,
         Topics.VOUCHER_ISSUED: readmodel_batch.apply_vouchers_issued,
+        Topics.VOUCHER_STATUS_CHANGED: readmodel_batch.apply_code_statuses,
         Topics.DELIVERY_SUCCEEDED: readmodel_batch.apply_deliveries,
         Topics.DELIVERY_FAILED: readmodel_batch.apply_deliveries,
     }[topic]
@@ -185,6 +215,54 @@ async def test_a_batch_of_order_voucher_and_delivery_events_ends_as_the_events_o
     assert len(expected["pending"]) == 1  # o4 never named its member
     completed = [r for r in expected["orders"] if r[7] == "completed"]
     assert len(completed) == 1
+
+
+def code_scenario() -> list[list[Envelope[Any]]]:
+    """Codes' statuses racing their issue, a recovery's replacement, test codes and pool returns."""
+    member = f"m-{uuid.uuid4().hex[:8]}"
+    o1, o2 = uuid.uuid4(), uuid.uuid4()
+    c1, c2, c3 = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    s = CodeStatus
+    return [
+        # c1's first status comes before its issue; its later statuses and an older one share a batch.
+        [code_status(o1, c1, s.ISSUED, 2)],
+        [issued(o1, 1, c1), issued(o2, 1.5, c3)],
+        [
+            code_status(o1, c1, s.PARTIALLY_REDEEMED, 3, remaining="10.00"),
+            code_status(o1, c1, s.EXPIRED, 5, remaining="10.00", expires_in_days=0),
+            code_status(o1, c1, s.ISSUED, 2.5),  # late: the newer status stays
+            code_status(o1, c1, s.PARTIALLY_REDEEMED, 6, remaining="10.00", expires_in_days=400),
+            code_status(o2, c3, s.REDEEMED, 4, remaining="0", test=True),
+            code_status(None, c3, s.AVAILABLE, 4.5),
+        ],
+        # o2's code is recovered and replaced.
+        [code_status(o2, c3, s.RECOVERED, 7), code_status(o2, c2, s.ISSUED, 7.5)],
+        [issued(o2, 7.5, c2)],
+        [
+            state(o1, member, OrderState.PENDING, None, 0.5, fulfilment_status=FulfilmentStatus.DELIVERING),
+            state(o2, member, OrderState.PENDING, None, 0.6, fulfilment_status=FulfilmentStatus.DELIVERING),
+        ],
+    ]
+
+
+async def test_a_batch_of_code_statuses_ends_as_the_statuses_one_by_one(twin_pools):
+    one_by_one, batched = twin_pools
+    handlers = WalletHandlers(Ledger(ExpiryPolicy(months=12), FakeClock()))
+    for batch in code_scenario():
+        for env in batch:
+            async with one_by_one.acquire() as conn, conn.transaction():
+                await per_event(handlers, env.event_type)(conn, env)
+        async with batched.acquire() as conn, conn.transaction():
+            await per_batch(batch[0].event_type)(conn, batch)
+
+    expected, got = await snapshot(one_by_one), await snapshot(batched)
+    assert got == expected
+    statuses = sorted((r[4], r[5]) for r in expected["codes"])
+    assert statuses == [
+        ("issued", Decimal("25.00")),
+        ("partially_redeemed", Decimal("10.00")),
+        ("recovered", Decimal("25.00")),
+    ]
 
 
 async def test_the_batched_chain_verifies(twin_pools):
