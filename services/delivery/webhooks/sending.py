@@ -126,6 +126,7 @@ class WebhookEngine:
 
     async def _dispatch(self) -> None:
         while not self._stopping.is_set():
+            self._wake.clear()  # before claiming: a wake-up arriving during the claim is kept
             try:
                 await self._refresh_topics()
                 claimed = await self.claim_once()
@@ -137,7 +138,6 @@ class WebhookEngine:
                 await asyncio.sleep(1.0)
             if claimed and len(self._sends) < self.settings.webhook_workers:
                 continue
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.webhook_poll_interval_s)
 
