@@ -30,10 +30,12 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, ConsumerStoppedError, IllegalStateError, KafkaError
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import AckPolicy
+from opentelemetry.trace import Span
 from prometheus_client import Counter, Histogram
 
 from contracts.envelope import ContractViolation, Envelope, EventData
 
+from . import tracing
 from .db import Connection
 from .errors import is_transient
 from .kafka_security import client_options
@@ -210,6 +212,43 @@ class EventConsumer:
             for item in items:
                 if item.envelope is not None and not sub.relevant(item.envelope.data):
                     item.passed_over = True
+        spans = {
+            str(i.envelope.event_id): tracing.start_event_span(
+                topic=sub.topic,
+                group=group,
+                event_id=str(i.envelope.event_id),
+                key=i.record.key,
+                headers=i.record.headers,
+            )
+            for i in items
+            if i.envelope is not None and i.dead_reason is None and not i.passed_over
+        }
+        try:
+            await self._apply(sub, items, spans)
+        except BaseException as exc:
+            for span in spans.values():
+                tracing.end_failed(span, exc)
+            raise
+        for item in items:
+            ended = spans.get(str(item.envelope.event_id)) if item.envelope is not None else None
+            if ended is None:
+                continue
+            if item.dead_reason is not None and item.last_error is not None:
+                tracing.end_failed(ended, item.last_error)
+            else:
+                ended.end()
+        dead = [i for i in items if i.dead_reason is not None]
+        if dead:
+            await self._dead_letter(sub, dead)
+        passed_over = sum(1 for i in items if i.passed_over and not i.for_another_group)
+        for_others = sum(1 for i in items if i.for_another_group)
+        CONSUMED.labels(sub.name, sub.topic, "handled").inc(len(items) - len(dead) - passed_over - for_others)
+        CONSUMED.labels(sub.name, sub.topic, "dead_lettered").inc(len(dead))
+        CONSUMED.labels(sub.name, sub.topic, "passed_over").inc(passed_over)
+        CONSUMED.labels(sub.name, sub.topic, "replay_for_another_group").inc(for_others)
+
+    async def _apply(self, sub: Subscription, items: list[_Incoming], spans: dict[str, Span]) -> None:
+        """Apply the batch's live events in one transaction (retrying one that fails, up to the limit)."""
         batch_handler = sub.handle_batch
         while True:
             live = [i for i in items if i.dead_reason is None and not i.passed_over]
@@ -219,7 +258,13 @@ class EventConsumer:
                     async with self._pool.acquire() as conn, conn.transaction():
                         fresh = await self._claim_in_inbox(conn, sub, live)
                         if batch_handler is not None and fresh:
-                            if await self._handle_batch(conn, sub, batch_handler, live, fresh):
+                            batch = tracing.batch_span(sub.topic, list(spans.values()))
+                            try:
+                                with tracing.handling(spans, current=batch):
+                                    applied = await self._handle_batch(conn, sub, batch_handler, live, fresh)
+                            finally:
+                                batch.end()
+                            if applied:
                                 break
                             batch_handler = None  # this batch goes event by event from now on
                         for item in live:
@@ -228,10 +273,13 @@ class EventConsumer:
                             current = item
                             envelope = item.envelope
                             assert envelope is not None
-                            with structlog.contextvars.bound_contextvars(
-                                correlation_id=envelope.correlation_id,
-                                causation_id=envelope.causation_id,
-                                event_id=str(envelope.event_id),
+                            with (
+                                structlog.contextvars.bound_contextvars(
+                                    correlation_id=envelope.correlation_id,
+                                    causation_id=envelope.causation_id,
+                                    event_id=str(envelope.event_id),
+                                ),
+                                tracing.handling(spans, current=spans.get(str(envelope.event_id))),
                             ):
                                 await sub.handle(conn, envelope)
                         current = None
@@ -253,15 +301,6 @@ class EventConsumer:
                     )
                 else:
                     await asyncio.sleep(0.05 * current.failures)
-        dead = [i for i in items if i.dead_reason is not None]
-        if dead:
-            await self._dead_letter(sub, dead)
-        passed_over = sum(1 for i in items if i.passed_over and not i.for_another_group)
-        for_others = sum(1 for i in items if i.for_another_group)
-        CONSUMED.labels(sub.name, sub.topic, "handled").inc(len(items) - len(dead) - passed_over - for_others)
-        CONSUMED.labels(sub.name, sub.topic, "dead_lettered").inc(len(dead))
-        CONSUMED.labels(sub.name, sub.topic, "passed_over").inc(passed_over)
-        CONSUMED.labels(sub.name, sub.topic, "replay_for_another_group").inc(for_others)
 
     async def _handle_batch(
         self,

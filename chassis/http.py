@@ -40,6 +40,7 @@ from chassis.logging import bind_correlation, redact_text
 from chassis.metrics import EXPOSITION_CONTENT_TYPE, HTTP_LATENCY, HTTP_REQUESTS, render_metrics
 from chassis.problems import Problem, ProblemDetails, describe_problem_responses, install_problem_handlers
 from chassis.settings import Settings
+from chassis.tracing import instrument_http
 
 log = structlog.get_logger("chassis.http")
 
@@ -417,4 +418,5 @@ def create_http_app(
     app.include_router(_health_router(readiness_checks, readiness_timeout_s))
     for router in routers:
         app.include_router(router)
+    instrument_http(app)
     return app

@@ -111,6 +111,7 @@ from contracts.envelope import Envelope
 from .db import Connection, advisory_lock_key, quote_ident
 from .errors import is_transient
 from .kafka_security import client_options
+from .tracing import trace_headers
 
 log = structlog.get_logger(__name__)
 
@@ -178,7 +179,7 @@ async def add_to_outbox(conn: Connection, events: Sequence[OutgoingEvent]) -> No
         [e.destination for e in events],
         [e.key for e in events],
         [e.envelope.to_bytes() for e in events],
-        [json.dumps(event_headers(e.envelope)) for e in events],
+        [json.dumps(event_headers(e.envelope) | trace_headers(e.envelope.causation_id)) for e in events],
     )
 
 

@@ -39,6 +39,7 @@ from .kafka_security import KafkaSecurity, client_options
 from .logging import configure_logging
 from .outbox import OutboxRelay
 from .settings import Settings
+from .tracing import configure_tracing, shutdown_tracing
 
 log = structlog.get_logger(__name__)
 
@@ -281,6 +282,7 @@ def run_service(spec: ServiceSpec, settings: Settings | None = None) -> None:
     if refusals := settings.startup_refusals():
         _refuse_to_start(settings, refusals)
     configure_logging(settings)
+    configure_tracing(settings)
     runtime = ServiceRuntime(settings, spec)
     config = uvicorn.Config(
         runtime.http_app(),
@@ -293,7 +295,10 @@ def run_service(spec: ServiceSpec, settings: Settings | None = None) -> None:
     )
     server = _Server(config)
     runtime.on_refusal = server.refuse
-    server.run()
+    try:
+        server.run()
+    finally:
+        shutdown_tracing()
     if runtime.refusal is not None:
         _refuse_to_start(settings, str(runtime.refusal).splitlines())
 

@@ -424,6 +424,51 @@ def acls(
         out.print(f"Created or kept {sent} ACL(s) on {bootstrap}.")
 
 
+@app.command()
+@one_line_errors
+def trace(
+    ref: Annotated[str, typer.Argument(help="An order id, booking id or external_ref")],
+    database: Annotated[bool, typer.Option("--db", help="Include the database statements' spans")] = False,
+) -> None:
+    """Print one allocation's trace across the services as a tree with timings (development mode)."""
+    from deploy.runner import StackConfig
+    from deploy.traces import read_spans, render, traces_about
+
+    config = StackConfig.from_env()
+    traces_dir = config.var_dir / "traces"
+    spans = [s for s in read_spans(traces_dir) if database or "db.system" not in s.attributes]
+    found = traces_about(spans, ref)
+    if not found:
+        for alias in _order_aliases(config, ref):
+            found |= traces_about(spans, alias)
+    if not found:
+        raise InfraError(f"no trace in {traces_dir} mentions {ref!r} (traces are written in dev mode)")
+    for trace_id, members in found.items():
+        for line in render(trace_id, members):
+            typer.echo(line)
+
+
+def _order_aliases(config: StackConfig, ref: str) -> list[str]:
+    """The order id and external_ref of an order found by booking id (through the order service's API)."""
+    import httpx
+
+    from chassis.settings import SERVICE_PORTS
+
+    port = config.service_ports.get("order", SERVICE_PORTS["order"])
+    try:
+        answer = httpx.get(
+            f"http://127.0.0.1:{port}/v1/orders/{ref}",
+            headers={"Authorization": f"Bearer {_issue_token('admin', 'dev-admin')}"},
+            timeout=5,
+        )
+    except httpx.HTTPError:
+        return []
+    if answer.status_code != 200:
+        return []
+    order = answer.json()
+    return [str(order[name]) for name in ("order_id", "external_ref") if order.get(name)]
+
+
 @app.command(name="secrets")
 @one_line_errors
 def print_secrets() -> None:
