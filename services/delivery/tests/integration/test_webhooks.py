@@ -332,3 +332,38 @@ async def test_a_slow_endpoint_holds_back_neither_a_fast_one_nor_voucher_deliver
             " WHERE w.url LIKE '%/slow' AND d.status = 'sending'"
         )
         assert live <= 2
+
+
+async def test_the_delivery_log_pages_newest_first_and_a_deleted_webhook_is_sent_nothing_more(
+    delivery_service,
+):
+    service = await delivery_service(**FAST)
+    assert service.http is not None
+    async with webhook_receiver() as receiver:
+        webhook = await register(service, receiver, ["order.state_changed"])
+        url = f"/v1/webhooks/{webhook['webhook_id']}"
+        events = [await publish_state(service, uuid.uuid4(), OrderState.CANCELLED) for _ in range(3)]
+        await received_events(receiver, {str(e.event_id) for e in events}, 3)
+
+        first = await service.http.get(f"{url}/deliveries?limit=2", headers=service.token())
+        second = await service.http.get(
+            f"{url}/deliveries?limit=2&cursor={first.json()['next_cursor']}", headers=service.token()
+        )
+        bad_cursor = await service.http.get(f"{url}/deliveries?cursor=%00", headers=service.token())
+        deleted = await service.http.delete(url, headers=service.token("ops"))
+        after = await publish_state(service, uuid.uuid4(), OrderState.CANCELLED)
+        await settle(1.5)
+
+        paged = [e["event_id"] for e in first.json()["items"] + second.json()["items"]]
+        assert paged == [str(e.event_id) for e in reversed(events)]
+        assert second.json()["next_cursor"] is None
+        assert bad_cursor.status_code == 422
+        assert deleted.status_code == 204
+        assert (await service.http.get(url, headers=service.token())).status_code == 404
+        assert (await service.http.delete(url, headers=service.token())).status_code == 404
+        assert str(after.event_id) not in [r.event_id for r in receiver.received]
+        assert await service.pool.fetchval("SELECT count(*) FROM webhook_deliveries") == 0
+        audited = await service.pool.fetch(
+            "SELECT action FROM audit_log WHERE subject_id = $1 ORDER BY seq", webhook["webhook_id"]
+        )
+        assert [r["action"] for r in audited] == ["webhook.created", "webhook.deleted"]
