@@ -137,3 +137,24 @@ async def test_a_huge_answer_is_read_only_up_to_the_cap():
     assert answer.status_code == 200
     assert len(answer.body) == 65536
     assert sent < 104857600
+
+
+async def test_outside_development_the_api_answers_a_refused_url_with_422_and_registers_nothing(
+    delivery_service, monkeypatch
+):
+    service = await delivery_service()
+    assert service.http is not None
+    assert service.settings is not None
+    monkeypatch.setattr(service.settings, "env", "production")  # the running service, as deployed
+
+    answers = [
+        await service.http.post(
+            "/v1/webhooks", json={"url": url, "events": ["order.state_changed"]}, headers=service.token()
+        )
+        for url in ("https://127.0.0.1:8443/hook", "https://169.254.169.254/", "http://hooks.example.com/")
+    ]
+
+    assert [a.status_code for a in answers] == [422, 422, 422]
+    assert {a.json()["code"] for a in answers} == {"webhook_url_refused"}
+    assert "loopback" in answers[0].json()["detail"]
+    assert await service.pool.fetchval("SELECT count(*) FROM webhooks") == 0
