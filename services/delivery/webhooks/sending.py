@@ -65,6 +65,7 @@ class WebhookEngine:
         self.topics: frozenset[str] | None = None
         """Topics some enabled webhook wants (None: not known yet, so every event is recorded)."""
         self._topics_read_at = 0.0
+        self._changes = 0
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -115,14 +116,18 @@ class WebhookEngine:
             # again, every event is recorded, so none for the new webhook is passed over.
             self.topics = None
             self._topics_read_at = 0.0
+            self._changes += 1
         self._wake.set()
 
     async def _refresh_topics(self) -> None:
         if time.monotonic() - self._topics_read_at < self.settings.webhook_topics_refresh_s:
             return
+        changes = self._changes
         async with self.pool.acquire() as conn:
-            self.topics = frozenset(await repository.topics_in_use(conn))
-        self._topics_read_at = time.monotonic()
+            topics = frozenset(await repository.topics_in_use(conn))
+        if changes == self._changes:  # else a change came in while reading: read again next round
+            self.topics = topics
+            self._topics_read_at = time.monotonic()
 
     async def _dispatch(self) -> None:
         while not self._stopping.is_set():
