@@ -21,8 +21,12 @@ from tests.system import System, running_system
 PROBE_ORDER = (Role.ADMIN, *(role for role in Role if role is not Role.ADMIN))
 
 
+# The member the member pass acts as: its token's subject, and the member id in every path.
+MEMBER_ID = "fuzz-member-01"
+
+
 def _probe_path(path: str) -> str:
-    return re.sub(r"\{[^}]+\}", "probe", path)
+    return re.sub(r"\{[^}]+\}", "probe", path.replace("{member_id}", MEMBER_ID))
 
 
 def admitted_roles(base_url: str, document: dict[str, Any], tokens: dict[Role, str]) -> dict[str, Role]:
@@ -53,6 +57,25 @@ def admitted_roles(base_url: str, document: dict[str, Any], tokens: dict[Role, s
     return roles
 
 
+def member_routes(base_url: str, document: dict[str, Any], tokens: dict[Role, str]) -> dict[str, Any]:
+    """The document with only the operations a member's token gets through (on their own account)."""
+    paths: dict[str, Any] = {}
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        for path, item in document["paths"].items():
+            for method, operation in item.items():
+                if method == "parameters" or not operation.get("security"):
+                    continue
+                response = client.request(
+                    method.upper(),
+                    _probe_path(path),
+                    headers={"Authorization": f"Bearer {tokens[Role.MEMBER]}"},
+                    json={} if "requestBody" in operation else None,
+                )
+                if response.status_code != 403:
+                    paths.setdefault(path, {})[method] = operation
+    return {**document, "paths": paths}
+
+
 @pytest.fixture(scope="module")
 def fuzz_system() -> Iterator[System]:
     with running_system() as system:
@@ -61,4 +84,7 @@ def fuzz_system() -> Iterator[System]:
 
 @pytest.fixture(scope="module")
 def fuzz_tokens() -> dict[Role, str]:
-    return {role: issue_token(role=role, sub=f"fuzz-{role}") for role in Role}
+    return {
+        role: issue_token(role=role, sub=MEMBER_ID if role is Role.MEMBER else f"fuzz-{role}")
+        for role in Role
+    }

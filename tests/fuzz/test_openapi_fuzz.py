@@ -22,7 +22,7 @@ from schemathesis.engine import Status
 from schemathesis.engine import events as engine_events
 
 from chassis.auth import Role
-from tests.fuzz.conftest import admitted_roles
+from tests.fuzz.conftest import MEMBER_ID, admitted_roles, member_routes
 from tests.system import SERVICES, System
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(1800)]
@@ -32,15 +32,25 @@ SEED = int(os.environ.get("ORCHARD_FUZZ_SEED", "20261205"))
 CHECKS = ("not_a_server_error", "response_schema_conformance")
 
 
-def fuzz_config(base_url: str, tokens: dict[Role, str], roles: dict[str, Role]) -> SchemathesisConfig:
-    def bearer(role: Role) -> dict[str, str]:
-        return {"Authorization": f"Bearer {tokens[role]}"}
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
+
+def fuzz_config(
+    base_url: str,
+    tokens: dict[Role, str],
+    roles: dict[str, Role],
+    *,
+    default: Role = Role.ADMIN,
+    parameters: dict[str, str] | None = None,
+) -> SchemathesisConfig:
+    """Every operation called with the token of `default`, or of the role `roles` names for it."""
     return SchemathesisConfig.from_dict(
         {
             "seed": SEED,
             "base-url": base_url,
-            "headers": bearer(Role.ADMIN),
+            "headers": bearer(tokens[default]),
+            "parameters": parameters or {},
             "continue-on-failure": True,
             "workers": 1,
             "request-timeout": 30,
@@ -53,9 +63,9 @@ def fuzz_config(base_url: str, tokens: dict[Role, str], roles: dict[str, Role]) 
                 "database": "none",
             },
             "operations": [
-                {"include-name": label, "headers": bearer(role)}
+                {"include-name": label, "headers": bearer(tokens[role])}
                 for label, role in roles.items()
-                if role is not Role.ADMIN
+                if role is not default
             ],
         }
     )
@@ -69,8 +79,8 @@ class FuzzOutcome:
     errors: list[str] = field(default_factory=list)
 
 
-def fuzz(schema: schemathesis.BaseSchema) -> FuzzOutcome:
-    outcome = FuzzOutcome()
+def fuzz(schema: schemathesis.BaseSchema, into: FuzzOutcome | None = None) -> FuzzOutcome:
+    outcome = into if into is not None else FuzzOutcome()
     for event in schemathesis.engine.from_schema(schema).execute():
         if isinstance(event, engine_events.ScenarioFinished):
             recorder = event.recorder
@@ -108,3 +118,25 @@ def test_no_input_is_answered_with_a_server_error_and_every_answer_matches_its_s
     assert not outcome.errors, "\n\n".join(outcome.errors)
     assert not outcome.failures, "\n\n".join(dict.fromkeys(outcome.failures))
     assert outcome.operations, "no operation was fuzzed"
+
+
+def test_a_member_acting_on_their_own_account_gets_no_server_error_and_answers_match_their_schema(
+    fuzz_system: System, fuzz_tokens: dict[Role, str], record_property: Any
+) -> None:
+    """Every route a member may call, with a member's token and their own id in the path, so the
+    member's side of each handler (not the 403 in front of it) meets the generated input."""
+    outcome = FuzzOutcome()
+    for service in SERVICES:
+        url = fuzz_system.urls[service]
+        document = member_routes(url, httpx.get(f"{url}/openapi.json", timeout=10).json(), fuzz_tokens)
+        if not document["paths"]:
+            continue
+        parameters = {"path.member_id": MEMBER_ID}
+        config = fuzz_config(url, fuzz_tokens, {}, default=Role.MEMBER, parameters=parameters)
+        fuzz(schemathesis.openapi.from_dict(document, config=config), into=outcome)
+
+    record_property("fuzz_requests", outcome.requests)
+    print(f"member: {outcome.requests} requests to {len(outcome.operations)} operations")
+    assert not outcome.errors, "\n\n".join(outcome.errors)
+    assert not outcome.failures, "\n\n".join(dict.fromkeys(outcome.failures))
+    assert outcome.operations, "no route admits members"
