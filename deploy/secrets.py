@@ -65,6 +65,9 @@ def secret_specs(services: Iterable[str]) -> list[SecretSpec]:
         SecretSpec("ORCHARD_VOUCHER_LOOKUP_KEY", "voucher code lookup HMAC key", _key32),
         SecretSpec("ORCHARD_DELIVERY_CODE_KEY", "delivery's key for codes it holds until sent", _fernet_key),
         SecretSpec("ORCHARD_REDEMPTION_OTP_KEY", "redemption's one-time code HMAC key", _key32),
+        SecretSpec(
+            "ORCHARD_REDEMPTION_PIN_PEPPER", "redemption's key for member PINs before hashing", _key32
+        ),
     ]
     services = list(services)
     specs += [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from chassis.production import secret_setting
 from chassis.settings import Settings
 from services.redemption.retention.domain import RetentionAction
 
@@ -24,8 +25,10 @@ class RedemptionSettings(Settings):
     saga_max_order_attempts: int = Field(default=8, alias="ORCHARD_REDEMPTION_SAGA_MAX_ORDER_ATTEMPTS")
 
     # Offer validation.
-    otp_key: SecretStr = Field(
-        default=SecretStr("orchard-local-otp-key-change-me"), alias="ORCHARD_REDEMPTION_OTP_KEY"
+    otp_key: SecretStr = secret_setting("orchard-local-otp-key-change-me", "ORCHARD_REDEMPTION_OTP_KEY")
+    # Keys every PIN before argon2 hashes it; kept outside the database, so stolen hashes alone are useless.
+    pin_pepper: SecretStr = secret_setting(
+        "orchard-local-pin-pepper-change-me-now", "ORCHARD_REDEMPTION_PIN_PEPPER"
     )
     otp_ttl_s: int = Field(default=300, alias="ORCHARD_REDEMPTION_OTP_TTL")
     otp_max_attempts: int = Field(default=5, alias="ORCHARD_REDEMPTION_OTP_MAX_ATTEMPTS")

@@ -7,6 +7,7 @@ import hashlib
 
 from pydantic import Field, SecretStr
 
+from chassis.production import secret_setting
 from chassis.settings import Settings
 
 
@@ -25,11 +26,9 @@ class VoucherSettings(Settings):
     """
 
     service_name: str = Field(default="voucher", alias="ORCHARD_SERVICE")
-    encryption_keys: SecretStr = Field(
-        default=SecretStr(DEV_ENCRYPTION_KEYS), alias="ORCHARD_VOUCHER_ENCRYPTION_KEYS"
-    )
+    encryption_keys: SecretStr = secret_setting(DEV_ENCRYPTION_KEYS, "ORCHARD_VOUCHER_ENCRYPTION_KEYS")
     active_key_id: str | None = Field(default=None, alias="ORCHARD_VOUCHER_ACTIVE_KEY_ID")
-    lookup_key: SecretStr = Field(default=SecretStr(DEV_LOOKUP_KEY), alias="ORCHARD_VOUCHER_LOOKUP_KEY")
+    lookup_key: SecretStr = secret_setting(DEV_LOOKUP_KEY, "ORCHARD_VOUCHER_LOOKUP_KEY")
     expiry_interval_s: float = Field(default=60.0, alias="ORCHARD_VOUCHER_EXPIRY_INTERVAL")
     hold_interval_s: float = Field(default=2.0, alias="ORCHARD_VOUCHER_HOLD_INTERVAL")
     max_codes_per_request: int = Field(default=1_000_000, ge=1, alias="ORCHARD_VOUCHER_MAX_CODES_PER_REQUEST")

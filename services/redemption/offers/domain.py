@@ -156,13 +156,31 @@ def check_new_pin(pin: str) -> None:
         raise WeakPin("a PIN may not alternate two digits")
 
 
-def hash_pin(pin: str) -> str:
-    return _hasher.hash(pin)
+PEPPERED = "peppered$"
+"""Prefix of a hash made from the PIN keyed with the pepper; hashes without it predate the pepper."""
 
 
-def pin_matches(pin_hash: str, pin: str) -> bool:
+def _peppered(pin: str, pepper: bytes) -> str:
+    # The pepper lives outside the database: a dump of the hashes alone cannot be brute-forced.
+    return hmac.new(pepper, pin.encode(), hashlib.sha256).hexdigest()
+
+
+def hash_pin(pin: str, pepper: bytes | None = None) -> str:
+    """An argon2 hash of the PIN, keyed with the pepper when one is given."""
+    if pepper is None:
+        return _hasher.hash(pin)
+    return PEPPERED + _hasher.hash(_peppered(pin, pepper))
+
+
+def pin_matches(pin_hash: str, pin: str, pepper: bytes | None = None) -> bool:
+    """Whether `pin` is the one hashed; a hash from before the pepper is checked without it."""
+    secret = pin
+    if pin_hash.startswith(PEPPERED):
+        if pepper is None:
+            return False
+        pin_hash, secret = pin_hash.removeprefix(PEPPERED), _peppered(pin, pepper)
     try:
-        return _hasher.verify(pin_hash, pin)
+        return _hasher.verify(pin_hash, secret)
     except (VerificationError, InvalidHashError):
         return False
 

@@ -70,14 +70,14 @@ async def run_argon2(work: Callable[[], T], *, concurrency: int) -> T:
 
 
 @functools.cache
-def _decoy_hash() -> str:
+def _decoy_hash(pepper: bytes) -> str:
     """A hash no PIN matches, verified when there is no PIN to check, so the time taken tells nothing."""
-    return domain.hash_pin(secrets.token_hex(16))
+    return domain.hash_pin(secrets.token_hex(16), pepper)
 
 
-def _verify(pin_hash: str | None, pin: str) -> bool:
+def _verify(pin_hash: str | None, pin: str, pepper: bytes) -> bool:
     """On a thread: check `pin` against the hash, or spend the same time on the decoy."""
-    return domain.pin_matches(pin_hash or _decoy_hash(), pin) and pin_hash is not None
+    return domain.pin_matches(pin_hash or _decoy_hash(pepper), pin, pepper) and pin_hash is not None
 
 
 # Checking a PIN at a partner ----------------------------------------------------------------------
@@ -91,6 +91,10 @@ class PinCheck:
     @property
     def precise_reason(self) -> str | None:
         return PRECISE_REASONS.get(self.outcome)
+
+
+def pepper(cfg: RedemptionSettings) -> bytes:
+    return cfg.pin_pepper.get_secret_value().encode()
 
 
 def lockout_policy(cfg: RedemptionSettings) -> domain.PinLockoutPolicy:
@@ -108,12 +112,15 @@ async def check_pin(
     so a missing or locked PIN answers as slowly as a wrong one."""
     stored = await repo.lock_pin(conn, member_id)
     if stored is None:
-        await run_argon2(functools.partial(_verify, None, pin), concurrency=cfg.argon2_concurrency)
+        await run_argon2(
+            functools.partial(_verify, None, pin, pepper(cfg)), concurrency=cfg.argon2_concurrency
+        )
         return PinCheck(domain.PinOutcome.NOT_SET)
     pin_hash, state = stored
     locked = state.locked_at(now)
     matched = await run_argon2(
-        functools.partial(_verify, None if locked else pin_hash, pin), concurrency=cfg.argon2_concurrency
+        functools.partial(_verify, None if locked else pin_hash, pin, pepper(cfg)),
+        concurrency=cfg.argon2_concurrency,
     )
     after, outcome = domain.after_pin_attempt(state, matched=matched, now=now, policy=lockout_policy(cfg))
     if after != state:
@@ -174,7 +181,7 @@ async def set_pin(
             errors=[{"field": "body.pin", "code": "weak_pin", "message": str(exc)}],
         ) from exc
     pin_hash = await run_argon2(
-        functools.partial(domain.hash_pin, body.pin), concurrency=cfg.argon2_concurrency
+        functools.partial(domain.hash_pin, body.pin, pepper(cfg)), concurrency=cfg.argon2_concurrency
     )
     async with db.acquire() as conn, conn.transaction():
         await repo.set_pin(conn, member_id, pin_hash)

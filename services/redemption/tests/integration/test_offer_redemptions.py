@@ -94,7 +94,7 @@ async def test_a_pin_offer_succeeds_with_the_right_pin_and_locks_after_repeated_
             member,
         )
     assert [(a["actor"], a["d"]) for a in audited] == [(f"member:{member}", "{}")]
-    assert stored.startswith("$argon2id$")
+    assert stored.startswith("peppered$$argon2id$"), "stored keyed with the pepper, then argon2-hashed"
     assert "480317" not in stored
 
 

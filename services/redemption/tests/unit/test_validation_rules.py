@@ -220,3 +220,20 @@ def test_eligibility_is_judged_on_the_members_known_tier_and_segments() -> None:
     assert token == "silver"
     with pytest.raises(d.NotEligible):
         _offer().check_redeemable(at=NOW, member_tokens=tokens)
+
+
+def test_a_peppered_pin_hash_is_useless_without_the_pepper():
+    hashed = d.hash_pin("480317", b"the-pepper")
+
+    assert hashed.startswith(d.PEPPERED)
+    assert d.pin_matches(hashed, "480317", b"the-pepper")
+    assert not d.pin_matches(hashed, "480317", b"another-pepper")
+    assert not d.pin_matches(hashed, "480317")
+    assert not d.pin_matches(hashed.removeprefix(d.PEPPERED), "480317"), "the argon2 hash is of the keyed PIN"
+
+
+def test_a_pin_hashed_before_the_pepper_keeps_verifying_with_it():
+    hashed = d.hash_pin("480317")
+
+    assert d.pin_matches(hashed, "480317", b"the-pepper")
+    assert not d.pin_matches(hashed, "480318", b"the-pepper")
