@@ -140,3 +140,33 @@ def test_a_member_acting_on_their_own_account_gets_no_server_error_and_answers_m
     assert not outcome.errors, "\n\n".join(outcome.errors)
     assert not outcome.failures, "\n\n".join(dict.fromkeys(outcome.failures))
     assert outcome.operations, "no route admits members"
+
+
+def _undescribed(schema: dict[str, Any]) -> bool:
+    """A schema that says nothing about the answer's fields: empty, or any object at all."""
+    if "$ref" in schema:
+        return False
+    if not schema:
+        return True
+    return (
+        schema.get("type") == "object"
+        and "properties" not in schema
+        and schema.get("additionalProperties", True) in (True, {})
+    )
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_successful_answer_of_every_route_is_described(fuzz_system: System, service: str) -> None:
+    document = httpx.get(f"{fuzz_system.urls[service]}/openapi.json", timeout=10).json()
+
+    undescribed = [
+        f"{method.upper()} {path} {status} {media_type}"
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        for status, response in operation["responses"].items()
+        if status.startswith("2") and status != "204"
+        for media_type, content in (response.get("content") or {"(none)": {}}).items()
+        if _undescribed(content.get("schema", {}))
+    ]
+
+    assert not undescribed, "answers without a response model:\n" + "\n".join(undescribed)
