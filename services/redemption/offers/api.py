@@ -174,12 +174,41 @@ def record_view(record: Record, **extra: Any) -> dict[str, Any]:
     return {**view, **extra}
 
 
+UNKNOWN_OFFER = "offer_not_found"
+MAX_RECORDED_OFFER_ID = 200
+
+
 async def _own_offer(conn: Connection, principal: Principal, offer_id: str) -> domain.Offer:
     offer = await repo.get_offer(conn, offer_id)
     # Another partner's offer is as invisible as a missing one.
     if offer is None or offer.partner_id != principal.sub:
-        raise Problem(404, "offer_not_found", detail=f"No offer {offer_id}.")
+        raise Problem(404, UNKNOWN_OFFER, detail=f"No offer {offer_id}.")
     return offer
+
+
+async def _refuse_unknown_offer(
+    db: asyncpg.Pool, principal: Principal, offer_id: str, body: OfferRedemptionIn, at: datetime
+) -> None:
+    """An attempt on an offer this partner does not have is recorded as failed, then answered 404."""
+    async with db.acquire() as conn:
+        offer = await repo.get_offer(conn, offer_id)
+    if offer is not None and offer.partner_id == principal.sub:
+        return
+    attempt = Record(
+        record_id=uuid.uuid4(),
+        kind=RedemptionKind.OFFER,
+        status=RedemptionStatus.FAILED,
+        redeemed_at=at,
+        member_id=body.member_id,
+        offer_id=offer_id if len(offer_id) <= MAX_RECORDED_OFFER_ID else None,
+        partner_id=principal.sub,
+        channel=str(body.channel),
+        location=body.location,
+        reason=UNKNOWN_OFFER,
+    )
+    async with db.acquire() as conn, conn.transaction():
+        await write_record(conn, attempt)
+    raise Problem(404, UNKNOWN_OFFER, detail=f"No offer {offer_id}.")
 
 
 def _base_record(offer: domain.Offer, body: OfferRedemptionIn, at: datetime) -> Record:
@@ -215,6 +244,7 @@ async def redeem_offer(
     claimed = _claimed_time(body, cfg, now)
     async with db.acquire() as conn:
         await rate_limits.enforce(conn, rate_limits.partner_validations(cfg), principal.sub)
+    await _refuse_unknown_offer(db, principal, offer_id, body, now)
     async with db.acquire() as conn, conn.transaction():
         offer = await _own_offer(conn, principal, offer_id)
         if offer.validation_method is domain.OfferValidation.PIN and not body.pin:
