@@ -1,20 +1,21 @@
-"""HTTP: campaigns (create, update, pause, resume, end, overview)."""
+"""HTTP: campaigns (create, list, update, pause, resume, end, overview)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chassis.auth import Principal, Role, require_roles
+from chassis.inputs import Identifier as QueryIdentifier
 from contracts.values import Channel, Currency, Identifier, Name, PositiveMoney, RewardType, Text
-from contracts.vouchers import ExpiryKind, ExpiryPolicy
+from contracts.vouchers import CampaignStatus, ExpiryKind, ExpiryPolicy
 
 from . import campaigns
 from .api_common import actor_of, in_transaction, invalid, pool_of, serve_held_orders
 from .crypto import CodeVault
-from .views import CampaignOut, CampaignOverview
+from .views import CampaignOut, CampaignOverview, CampaignPage
 
 MANAGERS = (Role.ADMIN, Role.OPS)
 READERS = (Role.ADMIN, Role.OPS, Role.FINANCE, Role.AUDITOR, Role.SUPPORT_AGENT)
@@ -108,6 +109,24 @@ def campaign_router(vault: CodeVault) -> APIRouter:
         except ValidationError as error:
             raise _contract_problem(error) from None
         return campaign_json(saved)
+
+    @router.get("", summary="Campaigns, in id order, a page at a time", response_model=CampaignPage)
+    async def list_all(
+        request: Request,
+        _: Principal = Depends(require_roles(*READERS)),
+        status: CampaignStatus | None = None,
+        reward_type: RewardType | None = None,
+        after: Annotated[QueryIdentifier | None, Query(description="the last campaign id seen")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> dict[str, Any]:
+        async with pool_of(request).acquire() as conn:
+            found = await campaigns.list_campaigns(
+                conn, status=status, reward_type=reward_type, after=after, limit=limit
+            )
+        return {
+            "items": [campaign_json(c) for c in found],
+            "next_after": found[-1].campaign_id if len(found) == limit else None,
+        }
 
     @router.get(
         "/{campaign_id}",

@@ -109,6 +109,31 @@ async def load(conn: Connection, campaign_id: str, *, for_update: bool = False) 
     return Campaign.from_row(row)
 
 
+async def list_campaigns(
+    conn: Connection,
+    *,
+    status: CampaignStatus | None,
+    reward_type: RewardType | None,
+    after: str | None,
+    limit: int,
+) -> list[Campaign]:
+    """Campaigns in id order, from after the given id on."""
+    rows = await conn.fetch(
+        """
+        SELECT * FROM campaigns
+         WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR reward_type = $2)
+           AND ($3::text IS NULL OR campaign_id > $3)
+         ORDER BY campaign_id
+         LIMIT $4
+        """,
+        None if status is None else status.value,
+        None if reward_type is None else reward_type.value,
+        after,
+        limit,
+    )
+    return [Campaign.from_row(r) for r in rows]
+
+
 async def _save(conn: Connection, c: Campaign, *, insert: bool) -> Campaign:
     params = (
         c.campaign_id,

@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.vouchers import ExpiryPolicy
 
@@ -41,6 +41,11 @@ class IssuanceRate(BaseModel):
     last_hour: int
     last_day: int
     total: int
+
+
+class CampaignPage(BaseModel):
+    items: list[CampaignOut]
+    next_after: str | None = Field(description="pass as `after` for the next page; null on the last one")
 
 
 class CampaignOverview(CampaignOut):
