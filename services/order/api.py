@@ -7,7 +7,7 @@ import binascii
 import json
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
-from chassis.inputs import Aware
+from chassis.inputs import Aware, Identifier, NoNul, ShortText, Text
 from chassis.problems import Problem, register_error
 from contracts.orders import FulfilmentStatus, OrderSource, OrderState
 
@@ -39,20 +39,20 @@ class PlaceOrder(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    external_ref: str = Field(
+    external_ref: ShortText = Field(
         description="your unique reference; a repeat is refused (409), never a second order"
     )
-    member_id: str
-    campaign_id: str
-    amount: str = Field(description="decimal string, e.g. '25.00'")
-    currency: str
-    name: str | None = None
-    email: str | None = None
-    phone: str | None = Field(default=None, description="E.164")
-    channel: str | None = Field(
+    member_id: ShortText
+    campaign_id: ShortText
+    amount: ShortText = Field(description="decimal string, e.g. '25.00'")
+    currency: ShortText
+    name: ShortText | None = None
+    email: ShortText | None = None
+    phone: ShortText | None = Field(default=None, description="E.164")
+    channel: ShortText | None = Field(
         default=None, description="email | sms | whatsapp; absent: the campaign's default"
     )
-    reason: str | None = None
+    reason: Text | None = None
     reward_type: Literal["voucher"] = Field(
         default="voucher", description="always `voucher`: points awards go through IPA intake"
     )
@@ -151,15 +151,15 @@ def build_router(ctx: OrderContext) -> APIRouter:
     async def list_orders(
         state: OrderState | None = None,
         fulfilment_status: FulfilmentStatus | None = None,
-        campaign_id: str | None = None,
-        member_id: str | None = None,
+        campaign_id: Identifier | None = None,
+        member_id: Identifier | None = None,
         source: OrderSource | None = None,
         created_from: Aware | None = Query(None, description="inclusive, RFC 3339 with an offset"),
         created_to: Aware | None = Query(None, description="exclusive, RFC 3339 with an offset"),
         needs_attention: bool | None = None,
         sort: Sort = "-created_at",
         limit: int = Query(50, ge=1, le=500),
-        cursor: str | None = None,
+        cursor: Annotated[str, NoNul] | None = None,
         principal: Principal = Depends(require_roles(*READ_ROLES)),
     ) -> JSONResponse:
         flt = repository.OrderFilter(
@@ -189,7 +189,7 @@ def build_router(ctx: OrderContext) -> APIRouter:
         response_model=OrderSummary,
     )
     async def summary(
-        campaign_id: str | None = None, principal: Principal = Depends(require_roles(*READ_ROLES))
+        campaign_id: Identifier | None = None, principal: Principal = Depends(require_roles(*READ_ROLES))
     ) -> JSONResponse:
         async with ctx.require_pool().acquire() as conn:
             rows = await repository.summary(conn, campaign_id)
