@@ -12,14 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.audit import append_audit
 from chassis.auth import STAFF_ROLES, Principal, Role, require_roles
+from chassis.inputs import INT32_MAX, Identifier, Name, NonNegativeInt32, NoNul, Text
 from chassis.problems import Problem
 from contracts.values import (
     Channel,
     Currency,
     Email,
-    Identifier,
     Locale,
-    Name,
     Phone,
     PositiveMoney,
     PositivePoints,
@@ -43,13 +42,13 @@ class RewardIn(BaseModel):
 
     reward_id: Identifier | None = None
     name: Name
-    description: str | None = Field(default=None, max_length=2000)
+    description: Text | None = None
     campaign_id: Identifier = Field(description="the voucher campaign the reward's voucher comes from")
-    points_price: PositivePoints
+    points_price: Annotated[PositivePoints, Field(le=INT32_MAX)]
     amount: PositiveMoney | None = Field(default=None, description="voucher value; absent: the face value")
     currency: Currency | None = None
     active: bool = True
-    stock: int | None = Field(default=None, ge=0, description="units available; absent: unlimited")
+    stock: NonNegativeInt32 | None = Field(default=None, description="units available; absent: unlimited")
 
 
 def reward_view(reward: repo.Reward) -> dict[str, Any]:
@@ -123,7 +122,7 @@ class RedemptionIn(BaseModel):
     )
     channel: Channel | None = None
     name: Name | None = None
-    email: Email | None = None
+    email: Annotated[Email, NoNul] | None = None
     phone: Phone | None = None
     locale: Locale | None = None
 
