@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
-from chassis.inputs import Aware
+from chassis.inputs import Aware, Identifier, NoNul, Text
 from chassis.logging import redact_text
 from chassis.problems import Problem, register_error
-from contracts.values import Channel, Email, Identifier, Phone, Text
+from contracts.values import Channel, Email, Phone
 
 from . import repository, review
 from .domain import DeliveryError, DeliveryNotFound, NotResendable, ResendTooSoon
@@ -177,7 +177,7 @@ async def get_order_delivery(request: Request, order_id: uuid.UUID, principal: R
 class Correction(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    email: Email | None = None
+    email: Annotated[Email, NoNul] | None = None
     phone: Phone | None = None
     channel: Channel | None = Field(default=None, description="send on this channel from now on")
     resend: bool = Field(default=True, description="resend right after correcting")
