@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chassis.auth import Principal, Role, require_roles
+from chassis.inputs import Identifier, Name, NonNegativeInt32, Text
 from chassis.inputs import Identifier as QueryIdentifier
-from contracts.values import Channel, Currency, Identifier, Name, PositiveMoney, RewardType, Text
+from contracts.values import Channel, Currency, PositiveMoney, RewardType
 from contracts.vouchers import CampaignStatus, ExpiryKind, ExpiryPolicy
 
 from . import campaigns
@@ -20,6 +22,9 @@ from .views import CampaignOut, CampaignOverview, CampaignPage
 MANAGERS = (Role.ADMIN, Role.OPS)
 READERS = (Role.ADMIN, Role.OPS, Role.FINANCE, Role.AUDITOR, Role.SUPPORT_AGENT)
 
+# The columns are numeric(18, 4): fourteen digits before the point.
+ColumnMoney = Annotated[PositiveMoney, Field(lt=Decimal("1e14"))]
+
 
 class CampaignFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -27,14 +32,14 @@ class CampaignFields(BaseModel):
     name: Name
     reward_type: RewardType = RewardType.VOUCHER
     brand: Name | None = None
-    face_value: PositiveMoney | None = None
+    face_value: ColumnMoney | None = None
     currency: Currency | None = None
     expiry_policy: ExpiryPolicy = Field(default_factory=lambda: ExpiryPolicy(kind=ExpiryKind.NONE))
-    budget: PositiveMoney | None = None
+    budget: ColumnMoney | None = None
     default_channel: Channel = Channel.EMAIL
-    per_record_limit: PositiveMoney | None = None
+    per_record_limit: ColumnMoney | None = None
     partner_ids: list[Identifier] = Field(default_factory=list)
-    low_stock_threshold: int = Field(default=0, ge=0)
+    low_stock_threshold: NonNegativeInt32 = 0
     allow_partial_redemption: bool = True
 
 
@@ -47,15 +52,15 @@ class CampaignUpdate(BaseModel):
 
     name: Name | None = None
     brand: Name | None = None
-    face_value: PositiveMoney | None = None
+    face_value: ColumnMoney | None = None
     currency: Currency | None = None
     reward_type: RewardType | None = None
     expiry_policy: ExpiryPolicy | None = None
-    budget: PositiveMoney | None = None
+    budget: ColumnMoney | None = None
     default_channel: Channel | None = None
-    per_record_limit: PositiveMoney | None = None
+    per_record_limit: ColumnMoney | None = None
     partner_ids: list[Identifier] | None = None
-    low_stock_threshold: int | None = Field(default=None, ge=0)
+    low_stock_threshold: NonNegativeInt32 | None = None
     allow_partial_redemption: bool | None = None
 
 

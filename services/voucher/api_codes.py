@@ -6,16 +6,15 @@ import asyncio
 import tempfile
 import uuid
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from chassis.auth import Principal, Role, require_roles
 from chassis.http import body_limit
-from chassis.inputs import PositiveInt32
+from chassis.inputs import Identifier, NoNul, PositiveInt32, Text
 from chassis.problems import Problem, ProblemDetails
-from contracts.values import Identifier, Text
 from contracts.vouchers import CodeStatus
 
 from . import codes, operations, reveal_limits
@@ -46,8 +45,10 @@ class Generate(BaseModel):
         description="at most ORCHARD_VOUCHER_MAX_CODES_PER_REQUEST (default 1,000,000)"
     )
     length: int = Field(default=12, ge=MIN_LENGTH, le=MAX_LENGTH)
-    prefix: str = Field(default="", max_length=16)
-    alphabet: str = Field(default=DEFAULT_ALPHABET, description="no look-alike characters (0/O, 1/I/L…)")
+    prefix: Annotated[str, NoNul] = Field(default="", max_length=16)
+    alphabet: Annotated[str, NoNul] = Field(
+        default=DEFAULT_ALPHABET, description="no look-alike characters (0/O, 1/I/L…)"
+    )
     test: bool = Field(
         default=False, description="UAT test codes: never issued, redeemable in test mode only"
     )

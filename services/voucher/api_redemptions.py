@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.auth import Principal, Role, require_roles
-from contracts.values import Identifier, PositiveMoney, Text
+from chassis.inputs import Identifier, Text
+from contracts.values import PositiveMoney
 
 from . import redemption
 from .api_common import in_transaction, pool_of, refusal_problem
