@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.auth import Principal, Role, require_roles
+from chassis.inputs import NoNul
 from chassis.problems import Problem
 from services.support import portal
 from services.support.api.common import STAFF, STAFF_READ, caller_of
@@ -20,9 +21,9 @@ from services.support.domain.goodwill import GoodwillLimitExceeded, Justificatio
 class _AgentBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    ticket_id: str | None = Field(default=None, min_length=1, max_length=200)
-    reason: str | None = Field(default=None, max_length=2000)
-    idempotency_key: str | None = Field(
+    ticket_id: Annotated[str, NoNul] | None = Field(default=None, min_length=1, max_length=200)
+    reason: Annotated[str, NoNul] | None = Field(default=None, max_length=2000)
+    idempotency_key: Annotated[str, NoNul] | None = Field(
         default=None, min_length=1, max_length=200, description="repeat it to repeat the request safely"
     )
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.auth import Principal, Role, require_roles
+from chassis.inputs import NoNul
 from chassis.problems import Problem
 from contracts.support import TicketCategory, TicketPriority
 from services.support import portal_repository as orders
@@ -34,28 +35,32 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Text without NUL bytes (a text column cannot hold one); each field keeps its own length limits.
+Clean = Annotated[str, NoNul]
+
+
 class TicketCreate(_Body):
     category: TicketCategory
-    description: str = Field(min_length=1, max_length=4000)
+    description: Clean = Field(min_length=1, max_length=4000)
     priority: TicketPriority = TicketPriority.MEDIUM
     order_id: uuid.UUID | None = None
-    booking_id: str | None = Field(default=None, min_length=1, max_length=200)
-    member_id: str | None = Field(default=None, min_length=1, max_length=200, description="staff only")
-    assignee: str | None = Field(default=None, min_length=1, max_length=200, description="staff only")
+    booking_id: Clean | None = Field(default=None, min_length=1, max_length=200)
+    member_id: Clean | None = Field(default=None, min_length=1, max_length=200, description="staff only")
+    assignee: Clean | None = Field(default=None, min_length=1, max_length=200, description="staff only")
 
 
 class TransitionRequest(_Body):
     to: TicketState
-    note: str | None = Field(default=None, max_length=4000)
+    note: Clean | None = Field(default=None, max_length=4000)
 
 
 class CommentRequest(_Body):
-    body: str = Field(min_length=1, max_length=8000)
+    body: Clean = Field(min_length=1, max_length=8000)
     internal: bool = Field(default=False, description="a note for staff only; members never see it")
 
 
 class TicketUpdate(_Body):
-    assignee: str | None = Field(default=None, min_length=1, max_length=200)
+    assignee: Clean | None = Field(default=None, min_length=1, max_length=200)
     priority: TicketPriority | None = None
     queue: TicketQueue | None = None
 
@@ -157,15 +162,15 @@ def build_router(ctx: SupportContext) -> APIRouter:
         state: Annotated[list[TicketState] | None, Query()] = None,
         priority: Annotated[list[TicketPriority] | None, Query()] = None,
         category: Annotated[list[TicketCategory] | None, Query()] = None,
-        assignee: str | None = None,
+        assignee: Clean | None = None,
         unassigned: bool = False,
         queue: TicketQueue | None = None,
-        member_id: str | None = None,
+        member_id: Clean | None = None,
         order_id: uuid.UUID | None = None,
         open_only: bool = Query(default=False, description="only open, in_progress and waiting_on_customer"),
         sort: TicketSort = TicketSort.OPENED_AT,
         limit: int = Query(default=50, ge=1, le=200),
-        cursor: str | None = None,
+        cursor: Clean | None = None,
     ) -> dict[str, Any]:
         caller = caller_of(principal)
         states = list(state or ())
