@@ -102,8 +102,15 @@ def start_secure_kafka(base_dir: Path, users: Mapping[str, str], *, heap_mb: int
 
     def make() -> KafkaBroker:
         security = BrokerSecurity(sasl_port=free_port(), tls=tls, users=users)
+        port, controller_port = free_port(), free_port()
+        broker_dir = base_dir / "broker"
         return KafkaBroker(
-            base_dir / "broker", free_port(), free_port(), heap_mb=heap_mb, tie_to_parent=True, security=security
+            broker_dir,
+            port,
+            controller_port,
+            heap_mb=heap_mb,
+            tie_to_parent=True,
+            security=security,
         )
 
     return _start_on_free_ports(make, wait=True)
