@@ -117,6 +117,21 @@ def batch_span(topic: str, spans: Sequence[Span]) -> Span:
     return tracer().start_span(f"process batch {topic}", kind=SpanKind.INTERNAL, links=links)
 
 
+@contextlib.contextmanager
+def child_span(name: str, traceparent: str | None, attributes: Mapping[str, str | int]) -> Iterator[Span]:
+    """A CLIENT span, current while the block runs, child of a `traceparent` kept from earlier (work
+    a handler queued and a worker does later); a root span when there is none."""
+    parent = propagate.extract({"traceparent": traceparent}) if traceparent else None
+    span = tracer().start_span(name, context=parent, kind=SpanKind.CLIENT, attributes=dict(attributes))
+    try:
+        with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+            yield span
+    except BaseException as error:
+        end_failed(span, error)
+        raise
+    span.end()
+
+
 def end_failed(span: Span, error: BaseException) -> None:
     span.record_exception(error)
     span.set_status(Status(StatusCode.ERROR, type(error).__name__))

@@ -11,15 +11,17 @@ from typing import Any
 import structlog
 from pydantic import SecretStr
 
+from chassis import tracing
 from chassis.audit import append_audit
 from chassis.consumer import Subscription
 from chassis.db import Connection
+from chassis.sealed_codes import CodeOpener
 from contracts.delivery import DeliveryMessageRequested, DeliveryRequested
 from contracts.envelope import Envelope
 from contracts.orders import OrderState, OrderStateChanged
 from contracts.support import SupportResendRequested, SupportSlaBreached
 from contracts.topics import Topics
-from contracts.vouchers import VoucherIssued, VoucherStockLow
+from contracts.vouchers import AnyVoucherIssued, VoucherIssued, VoucherIssuedV1, VoucherStockLow
 
 from . import notifications, repository, review
 from .codes import CodeVault
@@ -33,6 +35,7 @@ class DeliveryHandlers:
     def __init__(self, settings: DeliverySettings) -> None:
         self.settings = settings
         self.vault = CodeVault(settings.code_key)
+        self.opener = CodeOpener([settings.seal_key, settings.seal_previous_key])
 
     async def on_delivery_requested(self, conn: Connection, env: Envelope[Any]) -> None:
         d: DeliveryRequested = env.data
@@ -40,7 +43,7 @@ class DeliveryHandlers:
         await repository.remember_contacts(
             conn, d.member_id, name=d.name, email=d.email, phone=d.phone, locale=d.locale
         )
-        await repository.queue_if_ready(conn, d.order_id)
+        await repository.queue_if_ready(conn, d.order_id, _traceparent(env))
 
     async def on_delivery_requests(self, conn: Connection, envs: Sequence[Envelope[Any]]) -> None:
         """`on_delivery_requested` for a batch: three statements and one wake-up per channel."""
@@ -52,7 +55,9 @@ class DeliveryHandlers:
                 for d in (env.data for env in envs)
             ],
         )
-        await repository.queue_all_ready(conn, [env.data.order_id for env in envs])
+        await repository.queue_all_ready(
+            conn, [env.data.order_id for env in envs], [_traceparent(env) for env in envs]
+        )
 
     async def on_message_requested(self, conn: Connection, env: Envelope[Any]) -> None:
         d: DeliveryMessageRequested = env.data
@@ -78,12 +83,15 @@ class DeliveryHandlers:
         )
 
     def _voucher(self, env: Envelope[Any]) -> repository.VoucherDetails:
-        d: VoucherIssued = env.data
+        d: AnyVoucherIssued = env.data
+        # Opened here only to be held under this service's own key until sent (a version 1 event,
+        # still on the topic from before codes were sealed, carries it in clear).
+        code = d.code if isinstance(d, VoucherIssuedV1) else self.opener.open(d.sealed_code, d.code_id)
         return repository.VoucherDetails(
             order_id=d.order_id,
             campaign_id=d.campaign_id,
             code_id=d.code_id,
-            sealed_code=self.vault.seal(d.code),
+            sealed_code=self.vault.seal(code),
             masked_code=d.masked_code,
             face_value=d.face_value,
             currency=d.currency,
@@ -93,12 +101,14 @@ class DeliveryHandlers:
 
     async def on_voucher_issued(self, conn: Connection, env: Envelope[Any]) -> None:
         await repository.record_voucher(conn, self._voucher(env))
-        await repository.queue_if_ready(conn, env.data.order_id)
+        await repository.queue_if_ready(conn, env.data.order_id, _traceparent(env))
 
     async def on_vouchers_issued(self, conn: Connection, envs: Sequence[Envelope[Any]]) -> None:
         """`on_voucher_issued` for a batch: two statements and one wake-up per channel."""
         await repository.record_vouchers(conn, [self._voucher(env) for env in envs])
-        await repository.queue_all_ready(conn, [env.data.order_id for env in envs])
+        await repository.queue_all_ready(
+            conn, [env.data.order_id for env in envs], [_traceparent(env) for env in envs]
+        )
 
     async def on_order_state_changed(self, conn: Connection, env: Envelope[Any]) -> None:
         d: OrderStateChanged = env.data
@@ -193,6 +203,11 @@ class DeliveryHandlers:
                 "delivery-sla", Topics.SUPPORT_SLA_BREACHED, SupportSlaBreached, self.on_sla_breached
             ),
         ]
+
+
+def _traceparent(env: Envelope[Any]) -> str | None:
+    """The context of the span handling `env`: a delivery it makes due is sent within its trace."""
+    return tracing.trace_headers(str(env.event_id)).get("traceparent")
 
 
 def _request(env: Envelope[Any]) -> repository.RequestDetails:

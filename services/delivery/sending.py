@@ -32,6 +32,7 @@ import jinja2
 import structlog
 from prometheus_client import Counter
 
+from chassis import tracing
 from chassis.db import Connection, quote_ident
 from chassis.outbox import add_event
 from contracts.delivery import DeliveryFailed, DeliverySucceeded
@@ -136,6 +137,21 @@ STOP_BATCH_REASONS = frozenset(
 def _live(row: asyncpg.Record) -> bool:
     """A claimed row to send now: the claim's first (`started`) or one `start_attempt` found live."""
     return bool(row.get("live", row.get("started", True)))
+
+
+def _send_span(row: asyncpg.Record | None, channel: Channel) -> contextlib.AbstractContextManager[Any]:
+    if row is None:
+        return contextlib.nullcontext()
+    return tracing.child_span(
+        f"send {channel.value}",
+        row["traceparent"],
+        {
+            "orchard.delivery_id": str(row["delivery_id"]),
+            "orchard.delivery.kind": row["kind"],
+            "orchard.delivery.attempt": row["attempts"],
+            "orchard.delivery.channel": channel.value,
+        },
+    )
 
 
 def message_id(delivery_id: uuid.UUID, send_round: int, channel: str, domain: str) -> str:
@@ -267,20 +283,24 @@ class DeliveryEngine:
         began = time.monotonic()
         for n in range(len(claims)):
             turn[0] = n
-            result = await self._send_row(row, channel) if row is not None and _live(row) else None
             rest = claims[n + 1 :]
-            pause_s = self._pause_after(result, began)
-            if rest and pause_s is None:
-                await self._limiters[channel].acquire()
-            if result is None and not rest:
-                return
-            async with conn.transaction():
-                if result is not None and row is not None:
-                    await self._record(conn, channel, row, result)
-                if rest and pause_s is not None:
-                    await repository.return_unsent(conn, rest, pause_s)
-                elif rest:
-                    row = await repository.start_attempt(conn, rest[0], self.settings.lease_s)
+            sending = row if row is not None and _live(row) else None
+            # The send and its recording (whose delivery.succeeded/failed carries this context) are one
+            # span of the allocation's trace, a child of the event that made the delivery due.
+            with _send_span(sending, channel):
+                result = await self._send_row(sending, channel) if sending is not None else None
+                pause_s = self._pause_after(result, began)
+                if rest and pause_s is None:
+                    await self._limiters[channel].acquire()
+                if result is None and not rest:
+                    return
+                async with conn.transaction():
+                    if result is not None and sending is not None:
+                        await self._record(conn, channel, sending, result)
+                    if rest and pause_s is not None:
+                        await repository.return_unsent(conn, rest, pause_s)
+                    elif rest:
+                        row = await repository.start_attempt(conn, rest[0], self.settings.lease_s)
             if rest and pause_s is not None:
                 log.info("delivery_batch_stopped", channel=channel.value, returned=len(rest))
                 if pause_s == 0:

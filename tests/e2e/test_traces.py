@@ -56,7 +56,10 @@ async def test_one_ipa_record_is_one_trace_across_the_services_in_causal_order(s
         return next(iter(found.values()), [])
 
     async def every_service_recorded() -> bool:
-        return wanted <= {span.service for span in _consumer_spans(the_trace())}
+        consumed = _consumer_spans(the_trace())
+        return wanted <= {span.service for span in consumed} and any(
+            s.service == "order" and s.name == f"process {Topics.DELIVERY_SUCCEEDED}" for s in consumed
+        )
 
     await wait_until(every_service_recorded, timeout=60, interval=0.5, what="spans from every service")
 
@@ -80,6 +83,15 @@ async def test_one_ipa_record_is_one_trace_across_the_services_in_causal_order(s
         assert parent is not None, f"{span.service} {span.name} has its parent in the trace"
         assert parent.start_ns <= span.start_ns, f"{span.service} {span.name} starts after its cause"
     assert placed["order_id"] in {s.attributes.get("messaging.kafka.message.key") for s in consumed}
+    # The send happens later, in a delivery worker, yet stays in the trace: a child of the event that
+    # made the delivery due, and the parent of the order's handling of delivery.succeeded.
+    [send] = [s for s in spans if s.service == "delivery" and s.name.startswith("send ")]
+    cause = by_id[send.parent_id or ""]
+    assert cause.service == "delivery" and cause in consumed
+    [done] = [
+        s for s in consumed if s.service == "order" and s.name == f"process {Topics.DELIVERY_SUCCEEDED}"
+    ]
+    assert done.parent_id == send.span_id
 
     shown = await asyncio.to_thread(
         subprocess.run,

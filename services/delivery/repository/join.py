@@ -56,9 +56,9 @@ async def record_voucher(conn: Connection, v: VoucherDetails) -> None:
     await record_vouchers(conn, [v])
 
 
-async def queue_if_ready(conn: Connection, order_id: uuid.UUID) -> bool:
+async def queue_if_ready(conn: Connection, order_id: uuid.UUID, traceparent: str | None = None) -> bool:
     """Both halves here and the order not cancelled: the delivery becomes due now, and workers wake."""
-    return await queue_all_ready(conn, [order_id]) > 0
+    return await queue_all_ready(conn, [order_id], [traceparent]) > 0
 
 
 async def record_order_state(conn: Connection, order_id: uuid.UUID, campaign_id: str, state: str) -> bool:
@@ -251,16 +251,26 @@ async def record_vouchers(conn: Connection, vouchers: Sequence[VoucherDetails]) 
     )
 
 
-async def queue_all_ready(conn: Connection, order_ids: Sequence[uuid.UUID]) -> int:
-    """`queue_if_ready` for many orders; the workers of each channel concerned are woken once."""
+async def queue_all_ready(
+    conn: Connection, order_ids: Sequence[uuid.UUID], traceparents: Sequence[str | None] | None = None
+) -> int:
+    """`queue_if_ready` for many orders; the workers of each channel concerned are woken once. A
+    delivery made due keeps the trace context given with its order (that of the event that completed
+    the join), so its sends join the allocation's trace."""
+    tps = list(traceparents) if traceparents is not None else [None] * len(order_ids)
     channels = await conn.fetch(
         """
-        UPDATE deliveries SET status = 'queued', next_attempt_at = now(), updated_at = now()
-         WHERE order_id = ANY($1::uuid[]) AND status = 'waiting' AND has_request AND has_voucher
-           AND order_state IS DISTINCT FROM 'cancelled'
-        RETURNING channel
+        UPDATE deliveries d SET status = 'queued', next_attempt_at = now(), updated_at = now(),
+               traceparent = coalesce(t.traceparent, d.traceparent)
+          FROM (SELECT DISTINCT ON (order_id) order_id, traceparent
+                  FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS u(order_id, traceparent, n)
+                 ORDER BY order_id, n DESC) AS t
+         WHERE d.order_id = t.order_id AND d.status = 'waiting' AND d.has_request AND d.has_voucher
+           AND d.order_state IS DISTINCT FROM 'cancelled'
+        RETURNING d.channel
         """,
         list(order_ids),
+        tps,
     )
     for channel in sorted({r["channel"] for r in channels}):
         await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, channel)
