@@ -208,3 +208,44 @@ async def verify_audit_chain(conn: Connection) -> ChainVerification:
             expected_seq, prev_hash, verified = expected_seq + 1, entry.hash, verified + 1
         if len(rows) < _VERIFY_BATCH:
             return ChainVerification(True, verified)
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Which entries a reader wants; every field left `None` admits all."""
+
+    actor: str | None = None
+    action: str | None = None
+    subject_type: str | None = None
+    subject_id: str | None = None
+    occurred_from: datetime | None = None  # inclusive
+    occurred_to: datetime | None = None  # exclusive
+
+
+async def list_audit(conn: Connection, flt: AuditFilter, *, after_seq: int, limit: int) -> list[AuditEntry]:
+    """Up to `limit` entries matching `flt` with a seq past `after_seq`, in chain (seq) order."""
+    rows = await conn.fetch(
+        """
+        SELECT seq, occurred_at, actor, action, subject_type, subject_id, details::text AS details,
+               prev_hash, hash
+        FROM audit_log
+        WHERE seq > $1
+          AND ($2::text IS NULL OR actor = $2)
+          AND ($3::text IS NULL OR action = $3)
+          AND ($4::text IS NULL OR subject_type = $4)
+          AND ($5::text IS NULL OR subject_id = $5)
+          AND ($6::timestamptz IS NULL OR occurred_at >= $6)
+          AND ($7::timestamptz IS NULL OR occurred_at < $7)
+        ORDER BY seq
+        LIMIT $8
+        """,
+        after_seq,
+        flt.actor,
+        flt.action,
+        flt.subject_type,
+        flt.subject_id,
+        flt.occurred_from,
+        flt.occurred_to,
+        limit,
+    )
+    return [_entry(row) for row in rows]

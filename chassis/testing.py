@@ -7,9 +7,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from .consumer import EventConsumer
+from .db import quote_ident
 from .kafka_security import client_options
 from .topic_reader import open_topic
 
@@ -83,3 +85,31 @@ def private_group_consumer(prefix: str) -> type[EventConsumer]:
             super().__init__(**kwargs, group_prefix=prefix)
 
     return PrivateGroupConsumer
+
+
+async def audit_trail(http: Any, headers: dict[str, str], **filters: Any) -> list[dict[str, Any]]:
+    """The entries of a service's `GET /v1/audit` matching `filters` (first page of 1000)."""
+    response = await http.get("/v1/audit", params={"limit": 1000, **filters}, headers=headers)
+    assert response.status_code == 200, response.text
+    return list(response.json()["items"])
+
+
+async def audit_verification(http: Any, headers: dict[str, str]) -> dict[str, Any]:
+    """A service's `GET /v1/audit/verify` answer."""
+    response = await http.get("/v1/audit/verify", headers=headers)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def tamper_audit_log(admin_dsn: str, schema: str, *statements: str) -> None:
+    """Run `statements` on a schema's audit log as a superuser would, its append-only trigger set aside."""
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        async with conn.transaction():
+            await conn.execute(f"SET LOCAL search_path = {quote_ident(schema)}")
+            await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
+            for statement in statements:
+                await conn.execute(statement)
+            await conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
+    finally:
+        await conn.close()

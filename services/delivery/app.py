@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from chassis.audit_api import audit_router
 from chassis.consumer import EventConsumer
 from chassis.jobs import PeriodicJob
 from chassis.service import ServiceRuntime, ServiceSpec
@@ -105,7 +106,7 @@ def build_spec(
             *DeliveryHandlers(settings).subscriptions(),
             *WebhookHandlers(webhooks).subscriptions(),
         ],
-        routers=[api.router, webhook_api.router],
+        routers=[api.router, webhook_api.router, audit_router()],
         jobs=[
             PeriodicJob("delivery-unknown-outcomes", settings.recovery_interval_s, recover),
             PeriodicJob("delivery-code-retention", 3600.0, purge),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from chassis.audit_api import audit_router
 from chassis.service import ServiceRuntime, ServiceSpec
 
 from . import api, handlers, ipa_api
@@ -37,7 +38,7 @@ def build_spec(settings: OrderSettings) -> tuple[ServiceSpec, OrderContext]:
         title=TITLE,
         migrations_dir=MIGRATIONS,
         subscriptions=handlers.subscriptions(),
-        routers=[ipa_api.build_router(ctx), api.build_router(ctx)],
+        routers=[ipa_api.build_router(ctx), api.build_router(ctx), audit_router()],
         on_startup=[start_worker],
         on_shutdown=[stop_worker],
     )

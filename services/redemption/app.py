@@ -6,6 +6,7 @@ from pathlib import Path
 
 import asyncpg
 
+from chassis.audit_api import audit_router
 from chassis.jobs import PeriodicJob
 from chassis.service import ServiceRuntime, ServiceSpec
 from services.redemption.exports.api import router as exports_router
@@ -47,7 +48,14 @@ def build_spec(settings: RedemptionSettings) -> ServiceSpec:
         title=TITLE,
         migrations_dir=MIGRATIONS,
         subscriptions=[*storefront_subscriptions(policy), *record_subscriptions()],
-        routers=[storefront_router, offers_router, records_router, exports_router, retention_router],
+        routers=[
+            storefront_router,
+            offers_router,
+            records_router,
+            exports_router,
+            retention_router,
+            audit_router(),
+        ],
         jobs=[
             redrive_job(pool, policy, settings.saga_redrive_interval_s),
             PeriodicJob("redemption-offer-code-expiry", 15.0, lambda: _expire(pool)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from chassis.audit_api import audit_router
 from chassis.jobs import PeriodicJob
 from chassis.service import ServiceRuntime, ServiceSpec, run_service
 from services.support import handlers, sla_monitor
@@ -31,7 +32,12 @@ def build_spec(settings: SupportSettings, clock: Clock | None = None) -> tuple[S
         title="Orchard support service: tickets, SLAs and the agent portal",
         migrations_dir=MIGRATIONS,
         subscriptions=handlers.subscriptions(ctx),
-        routers=[tickets_api.build_router(ctx), sla_api.build_router(ctx), portal_api.build_router(ctx)],
+        routers=[
+            tickets_api.build_router(ctx),
+            sla_api.build_router(ctx),
+            portal_api.build_router(ctx),
+            audit_router(),
+        ],
         jobs=[PeriodicJob("support-sla-monitor", settings.sla_check_interval_s, check_sla)],
         on_startup=[bind_pool],
     )

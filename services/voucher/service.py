@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+from chassis.audit_api import audit_router
 from chassis.jobs import PeriodicJob
 from chassis.service import ServiceRuntime, ServiceSpec
 from contracts.topics import Topics
@@ -57,7 +58,12 @@ def build_spec(settings: VoucherSettings, *, order_topic: str = Topics.ORDER_STA
         title="Orchard voucher service: campaigns, code pools, issuance and partner redemption",
         migrations_dir=MIGRATIONS,
         subscriptions=[order_subscription(vault, topic=order_topic)],
-        routers=[campaign_router(vault), code_router(vault, settings), redemption_router(vault)],
+        routers=[
+            campaign_router(vault),
+            code_router(vault, settings),
+            redemption_router(vault),
+            audit_router(),
+        ],
         jobs=[
             PeriodicJob("voucher-expiry", settings.expiry_interval_s, expire_codes),
             PeriodicJob("voucher-held-orders", settings.hold_interval_s, serve_held_orders),

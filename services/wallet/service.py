@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from chassis.audit_api import audit_router
 from chassis.jobs import PeriodicJob
 from chassis.service import ServiceRuntime, ServiceSpec
 
@@ -45,6 +46,7 @@ def build_spec(settings: WalletSettings, *, clock: Clock = system_clock, **overr
         routers=[
             build_router(ledger, expiring_soon_days=settings.expiring_soon_days),
             build_reports_router(),
+            audit_router(),
         ],
         jobs=jobs,
         on_startup=startup,

@@ -10,7 +10,8 @@ import asyncpg
 import pytest
 
 from chassis.audit import GENESIS_HASH, ChainVerification, append_audit, chain_hash, verify_audit_chain
-from chassis.db import apply_migrations, create_pool, quote_ident
+from chassis.db import apply_migrations, create_pool
+from chassis.testing import tamper_audit_log
 from deploy.testing import ServiceDb
 
 
@@ -38,17 +39,7 @@ async def append(pool: asyncpg.Pool, n: int, **overrides: Any) -> None:
 
 
 async def tamper(service_db: ServiceDb, *statements: str) -> None:
-    """Change rows as a superuser would, with the append-only trigger out of the way."""
-    conn = await asyncpg.connect(service_db.admin_dsn)
-    try:
-        async with conn.transaction():
-            await conn.execute(f"SET LOCAL search_path = {quote_ident(service_db.schema)}")
-            await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
-            for statement in statements:
-                await conn.execute(statement)
-            await conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
-    finally:
-        await conn.close()
+    await tamper_audit_log(service_db.admin_dsn, service_db.schema, *statements)
 
 
 async def verify(pool: asyncpg.Pool) -> ChainVerification:
