@@ -49,6 +49,7 @@ lint:
 # bench/README.md). `make bench-messaging` is the messaging layer's own bench.
 bench: install
 	$(PYTHON) -m bench.pipeline $(BENCH_ARGS)
+	$(PYTHON) -m bench.tracing $(TRACING_BENCH_ARGS)
 
 bench-messaging: install
 	$(PYTHON) -m bench $(BENCH_ARGS)
