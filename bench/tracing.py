@@ -12,7 +12,7 @@ alternating rounds, so that whatever else the machine does lands on both modes a
 
 Per round: CPU ms per order of the burst summed over Orchard's services, Kafka and PostgreSQL (the local
 sinks apart), as `bench.pipeline` counts it; per mode the median over its rounds; the overhead is
-median(on) / median(off) − 1.
+median(on) / median(off) - 1.
 """
 
 from __future__ import annotations
