@@ -34,6 +34,9 @@ class Role(StrEnum):
     MEMBER = "member"
     PARTNER = "partner"
     HRIS = "hris"
+    # A permission rather than a job: held beside another role, it lets a person approve another
+    # person's action that waits for a second pair of eyes (chassis/approvals.py).
+    APPROVER = "approver"
 
 
 # Staff may look at any member's data; members only at their own, partners and HR systems at none.

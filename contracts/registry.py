@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from contracts.approvals import ApprovalDecided, ApprovalRequested
 from contracts.delivery import DeliveryFailed, DeliveryMessageRequested, DeliveryRequested, DeliverySucceeded
 from contracts.envelope import EventData
 from contracts.ipa import IpaRecordAccepted, IpaRecordRejected, IpaRecordSubmitted
@@ -346,6 +347,24 @@ TOPICS: tuple[TopicSpec, ...] = (
         consumers=("wallet", "delivery"),
         high_volume=True,
         description="An offer, voucher or storefront redemption was recorded or changed status.",
+    ),
+    _spec(
+        Topics.APPROVAL_REQUESTED,
+        ApprovalRequested,
+        key="approval_id",
+        producer="order",
+        other_producers=("voucher", "wallet"),
+        consumers=("delivery",),
+        description="An action above its threshold waits for a second person's approval; approvers are told.",
+    ),
+    _spec(
+        Topics.APPROVAL_DECIDED,
+        ApprovalDecided,
+        key="approval_id",
+        producer="order",
+        other_producers=("voucher", "wallet"),
+        consumers=("delivery",),
+        description="A pending action was approved (and performed, once) or rejected, by whom and why.",
     ),
 )
 

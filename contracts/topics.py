@@ -34,6 +34,8 @@ class Topics(StrEnum):
     SUPPORT_RESEND_REQUESTED = "support.resend_requested"
     SUPPORT_SLA_BREACHED = "support.sla_breached"
     REDEMPTION_RECORDED = "redemption.recorded"
+    APPROVAL_REQUESTED = "approval.requested"
+    APPROVAL_DECIDED = "approval.decided"
 
     @property
     def dlq(self) -> str:

@@ -16,6 +16,7 @@ from chassis.audit import append_audit
 from chassis.consumer import Subscription
 from chassis.db import Connection
 from chassis.sealed_codes import CodeOpener
+from contracts.approvals import ApprovalDecided, ApprovalRequested
 from contracts.delivery import DeliveryMessageRequested, DeliveryRequested
 from contracts.envelope import Envelope
 from contracts.orders import OrderState, OrderStateChanged
@@ -153,6 +154,12 @@ class DeliveryHandlers:
     async def on_stock_low(self, conn: Connection, env: Envelope[Any]) -> None:
         await notifications.stock_low(conn, self.settings, env.data)
 
+    async def on_approval_requested(self, conn: Connection, env: Envelope[Any]) -> None:
+        await notifications.approval_requested(conn, self.settings, env.data)
+
+    async def on_approval_decided(self, conn: Connection, env: Envelope[Any]) -> None:
+        await notifications.approval_decided(conn, self.settings, env.data)
+
     async def on_sla_breached(self, conn: Connection, env: Envelope[Any]) -> None:
         await notifications.sla_breached(conn, self.settings, env.data)
 
@@ -199,6 +206,18 @@ class DeliveryHandlers:
                 self.on_message_requested,
             ),
             Subscription("delivery-stock", Topics.VOUCHER_STOCK_LOW, VoucherStockLow, self.on_stock_low),
+            Subscription(
+                "delivery-approvals",
+                Topics.APPROVAL_REQUESTED,
+                ApprovalRequested,
+                self.on_approval_requested,
+            ),
+            Subscription(
+                "delivery-approval-decisions",
+                Topics.APPROVAL_DECIDED,
+                ApprovalDecided,
+                self.on_approval_decided,
+            ),
             Subscription(
                 "delivery-sla", Topics.SUPPORT_SLA_BREACHED, SupportSlaBreached, self.on_sla_breached
             ),

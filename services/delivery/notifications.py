@@ -18,6 +18,7 @@ import structlog
 
 from chassis.db import Connection
 from chassis.logging import redact_text
+from contracts.approvals import ApprovalDecided, ApprovalRequested
 from contracts.orders import OrderStateChanged
 from contracts.support import SlaAlertKind, SupportSlaBreached
 from contracts.values import Channel
@@ -32,6 +33,7 @@ DELIVERY_FAILED = "delivery_failed"
 STOCK_LOW = "stock_low"
 SLA_BREACHED = "sla_breached"
 WEBHOOK_DISABLED = "webhook_disabled"
+APPROVAL = "approval"
 
 BURST_NOUNS = {
     ORDER_STATE: "order state changes",
@@ -39,6 +41,7 @@ BURST_NOUNS = {
     STOCK_LOW: "low-stock alerts",
     SLA_BREACHED: "SLA breaches",
     WEBHOOK_DISABLED: "webhooks disabled",
+    APPROVAL: "approvals requested or decided",
 }
 TITLES = {
     ORDER_STATE: "Order state changes",
@@ -46,6 +49,7 @@ TITLES = {
     STOCK_LOW: "Low voucher stock",
     SLA_BREACHED: "Support SLA breaches",
     WEBHOOK_DISABLED: "Webhooks disabled",
+    APPROVAL: "Approvals",
 }
 
 
@@ -138,6 +142,24 @@ async def sla_breached(conn: Connection, settings: DeliverySettings, data: Suppo
         f"{data.target.value.replace('_', ' ')} target due {data.due_at:%Y-%m-%d %H:%M} UTC"
     )
     return await _enqueue(conn, settings, SLA_BREACHED, None, line)
+
+
+async def approval_requested(conn: Connection, settings: DeliverySettings, data: ApprovalRequested) -> int:
+    """Approvers are told what waits for them, who asked, and where to decide."""
+    line = (
+        f"Approval needed ({data.service}): {data.summary}, asked by {data.maker}"
+        f"{f' ({data.reason})' if data.reason else ''}; decide at"
+        f" POST /v1/approvals/{data.approval_id}/approve or /reject"
+    )
+    return await _enqueue(conn, settings, APPROVAL, None, line)
+
+
+async def approval_decided(conn: Connection, settings: DeliverySettings, data: ApprovalDecided) -> int:
+    line = (
+        f"{data.decision.value.capitalize()} by {data.decided_by} ({data.service}): {data.summary},"
+        f" asked by {data.maker}{f': {data.reason}' if data.reason else ''}"
+    )
+    return await _enqueue(conn, settings, APPROVAL, None, line)
 
 
 async def webhook_disabled(

@@ -10,8 +10,10 @@ import asyncpg
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from chassis.approvals import PENDING_RESPONSE, Approval, ApprovalAction, Approvals, pending_answer
 from chassis.audit import append_audit
 from chassis.auth import STAFF_ROLES, Principal, Role, require_roles
+from chassis.db import Connection
 from chassis.inputs import INT64_MAX
 from chassis.problems import Problem, register_error
 from contracts.values import Identifier, PositivePoints
@@ -20,7 +22,7 @@ from contracts.wallet import EntryType, WalletReference
 from . import domain
 from . import repository as repo
 from .domain import Posting, WalletStatus, expiring_between, soon_window, upcoming_expiries
-from .ledger import Ledger
+from .ledger import Ledger, Posted
 from .member_audit import append_member_audit, list_member_audit, verify_member_audit
 from .readmodel import member_order, member_orders
 from .views import (
@@ -49,6 +51,7 @@ for _error, _status in (
 MEMBER_OR_STAFF = (Role.MEMBER, *sorted(STAFF_ROLES))
 ADJUSTERS = (Role.ADMIN, Role.FINANCE)
 REVEALERS = (Role.ADMIN, Role.SUPPORT_AGENT, Role.MEMBER)
+ADJUSTMENT_APPROVAL = "wallet_adjustment"
 
 
 def _pool(request: Request) -> asyncpg.Pool:
@@ -101,7 +104,82 @@ class StatusChange(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
 
 
-def build_router(ledger: Ledger, *, expiring_soon_days: int) -> APIRouter:
+async def _amount_of(conn: Connection, body: AdjustmentRequest) -> int:
+    """The points the request moves: its amount, or for a reversal without one the whole entry."""
+    if body.amount is not None:
+        return body.amount
+    assert body.reverses_entry_id is not None
+    target = await repo.entry_by_id(conn, body.reverses_entry_id)
+    if target is None:
+        raise domain.EntryNotFound(f"no ledger entry {body.reverses_entry_id}")
+    return target.amount
+
+
+async def _post_adjustment(
+    conn: Connection,
+    ledger: Ledger,
+    member_id: str,
+    body: AdjustmentRequest,
+    amount: int,
+    *,
+    actor: str,
+    key: str,
+    approval_id: uuid.UUID | None = None,
+) -> Posted:
+    posting = Posting(
+        member_id=member_id,
+        entry_type=EntryType(body.entry_type),
+        amount=amount,
+        reason_code=body.reason_code,
+        reason=body.reason,
+        actor=actor,
+        idempotency_key=key,
+        reference=body.reference,
+        reverses_entry_id=body.reverses_entry_id,
+    )
+    approved = {} if approval_id is None else {"approval_id": str(approval_id)}
+    posted = await ledger.post(conn, posting, audit_details={"staff_initiated": True, **approved})
+    if not posted.replayed:
+        await append_audit(
+            conn,
+            actor=actor,
+            action=f"wallet.{body.entry_type}",
+            subject_type="member",
+            subject_id=member_id,
+            details={"entry_id": str(posted.entry.entry_id), "amount": str(amount), "reason": body.reason}
+            | approved,
+        )
+    return posted
+
+
+def adjustment_approval(ledger: Ledger) -> ApprovalAction:
+    """An adjustment above the limit, posted as the maker asked once another person approves it."""
+
+    async def perform(conn: Connection, approval: Approval) -> dict[str, Any]:
+        body = AdjustmentRequest.model_validate(approval.request["body"])
+        member_id = approval.request["member_id"]
+        posted = await _post_adjustment(
+            conn,
+            ledger,
+            member_id,
+            body,
+            await _amount_of(conn, body),
+            actor=approval.maker,
+            key=approval.request["idempotency_key"],
+            approval_id=approval.approval_id,
+        )
+        return {"entry_id": str(posted.entry.entry_id), "balance_after": str(posted.entry.balance_after)}
+
+    return ApprovalAction(ADJUSTMENT_APPROVAL, perform)
+
+
+def build_router(
+    ledger: Ledger,
+    *,
+    expiring_soon_days: int,
+    approvals: Approvals,
+    adjustment_approval_above: int,
+) -> APIRouter:
     router = APIRouter(tags=["wallet"])
     member_or_staff = require_roles(*MEMBER_OR_STAFF)
 
@@ -161,7 +239,12 @@ def build_router(ledger: Ledger, *, expiring_soon_days: int) -> APIRouter:
             "orders": orders,
         }
 
-    @router.post("/v1/members/{member_id}/adjustments", status_code=201, response_model=LedgerEntryView)
+    @router.post(
+        "/v1/members/{member_id}/adjustments",
+        status_code=201,
+        response_model=LedgerEntryView,
+        responses=PENDING_RESPONSE,
+    )
     async def adjust(
         member_id: str,
         body: AdjustmentRequest,
@@ -169,45 +252,31 @@ def build_router(ledger: Ledger, *, expiring_soon_days: int) -> APIRouter:
         response: Response,
         principal: Principal = Depends(require_roles(*ADJUSTERS)),
         idempotency_key_header: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
-    ) -> dict[str, Any]:
-        """Post a manual adjustment (credit) or a reversal; repeating the same key returns the same entry."""
+    ) -> Any:
+        """Post a manual adjustment (credit) or a reversal; repeating the same key returns the same entry.
+        More points than the approval limit wait for a second person: 202 with the pending approval."""
         actor = staff_actor(principal, ADJUSTERS)
         key = body.idempotency_key or idempotency_key_header or f"http:{uuid.uuid4()}"
         pool = _pool(request)
         async with pool.acquire() as conn, conn.transaction():
-            amount = body.amount
-            if body.entry_type == "reversal" and amount is None:
-                assert body.reverses_entry_id is not None
-                target = await repo.entry_by_id(conn, body.reverses_entry_id)
-                if target is None:
-                    raise domain.EntryNotFound(f"no ledger entry {body.reverses_entry_id}")
-                amount = target.amount
-            assert amount is not None
-            posting = Posting(
-                member_id=member_id,
-                entry_type=EntryType(body.entry_type),
-                amount=amount,
-                reason_code=body.reason_code,
-                reason=body.reason,
-                actor=actor,
-                idempotency_key=key,
-                reference=body.reference,
-                reverses_entry_id=body.reverses_entry_id,
-            )
-            posted = await ledger.post(conn, posting, audit_details={"staff_initiated": True})
-            if not posted.replayed:
-                await append_audit(
+            amount = await _amount_of(conn, body)
+            if amount > adjustment_approval_above:
+                pending = await approvals.request(
                     conn,
-                    actor=actor,
-                    action=f"wallet.{body.entry_type}",
-                    subject_type="member",
+                    kind=ADJUSTMENT_APPROVAL,
                     subject_id=member_id,
-                    details={
-                        "entry_id": str(posted.entry.entry_id),
-                        "amount": str(amount),
-                        "reason": body.reason,
+                    summary=f"{body.entry_type.replace('_', ' ')} of {amount} points for member {member_id}",
+                    request={
+                        "member_id": member_id,
+                        "idempotency_key": key,
+                        "body": body.model_dump(mode="json", exclude_none=True),
                     },
+                    principal=principal,
+                    maker=actor,
+                    reason=body.reason,
                 )
+                return pending_answer(pending)
+            posted = await _post_adjustment(conn, ledger, member_id, body, amount, actor=actor, key=key)
         if posted.replayed:
             response.status_code = 200
         return posted.entry.to_json()

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from chassis.audit_api import audit_router
+from chassis.approvals import Approvals, approvals_router
 from chassis.jobs import PeriodicJob
 from chassis.service import ServiceRuntime, ServiceSpec
 
-from .api import build_router
+from .api import adjustment_approval, build_router
 from .domain import ExpiryPolicy
 from .handlers import WalletHandlers
 from .ledger import Clock, Ledger, system_clock
@@ -37,6 +38,7 @@ def build_spec(settings: WalletSettings, *, clock: Clock = system_clock, **overr
         assert pool is not None
         await ledger.expire_due(pool, batch_members=settings.expiry_batch_members)
 
+    approvals = Approvals("wallet", [adjustment_approval(ledger)])
     jobs = [PeriodicJob(EXPIRY_JOB, settings.expiry_job_interval_s, expire)]
     startup: list[Callable[[ServiceRuntime], Any]] = [remember]
     return ServiceSpec(
@@ -44,7 +46,13 @@ def build_spec(settings: WalletSettings, *, clock: Clock = system_clock, **overr
         migrations_dir=MIGRATIONS,
         subscriptions=WalletHandlers(ledger).subscriptions(),
         routers=[
-            build_router(ledger, expiring_soon_days=settings.expiring_soon_days),
+            build_router(
+                ledger,
+                expiring_soon_days=settings.expiring_soon_days,
+                approvals=approvals,
+                adjustment_approval_above=settings.adjustment_approval_above,
+            ),
+            approvals_router(approvals),
             build_reports_router(),
             audit_router(),
         ],

@@ -30,6 +30,8 @@ PINNED: dict[str, set[tuple[str, str]]] = {
         ("support.sla_breached", "delivery-sla"),
         ("voucher.issued", "delivery-vouchers"),
         ("voucher.stock_low", "delivery-stock"),
+        ("approval.requested", "delivery-approvals"),
+        ("approval.decided", "delivery-approval-decisions"),
         ("delivery.failed", "webhooks-delivery-failed"),
         ("delivery.succeeded", "webhooks-delivery-succeeded"),
         ("ipa.record_accepted", "webhooks-ipa-record-accepted"),

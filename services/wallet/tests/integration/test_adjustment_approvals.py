@@ -1,0 +1,105 @@
+"""Staff adjustments above the approval limit wait for a second person holding the approver permission."""
+
+from __future__ import annotations
+
+import uuid
+
+from chassis.tests.approvals_support import announced, audited, decide, pending_ids
+
+from .conftest import RunningWallet
+
+URL = "/v1/members/{member}/adjustments"
+APPROVER = ["finance", "approver"]
+
+
+async def balance(wallet: RunningWallet, member: str) -> str:
+    answer = await wallet.http.get(f"/v1/members/{member}/wallet", headers=wallet.auth("admin"))
+    return str(answer.json()["balance"])
+
+
+async def ask(wallet: RunningWallet, member: str, points: str, maker: str = "fiona"):
+    body = {"amount": points, "reason_code": "goodwill", "reason": f"make good {points}"}
+    return await wallet.http.post(URL.format(member=member), json=body, headers=wallet.auth("finance", maker))
+
+
+async def test_an_adjustment_within_the_limit_is_posted_at_once(wallet: RunningWallet) -> None:
+    member = f"m-{uuid.uuid4().hex[:8]}"
+
+    answer = await ask(wallet, member, "10000")
+
+    assert answer.status_code == 201, answer.text
+    assert await balance(wallet, member) == "10000"
+
+
+async def test_a_large_adjustment_waits_until_another_approver_approves_it_once(
+    wallet: RunningWallet,
+) -> None:
+    member = f"m-{uuid.uuid4().hex[:8]}"
+
+    asked = await ask(wallet, member, "25000")
+    assert asked.status_code == 202, asked.text
+    approval = asked.json()
+    approval_id = approval["approval_id"]
+    assert (approval["status"], approval["kind"], approval["maker"]) == (
+        "pending",
+        "wallet_adjustment",
+        "finance:fiona",
+    )
+    assert asked.headers["Location"] == f"/v1/approvals/{approval_id}"
+    assert await balance(wallet, member) == "0"
+    assert approval_id in await pending_ids(wallet.http, wallet.auth("auditor"), "wallet_adjustment")
+
+    own = await decide(wallet.http, approval_id, "approve", wallet.auth(APPROVER, "fiona"))
+    without_permission = await decide(wallet.http, approval_id, "approve", wallet.auth("finance", "frank"))
+    assert (own.status_code, own.json()["code"]) == (403, "maker_cannot_approve")
+    assert without_permission.status_code == 403
+    assert await balance(wallet, member) == "0"
+
+    approved = await decide(
+        wallet.http, approval_id, "approve", wallet.auth(APPROVER, "paula"), note="checked"
+    )
+    again = await decide(wallet.http, approval_id, "approve", wallet.auth("admin", "ann"))
+
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["status"] == "approved"
+    assert approved.json()["decided_by"] == "approver:paula"
+    assert (again.status_code, again.json()["code"]) == (409, "approval_already_decided")
+    assert await balance(wallet, member) == "25000"
+    history = await wallet.http.get(f"/v1/members/{member}/history", headers=wallet.auth("admin"))
+    assert [(e["amount"], e["actor"]) for e in history.json()["entries"]] == [("25000", "finance:fiona")]
+    assert approval_id not in await pending_ids(wallet.http, wallet.auth("auditor"), "wallet_adjustment")
+    pool = wallet.runtime.pool
+    assert pool is not None
+    assert await audited(pool, approval_id) == [
+        ("approval.requested", "finance:fiona"),
+        ("approval.approved", "approver:paula"),
+    ]
+    assert await announced(wallet.bootstrap, approval_id, decisions=1) == [
+        ("approval.requested", None),
+        ("approval.decided", "approved"),
+    ]
+
+
+async def test_a_rejected_adjustment_is_never_posted(wallet: RunningWallet) -> None:
+    member = f"m-{uuid.uuid4().hex[:8]}"
+    approval_id = (await ask(wallet, member, "50000")).json()["approval_id"]
+
+    no_reason = await decide(wallet.http, approval_id, "reject", wallet.auth("admin", "ann"))
+    rejected = await decide(
+        wallet.http, approval_id, "reject", wallet.auth("admin", "ann"), reason="no ticket"
+    )
+    late = await decide(wallet.http, approval_id, "approve", wallet.auth(APPROVER, "paula"))
+
+    assert no_reason.status_code == 422
+    assert rejected.status_code == 200, rejected.text
+    assert (rejected.json()["status"], rejected.json()["decision_reason"]) == ("rejected", "no ticket")
+    assert late.status_code == 409
+    assert await balance(wallet, member) == "0"
+    fetched = await wallet.http.get(f"/v1/approvals/{approval_id}", headers=wallet.auth("auditor"))
+    assert fetched.json()["status"] == "rejected"
+    pool = wallet.runtime.pool
+    assert pool is not None
+    assert await audited(pool, approval_id) == [
+        ("approval.requested", "finance:fiona"),
+        ("approval.rejected", "admin:ann"),
+    ]
