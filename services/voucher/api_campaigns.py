@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from chassis.approvals import PENDING_RESPONSE, Approvals, pending_answer
 from chassis.auth import Principal, Role, require_roles
 from chassis.inputs import Identifier, Name, NonNegativeInt32, Text
 from chassis.inputs import Identifier as QueryIdentifier
@@ -16,6 +17,7 @@ from contracts.vouchers import CampaignStatus, ExpiryKind, ExpiryPolicy
 
 from . import campaigns
 from .api_common import actor_of, in_transaction, invalid, pool_of, serve_held_orders
+from .approvals import ask_for_budget_increase
 from .crypto import CodeVault
 from .views import CampaignOut, CampaignOverview, CampaignPage
 
@@ -92,12 +94,17 @@ def campaign_json(c: campaigns.Campaign) -> dict[str, Any]:
     return body
 
 
+def update_changes(body: dict[str, Any]) -> dict[str, Any]:
+    """The domain changes of a stored `PATCH /v1/campaigns/{id}` body (approved budget increases)."""
+    return _domain_fields(CampaignUpdate.model_validate(body).model_dump(exclude_unset=True))
+
+
 def _contract_problem(error: ValidationError) -> Exception:
     first = error.errors()[0]
     return invalid(".".join(str(p) for p in first["loc"]) or "body", first["msg"])
 
 
-def campaign_router(vault: CodeVault) -> APIRouter:
+def campaign_router(vault: CodeVault, approvals: Approvals, *, budget_approval_above: Decimal) -> APIRouter:
     router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
     @router.post("", status_code=201, summary="Create a campaign", response_model=CampaignOut)
@@ -147,20 +154,37 @@ def campaign_router(vault: CodeVault) -> APIRouter:
 
     @router.patch(
         "/{campaign_id}",
-        summary="Change a campaign's settings (budget, partners, expiry…)",
+        summary="Change a campaign's settings (budget, partners, expiry…); a budget increase waits for"
+        " a second person's approval (202)",
         response_model=CampaignOut,
+        responses=PENDING_RESPONSE,
     )
     async def update(
         campaign_id: str,
         body: CampaignUpdate,
         request: Request,
         principal: Principal = Depends(require_roles(*MANAGERS)),
-    ) -> dict[str, Any]:
+    ) -> Any:
         changes = _domain_fields(body.model_dump(exclude_unset=True))
         for name, value in changes.items():
             if value is None and name not in ("brand", "budget", "per_record_limit"):
                 raise invalid(name, f"{name} cannot be null")
         pool = pool_of(request)
+        if "budget" in changes:
+            pending = await in_transaction(
+                pool,
+                lambda conn: ask_for_budget_increase(
+                    conn,
+                    approvals,
+                    campaign_id=campaign_id,
+                    update=body.model_dump(mode="json", exclude_unset=True),
+                    wanted=changes["budget"],
+                    principal=principal,
+                    above=budget_approval_above,
+                ),
+            )
+            if pending is not None:
+                return pending_answer(pending)
         try:
             saved = await in_transaction(
                 pool, lambda conn: campaigns.update(conn, campaign_id, changes, actor=actor_of(principal))

@@ -11,6 +11,7 @@ from typing import IO, Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from chassis.approvals import PENDING_RESPONSE, Approvals, pending_answer
 from chassis.auth import Principal, Role, require_roles
 from chassis.http import body_limit
 from chassis.inputs import Identifier, NoNul, PositiveInt32, Text
@@ -19,6 +20,7 @@ from contracts.vouchers import CodeStatus
 
 from . import codes, operations, reveal_limits
 from .api_common import actor_of, in_transaction, invalid, pool_of, serve_held_orders
+from .approvals import ask_for_bulk_recovery
 from .crypto import CodeVault
 from .csv_import import ParsedFile, parse_codes
 from .domain import DEFAULT_ALPHABET, MAX_LENGTH, MIN_LENGTH
@@ -146,7 +148,13 @@ async def _received_file(request: Request, now: datetime) -> ParsedFile:
         return await asyncio.to_thread(_parse_spooled, spooled, now)
 
 
-def code_router(vault: CodeVault, settings: VoucherSettings) -> APIRouter:
+def recovery_selection(body: dict[str, Any]) -> operations.Selection:
+    """The codes a stored `POST /v1/codes/recover` body names (approved bulk recoveries)."""
+    recover = Recover.model_validate(body)
+    return _selection(recover.code_ids, recover.filter)
+
+
+def code_router(vault: CodeVault, settings: VoucherSettings, approvals: Approvals) -> APIRouter:
     router = APIRouter(tags=["codes"])
 
     @router.post(
@@ -269,15 +277,32 @@ def code_router(vault: CodeVault, settings: VoucherSettings) -> APIRouter:
 
     @router.post(
         "/v1/codes/recover",
-        summary="Recover codes by ids or filter and return them to their pool",
+        summary="Recover codes by ids or filter and return them to their pool; more codes than the"
+        " approval threshold wait for a second person's approval (202)",
         response_model=RecoverResult,
         response_model_exclude_unset=True,
+        responses=PENDING_RESPONSE,
     )
     async def recover(
         body: Recover, request: Request, principal: Principal = Depends(require_roles(*OPERATORS))
-    ) -> dict[str, Any]:
+    ) -> Any:
         selection = _selection(body.code_ids, body.filter)
         pool = pool_of(request)
+        if not body.dry_run:
+            pending = await in_transaction(
+                pool,
+                lambda conn: ask_for_bulk_recovery(
+                    conn,
+                    approvals,
+                    selection=selection,
+                    recover=body.model_dump(mode="json", exclude_unset=True),
+                    reason=body.reason,
+                    principal=principal,
+                    above=settings.recovery_approval_above,
+                ),
+            )
+            if pending is not None:
+                return pending_answer(pending)
         result = await in_transaction(
             pool,
             lambda conn: operations.recover(

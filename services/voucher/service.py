@@ -5,15 +5,17 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+from chassis.approvals import approvals_router
 from chassis.audit_api import audit_router
 from chassis.jobs import PeriodicJob
 from chassis.service import ServiceRuntime, ServiceSpec
 from contracts.topics import Topics
 
 from . import issuance, operations, reveal_limits
-from .api_campaigns import campaign_router
-from .api_codes import code_router
+from .api_campaigns import campaign_router, update_changes
+from .api_codes import code_router, recovery_selection
 from .api_redemptions import redemption_router
+from .approvals import voucher_approvals
 from .crypto import CodeVault, parse_keys
 from .handlers import order_subscription
 from .settings import VoucherSettings
@@ -31,6 +33,7 @@ def build_vault(settings: VoucherSettings) -> CodeVault:
 
 def build_spec(settings: VoucherSettings, *, order_topic: str = Topics.ORDER_STATE_CHANGED) -> ServiceSpec:
     vault = build_vault(settings)
+    approvals = voucher_approvals(vault, update_campaign=update_changes, selection_of=recovery_selection)
     runtimes: list[ServiceRuntime] = []
 
     async def remember(runtime: ServiceRuntime) -> None:
@@ -59,8 +62,9 @@ def build_spec(settings: VoucherSettings, *, order_topic: str = Topics.ORDER_STA
         migrations_dir=MIGRATIONS,
         subscriptions=[order_subscription(vault, topic=order_topic)],
         routers=[
-            campaign_router(vault),
-            code_router(vault, settings),
+            campaign_router(vault, approvals, budget_approval_above=settings.budget_approval_above),
+            code_router(vault, settings, approvals),
+            approvals_router(approvals),
             redemption_router(vault),
             audit_router(),
         ],

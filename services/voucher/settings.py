@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from decimal import Decimal
 
 from pydantic import Field, SecretStr
 
@@ -35,5 +36,11 @@ class VoucherSettings(Settings):
     """A generation request asking for more codes is answered 422 (`body.count`): split it."""
     generation_chunk: int = Field(default=20_000, ge=1, alias="ORCHARD_VOUCHER_GENERATION_CHUNK")
     """Codes drawn, sealed and copied at a time; memory of a generation is that of one chunk."""
+    budget_approval_above: Decimal = Field(
+        default=Decimal(0), ge=0, alias="ORCHARD_VOUCHER_BUDGET_APPROVAL_ABOVE"
+    )
+    """A campaign budget raised by more than this (or lifted altogether) waits for a second person."""
+    recovery_approval_above: int = Field(default=100, ge=0, alias="ORCHARD_VOUCHER_RECOVERY_APPROVAL_ABOVE")
+    """A recovery taking back more codes than this waits for a second person's approval."""
     reveals_per_minute: int = Field(default=30, ge=1, alias="ORCHARD_VOUCHER_REVEALS_PER_MINUTE")
     """Reveals one actor (token `sub`) may make per clock minute, counted across every replica."""

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from chassis.audit_api import audit_router
 from chassis.approvals import Approvals, approvals_router
+from chassis.audit_api import audit_router
 from chassis.jobs import PeriodicJob
 from chassis.service import ServiceRuntime, ServiceSpec
 
