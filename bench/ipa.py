@@ -140,6 +140,8 @@ def start_service(infra: Infra, dsn: str, schema: str, port: int, log_path: Path
         "ORCHARD_DB_SCHEMA": schema,
         "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap,
         "ORCHARD_LOG_LEVEL": "WARNING",
+        "ORCHARD_ORDER_IPA_APPROVAL_ROWS_ABOVE": "1000000000",  # measured: intake, not approvals
+        "ORCHARD_ORDER_IPA_APPROVAL_TOTAL_ABOVE": "1000000000000",
     }
     with log_path.open("wb") as log:
         return subprocess.Popen(

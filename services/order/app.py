@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from chassis.approvals import approvals_router
 from chassis.audit_api import audit_router
 from chassis.service import ServiceRuntime, ServiceSpec
 
 from . import api, handlers, ipa_api
+from .approvals import order_approvals
 from .batches import BatchWorker
 from .context import OrderContext
 from .settings import OrderSettings
@@ -18,6 +20,7 @@ TITLE = "Orchard order service: IPA intake and the voucher order lifecycle"
 
 def build_spec(settings: OrderSettings) -> tuple[ServiceSpec, OrderContext]:
     ctx = OrderContext(settings)
+    approvals = order_approvals(ctx)
 
     async def start_worker(runtime: ServiceRuntime) -> None:
         assert runtime.pool is not None
@@ -38,7 +41,12 @@ def build_spec(settings: OrderSettings) -> tuple[ServiceSpec, OrderContext]:
         title=TITLE,
         migrations_dir=MIGRATIONS,
         subscriptions=handlers.subscriptions(),
-        routers=[ipa_api.build_router(ctx), api.build_router(ctx), audit_router()],
+        routers=[
+            ipa_api.build_router(ctx, approvals),
+            api.build_router(ctx),
+            audit_router(),
+            approvals_router(approvals),
+        ],
         on_startup=[start_worker],
         on_shutdown=[stop_worker],
     )

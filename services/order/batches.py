@@ -18,6 +18,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -48,6 +49,8 @@ class BatchStatus(StrEnum):
     COMPLETED = "completed"
     REJECTED = "rejected"  # all_or_nothing with at least one invalid row: nothing accepted
     FAILED = "failed"
+    AWAITING_APPROVAL = "awaiting_approval"  # above the approval threshold: stored, not yet queued
+    DECLINED = "declined"  # its approval was rejected: nothing was validated or accepted
 
 
 ACTIVE = (BatchStatus.QUEUED, BatchStatus.VALIDATING, BatchStatus.ACCEPTING)
@@ -103,6 +106,49 @@ async def queue_batch(conn: Connection, batch_id: uuid.UUID, received: int) -> N
         batch_id,
         received,
     )
+
+
+async def batch_total(conn: Connection, batch_id: uuid.UUID) -> Decimal:
+    """The sum of the batch's amounts that read as plain numbers (money and points alike): what the
+    approval threshold weighs. An amount that is not a number counts nothing (validation rejects it)."""
+    total = await conn.fetchval(
+        r"""
+        SELECT coalesce(sum(btrim(cells->>'amount')::numeric), 0) FROM ipa_batch_rows
+         WHERE batch_id = $1 AND btrim(cells->>'amount') ~ '^[0-9]{1,15}(\.[0-9]{1,6})?$'
+        """,
+        batch_id,
+    )
+    return Decimal(total)
+
+
+async def hold_batch(conn: Connection, batch_id: uuid.UUID, received: int) -> None:
+    """Stored in full but left for the worker only once its approval is approved."""
+    await conn.execute(
+        "UPDATE ipa_batches SET status = 'awaiting_approval', received = $2, updated_at = now()"
+        " WHERE batch_id = $1",
+        batch_id,
+        received,
+    )
+
+
+async def release_batch(conn: Connection, batch_id: uuid.UUID) -> bool:
+    """Queue a held batch for the worker; False when it is not waiting for approval."""
+    done = await conn.execute(
+        "UPDATE ipa_batches SET status = 'queued', updated_at = now()"
+        " WHERE batch_id = $1 AND status = 'awaiting_approval'",
+        batch_id,
+    )
+    return done == "UPDATE 1"
+
+
+async def decline_batch(conn: Connection, batch_id: uuid.UUID) -> None:
+    """A rejected batch ends untouched, and its rows (with their contact details) go."""
+    await conn.execute(
+        "UPDATE ipa_batches SET status = 'declined', finished_at = now(), updated_at = now()"
+        " WHERE batch_id = $1 AND status = 'awaiting_approval'",
+        batch_id,
+    )
+    await conn.execute("DELETE FROM ipa_batch_rows WHERE batch_id = $1", batch_id)
 
 
 _BATCH_COLUMNS = (

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from chassis.approvals import Approvals
 from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
 from chassis.http import BoundedStreamingResponse, body_limit
@@ -17,6 +18,7 @@ from chassis.inputs import nul_path
 from chassis.problems import Problem
 
 from . import batches
+from .approvals import hold_for_approval
 from .batches import Mode, RowWriter
 from .context import OrderContext
 from .csvfile import CsvFileError, CsvRecordStream, report_header, report_line
@@ -80,13 +82,14 @@ def _refuse_nul(cells: Any, field: str, where: str) -> None:
     )
 
 
-def build_router(ctx: OrderContext) -> APIRouter:
+def build_router(ctx: OrderContext, approvals: Approvals) -> APIRouter:
     router = APIRouter(prefix="/v1/ipa", tags=["ipa"])
 
     @router.post(
         "/batches",
         status_code=202,
-        summary="Upload IPA records: CSV (multipart field `file` or a text/csv body) or JSON `records`",
+        summary="Upload IPA records: CSV (multipart field `file` or a text/csv body) or JSON `records`;"
+        " a batch above the approval thresholds waits for a second person (`awaiting_approval`)",
         response_model=BatchAccepted,
         responses={
             413: {"description": "Upload too large"},
@@ -153,7 +156,20 @@ def build_router(ctx: OrderContext) -> APIRouter:
                             }
                         ],
                     )
-                await batches.queue_batch(conn, batch_id, writer.count)
+                pending = await hold_for_approval(
+                    conn,
+                    approvals,
+                    batch_id=batch_id,
+                    mode=mode,
+                    rows=writer.count,
+                    rows_above=ctx.settings.ipa_approval_rows_above,
+                    total_above=ctx.settings.ipa_approval_total_above,
+                    principal=principal,
+                    maker=actor_of(principal),
+                    file_name=file_name,
+                )
+                if pending is None:
+                    await batches.queue_batch(conn, batch_id, writer.count)
                 await append_audit(
                     conn,
                     actor=actor_of(principal),
@@ -167,16 +183,21 @@ def build_router(ctx: OrderContext) -> APIRouter:
                         "file_name": file_name,
                     },
                 )
-        ctx.wake_worker()
         location = f"/v1/ipa/batches/{batch_id}"
+        links = {"self": location, "errors": f"{location}/errors.csv"}
+        answer: dict[str, Any] = {"batch_id": str(batch_id), "mode": str(mode), "received": writer.count}
+        if pending is None:
+            ctx.wake_worker()
+            answer |= {"status": "queued", "links": links}
+        else:
+            approval = f"/v1/approvals/{pending.approval_id}"
+            answer |= {
+                "status": "awaiting_approval",
+                "approval_id": str(pending.approval_id),
+                "links": links | {"approval": approval},
+            }
         return JSONResponse(
-            {
-                "batch_id": str(batch_id),
-                "status": "queued",
-                "mode": str(mode),
-                "received": writer.count,
-                "links": {"self": location, "errors": f"{location}/errors.csv"},
-            },
+            answer,
             status_code=202,
             headers={"Location": location},
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from pydantic import Field
 
 from chassis.settings import Settings
@@ -24,4 +26,16 @@ class OrderSettings(Settings):
         default=60.0,
         alias="ORCHARD_ORDER_IPA_STALE_CLAIM_S",
         description="a batch whose worker made no progress for this long is taken over by another replica",
+    )
+    ipa_approval_rows_above: int = Field(
+        default=1000,
+        ge=0,
+        alias="ORCHARD_ORDER_IPA_APPROVAL_ROWS_ABOVE",
+        description="an uploaded batch with more records waits for a second person's approval",
+    )
+    ipa_approval_total_above: Decimal = Field(
+        default=Decimal(100_000),
+        ge=0,
+        alias="ORCHARD_ORDER_IPA_APPROVAL_TOTAL_ABOVE",
+        description="an uploaded batch whose amounts add up to more waits for a second person's approval",
     )

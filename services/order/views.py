@@ -6,7 +6,7 @@ import uuid
 from datetime import date, datetime, time
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from contracts.orders import FulfilmentStatus, OrderSource, OrderState
 
@@ -85,13 +85,15 @@ class OrderSummary(OrderCounts):
 class BatchLinks(BaseModel):
     self: str
     errors: str
+    approval: str | None = Field(default=None, description="where the batch's pending approval is decided")
 
 
 class BatchAccepted(BaseModel):
     batch_id: uuid.UUID
-    status: str
+    status: str = Field(description="`queued`, or `awaiting_approval` when it waits for a second person")
     mode: str
     received: int
+    approval_id: uuid.UUID | None = Field(default=None, description="its pending approval, if it waits")
     links: BatchLinks
 
 
