@@ -1,18 +1,27 @@
-"""Bearer JWT authentication (HS256) and explicit role checks for HTTP routes.
+"""Bearer JWT authentication and explicit role checks for HTTP routes.
 
 Tokens carry `sub`, `roles` (a list), `iss`, `iat` and `exp`. A member token's `sub` is the member id,
 a partner token's `sub` the partner id. No role implies another: every route names the roles it
 admits, `admin` included.
+
+Two kinds of token are accepted (DESIGN.md §5 "Identity"):
+- the identity provider's (`ORCHARD_OIDC_ISSUER`): RS256 or EdDSA, verified with the provider's JWKS
+  (fetched once, fetched again when a token names a `kid` not seen yet, at most every few seconds), and
+  naming `ORCHARD_OIDC_AUDIENCE` in `aud`. Roles come from `roles`, else Keycloak's `realm_access.roles`;
+- shared-secret HS256 tokens (`orchard token`, `issue_token`): in development always, outside it only
+  while no issuer is set.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
+import httpx
 import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -21,6 +30,7 @@ from chassis.problems import Problem
 from chassis.settings import Settings
 
 ALGORITHM: Final = "HS256"
+PROVIDER_ALGORITHMS: Final = frozenset({"RS256", "EdDSA"})
 # Tolerated clock difference between the issuer and this service for `exp` and `iat`.
 CLOCK_SKEW_S: Final = 10
 
@@ -101,30 +111,151 @@ class InvalidToken(Exception):
 
 
 def verify_token(token: str, settings: Settings) -> Principal:
-    """The principal a valid token names; `InvalidToken` otherwise.
+    """The principal of a valid token; `InvalidToken` otherwise.
 
     Roles this version does not know are ignored rather than refused, so a token minted by a newer
     issuer keeps working for the roles both sides understand.
     """
     try:
-        claims = jwt.decode(
-            token,
-            settings.jwt_secret.get_secret_value(),
-            algorithms=[ALGORITHM],
-            issuer=settings.jwt_issuer,
-            leeway=CLOCK_SKEW_S,
-            options={"require": ["sub", "roles", "iss", "iat", "exp"]},
-        )
-    except jwt.ExpiredSignatureError as exc:
-        raise InvalidToken("the token has expired") from exc
+        algorithm = jwt.get_unverified_header(token).get("alg")
     except jwt.InvalidTokenError as exc:
         raise InvalidToken("the token is not valid") from exc
-    sub, roles = claims["sub"], claims["roles"]
+    if algorithm == ALGORITHM:
+        if settings.oidc_issuer and not settings.is_dev:
+            raise InvalidToken(
+                "shared-secret tokens are not accepted here; sign in with the identity provider"
+            )
+        claims = _decode(
+            token, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM, issuer=settings.jwt_issuer
+        )
+    elif settings.oidc_issuer and algorithm in PROVIDER_ALGORITHMS:
+        claims = _decode_provider_token(token, str(algorithm), settings.oidc_issuer, settings)
+    else:
+        raise InvalidToken("the token is not valid")
+    sub = claims["sub"]
+    roles = claims.get("roles")
+    if roles is None and isinstance(realm_access := claims.get("realm_access"), dict):
+        roles = realm_access.get("roles", [])
     if not isinstance(sub, str) or not sub:
         raise InvalidToken("the token's subject is not valid")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise InvalidToken("the token's roles claim is not a list of role names")
     return Principal(sub=sub, roles=frozenset(Role(r) for r in roles if r in set(Role)))
+
+
+def _decode(
+    token: str, key: Any, *, algorithm: str, issuer: str, audience: str | None = None
+) -> dict[str, Any]:
+    required = ["sub", "iss", "iat", "exp"] + (["aud"] if audience else ["roles"])
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            issuer=issuer,
+            audience=audience,
+            leeway=CLOCK_SKEW_S,
+            options={"require": required, "verify_aud": audience is not None},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise InvalidToken("the token has expired") from exc
+    except jwt.InvalidAudienceError as exc:
+        raise InvalidToken("the token is not meant for Orchard (aud)") from exc
+    except jwt.InvalidTokenError as exc:
+        raise InvalidToken("the token is not valid") from exc
+    return claims
+
+
+def _decode_provider_token(token: str, algorithm: str, issuer: str, settings: Settings) -> dict[str, Any]:
+    kid = jwt.get_unverified_header(token).get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise InvalidToken("the token names no signing key (kid)")
+    key = provider_keys(issuer, settings.oidc_jwks_url).key(kid, algorithm)
+    return _decode(token, key, algorithm=algorithm, issuer=issuer, audience=settings.oidc_audience)
+
+
+class ProviderKeys:
+    """An identity provider's signing keys by `kid`, from its JWKS.
+
+    Fetched on first use and again when a token names a `kid` not in the set (the provider rotated its
+    keys), but at most once per `refresh_interval_s`, so tokens with made-up kids cannot make every
+    request fetch. Keys older than `max_age_s` are fetched again, so a withdrawn key stops working.
+    """
+
+    def __init__(
+        self,
+        issuer: str,
+        jwks_url: str | None = None,
+        *,
+        refresh_interval_s: float = 5.0,
+        max_age_s: float = 3600.0,
+        timeout_s: float = 3.0,
+    ) -> None:
+        self.issuer = issuer
+        self._jwks_url = jwks_url
+        self._refresh_interval_s = refresh_interval_s
+        self._max_age_s = max_age_s
+        self._timeout_s = timeout_s
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at = 0.0
+        self._attempted_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def key(self, kid: str, algorithm: str) -> jwt.PyJWK:
+        with self._lock:
+            now = time.monotonic()
+            stale = now - self._fetched_at > self._max_age_s
+            if (kid not in self._keys or stale) and now - self._attempted_at >= self._refresh_interval_s:
+                self._attempted_at = now
+                self._refresh(now)
+            found = self._keys.get(kid)
+        if found is None:
+            raise InvalidToken("the token was signed with a key the identity provider does not publish")
+        if found.algorithm_name != algorithm:
+            raise InvalidToken("the token's algorithm does not match its signing key")
+        return found
+
+    def _refresh(self, now: float) -> None:
+        try:
+            with httpx.Client(timeout=self._timeout_s) as client:
+                url = self._jwks_url or self._discover(client)
+                response = client.get(url)
+                response.raise_for_status()
+                keys = jwt.PyJWKSet.from_dict(response.json()).keys
+        except (httpx.HTTPError, ValueError, jwt.PyJWKSetError) as exc:
+            if now - self._fetched_at > self._max_age_s:
+                self._keys = {}
+            raise InvalidToken("the identity provider's keys could not be fetched") from exc
+        self._keys = {
+            key.key_id: key
+            for key in keys
+            if key.key_id
+            and key.algorithm_name in PROVIDER_ALGORITHMS
+            and key.public_key_use in (None, "sig")
+        }
+        self._fetched_at = now
+
+    def _discover(self, client: httpx.Client) -> str:
+        response = client.get(self.issuer.rstrip("/") + "/.well-known/openid-configuration")
+        response.raise_for_status()
+        document = response.json()
+        if document.get("issuer") != self.issuer or not isinstance(document.get("jwks_uri"), str):
+            raise ValueError("the discovery document names another issuer or no jwks_uri")
+        jwks_uri: str = document["jwks_uri"]
+        return jwks_uri
+
+
+_provider_keys: dict[tuple[str, str | None], ProviderKeys] = {}
+_provider_keys_lock = threading.Lock()
+
+
+def provider_keys(issuer: str, jwks_url: str | None = None) -> ProviderKeys:
+    """The process-wide key cache of one provider."""
+    with _provider_keys_lock:
+        found = _provider_keys.get((issuer, jwks_url))
+        if found is None:
+            found = _provider_keys[(issuer, jwks_url)] = ProviderKeys(issuer, jwks_url)
+        return found
 
 
 def _unauthenticated(detail: str, *, invalid: bool) -> Problem:

@@ -8,7 +8,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chassis.kafka_security import production_refusals as kafka_production_refusals
-from chassis.production import DEV, secret_refusals, secret_setting
+from chassis.production import DEV, https_refusal, secret_refusals, secret_setting
 from contracts.registry import DLQ_RETENTION_MS
 
 SERVICE_PORTS: dict[str, int] = {
@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     """Only `dev` is development (`orchard up` sets it): elsewhere the secrets must be set (DESIGN.md §5)."""
     jwt_secret: SecretStr = secret_setting(DEV_JWT_SECRET, "ORCHARD_JWT_SECRET")
     jwt_issuer: str = Field(default="orchard-local", alias="ORCHARD_JWT_ISSUER")
+    oidc_issuer: str | None = Field(default=None, alias="ORCHARD_OIDC_ISSUER")
+    """The identity provider whose tokens are accepted, verified by its JWKS (DESIGN.md §5 "Identity").
+    Once set, outside development only its tokens are accepted, never shared-secret ones."""
+    oidc_audience: str = Field(default="orchard", alias="ORCHARD_OIDC_AUDIENCE")
+    """What a provider's token must name in `aud`."""
+    oidc_jwks_url: str | None = Field(default=None, alias="ORCHARD_OIDC_JWKS_URL")
+    """Where the provider's keys are; by default the `jwks_uri` of the issuer's discovery document."""
 
     http_max_body_bytes: int = Field(default=2**20, ge=0, alias="ORCHARD_HTTP_MAX_BODY_BYTES")
     """A request body larger than this is answered 413 unless its route declares another limit."""
@@ -89,6 +96,8 @@ class Settings(BaseSettings):
             )
         if not self.is_dev:
             refusals += secret_refusals(self)
+            if self.oidc_issuer:
+                refusals += https_refusal("ORCHARD_OIDC_ISSUER", self.oidc_issuer)
             refusals += kafka_production_refusals()
             refusals += self.production_refusals()
         return refusals

@@ -115,8 +115,11 @@ def up(
     out.print(f"  Postgres   {database}")
     for spec in report.processes:
         where = f"{spec.base_url}/docs" if spec.ready_path else f"127.0.0.1:{spec.port}"
+        if spec.name in ("identity", "console"):
+            where = spec.base_url + ("/" if spec.name == "console" else "/realms/orchard")
         out.print(f"  {spec.name:<10} {where}")
     out.print(f"  Logs       {config.log_dir}")
+    _print_console(config, report.processes)
     if not config.is_dev:
         return  # demo data and a dev token are development conveniences
     try:
@@ -127,6 +130,18 @@ def up(
         _load_demo(config, token)
     out.print("Dev admin token (24 h):")
     out.print(token, soft_wrap=True)
+
+
+def _print_console(config: StackConfig, processes: list[Any]) -> None:
+    from deploy.identity.keycloak import DEMO_PASSWORD, DEMO_USERS
+
+    names = {spec.name for spec in processes}
+    if "console" not in names or config.console_url is None:
+        return
+    out.print(f"[green]Console[/green]    {config.console_url}/")
+    if "identity" in names:
+        users = ", ".join(f"{user} ({role})" if user != role else user for user, role in DEMO_USERS.items())
+        out.print(f"  Demo users (password {DEMO_PASSWORD}): {users}")
 
 
 def _load_demo(config: StackConfig, token: str) -> None:
@@ -483,13 +498,15 @@ def print_secrets() -> None:
 @app.command(hidden=True)
 @one_line_errors
 def prepare() -> None:
-    """Fetch what `up` needs once (Kafka jars) and check Java: used by CI on a new machine."""
+    """Fetch what `up` needs once (Kafka jars, Keycloak) and check Java: used by CI on a new machine."""
+    from deploy.identity.keycloak import ensure_keycloak
     from deploy.infra.kafka import ensure_kafka_jars, java_executable
     from deploy.infra.postgres import pg_bin_dir
 
     java_executable()
     libs = ensure_kafka_jars()
-    out.print(f"Kafka jars in {libs}; PostgreSQL binaries in {pg_bin_dir()}.")
+    keycloak = ensure_keycloak()
+    out.print(f"Kafka jars in {libs}; Keycloak in {keycloak}; PostgreSQL binaries in {pg_bin_dir()}.")
 
 
 def main() -> None:

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs the system tools the local runner needs when they are missing: Java 17+ (the Kafka broker),
-# Maven (fetches the broker's jars once) and make. Uses apt-get when run as root on Debian/Ubuntu;
-# elsewhere it says what to install. PostgreSQL needs nothing here: it comes from a pip wheel.
+# Installs the system tools the local runner needs when they are missing: Java 17+ (the Kafka broker and
+# the local Keycloak), Maven (fetches the broker's jars and Keycloak once), make, and Chromium (the
+# console's browser tests drive it through Playwright, which downloads no browser of its own). Uses
+# apt-get when run as root on Debian/Ubuntu; elsewhere it says what to install. PostgreSQL needs nothing
+# here: it comes from a pip wheel.
 set -euo pipefail
 
 java_ok() {
@@ -15,6 +17,7 @@ missing=()
 java_ok || missing+=(default-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v make >/dev/null 2>&1 || missing+=(make)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-dejavu-core)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -24,6 +27,6 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     java_ok || { echo "Java 17+ is required: the installed java is older" >&2; exit 1; }
 else
-    echo "Please install: ${missing[*]} (Java 17+, Maven, make)" >&2
+    echo "Please install: ${missing[*]} (Java 17+, Maven, make, Chromium)" >&2
     exit 1
 fi

@@ -23,6 +23,7 @@ import asyncpg
 import httpx
 
 from chassis.production import DEV
+from deploy.identity.keycloak import IDENTITY_PORT, REALM, ensure_keycloak, issuer_url
 from deploy.infra.errors import InfraError, StartRefused
 from deploy.infra.kafka import KafkaBroker, java_executable, live_broker_count
 from deploy.infra.net import LOCALHOST, ensure_port_free, port_is_open
@@ -38,6 +39,8 @@ from deploy.sinks.processes import (
     fake_provider_process,
     smtp_sink_process,
 )
+
+CONSOLE_PORT = 8100
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,12 @@ class StackConfig:
     consumer groups, on the same schema, so the replicas share the work."""
     sink_ports: Mapping[str, int] = field(default_factory=dict)
     """The local sinks to run and their ports (LOCAL_SINKS); none unless named here."""
+    identity_port: int | None = None
+    """Port of the local OpenID Connect provider (Keycloak, realm `orchard`), run in development only;
+    None runs none."""
+    console_port: int | None = None
+    """Port of the console; None runs none. Outside development it runs only beside an
+    ORCHARD_OIDC_ISSUER of the organisation's own."""
     ready_timeout_s: float = 90.0
     stop_grace_s: float = 25.0
     env: str = DEV
@@ -109,7 +118,20 @@ class StackConfig:
                 name: int(env.get(f"ORCHARD_{name.upper().replace('-', '_')}_PORT", str(port)))
                 for name, port in DEFAULT_SINK_PORTS.items()
             },
+            identity_port=int(env.get("ORCHARD_IDENTITY_PORT", str(IDENTITY_PORT))),
+            console_port=int(env.get("ORCHARD_CONSOLE_PORT", str(CONSOLE_PORT))),
         )
+
+    @property
+    def oidc_issuer(self) -> str | None:
+        """The issuer whose tokens the services accept: the local provider's in development."""
+        if self.identity_port is not None and self.is_dev:
+            return issuer_url(self.identity_port)
+        return os.environ.get("ORCHARD_OIDC_ISSUER") or None
+
+    @property
+    def console_url(self) -> str | None:
+        return f"http://{LOCALHOST}:{self.console_port}" if self.console_port is not None else None
 
     @property
     def log_dir(self) -> Path:
@@ -185,6 +207,8 @@ def service_specs(config: StackConfig, database_urls: Mapping[str, str]) -> list
             }
             if name == "delivery" and config.is_dev:
                 env.update(sink_endpoints(config))
+            if config.identity_port is not None and config.is_dev:
+                env["ORCHARD_OIDC_ISSUER"] = issuer_url(config.identity_port)
             module = config.service_module.format(name=name)
             process = replica_name(name, number)
             specs.append(ProcessSpec(process, module, replica_port, f"{process} service HTTP", env))
@@ -196,7 +220,40 @@ def managed_processes(
 ) -> list[ProcessSpec]:
     """The services and, in development, the local sinks, in start order."""
     sinks = [spec for make in LOCAL_SINKS if config.is_dev and (spec := make(config)) is not None]
-    return [*service_specs(config, database_urls or {}), *sinks]
+    # The provider's JVM boots slowest: it starts first, and the services fetch its keys only when a
+    # token of its own arrives.
+    people = [spec for spec in (identity_process(config), console_process(config)) if spec is not None]
+    return [*people[:1], *service_specs(config, database_urls or {}), *sinks, *people[1:]]
+
+
+def identity_process(config: StackConfig) -> ProcessSpec | None:
+    """The local Keycloak (development only)."""
+    if config.identity_port is None or not config.is_dev:
+        return None
+    env = {"ORCHARD_IDENTITY_PORT": str(config.identity_port), "ORCHARD_ENV": config.env}
+    if config.console_url:
+        env["ORCHARD_CONSOLE_URL"] = config.console_url
+    ready = f"/realms/{REALM}/.well-known/openid-configuration"
+    return ProcessSpec(
+        "identity", "deploy.identity", config.identity_port, "local identity provider", env, ready
+    )
+
+
+def console_process(config: StackConfig) -> ProcessSpec | None:
+    """The console, signing people in through `config.oidc_issuer` (none without an issuer)."""
+    issuer = config.oidc_issuer
+    if config.console_port is None or config.console_url is None or issuer is None:
+        return None
+    env = {
+        "ORCHARD_HTTP_PORT": str(config.console_port),
+        "ORCHARD_CONSOLE_URL": config.console_url,
+        "ORCHARD_OIDC_ISSUER": issuer,
+        "ORCHARD_ENV": config.env,
+        "ORCHARD_VAR_DIR": str(config.var_dir),
+    }
+    for name, port in config.service_ports.items():
+        env[f"ORCHARD_{name.upper()}_URL"] = f"http://{LOCALHOST}:{port}"
+    return ProcessSpec("console", "console", config.console_port, "console HTTP", env)
 
 
 def running_pid(config: StackConfig, spec: ProcessSpec) -> int | None:
@@ -308,6 +365,8 @@ def _preflight(config: StackConfig, kafka: KafkaBroker | None, postgres: Postgre
             ensure_port_free(spec.port, spec.purpose)
     if kafka is not None:
         kafka.ensure_jars()
+    if identity_process(config) is not None:
+        ensure_keycloak()
 
 
 async def create_registry_topics(bootstrap: str, replication: Replication) -> list[str]:

@@ -204,9 +204,11 @@ def isolated_stack(
     replicas: int = 1,
     env: Mapping[str, str] | None = None,
     on_step: Callable[[str], None] = lambda _: None,
+    console: bool = False,
 ) -> Iterator[StackConfig]:
     """The whole system as `orchard up` runs it, but on free ports in a new temp dir: its own broker,
-    database, six services (`replicas` processes each, sharing the consumer groups) and local sinks.
+    database, six services (`replicas` processes each, sharing the consumer groups) and local sinks;
+    with `console`, also the local identity provider and the console.
 
     `env` is added to every process's environment for as long as the stack runs (restarts included).
     Everything is stopped and the dir removed on the way out, also on errors and Ctrl-C.
@@ -225,6 +227,8 @@ def isolated_stack(
         service_ports={name: free_port() for name in SERVICE_PORTS},
         replica_ports={name: [free_port() for _ in range(replicas - 1)] for name in SERVICE_PORTS},
         sink_ports={name: free_port() for name in DEFAULT_SINK_PORTS},
+        identity_port=free_port() if console else None,
+        console_port=free_port() if console else None,
         ready_timeout_s=180,
         stop_grace_s=25,
     )

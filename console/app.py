@@ -1,0 +1,289 @@
+"""The console's pages: sign-in, the home page of each role, and the screens."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+from fastapi import Depends, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from console import auth, views
+from console.api import Api, ApiError
+from console.auth import CsrfRefused, SignInRequired, Viewer, check_csrf, current_viewer
+from console.navigation import SCREENS, screen, screens_for
+from console.sessions import ServerSessionMiddleware, SessionStore
+from console.settings import SERVICES, ConsoleSettings
+
+HERE = Path(__file__).resolve().parent
+templates = Jinja2Templates(directory=HERE / "templates")
+
+
+def _api(request: Request, viewer: Viewer) -> Api:
+    return Api(request.app.state.settings, request.app.state.http, viewer.access_token)
+
+
+def _page(request: Request, name: str, viewer: Viewer | None, code: int = 200, **context: Any) -> Response:
+    menu = screens_for(viewer.roles) if viewer else []
+    flash = request.session.pop("flash", None) if viewer else None
+    return templates.TemplateResponse(
+        request,
+        name,
+        {"viewer": viewer, "menu": menu, "flash": flash, "views": views, **context},
+        status_code=code,
+    )
+
+
+def _allowed(key: str) -> Any:
+    """A dependency: the viewer, when they hold a role of screen `key`; a 403 page otherwise."""
+
+    async def check(viewer: Annotated[Viewer, Depends(current_viewer)]) -> Viewer:
+        if not viewer.has(*screen(key).roles):
+            raise ApiError(403, "forbidden", f"{screen(key).title} is not available to your role.")
+        return viewer
+
+    return check
+
+
+def _flash(request: Request, kind: str, text: str) -> None:
+    request.session["flash"] = {"kind": kind, "text": text}
+
+
+def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
+    settings = settings or ConsoleSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with httpx.AsyncClient(timeout=settings.api_timeout_s) as client:
+            app.state.http = client
+            yield
+
+    app = FastAPI(title="Orchard Console", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings = settings
+    app.state.oauth = auth.make_oauth(settings)
+    app.add_middleware(
+        ServerSessionMiddleware, store=SessionStore(settings.session_idle_s), secure=not settings.is_dev
+    )
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(auth.build_router(settings))
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'; "
+            "form-action 'self' " + (settings.oidc_issuer or ""),
+        )
+        return response
+
+    @app.exception_handler(SignInRequired)
+    async def sign_in(request: Request, exc: SignInRequired) -> Response:
+        target = f"/login?{httpx.QueryParams({'next': exc.next_path})}"
+        if request.headers.get("HX-Request"):
+            return Response(status_code=204, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
+
+    @app.exception_handler(CsrfRefused)
+    async def csrf_refused(request: Request, exc: CsrfRefused) -> Response:
+        return _page(
+            request, "error.html", None, 403, status=403, detail="The form was stale; reload and try again."
+        )
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        viewer = await _maybe_viewer(request)
+        return _page(request, "error.html", viewer, exc.status, status=exc.status, detail=exc.detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        viewer = await _maybe_viewer(request)
+        return _page(
+            request, "error.html", viewer, exc.status_code, status=exc.status_code, detail=exc.detail
+        )
+
+    @app.get("/health/live", include_in_schema=False)
+    async def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/health/ready", include_in_schema=False)
+    async def ready(request: Request) -> JSONResponse:
+        url = f"{(settings.oidc_issuer or '').rstrip('/')}/.well-known/openid-configuration"
+        try:
+            answer = await request.app.state.http.get(url, timeout=2.0)
+            provider = answer.status_code == 200
+        except httpx.HTTPError:
+            provider = False
+        body = {"status": "ok" if provider else "unavailable", "checks": {"identity_provider": provider}}
+        return JSONResponse(body, status_code=200 if provider else 503)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def home(request: Request) -> Response:
+        viewer = await _maybe_viewer(request)
+        if viewer is None:
+            return _page(request, "welcome.html", None)
+        return _page(request, "home.html", viewer, screens=screens_for(viewer.roles))
+
+    @app.get("/signed-out", response_class=HTMLResponse, include_in_schema=False)
+    async def signed_out(request: Request, failed: int = 0) -> Response:
+        return _page(request, "welcome.html", None, signed_out=not failed, failed=bool(failed))
+
+    # --- orders -----------------------------------------------------------------------------------
+
+    @app.get("/orders", response_class=HTMLResponse, include_in_schema=False)
+    async def orders(request: Request, viewer: Annotated[Viewer, Depends(_allowed("orders"))]) -> Response:
+        filters = views.order_filters(request.query_params)
+        api = _api(request, viewer)
+        params = {**filters.api_params(), "limit": "50", "cursor": request.query_params.get("cursor")}
+        summary, page = await asyncio.gather(
+            api.get("order", "/v1/orders/summary", {"campaign_id": filters.campaign_id}),
+            api.get("order", "/v1/orders", params),
+        )
+        return _page(
+            request,
+            "orders.html",
+            viewer,
+            filters=filters,
+            tabs=views.order_tabs(summary, filters.state),
+            rows=views.order_rows(page["items"]),
+            total=page["total"],
+            next_cursor=page.get("next_cursor"),
+            attention=summary.get("needs_attention", 0),
+        )
+
+    @app.get("/orders/tabs", response_class=HTMLResponse, include_in_schema=False)
+    async def order_tabs(
+        request: Request, viewer: Annotated[Viewer, Depends(_allowed("orders"))]
+    ) -> Response:
+        filters = views.order_filters(request.query_params)
+        summary = await _api(request, viewer).get(
+            "order", "/v1/orders/summary", {"campaign_id": filters.campaign_id}
+        )
+        return _page(
+            request,
+            "_order_tabs.html",
+            viewer,
+            filters=filters,
+            tabs=views.order_tabs(summary, filters.state),
+        )
+
+    @app.get("/orders/{ref}", response_class=HTMLResponse, include_in_schema=False)
+    async def order(
+        request: Request, ref: str, viewer: Annotated[Viewer, Depends(_allowed("orders"))]
+    ) -> Response:
+        found = await _api(request, viewer).get("order", f"/v1/orders/{_segment(ref)}")
+        return _page(
+            request,
+            "order.html",
+            viewer,
+            order=found,
+            amount=views.money(found.get("amount"), found.get("currency")),
+            steps=views.timeline(found.get("timeline", [])),
+            may_cancel=views.may_cancel(found, viewer.roles),
+        )
+
+    @app.post("/orders/{ref}/cancel", include_in_schema=False)
+    async def cancel(
+        request: Request,
+        ref: str,
+        viewer: Annotated[Viewer, Depends(_allowed("orders"))],
+        reason: Annotated[str, Form(max_length=2000)] = "",
+        csrf: Annotated[str, Form()] = "",
+    ) -> Response:
+        check_csrf(request, csrf)
+        if not reason.strip():
+            _flash(request, "error", "Say why the order is cancelled.")
+        else:
+            try:
+                await _api(request, viewer).post(
+                    "order", f"/v1/orders/{_segment(ref)}/cancel", {"reason": reason}
+                )
+                _flash(request, "ok", "The order is cancelled.")
+            except ApiError as exc:
+                if exc.status in (401, 403):
+                    raise
+                _flash(request, "error", exc.detail)
+        return RedirectResponse(f"/orders/{_segment(ref)}", status_code=303)
+
+    # --- members ----------------------------------------------------------------------------------
+
+    @app.get("/members", response_class=HTMLResponse, include_in_schema=False)
+    async def members(
+        request: Request, viewer: Annotated[Viewer, Depends(_allowed("members"))], member_id: str = ""
+    ) -> Response:
+        if member_id.strip():
+            return RedirectResponse(f"/members/{_segment(member_id.strip())}", status_code=303)
+        return _page(request, "members.html", viewer)
+
+    @app.get("/me", include_in_schema=False)
+    async def me(viewer: Annotated[Viewer, Depends(_allowed("wallet"))]) -> Response:
+        return RedirectResponse(f"/members/{_segment(viewer.sub)}", status_code=303)
+
+    @app.get("/members/{member_id}", response_class=HTMLResponse, include_in_schema=False)
+    async def member(
+        request: Request, member_id: str, viewer: Annotated[Viewer, Depends(current_viewer)]
+    ) -> Response:
+        if not viewer.has(*screen("members").roles, *screen("wallet").roles):
+            raise ApiError(403, "forbidden", "Members are not available to your role.")
+        api = _api(request, viewer)
+        wallet, history = await asyncio.gather(
+            api.get("wallet", f"/v1/members/{_segment(member_id)}/wallet"),
+            api.get("wallet", f"/v1/members/{_segment(member_id)}/history"),
+        )
+        return _page(
+            request,
+            "member.html",
+            viewer,
+            member_id=member_id,
+            own=viewer.sub == member_id,
+            wallet=wallet,
+            balance=views.points(wallet.get("balance")),
+            lines=views.ledger_lines(history.get("entries", [])),
+            orders=history.get("orders", []),
+        )
+
+    # --- operations -------------------------------------------------------------------------------
+
+    @app.get("/operations", response_class=HTMLResponse, include_in_schema=False)
+    async def operations(
+        request: Request, viewer: Annotated[Viewer, Depends(_allowed("operations"))]
+    ) -> Response:
+        client: httpx.AsyncClient = request.app.state.http
+
+        async def probe(url: str) -> int | None:
+            try:
+                return (await client.get(url + "/health/ready", timeout=3.0)).status_code
+            except httpx.HTTPError:
+                return None
+
+        urls = {name: settings.service_url(name) for name in SERVICES}
+        statuses = await asyncio.gather(*(probe(url) for url in urls.values()))
+        answers = {name: (url, status) for (name, url), status in zip(urls.items(), statuses, strict=True)}
+        return _page(request, "operations.html", viewer, rows=views.health_rows(answers))
+
+    app.state.screens = SCREENS
+    return app
+
+
+def _segment(value: str) -> str:
+    """A path segment for a service URL: ids with slashes or dots cannot step elsewhere."""
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
+async def _maybe_viewer(request: Request) -> Viewer | None:
+    try:
+        return await current_viewer(request)
+    except SignInRequired:
+        return None

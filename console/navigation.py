@@ -1,0 +1,50 @@
+"""Which screens exist and who may use them: each role sees only what the services let it do."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+ADMIN, OPS, FINANCE, AGENT, AUDITOR, MEMBER, PARTNER, HRIS = (
+    "admin", "ops", "finance", "support_agent", "auditor", "member", "partner", "hris",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Screen:
+    key: str
+    title: str
+    path: str
+    roles: frozenset[str]
+    blurb: str
+
+
+SCREENS: tuple[Screen, ...] = (
+    Screen("orders", "Orders", "/orders", frozenset({ADMIN, OPS, AGENT, AUDITOR}),
+           "Pending, cancelled and completed orders; timelines; cancel with a reason."),
+    Screen("members", "Members", "/members", frozenset({ADMIN, OPS, FINANCE, AGENT, AUDITOR}),
+           "A member's wallet balance and history."),
+    Screen("wallet", "My wallet", "/me", frozenset({MEMBER}),
+           "Your points, their history and your rewards."),
+    Screen("deliveries", "Deliveries", "/deliveries", frozenset({ADMIN, OPS, AGENT}),
+           "Failed deliveries: correct the recipient and resend."),
+    Screen("campaigns", "Campaigns", "/campaigns", frozenset({ADMIN, OPS, FINANCE}),
+           "Campaigns and their code stock."),
+    Screen("operations", "Operations", "/operations", frozenset({ADMIN, OPS}),
+           "Every service's health."),
+)  # fmt: skip
+_BY_KEY = {screen.key: screen for screen in SCREENS}
+
+
+def screen(key: str) -> Screen:
+    return _BY_KEY[key]
+
+
+def screens_for(roles: Iterable[str]) -> list[Screen]:
+    """The screens someone holding `roles` may open, in menu order."""
+    held = frozenset(roles)
+    return [screen for screen in SCREENS if screen.roles & held]
+
+
+def may(roles: Iterable[str], *allowed: str) -> bool:
+    return not frozenset(roles).isdisjoint(allowed)

@@ -1,0 +1,130 @@
+"""The browser suite: the whole system (its own broker, database, six services, Keycloak and the
+console) on free ports, driven by Playwright through Debian's Chromium; screenshots go to
+var/screenshots/."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from chassis.auth import issue_token
+from deploy.demo import seed, service_urls
+from deploy.identity.keycloak import DEMO_PASSWORD
+from deploy.infra.paths import REPO_ROOT
+from deploy.runner import StackConfig
+from deploy.testing import isolated_stack
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+SCREENSHOTS = REPO_ROOT / "var" / "screenshots"
+EMPTY_CAMPAIGN = "console-no-codes"
+
+
+@dataclass(frozen=True)
+class ConsoleStack:
+    config: StackConfig
+    urls: dict[str, str]
+    console_url: str
+    pending_order_id: str
+    """An order that stays pending (its campaign has no codes), for the cancel test."""
+
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {issue_token(role='admin', sub='browser-suite')}"}
+
+
+def _place_waiting_order(urls: dict[str, str], headers: dict[str, str]) -> str:
+    """A voucher order on a campaign without codes: it waits on hold, pending, until cancelled."""
+    with httpx.Client(headers=headers, timeout=30) as client:
+        client.post(
+            f"{urls['voucher']}/v1/campaigns",
+            json={
+                "campaign_id": EMPTY_CAMPAIGN,
+                "name": "Console test campaign without codes",
+                "brand": "Orchard",
+                "face_value": "10.00",
+                "currency": "EUR",
+                "per_record_limit": "100.00",
+                "budget": "1000.00",
+                "default_channel": "email",
+            },
+        ).raise_for_status()
+        body = {
+            "external_ref": f"console-{uuid.uuid4().hex[:10]}",
+            "member_id": "demo-member-02",
+            "campaign_id": EMPTY_CAMPAIGN,
+            "amount": "10.00",
+            "currency": "EUR",
+            "name": "Demo Member 2",
+            "email": "member02@example.com",
+        }
+        # The order service learns the campaign from `campaign.changed`: until then it answers 422.
+        for _ in range(120):
+            answer = client.post(f"{urls['order']}/v1/orders", json=body)
+            if answer.status_code in (200, 201, 202):
+                return str(answer.json()["order_id"])
+            time.sleep(0.5)
+        raise AssertionError(f"the order service never took the order: {answer.status_code} {answer.text}")
+
+
+@pytest.fixture(scope="session")
+def console_stack() -> Iterator[ConsoleStack]:
+    if shutil.which("chromium") is None:
+        pytest.fail("Chromium is not installed: bash deploy/install-system-deps.sh installs it")
+    with isolated_stack("orchard-console-", console=True) as config:
+        urls = service_urls(config.service_ports)
+        headers = {"Authorization": f"Bearer {issue_token(role='admin', sub='browser-suite')}"}
+        asyncio.run(seed(urls, headers["Authorization"].removeprefix("Bearer ")))
+        order_id = _place_waiting_order(urls, headers)
+        assert config.console_url is not None
+        yield ConsoleStack(config, urls, config.console_url, order_id)
+
+
+@pytest.fixture(scope="session")
+def browser(console_stack: ConsoleStack) -> Iterator[Any]:
+    # After the stack: Playwright's sync API keeps an event loop running in this thread, and the
+    # runner's asyncio.run() calls cannot start under it.
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+SignIn = Callable[..., Any]
+
+
+@pytest.fixture
+def sign_in(browser: Any, console_stack: ConsoleStack) -> Iterator[SignIn]:
+    """`sign_in("ops")` opens a new browser context, signs in through Keycloak and returns its page."""
+    contexts: list[Any] = []
+
+    def open_as(username: str, *, width: int = 1280) -> Any:
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        contexts.append(context)
+        page = context.new_page()
+        page.goto(console_stack.console_url + "/")
+        page.get_by_role("link", name="Sign in").click()
+        page.locator("#username").fill(username)
+        page.locator("#password").fill(DEMO_PASSWORD)
+        page.locator("#kc-login").click()
+        page.wait_for_url(console_stack.console_url + "/**")
+        return page
+
+    yield open_as
+    for context in contexts:
+        context.close()
+
+
+def shot(page: Any, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

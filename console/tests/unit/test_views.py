@@ -1,0 +1,120 @@
+"""View models: what the pages show, from the services' answers."""
+
+from __future__ import annotations
+
+from console import views
+
+
+def test_tabs_carry_the_exact_count_of_each_state_and_mark_the_open_one() -> None:
+    summary = {"by_state": {"pending": 7, "cancelled": 2, "completed": 31}}
+    tabs = views.order_tabs(summary, "cancelled")
+    assert [(t.state, t.count, t.active) for t in tabs] == [
+        ("pending", 7, False),
+        ("cancelled", 2, True),
+        ("completed", 31, False),
+    ]
+
+
+def test_a_state_missing_from_the_summary_counts_zero() -> None:
+    assert [t.count for t in views.order_tabs({}, "pending")] == [0, 0, 0]
+
+
+def test_filters_turn_whole_days_into_an_aware_range_including_the_last_day() -> None:
+    filters = views.order_filters(
+        {"state": "completed", "created_from": "2026-12-01", "created_to": "2026-12-05"}
+    )
+    params = filters.api_params()
+    assert params["created_from"] == "2026-12-01T00:00:00+00:00"
+    assert params["created_to"] == "2026-12-06T00:00:00+00:00"
+    assert params["state"] == "completed"
+
+
+def test_unknown_filter_values_fall_back_to_the_defaults() -> None:
+    filters = views.order_filters(
+        {"state": "exploded", "sort": "drop table", "fulfilment_status": "x", "created_from": "yesterday"}
+    )
+    assert (filters.state, filters.sort, filters.fulfilment_status, filters.created_from) == (
+        "pending",
+        "-created_at",
+        "",
+        "",
+    )
+    assert "created_from" not in filters.api_params()
+
+
+def test_needs_attention_is_sent_only_when_asked_for() -> None:
+    assert "needs_attention" not in views.order_filters({}).api_params()
+    assert views.order_filters({"needs_attention": "1"}).api_params()["needs_attention"] == "true"
+
+
+def test_a_tab_link_keeps_the_other_filters() -> None:
+    filters = views.order_filters({"state": "pending", "campaign_id": "CAMP-1"})
+    assert filters.query(state="completed") == "state=completed&campaign_id=CAMP-1&sort=-created_at"
+
+
+def test_order_rows_show_money_with_its_currency_and_times_in_utc() -> None:
+    (row,) = views.order_rows(
+        [
+            {
+                "order_id": "0b6d2c1e-0000-0000-0000-000000000001",
+                "booking_id": "ORD-ABC",
+                "member_id": "m-1",
+                "campaign_id": "c-1",
+                "amount": "1250.5",
+                "currency": "EUR",
+                "state": "pending",
+                "fulfilment_status": "delivery_failed",
+                "needs_attention": True,
+                "created_at": "2026-12-05T13:30:00+01:00",
+            }
+        ]
+    )
+    assert row.amount == "1,250.50 EUR"
+    assert row.created == "2026-12-05 12:30 UTC"
+    assert row.needs_attention
+
+
+def test_a_timeline_step_says_what_changed() -> None:
+    (created, cancelled) = views.timeline(
+        [
+            {"at": "2026-12-05T10:00:00Z", "event": "created", "state": "pending",
+             "fulfilment_status": "awaiting_voucher", "actor": "ipa", "applied": True},
+            {"at": "2026-12-05T10:05:00Z", "event": "cancelled", "state": "cancelled",
+             "previous_state": "pending", "previous_fulfilment_status": "awaiting_voucher",
+             "actor": "ops:otto", "reason": "duplicate", "applied": True},
+        ]
+    )  # fmt: skip
+    assert created.change == "pending/awaiting_voucher"
+    assert cancelled.change == "pending/awaiting_voucher → cancelled"
+    assert (cancelled.actor, cancelled.reason) == ("ops:otto", "duplicate")
+
+
+def test_only_pending_orders_offer_cancel_and_only_to_ops_and_admin() -> None:
+    assert views.may_cancel({"state": "pending"}, {"ops"})
+    assert views.may_cancel({"state": "pending"}, {"admin"})
+    assert not views.may_cancel({"state": "pending"}, {"support_agent", "auditor"})
+    assert not views.may_cancel({"state": "completed"}, {"ops"})
+
+
+def test_ledger_lines_sign_debits_and_credits() -> None:
+    lines = views.ledger_lines(
+        [
+            {"recorded_at": "2026-12-05T10:00:00Z", "entry_type": "award", "direction": "credit",
+             "amount": "500", "balance_after": "500", "reason": "Q4 bonus"},
+            {"recorded_at": "2026-12-05T11:00:00Z", "entry_type": "redemption", "direction": "debit",
+             "amount": "120", "balance_after": "380", "reason_code": "storefront"},
+        ]
+    )  # fmt: skip
+    assert [(line.amount, line.balance_after, line.reason) for line in lines] == [
+        ("+500", "500", "Q4 bonus"),
+        ("\u2212120", "380", "storefront"),
+    ]
+
+
+def test_health_rows_tell_ready_from_not_ready_and_silent() -> None:
+    rows = views.health_rows({"order": ("u1", 200), "wallet": ("u2", 503), "support": ("u3", None)})
+    assert [(r.name, r.ready, r.detail) for r in rows] == [
+        ("order", True, "ready"),
+        ("wallet", False, "not ready (503)"),
+        ("support", False, "no answer"),
+    ]

@@ -1,0 +1,246 @@
+"""View models: what a page shows, made from the services' answers. Pure functions, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+ORDER_STATES = ("pending", "cancelled", "completed")
+FULFILMENT_STATUSES = ("awaiting_voucher", "on_hold", "delivering", "delivery_failed")
+ORDER_SORTS = {"-created_at": "Newest first", "created_at": "Oldest first", "-updated_at": "Recently changed"}
+CANCEL_ROLES = frozenset({"admin", "ops"})
+
+
+@dataclass(frozen=True)
+class Tab:
+    state: str
+    label: str
+    count: int
+    active: bool
+
+
+def order_tabs(summary: Mapping[str, Any], active: str) -> list[Tab]:
+    """The pending / cancelled / completed tabs, each with its exact count from the order summary."""
+    by_state = summary.get("by_state") or {}
+    return [
+        Tab(state, state.capitalize(), int(by_state.get(state, 0)), state == active) for state in ORDER_STATES
+    ]
+
+
+@dataclass(frozen=True)
+class OrderFilters:
+    state: str
+    campaign_id: str
+    member_id: str
+    fulfilment_status: str
+    needs_attention: bool
+    created_from: str
+    created_to: str
+    sort: str
+
+    def api_params(self) -> dict[str, str]:
+        """The query of `GET /v1/orders` (dates as whole UTC days, `to` inclusive of its day)."""
+        params = {
+            "state": self.state,
+            "campaign_id": self.campaign_id,
+            "member_id": self.member_id,
+            "fulfilment_status": self.fulfilment_status,
+            "sort": self.sort,
+        }
+        if self.needs_attention:
+            params["needs_attention"] = "true"
+        if day := _day(self.created_from):
+            params["created_from"] = _utc_midnight(day).isoformat()
+        if day := _day(self.created_to):
+            params["created_to"] = _utc_midnight(day + timedelta(days=1)).isoformat()
+        return {key: value for key, value in params.items() if value}
+
+    def query(self, **changes: str) -> str:
+        """This filter as a page query string, with `changes` applied (e.g. another tab)."""
+        from urllib.parse import urlencode
+
+        values = {
+            "state": self.state,
+            "campaign_id": self.campaign_id,
+            "member_id": self.member_id,
+            "fulfilment_status": self.fulfilment_status,
+            "needs_attention": "1" if self.needs_attention else "",
+            "created_from": self.created_from,
+            "created_to": self.created_to,
+            "sort": self.sort,
+        } | changes
+        return urlencode({key: value for key, value in values.items() if value})
+
+
+def order_filters(query: Mapping[str, str]) -> OrderFilters:
+    """Filters from a page's query string; unknown values fall back to the defaults."""
+    state = query.get("state", "pending")
+    status = query.get("fulfilment_status", "")
+    sort = query.get("sort", "-created_at")
+    return OrderFilters(
+        state=state if state in ORDER_STATES else "pending",
+        campaign_id=query.get("campaign_id", "").strip()[:64],
+        member_id=query.get("member_id", "").strip()[:64],
+        fulfilment_status=status if status in FULFILMENT_STATUSES else "",
+        needs_attention=query.get("needs_attention", "") in ("1", "true", "on"),
+        created_from=query.get("created_from", "") if _day(query.get("created_from", "")) else "",
+        created_to=query.get("created_to", "") if _day(query.get("created_to", "")) else "",
+        sort=sort if sort in ORDER_SORTS else "-created_at",
+    )
+
+
+def _day(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _utc_midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+def when(value: str | None) -> str:
+    """An RFC 3339 time as `2026-12-05 12:30 UTC`; empty stays empty."""
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def money(amount: str | None, currency: str | None) -> str:
+    if amount is None:
+        return ""
+    try:
+        value = Decimal(amount)
+    except InvalidOperation:
+        return f"{amount} {currency or ''}".strip()
+    return f"{value:,.2f} {currency or ''}".strip()
+
+
+def points(amount: str | None) -> str:
+    if amount is None:
+        return "0"
+    try:
+        value = Decimal(amount)
+    except InvalidOperation:
+        return amount
+    return f"{value.normalize():,f}" if value == value.to_integral() else f"{value:,}"
+
+
+@dataclass(frozen=True)
+class OrderRow:
+    order_id: str
+    booking_id: str
+    member_id: str
+    campaign_id: str
+    amount: str
+    state: str
+    fulfilment_status: str
+    needs_attention: bool
+    created: str
+
+
+def order_rows(items: Iterable[Mapping[str, Any]]) -> list[OrderRow]:
+    return [
+        OrderRow(
+            order_id=str(item["order_id"]),
+            booking_id=str(item["booking_id"]),
+            member_id=str(item["member_id"]),
+            campaign_id=str(item["campaign_id"]),
+            amount=money(item.get("amount"), item.get("currency")),
+            state=str(item["state"]),
+            fulfilment_status=str(item.get("fulfilment_status") or ""),
+            needs_attention=bool(item.get("needs_attention")),
+            created=when(item.get("created_at")),
+        )
+        for item in items
+    ]
+
+
+@dataclass(frozen=True)
+class TimelineStep:
+    at: str
+    event: str
+    change: str
+    actor: str
+    reason: str
+    applied: bool
+
+
+def timeline(entries: Iterable[Mapping[str, Any]]) -> list[TimelineStep]:
+    """An order's timeline, oldest first, each step saying what changed."""
+    steps = []
+    for entry in entries:
+        before = "/".join(
+            filter(None, [entry.get("previous_state"), entry.get("previous_fulfilment_status")])
+        )
+        after = "/".join(filter(None, [entry.get("state"), entry.get("fulfilment_status")]))
+        steps.append(
+            TimelineStep(
+                at=when(entry.get("at")),
+                event=str(entry.get("event", "")),
+                change=f"{before} → {after}" if before and before != after else after,
+                actor=str(entry.get("actor", "")),
+                reason=str(entry.get("reason") or ""),
+                applied=bool(entry.get("applied", True)),
+            )
+        )
+    return steps
+
+
+def may_cancel(order: Mapping[str, Any], roles: Iterable[str]) -> bool:
+    """Only pending orders can be cancelled, and only by the roles the order service admits."""
+    return order.get("state") == "pending" and not CANCEL_ROLES.isdisjoint(roles)
+
+
+@dataclass(frozen=True)
+class LedgerLine:
+    at: str
+    kind: str
+    amount: str
+    balance_after: str
+    reason: str
+
+
+def ledger_lines(entries: Iterable[Mapping[str, Any]]) -> list[LedgerLine]:
+    lines = []
+    for entry in entries:
+        sign = "\u2212" if entry.get("direction") == "debit" else "+"
+        lines.append(
+            LedgerLine(
+                at=when(entry.get("recorded_at")),
+                kind=str(entry.get("entry_type", "")).replace("_", " "),
+                amount=f"{sign}{points(entry.get('amount'))}",
+                balance_after=points(entry.get("balance_after")),
+                reason=str(entry.get("reason") or entry.get("reason_code") or ""),
+            )
+        )
+    return lines
+
+
+@dataclass(frozen=True)
+class Health:
+    name: str
+    url: str
+    ready: bool
+    detail: str
+
+
+def health_rows(answers: Mapping[str, tuple[str, int | None]]) -> list[Health]:
+    """Each service's readiness from the status its `/health/ready` answered (None: no answer)."""
+    rows = []
+    for name, (url, status) in answers.items():
+        if status is None:
+            rows.append(Health(name, url, False, "no answer"))
+        else:
+            rows.append(
+                Health(name, url, status == 200, "ready" if status == 200 else f"not ready ({status})")
+            )
+    return rows

@@ -1,0 +1,1 @@
+"""The local OpenID Connect provider of development: Keycloak from Maven Central, realm `orchard`."""
