@@ -43,6 +43,8 @@ EXPECTED_CONSUMPTION = {
         "delivery.message_requested",
         "voucher.stock_low",
         "support.sla_breached",
+        "approval.requested",  # approvers are told on Slack/Teams
+        "approval.decided",
         # DESIGN.md §5 "Webhooks": every status topic, for the webhooks that want it.
         *STATUS_TOPICS,
     },
@@ -166,6 +168,8 @@ def test_producers_are_services_or_the_hris() -> None:
     assert {spec.name for spec in produced_by("wallet")} == {
         "wallet.transaction_recorded",
         "wallet.debit_rejected",
+        "approval.requested",
+        "approval.decided",
     }
     assert "wallet.credit_requested" in {spec.name for spec in produced_by("support")}
 
