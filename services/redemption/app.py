@@ -13,6 +13,7 @@ from services.redemption.exports.api import router as exports_router
 from services.redemption.exports.repository import run_next_export
 from services.redemption.offers.api import expire_open_challenges
 from services.redemption.offers.api import router as offers_router
+from services.redemption.offers.manage import router as offer_management_router
 from services.redemption.records.api import router as records_router
 from services.redemption.records.handlers import record_subscriptions
 from services.redemption.retention.api import router as retention_router
@@ -21,6 +22,7 @@ from services.redemption.settings import RedemptionSettings
 from services.redemption.storefront.api import policy_of
 from services.redemption.storefront.api import router as storefront_router
 from services.redemption.storefront.handlers import redrive_job, storefront_subscriptions
+from services.redemption.storefront.manage import router as reward_management_router
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 TITLE = "Orchard redemption service: storefront saga, offer redemptions and exports"
@@ -50,7 +52,9 @@ def build_spec(settings: RedemptionSettings) -> ServiceSpec:
         subscriptions=[*storefront_subscriptions(policy), *record_subscriptions()],
         routers=[
             storefront_router,
+            reward_management_router,
             offers_router,
+            offer_management_router,
             records_router,
             exports_router,
             retention_router,

@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class RewardOut(BaseModel):
@@ -23,6 +23,7 @@ class RewardOut(BaseModel):
     active: bool
     stock_remaining: int | None
     available: bool
+    status: str = Field(description="active, paused or ended")
 
 
 class RewardPage(BaseModel):
@@ -71,6 +72,7 @@ class OfferOut(BaseModel):
     total_cap: int | None
     redeemed: int
     validation_method: str
+    status: str = Field(description="active, paused or ended")
 
 
 class OfferPage(BaseModel):

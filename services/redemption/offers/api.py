@@ -23,6 +23,7 @@ from contracts.redemption import RedemptionKind, RedemptionStatus, ValidationMet
 from contracts.topics import Topics
 from contracts.values import Channel
 from services.redemption.deps import actor, pool, settings
+from services.redemption.lifecycle import CatalogueStatus
 from services.redemption.offers import domain, pins, rate_limits, segments
 from services.redemption.offers import repository as repo
 from services.redemption.records.domain import Record
@@ -74,6 +75,7 @@ def offer_view(offer: domain.Offer) -> dict[str, Any]:
         "total_cap": offer.total_cap,
         "redeemed": offer.used,
         "validation_method": str(offer.validation_method),
+        "status": offer.status.value,
     }
 
 
@@ -128,7 +130,8 @@ async def list_offers(
     principal: Annotated[Principal, Depends(require_roles(*Role))],
     db: Annotated[asyncpg.Pool, Depends(pool)],
     partner_id: Annotated[str | None, Query()] = None,
-    open_now: Annotated[bool | None, Query(description="only offers valid right now")] = None,
+    open_now: Annotated[bool | None, Query(description="only active offers valid right now")] = None,
+    status: Annotated[CatalogueStatus | None, Query(description="staff, partners: this status")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     if principal.has_any_role(STAFF_ROLES):
@@ -138,7 +141,13 @@ async def list_offers(
     else:  # members see what they can redeem now
         partner, open_at = partner_id, datetime.now(UTC)
     async with db.acquire() as conn:
-        offers = await repo.list_offers(conn, partner_id=partner, open_at=open_at, limit=limit)
+        offers = await repo.list_offers(
+            conn,
+            partner_id=partner,
+            open_at=open_at,
+            limit=limit,
+            status=status if principal.has_any_role((*STAFF_ROLES, Role.PARTNER)) else None,
+        )
     return {"items": [offer_view(o) for o in offers]}
 
 

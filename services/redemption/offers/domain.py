@@ -15,6 +15,8 @@ from enum import StrEnum
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from services.redemption.lifecycle import CatalogueStatus
+
 
 class OfferChannel(StrEnum):
     IN_STORE = "in_store"
@@ -35,6 +37,14 @@ class OfferError(Exception):
 
 class OutsideValidityWindow(OfferError):
     code = "outside_validity_window"
+
+
+class OfferPaused(OfferError):
+    code = "offer_paused"
+
+
+class OfferEnded(OfferError):
+    code = "offer_ended"
 
 
 class NotEligible(OfferError):
@@ -63,12 +73,17 @@ class Offer:
     total_cap: int | None = None
     used: int = 0
     description: str | None = None
+    status: CatalogueStatus = CatalogueStatus.ACTIVE
 
     def is_open_at(self, at: datetime) -> bool:
         return self.valid_from <= at < self.valid_until
 
     def check_redeemable(self, *, at: datetime, member_tokens: tuple[str, ...]) -> None:
         """Raise the reason a redemption at `at` by a member with these tier/segment tokens is refused."""
+        if self.status is CatalogueStatus.ENDED:
+            raise OfferEnded(f"offer {self.offer_id} has ended")
+        if self.status is CatalogueStatus.PAUSED:
+            raise OfferPaused(f"offer {self.offer_id} is paused by its partner or operations")
         if not self.is_open_at(at):
             raise OutsideValidityWindow(
                 f"offer {self.offer_id} is valid from {self.valid_from} to {self.valid_until}"

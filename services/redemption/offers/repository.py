@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from chassis.db import Connection
+from services.redemption.lifecycle import CatalogueStatus
 from services.redemption.offers.domain import (
     MemberLimitReached,
     MemberSegments,
@@ -32,6 +33,7 @@ def _offer(row: Any) -> Offer:
         limit_per_member=row["limit_per_member"],
         total_cap=row["total_cap"],
         used=row["used"],
+        status=CatalogueStatus(row["status"]),
     )
 
 
@@ -64,9 +66,42 @@ async def get_offer(conn: Connection, offer_id: str) -> Offer | None:
     return _offer(row) if row else None
 
 
+async def lock_offer(conn: Connection, offer_id: str) -> Offer | None:
+    row = await conn.fetchrow("SELECT * FROM offers WHERE offer_id = $1 FOR UPDATE", offer_id)
+    return _offer(row) if row else None
+
+
+async def update_offer(conn: Connection, offer: Offer) -> None:
+    """Write what can change of an offer: its terms and its status."""
+    await conn.execute(
+        """
+        UPDATE offers SET title = $2, description = $3, valid_from = $4, valid_until = $5,
+                          eligible_tiers = $6, eligible_segments = $7, limit_per_member = $8,
+                          total_cap = $9, status = $10, updated_at = now()
+         WHERE offer_id = $1
+        """,
+        offer.offer_id,
+        offer.title,
+        offer.description,
+        offer.valid_from,
+        offer.valid_until,
+        list(offer.eligible_tiers),
+        list(offer.eligible_segments),
+        offer.limit_per_member,
+        offer.total_cap,
+        offer.status.value,
+    )
+
+
 async def list_offers(
-    conn: Connection, *, partner_id: str | None, open_at: datetime | None, limit: int
+    conn: Connection,
+    *,
+    partner_id: str | None,
+    open_at: datetime | None,
+    limit: int,
+    status: CatalogueStatus | None = None,
 ) -> list[Offer]:
+    """Newest first; `open_at` keeps the active offers valid at that time."""
     clauses: list[str] = []
     args: list[Any] = []
     if partner_id is not None:
@@ -74,7 +109,10 @@ async def list_offers(
         clauses.append(f"partner_id = ${len(args)}")
     if open_at is not None:
         args.append(open_at)
-        clauses.append(f"valid_from <= ${len(args)} AND valid_until > ${len(args)}")
+        clauses.append(f"valid_from <= ${len(args)} AND valid_until > ${len(args)} AND status = 'active'")
+    if status is not None:
+        args.append(status.value)
+        clauses.append(f"status = ${len(args)}")
     where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
     args.append(limit)
     rows = await conn.fetch(f"SELECT * FROM offers{where} ORDER BY created_at DESC LIMIT ${len(args)}", *args)

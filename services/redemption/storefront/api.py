@@ -63,6 +63,7 @@ def reward_view(reward: repo.Reward) -> dict[str, Any]:
         "active": reward.active,
         "stock_remaining": reward.stock_remaining,
         "available": reward.available,
+        "status": reward.status.value,
     }
 
 

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from chassis.db import Connection
+from services.redemption.lifecycle import CatalogueStatus
 from services.redemption.storefront.domain import Saga, SagaState
 
 
@@ -24,6 +25,12 @@ class Reward:
     currency: str | None
     active: bool
     stock_remaining: int | None
+    status: CatalogueStatus = CatalogueStatus.ACTIVE
+
+    def __post_init__(self) -> None:
+        # `active` is what redemptions read; the status says why a reward is not (paused or ended).
+        if not self.active and self.status is CatalogueStatus.ACTIVE:
+            object.__setattr__(self, "status", CatalogueStatus.PAUSED)
 
     @property
     def available(self) -> bool:
@@ -31,15 +38,16 @@ class Reward:
 
     @classmethod
     def from_row(cls, row: Any) -> Reward:
-        return cls(**{k: row[k] for k in cls.__dataclass_fields__})
+        fields = {k: row[k] for k in cls.__dataclass_fields__}
+        return cls(**{**fields, "status": CatalogueStatus(fields["status"])})
 
 
 async def insert_reward(conn: Connection, reward: Reward, *, created_by: str) -> bool:
     status = await conn.execute(
         """
         INSERT INTO rewards (reward_id, name, description, campaign_id, points_price, amount, currency,
-                             active, stock_remaining, created_by)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (reward_id) DO NOTHING
+                             active, stock_remaining, created_by, status)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (reward_id) DO NOTHING
         """,
         reward.reward_id,
         reward.name,
@@ -51,8 +59,33 @@ async def insert_reward(conn: Connection, reward: Reward, *, created_by: str) ->
         reward.active,
         reward.stock_remaining,
         created_by,
+        reward.status.value,
     )
     return status.endswith(" 1")
+
+
+async def lock_reward(conn: Connection, reward_id: str) -> Reward | None:
+    row = await conn.fetchrow("SELECT * FROM rewards WHERE reward_id = $1 FOR UPDATE", reward_id)
+    return Reward.from_row(row) if row else None
+
+
+async def update_reward(conn: Connection, reward: Reward) -> None:
+    """Write what can change of a reward: its terms, its stock and its status."""
+    await conn.execute(
+        """
+        UPDATE rewards SET name = $2, description = $3, points_price = $4, amount = $5, currency = $6,
+                           stock_remaining = $7, status = $8, active = ($8 = 'active'), updated_at = now()
+         WHERE reward_id = $1
+        """,
+        reward.reward_id,
+        reward.name,
+        reward.description,
+        reward.points_price,
+        reward.amount,
+        reward.currency,
+        reward.stock_remaining,
+        reward.status.value,
+    )
 
 
 async def get_reward(conn: Connection, reward_id: str) -> Reward | None:

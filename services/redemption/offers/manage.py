@@ -1,0 +1,189 @@
+"""HTTP in for looking after an offer: read one, edit its terms, pause, resume and end it. Partners manage
+their own offers (another partner's is as invisible as a missing one); admin and ops manage any."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Body, Depends
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from chassis.audit import append_audit
+from chassis.auth import STAFF_ROLES, Principal, Role, require_roles
+from chassis.db import Connection
+from chassis.inputs import Identifier, Name, PositiveInt32, Text
+from chassis.problems import Problem
+from services.redemption.catalogue_api import LifecycleIn, changed_fields, field_problem, lifecycle_problem
+from services.redemption.deps import actor, pool
+from services.redemption.lifecycle import (
+    PAST_TENSE,
+    CatalogueStatus,
+    LifecycleAction,
+    LifecycleRefused,
+    after,
+    check_editable,
+)
+from services.redemption.offers import domain
+from services.redemption.offers import repository as repo
+from services.redemption.offers.api import OFFER_MANAGERS, UNKNOWN_OFFER, offer_view
+from services.redemption.views import OfferOut
+
+router = APIRouter(tags=["offers"])
+
+
+class OfferChangesIn(BaseModel):
+    """The terms that can change; a field left out stays, `null` clears an optional one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: Name | None = None
+    description: Text | None = None
+    valid_from: AwareDatetime | None = None
+    valid_until: AwareDatetime | None = None
+    eligible_tiers: list[Identifier] | None = None
+    eligible_segments: list[Identifier] | None = None
+    limit_per_member: PositiveInt32 | None = None
+    total_cap: PositiveInt32 | None = None
+
+
+REQUIRED = ("title", "valid_from", "valid_until", "eligible_tiers", "eligible_segments")
+
+
+def _visible(offer: domain.Offer | None, principal: Principal, offer_id: str) -> domain.Offer:
+    if offer is None or (not principal.has_any_role(STAFF_ROLES) and offer.partner_id != principal.sub):
+        raise Problem(404, UNKNOWN_OFFER, detail=f"No offer {offer_id}.")
+    return offer
+
+
+async def _locked(conn: Connection, principal: Principal, offer_id: str) -> domain.Offer:
+    return _visible(await repo.lock_offer(conn, offer_id), principal, offer_id)
+
+
+def _edited(offer: domain.Offer, changes: dict[str, Any]) -> domain.Offer:
+    for name in REQUIRED:
+        if name in changes and changes[name] is None:
+            raise field_problem(name, "null", f"{name} cannot be cleared")
+    for name in ("valid_from", "valid_until"):
+        if changes.get(name) is not None:
+            changes[name] = changes[name].astimezone(UTC)
+    for name in ("eligible_tiers", "eligible_segments"):
+        if name in changes:
+            changes[name] = tuple(changes[name])
+    edited = replace(offer, **changes)
+    if edited.valid_until <= edited.valid_from:
+        raise field_problem("valid_until", "window", "valid_until must be after valid_from")
+    if edited.total_cap is not None and edited.total_cap < offer.used:
+        raise field_problem(
+            "total_cap", "below_redeemed", f"{offer.used} redemptions already hold a slot", status=409
+        )
+    return edited
+
+
+@router.get("/v1/offers/{offer_id}", response_model=OfferOut)
+async def get_offer(
+    offer_id: Identifier,
+    principal: Annotated[Principal, Depends(require_roles(*Role))],
+    db: Annotated[asyncpg.Pool, Depends(pool)],
+) -> dict[str, Any]:
+    async with db.acquire() as conn:
+        offer = await repo.get_offer(conn, offer_id)
+    if Role.MEMBER in principal.roles and not principal.has_any_role((*STAFF_ROLES, Role.PARTNER)):
+        # Members see the offers they could redeem now, as in the list.
+        open_now = offer is not None and offer.is_open_at(datetime.now(UTC))
+        if offer is None or offer.status is not CatalogueStatus.ACTIVE or not open_now:
+            raise Problem(404, UNKNOWN_OFFER, detail=f"No offer {offer_id}.")
+        return offer_view(offer)
+    return offer_view(_visible(offer, principal, offer_id))
+
+
+@router.patch("/v1/offers/{offer_id}", response_model=OfferOut)
+async def edit_offer(
+    offer_id: Identifier,
+    body: OfferChangesIn,
+    principal: Annotated[Principal, Depends(require_roles(*OFFER_MANAGERS))],
+    db: Annotated[asyncpg.Pool, Depends(pool)],
+) -> dict[str, Any]:
+    """Change an offer's terms (not its partner or validation method); an ended offer stays as it was."""
+    changes = changed_fields(body)
+    async with db.acquire() as conn, conn.transaction():
+        offer = await _locked(conn, principal, offer_id)
+        try:
+            check_editable(offer.status, f"offer {offer_id}")
+        except LifecycleRefused as exc:
+            raise lifecycle_problem(exc) from None
+        edited = _edited(offer, changes)
+        await repo.update_offer(conn, edited)
+        await append_audit(
+            conn,
+            actor=actor(principal),
+            action="offer.updated",
+            subject_type="offer",
+            subject_id=offer_id,
+            details={"changed": sorted(changes), "before": _terms(offer), "after": _terms(edited)},
+        )
+    return offer_view(edited)
+
+
+def _terms(offer: domain.Offer) -> dict[str, Any]:
+    view = offer_view(offer)
+    return {k: view[k] for k in (*REQUIRED, "description", "limit_per_member", "total_cap")}
+
+
+async def _change_status(
+    offer_id: str, action: LifecycleAction, body: LifecycleIn | None, principal: Principal, db: asyncpg.Pool
+) -> dict[str, Any]:
+    async with db.acquire() as conn, conn.transaction():
+        offer = await _locked(conn, principal, offer_id)
+        try:
+            status = after(offer.status, action, f"offer {offer_id}")
+        except LifecycleRefused as exc:
+            raise lifecycle_problem(exc) from None
+        changed = replace(offer, status=status)
+        await repo.update_offer(conn, changed)
+        await append_audit(
+            conn,
+            actor=actor(principal),
+            action=f"offer.{PAST_TENSE[action]}",
+            subject_type="offer",
+            subject_id=offer_id,
+            details={"from": offer.status.value, "to": status.value, "reason": body.reason if body else None},
+        )
+    return offer_view(changed)
+
+
+OptionalReason = Annotated[LifecycleIn | None, Body()]
+
+
+@router.post("/v1/offers/{offer_id}/pause", response_model=OfferOut)
+async def pause_offer(
+    offer_id: Identifier,
+    principal: Annotated[Principal, Depends(require_roles(*OFFER_MANAGERS))],
+    db: Annotated[asyncpg.Pool, Depends(pool)],
+    body: OptionalReason = None,
+) -> dict[str, Any]:
+    """Hold an offer: redemptions are refused (`offer_paused`, recorded) until it is resumed."""
+    return await _change_status(offer_id, LifecycleAction.PAUSE, body, principal, db)
+
+
+@router.post("/v1/offers/{offer_id}/resume", response_model=OfferOut)
+async def resume_offer(
+    offer_id: Identifier,
+    principal: Annotated[Principal, Depends(require_roles(*OFFER_MANAGERS))],
+    db: Annotated[asyncpg.Pool, Depends(pool)],
+    body: OptionalReason = None,
+) -> dict[str, Any]:
+    return await _change_status(offer_id, LifecycleAction.RESUME, body, principal, db)
+
+
+@router.post("/v1/offers/{offer_id}/end", response_model=OfferOut)
+async def end_offer(
+    offer_id: Identifier,
+    principal: Annotated[Principal, Depends(require_roles(*OFFER_MANAGERS))],
+    db: Annotated[asyncpg.Pool, Depends(pool)],
+    body: OptionalReason = None,
+) -> dict[str, Any]:
+    """End an offer for good: redemptions are refused (`offer_ended`), it can no longer be edited."""
+    return await _change_status(offer_id, LifecycleAction.END, body, principal, db)

@@ -1,0 +1,153 @@
+"""HTTP in for looking after the rewards catalogue (admin, ops): read one reward, edit it, pause, resume
+and end it. A paused or ended reward is not offered and its redemptions are refused
+(`reward_unavailable`); redemptions already under way finish as they started."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Body, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from chassis.audit import append_audit
+from chassis.auth import STAFF_ROLES, Principal, require_roles
+from chassis.inputs import INT32_MAX, Identifier, Name, NonNegativeInt32, Text
+from chassis.problems import Problem
+from contracts.values import Currency, PositiveMoney, PositivePoints
+from services.redemption.catalogue_api import LifecycleIn, changed_fields, field_problem, lifecycle_problem
+from services.redemption.deps import actor, pool
+from services.redemption.lifecycle import PAST_TENSE, LifecycleAction, LifecycleRefused, after, check_editable
+from services.redemption.storefront import repository as repo
+from services.redemption.storefront.api import ANYONE, CATALOGUE_MANAGERS, reward_view
+from services.redemption.views import RewardOut
+
+router = APIRouter(tags=["storefront"])
+
+
+class RewardChangesIn(BaseModel):
+    """What can change of a reward; a field left out stays, `null` clears an optional one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    description: Text | None = None
+    points_price: Annotated[PositivePoints, Field(le=INT32_MAX)] | None = None
+    amount: PositiveMoney | None = None
+    currency: Currency | None = None
+    stock: NonNegativeInt32 | None = Field(default=None, description="units available now; null: unlimited")
+
+
+REQUIRED = ("name", "points_price")
+
+
+def _missing(reward: repo.Reward | None, reward_id: str) -> repo.Reward:
+    if reward is None:
+        raise Problem(404, "reward_not_found", detail=f"No reward {reward_id}.")
+    return reward
+
+
+def _edited(reward: repo.Reward, changes: dict[str, Any]) -> repo.Reward:
+    for name in REQUIRED:
+        if name in changes and changes[name] is None:
+            raise field_problem(name, "null", f"{name} cannot be cleared")
+    if "stock" in changes:
+        changes["stock_remaining"] = changes.pop("stock")
+    return replace(reward, **changes)
+
+
+@router.get("/v1/rewards/{reward_id}", response_model=RewardOut)
+async def get_reward(
+    reward_id: Identifier,
+    principal: Annotated[Principal, Depends(require_roles(*ANYONE))],
+    db: Annotated[asyncpg.Pool, Depends(pool)],
+) -> dict[str, Any]:
+    async with db.acquire() as conn:
+        reward = _missing(await repo.get_reward(conn, reward_id), reward_id)
+    if not reward.available and not principal.has_any_role(STAFF_ROLES):
+        raise Problem(404, "reward_not_found", detail=f"No reward {reward_id}.")  # as in the list
+    return reward_view(reward)
+
+
+@router.patch("/v1/rewards/{reward_id}", response_model=RewardOut)
+async def edit_reward(
+    reward_id: Identifier,
+    body: RewardChangesIn,
+    principal: Annotated[Principal, Depends(require_roles(*CATALOGUE_MANAGERS))],
+    db: Annotated[asyncpg.Pool, Depends(pool)],
+) -> dict[str, Any]:
+    """Change a reward's name, description, price, voucher value or stock; an ended one stays as it was.
+    A new price applies to redemptions started after it."""
+    changes = changed_fields(body)
+    async with db.acquire() as conn, conn.transaction():
+        reward = _missing(await repo.lock_reward(conn, reward_id), reward_id)
+        try:
+            check_editable(reward.status, f"reward {reward_id}")
+        except LifecycleRefused as exc:
+            raise lifecycle_problem(exc) from None
+        edited = _edited(reward, changes)
+        await repo.update_reward(conn, edited)
+        await append_audit(
+            conn,
+            actor=actor(principal),
+            action="reward.updated",
+            subject_type="reward",
+            subject_id=reward_id,
+            details={"changed": sorted(changes), "before": reward_view(reward), "after": reward_view(edited)},
+        )
+    return reward_view(edited)
+
+
+async def _change_status(
+    reward_id: str, action: LifecycleAction, body: LifecycleIn | None, principal: Principal, db: asyncpg.Pool
+) -> dict[str, Any]:
+    async with db.acquire() as conn, conn.transaction():
+        reward = _missing(await repo.lock_reward(conn, reward_id), reward_id)
+        try:
+            status = after(reward.status, action, f"reward {reward_id}")
+        except LifecycleRefused as exc:
+            raise lifecycle_problem(exc) from None
+        changed = replace(reward, status=status, active=status.value == "active")
+        await repo.update_reward(conn, changed)
+        await append_audit(
+            conn,
+            actor=actor(principal),
+            action=f"reward.{PAST_TENSE[action]}",
+            subject_type="reward",
+            subject_id=reward_id,
+            details={
+                "from": reward.status.value,
+                "to": status.value,
+                "reason": body.reason if body else None,
+            },
+        )
+    return reward_view(changed)
+
+
+OptionalReason = Annotated[LifecycleIn | None, Body()]
+Managers = Annotated[Principal, Depends(require_roles(*CATALOGUE_MANAGERS))]
+Db = Annotated[asyncpg.Pool, Depends(pool)]
+
+
+@router.post("/v1/rewards/{reward_id}/pause", response_model=RewardOut)
+async def pause_reward(
+    reward_id: Identifier, principal: Managers, db: Db, body: OptionalReason = None
+) -> dict[str, Any]:
+    """Take a reward off the storefront until it is resumed."""
+    return await _change_status(reward_id, LifecycleAction.PAUSE, body, principal, db)
+
+
+@router.post("/v1/rewards/{reward_id}/resume", response_model=RewardOut)
+async def resume_reward(
+    reward_id: Identifier, principal: Managers, db: Db, body: OptionalReason = None
+) -> dict[str, Any]:
+    return await _change_status(reward_id, LifecycleAction.RESUME, body, principal, db)
+
+
+@router.post("/v1/rewards/{reward_id}/end", response_model=RewardOut)
+async def end_reward(
+    reward_id: Identifier, principal: Managers, db: Db, body: OptionalReason = None
+) -> dict[str, Any]:
+    """Retire a reward for good: never offered again, no longer editable."""
+    return await _change_status(reward_id, LifecycleAction.END, body, principal, db)
