@@ -155,8 +155,12 @@ async def test_paused_campaign_and_exhausted_budget_hold_orders_until_resumed_or
     assert await voucher.pool.fetchval("SELECT reason FROM holds WHERE campaign_id = $1", campaign) == (
         "budget_exhausted"
     )
-    raised = await voucher.http.patch(
+    asked = await voucher.http.patch(
         f"/v1/campaigns/{campaign}", json={"budget": "100.00"}, headers=auth("ops")
+    )
+    assert asked.status_code == 202, asked.text  # a budget increase waits for a second person
+    raised = await voucher.http.post(
+        f"/v1/approvals/{asked.json()['approval_id']}/approve", headers=auth("approver", "checker")
     )
     assert raised.status_code == 200, raised.text
     await voucher.wait_for("SELECT count(*) FROM issuances", expected=3, what="held order served")
