@@ -13,6 +13,7 @@ from contracts.approvals import ApprovalDecided, ApprovalRequested
 from contracts.delivery import DeliveryFailed, DeliveryMessageRequested, DeliveryRequested, DeliverySucceeded
 from contracts.envelope import EventData
 from contracts.ipa import IpaRecordAccepted, IpaRecordRejected, IpaRecordSubmitted
+from contracts.members import MemberUpserted
 from contracts.orders import OrderCancelRequested, OrderCreateRequested, OrderStateChanged
 from contracts.redemption import RedemptionRecorded
 from contracts.support import SupportResendRequested, SupportSlaBreached
@@ -365,6 +366,14 @@ TOPICS: tuple[TopicSpec, ...] = (
         other_producers=("voucher", "wallet"),
         consumers=("delivery",),
         description="A pending action was approved (and performed, once) or rejected, by whom and why.",
+    ),
+    _spec(
+        Topics.MEMBER_UPSERTED,
+        MemberUpserted,
+        key="member_id",
+        producer=HRIS,
+        consumers=("delivery",),
+        description="A member directory entry from the HR system: contact details, preferences, opt-outs.",
     ),
 )
 

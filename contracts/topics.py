@@ -36,6 +36,7 @@ class Topics(StrEnum):
     REDEMPTION_RECORDED = "redemption.recorded"
     APPROVAL_REQUESTED = "approval.requested"
     APPROVAL_DECIDED = "approval.decided"
+    MEMBER_UPSERTED = "member.upserted"
 
     @property
     def dlq(self) -> str:

@@ -16,6 +16,8 @@ from .channels import ChannelSender
 from .channels.email import SmtpEmailSender
 from .channels.twilio import TwilioSender
 from .handlers import DeliveryHandlers
+from .members import api as members_api
+from .members import handlers as member_handlers
 from .notifications import Notifier
 from .sending import DeliveryEngine
 from .settings import DeliverySettings
@@ -105,8 +107,9 @@ def build_spec(
         subscriptions=[
             *DeliveryHandlers(settings).subscriptions(),
             *WebhookHandlers(webhooks).subscriptions(),
+            *member_handlers.subscriptions(),
         ],
-        routers=[api.router, webhook_api.router, audit_router()],
+        routers=[api.router, webhook_api.router, members_api.router, audit_router()],
         jobs=[
             PeriodicJob("delivery-unknown-outcomes", settings.recovery_interval_s, recover),
             PeriodicJob("delivery-code-retention", 3600.0, purge),

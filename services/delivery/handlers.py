@@ -22,11 +22,13 @@ from contracts.envelope import Envelope
 from contracts.orders import OrderState, OrderStateChanged
 from contracts.support import SupportResendRequested, SupportSlaBreached
 from contracts.topics import Topics
+from contracts.values import Channel
 from contracts.vouchers import AnyVoucherIssued, VoucherIssued, VoucherIssuedV1, VoucherStockLow
 
 from . import notifications, repository, review
 from .codes import CodeVault
 from .domain import DeliveryError
+from .members.domain import reaching_channel
 from .settings import DeliverySettings
 
 log = structlog.get_logger(__name__)
@@ -67,18 +69,23 @@ class DeliveryHandlers:
                 conn, d.member_id, name=d.name, email=d.email, phone=d.phone, locale=None
             )
         known = await repository.contacts_of(conn, d.member_id)
+        email = d.email or (known["email"] if known else None)
+        phone = d.phone or (known["phone"] if known else None)
+        # The channel asked for when the member can be reached on it, else their preferred one.
+        preferred = Channel(known["preferred_channel"]) if known and known["preferred_channel"] else None
+        channel = reaching_channel((d.channel, preferred), email, phone) or d.channel
         await repository.queue_message(
             conn,
             repository.MessageDetails(
                 message_id=d.message_id,
                 member_id=d.member_id,
-                channel=d.channel,
+                channel=channel,
                 template=d.template,
                 locale=d.locale,
                 sealed_params=self.vault.seal(SecretStr(json.dumps(d.params))),
                 name=d.name or (known["name"] if known else None),
-                email=d.email or (known["email"] if known else None),
-                phone=d.phone or (known["phone"] if known else None),
+                email=email,
+                phone=phone,
                 correlation_id=env.correlation_id,
             ),
         )

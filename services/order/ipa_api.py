@@ -16,13 +16,13 @@ from chassis.auth import Principal, Role, require_roles
 from chassis.http import BoundedStreamingResponse, body_limit
 from chassis.inputs import nul_path
 from chassis.problems import Problem
+from chassis.uploads import MultipartFile, limited_body, replay, spool
 
 from . import batches
 from .approvals import hold_for_approval
 from .batches import Mode, RowWriter
 from .context import OrderContext
 from .csvfile import CsvFileError, CsvRecordStream, report_header, report_line
-from .uploads import MultipartFile, limited_body, replay, spool
 from .validation import RECORD_FIELDS, RecordError
 from .views import BatchAccepted, BatchPage, BatchProgress, json_default
 

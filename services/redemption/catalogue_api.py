@@ -6,9 +6,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chassis.audit import append_audit
+from chassis.db import Connection
 from chassis.inputs import Text
 from chassis.problems import Problem
-from services.redemption.lifecycle import LifecycleRefused
+from services.redemption.lifecycle import (
+    PAST_TENSE,
+    CatalogueStatus,
+    LifecycleAction,
+    LifecycleRefused,
+    after,
+    check_editable,
+)
 
 
 class LifecycleIn(BaseModel):
@@ -37,3 +46,37 @@ def changed_fields(body: BaseModel) -> dict[str, Any]:
     if not changes:
         raise Problem(422, "validation_failed", detail="Nothing to change: send at least one field.")
     return changes
+
+
+def ensure_editable(status: CatalogueStatus, what: str) -> None:
+    try:
+        check_editable(status, what)
+    except LifecycleRefused as exc:
+        raise lifecycle_problem(exc) from None
+
+
+async def next_status(
+    conn: Connection,
+    *,
+    kind: str,
+    entry_id: str,
+    current: CatalogueStatus,
+    action: LifecycleAction,
+    body: LifecycleIn | None,
+    actor: str,
+) -> CatalogueStatus:
+    """The status `action` takes an entry of `kind` (offer, reward) to, audited with who and why; a
+    409 problem when its status does not allow it. The caller holds the entry's row lock and writes it."""
+    try:
+        status = after(current, action, f"{kind} {entry_id}")
+    except LifecycleRefused as exc:
+        raise lifecycle_problem(exc) from None
+    await append_audit(
+        conn,
+        actor=actor,
+        action=f"{kind}.{PAST_TENSE[action]}",
+        subject_type=kind,
+        subject_id=entry_id,
+        details={"from": current.value, "to": status.value, "reason": body.reason if body else None},
+    )
+    return status

@@ -22,6 +22,7 @@ MAY_CARRY_CONTACT = {
     "order.create_requested",
     "delivery.requested",
     "delivery.message_requested",
+    "member.upserted",
 }
 
 

@@ -32,6 +32,7 @@ PINNED: dict[str, set[tuple[str, str]]] = {
         ("voucher.stock_low", "delivery-stock"),
         ("approval.requested", "delivery-approvals"),
         ("approval.decided", "delivery-approval-decisions"),
+        ("member.upserted", "delivery-members"),
         ("delivery.failed", "webhooks-delivery-failed"),
         ("delivery.succeeded", "webhooks-delivery-succeeded"),
         ("ipa.record_accepted", "webhooks-ipa-record-accepted"),

@@ -45,6 +45,7 @@ EXPECTED_CONSUMPTION = {
         "support.sla_breached",
         "approval.requested",  # approvers are told on Slack/Teams
         "approval.decided",
+        "member.upserted",  # the member directory
         # DESIGN.md §5 "Webhooks": every status topic, for the webhooks that want it.
         *STATUS_TOPICS,
     },

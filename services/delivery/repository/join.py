@@ -78,7 +78,8 @@ async def remember_contacts(
     phone: str | None,
     locale: str | None,
 ) -> None:
-    """The latest details per member; a missing field keeps the one known before."""
+    """The latest details per member; a missing field keeps the one known before. Not for members listed
+    in the directory, whose entry only HR, imports and corrections change."""
     await remember_many_contacts(conn, [ContactDetails(member_id, name, email, phone, locale)])
 
 
@@ -192,7 +193,8 @@ class ContactDetails:
 
 
 async def remember_many_contacts(conn: Connection, contacts: Sequence[ContactDetails]) -> None:
-    """`remember_contacts` for each in turn: per member and field, the last value given wins."""
+    """`remember_contacts` for each in turn: per member and field, the last value given wins. A member
+    listed in the directory (members/) keeps its entry: the contacts an order carries do not change it."""
     latest: dict[str, dict[str, str | None]] = {}
     for c in contacts:
         known = latest.setdefault(c.member_id, {"name": None, "email": None, "phone": None, "locale": None})
@@ -209,6 +211,7 @@ async def remember_many_contacts(conn: Connection, contacts: Sequence[ContactDet
             phone = coalesce(EXCLUDED.phone, member_contacts.phone),
             locale = coalesce(EXCLUDED.locale, member_contacts.locale),
             updated_at = now()
+        WHERE NOT member_contacts.listed
         """,
         list(latest),
         *([known[field] for known in latest.values()] for field in ("name", "email", "phone", "locale")),

@@ -16,16 +16,15 @@ from chassis.auth import STAFF_ROLES, Principal, Role, require_roles
 from chassis.db import Connection
 from chassis.inputs import Identifier, Name, PositiveInt32, Text
 from chassis.problems import Problem
-from services.redemption.catalogue_api import LifecycleIn, changed_fields, field_problem, lifecycle_problem
-from services.redemption.deps import actor, pool
-from services.redemption.lifecycle import (
-    PAST_TENSE,
-    CatalogueStatus,
-    LifecycleAction,
-    LifecycleRefused,
-    after,
-    check_editable,
+from services.redemption.catalogue_api import (
+    LifecycleIn,
+    changed_fields,
+    ensure_editable,
+    field_problem,
+    next_status,
 )
+from services.redemption.deps import actor, pool
+from services.redemption.lifecycle import CatalogueStatus, LifecycleAction
 from services.redemption.offers import domain
 from services.redemption.offers import repository as repo
 from services.redemption.offers.api import OFFER_MANAGERS, UNKNOWN_OFFER, offer_view
@@ -110,10 +109,7 @@ async def edit_offer(
     changes = changed_fields(body)
     async with db.acquire() as conn, conn.transaction():
         offer = await _locked(conn, principal, offer_id)
-        try:
-            check_editable(offer.status, f"offer {offer_id}")
-        except LifecycleRefused as exc:
-            raise lifecycle_problem(exc) from None
+        ensure_editable(offer.status, f"offer {offer_id}")
         edited = _edited(offer, changes)
         await repo.update_offer(conn, edited)
         await append_audit(
@@ -137,20 +133,17 @@ async def _change_status(
 ) -> dict[str, Any]:
     async with db.acquire() as conn, conn.transaction():
         offer = await _locked(conn, principal, offer_id)
-        try:
-            status = after(offer.status, action, f"offer {offer_id}")
-        except LifecycleRefused as exc:
-            raise lifecycle_problem(exc) from None
+        status = await next_status(
+            conn,
+            kind="offer",
+            entry_id=offer_id,
+            current=offer.status,
+            action=action,
+            body=body,
+            actor=actor(principal),
+        )
         changed = replace(offer, status=status)
         await repo.update_offer(conn, changed)
-        await append_audit(
-            conn,
-            actor=actor(principal),
-            action=f"offer.{PAST_TENSE[action]}",
-            subject_type="offer",
-            subject_id=offer_id,
-            details={"from": offer.status.value, "to": status.value, "reason": body.reason if body else None},
-        )
     return offer_view(changed)
 
 

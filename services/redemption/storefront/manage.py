@@ -16,9 +16,15 @@ from chassis.auth import STAFF_ROLES, Principal, require_roles
 from chassis.inputs import INT32_MAX, Identifier, Name, NonNegativeInt32, Text
 from chassis.problems import Problem
 from contracts.values import Currency, PositiveMoney, PositivePoints
-from services.redemption.catalogue_api import LifecycleIn, changed_fields, field_problem, lifecycle_problem
+from services.redemption.catalogue_api import (
+    LifecycleIn,
+    changed_fields,
+    ensure_editable,
+    field_problem,
+    next_status,
+)
 from services.redemption.deps import actor, pool
-from services.redemption.lifecycle import PAST_TENSE, LifecycleAction, LifecycleRefused, after, check_editable
+from services.redemption.lifecycle import CatalogueStatus, LifecycleAction
 from services.redemption.storefront import repository as repo
 from services.redemption.storefront.api import ANYONE, CATALOGUE_MANAGERS, reward_view
 from services.redemption.views import RewardOut
@@ -82,10 +88,7 @@ async def edit_reward(
     changes = changed_fields(body)
     async with db.acquire() as conn, conn.transaction():
         reward = _missing(await repo.lock_reward(conn, reward_id), reward_id)
-        try:
-            check_editable(reward.status, f"reward {reward_id}")
-        except LifecycleRefused as exc:
-            raise lifecycle_problem(exc) from None
+        ensure_editable(reward.status, f"reward {reward_id}")
         edited = _edited(reward, changes)
         await repo.update_reward(conn, edited)
         await append_audit(
@@ -104,24 +107,17 @@ async def _change_status(
 ) -> dict[str, Any]:
     async with db.acquire() as conn, conn.transaction():
         reward = _missing(await repo.lock_reward(conn, reward_id), reward_id)
-        try:
-            status = after(reward.status, action, f"reward {reward_id}")
-        except LifecycleRefused as exc:
-            raise lifecycle_problem(exc) from None
-        changed = replace(reward, status=status, active=status.value == "active")
-        await repo.update_reward(conn, changed)
-        await append_audit(
+        status = await next_status(
             conn,
+            kind="reward",
+            entry_id=reward_id,
+            current=reward.status,
+            action=action,
+            body=body,
             actor=actor(principal),
-            action=f"reward.{PAST_TENSE[action]}",
-            subject_type="reward",
-            subject_id=reward_id,
-            details={
-                "from": reward.status.value,
-                "to": status.value,
-                "reason": body.reason if body else None,
-            },
         )
+        changed = replace(reward, status=status, active=status is CatalogueStatus.ACTIVE)
+        await repo.update_reward(conn, changed)
     return reward_view(changed)
 
 

@@ -7,6 +7,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -190,3 +191,18 @@ async def wait_for_requests(
 
     await wait_until(enough, timeout=60, interval=0.3, what=f"{count} request(s) on {topic}")
     return found
+
+
+async def create_offer(service: RunningService, partner: str, **overrides: Any) -> str:
+    """A PIN offer of `partner`'s, open since yesterday for 30 days, with `overrides`; its id."""
+    now = datetime.now(UTC)
+    body = {
+        "title": "Free dessert",
+        "valid_from": (now - timedelta(days=1)).isoformat(),
+        "valid_until": (now + timedelta(days=30)).isoformat(),
+        "validation_method": "pin",
+        **overrides,
+    }
+    response = await service.client.post("/v1/offers", json=body, headers=service.auth("partner", partner))
+    assert response.status_code == 201, response.text
+    return str(response.json()["offer_id"])

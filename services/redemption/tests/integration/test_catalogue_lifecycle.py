@@ -5,24 +5,9 @@ audited."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.redemption.tests.integration.conftest import RunningService
-
-
-async def _offer(service: RunningService, partner: str, **overrides: Any) -> str:
-    now = datetime.now(UTC)
-    body = {
-        "title": "Free dessert",
-        "valid_from": (now - timedelta(days=1)).isoformat(),
-        "valid_until": (now + timedelta(days=30)).isoformat(),
-        "validation_method": "pin",
-        **overrides,
-    }
-    response = await service.client.post("/v1/offers", json=body, headers=service.auth("partner", partner))
-    assert response.status_code == 201, response.text
-    return str(response.json()["offer_id"])
+from services.redemption.tests.integration.conftest import RunningService, create_offer
 
 
 async def _pinned_member(service: RunningService) -> str:
@@ -52,7 +37,7 @@ async def test_a_paused_offer_refuses_redemptions_with_a_recorded_reason_until_i
     service: RunningService,
 ) -> None:
     partner = f"p-{uuid.uuid4().hex[:6]}"
-    offer, member = await _offer(service, partner), await _pinned_member(service)
+    offer, member = await create_offer(service, partner), await _pinned_member(service)
     me = service.auth("partner", partner)
 
     paused = await service.client.post(
@@ -82,7 +67,7 @@ async def test_an_ended_offer_refuses_redemptions_and_can_neither_resume_nor_cha
     service: RunningService,
 ) -> None:
     partner = f"p-{uuid.uuid4().hex[:6]}"
-    offer, member = await _offer(service, partner), await _pinned_member(service)
+    offer, member = await create_offer(service, partner), await _pinned_member(service)
     me = service.auth("partner", partner)
 
     ended = await service.client.post(f"/v1/offers/{offer}/end", headers=me)
@@ -101,7 +86,7 @@ async def test_an_offers_terms_are_edited_by_its_partner_or_staff_and_checked(
     service: RunningService,
 ) -> None:
     partner, other = f"p-{uuid.uuid4().hex[:6]}", f"p-{uuid.uuid4().hex[:6]}"
-    offer = await _offer(service, partner, total_cap=5)
+    offer = await create_offer(service, partner, total_cap=5)
     member = await _pinned_member(service)
     for _ in range(2):
         assert (await _redeem_offer(service, partner, offer, member)).json()["status"] == "successful"

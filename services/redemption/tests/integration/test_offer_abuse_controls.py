@@ -18,27 +18,13 @@ from chassis.service import ServiceRuntime
 from chassis.testing import kafka_answers, wait_until
 from services.redemption.app import build_spec
 from services.redemption.offers import domain
-from services.redemption.tests.integration.conftest import RunningService, service_settings
+from services.redemption.tests.integration.conftest import RunningService, create_offer, service_settings
 
 PIN = "480317"
 
 
 def _ids() -> tuple[str, str]:
     return f"p-{uuid.uuid4().hex[:6]}", f"m-{uuid.uuid4().hex[:6]}"
-
-
-async def _offer(service: RunningService, partner: str, **overrides: Any) -> str:
-    now = datetime.now(UTC)
-    body = {
-        "title": "Free dessert",
-        "valid_from": (now - timedelta(days=1)).isoformat(),
-        "valid_until": (now + timedelta(days=30)).isoformat(),
-        "validation_method": "pin",
-        **overrides,
-    }
-    response = await service.client.post("/v1/offers", json=body, headers=service.auth("partner", partner))
-    assert response.status_code == 201, response.text
-    return str(response.json()["offer_id"])
 
 
 async def _redeem(service: RunningService, partner: str, offer: str, **body: Any) -> httpx.Response:
@@ -116,7 +102,7 @@ async def test_a_four_digit_pin_stored_before_the_six_digit_rule_keeps_working(
     service: RunningService,
 ) -> None:
     partner, member = _ids()
-    offer = await _offer(service, partner)
+    offer = await create_offer(service, partner)
     async with service.pool.acquire() as conn:
         await conn.execute(
             "INSERT INTO member_pins (member_id, pin_hash) VALUES ($1, $2)", member, domain.hash_pin("4831")
@@ -129,7 +115,7 @@ async def test_a_four_digit_pin_stored_before_the_six_digit_rule_keeps_working(
 
 async def test_a_locked_pin_stays_locked_longer_after_each_lockout(service: RunningService) -> None:
     partner, member = _ids()
-    offer = await _offer(service, partner)
+    offer = await create_offer(service, partner)
     assert (await _set_pin(service, member)).status_code == 204
     locked_for = []
     for _ in range(3):
@@ -154,7 +140,7 @@ async def test_the_right_pin_is_refused_while_locked_and_the_members_unlock_lets
     service: RunningService,
 ) -> None:
     partner, member = _ids()
-    offer = await _offer(service, partner)
+    offer = await create_offer(service, partner)
     await _set_pin(service, member)
     for _ in range(5):
         await _redeem(service, partner, offer, member_id=member, pin="000000")
@@ -178,7 +164,7 @@ async def test_the_right_pin_is_refused_while_locked_and_the_members_unlock_lets
 
 async def test_changing_the_pin_lifts_the_lock_and_forgets_the_lockouts(service: RunningService) -> None:
     partner, member = _ids()
-    offer = await _offer(service, partner)
+    offer = await create_offer(service, partner)
     await _set_pin(service, member)
     for _ in range(5):
         await _redeem(service, partner, offer, member_id=member, pin="000000")
@@ -195,7 +181,7 @@ async def test_every_pin_failure_looks_the_same_to_the_partner_and_the_exact_rea
 ) -> None:
     partner, member = _ids()
     no_pin_member = f"m-{uuid.uuid4().hex[:6]}"
-    offer = await _offer(service, partner)
+    offer = await create_offer(service, partner)
     await _set_pin(service, member)
 
     no_pin = await _redeem(service, partner, offer, member_id=no_pin_member, pin=PIN)
@@ -243,8 +229,8 @@ async def test_partner_validations_past_the_limit_are_answered_429_with_retry_af
     ):
         partner, member = _ids()
         other_partner = f"p-{uuid.uuid4().hex[:6]}"
-        offer = await _offer(first, partner)
-        other_offer = await _offer(first, other_partner)
+        offer = await create_offer(first, partner)
+        other_offer = await create_offer(first, other_partner)
         await _set_pin(first, member)
         await _clear_of_window_end(first, 60)
 
@@ -277,8 +263,8 @@ async def test_one_time_code_sends_are_limited_per_partner_and_per_member(
     async with _running(service_db, kafka_bootstrap, **limits) as service:
         partner, member = _ids()
         other_partner = f"p-{uuid.uuid4().hex[:6]}"
-        offer = await _offer(service, partner, validation_method="one_time_code")
-        other_offer = await _offer(service, other_partner, validation_method="one_time_code")
+        offer = await create_offer(service, partner, validation_method="one_time_code")
+        other_offer = await create_offer(service, other_partner, validation_method="one_time_code")
         await _clear_of_window_end(service, 3600)
 
         to_member = [await _redeem(service, partner, offer, member_id=member) for _ in range(2)]
@@ -309,7 +295,7 @@ async def test_code_checks_count_as_partner_validations(
         service_db, kafka_bootstrap, ORCHARD_REDEMPTION_PARTNER_VALIDATIONS_PER_MINUTE=3
     ) as service:
         partner, member = _ids()
-        offer = await _offer(service, partner, validation_method="one_time_code")
+        offer = await create_offer(service, partner, validation_method="one_time_code")
         await _clear_of_window_end(service, 60)
         record_id = (await _redeem(service, partner, offer, member_id=member)).json()["record_id"]
         validate = f"/v1/offers/{offer}/redemptions/{record_id}/validate"
@@ -331,7 +317,7 @@ async def test_a_backdated_redemption_keeps_the_service_time_and_the_claimed_tim
     service: RunningService,
 ) -> None:
     partner, member = _ids()
-    offer = await _offer(service, partner)
+    offer = await create_offer(service, partner)
     await _set_pin(service, member)
     claimed = datetime.now(UTC) - timedelta(minutes=10)
 
@@ -359,7 +345,7 @@ async def test_redeemed_at_too_far_back_or_ahead_is_refused_naming_body_redeemed
     service: RunningService,
 ) -> None:
     partner, member = _ids()
-    offer = await _offer(service, partner)
+    offer = await create_offer(service, partner)
     await _set_pin(service, member)
     now = datetime.now(UTC)
 
@@ -378,7 +364,7 @@ async def test_an_offer_that_ended_is_refused_even_when_the_claimed_time_falls_i
 ) -> None:
     partner, member = _ids()
     now = datetime.now(UTC)
-    offer = await _offer(
+    offer = await create_offer(
         service,
         partner,
         valid_from=(now - timedelta(days=1)).isoformat(),
@@ -405,7 +391,7 @@ async def test_a_partner_cannot_claim_a_tier_that_contradicts_what_orchard_knows
     service: RunningService,
 ) -> None:
     partner, member = _ids()
-    offer = await _offer(service, partner, eligible_tiers=["gold"])
+    offer = await create_offer(service, partner, eligible_tiers=["gold"])
     await _set_pin(service, member)
     known = await service.client.put(
         f"/v1/members/{member}/segments",
@@ -431,7 +417,7 @@ async def test_a_member_orchard_knows_is_eligible_by_their_known_segment_without
     service: RunningService,
 ) -> None:
     partner, member = _ids()
-    offer = await _offer(service, partner, eligible_segments=["students"])
+    offer = await create_offer(service, partner, eligible_segments=["students"])
     await _set_pin(service, member)
     await service.client.put(
         f"/v1/members/{member}/segments",

@@ -12,21 +12,7 @@ from typing import Any
 from chassis.testing import read_topic, wait_until
 from contracts.topics import Topics
 from services.redemption.offers.api import expire_open_challenges
-from services.redemption.tests.integration.conftest import RunningService
-
-
-async def _offer(service: RunningService, partner: str, **overrides: Any) -> str:
-    now = datetime.now(UTC)
-    body = {
-        "title": "Free dessert",
-        "valid_from": (now - timedelta(days=1)).isoformat(),
-        "valid_until": (now + timedelta(days=30)).isoformat(),
-        "validation_method": "pin",
-        **overrides,
-    }
-    response = await service.client.post("/v1/offers", json=body, headers=service.auth("partner", partner))
-    assert response.status_code == 201, response.text
-    return str(response.json()["offer_id"])
+from services.redemption.tests.integration.conftest import RunningService, create_offer
 
 
 async def _redeem(service: RunningService, partner: str, offer: str, **body: Any) -> Any:
@@ -61,7 +47,7 @@ async def test_a_pin_offer_succeeds_with_the_right_pin_and_locks_after_repeated_
     service: RunningService,
 ) -> None:
     partner, member = f"p-{uuid.uuid4().hex[:6]}", f"m-{uuid.uuid4().hex[:6]}"
-    offer = await _offer(service, partner)
+    offer = await create_offer(service, partner)
     await _set_pin(service, member)
 
     ok = await _redeem(service, partner, offer, member_id=member, segment_token="gold", pin="480317")
@@ -102,7 +88,7 @@ async def test_a_one_time_code_offer_stays_pending_until_the_code_sent_to_the_me
     service: RunningService,
 ) -> None:
     partner, member = f"p-{uuid.uuid4().hex[:6]}", f"m-{uuid.uuid4().hex[:6]}"
-    offer = await _offer(service, partner, validation_method="one_time_code", total_cap=1)
+    offer = await create_offer(service, partner, validation_method="one_time_code", total_cap=1)
 
     pending = await _redeem(service, partner, offer, member_id=member, channel="app")
     assert pending.status_code == 202
@@ -129,7 +115,7 @@ async def test_a_one_time_code_offer_stays_pending_until_the_code_sent_to_the_me
 
 async def test_repeated_wrong_codes_lock_the_redemption_and_free_its_slot(service: RunningService) -> None:
     partner, member = f"p-{uuid.uuid4().hex[:6]}", f"m-{uuid.uuid4().hex[:6]}"
-    offer = await _offer(service, partner, validation_method="one_time_code", total_cap=1)
+    offer = await create_offer(service, partner, validation_method="one_time_code", total_cap=1)
     record_id = (await _redeem(service, partner, offer, member_id=member)).json()["record_id"]
     code = await _code_sent_for(service, record_id)
     wrong_code = "000000" if code != "000000" else "111111"
@@ -157,7 +143,7 @@ async def test_repeated_wrong_codes_lock_the_redemption_and_free_its_slot(servic
 
 async def test_an_expired_code_fails_the_redemption(service: RunningService) -> None:
     partner, member = f"p-{uuid.uuid4().hex[:6]}", f"m-{uuid.uuid4().hex[:6]}"
-    offer = await _offer(service, partner, validation_method="one_time_code")
+    offer = await create_offer(service, partner, validation_method="one_time_code")
     record_id = (await _redeem(service, partner, offer, member_id=member)).json()["record_id"]
     code = await _code_sent_for(service, record_id)
     async with service.pool.acquire() as conn:
@@ -181,7 +167,9 @@ async def test_limits_per_member_and_the_total_cap_hold_under_concurrent_redempt
     service: RunningService,
 ) -> None:
     partner = f"p-{uuid.uuid4().hex[:6]}"
-    offer = await _offer(service, partner, validation_method="one_time_code", total_cap=7, limit_per_member=2)
+    offer = await create_offer(
+        service, partner, validation_method="one_time_code", total_cap=7, limit_per_member=2
+    )
     members = [f"m-{uuid.uuid4().hex[:6]}" for _ in range(5)]
 
     answers = await asyncio.gather(
@@ -204,8 +192,10 @@ async def test_a_partner_redeems_only_its_own_offers_and_refusals_are_recorded_w
 ) -> None:
     partner, other, member = f"p-{uuid.uuid4().hex[:6]}", f"p-{uuid.uuid4().hex[:6]}", "m-1"
     now = datetime.now(UTC)
-    offer = await _offer(service, partner, validation_method="one_time_code", eligible_segments=["students"])
-    old = await _offer(
+    offer = await create_offer(
+        service, partner, validation_method="one_time_code", eligible_segments=["students"]
+    )
+    old = await create_offer(
         service,
         partner,
         validation_method="one_time_code",

@@ -1,5 +1,6 @@
 """Reading an upload's body as it arrives: a size limit, the `file` part of a multipart form without
-spooling the whole form first, and a spool on disk so that no database connection waits on the client."""
+spooling the whole form first, and a spool on disk so that no database connection waits on the client.
+DESIGN.md §5: a CSV upload is a multipart field named `file` or a `text/csv` body."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from starlette.requests import Request
 from chassis.problems import Problem
 
 FILE_FIELD = "file"
+
+
+CSV_MEDIA_TYPES = ("text/csv", "application/csv", "text/plain")
 
 
 def too_large(limit: int) -> Problem:
@@ -128,3 +132,30 @@ class MultipartFile:
 
     def _part_end(self) -> None:
         self._in_file = False
+
+
+async def spooled_csv(request: Request, limit: int) -> IO[bytes]:
+    """The CSV file of an upload (a `text/csv` body or the multipart `file` field), spooled and rewound;
+    415 for any other body, 413 past `limit` bytes, 422 for a form without a `file` field."""
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";")[0].strip().lower()
+    body = limited_body(request, limit)
+    form: MultipartFile | None = None
+    if media == "multipart/form-data":
+        form = MultipartFile(content_type)
+        body = form.file_bytes(body)
+    elif media not in CSV_MEDIA_TYPES:
+        raise Problem(
+            415, "unsupported_media_type", detail="Send a text/csv body or a multipart field named `file`."
+        )
+    spooled = await spool(body)
+    if form is not None and not form.found:
+        spooled.close()
+        message = "The multipart form has no field named `file`."
+        raise Problem(
+            422,
+            "missing_file",
+            detail=message,
+            errors=[{"field": "file", "code": "missing", "message": message}],
+        )
+    return spooled
