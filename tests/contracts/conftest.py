@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from contracts.approvals import ApprovalDecided, ApprovalDecision, ApprovalRequested
 from contracts.delivery import DeliveryFailed, DeliveryMessageRequested, DeliveryRequested, DeliverySucceeded
 from contracts.envelope import EventData
 from contracts.ipa import FieldError, IpaRecordAccepted, IpaRecordRejected, IpaRecordSubmitted
@@ -37,6 +38,7 @@ ORDER_ID = uuid.UUID("0b6f5c1e-6a53-4d43-9e0a-2f8c3b1d7a10")
 CODE_ID = uuid.UUID("5d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d")
 REDEMPTION_ID = uuid.UUID("7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d")
 WHEN = datetime(2026, 3, 31, 9, 30, tzinfo=UTC)
+APPROVAL_ID = uuid.UUID("3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f")
 
 
 def sample_payloads() -> dict[str, EventData]:
@@ -230,6 +232,27 @@ def sample_payloads() -> dict[str, EventData]:
             partner_id="bean-and-leaf",
             channel="online",
             validation_method="one_time_code",
+        ),
+        Topics.APPROVAL_REQUESTED: ApprovalRequested(
+            approval_id=APPROVAL_ID,
+            service="wallet",
+            kind="wallet_adjustment",
+            subject_id="E1001",
+            summary="manual adjustment of 25000 points for member E1001",
+            maker="finance:fiona",
+            reason="make good",
+            requested_at=WHEN,
+        ),
+        Topics.APPROVAL_DECIDED: ApprovalDecided(
+            approval_id=APPROVAL_ID,
+            service="wallet",
+            kind="wallet_adjustment",
+            subject_id="E1001",
+            summary="manual adjustment of 25000 points for member E1001",
+            maker="finance:fiona",
+            decision=ApprovalDecision.APPROVED,
+            decided_by="approver:paula",
+            decided_at=WHEN,
         ),
         Topics.MEMBER_UPSERTED: MemberUpserted(
             member_id="E1001",
