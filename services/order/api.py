@@ -1,4 +1,4 @@
-"""HTTP in for orders: list, summary, one order with its timeline, cancellation."""
+"""HTTP in for orders: list, export, summary, one order with its timeline, cancellation."""
 
 from __future__ import annotations
 
@@ -15,6 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
+from chassis.downloads import (
+    DOWNLOAD_RESPONSES,
+    DownloadFormat,
+    cursor_rows,
+    download_lines,
+    download_response,
+)
+from chassis.http import BoundedStreamingResponse
 from chassis.inputs import Aware, Identifier, NoNul, ShortText, Text
 from chassis.problems import Problem, register_error
 from contracts.orders import FulfilmentStatus, OrderSource, OrderState
@@ -26,7 +34,7 @@ from .ipa_api import actor_of
 from .orders import Cause, cancel_order
 from .views import OrderPage, OrderSummary, OrderView, json_default
 
-READ_ROLES = (Role.ADMIN, Role.OPS, Role.SUPPORT_AGENT, Role.AUDITOR)
+READ_ROLES = (Role.ADMIN, Role.OPS, Role.SUPPORT_AGENT, Role.AUDITOR, Role.FINANCE)
 CANCEL_ROLES = (Role.ADMIN, Role.OPS)
 Sort = Literal["created_at", "-created_at", "updated_at", "-updated_at"]
 
@@ -97,6 +105,29 @@ def _decode_cursor(cursor: str, sort: str) -> tuple[datetime, uuid.UUID]:
         ) from None
 
 
+def order_filter(
+    state: OrderState | None = None,
+    fulfilment_status: FulfilmentStatus | None = None,
+    campaign_id: Identifier | None = None,
+    member_id: Identifier | None = None,
+    source: OrderSource | None = None,
+    created_from: Aware | None = Query(None, description="inclusive, RFC 3339 with an offset"),
+    created_to: Aware | None = Query(None, description="exclusive, RFC 3339 with an offset"),
+    needs_attention: bool | None = None,
+) -> repository.OrderFilter:
+    """The filters the order listing and the export share."""
+    return repository.OrderFilter(
+        state=state,
+        fulfilment_status=fulfilment_status,
+        campaign_id=campaign_id,
+        member_id=member_id,
+        source=source,
+        created_from=created_from,
+        created_to=created_to,
+        needs_attention=needs_attention,
+    )
+
+
 def build_router(ctx: OrderContext) -> APIRouter:
     router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
@@ -149,29 +180,12 @@ def build_router(ctx: OrderContext) -> APIRouter:
         response_model=OrderPage,
     )
     async def list_orders(
-        state: OrderState | None = None,
-        fulfilment_status: FulfilmentStatus | None = None,
-        campaign_id: Identifier | None = None,
-        member_id: Identifier | None = None,
-        source: OrderSource | None = None,
-        created_from: Aware | None = Query(None, description="inclusive, RFC 3339 with an offset"),
-        created_to: Aware | None = Query(None, description="exclusive, RFC 3339 with an offset"),
-        needs_attention: bool | None = None,
+        flt: repository.OrderFilter = Depends(order_filter),
         sort: Sort = "-created_at",
         limit: int = Query(50, ge=1, le=500),
         cursor: Annotated[str, NoNul] | None = None,
         principal: Principal = Depends(require_roles(*READ_ROLES)),
     ) -> JSONResponse:
-        flt = repository.OrderFilter(
-            state=state,
-            fulfilment_status=fulfilment_status,
-            campaign_id=campaign_id,
-            member_id=member_id,
-            source=source,
-            created_from=created_from,
-            created_to=created_to,
-            needs_attention=needs_attention,
-        )
         column = sort.lstrip("-")
         after = _decode_cursor(cursor, sort) if cursor else None
         async with ctx.require_pool().acquire() as conn, conn.transaction(isolation="repeatable_read"):
@@ -182,6 +196,31 @@ def build_router(ctx: OrderContext) -> APIRouter:
         rows = rows[:limit]
         next_cursor = _encode_cursor(sort, rows[-1][column], rows[-1]["order_id"]) if more else None
         return _json({"items": [dict(r) for r in rows], "total": total, "next_cursor": next_cursor})
+
+    @router.get(
+        "/export",
+        summary="Every order the listing's filters match, in its sort order, streamed as CSV or JSON lines",
+        response_model=None,
+        responses=DOWNLOAD_RESPONSES,
+    )
+    async def export_orders(
+        request: Request,
+        format: Annotated[DownloadFormat, Query(description="`csv` (spreadsheet-safe) or `jsonl`")] = "csv",
+        flt: repository.OrderFilter = Depends(order_filter),
+        sort: Sort = "-created_at",
+        principal: Principal = Depends(require_roles(*READ_ROLES)),
+    ) -> BoundedStreamingResponse:
+        timeout_s: float = request.app.state.settings.http_download_timeout_s
+        query, args = repository.export_query(
+            flt, sort_column=sort.lstrip("-"), descending=sort.startswith("-")
+        )
+        rows = cursor_rows(ctx.require_pool(), query, *args, statement_timeout_s=timeout_s)
+        return download_response(
+            download_lines(rows, repository.ORDER_COLUMN_NAMES, format),
+            name="orders",
+            format=format,
+            timeout_s=timeout_s,
+        )
 
     @router.get(
         "/summary",

@@ -25,6 +25,7 @@ ORDER_COLUMNS = (
     " campaign_id, amount, currency, channel, state, fulfilment_status, status_reason, needs_attention,"
     " late_events, created_at, updated_at"
 )
+ORDER_COLUMN_NAMES = tuple(name.strip() for name in ORDER_COLUMNS.split(","))
 
 
 @dataclass(frozen=True)
@@ -437,6 +438,19 @@ async def list_orders(
         *page_args,
     )
     return list(rows), int(total)
+
+
+def export_query(flt: OrderFilter, *, sort_column: str, descending: bool) -> tuple[str, list[Any]]:
+    """Every order matching `flt` in the listing's order (sort column, then order id): SQL and args."""
+    assert sort_column in ("created_at", "updated_at")
+    clauses, args = flt.where()
+    direction = "DESC" if descending else "ASC"
+    return (
+        f"SELECT {ORDER_COLUMNS} FROM orders"
+        + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        + f" ORDER BY {sort_column} {direction}, order_id {direction}",
+        args,
+    )
 
 
 async def summary(conn: Connection, campaign_id: str | None) -> list[asyncpg.Record]:

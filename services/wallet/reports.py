@@ -8,10 +8,6 @@ formula are prefixed with a quote.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -19,15 +15,13 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
 
 from chassis.auth import Principal, Role, require_roles
-from chassis.http import BoundedStreamingResponse
+from chassis.downloads import cursor_rows, download_lines, download_response
 from chassis.inputs import INT64_MAX
-from chassis.spreadsheet import spreadsheet_safe
 from contracts.wallet import EntryType
 
 from .views import TransactionPage
 
 REPORT_ROLES = (Role.FINANCE, Role.ADMIN, Role.AUDITOR)
-STREAM_PREFETCH = 500
 
 COLUMNS = (
     "seq",
@@ -83,12 +77,6 @@ def _text(value: Any) -> str:
 
 def row_values(row: Any) -> dict[str, str | None]:
     return {column: (None if row[column] is None else _text(row[column])) for column in COLUMNS}
-
-
-def csv_line(values: list[str]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerow([spreadsheet_safe(v) for v in values])
-    return buffer.getvalue()
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -165,33 +153,13 @@ def build_reports_router() -> APIRouter:
                 "debited": str(debited),
                 "net": str(credited - debited),
             }
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
         timeout_s = request.app.state.settings.http_download_timeout_s
-        return BoundedStreamingResponse(
-            _stream(pool, args, format, statement_timeout_s=timeout_s),
+        stream = cursor_rows(pool, _SELECT + " ORDER BY e.seq", *args, statement_timeout_s=timeout_s)
+        return download_response(
+            download_lines(stream, COLUMNS, format, row_values),
+            name="wallet-transactions",
+            format=format,
             timeout_s=timeout_s,
-            media_type=media,
-            headers={"Content-Disposition": f'attachment; filename="wallet-transactions-{stamp}.{format}"'},
         )
 
     return router
-
-
-async def _stream(
-    pool: asyncpg.Pool, args: tuple[Any, ...], format: str, *, statement_timeout_s: float
-) -> AsyncIterator[str]:
-    """Rows straight from a server-side cursor: memory stays flat however long the report is; each
-    fetch may take `statement_timeout_s` at most."""
-    if format == "csv":
-        yield csv_line(list(COLUMNS))
-    async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
-        await conn.execute(
-            "SELECT set_config('statement_timeout', $1, true)", f"{int(statement_timeout_s * 1000)}ms"
-        )
-        async for row in conn.cursor(_SELECT + " ORDER BY e.seq", *args, prefetch=STREAM_PREFETCH):
-            values = row_values(row)
-            if format == "csv":
-                yield csv_line([v or "" for v in values.values()])
-            else:
-                yield json.dumps(values, separators=(",", ":")) + "\n"
