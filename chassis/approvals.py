@@ -315,6 +315,18 @@ async def load_approval(conn: Connection, approval_id: uuid.UUID) -> Approval | 
     return None if row is None else Approval.of(row)
 
 
+async def pending_like(conn: Connection, kind: str, request: Mapping[str, Any]) -> Approval | None:
+    """The oldest pending approval of `kind` whose request holds every item of `request` (say the same
+    idempotency key), so a repeated request answers with the approval it already waits for."""
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM approvals WHERE status = 'pending' AND kind = $1"
+        " AND request @> $2::text::jsonb ORDER BY created_at LIMIT 1",
+        kind,
+        canonical_json(request),
+    )
+    return None if row is None else Approval.of(row)
+
+
 async def list_approvals(
     conn: Connection,
     *,

@@ -10,7 +10,14 @@ import asyncpg
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from chassis.approvals import PENDING_RESPONSE, Approval, ApprovalAction, Approvals, pending_answer
+from chassis.approvals import (
+    PENDING_RESPONSE,
+    Approval,
+    ApprovalAction,
+    Approvals,
+    pending_answer,
+    pending_like,
+)
 from chassis.audit import append_audit
 from chassis.auth import STAFF_ROLES, Principal, Role, require_roles
 from chassis.db import Connection
@@ -260,7 +267,10 @@ def build_router(
         pool = _pool(request)
         async with pool.acquire() as conn, conn.transaction():
             amount = await _amount_of(conn, body)
-            if amount > adjustment_approval_above:
+            if amount > adjustment_approval_above and await repo.entry_by_key(conn, key) is None:
+                waiting = await pending_like(conn, ADJUSTMENT_APPROVAL, {"idempotency_key": key})
+                if waiting is not None:  # the same request again: the approval it already waits for
+                    return pending_answer(waiting)
                 pending = await approvals.request(
                     conn,
                     kind=ADJUSTMENT_APPROVAL,

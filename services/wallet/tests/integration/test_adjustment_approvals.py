@@ -103,3 +103,27 @@ async def test_a_rejected_adjustment_is_never_posted(wallet: RunningWallet) -> N
         ("approval.requested", "finance:fiona"),
         ("approval.rejected", "admin:ann"),
     ]
+
+
+async def test_a_repeated_large_adjustment_waits_for_the_same_approval_and_then_answers_its_entry(
+    wallet: RunningWallet,
+) -> None:
+    member = f"m-{uuid.uuid4().hex[:8]}"
+    body = {
+        "amount": "30000",
+        "reason_code": "goodwill",
+        "reason": "outage",
+        "idempotency_key": f"k-{member}",
+    }
+    url = URL.format(member=member)
+
+    first = await wallet.http.post(url, json=body, headers=wallet.auth("finance", "fiona"))
+    again = await wallet.http.post(url, json=body, headers=wallet.auth("finance", "fiona"))
+    approval_id = first.json()["approval_id"]
+    approved = await decide(wallet.http, approval_id, "approve", wallet.auth(APPROVER, "paula"))
+    after = await wallet.http.post(url, json=body, headers=wallet.auth("finance", "fiona"))
+
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert again.json()["approval_id"] == approval_id
+    assert (after.status_code, after.json()["entry_id"]) == (200, approved.json()["result"]["entry_id"])
+    assert await balance(wallet, member) == "30000"
