@@ -4,7 +4,9 @@ One relay per schema publishes at a time, so events of one key leave in the orde
 It reads the oldest unpublished rows (id order), publishes them as one Kafka transaction, marks them
 published after the commit, and retries forever with backoff. It wakes on LISTEN/NOTIFY, with a polling
 fallback. A crash after the commit but before the rows were marked republishes them: consumers dedupe
-by event_id (inbox), so delivery is at-least-once and effects exactly-once.
+by event_id (inbox), so delivery is at-least-once and effects exactly-once. A published event of a
+sensitive topic (`TopicSpec.sensitive`: sealed codes, contact details, one-time codes) keeps its row
+but not its payload, which is emptied as the row is marked.
 
 Leadership survives a frozen leader (SIGSTOP, a stalled VM). A session advisory lock would not: the
 frozen process keeps its session, so the lock, forever. Instead:
@@ -88,7 +90,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,6 +109,7 @@ from aiokafka.errors import (
 from prometheus_client import Counter, Gauge
 
 from contracts.envelope import Envelope
+from contracts.registry import SENSITIVE_TOPICS
 
 from .db import Connection, advisory_lock_key, quote_ident
 from .errors import is_transient
@@ -259,6 +262,7 @@ class OutboxRelay:
         lease_ttl_s: float = 3.0,
         coalesce_s: float = 0.004,
         max_publish_attempts: int = 5,
+        sensitive_topics: Collection[str] = SENSITIVE_TOPICS,
     ) -> None:
         self._dsn = dsn
         self._schema = schema
@@ -274,6 +278,7 @@ class OutboxRelay:
         # so the refused record is found (the broker fails every record of the batch it refuses).
         self._one_by_one_through: int | None = None
         self._max_attempts = max(1, max_publish_attempts)
+        self._sensitive = sorted(sensitive_topics)
         self._standby_poll = min(poll_interval_s, lease_ttl_s / 6)
         # Unique per relay object: re-taking one's own lease after a failed round needs no wait.
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -494,10 +499,14 @@ class OutboxRelay:
         return len(rows)
 
     async def _mark_published(self, conn: Connection, rows: Sequence[asyncpg.Record]) -> None:
+        # A sensitive event (a sealed code, contact details, a one-time code) keeps its row (event id,
+        # topic, key, time: for dedupe, ordering and the lag figures) but not its payload.
         await conn.execute(
-            "UPDATE outbox SET published_at = clock_timestamp()"
+            "UPDATE outbox SET published_at = clock_timestamp(),"
+            " payload = CASE WHEN topic = ANY($2::text[]) THEN ''::bytea ELSE payload END"
             " WHERE id = ANY($1::bigint[]) AND published_at IS NULL",
             [r["id"] for r in rows],
+            self._sensitive,
         )
         OUTBOX_PUBLISHED.labels(self._schema).inc(len(rows))
 

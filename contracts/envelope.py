@@ -73,7 +73,16 @@ def _known_fields(model: type[BaseModel]) -> frozenset[str]:
 
 
 class EventData(ContractModel):
-    """Base of every payload model (`data` of the envelope)."""
+    """Base of every payload model (`data` of the envelope).
+
+    `SCHEMA_VERSION` is the version of the payload a producer sends now. A payload whose shape changed
+    incompatibly gets a new version and keeps its earlier models in `EARLIER_VERSIONS`, so consumers
+    keep reading what is already on the topic (`Envelope.decode` picks the model of each message's
+    version; the handler sees an instance of that model).
+    """
+
+    SCHEMA_VERSION: ClassVar[int] = SCHEMA_VERSION
+    EARLIER_VERSIONS: ClassVar[Mapping[int, type[EventData]]] = {}
 
 
 D = TypeVar("D", bound=EventData)
@@ -122,6 +131,7 @@ class Envelope(BaseModel, Generic[D]):
         return concrete(
             event_id=new_id,
             event_type=event_type,
+            schema_version=data.SCHEMA_VERSION,
             occurred_at=occurred_at or datetime.now(UTC),
             producer=producer,
             correlation_id=correlation_id or str(new_id),
@@ -161,20 +171,29 @@ class Envelope(BaseModel, Generic[D]):
             raise ContractViolation(f"undecodable message: {exc}", code="undecodable") from exc
         if not isinstance(document, dict):
             raise ContractViolation("message is not a JSON object", code="undecodable")
-        # Version and type first: a newer or misplaced event usually fails its payload too, and
+        # Type and version first: a misplaced or newer event usually fails its payload too, and
         # "wrong topic" or "too new" is the explanation an operator needs, not a field error.
-        version = document.get("schema_version", SCHEMA_VERSION)
-        if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
-            raise ContractViolation(
-                f"schema_version {version} is newer than this consumer reads ({SCHEMA_VERSION})",
-                code="unsupported_schema_version",
-            )
         event_type = document.get("event_type")
         if expected_type is not None and isinstance(event_type, str) and event_type != expected_type:
             raise ContractViolation(
                 f"event_type {event_type!r} does not belong on {expected_type!r}",
                 code="wrong_event_type",
             )
+        version = document.get("schema_version", SCHEMA_VERSION)
+        if isinstance(version, int) and not isinstance(version, bool):
+            reads = data_model.SCHEMA_VERSION
+            if version > reads:
+                raise ContractViolation(
+                    f"schema_version {version} is newer than this consumer reads ({reads})",
+                    code="unsupported_schema_version",
+                )
+            if version < reads:
+                if version not in data_model.EARLIER_VERSIONS:
+                    raise ContractViolation(
+                        f"schema_version {version} is older than any this consumer reads",
+                        code="unsupported_schema_version",
+                    )
+                data_model = cast("type[D]", data_model.EARLIER_VERSIONS[version])
         try:
             envelope = cls[data_model].model_validate(document, context={"tolerant": True})  # type: ignore[index]
         except ValidationError as exc:
@@ -194,7 +213,7 @@ def _decode_valid(raw: bytes | str, data_model: type[EventData], expected_type: 
         envelope = _concrete_envelope(data_model).model_validate_json(raw, context={"tolerant": True})
     except ValidationError:
         return None
-    if envelope.schema_version > SCHEMA_VERSION:
+    if envelope.schema_version != data_model.SCHEMA_VERSION:
         return None
     if expected_type is not None and envelope.event_type != expected_type:
         return None

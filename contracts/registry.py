@@ -65,6 +65,9 @@ class TopicSpec:
     other_producers: tuple[str, ...] = ()
     compacted: bool = False
     """Kafka keeps the latest message per key forever: the topic is a snapshot, not a history."""
+    sensitive: bool = False
+    """Its payloads carry secrets or personal data (a sealed code, contact details, a one-time code):
+    the producer's outbox row keeps no payload once the event is published."""
 
     def __post_init__(self) -> None:
         fields = self.payload.model_fields
@@ -122,6 +125,7 @@ def _spec(
     key_fallback: str | None = None,
     other_producers: tuple[str, ...] = (),
     compacted: bool = False,
+    sensitive: bool = False,
 ) -> TopicSpec:
     return TopicSpec(
         name=name.value,
@@ -135,6 +139,7 @@ def _spec(
         key_fallback=key_fallback,
         other_producers=other_producers,
         compacted=compacted,
+        sensitive=sensitive,
     )
 
 
@@ -189,6 +194,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         key="redemption_id",
         producer="redemption",
         consumers=("order",),
+        sensitive=True,
         description="The storefront saga asks for a voucher order for points already debited.",
     ),
     _spec(
@@ -207,7 +213,8 @@ TOPICS: tuple[TopicSpec, ...] = (
         producer="voucher",
         consumers=("order", "delivery", "wallet", "support"),
         high_volume=True,
-        description="A code was issued to an order; the only topic carrying a clear code.",
+        sensitive=True,
+        description="A code was issued to an order; the code is sealed so that only delivery can open it.",
     ),
     _spec(
         Topics.VOUCHER_ISSUE_FAILED,
@@ -259,6 +266,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         producer="order",
         consumers=("delivery",),
         high_volume=True,
+        sensitive=True,
         description="Send an order's voucher to its recipient; carries the recipient's contact details.",
     ),
     _spec(
@@ -284,8 +292,9 @@ TOPICS: tuple[TopicSpec, ...] = (
         DeliveryMessageRequested,
         key="member_id",
         producer="support",
-        other_producers=("redemption",),
+        other_producers=("redemption", "wallet"),
         consumers=("delivery",),
+        sensitive=True,
         description="Send a templated message (not a voucher) to a member; may carry contact details.",
     ),
     _spec(
@@ -395,6 +404,9 @@ STATUS_TOPICS: frozenset[str] = frozenset(
 """Topics that report what happened (ids, states, amounts; never contact details or a clear code):
 downstream systems that do not read Kafka receive them as signed webhooks from the delivery service,
 which consumes each of them for that."""
+
+SENSITIVE_TOPICS: frozenset[str] = frozenset(spec.name for spec in TOPICS if spec.sensitive)
+"""Topics whose published outbox rows are emptied (`TopicSpec.sensitive`)."""
 
 BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in TOPICS}
 _BY_PAYLOAD: dict[type[EventData], TopicSpec] = {spec.payload: spec for spec in TOPICS}

@@ -1,10 +1,12 @@
 """Generate the committed event documentation: one JSON Schema per topic and the AsyncAPI document.
 
-    python -m contracts.schemagen           # write schemas/<topic>.v1.json and asyncapi.json
+    python -m contracts.schemagen           # write schemas/<topic>.v<n>.json and asyncapi.json
     python -m contracts.schemagen --check   # exit 1 if the committed files differ from the models
 
 Writing refuses (exit 2) a change that is incompatible with the committed schemas, so the committed
-files only ever move compatibly and stay the baseline the compatibility test compares against.
+files only ever move compatibly and stay the baseline the compatibility test compares against. An
+incompatible change is a new schema_version of the payload: the earlier version keeps its file (its
+model stays in `EARLIER_VERSIONS`, since consumers still read it) and the new one gets its own.
 """
 
 from __future__ import annotations
@@ -25,19 +27,34 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 SCHEMA_DIR = PACKAGE_DIR / "schemas"
 ASYNCAPI_PATH = PACKAGE_DIR / "asyncapi.json"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
-SCHEMA_SUFFIX = f".v{SCHEMA_VERSION}.json"
+SCHEMA_GLOB = "*.v*.json"
 
 Document = dict[str, Any]
 
 
-def topic_schema(spec: TopicSpec) -> Document:
-    """The envelope carrying this topic's payload, as it appears on the wire."""
-    envelope: type[Envelope[Any]] = Envelope.__class_getitem__(spec.payload)  # type: ignore[assignment]
+def schema_name(topic: str, version: int) -> str:
+    """`voucher.issued`, 2 → `voucher.issued.v2`: the key of one version's schema, and its file's stem."""
+    return f"{topic}.v{version}"
+
+
+def topic_schema(spec: TopicSpec, version: int | None = None) -> Document:
+    """The envelope carrying this topic's payload, as it appears on the wire: the current version, or
+    an earlier one consumers still read (`EventData.EARLIER_VERSIONS`)."""
+    current = spec.payload.SCHEMA_VERSION
+    version = current if version is None else version
+    payload = spec.payload if version == current else spec.payload.EARLIER_VERSIONS[version]
+    envelope: type[Envelope[Any]] = Envelope.__class_getitem__(payload)  # type: ignore[assignment]
     schema = envelope.model_json_schema(mode="serialization")
     schema["properties"]["event_type"] = {"const": spec.name, "title": "Event Type", "type": "string"}
+    if version != SCHEMA_VERSION:
+        schema["properties"]["schema_version"] = {
+            "const": version,
+            "title": "Schema Version",
+            "type": "integer",
+        }
     return {
         "$schema": JSON_SCHEMA_DIALECT,
-        "$id": f"urn:orchard:event:{spec.name}:v{SCHEMA_VERSION}",
+        "$id": f"urn:orchard:event:{spec.name}:v{version}",
         **schema,
         "title": spec.name,
         "description": spec.description,
@@ -45,13 +62,23 @@ def topic_schema(spec: TopicSpec) -> Document:
 
 
 def current_schemas() -> dict[str, Document]:
-    return {spec.name: topic_schema(spec) for spec in TOPICS}
+    """Every version of every topic the models read, by `schema_name` (earlier versions included)."""
+    schemas: dict[str, Document] = {}
+    for spec in TOPICS:
+        for version in (*spec.payload.EARLIER_VERSIONS, spec.payload.SCHEMA_VERSION):
+            schemas[schema_name(spec.name, version)] = topic_schema(spec, version)
+    return schemas
+
+
+def latest_schemas(schemas: Mapping[str, Document]) -> dict[str, Document]:
+    """Topic name → the schema of the version producers send now."""
+    return {spec.name: schemas[schema_name(spec.name, spec.payload.SCHEMA_VERSION)] for spec in TOPICS}
 
 
 def committed_schemas() -> dict[str, Document]:
     return {
-        path.name.removesuffix(SCHEMA_SUFFIX): json.loads(path.read_text(encoding="utf-8"))
-        for path in sorted(SCHEMA_DIR.glob(f"*{SCHEMA_SUFFIX}"))
+        path.name.removesuffix(".json"): json.loads(path.read_text(encoding="utf-8"))
+        for path in sorted(SCHEMA_DIR.glob(SCHEMA_GLOB))
     }
 
 
@@ -61,8 +88,8 @@ def render(document: Mapping[str, Any]) -> str:
 
 
 def generated_files(schemas: Mapping[str, Document]) -> dict[Path, str]:
-    files = {SCHEMA_DIR / f"{name}{SCHEMA_SUFFIX}": render(schema) for name, schema in schemas.items()}
-    files[ASYNCAPI_PATH] = render(build_asyncapi(schemas))
+    files = {SCHEMA_DIR / f"{name}.json": render(schema) for name, schema in schemas.items()}
+    files[ASYNCAPI_PATH] = render(build_asyncapi(latest_schemas(schemas)))
     return files
 
 
@@ -71,7 +98,7 @@ def out_of_date(files: Mapping[Path, str]) -> list[Path]:
     differing = [
         path for path, text in files.items() if not path.exists() or path.read_text(encoding="utf-8") != text
     ]
-    leftovers = [path for path in sorted(SCHEMA_DIR.glob(f"*{SCHEMA_SUFFIX}")) if path not in files]
+    leftovers = [path for path in sorted(SCHEMA_DIR.glob(SCHEMA_GLOB)) if path not in files]
     return differing + leftovers
 
 

@@ -112,6 +112,21 @@ ClearCode = Annotated[
 ]
 """A voucher code in clear text. Kept as a secret in memory so a logged model never shows it."""
 
+SEALED_CODE_PATTERN = r"^[a-z0-9]+\.[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]+$"
+SealedCode = Annotated[
+    str,
+    StringConstraints(pattern=SEALED_CODE_PATTERN, max_length=4096),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": SEALED_CODE_PATTERN,
+            "description": "a voucher code sealed for the delivery service: `<scheme>.<key id>.<base64url>`; "
+            "opaque to everyone else",
+        }
+    ),
+]
+"""A voucher code encrypted so that only the holder of the delivery service's private key can open it."""
+
 
 class Channel(StrEnum):
     EMAIL = "email"

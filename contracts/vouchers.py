@@ -1,14 +1,17 @@
 """Campaigns and voucher codes: `campaign.changed`, `voucher.issued`, `voucher.issue_failed`,
 `voucher.stock_low`, `voucher.redeemed`, `voucher.redemption_refused`, `voucher.status_changed`.
 
-Only `voucher.issued` carries a code in clear text; every other topic names codes by `code_id`.
+No topic carries a clear code: `voucher.issued` (schema_version 2) carries it sealed for the delivery
+service; every other topic names codes by `code_id`. Version 1 of `voucher.issued` (the clear code) is
+still read, so messages already on the topic are handled.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Self
+from typing import ClassVar, Self
 
 from pydantic import Field, model_validator
 
@@ -23,6 +26,7 @@ from contracts.values import (
     NonNegativeMoney,
     PositiveMoney,
     RewardType,
+    SealedCode,
     Text,
     UtcDatetime,
 )
@@ -91,9 +95,9 @@ class CampaignChanged(EventData):
         return self
 
 
-class VoucherIssued(EventData):
-    """A code was issued to an order, exactly one per order. The only topic with a clear code:
-    in production only the delivery service may read it."""
+class VoucherIssuedV1(EventData):
+    """`voucher.issued` as version 1 sent it, with the clear code; read only (nothing sends it now).
+    Its fields repeat version 2's on purpose: a record of what was sent, it must not move with it."""
 
     order_id: uuid.UUID
     campaign_id: Identifier
@@ -103,6 +107,27 @@ class VoucherIssued(EventData):
     face_value: PositiveMoney
     currency: Currency
     expires_at: UtcDatetime | None = Field(default=None, description="absent: never expires")
+
+
+class VoucherIssued(EventData):
+    """A code was issued to an order, exactly one per order. The code travels sealed: only the
+    delivery service can open `sealed_code`; everyone else keeps `masked_code`."""
+
+    SCHEMA_VERSION: ClassVar[int] = 2
+    EARLIER_VERSIONS: ClassVar[Mapping[int, type[EventData]]] = {1: VoucherIssuedV1}
+
+    order_id: uuid.UUID
+    campaign_id: Identifier
+    code_id: uuid.UUID
+    sealed_code: SealedCode
+    masked_code: Identifier = Field(description="safe to show and log, e.g. `****-****-9Q2M`")
+    face_value: PositiveMoney
+    currency: Currency
+    expires_at: UtcDatetime | None = Field(default=None, description="absent: never expires")
+
+
+AnyVoucherIssued = VoucherIssued | VoucherIssuedV1
+"""What a `voucher.issued` consumer may be handed: the current version or one still on the topic."""
 
 
 class VoucherIssueFailed(EventData):

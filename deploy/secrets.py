@@ -12,7 +12,9 @@ import base64
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from chassis.sealed_codes import new_key_pair, public_key_of
 from deploy.infra.errors import InfraError
 
 MIN_PASSWORD_LENGTH = 16
@@ -30,6 +32,11 @@ def _password() -> str:
     return secrets.token_urlsafe(24)
 
 
+def _seal_private_key() -> str:
+    # The key id names the day it was drawn, so a rotated pair never reuses its predecessor's id.
+    return new_key_pair(f"k{datetime.now(UTC):%Y%m%d}")[0]
+
+
 @dataclass(frozen=True)
 class SecretSpec:
     name: str
@@ -38,6 +45,9 @@ class SecretSpec:
     in_compose: bool = True
     """Compose runs its own single PLAINTEXT broker in development mode; Kafka principals are for
     clusters that enforce them (deploy/k8s, `orchard acls`)."""
+    derived_from: str | None = None
+    """Not drawn but computed from that other secret's fresh value by `derive` (a key pair's public half)."""
+    derive: Callable[[str], str] | None = None
 
 
 def role_password_setting(service: str) -> str:
@@ -64,6 +74,18 @@ def secret_specs(services: Iterable[str]) -> list[SecretSpec]:
         ),
         SecretSpec("ORCHARD_VOUCHER_LOOKUP_KEY", "voucher code lookup HMAC key", _key32),
         SecretSpec("ORCHARD_DELIVERY_CODE_KEY", "delivery's key for codes it holds until sent", _fernet_key),
+        SecretSpec(
+            "ORCHARD_DELIVERY_SEAL_KEY",
+            "delivery's private key opening the codes voucher.issued carries sealed (X25519, `id:base64`)",
+            _seal_private_key,
+        ),
+        SecretSpec(
+            "ORCHARD_VOUCHER_SEAL_PUBLIC_KEY",
+            "its public half, which the voucher service seals codes under",
+            _seal_private_key,
+            derived_from="ORCHARD_DELIVERY_SEAL_KEY",
+            derive=public_key_of,
+        ),
         SecretSpec("ORCHARD_REDEMPTION_OTP_KEY", "redemption's one-time code HMAC key", _key32),
         SecretSpec(
             "ORCHARD_REDEMPTION_PIN_PEPPER", "redemption's key for member PINs before hashing", _key32
@@ -89,8 +111,13 @@ def secret_specs(services: Iterable[str]) -> list[SecretSpec]:
 
 
 def fresh_secrets(services: Iterable[str]) -> dict[str, str]:
-    """A new value for every secret, none shared with another."""
-    return {spec.name: spec.generate() for spec in secret_specs(services)}
+    """A new value for every secret, none shared with another (a derived one computed from its source)."""
+    specs = secret_specs(services)
+    values = {spec.name: spec.generate() for spec in specs if spec.derived_from is None}
+    for spec in specs:
+        if spec.derived_from is not None and spec.derive is not None:
+            values[spec.name] = spec.derive(values[spec.derived_from])
+    return {spec.name: values[spec.name] for spec in specs}
 
 
 def render_env_file(values: Mapping[str, str], services: Iterable[str]) -> str:

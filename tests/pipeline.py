@@ -149,7 +149,7 @@ def messages_by_recipient(system: System) -> Counter[str]:
 
 
 async def issued(system: System, campaign_id: str) -> list[dict[str, Any]]:
-    """Every `voucher.issued` envelope of a campaign (clear codes included: the test reads the topic)."""
+    """Every `voucher.issued` envelope of a campaign (codes sealed: only the delivery service opens them)."""
     records = await read_topic(system.config.bootstrap_servers, Topics.VOUCHER_ISSUED, timeout=20)
     envelopes = [json.loads(r.value) for r in records]
     return [e for e in envelopes if e["data"]["campaign_id"] == campaign_id]

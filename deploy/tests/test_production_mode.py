@@ -65,7 +65,11 @@ def test_outside_development_every_development_key_is_refused_naming_its_setting
         "ORCHARD_JWT_SECRET",
         "ORCHARD_VOUCHER_ENCRYPTION_KEYS",
         "ORCHARD_VOUCHER_LOOKUP_KEY",
+        "ORCHARD_VOUCHER_SEAL_PUBLIC_KEY",
     ]
+    assert "ORCHARD_DELIVERY_SEAL_KEY is the development default, which is published in the source" in (
+        DeliverySettings().startup_refusals()
+    )
     assert any(
         line.startswith("ORCHARD_REDEMPTION_OTP_KEY is the development default")
         for line in RedemptionSettings().startup_refusals()
@@ -135,7 +139,12 @@ def test_a_service_started_outside_development_with_development_keys_exits_sayin
     default = "is the development default, which is published in the source"
     assert result.stderr.strip().splitlines() == [
         f"orchard voucher: refusing to start: {setting} {default}"
-        for setting in ("ORCHARD_JWT_SECRET", "ORCHARD_VOUCHER_ENCRYPTION_KEYS", "ORCHARD_VOUCHER_LOOKUP_KEY")
+        for setting in (
+            "ORCHARD_JWT_SECRET",
+            "ORCHARD_VOUCHER_ENCRYPTION_KEYS",
+            "ORCHARD_VOUCHER_LOOKUP_KEY",
+            "ORCHARD_VOUCHER_SEAL_PUBLIC_KEY",
+        )
     ]
 
 

@@ -2,11 +2,13 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import uuid
 
 import asyncpg
 import pytest
 from pydantic import SecretStr
 
+from chassis.sealed_codes import CodeOpener, CodeSealer
 from chassis.settings import SERVICE_PORTS
 from deploy.infra.errors import InfraError
 from deploy.secrets import fresh_secrets, render_env_file, role_password_setting, role_passwords
@@ -27,6 +29,10 @@ def test_fresh_secrets_are_all_different_and_in_the_formats_the_services_read():
     sealed = voucher.seal("GIFT-1234", voucher.lookup_hash("GIFT-1234"))
     assert voucher.open(sealed.key_id, sealed.secret, voucher.lookup_hash("GIFT-1234")) == "GIFT-1234"
     assert delivery.open(delivery.seal(SecretStr("GIFT-1234"))).get_secret_value() == "GIFT-1234"
+    code_id = uuid.uuid4()
+    sealed_for_delivery = CodeSealer(values["ORCHARD_VOUCHER_SEAL_PUBLIC_KEY"]).seal("GIFT-1234", code_id)
+    opener = CodeOpener([values["ORCHARD_DELIVERY_SEAL_KEY"]])
+    assert opener.open(sealed_for_delivery, code_id).get_secret_value() == "GIFT-1234"
     assert fresh_secrets(SERVICE_PORTS) != values
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 
 from chassis.production import https_refusal, secret_setting
+from chassis.sealed_codes import dev_key_pair
 from chassis.settings import Settings
 from contracts.values import Channel
 
@@ -18,6 +19,7 @@ _DEV_CODE_KEY = base64.urlsafe_b64encode(hashlib.sha256(b"orchard-local-dev-deli
 
 
 _DEV_PROVIDER_TOKEN = "local-token"
+_DEV_SEAL_KEY = dev_key_pair()[0]
 
 
 def _csv(value: str) -> frozenset[str]:
@@ -80,6 +82,11 @@ class DeliverySettings(Settings):
     fallback_default: bool = Field(default=False, alias="ORCHARD_DELIVERY_FALLBACK_DEFAULT")
 
     code_key: SecretStr = secret_setting(_DEV_CODE_KEY.decode(), "ORCHARD_DELIVERY_CODE_KEY")
+    seal_key: SecretStr = secret_setting(_DEV_SEAL_KEY, "ORCHARD_DELIVERY_SEAL_KEY")
+    """The private key (`id:base64`, X25519) opening the codes `voucher.issued` carries sealed; the
+    voucher service holds its public half (`ORCHARD_VOUCHER_SEAL_PUBLIC_KEY`)."""
+    seal_previous_key: SecretStr | None = Field(default=None, alias="ORCHARD_DELIVERY_SEAL_PREVIOUS_KEY")
+    """The private key before the last rotation: codes sealed under it still open."""
     code_retention_days: int = Field(default=30, ge=0, alias="ORCHARD_DELIVERY_CODE_RETENTION_DAYS")
     templates_dir: Path | None = Field(default=None, alias="ORCHARD_DELIVERY_TEMPLATES_DIR")
 

@@ -16,7 +16,13 @@ from contracts.envelope import Envelope, EventData
 from contracts.orders import OrderCancelRequested, OrderCreateRequested, OrderSource
 from contracts.topics import Topics
 from contracts.values import Channel
-from contracts.vouchers import CampaignChanged, CampaignStatus, VoucherIssued, VoucherIssueFailed
+from contracts.vouchers import (
+    AnyVoucherIssued,
+    CampaignChanged,
+    CampaignStatus,
+    VoucherIssued,
+    VoucherIssueFailed,
+)
 
 from . import intake, repository
 from .domain import OrderEvent
@@ -94,7 +100,7 @@ async def on_record_submitted(conn: Connection, envelope: Envelope[SubmittedReco
     await on_records_submitted(conn, [envelope])
 
 
-def _voucher_issued(envelope: Envelope[VoucherIssued]) -> Followed:
+def _voucher_issued(envelope: Envelope[AnyVoucherIssued]) -> Followed:
     data = envelope.data
     return Followed(
         data.order_id, OrderEvent.VOUCHER_ISSUED, _cause(envelope), f"code {data.masked_code} issued"

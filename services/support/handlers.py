@@ -12,7 +12,7 @@ from contracts.envelope import Envelope
 from contracts.orders import OrderStateChanged
 from contracts.support import TicketCategory
 from contracts.topics import Topics
-from contracts.vouchers import VoucherIssued, VoucherStatusChanged
+from contracts.vouchers import AnyVoucherIssued, VoucherIssued, VoucherStatusChanged
 from contracts.wallet import WalletTransactionRecorded
 from services.support import portal_repository as orders
 from services.support import ticket_repository as ticket_repo
@@ -55,7 +55,7 @@ def subscriptions(ctx: SupportContext) -> list[Subscription]:
         await ticket_repo.attach_member_to_order_tickets(conn, data.order_id, data.member_id, data.booking_id)
 
     async def on_voucher_issued(conn: Connection, envelope: Envelope[Any]) -> None:
-        data: VoucherIssued = envelope.data
+        data: AnyVoucherIssued = envelope.data
         # Only the masked code is kept: the clear one never reaches this service's tables or logs.
         await orders.upsert_voucher(
             conn,

@@ -30,7 +30,7 @@ import asyncpg
 from chassis.db import Connection
 from chassis.errors import TransientError
 from contracts.envelope import Envelope, EventData
-from contracts.values import ClearCode, RewardType
+from contracts.values import RewardType
 from contracts.vouchers import (
     CampaignStatus,
     CodeStatus,
@@ -225,7 +225,7 @@ async def _record(conn: Connection, vault: CodeVault, campaign: asyncpg.Record, 
             order_id=request.order_id,
             campaign_id=campaign_id,
             code_id=code["code_id"],
-            code=ClearCode(clear),
+            sealed_code=vault.seal_for_delivery(clear, code["code_id"]),
             masked_code=mask(clear),
             face_value=grant.value,
             currency=campaign["currency"],

@@ -1,4 +1,5 @@
-"""Codes at rest: AES-GCM encryption with a key id (rotation), HMAC-SHA256 lookup hashes.
+"""Codes at rest: AES-GCM encryption with a key id (rotation), HMAC-SHA256 lookup hashes; codes
+leaving the service: sealed under the delivery service's public key (chassis.sealed_codes).
 
 The ciphertext is bound to the code's lookup hash (associated data), so a ciphertext copied onto
 another code's row does not decrypt.
@@ -10,10 +11,13 @@ import base64
 import hashlib
 import hmac
 import os
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from chassis.sealed_codes import CodeSealer
 
 NONCE_BYTES = 12
 # 128 bits of HMAC-SHA256: no two of even billions of codes share one by chance, and the unique
@@ -53,7 +57,14 @@ class Sealed:
 class CodeVault:
     """Encrypts, decrypts and hashes codes; holds every key it may need to read old rows."""
 
-    def __init__(self, keys: Mapping[str, bytes], active_key_id: str | None, lookup_key: bytes) -> None:
+    def __init__(
+        self,
+        keys: Mapping[str, bytes],
+        active_key_id: str | None,
+        lookup_key: bytes,
+        *,
+        delivery_sealer: CodeSealer | None = None,
+    ) -> None:
         if not keys:
             raise KeyConfigError("no encryption key configured")
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keys.items()}
@@ -63,6 +74,7 @@ class CodeVault:
         if len(lookup_key) < 16:
             raise KeyConfigError("the lookup key must be at least 16 bytes")
         self._lookup = hmac.new(lookup_key, digestmod=hashlib.sha256)
+        self._delivery_sealer = delivery_sealer
 
     def lookup_hash(self, code: str) -> bytes:
         mac = self._lookup.copy()
@@ -79,6 +91,12 @@ class CodeVault:
         if cipher is None:
             raise KeyConfigError(f"the key {key_id!r} that sealed this code is not configured")
         return cipher.decrypt(secret[:NONCE_BYTES], secret[NONCE_BYTES:], lookup_hash).decode()
+
+    def seal_for_delivery(self, code: str, code_id: uuid.UUID) -> str:
+        """The code as `voucher.issued` carries it: sealed so that only the delivery service opens it."""
+        if self._delivery_sealer is None:
+            raise KeyConfigError("no seal public key configured: codes cannot be issued")
+        return self._delivery_sealer.seal(code, code_id)
 
     def __repr__(self) -> str:
         return f"CodeVault(active_key_id={self.active_key_id!r}, keys={sorted(self._ciphers)})"

@@ -19,7 +19,7 @@ import asyncpg
 from chassis.db import Connection
 from chassis.errors import TransientError
 from contracts.envelope import Envelope
-from contracts.values import ClearCode, RewardType
+from contracts.values import RewardType
 from contracts.vouchers import (
     CampaignStatus,
     CodeStatus,
@@ -201,7 +201,7 @@ async def issue(
         order_id=req.order_id,
         campaign_id=req.campaign_id,
         code_id=code["code_id"],
-        code=ClearCode(clear),
+        sealed_code=vault.seal_for_delivery(clear, code["code_id"]),
         masked_code=mask(clear),
         face_value=value,
         currency=campaign["currency"],

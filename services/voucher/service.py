@@ -8,6 +8,7 @@ from pathlib import Path
 from chassis.approvals import approvals_router
 from chassis.audit_api import audit_router
 from chassis.jobs import PeriodicJob
+from chassis.sealed_codes import CodeSealer
 from chassis.service import ServiceRuntime, ServiceSpec
 from contracts.topics import Topics
 
@@ -28,6 +29,7 @@ def build_vault(settings: VoucherSettings) -> CodeVault:
         parse_keys(settings.encryption_keys.get_secret_value()),
         settings.active_key_id,
         base64.b64decode(settings.lookup_key.get_secret_value()),
+        delivery_sealer=CodeSealer(settings.seal_public_key),
     )
 
 

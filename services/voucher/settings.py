@@ -9,6 +9,7 @@ from decimal import Decimal
 from pydantic import Field, SecretStr
 
 from chassis.production import secret_setting
+from chassis.sealed_codes import dev_key_pair
 from chassis.settings import Settings
 
 
@@ -19,17 +20,21 @@ def _dev_key(label: str) -> str:
 
 DEV_ENCRYPTION_KEYS = f"dev1:{_dev_key('voucher-encryption')}"
 DEV_LOOKUP_KEY = _dev_key("voucher-lookup")
+DEV_SEAL_PUBLIC_KEY = dev_key_pair()[1]
 
 
 class VoucherSettings(Settings):
     """`ORCHARD_VOUCHER_ENCRYPTION_KEYS` is `id:base64key,id:base64key` (32-byte AES keys); new codes are
     encrypted under `ORCHARD_VOUCHER_ACTIVE_KEY_ID` (default: the first), older keys stay for reading.
+    `ORCHARD_VOUCHER_SEAL_PUBLIC_KEY` is the delivery service's public key (`id:base64`, X25519) that
+    each issued code is sealed under for `voucher.issued`; this service cannot open what it seals.
     """
 
     service_name: str = Field(default="voucher", alias="ORCHARD_SERVICE")
     encryption_keys: SecretStr = secret_setting(DEV_ENCRYPTION_KEYS, "ORCHARD_VOUCHER_ENCRYPTION_KEYS")
     active_key_id: str | None = Field(default=None, alias="ORCHARD_VOUCHER_ACTIVE_KEY_ID")
     lookup_key: SecretStr = secret_setting(DEV_LOOKUP_KEY, "ORCHARD_VOUCHER_LOOKUP_KEY")
+    seal_public_key: SecretStr = secret_setting(DEV_SEAL_PUBLIC_KEY, "ORCHARD_VOUCHER_SEAL_PUBLIC_KEY")
     expiry_interval_s: float = Field(default=60.0, alias="ORCHARD_VOUCHER_EXPIRY_INTERVAL")
     hold_interval_s: float = Field(default=2.0, alias="ORCHARD_VOUCHER_HOLD_INTERVAL")
     max_codes_per_request: int = Field(default=1_000_000, ge=1, alias="ORCHARD_VOUCHER_MAX_CODES_PER_REQUEST")

@@ -19,7 +19,7 @@ from contracts.redemption import RedemptionRecorded
 from contracts.support import SupportResendRequested
 from contracts.topics import Topics
 from contracts.values import RewardType
-from contracts.vouchers import VoucherIssued, VoucherStatusChanged
+from contracts.vouchers import AnyVoucherIssued, VoucherIssued, VoucherStatusChanged
 from contracts.wallet import EntryType, WalletCreditRequested, WalletDebitRequested, WalletReference
 
 from . import readmodel, readmodel_batch
@@ -98,7 +98,7 @@ class WalletHandlers:
     async def order_state_changed(self, conn: Connection, env: Envelope[OrderStateChanged]) -> None:
         await readmodel.apply_order_state(conn, env.data, env.occurred_at)
 
-    async def voucher_issued(self, conn: Connection, env: Envelope[VoucherIssued]) -> None:
+    async def voucher_issued(self, conn: Connection, env: Envelope[AnyVoucherIssued]) -> None:
         await readmodel.apply_voucher_issued(conn, env.data, env.occurred_at)
 
     async def voucher_status_changed(self, conn: Connection, env: Envelope[VoucherStatusChanged]) -> None:

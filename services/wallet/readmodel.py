@@ -21,7 +21,7 @@ from chassis.audit import canonical_json
 from chassis.db import Connection
 from contracts.delivery import DeliveryFailed, DeliverySucceeded
 from contracts.orders import OrderStateChanged
-from contracts.vouchers import CodeStatus, VoucherIssued, VoucherStatusChanged
+from contracts.vouchers import AnyVoucherIssued, CodeStatus, VoucherStatusChanged
 
 from .domain import DeliveryStatus, delivery_status
 from .member_audit import AuditFact, append_member_audit
@@ -186,7 +186,7 @@ VOUCHER_UPSERT = """
 """
 
 
-def voucher_args(data: VoucherIssued, occurred_at: datetime) -> tuple[Any, ...]:
+def voucher_args(data: AnyVoucherIssued, occurred_at: datetime) -> tuple[Any, ...]:
     return (
         data.order_id,
         data.campaign_id,
@@ -211,16 +211,16 @@ CODE_ISSUED_UPSERT = """
 """
 
 
-def code_issued_args(data: VoucherIssued, occurred_at: datetime) -> tuple[Any, ...]:
+def code_issued_args(data: AnyVoucherIssued, occurred_at: datetime) -> tuple[Any, ...]:
     return (data.order_id, data.code_id, data.masked_code, occurred_at, data.expires_at)
 
 
-def voucher_fact(data: VoucherIssued, occurred_at: datetime) -> OrderFact:
+def voucher_fact(data: AnyVoucherIssued, occurred_at: datetime) -> OrderFact:
     details = {"order_id": str(data.order_id), "code_id": str(data.code_id), "masked_code": data.masked_code}
     return OrderFact(data.order_id, "service:voucher", "voucher_issued", occurred_at, details)
 
 
-async def apply_voucher_issued(conn: Connection, data: VoucherIssued, occurred_at: datetime) -> None:
+async def apply_voucher_issued(conn: Connection, data: AnyVoucherIssued, occurred_at: datetime) -> None:
     await conn.execute(VOUCHER_UPSERT, *voucher_args(data, occurred_at))
     await conn.execute(CODE_ISSUED_UPSERT, *code_issued_args(data, occurred_at))
     await voucher_fact(data, occurred_at).record(conn)

@@ -18,7 +18,7 @@ from chassis.db import Connection
 from contracts.delivery import DeliveryFailed, DeliverySucceeded
 from contracts.envelope import Envelope
 from contracts.orders import OrderStateChanged
-from contracts.vouchers import VoucherIssued, VoucherStatusChanged
+from contracts.vouchers import AnyVoucherIssued, VoucherStatusChanged
 
 from . import readmodel
 from .member_audit import AuditFact, append_member_audit_many
@@ -53,7 +53,7 @@ async def apply_order_states(conn: Connection, events: Sequence[Envelope[OrderSt
     await append_member_audit_many(conn, facts)
 
 
-async def apply_vouchers_issued(conn: Connection, events: Sequence[Envelope[VoucherIssued]]) -> None:
+async def apply_vouchers_issued(conn: Connection, events: Sequence[Envelope[AnyVoucherIssued]]) -> None:
     if not events:
         return
     await conn.executemany(

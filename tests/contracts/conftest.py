@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from chassis.sealed_codes import CodeSealer, dev_key_pair
 from contracts.approvals import ApprovalDecided, ApprovalDecision, ApprovalRequested
 from contracts.delivery import DeliveryFailed, DeliveryMessageRequested, DeliveryRequested, DeliverySucceeded
 from contracts.envelope import EventData
@@ -39,6 +40,7 @@ CODE_ID = uuid.UUID("5d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d")
 REDEMPTION_ID = uuid.UUID("7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d")
 WHEN = datetime(2026, 3, 31, 9, 30, tzinfo=UTC)
 APPROVAL_ID = uuid.UUID("3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f")
+CLEAR_CODE = "QX7M-4T9K-2W8P"
 
 
 def sample_payloads() -> dict[str, EventData]:
@@ -110,7 +112,7 @@ def sample_payloads() -> dict[str, EventData]:
             order_id=ORDER_ID,
             campaign_id="spring-thanks",
             code_id=CODE_ID,
-            code="QX7M-4T9K-2W8P",
+            sealed_code=CodeSealer(dev_key_pair()[1]).seal(CLEAR_CODE, CODE_ID),
             masked_code="****-****-2W8P",
             face_value="25.00",
             currency="EUR",

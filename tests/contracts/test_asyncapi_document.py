@@ -9,7 +9,7 @@ import pytest
 
 from contracts.asyncapi import build_asyncapi, channel_id
 from contracts.registry import DLQ_RETENTION_MS, TOPICS
-from contracts.schemagen import ASYNCAPI_PATH, current_schemas, render
+from contracts.schemagen import ASYNCAPI_PATH, current_schemas, latest_schemas, render
 
 ASYNCAPI_ID = re.compile(r"^[A-Za-z0-9_\-]+$")
 COMPONENT_KEY = re.compile(r"^[a-zA-Z0-9.\-_]+$")
@@ -17,7 +17,7 @@ COMPONENT_KEY = re.compile(r"^[a-zA-Z0-9.\-_]+$")
 
 @pytest.fixture(scope="module")
 def document() -> dict[str, Any]:
-    return build_asyncapi(current_schemas())
+    return build_asyncapi(latest_schemas(current_schemas()))
 
 
 def _references(node: Any) -> Iterator[str]:
@@ -99,7 +99,7 @@ def test_ids_are_valid_asyncapi_identifiers(document: dict[str, Any]) -> None:
 
 
 def test_two_different_definitions_with_one_name_are_refused() -> None:
-    schemas = current_schemas()
+    schemas = latest_schemas(current_schemas())
     clashing = json.loads(json.dumps(schemas))
     clashing["delivery.requested"]["$defs"]["Channel"]["enum"] = ["pigeon"]
     with pytest.raises(ValueError, match="'Channel'"):

@@ -9,11 +9,14 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from chassis.sealed_codes import CodeOpener, dev_key_pair
 from contracts.delivery import DeliveryMessageRequested
-from contracts.envelope import Envelope, EventData
-from contracts.registry import TOPICS
+from contracts.envelope import ContractViolation, Envelope, EventData
+from contracts.registry import HRIS, SENSITIVE_TOPICS, TOPICS, topic
 from contracts.topics import Topics
-from contracts.vouchers import ExpiryPolicy
+from contracts.vouchers import ExpiryPolicy, VoucherIssued, VoucherIssuedV1
+
+CLEAR_CODE = "QX7M-4T9K-2W8P"  # the sample's code (conftest)
 
 CONTACT_FIELDS = {"email", "phone"}
 # Intake and requests to send: the order service validates contact details, delivery uses them.
@@ -38,16 +41,59 @@ def test_status_topics_never_carry_contact_details() -> None:
         assert not carried or spec.name in MAY_CARRY_CONTACT, spec.name
 
 
-def test_only_voucher_issued_carries_a_clear_code() -> None:
-    assert [spec.name for spec in TOPICS if "code" in spec.payload.model_fields] == ["voucher.issued"]
+def test_every_topic_a_producer_sends_codes_or_contact_details_on_is_sensitive() -> None:
+    # Their outbox rows are emptied once published (chassis.outbox).
+    produced_by_services = {name for name in MAY_CARRY_CONTACT if topic(name).producer != HRIS}
+    assert produced_by_services | {"voucher.issued"} == SENSITIVE_TOPICS
 
 
-def test_a_clear_code_is_hidden_in_logs_but_sent_on_the_wire(samples: dict[str, EventData]) -> None:
+def test_no_topic_carries_a_clear_code() -> None:
+    assert [spec.name for spec in TOPICS if "code" in spec.payload.model_fields] == []
+
+
+def test_voucher_issued_carries_its_code_sealed_for_the_delivery_service_alone(
+    samples: dict[str, EventData],
+) -> None:
     issued = samples[Topics.VOUCHER_ISSUED]
-    assert "QX7M-4T9K-2W8P" not in repr(issued)
-    assert "QX7M-4T9K-2W8P" not in str(issued.model_dump())
-    envelope = Envelope.new(event_type=Topics.VOUCHER_ISSUED, producer="voucher", data=issued)
-    assert json.loads(envelope.to_bytes())["data"]["code"] == "QX7M-4T9K-2W8P"
+    assert isinstance(issued, VoucherIssued)
+    wire = Envelope.new(event_type=Topics.VOUCHER_ISSUED, producer="voucher", data=issued).to_bytes()
+    assert CLEAR_CODE.encode() not in wire
+    assert json.loads(wire)["schema_version"] == 2
+    opened = CodeOpener([dev_key_pair()[0]]).open(issued.sealed_code, issued.code_id)
+    assert opened.get_secret_value() == CLEAR_CODE
+
+
+def test_a_version_one_voucher_issued_still_on_the_topic_is_read_with_its_model() -> None:
+    v1 = VoucherIssuedV1(
+        order_id=uuid.uuid4(),
+        campaign_id="spring-thanks",
+        code_id=uuid.uuid4(),
+        code=CLEAR_CODE,
+        masked_code="****-****-2W8P",
+        face_value="25.00",
+        currency="EUR",
+    )
+    wire = Envelope.new(event_type=Topics.VOUCHER_ISSUED, producer="voucher", data=v1).to_bytes()
+    assert json.loads(wire)["schema_version"] == 1
+    received = Envelope.decode(wire, VoucherIssued, expected_type=Topics.VOUCHER_ISSUED)
+    assert isinstance(received.data, VoucherIssuedV1)
+    assert received.data.code.get_secret_value() == CLEAR_CODE
+    assert CLEAR_CODE not in repr(received.data)
+
+
+def test_a_version_one_voucher_issued_without_its_code_breaks_the_contract() -> None:
+    document = {
+        "event_id": str(uuid.uuid4()),
+        "event_type": Topics.VOUCHER_ISSUED,
+        "schema_version": 1,
+        "occurred_at": "2026-03-31T09:30:00Z",
+        "producer": "voucher",
+        "correlation_id": "c",
+        "data": {"order_id": str(uuid.uuid4()), "campaign_id": "c", "code_id": str(uuid.uuid4())},
+    }
+    with pytest.raises(ContractViolation) as caught:
+        Envelope.decode(json.dumps(document), VoucherIssued)
+    assert caught.value.code == "contract_violation"
 
 
 class TestIntake:

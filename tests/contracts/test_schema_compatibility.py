@@ -14,7 +14,14 @@ from contracts import schemagen
 from contracts.compat import catalogue_incompatibilities, incompatibilities
 from contracts.envelope import EventData
 from contracts.registry import TOPICS, topic
-from contracts.schemagen import committed_schemas, current_schemas, generated_files, out_of_date, topic_schema
+from contracts.schemagen import (
+    committed_schemas,
+    current_schemas,
+    generated_files,
+    out_of_date,
+    schema_name,
+    topic_schema,
+)
 from contracts.topics import Topics
 from contracts.values import Identifier, Text, UtcDatetime
 from contracts.vouchers import VoucherIssueFailed
@@ -29,12 +36,29 @@ def test_committed_schemas_and_asyncapi_match_the_models() -> None:
     assert stale == [], "run: python -m contracts.schemagen"
 
 
-def test_every_topic_has_a_committed_v1_schema() -> None:
+def test_every_version_of_every_topic_has_a_committed_schema() -> None:
     committed = committed_schemas()
-    assert set(committed) == {spec.name for spec in TOPICS}
-    for name, schema in committed.items():
+    versions = {
+        (spec.name, version)
+        for spec in TOPICS
+        for version in (*spec.payload.EARLIER_VERSIONS, spec.payload.SCHEMA_VERSION)
+    }
+    assert set(committed) == {schema_name(name, version) for name, version in versions}
+    for name, version in versions:
+        schema = committed[schema_name(name, version)]
         assert schema["properties"]["event_type"]["const"] == name
-        assert schema["$id"] == f"urn:orchard:event:{name}:v1"
+        assert schema["$id"] == f"urn:orchard:event:{name}:v{version}"
+
+
+def test_voucher_issued_version_two_carries_a_sealed_code_and_version_one_stays_readable() -> None:
+    committed = committed_schemas()
+    v1 = committed["voucher.issued.v1"]["$defs"]["VoucherIssuedV1"]["properties"]
+    v2 = committed["voucher.issued.v2"]["$defs"]["VoucherIssued"]["properties"]
+    assert "code" in v1
+    assert "sealed_code" not in v1
+    assert "sealed_code" in v2
+    assert "code" not in v2
+    assert committed["voucher.issued.v2"]["properties"]["schema_version"]["const"] == 2
 
 
 class _WithoutReason(EventData):
@@ -58,7 +82,7 @@ class _WithOptionalRetry(VoucherIssueFailed):
 
 def _against_committed(payload: type[EventData]) -> list[str]:
     spec = dataclasses.replace(topic(Topics.VOUCHER_ISSUE_FAILED), payload=payload)
-    return incompatibilities(committed_schemas()[spec.name], topic_schema(spec))
+    return incompatibilities(committed_schemas()[schema_name(spec.name, 1)], topic_schema(spec))
 
 
 def test_removing_a_field_from_a_model_fails_against_the_committed_schema() -> None:
@@ -121,7 +145,7 @@ def test_the_generator_refuses_to_write_an_incompatible_change(
     path.write_text(before, encoding="utf-8")
     assert schemagen.main([]) == 2
     assert path.read_text(encoding="utf-8") == before
-    assert "voucher.stock_low: $.data.warehouse: property removed (or renamed)" in capsys.readouterr().err
+    assert "voucher.stock_low.v1: $.data.warehouse: property removed (or renamed)" in capsys.readouterr().err
 
 
 def test_the_generator_refuses_to_drop_a_topic(committed_copy: Path) -> None:

@@ -60,6 +60,29 @@ async def test_only_committed_events_are_published(
     assert "correlation_id" in headers
 
 
+async def test_a_published_sensitive_event_keeps_its_row_but_not_its_payload(
+    pool: asyncpg.Pool, service_db: ServiceDb, kafka_bootstrap: str, new_topic: NewTopic
+) -> None:
+    sensitive, plain = await new_topic("sensitive"), await new_topic("plain")
+    async with pool.acquire() as conn, conn.transaction():
+        await add_to_outbox(conn, [event(sensitive, "secret-key", 1), event(plain, "plain-key", 1)])
+    relay = relay_for(service_db, kafka_bootstrap, sensitive_topics={sensitive})
+    await relay.start()
+    try:
+        await wait_until(lambda: _published_count(pool, 2), what="both events marked published")
+    finally:
+        await relay.stop()
+    rows = {
+        r["topic"]: r for r in await pool.fetch("SELECT topic, message_key, event_id, payload FROM outbox")
+    }
+    assert bytes(rows[sensitive]["payload"]) == b""
+    assert rows[sensitive]["message_key"] == "secret-key"
+    assert json.loads(rows[plain]["payload"])["data"]["key"] == "plain-key"
+    # What was published is whole: only the row left behind was emptied.
+    [record] = await read_topic(kafka_bootstrap, sensitive)
+    assert json.loads(record.value)["event_id"] == str(rows[sensitive]["event_id"])
+
+
 async def test_outbox_write_outside_a_transaction_is_refused(pool: asyncpg.Pool, new_topic: NewTopic) -> None:
     topic = await new_topic("outbox")
     async with pool.acquire() as conn:

@@ -16,9 +16,9 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from pydantic import SecretStr
 
 from chassis.auth import issue_token
+from chassis.sealed_codes import dev_sealer
 from chassis.service import ServiceRuntime
 from chassis.testing import kafka_answers, produce, read_topic, wait_until
 from contracts.delivery import DeliveryRequested
@@ -190,11 +190,12 @@ def request_for(
 def voucher_for(
     order_id: uuid.UUID, *, code: str = "ORCH-7F3K-9Q2M", campaign_id: str = "camp-1"
 ) -> VoucherIssued:
+    code_id = uuid.uuid4()
     return VoucherIssued(
         order_id=order_id,
         campaign_id=campaign_id,
-        code_id=uuid.uuid4(),
-        code=SecretStr(code),
+        code_id=code_id,
+        sealed_code=dev_sealer().seal(code, code_id),
         masked_code="****-****-" + code[-4:],
         face_value=Decimal("25.00"),
         currency="EUR",

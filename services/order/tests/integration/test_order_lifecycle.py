@@ -6,6 +6,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from chassis.sealed_codes import dev_sealer
 from chassis.testing import wait_until
 from contracts.delivery import DeliveryFailed, DeliverySucceeded
 from contracts.envelope import Envelope
@@ -25,11 +26,12 @@ async def new_orders(service: OrderService, count: int = 1, **overrides: Any) ->
 
 
 def issued(order: dict[str, Any]) -> VoucherIssued:
+    code_id = uuid.uuid4()
     return VoucherIssued(
         order_id=order["order_id"],
         campaign_id=order["campaign_id"],
-        code_id=uuid.uuid4(),
-        code="SECRET-CODE-1234",
+        code_id=code_id,
+        sealed_code=dev_sealer().seal("SECRET-CODE-1234", code_id),
         masked_code="****-1234",
         face_value=Decimal("25"),
         currency="EUR",

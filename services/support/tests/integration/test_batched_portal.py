@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from chassis.sealed_codes import dev_sealer
 from contracts.delivery import DeliveryFailed, DeliverySucceeded
 from contracts.envelope import Envelope
 from contracts.orders import FulfilmentStatus, OrderSource, OrderState, OrderStateChanged
@@ -61,11 +62,12 @@ def state(
 
 
 def issued(oid: uuid.UUID, at: float) -> Envelope[Any]:
+    code_id = uuid.uuid5(uuid.NAMESPACE_OID, str(oid))
     data = VoucherIssued(
         order_id=oid,
         campaign_id="camp-1",
-        code_id=uuid.uuid5(uuid.NAMESPACE_OID, str(oid)),
-        code="QX7M-4T9K-2W8P",
+        code_id=code_id,
+        sealed_code=dev_sealer().seal("QX7M-4T9K-2W8P", code_id),
         masked_code="****-****-2W8P",
         face_value="10.00",
         currency="EUR",

@@ -9,9 +9,9 @@ from decimal import Decimal
 
 import asyncpg
 import pytest
-from pydantic import SecretStr
 
 from chassis.audit import verify_audit_chain
+from chassis.sealed_codes import dev_sealer
 from chassis.testing import produce, wait_until
 from contracts.delivery import DeliveryFailed, DeliverySucceeded
 from contracts.envelope import Envelope
@@ -60,8 +60,8 @@ async def _order(support: Support, *, completed: bool = True) -> tuple[uuid.UUID
         VoucherIssued(
             order_id=order_id,
             campaign_id="camp-portal",
-            code_id=uuid.uuid4(),
-            code=SecretStr(CLEAR_CODE),
+            code_id=(code_id := uuid.uuid4()),
+            sealed_code=dev_sealer().seal(CLEAR_CODE, code_id),
             masked_code="****-****-9Q2M",
             face_value=Decimal("25.00"),
             currency="EUR",

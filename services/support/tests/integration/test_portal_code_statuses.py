@@ -9,8 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from pydantic import SecretStr
-
+from chassis.sealed_codes import dev_sealer
 from chassis.testing import wait_until
 from contracts.orders import FulfilmentStatus, OrderSource, OrderState, OrderStateChanged
 from contracts.topics import Topics
@@ -28,7 +27,7 @@ async def _issue(support: Support, order_id: uuid.UUID, code_id: uuid.UUID, mask
             order_id=order_id,
             campaign_id="camp-portal",
             code_id=code_id,
-            code=SecretStr(f"ORCH-CODE-{mask}"),
+            sealed_code=dev_sealer().seal(f"ORCH-CODE-{mask}", code_id),
             masked_code=f"****-****-{mask}",
             face_value=Decimal("25.00"),
             currency="EUR",

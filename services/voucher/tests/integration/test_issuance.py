@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
+from chassis.sealed_codes import CodeOpener, dev_key_pair
 from chassis.testing import read_topic
 from contracts.orders import OrderState
 from contracts.topics import Topics
@@ -47,8 +49,22 @@ async def test_a_pending_order_gets_exactly_one_code_even_when_its_event_is_rede
     reveal = await voucher.http.post(
         f"/v1/codes/{code_id}/reveal", json={"reason": "test check"}, headers=auth("admin")
     )
-    assert reveal.json()["code"] == issued[0]["data"]["code"]
-    assert issued[0]["data"]["masked_code"].endswith(reveal.json()["code"][-4:])
+    clear = reveal.json()["code"]
+    # Only the delivery service's key opens the code the event carries; the row left holds nothing.
+    assert issued[0]["schema_version"] == 2
+    assert "code" not in issued[0]["data"]
+    assert clear not in json.dumps(issued[0])
+    opened = CodeOpener([dev_key_pair()[0]]).open(issued[0]["data"]["sealed_code"], code_id)
+    assert opened.get_secret_value() == clear
+    assert issued[0]["data"]["masked_code"].endswith(clear[-4:])
+    assert (
+        await voucher.pool.fetchval(
+            "SELECT length(payload) FROM outbox WHERE topic = $1 AND message_key = $2",
+            Topics.VOUCHER_ISSUED,
+            str(order_id),
+        )
+        == 0
+    )
 
 
 async def test_two_replicas_never_give_two_codes_to_one_order_nor_one_code_to_two_orders(start_voucher):

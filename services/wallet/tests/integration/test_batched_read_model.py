@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from chassis.sealed_codes import dev_sealer
 from contracts.delivery import DeliveryFailed, DeliverySucceeded
 from contracts.envelope import Envelope
 from contracts.orders import FulfilmentStatus, OrderSource, OrderState, OrderStateChanged
@@ -58,11 +59,12 @@ def state(
 
 
 def issued(order_id: uuid.UUID, when: float, code_id: uuid.UUID | None = None) -> Envelope[Any]:
+    code_id = code_id or uuid.uuid4()
     data = VoucherIssued(
         order_id=order_id,
         campaign_id="spring-thanks",
-        code_id=code_id or uuid.uuid4(),
-        code="QX7M-4T9K-2W8P",
+        code_id=code_id,
+        sealed_code=dev_sealer().seal("QX7M-4T9K-2W8P", code_id),
         masked_code="****-****-2W8P",
         face_value="25.00",
         currency="EUR",

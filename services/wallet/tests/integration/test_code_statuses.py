@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from chassis.sealed_codes import dev_sealer
 from chassis.testing import wait_until
 from contracts.delivery import DeliverySucceeded
 from contracts.orders import FulfilmentStatus, OrderState
@@ -27,7 +28,7 @@ def issued(order_id: uuid.UUID, code_id: uuid.UUID, mask: str) -> Any:
         order_id=order_id,
         campaign_id="spring-thanks",
         code_id=code_id,
-        code=f"QX7M-4T9K-{mask}",
+        sealed_code=dev_sealer().seal(f"QX7M-4T9K-{mask}", code_id),
         masked_code=f"****-****-{mask}",
         face_value="25.00",
         currency="EUR",

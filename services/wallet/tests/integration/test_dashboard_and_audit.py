@@ -10,6 +10,7 @@ import uuid
 
 import asyncpg
 
+from chassis.sealed_codes import dev_sealer
 from chassis.testing import read_topic, wait_until
 from contracts.delivery import DeliveryFailed, DeliverySucceeded
 from contracts.orders import FulfilmentStatus, OrderSource, OrderState, OrderStateChanged
@@ -70,7 +71,7 @@ async def test_the_member_sees_every_reward_order_with_its_delivery_status_and_o
                 order_id=delivered,
                 campaign_id="spring-thanks",
                 code_id=code_id,
-                code=CLEAR_CODE,
+                sealed_code=dev_sealer().seal(CLEAR_CODE, code_id),
                 masked_code="****-****-2W8P",
                 face_value="25.00",
                 currency="EUR",

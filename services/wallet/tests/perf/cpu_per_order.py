@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 import pytest
 
+from chassis.sealed_codes import dev_sealer
 from chassis.service import ServiceRuntime, ServiceSpec
 from chassis.testing import private_group_consumer, produce
 from contracts.delivery import DeliverySucceeded
@@ -57,11 +58,12 @@ def order_events(n: int) -> tuple[dict[str, list[tuple[bytes, bytes]]], list[uui
                 **base, state=state, previous_state=previous, fulfilment_status=status
             )
             topics[Topics.ORDER_STATE_CHANGED].append((key, _env(Topics.ORDER_STATE_CHANGED, data, ids)))
+        code_id = uuid.uuid4()
         voucher = VoucherIssued(
             order_id=oid,
             campaign_id="camp-cpu",
-            code_id=uuid.uuid4(),
-            code="QX7M-4T9K-2W8P",
+            code_id=code_id,
+            sealed_code=dev_sealer().seal("QX7M-4T9K-2W8P", code_id),
             masked_code="****-****-2W8P",
             face_value="10.00",
             currency="EUR",
