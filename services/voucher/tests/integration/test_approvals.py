@@ -139,3 +139,15 @@ async def test_a_bulk_recovery_waits_for_another_approver_and_a_small_one_does_n
         ("approval.requested", "ops:olga"),
         ("approval.approved", "approver:pete"),
     ]
+
+
+async def test_a_budget_increase_within_the_configured_margin_applies_at_once(start_voucher):
+    voucher = await start_voucher(ORCHARD_VOUCHER_BUDGET_APPROVAL_ABOVE="100")
+    campaign = await voucher.create_campaign(budget="100.00")
+
+    small = await set_budget(voucher, campaign, "200.00")
+    large = await set_budget(voucher, campaign, "300.01")
+
+    assert small.status_code == 200, small.text
+    assert large.status_code == 202, large.text
+    assert await budget_of(voucher, campaign) == "200.0000"
