@@ -9,6 +9,7 @@ from typing import Annotated, Self
 from pydantic import Field, StringConstraints, model_validator
 
 from contracts.envelope import EventData
+from contracts.members import NotificationKind
 from contracts.values import Channel, Email, Identifier, Locale, Name, Phone, Text
 
 TemplateParam = Annotated[str, StringConstraints(max_length=2000)]
@@ -84,3 +85,8 @@ class DeliveryMessageRequested(EventData):
     phone: Phone | None = None
     order_id: uuid.UUID | None = None
     ticket_id: Identifier | None = None
+    notice: NotificationKind | None = Field(
+        default=None,
+        description="a member notification of this kind: not sent if the member opted out of it, and sent by "
+        "their preferred channel (`channel` when they have none)",
+    )

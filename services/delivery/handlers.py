@@ -4,12 +4,10 @@ transaction with its inbox row, and only writes tables: sending is the workers' 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from pydantic import SecretStr
 
 from chassis import tracing
 from chassis.audit import append_audit
@@ -22,13 +20,12 @@ from contracts.envelope import Envelope
 from contracts.orders import OrderState, OrderStateChanged
 from contracts.support import SupportResendRequested, SupportSlaBreached
 from contracts.topics import Topics
-from contracts.values import Channel
 from contracts.vouchers import AnyVoucherIssued, VoucherIssued, VoucherIssuedV1, VoucherStockLow
 
 from . import notifications, repository, review
 from .codes import CodeVault
 from .domain import DeliveryError
-from .members.domain import reaching_channel
+from .members.notices import MemberMessage, NoticeHandlers, send_to_member
 from .settings import DeliverySettings
 
 log = structlog.get_logger(__name__)
@@ -68,25 +65,21 @@ class DeliveryHandlers:
             await repository.remember_contacts(
                 conn, d.member_id, name=d.name, email=d.email, phone=d.phone, locale=None
             )
-        known = await repository.contacts_of(conn, d.member_id)
-        email = d.email or (known["email"] if known else None)
-        phone = d.phone or (known["phone"] if known else None)
-        # The channel asked for when the member can be reached on it, else their preferred one.
-        preferred = Channel(known["preferred_channel"]) if known and known["preferred_channel"] else None
-        channel = reaching_channel((d.channel, preferred), email, phone) or d.channel
-        await repository.queue_message(
+        await send_to_member(
             conn,
-            repository.MessageDetails(
+            self.vault,
+            MemberMessage(
                 message_id=d.message_id,
                 member_id=d.member_id,
-                channel=channel,
                 template=d.template,
-                locale=d.locale,
-                sealed_params=self.vault.seal(SecretStr(json.dumps(d.params))),
-                name=d.name or (known["name"] if known else None),
-                email=email,
-                phone=phone,
+                channel=d.channel,
                 correlation_id=env.correlation_id,
+                params=d.params,
+                notice=d.notice,
+                locale=d.locale,
+                name=d.name,
+                email=d.email,
+                phone=d.phone,
             ),
         )
 
@@ -228,6 +221,7 @@ class DeliveryHandlers:
             Subscription(
                 "delivery-sla", Topics.SUPPORT_SLA_BREACHED, SupportSlaBreached, self.on_sla_breached
             ),
+            *NoticeHandlers(self.vault).subscriptions(),
         ]
 
 

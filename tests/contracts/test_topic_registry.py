@@ -171,6 +171,7 @@ def test_producers_are_services_or_the_hris() -> None:
         "wallet.debit_rejected",
         "approval.requested",
         "approval.decided",
+        "delivery.message_requested",  # points about to expire
     }
     assert "wallet.credit_requested" in {spec.name for spec in produced_by("support")}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -56,3 +57,30 @@ async def save_entry(
         hris_changed_at,
         *(values[f] for f in fields),
     )
+
+
+async def voucher_for_notice(conn: Connection, order_id: uuid.UUID) -> asyncpg.Record | None:
+    """What a member is told of their voucher: never the code, only its mask, booking and expiry."""
+    return await conn.fetchrow(
+        "SELECT member_id, booking_id, masked_code, expires_at FROM deliveries"
+        " WHERE order_id = $1 AND kind = 'voucher'",
+        order_id,
+    )
+
+
+async def note_expiry(conn: Connection, order_id: uuid.UUID, *, later_than: datetime, now: datetime) -> bool:
+    """True once per new expiry of the order's code that is later than `later_than` and than any the
+    member was told of before."""
+    if now <= later_than:
+        return False
+    told = await conn.fetchval(
+        """
+        INSERT INTO member_expiry_notices (order_id, expires_at) VALUES ($1, $2)
+        ON CONFLICT (order_id) DO UPDATE SET expires_at = EXCLUDED.expires_at, noticed_at = now()
+         WHERE member_expiry_notices.expires_at < EXCLUDED.expires_at
+        RETURNING true
+        """,
+        order_id,
+        now,
+    )
+    return bool(told)
