@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from contracts.approvals import ApprovalDecided, ApprovalRequested
+from contracts.campaigns import CampaignActivity
 from contracts.delivery import DeliveryFailed, DeliveryMessageRequested, DeliveryRequested, DeliverySucceeded
 from contracts.envelope import EventData
 from contracts.ipa import IpaRecordAccepted, IpaRecordRejected, IpaRecordSubmitted
@@ -205,6 +206,15 @@ TOPICS: tuple[TopicSpec, ...] = (
         consumers=("order",),
         compacted=True,
         description="The latest snapshot of each campaign, for validating intake against it.",
+    ),
+    _spec(
+        Topics.CAMPAIGN_ACTIVITY,
+        CampaignActivity,
+        key="campaign_id",
+        producer="voucher",
+        consumers=("delivery",),
+        description="Codes generated, imported or recovered, expiry extended, budget nearly spent:"
+        " posted to the campaign's Slack/Teams route.",
     ),
     _spec(
         Topics.VOUCHER_ISSUED,

@@ -17,6 +17,7 @@ class Topics(StrEnum):
     ORDER_CANCEL_REQUESTED = "order.cancel_requested"
     ORDER_CREATE_REQUESTED = "order.create_requested"
     CAMPAIGN_CHANGED = "campaign.changed"
+    CAMPAIGN_ACTIVITY = "campaign.activity"
     VOUCHER_ISSUED = "voucher.issued"
     VOUCHER_ISSUE_FAILED = "voucher.issue_failed"
     VOUCHER_STOCK_LOW = "voucher.stock_low"

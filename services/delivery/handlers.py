@@ -15,6 +15,7 @@ from chassis.consumer import Subscription
 from chassis.db import Connection
 from chassis.sealed_codes import CodeOpener
 from contracts.approvals import ApprovalDecided, ApprovalRequested
+from contracts.campaigns import CampaignActivity
 from contracts.delivery import DeliveryMessageRequested, DeliveryRequested
 from contracts.envelope import Envelope
 from contracts.orders import OrderState, OrderStateChanged
@@ -154,6 +155,9 @@ class DeliveryHandlers:
     async def on_stock_low(self, conn: Connection, env: Envelope[Any]) -> None:
         await notifications.stock_low(conn, self.settings, env.data)
 
+    async def on_campaign_activity(self, conn: Connection, env: Envelope[Any]) -> None:
+        await notifications.campaign_activity(conn, self.settings, env.data)
+
     async def on_approval_requested(self, conn: Connection, env: Envelope[Any]) -> None:
         await notifications.approval_requested(conn, self.settings, env.data)
 
@@ -206,6 +210,12 @@ class DeliveryHandlers:
                 self.on_message_requested,
             ),
             Subscription("delivery-stock", Topics.VOUCHER_STOCK_LOW, VoucherStockLow, self.on_stock_low),
+            Subscription(
+                "delivery-campaign-activity",
+                Topics.CAMPAIGN_ACTIVITY,
+                CampaignActivity,
+                self.on_campaign_activity,
+            ),
             Subscription(
                 "delivery-approvals",
                 Topics.APPROVAL_REQUESTED,

@@ -5,6 +5,7 @@ posts with backoff. Lines carry ids, states and counts: never contact details or
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -19,12 +20,16 @@ import structlog
 from chassis.db import Connection
 from chassis.logging import redact_text
 from contracts.approvals import ApprovalDecided, ApprovalRequested
+from contracts.campaigns import CampaignActivity, CampaignActivityKind
 from contracts.orders import OrderStateChanged
 from contracts.support import SlaAlertKind, SupportSlaBreached
 from contracts.values import Channel
 from contracts.vouchers import VoucherStockLow
 
+from .codes import CodeVault
+from .repository import campaign_routes as routes_repo
 from .settings import DeliverySettings
+from .webhooks.transport import WebhookClient
 
 log = structlog.get_logger(__name__)
 
@@ -34,6 +39,13 @@ STOCK_LOW = "stock_low"
 SLA_BREACHED = "sla_breached"
 WEBHOOK_DISABLED = "webhook_disabled"
 APPROVAL = "approval"
+NEVER_SUMMARISED = frozenset({APPROVAL})
+"""Each of these lines names what someone must act on (an approval to decide): a burst is posted whole."""
+CAMPAIGN = "campaign"
+CAMPAIGN_BUDGET = "campaign_budget"
+
+ROUTABLE = frozenset({CAMPAIGN, CAMPAIGN_BUDGET, STOCK_LOW, DELIVERY_FAILED})
+"""Kinds a campaign's own route can take (order state changes are not: too many, and not campaign news)."""
 
 BURST_NOUNS = {
     ORDER_STATE: "order state changes",
@@ -42,6 +54,8 @@ BURST_NOUNS = {
     SLA_BREACHED: "SLA breaches",
     WEBHOOK_DISABLED: "webhooks disabled",
     APPROVAL: "approvals requested or decided",
+    CAMPAIGN: "campaign changes",
+    CAMPAIGN_BUDGET: "budget alerts",
 }
 TITLES = {
     ORDER_STATE: "Order state changes",
@@ -50,6 +64,8 @@ TITLES = {
     SLA_BREACHED: "Support SLA breaches",
     WEBHOOK_DISABLED: "Webhooks disabled",
     APPROVAL: "Approvals",
+    CAMPAIGN: "Campaign activity",
+    CAMPAIGN_BUDGET: "Campaign budgets",
 }
 
 
@@ -62,22 +78,38 @@ async def _enqueue(
 async def _enqueue_many(
     conn: Connection, settings: DeliverySettings, kind: str, lines: Sequence[tuple[str | None, str]]
 ) -> int:
-    """(campaign_id, line) pairs of one kind, each queued for every webhook target the filters allow."""
-    targets = list(settings.webhook_targets())
-    if kind not in settings.notified_events or not targets:
+    """(campaign_id, line) pairs of one kind, each queued for every default target the filters allow
+    and, for a campaign with a route taking this kind, for the campaign's own channels (its owners, and
+    for budget notices its approvers, mentioned); a route `only_here` keeps them off the defaults."""
+    targets = list(settings.webhook_targets()) if kind in settings.notified_events else []
+    routes: dict[str, routes_repo.CampaignRoute] = {}
+    if kind in ROUTABLE:
+        routes = await routes_repo.routes_of(conn, [c for c, _ in lines if c is not None])
+    if not targets and not routes:
         return 0
     chosen = settings.campaign_filter
-    rows = [
-        (target, kind, campaign_id, redact_text(line)[:500])
-        for campaign_id, line in lines
-        if campaign_id is None or not chosen or campaign_id in chosen
-        for target in targets
-    ]
+    rows = []
+    for campaign_id, line in lines:
+        route = routes.get(campaign_id) if campaign_id is not None else None
+        if route is not None and kind in route.kinds:
+            text = redact_text(line + _mentions(route, kind))[:500]
+            rows += [(target, kind, campaign_id, text) for target in route.targets]
+            if route.only_here:
+                continue
+        if campaign_id is None or not chosen or campaign_id in chosen:
+            rows += [(target, kind, campaign_id, redact_text(line)[:500]) for target in targets]
     if rows:
         await conn.executemany(
             "INSERT INTO notifications (target, kind, campaign_id, line) VALUES ($1, $2, $3, $4)", rows
         )
     return len(rows)
+
+
+def _mentions(route: routes_repo.CampaignRoute, kind: str) -> str:
+    people = list(route.owners)
+    if kind == CAMPAIGN_BUDGET:
+        people += [a for a in route.approvers if a not in people]
+    return f" (cc {', '.join(people)})" if people else ""
 
 
 def _order_state_line(settings: DeliverySettings, data: OrderStateChanged) -> str | None:
@@ -134,6 +166,28 @@ async def stock_low(conn: Connection, settings: DeliverySettings, data: VoucherS
     return await _enqueue(conn, settings, STOCK_LOW, data.campaign_id, line)
 
 
+ACTIVITY_LINES = {
+    CampaignActivityKind.CODES_GENERATED: "{count} codes generated",
+    CampaignActivityKind.CODES_IMPORTED: "{count} codes imported",
+    CampaignActivityKind.CODES_RECOVERED: "{count} codes recovered from their orders",
+    CampaignActivityKind.EXPIRY_EXTENDED: "expiry extended for {count} codes",
+    CampaignActivityKind.BUDGET_NEARLY_SPENT: "budget nearly spent",
+}
+
+
+async def campaign_activity(conn: Connection, settings: DeliverySettings, data: CampaignActivity) -> int:
+    """Codes generated, imported or recovered, expiry extended (kind `campaign`), budget nearly spent
+    (kind `campaign_budget`, which also mentions the campaign's approvers)."""
+    what = ACTIVITY_LINES[data.kind].format(count=data.count if data.count is not None else "some")
+    line = f"Campaign {data.campaign_id}: {what}"
+    if data.actor:
+        line += f" by {data.actor}"
+    if data.detail:
+        line += f" ({data.detail})"
+    kind = CAMPAIGN_BUDGET if data.kind is CampaignActivityKind.BUDGET_NEARLY_SPENT else CAMPAIGN
+    return await _enqueue(conn, settings, kind, data.campaign_id, line)
+
+
 async def sla_breached(conn: Connection, settings: DeliverySettings, data: SupportSlaBreached) -> int:
     if data.kind is not SlaAlertKind.BREACH:
         return 0
@@ -187,7 +241,7 @@ def summarise(
         by_kind[row["kind"]].append(row)
     sections = []
     for kind, items in by_kind.items():
-        if len(items) > burst_threshold:
+        if len(items) > burst_threshold and kind not in NEVER_SUMMARISED:
             first = min(r["created_at"] for r in items)
             last = max(r["created_at"] for r in items)
             lines = [f"{len(items)} {BURST_NOUNS.get(kind, 'events')} {_window(first, last)}"]
@@ -238,20 +292,52 @@ PAYLOADS = {"slack": slack_payload, "teams": teams_payload}
 
 class Notifier:
     """Posts each target's pending lines; run by a leader-elected periodic job, so one replica posts
-    and a target gets at most one message per round (its rate limit)."""
+    and a target gets at most one message per round (its rate limit). The default targets come from
+    settings; a campaign's own channels from its route, posted to like webhooks (outside development
+    only to public addresses, no redirects, bounded answers)."""
 
     def __init__(self, settings: DeliverySettings, *, max_lines: int = 5000) -> None:
         self._settings = settings
         self._max_lines = max_lines
         self._client: httpx.AsyncClient | None = None
+        self._routes_client: WebhookClient | None = None
+        self._vault = CodeVault(settings.code_key)
 
     async def post_pending(self, pool: asyncpg.Pool) -> int:
         posted = 0
         for target, url in self._settings.webhook_targets().items():
-            posted += await self._post_target(pool, target, url)
+            posted += await self._post_target(pool, target, target, url)
+        for target in await routes_repo.pending_route_targets(pool):
+            campaign_id, kind = routes_repo.split_route_target(target) or ("", "")
+            route = await routes_repo.get_route(pool, campaign_id)
+            sealed = {"slack": route.slack_url, "teams": route.teams_url}.get(kind) if route else None
+            if sealed is None or kind not in PAYLOADS:
+                await routes_repo.drop_pending(pool, target)
+                continue
+            url = self._vault.open(sealed).get_secret_value()
+            posted += await self._post_target(pool, target, kind, url)
         return posted
 
-    async def _post_target(self, pool: asyncpg.Pool, target: str, url: str) -> int:
+    async def _send(self, target: str, url: str, payload: dict[str, Any]) -> str | None:
+        """None when the post was taken (2xx), else what went wrong."""
+        if routes_repo.split_route_target(target) is not None:
+            if self._routes_client is None:
+                self._routes_client = WebhookClient(
+                    public_only=not self._settings.is_dev, timeout_s=10.0, max_body=65536, max_connections=4
+                )
+            answer = await self._routes_client.post(
+                url, json.dumps(payload).encode(), {"Content-Type": "application/json"}
+            )
+            return answer.error
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=10.0)
+        try:
+            response = await self._client.post(url, json=payload)
+        except httpx.HTTPError as exc:
+            return type(exc).__name__
+        return None if response.status_code < 300 else f"HTTP {response.status_code}"
+
+    async def _post_target(self, pool: asyncpg.Pool, target: str, kind: str, url: str) -> int:
         rows = await pool.fetch(
             "SELECT id, kind, campaign_id, line, created_at, attempts FROM notifications"
             " WHERE target = $1 AND sent_at IS NULL AND next_attempt_at <= now() ORDER BY id LIMIT $2",
@@ -261,16 +347,9 @@ class Notifier:
         if not rows:
             return 0
         ids = [r["id"] for r in rows]
-        payload = PAYLOADS[target](summarise(rows, self._settings.notify_burst_threshold))
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=10.0)
-        try:
-            answer = await self._client.post(url, json=payload)
-            ok = answer.status_code < 300
-            problem = f"HTTP {answer.status_code}"
-        except httpx.HTTPError as exc:
-            ok, problem = False, type(exc).__name__
-        if ok:
+        payload = PAYLOADS[kind](summarise(rows, self._settings.notify_burst_threshold))
+        problem = await self._send(target, url, payload)
+        if problem is None:
             await pool.execute("UPDATE notifications SET sent_at = now() WHERE id = ANY($1::bigint[])", ids)
             return 1
         attempts = max(r["attempts"] for r in rows) + 1
@@ -282,10 +361,15 @@ class Notifier:
             ids,
             delay,
         )
-        log.warning("notification_post_failed", target=target, problem=problem, retry_in_s=delay)
+        log.warning(
+            "notification_post_failed", target=target.rsplit(":", 1)[-1], problem=problem, retry_in_s=delay
+        )
         return 0
 
     async def close(self) -> None:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self._routes_client is not None:
+            await self._routes_client.close()
+            self._routes_client = None

@@ -13,10 +13,11 @@ import asyncpg
 
 from chassis.audit import append_audit
 from chassis.db import Connection
+from contracts.campaigns import CampaignActivityKind
 from contracts.values import RewardType
 from contracts.vouchers import ExpiryKind
 
-from . import campaigns
+from . import activity, campaigns
 from .crypto import CodeVault
 from .csv_import import ParsedFile, RowProblem
 from .domain import (
@@ -200,6 +201,13 @@ async def generate(
         subject_id=campaign_id,
         details={"count": count, "length": length, "prefix": prefix, "test": test, "rounds": rounds},
     )
+    await activity.tell(
+        conn,
+        CampaignActivityKind.CODES_GENERATED,
+        {campaign_id: count},
+        actor=actor,
+        detail="test codes for UAT" if test else None,
+    )
     return {"campaign_id": campaign_id, "generated": count, "test": test}
 
 
@@ -258,6 +266,11 @@ async def import_codes(
         subject_id=campaign_id,
         details={k: v for k, v in report.items() if k != "problems"},
     )
+    if imported:
+        rejected = f"{len(problems)} rows rejected" if problems else None
+        await activity.tell(
+            conn, CampaignActivityKind.CODES_IMPORTED, {campaign_id: imported}, actor=actor, detail=rejected
+        )
     return report
 
 

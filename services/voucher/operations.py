@@ -11,8 +11,10 @@ from typing import Any
 
 from chassis.audit import append_audit
 from chassis.db import Connection
+from contracts.campaigns import CampaignActivityKind
 from contracts.vouchers import CodeStatus, VoucherStatusChanged
 
+from . import activity
 from .domain import CodeOperationRefused
 from .events import publish
 from .issuance import SYSTEM_ACTOR, return_to_pool
@@ -102,6 +104,13 @@ async def recover(
             order_id=row["order_id"],
         )
     result["recovered"] = len(rows)
+    await activity.tell(
+        conn,
+        CampaignActivityKind.CODES_RECOVERED,
+        activity.per_campaign(r["campaign_id"] for r in rows),
+        actor=actor,
+        detail=reason,
+    )
     await _audit(
         conn,
         actor=actor,
@@ -170,6 +179,13 @@ async def extend_expiry(
             selection.campaign_id,
             expires_at,
         )
+    await activity.tell(
+        conn,
+        CampaignActivityKind.EXPIRY_EXTENDED,
+        activity.per_campaign(r["campaign_id"] for r in rows),
+        actor=actor,
+        detail=f"to {expires_at:%Y-%m-%d %H:%M} UTC: {reason}",
+    )
     await _audit(
         conn,
         actor=actor,

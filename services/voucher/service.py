@@ -12,7 +12,7 @@ from chassis.sealed_codes import CodeSealer
 from chassis.service import ServiceRuntime, ServiceSpec
 from contracts.topics import Topics
 
-from . import issuance, operations, reveal_limits
+from . import budget_alerts, issuance, operations, reveal_limits
 from .api_campaigns import campaign_router, update_changes
 from .api_codes import code_router, recovery_selection
 from .api_redemptions import redemption_router
@@ -59,6 +59,11 @@ def build_spec(settings: VoucherSettings, *, order_topic: str = Topics.ORDER_STA
                 if await issuance.serve_holds(conn, vault) == 0:
                     return
 
+    async def alert_budgets() -> None:
+        pool = runtimes[0].pool
+        assert pool is not None
+        await budget_alerts.alert_nearly_spent(pool, settings.budget_alert_ratio)
+
     return ServiceSpec(
         title="Orchard voucher service: campaigns, code pools, issuance and partner redemption",
         migrations_dir=MIGRATIONS,
@@ -73,6 +78,7 @@ def build_spec(settings: VoucherSettings, *, order_topic: str = Topics.ORDER_STA
         jobs=[
             PeriodicJob("voucher-expiry", settings.expiry_interval_s, expire_codes),
             PeriodicJob("voucher-held-orders", settings.hold_interval_s, serve_held_orders),
+            PeriodicJob("voucher-budget-alerts", settings.budget_alert_interval_s, alert_budgets),
         ],
         on_startup=[remember],
     )

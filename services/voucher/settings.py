@@ -37,6 +37,11 @@ class VoucherSettings(Settings):
     seal_public_key: SecretStr = secret_setting(DEV_SEAL_PUBLIC_KEY, "ORCHARD_VOUCHER_SEAL_PUBLIC_KEY")
     expiry_interval_s: float = Field(default=60.0, alias="ORCHARD_VOUCHER_EXPIRY_INTERVAL")
     hold_interval_s: float = Field(default=2.0, alias="ORCHARD_VOUCHER_HOLD_INTERVAL")
+    budget_alert_ratio: Decimal = Field(
+        default=Decimal("0.9"), gt=0, le=1, alias="ORCHARD_VOUCHER_BUDGET_ALERT_RATIO"
+    )
+    """A campaign that has used this share of its budget is told once (campaign.activity)."""
+    budget_alert_interval_s: float = Field(default=60.0, gt=0, alias="ORCHARD_VOUCHER_BUDGET_ALERT_INTERVAL")
     max_codes_per_request: int = Field(default=1_000_000, ge=1, alias="ORCHARD_VOUCHER_MAX_CODES_PER_REQUEST")
     """A generation request asking for more codes is answered 422 (`body.count`): split it."""
     generation_chunk: int = Field(default=20_000, ge=1, alias="ORCHARD_VOUCHER_GENERATION_CHUNK")

@@ -9,6 +9,7 @@ import pytest
 
 from chassis.sealed_codes import CodeSealer, dev_key_pair
 from contracts.approvals import ApprovalDecided, ApprovalDecision, ApprovalRequested
+from contracts.campaigns import CampaignActivity, CampaignActivityKind
 from contracts.delivery import DeliveryFailed, DeliveryMessageRequested, DeliveryRequested, DeliverySucceeded
 from contracts.envelope import EventData
 from contracts.ipa import FieldError, IpaRecordAccepted, IpaRecordRejected, IpaRecordSubmitted
@@ -266,6 +267,13 @@ def sample_payloads() -> dict[str, EventData]:
             opted_out=["points_credited"],
             employment_status="active",
             changed_at=WHEN,
+        ),
+        Topics.CAMPAIGN_ACTIVITY: CampaignActivity(
+            campaign_id="spring-2026",
+            kind=CampaignActivityKind.CODES_RECOVERED,
+            count=12,
+            actor="ops:olga",
+            detail="employee left",
         ),
     }
     return {str(name): payload for name, payload in samples.items()}

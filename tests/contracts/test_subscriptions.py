@@ -33,6 +33,7 @@ PINNED: dict[str, set[tuple[str, str]]] = {
         ("approval.requested", "delivery-approvals"),
         ("approval.decided", "delivery-approval-decisions"),
         ("member.upserted", "delivery-members"),
+        ("campaign.activity", "delivery-campaign-activity"),
         ("order.state_changed", "member-notices-orders"),
         ("voucher.status_changed", "member-notices-vouchers"),
         ("wallet.transaction_recorded", "member-notices-wallet"),

@@ -46,6 +46,7 @@ EXPECTED_CONSUMPTION = {
         "approval.requested",  # approvers are told on Slack/Teams
         "approval.decided",
         "member.upserted",  # the member directory
+        "campaign.activity",  # posted to the campaign's own Slack/Teams route
         # DESIGN.md §5 "Webhooks": every status topic, for the webhooks that want it.
         *STATUS_TOPICS,
     },

@@ -1,0 +1,57 @@
+"""Budget alerts: a campaign whose issued value reaches a share of its budget (90 % by default) is told
+once on `campaign.activity` (its route's owners and approvers hear of it); raising the budget re-arms it."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import asyncpg
+
+from chassis.db import Connection
+from contracts.campaigns import CampaignActivity, CampaignActivityKind
+
+from .events import publish
+
+
+async def nearly_spent(conn: Connection, ratio: Decimal) -> list[asyncpg.Record]:
+    """Campaigns at or past `ratio` of their budget not told yet, marked told; those back below it
+    (their budget was raised) are re-armed."""
+    await conn.execute(
+        "UPDATE campaigns SET budget_alerted_at = NULL WHERE budget_alerted_at IS NOT NULL"
+        " AND (budget IS NULL OR budget_used < budget * $1)",
+        ratio,
+    )
+    return await conn.fetch(
+        """
+        UPDATE campaigns SET budget_alerted_at = now()
+         WHERE budget IS NOT NULL AND budget_alerted_at IS NULL AND budget_used >= budget * $1
+        RETURNING campaign_id, budget, budget_used, currency
+        """,
+        ratio,
+    )
+
+
+def _detail(row: asyncpg.Record) -> str:
+    share = row["budget_used"] / row["budget"] if row["budget"] else Decimal(1)
+    currency = f" {row['currency']}" if row["currency"] else ""
+    return (
+        f"{row['budget_used'].normalize():f} of {row['budget'].normalize():f}{currency} used ({share:.0%}),"
+        f" {(row['budget'] - row['budget_used']).normalize():f}{currency} left"
+    )
+
+
+async def alert_nearly_spent(pool: asyncpg.Pool, ratio: Decimal) -> int:
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await nearly_spent(conn, ratio)
+        await publish(
+            conn,
+            [
+                CampaignActivity(
+                    campaign_id=r["campaign_id"],
+                    kind=CampaignActivityKind.BUDGET_NEARLY_SPENT,
+                    detail=_detail(r),
+                )
+                for r in rows
+            ],
+        )
+    return len(rows)
