@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from chassis.db import Connection
@@ -241,3 +241,41 @@ async def due_lots(conn: Connection, member_id: str, now: datetime) -> list[Lot]
         now,
     )
     return [Lot(r["entry_id"], r["earned_at"], r["expires_at"], r["remaining"]) for r in rows]
+
+
+@dataclass(frozen=True)
+class ExpiryWarning:
+    member_id: str
+    expires_on: date
+    points: int
+
+
+async def claim_expiry_warnings(
+    conn: Connection, now: datetime, within_days: int, limit: int
+) -> list[ExpiryWarning]:
+    """Up to `limit` (member, expiry day) pairs with points expiring within `within_days` of `now` that no
+    warning was recorded for, recorded now (the caller publishes the warnings in the same transaction)."""
+    rows = await conn.fetch(
+        """
+        WITH due AS (
+            SELECT member_id, (expires_at AT TIME ZONE 'UTC')::date AS expires_on, sum(remaining) AS points
+              FROM lots
+             WHERE remaining > 0 AND expires_at > $1 AND expires_at <= $1 + make_interval(days => $2)
+             GROUP BY 1, 2
+        ), unwarned AS (
+            SELECT d.* FROM due d
+             WHERE NOT EXISTS (SELECT 1 FROM expiry_warnings w
+                                WHERE w.member_id = d.member_id AND w.expires_on = d.expires_on)
+             ORDER BY d.expires_on, d.member_id
+             LIMIT $3
+        )
+        INSERT INTO expiry_warnings (member_id, expires_on, points)
+        SELECT member_id, expires_on, points FROM unwarned
+        ON CONFLICT DO NOTHING
+        RETURNING member_id, expires_on, points
+        """,
+        now,
+        within_days,
+        limit,
+    )
+    return [ExpiryWarning(r["member_id"], r["expires_on"], r["points"]) for r in rows]

@@ -17,6 +17,7 @@ from chassis.service import ServiceRuntime, ServiceSpec
 
 from .api import adjustment_approval, build_router
 from .domain import ExpiryPolicy
+from .expiry_warnings import warn_expiring
 from .handlers import WalletHandlers
 from .ledger import Clock, Ledger, system_clock
 from .reports import build_reports_router
@@ -24,6 +25,7 @@ from .settings import WalletSettings
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 EXPIRY_JOB = "wallet-points-expiry"
+EXPIRY_WARNING_JOB = "wallet-expiry-warnings"
 
 
 def build_spec(settings: WalletSettings, *, clock: Clock = system_clock, **overrides: Any) -> ServiceSpec:
@@ -38,8 +40,16 @@ def build_spec(settings: WalletSettings, *, clock: Clock = system_clock, **overr
         assert pool is not None
         await ledger.expire_due(pool, batch_members=settings.expiry_batch_members)
 
+    async def warn() -> None:
+        pool = runtime_ref["runtime"].pool
+        assert pool is not None
+        await warn_expiring(pool, clock, within_days=settings.expiry_warning_days)
+
     approvals = Approvals("wallet", [adjustment_approval(ledger)])
-    jobs = [PeriodicJob(EXPIRY_JOB, settings.expiry_job_interval_s, expire)]
+    jobs = [
+        PeriodicJob(EXPIRY_JOB, settings.expiry_job_interval_s, expire),
+        PeriodicJob(EXPIRY_WARNING_JOB, settings.expiry_warning_interval_s, warn),
+    ]
     startup: list[Callable[[ServiceRuntime], Any]] = [remember]
     return ServiceSpec(
         title="Orchard wallet service: points ledger, member dashboard and member audit log",
