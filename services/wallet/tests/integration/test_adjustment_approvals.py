@@ -127,3 +127,34 @@ async def test_a_repeated_large_adjustment_waits_for_the_same_approval_and_then_
     assert again.json()["approval_id"] == approval_id
     assert (after.status_code, after.json()["entry_id"]) == (200, approved.json()["result"]["entry_id"])
     assert await balance(wallet, member) == "30000"
+
+
+async def test_malformed_approval_requests_are_refused_naming_the_field_and_change_nothing(
+    wallet: RunningWallet,
+) -> None:
+    member = f"m-{uuid.uuid4().hex[:8]}"
+    approval_id = (await ask(wallet, member, "20000")).json()["approval_id"]
+    checker = wallet.auth(APPROVER, "paula")
+
+    answers = {
+        "reason": await decide(wallet.http, approval_id, "reject", checker, reason="no\x00"),
+        "note": await decide(wallet.http, approval_id, "approve", checker, note="x" * 2001),
+        "approve_all": await decide(wallet.http, approval_id, "approve", checker, approve_all=True),
+        "status": await wallet.http.get("/v1/approvals", params={"status": "maybe"}, headers=checker),
+        "after": await wallet.http.get("/v1/approvals", params={"after": "not-an-id"}, headers=checker),
+        "approval_id": await wallet.http.get("/v1/approvals/42", headers=checker),
+    }
+    unknown = await decide(wallet.http, str(uuid.uuid4()), "approve", checker)
+    anonymous = await wallet.http.post(f"/v1/approvals/{approval_id}/approve")
+    member_token = await decide(wallet.http, approval_id, "approve", wallet.auth("member", member))
+
+    for field, answer in answers.items():
+        assert answer.status_code == 422, (field, answer.text)
+        assert answer.headers["content-type"].startswith("application/problem+json")
+        named = [e["field"] for e in answer.json()["errors"]]
+        assert any(field in name for name in named), (field, named)
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "approval_not_found")
+    assert (anonymous.status_code, member_token.status_code) == (401, 403)
+    still = await wallet.http.get(f"/v1/approvals/{approval_id}", headers=checker)
+    assert still.json()["status"] == "pending"
+    assert await balance(wallet, member) == "0"
