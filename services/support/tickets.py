@@ -38,6 +38,7 @@ from services.support.domain.tickets import (
     state_after_customer_reply,
     transition,
 )
+from services.support.member_notices import tell_member
 
 _ID_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 _ID_ATTEMPTS = 5
@@ -319,7 +320,10 @@ async def change_state(
         subject_id=ticket_id,
         details={"from": ticket.state.value, "to": new_state.value, "note": note},
     )
-    return await refresh_sla(conn, ctx, ticket_id)
+    updated = await refresh_sla(conn, ctx, ticket_id)
+    if caller.is_staff:
+        await tell_member(conn, updated)
+    return updated
 
 
 async def add_comment(
@@ -350,7 +354,10 @@ async def add_comment(
     await repo.add_timeline(
         conn, ticket_id, at=now, actor=caller.actor, kind="comment", body=body, internal=internal
     )
-    return await refresh_sla(conn, ctx, ticket_id)
+    updated = await refresh_sla(conn, ctx, ticket_id)
+    if caller.is_staff and not internal:
+        await tell_member(conn, updated, message=body)
+    return updated
 
 
 async def update_fields(

@@ -227,3 +227,24 @@ async def test_a_requested_notice_follows_the_directory(delivery_service):
     assert "400" in message["body"]
     assert _mails(service, member_id) == []
     assert await service.pool.fetchval("SELECT count(*) FROM deliveries WHERE member_id = $1", opted_out) == 0
+
+
+async def test_a_ticket_update_from_support_gives_one_message(delivery_service):
+    service = await delivery_service()
+    member_id = await _member(service)
+    kind = NotificationKind.TICKET_UPDATED
+    update = DeliveryMessageRequested(
+        message_id=uuid.uuid4(),
+        member_id=member_id,
+        channel=Channel.EMAIL,
+        template=kind.value,
+        notice=kind,
+        ticket_id="T-4242",
+        params={"ticket_id": "T-4242", "status": "in progress", "message": "We asked the partner."},
+    )
+
+    await _publish_twice(service, update)
+
+    mail = await _one_mail(service, member_id)
+    assert "T-4242" in mail["Subject"]
+    assert "We asked the partner." in mail.get_body(preferencelist=("plain",)).get_content()
