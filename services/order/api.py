@@ -36,7 +36,17 @@ from .views import OrderPage, OrderSummary, OrderView, json_default
 
 READ_ROLES = (Role.ADMIN, Role.OPS, Role.SUPPORT_AGENT, Role.AUDITOR, Role.FINANCE)
 CANCEL_ROLES = (Role.ADMIN, Role.OPS)
-Sort = Literal["created_at", "-created_at", "updated_at", "-updated_at"]
+Sort = Literal[
+    "created_at",
+    "-created_at",
+    "updated_at",
+    "-updated_at",
+    "state",
+    "-state",
+    "fulfilment_status",
+    "-fulfilment_status",
+]
+TIME_SORTS = ("created_at", "updated_at")
 
 register_error(CompletedOrderCannotBeCancelled, 409, "order_completed", title="Order already completed")
 register_error(OrderNotFound, 404, "order_not_found", title="Order not found")
@@ -85,17 +95,23 @@ def _order_ref(ref: str) -> dict[str, Any]:
     raise Problem(404, "order_not_found", detail=f"No order is known as {ref!r}.")
 
 
-def _encode_cursor(sort: str, value: datetime, order_id: uuid.UUID) -> str:
-    raw = json.dumps({"s": sort, "v": value.isoformat(), "id": str(order_id)}).encode()
+def _encode_cursor(sort: str, value: datetime | str, order_id: uuid.UUID) -> str:
+    shown = value.isoformat() if isinstance(value, datetime) else value
+    raw = json.dumps({"s": sort, "v": shown, "id": str(order_id)}).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str, sort: str) -> tuple[datetime, uuid.UUID]:
+def _decode_cursor(cursor: str, sort: str) -> tuple[datetime | str, uuid.UUID]:
     try:
         raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if raw["s"] != sort:
             raise ValueError("sort changed")
-        return datetime.fromisoformat(raw["v"]), uuid.UUID(raw["id"])
+        value = raw["v"]
+        if not isinstance(value, str) or "\x00" in value:
+            raise ValueError("not a cursor value")
+        if sort.lstrip("-") in TIME_SORTS:
+            return datetime.fromisoformat(value), uuid.UUID(raw["id"])
+        return value, uuid.UUID(raw["id"])
     except (ValueError, KeyError, TypeError, binascii.Error, json.JSONDecodeError):
         raise Problem(
             422,
@@ -194,7 +210,10 @@ def build_router(ctx: OrderContext) -> APIRouter:
             )
         more = len(rows) > limit
         rows = rows[:limit]
-        next_cursor = _encode_cursor(sort, rows[-1][column], rows[-1]["order_id"]) if more else None
+        last = rows[-1] if more else None
+        next_cursor = (
+            _encode_cursor(sort, repository.sort_value(last, column), last["order_id"]) if last else None
+        )
         return _json({"items": [dict(r) for r in rows], "total": total, "next_cursor": next_cursor})
 
     @router.get(

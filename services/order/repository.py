@@ -409,6 +409,21 @@ class OrderFilter:
         return clauses, args
 
 
+SORT_KEYS = {
+    "created_at": "created_at",
+    "updated_at": "updated_at",
+    "state": "state",
+    "fulfilment_status": "coalesce(fulfilment_status, '')",
+}
+"""What each listing sort orders by (then by order id); an order without a fulfilment status sorts first."""
+
+
+def sort_value(row: asyncpg.Record, sort_column: str) -> datetime | str:
+    """The row's value of the sort key, as the keyset cursor carries it."""
+    value = row[sort_column]
+    return "" if value is None else value
+
+
 async def list_orders(
     conn: Connection,
     flt: OrderFilter,
@@ -416,10 +431,10 @@ async def list_orders(
     sort_column: str,
     descending: bool,
     limit: int,
-    after: tuple[datetime, uuid.UUID] | None,
+    after: tuple[datetime | str, uuid.UUID] | None,
 ) -> tuple[list[asyncpg.Record], int]:
-    """One page in a stable order (sort column, then order id) and the exact total for the filter."""
-    assert sort_column in ("created_at", "updated_at")
+    """One page in a stable order (sort key, then order id) and the exact total for the filter."""
+    key = SORT_KEYS[sort_column]
     clauses, args = flt.where()
     total = await conn.fetchval(
         "SELECT count(*) FROM orders" + (" WHERE " + " AND ".join(clauses) if clauses else ""), *args
@@ -428,27 +443,27 @@ async def list_orders(
     if after is not None:
         page_args += [after[0], after[1]]
         op = "<" if descending else ">"
-        page_clauses.append(f"({sort_column}, order_id) {op} (${len(page_args) - 1}, ${len(page_args)})")
+        page_clauses.append(f"({key}, order_id) {op} (${len(page_args) - 1}, ${len(page_args)})")
     direction = "DESC" if descending else "ASC"
     page_args.append(limit)
     rows = await conn.fetch(
         f"SELECT {ORDER_COLUMNS} FROM orders"
         + (" WHERE " + " AND ".join(page_clauses) if page_clauses else "")
-        + f" ORDER BY {sort_column} {direction}, order_id {direction} LIMIT ${len(page_args)}",
+        + f" ORDER BY {key} {direction}, order_id {direction} LIMIT ${len(page_args)}",
         *page_args,
     )
     return list(rows), int(total)
 
 
 def export_query(flt: OrderFilter, *, sort_column: str, descending: bool) -> tuple[str, list[Any]]:
-    """Every order matching `flt` in the listing's order (sort column, then order id): SQL and args."""
-    assert sort_column in ("created_at", "updated_at")
+    """Every order matching `flt` in the listing's order (sort key, then order id): SQL and args."""
+    key = SORT_KEYS[sort_column]
     clauses, args = flt.where()
     direction = "DESC" if descending else "ASC"
     return (
         f"SELECT {ORDER_COLUMNS} FROM orders"
         + (" WHERE " + " AND ".join(clauses) if clauses else "")
-        + f" ORDER BY {sort_column} {direction}, order_id {direction}",
+        + f" ORDER BY {key} {direction}, order_id {direction}",
         args,
     )
 

@@ -184,6 +184,55 @@ async def test_orders_are_listed_with_filters_stable_pages_and_exact_totals(
     assert {c["campaign_id"] for c in everything.json()["campaigns"]} >= {campaign, other}
 
 
+async def _all_pages(order_service: OrderService, **params: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        query = {**params, "limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = await order_service.http.get("/v1/orders", params=query, headers=order_service.auth("ops"))
+        assert page.status_code == 200, page.text
+        items += page.json()["items"]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            return items
+
+
+async def test_orders_are_sorted_by_state_or_fulfilment_status_across_pages(
+    order_service: OrderService,
+) -> None:
+    campaign = await order_service.campaign()
+    records = [voucher_record(campaign) for _ in range(5)]
+    await order_service.finished_batch(await order_service.upload_json(records))
+    for record in records[:2]:
+        order = await order_service.order_of(record["external_ref"])
+        cancelled = await order_service.http.post(
+            f"/v1/orders/{order['order_id']}/cancel", json={"reason": "left"}, headers=order_service.auth()
+        )
+        assert cancelled.status_code == 200, cancelled.text
+
+    by_state = await _all_pages(order_service, campaign_id=campaign, sort="state")
+    by_state_desc = await _all_pages(order_service, campaign_id=campaign, sort="-state")
+    by_fulfilment = await _all_pages(order_service, campaign_id=campaign, sort="fulfilment_status")
+    switched = await order_service.http.get(
+        "/v1/orders",
+        params={"campaign_id": campaign, "limit": 2, "sort": "state"},
+        headers=order_service.auth("ops"),
+    )
+    wrong_sort = await order_service.http.get(
+        "/v1/orders",
+        params={"sort": "-created_at", "cursor": switched.json()["next_cursor"]},
+        headers=order_service.auth("ops"),
+    )
+
+    states = [o["state"] for o in by_state]
+    assert states == ["cancelled", "cancelled", "pending", "pending", "pending"]
+    assert [o["state"] for o in by_state_desc] == states[::-1]
+    assert len({o["order_id"] for o in by_state}) == 5, "every order once across the pages"
+    fulfilment = [o["fulfilment_status"] or "" for o in by_fulfilment]
+    assert fulfilment == sorted(fulfilment)
+    assert wrong_sort.status_code == 422, "a cursor belongs to the sort it came from"
+
+
 async def test_an_order_is_found_by_booking_id_in_any_case_and_unknown_ones_answer_404(
     order_service: OrderService,
 ) -> None:
