@@ -200,6 +200,8 @@ class CodeStatus(StrEnum):
     EXPIRED = "expired"
     FLAGGED = "flagged"
     RECOVERED = "recovered"
+    VOID = "void"
+    """Retired for good: a delivered code that was recovered; it is never issued again."""
 
 
 class VoucherStatusChanged(EventData):

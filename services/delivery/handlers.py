@@ -21,7 +21,14 @@ from contracts.envelope import Envelope
 from contracts.orders import OrderState, OrderStateChanged
 from contracts.support import SupportResendRequested, SupportSlaBreached
 from contracts.topics import Topics
-from contracts.vouchers import AnyVoucherIssued, VoucherIssued, VoucherIssuedV1, VoucherStockLow
+from contracts.vouchers import (
+    AnyVoucherIssued,
+    CodeStatus,
+    VoucherIssued,
+    VoucherIssuedV1,
+    VoucherStatusChanged,
+    VoucherStockLow,
+)
 
 from . import notifications, repository, review
 from .codes import CodeVault
@@ -152,6 +159,13 @@ class DeliveryHandlers:
             )
             log.info("resend_refused", order_id=str(d.order_id), why=type(refused).__name__)
 
+    async def on_code_status_changed(self, conn: Connection, env: Envelope[Any]) -> None:
+        """A code its order no longer holds (recovered, voided) is dropped: no retry or resend sends it."""
+        d: VoucherStatusChanged = env.data
+        assert d.order_id is not None  # `_code_left_its_order`
+        if await repository.drop_code(conn, d.order_id, d.code_id):
+            log.info("held_code_dropped", order_id=str(d.order_id), status=d.status.value)
+
     async def on_stock_low(self, conn: Connection, env: Envelope[Any]) -> None:
         await notifications.stock_low(conn, self.settings, env.data)
 
@@ -209,6 +223,13 @@ class DeliveryHandlers:
                 DeliveryMessageRequested,
                 self.on_message_requested,
             ),
+            Subscription(
+                "delivery-code-statuses",
+                Topics.VOUCHER_STATUS_CHANGED,
+                VoucherStatusChanged,
+                self.on_code_status_changed,
+                relevant=_code_left_its_order,
+            ),
             Subscription("delivery-stock", Topics.VOUCHER_STOCK_LOW, VoucherStockLow, self.on_stock_low),
             Subscription(
                 "delivery-campaign-activity",
@@ -233,6 +254,10 @@ class DeliveryHandlers:
             ),
             *NoticeHandlers(self.vault).subscriptions(),
         ]
+
+
+def _code_left_its_order(d: VoucherStatusChanged) -> bool:
+    return d.order_id is not None and d.status in (CodeStatus.RECOVERED, CodeStatus.VOID)
 
 
 def _traceparent(env: Envelope[Any]) -> str | None:

@@ -277,8 +277,9 @@ def code_router(vault: CodeVault, settings: VoucherSettings, approvals: Approval
 
     @router.post(
         "/v1/codes/recover",
-        summary="Recover codes by ids or filter and return them to their pool; more codes than the"
-        " approval threshold wait for a second person's approval (202)",
+        summary="Recover codes by ids or filter: an undelivered code returns to its pool, a delivered one is"
+        " voided and its order gets a fresh code; more codes than the approval threshold wait for a"
+        " second person's approval (202)",
         response_model=RecoverResult,
         response_model_exclude_unset=True,
         responses=PENDING_RESPONSE,
@@ -306,7 +307,12 @@ def code_router(vault: CodeVault, settings: VoucherSettings, approvals: Approval
         result = await in_transaction(
             pool,
             lambda conn: operations.recover(
-                conn, selection, actor=actor_of(principal), reason=body.reason, dry_run=body.dry_run
+                conn,
+                selection,
+                actor=actor_of(principal),
+                reason=body.reason,
+                dry_run=body.dry_run,
+                vault=vault,
             ),
         )
         if not body.dry_run:

@@ -114,7 +114,7 @@ def voucher_approvals(
         body = approval.request["recover"]
         selection = selection_of(body)
         result: dict[str, Any] = await operations.recover(
-            conn, selection, actor=approval.maker, reason=approval.reason or "", dry_run=False
+            conn, selection, actor=approval.maker, reason=approval.reason or "", dry_run=False, vault=vault
         )
         campaign_ids = await conn.fetch(
             "SELECT DISTINCT campaign_id FROM codes WHERE code_id = ANY($1::uuid[]) ORDER BY campaign_id",

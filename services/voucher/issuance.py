@@ -1,7 +1,8 @@
 """Issuing exactly one code per order, holding orders that cannot get one, serving them FIFO later,
 and giving a cancelled order's undelivered code back to the pool.
 
-Exactly-once is enforced by the database: `issuances.order_id` is unique (one code per order, ever),
+Exactly-once is enforced by the database: one unreleased issuance per order (and an order that ever had
+one is never issued another, but for the fresh code that replaces a recovered delivered one),
 `issuances_one_holder_per_code` lets a code be held by one order at a time, `codes.order_id` is
 unique, and the pool is read with FOR UPDATE SKIP LOCKED so concurrent issuers never pick one code.
 """
@@ -79,9 +80,12 @@ async def issue(
     *,
     cause: Envelope[Any] | None = None,
     from_hold: bool = False,
+    replacing: bool = False,
 ) -> IssueFailure | None:
     """Issue one code to the order (no-op if it has one), or hold it and say why. Runs in the caller's
-    transaction, which carries the events with it."""
+    transaction, which carries the events with it. `replacing`: the order's delivered code was just
+    voided and it gets a fresh one; when none can be issued the failure is only returned (the caller
+    undoes the voiding), never held."""
     known = await conn.fetchrow(
         """
         SELECT EXISTS (SELECT 1 FROM issuances WHERE order_id = $1)
@@ -92,7 +96,11 @@ async def issue(
         req.campaign_id,
     )
     assert known is not None
-    if known["done"]:
+
+    async def refuse(reason: IssueFailure) -> IssueFailure:
+        return reason if replacing else await _hold(conn, req, reason, cause)
+
+    if known["done"] and not replacing:
         await conn.execute("DELETE FROM holds WHERE order_id = $1", req.order_id)
         return None
     campaign = None
@@ -111,14 +119,14 @@ async def issue(
             req.order_id,
         )
     if campaign is None:
-        return await _hold(conn, req, IssueFailure.UNKNOWN_CAMPAIGN, cause)
+        return await refuse(IssueFailure.UNKNOWN_CAMPAIGN)
     if campaign["reward_type"] == RewardType.POINTS:
-        return await _hold(conn, req, IssueFailure.POINTS_CAMPAIGN, cause)
+        return await refuse(IssueFailure.POINTS_CAMPAIGN)
     blocker = issue_blocker(CampaignStatus(campaign["status"]))
     if blocker is not None:
-        return await _hold(conn, req, blocker, cause)
-    if not from_hold and campaign["queue_head"] is not None:
-        return await _hold(conn, req, IssueFailure(campaign["queue_head"]), cause)
+        return await refuse(blocker)
+    if not (from_hold or replacing) and campaign["queue_head"] is not None:
+        return await refuse(IssueFailure(campaign["queue_head"]))
     value = req.value or campaign["face_value"]
     # Codes this transaction already issued still sit in the pool index until it commits; starting
     # after the last one it picked keeps a batch of N issuances from scanning N^2 index entries.
@@ -142,9 +150,9 @@ async def issue(
     )
     if code is None and after:
         _pick_cursor.pop(cursor_key, None)
-        return await issue(conn, vault, req, cause=cause, from_hold=from_hold)
+        return await issue(conn, vault, req, cause=cause, from_hold=from_hold, replacing=replacing)
     if code is None:
-        return await _hold(conn, req, IssueFailure.OUT_OF_STOCK, cause)
+        return await refuse(IssueFailure.OUT_OF_STOCK)
     _pick_cursor[cursor_key] = (code["xid"], code["seq"])
     if campaign["budget"] is not None:
         budget_ok = await conn.fetchval(
@@ -154,7 +162,7 @@ async def issue(
             value,
         )
         if not budget_ok:
-            return await _hold(conn, req, IssueFailure.BUDGET_EXHAUSTED, cause)
+            return await refuse(IssueFailure.BUDGET_EXHAUSTED)
     issued_at = datetime.now(UTC)
     policy = ExpiryPolicy(
         kind=ExpiryKind(campaign["expiry_kind"]),
@@ -275,7 +283,7 @@ async def release(conn: Connection, order_id: uuid.UUID, *, cause: Envelope[Any]
     await conn.execute("DELETE FROM holds WHERE order_id = $1", order_id)
     code = await conn.fetchrow(
         "SELECT code_id, campaign_id, status, value, remaining_value, delivered, own_expires_at"
-        " FROM codes WHERE order_id = $1 FOR UPDATE",
+        " FROM codes WHERE order_id = $1 AND status <> 'void' FOR UPDATE",
         order_id,
     )
     if (
@@ -361,7 +369,7 @@ async def mark_delivery(conn: Connection, order_id: uuid.UUID, *, delivered: boo
     if delivered:
         await conn.execute(
             "UPDATE codes SET delivered = true, delivery_failed = false, updated_at = now()"
-            " WHERE order_id = $1",
+            " WHERE order_id = $1 AND status <> 'void'",
             order_id,
         )
         await conn.execute(
@@ -370,7 +378,9 @@ async def mark_delivery(conn: Connection, order_id: uuid.UUID, *, delivered: boo
         )
     else:
         await conn.execute(
-            "UPDATE codes SET delivery_failed = true, updated_at = now() WHERE order_id = $1", order_id
+            "UPDATE codes SET delivery_failed = true, updated_at = now()"
+            " WHERE order_id = $1 AND status <> 'void'",
+            order_id,
         )
 
 
@@ -383,7 +393,7 @@ async def mark_deliveries(conn: Connection, outcomes: dict[uuid.UUID, bool]) -> 
             """
             WITH marked AS (
                 UPDATE codes SET delivered = true, delivery_failed = false, updated_at = now()
-                 WHERE order_id = ANY($1::uuid[])
+                 WHERE order_id = ANY($1::uuid[]) AND status <> 'void'
             )
             INSERT INTO closed_orders (order_id, state)
             SELECT unnest($1::uuid[]), 'completed' ON CONFLICT DO NOTHING
@@ -392,6 +402,7 @@ async def mark_deliveries(conn: Connection, outcomes: dict[uuid.UUID, bool]) -> 
         )
     if failed:
         await conn.execute(
-            "UPDATE codes SET delivery_failed = true, updated_at = now() WHERE order_id = ANY($1::uuid[])",
+            "UPDATE codes SET delivery_failed = true, updated_at = now()"
+            " WHERE order_id = ANY($1::uuid[]) AND status <> 'void'",
             failed,
         )

@@ -9,15 +9,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+import structlog
+
 from chassis.audit import append_audit
 from chassis.db import Connection
 from contracts.campaigns import CampaignActivityKind
 from contracts.vouchers import CodeStatus, VoucherStatusChanged
 
 from . import activity
-from .domain import CodeOperationRefused
+from .crypto import CodeVault
+from .domain import CodeOperationRefused, IssueFailure
 from .events import publish
-from .issuance import SYSTEM_ACTOR, return_to_pool
+from .issuance import SYSTEM_ACTOR, OrderRequest, issue, return_to_pool
 
 MAX_BATCH = 50_000
 
@@ -68,14 +72,34 @@ def _subject(selection: Selection) -> str:
     return selection.campaign_id or (str(selection.code_ids[0]) if len(selection.code_ids) == 1 else "batch")
 
 
+class _NotReplaced(Exception):
+    """No fresh code could be issued in place of a delivered one: its voiding is undone."""
+
+    def __init__(self, failure: IssueFailure) -> None:
+        super().__init__(str(failure))
+        self.failure = failure
+
+
 async def recover(
-    conn: Connection, selection: Selection, *, actor: str, reason: str, dry_run: bool
+    conn: Connection,
+    selection: Selection,
+    *,
+    actor: str,
+    reason: str,
+    dry_run: bool,
+    vault: CodeVault | None = None,
 ) -> dict[str, Any]:
-    """Take unredeemed codes back from their orders and put them back in their campaign's pool."""
+    """Take unredeemed codes back from their orders. A code never delivered goes back to its campaign's
+    pool. A delivered one is retired for good (`void`: its member may have it, so it is never issued
+    again) and its order gets a fresh code, published on `voucher.issued` for delivery to send; when no
+    fresh code can be issued (stock, budget, campaign) that code is left as it was and listed in
+    `not_replaced`. `vault` seals the fresh codes: needed unless `dry_run`."""
     where, params = selection.where()
     rows = await conn.fetch(
         f"""
-        SELECT code_id, campaign_id, status, value, remaining_value, own_expires_at, order_id FROM codes
+        SELECT code_id, campaign_id, status, value, remaining_value, own_expires_at, order_id, member_id,
+               delivered
+          FROM codes
          WHERE {where} AND status IN ('issued', 'expired') AND order_id IS NOT NULL
            AND remaining_value = value AND NOT test
          ORDER BY seq LIMIT {MAX_BATCH} FOR UPDATE
@@ -92,22 +116,38 @@ async def recover(
         result["skipped"] = [str(i) for i in selection.code_ids if i not in eligible]
     if dry_run:
         return result
+    if vault is None:
+        raise ValueError("recovering codes needs the vault that seals their replacements")
+    replaced: list[str] = []
+    not_replaced: list[dict[str, str]] = []
     for row in rows:
-        await return_to_pool(
-            conn,
-            row,
-            status=CodeStatus.RECOVERED,
-            action="recovered",
-            actor=actor,
-            reason=reason,
-            release_reason="recovered",
-            order_id=row["order_id"],
-        )
-    result["recovered"] = len(rows)
+        if not row["delivered"]:
+            await return_to_pool(
+                conn,
+                row,
+                status=CodeStatus.RECOVERED,
+                action="recovered",
+                actor=actor,
+                reason=reason,
+                release_reason="recovered",
+                order_id=row["order_id"],
+            )
+            continue
+        try:
+            async with conn.transaction():  # a savepoint: a code that cannot be replaced stays as it was
+                await _void_and_replace(conn, vault, row, actor=actor, reason=reason)
+            replaced.append(str(row["code_id"]))
+        except _NotReplaced as refused:
+            not_replaced.append({"code_id": str(row["code_id"]), "reason": str(refused.failure)})
+    result["recovered"] = len(rows) - len(not_replaced)
+    result["replaced"] = replaced
+    if not_replaced:
+        result["not_replaced"] = not_replaced
+    kept = {entry["code_id"] for entry in not_replaced}
     await activity.tell(
         conn,
         CampaignActivityKind.CODES_RECOVERED,
-        activity.per_campaign(r["campaign_id"] for r in rows),
+        activity.per_campaign(r["campaign_id"] for r in rows if str(r["code_id"]) not in kept),
         actor=actor,
         detail=reason,
     )
@@ -116,9 +156,65 @@ async def recover(
         actor=actor,
         action="codes.recovered",
         subject=_subject(selection),
-        details={"reason": reason, "count": len(rows), "code_ids": result["code_ids"][:1000]},
+        details={
+            "reason": reason,
+            "count": result["recovered"],
+            "code_ids": result["code_ids"][:1000],
+            "voided": replaced[:1000],
+            "not_replaced": not_replaced[:1000],
+        },
     )
     return result
+
+
+async def _void_and_replace(
+    conn: Connection, vault: CodeVault, row: asyncpg.Record, *, actor: str, reason: str
+) -> None:
+    """Retire a delivered code (it keeps its order for the record) and issue the order a fresh one."""
+    order_id = row["order_id"]
+    await conn.execute(
+        "UPDATE codes SET status = 'void', prior_status = status, updated_at = now() WHERE code_id = $1",
+        row["code_id"],
+    )
+    await conn.execute(
+        "UPDATE issuances SET released_at = now(), release_reason = 'voided'"
+        " WHERE order_id = $1 AND released_at IS NULL",
+        order_id,
+    )
+    await conn.execute(
+        "UPDATE campaigns SET budget_used = greatest(budget_used - $2, 0) WHERE campaign_id = $1",
+        row["campaign_id"],
+        row["value"],
+    )
+    await conn.execute(
+        "INSERT INTO code_events (code_id, action, status, previous_status, actor, reason, order_id)"
+        " VALUES ($1, 'voided', 'void', $2, $3, $4, $5)",
+        row["code_id"],
+        row["status"],
+        actor,
+        reason,
+        order_id,
+    )
+    voided = VoucherStatusChanged(
+        code_id=row["code_id"],
+        campaign_id=row["campaign_id"],
+        order_id=order_id,
+        status=CodeStatus.VOID,
+        previous_status=CodeStatus(row["status"]),
+        reason=reason,
+        remaining_value=row["value"],
+    )
+    await publish(conn, [voided])
+    request = OrderRequest(
+        order_id=order_id,
+        campaign_id=row["campaign_id"],
+        member_id=row["member_id"] or "",
+        value=row["value"],
+        correlation_id=str(structlog.contextvars.get_contextvars().get("correlation_id") or uuid.uuid4()),
+    )
+    failure = await issue(conn, vault, request, replacing=True)
+    if failure is not None:
+        raise _NotReplaced(failure)
 
 
 _RESTORED = """CASE WHEN remaining_value < value THEN 'partially_redeemed'

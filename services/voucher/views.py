@@ -139,6 +139,11 @@ class RevealedCode(BaseModel):
     code: str
 
 
+class NotReplaced(BaseModel):
+    code_id: uuid.UUID
+    reason: str = Field(description="why no fresh code: `out_of_stock`, `budget_exhausted`…")
+
+
 class RecoverResult(BaseModel):
     """What a recovery matched (and, unless a dry run, recovered); `skipped`: listed ids not eligible."""
 
@@ -147,6 +152,12 @@ class RecoverResult(BaseModel):
     code_ids: list[uuid.UUID]
     skipped: list[uuid.UUID] | None = None
     recovered: int | None = None
+    replaced: list[uuid.UUID] | None = Field(
+        default=None, description="delivered codes voided, each order given a fresh code to be delivered"
+    )
+    not_replaced: list[NotReplaced] | None = Field(
+        default=None, description="delivered codes left as they were: no fresh code could be issued"
+    )
 
 
 class ExtendResult(BaseModel):

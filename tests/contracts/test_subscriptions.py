@@ -30,6 +30,7 @@ PINNED: dict[str, set[tuple[str, str]]] = {
         ("support.sla_breached", "delivery-sla"),
         ("voucher.issued", "delivery-vouchers"),
         ("voucher.stock_low", "delivery-stock"),
+        ("voucher.status_changed", "delivery-code-statuses"),
         ("approval.requested", "delivery-approvals"),
         ("approval.decided", "delivery-approval-decisions"),
         ("member.upserted", "delivery-members"),

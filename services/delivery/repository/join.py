@@ -220,6 +220,7 @@ async def remember_many_contacts(conn: Connection, contacts: Sequence[ContactDet
 
 async def record_vouchers(conn: Connection, vouchers: Sequence[VoucherDetails]) -> None:
     vs = _first_per_order(vouchers)
+    await _replace_codes(conn, vs)
     await conn.execute(
         """
         INSERT INTO deliveries (delivery_id, order_id, campaign_id, code_id, code_ciphertext, masked_code,
@@ -252,6 +253,60 @@ async def record_vouchers(conn: Connection, vouchers: Sequence[VoucherDetails]) 
         [v.expires_at for v in vs],
         [v.correlation_id for v in vs],
     )
+
+
+async def _replace_codes(conn: Connection, vs: Sequence[VoucherDetails]) -> None:
+    """A code for an order that already holds another one replaces it (the old one was voided after a
+    recovery): the old ciphertext is dropped, and a delivery already sent or failed starts a new send
+    round with the fresh code. A delivery being sent right now keeps its round (its worker owns it)."""
+    channels = await conn.fetch(
+        """
+        WITH t AS (
+            SELECT d.delivery_id, v.*, d.status IN ('sent', 'failed') AS again
+              FROM deliveries d
+              JOIN unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::text[], $5::numeric[], $6::text[],
+                          $7::timestamptz[]) AS v(order_id, code_id, sealed, masked_code, face_value,
+                                                  currency, expires_at) USING (order_id)
+             WHERE d.has_voucher AND d.code_id IS DISTINCT FROM v.code_id
+               AND d.status <> 'cancelled' AND d.order_state IS DISTINCT FROM 'cancelled'
+               FOR UPDATE OF d
+        )
+        UPDATE deliveries d
+           SET code_id = t.code_id, code_ciphertext = t.sealed, masked_code = t.masked_code,
+               face_value = t.face_value, currency = t.currency, expires_at = t.expires_at,
+               status = CASE WHEN t.again THEN 'queued' ELSE d.status END,
+               send_round = d.send_round + CASE WHEN t.again THEN 1 ELSE 0 END,
+               channel = CASE WHEN t.again THEN d.requested_channel ELSE d.channel END,
+               channel_attempts = CASE WHEN t.again THEN 0 ELSE d.channel_attempts END,
+               tried_channels = CASE WHEN t.again THEN '{}' ELSE d.tried_channels END,
+               next_attempt_at = CASE WHEN t.again THEN now() ELSE d.next_attempt_at END,
+               failed_at = CASE WHEN t.again THEN NULL ELSE d.failed_at END,
+               updated_at = now()
+          FROM t WHERE d.delivery_id = t.delivery_id
+        RETURNING d.channel, d.status
+        """,
+        [v.order_id for v in vs],
+        [v.code_id for v in vs],
+        [v.sealed_code for v in vs],
+        [v.masked_code for v in vs],
+        [v.face_value for v in vs],
+        [v.currency for v in vs],
+        [v.expires_at for v in vs],
+    )
+    for channel in {r["channel"] for r in channels if r["status"] == "queued" and r["channel"]}:
+        await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, channel)
+
+
+async def drop_code(conn: Connection, order_id: uuid.UUID, code_id: uuid.UUID) -> bool:
+    """The order no longer holds this code (recovered, voided): its ciphertext goes, so neither a retry
+    nor a resend can send it. False when the delivery holds another code (or none)."""
+    dropped = await conn.fetchval(
+        "UPDATE deliveries SET code_ciphertext = NULL, updated_at = now()"
+        " WHERE order_id = $1 AND code_id = $2 AND code_ciphertext IS NOT NULL RETURNING true",
+        order_id,
+        code_id,
+    )
+    return bool(dropped)
 
 
 async def queue_all_ready(
