@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from deploy.infra.kafka import KafkaBroker
 from deploy.infra.postgres import PostgresServer
@@ -33,6 +34,11 @@ from deploy.testing import (
     start_postgres,
     stop_all,
 )
+
+# Property tests judge what the code does, never how fast: on a shared, loaded machine an example that
+# takes longer than Hypothesis's default 200 ms deadline is not a failure.
+settings.register_profile("orchard", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("orchard")
 
 # The services the tests start are in development mode (DESIGN.md §5): elsewhere they refuse to start
 # with the development keys. Tests of that refusal clear it for their own process.
