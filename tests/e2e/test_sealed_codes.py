@@ -1,6 +1,6 @@
 """Sealed codes through the whole running system (DESIGN.md §5 "Sealed codes"): after a burst of orders
 every recipient gets its own order's code, and no clear code is left on any topic, in any service's log
-or in any outbox row.
+or in any outbox row; and a recovered delivered code is retired while the member gets a fresh one.
 
 The clear codes are learnt the way people learn them: by the audited reveal and from the mail sink."""
 
@@ -12,6 +12,7 @@ from email import message_from_bytes, policy
 from email.utils import getaddresses
 
 import asyncpg
+import httpx
 import pytest
 
 from chassis.testing import read_topic, wait_until
@@ -132,3 +133,78 @@ async def test_after_a_burst_each_recipient_gets_its_code_and_no_clear_code_is_l
     for path in logs:
         text = path.read_bytes()
         assert not [s for s in secrets if s in text], f"a clear code in {path.name}"
+
+
+def _mails_to(system: System, address: str) -> list[str]:
+    """The plain-text bodies of every mail the sink got for `address`, oldest first."""
+    found: list[tuple[float, str]] = []
+    for path in system.mail_dir.glob("*.eml"):
+        message = message_from_bytes(path.read_bytes(), policy=policy.default)
+        if address in [a.lower() for _, a in getaddresses(message.get_all("To", []))]:
+            body = message.get_body(("plain",))  # type: ignore[attr-defined]
+            assert body is not None
+            found.append((path.stat().st_mtime, str(body.get_content())))
+    return [text for _, text in sorted(found)]
+
+
+async def test_a_recovered_delivered_code_is_void_and_the_member_gets_a_fresh_one_that_a_resend_repeats(
+    system: System,
+) -> None:
+    """DESIGN.md §5 "Recovery and refusals": the code a member already has is retired, the order's fresh
+    code reaches the member, and a resend sends the fresh code, never the retired one."""
+    async with p.clients(system) as (order, voucher):
+        campaign_id = await p.campaign(voucher, order, "recovery", codes=3)
+        record = p.record(campaign_id, f"recovery-{p.RUN}-001", 1)
+        placed = await p.place(order, record)
+        order_id = placed["order_id"]
+
+        async def completed() -> bool:
+            return (await p.order(order, order_id))["state"] == "completed"
+
+        await wait_until(completed, timeout=120, interval=0.5, what="the order to complete")
+        [first] = await p.issued(system, campaign_id)
+        old_code_id = first["data"]["code_id"]
+
+        async def reveal(code_id: str) -> str:
+            answer = await voucher.post(f"/v1/codes/{code_id}/reveal", json={"reason": "e2e recovery"})
+            assert answer.status_code == 200, answer.text
+            return str(answer.json()["code"])
+
+        old_code = await reveal(old_code_id)
+        recovered = await voucher.post(
+            "/v1/codes/recover", json={"code_ids": [old_code_id], "reason": "member reports it stolen"}
+        )
+        assert recovered.status_code == 200, recovered.text
+        assert recovered.json()["replaced"] == [old_code_id]
+
+        address = record["email"].lower()
+
+        async def fresh_mailed() -> bool:
+            return len(_mails_to(system, address)) == 2
+
+        await wait_until(fresh_mailed, timeout=120, interval=0.5, what="the fresh code to be mailed")
+        issued = await p.issued(system, campaign_id)
+        assert [e["data"]["order_id"] for e in issued] == [order_id, order_id]
+        fresh_code = await reveal(issued[1]["data"]["code_id"])
+        assert fresh_code != old_code
+        first_mail, second_mail = _mails_to(system, address)
+        assert old_code in first_mail
+        assert fresh_code in second_mail
+        assert old_code not in second_mail
+        status = await voucher.get(f"/v1/codes/{old_code_id}")
+        assert status.json()["status"] == "void"
+
+        async with httpx.AsyncClient(
+            base_url=system.urls["delivery"], headers=system.headers(), timeout=30
+        ) as delivery:
+            held = (await delivery.get(f"/v1/orders/{order_id}/delivery")).json()
+            resent = await delivery.post(f"/v1/deliveries/{held['delivery_id']}/resend")
+            assert resent.status_code in (200, 202), resent.text
+
+        async def resent_mailed() -> bool:
+            return len(_mails_to(system, address)) == 3
+
+        await wait_until(resent_mailed, timeout=60, interval=0.5, what="the resend to be mailed")
+        third_mail = _mails_to(system, address)[2]
+        assert fresh_code in third_mail
+        assert old_code not in third_mail
