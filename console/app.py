@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Depends, FastAPI, Form, Request
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from console import auth, views
-from console.api import Api, ApiError
+from console.api import Api, ApiError, problem_of
 from console.auth import CsrfRefused, SignInRequired, Viewer, check_csrf, current_viewer
 from console.navigation import SCREENS, screen, screens_for
 from console.sessions import ServerSessionMiddleware, SessionStore
@@ -204,15 +204,8 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         if not reason.strip():
             _flash(request, "error", "Say why the order is cancelled.")
         else:
-            try:
-                await _api(request, viewer).post(
-                    "order", f"/v1/orders/{_segment(ref)}/cancel", {"reason": reason}
-                )
-                _flash(request, "ok", "The order is cancelled.")
-            except ApiError as exc:
-                if exc.status in (401, 403):
-                    raise
-                _flash(request, "error", exc.detail)
+            path = f"/v1/orders/{_segment(ref)}/cancel"
+            await _act(request, viewer, "order", path, {"reason": reason}, "The order is cancelled.")
         return RedirectResponse(f"/orders/{_segment(ref)}", status_code=303)
 
     # --- members ----------------------------------------------------------------------------------
@@ -252,6 +245,142 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
             orders=history.get("orders", []),
         )
 
+    # --- deliveries -------------------------------------------------------------------------------
+
+    @app.get("/deliveries", response_class=HTMLResponse, include_in_schema=False)
+    async def deliveries(
+        request: Request, viewer: Annotated[Viewer, Depends(_allowed("deliveries"))]
+    ) -> Response:
+        page = await _api(request, viewer).get(
+            "delivery",
+            "/v1/deliveries/failed",
+            {"limit": "100", "cursor": request.query_params.get("cursor")},
+        )
+        return _page(
+            request,
+            "deliveries.html",
+            viewer,
+            rows=views.failed_deliveries(page["items"]),
+            next_cursor=page.get("next_cursor"),
+        )
+
+    @app.get("/deliveries/{delivery_id}", response_class=HTMLResponse, include_in_schema=False)
+    async def delivery(
+        request: Request, delivery_id: str, viewer: Annotated[Viewer, Depends(_allowed("deliveries"))]
+    ) -> Response:
+        found = await _api(request, viewer).get("delivery", f"/v1/deliveries/{_segment(delivery_id)}")
+        (row,) = views.failed_deliveries([found])
+        return _page(request, "delivery.html", viewer, delivery=found, row=row)
+
+    @app.post("/deliveries/{delivery_id}/recipient", include_in_schema=False)
+    async def correct_recipient(
+        request: Request,
+        delivery_id: str,
+        viewer: Annotated[Viewer, Depends(_allowed("deliveries"))],
+        email: Annotated[str, Form(max_length=320)] = "",
+        phone: Annotated[str, Form(max_length=32)] = "",
+        reason: Annotated[str, Form(max_length=2000)] = "",
+        csrf: Annotated[str, Form()] = "",
+    ) -> Response:
+        check_csrf(request, csrf)
+        body = {"email": email.strip() or None, "phone": phone.strip() or None, "resend": True}
+        body |= {"reason": reason.strip()} if reason.strip() else {}
+        path = f"/v1/deliveries/{_segment(delivery_id)}/recipient"
+        await _act(request, viewer, "delivery", path, body, "Recipient corrected; the voucher is on its way.")
+        return RedirectResponse(f"/deliveries/{_segment(delivery_id)}", status_code=303)
+
+    @app.post("/deliveries/{delivery_id}/resend", include_in_schema=False)
+    async def resend(
+        request: Request,
+        delivery_id: str,
+        viewer: Annotated[Viewer, Depends(_allowed("deliveries"))],
+        csrf: Annotated[str, Form()] = "",
+    ) -> Response:
+        check_csrf(request, csrf)
+        path = f"/v1/deliveries/{_segment(delivery_id)}/resend"
+        await _act(request, viewer, "delivery", path, {}, "Sent again.")
+        return RedirectResponse(f"/deliveries/{_segment(delivery_id)}", status_code=303)
+
+    # --- campaigns --------------------------------------------------------------------------------
+
+    @app.get("/campaigns", response_class=HTMLResponse, include_in_schema=False)
+    async def campaigns(
+        request: Request, viewer: Annotated[Viewer, Depends(_allowed("campaigns"))]
+    ) -> Response:
+        api = _api(request, viewer)
+        page = await api.get(
+            "voucher", "/v1/campaigns", {"limit": "50", "after": request.query_params.get("after")}
+        )
+        overviews = await asyncio.gather(
+            *(api.get("voucher", f"/v1/campaigns/{_segment(c['campaign_id'])}") for c in page["items"])
+        )
+        rows = [views.campaign_stock(c, o) for c, o in zip(page["items"], overviews, strict=True)]
+        return _page(request, "campaigns.html", viewer, rows=rows, next_after=page.get("next_after"))
+
+    # --- intake -----------------------------------------------------------------------------------
+
+    @app.get("/intake", response_class=HTMLResponse, include_in_schema=False)
+    async def intake(request: Request, viewer: Annotated[Viewer, Depends(_allowed("intake"))]) -> Response:
+        page = await _api(request, viewer).get("order", "/v1/ipa/batches")
+        batches = [views.batch_progress(b) for b in page.get("items", [])[:20]]
+        return _page(request, "intake.html", viewer, batches=batches)
+
+    @app.post("/intake", include_in_schema=False)
+    async def upload(
+        request: Request,
+        viewer: Annotated[Viewer, Depends(_allowed("intake"))],
+        file: Annotated[UploadFile, File()],
+        mode: Annotated[str, Form()] = "accept_valid",
+        csrf: Annotated[str, Form()] = "",
+    ) -> Response:
+        check_csrf(request, csrf)
+        if mode not in views.UPLOAD_MODES:
+            mode = "accept_valid"
+        content = await file.read()
+        files = {"file": (file.filename or "upload.csv", content, "text/csv")}
+        try:
+            answer = await _api(request, viewer).post(
+                "order", f"/v1/ipa/batches?mode={mode}", files=files, body={}
+            )
+        except ApiError as exc:
+            if exc.status in (401, 403):
+                raise
+            _flash(request, "error", f"The file was refused: {exc.detail}")
+            return RedirectResponse("/intake", status_code=303)
+        return RedirectResponse(f"/intake/{_segment(answer['batch_id'])}", status_code=303)
+
+    @app.get("/intake/{batch_id}", response_class=HTMLResponse, include_in_schema=False)
+    async def batch(
+        request: Request, batch_id: str, viewer: Annotated[Viewer, Depends(_allowed("intake"))]
+    ) -> Response:
+        found = await _api(request, viewer).get("order", f"/v1/ipa/batches/{_segment(batch_id)}")
+        fragment = request.headers.get("HX-Request") == "true"
+        return _page(
+            request,
+            "_batch_progress.html" if fragment else "batch.html",
+            viewer,
+            batch=found,
+            progress=views.batch_progress(found),
+        )
+
+    @app.get("/intake/{batch_id}/errors.csv", include_in_schema=False)
+    async def batch_errors(
+        request: Request, batch_id: str, viewer: Annotated[Viewer, Depends(_allowed("intake"))]
+    ) -> Response:
+        settings_: ConsoleSettings = request.app.state.settings
+        client: httpx.AsyncClient = request.app.state.http
+        answer = await client.get(
+            f"{settings_.service_url('order')}/v1/ipa/batches/{_segment(batch_id)}/errors.csv",
+            headers={"Authorization": f"Bearer {viewer.access_token}"},
+        )
+        if answer.status_code >= 400:
+            raise problem_of(answer)
+        return Response(
+            answer.content,
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="errors-{_segment(batch_id)}.csv"'},
+        )
+
     # --- operations -------------------------------------------------------------------------------
 
     @app.get("/operations", response_class=HTMLResponse, include_in_schema=False)
@@ -273,6 +402,20 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
 
     app.state.screens = SCREENS
     return app
+
+
+async def _act(
+    request: Request, viewer: Viewer, service: str, path: str, body: dict[str, Any], done: str
+) -> None:
+    """POST an action; its outcome (or the service's refusal) is flashed on the next page."""
+    try:
+        await _api(request, viewer).post(service, path, body)
+        _flash(request, "ok", done)
+    except ApiError as exc:
+        if exc.status in (401, 403):
+            raise
+        fields = ", ".join(str(e.get("field", "")).removeprefix("body.") for e in exc.errors)
+        _flash(request, "error", f"{exc.detail}{f' ({fields})' if fields else ''}")
 
 
 def _segment(value: str) -> str:

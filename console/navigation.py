@@ -26,6 +26,8 @@ SCREENS: tuple[Screen, ...] = (
            "A member's wallet balance and history."),
     Screen("wallet", "My wallet", "/me", frozenset({MEMBER}),
            "Your points, their history and your rewards."),
+    Screen("intake", "Intake", "/intake", frozenset({ADMIN, OPS, HRIS}),
+           "Upload an IPA file and watch it through validation to orders."),
     Screen("deliveries", "Deliveries", "/deliveries", frozenset({ADMIN, OPS, AGENT}),
            "Failed deliveries: correct the recipient and resend."),
     Screen("campaigns", "Campaigns", "/campaigns", frozenset({ADMIN, OPS, FINANCE}),

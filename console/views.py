@@ -244,3 +244,124 @@ def health_rows(answers: Mapping[str, tuple[str, int | None]]) -> list[Health]:
                 Health(name, url, status == 200, "ready" if status == 200 else f"not ready ({status})")
             )
     return rows
+
+
+@dataclass(frozen=True)
+class FailedDelivery:
+    delivery_id: str
+    booking_id: str
+    member_id: str
+    channel: str
+    recipient: str
+    reason: str
+    attempts: int
+    failed: str
+
+
+def failed_deliveries(items: Iterable[Mapping[str, Any]]) -> list[FailedDelivery]:
+    """The failed-delivery queue: who it was for, where it went (masked) and why it failed."""
+    rows = []
+    for item in items:
+        channel = str(item.get("channel") or item.get("requested_channel") or "")
+        recipient = item.get("email") if channel == "email" else item.get("phone")
+        rows.append(
+            FailedDelivery(
+                delivery_id=str(item["delivery_id"]),
+                booking_id=str(item.get("booking_id") or item.get("template") or ""),
+                member_id=str(item.get("member_id") or ""),
+                channel=channel,
+                recipient=str(recipient or item.get("email") or item.get("phone") or ""),
+                reason=str(item.get("last_reason_code") or "").replace("_", " "),
+                attempts=int(item.get("attempts") or 0),
+                failed=when(item.get("failed_at")),
+            )
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class CampaignStock:
+    campaign_id: str
+    name: str
+    status: str
+    reward_type: str
+    available: int
+    issued: int
+    redeemed: int
+    low_stock: bool
+    threshold: int
+
+
+def campaign_stock(campaign: Mapping[str, Any], overview: Mapping[str, Any] | None) -> CampaignStock:
+    """A campaign's line: its real codes per status and whether stock is below its threshold."""
+    counts: Mapping[str, int] = (overview or {}).get("code_counts") or {}
+    available = int(counts.get("available", 0))
+    threshold = int(campaign.get("low_stock_threshold") or 0)
+    vouchers = campaign.get("reward_type", "voucher") == "voucher"
+    return CampaignStock(
+        campaign_id=str(campaign["campaign_id"]),
+        name=str(campaign.get("name") or ""),
+        status=str(campaign.get("status") or ""),
+        reward_type=str(campaign.get("reward_type") or "voucher"),
+        available=available,
+        issued=int(counts.get("issued", 0)) + int(counts.get("delivered", 0)),
+        redeemed=int(counts.get("redeemed", 0)) + int(counts.get("partially_redeemed", 0)),
+        low_stock=vouchers and campaign.get("status") == "active" and available <= threshold,
+        threshold=threshold,
+    )
+
+
+BATCH_STEPS = ("validating", "accepting", "completed")
+BATCH_DONE = frozenset({"completed", "failed", "declined"})
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    batch_id: str
+    status: str
+    step: int
+    """1 validating, 2 accepting, 3 done (0 while queued)."""
+    percent: int
+    received: int
+    accepted: int
+    rejected: int
+    done: bool
+    file_name: str
+
+
+def batch_progress(batch: Mapping[str, Any]) -> BatchProgress:
+    """Where an upload stands: validating its rows, then accepting them, then done."""
+    status = str(batch.get("status") or "")
+    received = int(batch.get("received") or 0)
+    validated = int(batch.get("validated") or 0)
+    accepted = int(batch.get("accepted") or 0)
+    rejected = int(batch.get("rejected") or 0)
+    done = status in BATCH_DONE
+    if done:
+        percent = 100
+    elif status == "accepting":
+        valid = int(batch.get("valid") or 0)
+        percent = 50 + (50 * accepted // valid if valid else 50)
+    elif status == "validating":
+        percent = 50 * validated // received if received else 0
+    else:
+        percent = 0
+    step = BATCH_STEPS.index(status) + 1 if status in BATCH_STEPS else (3 if done else 0)
+    return BatchProgress(
+        batch_id=str(batch.get("batch_id") or ""),
+        status=status,
+        step=step,
+        percent=min(percent, 100),
+        received=received,
+        accepted=accepted,
+        rejected=rejected,
+        done=done,
+        file_name=str(batch.get("file_name") or ""),
+    )
+
+
+UPLOAD_MODES = {
+    "accept_valid": "Accept the valid rows, report the others",
+    "all_or_nothing": "All or nothing: any bad row refuses the file",
+    "dry_run": "Dry run: validate only, accept nothing",
+}

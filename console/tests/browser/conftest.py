@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from chassis.auth import issue_token
-from deploy.demo import seed, service_urls
+from deploy.demo import VOUCHER_CAMPAIGN, seed, service_urls
 from deploy.identity.keycloak import DEMO_PASSWORD
 from deploy.infra.paths import REPO_ROOT
 from deploy.runner import StackConfig
@@ -36,13 +36,18 @@ class ConsoleStack:
     console_url: str
     pending_order_id: str
     """An order that stays pending (its campaign has no codes), for the cancel test."""
+    bouncing_order_id: str
+    """An order whose e-mail address the SMTP sink refuses for good: its delivery fails."""
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.config.var_dir / "mail"
 
     def admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {issue_token(role='admin', sub='browser-suite')}"}
 
 
-def _place_waiting_order(urls: dict[str, str], headers: dict[str, str]) -> str:
-    """A voucher order on a campaign without codes: it waits on hold, pending, until cancelled."""
+def _create_empty_campaign(urls: dict[str, str], headers: dict[str, str]) -> None:
     with httpx.Client(headers=headers, timeout=30) as client:
         client.post(
             f"{urls['voucher']}/v1/campaigns",
@@ -57,15 +62,23 @@ def _place_waiting_order(urls: dict[str, str], headers: dict[str, str]) -> str:
                 "default_channel": "email",
             },
         ).raise_for_status()
-        body = {
-            "external_ref": f"console-{uuid.uuid4().hex[:10]}",
-            "member_id": "demo-member-02",
-            "campaign_id": EMPTY_CAMPAIGN,
-            "amount": "10.00",
-            "currency": "EUR",
-            "name": "Demo Member 2",
-            "email": "member02@example.com",
-        }
+
+
+def _place_order(
+    urls: dict[str, str], headers: dict[str, str], campaign: str, member: str, email: str, amount: str
+) -> str:
+    """A voucher order placed directly (source `api`), like an operator would."""
+    body = {
+        "external_ref": f"console-{uuid.uuid4().hex[:10]}",
+        "member_id": member,
+        "campaign_id": campaign,
+        "amount": amount,
+        "currency": "EUR",
+        "name": "Console Test",
+        "email": email,
+        "channel": "email",
+    }
+    with httpx.Client(headers=headers, timeout=30) as client:
         # The order service learns the campaign from `campaign.changed`: until then it answers 422.
         for _ in range(120):
             answer = client.post(f"{urls['order']}/v1/orders", json=body)
@@ -83,9 +96,15 @@ def console_stack() -> Iterator[ConsoleStack]:
         urls = service_urls(config.service_ports)
         headers = {"Authorization": f"Bearer {issue_token(role='admin', sub='browser-suite')}"}
         asyncio.run(seed(urls, headers["Authorization"].removeprefix("Bearer ")))
-        order_id = _place_waiting_order(urls, headers)
+        _create_empty_campaign(urls, headers)
+        waiting = _place_order(
+            urls, headers, EMPTY_CAMPAIGN, "demo-member-02", "member02@example.com", "10.00"
+        )
+        bouncing = _place_order(
+            urls, headers, VOUCHER_CAMPAIGN, "demo-member-03", "bounce-03@example.com", "25.00"
+        )
         assert config.console_url is not None
-        yield ConsoleStack(config, urls, config.console_url, order_id)
+        yield ConsoleStack(config, urls, config.console_url, waiting, bouncing)
 
 
 @pytest.fixture(scope="session")

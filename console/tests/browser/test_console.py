@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 from playwright.sync_api import expect
 
 from console.tests.browser.conftest import EMPTY_CAMPAIGN, ConsoleStack, SignIn, shot
+from deploy.demo import VOUCHER_CAMPAIGN
 
 
 def test_ops_sees_exact_counts_and_cancels_a_pending_order_with_a_reason(
@@ -111,3 +113,69 @@ def _reload_until(page: Any, condition: Any, attempts: int = 60) -> None:
         page.wait_for_timeout(500)
         page.reload()
     assert condition()
+
+
+def test_an_agent_corrects_a_failed_delivery_and_it_is_delivered_exactly_once(
+    sign_in: SignIn, console_stack: ConsoleStack
+) -> None:
+    order = httpx.get(
+        f"{console_stack.urls['order']}/v1/orders/{console_stack.bouncing_order_id}",
+        headers=console_stack.admin(),
+    ).json()
+    page = sign_in("agent")
+    page.get_by_role("link", name="Deliveries").first.click()
+    queue = page.get_by_test_id("failed-deliveries")
+    _reload_until(page, lambda: order["booking_id"] in queue.inner_text())
+    shot(page, "deliveries")
+
+    queue.get_by_role("link", name=order["booking_id"]).click()
+    expect(page.get_by_test_id("delivery-status")).to_have_text("failed")
+    page.get_by_label("E-mail").fill("fixed-03@example.com")
+    page.get_by_label("Note").fill("Typo in the address, confirmed by phone")
+    page.get_by_role("button", name="Correct and resend").click()
+    expect(page.get_by_role("status")).to_contain_text("Recipient corrected")
+    _reload_until(page, lambda: page.get_by_test_id("delivery-status").inner_text() == "sent")
+    shot(page, "delivery-resent")
+
+    def mails_to_fixed_address() -> list[Path]:
+        return [p for p in console_stack.mail_dir.glob("*.eml") if "fixed-03@example.com" in p.read_text()]
+
+    _reload_until(page, lambda: bool(mails_to_fixed_address()))
+    assert len(mails_to_fixed_address()) == 1
+
+
+def test_ops_uploads_a_csv_and_watches_it_reach_orders(
+    sign_in: SignIn, console_stack: ConsoleStack, tmp_path: Path
+) -> None:
+    header = "external_ref,member_id,name,email,channel,campaign_id,reward_type,amount,currency,reason"
+    rows = [
+        f"console-up-{n},demo-member-1{n},Upload Member {n},upload{n}@example.com,email,{VOUCHER_CAMPAIGN},"
+        f"voucher,25.00,EUR,Console upload"
+        for n in range(1, 4)
+    ]
+    rows.append(
+        f"console-up-bad,demo-member-19,Bad Row,not-an-email,email,{VOUCHER_CAMPAIGN},voucher,25.00,EUR,x"
+    )
+    upload = tmp_path / "allocations.csv"
+    upload.write_text("\n".join([header, *rows]) + "\n")
+
+    page = sign_in("ops")
+    page.get_by_role("link", name="Intake").first.click()
+    shot(page, "intake")
+    page.get_by_label("CSV file").set_input_files(str(upload))
+    page.get_by_label("Accept the valid rows").check()
+    page.get_by_role("button", name="Upload").click()
+    expect(page.get_by_test_id("batch-status")).to_have_text("completed", timeout=90_000)
+    expect(page.get_by_text("3 accepted")).to_be_visible()
+    expect(page.get_by_role("link", name="Download errors.csv")).to_be_visible()
+    expect(page.get_by_test_id("batch-orders")).to_contain_text("Orders:")
+    shot(page, "intake-batch-completed")
+
+
+def test_finance_sees_campaign_stock(sign_in: SignIn, console_stack: ConsoleStack) -> None:
+    page = sign_in("finance")
+    page.get_by_role("link", name="Campaigns").first.click()
+    table = page.get_by_test_id("campaigns")
+    expect(table).to_contain_text(VOUCHER_CAMPAIGN)
+    expect(table).to_contain_text(EMPTY_CAMPAIGN)
+    shot(page, "campaigns")

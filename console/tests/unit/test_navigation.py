@@ -19,6 +19,7 @@ def test_ops_sees_orders_members_deliveries_campaigns_and_operations() -> None:
     assert [s.key for s in screens_for({"ops"})] == [
         "orders",
         "members",
+        "intake",
         "deliveries",
         "campaigns",
         "operations",

@@ -118,3 +118,39 @@ def test_health_rows_tell_ready_from_not_ready_and_silent() -> None:
         ("wallet", False, "not ready (503)"),
         ("support", False, "no answer"),
     ]
+
+
+def test_a_failed_delivery_shows_the_masked_address_of_its_channel_and_why() -> None:
+    (row,) = views.failed_deliveries(
+        [
+            {"delivery_id": "d-1", "booking_id": "BK-1", "member_id": "m-3", "channel": "email",
+             "email": "b***@example.com", "phone": "+44***01", "last_reason_code": "hard_bounce",
+             "attempts": 2, "failed_at": "2026-12-05T10:00:00Z"},
+        ]
+    )  # fmt: skip
+    assert (row.recipient, row.reason, row.attempts) == ("b***@example.com", "hard bounce", 2)
+
+
+def test_campaign_stock_warns_when_available_codes_reach_the_threshold() -> None:
+    campaign = {"campaign_id": "c-1", "status": "active", "reward_type": "voucher", "low_stock_threshold": 20}
+    low = views.campaign_stock(campaign, {"code_counts": {"available": 20, "issued": 5, "redeemed": 1}})
+    plenty = views.campaign_stock(campaign, {"code_counts": {"available": 21}})
+    assert (low.available, low.issued, low.redeemed, low.low_stock) == (20, 5, 1, True)
+    assert not plenty.low_stock
+
+
+def test_a_points_campaign_never_warns_about_codes() -> None:
+    points = {"campaign_id": "p", "status": "active", "reward_type": "points", "low_stock_threshold": 0}
+    assert not views.campaign_stock(points, {"code_counts": {}}).low_stock
+
+
+def test_batch_progress_goes_validating_then_accepting_then_done() -> None:
+    validating = views.batch_progress({"status": "validating", "received": 10, "validated": 4})
+    accepting = views.batch_progress({"status": "accepting", "received": 10, "valid": 8, "accepted": 4})
+    done = views.batch_progress({"status": "completed", "received": 10, "accepted": 8, "rejected": 2})
+    assert [(p.step, p.percent, p.done) for p in (validating, accepting, done)] == [
+        (1, 20, False),
+        (2, 75, False),
+        (3, 100, True),
+    ]
+    assert views.batch_progress({"status": "queued", "received": 10}).percent == 0
