@@ -329,6 +329,33 @@ async def return_to_pool(
         code["code_id"],
         str(status),
     )
+    await detach_from_order(
+        conn,
+        code,
+        status=status,
+        action=action,
+        actor=actor,
+        reason=reason,
+        release_reason=release_reason,
+        order_id=order_id,
+        cause=cause,
+    )
+
+
+async def detach_from_order(
+    conn: Connection,
+    code: asyncpg.Record,
+    *,
+    status: CodeStatus,
+    action: str,
+    actor: str,
+    reason: str | None,
+    release_reason: str,
+    order_id: uuid.UUID | None,
+    cause: Envelope[Any] | None = None,
+) -> None:
+    """What follows a code leaving its order (its row already has `status`): the issuance is released,
+    the order's budget share freed, the change recorded in the code's history and published."""
     if order_id is not None:
         await conn.execute(
             "UPDATE issuances SET released_at = now(), release_reason = $2"

@@ -21,7 +21,7 @@ from . import activity
 from .crypto import CodeVault
 from .domain import CodeOperationRefused, IssueFailure
 from .events import publish
-from .issuance import SYSTEM_ACTOR, OrderRequest, issue, return_to_pool
+from .issuance import SYSTEM_ACTOR, OrderRequest, detach_from_order, issue, return_to_pool
 
 MAX_BATCH = 50_000
 
@@ -176,35 +176,16 @@ async def _void_and_replace(
         "UPDATE codes SET status = 'void', prior_status = status, updated_at = now() WHERE code_id = $1",
         row["code_id"],
     )
-    await conn.execute(
-        "UPDATE issuances SET released_at = now(), release_reason = 'voided'"
-        " WHERE order_id = $1 AND released_at IS NULL",
-        order_id,
-    )
-    await conn.execute(
-        "UPDATE campaigns SET budget_used = greatest(budget_used - $2, 0) WHERE campaign_id = $1",
-        row["campaign_id"],
-        row["value"],
-    )
-    await conn.execute(
-        "INSERT INTO code_events (code_id, action, status, previous_status, actor, reason, order_id)"
-        " VALUES ($1, 'voided', 'void', $2, $3, $4, $5)",
-        row["code_id"],
-        row["status"],
-        actor,
-        reason,
-        order_id,
-    )
-    voided = VoucherStatusChanged(
-        code_id=row["code_id"],
-        campaign_id=row["campaign_id"],
-        order_id=order_id,
+    await detach_from_order(
+        conn,
+        row,
         status=CodeStatus.VOID,
-        previous_status=CodeStatus(row["status"]),
+        action="voided",
+        actor=actor,
         reason=reason,
-        remaining_value=row["value"],
+        release_reason="voided",
+        order_id=order_id,
     )
-    await publish(conn, [voided])
     request = OrderRequest(
         order_id=order_id,
         campaign_id=row["campaign_id"],
