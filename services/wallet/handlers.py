@@ -50,7 +50,7 @@ class WalletHandlers:
             reference=WalletReference(external_ref=data.external_ref),
         )
         details = {"campaign_id": data.campaign_id, **({"batch_id": data.batch_id} if data.batch_id else {})}
-        await self.ledger.post(conn, posting, cause=env, audit_details=details)
+        await self.ledger.post(conn, posting, cause=env, audit_details=details, campaign_id=data.campaign_id)
 
     async def credit_requested(self, conn: Connection, env: Envelope[WalletCreditRequested]) -> None:
         data = env.data

@@ -103,8 +103,10 @@ class Ledger:
         cause: Envelope[Any] | None = None,
         enforce_frozen: bool = False,
         audit_details: dict[str, Any] | None = None,
+        campaign_id: str | None = None,
     ) -> Posted:
         """Append `posting` (in the caller's transaction) or return the entry its key already made.
+        A credit's lot remembers `campaign_id`, the campaign that awarded it, for the finance reports.
 
         Raises a `WalletError` when the rules refuse it; the caller's transaction then writes nothing.
         """
@@ -141,9 +143,9 @@ class Ledger:
             taken = take_points(lots, posting.amount, first=posting.reverses_entry_id)
         entry = await self._append(conn, wallet, posting, new_balance, now, cause, audit_details)
         if taken:
-            await repo.take_from_lots(conn, taken)
+            await repo.take_from_lots(conn, taken, by=entry)
         else:
-            await repo.add_lot(conn, entry, self.policy.expires_at(now))
+            await repo.add_lot(conn, entry, self.policy.expires_at(now), campaign_id)
         return Posted(entry, replayed=False)
 
     async def _append(
@@ -236,10 +238,10 @@ class Ledger:
                 reason=f"earned {lot.earned_at.date().isoformat()} by entry {lot.entry_id}",
             )
             new_balance = balance_after(wallet.balance, posting)
-            await self._append(
+            entry = await self._append(
                 conn, wallet, posting, new_balance, now, None, {"expired_entry_id": str(lot.entry_id)}
             )
-            await repo.take_from_lots(conn, {lot.entry_id: lot.remaining})
+            await repo.take_from_lots(conn, {lot.entry_id: lot.remaining}, by=entry)
             wallet = repo.Wallet(wallet.member_id, new_balance, wallet.entries + 1, wallet.status)
             expired += lot.remaining
         return expired

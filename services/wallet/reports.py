@@ -1,5 +1,6 @@
 """Wallet reports for finance, admins and auditors: ledger transactions filtered by date range,
-member, entry type and reference, with totals per type, as JSON pages or streamed CSV / JSON lines.
+member, entry type and reference, with totals per type, as JSON pages or streamed CSV / JSON lines;
+the points liability as of a day by campaign and member; a month's movements (`finance`).
 
 Every row carries its order and booking id: an entry that names only a storefront redemption or an
 order gets the other ids from the order read model. CSV cells that a spreadsheet would run as a
@@ -8,20 +9,24 @@ formula are prefixed with a quote.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
 
 from chassis.auth import Principal, Role, require_roles
-from chassis.downloads import cursor_rows, download_lines, download_response
-from chassis.inputs import INT64_MAX
+from chassis.downloads import DOWNLOAD_RESPONSES, cursor_rows, download_lines, download_response
+from chassis.inputs import INT64_MAX, Identifier
 from contracts.wallet import EntryType
 
-from .views import TransactionPage
+from . import finance
+from .views import CampaignLiability, LiabilityReport, MemberLiability, MonthEndSummary, TransactionPage
 
 REPORT_ROLES = (Role.FINANCE, Role.ADMIN, Role.AUDITOR)
+FIRST_DAY = date(2000, 1, 1)
+LAST_DAY = date(2999, 12, 31)
+MONTH_PATTERN = r"^2[0-9]{3}-(0[1-9]|1[0-2])$"
 
 COLUMNS = (
     "seq",
@@ -161,5 +166,76 @@ def build_reports_router() -> APIRouter:
             format=format,
             timeout_s=timeout_s,
         )
+
+    @router.get(
+        "/v1/wallet/reports/liability",
+        summary="Outstanding points at the end of a day, by campaign and member (JSON page, CSV, JSON lines)",
+        response_model=None,
+        responses={200: {"model": LiabilityReport, **DOWNLOAD_RESPONSES[200]}},
+    )
+    async def liability(
+        request: Request,
+        _: Principal = Depends(require_roles(*REPORT_ROLES)),
+        as_of: Annotated[
+            date | None, Query(ge=FIRST_DAY, le=LAST_DAY, description="a UTC day; default today")
+        ] = None,
+        campaign_id: Annotated[Identifier | None, Query()] = None,
+        member_id: Annotated[Identifier | None, Query()] = None,
+        format: Annotated[Literal["json", "csv", "jsonl"], Query()] = "json",
+        limit: Annotated[int, Query(ge=1, le=1000, description="members per JSON page")] = 100,
+        after_member: Annotated[Identifier | None, Query(description="JSON paging cursor")] = None,
+    ) -> Any:
+        """Points earned and still held at the end of `as_of`: every lot's points less what debits took
+        from it by then, per campaign (null: not awarded by a campaign) and member."""
+        pool: asyncpg.Pool = request.app.state.runtime.pool
+        day = as_of or datetime.now(UTC).date()
+        cutoff = finance.end_of_day(day)
+        if format != "json":
+            timeout_s = request.app.state.settings.http_download_timeout_s
+            stream = cursor_rows(
+                pool,
+                finance.ORDERED_OUTSTANDING,
+                cutoff,
+                campaign_id,
+                member_id,
+                statement_timeout_s=timeout_s,
+            )
+            return download_response(
+                download_lines(stream, finance.LIABILITY_COLUMNS, format),
+                name=f"points-liability-{day.isoformat()}",
+                format=format,
+                timeout_s=timeout_s,
+            )
+        async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+            total, members, by_campaign = await finance.liability_totals(conn, cutoff, campaign_id, member_id)
+            items, next_after = await finance.liability_page(
+                conn, cutoff, campaign_id, member_id, after_member=after_member, members=limit
+            )
+        return LiabilityReport(
+            as_of=day,
+            cutoff=cutoff,
+            total_points=str(total),
+            members=members,
+            by_campaign=[CampaignLiability(**c) for c in by_campaign],
+            items=[MemberLiability(**i) for i in items],
+            next_after_member=next_after,
+        )
+
+    @router.get(
+        "/v1/wallet/reports/month-end",
+        summary="A month's points earned, refunded, burned, expired and adjusted, with the opening and "
+        "closing liability",
+        response_model=MonthEndSummary,
+    )
+    async def month_end(
+        request: Request,
+        month: Annotated[str, Query(pattern=MONTH_PATTERN, description="YYYY-MM (UTC)")],
+        _: Principal = Depends(require_roles(*REPORT_ROLES)),
+    ) -> dict[str, Any]:
+        pool: asyncpg.Pool = request.app.state.runtime.pool
+        start, end = finance.month_bounds(month)
+        async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+            figures = await finance.month_end(conn, start, end)
+        return finance.month_end_view(month, start, end, figures)
 
     return router

@@ -205,21 +205,29 @@ async def insert_entry(
     return entry_from_row(row)
 
 
-async def add_lot(conn: Connection, entry: Entry, expires_at: datetime | None) -> None:
+async def add_lot(
+    conn: Connection, entry: Entry, expires_at: datetime | None, campaign_id: str | None = None
+) -> None:
     await conn.execute(
-        "INSERT INTO lots (entry_id, member_id, earned_at, expires_at, amount, remaining)"
-        " VALUES ($1, $2, $3, $4, $5, $5)",
+        "INSERT INTO lots (entry_id, member_id, earned_at, expires_at, amount, remaining, campaign_id)"
+        " VALUES ($1, $2, $3, $4, $5, $5, $6)",
         entry.entry_id,
         entry.member_id,
         entry.recorded_at,
         expires_at,
         entry.amount,
+        campaign_id,
     )
 
 
-async def take_from_lots(conn: Connection, taken: dict[uuid.UUID, int]) -> None:
+async def take_from_lots(conn: Connection, taken: dict[uuid.UUID, int], *, by: Entry) -> None:
+    """Draw `taken` points from each lot for the debit `by`, and keep which lots it drew on."""
     await conn.executemany(
         "UPDATE lots SET remaining = remaining - $2 WHERE entry_id = $1", list(taken.items())
+    )
+    await conn.executemany(
+        "INSERT INTO lot_takes (debit_entry_id, lot_entry_id, points, taken_at) VALUES ($1, $2, $3, $4)",
+        [(by.entry_id, lot, points, by.recorded_at) for lot, points in taken.items() if points > 0],
     )
 
 

@@ -6,7 +6,7 @@ Points are decimal strings (`"125"`), times RFC 3339 with an offset.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -108,3 +108,47 @@ class TransactionPage(BaseModel):
     credited: str
     debited: str
     net: str
+
+
+class CampaignLiability(BaseModel):
+    campaign_id: str | None  # null: points not awarded by a campaign (goodwill, refunds, adjustments)
+    points: str
+    members: int
+
+
+class MemberLiability(BaseModel):
+    member_id: str
+    campaign_id: str | None
+    points: str
+
+
+class LiabilityReport(BaseModel):
+    """Points earned and not yet spent, expired or reversed at the end of `as_of` (UTC)."""
+
+    as_of: date
+    cutoff: datetime
+    total_points: str
+    members: int
+    by_campaign: list[CampaignLiability]
+    items: list[MemberLiability]
+    next_after_member: str | None
+
+
+class MonthEndSummary(BaseModel):
+    """A month's movements (UTC) and the outstanding points before and after it; `reconciles` says
+    whether opening + earned + refunded + adjusted_net - burned - expired equals closing."""
+
+    month: str
+    period_from: datetime
+    period_to: datetime
+    opening_points: str
+    earned: str
+    refunded: str
+    burned: str
+    expired: str
+    adjusted_credit: str
+    adjusted_debit: str
+    adjusted_net: str
+    closing_points: str
+    reconciles: bool
+    by_entry_type: dict[str, EntryTypeTotal]
