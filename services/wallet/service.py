@@ -20,12 +20,14 @@ from .domain import ExpiryPolicy
 from .expiry_warnings import warn_expiring
 from .handlers import WalletHandlers
 from .ledger import Clock, Ledger, system_clock
+from .reconciliation import send_reconciliation
 from .reports import build_reports_router
 from .settings import WalletSettings
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 EXPIRY_JOB = "wallet-points-expiry"
 EXPIRY_WARNING_JOB = "wallet-expiry-warnings"
+RECONCILIATION_JOB = "wallet-monthly-reconciliation"
 
 
 def build_spec(settings: WalletSettings, *, clock: Clock = system_clock, **overrides: Any) -> ServiceSpec:
@@ -45,10 +47,16 @@ def build_spec(settings: WalletSettings, *, clock: Clock = system_clock, **overr
         assert pool is not None
         await warn_expiring(pool, clock, within_days=settings.expiry_warning_days)
 
+    async def reconcile() -> None:
+        pool = runtime_ref["runtime"].pool
+        assert pool is not None
+        await send_reconciliation(pool, clock, settings.finance_recipients)
+
     approvals = Approvals("wallet", [adjustment_approval(ledger)])
     jobs = [
         PeriodicJob(EXPIRY_JOB, settings.expiry_job_interval_s, expire),
         PeriodicJob(EXPIRY_WARNING_JOB, settings.expiry_warning_interval_s, warn),
+        PeriodicJob(RECONCILIATION_JOB, settings.reconciliation_interval_s, reconcile),
     ]
     startup: list[Callable[[ServiceRuntime], Any]] = [remember]
     return ServiceSpec(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, TypeAdapter, field_validator
 
 from chassis.settings import Settings
+from contracts.values import Email
+
+_EMAIL = TypeAdapter(Email)
 
 
 class WalletSettings(Settings):
@@ -19,3 +22,19 @@ class WalletSettings(Settings):
     expiry_warning_interval_s: float = Field(default=3600.0, gt=0, alias="WALLET_EXPIRY_WARNING_INTERVAL")
     adjustment_approval_above: int = Field(default=10_000, ge=0, alias="WALLET_ADJUSTMENT_APPROVAL_ABOVE")
     """A staff adjustment or reversal of more points than this waits for a second person's approval."""
+    finance_report_emails: str = Field(default="", alias="WALLET_FINANCE_REPORT_EMAILS")
+    """Comma-separated addresses of the finance distribution list that gets each month's
+    reconciliation by e-mail; empty: none is sent."""
+    reconciliation_interval_s: float = Field(default=3600.0, gt=0, alias="WALLET_RECONCILIATION_INTERVAL")
+    """How often the reconciliation job looks for a month that has ended and was not sent yet."""
+
+    @field_validator("finance_report_emails")
+    @classmethod
+    def _addresses(cls, value: str) -> str:
+        for address in (a.strip() for a in value.split(",") if a.strip()):
+            _EMAIL.validate_python(address)
+        return value
+
+    @property
+    def finance_recipients(self) -> list[str]:
+        return [a.strip() for a in self.finance_report_emails.split(",") if a.strip()]
