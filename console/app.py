@@ -301,6 +301,82 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         await _act(request, viewer, "delivery", path, {}, "Sent again.")
         return RedirectResponse(f"/deliveries/{_segment(delivery_id)}", status_code=303)
 
+    # --- support ----------------------------------------------------------------------------------
+
+    @app.get("/support", response_class=HTMLResponse, include_in_schema=False)
+    async def support(request: Request, viewer: Annotated[Viewer, Depends(_allowed("support"))]) -> Response:
+        open_only = request.query_params.get("all") != "1"
+        params = {"open_only": "true" if open_only else None, "cursor": request.query_params.get("cursor")}
+        page = await _api(request, viewer).get("support", "/v1/tickets", params)
+        return _page(
+            request,
+            "support.html",
+            viewer,
+            lines=views.ticket_lines(page["items"]),
+            open_only=open_only,
+            next_cursor=page.get("next_cursor"),
+            may_open=viewer.has("admin", "ops", "support_agent", "member"),
+        )
+
+    @app.post("/support", include_in_schema=False)
+    async def open_ticket(
+        request: Request,
+        viewer: Annotated[Viewer, Depends(_allowed("support"))],
+        category: Annotated[str, Form()] = "other",
+        description: Annotated[str, Form(max_length=4000)] = "",
+        booking_id: Annotated[str, Form(max_length=200)] = "",
+        member_id: Annotated[str, Form(max_length=200)] = "",
+        csrf: Annotated[str, Form()] = "",
+    ) -> Response:
+        check_csrf(request, csrf)
+        body: dict[str, Any] = {"category": category, "description": description.strip()}
+        body |= {"booking_id": booking_id.strip()} if booking_id.strip() else {}
+        body |= {"member_id": member_id.strip()} if member_id.strip() and not viewer.has("member") else {}
+        await _act(request, viewer, "support", "/v1/tickets", body, "Ticket opened.")
+        return RedirectResponse("/support", status_code=303)
+
+    @app.get("/support/{ticket_id}", response_class=HTMLResponse, include_in_schema=False)
+    async def ticket(
+        request: Request, ticket_id: str, viewer: Annotated[Viewer, Depends(_allowed("support"))]
+    ) -> Response:
+        found = await _api(request, viewer).get("support", f"/v1/tickets/{_segment(ticket_id)}")
+        (line,) = views.ticket_lines([found])
+        return _page(
+            request,
+            "ticket.html",
+            viewer,
+            ticket=found,
+            line=line,
+            moves=views.ticket_moves(found.get("state", ""), viewer.roles),
+            may_comment=viewer.has("admin", "ops", "support_agent", "member"),
+        )
+
+    @app.post("/support/{ticket_id}/move", include_in_schema=False)
+    async def move_ticket(
+        request: Request,
+        ticket_id: str,
+        viewer: Annotated[Viewer, Depends(_allowed("support"))],
+        to: Annotated[str, Form()] = "",
+        csrf: Annotated[str, Form()] = "",
+    ) -> Response:
+        check_csrf(request, csrf)
+        path = f"/v1/tickets/{_segment(ticket_id)}/transitions"
+        await _act(request, viewer, "support", path, {"to": to}, f"Ticket moved to {to.replace('_', ' ')}.")
+        return RedirectResponse(f"/support/{_segment(ticket_id)}", status_code=303)
+
+    @app.post("/support/{ticket_id}/comment", include_in_schema=False)
+    async def comment_ticket(
+        request: Request,
+        ticket_id: str,
+        viewer: Annotated[Viewer, Depends(_allowed("support"))],
+        body: Annotated[str, Form(max_length=4000)] = "",
+        csrf: Annotated[str, Form()] = "",
+    ) -> Response:
+        check_csrf(request, csrf)
+        path = f"/v1/tickets/{_segment(ticket_id)}/comments"
+        await _act(request, viewer, "support", path, {"body": body.strip()}, "Comment added.")
+        return RedirectResponse(f"/support/{_segment(ticket_id)}", status_code=303)
+
     # --- campaigns --------------------------------------------------------------------------------
 
     @app.get("/campaigns", response_class=HTMLResponse, include_in_schema=False)

@@ -30,6 +30,8 @@ SCREENS: tuple[Screen, ...] = (
            "Upload an IPA file and watch it through validation to orders."),
     Screen("deliveries", "Deliveries", "/deliveries", frozenset({ADMIN, OPS, AGENT}),
            "Failed deliveries: correct the recipient and resend."),
+    Screen("support", "Support", "/support", frozenset({ADMIN, OPS, AGENT, AUDITOR, MEMBER}),
+           "Tickets with their SLA timers; open, answer and move them."),
     Screen("campaigns", "Campaigns", "/campaigns", frozenset({ADMIN, OPS, FINANCE}),
            "Campaigns and their code stock."),
     Screen("operations", "Operations", "/operations", frozenset({ADMIN, OPS}),

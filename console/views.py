@@ -365,3 +365,69 @@ UPLOAD_MODES = {
     "all_or_nothing": "All or nothing: any bad row refuses the file",
     "dry_run": "Dry run: validate only, accept nothing",
 }
+
+
+TICKET_CATEGORIES = ("missing_delivery", "malfunctioning_code", "redemption_failure", "other")
+TICKET_PRIORITIES = ("low", "medium", "high", "urgent")
+TICKET_MOVES: dict[str, tuple[str, ...]] = {
+    "open": ("in_progress", "waiting_on_customer", "resolved"),
+    "in_progress": ("waiting_on_customer", "resolved"),
+    "waiting_on_customer": ("in_progress", "resolved"),
+    "resolved": ("closed", "open"),
+    "closed": ("open",),
+}
+MEMBER_MOVES: dict[str, tuple[str, ...]] = {"resolved": ("open", "closed"), "closed": ("open",)}
+
+
+@dataclass(frozen=True)
+class TicketLine:
+    ticket_id: str
+    member_id: str
+    category: str
+    priority: str
+    state: str
+    assignee: str
+    opened: str
+    sla: str
+    """The worse of its two targets: `breached`, `warning`, `on_track`, `met` or `missed`."""
+    due: str
+
+
+_SLA_SEVERITY = ("breached", "missed", "warning", "on_track", "met")
+
+
+def ticket_lines(items: Iterable[Mapping[str, Any]]) -> list[TicketLine]:
+    """The ticket queue, each ticket with the SLA target most at risk and when it falls due."""
+    lines = []
+    for item in items:
+        sla = item.get("sla") or {}
+        targets = [t for t in (sla.get("first_response"), sla.get("resolution")) if isinstance(t, Mapping)]
+        worst = min(
+            targets,
+            key=lambda t: _SLA_SEVERITY.index(t["status"]) if t.get("status") in _SLA_SEVERITY else 99,
+            default={},
+        )
+        lines.append(
+            TicketLine(
+                ticket_id=str(item["ticket_id"]),
+                member_id=str(item.get("member_id") or ""),
+                category=str(item.get("category", "")).replace("_", " "),
+                priority=str(item.get("priority", "")),
+                state=str(item.get("state", "")),
+                assignee=str(item.get("assignee") or "unassigned"),
+                opened=when(item.get("opened_at")),
+                sla=str(worst.get("status") or ""),
+                due=when(worst.get("due_at")),
+            )
+        )
+    return lines
+
+
+def ticket_moves(state: str, roles: Iterable[str]) -> tuple[str, ...]:
+    """Where a ticket may go next for this person (members only reopen or close resolved ones)."""
+    held = frozenset(roles)
+    if held & {"admin", "ops", "support_agent"}:
+        return TICKET_MOVES.get(state, ())
+    if "member" in held:
+        return MEMBER_MOVES.get(state, ())
+    return ()

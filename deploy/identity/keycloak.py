@@ -33,8 +33,8 @@ DEMO_USERS: Mapping[str, str] = {
     "finance": "finance",
     "agent": "support_agent",
     "auditor": "auditor",
-    "partner": "partner (sub demo-partner)",
-    "member": "member (sub demo-member-01)",
+    "partner": "partner, sub demo-partner",
+    "member": "member, sub demo-member-01",
 }
 """Username → what it signs in as."""
 _STAMP = ".complete"

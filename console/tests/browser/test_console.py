@@ -179,3 +179,30 @@ def test_finance_sees_campaign_stock(sign_in: SignIn, console_stack: ConsoleStac
     expect(table).to_contain_text(VOUCHER_CAMPAIGN)
     expect(table).to_contain_text(EMPTY_CAMPAIGN)
     shot(page, "campaigns")
+
+
+def test_a_member_opens_a_ticket_and_an_agent_takes_it_up(
+    sign_in: SignIn, console_stack: ConsoleStack
+) -> None:
+    member = sign_in("member")
+    member.get_by_role("link", name="Support").first.click()
+    member.get_by_label("Category").select_option("missing_delivery")
+    member.get_by_label("What happened").fill("My coffee voucher never arrived")
+    member.get_by_role("button", name="Open ticket").click()
+    expect(member.get_by_role("status")).to_contain_text("Ticket opened")
+    expect(member.get_by_test_id("tickets")).to_contain_text("demo-member-01")
+    shot(member, "member-tickets")
+
+    agent = sign_in("agent")
+    agent.get_by_role("link", name="Support").first.click()
+    tickets = agent.get_by_test_id("tickets")
+    row = tickets.locator("tr", has_text="demo-member-01").first
+    expect(row).to_contain_text("missing delivery")
+    shot(agent, "support-queue")
+    row.get_by_role("link").first.click()
+    agent.get_by_role("button", name="Move to in progress").click()
+    expect(agent.get_by_test_id("ticket-state")).to_have_text("in progress")
+    agent.get_by_label("Comment").fill("Looking into the delivery now")
+    agent.get_by_role("button", name="Add comment").click()
+    expect(agent.get_by_test_id("ticket-timeline")).to_contain_text("Looking into the delivery now")
+    shot(agent, "ticket")

@@ -11,8 +11,8 @@ from console.navigation import screens_for
 CONSOLE = Path(__file__).resolve().parents[2]
 
 
-def test_a_member_sees_only_their_own_wallet() -> None:
-    assert [s.key for s in screens_for({"member"})] == ["wallet"]
+def test_a_member_sees_only_their_own_wallet_and_tickets() -> None:
+    assert [s.key for s in screens_for({"member"})] == ["wallet", "support"]
 
 
 def test_ops_sees_orders_members_deliveries_campaigns_and_operations() -> None:
@@ -21,6 +21,7 @@ def test_ops_sees_orders_members_deliveries_campaigns_and_operations() -> None:
         "members",
         "intake",
         "deliveries",
+        "support",
         "campaigns",
         "operations",
     ]

@@ -154,3 +154,27 @@ def test_batch_progress_goes_validating_then_accepting_then_done() -> None:
         (3, 100, True),
     ]
     assert views.batch_progress({"status": "queued", "received": 10}).percent == 0
+
+
+def test_a_ticket_shows_its_sla_target_most_at_risk() -> None:
+    (line,) = views.ticket_lines(
+        [
+            {"ticket_id": "T-1", "member_id": "m-1", "category": "missing_delivery", "priority": "high",
+             "state": "open", "assignee": None, "opened_at": "2026-12-05T10:00:00Z",
+             "sla": {"first_response": {"status": "met", "due_at": "2026-12-05T11:00:00Z"},
+                     "resolution": {"status": "warning", "due_at": "2026-12-05T18:00:00Z"}}},
+        ]
+    )  # fmt: skip
+    assert (line.sla, line.due, line.assignee, line.category) == (
+        "warning",
+        "2026-12-05 18:00 UTC",
+        "unassigned",
+        "missing delivery",
+    )
+
+
+def test_members_may_only_reopen_or_close_resolved_tickets() -> None:
+    assert views.ticket_moves("open", {"member"}) == ()
+    assert views.ticket_moves("resolved", {"member"}) == ("open", "closed")
+    assert views.ticket_moves("open", {"support_agent"}) == ("in_progress", "waiting_on_customer", "resolved")
+    assert views.ticket_moves("open", {"auditor"}) == ()
