@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.audit import append_audit
@@ -219,7 +219,7 @@ def build_router(ctx: OrderContext) -> APIRouter:
     @router.get(
         "/export",
         summary="Every order the listing's filters match, in its sort order, streamed as CSV or JSON lines",
-        response_model=None,
+        response_class=StreamingResponse,
         responses=DOWNLOAD_RESPONSES,
     )
     async def export_orders(
