@@ -84,6 +84,11 @@ class CampaignChanged(EventData):
     )
     expiry_policy: ExpiryPolicy = Field(default_factory=lambda: ExpiryPolicy(kind=ExpiryKind.NONE))
     budget: PositiveMoney | None = Field(default=None, description="absent: no budget limit")
+    denominations: tuple[PositiveMoney, ...] = Field(
+        default=(),
+        description="values its codes hold besides face_value (imported with their own value): an IPA "
+        "amount is face_value or one of these, since a code is issued only for its exact value",
+    )
 
     @model_validator(mode="after")
     def _reward_is_consistent(self) -> Self:

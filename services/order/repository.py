@@ -78,13 +78,13 @@ async def upsert_campaign(conn: Connection, c: CampaignChanged) -> bool:
     result = await conn.execute(
         """
         INSERT INTO campaigns (campaign_id, version, name, reward_type, status, currency, face_value,
-                               per_record_limit, default_channel)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                               per_record_limit, default_channel, denominations)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
         ON CONFLICT (campaign_id) DO UPDATE SET
             version = EXCLUDED.version, name = EXCLUDED.name, reward_type = EXCLUDED.reward_type,
             status = EXCLUDED.status, currency = EXCLUDED.currency, face_value = EXCLUDED.face_value,
             per_record_limit = EXCLUDED.per_record_limit, default_channel = EXCLUDED.default_channel,
-            updated_at = now()
+            denominations = EXCLUDED.denominations, updated_at = now()
         WHERE campaigns.version < EXCLUDED.version
         """,
         c.campaign_id,
@@ -96,6 +96,7 @@ async def upsert_campaign(conn: Connection, c: CampaignChanged) -> bool:
         c.face_value,
         c.per_record_limit,
         str(c.default_channel),
+        list(c.denominations),
     )
     return result.endswith(" 1")
 
@@ -112,6 +113,8 @@ async def load_campaigns(conn: Connection, campaign_ids: Sequence[str]) -> dict[
             currency=r["currency"],
             per_record_limit=r["per_record_limit"],
             default_channel=Channel(r["default_channel"]),
+            face_value=r["face_value"],
+            denominations=tuple(r["denominations"]),
         )
         for r in rows
     }

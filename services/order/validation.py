@@ -85,6 +85,14 @@ class CampaignView:
     currency: str | None
     per_record_limit: Decimal | None
     default_channel: Channel
+    face_value: Decimal | None = None
+    denominations: tuple[Decimal, ...] = ()
+
+    def serves(self, amount: Decimal) -> bool:
+        """Whether a code of the campaign can be issued for this amount: voucher issuance takes only a
+        code of exactly the order's value, so the amount is the face value or another value its codes
+        hold. A snapshot without a face value (points, or from before it was kept) does not judge."""
+        return self.face_value is None or amount == self.face_value or amount in self.denominations
 
 
 @dataclass(frozen=True)
@@ -332,6 +340,18 @@ def _amount(
         return None
     if reward_type is RewardType.POINTS:
         return amount.to_integral_value()
+    if campaign is not None and not campaign.serves(amount):
+        assert campaign.face_value is not None
+        worth = sorted({campaign.face_value, *campaign.denominations})
+        values = ", ".join(format(v.normalize(), "f") for v in worth)
+        errors.append(
+            RecordError(
+                "amount",
+                "amount_not_a_denomination",
+                f"No code of the campaign is worth {amount}; its codes are worth {values}.",
+            )
+        )
+        return None
     return amount
 
 

@@ -70,8 +70,9 @@ class Campaign:
             updated_at=row["updated_at"],
         )
 
-    def to_event(self) -> CampaignChanged:
+    def to_event(self, denominations: tuple[Decimal, ...] = ()) -> CampaignChanged:
         return CampaignChanged(
+            denominations=denominations,
             campaign_id=self.campaign_id,
             version=self.version,
             name=self.name,
@@ -185,10 +186,29 @@ async def _save(conn: Connection, c: Campaign, *, insert: bool) -> Campaign:
     return Campaign.from_row(row)
 
 
+async def code_values(conn: Connection, campaign: Campaign) -> tuple[Decimal, ...]:
+    """The values the campaign's real codes hold besides its face value, in order: a skip scan of
+    the pool index, one probe per distinct value."""
+    rows = await conn.fetch(
+        """
+        WITH RECURSIVE v (value) AS (
+            (SELECT value FROM codes WHERE campaign_id = $1 AND NOT test ORDER BY value LIMIT 1)
+            UNION ALL
+            SELECT (SELECT c.value FROM codes c WHERE c.campaign_id = $1 AND NOT c.test AND c.value > v.value
+                     ORDER BY c.value LIMIT 1)
+              FROM v WHERE v.value IS NOT NULL
+        )
+        SELECT value FROM v WHERE value IS NOT NULL
+        """,
+        campaign.campaign_id,
+    )
+    return tuple(r["value"] for r in rows if r["value"] != campaign.face_value)
+
+
 async def _changed(
     conn: Connection, campaign: Campaign, *, actor: str, action: str, details: dict[str, Any]
 ) -> None:
-    await publish(conn, [campaign.to_event()])
+    await publish(conn, [campaign.to_event(await code_values(conn, campaign))])
     await append_audit(
         conn,
         actor=actor,
@@ -247,6 +267,21 @@ async def change_status(
     saved = await _save(conn, replace(current, version=current.version + 1, status=status), insert=False)
     await _changed(conn, saved, actor=actor, action=action, details={"reason": reason, "status": str(status)})
     return saved
+
+
+async def announce_new_values(
+    conn: Connection, campaign: Campaign, values: set[Decimal], known: tuple[Decimal, ...], *, actor: str
+) -> None:
+    """Codes just added with values no code of the campaign held before: a new version tells order
+    intake that IPA records may now ask for them."""
+    fresh = values - set(known) - {campaign.face_value}
+    if not fresh:
+        return
+    current = await load(conn, campaign.campaign_id, for_update=True)
+    saved = await _save(conn, replace(current, version=current.version + 1), insert=False)
+    await _changed(
+        conn, saved, actor=actor, action="denominations_added", details={"values": sorted(map(str, fresh))}
+    )
 
 
 async def overview(conn: Connection, campaign_id: str) -> dict[str, Any]:

@@ -228,6 +228,8 @@ async def import_codes(
     ]
     problems = list(parsed.problems)
     imported = 0
+    values = {c.value for c in new_codes}
+    known = await campaigns.code_values(conn, campaign) if values - {campaign.face_value} else ()
     if new_codes:
         await _stage(conn, await asyncio.to_thread(_seal, vault, new_codes))
         inserted = await conn.fetch(
@@ -243,6 +245,8 @@ async def import_codes(
             for r in clashes
         ]
         await conn.execute("TRUNCATE staged_codes")
+    if imported:
+        await campaigns.announce_new_values(conn, campaign, values, known, actor=actor)
     problems.sort(key=lambda p: p.row)
     tally: dict[str, int] = {}
     for problem in problems:

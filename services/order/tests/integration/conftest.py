@@ -74,6 +74,7 @@ class OrderService:
         default_channel: Channel = Channel.EMAIL,
         version: int = 1,
         campaign_id: str | None = None,
+        denominations: tuple[str, ...] = (),
     ) -> str:
         campaign_id = campaign_id or f"camp-{uuid.uuid4().hex[:10]}"
         voucher = reward_type is RewardType.VOUCHER
@@ -90,6 +91,7 @@ class OrderService:
                 status=status,
                 per_record_limit=Decimal(per_record_limit) if per_record_limit else None,
                 default_channel=default_channel,
+                denominations=tuple(Decimal(d) for d in denominations),
             ),
             producer="voucher",
         )

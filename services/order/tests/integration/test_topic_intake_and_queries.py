@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from decimal import Decimal
 from typing import Any
 
 from chassis.testing import produce, wait_until
@@ -89,6 +90,32 @@ async def test_a_malformed_record_on_the_topic_is_rejected_field_by_field(
         ("campaign_id", "campaign_inactive"),
     }
     assert await order_service.pool.fetchval("SELECT count(*) FROM orders WHERE external_ref = $1", ref) == 0
+
+
+async def test_an_amount_no_code_of_the_campaign_is_worth_is_rejected_at_validation_not_held(
+    order_service: OrderService,
+) -> None:
+    campaign = await order_service.campaign(denominations=("10",))
+    records = [
+        voucher_record(campaign, amount="30.00"),
+        voucher_record(campaign, amount="10.00"),
+        voucher_record(campaign, amount="25"),
+    ]
+
+    batch_id = await order_service.upload_json(records)
+    batch = await order_service.finished_batch(batch_id)
+    errors = await order_service.http.get(
+        f"/v1/ipa/batches/{batch_id}/errors.csv", headers=order_service.auth()
+    )
+
+    assert (batch["accepted"], batch["rejected"]) == (2, 1)
+    assert "amount_not_a_denomination" in errors.text
+    assert "its codes are worth 10, 25" in errors.text
+    refs = [r["external_ref"] for r in records]
+    amounts = await order_service.pool.fetch(
+        "SELECT amount FROM orders WHERE external_ref = ANY($1::text[]) ORDER BY amount", refs
+    )
+    assert [r["amount"] for r in amounts] == [Decimal("10"), Decimal("25")]
 
 
 async def test_the_campaign_view_keeps_only_newer_versions(order_service: OrderService) -> None:

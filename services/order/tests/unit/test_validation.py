@@ -29,6 +29,16 @@ CAMPAIGNS = {
         "pts", RewardType.POINTS, CampaignStatus.ACTIVE, None, Decimal("1000"), Channel.EMAIL
     ),
     "paused": CampaignView("paused", RewardType.VOUCHER, CampaignStatus.PAUSED, "EUR", None, Channel.EMAIL),
+    "gift": CampaignView(
+        "gift",
+        RewardType.VOUCHER,
+        CampaignStatus.ACTIVE,
+        "EUR",
+        None,
+        Channel.EMAIL,
+        face_value=Decimal("25.0000"),
+        denominations=(Decimal("10.0000"), Decimal("50.0000")),
+    ),
 }
 
 
@@ -128,6 +138,18 @@ def test_precision_follows_the_currency() -> None:
         campaign_id="jpy", currency="JPY", amount="5.5", phone="+4477009001"
     )
     assert codes(campaign_id="jpy", currency="JPY", amount="500", phone="+447700900123") == set()
+
+
+@pytest.mark.parametrize("amount", ["25", "25.00", "10.0", "50"])
+def test_an_amount_some_code_of_the_campaign_is_worth_is_valid(amount: str) -> None:
+    assert codes(campaign_id="gift", amount=amount) == set()
+
+
+def test_an_amount_no_code_of_the_campaign_is_worth_is_refused_naming_the_values() -> None:
+    outcome = validate_record(record(campaign_id="gift", amount="30.00"), CAMPAIGNS)
+
+    assert [(e.field, e.code) for e in outcome.errors] == [("amount", "amount_not_a_denomination")]
+    assert "10, 25, 50" in outcome.errors[0].message
 
 
 def test_points_are_whole_and_carry_no_currency() -> None:

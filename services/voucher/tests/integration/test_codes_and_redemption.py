@@ -374,3 +374,26 @@ async def test_points_campaigns_have_no_codes_and_reveals_are_limited_to_allowed
     status = (await voucher.http.get(f"/v1/codes/{code_id}", headers=auth("support_agent"))).json()
     assert code not in json.dumps(status)
     assert status["member_id"] == member
+
+
+async def test_codes_imported_with_a_new_value_announce_it_to_order_intake_once(start_voucher):
+    voucher = await start_voucher()
+    campaign = await voucher.create_campaign()
+    for rows in ("NEWVAL-0001,10.00\nSAME-0001,\n", "NEWVAL-0002,10\nSAME-0002,25\n"):
+        response = await voucher.http.post(
+            f"/v1/campaigns/{campaign}/codes/import",
+            content=f"code,value\n{rows}".encode(),
+            headers=auth("ops") | {"content-type": "text/csv"},
+        )
+        assert response.json()["imported"] == 2, response.text
+    await voucher.wait_for(
+        "SELECT count(*) FROM outbox WHERE published_at IS NULL", expected=0, what="events published"
+    )
+
+    changes = await voucher.events(Topics.CAMPAIGN_CHANGED, campaign_id=campaign)
+
+    assert [(c["data"]["version"], c["data"]["denominations"]) for c in changes] == [
+        (1, []),
+        (2, ["10.0000"]),
+    ]
+    assert changes[1]["data"]["face_value"] == "25.0000"
