@@ -393,6 +393,33 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         rows = [views.campaign_stock(c, o) for c, o in zip(page["items"], overviews, strict=True)]
         return _page(request, "campaigns.html", viewer, rows=rows, next_after=page.get("next_after"))
 
+    # --- redemptions ------------------------------------------------------------------------------
+
+    @app.get("/redemptions", response_class=HTMLResponse, include_in_schema=False)
+    async def redemptions(
+        request: Request, viewer: Annotated[Viewer, Depends(_allowed("redemptions"))]
+    ) -> Response:
+        filters = views.redemption_filters(request.query_params)
+        params = filters.api_params() | {"cursor": request.query_params.get("cursor", "")}
+        page = await _api(request, viewer).get("redemption", "/v1/redemption-records", params)
+        aggregates = page.get("aggregates") or {}
+        charts = {
+            "Per day": views.bars(sorted(aggregates.get("per_day", []), key=lambda r: str(r.get("value")))),
+            "Per partner": views.bars(aggregates.get("per_partner", [])),
+            "Per channel": views.bars(aggregates.get("per_channel", [])),
+        }
+        return _page(
+            request,
+            "redemptions.html",
+            viewer,
+            filters=filters,
+            total=aggregates.get("total", {}),
+            charts=charts,
+            records=page.get("items", []),
+            next_cursor=page.get("next_cursor"),
+            staff=viewer.has("admin", "ops", "finance", "auditor"),
+        )
+
     # --- intake -----------------------------------------------------------------------------------
 
     @app.get("/intake", response_class=HTMLResponse, include_in_schema=False)

@@ -34,6 +34,8 @@ SCREENS: tuple[Screen, ...] = (
            "Tickets with their SLA timers; open, answer and move them."),
     Screen("campaigns", "Campaigns", "/campaigns", frozenset({ADMIN, OPS, FINANCE}),
            "Campaigns and their code stock."),
+    Screen("redemptions", "Redemptions", "/redemptions", frozenset({ADMIN, OPS, FINANCE, AUDITOR, PARTNER}),
+           "Redemptions per day, partner and channel, with their records."),
     Screen("operations", "Operations", "/operations", frozenset({ADMIN, OPS}),
            "Every service's health."),
 )  # fmt: skip

@@ -431,3 +431,55 @@ def ticket_moves(state: str, roles: Iterable[str]) -> tuple[str, ...]:
     if "member" in held:
         return MEMBER_MOVES.get(state, ())
     return ()
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    value: int
+    width: int
+    """Out of 100: this bar's share of the longest bar of its chart."""
+
+
+def bars(rows: Iterable[Mapping[str, Any]], *, limit: int = 14) -> list[Bar]:
+    """A bar chart of redemption counts from one aggregate (`value`, `records`), in the given order."""
+    picked = [(str(row.get("value") or "—"), int(row.get("records") or 0)) for row in rows][:limit]
+    longest = max((value for _, value in picked), default=0)
+    return [Bar(label, value, round(100 * value / longest) if longest else 0) for label, value in picked]
+
+
+REDEMPTION_STATUSES = ("successful", "pending", "failed", "expired")
+
+
+@dataclass(frozen=True)
+class RedemptionFilters:
+    offer_id: str
+    partner_id: str
+    channel: str
+    status: str
+    date_from: str
+    date_to: str
+
+    def api_params(self) -> dict[str, str]:
+        params = {
+            "offer_id": self.offer_id,
+            "partner_id": self.partner_id,
+            "channel": self.channel,
+            "status": self.status,
+            "from": self.date_from,
+            "to": self.date_to,
+            "limit": "50",
+        }
+        return {key: value for key, value in params.items() if value}
+
+
+def redemption_filters(query: Mapping[str, str]) -> RedemptionFilters:
+    status = query.get("status", "")
+    return RedemptionFilters(
+        offer_id=query.get("offer_id", "").strip()[:200],
+        partner_id=query.get("partner_id", "").strip()[:200],
+        channel=query.get("channel", "").strip()[:64],
+        status=status if status in REDEMPTION_STATUSES else "",
+        date_from=query.get("from", "") if _day(query.get("from", "")) else "",
+        date_to=query.get("to", "") if _day(query.get("to", "")) else "",
+    )

@@ -103,6 +103,14 @@ def console_stack() -> Iterator[ConsoleStack]:
         bouncing = _place_order(
             urls, headers, VOUCHER_CAMPAIGN, "demo-member-03", "bounce-03@example.com", "25.00"
         )
+        # A partner's redemption of a code nobody issued is refused, and recorded as failed.
+        partner = {"Authorization": f"Bearer {issue_token(role='partner', sub='demo-partner')}"}
+        refused = httpx.post(
+            f"{urls['voucher']}/v1/redemptions",
+            headers=partner,
+            json={"code": "NO-SUCH-CODE-1", "channel": "online", "idempotency_key": uuid.uuid4().hex},
+        )
+        assert refused.status_code == 404, refused.text
         assert config.console_url is not None
         yield ConsoleStack(config, urls, config.console_url, waiting, bouncing)
 

@@ -206,3 +206,21 @@ def test_a_member_opens_a_ticket_and_an_agent_takes_it_up(
     agent.get_by_role("button", name="Add comment").click()
     expect(agent.get_by_test_id("ticket-timeline")).to_contain_text("Looking into the delivery now")
     shot(agent, "ticket")
+
+
+def test_a_partner_sees_its_own_refused_redemption_and_finance_sees_the_dashboard(
+    sign_in: SignIn, console_stack: ConsoleStack
+) -> None:
+    partner = sign_in("partner")
+    expect(partner.get_by_role("link", name="Orders")).to_have_count(0)
+    partner.get_by_role("link", name="Redemptions").first.click()
+    records = partner.get_by_test_id("redemption-records")
+    _reload_until(partner, lambda: "failed" in records.inner_text())
+    expect(partner.get_by_label("Partner", exact=True)).to_have_count(0)
+    shot(partner, "redemptions-partner")
+
+    finance = sign_in("finance")
+    finance.get_by_role("link", name="Redemptions").first.click()
+    expect(finance.get_by_test_id("redemption-records")).to_contain_text("demo-partner")
+    expect(finance.get_by_role("img", name="Per partner")).to_be_visible()
+    shot(finance, "redemptions-finance")

@@ -23,12 +23,13 @@ def test_ops_sees_orders_members_deliveries_campaigns_and_operations() -> None:
         "deliveries",
         "support",
         "campaigns",
+        "redemptions",
         "operations",
     ]
 
 
-def test_a_partner_sees_no_staff_screen() -> None:
-    assert not {"orders", "members", "deliveries", "operations"} & {s.key for s in screens_for({"partner"})}
+def test_a_partner_sees_only_the_redemptions_dashboard() -> None:
+    assert [s.key for s in screens_for({"partner"})] == ["redemptions"]
 
 
 def test_after_sign_in_only_local_paths_are_followed() -> None:

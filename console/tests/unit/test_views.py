@@ -178,3 +178,22 @@ def test_members_may_only_reopen_or_close_resolved_tickets() -> None:
     assert views.ticket_moves("resolved", {"member"}) == ("open", "closed")
     assert views.ticket_moves("open", {"support_agent"}) == ("in_progress", "waiting_on_customer", "resolved")
     assert views.ticket_moves("open", {"auditor"}) == ()
+
+
+def test_bars_are_scaled_to_the_longest_one() -> None:
+    chart = views.bars(
+        [{"value": "online", "records": 8}, {"value": "in_store", "records": 2}, {"value": None}]
+    )
+    assert [(b.label, b.value, b.width) for b in chart] == [
+        ("online", 8, 100),
+        ("in_store", 2, 25),
+        ("—", 0, 0),
+    ]
+    assert views.bars([]) == []
+
+
+def test_redemption_filters_keep_only_known_statuses_and_real_days() -> None:
+    filters = views.redemption_filters(
+        {"status": "stolen", "from": "2026-12-01", "to": "soon", "channel": "online"}
+    )
+    assert filters.api_params() == {"channel": "online", "from": "2026-12-01", "limit": "50"}
