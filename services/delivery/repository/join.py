@@ -219,8 +219,19 @@ async def remember_many_contacts(conn: Connection, contacts: Sequence[ContactDet
 
 
 async def record_vouchers(conn: Connection, vouchers: Sequence[VoucherDetails]) -> None:
+    """As the events one by one: each order's first code replaces one it already held, or is recorded;
+    a later code for the same order in the batch (a replacement) then replaces it, the last one winning."""
     vs = _first_per_order(vouchers)
     await _replace_codes(conn, vs)
+    await _insert_vouchers(conn, vs)
+    first = {v.order_id: v for v in vs}
+    last = {v.order_id: v for v in vouchers}
+    later = [v for order_id, v in last.items() if v is not first[order_id]]
+    if later:
+        await _replace_codes(conn, later)
+
+
+async def _insert_vouchers(conn: Connection, vs: Sequence[VoucherDetails]) -> None:
     await conn.execute(
         """
         INSERT INTO deliveries (delivery_id, order_id, campaign_id, code_id, code_ciphertext, masked_code,

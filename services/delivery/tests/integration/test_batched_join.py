@@ -95,7 +95,9 @@ def _code(vault: CodeVault, sealed: bytes | None) -> str | None:
 
 
 def handlers_for(handlers: DeliveryHandlers) -> dict[str, Any]:
-    return {sub.topic: sub for sub in handlers.subscriptions()}
+    """The join's subscriptions by topic (other subscriptions of the service read the same topics)."""
+    join = ("delivery-requests", "delivery-vouchers", "delivery-orders")
+    return {sub.topic: sub for sub in handlers.subscriptions() if sub.name in join}
 
 
 async def test_a_batch_of_requests_vouchers_and_order_states_ends_as_the_events_one_by_one(twin_pools):
