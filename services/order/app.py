@@ -8,7 +8,7 @@ from chassis.approvals import approvals_router
 from chassis.audit_api import audit_router
 from chassis.service import ServiceRuntime, ServiceSpec
 
-from . import api, handlers, ipa_api
+from . import api, bulk_cancel, handlers, ipa_api
 from .approvals import order_approvals
 from .batches import BatchWorker
 from .context import OrderContext
@@ -20,7 +20,7 @@ TITLE = "Orchard order service: IPA intake and the voucher order lifecycle"
 
 def build_spec(settings: OrderSettings) -> tuple[ServiceSpec, OrderContext]:
     ctx = OrderContext(settings)
-    approvals = order_approvals(ctx)
+    approvals = order_approvals(ctx, bulk_cancel.bulk_cancel_approval(ctx))
 
     async def start_worker(runtime: ServiceRuntime) -> None:
         assert runtime.pool is not None
@@ -43,6 +43,7 @@ def build_spec(settings: OrderSettings) -> tuple[ServiceSpec, OrderContext]:
         subscriptions=handlers.subscriptions(),
         routers=[
             ipa_api.build_router(ctx, approvals),
+            bulk_cancel.build_router(ctx, approvals),
             api.build_router(ctx),
             audit_router(),
             approvals_router(approvals),

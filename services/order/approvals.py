@@ -81,5 +81,5 @@ def ipa_batch_approval(ctx: OrderContext) -> ApprovalAction:
     return ApprovalAction(IPA_BATCH, queue, on_reject=decline, after_approval=wake)
 
 
-def order_approvals(ctx: OrderContext) -> Approvals:
-    return Approvals("order", [ipa_batch_approval(ctx)])
+def order_approvals(ctx: OrderContext, *more: ApprovalAction) -> Approvals:
+    return Approvals("order", [ipa_batch_approval(ctx), *more])

@@ -412,6 +412,29 @@ class OrderFilter:
         return clauses, args
 
 
+async def cancel_candidates(
+    conn: Connection, flt: OrderFilter, *, cap: int
+) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """For a bulk cancel: how many orders match `flt` per state (counting stops past `cap`) and, when
+    no more than `cap` match, the pending ones, oldest first."""
+    clauses, args = flt.where()
+    where = " AND ".join(clauses) or "true"
+    rows = await conn.fetch(
+        f"SELECT state, count(*)::int AS n FROM (SELECT state FROM orders WHERE {where} LIMIT {cap + 1}) m"
+        " GROUP BY state",
+        *args,
+    )
+    counts = {r["state"]: r["n"] for r in rows}
+    if sum(counts.values()) > cap:
+        return counts, []
+    pending = await conn.fetch(
+        f"SELECT order_id, booking_id, external_ref, campaign_id, member_id, fulfilment_status FROM orders"
+        f" WHERE {where} AND state = 'pending' ORDER BY created_at, order_id",
+        *args,
+    )
+    return counts, [dict(r) for r in pending]
+
+
 SORT_KEYS = {
     "created_at": "created_at",
     "updated_at": "updated_at",

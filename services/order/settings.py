@@ -39,3 +39,15 @@ class OrderSettings(Settings):
         alias="ORCHARD_ORDER_IPA_APPROVAL_TOTAL_ABOVE",
         description="an uploaded batch whose amounts add up to more waits for a second person's approval",
     )
+    bulk_cancel_max_orders: int = Field(
+        default=10_000,
+        ge=1,
+        alias="ORCHARD_ORDER_BULK_CANCEL_MAX_ORDERS",
+        description="a bulk cancel whose filters match more orders is refused (422): narrow the filters",
+    )
+    bulk_cancel_approval_above: int = Field(
+        default=500,
+        ge=0,
+        alias="ORCHARD_ORDER_BULK_CANCEL_APPROVAL_ABOVE",
+        description="a bulk cancel of more pending orders waits for a second person's approval",
+    )
