@@ -30,14 +30,17 @@ def _api(request: Request, viewer: Viewer) -> Api:
     return Api(request.app.state.settings, request.app.state.http, viewer.access_token)
 
 
-def _page(request: Request, name: str, viewer: Viewer | None, code: int = 200, **context: Any) -> Response:
+def _page(
+    request: Request, name: str, viewer: Viewer | None, status_code: int = 200, **context: Any
+) -> Response:
     menu = screens_for(viewer.roles) if viewer else []
-    flash = request.session.pop("flash", None) if viewer else None
+    fragment = request.headers.get("HX-Request") == "true"
+    flash = request.session.pop("flash", None) if viewer and not fragment else None
     return templates.TemplateResponse(
         request,
         name,
         {"viewer": viewer, "menu": menu, "flash": flash, "views": views, **context},
-        status_code=code,
+        status_code=status_code,
     )
 
 
@@ -483,6 +486,37 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
             media_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="errors-{_segment(batch_id)}.csv"'},
         )
+
+    @app.post("/members/{member_id}/orders/{order_id}/reveal", include_in_schema=False)
+    async def reveal_code(
+        request: Request,
+        member_id: str,
+        order_id: str,
+        viewer: Annotated[Viewer, Depends(current_viewer)],
+        reason: Annotated[str, Form(min_length=3, max_length=2000)],
+        csrf: Annotated[str, Form()] = "",
+    ) -> Response:
+        """The member's log records the reveal, then the voucher service's own audited reveal answers."""
+        check_csrf(request, csrf)
+        if not viewer.has(*views.REVEAL_ROLES):
+            raise ApiError(403, "forbidden", "Your role may not reveal codes.")
+        api = _api(request, viewer)
+        path = f"/v1/members/{_segment(member_id)}/orders/{_segment(order_id)}/reveal"
+        pointer = await api.post("wallet", path, {"reason": reason})
+        target = views.reveal_target(pointer)
+        if target is None:
+            raise ApiError(404, "no_revealable_code", "That order has no code to reveal.")
+        answer = await api.post("voucher", target, {"reason": reason})
+        response = _page(
+            request,
+            "revealed.html",
+            viewer,
+            member_id=member_id,
+            clear_code=answer.get("code", ""),
+            masked=pointer.get("masked_code"),
+        )
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     # --- operations -------------------------------------------------------------------------------
 

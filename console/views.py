@@ -483,3 +483,18 @@ def redemption_filters(query: Mapping[str, str]) -> RedemptionFilters:
         date_from=query.get("from", "") if _day(query.get("from", "")) else "",
         date_to=query.get("to", "") if _day(query.get("to", "")) else "",
     )
+
+
+REVEAL_ROLES = ("admin", "support_agent", "member")
+
+
+def reveal_target(pointer: Mapping[str, Any]) -> str | None:
+    """The voucher service path the wallet points to for a reveal; anything else is not followed."""
+    reveal = pointer.get("reveal")
+    if not isinstance(reveal, Mapping) or reveal.get("service") != "voucher":
+        return None
+    path = str(reveal.get("path") or "")
+    parts = path.split("/")
+    if len(parts) != 5 or parts[:3] != ["", "v1", "codes"] or parts[4] != "reveal" or not parts[3]:
+        return None
+    return path

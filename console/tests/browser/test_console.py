@@ -224,3 +224,22 @@ def test_a_partner_sees_its_own_refused_redemption_and_finance_sees_the_dashboar
     expect(finance.get_by_test_id("redemption-records")).to_contain_text("demo-partner")
     expect(finance.get_by_role("img", name="Per partner")).to_be_visible()
     shot(finance, "redemptions-finance")
+
+
+def test_a_member_reveals_their_code_and_the_reveal_is_audited(
+    sign_in: SignIn, console_stack: ConsoleStack
+) -> None:
+    page = sign_in("member")
+    page.get_by_role("link", name="My wallet").first.click()
+    rewards = page.get_by_test_id("rewards")
+    _reload_until(page, lambda: rewards.get_by_role("button", name="Reveal code").count() > 0)
+    shot(page, "member-rewards")
+    rewards.get_by_role("button", name="Reveal code").first.click()
+    code = page.get_by_test_id("revealed-code")
+    expect(code).not_to_be_empty()
+    shot(page, "member-code-revealed")
+
+    audit = httpx.get(
+        f"{console_stack.urls['wallet']}/v1/members/demo-member-01/audit", headers=console_stack.admin()
+    ).json()
+    assert any("reveal" in entry["action"] for entry in audit["entries"])

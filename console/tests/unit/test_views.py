@@ -197,3 +197,15 @@ def test_redemption_filters_keep_only_known_statuses_and_real_days() -> None:
         {"status": "stolen", "from": "2026-12-01", "to": "soon", "channel": "online"}
     )
     assert filters.api_params() == {"channel": "online", "from": "2026-12-01", "limit": "50"}
+
+
+def test_a_reveal_follows_only_a_voucher_code_path() -> None:
+    good = {"reveal": {"service": "voucher", "method": "POST", "path": "/v1/codes/abc/reveal"}}
+    assert views.reveal_target(good) == "/v1/codes/abc/reveal"
+    for bad in (
+        {"reveal": None},
+        {"reveal": {"service": "wallet", "path": "/v1/codes/abc/reveal"}},
+        {"reveal": {"service": "voucher", "path": "/v1/campaigns/x/end"}},
+        {"reveal": {"service": "voucher", "path": "/v1/codes/../reveal/x"}},
+    ):
+        assert views.reveal_target(bad) is None
