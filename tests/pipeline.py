@@ -3,7 +3,9 @@ fault tests: campaigns with codes, IPA records, orders and their summary, what r
 
 from __future__ import annotations
 
+import email.policy
 import json
+import re
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -132,19 +134,32 @@ async def place(order: httpx.AsyncClient, record: dict[str, str]) -> dict[str, A
     return placed.json()
 
 
-def emails_by_recipient(system: System) -> Counter[str]:
+VOUCHER_TEXT = re.compile(r"\((?:booking|réservation) BK-")
+"""What the voucher templates (en, fr; e-mail subject, SMS, WhatsApp) say and members' notices (order
+cancelled or on hold, points credited…) do not: the booking in brackets."""
+
+
+def emails_by_recipient(system: System, *, vouchers_only: bool = True) -> Counter[str]:
+    """E-mails in the sink per recipient: the voucher e-mails, or (`vouchers_only=False`) all, notices
+    to members included."""
     seen: Counter[str] = Counter()
     for path in system.mail_dir.glob("*.eml"):
-        message = message_from_bytes(path.read_bytes())
+        message = message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        if vouchers_only and not VOUCHER_TEXT.search(str(message["Subject"] or "")):
+            continue
         for _, address in getaddresses(message.get_all("To", [])):
             seen[address.lower()] += 1
     return seen
 
 
-def messages_by_recipient(system: System) -> Counter[str]:
+def messages_by_recipient(system: System, *, vouchers_only: bool = True) -> Counter[str]:
+    """SMS and WhatsApp messages in the sink per number, as `emails_by_recipient`."""
     seen: Counter[str] = Counter()
     for path in system.messages_dir.glob("*.json"):
-        seen[json.loads(path.read_text())["to"].removeprefix("whatsapp:")] += 1
+        sent = json.loads(path.read_text())
+        if vouchers_only and not VOUCHER_TEXT.search(sent.get("body", "")):
+            continue
+        seen[sent["to"].removeprefix("whatsapp:")] += 1
     return seen
 
 
