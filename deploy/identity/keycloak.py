@@ -15,7 +15,6 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from console.settings import DEV_CONSOLE_CLIENT_SECRET
 from deploy.infra.errors import InfraError
 from deploy.infra.kafka import java_executable
 from deploy.infra.net import LOCALHOST
@@ -23,6 +22,8 @@ from deploy.infra.paths import REPO_ROOT
 
 KEYCLOAK_VERSION = "26.5.6"
 ARTIFACT = f"org.keycloak:keycloak-quarkus-dist:{KEYCLOAK_VERSION}:zip"
+DEV_CONSOLE_CLIENT_SECRET = "orchard-console-dev-secret"
+"""The console client's secret in the development realm (and console.settings' development default)."""
 IDENTITY_PORT = 8180
 REALM = "orchard"
 REALM_FILE = Path(__file__).resolve().parent / "realm-orchard.json"
