@@ -71,9 +71,8 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     app = FastAPI(title="Orchard Console", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.oauth = auth.make_oauth(settings)
-    app.add_middleware(
-        ServerSessionMiddleware, store=SessionStore(settings.session_idle_s), secure=not settings.is_dev
-    )
+    app.state.sessions = SessionStore(settings.session_idle_s)
+    app.add_middleware(ServerSessionMiddleware, store=app.state.sessions, secure=not settings.is_dev)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(auth.build_router(settings))
 
