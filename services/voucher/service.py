@@ -14,6 +14,7 @@ from contracts.topics import Topics
 
 from . import budget_alerts, issuance, operations, reveal_limits
 from .api_campaigns import campaign_router, update_changes
+from .api_code_lists import code_list_router
 from .api_codes import code_router, recovery_selection
 from .api_redemptions import redemption_router
 from .approvals import voucher_approvals
@@ -71,6 +72,7 @@ def build_spec(settings: VoucherSettings, *, order_topic: str = Topics.ORDER_STA
         routers=[
             campaign_router(vault, approvals, budget_approval_above=settings.budget_approval_above),
             code_router(vault, settings, approvals),
+            code_list_router(vault),
             approvals_router(approvals),
             redemption_router(vault),
             audit_router(),

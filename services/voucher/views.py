@@ -108,17 +108,15 @@ class CodeRedemption(BaseModel):
     redeemed_at: datetime
 
 
-class CodeStatusOut(BaseModel):
-    """A code's state, order, member and history; the code itself only masked."""
-
-    model_config = ConfigDict(extra="allow")
+class CodeListItem(BaseModel):
+    """One code of a campaign, masked; `test` marks UAT test codes (never issued to real orders)."""
 
     code_id: uuid.UUID
     campaign_id: str
     masked_code: str
-    source: str
-    test: bool
     status: str
+    test: bool
+    source: str
     value: Decimal
     remaining_value: Decimal
     expires_at: datetime | None
@@ -129,6 +127,13 @@ class CodeStatusOut(BaseModel):
     delivery_failed: bool
     flag_reason: str | None
     created_at: datetime
+
+
+class CodeStatusOut(CodeListItem):
+    """A code's state, order, member and history; the code itself only masked."""
+
+    model_config = ConfigDict(extra="allow")
+
     updated_at: datetime
     history: list[CodeEvent]
     redemptions: list[CodeRedemption]
@@ -189,3 +194,8 @@ class RedemptionOut(BaseModel):
     test: bool
     redeemed_at: datetime
     replayed: bool
+
+
+class CodeListPage(BaseModel):
+    items: list[CodeListItem]
+    next_after: int | None = Field(description="pass as `after` for the next page; null on the last one")
