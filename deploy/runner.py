@@ -349,7 +349,12 @@ def production_refusals(config: StackConfig) -> list[str]:
         settings_class = service_settings_class(config.service_module.format(name=name))
         for line in settings_class(ORCHARD_ENV=config.env).startup_refusals():
             by_line.setdefault(line, []).append(name)
-    return [f"{', '.join(names)}: {line}" for line, names in by_line.items()]
+    lines = [f"{', '.join(names)}: {line}" for line, names in by_line.items()]
+    if console_process(config) is not None:
+        from console.settings import ConsoleSettings
+
+        lines += [f"console: {line}" for line in ConsoleSettings(ORCHARD_ENV=config.env).startup_refusals()]
+    return lines
 
 
 def _preflight(config: StackConfig, kafka: KafkaBroker | None, postgres: PostgresServer | None) -> None:
