@@ -231,9 +231,11 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         if not viewer.has(*screen("members").roles, *screen("wallet").roles):
             raise ApiError(403, "forbidden", "Members are not available to your role.")
         api = _api(request, viewer)
-        wallet, history = await asyncio.gather(
+        wallet, history, audit, verification = await asyncio.gather(
             api.get("wallet", f"/v1/members/{_segment(member_id)}/wallet"),
             api.get("wallet", f"/v1/members/{_segment(member_id)}/history"),
+            api.get("wallet", f"/v1/members/{_segment(member_id)}/audit"),
+            api.get("wallet", f"/v1/members/{_segment(member_id)}/audit/verify"),
         )
         return _page(
             request,
@@ -245,6 +247,8 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
             balance=views.points(wallet.get("balance")),
             lines=views.ledger_lines(history.get("entries", [])),
             orders=history.get("orders", []),
+            audit=audit.get("entries", [])[-50:][::-1],
+            verification=verification,
         )
 
     # --- deliveries -------------------------------------------------------------------------------
@@ -393,7 +397,14 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
             *(api.get("voucher", f"/v1/campaigns/{_segment(c['campaign_id'])}") for c in page["items"])
         )
         rows = [views.campaign_stock(c, o) for c, o in zip(page["items"], overviews, strict=True)]
-        return _page(request, "campaigns.html", viewer, rows=rows, next_after=page.get("next_after"))
+        return _page(
+            request,
+            "campaigns.html",
+            viewer,
+            rows=rows,
+            next_after=page.get("next_after"),
+            may_change=viewer.has("admin", "ops"),
+        )
 
     # --- redemptions ------------------------------------------------------------------------------
 
@@ -421,6 +432,23 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
             next_cursor=page.get("next_cursor"),
             staff=viewer.has("admin", "ops", "finance", "auditor"),
         )
+
+    @app.post("/campaigns/{campaign_id}/{action}", include_in_schema=False)
+    async def campaign_action(
+        request: Request,
+        campaign_id: str,
+        action: str,
+        viewer: Annotated[Viewer, Depends(_allowed("campaigns"))],
+        csrf: Annotated[str, Form()] = "",
+    ) -> Response:
+        check_csrf(request, csrf)
+        if action not in views.CAMPAIGN_ACTIONS:
+            raise ApiError(404, "not_found", "No such campaign action.")
+        path = f"/v1/campaigns/{_segment(campaign_id)}/{action}"
+        await _act(
+            request, viewer, "voucher", path, {}, f"Campaign {campaign_id}: {views.CAMPAIGN_ACTIONS[action]}."
+        )
+        return RedirectResponse("/campaigns", status_code=303)
 
     # --- intake -----------------------------------------------------------------------------------
 

@@ -498,3 +498,11 @@ def reveal_target(pointer: Mapping[str, Any]) -> str | None:
     if len(parts) != 5 or parts[:3] != ["", "v1", "codes"] or parts[4] != "reveal" or not parts[3]:
         return None
     return path
+
+
+CAMPAIGN_ACTIONS = {"pause": "paused", "resume": "resumed", "end": "ended"}
+
+
+def campaign_actions(status: str) -> tuple[str, ...]:
+    """What can be done to a campaign in this status: pause an active one, resume a paused one."""
+    return {"active": ("pause", "end"), "paused": ("resume", "end")}.get(status, ())

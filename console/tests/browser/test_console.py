@@ -243,3 +243,18 @@ def test_a_member_reveals_their_code_and_the_reveal_is_audited(
         f"{console_stack.urls['wallet']}/v1/members/demo-member-01/audit", headers=console_stack.admin()
     ).json()
     assert any("reveal" in entry["action"] for entry in audit["entries"])
+    page.get_by_role("link", name="My wallet").first.click()
+    expect(page.get_by_test_id("audit")).to_contain_text("reveal")
+    expect(page.get_by_test_id("audit-verified")).to_have_text("chain verified")
+
+
+def test_ops_pauses_and_resumes_a_campaign(sign_in: SignIn, console_stack: ConsoleStack) -> None:
+    page = sign_in("ops")
+    page.get_by_role("link", name="Campaigns").first.click()
+    page.get_by_role("button", name=f"Pause {EMPTY_CAMPAIGN}").click()
+    expect(page.get_by_role("status")).to_contain_text("paused")
+    row = page.get_by_test_id("campaigns").locator("tr", has_text=EMPTY_CAMPAIGN)
+    expect(row).to_contain_text("paused")
+    shot(page, "campaign-paused")
+    page.get_by_role("button", name=f"Resume {EMPTY_CAMPAIGN}").click()
+    expect(row).to_contain_text("active")

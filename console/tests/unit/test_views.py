@@ -209,3 +209,9 @@ def test_a_reveal_follows_only_a_voucher_code_path() -> None:
         {"reveal": {"service": "voucher", "path": "/v1/codes/../reveal/x"}},
     ):
         assert views.reveal_target(bad) is None
+
+
+def test_an_active_campaign_can_be_paused_or_ended_and_a_paused_one_resumed() -> None:
+    assert views.campaign_actions("active") == ("pause", "end")
+    assert views.campaign_actions("paused") == ("resume", "end")
+    assert views.campaign_actions("ended") == ()
