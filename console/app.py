@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -219,6 +220,53 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         if member_id.strip():
             return RedirectResponse(f"/members/{_segment(member_id.strip())}", status_code=303)
         return _page(request, "members.html", viewer)
+
+    @app.get("/members/lookup", response_class=HTMLResponse, include_in_schema=False)
+    async def lookup(
+        request: Request, viewer: Annotated[Viewer, Depends(_allowed("members"))], reference: str = ""
+    ) -> Response:
+        """An order by booking id (or order id) as support sees it: masked code, deliveries, actions."""
+        reference = reference.strip()
+        if not reference:
+            return RedirectResponse("/members", status_code=303)
+        found = await _api(request, viewer).get("support", f"/v1/portal/orders/{_segment(reference)}")
+        return _page(
+            request,
+            "lookup.html",
+            viewer,
+            order=found,
+            reference=reference,
+            may_help=viewer.has(*views.AGENT_ACTION_ROLES),
+            idempotency_key=uuid.uuid4().hex,
+        )
+
+    @app.post("/members/lookup/{reference}/{action}", include_in_schema=False)
+    async def agent_action(
+        request: Request,
+        reference: str,
+        action: str,
+        viewer: Annotated[Viewer, Depends(_allowed("members"))],
+        points: Annotated[int, Form(ge=0, le=1_000_000)] = 0,
+        reason: Annotated[str, Form(max_length=2000)] = "",
+        idempotency_key: Annotated[str, Form(max_length=200)] = "",
+        csrf: Annotated[str, Form()] = "",
+    ) -> Response:
+        check_csrf(request, csrf)
+        if action not in ("goodwill", "resend"):
+            raise ApiError(404, "not_found", "No such action.")
+        body: dict[str, Any] = {"reason": reason.strip() or None}
+        body |= {"idempotency_key": idempotency_key} if idempotency_key else {}
+        body |= {"points": points} if action == "goodwill" else {}
+        done = (
+            f"{points} goodwill points credited."
+            if action == "goodwill"
+            else "Asked delivery to send it again."
+        )
+        path = f"/v1/portal/orders/{_segment(reference)}/{action}"
+        await _act(request, viewer, "support", path, body, done)
+        return RedirectResponse(
+            f"/members/lookup?{httpx.QueryParams({'reference': reference})}", status_code=303
+        )
 
     @app.get("/me", include_in_schema=False)
     async def me(viewer: Annotated[Viewer, Depends(_allowed("wallet"))]) -> Response:

@@ -506,3 +506,7 @@ CAMPAIGN_ACTIONS = {"pause": "paused", "resume": "resumed", "end": "ended"}
 def campaign_actions(status: str) -> tuple[str, ...]:
     """What can be done to a campaign in this status: pause an active one, resume a paused one."""
     return {"active": ("pause", "end"), "paused": ("resume", "end")}.get(status, ())
+
+
+AGENT_ACTION_ROLES = ("admin", "ops", "support_agent")
+PORTAL_READERS = ("admin", "auditor", "ops", "support_agent")

@@ -258,3 +258,28 @@ def test_ops_pauses_and_resumes_a_campaign(sign_in: SignIn, console_stack: Conso
     shot(page, "campaign-paused")
     page.get_by_role("button", name=f"Resume {EMPTY_CAMPAIGN}").click()
     expect(row).to_contain_text("active")
+
+
+def test_an_agent_looks_up_a_booking_and_credits_goodwill(
+    sign_in: SignIn, console_stack: ConsoleStack
+) -> None:
+    orders = httpx.get(
+        f"{console_stack.urls['order']}/v1/orders",
+        params={"member_id": "demo-member-05"},
+        headers=console_stack.admin(),
+    ).json()["items"]
+    booking = orders[0]["booking_id"]
+    page = sign_in("agent")
+    page.get_by_role("link", name="Members").first.click()
+    page.get_by_label("Booking id").fill(booking)
+    page.get_by_role("button", name="Look up order").click()
+    expect(page.get_by_test_id("lookup")).to_contain_text("demo-member-05")
+    expect(page.get_by_test_id("masked-code")).to_contain_text("*")
+    page.get_by_label("Points").fill("50")
+    page.get_by_label("Reason", exact=True).first.fill("Voucher arrived late")
+    page.get_by_role("button", name="Credit goodwill").click()
+    expect(page.get_by_role("status")).to_contain_text("50 goodwill points credited")
+    shot(page, "lookup-goodwill")
+    page.get_by_role("link", name="demo-member-05").click()
+    _reload_until(page, lambda: "50" in page.get_by_test_id("balance").inner_text())
+    shot(page, "member-wallet-staff")
