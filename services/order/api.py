@@ -32,7 +32,7 @@ from .context import OrderContext
 from .domain import CompletedOrderCannotBeCancelled, OrderNotFound, looks_like_booking_id
 from .ipa_api import actor_of
 from .orders import Cause, cancel_order
-from .views import OrderPage, OrderSummary, OrderView, json_default
+from .views import OrderPage, OrderSummary, OrderView, json_default, order_json
 
 READ_ROLES = (Role.ADMIN, Role.OPS, Role.SUPPORT_AGENT, Role.AUDITOR, Role.FINANCE)
 CANCEL_ROLES = (Role.ADMIN, Role.OPS)
@@ -186,7 +186,7 @@ def build_router(ctx: OrderContext) -> APIRouter:
                     ],
                 )
             created = await repository.fetch_order(conn, str(candidate.order_id))
-        response = _json(created, status=201)
+        response = _json(order_json(created), status=201)
         response.headers["Location"] = f"/v1/orders/{candidate.order_id}"
         return response
 
@@ -214,7 +214,7 @@ def build_router(ctx: OrderContext) -> APIRouter:
         next_cursor = (
             _encode_cursor(sort, repository.sort_value(last, column), last["order_id"]) if last else None
         )
-        return _json({"items": [dict(r) for r in rows], "total": total, "next_cursor": next_cursor})
+        return _json({"items": [order_json(r) for r in rows], "total": total, "next_cursor": next_cursor})
 
     @router.get(
         "/export",
@@ -235,7 +235,7 @@ def build_router(ctx: OrderContext) -> APIRouter:
         )
         rows = cursor_rows(ctx.require_pool(), query, *args, statement_timeout_s=timeout_s)
         return download_response(
-            download_lines(rows, repository.ORDER_COLUMN_NAMES, format),
+            download_lines(rows, repository.ORDER_COLUMN_NAMES, format, order_json),
             name="orders",
             format=format,
             timeout_s=timeout_s,
@@ -284,7 +284,7 @@ def build_router(ctx: OrderContext) -> APIRouter:
             order = await repository.fetch_order(conn, ref)
         if order is None:
             raise OrderNotFound(ref)
-        return _json(order)
+        return _json(order_json(order))
 
     @router.post(
         "/{ref}/cancel",
@@ -313,6 +313,6 @@ def build_router(ctx: OrderContext) -> APIRouter:
                         details={"reason": body.reason, "booking_id": order.booking_id},
                     )
             current = await repository.fetch_order(conn, str(order.order_id))
-        return _json(current)
+        return _json(order_json(current))
 
     return router

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from chassis.money import minor_units
 from chassis.spreadsheet import FORMULA_STARTS
 from contracts.values import POINTS_CURRENCY, Channel, RewardType
 from contracts.vouchers import CampaignStatus
@@ -34,33 +35,6 @@ RECORD_FIELDS = (
 REQUIRED_FIELDS = ("external_ref", "member_id", "campaign_id", "reward_type", "amount")
 MAX_LENGTH = {"reason": 2000, "email": 254}
 DEFAULT_MAX_LENGTH = 200
-
-# ISO 4217 minor units where they are not 2.
-_MINOR_UNITS = {
-    **dict.fromkeys(
-        (
-            "BIF",
-            "CLP",
-            "DJF",
-            "GNF",
-            "ISK",
-            "JPY",
-            "KMF",
-            "KRW",
-            "PYG",
-            "RWF",
-            "UGX",
-            "UYI",
-            "VND",
-            "VUV",
-            "XAF",
-            "XOF",
-            "XPF",
-        ),
-        0,
-    ),
-    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
-}
 
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")
 _EMAIL = re.compile(
@@ -125,10 +99,6 @@ class ValidRecord:
 class Outcome:
     record: ValidRecord | None = None
     errors: list[RecordError] = field(default_factory=list)
-
-
-def minor_units(currency: str) -> int:
-    return _MINOR_UNITS.get(currency, 2)
 
 
 def looks_like_formula(value: str, field_name: str) -> bool:

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import date, datetime, time
 from typing import Any
 
+import asyncpg
 from pydantic import BaseModel, Field
 
+from chassis.money import MoneyText, with_money_text
 from contracts.orders import FulfilmentStatus, OrderSource, OrderState
+
+
+def order_json(row: Mapping[str, Any] | asyncpg.Record | None) -> dict[str, Any]:
+    """An order row as answered: its amount in its currency's minor units (points whole)."""
+    assert row is not None
+    return with_money_text(row, "amount")
 
 
 def json_default(value: Any) -> str:
@@ -43,7 +52,7 @@ class OrderRow(BaseModel):
     batch_id: uuid.UUID | None
     member_id: str
     campaign_id: str
-    amount: str | None
+    amount: MoneyText | None
     currency: str | None
     channel: str
     state: OrderState

@@ -12,6 +12,7 @@ from chassis.approvals import PENDING_RESPONSE, Approvals, pending_answer
 from chassis.auth import Principal, Role, require_roles
 from chassis.inputs import Identifier, Name, NonNegativeInt32, Text
 from chassis.inputs import Identifier as QueryIdentifier
+from chassis.money import with_money_text
 from contracts.values import Channel, Currency, PositiveMoney, RewardType
 from contracts.vouchers import CampaignStatus, ExpiryKind, ExpiryPolicy
 
@@ -22,6 +23,7 @@ from .crypto import CodeVault
 from .views import CampaignOut, CampaignOverview, CampaignPage
 
 MANAGERS = (Role.ADMIN, Role.OPS)
+MONEY_FIELDS = ("face_value", "per_record_limit", "budget", "budget_used", "budget_left")
 READERS = (Role.ADMIN, Role.OPS, Role.FINANCE, Role.AUDITOR, Role.SUPPORT_AGENT)
 
 # The columns are numeric(18, 4): fourteen digits before the point.
@@ -86,12 +88,12 @@ def campaign_json(c: campaigns.Campaign) -> dict[str, Any]:
     body.update(
         low_stock_threshold=c.low_stock_threshold,
         allow_partial_redemption=c.allow_partial,
-        budget_used=str(c.budget_used),
-        budget_left=None if c.budget is None else str(c.budget - c.budget_used),
+        budget_used=c.budget_used,
+        budget_left=None if c.budget is None else c.budget - c.budget_used,
         created_at=c.created_at,
         updated_at=c.updated_at,
     )
-    return body
+    return with_money_text(body, *MONEY_FIELDS)
 
 
 def update_changes(body: dict[str, Any]) -> dict[str, Any]:

@@ -84,7 +84,7 @@ def code_list_router(vault: CodeVault) -> APIRouter:
         async with pool.acquire() as conn:
             await campaigns.load(conn, flt.campaign_id)
         columns = code_lists.COLUMNS
-        values: Any = dict
+        values: Any = code_lists.code_json
         if clear:
             if Role.ADMIN not in principal.roles:
                 raise Problem(403, "forbidden", detail="Only an admin may export clear codes.")

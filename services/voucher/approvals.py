@@ -17,6 +17,7 @@ import asyncpg
 from chassis.approvals import Approval, ApprovalAction, Approvals
 from chassis.auth import Principal
 from chassis.db import Connection
+from chassis.money import money_text
 
 from . import campaigns, operations
 from .api_common import actor_of, serve_held_orders
@@ -105,7 +106,7 @@ def voucher_approvals(
         campaign_id = approval.request["campaign_id"]
         changes = update_campaign(approval.request["update"])
         saved = await campaigns.update(conn, campaign_id, changes, actor=approval.maker)
-        return {"budget": None if saved.budget is None else str(saved.budget), "version": saved.version}
+        return {"budget": money_text(saved.budget, saved.currency), "version": saved.version}
 
     async def serve_campaign(pool: asyncpg.Pool, approval: Approval) -> None:
         await serve_held_orders(pool, vault, approval.request["campaign_id"])

@@ -16,6 +16,7 @@ import asyncpg
 
 from chassis.audit import append_audit
 from chassis.db import Connection
+from chassis.money import with_money_text
 from contracts.vouchers import CodeStatus
 
 from .crypto import CodeVault
@@ -29,6 +30,7 @@ COLUMNS: tuple[str, ...] = (
     "source",
     "value",
     "remaining_value",
+    "currency",
     "expires_at",
     "order_id",
     "member_id",
@@ -39,7 +41,8 @@ COLUMNS: tuple[str, ...] = (
     "created_at",
 )
 _SELECT = """SELECT seq, code_id, campaign_id, '****-' || last4 AS masked_code, status, test, source, value,
-       remaining_value, expires_at, order_id, member_id, issued_at, delivered, delivery_failed, flag_reason,
+       remaining_value, (SELECT currency FROM campaigns c WHERE c.campaign_id = codes.campaign_id)
+       AS currency, expires_at, order_id, member_id, issued_at, delivered, delivery_failed, flag_reason,
        created_at"""
 
 
@@ -73,7 +76,7 @@ async def page(conn: Connection, flt: CodeListFilter, *, after: int, limit: int)
         after,
         limit,
     )
-    return [dict(r) for r in rows]
+    return [code_json(r) for r in rows]
 
 
 def export_query(flt: CodeListFilter, *, clear: bool) -> tuple[str, list[Any]]:
@@ -99,11 +102,16 @@ async def audit_clear_export(
     return count
 
 
+def code_json(row: asyncpg.Record) -> dict[str, Any]:
+    """A listed code as answered: its values in its campaign currency's minor units."""
+    return with_money_text(row, "value", "remaining_value")
+
+
 def clear_values(vault: CodeVault) -> Any:
     """Row → cells with the clear `code`, opened from the row's ciphertext."""
 
     def values(row: asyncpg.Record) -> Mapping[str, object]:
-        cells = dict(row)
+        cells = code_json(row)
         cells["code"] = vault.open(row["key_id"], bytes(row["secret"]), bytes(row["lookup_hash"]))
         return cells
 

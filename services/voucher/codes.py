@@ -13,6 +13,7 @@ import asyncpg
 
 from chassis.audit import append_audit
 from chassis.db import Connection
+from chassis.money import with_money_text
 from contracts.campaigns import CampaignActivityKind
 from contracts.values import RewardType
 from contracts.vouchers import ExpiryKind
@@ -279,7 +280,8 @@ async def import_codes(
 
 
 CODE_COLUMNS = """code_id, campaign_id, last4, source, test, status, value, remaining_value, expires_at,
-    order_id, member_id, issued_at, delivered, delivery_failed, flag_reason, created_at, updated_at"""
+    order_id, member_id, issued_at, delivered, delivery_failed, flag_reason, created_at, updated_at,
+    (SELECT currency FROM campaigns c WHERE c.campaign_id = codes.campaign_id) AS currency"""
 
 
 async def find_id(conn: Connection, vault: CodeVault, code: str) -> uuid.UUID:
@@ -303,10 +305,11 @@ async def status(conn: Connection, code_id: uuid.UUID) -> dict[str, Any]:
         " FROM redemptions WHERE code_id = $1 ORDER BY redeemed_at",
         code_id,
     )
-    result = dict(row)
+    money = ("value", "remaining_value", "amount")
+    result = with_money_text(row, *money)
     result["masked_code"] = "****-" + result.pop("last4")
     result["history"] = [dict(h) for h in history]
-    result["redemptions"] = [dict(r) for r in redemptions]
+    result["redemptions"] = [with_money_text(r, *money, currency=row["currency"]) for r in redemptions]
     return result
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from chassis.db import Connection
+from chassis.money import money_text
 from contracts.vouchers import CodeStatus, VoucherRedeemed, VoucherRedemptionRefused, VoucherStatusChanged
 
 from .crypto import CodeVault
@@ -24,8 +25,8 @@ def _answer(row: asyncpg.Record | dict[str, Any], *, replayed: bool) -> dict[str
         "redemption_id": row["redemption_id"],
         "code_id": row["code_id"],
         "campaign_id": row["campaign_id"],
-        "amount": row["amount"],
-        "remaining_value": remaining,
+        "amount": money_text(row["amount"], row["currency"]),
+        "remaining_value": money_text(remaining, row["currency"]),
         "currency": row["currency"],
         "partial": remaining > 0,
         "status": "partially_redeemed" if remaining > 0 else "redeemed",

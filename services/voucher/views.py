@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chassis.money import MoneyText
 from contracts.vouchers import ExpiryPolicy
 
 
@@ -21,18 +21,18 @@ class CampaignOut(BaseModel):
     name: str
     reward_type: str
     brand: str | None
-    face_value: Decimal | None
+    face_value: MoneyText | None
     currency: str | None
     status: str
-    per_record_limit: Decimal | None
+    per_record_limit: MoneyText | None
     default_channel: str
     partner_ids: list[str]
     expiry_policy: ExpiryPolicy
-    budget: Decimal | None
+    budget: MoneyText | None
     low_stock_threshold: int
     allow_partial_redemption: bool
-    budget_used: Decimal
-    budget_left: Decimal | None
+    budget_used: MoneyText
+    budget_left: MoneyText | None
     created_at: datetime | None
     updated_at: datetime | None
 
@@ -101,8 +101,8 @@ class CodeEvent(BaseModel):
 class CodeRedemption(BaseModel):
     redemption_id: uuid.UUID
     partner_id: str
-    amount: Decimal
-    remaining_value: Decimal
+    amount: MoneyText
+    remaining_value: MoneyText
     channel: str
     location: str | None
     redeemed_at: datetime
@@ -117,8 +117,9 @@ class CodeListItem(BaseModel):
     status: str
     test: bool
     source: str
-    value: Decimal
-    remaining_value: Decimal
+    value: MoneyText
+    remaining_value: MoneyText
+    currency: str | None
     expires_at: datetime | None
     order_id: uuid.UUID | None
     member_id: str | None
@@ -186,8 +187,8 @@ class RedemptionOut(BaseModel):
     redemption_id: uuid.UUID
     code_id: uuid.UUID
     campaign_id: str
-    amount: Decimal
-    remaining_value: Decimal
+    amount: MoneyText
+    remaining_value: MoneyText
     currency: str
     partial: bool
     status: str

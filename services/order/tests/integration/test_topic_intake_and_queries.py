@@ -341,3 +341,23 @@ async def test_a_naive_datetime_in_the_order_filter_is_refused_with_422_naming_t
         "/v1/orders", params={"created_from": "2026-01-01T00:00:00Z"}, headers=order_service.auth("ops")
     )
     assert aware.status_code == 200, aware.text
+
+
+async def test_order_amounts_are_answered_in_their_currencys_minor_units(order_service: OrderService) -> None:
+    euros = await order_service.campaign()
+    yen = await order_service.campaign(currency="JPY")
+    records = [voucher_record(euros, amount="25"), voucher_record(yen, amount="25", currency="JPY")]
+    await order_service.finished_batch(await order_service.upload_json(records))
+    euro_order = await order_service.order_of(records[0]["external_ref"])
+    yen_order = await order_service.order_of(records[1]["external_ref"])
+
+    listed = await order_service.http.get(
+        "/v1/orders", params={"campaign_id": yen}, headers=order_service.auth()
+    )
+    exported = await order_service.http.get(
+        "/v1/orders/export", params={"campaign_id": euros, "format": "jsonl"}, headers=order_service.auth()
+    )
+
+    assert (euro_order["amount"], yen_order["amount"]) == ("25.00", "25")
+    assert [o["amount"] for o in listed.json()["items"]] == ["25"]
+    assert [json.loads(line)["amount"] for line in exported.text.splitlines()] == ["25.00"]

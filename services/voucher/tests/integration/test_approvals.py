@@ -34,7 +34,7 @@ async def test_a_budget_increase_waits_for_another_approver_and_a_decrease_does_
     assert asked.status_code == 202, asked.text
     approval_id = asked.json()["approval_id"]
     assert asked.json()["kind"] == "budget_increase"
-    assert await budget_of(voucher, campaign) == "80.0000"
+    assert await budget_of(voucher, campaign) == "80.00"
     assert approval_id in await pending_ids(voucher.http, auth("auditor"), "budget_increase")
 
     own = await decide(voucher.http, approval_id, "approve", auth(APPROVER, "olga"))
@@ -43,9 +43,9 @@ async def test_a_budget_increase_waits_for_another_approver_and_a_decrease_does_
     again = await decide(voucher.http, approval_id, "approve", auth("admin", "ann"))
 
     assert approved.status_code == 200, approved.text
-    assert approved.json()["result"]["budget"] == "500.0000"
+    assert approved.json()["result"]["budget"] == "500.00"
     assert again.status_code == 409
-    assert await budget_of(voucher, campaign) == "500.0000"
+    assert await budget_of(voucher, campaign) == "500.00"
     versions = await voucher.pool.fetchval("SELECT version FROM campaigns WHERE campaign_id = $1", campaign)
     assert versions == 3  # created, lowered, raised once
     assert await audited(voucher.pool, approval_id) == [
@@ -70,7 +70,7 @@ async def test_a_rejected_budget_increase_leaves_the_budget_as_it_was(start_vouc
 
     assert unlimited.status_code == 202
     assert rejected.json()["status"] == "rejected"
-    assert await budget_of(voucher, campaign) == "100.0000"
+    assert await budget_of(voucher, campaign) == "100.00"
     assert await audited(voucher.pool, approval_id) == [
         ("approval.requested", "ops:olga"),
         ("approval.rejected", "admin:ann"),
@@ -150,4 +150,4 @@ async def test_a_budget_increase_within_the_configured_margin_applies_at_once(st
 
     assert small.status_code == 200, small.text
     assert large.status_code == 202, large.text
-    assert await budget_of(voucher, campaign) == "200.0000"
+    assert await budget_of(voucher, campaign) == "200.00"

@@ -52,7 +52,7 @@ async def test_a_campaigns_codes_are_listed_masked_in_pages_by_status_and_test_f
     assert rest.json()["next_after"] is None
     assert all(i["masked_code"].startswith("****-") and len(i["masked_code"]) == 9 for i in items)
     assert [i["test"] for i in tests.json()["items"]] == [True, True]
-    assert [(i["order_id"], i["value"]) for i in issued.json()["items"]] == [(order_id, "25.0000")]
+    assert [(i["order_id"], i["value"]) for i in issued.json()["items"]] == [(order_id, "25.00")]
     secrets = await voucher.pool.fetch("SELECT secret FROM codes WHERE campaign_id = $1", campaign)
     assert all(bytes(s["secret"]).hex() not in first.text for s in secrets)
     assert unknown.status_code == 404
@@ -112,3 +112,28 @@ async def test_an_export_streams_every_code_masked_and_only_an_admin_gets_clear_
     assert (audit["actor"], audit["subject_id"]) == ("admin:tester", campaign)
     details = json.loads(audit["details"]) if isinstance(audit["details"], str) else audit["details"]
     assert (details["reason"], details["codes"], details["test"]) == ("partner UAT", 2, True)
+
+
+async def test_campaign_and_code_values_are_answered_in_the_currencys_minor_units(start_voucher) -> None:
+    voucher = await start_voucher()
+    yen = await voucher.create_campaign(face_value="2500", currency="JPY", budget="100000")
+    await voucher.generate(yen, 1)
+
+    campaign = await voucher.http.get(f"/v1/campaigns/{yen}", headers=auth("ops"))
+    listed = await voucher.http.get(f"/v1/campaigns/{yen}/codes", headers=auth("ops"))
+    code_id = listed.json()["items"][0]["code_id"]
+    code = await voucher.http.get(f"/v1/codes/{code_id}", headers=auth("ops"))
+
+    body = campaign.json()
+    assert (body["face_value"], body["budget"], body["budget_used"], body["budget_left"]) == (
+        "2500",
+        "100000",
+        "0",
+        "100000",
+    )
+    assert [(i["value"], i["currency"]) for i in listed.json()["items"]] == [("2500", "JPY")]
+    assert (code.json()["value"], code.json()["remaining_value"]) == ("2500", "2500")
+    openapi = (await voucher.http.get("/openapi.json")).json()
+    value = openapi["components"]["schemas"]["CodeListItem"]["properties"]["value"]
+    assert value["type"] == "string"
+    assert "minor units" in value["description"]

@@ -191,7 +191,7 @@ async def test_partner_redemption_partial_refusals_and_idempotency(start_voucher
     code_id, code = await _issue_one(voucher, campaign)
     first = await _redeem(voucher, code, "r1", "10.00")
     assert first.status_code == 200, first.text
-    assert first.json()["remaining_value"] == "15.0000"
+    assert first.json()["remaining_value"] == "15.00"
     assert first.json()["partial"] is True
     replay = await _redeem(voucher, code, "r1", "10.00")
     assert replay.json()["redemption_id"] == first.json()["redemption_id"]
@@ -203,7 +203,7 @@ async def test_partner_redemption_partial_refusals_and_idempotency(start_voucher
     unknown = await _redeem(voucher, "NOPE-NOPE", "r4")
     assert (unknown.status_code, unknown.json()["code"]) == (404, "unknown_code")
     rest = await _redeem(voucher, code, "r5")
-    assert rest.json()["remaining_value"] == "0.0000"
+    assert rest.json()["remaining_value"] == "0.00"
     assert rest.json()["status"] == "redeemed"
     done = await _redeem(voucher, code, "r6", "1.00")
     assert done.json()["code"] == "code_fully_redeemed"

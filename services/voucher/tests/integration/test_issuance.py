@@ -190,6 +190,6 @@ async def test_paused_campaign_and_exhausted_budget_hold_orders_until_resumed_or
     low = await voucher.events(Topics.VOUCHER_STOCK_LOW, campaign_id=campaign)
     assert [(e["data"]["available"], e["data"]["threshold"]) for e in low] == [(3, 3)]
     view = (await voucher.http.get(f"/v1/campaigns/{campaign}", headers=auth("finance"))).json()
-    assert view["budget_used"] == "75.0000"
-    assert view["budget_left"] == "25.0000"
+    assert view["budget_used"] == "75.00"
+    assert view["budget_left"] == "25.00"
     assert view["issuance"]["total"] == 3
