@@ -2,47 +2,78 @@
 of a day by campaign and member, and month-end summaries that reconcile opening to closing.
 
 The wallet's groups read the shared topics from their start, so entries other tests caused are
-replayed at the fake clock's first day; this test waits for that backlog, lets the expiry job clear
-it in a month of its own, and works in later months, filtering by its own members and campaigns."""
+replayed at the fake clock's first day; this test waits for that backlog (sentinels), lets the
+expiry job clear it in a month of its own, and works in later months, filtering by its own members
+and campaigns."""
 
 from __future__ import annotations
 
 import csv
 import io
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from chassis.testing import committed_offsets, wait_until
-from chassis.topic_reader import open_topic
+from aiokafka import AIOKafkaProducer
+
+from chassis.kafka_security import client_options
+from chassis.testing import wait_until
+from contracts.envelope import Envelope
 from contracts.ipa import IpaRecordAccepted
 from contracts.topics import Topics
 from contracts.values import RewardType
+from contracts.wallet import EntryType, WalletCreditRequested, WalletReference
 from services.wallet.tests.integration.test_points_flow import debit_request, send
 from services.wallet.tests.support import event
 
 from .conftest import RunningWallet
 
-LEDGER_TOPICS = {Topics.IPA_RECORD_ACCEPTED, Topics.WALLET_CREDIT_REQUESTED, Topics.WALLET_DEBIT_REQUESTED}
-
 
 async def caught_up(wallet: RunningWallet) -> None:
-    """Wait until the wallet's groups have consumed every record now on the ledger's topics."""
-    consumer = wallet.runtime.consumer
-    assert consumer is not None
-    for sub in wallet.runtime.spec.subscriptions:
-        if sub.topic not in LEDGER_TOPICS:
-            continue
-        async with open_topic(wallet.bootstrap, sub.topic) as snapshot:
-            ends = {tp.partition: end for tp, end in snapshot.ends.items()}
+    """Wait until the wallet has consumed everything now on the topics that make ledger entries: a
+    sentinel event is sent to every partition of each, and a partition is read in order, so once
+    every sentinel is in the inbox whatever came before it was handled."""
+    run = uuid.uuid4().hex[:8]
+    credit = WalletCreditRequested(
+        member_id=f"sentinel-{run}",
+        amount=1,
+        idempotency_key=f"sentinel-{run}",
+        entry_type=EntryType.REFUND,
+        reason_code="sentinel",
+        reference=WalletReference(),
+        requested_by="service:test",
+    )
+    sentinels: dict[str, Callable[[int], Envelope[Any]]] = {
+        Topics.IPA_RECORD_ACCEPTED: lambda p: ipa_event(f"sentinel-{run}-{p}", f"sentinel-{run}", 1),
+        Topics.WALLET_CREDIT_REQUESTED: lambda p: event(
+            Topics.WALLET_CREDIT_REQUESTED,
+            credit.model_copy(update={"idempotency_key": f"sentinel-{run}-{p}"}),
+            producer="redemption",
+        ),
+        Topics.WALLET_DEBIT_REQUESTED: lambda p: debit_request(f"nobody-{run}", 1),
+    }
+    ids: list[str] = []
+    producer = AIOKafkaProducer(
+        bootstrap_servers=wallet.bootstrap, enable_idempotence=True, acks="all", **client_options()
+    )
+    await producer.start()
+    try:
+        for topic, make in sentinels.items():
+            for partition in sorted(await producer.partitions_for(topic)):
+                envelope = make(partition)
+                await producer.send_and_wait(topic, envelope.to_bytes(), key=b"sentinel", partition=partition)
+                ids.append(str(envelope.event_id))
+    finally:
+        await producer.stop()
 
-        async def consumed(
-            group: str = consumer.group_id(sub), topic: str = sub.topic, ends: dict[int, int] = ends
-        ) -> bool:
-            committed = await committed_offsets(wallet.bootstrap, group, topic)
-            return all(max(committed.get(p, -1), 0) >= end for p, end in ends.items())
+    async def all_handled() -> bool:
+        handled = await wallet.runtime.pool.fetchval(
+            "SELECT count(DISTINCT event_id) FROM inbox WHERE event_id = ANY($1::uuid[])", ids
+        )
+        return bool(handled == len(ids))
 
-        await wait_until(consumed, timeout=120, what=f"{sub.topic} consumed to its end")
+    await wait_until(all_handled, timeout=120, what="every sentinel handled")
 
 
 async def no_due_lots(wallet: RunningWallet) -> bool:
@@ -58,8 +89,7 @@ async def entries(wallet: RunningWallet, member: str) -> int:
     )
 
 
-async def award(wallet: RunningWallet, member: str, campaign: str, points: int) -> None:
-    before = await entries(wallet, member)
+def ipa_event(member: str, campaign: str, points: int) -> Envelope[IpaRecordAccepted]:
     accepted = IpaRecordAccepted(
         external_ref=f"ext-{uuid.uuid4().hex[:10]}",
         member_id=member,
@@ -68,7 +98,12 @@ async def award(wallet: RunningWallet, member: str, campaign: str, points: int) 
         amount=str(points),
         reason="milestone",
     )
-    await send(wallet.bootstrap, event(Topics.IPA_RECORD_ACCEPTED, accepted, producer="order"), key=member)
+    return event(Topics.IPA_RECORD_ACCEPTED, accepted, producer="order")
+
+
+async def award(wallet: RunningWallet, member: str, campaign: str, points: int) -> None:
+    before = await entries(wallet, member)
+    await send(wallet.bootstrap, ipa_event(member, campaign, points), key=member)
 
     async def applied() -> bool:
         return await entries(wallet, member) > before
