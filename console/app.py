@@ -462,7 +462,13 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     ) -> Response:
         filters = views.redemption_filters(request.query_params)
         params = filters.api_params() | {"cursor": request.query_params.get("cursor", "")}
-        page = await _api(request, viewer).get("redemption", "/v1/redemption-records", params)
+        api = _api(request, viewer)
+        page = await api.get("redemption", "/v1/redemption-records", params)
+        offers = (
+            (await api.get("redemption", "/v1/offers", {"partner_id": viewer.sub})).get("items", [])
+            if viewer.has("partner")
+            else []
+        )
         aggregates = page.get("aggregates") or {}
         charts = {
             "Per day": views.bars(sorted(aggregates.get("per_day", []), key=lambda r: str(r.get("value")))),
@@ -479,6 +485,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
             records=page.get("items", []),
             next_cursor=page.get("next_cursor"),
             staff=viewer.has("admin", "ops", "finance", "auditor"),
+            offers=offers,
         )
 
     @app.post("/campaigns/{campaign_id}/{action}", include_in_schema=False)

@@ -217,6 +217,7 @@ def test_a_partner_sees_its_own_refused_redemption_and_finance_sees_the_dashboar
     records = partner.get_by_test_id("redemption-records")
     _reload_until(partner, lambda: "failed" in records.inner_text())
     expect(partner.get_by_label("Partner", exact=True)).to_have_count(0)
+    expect(partner.get_by_test_id("offers")).to_be_visible()
     shot(partner, "redemptions-partner")
 
     finance = sign_in("finance")
