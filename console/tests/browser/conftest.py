@@ -88,7 +88,7 @@ def _place_order(
         raise AssertionError(f"the order service never took the order: {answer.status_code} {answer.text}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def console_stack() -> Iterator[ConsoleStack]:
     if shutil.which("chromium") is None:
         pytest.fail("Chromium is not installed: bash deploy/install-system-deps.sh installs it")
@@ -115,7 +115,7 @@ def console_stack() -> Iterator[ConsoleStack]:
         yield ConsoleStack(config, urls, config.console_url, waiting, bouncing)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(console_stack: ConsoleStack) -> Iterator[Any]:
     # After the stack: Playwright's sync API keeps an event loop running in this thread, and the
     # runner's asyncio.run() calls cannot start under it.
