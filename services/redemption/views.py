@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chassis.money import MoneyText
+
 
 class RewardOut(BaseModel):
     reward_id: str
@@ -18,7 +20,7 @@ class RewardOut(BaseModel):
     description: str | None
     campaign_id: str
     points_price: str
-    amount: str | None
+    amount: MoneyText | None
     currency: str | None
     active: bool
     stock_remaining: int | None
@@ -100,7 +102,7 @@ class RecordOut(BaseModel):
     channel: str | None
     location: str | None
     validation_method: str | None
-    amount: str | None
+    amount: MoneyText | None
     currency: str | None
     points: str | None
     partial: bool

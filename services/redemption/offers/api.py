@@ -15,6 +15,7 @@ from chassis.audit import append_audit
 from chassis.auth import STAFF_ROLES, Principal, Role, require_roles
 from chassis.db import Connection
 from chassis.inputs import Identifier, Name, PositiveInt32, Text
+from chassis.money import money_text
 from chassis.outbox import add_event
 from chassis.problems import Problem
 from contracts.delivery import DeliveryMessageRequested
@@ -177,9 +178,9 @@ def record_view(record: Record, **extra: Any) -> dict[str, Any]:
         k: (str(v) if isinstance(v, uuid.UUID) else v.isoformat() if isinstance(v, datetime) else v)
         for k, v in record.as_dict().items()
     }
-    for key in ("amount", "points"):
-        if view[key] is not None:
-            view[key] = str(view[key])
+    view["amount"] = money_text(view["amount"], view.get("currency"))
+    if view["points"] is not None:
+        view["points"] = str(view["points"])
     return {**view, **extra}
 
 

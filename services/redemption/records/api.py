@@ -11,6 +11,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query
 
 from chassis.auth import Principal, Role, require_roles
+from chassis.money import money_text
 from chassis.problems import Problem
 from contracts.redemption import RedemptionKind, RedemptionStatus
 from services.redemption.deps import pool
@@ -50,12 +51,15 @@ def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 def record_json(record: Record) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key, value in record.as_dict().items():
+    fields = record.as_dict()
+    for key, value in fields.items():
         if isinstance(value, uuid.UUID):
             value = str(value)
         elif isinstance(value, datetime):
             value = value.isoformat()
-        elif key in ("amount", "points") and value is not None:
+        elif key == "amount":
+            value = money_text(value, fields.get("currency"))
+        elif key == "points" and value is not None:
             value = str(value)
         out[key] = value
     return out

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from chassis.audit import append_audit
 from chassis.auth import STAFF_ROLES, Principal, Role, require_roles
 from chassis.inputs import INT32_MAX, Identifier, Name, NonNegativeInt32, NoNul, Text
+from chassis.money import money_text
 from chassis.problems import Problem
 from contracts.values import (
     Channel,
@@ -58,7 +59,7 @@ def reward_view(reward: repo.Reward) -> dict[str, Any]:
         "description": reward.description,
         "campaign_id": reward.campaign_id,
         "points_price": str(reward.points_price),
-        "amount": str(reward.amount) if reward.amount is not None else None,
+        "amount": money_text(reward.amount, reward.currency),
         "currency": reward.currency,
         "active": reward.active,
         "stock_remaining": reward.stock_remaining,

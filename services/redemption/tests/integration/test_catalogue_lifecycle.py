@@ -220,3 +220,20 @@ async def test_a_rewards_price_and_stock_are_edited_and_an_ended_reward_is_not(
     assert free.json()["errors"][0]["field"].endswith("points_price")
     assert (after_end.status_code, after_end.json()["code"]) == (409, "ended")
     assert (missing.status_code, missing.json()["code"]) == (404, "reward_not_found")
+
+
+async def test_a_rewards_voucher_value_is_answered_in_its_currencys_minor_units(
+    service: RunningService,
+) -> None:
+    euros = await _reward(service, amount="25", currency="EUR")
+    yen = await _reward(service, amount="2500", currency="JPY")
+
+    shown = [
+        (await service.client.get(f"/v1/rewards/{r}", headers=service.auth("admin", "alice"))).json()
+        for r in (euros, yen)
+    ]
+
+    assert [(s["amount"], s["currency"], s["points_price"]) for s in shown] == [
+        ("25.00", "EUR", "500"),
+        ("2500", "JPY", "500"),
+    ]
