@@ -11,6 +11,7 @@ import asyncpg
 
 from chassis.audit import append_audit
 from chassis.db import Connection, advisory_lock_key
+from chassis.money import money_text
 from chassis.outbox import add_event
 from contracts.envelope import Envelope
 from contracts.orders import OrderState
@@ -72,10 +73,10 @@ def _voucher_view(order: asyncpg.Record, codes: list[asyncpg.Record]) -> dict[st
     return {
         "code_id": order["code_id"],
         "masked_code": order["masked_code"],
-        "face_value": None if order["face_value"] is None else str(order["face_value"]),
+        "face_value": money_text(order["face_value"], order["currency"]),
         "currency": order["currency"],
         "status": status,
-        "remaining_value": None if remaining is None else str(remaining),
+        "remaining_value": money_text(remaining, order["currency"]),
         "expires_at": expires_at,
         "replaced_codes": [
             {"code_id": c["code_id"], "masked_code": c["masked_code"], "status": c["status"]}

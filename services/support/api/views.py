@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.inputs import LocalTime
+from chassis.money import MoneyText
 from contracts.support import TicketCategory, TicketPriority
 
 
@@ -153,10 +154,10 @@ class PortalVoucher(BaseModel):
 
     code_id: uuid.UUID
     masked_code: str | None
-    face_value: str | None
+    face_value: MoneyText | None
     currency: str | None
     status: str = Field(description="`issued`, `partially_redeemed`, `redeemed`, `expired`, …")
-    remaining_value: str | None = Field(description="value left on the code, once a status named it")
+    remaining_value: MoneyText | None = Field(description="value left on the code, once a status named it")
     expires_at: datetime | None = Field(description="after an extension, the new expiry")
     replaced_codes: list[ReplacedCode] = Field(description="codes the order held before, oldest first")
 

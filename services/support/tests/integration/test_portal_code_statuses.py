@@ -107,7 +107,7 @@ async def test_an_agent_sees_the_code_partly_redeemed_redeemed_and_each_change_i
     partly = await _voucher_until(support, order_id, "partly redeemed", status="partially_redeemed")
     assert partly["voucher"]["remaining_value"] == "5.00"
     await _status(support, order_id, code, CodeStatus.REDEEMED, CodeStatus.PARTIALLY_REDEEMED, remaining="0")
-    view = await _voucher_until(support, order_id, "redeemed", status="redeemed", remaining_value="0")
+    view = await _voucher_until(support, order_id, "redeemed", status="redeemed", remaining_value="0.00")
     changes = [e for e in view["timeline"] if e["kind"] == "code_status_changed"]
     assert [(e["previous_status"], e["status"]) for e in changes] == [
         ("issued", "partially_redeemed"),
