@@ -97,7 +97,7 @@ class DeliverySettings(Settings):
     )
     notify_campaigns: str = Field(default="", alias="ORCHARD_NOTIFY_CAMPAIGNS")
     notify_events: str = Field(
-        default="order_state,delivery_failed,stock_low,sla_breached,webhook_disabled,approval",
+        default="order_state,delivery_failed,stock_low,sla_breached,webhook_disabled,approval,campaign,campaign_budget",
         alias="ORCHARD_NOTIFY_EVENTS",
     )
     notify_interval_s: float = Field(default=5.0, gt=0, alias="ORCHARD_NOTIFY_INTERVAL")
