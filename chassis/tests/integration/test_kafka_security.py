@@ -85,11 +85,12 @@ async def _relay_of_schema_acts_as_voucher(kafka: SecureKafka, schema: str) -> N
     await apply(kafka.sasl_bootstrap, extra, **KafkaSecurity.from_env().client_options())
 
 
-async def test_the_hris_principal_may_write_only_its_two_topics(secured, monkeypatch):
+async def test_the_hris_principal_may_write_only_its_own_topics(secured, monkeypatch):
     _as(monkeypatch, secured, "orchard-hris")
 
     await produce(secured.sasl_bootstrap, "ipa.record_submitted", [(b"r-1", b"{}")])
     await produce(secured.sasl_bootstrap, "order.cancel_requested", [(b"r-1", b"{}")])
+    await produce(secured.sasl_bootstrap, "member.upserted", [(b"m-1", b"{}")])
     with pytest.raises(TopicAuthorizationFailedError):
         await produce(secured.sasl_bootstrap, "wallet.credit_requested", [(b"m-1", b"{}")])
 
@@ -133,7 +134,7 @@ def test_acls_follow_the_registry_and_nothing_else():
 
     assert hris == {
         (topic, op)
-        for topic in ("ipa.record_submitted", "order.cancel_requested")
+        for topic in ("ipa.record_submitted", "order.cancel_requested", "member.upserted")
         for op in (Operation.WRITE, Operation.DESCRIBE)
     }
     for service in SERVICES:
