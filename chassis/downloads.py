@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, time
 from typing import Any, Final, Literal
@@ -104,5 +105,10 @@ def download_response(
         lines,
         timeout_s=timeout_s,
         media_type=MEDIA_TYPES[format],
-        headers={"Content-Disposition": f'attachment; filename="{name}-{stamp}.{format}"'},
+        headers={"Content-Disposition": f'attachment; filename="{_safe_name(name)}-{stamp}.{format}"'},
     )
+
+
+def _safe_name(name: str) -> str:
+    """A file name any header carries: ids may hold any character, a header only plain ASCII."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:120]
