@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Body
 from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.audit import append_audit
@@ -24,6 +25,10 @@ class LifecycleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Text | None = Field(default=None, description="why, kept in the audit log")
+
+
+OptionalReason = Annotated[LifecycleIn | None, Body()]
+"""The body of pause, resume and end: optional, a reason when given."""
 
 
 def lifecycle_problem(exc: LifecycleRefused) -> Problem:

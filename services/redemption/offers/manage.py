@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Depends
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from chassis.audit import append_audit
@@ -18,6 +18,7 @@ from chassis.inputs import Identifier, Name, PositiveInt32, Text
 from chassis.problems import Problem
 from services.redemption.catalogue_api import (
     LifecycleIn,
+    OptionalReason,
     changed_fields,
     ensure_editable,
     field_problem,
@@ -147,14 +148,15 @@ async def _change_status(
     return offer_view(changed)
 
 
-OptionalReason = Annotated[LifecycleIn | None, Body()]
+Managers = Annotated[Principal, Depends(require_roles(*OFFER_MANAGERS))]
+Db = Annotated[asyncpg.Pool, Depends(pool)]
 
 
 @router.post("/v1/offers/{offer_id}/pause", response_model=OfferOut)
 async def pause_offer(
     offer_id: Identifier,
-    principal: Annotated[Principal, Depends(require_roles(*OFFER_MANAGERS))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
+    principal: Managers,
+    db: Db,
     body: OptionalReason = None,
 ) -> dict[str, Any]:
     """Hold an offer: redemptions are refused (`offer_paused`, recorded) until it is resumed."""
@@ -164,8 +166,8 @@ async def pause_offer(
 @router.post("/v1/offers/{offer_id}/resume", response_model=OfferOut)
 async def resume_offer(
     offer_id: Identifier,
-    principal: Annotated[Principal, Depends(require_roles(*OFFER_MANAGERS))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
+    principal: Managers,
+    db: Db,
     body: OptionalReason = None,
 ) -> dict[str, Any]:
     return await _change_status(offer_id, LifecycleAction.RESUME, body, principal, db)
@@ -174,8 +176,8 @@ async def resume_offer(
 @router.post("/v1/offers/{offer_id}/end", response_model=OfferOut)
 async def end_offer(
     offer_id: Identifier,
-    principal: Annotated[Principal, Depends(require_roles(*OFFER_MANAGERS))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
+    principal: Managers,
+    db: Db,
     body: OptionalReason = None,
 ) -> dict[str, Any]:
     """End an offer for good: redemptions are refused (`offer_ended`), it can no longer be edited."""

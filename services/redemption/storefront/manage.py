@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.audit import append_audit
@@ -18,6 +18,7 @@ from chassis.problems import Problem
 from contracts.values import Currency, PositiveMoney, PositivePoints
 from services.redemption.catalogue_api import (
     LifecycleIn,
+    OptionalReason,
     changed_fields,
     ensure_editable,
     field_problem,
@@ -121,7 +122,6 @@ async def _change_status(
     return reward_view(changed)
 
 
-OptionalReason = Annotated[LifecycleIn | None, Body()]
 Managers = Annotated[Principal, Depends(require_roles(*CATALOGUE_MANAGERS))]
 Db = Annotated[asyncpg.Pool, Depends(pool)]
 
