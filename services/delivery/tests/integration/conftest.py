@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -27,6 +30,9 @@ from contracts.orders import FulfilmentStatus, OrderSource, OrderState, OrderSta
 from contracts.registry import for_payload
 from contracts.values import Channel
 from contracts.vouchers import VoucherIssued
+from deploy.infra.net import free_port
+from deploy.infra.paths import REPO_ROOT
+from deploy.infra.process import kill_tree, spawn
 from deploy.infra.topics import ensure_kafka_topics
 from deploy.runner import registry_topics
 from deploy.sinks.testing import RunningProvider, RunningSmtpSink, fake_provider, smtp_sink
@@ -43,6 +49,65 @@ async def registry_on_broker(kafka_bootstrap: str) -> str:
         await ensure_kafka_topics(kafka_bootstrap, registry_topics())
         _topics_ready.add(kafka_bootstrap)
     return kafka_bootstrap
+
+
+class DeliveryProcess:
+    """`python -m services.delivery` as a real process on a free port, restartable (for kill -9 tests)."""
+
+    def __init__(self, tmp_path: Path, bootstrap: str, dsn: str, schema: str) -> None:
+        self.port = free_port()
+        self.log_file = tmp_path / "delivery.log"
+        self.env = {
+            **os.environ,
+            "ORCHARD_SERVICE": "delivery",
+            "ORCHARD_HTTP_PORT": str(self.port),
+            "DATABASE_URL": dsn,
+            "ORCHARD_DB_SCHEMA": schema,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "ORCHARD_OUTBOX_POLL_INTERVAL": "0.1",
+        }
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def settings(self) -> DeliverySettings:
+        return DeliverySettings(
+            **{k: v for k, v in self.env.items() if k.startswith(("ORCHARD_", "DATABASE_"))}
+        )
+
+    async def start(self) -> subprocess.Popen[bytes]:
+        """Start a process and wait until it answers ready."""
+        process = spawn(
+            [sys.executable, "-m", "services.delivery"],
+            log_file=self.log_file,
+            env=self.env,
+            cwd=REPO_ROOT,
+            tie_to_parent=True,
+        )
+        self.started.append(process)
+
+        async def ready() -> bool:
+            try:
+                async with httpx.AsyncClient() as client:
+                    return (await client.get(f"{self.url}/health/ready")).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await wait_until(ready, timeout=90, what="the delivery process to be ready")
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            kill_tree(process.pid)
+
+
+@pytest.fixture
+def delivery_process(registry_on_broker: str, service_db: Any, tmp_path: Path) -> Iterator[DeliveryProcess]:
+    process = DeliveryProcess(tmp_path, registry_on_broker, service_db.dsn, service_db.schema)
+    yield process
+    process.stop_all()
 
 
 @dataclass

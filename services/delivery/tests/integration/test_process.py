@@ -1,77 +1,36 @@
 """The real process (`python -m services.delivery`), killed with SIGKILL in the middle of a send."""
 
-import os
 import signal
-import subprocess
-import sys
 import uuid
 
 import asyncpg
 import httpx
-import pytest
 
 from chassis.testing import wait_until
 from contracts.values import Channel
-from deploy.infra.net import free_port
-from deploy.infra.paths import REPO_ROOT
-from deploy.infra.process import kill_tree, spawn
 from deploy.sinks.testing import fake_provider, smtp_sink
 
 from .conftest import DeliveryService, request_for, voucher_for
 
 
-@pytest.fixture
-def processes():
-    started: list[subprocess.Popen] = []
-    yield started
-    for process in started:
-        kill_tree(process.pid)
-
-
 async def test_a_send_cut_off_by_kill_9_is_flagged_unknown_after_restart_and_reaches_the_member_once(
-    registry_on_broker, service_db, tmp_path, processes
+    registry_on_broker, service_db, tmp_path, delivery_process
 ):
     async with (
         smtp_sink(tmp_path / "mail") as smtp,
         fake_provider(tmp_path / "messages", timeout_delay_s=4) as provider,
     ):
-        port = free_port()
-        env = {
-            **os.environ,
-            "ORCHARD_SERVICE": "delivery",
-            "ORCHARD_HTTP_PORT": str(port),
-            "DATABASE_URL": service_db.dsn,
-            "ORCHARD_DB_SCHEMA": service_db.schema,
-            "KAFKA_BOOTSTRAP_SERVERS": registry_on_broker,
-            "ORCHARD_SMTP_PORT": str(smtp.port),
-            "ORCHARD_SMS_BASE_URL": provider.base_url,
-            "ORCHARD_WHATSAPP_BASE_URL": provider.base_url,
-            "ORCHARD_PROVIDER_TIMEOUT": "10",
-            "ORCHARD_DELIVERY_LEASE": "2",
-            "ORCHARD_DELIVERY_RECOVERY_INTERVAL": "0.5",
-            "ORCHARD_OUTBOX_POLL_INTERVAL": "0.1",
-        }
-
-        def start() -> subprocess.Popen:
-            process = spawn(
-                [sys.executable, "-m", "services.delivery"],
-                log_file=tmp_path / "delivery.log",
-                env=env,
-                cwd=REPO_ROOT,
-                tie_to_parent=True,
-            )
-            processes.append(process)
-            return process
-
-        async def ready() -> bool:
-            try:
-                async with httpx.AsyncClient() as client:
-                    return (await client.get(f"http://127.0.0.1:{port}/health/ready")).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        first = start()
-        await wait_until(ready, timeout=90, what="the delivery process to be ready")
+        delivery_process.env.update(
+            {
+                "ORCHARD_SMTP_PORT": str(smtp.port),
+                "ORCHARD_SMS_BASE_URL": provider.base_url,
+                "ORCHARD_WHATSAPP_BASE_URL": provider.base_url,
+                "ORCHARD_PROVIDER_TIMEOUT": "10",
+                "ORCHARD_DELIVERY_LEASE": "2",
+                "ORCHARD_DELIVERY_RECOVERY_INTERVAL": "0.5",
+            }
+        )
+        first = await delivery_process.start()
         async with httpx.AsyncClient() as client:
             await client.post(
                 f"{provider.base_url}/_control/failures",
@@ -95,7 +54,7 @@ async def test_a_send_cut_off_by_kill_9_is_flagged_unknown_after_restart_and_rea
             await wait_until(saved, timeout=15, interval=0.02, what="the provider to take the message")
             first.send_signal(signal.SIGKILL)
             first.wait(10)
-            start()
+            await delivery_process.start()
             row = await service.wait_status(order_id, "sent", timeout=90)
             attempts = await service.attempts(order_id)
         finally:

@@ -3,38 +3,22 @@ what a receiver acknowledged before the kill is never POSTed again, and the cut-
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import uuid
 
 import asyncpg
 import httpx
-import pytest
 
 from chassis.auth import issue_token
 from chassis.testing import wait_until
 from contracts.orders import OrderState
-from deploy.infra.net import free_port
-from deploy.infra.paths import REPO_ROOT
-from deploy.infra.process import kill_tree, spawn
-from services.delivery.settings import DeliverySettings
 
 from .test_webhooks import publish_state
 from .webhook_receiver import Received, webhook_receiver
 
 
-@pytest.fixture
-def processes():
-    started: list[subprocess.Popen] = []
-    yield started
-    for process in started:
-        kill_tree(process.pid)
-
-
 async def test_a_kill_9_mid_post_repeats_only_the_cut_off_post_and_nothing_already_acknowledged(
-    registry_on_broker, service_db, tmp_path, processes
+    registry_on_broker, service_db, tmp_path, delivery_process
 ):
     held: dict[str, str] = {}
 
@@ -44,48 +28,23 @@ async def test_a_kill_9_mid_post_repeats_only_the_cut_off_post_and_nothing_alrea
             return 200, 60.0  # answered long after the process is gone
         return 200, 0.0
 
-    port = free_port()
-    env = {
-        **os.environ,
-        "ORCHARD_SERVICE": "delivery",
-        "ORCHARD_HTTP_PORT": str(port),
-        "DATABASE_URL": service_db.dsn,
-        "ORCHARD_DB_SCHEMA": service_db.schema,
-        "KAFKA_BOOTSTRAP_SERVERS": registry_on_broker,
-        "ORCHARD_OUTBOX_POLL_INTERVAL": "0.1",
-        "ORCHARD_WEBHOOK_TIMEOUT": "4",
-        "ORCHARD_WEBHOOK_LEASE": "5",
-        "ORCHARD_WEBHOOK_POLL_INTERVAL": "0.1",
-        "ORCHARD_WEBHOOK_RETRY_BASE": "0.1",
-        "ORCHARD_EMAIL_WORKERS": "0",
-        "ORCHARD_SMS_WORKERS": "0",
-        "ORCHARD_WHATSAPP_WORKERS": "0",
-    }
-    settings = DeliverySettings(**{k: v for k, v in env.items() if k.startswith(("ORCHARD_", "DATABASE_"))})
+    delivery_process.env.update(
+        {
+            "ORCHARD_WEBHOOK_TIMEOUT": "4",
+            "ORCHARD_WEBHOOK_LEASE": "5",
+            "ORCHARD_WEBHOOK_POLL_INTERVAL": "0.1",
+            "ORCHARD_WEBHOOK_RETRY_BASE": "0.1",
+            "ORCHARD_EMAIL_WORKERS": "0",
+            "ORCHARD_SMS_WORKERS": "0",
+            "ORCHARD_WHATSAPP_WORKERS": "0",
+        }
+    )
+    settings = delivery_process.settings()
     token = {"Authorization": f"Bearer {issue_token(role='admin', sub='ops-1', settings=settings)}"}
 
-    def start() -> subprocess.Popen:
-        process = spawn(
-            [sys.executable, "-m", "services.delivery"],
-            log_file=tmp_path / "delivery.log",
-            env=env,
-            cwd=REPO_ROOT,
-            tie_to_parent=True,
-        )
-        processes.append(process)
-        return process
-
-    async def ready() -> bool:
-        try:
-            async with httpx.AsyncClient() as client:
-                return (await client.get(f"http://127.0.0.1:{port}/health/ready")).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     async with webhook_receiver(hold_the_first_try_of_one_order) as receiver:
-        first = start()
-        await wait_until(ready, timeout=90, what="the delivery process to be ready")
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        first = await delivery_process.start()
+        async with httpx.AsyncClient(base_url=delivery_process.url) as client:
             created = await client.post(
                 "/v1/webhooks", json={"url": receiver.url(), "events": ["order.state_changed"]}, headers=token
             )
@@ -112,7 +71,7 @@ async def test_a_kill_9_mid_post_repeats_only_the_cut_off_post_and_nothing_alrea
             await wait_until(acknowledged_and_held, timeout=60, what="five acknowledged and one POST held")
             first.send_signal(signal.SIGKILL)
             first.wait(10)
-            start()
+            await delivery_process.start()
 
             async def all_delivered() -> bool:
                 return (
