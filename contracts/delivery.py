@@ -37,6 +37,7 @@ class DeliveryRequested(EventData):
     phone: Phone | None = None
     locale: Locale = "en"
     template: Identifier | None = Field(default=None, description="absent: the channel's voucher template")
+    test: bool = Field(default=False, description="a UAT test order: the message is marked as a test")
 
     @model_validator(mode="after")
     def _reachable_on_channel(self) -> Self:

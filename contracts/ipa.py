@@ -46,6 +46,11 @@ class IpaRecordSubmitted(EventData):
         default=None, description="ISO 4217 for vouchers; absent or PTS for points"
     )
     reason: Text | None = None
+    test: bool = Field(
+        default=False,
+        description="a UAT test order: issued one of the campaign's test codes, delivered marked as a test, "
+        "kept out of finance figures; voucher rewards only",
+    )
 
 
 class IpaRecordAccepted(EventData):
@@ -61,6 +66,7 @@ class IpaRecordAccepted(EventData):
     currency: Currency | None = None
     reason: Text | None = None
     order_id: uuid.UUID | None = Field(default=None, description="present for voucher rewards")
+    test: bool = Field(default=False, description="the order is a UAT test order")
 
     @model_validator(mode="after")
     def _reward_is_consistent(self) -> Self:

@@ -68,6 +68,10 @@ class OrderStateChanged(EventData):
     currency: Currency | None = None
     redemption_id: uuid.UUID | None = Field(default=None, description="the storefront redemption, if any")
     actor: Actor | None = Field(default=None, description="who or what caused the change")
+    test: bool = Field(
+        default=False,
+        description="a UAT test order: it gets a test code, never a real one; kept out of finance figures",
+    )
 
     @model_validator(mode="after")
     def _fulfilment_only_while_pending(self) -> Self:
