@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any, ClassVar
 
-from pydantic import Field, SecretStr
+import structlog
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chassis.kafka_security import production_refusals as kafka_production_refusals
@@ -24,11 +27,18 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_JWT_SECRET = "orchard-local-dev-secret-change-me-in-production"
 _DAY_MS = 24 * 60 * 60 * 1000
 
+log = structlog.get_logger("chassis.settings")
+_warned_legacy_names: set[str] = set()
+
 
 class Settings(BaseSettings):
-    """Settings every service shares; a service subclasses it for its own knobs."""
+    """Settings every service shares (`ORCHARD_…`, plus `KAFKA_BOOTSTRAP_SERVERS` and `DATABASE_URL`);
+    a service subclasses it for its own knobs, each named `ORCHARD_<SERVICE>_…` (`env_prefix`)."""
 
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+    model_config = SettingsConfigDict(env_prefix="ORCHARD_", extra="ignore", case_sensitive=False)
+    legacy_env_prefixes: ClassVar[tuple[str, ...]] = ()
+    """Prefixes a service's own settings had before `env_prefix`: `WALLET_X` is still read as
+    `ORCHARD_WALLET_X` for one release, with a deprecation warning logged once per name."""
 
     service_name: str = Field(default="orchard", alias="ORCHARD_SERVICE")
     http_host: str = Field(default="127.0.0.1", alias="ORCHARD_HTTP_HOST")
@@ -84,6 +94,34 @@ class Settings(BaseSettings):
 
     var_dir: Path = Field(default=REPO_ROOT / "var", alias="ORCHARD_VAR_DIR")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_legacy_names(cls, data: Any) -> Any:
+        if not cls.legacy_env_prefixes or not isinstance(data, dict):
+            return data
+        for legacy, current in cls.legacy_env_names().items():
+            value = data.pop(legacy, os.environ.get(legacy))
+            if value is None:
+                continue
+            if current not in data:
+                data[current] = value
+            if legacy not in _warned_legacy_names:
+                _warned_legacy_names.add(legacy)
+                log.warning("deprecated_setting_name", name=legacy, use=current)
+        return data
+
+    @classmethod
+    def legacy_env_names(cls) -> dict[str, str]:
+        """Each former environment name mapped to the current one (see `legacy_env_prefixes`)."""
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        names: dict[str, str] = {}
+        for field in cls.model_fields.values():
+            alias = field.alias or ""
+            if alias.startswith(prefix) and field.alias not in _SHARED_NAMES:
+                for legacy in cls.legacy_env_prefixes:
+                    names[legacy + alias.removeprefix(prefix)] = alias
+        return names
+
     def startup_refusals(self) -> list[str]:
         """Why these settings are unsafe to run with, one line per problem (empty: start)."""
         refusals = []
@@ -117,3 +155,8 @@ class Settings(BaseSettings):
 
     def default_port(self) -> int:
         return self.http_port or SERVICE_PORTS.get(self.service_name, 8100)
+
+
+_SHARED_NAMES: frozenset[str] = frozenset(
+    field.alias for field in Settings.model_fields.values() if field.alias
+)

@@ -13,7 +13,7 @@ PRODUCER = "redemption"
 
 
 class RedemptionSettings(Settings):
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+    model_config = SettingsConfigDict(env_prefix="ORCHARD_REDEMPTION_", extra="ignore", case_sensitive=False)
 
     service_name: str = Field(default="redemption", alias="ORCHARD_SERVICE")
 

@@ -1,5 +1,5 @@
-"""The expiry warning job: a member whose points expire within `WALLET_EXPIRY_WARNING_DAYS` is told once
-per expiry day, by the delivery service (`delivery.message_requested` with notice `points_expiring`:
+"""The expiry warning job: a member whose points expire within `ORCHARD_WALLET_EXPIRY_WARNING_DAYS` is
+told once per expiry day, by the delivery service (`delivery.message_requested` with notice `points_expiring`:
 delivery skips it if the member opted out, and picks their preferred channel)."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The monthly reconciliation: once a month has ended, its month-end summary goes by e-mail to the
-finance distribution list (`WALLET_FINANCE_REPORT_EMAILS`), through the delivery service
+finance distribution list (`ORCHARD_WALLET_FINANCE_REPORT_EMAILS`), through the delivery service
 (`delivery.message_requested`, template `monthly_reconciliation`).
 
 Each month is claimed once (`reconciliation_reports`) in the transaction that writes the messages to

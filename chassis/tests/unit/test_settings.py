@@ -1,4 +1,9 @@
+from typing import ClassVar
+
 import pytest
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+from structlog.testing import capture_logs
 
 from chassis.dlq import dlq_retention_refusals
 from chassis.service import ServiceSpec, run_service
@@ -52,3 +57,38 @@ def test_dlq_topics_the_broker_keeps_longer_than_the_inbox_are_each_named():
     assert all(line.startswith("ORCHARD_INBOX_RETENTION_DAYS=40 is shorter than") for line in refusals)
     assert "retention.ms=3888000000 of b.dlq (45 days)" in refusals[0]
     assert "(forever)" in refusals[1]
+
+
+class _RenamedSettings(Settings):
+    model_config = SettingsConfigDict(env_prefix="ORCHARD_SAMPLE_", extra="ignore", case_sensitive=False)
+    legacy_env_prefixes: ClassVar[tuple[str, ...]] = ("SAMPLE_",)
+
+    batch_size: int = Field(default=10, alias="ORCHARD_SAMPLE_BATCH_SIZE")
+
+
+def test_a_setting_under_its_former_name_is_still_read_and_the_rename_is_logged_once(monkeypatch):
+    monkeypatch.setenv("SAMPLE_BATCH_SIZE", "42")
+
+    with capture_logs() as logs:
+        first, second = _RenamedSettings(), _RenamedSettings()
+
+    assert first.batch_size == second.batch_size == 42
+    assert [entry for entry in logs if entry["event"] == "deprecated_setting_name"] == [
+        {
+            "event": "deprecated_setting_name",
+            "log_level": "warning",
+            "name": "SAMPLE_BATCH_SIZE",
+            "use": "ORCHARD_SAMPLE_BATCH_SIZE",
+        }
+    ]
+
+
+def test_the_current_name_wins_over_the_former_one(monkeypatch):
+    monkeypatch.setenv("SAMPLE_BATCH_SIZE", "42")
+    monkeypatch.setenv("ORCHARD_SAMPLE_BATCH_SIZE", "7")
+
+    assert _RenamedSettings().batch_size == 7
+
+
+def test_shared_settings_keep_their_names_under_a_service_prefix():
+    assert _RenamedSettings.legacy_env_names() == {"SAMPLE_BATCH_SIZE": "ORCHARD_SAMPLE_BATCH_SIZE"}

@@ -50,7 +50,7 @@ def wallet_settings(service_db, kafka_bootstrap: str, **extra: Any) -> WalletSet
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "ORCHARD_OUTBOX_POLL_INTERVAL": 0.1,
         "ORCHARD_SHUTDOWN_GRACE": 5,
-        "WALLET_EXPIRY_JOB_INTERVAL": 0.2,
+        "ORCHARD_WALLET_EXPIRY_JOB_INTERVAL": 0.2,
         **extra,
     }
     return WalletSettings(**values)

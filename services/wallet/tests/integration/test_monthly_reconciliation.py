@@ -34,8 +34,8 @@ async def test_the_month_just_ended_is_mailed_once_to_each_finance_address(
         kafka_bootstrap,
         clock,
         f"t{run}",
-        WALLET_FINANCE_REPORT_EMAILS=", ".join(sorted(addresses)),
-        WALLET_RECONCILIATION_INTERVAL=0.2,
+        ORCHARD_WALLET_FINANCE_REPORT_EMAILS=", ".join(sorted(addresses)),
+        ORCHARD_WALLET_RECONCILIATION_INTERVAL=0.2,
     ) as wallet:
         await caught_up(wallet)
         wallet.clock.now = datetime(2029, 12, 1, tzinfo=UTC)

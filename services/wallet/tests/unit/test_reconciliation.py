@@ -51,9 +51,9 @@ def test_each_address_gets_one_message_per_month_whatever_its_case() -> None:
 
 
 def test_the_distribution_list_is_read_as_addresses_and_a_bad_one_is_refused() -> None:
-    settings = WalletSettings(WALLET_FINANCE_REPORT_EMAILS=" a@example.com, b@example.com ,")
+    settings = WalletSettings(ORCHARD_WALLET_FINANCE_REPORT_EMAILS=" a@example.com, b@example.com ,")
 
     assert settings.finance_recipients == ["a@example.com", "b@example.com"]
     assert WalletSettings().finance_recipients == []
-    with pytest.raises(ValidationError, match="WALLET_FINANCE_REPORT_EMAILS"):
-        WalletSettings(WALLET_FINANCE_REPORT_EMAILS="a@example.com, not-an-address")
+    with pytest.raises(ValidationError, match="ORCHARD_WALLET_FINANCE_REPORT_EMAILS"):
+        WalletSettings(ORCHARD_WALLET_FINANCE_REPORT_EMAILS="a@example.com, not-an-address")
