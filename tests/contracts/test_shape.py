@@ -1,0 +1,216 @@
+"""The shape every service shares (shared/ENGINEERING.md rule 1), measured from the source text:
+no function longer than 60 lines, every SQL string of a service in a repository module, and every
+service's own settings named `ORCHARD_<SERVICE>_…`.
+
+Each check lists its offenders by name, so a failure says what to split or move. The allow-lists
+below name what is known and being reshaped by other work; they only shrink: an entry that no longer
+offends fails the test too, so that it is taken off.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chassis.settings import Settings
+from contracts.registry import SERVICES
+
+ROOT = Path(__file__).resolve().parents[2]
+CHECKED = ("chassis", "console", "services")
+MAX_FUNCTION_LINES = 60
+
+# Being reshaped by the order/voucher/delivery and console work (issue 20): to be shrunk to nothing.
+LONG_FUNCTIONS_ALLOWED: frozenset[str] = frozenset(
+    {
+        "chassis/approvals.py:approvals_router",
+        "chassis/ops_api.py:ops_router",
+        "services/order/api.py:build_router",
+        "services/order/bulk_cancel.py:build_router",
+        "services/order/intake.py:accept",
+        "services/order/ipa_api.py:build_router",
+        "services/order/ipa_api.py:upload",
+        "services/order/repository.py:insert_orders",
+        "services/order/repository.py:record_decisions",
+        "services/order/validation.py:validate_record",
+        "services/voucher/api_campaigns.py:campaign_router",
+        "services/voucher/api_code_lists.py:code_list_router",
+        "services/voucher/api_codes.py:code_router",
+        "services/voucher/batch_issuance.py:_record",
+        "services/voucher/codes.py:import_codes",
+        "services/voucher/issuance.py:issue",
+        "services/voucher/operations.py:extend_expiry",
+        "services/voucher/operations.py:recover",
+        "services/voucher/redemption.py:redeem",
+        # Support, wallet, redemption and the chassis: being split now.
+        "chassis/logging.py:configure_logging",
+        "services/redemption/offers/api.py:redeem_offer",
+        "services/redemption/storefront/api.py:redeem_reward",
+        "services/redemption/storefront/handlers.py:storefront_subscriptions",
+        "services/redemption/storefront/steps.py:_command_event",
+        "services/support/api/portal.py:build_router",
+        "services/support/api/sla.py:build_router",
+        "services/support/api/tickets.py:build_router",
+        "services/support/handlers.py:subscriptions",
+        "services/support/portal.py:_record",
+        "services/support/tickets.py:open_ticket",
+        "services/wallet/api.py:build_router",
+        "services/wallet/member_audit.py:append_member_audit_many",
+        "services/wallet/reports.py:build_reports_router",
+    }
+)
+
+# SQL outside a repository module, being moved by the order/voucher/delivery work (issue 20).
+SQL_OUTSIDE_REPOSITORIES_ALLOWED: frozenset[str] = frozenset(
+    {
+        "services/delivery/notifications.py",
+        "services/delivery/review.py",
+        "services/order/batches.py",
+        "services/order/handlers.py",
+        "services/order/intake.py",
+        "services/voucher/api_codes.py",
+        "services/voucher/approvals.py",
+        "services/voucher/batch_issuance.py",
+        "services/voucher/budget_alerts.py",
+        "services/voucher/campaigns.py",
+        "services/voucher/code_lists.py",
+        "services/voucher/codes.py",
+        "services/voucher/issuance.py",
+        "services/voucher/operations.py",
+        "services/voucher/redemption.py",
+        "services/voucher/reveal_limits.py",
+        # Redemption and wallet: being moved now.
+        "services/redemption/retention/service.py",
+        "services/wallet/api.py",
+        "services/wallet/finance.py",
+        "services/wallet/member_audit.py",
+        "services/wallet/readmodel.py",
+        "services/wallet/readmodel_batch.py",
+        "services/wallet/reconciliation.py",
+    }
+)
+
+# Whose environment names predate the ORCHARD_<SERVICE>_ rule: the delivery service's provider,
+# notifier and webhook settings (ORCHARD_SMTP_…, ORCHARD_NOTIFY_…, ORCHARD_WEBHOOK_…).
+SETTINGS_PREFIX_ALLOWED: frozenset[str] = frozenset({"delivery"})
+
+_SQL_START = re.compile(
+    r"\s*(SELECT|INSERT\s+INTO|UPDATE\s+\S+\s+SET|DELETE\s+FROM|WITH\s|CREATE\s|ALTER\s|DROP\s|LOCK\s|TRUNCATE\s)",
+    re.IGNORECASE,
+)
+_SQL_CLAUSE = re.compile(r"\b(FROM|INTO|SET|TABLE|VALUES|RETURNING|WHERE)\b", re.IGNORECASE)
+
+
+def _modules() -> Iterator[Path]:
+    for top in CHECKED:
+        for path in sorted((ROOT / top).rglob("*.py")):
+            relative = path.relative_to(ROOT)
+            if not {"tests", "migrations"} & set(relative.parts):
+                yield relative
+
+
+def _tree(relative: Path) -> ast.Module:
+    return ast.parse((ROOT / relative).read_text(), filename=str(relative))
+
+
+def _is_declarative_table(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """A function that only returns one literal (a table of rows) is data, however long."""
+    body = [statement for statement in function.body if not _is_docstring(statement)]
+    return (
+        len(body) == 1
+        and isinstance(body[0], ast.Return)
+        and isinstance(body[0].value, ast.Dict | ast.List | ast.Tuple | ast.Set)
+    )
+
+
+def _is_docstring(statement: ast.stmt) -> bool:
+    return isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant)
+
+
+def long_functions() -> dict[str, int]:
+    """`path:function` of every function over MAX_FUNCTION_LINES lines, with its length."""
+    found: dict[str, int] = {}
+    for relative in _modules():
+        for node in ast.walk(_tree(relative)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno is not None:
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES and not _is_declarative_table(node):
+                    found[f"{relative.as_posix()}:{node.name}"] = length
+    return found
+
+
+def _literal_text(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(part.value for part in node.values if isinstance(part, ast.Constant))
+    return None
+
+
+def _is_repository(relative: Path) -> bool:
+    return (
+        "repository" in relative.parts
+        or relative.stem == "repository"
+        or relative.stem.endswith("_repository")
+    )
+
+
+def sql_lines() -> dict[str, int]:
+    """Lines of SQL string literals per service module (chassis and console have no SQL rule here:
+    the chassis modules that hold SQL are themselves the shared stores, outbox, inbox and audit)."""
+    found: dict[str, int] = {}
+    for relative in _modules():
+        if relative.parts[0] != "services":
+            continue
+        for node in ast.walk(_tree(relative)):
+            text = _literal_text(node)
+            if text and _SQL_START.match(text) and _SQL_CLAUSE.search(text) and node.end_lineno is not None:
+                key = relative.as_posix()
+                found[key] = found.get(key, 0) + node.end_lineno - node.lineno + 1
+    return found
+
+
+def sql_outside_repositories() -> dict[str, int]:
+    return {path: lines for path, lines in sql_lines().items() if not _is_repository(Path(path))}
+
+
+def test_no_function_is_longer_than_sixty_lines() -> None:
+    offenders = {
+        name: length for name, length in long_functions().items() if name not in LONG_FUNCTIONS_ALLOWED
+    }
+
+    assert offenders == {}, "split these functions (lines each)"
+
+
+def test_every_sql_string_of_a_service_lives_in_a_repository_module() -> None:
+    offenders = {
+        path: lines
+        for path, lines in sql_outside_repositories().items()
+        if path not in SQL_OUTSIDE_REPOSITORIES_ALLOWED
+    }
+
+    assert offenders == {}, "move these SQL strings (lines per module) into the service's repository"
+
+
+def test_the_allow_lists_name_only_current_offenders() -> None:
+    assert sorted(LONG_FUNCTIONS_ALLOWED - set(long_functions())) == []
+    assert sorted(SQL_OUTSIDE_REPOSITORIES_ALLOWED - set(sql_outside_repositories())) == []
+
+
+@pytest.mark.parametrize("service", sorted(set(SERVICES) - SETTINGS_PREFIX_ALLOWED))
+def test_a_services_own_settings_are_named_with_its_prefix(service: str) -> None:
+    module = importlib.import_module(f"services.{service}.settings")
+    [settings] = [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type) and issubclass(value, Settings) and value is not Settings
+    ]
+    prefix = f"ORCHARD_{service.upper()}_"
+    shared = set(Settings.model_fields)
+    names = [field.alias for name, field in settings.model_fields.items() if name not in shared]
+
+    assert [name for name in names if not (name or "").startswith(prefix)] == []
