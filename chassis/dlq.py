@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
@@ -99,19 +99,21 @@ async def _read_all(
     topic: str,
     *,
     group_id: str | None = None,
-    before_commit: Callable[[list[DeadLetter]], Awaitable[None]] | None = None,
+    before_commit: Callable[[list[DeadLetter]], Awaitable[Mapping[int, int] | None]] | None = None,
+    commit: bool = True,
 ) -> list[DeadLetter]:
     """Everything in a DLQ topic up to its current end.
 
-    With a group id, reading starts at the group's offset, and the new offset is committed only after
-    `before_commit` succeeded with what was read.
+    With a group id, reading starts at the group's offset, and the new offset is committed (unless
+    `commit` is false) only after `before_commit` succeeded with what was read. It may answer the
+    offset to resume from per partition; the partitions it leaves out are committed up to their end.
     """
     async with open_topic(bootstrap, topic, group_id=group_id) as snapshot:
         letters = [_to_dead_letter(r) for r in await snapshot.read()]
         if group_id is not None and snapshot.partitions:
-            if before_commit is not None:
-                await before_commit(letters)
-            await snapshot.commit()
+            resume = await before_commit(letters) if before_commit is not None else None
+            if commit:
+                await snapshot.commit(resume)
         return letters
 
 
@@ -129,52 +131,92 @@ async def list_dead_letters(
     return letters[-limit:] if limit else letters
 
 
+def replay_cursor(dlq_topic: str, group: str | None) -> str:
+    """The consumer group that remembers how far replay-all got in a DLQ topic (for one failing group)."""
+    return f"orchard.dlq-replay.{dlq_topic}" + (f".{group}" if group is not None else "")
+
+
+async def _republish(bootstrap: str, letters: list[DeadLetter]) -> None:
+    if not letters:
+        return
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", **client_options()
+    )
+    await producer.start()
+    try:
+        pending = []
+        for letter in letters:
+            pending.append(
+                await producer.send(
+                    letter.original_topic,
+                    value=letter.value,
+                    key=letter.key.encode() if letter.key is not None else None,
+                    headers=letter.replay_headers(),
+                )
+            )
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+def _resume_offsets(candidates: list[DeadLetter], taken: list[DeadLetter]) -> dict[int, int]:
+    """Per partition, the first candidate left untaken: where the next replay-all starts again."""
+    taken_ids = {(d.partition, d.offset) for d in taken}
+    resume: dict[int, int] = {}
+    for letter in candidates:
+        if (letter.partition, letter.offset) not in taken_ids:
+            resume.setdefault(letter.partition, letter.offset)
+    return resume
+
+
 async def replay_dead_letters(
     bootstrap: str, dlq_topic: str, *, event_ids: list[str] | None = None, group: str | None = None
 ) -> int:
+    """How many dead letters `replay_letters` sent back (see there)."""
+    return len(await replay_letters(bootstrap, dlq_topic, event_ids=event_ids, group=group))
+
+
+async def replay_letters(
+    bootstrap: str,
+    dlq_topic: str,
+    *,
+    event_ids: Collection[str] | None = None,
+    group: str | None = None,
+    limit: int | None = None,
+    dry_run: bool = False,
+) -> list[DeadLetter]:
     """Send dead letters back to their original topic with their original key and headers, for the
-    consumer group that failed each one only (see `DeadLetter.replay_headers`).
+    consumer group that failed each one only (see `DeadLetter.replay_headers`); answer them.
 
     With event ids, exactly those are replayed (wherever they sit in the DLQ). Without, every dead
     letter not replayed before is (a consumer group remembers how far replay got). With a group, only
     the letters that group failed, and replay-all remembers how far it got for that group apart.
+    With a limit, at most that many (partition by partition, oldest first); replay-all then resumes
+    at the first one left. A dry run answers the letters it would send and sends and remembers nothing.
     Replaying an event that was in fact handled changes nothing: the group dedupes by event_id.
     """
     dlq_topic = dlq_topic if dlq_topic.endswith(".dlq") else f"{dlq_topic}.dlq"
-    replayed: list[DeadLetter] = []
+    chosen: list[DeadLetter] = []
 
-    async def republish(letters: list[DeadLetter]) -> None:
-        if group is not None:
-            letters = [d for d in letters if d.consumer == group]
-        if not letters:
-            return
-        producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", **client_options()
-        )
-        await producer.start()
-        try:
-            pending = []
-            for letter in letters:
-                pending.append(
-                    await producer.send(
-                        letter.original_topic,
-                        value=letter.value,
-                        key=letter.key.encode() if letter.key is not None else None,
-                        headers=letter.replay_headers(),
-                    )
-                )
-            await asyncio.gather(*pending)
-        finally:
-            await producer.stop()
-        replayed.extend(letters)
+    async def take(letters: list[DeadLetter]) -> dict[int, int]:
+        candidates = [d for d in letters if group is None or d.consumer == group]
+        chosen.extend(candidates[:limit] if limit is not None else candidates)
+        if not dry_run:
+            await _republish(bootstrap, chosen)
+        return _resume_offsets(candidates, chosen)
 
     if event_ids:
         wanted = set(event_ids)
-        await republish([d for d in await _read_all(bootstrap, dlq_topic) if d.event_id in wanted])
+        await take([d for d in await _read_all(bootstrap, dlq_topic) if d.event_id in wanted])
     else:
-        cursor = f"orchard.dlq-replay.{dlq_topic}" + (f".{group}" if group is not None else "")
-        await _read_all(bootstrap, dlq_topic, group_id=cursor, before_commit=republish)
-    return len(replayed)
+        await _read_all(
+            bootstrap,
+            dlq_topic,
+            group_id=replay_cursor(dlq_topic, group),
+            before_commit=take,
+            commit=not dry_run,
+        )
+    return chosen
 
 
 async def dlq_retention_ms(bootstrap: str, topics: Iterable[str]) -> dict[str, int]:

@@ -37,6 +37,7 @@ from .http import create_http_app
 from .jobs import JobRunner, PeriodicJob
 from .kafka_security import KafkaSecurity, client_options
 from .logging import configure_logging
+from .ops_api import ops_router
 from .outbox import OutboxRelay
 from .settings import Settings
 from .tracing import configure_tracing, shutdown_tracing
@@ -252,7 +253,8 @@ class ServiceRuntime:
             lifespan=lifespan,
         )
         app.state.runtime = self
-        for router in self.spec.routers:
+        # Every service answers for its own consumers, outbox and dead letters the same way.
+        for router in (*self.spec.routers, ops_router()):
             app.include_router(router)
         return app
 

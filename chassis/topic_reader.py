@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,8 +32,10 @@ class TopicSnapshot:
                 records.extend(batch.get(tp, []))
         return records
 
-    async def commit(self) -> None:
-        await self.consumer.commit({tp: self.ends[tp] for tp in self.partitions})
+    async def commit(self, resume: Mapping[int, int] | None = None) -> None:
+        """Commit the group's offsets: where to resume per partition, else each partition's end."""
+        resume = resume or {}
+        await self.consumer.commit({tp: resume.get(tp.partition, self.ends[tp]) for tp in self.partitions})
 
 
 @contextlib.asynccontextmanager

@@ -83,6 +83,7 @@ def _summary(route: Any) -> str:
 def _http() -> Iterator[str]:
     from fastapi.routing import APIRoute
 
+    from chassis.ops_api import ops_router
     from chassis.settings import SERVICE_PORTS
     from deploy.catalog import service_spec
 
@@ -94,14 +95,15 @@ def _http() -> Iterator[str]:
         "answered 401 before its body is read, a body over the route's limit 413. Every service also "
         "serves `/health/live`, `/health/ready`, `/metrics` and its OpenAPI document at `/openapi.json`."
     )
-    for service, port in SERVICE_PORTS.items():
+
+    def table(heading: str, routers: Any) -> Iterator[str]:
         yield ""
-        yield f"### {service} (port {port})"
+        yield heading
         yield ""
         yield "| method | path | roles | what it does |"
         yield "|---|---|---|---|"
         rows = []
-        routes = [route for router in service_spec(service).routers for route in router.routes]
+        routes = [route for router in routers for route in router.routes]
         for route in routes:
             if not isinstance(route, APIRoute) or not route.include_in_schema:
                 continue
@@ -111,6 +113,10 @@ def _http() -> Iterator[str]:
                 rows.append((route.path, method, _roles(route), _cell(_summary(route))))
         for path, method, roles, summary in sorted(rows):
             yield f"| {method} | `{path}` | {roles} | {summary} |"
+
+    for service, port in SERVICE_PORTS.items():
+        yield from table(f"### {service} (port {port})", service_spec(service).routers)
+    yield from table("### every service (on its own port: its own consumers, outbox, DLQ)", [ops_router()])
     yield ""
 
 
