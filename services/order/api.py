@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -74,6 +75,11 @@ class PlaceOrder(BaseModel):
     reward_type: Literal["voucher"] = Field(
         default="voucher", description="always `voucher`: points awards go through IPA intake"
     )
+    test: bool = Field(
+        default=False,
+        description="a UAT test order: issued one of the campaign's test codes (never a real one), delivered "
+        "marked as a test, kept out of the summary's figures and of the export unless asked for",
+    )
 
 
 class CancelRequest(BaseModel):
@@ -130,6 +136,7 @@ def order_filter(
     created_from: Aware | None = Query(None, description="inclusive, RFC 3339 with an offset"),
     created_to: Aware | None = Query(None, description="exclusive, RFC 3339 with an offset"),
     needs_attention: bool | None = None,
+    test: bool | None = Query(None, description="true: UAT test orders only; false: real orders only"),
 ) -> repository.OrderFilter:
     """The filters the order listing and the export share."""
     return repository.OrderFilter(
@@ -141,6 +148,7 @@ def order_filter(
         created_from=created_from,
         created_to=created_to,
         needs_attention=needs_attention,
+        test=test,
     )
 
 
@@ -218,7 +226,8 @@ def build_router(ctx: OrderContext) -> APIRouter:
 
     @router.get(
         "/export",
-        summary="Every order the listing's filters match, in its sort order, streamed as CSV or JSON lines",
+        summary="Every order the listing's filters match, in its sort order, streamed as CSV or JSON lines "
+        "(real orders only unless `test` is given)",
         response_class=StreamingResponse,
         responses=DOWNLOAD_RESPONSES,
     )
@@ -230,6 +239,8 @@ def build_router(ctx: OrderContext) -> APIRouter:
         principal: Principal = Depends(require_roles(*READ_ROLES)),
     ) -> BoundedStreamingResponse:
         timeout_s: float = request.app.state.settings.http_download_timeout_s
+        if flt.test is None:  # a finance figure: UAT test orders only when asked for
+            flt = replace(flt, test=False)
         query, args = repository.export_query(
             flt, sort_column=sort.lstrip("-"), descending=sort.startswith("-")
         )
@@ -243,7 +254,8 @@ def build_router(ctx: OrderContext) -> APIRouter:
 
     @router.get(
         "/summary",
-        summary="Exact order counts per state and fulfilment status, overall and per campaign",
+        summary="Exact order counts per state and fulfilment status, overall and per campaign (real orders); "
+        "UAT test orders counted apart under `test`",
         response_model=OrderSummary,
     )
     async def summary(
@@ -261,16 +273,22 @@ def build_router(ctx: OrderContext) -> APIRouter:
             }
 
         overall = empty()
+        test = empty()
         campaigns: dict[str, dict[str, Any]] = {}
         for r in rows:
-            for bucket in (overall, campaigns.setdefault(r["campaign_id"], empty())):
+            buckets = (test,) if r["test"] else (overall, campaigns.setdefault(r["campaign_id"], empty()))
+            for bucket in buckets:
                 bucket["total"] += r["n"]
                 bucket["by_state"][r["state"]] += r["n"]
                 if r["fulfilment_status"]:
                     bucket["by_fulfilment_status"][r["fulfilment_status"]] += r["n"]
                 bucket["needs_attention"] += r["attention"]
         return _json(
-            {**overall, "campaigns": [{"campaign_id": cid, **c} for cid, c in sorted(campaigns.items())]}
+            {
+                **overall,
+                "campaigns": [{"campaign_id": cid, **c} for cid, c in sorted(campaigns.items())],
+                "test": test,
+            }
         )
 
     @router.get(

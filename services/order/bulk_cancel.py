@@ -106,6 +106,7 @@ def filter_of(raw: dict[str, Any]) -> repository.OrderFilter:
         created_from=when("created_from"),
         created_to=when("created_to"),
         needs_attention=raw.get("needs_attention"),
+        test=raw.get("test"),
     )
 
 

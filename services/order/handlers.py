@@ -50,6 +50,7 @@ class SubmittedRecordCells(EventData):
     amount: Any = None
     currency: Any = None
     reason: Any = None
+    test: Any = None
 
 
 class RecordWithoutReference(ValueError):

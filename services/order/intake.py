@@ -113,9 +113,10 @@ async def accept(
         for r in await conn.fetch(
             """
             INSERT INTO ipa_records (external_ref, source, batch_id, batch_ref, row_number, event_id,
-                                     member_id, campaign_id, reward_type, amount, currency, order_id)
+                                     member_id, campaign_id, reward_type, amount, currency, order_id, test)
             SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::int[], $6::uuid[],
-                                 $7::text[], $8::text[], $9::text[], $10::numeric[], $11::text[], $12::uuid[])
+                                 $7::text[], $8::text[], $9::text[], $10::numeric[], $11::text[], $12::uuid[],
+                                 $13::boolean[])
             ON CONFLICT (external_ref) DO NOTHING
             RETURNING external_ref
             """,
@@ -131,6 +132,7 @@ async def accept(
             [r.amount for r in records],
             [r.currency for r in records],
             [c.order_id for c in valid],
+            [r.test for r in records],
         )
     }
     lost = [c for c in valid if c.record is not None and c.record.external_ref not in inserted]
@@ -164,6 +166,7 @@ async def accept(
                             currency=r.currency,
                             reason=r.reason,
                             order_id=c.order_id,
+                            test=r.test,
                         ),
                     ),
                 )
@@ -182,6 +185,7 @@ async def accept(
                     currency=c.record.currency,
                     external_ref=c.record.external_ref,
                     batch_id=batch_id,
+                    test=c.record.test,
                 ),
                 Recipient(name=c.record.name, email=c.record.email, phone=c.record.phone),
                 c.cause or cause,

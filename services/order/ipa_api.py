@@ -32,7 +32,10 @@ READ_ROLES = (Role.ADMIN, Role.OPS, Role.HRIS, Role.AUDITOR)
 
 _RECORD_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {name: {"type": "string"} for name in RECORD_FIELDS},
+    "properties": {
+        **{name: {"type": "string"} for name in RECORD_FIELDS},
+        "test": {"type": "boolean", "default": False, "description": "a UAT test order (voucher rewards)"},
+    },
     "required": ["external_ref", "member_id", "campaign_id", "reward_type", "amount"],
 }
 UPLOAD_BODY: dict[str, Any] = {

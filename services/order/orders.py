@@ -73,6 +73,7 @@ def state_changed(
         currency=order.currency,
         redemption_id=order.redemption_id,
         actor=actor,
+        test=order.test,
     )
 
 
@@ -125,6 +126,7 @@ async def create_orders(
                         email=recipient.email,
                         phone=recipient.phone,
                         locale=recipient.locale,
+                        test=row.test,
                     ),
                 ),
             )

@@ -23,7 +23,7 @@ from .validation import CampaignView
 ORDER_COLUMNS = (
     "order_id, booking_id, source, external_ref, idempotency_key, redemption_id, batch_id, member_id,"
     " campaign_id, amount, currency, channel, state, fulfilment_status, status_reason, needs_attention,"
-    " late_events, created_at, updated_at"
+    " late_events, created_at, updated_at, test"
 )
 ORDER_COLUMN_NAMES = tuple(name.strip() for name in ORDER_COLUMNS.split(","))
 
@@ -41,6 +41,7 @@ class NewOrder:
     idempotency_key: str | None = None
     redemption_id: uuid.UUID | None = None
     batch_id: uuid.UUID | None = None
+    test: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class OrderRow:
     currency: str | None
     redemption_id: uuid.UUID | None
     status: Status
+    test: bool = False
 
     @classmethod
     def from_record(cls, r: asyncpg.Record) -> OrderRow:
@@ -70,6 +72,7 @@ class OrderRow:
             currency=r["currency"],
             redemption_id=r["redemption_id"],
             status=Status(OrderState(r["state"]), FulfilmentStatus(fulfilment) if fulfilment else None),
+            test=r["test"],
         )
 
 
@@ -140,12 +143,12 @@ async def insert_orders(
                     """
                     WITH new AS (
                         INSERT INTO orders (order_id, booking_id, source, external_ref, idempotency_key,
-                            redemption_id, batch_id, member_id, campaign_id, amount, currency, channel, state,
-                            fulfilment_status)
+                            redemption_id, batch_id, member_id, campaign_id, amount, currency, channel, test,
+                            state, fulfilment_status)
                         SELECT o.*, 'pending', 'awaiting_voucher'
                           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[],
                                       $7::uuid[], $8::text[], $9::text[], $10::numeric[], $11::text[],
-                                      $12::text[]) AS o
+                                      $12::text[], $15::boolean[]) AS o
                         RETURNING order_id
                     )
                     INSERT INTO order_timeline (order_id, event, applied, state, fulfilment_status, actor,
@@ -169,6 +172,7 @@ async def insert_orders(
                     [str(o.channel) for o in orders],
                     list(actors),
                     list(cause_event_ids),
+                    [o.test for o in orders],
                 )
             break
         except asyncpg.UniqueViolationError as exc:
@@ -186,6 +190,7 @@ async def insert_orders(
             currency=o.currency,
             redemption_id=o.redemption_id,
             status=Status(OrderState.PENDING, FulfilmentStatus.AWAITING_VOUCHER),
+            test=o.test,
         )
         for o, b in zip(orders, bookings, strict=True)
     ]
@@ -384,6 +389,7 @@ class OrderFilter:
     created_from: datetime | None = None
     created_to: datetime | None = None
     needs_attention: bool | None = None
+    test: bool | None = None
 
     def where(self) -> tuple[list[str], list[Any]]:
         clauses: list[str] = []
@@ -409,6 +415,8 @@ class OrderFilter:
             add("created_at < {}", self.created_to)
         if self.needs_attention is not None:
             add("needs_attention = {}", self.needs_attention)
+        if self.test is not None:
+            add("test = {}", self.test)
         return clauses, args
 
 
@@ -498,10 +506,10 @@ async def summary(conn: Connection, campaign_id: str | None) -> list[asyncpg.Rec
     return list(
         await conn.fetch(
             """
-            SELECT campaign_id, state, fulfilment_status, count(*) AS n,
+            SELECT campaign_id, state, fulfilment_status, test, count(*) AS n,
                    count(*) FILTER (WHERE needs_attention) AS attention
               FROM orders WHERE ($1::text IS NULL OR campaign_id = $1)
-             GROUP BY campaign_id, state, fulfilment_status
+             GROUP BY campaign_id, state, fulfilment_status, test
             """,
             campaign_id,
         )

@@ -31,7 +31,11 @@ RECORD_FIELDS = (
     "amount",
     "currency",
     "reason",
+    "test",
 )
+"""The fields of an IPA record; all are text but `test`, a flag (JSON true/false; in CSV true/false, yes/no,
+1/0 or empty)."""
+TEXT_FIELDS = tuple(name for name in RECORD_FIELDS if name != "test")
 REQUIRED_FIELDS = ("external_ref", "member_id", "campaign_id", "reward_type", "amount")
 MAX_LENGTH = {"reason": 2000, "email": 254}
 DEFAULT_MAX_LENGTH = 200
@@ -93,6 +97,7 @@ class ValidRecord:
     email: str | None = None
     phone: str | None = None
     reason: str | None = None
+    test: bool = False
 
 
 @dataclass
@@ -142,7 +147,8 @@ def _text(cells: Mapping[str, Any], name: str, errors: list[RecordError]) -> str
 def validate_record(cells: Mapping[str, Any], campaigns: Mapping[str, CampaignView]) -> Outcome:
     """Every problem of one record, or the normalised record when there is none."""
     errors: list[RecordError] = []
-    values = {name: _text(cells, name, errors) for name in RECORD_FIELDS}
+    values = {name: _text(cells, name, errors) for name in TEXT_FIELDS}
+    test = _flag(cells.get("test"), errors)
     bad_fields = {e.field for e in errors}
     for name in REQUIRED_FIELDS:
         if values[name] is None and name not in bad_fields:
@@ -203,6 +209,10 @@ def validate_record(cells: Mapping[str, Any], campaigns: Mapping[str, CampaignVi
         )
         reward_type = None
     effective_type = reward_type or (campaign.reward_type if campaign else None)
+    if test and effective_type is RewardType.POINTS:
+        errors.append(
+            RecordError("test", "test_not_voucher", "Test orders are vouchers; points have no test mode.")
+        )
 
     currency = values["currency"].upper() if values["currency"] else None
     if effective_type is RewardType.POINTS:
@@ -260,8 +270,23 @@ def validate_record(cells: Mapping[str, Any], campaigns: Mapping[str, CampaignVi
             email=email,
             phone=phone,
             reason=values["reason"],
+            test=test,
         )
     )
+
+
+_TRUE = ("true", "yes", "1")
+_FALSE = ("false", "no", "0", "")
+
+
+def _flag(value: Any, errors: list[RecordError]) -> bool:
+    """The `test` flag: a JSON boolean, or its spelling in a CSV cell; absent is false."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    errors.append(RecordError("test", "invalid_flag", "true or false (also yes/no, 1/0)."))
+    return False
 
 
 def _amount(

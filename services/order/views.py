@@ -62,6 +62,7 @@ class OrderRow(BaseModel):
     late_events: int
     created_at: datetime
     updated_at: datetime
+    test: bool = Field(description="a UAT test order (issued a test code, kept out of finance figures)")
 
 
 class OrderView(OrderRow):
@@ -88,7 +89,10 @@ class CampaignCounts(OrderCounts):
 
 
 class OrderSummary(OrderCounts):
+    """Real orders: UAT test orders are counted only under `test`."""
+
     campaigns: list[CampaignCounts]
+    test: OrderCounts = Field(description="UAT test orders, apart from every figure above")
 
 
 class BatchLinks(BaseModel):

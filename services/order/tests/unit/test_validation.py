@@ -230,3 +230,34 @@ def test_any_cells_get_a_verdict_never_an_exception(cells: dict[str, Any]) -> No
         assert outcome.record.amount > 0
         assert outcome.record.reward_type is campaign.reward_type
         assert outcome.record.currency == campaign.currency
+
+
+@pytest.mark.parametrize(
+    ("cell", "flag"),
+    [
+        (True, True),
+        (False, False),
+        (None, False),
+        ("true", True),
+        ("Yes", True),
+        ("1", True),
+        ("no", False),
+        ("", False),
+    ],
+)
+def test_the_test_flag_is_read_from_json_booleans_and_csv_spellings(cell: Any, flag: bool) -> None:
+    outcome = validate_record(record(test=cell), CAMPAIGNS)
+
+    assert outcome.record is not None
+    assert outcome.record.test is flag
+
+
+def test_a_test_flag_that_is_neither_true_nor_false_is_refused_on_its_field() -> None:
+    assert codes(test="maybe") == {("test", "invalid_flag")}
+    assert codes(test=2) == {("test", "invalid_flag")}
+
+
+def test_a_points_reward_cannot_be_a_test_order() -> None:
+    assert codes(campaign_id="pts", reward_type="points", amount="10", currency=None, test="true") == {
+        ("test", "test_not_voucher")
+    }
