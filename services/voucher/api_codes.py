@@ -191,8 +191,7 @@ def code_router(vault: CodeVault, settings: VoucherSettings, approvals: Approval
             return result
 
         result = await in_transaction(pool, work)
-        if not body.test:
-            result["held_orders_served"] = await serve_held_orders(pool, vault, campaign_id)
+        result["held_orders_served"] = await serve_held_orders(pool, vault, campaign_id)
         return result
 
     @router.post(

@@ -4,6 +4,7 @@
 rules; this one keeps them), for a few statements per campaign instead of five per order:
 
 - orders that already have a code or are closed change nothing (their stale holds go);
+- UAT test orders go to `issuance.issue` order by order (their own pool of test codes and their own queue);
 - a campaign that is unknown, for points, paused or ended, or that already has orders on hold, is
   left to `issuance.issue` order by order: those orders are held, first in first out;
 - otherwise the campaign is locked as `issue` locks it, the oldest issuable codes are claimed with
@@ -83,12 +84,15 @@ async def issue_many(conn: Connection, vault: CodeVault, orders: Sequence[Pendin
         await conn.execute("DELETE FROM holds WHERE order_id = ANY($1::uuid[])", known["done"])
     done = set(known["done"])
     by_campaign: dict[str, list[Pending]] = defaultdict(list)
+    tests: list[Pending] = []
     for order_id, pending in firsts.items():
         if order_id not in done:
-            by_campaign[pending.request.campaign_id].append(pending)
+            (tests if pending.request.test else by_campaign[pending.request.campaign_id]).append(pending)
     budgeted = set(known["budgeted"])
     for campaign_id in sorted(by_campaign):  # one lock order for every issuer
         await _issue_in_campaign(conn, vault, campaign_id, by_campaign[campaign_id], campaign_id in budgeted)
+    # UAT test orders take test codes from a pool and a queue of their own: they are few, one by one.
+    await _one_by_one(conn, vault, tests)
 
 
 async def _issue_in_campaign(
@@ -97,7 +101,8 @@ async def _issue_in_campaign(
     lock = "FOR NO KEY UPDATE" if budgeted else "FOR SHARE"
     campaign = await conn.fetchrow(
         f"""
-        SELECT c.*, EXISTS (SELECT 1 FROM holds h WHERE h.campaign_id = c.campaign_id) AS queued
+        SELECT c.*,
+               EXISTS (SELECT 1 FROM holds h WHERE h.campaign_id = c.campaign_id AND NOT h.test) AS queued
           FROM campaigns c WHERE c.campaign_id = $1 {lock} OF c
         """,
         campaign_id,

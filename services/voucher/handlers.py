@@ -30,6 +30,7 @@ def _issue_request(envelope: Envelope[Any]) -> issuance.OrderRequest | None:
             member_id=order.member_id,
             value=order.amount,
             correlation_id=envelope.correlation_id,
+            test=order.test,
         )
     return None
 

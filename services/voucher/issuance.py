@@ -37,8 +37,8 @@ from .domain import IssueFailure, expiry_on_issue, issue_blocker, mask
 from .events import publish
 
 SYSTEM_ACTOR = "service:voucher"
-# (campaign, value) → (transaction id, last seq picked in it); only trusted within that transaction.
-_pick_cursor: dict[tuple[str, Decimal], tuple[str, int]] = {}
+# (campaign, value, test) → (transaction id, last seq picked in it); only trusted within that transaction.
+_pick_cursor: dict[tuple[str, Decimal, bool], tuple[str, int]] = {}
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,9 @@ class OrderRequest:
     member_id: str
     value: Decimal | None
     correlation_id: str
+    test: bool = False
+    """A UAT test order: it takes one of the campaign's test codes (never a real one), uses no budget and
+    waits in the test orders' own queue."""
 
 
 async def _hold(
@@ -55,8 +58,8 @@ async def _hold(
 ) -> IssueFailure:
     inserted = await conn.fetchval(
         """
-        INSERT INTO holds (order_id, campaign_id, member_id, value, reason, correlation_id)
-        VALUES ($1, $2, $3, $4, $5, $6)
+        INSERT INTO holds (order_id, campaign_id, member_id, value, reason, correlation_id, test)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
         ON CONFLICT (order_id) DO UPDATE SET reason = EXCLUDED.reason
         RETURNING xmax = 0
         """,
@@ -66,6 +69,7 @@ async def _hold(
         req.value,
         str(reason),
         req.correlation_id,
+        req.test,
     )
     if inserted:
         failed = VoucherIssueFailed(order_id=req.order_id, campaign_id=req.campaign_id, reason=str(reason))
@@ -112,11 +116,13 @@ async def issue(
         campaign = await conn.fetchrow(
             f"""
             SELECT c.*, (SELECT reason FROM holds h WHERE h.campaign_id = c.campaign_id AND h.order_id <> $2
+                            AND h.test = $3
                           ORDER BY seq LIMIT 1) AS queue_head
               FROM campaigns c WHERE c.campaign_id = $1 {lock} OF c
             """,
             req.campaign_id,
             req.order_id,
+            req.test,
         )
     if campaign is None:
         return await refuse(IssueFailure.UNKNOWN_CAMPAIGN)
@@ -130,14 +136,16 @@ async def issue(
     value = req.value or campaign["face_value"]
     # Codes this transaction already issued still sit in the pool index until it commits; starting
     # after the last one it picked keeps a batch of N issuances from scanning N^2 index entries.
-    cursor_key = (req.campaign_id, value)
+    cursor_key = (req.campaign_id, value, req.test)
     xid, after = _pick_cursor.get(cursor_key, ("", 0))
+    # Literal predicates, so each kind of order reads its own partial index (codes_pool, codes_test_pool).
+    kind = "test" if req.test else "NOT test"
     code = await conn.fetchrow(
-        """
+        f"""
         SELECT code_id, seq, status, lookup_hash, secret, key_id, own_expires_at,
                pg_current_xact_id()::text AS xid
           FROM codes
-         WHERE campaign_id = $1 AND value = $2 AND status IN ('available', 'recovered') AND NOT test
+         WHERE campaign_id = $1 AND value = $2 AND status IN ('available', 'recovered') AND {kind}
            AND (expires_at IS NULL OR expires_at > now())
            AND seq > CASE WHEN pg_current_xact_id()::text = $3 THEN $4::bigint ELSE 0 END
          ORDER BY seq LIMIT 1
@@ -154,7 +162,7 @@ async def issue(
     if code is None:
         return await refuse(IssueFailure.OUT_OF_STOCK)
     _pick_cursor[cursor_key] = (code["xid"], code["seq"])
-    if campaign["budget"] is not None:
+    if campaign["budget"] is not None and not req.test:
         budget_ok = await conn.fetchval(
             "UPDATE campaigns SET budget_used = budget_used + $2"
             " WHERE campaign_id = $1 AND budget_used + $2 <= budget RETURNING true",
@@ -223,9 +231,10 @@ async def issue(
         previous_status=CodeStatus(previous),
         expires_at=expires_at,
         remaining_value=value,
+        test=req.test,
     )
     await publish(conn, [issued, changed], cause=cause, correlation_id=req.correlation_id)
-    if campaign["low_stock_threshold"] > 0 and not campaign["stock_low_notified"]:
+    if campaign["low_stock_threshold"] > 0 and not campaign["stock_low_notified"] and not req.test:
         await _check_stock(conn, req.campaign_id, cause, req.correlation_id)
     return None
 
@@ -252,7 +261,8 @@ async def _check_stock(
 async def serve_holds(
     conn: Connection, vault: CodeVault, *, campaign_id: str | None = None, limit: int = 200
 ) -> int:
-    """Retry held orders oldest first, per campaign stopping at the first that still cannot be served."""
+    """Retry held orders oldest first, per campaign (and its test orders apart) stopping at the first that
+    still cannot be served."""
     rows = await conn.fetch(
         "SELECT * FROM holds WHERE ($1::text IS NULL OR campaign_id = $1) ORDER BY seq LIMIT $2"
         " FOR UPDATE SKIP LOCKED",
@@ -260,17 +270,23 @@ async def serve_holds(
         limit,
     )
     served = 0
-    blocked: set[str] = set()
+    blocked: set[tuple[str, bool]] = set()
     for row in rows:
-        if row["campaign_id"] in blocked:
+        queue = (row["campaign_id"], row["test"])
+        if queue in blocked:
             continue
         req = OrderRequest(
-            row["order_id"], row["campaign_id"], row["member_id"], row["value"], row["correlation_id"]
+            row["order_id"],
+            row["campaign_id"],
+            row["member_id"],
+            row["value"],
+            row["correlation_id"],
+            test=row["test"],
         )
         if await issue(conn, vault, req, from_hold=True) is None:
             served += 1
         else:
-            blocked.add(row["campaign_id"])
+            blocked.add(queue)
     return served
 
 
@@ -282,7 +298,7 @@ async def release(conn: Connection, order_id: uuid.UUID, *, cause: Envelope[Any]
     )
     await conn.execute("DELETE FROM holds WHERE order_id = $1", order_id)
     code = await conn.fetchrow(
-        "SELECT code_id, campaign_id, status, value, remaining_value, delivered, own_expires_at"
+        "SELECT code_id, campaign_id, status, value, remaining_value, delivered, own_expires_at, test"
         " FROM codes WHERE order_id = $1 AND status <> 'void' FOR UPDATE",
         order_id,
     )
@@ -355,7 +371,9 @@ async def detach_from_order(
     cause: Envelope[Any] | None = None,
 ) -> None:
     """What follows a code leaving its order (its row already has `status`): the issuance is released,
-    the order's budget share freed, the change recorded in the code's history and published."""
+    the order's budget share freed (a test code took none), the change recorded in the code's history and
+    published."""
+    test = bool(code.get("test", False))
     if order_id is not None:
         await conn.execute(
             "UPDATE issuances SET released_at = now(), release_reason = $2"
@@ -363,11 +381,12 @@ async def detach_from_order(
             order_id,
             release_reason,
         )
-        await conn.execute(
-            "UPDATE campaigns SET budget_used = greatest(budget_used - $2, 0) WHERE campaign_id = $1",
-            code["campaign_id"],
-            code["value"],
-        )
+        if not test:
+            await conn.execute(
+                "UPDATE campaigns SET budget_used = greatest(budget_used - $2, 0) WHERE campaign_id = $1",
+                code["campaign_id"],
+                code["value"],
+            )
     await conn.execute(
         "INSERT INTO code_events (code_id, action, status, previous_status, actor, reason, order_id)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -388,6 +407,7 @@ async def detach_from_order(
         reason=reason,
         expires_at=code["own_expires_at"],
         remaining_value=code["value"],
+        test=test,
     )
     await publish(conn, [changed], cause=cause)
 

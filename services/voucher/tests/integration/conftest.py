@@ -86,6 +86,7 @@ def order_event(
     fulfilment: FulfilmentStatus | None = FulfilmentStatus.AWAITING_VOUCHER,
     amount: Decimal | None = None,
     reason: str | None = None,
+    test: bool = False,
 ) -> Envelope[OrderStateChanged]:
     return Envelope.new(
         event_type=Topics.ORDER_STATE_CHANGED,
@@ -100,6 +101,7 @@ def order_event(
             fulfilment_status=fulfilment,
             amount=amount,
             reason=reason,
+            test=test,
         ),
     )
 
