@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Any
 
 from chassis.consumer import Subscription
@@ -23,138 +24,136 @@ from services.support.domain.tickets import TicketState
 from services.support.portal import GOODWILL_KEY_PREFIX
 
 
-def subscriptions(ctx: SupportContext) -> list[Subscription]:
-    async def on_order_state_changed(conn: Connection, envelope: Envelope[Any]) -> None:
-        data: OrderStateChanged = envelope.data
-        await orders.upsert_order_state(
-            conn,
-            order_id=data.order_id,
-            booking_id=data.booking_id,
-            member_id=data.member_id,
-            campaign_id=data.campaign_id,
-            external_ref=data.external_ref,
-            source=data.source.value,
-            state=data.state.value,
-            fulfilment_status=data.fulfilment_status.value if data.fulfilment_status else None,
-            at=envelope.occurred_at,
-        )
-        await orders.add_timeline(
-            conn,
-            event_id=envelope.event_id,
-            order_id=data.order_id,
-            at=envelope.occurred_at,
-            kind="order_state_changed",
-            details={
-                "state": data.state.value,
-                "previous_state": data.previous_state.value if data.previous_state else None,
-                "fulfilment_status": data.fulfilment_status.value if data.fulfilment_status else None,
-                "reason": data.reason,
-                "actor": data.actor,
-            },
-        )
-        await ticket_repo.attach_member_to_order_tickets(conn, data.order_id, data.member_id, data.booking_id)
+async def on_order_state_changed(conn: Connection, envelope: Envelope[Any]) -> None:
+    data: OrderStateChanged = envelope.data
+    await orders.upsert_order_state(
+        conn,
+        order_id=data.order_id,
+        booking_id=data.booking_id,
+        member_id=data.member_id,
+        campaign_id=data.campaign_id,
+        external_ref=data.external_ref,
+        source=data.source.value,
+        state=data.state.value,
+        fulfilment_status=data.fulfilment_status.value if data.fulfilment_status else None,
+        at=envelope.occurred_at,
+    )
+    await _add_to_timeline(
+        conn,
+        envelope,
+        data.order_id,
+        "order_state_changed",
+        {
+            "state": data.state.value,
+            "previous_state": data.previous_state.value if data.previous_state else None,
+            "fulfilment_status": data.fulfilment_status.value if data.fulfilment_status else None,
+            "reason": data.reason,
+            "actor": data.actor,
+        },
+    )
+    await ticket_repo.attach_member_to_order_tickets(conn, data.order_id, data.member_id, data.booking_id)
 
-    async def on_voucher_issued(conn: Connection, envelope: Envelope[Any]) -> None:
-        data: AnyVoucherIssued = envelope.data
-        # Only the masked code is kept: the clear one never reaches this service's tables or logs.
-        await orders.upsert_voucher(
-            conn,
-            order_id=data.order_id,
-            code_id=data.code_id,
-            masked_code=data.masked_code,
-            face_value=data.face_value,
-            currency=data.currency,
-            expires_at=data.expires_at,
-            at=envelope.occurred_at,
-        )
-        await orders.add_timeline(
-            conn,
-            event_id=envelope.event_id,
-            order_id=data.order_id,
-            at=envelope.occurred_at,
-            kind="voucher_issued",
-            details={"code_id": str(data.code_id), "masked_code": data.masked_code},
-        )
-        await orders.record_issued_code(
-            conn,
-            order_id=data.order_id,
-            code_id=data.code_id,
-            masked_code=data.masked_code,
-            expires_at=data.expires_at,
-            at=envelope.occurred_at,
-        )
 
-    async def on_voucher_status_changed(conn: Connection, envelope: Envelope[Any]) -> None:
-        data: VoucherStatusChanged = envelope.data
-        if not _is_orders_code(data):
-            return
-        assert data.order_id is not None
-        await orders.record_code_status(
-            conn,
-            order_id=data.order_id,
-            code_id=data.code_id,
-            status=data.status.value,
-            remaining_value=data.remaining_value,
-            expires_at=data.expires_at,
-            at=envelope.occurred_at,
-        )
-        await orders.add_timeline(
-            conn,
-            event_id=envelope.event_id,
-            order_id=data.order_id,
-            at=envelope.occurred_at,
-            kind="code_status_changed",
-            details={
-                "code_id": str(data.code_id),
-                "status": data.status.value,
-                "previous_status": data.previous_status.value if data.previous_status else None,
-                "reason": data.reason,
-                "expires_at": data.expires_at.isoformat() if data.expires_at else None,
-                "remaining_value": None if data.remaining_value is None else str(data.remaining_value),
-            },
-        )
+async def on_voucher_issued(conn: Connection, envelope: Envelope[Any]) -> None:
+    data: AnyVoucherIssued = envelope.data
+    # Only the masked code is kept: the clear one never reaches this service's tables or logs.
+    await orders.upsert_voucher(
+        conn,
+        order_id=data.order_id,
+        code_id=data.code_id,
+        masked_code=data.masked_code,
+        face_value=data.face_value,
+        currency=data.currency,
+        expires_at=data.expires_at,
+        at=envelope.occurred_at,
+    )
+    await _add_to_timeline(
+        conn,
+        envelope,
+        data.order_id,
+        "voucher_issued",
+        {"code_id": str(data.code_id), "masked_code": data.masked_code},
+    )
+    await orders.record_issued_code(
+        conn,
+        order_id=data.order_id,
+        code_id=data.code_id,
+        masked_code=data.masked_code,
+        expires_at=data.expires_at,
+        at=envelope.occurred_at,
+    )
 
-    async def on_delivery_succeeded(conn: Connection, envelope: Envelope[Any]) -> None:
-        data: DeliverySucceeded = envelope.data
-        await _record_delivery_outcome(conn, envelope, data, "succeeded", failure={})
 
-    async def on_delivery_failed(conn: Connection, envelope: Envelope[Any]) -> None:
-        data: DeliveryFailed = envelope.data
-        failure = {"reason_code": data.reason_code, "retryable": data.retryable, "final": data.final}
-        details = await _record_delivery_outcome(conn, envelope, data, "failed", failure=failure)
-        if data.final:
-            await _open_missing_delivery_ticket(conn, ctx, data, details)
+async def on_voucher_status_changed(conn: Connection, envelope: Envelope[Any]) -> None:
+    data: VoucherStatusChanged = envelope.data
+    if not _is_orders_code(data):
+        return
+    assert data.order_id is not None
+    await orders.record_code_status(
+        conn,
+        order_id=data.order_id,
+        code_id=data.code_id,
+        status=data.status.value,
+        remaining_value=data.remaining_value,
+        expires_at=data.expires_at,
+        at=envelope.occurred_at,
+    )
+    await _add_to_timeline(
+        conn,
+        envelope,
+        data.order_id,
+        "code_status_changed",
+        {
+            "code_id": str(data.code_id),
+            "status": data.status.value,
+            "previous_status": data.previous_status.value if data.previous_status else None,
+            "reason": data.reason,
+            "expires_at": data.expires_at.isoformat() if data.expires_at else None,
+            "remaining_value": None if data.remaining_value is None else str(data.remaining_value),
+        },
+    )
 
-    async def on_wallet_transaction(conn: Connection, envelope: Envelope[Any]) -> None:
-        data: WalletTransactionRecorded = envelope.data
-        if not data.idempotency_key.startswith(GOODWILL_KEY_PREFIX):
-            return
-        try:
-            action_id = uuid.UUID(data.idempotency_key.removeprefix(GOODWILL_KEY_PREFIX))
-        except ValueError:
-            return
-        action = await orders.mark_goodwill_applied(conn, action_id, data.entry_id, envelope.occurred_at)
-        if action is None:
-            return
-        details = {"action_id": str(action_id), "points": data.amount, "balance_after": data.balance_after}
-        await orders.add_timeline(
+
+async def on_delivery_succeeded(conn: Connection, envelope: Envelope[Any]) -> None:
+    data: DeliverySucceeded = envelope.data
+    await _record_delivery_outcome(conn, envelope, data, "succeeded", failure={})
+
+
+async def on_wallet_transaction(conn: Connection, envelope: Envelope[Any]) -> None:
+    data: WalletTransactionRecorded = envelope.data
+    if not data.idempotency_key.startswith(GOODWILL_KEY_PREFIX):
+        return
+    try:
+        action_id = uuid.UUID(data.idempotency_key.removeprefix(GOODWILL_KEY_PREFIX))
+    except ValueError:
+        return
+    action = await orders.mark_goodwill_applied(conn, action_id, data.entry_id, envelope.occurred_at)
+    if action is None:
+        return
+    details = {"action_id": str(action_id), "points": data.amount, "balance_after": data.balance_after}
+    await _add_to_timeline(conn, envelope, action["order_id"], "goodwill_applied", details)
+    if action["ticket_id"] is not None:
+        await ticket_repo.add_timeline(
             conn,
-            event_id=envelope.event_id,
-            order_id=action["order_id"],
+            action["ticket_id"],
             at=envelope.occurred_at,
+            actor="service:wallet",
             kind="goodwill_applied",
             details=details,
         )
-        if action["ticket_id"] is not None:
-            await ticket_repo.add_timeline(
-                conn,
-                action["ticket_id"],
-                at=envelope.occurred_at,
-                actor="service:wallet",
-                kind="goodwill_applied",
-                details=details,
-            )
 
+
+async def on_delivery_failed(ctx: SupportContext, conn: Connection, envelope: Envelope[Any]) -> None:
+    """A final failure also opens (or notes on) the order's missing-delivery ticket."""
+    data: DeliveryFailed = envelope.data
+    failure = {"reason_code": data.reason_code, "retryable": data.retryable, "final": data.final}
+    details = await _record_delivery_outcome(conn, envelope, data, "failed", failure=failure)
+    if data.final:
+        await _open_missing_delivery_ticket(conn, ctx, data, details)
+
+
+def subscriptions(ctx: SupportContext) -> list[Subscription]:
+    on_delivery_failed_ = partial(on_delivery_failed, ctx)
     return [
         # The portal's read model: writes only, sent a batch at a time (see `batching`).
         Subscription(
@@ -191,8 +190,8 @@ def subscriptions(ctx: SupportContext) -> list[Subscription]:
             "delivery-failed",
             Topics.DELIVERY_FAILED,
             DeliveryFailed,
-            on_delivery_failed,
-            handle_batch=batched(on_delivery_failed, alone=lambda envelope: bool(envelope.data.final)),
+            on_delivery_failed_,
+            handle_batch=batched(on_delivery_failed_, alone=lambda envelope: bool(envelope.data.final)),
         ),
         Subscription(
             "wallet-transactions",
@@ -235,15 +234,22 @@ async def _record_delivery_outcome(
         "channel": data.channel.value,
         **failure,
     }
+    await _add_to_timeline(conn, envelope, data.order_id, f"delivery_{outcome}", details)
+    return details
+
+
+async def _add_to_timeline(
+    conn: Connection, envelope: Envelope[Any], order_id: uuid.UUID, kind: str, details: dict[str, Any]
+) -> None:
+    """The event on its order's timeline, once per event id."""
     await orders.add_timeline(
         conn,
         event_id=envelope.event_id,
-        order_id=data.order_id,
+        order_id=order_id,
         at=envelope.occurred_at,
-        kind=f"delivery_{outcome}",
+        kind=kind,
         details=details,
     )
-    return details
 
 
 async def _open_missing_delivery_ticket(

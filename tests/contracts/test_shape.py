@@ -55,7 +55,6 @@ LONG_FUNCTIONS_ALLOWED: frozenset[str] = frozenset(
         "services/support/api/portal.py:build_router",
         "services/support/api/sla.py:build_router",
         "services/support/api/tickets.py:build_router",
-        "services/support/handlers.py:subscriptions",
         "services/support/portal.py:_record",
         "services/support/tickets.py:open_ticket",
         "services/wallet/api.py:build_router",
