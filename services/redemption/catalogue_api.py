@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Body
+import asyncpg
+from fastapi import APIRouter, Body, Depends
+from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.audit import append_audit
+from chassis.auth import Principal, Role, require_roles
 from chassis.db import Connection
-from chassis.inputs import Text
+from chassis.inputs import Identifier, Text
 from chassis.problems import Problem
+from services.redemption.deps import pool
 from services.redemption.lifecycle import (
     PAST_TENSE,
     CatalogueStatus,
@@ -85,3 +91,65 @@ async def next_status(
         details={"from": current.value, "to": status.value, "reason": body.reason if body else None},
     )
     return status
+
+
+StatusChange = Callable[[str, LifecycleAction, LifecycleIn | None, Principal, asyncpg.Pool], Awaitable[Any]]
+"""Moves one entry (by id) through `action` for the caller and answers its view."""
+
+
+def add_lifecycle_routes(
+    router: APIRouter,
+    *,
+    kind: str,
+    collection: str,
+    managers: tuple[Role, ...],
+    response_model: type[BaseModel],
+    change: StatusChange,
+    descriptions: dict[LifecycleAction, str],
+) -> None:
+    """`POST /v1/<collection>/{<kind>_id}/pause|resume|end` for the managers' roles, each named
+    `<action>_<kind>` (its OpenAPI operation) and with an optional reason as its body."""
+    for action in LifecycleAction:
+        router.add_api_route(
+            f"/v1/{collection}/{{{kind}_id}}/{action.value}",
+            _lifecycle_endpoint(action, kind, managers, change),
+            methods=["POST"],
+            name=f"{action.value}_{kind}",
+            description=descriptions.get(action),
+            response_model=response_model,
+        )
+
+
+def _lifecycle_endpoint(
+    action: LifecycleAction, kind: str, managers: tuple[Role, ...], change: StatusChange
+) -> Callable[..., Awaitable[Any]]:
+    async def endpoint(
+        entry_id: str, principal: Principal, db: asyncpg.Pool, body: LifecycleIn | None = None
+    ) -> Any:
+        return await change(entry_id, action, body, principal, db)
+
+    # The path parameter keeps its public name (`offer_id`, `reward_id`) through an alias.
+    parameter = inspect.Parameter
+    setattr(  # noqa: B010 - FastAPI reads the endpoint's parameters from its signature
+        endpoint,
+        "__signature__",
+        inspect.Signature(
+            [
+                parameter(
+                    "entry_id",
+                    parameter.POSITIONAL_OR_KEYWORD,
+                    annotation=Annotated[Identifier, PathParam(alias=f"{kind}_id")],
+                ),
+                parameter(
+                    "principal",
+                    parameter.POSITIONAL_OR_KEYWORD,
+                    annotation=Annotated[Principal, Depends(require_roles(*managers))],
+                ),
+                parameter(
+                    "db", parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[asyncpg.Pool, Depends(pool)]
+                ),
+                parameter("body", parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=OptionalReason),
+            ]
+        ),
+    )
+    return endpoint

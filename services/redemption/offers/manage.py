@@ -18,7 +18,7 @@ from chassis.inputs import Identifier, Name, PositiveInt32, Text
 from chassis.problems import Problem
 from services.redemption.catalogue_api import (
     LifecycleIn,
-    OptionalReason,
+    add_lifecycle_routes,
     changed_fields,
     ensure_editable,
     field_problem,
@@ -148,37 +148,19 @@ async def _change_status(
     return offer_view(changed)
 
 
-Managers = Annotated[Principal, Depends(require_roles(*OFFER_MANAGERS))]
-Db = Annotated[asyncpg.Pool, Depends(pool)]
-
-
-@router.post("/v1/offers/{offer_id}/pause", response_model=OfferOut)
-async def pause_offer(
-    offer_id: Identifier,
-    principal: Managers,
-    db: Db,
-    body: OptionalReason = None,
-) -> dict[str, Any]:
-    """Hold an offer: redemptions are refused (`offer_paused`, recorded) until it is resumed."""
-    return await _change_status(offer_id, LifecycleAction.PAUSE, body, principal, db)
-
-
-@router.post("/v1/offers/{offer_id}/resume", response_model=OfferOut)
-async def resume_offer(
-    offer_id: Identifier,
-    principal: Managers,
-    db: Db,
-    body: OptionalReason = None,
-) -> dict[str, Any]:
-    return await _change_status(offer_id, LifecycleAction.RESUME, body, principal, db)
-
-
-@router.post("/v1/offers/{offer_id}/end", response_model=OfferOut)
-async def end_offer(
-    offer_id: Identifier,
-    principal: Managers,
-    db: Db,
-    body: OptionalReason = None,
-) -> dict[str, Any]:
-    """End an offer for good: redemptions are refused (`offer_ended`), it can no longer be edited."""
-    return await _change_status(offer_id, LifecycleAction.END, body, principal, db)
+add_lifecycle_routes(
+    router,
+    kind="offer",
+    collection="offers",
+    managers=OFFER_MANAGERS,
+    response_model=OfferOut,
+    change=_change_status,
+    descriptions={
+        LifecycleAction.PAUSE: (
+            "Hold an offer: redemptions are refused (`offer_paused`, recorded) until it is resumed."
+        ),
+        LifecycleAction.END: (
+            "End an offer for good: redemptions are refused (`offer_ended`), it can no longer be edited."
+        ),
+    },
+)

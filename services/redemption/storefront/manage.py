@@ -18,7 +18,7 @@ from chassis.problems import Problem
 from contracts.values import Currency, PositiveMoney, PositivePoints
 from services.redemption.catalogue_api import (
     LifecycleIn,
-    OptionalReason,
+    add_lifecycle_routes,
     changed_fields,
     ensure_editable,
     field_problem,
@@ -122,28 +122,15 @@ async def _change_status(
     return reward_view(changed)
 
 
-Managers = Annotated[Principal, Depends(require_roles(*CATALOGUE_MANAGERS))]
-Db = Annotated[asyncpg.Pool, Depends(pool)]
-
-
-@router.post("/v1/rewards/{reward_id}/pause", response_model=RewardOut)
-async def pause_reward(
-    reward_id: Identifier, principal: Managers, db: Db, body: OptionalReason = None
-) -> dict[str, Any]:
-    """Take a reward off the storefront until it is resumed."""
-    return await _change_status(reward_id, LifecycleAction.PAUSE, body, principal, db)
-
-
-@router.post("/v1/rewards/{reward_id}/resume", response_model=RewardOut)
-async def resume_reward(
-    reward_id: Identifier, principal: Managers, db: Db, body: OptionalReason = None
-) -> dict[str, Any]:
-    return await _change_status(reward_id, LifecycleAction.RESUME, body, principal, db)
-
-
-@router.post("/v1/rewards/{reward_id}/end", response_model=RewardOut)
-async def end_reward(
-    reward_id: Identifier, principal: Managers, db: Db, body: OptionalReason = None
-) -> dict[str, Any]:
-    """Retire a reward for good: never offered again, no longer editable."""
-    return await _change_status(reward_id, LifecycleAction.END, body, principal, db)
+add_lifecycle_routes(
+    router,
+    kind="reward",
+    collection="rewards",
+    managers=CATALOGUE_MANAGERS,
+    response_model=RewardOut,
+    change=_change_status,
+    descriptions={
+        LifecycleAction.PAUSE: "Take a reward off the storefront until it is resumed.",
+        LifecycleAction.END: "Retire a reward for good: never offered again, no longer editable.",
+    },
+)
