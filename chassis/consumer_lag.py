@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -16,6 +17,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from .kafka_security import client_options
+
+VERIFY_UP_TO = 200
+"""Windows up to this many offsets are read, so that transaction markers do not count as lag."""
+VERIFY_TIMEOUT_S = 5.0
 
 
 def group_lag(committed: Mapping[tuple[str, int], int], end: Mapping[tuple[str, int], int]) -> int:
@@ -31,10 +36,8 @@ class PartitionLag:
     committed: int | None
     """None while the group has committed nothing on this partition."""
     end: int
-
-    @property
-    def lag(self) -> int:
-        return max(0, self.end - (self.committed or 0))
+    lag: int
+    """Messages from the committed offset to the end; transaction markers left out where they were read."""
 
 
 @dataclass(frozen=True)
@@ -48,9 +51,16 @@ class TopicLag:
         return sum(p.lag for p in self.partitions)
 
 
-async def read_lag(bootstrap: str, topics_by_group: Mapping[str, str]) -> list[TopicLag]:
+async def read_lag(
+    bootstrap: str, topics_by_group: Mapping[str, str], *, verify_up_to: int = VERIFY_UP_TO
+) -> list[TopicLag]:
     """Each group's lag on its topic (group id → topic), in the order given; a topic the broker does
-    not know has no partitions."""
+    not know has no partitions.
+
+    End offsets count transaction markers (the outbox relay publishes in transactions: one marker per
+    partition per batch), which no consumer ever receives, so a group that handled everything would
+    look one message behind on every partition. Where a partition's window behind its groups is at
+    most `verify_up_to` offsets, its records are read and only real messages counted."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="orchard-lag", **client_options())
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **client_options())
     await admin.start()
@@ -65,7 +75,19 @@ async def read_lag(bootstrap: str, topics_by_group: Mapping[str, str]) -> list[T
             every = [tp for tps in partitions.values() for tp in tps]
             ends = await consumer.end_offsets(every) if every else {}
             groups = list(topics_by_group)
-            committed = await asyncio.gather(*(admin.list_consumer_group_offsets(g) for g in groups))
+            answers = await asyncio.gather(*(admin.list_consumer_group_offsets(g) for g in groups))
+            committed = {
+                group: {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+                for group, offsets in zip(groups, answers, strict=True)
+            }
+            behind: dict[TopicPartition, int] = {}
+            for group, topic in topics_by_group.items():
+                for tp in partitions[topic]:
+                    start = committed[group].get(tp, 0)
+                    if start < ends[tp]:
+                        behind[tp] = min(behind.get(tp, start), start)
+            windows = {tp: start for tp, start in behind.items() if ends[tp] - start <= verify_up_to}
+            messages = await _message_offsets(consumer, windows, ends)
         finally:
             # Stopping right after start can surface the cancellation of aiokafka's own start-up task.
             await asyncio.sleep(0)
@@ -74,20 +96,40 @@ async def read_lag(bootstrap: str, topics_by_group: Mapping[str, str]) -> list[T
     finally:
         await admin.close()
     result = []
-    for group, offsets in zip(groups, committed, strict=True):
+    for group in groups:
         topic = topics_by_group[group]
-        result.append(
-            TopicLag(
-                group=group,
-                topic=topic,
-                partitions=tuple(
-                    PartitionLag(
-                        partition=tp.partition,
-                        committed=offsets[tp].offset if tp in offsets and offsets[tp].offset >= 0 else None,
-                        end=ends[tp],
-                    )
-                    for tp in partitions[topic]
-                ),
+        views = []
+        for tp in partitions[topic]:
+            done = committed[group].get(tp)
+            views.append(
+                PartitionLag(tp.partition, done, ends[tp], _real_lag(done or 0, ends[tp], messages.get(tp)))
             )
-        )
+        result.append(TopicLag(group=group, topic=topic, partitions=tuple(views)))
     return result
+
+
+def _real_lag(committed: int, end: int, messages: list[int] | None) -> int:
+    if messages is None:
+        return max(0, end - committed)
+    return sum(1 for offset in messages if offset >= committed)
+
+
+async def _message_offsets(
+    consumer: AIOKafkaConsumer, windows: Mapping[TopicPartition, int], ends: Mapping[TopicPartition, int]
+) -> dict[TopicPartition, list[int]]:
+    """The offsets of the real messages from each window's start to its end (markers are skipped by the
+    consumer); a partition not read to its end within the time allowed is left out."""
+    if not windows:
+        return {}
+    consumer.assign(list(windows))
+    for tp, start in windows.items():
+        consumer.seek(tp, start)
+    found: dict[TopicPartition, list[int]] = {tp: [] for tp in windows}
+    deadline = time.monotonic() + VERIFY_TIMEOUT_S
+    waiting = set(windows)
+    while waiting and time.monotonic() < deadline:
+        batch = await consumer.getmany(*waiting, timeout_ms=200)
+        for tp, records in batch.items():
+            found[tp].extend(r.offset for r in records if r.offset < ends[tp])
+        waiting = {tp for tp in waiting if await consumer.position(tp) < ends[tp]}
+    return {tp: offsets for tp, offsets in found.items() if tp not in waiting}

@@ -14,7 +14,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from .consumer import DLQ_HEADER_PREFIX, REPLAY_TARGET_HEADER
 from .kafka_security import client_options
-from .topic_reader import open_topic
+from .topic_reader import open_topic, open_topics
 
 REPLAYED_HEADER = "x-orchard-replayed-from"
 
@@ -122,10 +122,9 @@ async def list_dead_letters(
 ) -> list[DeadLetter]:
     """Dead letters of the given DLQ topics (all `*.dlq` topics by default), newest last; with a
     group, only those that consumer group failed."""
-    names = topics or await dlq_topics(bootstrap)
-    letters: list[DeadLetter] = []
-    for name in names:
-        letters.extend(await _read_all(bootstrap, name if name.endswith(".dlq") else f"{name}.dlq"))
+    names = [n if n.endswith(".dlq") else f"{n}.dlq" for n in topics or await dlq_topics(bootstrap)]
+    async with open_topics(bootstrap, names) as snapshot:
+        letters = [_to_dead_letter(r) for r in await snapshot.read()]
     if group is not None:
         letters = [d for d in letters if d.consumer == group]
     return letters[-limit:] if limit else letters

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,16 @@ async def open_topic(
     bootstrap: str, topic: str, *, group_id: str | None = None
 ) -> AsyncIterator[TopicSnapshot]:
     """Assign all partitions of a topic; from the beginning, or from the group's committed offsets."""
+    async with open_topics(bootstrap, [topic], group_id=group_id) as snapshot:
+        yield snapshot
+
+
+@contextlib.asynccontextmanager
+async def open_topics(
+    bootstrap: str, topics: Sequence[str], *, group_id: str | None = None
+) -> AsyncIterator[TopicSnapshot]:
+    """`open_topic` for several topics with one consumer: one start-up and one metadata round trip
+    for all of them (a service's DLQ topics are read together)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=group_id,
@@ -52,11 +62,13 @@ async def open_topic(
     )
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
+        if any(not consumer.partitions_for_topic(topic) for topic in topics):
             await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        assigned = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or set())
+        ]
         ends: dict[TopicPartition, int] = {}
         if assigned:
             consumer.assign(assigned)

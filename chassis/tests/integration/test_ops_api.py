@@ -135,6 +135,22 @@ async def test_lag_shows_the_messages_a_group_has_not_handled_and_returns_to_zer
     assert sorted(service.ticks.seen) == [1, 2, 3]
 
 
+async def test_an_event_the_relay_published_in_a_transaction_leaves_no_lag_once_handled(
+    service: Service,
+) -> None:
+    """The relay's transaction markers take offsets no consumer receives: they are not lag."""
+    assert service.runtime.pool is not None
+    async with service.runtime.pool.acquire() as conn, conn.transaction():
+        for n in (1, 2):
+            envelope = Envelope.new(event_type=service.topic, producer="test", data=Tick(n=n))
+            await add_event(conn, envelope, key=str(n))
+
+    async def handled_and_caught_up() -> bool:
+        return sorted(service.ticks.seen) == [1, 2] and await _lag(service) == 0
+
+    await wait_until(handled_and_caught_up, what="the published ticks handled and no lag left")
+
+
 async def test_a_poison_message_is_listed_and_replayed_to_its_group_once_cured(service: Service) -> None:
     service.ticks.poisoned.add(7)
     [poison] = await service.send(7)
