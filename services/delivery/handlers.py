@@ -279,4 +279,5 @@ def _request(env: Envelope[Any]) -> repository.RequestDetails:
         locale=d.locale,
         template=d.template,
         correlation_id=env.correlation_id,
+        test=d.test,
     )

@@ -396,6 +396,7 @@ class DeliveryEngine:
             face_value=row["face_value"],
             currency=row["currency"],
             expires_at=row["expires_at"],
+            test=row["test"],
         )
         return self.templates.render(view, channel, row["template"])
 

@@ -44,6 +44,12 @@ class VoucherView:
     face_value: Decimal | None
     currency: str | None
     expires_at: datetime | None
+    test: bool = False
+    """A UAT test order: every message says so (`TEST_MARK`), whatever its template."""
+
+
+TEST_MARK = "[TEST]"
+TEST_NOTICE = "This is a UAT test message: the code is a test code, redeemable in test mode only."
 
 
 @dataclass(frozen=True)
@@ -140,9 +146,24 @@ class TemplateBook:
     def render(self, view: VoucherView, channel: Channel, template: str | None = None) -> Rendered:
         name = template or DEFAULT_TEMPLATE
         if channel is Channel.EMAIL:
-            return Rendered(
+            rendered = Rendered(
                 subject=self._render(view, name, "email.subject.txt"),
                 text=self._render(view, name, "email.txt") + "\n",
                 html=self._render(view, name, "email.html") + "\n",
             )
-        return Rendered(text=self._render(view, name, f"{channel.value}.txt"))
+        else:
+            rendered = Rendered(text=self._render(view, name, f"{channel.value}.txt"))
+        return _marked_as_test(rendered) if view.test else rendered
+
+
+def _marked_as_test(rendered: Rendered) -> Rendered:
+    """A test order's message, visibly a test: the subject and the text start with the mark, and an
+    e-mail's bodies say what it is (an SMS stays short)."""
+    if rendered.subject is None:
+        return Rendered(text=f"{TEST_MARK} {rendered.text}")
+    html = f"<p><strong>{TEST_MARK}</strong> {TEST_NOTICE}</p>\n{rendered.html}" if rendered.html else None
+    return Rendered(
+        subject=f"{TEST_MARK} {rendered.subject}",
+        text=f"{TEST_MARK} {TEST_NOTICE}\n\n{rendered.text}",
+        html=html,
+    )

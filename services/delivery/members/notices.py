@@ -169,8 +169,11 @@ class NoticeHandlers:
                 Topics.ORDER_STATE_CHANGED,
                 OrderStateChanged,
                 self.on_order_changed,
+                # A UAT test order's member hears of its voucher only (marked as a test), never of its hold
+                # or cancellation.
                 relevant=lambda d: (
-                    d.state is OrderState.CANCELLED or d.fulfilment_status is FulfilmentStatus.ON_HOLD
+                    not d.test
+                    and (d.state is OrderState.CANCELLED or d.fulfilment_status is FulfilmentStatus.ON_HOLD)
                 ),
             ),
             Subscription(

@@ -31,6 +31,7 @@ class RequestDetails:
     locale: str
     template: str | None
     correlation_id: str
+    test: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,19 +152,19 @@ async def record_requests(conn: Connection, requests: Sequence[RequestDetails]) 
         """
         INSERT INTO deliveries (delivery_id, order_id, booking_id, member_id, campaign_id, requested_channel,
                                 channel, recipient_name, email, phone, locale, template, has_request,
-                                correlation_id)
+                                correlation_id, test)
         SELECT r.delivery_id, r.order_id, r.booking_id, r.member_id, r.campaign_id, r.channel, r.channel,
-               r.name, r.email, r.phone, r.locale, r.template, true, r.correlation_id
+               r.name, r.email, r.phone, r.locale, r.template, true, r.correlation_id, r.test
           FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                      $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
+                      $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::boolean[])
                AS r(delivery_id, order_id, booking_id, member_id, campaign_id, channel, name, email, phone,
-                    locale, template, correlation_id)
+                    locale, template, correlation_id, test)
         ON CONFLICT (order_id) DO UPDATE SET
             booking_id = EXCLUDED.booking_id, member_id = EXCLUDED.member_id,
             campaign_id = coalesce(deliveries.campaign_id, EXCLUDED.campaign_id),
             requested_channel = EXCLUDED.requested_channel, channel = EXCLUDED.channel,
             recipient_name = EXCLUDED.recipient_name, email = EXCLUDED.email, phone = EXCLUDED.phone,
-            locale = EXCLUDED.locale, template = EXCLUDED.template, has_request = true,
+            locale = EXCLUDED.locale, template = EXCLUDED.template, has_request = true, test = EXCLUDED.test,
             correlation_id = coalesce(deliveries.correlation_id, EXCLUDED.correlation_id),
             updated_at = now()
         WHERE NOT deliveries.has_request
@@ -180,6 +181,7 @@ async def record_requests(conn: Connection, requests: Sequence[RequestDetails]) 
         [r.locale for r in rs],
         [r.template for r in rs],
         [r.correlation_id for r in rs],
+        [r.test for r in rs],
     )
 
 

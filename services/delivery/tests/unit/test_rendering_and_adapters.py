@@ -141,3 +141,23 @@ def test_a_burst_is_summarised_and_a_trickle_is_listed():
 def test_a_burst_within_a_minute_says_so():
     rows = [_row("delivery_failed", n) for n in range(10)]
     assert summarise(rows, 3)[0][1][0] == "10 deliveries failed in the last minute"
+
+
+def test_a_test_orders_messages_are_marked_as_a_test_on_every_channel():
+    test_view = VoucherView(**{**VIEW.__dict__, "test": True})
+    book = TemplateBook()
+
+    email = book.render(test_view, Channel.EMAIL)
+    sms = book.render(test_view, Channel.SMS)
+    real = book.render(VIEW, Channel.EMAIL)
+
+    assert email.subject is not None
+    assert email.subject.startswith("[TEST] ")
+    assert email.text.startswith("[TEST] ")
+    assert "ORCH-1234" in email.text
+    assert email.html is not None
+    assert "<strong>[TEST]</strong>" in email.html
+    assert sms.text.startswith("[TEST] ")
+    assert "ORCH-1234" in sms.text
+    assert real.subject is not None
+    assert "[TEST]" not in real.subject + real.text
