@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from contracts.delivery import DeliveryFailed, DeliverySucceeded
+from contracts.envelope import Envelope, EventData
+from contracts.orders import OrderSource, OrderState, OrderStateChanged
+from contracts.registry import for_payload
+from contracts.values import Channel
+from contracts.vouchers import CodeStatus, VoucherIssued, VoucherStatusChanged
+
 from .consumer import EventConsumer
 from .db import quote_ident
 from .kafka_security import client_options
+from .sealed_codes import dev_sealer
 from .topic_reader import open_topic
 
 if TYPE_CHECKING:
@@ -113,3 +123,70 @@ async def tamper_audit_log(admin_dsn: str, schema: str, *statements: str) -> Non
             await conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
     finally:
         await conn.close()
+
+
+# Upstream events as the read models (support's portal, the wallet's dashboard, benches) receive them:
+# one valid payload of each kind, named after its order, with any field overridable.
+
+
+def order_state_changed(
+    order_id: uuid.UUID, state: OrderState, previous: OrderState | None = None, **fields: Any
+) -> OrderStateChanged:
+    values: dict[str, Any] = {
+        "booking_id": f"BK-{order_id.hex[:10].upper()}",
+        "member_id": f"member-{order_id.hex[:6]}",
+        "campaign_id": "camp-1",
+        "source": OrderSource.IPA,
+        **fields,
+    }
+    return OrderStateChanged(order_id=order_id, state=state, previous_state=previous, **values)
+
+
+def voucher_issued(
+    order_id: uuid.UUID, code_id: uuid.UUID | None = None, *, mask: str = "2W8P", **fields: Any
+) -> VoucherIssued:
+    """`code_id` defaults to one drawn from the order id, the same for every call."""
+    code_id = code_id or uuid.uuid5(uuid.NAMESPACE_OID, str(order_id))
+    values: dict[str, Any] = {"campaign_id": "camp-1", "face_value": "10.00", "currency": "EUR", **fields}
+    return VoucherIssued(
+        order_id=order_id,
+        code_id=code_id,
+        sealed_code=dev_sealer().seal(f"QX7M-4T9K-{mask}", code_id),
+        masked_code=f"****-****-{mask}",
+        **values,
+    )
+
+
+def voucher_status_changed(
+    order_id: uuid.UUID | None, code_id: uuid.UUID, status: CodeStatus, **fields: Any
+) -> VoucherStatusChanged:
+    values: dict[str, Any] = {"campaign_id": "camp-1", "remaining_value": "10.00", **fields}
+    return VoucherStatusChanged(order_id=order_id, code_id=code_id, status=status, **values)
+
+
+def delivery_outcome(
+    order_id: uuid.UUID, attempt: int = 1, *, ok: bool, final: bool = True, **fields: Any
+) -> DeliverySucceeded | DeliveryFailed:
+    """A success, or a failure (`final`: no retry follows) of an order's delivery by SMS."""
+    values: dict[str, Any] = {
+        "delivery_id": uuid.uuid5(uuid.NAMESPACE_URL, str(order_id)),
+        "channel": Channel.SMS,
+        **fields,
+    }
+    if ok:
+        return DeliverySucceeded(order_id=order_id, attempt=attempt, **values)
+    values.setdefault("reason_code", "invalid_number" if final else "provider_timeout")
+    return DeliveryFailed(order_id=order_id, attempt=attempt, retryable=not final, final=final, **values)
+
+
+def envelope_at(data: EventData, occurred_at: datetime, producer: str = "test") -> Envelope[Any]:
+    """`data` in an envelope of its registry topic, as it happened at `occurred_at`."""
+    return Envelope.new(
+        event_type=for_payload(data).name, producer=producer, data=data, occurred_at=occurred_at
+    )
+
+
+async def table_snapshot(pool: asyncpg.Pool, queries: dict[str, str]) -> dict[str, list[tuple[Any, ...]]]:
+    """Each query's rows as tuples, by name: two databases fed the same events compare equal."""
+    async with pool.acquire() as conn:
+        return {name: [tuple(row) for row in await conn.fetch(query)] for name, query in queries.items()}

@@ -4,28 +4,19 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import asyncpg
 import pytest
 
-from chassis.testing import produce, read_topic, wait_until
-from contracts.delivery import DeliveryFailed
-from contracts.orders import FulfilmentStatus, OrderSource, OrderState, OrderStateChanged
+from chassis.testing import delivery_outcome, order_state_changed, produce, read_topic, wait_until
+from contracts.orders import FulfilmentStatus, OrderSource, OrderState
 from contracts.topics import Topics
-from contracts.values import Channel
 from services.support.tests.integration.conftest import Support
 
 
-def _failure(order_id: uuid.UUID, delivery_id: uuid.UUID, attempt: int, *, final: bool) -> DeliveryFailed:
-    return DeliveryFailed(
-        order_id=order_id,
-        delivery_id=delivery_id,
-        channel=Channel.SMS,
-        attempt=attempt,
-        reason_code="invalid_number" if final else "provider_timeout",
-        retryable=not final,
-        final=final,
-    )
+def _failure(order_id: uuid.UUID, delivery_id: uuid.UUID, attempt: int, *, final: bool) -> Any:
+    return delivery_outcome(order_id, attempt, ok=False, final=final, delivery_id=delivery_id)
 
 
 async def _attempts(support: Support, order_id: uuid.UUID) -> int:
@@ -39,13 +30,11 @@ async def test_a_final_failure_redelivered_and_repeated_opens_exactly_one_ticket
     await support.publish(
         Topics.ORDER_STATE_CHANGED,
         str(order_id),
-        OrderStateChanged(
-            order_id=order_id,
+        order_state_changed(
+            order_id,
+            OrderState.PENDING,
             booking_id=booking_id,
             member_id="member-auto-1",
-            campaign_id="camp-1",
-            source=OrderSource.IPA,
-            state=OrderState.PENDING,
             fulfilment_status=FulfilmentStatus.DELIVERING,
         ),
     )
@@ -122,13 +111,12 @@ async def test_a_failure_seen_before_the_order_still_gets_its_member_later(suppo
     await support.publish(
         Topics.ORDER_STATE_CHANGED,
         str(order_id),
-        OrderStateChanged(
-            order_id=order_id,
+        order_state_changed(
+            order_id,
+            OrderState.PENDING,
             booking_id="BK-LATECOMER",
             member_id="member-late",
-            campaign_id="camp-1",
             source=OrderSource.API,
-            state=OrderState.PENDING,
             fulfilment_status=FulfilmentStatus.DELIVERY_FAILED,
         ),
     )

@@ -9,13 +9,18 @@ from typing import Any
 
 import pytest
 
-from chassis.sealed_codes import dev_sealer
-from contracts.delivery import DeliveryFailed, DeliverySucceeded
+from chassis.testing import (
+    delivery_outcome,
+    envelope_at,
+    order_state_changed,
+    table_snapshot,
+    voucher_issued,
+    voucher_status_changed,
+)
 from contracts.envelope import Envelope
-from contracts.orders import FulfilmentStatus, OrderSource, OrderState, OrderStateChanged
+from contracts.orders import FulfilmentStatus, OrderState
 from contracts.topics import Topics
-from contracts.values import Channel
-from contracts.vouchers import CodeStatus, VoucherIssued, VoucherStatusChanged
+from contracts.vouchers import CodeStatus
 from deploy.testing import twin_service_pools
 from services.support import handlers
 from services.support.__main__ import MIGRATIONS
@@ -39,73 +44,33 @@ async def twin_pools(service_db, pg_admin_dsn):
         yield pools
 
 
-def envelope(topic: str, data: Any, seconds: float) -> Envelope[Any]:
-    return Envelope.new(
-        event_type=topic, producer="test", data=data, occurred_at=START + timedelta(seconds=seconds)
-    )
-
-
 def state(
     oid: uuid.UUID, new: OrderState, previous: OrderState | None, at: float, **kw: Any
 ) -> Envelope[Any]:
-    data = OrderStateChanged(
-        order_id=oid,
-        booking_id=f"BK-{oid.hex[:10].upper()}",
-        member_id=f"member-{oid.hex[:6]}",
-        campaign_id="camp-1",
-        source=OrderSource.IPA,
-        state=new,
-        previous_state=previous,
-        **kw,
-    )
-    return envelope(Topics.ORDER_STATE_CHANGED, data, at)
+    return _at(order_state_changed(oid, new, previous, **kw), at)
 
 
 def issued(oid: uuid.UUID, at: float) -> Envelope[Any]:
-    code_id = uuid.uuid5(uuid.NAMESPACE_OID, str(oid))
-    data = VoucherIssued(
-        order_id=oid,
-        campaign_id="camp-1",
-        code_id=code_id,
-        sealed_code=dev_sealer().seal("QX7M-4T9K-2W8P", code_id),
-        masked_code="****-****-2W8P",
-        face_value="10.00",
-        currency="EUR",
-    )
-    return envelope(Topics.VOUCHER_ISSUED, data, at)
+    return _at(voucher_issued(oid), at)
 
 
 def code_status(
     oid: uuid.UUID | None, code_of: uuid.UUID, new: CodeStatus, at: float, remaining: str = "10.00", **kw: Any
 ) -> Envelope[Any]:
-    data = VoucherStatusChanged(
-        code_id=uuid.uuid5(uuid.NAMESPACE_OID, str(code_of)),
-        campaign_id="camp-1",
-        order_id=oid,
-        status=new,
-        remaining_value=remaining,
-        expires_at=START + timedelta(days=30 + at),
-        **kw,
+    """A status of the code `code_of`'s order was issued (its order id may be left out)."""
+    code_id = uuid.uuid5(uuid.NAMESPACE_OID, str(code_of))
+    expires_at = START + timedelta(days=30 + at)
+    return _at(
+        voucher_status_changed(oid, code_id, new, remaining_value=remaining, expires_at=expires_at, **kw), at
     )
-    return envelope(Topics.VOUCHER_STATUS_CHANGED, data, at)
 
 
 def attempt(oid: uuid.UUID, n: int, at: float, *, ok: bool = False, final: bool = False) -> Envelope[Any]:
-    common: dict[str, Any] = {
-        "order_id": oid,
-        "delivery_id": uuid.uuid5(uuid.NAMESPACE_URL, str(oid)),
-        "channel": Channel.SMS,
-        "attempt": n,
-    }
-    if ok:
-        return envelope(Topics.DELIVERY_SUCCEEDED, DeliverySucceeded(**common), at)
-    failure = DeliveryFailed(
-        **common,
-        reason_code="invalid_number" if final else "provider_timeout",
-        retryable=not final,
-        final=final,
-    )
-    return envelope(Topics.DELIVERY_FAILED, failure, at)
+    return _at(delivery_outcome(oid, n, ok=ok, final=final), at)
+
+
+def _at(data: Any, seconds: float) -> Envelope[Any]:
+    return envelope_at(data, START + timedelta(seconds=seconds))
 
 
 def scenario() -> list[list[Envelope[Any]]]:
@@ -139,34 +104,18 @@ def scenario() -> list[list[Envelope[Any]]]:
     ]
 
 
-async def snapshot(pool: Any) -> dict[str, list[tuple[Any, ...]]]:
-    async with pool.acquire() as conn:
-        return {
-            "orders": [tuple(r) for r in await conn.fetch("SELECT * FROM portal_orders ORDER BY order_id")],
-            "codes": [
-                tuple(r) for r in await conn.fetch("SELECT * FROM portal_codes ORDER BY order_id, code_id")
-            ],
-            "timeline": [
-                tuple(r)
-                for r in await conn.fetch(
-                    "SELECT event_id, order_id, occurred_at, kind, details::text FROM portal_timeline"
-                    " ORDER BY event_id"
-                )
-            ],
-            "attempts": [
-                tuple(r) for r in await conn.fetch("SELECT * FROM delivery_attempts ORDER BY event_id")
-            ],
-            # Ticket ids are drawn afresh: compare what each order's ticket says and what happened to it.
-            "tickets": [
-                tuple(r)
-                for r in await conn.fetch(
-                    "SELECT t.order_id, t.member_id, t.booking_id, t.category, t.state, t.priority,"
-                    "       array_agg(e.kind ORDER BY e.event_seq) AS kinds"
-                    "  FROM tickets t JOIN ticket_events e USING (ticket_id)"
-                    " GROUP BY t.ticket_id ORDER BY t.order_id"
-                )
-            ],
-        }
+PORTAL_TABLES = {
+    "orders": "SELECT * FROM portal_orders ORDER BY order_id",
+    "codes": "SELECT * FROM portal_codes ORDER BY order_id, code_id",
+    "timeline": "SELECT event_id, order_id, occurred_at, kind, details::text FROM portal_timeline"
+    " ORDER BY event_id",
+    "attempts": "SELECT * FROM delivery_attempts ORDER BY event_id",
+    # Ticket ids are drawn afresh: compare what each order's ticket says and what happened to it.
+    "tickets": "SELECT t.order_id, t.member_id, t.booking_id, t.category, t.state, t.priority,"
+    "       array_agg(e.kind ORDER BY e.event_seq) AS kinds"
+    "  FROM tickets t JOIN ticket_events e USING (ticket_id)"
+    " GROUP BY t.ticket_id ORDER BY t.order_id",
+}
 
 
 async def test_a_batch_of_portal_events_ends_as_the_events_one_by_one(twin_pools, kafka_bootstrap):
@@ -189,7 +138,10 @@ async def test_a_batch_of_portal_events_ends_as_the_events_one_by_one(twin_pools
             assert handle_batch is not None
             await handle_batch(conn, batch)
 
-    expected, got = await snapshot(one_by_one), await snapshot(batched)
+    expected, got = (
+        await table_snapshot(one_by_one, PORTAL_TABLES),
+        await table_snapshot(batched, PORTAL_TABLES),
+    )
     assert got == expected
     assert len(expected["orders"]) == 4
     assert sorted(r[4] for r in expected["codes"] if r[4] is not None) == ["expired", "redeemed"]

@@ -6,34 +6,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
-from chassis.sealed_codes import dev_sealer
-from chassis.testing import wait_until
-from contracts.orders import FulfilmentStatus, OrderSource, OrderState, OrderStateChanged
+from chassis.testing import order_state_changed, voucher_issued, voucher_status_changed, wait_until
+from contracts.orders import FulfilmentStatus, OrderState
 from contracts.topics import Topics
-from contracts.vouchers import CodeStatus, VoucherIssued, VoucherStatusChanged
+from contracts.vouchers import CodeStatus
 from services.support.tests.integration.conftest import Support
 
 EXPIRES = datetime(2027, 12, 31, tzinfo=UTC)
 
 
 async def _issue(support: Support, order_id: uuid.UUID, code_id: uuid.UUID, mask: str) -> None:
-    await support.publish(
-        Topics.VOUCHER_ISSUED,
-        str(order_id),
-        VoucherIssued(
-            order_id=order_id,
-            campaign_id="camp-portal",
-            code_id=code_id,
-            sealed_code=dev_sealer().seal(f"ORCH-CODE-{mask}", code_id),
-            masked_code=f"****-****-{mask}",
-            face_value=Decimal("25.00"),
-            currency="EUR",
-            expires_at=EXPIRES,
-        ),
+    data = voucher_issued(
+        order_id, code_id, mask=mask, campaign_id="camp-portal", face_value="25.00", expires_at=EXPIRES
     )
+    await support.publish(Topics.VOUCHER_ISSUED, str(order_id), data)
 
 
 async def _status(
@@ -47,37 +35,29 @@ async def _status(
     expires_at: datetime = EXPIRES,
     reason: str | None = None,
 ) -> None:
-    await support.publish(
-        Topics.VOUCHER_STATUS_CHANGED,
-        str(code_id),
-        VoucherStatusChanged(
-            code_id=code_id,
-            campaign_id="camp-portal",
-            order_id=order_id,
-            status=new,
-            previous_status=previous,
-            reason=reason,
-            expires_at=expires_at,
-            remaining_value=Decimal(remaining),
-        ),
+    data = voucher_status_changed(
+        order_id,
+        code_id,
+        new,
+        campaign_id="camp-portal",
+        previous_status=previous,
+        reason=reason,
+        expires_at=expires_at,
+        remaining_value=remaining,
     )
+    await support.publish(Topics.VOUCHER_STATUS_CHANGED, str(code_id), data)
 
 
 async def _order_with_code(support: Support, code_id: uuid.UUID, mask: str) -> uuid.UUID:
     order_id = uuid.uuid4()
-    await support.publish(
-        Topics.ORDER_STATE_CHANGED,
-        str(order_id),
-        OrderStateChanged(
-            order_id=order_id,
-            booking_id=f"BK-{uuid.uuid4().hex[:10].upper()}",
-            member_id="member-codes-1",
-            campaign_id="camp-portal",
-            source=OrderSource.IPA,
-            state=OrderState.PENDING,
-            fulfilment_status=FulfilmentStatus.DELIVERING,
-        ),
+    data = order_state_changed(
+        order_id,
+        OrderState.PENDING,
+        member_id="member-codes-1",
+        campaign_id="camp-portal",
+        fulfilment_status=FulfilmentStatus.DELIVERING,
     )
+    await support.publish(Topics.ORDER_STATE_CHANGED, str(order_id), data)
     await _issue(support, order_id, code_id, mask)
     return order_id
 

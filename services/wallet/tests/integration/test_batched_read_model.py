@@ -11,13 +11,18 @@ from typing import Any
 
 import pytest
 
-from chassis.sealed_codes import dev_sealer
-from contracts.delivery import DeliveryFailed, DeliverySucceeded
+from chassis.testing import (
+    delivery_outcome,
+    envelope_at,
+    order_state_changed,
+    table_snapshot,
+    voucher_issued,
+    voucher_status_changed,
+)
 from contracts.envelope import Envelope
-from contracts.orders import FulfilmentStatus, OrderSource, OrderState, OrderStateChanged
+from contracts.orders import FulfilmentStatus, OrderState
 from contracts.topics import Topics
-from contracts.values import Channel
-from contracts.vouchers import CodeStatus, VoucherIssued, VoucherStatusChanged
+from contracts.vouchers import CodeStatus
 from deploy.testing import twin_service_pools
 from services.wallet import readmodel_batch
 from services.wallet.domain import ExpiryPolicy
@@ -43,34 +48,19 @@ def at(seconds: float) -> datetime:
 def state(
     order_id: uuid.UUID, member: str, new: OrderState, previous: OrderState | None, when: float, **kw: Any
 ) -> Envelope[Any]:
-    data = OrderStateChanged(
-        order_id=order_id,
-        booking_id=f"BK-{order_id.hex[:8].upper()}",
-        member_id=member,
-        campaign_id="spring-thanks",
-        source=OrderSource.IPA,
-        state=new,
-        previous_state=previous,
-        **kw,
-    )
-    return Envelope.new(
-        event_type=Topics.ORDER_STATE_CHANGED, producer="order", data=data, occurred_at=at(when)
-    )
+    data = order_state_changed(order_id, new, previous, member_id=member, campaign_id="spring-thanks", **kw)
+    return envelope_at(data, at(when), producer="order")
 
 
 def issued(order_id: uuid.UUID, when: float, code_id: uuid.UUID | None = None) -> Envelope[Any]:
-    code_id = code_id or uuid.uuid4()
-    data = VoucherIssued(
-        order_id=order_id,
+    data = voucher_issued(
+        order_id,
+        code_id or uuid.uuid4(),
         campaign_id="spring-thanks",
-        code_id=code_id,
-        sealed_code=dev_sealer().seal("QX7M-4T9K-2W8P", code_id),
-        masked_code="****-****-2W8P",
         face_value="25.00",
-        currency="EUR",
         expires_at=at(86400 * 365),
     )
-    return Envelope.new(event_type=Topics.VOUCHER_ISSUED, producer="voucher", data=data, occurred_at=at(when))
+    return envelope_at(data, at(when), producer="voucher")
 
 
 def code_status(
@@ -83,34 +73,20 @@ def code_status(
     expires_in_days: int = 365,
     test: bool = False,
 ) -> Envelope[Any]:
-    data = VoucherStatusChanged(
-        code_id=code_id,
+    data = voucher_status_changed(
+        order_id,
+        code_id,
+        new,
         campaign_id="spring-thanks",
-        order_id=order_id,
-        status=new,
         expires_at=at(86400 * expires_in_days),
         remaining_value=remaining,
         test=test,
     )
-    return Envelope.new(
-        event_type=Topics.VOUCHER_STATUS_CHANGED, producer="voucher", data=data, occurred_at=at(when)
-    )
+    return envelope_at(data, at(when), producer="voucher")
 
 
 def delivered(order_id: uuid.UUID, when: float, *, ok: bool, attempt: int = 1) -> Envelope[Any]:
-    common: dict[str, Any] = {
-        "order_id": order_id,
-        "delivery_id": uuid.uuid5(uuid.NAMESPACE_OID, str(order_id)),
-        "channel": Channel.SMS,
-        "attempt": attempt,
-    }
-    if ok:
-        data: Any = DeliverySucceeded(**common)
-        topic = Topics.DELIVERY_SUCCEEDED
-    else:
-        data = DeliveryFailed(**common, reason_code="invalid_number", retryable=False, final=True)
-        topic = Topics.DELIVERY_FAILED
-    return Envelope.new(event_type=topic, producer="delivery", data=data, occurred_at=at(when))
+    return envelope_at(delivery_outcome(order_id, attempt, ok=ok), at(when), producer="delivery")
 
 
 def scenario() -> list[list[Envelope[Any]]]:
@@ -151,31 +127,15 @@ def scenario() -> list[list[Envelope[Any]]]:
     ]
 
 
-async def snapshot(pool: Any) -> dict[str, list[tuple[Any, ...]]]:
-    async with pool.acquire() as conn:
-        return {
-            "orders": [tuple(r) for r in await conn.fetch("SELECT * FROM reward_orders ORDER BY order_id")],
-            "codes": [
-                tuple(r) for r in await conn.fetch("SELECT * FROM reward_codes ORDER BY order_id, code_id")
-            ],
-            "audit": [
-                tuple(r)
-                for r in await conn.fetch(
-                    "SELECT member_id, seq, occurred_at, actor, action, details::text, prev_hash, hash"
-                    " FROM member_audit ORDER BY member_id, seq"
-                )
-            ],
-            "heads": [
-                tuple(r) for r in await conn.fetch("SELECT * FROM member_audit_heads ORDER BY member_id")
-            ],
-            "pending": [
-                tuple(r)
-                for r in await conn.fetch(
-                    "SELECT order_id, occurred_at, actor, action, details::text"
-                    " FROM pending_member_audit ORDER BY id"
-                )
-            ],
-        }
+DASHBOARD_TABLES = {
+    "orders": "SELECT * FROM reward_orders ORDER BY order_id",
+    "codes": "SELECT * FROM reward_codes ORDER BY order_id, code_id",
+    "audit": "SELECT member_id, seq, occurred_at, actor, action, details::text, prev_hash, hash"
+    " FROM member_audit ORDER BY member_id, seq",
+    "heads": "SELECT * FROM member_audit_heads ORDER BY member_id",
+    "pending": "SELECT order_id, occurred_at, actor, action, details::text FROM pending_member_audit"
+    " ORDER BY id",
+}
 
 
 def per_event(handlers: WalletHandlers, topic: str) -> Callable[[Any, Envelope[Any]], Awaitable[None]]:
@@ -211,7 +171,10 @@ async def test_a_batch_of_order_voucher_and_delivery_events_ends_as_the_events_o
             for topic in topics:  # successes and failures are two topics: two batches
                 await per_batch(topic)(conn, [e for e in batch if e.event_type == topic])
 
-    expected, got = await snapshot(one_by_one), await snapshot(batched)
+    expected, got = (
+        await table_snapshot(one_by_one, DASHBOARD_TABLES),
+        await table_snapshot(batched, DASHBOARD_TABLES),
+    )
     assert got == expected
     assert len(expected["audit"]) >= 10
     assert len(expected["pending"]) == 1  # o4 never named its member
@@ -257,7 +220,10 @@ async def test_a_batch_of_code_statuses_ends_as_the_statuses_one_by_one(twin_poo
         async with batched.acquire() as conn, conn.transaction():
             await per_batch(batch[0].event_type)(conn, batch)
 
-    expected, got = await snapshot(one_by_one), await snapshot(batched)
+    expected, got = (
+        await table_snapshot(one_by_one, DASHBOARD_TABLES),
+        await table_snapshot(batched, DASHBOARD_TABLES),
+    )
     assert got == expected
     statuses = sorted((r[4], r[5]) for r in expected["codes"])
     assert statuses == [

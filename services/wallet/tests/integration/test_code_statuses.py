@@ -9,13 +9,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from chassis.sealed_codes import dev_sealer
-from chassis.testing import wait_until
+from chassis.testing import voucher_issued, voucher_status_changed, wait_until
 from contracts.delivery import DeliverySucceeded
 from contracts.orders import FulfilmentStatus, OrderState
 from contracts.topics import Topics
 from contracts.values import Channel
-from contracts.vouchers import CodeStatus, VoucherIssued, VoucherStatusChanged
+from contracts.vouchers import CodeStatus
 from services.wallet.tests.integration.test_dashboard_and_audit import order_event
 from services.wallet.tests.integration.test_points_flow import member_id, send
 from services.wallet.tests.support import event
@@ -24,15 +23,8 @@ EXPIRES = datetime(2027, 3, 31, 23, 59, tzinfo=UTC)
 
 
 def issued(order_id: uuid.UUID, code_id: uuid.UUID, mask: str) -> Any:
-    data = VoucherIssued(
-        order_id=order_id,
-        campaign_id="spring-thanks",
-        code_id=code_id,
-        sealed_code=dev_sealer().seal(f"QX7M-4T9K-{mask}", code_id),
-        masked_code=f"****-****-{mask}",
-        face_value="25.00",
-        currency="EUR",
-        expires_at=EXPIRES,
+    data = voucher_issued(
+        order_id, code_id, mask=mask, campaign_id="spring-thanks", face_value="25.00", expires_at=EXPIRES
     )
     return event(Topics.VOUCHER_ISSUED, data, producer="voucher")
 
@@ -48,11 +40,11 @@ def status(
     reason: str | None = None,
     test: bool = False,
 ) -> Any:
-    data = VoucherStatusChanged(
-        code_id=code_id,
+    data = voucher_status_changed(
+        order_id,
+        code_id,
+        new,
         campaign_id="spring-thanks",
-        order_id=order_id,
-        status=new,
         previous_status=previous,
         reason=reason,
         expires_at=expires_at,
