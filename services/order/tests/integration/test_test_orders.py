@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 
+from contracts.ipa import IpaRecordSubmitted
 from contracts.topics import Topics
 from contracts.values import RewardType
 
@@ -106,3 +107,19 @@ async def test_test_orders_are_kept_out_of_the_summary_figures_and_the_export_un
     exported = list(csv.DictReader(io.StringIO(export.text)))
     assert [row["test"] for row in exported] == ["false", "false"]
     assert [row["test"] for row in csv.DictReader(io.StringIO(test_export.text))] == ["true"]
+
+
+async def test_a_test_record_from_the_hr_system_on_the_topic_becomes_a_test_order(
+    order_service: OrderService,
+) -> None:
+    campaign = await order_service.campaign()
+    record = IpaRecordSubmitted(**voucher_record(campaign), test=True)
+
+    await order_service.publish(Topics.IPA_RECORD_SUBMITTED, record.external_ref, record, producer="hris")
+    placed = await order_service.order_of(record.external_ref)
+
+    assert placed["test"] is True
+    [requested] = await order_service.wait_published(
+        Topics.DELIVERY_REQUESTED, 1, order_id=placed["order_id"]
+    )
+    assert requested["test"] is True
