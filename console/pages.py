@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
+import httpx
 from fastapi import Depends, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
 from console import views
-from console.api import Api, ApiError
+from console.api import Api, ApiError, problem_of
 from console.auth import SignInRequired, Viewer, current_viewer
 from console.navigation import screen, screens_for
+from console.settings import ConsoleSettings
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -83,21 +85,114 @@ async def act(
     """POST an action; its outcome (or the service's refusal) is flashed on the next page.
 
     Returns the service's answer, or None when it refused."""
+    answer = await attempt(request, viewer, service, path, body)
+    if answer is not None:
+        flash(request, "ok", done)
+    return answer
+
+
+async def attempt(
+    request: Request,
+    viewer: Viewer,
+    service: str,
+    path: str,
+    body: dict[str, Any],
+    *,
+    files: Any = None,
+    method: str = "POST",
+    refused: str = "",
+) -> Any:
+    """POST (or PATCH) to a service: its answer (`{}` when empty), or None with its refusal flashed,
+    after `refused` if given. Refusals of the person (401, 403) are raised: they get a page of their own."""
+    api = api_for(request, viewer)
     try:
-        answer = await api_for(request, viewer).post(service, path, body)
+        if method == "PATCH":
+            answer = await api.patch(service, path, body)
+        else:
+            answer = await api.post(service, path, body, files=files)
     except ApiError as exc:
         if exc.status in (401, 403):
             raise
-        flash(request, "error", refusal(exc))
+        flash(request, "error", f"{refused}{refusal(exc)}")
         return None
-    flash(request, "ok", done)
     return answer if answer is not None else {}
+
+
+def previewed(
+    request: Request,
+    viewer: Viewer,
+    answer: Any,
+    confirm: bool,
+    *,
+    back: str,
+    outcome: Callable[[Any], str],
+    title: str,
+    preview: Callable[[], views.Preview],
+    action: str,
+    fields: Mapping[str, str],
+) -> Response:
+    """After a dry-run-first action: back to `back` when it was refused, or confirmed and done (its
+    outcome flashed); otherwise the dry run's preview, whose one button posts `fields` to `action`
+    again with the confirmation."""
+    if answer is None:
+        return back_to(back)
+    if confirm:
+        flash(request, "ok", outcome(answer))
+        return back_to(back)
+    return render(
+        request,
+        "confirm.html",
+        viewer,
+        title=title,
+        preview=preview(),
+        action=action,
+        fields=fields,
+        back=back,
+    )
 
 
 def refusal(exc: ApiError) -> str:
     """A service's refusal as one line, naming the fields it found wrong."""
     fields = ", ".join(str(e.get("field", "")).removeprefix("body.") for e in exc.errors)
     return f"{exc.detail}{f' ({fields})' if fields else ''}"
+
+
+async def relay_download(
+    request: Request, viewer: Viewer, service: str, path: str, file_name: str | None = None
+) -> Response:
+    """A service's file, streamed through to the browser as it arrives (named `file_name`, or as the
+    service names it); a refusal is raised as the service's problem."""
+    settings: ConsoleSettings = request.app.state.settings
+    client: httpx.AsyncClient = request.app.state.http
+    upstream = client.build_request(
+        "GET",
+        settings.service_url(service) + path,
+        headers={"Authorization": f"Bearer {viewer.access_token}"},
+    )
+    try:
+        answer = await client.send(upstream, stream=True)
+    except httpx.HTTPError as exc:
+        raise ApiError(503, "service_unavailable", f"The {service} service did not answer.") from exc
+    if answer.status_code >= 400:
+        await answer.aread()
+        await answer.aclose()
+        raise problem_of(answer)
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in answer.aiter_bytes():
+                yield chunk
+        finally:
+            await answer.aclose()
+
+    disposition = (
+        f'attachment; filename="{file_name}"'
+        if file_name
+        else answer.headers.get("content-disposition", "attachment")
+    )
+    return StreamingResponse(
+        body(), media_type=answer.headers.get("content-type"), headers={"Content-Disposition": disposition}
+    )
 
 
 def back_to(path: str) -> RedirectResponse:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import parse_qsl
 
 ORDER_STATES = ("pending", "cancelled", "completed")
 FULFILMENT_STATUSES = ("awaiting_voucher", "on_hold", "delivering", "delivery_failed")
@@ -57,6 +58,22 @@ class OrderFilters:
         if day := _day(self.created_to):
             params["created_to"] = _utc_midnight(day + timedelta(days=1)).isoformat()
         return {key: value for key, value in params.items() if value}
+
+    @property
+    def narrowed(self) -> bool:
+        """Whether anything beyond the state tab narrows the listing (a bulk cancel needs it)."""
+        return bool(
+            self.campaign_id
+            or self.member_id
+            or self.fulfilment_status
+            or self.needs_attention
+            or self.created_from
+            or self.created_to
+        )
+
+    def fields(self) -> dict[str, str]:
+        """The filter as form fields, to carry it through a preview to its confirmation."""
+        return dict(parse_qsl(self.query()))
 
     def query(self, **changes: str) -> str:
         """This filter as a page query string, with `changes` applied (e.g. another tab)."""
@@ -510,3 +527,272 @@ def campaign_actions(status: str) -> tuple[str, ...]:
 
 AGENT_ACTION_ROLES = ("admin", "ops", "support_agent")
 PORTAL_READERS = ("admin", "auditor", "ops", "support_agent")
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A dry run as shown before its confirmation: what would change, and the confirm button's label."""
+
+    headline: str
+    details: tuple[str, ...]
+    count: int
+    """How many things the confirmation would change (0: nothing to confirm)."""
+    confirm: str
+
+
+def _plural(n: int, noun: str, many: str = "") -> str:
+    return f"{n} {noun if n == 1 else many or noun + 's'}"
+
+
+def bulk_cancel_preview(answer: Mapping[str, Any], reason: str, shown: int = 20) -> Preview:
+    """The order service's dry run of a bulk cancel, as the preview someone confirms."""
+    n = int(answer.get("cancellable") or 0)
+    bookings = [str(o.get("booking_id")) for o in (answer.get("orders") or [])[:shown]]
+    details = [
+        f"{_plural(int(answer.get('matched') or 0), 'order')} match these filters; "
+        f"{int(answer.get('skipped_completed') or 0)} completed and "
+        f"{int(answer.get('skipped_cancelled') or 0)} already cancelled are left as they are.",
+        f"Reason: {reason}",
+    ]
+    if bookings:
+        details.append("First of them: " + ", ".join(bookings) + (" …" if n > len(bookings) else ""))
+    return Preview(
+        f"{_plural(n, 'pending order')} would be cancelled", tuple(details), n, f"Confirm: cancel {n} orders"
+    )
+
+
+def bulk_cancel_outcome(answer: Mapping[str, Any]) -> str:
+    """What a confirmed bulk cancel did, or that it waits for a second person's approval."""
+    if answer.get("approval_id"):
+        return f"The bulk cancel waits for a second person's approval ({answer['approval_id']})."
+    done = int(answer.get("cancelled") or 0)
+    skipped = int(answer.get("skipped_completed") or 0) + int(answer.get("skipped_cancelled") or 0)
+    return f"{done} order{'' if done == 1 else 's'} cancelled; {skipped} already completed or cancelled."
+
+
+SLA_REPORT_ROLES = ("admin", "auditor", "ops", "support_agent")
+
+
+@dataclass(frozen=True)
+class SlaLine:
+    group: str
+    tickets: int
+    first_response: str
+    resolution: str
+    below_target: bool
+    """Either target met for fewer tickets than `SLA_TARGET_SHARE`."""
+
+
+SLA_TARGET_SHARE = 0.9
+
+
+def _share_text(target: Mapping[str, Any]) -> str:
+    share = target.get("share_met")
+    if share is None:
+        return "—"
+    met, missed = int(target.get("met") or 0), int(target.get("missed") or 0)
+    return f"{100 * float(share):.1f}% ({met} of {met + missed})"
+
+
+def sla_lines(rows: Iterable[Mapping[str, Any]], key: str) -> list[SlaLine]:
+    """One group of the SLA compliance report (per priority, category or week) as table lines."""
+    lines = []
+    for row in rows:
+        first, resolution = row.get("first_response") or {}, row.get("resolution") or {}
+        shares = [float(t["share_met"]) for t in (first, resolution) if t.get("share_met") is not None]
+        lines.append(
+            SlaLine(
+                group=str(row.get(key) or "—").replace("_", " "),
+                tickets=int(row.get("tickets") or 0),
+                first_response=_share_text(first),
+                resolution=_share_text(resolution),
+                below_target=any(share < SLA_TARGET_SHARE for share in shares),
+            )
+        )
+    return lines
+
+
+CHANNELS = ("email", "sms", "whatsapp")
+EXPIRY_KINDS = {"none": "Never", "fixed_date": "On a date", "days_after_issue": "Days after issue"}
+CODE_STATUSES = (
+    "available",
+    "issued",
+    "partially_redeemed",
+    "redeemed",
+    "expired",
+    "flagged",
+    "recovered",
+    "void",
+)
+CAMPAIGN_TEXT_FIELDS = ("name", "brand", "face_value", "currency", "budget", "per_record_limit")
+
+
+def campaign_body(form: Mapping[str, str], *, creating: bool) -> dict[str, Any]:
+    """A campaign's create (POST) or change (PATCH) body from its form; blank fields are left out,
+    so a change keeps what it does not name. The voucher service judges the values."""
+    body: dict[str, Any] = {}
+    if creating and form.get("campaign_id", "").strip():
+        body["campaign_id"] = form["campaign_id"].strip()
+    for name in CAMPAIGN_TEXT_FIELDS:
+        if value := form.get(name, "").strip():
+            body[name] = value.upper() if name == "currency" else value
+    if (channel := form.get("default_channel", "")) in CHANNELS:
+        body["default_channel"] = channel
+    if (threshold := form.get("low_stock_threshold", "").strip()).isdigit():
+        body["low_stock_threshold"] = int(threshold)
+    if "partner_ids" in form and (creating or form["partner_ids"].strip()):
+        body["partner_ids"] = [p.strip() for p in form["partner_ids"].split(",") if p.strip()]
+    kind = form.get("expiry_kind", "")
+    if kind == "none" and creating:
+        body["expiry_policy"] = {"kind": "none"}
+    elif kind == "fixed_date" and (day := _day(form.get("expiry_date", ""))):
+        body["expiry_policy"] = {"kind": kind, "expires_at": end_of_day(day)}
+    elif kind == "days_after_issue" and (days := form.get("expiry_days", "").strip()).isdigit():
+        body["expiry_policy"] = {"kind": kind, "days": int(days)}
+    return body
+
+
+def end_of_day(day: date) -> str:
+    """The last second of a UTC day, as an expiry someone picking that date means."""
+    return datetime.combine(day, time(23, 59, 59), tzinfo=UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class StockLine:
+    status: str
+    real: int
+    test: int
+
+
+def code_stock(overview: Mapping[str, Any]) -> list[StockLine]:
+    """A campaign's codes per status, real ones and UAT test ones apart; statuses without any left out."""
+    real: Mapping[str, int] = overview.get("code_counts") or {}
+    test: Mapping[str, int] = overview.get("test_code_counts") or {}
+    known = [s for s in CODE_STATUSES if s in real or s in test]
+    others = sorted((set(real) | set(test)) - set(known))
+    return [
+        StockLine(status.replace("_", " "), int(real.get(status, 0)), int(test.get(status, 0)))
+        for status in [*known, *others]
+        if real.get(status) or test.get(status)
+    ]
+
+
+def expiry_preview(answer: Mapping[str, Any], campaign_id: str, day: date) -> Preview:
+    n = int(answer.get("would_change") or 0)
+    return Preview(
+        f"{_plural(n, 'code')} of {campaign_id} would expire at the end of {day.isoformat()} (UTC)",
+        ("Only codes that would otherwise expire sooner change; nothing is changed until you confirm.",),
+        n,
+        f"Confirm: extend {_plural(n, 'code')}",
+    )
+
+
+def recovery_preview(answer: Mapping[str, Any], campaign_id: str) -> Preview:
+    n = int(answer.get("matched") or 0)
+    return Preview(
+        f"{_plural(n, 'code')} of {campaign_id} would be recovered",
+        (
+            "An undelivered code returns to its pool; a delivered one is voided for good and its order "
+            "is given a fresh code, which is delivered.",
+        ),
+        n,
+        f"Confirm: recover {_plural(n, 'code')}",
+    )
+
+
+def code_outcome(answer: Mapping[str, Any]) -> str:
+    """What a confirmed extension or recovery did, or that it waits for a second person's approval."""
+    if answer.get("approval_id"):
+        return f"This waits for a second person's approval ({answer['approval_id']})."
+    if "changed" in answer:
+        return f"{_plural(int(answer['changed'] or 0), 'code')} extended."
+    replaced = len(answer.get("replaced") or [])
+    recovered = _plural(int(answer.get("recovered") or 0), "code")
+    return f"{recovered} recovered; {replaced} orders given a fresh code."
+
+
+def import_outcome(report: Mapping[str, Any]) -> tuple[str, str]:
+    """A code import's report as a flash: its kind and text (problems named by row)."""
+    imported, rejected = int(report.get("imported") or 0), int(report.get("rejected") or 0)
+    text = f"{_plural(imported, 'code')} imported, {rejected} rejected."
+    problems = report.get("problems") or []
+    if problems:
+        text += " " + "; ".join(f"row {p.get('row')}: {p.get('message')}" for p in problems[:5])
+    return ("error" if rejected and not imported else "ok"), text
+
+
+def resend_outcome(results: Iterable[Mapping[str, Any]]) -> str:
+    """A bulk resend's answers counted: how many were queued, and why the others were refused."""
+    queued = 0
+    refused: dict[str, int] = {}
+    for result in results:
+        if result.get("status") == "queued":
+            queued += 1
+        else:
+            reason = str(result.get("code") or "refused").replace("_", " ")
+            refused[reason] = refused.get(reason, 0) + 1
+    text = f"{_plural(queued, 'delivery', 'deliveries')} queued to be sent again."
+    if refused:
+        text += " Refused: " + ", ".join(f"{n} {reason}" for reason, n in sorted(refused.items())) + "."
+    return text
+
+
+EXPORT_PURPOSES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "partner_settlement": ("Partner settlement", ("admin", "finance", "partner")),
+    "finance_reconciliation": ("Finance reconciliation", ("admin", "finance")),
+    "analytics": ("Analytics (no member ids)", ("admin", "ops")),
+    "audit": ("Audit (with member ids)", ("admin", "auditor")),
+}
+"""Each redemption export purpose, its label and the roles the redemption service lets use it."""
+EXPORTS_REMEMBERED = 20
+
+
+def export_purposes(roles: Iterable[str]) -> dict[str, str]:
+    """The export purposes someone holding `roles` may ask for, by purpose with their labels."""
+    held = frozenset(roles)
+    return {key: label for key, (label, allowed) in EXPORT_PURPOSES.items() if held & set(allowed)}
+
+
+@dataclass(frozen=True)
+class ExportLine:
+    export_id: str
+    purpose: str
+    format: str
+    status: str
+    percent: int
+    rows: str
+    reason: str
+    requested: str
+    ready: bool
+
+
+def export_lines(exports: Iterable[Mapping[str, Any]]) -> list[ExportLine]:
+    """Requested exports with their purpose and progress, newest first."""
+    lines = []
+    for job in exports:
+        progress = job.get("progress") or {}
+        total = progress.get("rows_total")
+        lines.append(
+            ExportLine(
+                export_id=str(job["export_id"]),
+                purpose=EXPORT_PURPOSES.get(str(job.get("purpose")), (str(job.get("purpose")), ()))[0],
+                format=str(job.get("format") or ""),
+                status=str(job.get("status") or ""),
+                percent=int(progress.get("percent") or 0),
+                rows=f"{progress.get('rows_done') or 0} of {total}" if total is not None else "",
+                reason=str(job.get("reason") or ""),
+                requested=when(job.get("created_at")),
+                ready=job.get("status") == "ready",
+            )
+        )
+    return sorted(lines, key=lambda line: line.requested, reverse=True)
+
+
+def remember_export(known: Iterable[str], export_id: str) -> list[str]:
+    """The export ids a session follows, the new one first, the oldest forgotten past the limit."""
+    return [export_id, *(e for e in known if e != export_id)][:EXPORTS_REMEMBERED]
+
+
+def export_filters(filters: RedemptionFilters) -> dict[str, str]:
+    """The dashboard's filters as an export's (the export takes no status page size)."""
+    return {key: value for key, value in filters.api_params().items() if key != "limit"}

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from console import views
+from console import charts, views
 from console.auth import Viewer, check_csrf
-from console.pages import act, allowed, back_to, segment, show
+from console.pages import act, allowed, api_for, attempt, back_to, flash, render, segment, show
 
 router = APIRouter(include_in_schema=False)
 Agent = Annotated[Viewer, Depends(allowed("deliveries"))]
@@ -17,11 +18,44 @@ Agent = Annotated[Viewer, Depends(allowed("deliveries"))]
 
 @router.get("/deliveries", response_class=HTMLResponse)
 async def deliveries(request: Request, viewer: Agent) -> Response:
-    def model(page: Any) -> dict[str, Any]:
-        return {"rows": views.failed_deliveries(page["items"]), "next_cursor": page.get("next_cursor")}
-
+    """The failed-delivery queue, with delivery success per channel from the service's counters."""
+    api = api_for(request, viewer)
     params = {"limit": "100", "cursor": request.query_params.get("cursor")}
-    return await show(request, viewer, "deliveries.html", "delivery", "/v1/deliveries/failed", model, params)
+    page, metrics = await asyncio.gather(
+        api.get("delivery", "/v1/deliveries/failed", params), api.text("delivery", "/metrics")
+    )
+    chart = charts.delivery_outcomes(metrics)
+    return render(
+        request,
+        "deliveries.html",
+        viewer,
+        rows=views.failed_deliveries(page["items"]),
+        next_cursor=page.get("next_cursor"),
+        chart=chart,
+        shares=charts.success_share(chart),
+    )
+
+
+@router.post("/deliveries/resend")
+async def resend_many(
+    request: Request,
+    viewer: Agent,
+    delivery_ids: Annotated[list[str], Form(max_length=1000)] = [],  # noqa: B006 (FastAPI copies it)
+    reason: Annotated[str, Form(max_length=2000)] = "",
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    """Resend the selected failed deliveries at once; each one's outcome is counted."""
+    check_csrf(request, csrf)
+    if not delivery_ids:
+        flash(request, "error", "Select the deliveries to resend.")
+        return back_to("/deliveries")
+    body: dict[str, Any] = {"delivery_ids": delivery_ids} | (
+        {"reason": reason.strip()} if reason.strip() else {}
+    )
+    answer = await attempt(request, viewer, "delivery", "/v1/deliveries/resend", body)
+    if answer is not None:
+        flash(request, "ok", views.resend_outcome(answer.get("results", [])))
+    return back_to("/deliveries")
 
 
 @router.get("/deliveries/{delivery_id}", response_class=HTMLResponse)

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import httpx
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
 from console import views
-from console.api import ApiError, problem_of
 from console.auth import Viewer, check_csrf
-from console.pages import allowed, api_for, back_to, flash, is_fragment, refusal, segment, show
-from console.settings import ConsoleSettings
+from console.pages import allowed, attempt, back_to, is_fragment, relay_download, segment, show
 
 router = APIRouter(include_in_schema=False)
 Uploader = Annotated[Viewer, Depends(allowed("intake"))]
@@ -39,14 +36,9 @@ async def upload(
         mode = "accept_valid"
     content = await file.read()
     files = {"file": (file.filename or "upload.csv", content, "text/csv")}
-    try:
-        answer = await api_for(request, viewer).post(
-            "order", f"/v1/ipa/batches?mode={mode}", files=files, body={}
-        )
-    except ApiError as exc:
-        if exc.status in (401, 403):
-            raise
-        flash(request, "error", f"The file was refused: {refusal(exc)}")
+    path = f"/v1/ipa/batches?mode={mode}"
+    answer = await attempt(request, viewer, "order", path, {}, files=files, refused="The file was refused: ")
+    if answer is None:
         return back_to("/intake")
     return back_to(f"/intake/{segment(answer['batch_id'])}")
 
@@ -62,16 +54,5 @@ async def batch(request: Request, batch_id: str, viewer: Uploader) -> Response:
 
 @router.get("/intake/{batch_id}/errors.csv")
 async def batch_errors(request: Request, batch_id: str, viewer: Uploader) -> Response:
-    settings: ConsoleSettings = request.app.state.settings
-    client: httpx.AsyncClient = request.app.state.http
-    answer = await client.get(
-        f"{settings.service_url('order')}/v1/ipa/batches/{segment(batch_id)}/errors.csv",
-        headers={"Authorization": f"Bearer {viewer.access_token}"},
-    )
-    if answer.status_code >= 400:
-        raise problem_of(answer)
-    return Response(
-        answer.content,
-        media_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="errors-{segment(batch_id)}.csv"'},
-    )
+    path = f"/v1/ipa/batches/{segment(batch_id)}/errors.csv"
+    return await relay_download(request, viewer, "order", path, f"errors-{segment(batch_id)}.csv")

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from console import views
+from console import charts, views
 from console.api import ApiError
 from console.auth import Viewer, check_csrf, current_viewer
 from console.navigation import screen
@@ -19,6 +20,9 @@ from console.pages import act, allowed, api_for, back_to, render, segment
 
 router = APIRouter(include_in_schema=False)
 Staff = Annotated[Viewer, Depends(allowed("members"))]
+HISTORY_READ = 500
+"""Ledger entries read for the points chart (the most the wallet answers at once)."""
+HISTORY_SHOWN = 100
 
 
 @router.get("/members", response_class=HTMLResponse)
@@ -86,7 +90,7 @@ async def member(
     base = f"/v1/members/{segment(member_id)}"
     wallet, history, audit, verification = await asyncio.gather(
         api.get("wallet", f"{base}/wallet"),
-        api.get("wallet", f"{base}/history"),
+        api.get("wallet", f"{base}/history", {"limit": str(HISTORY_READ)}),
         api.get("wallet", f"{base}/audit"),
         api.get("wallet", f"{base}/audit/verify"),
     )
@@ -98,7 +102,8 @@ async def member(
         own=viewer.sub == member_id,
         wallet=wallet,
         balance=views.points(wallet.get("balance")),
-        lines=views.ledger_lines(history.get("entries", [])),
+        lines=views.ledger_lines(history.get("entries", [])[:HISTORY_SHOWN]),
+        points_chart=charts.points_per_day(history.get("entries", []), datetime.now(UTC)),
         orders=history.get("orders", []),
         audit=audit.get("entries", [])[-50:][::-1],
         verification=verification,

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from console import views
+from console import charts, views
+from console.api import ApiError
 from console.auth import Viewer, check_csrf
-from console.pages import act, allowed, api_for, back_to, flash, render, segment, show
+from console.pages import act, allowed, api_for, attempt, back_to, flash, previewed, render, segment, show
 
 router = APIRouter(include_in_schema=False)
 Reader = Annotated[Viewer, Depends(allowed("orders"))]
+CHART_HOURS = 24
+CHART_CAP = 20_000
+"""The most orders the hourly chart reads; beyond it, the chart says it is capped."""
 
 
 @router.get("/orders", response_class=HTMLResponse)
@@ -35,6 +41,7 @@ async def orders(request: Request, viewer: Reader) -> Response:
         total=page["total"],
         next_cursor=page.get("next_cursor"),
         attention=summary.get("needs_attention", 0),
+        may_bulk_cancel=viewer.has(*views.CANCEL_ROLES),
     )
 
 
@@ -47,6 +54,56 @@ async def order_tabs(request: Request, viewer: Reader) -> Response:
 
     params = {"campaign_id": filters.campaign_id}
     return await show(request, viewer, "_order_tabs.html", "order", "/v1/orders/summary", model, params)
+
+
+@router.get("/orders/chart", response_class=HTMLResponse)
+async def orders_chart(request: Request, viewer: Reader) -> Response:
+    """Orders per hour of the last day by state (a fragment the orders page loads after itself)."""
+    filters = views.order_filters(request.query_params)
+    now = datetime.now(UTC)
+    since = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=CHART_HOURS - 1)
+    params = {"format": "jsonl", "campaign_id": filters.campaign_id, "created_from": since.isoformat()}
+    found, more = await api_for(request, viewer).lines("order", "/v1/orders/export", params, limit=CHART_CAP)
+    chart = charts.orders_per_hour(found, now, CHART_HOURS)
+    return render(request, "_orders_chart.html", viewer, chart=chart, capped=CHART_CAP if more else None)
+
+
+@router.post("/orders/bulk-cancel", response_class=HTMLResponse)
+async def bulk_cancel(
+    request: Request,
+    viewer: Reader,
+    reason: Annotated[str, Form(max_length=2000)] = "",
+    confirm: Annotated[bool, Form()] = False,
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    """First a dry run shown as a preview with its count; only the preview's confirm cancels."""
+    check_csrf(request, csrf)
+    form = await request.form()
+    filters = views.order_filters({k: str(v) for k, v in form.items() if isinstance(v, str)})
+    listing = f"/orders?{filters.query()}"
+    if not viewer.has(*views.CANCEL_ROLES):
+        raise ApiError(403, "forbidden", "Your role may not cancel orders.")
+    if filters.state != "pending" or not filters.narrowed:
+        flash(request, "error", "Narrow the pending orders first (campaign, member, dates or status).")
+        return back_to(listing)
+    if not reason.strip():
+        flash(request, "error", "Say why the orders are cancelled.")
+        return back_to(listing)
+    path = f"/v1/orders/cancel?{urlencode(filters.api_params())}"
+    body = {"reason": reason.strip(), "dry_run": not confirm}
+    answer = await attempt(request, viewer, "order", path, body)
+    return previewed(
+        request,
+        viewer,
+        answer,
+        confirm,
+        back=listing,
+        outcome=views.bulk_cancel_outcome,
+        title="Cancel in bulk",
+        preview=lambda: views.bulk_cancel_preview(answer, reason.strip()),
+        action="/orders/bulk-cancel",
+        fields=filters.fields() | {"reason": reason.strip()},
+    )
 
 
 @router.get("/orders/{ref}", response_class=HTMLResponse)

@@ -1,19 +1,23 @@
 """Redemptions: the dashboard filtered by offer, partner, date and channel, with charts and records;
-a partner sees its own offers."""
+exports with their purpose (finance, partners, ops, auditors); a partner sees its own offers,
+redemptions and exports."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from console import views
-from console.auth import Viewer
-from console.pages import allowed, api_for, render
+from console.api import Api, ApiError
+from console.auth import Viewer, check_csrf
+from console.pages import allowed, api_for, attempt, back_to, flash, relay_download, render, segment
 
 router = APIRouter(include_in_schema=False)
 Reader = Annotated[Viewer, Depends(allowed("redemptions"))]
+EXPORTS_KEY = "redemption_exports"
 
 
 @router.get("/redemptions", response_class=HTMLResponse)
@@ -21,11 +25,10 @@ async def redemptions(request: Request, viewer: Reader) -> Response:
     filters = views.redemption_filters(request.query_params)
     params = filters.api_params() | {"cursor": request.query_params.get("cursor", "")}
     api = api_for(request, viewer)
-    page = await api.get("redemption", "/v1/redemption-records", params)
-    offers = (
-        (await api.get("redemption", "/v1/offers", {"partner_id": viewer.sub})).get("items", [])
-        if viewer.has("partner")
-        else []
+    page, offers, exports = await asyncio.gather(
+        api.get("redemption", "/v1/redemption-records", params),
+        _own_offers(api, viewer),
+        _followed_exports(request, api),
     )
     aggregates = page.get("aggregates") or {}
     charts = {
@@ -44,4 +47,64 @@ async def redemptions(request: Request, viewer: Reader) -> Response:
         next_cursor=page.get("next_cursor"),
         staff=viewer.has("admin", "ops", "finance", "auditor"),
         offers=offers,
+        exports=views.export_lines(exports),
+        purposes=views.export_purposes(viewer.roles),
     )
+
+
+async def _own_offers(api: Api, viewer: Viewer) -> list[dict[str, Any]]:
+    if not viewer.has("partner"):
+        return []
+    answer = await api.get("redemption", "/v1/offers", {"partner_id": viewer.sub})
+    return list(answer.get("items", []))
+
+
+async def _followed_exports(request: Request, api: Api) -> list[dict[str, Any]]:
+    """The exports this session asked for (the redemption service lists none), as they stand now."""
+
+    async def one(export_id: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = await api.get("redemption", f"/v1/exports/{segment(export_id)}")
+        except ApiError as exc:
+            if exc.status in (401, 403):
+                raise
+            return None
+        return found
+
+    found = await asyncio.gather(*(one(e) for e in request.session.get(EXPORTS_KEY, [])))
+    return [job for job in found if job is not None]
+
+
+@router.post("/redemptions/exports")
+async def request_export(
+    request: Request,
+    viewer: Reader,
+    purpose: Annotated[str, Form()] = "",
+    format: Annotated[str, Form()] = "csv",
+    reason: Annotated[str, Form(max_length=500)] = "",
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    """Ask for an export of the dashboard's records for a purpose; the service audits the reason."""
+    check_csrf(request, csrf)
+    if purpose not in views.export_purposes(viewer.roles):
+        raise ApiError(403, "forbidden", "Your role may not export for that purpose.")
+    form = await request.form()
+    filters = views.redemption_filters({k: v for k, v in form.items() if isinstance(v, str)})
+    body = {
+        "purpose": purpose,
+        "format": "jsonl" if format == "jsonl" else "csv",
+        "reason": reason.strip(),
+        "filters": views.export_filters(filters),
+    }
+    answer = await attempt(request, viewer, "redemption", "/v1/exports", body)
+    if answer is not None:
+        known = request.session.get(EXPORTS_KEY, [])
+        request.session[EXPORTS_KEY] = views.remember_export(known, str(answer["export_id"]))
+        flash(request, "ok", f"Export requested for {views.EXPORT_PURPOSES[purpose][0].lower()}.")
+    return back_to("/redemptions#exports")
+
+
+@router.get("/redemptions/exports/{export_id}/download")
+async def download_export(request: Request, export_id: str, viewer: Reader) -> Response:
+    """The export's file, streamed from the redemption service (which audits the download)."""
+    return await relay_download(request, viewer, "redemption", f"/v1/exports/{segment(export_id)}/download")

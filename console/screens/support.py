@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from console import views
+from console import charts, views
+from console.api import ApiError
 from console.auth import Viewer, check_csrf
 from console.pages import act, allowed, back_to, segment, show
 
@@ -26,6 +27,7 @@ async def support(request: Request, viewer: Desk) -> Response:
             "open_only": open_only,
             "next_cursor": page.get("next_cursor"),
             "may_open": viewer.has(*WRITERS),
+            "may_report": viewer.has(*views.SLA_REPORT_ROLES),
         }
 
     params = {"open_only": "true" if open_only else None, "cursor": request.query_params.get("cursor")}
@@ -48,6 +50,39 @@ async def open_ticket(
     body |= {"member_id": member_id.strip()} if member_id.strip() and not viewer.has("member") else {}
     await act(request, viewer, "support", "/v1/tickets", body, "Ticket opened.")
     return back_to("/support")
+
+
+@router.get("/support/sla", response_class=HTMLResponse)
+async def sla_report(request: Request, viewer: Desk) -> Response:
+    """The SLA compliance report: the share of tickets meeting each target per priority, category, week."""
+    if not viewer.has(*views.SLA_REPORT_ROLES):
+        raise ApiError(403, "forbidden", "The SLA report is not available to your role.")
+    dates = views.redemption_filters(request.query_params)
+
+    def model(report: Any) -> dict[str, Any]:
+        weeks = report.get("by_week", [])
+        counts = {
+            (str(w["week"]), outcome): float((w.get("resolution") or {}).get(outcome) or 0)
+            for w in weeks
+            for outcome in ("met", "missed")
+        }
+        chart = charts.stacked(
+            "Resolution target per week", ("met", "missed"), [str(w["week"]) for w in weeks], counts
+        )
+        return {
+            "date_from": dates.date_from,
+            "date_to": dates.date_to,
+            "groups": {
+                "Per priority": views.sla_lines(report.get("by_priority", []), "priority"),
+                "Per category": views.sla_lines(report.get("by_category", []), "category"),
+                "Per week": views.sla_lines(report.get("by_week", []), "week"),
+            },
+            "chart": chart,
+            "target": views.SLA_TARGET_SHARE,
+        }
+
+    params = {"from": dates.date_from, "to": dates.date_to}
+    return await show(request, viewer, "sla_report.html", "support", "/v1/sla/report", model, params)
 
 
 @router.get("/support/{ticket_id}", response_class=HTMLResponse)

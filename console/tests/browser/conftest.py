@@ -27,6 +27,8 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 SCREENSHOTS = REPO_ROOT / "var" / "screenshots"
 EMPTY_CAMPAIGN = "console-no-codes"
+BULK_CAMPAIGN = "console-bulk-cancel"
+"""A campaign without codes whose two orders stay pending, for the bulk cancel test."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class ConsoleStack:
     """An order that stays pending (its campaign has no codes), for the cancel test."""
     bouncing_order_id: str
     """An order whose e-mail address the SMTP sink refuses for good: its delivery fails."""
+    resend_order_id: str
+    """Another order whose delivery fails, for the bulk resend test."""
 
     @property
     def mail_dir(self) -> Path:
@@ -47,12 +51,14 @@ class ConsoleStack:
         return {"Authorization": f"Bearer {issue_token(role='admin', sub='browser-suite')}"}
 
 
-def _create_empty_campaign(urls: dict[str, str], headers: dict[str, str]) -> None:
+def _create_empty_campaign(
+    urls: dict[str, str], headers: dict[str, str], campaign_id: str = EMPTY_CAMPAIGN
+) -> None:
     with httpx.Client(headers=headers, timeout=30) as client:
         client.post(
             f"{urls['voucher']}/v1/campaigns",
             json={
-                "campaign_id": EMPTY_CAMPAIGN,
+                "campaign_id": campaign_id,
                 "name": "Console test campaign without codes",
                 "brand": "Orchard",
                 "face_value": "10.00",
@@ -64,7 +70,7 @@ def _create_empty_campaign(urls: dict[str, str], headers: dict[str, str]) -> Non
         ).raise_for_status()
 
 
-def _place_order(
+def place_order(
     urls: dict[str, str], headers: dict[str, str], campaign: str, member: str, email: str, amount: str
 ) -> str:
     """A voucher order placed directly (source `api`), like an operator would."""
@@ -97,11 +103,17 @@ def console_stack() -> Iterator[ConsoleStack]:
         headers = {"Authorization": f"Bearer {issue_token(role='admin', sub='browser-suite')}"}
         asyncio.run(seed(urls, headers["Authorization"].removeprefix("Bearer ")))
         _create_empty_campaign(urls, headers)
-        waiting = _place_order(
+        waiting = place_order(
             urls, headers, EMPTY_CAMPAIGN, "demo-member-02", "member02@example.com", "10.00"
         )
-        bouncing = _place_order(
+        _create_empty_campaign(urls, headers, BULK_CAMPAIGN)
+        for n in (6, 7):
+            place_order(urls, headers, BULK_CAMPAIGN, f"demo-member-0{n}", f"member0{n}@example.com", "10.00")
+        bouncing = place_order(
             urls, headers, VOUCHER_CAMPAIGN, "demo-member-03", "bounce-03@example.com", "25.00"
+        )
+        resend = place_order(
+            urls, headers, VOUCHER_CAMPAIGN, "demo-member-04", "bounce-04@example.com", "25.00"
         )
         # A partner's redemption of a code nobody issued is refused, and recorded as failed.
         partner = {"Authorization": f"Bearer {issue_token(role='partner', sub='demo-partner')}"}
@@ -112,7 +124,7 @@ def console_stack() -> Iterator[ConsoleStack]:
         )
         assert refused.status_code == 404, refused.text
         assert config.console_url is not None
-        yield ConsoleStack(config, urls, config.console_url, waiting, bouncing)
+        yield ConsoleStack(config, urls, config.console_url, waiting, bouncing, resend)
 
 
 @pytest.fixture(scope="module")

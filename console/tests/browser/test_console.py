@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import httpx
 from playwright.sync_api import expect
 
-from console.tests.browser.conftest import EMPTY_CAMPAIGN, ConsoleStack, SignIn, shot
+from console.tests.browser.conftest import (
+    BULK_CAMPAIGN,
+    EMPTY_CAMPAIGN,
+    ConsoleStack,
+    SignIn,
+    place_order,
+    shot,
+)
 from deploy.demo import VOUCHER_CAMPAIGN
 
 
@@ -115,17 +123,24 @@ def _reload_until(page: Any, condition: Any, attempts: int = 60) -> None:
     assert condition()
 
 
-def test_an_agent_corrects_a_failed_delivery_and_it_is_delivered_exactly_once(
-    sign_in: SignIn, console_stack: ConsoleStack
-) -> None:
+def _failed_delivery_queue(
+    sign_in: SignIn, console_stack: ConsoleStack, order_id: str
+) -> tuple[Any, Any, dict[str, Any]]:
+    """An agent's failed-delivery queue, once it shows the order's failed delivery."""
     order = httpx.get(
-        f"{console_stack.urls['order']}/v1/orders/{console_stack.bouncing_order_id}",
-        headers=console_stack.admin(),
+        f"{console_stack.urls['order']}/v1/orders/{order_id}", headers=console_stack.admin()
     ).json()
     page = sign_in("agent")
     page.get_by_role("link", name="Deliveries").first.click()
     queue = page.get_by_test_id("failed-deliveries")
     _reload_until(page, lambda: order["booking_id"] in queue.inner_text())
+    return page, queue, order
+
+
+def test_an_agent_corrects_a_failed_delivery_and_it_is_delivered_exactly_once(
+    sign_in: SignIn, console_stack: ConsoleStack
+) -> None:
+    page, queue, order = _failed_delivery_queue(sign_in, console_stack, console_stack.bouncing_order_id)
     shot(page, "deliveries")
 
     queue.get_by_role("link", name=order["booking_id"]).click()
@@ -284,3 +299,171 @@ def test_an_agent_looks_up_a_booking_and_credits_goodwill(
     page.get_by_role("link", name="demo-member-05").click()
     _reload_until(page, lambda: "50" in page.get_by_test_id("balance").inner_text())
     shot(page, "member-wallet-staff")
+
+
+def test_ops_previews_a_bulk_cancel_with_a_dry_run_then_confirms_it(
+    sign_in: SignIn, console_stack: ConsoleStack
+) -> None:
+    page = sign_in("ops")
+    page.goto(f"{console_stack.console_url}/orders?state=pending&campaign_id={BULK_CAMPAIGN}")
+    expect(page.get_by_test_id("orders-total")).to_contain_text("2 pending orders match")
+    page.get_by_label("Reason for the bulk cancel").fill("Campaign withdrawn, raised by the browser suite")
+    page.get_by_role("button", name="Preview bulk cancel").click()
+    expect(page.get_by_test_id("preview")).to_contain_text("2 pending orders would be cancelled")
+    shot(page, "orders-bulk-cancel-preview")
+    still = httpx.get(
+        f"{console_stack.urls['order']}/v1/orders/summary",
+        params={"campaign_id": BULK_CAMPAIGN},
+        headers=console_stack.admin(),
+    ).json()
+    assert still["by_state"]["pending"] == 2  # the preview changed nothing
+
+    page.get_by_role("button", name="Confirm: cancel 2 orders").click()
+    expect(page.get_by_role("status")).to_contain_text("2 orders cancelled")
+    expect(page.get_by_test_id("orders-total")).to_contain_text("0 pending orders match")
+    after = httpx.get(
+        f"{console_stack.urls['order']}/v1/orders/summary",
+        params={"campaign_id": BULK_CAMPAIGN},
+        headers=console_stack.admin(),
+    ).json()
+    assert (after["by_state"]["pending"], after["by_state"]["cancelled"]) == (0, 2)
+
+
+def test_finance_reads_orders_with_the_hourly_chart_by_state_and_is_offered_no_cancel(
+    sign_in: SignIn, console_stack: ConsoleStack
+) -> None:
+    page = sign_in("finance")
+    page.get_by_role("link", name="Orders").first.click()
+    chart = page.get_by_test_id("orders-per-hour")
+    expect(chart.get_by_role("img")).to_be_visible()
+    expect(chart.get_by_role("img")).to_have_attribute("aria-label", re.compile(r"pending [1-9]"))
+    expect(page.get_by_test_id("bulk-cancel")).to_have_count(0)
+    shot(page, "orders-finance-chart")
+
+
+def test_an_agent_reads_the_sla_compliance_report(sign_in: SignIn, console_stack: ConsoleStack) -> None:
+    page = sign_in("agent")
+    page.get_by_role("link", name="Support").first.click()
+    page.get_by_role("link", name="SLA compliance report").click()
+    expect(page.get_by_role("heading", name="SLA compliance")).to_be_visible()
+    expect(page.get_by_test_id("sla-priority")).to_be_visible()
+    shot(page, "support-sla-report")
+
+
+def test_ops_creates_a_campaign_stocks_it_and_extends_and_recovers_codes_after_a_dry_run(
+    sign_in: SignIn, console_stack: ConsoleStack, tmp_path: Path
+) -> None:
+    page = sign_in("ops")
+    page.get_by_role("link", name="Campaigns").first.click()
+    page.get_by_role("link", name="New campaign").click()
+    page.get_by_label("Campaign id").fill("console-made")
+    page.get_by_label("Name").fill("Made in the console")
+    page.get_by_label("Face value").fill("5.00")
+    page.get_by_label("Currency").fill("EUR")
+    page.get_by_label("Budget").fill("1000.00")
+    page.get_by_label("Limit per record").fill("100.00")
+    page.get_by_label("Low-stock warning at").fill("5")
+    shot(page, "campaign-new")
+    page.get_by_role("button", name="Create campaign").click()
+    expect(page.get_by_role("status")).to_contain_text("Campaign created")
+    expect(page.get_by_test_id("low-stock")).to_be_visible()
+    shot(page, "campaign-low-stock")
+
+    page.get_by_label("How many").fill("10")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.get_by_role("status")).to_contain_text("10 codes generated")
+    expect(page.get_by_test_id("low-stock")).to_have_count(0)
+    page.get_by_label("How many").fill("3")
+    page.get_by_label("UAT test codes").check()
+    page.get_by_role("button", name="Generate").click()
+    expect(page.get_by_role("status")).to_contain_text("3 UAT test codes generated")
+    codes = tmp_path / "codes.csv"
+    codes.write_text("code,expires_at,value\nPARTNER-AAA-0001,2030-06-30,\nPARTNER-AAA-0002,2030-06-30,\n")
+    page.get_by_label("CSV of codes").set_input_files(str(codes))
+    page.get_by_role("button", name="Import codes").click()
+    expect(page.get_by_role("status")).to_contain_text("2 codes imported")
+    stock = page.get_by_test_id("code-stock").locator("tr", has_text="available")
+    expect(stock).to_contain_text("12")
+    expect(stock).to_contain_text("3")
+    shot(page, "campaign")
+
+    page.get_by_role("link", name="Edit campaign").click()
+    page.get_by_label("Name").fill("Made and renamed in the console")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("heading", name="Made and renamed in the console")).to_be_visible()
+
+    page.get_by_label("New expiry date").fill("2031-01-31")
+    page.get_by_label("Reason for extending").fill("Partner extended the offer")
+    page.get_by_role("button", name="Preview extension").click()
+    expect(page.get_by_test_id("preview")).to_contain_text("2 codes of console-made would expire")
+    shot(page, "campaign-extend-preview")
+    page.get_by_role("button", name="Confirm: extend 2 codes").click()
+    expect(page.get_by_role("status")).to_contain_text("2 codes extended")
+
+    place_order(
+        console_stack.urls, console_stack.admin(), "console-made", "demo-member-08", "m08@example.com", "5.00"
+    )
+    issued = page.get_by_test_id("code-stock")
+    _reload_until(page, lambda: "issued" in issued.inner_text())
+    page.get_by_label("Codes in status").select_option("issued")
+    page.get_by_label("Reason for recovering").fill("Sent to the wrong member")
+    page.get_by_role("button", name="Preview recovery").click()
+    expect(page.get_by_test_id("preview")).to_contain_text("1 code of console-made would be recovered")
+    shot(page, "campaign-recover-preview")
+    page.get_by_role("button", name="Confirm: recover 1 code").click()
+    expect(page.get_by_role("status")).to_contain_text("1 code recovered")
+
+
+def test_an_agent_resends_failed_deliveries_in_bulk_and_sees_success_by_channel(
+    sign_in: SignIn, console_stack: ConsoleStack
+) -> None:
+    page, _, order = _failed_delivery_queue(sign_in, console_stack, console_stack.resend_order_id)
+    expect(page.get_by_test_id("delivery-success")).to_contain_text("email")
+    expect(page.get_by_test_id("delivery-outcomes").get_by_role("img")).to_be_visible()
+    shot(page, "deliveries-by-channel")
+    page.get_by_label(f"Select {order['booking_id']}").check()
+    page.get_by_role("button", name="Resend selected").click()
+    expect(page.get_by_role("status")).to_contain_text("1 delivery queued to be sent again")
+
+
+def test_staff_see_points_earned_and_burned_per_day_on_a_wallet(
+    sign_in: SignIn, console_stack: ConsoleStack
+) -> None:
+    page = sign_in("finance")
+    page.goto(f"{console_stack.console_url}/members/demo-member-01")
+    chart = page.get_by_test_id("points-per-day").get_by_role("img")
+    _reload_until(page, lambda: chart.count() > 0)
+    expect(chart).to_have_attribute("aria-label", re.compile(r"earned [1-9]"))
+    shot(page, "member-points-chart")
+
+
+def test_a_partner_exports_its_own_redemptions_for_settlement_and_downloads_the_file(
+    sign_in: SignIn, console_stack: ConsoleStack
+) -> None:
+    page = sign_in("partner")
+    page.get_by_role("link", name="Redemptions").first.click()
+    expect(page.get_by_role("heading", name="Your offers, redemptions and exports")).to_be_visible()
+    expect(page.get_by_label("Purpose").locator("option")).to_have_count(1)
+    page.get_by_label("Why the data is needed").fill("December settlement")
+    page.get_by_role("button", name="Request export").click()
+    expect(page.get_by_role("status")).to_contain_text("Export requested for partner settlement")
+    exports = page.get_by_test_id("exports")
+    expect(exports).to_contain_text("December settlement")
+    download = exports.get_by_role("link", name="Download partner settlement")
+    _reload_until(page, lambda: download.count() > 0)
+    shot(page, "partner-view-exports")
+    with page.expect_download() as started:
+        download.click()
+    saved = started.value.path()
+    assert saved is not None
+    assert "demo-partner" in Path(saved).read_text()
+
+
+def test_finance_requests_a_reconciliation_export(sign_in: SignIn, console_stack: ConsoleStack) -> None:
+    page = sign_in("finance")
+    page.get_by_role("link", name="Redemptions").first.click()
+    page.get_by_label("Purpose").select_option("finance_reconciliation")
+    page.get_by_label("Why the data is needed").fill("Month-end close")
+    page.get_by_role("button", name="Request export").click()
+    expect(page.get_by_test_id("exports")).to_contain_text("Finance reconciliation")
+    shot(page, "redemptions-exports-finance")

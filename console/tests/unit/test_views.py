@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from console import views
 
 
@@ -215,3 +217,183 @@ def test_an_active_campaign_can_be_paused_or_ended_and_a_paused_one_resumed() ->
     assert views.campaign_actions("active") == ("pause", "end")
     assert views.campaign_actions("paused") == ("resume", "end")
     assert views.campaign_actions("ended") == ()
+
+
+def test_a_bulk_cancel_needs_a_filter_beyond_the_pending_tab() -> None:
+    assert not views.order_filters({"state": "pending"}).narrowed
+    assert views.order_filters({"state": "pending", "campaign_id": "c-1"}).narrowed
+
+
+def test_the_filter_travels_through_the_preview_as_form_fields() -> None:
+    filters = views.order_filters({"state": "pending", "campaign_id": "c-1", "needs_attention": "1"})
+    assert views.order_filters(filters.fields()) == filters
+
+
+def test_the_bulk_cancel_preview_counts_what_would_be_cancelled_and_skipped() -> None:
+    answer = {
+        "dry_run": True,
+        "matched": 5,
+        "cancellable": 3,
+        "cancelled": 0,
+        "skipped_completed": 1,
+        "skipped_cancelled": 1,
+        "orders": [{"booking_id": f"B-{n}"} for n in range(3)],
+    }
+    preview = views.bulk_cancel_preview(answer, "withdrawn", shown=2)
+    assert preview.headline == "3 pending orders would be cancelled"
+    assert (preview.count, preview.confirm) == (3, "Confirm: cancel 3 orders")
+    assert "1 completed and 1 already cancelled" in preview.details[0]
+    assert preview.details[-1] == "First of them: B-0, B-1 …"
+
+
+def test_a_confirmed_bulk_cancel_says_what_it_did_or_that_it_awaits_approval() -> None:
+    done = {"cancelled": 3, "skipped_completed": 1, "skipped_cancelled": 0}
+    assert views.bulk_cancel_outcome(done) == "3 orders cancelled; 1 already completed or cancelled."
+    assert "second person" in views.bulk_cancel_outcome({"approval_id": "a-1", "status": "pending"})
+
+
+def test_sla_lines_show_each_targets_share_and_mark_those_below_target() -> None:
+    rows = [
+        {
+            "priority": "high",
+            "tickets": 10,
+            "first_response": {"met": 9, "missed": 1, "share_met": 0.9},
+            "resolution": {"met": 7, "missed": 3, "share_met": 0.7},
+        },
+        {
+            "priority": "low",
+            "tickets": 2,
+            "first_response": {"met": 0, "missed": 0, "share_met": None},
+            "resolution": {"met": 2, "missed": 0, "share_met": 1.0},
+        },
+    ]
+    high, low = views.sla_lines(rows, "priority")
+    assert (high.group, high.first_response, high.resolution) == (
+        "high",
+        "90.0% (9 of 10)",
+        "70.0% (7 of 10)",
+    )
+    assert high.below_target
+    assert (low.first_response, low.below_target) == ("—", False)
+
+
+def test_a_new_campaigns_form_becomes_the_create_body_leaving_blank_fields_out() -> None:
+    form = {
+        "campaign_id": " spring ",
+        "name": "Spring",
+        "brand": "",
+        "face_value": "10.00",
+        "currency": "eur",
+        "default_channel": "sms",
+        "low_stock_threshold": "25",
+        "partner_ids": "p-1, p-2,",
+        "expiry_kind": "days_after_issue",
+        "expiry_days": "90",
+    }
+    assert views.campaign_body(form, creating=True) == {
+        "campaign_id": "spring",
+        "name": "Spring",
+        "face_value": "10.00",
+        "currency": "EUR",
+        "default_channel": "sms",
+        "low_stock_threshold": 25,
+        "partner_ids": ["p-1", "p-2"],
+        "expiry_policy": {"kind": "days_after_issue", "days": 90},
+    }
+
+
+def test_an_edit_changes_only_what_the_form_names() -> None:
+    form = {
+        "name": "",
+        "budget": "5000",
+        "partner_ids": "",
+        "expiry_kind": "fixed_date",
+        "expiry_date": "2027-01-31",
+    }
+    assert views.campaign_body(form, creating=False) == {
+        "budget": "5000",
+        "expiry_policy": {"kind": "fixed_date", "expires_at": "2027-01-31T23:59:59+00:00"},
+    }
+
+
+def test_code_stock_shows_real_and_test_codes_apart_and_only_statuses_that_have_codes() -> None:
+    overview = {"code_counts": {"available": 4, "issued": 2, "void": 0}, "test_code_counts": {"available": 3}}
+    assert [(s.status, s.real, s.test) for s in views.code_stock(overview)] == [
+        ("available", 4, 3),
+        ("issued", 2, 0),
+    ]
+
+
+def test_previews_of_code_operations_count_what_would_change() -> None:
+    extension = views.expiry_preview({"dry_run": True, "would_change": 12}, "spring", date(2027, 1, 31))
+    assert extension.headline == "12 codes of spring would expire at the end of 2027-01-31 (UTC)"
+    assert (extension.count, extension.confirm) == (12, "Confirm: extend 12 codes")
+    recovery = views.recovery_preview({"dry_run": True, "matched": 1, "code_ids": ["c"]}, "spring")
+    assert (recovery.headline, recovery.count) == ("1 code of spring would be recovered", 1)
+    assert views.recovery_preview({"matched": 0}, "spring").count == 0
+
+
+def test_confirmed_code_operations_say_what_they_did() -> None:
+    assert views.code_outcome({"dry_run": False, "changed": 3}) == "3 codes extended."
+    recovered = {"dry_run": False, "matched": 2, "recovered": 2, "replaced": ["x"]}
+    assert views.code_outcome(recovered) == "2 codes recovered; 1 orders given a fresh code."
+    assert "approval" in views.code_outcome({"approval_id": "a-1"})
+
+
+def test_an_import_report_names_the_rows_it_refused() -> None:
+    report = {"imported": 2, "rejected": 1, "problems": [{"row": 3, "code": "duplicate", "message": "seen"}]}
+    assert views.import_outcome(report) == ("ok", "2 codes imported, 1 rejected. row 3: seen")
+    assert views.import_outcome({"imported": 0, "rejected": 1, "problems": []})[0] == "error"
+
+
+def test_a_bulk_resend_counts_what_was_queued_and_why_the_rest_was_refused() -> None:
+    results = [
+        {"delivery_id": "a", "status": "queued", "channel": "email"},
+        {"delivery_id": "b", "status": "queued", "channel": "sms"},
+        {"delivery_id": "c", "status": "refused", "code": "resend_too_soon"},
+    ]
+    assert (
+        views.resend_outcome(results) == "2 deliveries queued to be sent again. Refused: 1 resend too soon."
+    )
+    assert views.resend_outcome([]) == "0 deliveries queued to be sent again."
+
+
+def test_each_role_is_offered_only_the_export_purposes_the_redemption_service_allows_it() -> None:
+    assert list(views.export_purposes(["partner"])) == ["partner_settlement"]
+    assert list(views.export_purposes(["finance"])) == ["partner_settlement", "finance_reconciliation"]
+    assert list(views.export_purposes(["auditor"])) == ["audit"]
+    assert views.export_purposes(["support_agent"]) == {}
+
+
+def test_exports_show_their_purpose_and_progress_newest_first() -> None:
+    jobs = [
+        {
+            "export_id": "e-1",
+            "purpose": "partner_settlement",
+            "format": "csv",
+            "status": "running",
+            "progress": {"rows_done": 5, "rows_total": 10, "percent": 50},
+            "reason": "monthly settlement",
+            "created_at": "2026-12-05T10:00:00+00:00",
+        },
+        {
+            "export_id": "e-2",
+            "purpose": "finance_reconciliation",
+            "format": "jsonl",
+            "status": "ready",
+            "progress": {"rows_done": 3, "rows_total": 3, "percent": 100},
+            "reason": "close",
+            "created_at": "2026-12-05T11:00:00+00:00",
+        },
+    ]
+    newest, older = views.export_lines(jobs)
+    assert (newest.export_id, newest.purpose, newest.ready) == ("e-2", "Finance reconciliation", True)
+    assert (older.purpose, older.rows, older.ready) == ("Partner settlement", "5 of 10", False)
+
+
+def test_a_session_follows_its_latest_exports_only() -> None:
+    known = [f"e-{n}" for n in range(views.EXPORTS_REMEMBERED)]
+    followed = views.remember_export(known, "new")
+    assert followed[0] == "new"
+    assert len(followed) == views.EXPORTS_REMEMBERED
+    assert views.remember_export(["a", "b"], "b") == ["b", "a"]

@@ -1,0 +1,167 @@
+"""Charts drawn on the server as SVG (no script, readable by screen readers through their label):
+stacked bars of counts per label and series, and the series that feed them. Pure functions, no I/O."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+PALETTE = ("#1f6f43", "#9a3412", "#1d4ed8", "#6b21a8", "#a16207", "#374151")
+BAR_SPAN = 200.0
+"""The width, in SVG units, of the longest bar of a chart."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    series: str
+    value: float
+    x: float
+    width: float
+    colour: str
+
+
+@dataclass(frozen=True)
+class StackedBar:
+    label: str
+    total: float
+    segments: tuple[Segment, ...]
+
+
+@dataclass(frozen=True)
+class StackedChart:
+    title: str
+    series: tuple[tuple[str, str], ...]
+    """Each series with its colour, in legend order."""
+    bars: tuple[StackedBar, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not any(bar.total for bar in self.bars)
+
+    @property
+    def description(self) -> str:
+        """The chart in words, for its accessible name."""
+        parts = []
+        for bar in self.bars:
+            values = ", ".join(f"{s.series} {_number(s.value)}" for s in bar.segments if s.value)
+            parts.append(f"{bar.label}: {values or 'none'}")
+        return f"{self.title}. " + "; ".join(parts)
+
+
+def stacked(
+    title: str,
+    series: Sequence[str],
+    labels: Sequence[str],
+    values: Mapping[tuple[str, str], float],
+) -> StackedChart:
+    """Bars for `labels` in order, each stacked by `series`; `values[(label, series)]` (missing: 0)."""
+    colours = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(series)}
+    totals = {label: sum(values.get((label, s), 0) for s in series) for label in labels}
+    longest = max(totals.values(), default=0)
+    scale = BAR_SPAN / longest if longest else 0.0
+    bars = []
+    for label in labels:
+        x = 0.0
+        segments = []
+        for name in series:
+            value = values.get((label, name), 0)
+            width = round(value * scale, 1)
+            segments.append(Segment(name, value, round(x, 1), width, colours[name]))
+            x += width
+        bars.append(StackedBar(label, totals[label], tuple(segments)))
+    return StackedChart(title, tuple((name, colours[name]) for name in series), tuple(bars))
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def _moment(text: Any) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+ORDER_STATES = ("pending", "completed", "cancelled")
+
+
+def orders_per_hour(orders: Iterable[Mapping[str, Any]], now: datetime, hours: int = 24) -> StackedChart:
+    """Orders created in each of the last `hours` whole UTC hours (the current one last), by state."""
+    current = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    starts = [current - timedelta(hours=n) for n in range(hours - 1, -1, -1)]
+    labels = [start.strftime("%H:00") for start in starts]
+    label_of = dict(zip(starts, labels, strict=True))
+    counts: Counter[tuple[str, str]] = Counter()
+    for order in orders:
+        created = _moment(order.get("created_at"))
+        if created is None:
+            continue
+        hour = created.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        if hour in label_of and order.get("state") in ORDER_STATES:
+            counts[(label_of[hour], str(order["state"]))] += 1
+    return stacked("Orders per hour by state (UTC)", ORDER_STATES, labels, counts)
+
+
+def _points(text: Any) -> Decimal:
+    try:
+        return Decimal(str(text))
+    except InvalidOperation:
+        return Decimal(0)
+
+
+def points_per_day(entries: Iterable[Mapping[str, Any]], today: datetime, days: int = 14) -> StackedChart:
+    """Points earned (credits) and burned (debits) on each of the last `days` UTC days."""
+    last = today.astimezone(UTC).date()
+    dates = [last - timedelta(days=n) for n in range(days - 1, -1, -1)]
+    labels = [day.strftime("%m-%d") for day in dates]
+    label_of = dict(zip(dates, labels, strict=True))
+    sums: dict[tuple[str, str], float] = {}
+    for entry in entries:
+        recorded = _moment(entry.get("recorded_at"))
+        if recorded is None or recorded.astimezone(UTC).date() not in label_of:
+            continue
+        series = "burned" if entry.get("direction") == "debit" else "earned"
+        key = (label_of[recorded.astimezone(UTC).date()], series)
+        sums[key] = sums.get(key, 0) + float(_points(entry.get("amount")))
+    return stacked("Points earned and burned per day (UTC)", ("earned", "burned"), labels, sums)
+
+
+ATTEMPTS_METRIC = "orchard_delivery_attempts_total"
+
+
+def delivery_outcomes(metrics: str) -> StackedChart:
+    """Delivery attempts per channel by outcome, from the delivery service's Prometheus counters."""
+    counts: dict[tuple[str, str], float] = {}
+    for line in metrics.splitlines():
+        if not line.startswith(ATTEMPTS_METRIC + "{"):
+            continue
+        labels_text, _, value = line[len(ATTEMPTS_METRIC) + 1 :].partition("} ")
+        labels = dict(_label(part) for part in labels_text.split(",") if "=" in part)
+        channel, outcome = labels.get("channel"), labels.get("outcome")
+        if channel and outcome:
+            try:
+                counts[(channel, outcome)] = counts.get((channel, outcome), 0) + float(value.split()[0])
+            except (ValueError, IndexError):
+                continue
+    channels = sorted({channel for channel, _ in counts})
+    return stacked("Delivery attempts by channel", ("succeeded", "failed"), channels, counts)
+
+
+def _label(part: str) -> tuple[str, str]:
+    name, _, value = part.partition("=")
+    return name.strip(), value.strip().strip('"')
+
+
+def success_share(chart: StackedChart) -> dict[str, str]:
+    """Each channel's share of successful attempts, as a percentage text."""
+    shares = {}
+    for bar in chart.bars:
+        ok = sum(s.value for s in bar.segments if s.series == "succeeded")
+        shares[bar.label] = f"{100 * ok / bar.total:.1f}%" if bar.total else "—"
+    return shares
