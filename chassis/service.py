@@ -64,6 +64,9 @@ class ServiceSpec:
     on_shutdown: Sequence[Callable[[ServiceRuntime], Awaitable[None]]] = ()
     # Swappable so a service (or a fault test) can wrap batch processing, e.g. with instrumentation.
     consumer_class: type[EventConsumer] = EventConsumer
+    # The service's own composition (settings, clock, pool…), for its route dependencies to reach as
+    # `request.app.state.runtime.spec.context`.
+    context: object = None
 
 
 class ServiceRuntime:

@@ -33,13 +33,14 @@ def build_spec(settings: SupportSettings, clock: Clock | None = None) -> tuple[S
         migrations_dir=MIGRATIONS,
         subscriptions=handlers.subscriptions(ctx),
         routers=[
-            tickets_api.build_router(ctx),
-            sla_api.build_router(ctx),
-            portal_api.build_router(ctx),
+            tickets_api.router,
+            sla_api.router,
+            portal_api.router,
             audit_router(),
         ],
         jobs=[PeriodicJob("support-sla-monitor", settings.sla_check_interval_s, check_sla)],
         on_startup=[bind_pool],
+        context=ctx,
     )
     return spec, ctx
 

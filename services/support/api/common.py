@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Annotated, Any, Final, cast
+
+from fastapi import Depends, Request
 
 from chassis.auth import Principal, Role
 from chassis.problems import register_error
+from services.support.context import SupportContext
 from services.support.domain.goodwill import GoodwillNotAllowed, JustificationRequired
 from services.support.domain.sla import NoSlaPolicy, SlaConfigError, TargetStatus
 from services.support.domain.tickets import InvalidTransition, TransitionNotAllowedForMember
@@ -15,6 +18,14 @@ from services.support.tickets import Caller, InternalNoteNotAllowed, TicketNotFo
 STAFF: Final = (Role.ADMIN, Role.OPS, Role.SUPPORT_AGENT)
 STAFF_READ: Final = (*STAFF, Role.AUDITOR)
 _ACTOR_ROLE_ORDER: Final = (Role.ADMIN, Role.OPS, Role.SUPPORT_AGENT, Role.AUDITOR, Role.FINANCE)
+
+
+def support_context(request: Request) -> SupportContext:
+    """The running service's context (settings, clock, pool), as `build_spec` made it."""
+    return cast(SupportContext, request.app.state.runtime.spec.context)
+
+
+Ctx = Annotated[SupportContext, Depends(support_context)]
 
 register_error(InvalidTransition, 409, "invalid_transition")
 register_error(TransitionNotAllowedForMember, 403, "transition_not_allowed")

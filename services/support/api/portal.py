@@ -12,9 +12,8 @@ from chassis.auth import Principal, Role, require_roles
 from chassis.inputs import NoNul
 from chassis.problems import Problem
 from services.support import portal
-from services.support.api.common import STAFF, STAFF_READ, caller_of
+from services.support.api.common import STAFF, STAFF_READ, Ctx, caller_of
 from services.support.api.views import AgentAction, PortalOrder
-from services.support.context import SupportContext
 from services.support.domain.goodwill import GoodwillLimitExceeded, JustificationRequired
 
 
@@ -59,69 +58,73 @@ def _justification_problem() -> Problem:
     )
 
 
-def build_router(ctx: SupportContext) -> APIRouter:
-    router = APIRouter(prefix="/v1/portal", tags=["portal"])
+router = APIRouter(prefix="/v1/portal", tags=["portal"])
 
-    @router.get(
-        "/orders/{reference}",
-        summary="An order by order id or booking id: state, code (masked), deliveries",
-        response_model=PortalOrder,
-    )
-    async def get_order(reference: str, _: Principal = Depends(require_roles(*STAFF_READ))) -> dict[str, Any]:
-        async with ctx.db.acquire() as conn:
-            return await portal.order_view(conn, reference)
 
-    @router.post(
-        "/orders/{reference}/resend",
-        status_code=202,
-        summary="Ask delivery to send the voucher again (audited)",
-        response_model=AgentAction,
-    )
-    async def resend(
-        reference: str,
-        body: ResendBody,
-        response: Response,
-        principal: Principal = Depends(require_roles(*STAFF)),
-    ) -> dict[str, Any]:
-        try:
-            async with ctx.db.acquire() as conn, conn.transaction():
-                action, created = await portal.request_resend(
-                    conn, ctx, reference, _request(principal, body), body.delivery_id
-                )
-        except JustificationRequired as exc:
-            raise _justification_problem() from exc
-        if not created:
-            response.status_code = 200
-        return action
+@router.get(
+    "/orders/{reference}",
+    summary="An order by order id or booking id: state, code (masked), deliveries",
+    response_model=PortalOrder,
+)
+async def get_order(
+    ctx: Ctx, reference: str, _: Principal = Depends(require_roles(*STAFF_READ))
+) -> dict[str, Any]:
+    async with ctx.db.acquire() as conn:
+        return await portal.order_view(conn, reference)
 
-    @router.post(
-        "/orders/{reference}/goodwill",
-        status_code=202,
-        summary="Credit goodwill points to the order's member, within the caller's limits (audited)",
-        response_model=AgentAction,
-    )
-    async def goodwill(
-        reference: str,
-        body: GoodwillBody,
-        response: Response,
-        principal: Principal = Depends(require_roles(Role.SUPPORT_AGENT, Role.OPS, Role.ADMIN)),
-    ) -> dict[str, Any]:
-        try:
-            async with ctx.db.acquire() as conn, conn.transaction():
-                action, created = await portal.grant_goodwill(
-                    conn, ctx, reference, _request(principal, body), body.points
-                )
-        except JustificationRequired as exc:
-            raise _justification_problem() from exc
-        except GoodwillLimitExceeded as exc:
-            raise Problem(
-                422,
-                "goodwill_limit_exceeded",
-                detail=str(exc),
-                errors=[{"field": "body.points", "code": "limit_exceeded", "message": str(exc)}],
-            ) from exc
-        if not created:
-            response.status_code = 200
-        return action
 
-    return router
+@router.post(
+    "/orders/{reference}/resend",
+    status_code=202,
+    summary="Ask delivery to send the voucher again (audited)",
+    response_model=AgentAction,
+)
+async def resend(
+    ctx: Ctx,
+    reference: str,
+    body: ResendBody,
+    response: Response,
+    principal: Principal = Depends(require_roles(*STAFF)),
+) -> dict[str, Any]:
+    try:
+        async with ctx.db.acquire() as conn, conn.transaction():
+            action, created = await portal.request_resend(
+                conn, ctx, reference, _request(principal, body), body.delivery_id
+            )
+    except JustificationRequired as exc:
+        raise _justification_problem() from exc
+    if not created:
+        response.status_code = 200
+    return action
+
+
+@router.post(
+    "/orders/{reference}/goodwill",
+    status_code=202,
+    summary="Credit goodwill points to the order's member, within the caller's limits (audited)",
+    response_model=AgentAction,
+)
+async def goodwill(
+    ctx: Ctx,
+    reference: str,
+    body: GoodwillBody,
+    response: Response,
+    principal: Principal = Depends(require_roles(Role.SUPPORT_AGENT, Role.OPS, Role.ADMIN)),
+) -> dict[str, Any]:
+    try:
+        async with ctx.db.acquire() as conn, conn.transaction():
+            action, created = await portal.grant_goodwill(
+                conn, ctx, reference, _request(principal, body), body.points
+            )
+    except JustificationRequired as exc:
+        raise _justification_problem() from exc
+    except GoodwillLimitExceeded as exc:
+        raise Problem(
+            422,
+            "goodwill_limit_exceeded",
+            detail=str(exc),
+            errors=[{"field": "body.points", "code": "limit_exceeded", "message": str(exc)}],
+        ) from exc
+    if not created:
+        response.status_code = 200
+    return action

@@ -15,9 +15,8 @@ from chassis.inputs import Identifier, LocalTime, NoNul
 from chassis.problems import Problem
 from contracts.support import TicketCategory, TicketPriority
 from services.support import ticket_repository as repo
-from services.support.api.common import STAFF_READ, caller_of
+from services.support.api.common import STAFF_READ, Ctx, caller_of
 from services.support.api.views import CalendarOut, PolicyOut, SlaReport
-from services.support.context import SupportContext
 from services.support.domain.sla import BusinessCalendar, SlaPolicy
 
 
@@ -69,156 +68,156 @@ def _outcome(counts: dict[str, int]) -> dict[str, Any]:
 _COUNTS = ("tickets", "fr_met", "fr_missed", "res_met", "res_missed")
 
 
-def build_router(ctx: SupportContext) -> APIRouter:
-    router = APIRouter(prefix="/v1/sla", tags=["sla"])
-    admin = require_roles(Role.ADMIN)
-    readers = require_roles(*STAFF_READ)
+router = APIRouter(prefix="/v1/sla", tags=["sla"])
+admin = require_roles(Role.ADMIN)
+readers = require_roles(*STAFF_READ)
 
-    @router.get(
-        "/policies", summary="SLA policies per priority (and category)", response_model=list[PolicyOut]
-    )
-    async def list_policies(_: Principal = Depends(readers)) -> list[dict[str, Any]]:
-        async with ctx.db.acquire() as conn:
-            return [p.__dict__ for p in await repo.policies(conn)]
 
-    @router.put(
-        "/policies",
-        summary="Create or replace the policy of a priority (and category)",
-        response_model=PolicyOut,
-    )
-    async def put_policy(body: PolicyBody, principal: Principal = Depends(admin)) -> dict[str, Any]:
-        policy = SlaPolicy(**body.model_dump())
-        async with ctx.db.acquire() as conn, conn.transaction():
-            if body.calendar_id is not None and body.calendar_id not in await repo.calendars(conn):
-                raise Problem(
-                    422,
-                    "validation_failed",
-                    detail="Invalid request: calendar_id",
-                    errors=[{"field": "body.calendar_id", "code": "unknown", "message": "no such calendar"}],
-                )
-            await repo.upsert_policy(conn, policy, ctx.clock.now())
-            await append_audit(
-                conn,
-                actor=caller_of(principal).actor,
-                action="sla.policy_set",
-                subject_type="sla_policy",
-                subject_id=f"{policy.priority}/{policy.category or '*'}",
-                details=body.model_dump(mode="json"),
+@router.get("/policies", summary="SLA policies per priority (and category)", response_model=list[PolicyOut])
+async def list_policies(ctx: Ctx, _: Principal = Depends(readers)) -> list[dict[str, Any]]:
+    async with ctx.db.acquire() as conn:
+        return [p.__dict__ for p in await repo.policies(conn)]
+
+
+@router.put(
+    "/policies",
+    summary="Create or replace the policy of a priority (and category)",
+    response_model=PolicyOut,
+)
+async def put_policy(ctx: Ctx, body: PolicyBody, principal: Principal = Depends(admin)) -> dict[str, Any]:
+    policy = SlaPolicy(**body.model_dump())
+    async with ctx.db.acquire() as conn, conn.transaction():
+        if body.calendar_id is not None and body.calendar_id not in await repo.calendars(conn):
+            raise Problem(
+                422,
+                "validation_failed",
+                detail="Invalid request: calendar_id",
+                errors=[{"field": "body.calendar_id", "code": "unknown", "message": "no such calendar"}],
             )
-        return policy.__dict__
-
-    @router.delete(
-        "/policies", status_code=204, summary="Remove a category's own policy (the priority's stays)"
-    )
-    async def delete_policy(
-        principal: Principal = Depends(admin),
-        priority: TicketPriority = Query(),
-        category: TicketCategory = Query(
-            description="only category policies can go: every priority keeps one"
-        ),
-    ) -> None:
-        async with ctx.db.acquire() as conn, conn.transaction():
-            if not await repo.delete_policy(conn, priority, category):
-                raise Problem(
-                    404, "policy_not_found", detail=f"No policy for {priority} tickets of {category}."
-                )
-            await append_audit(
-                conn,
-                actor=caller_of(principal).actor,
-                action="sla.policy_removed",
-                subject_type="sla_policy",
-                subject_id=f"{priority}/{category}",
-            )
-
-    @router.get("/calendars", summary="Business calendars", response_model=list[CalendarOut])
-    async def list_calendars(_: Principal = Depends(readers)) -> list[dict[str, Any]]:
-        async with ctx.db.acquire() as conn:
-            return [
-                {**c.__dict__, "working_days": sorted(c.working_days), "holidays": sorted(c.holidays)}
-                for c in (await repo.calendars(conn)).values()
-            ]
-
-    @router.put(
-        "/calendars/{calendar_id}",
-        summary="Create or replace a business calendar",
-        response_model=CalendarOut,
-    )
-    async def put_calendar(
-        calendar_id: Annotated[Identifier, Path()], body: CalendarBody, principal: Principal = Depends(admin)
-    ) -> dict[str, Any]:
-        calendar = BusinessCalendar(
-            calendar_id=calendar_id,
-            timezone=body.timezone,
-            working_days=frozenset(body.working_days),
-            day_start=body.day_start,
-            day_end=body.day_end,
-            holidays=frozenset(body.holidays),
+        await repo.upsert_policy(conn, policy, ctx.clock.now())
+        await append_audit(
+            conn,
+            actor=caller_of(principal).actor,
+            action="sla.policy_set",
+            subject_type="sla_policy",
+            subject_id=f"{policy.priority}/{policy.category or '*'}",
+            details=body.model_dump(mode="json"),
         )
-        async with ctx.db.acquire() as conn, conn.transaction():
-            await repo.upsert_calendar(conn, calendar, ctx.clock.now())
-            await append_audit(
-                conn,
-                actor=caller_of(principal).actor,
-                action="sla.calendar_set",
-                subject_type="business_calendar",
-                subject_id=calendar_id,
-                details=body.model_dump(mode="json"),
-            )
-        return {
-            **calendar.__dict__,
-            "working_days": sorted(calendar.working_days),
-            "holidays": sorted(calendar.holidays),
-        }
+    return policy.__dict__
 
-    @router.get(
-        "/report",
-        summary="Share of tickets meeting each target per priority, category and week",
-        response_model=SlaReport,
+
+@router.delete("/policies", status_code=204, summary="Remove a category's own policy (the priority's stays)")
+async def delete_policy(
+    ctx: Ctx,
+    principal: Principal = Depends(admin),
+    priority: TicketPriority = Query(),
+    category: TicketCategory = Query(description="only category policies can go: every priority keeps one"),
+) -> None:
+    async with ctx.db.acquire() as conn, conn.transaction():
+        if not await repo.delete_policy(conn, priority, category):
+            raise Problem(404, "policy_not_found", detail=f"No policy for {priority} tickets of {category}.")
+        await append_audit(
+            conn,
+            actor=caller_of(principal).actor,
+            action="sla.policy_removed",
+            subject_type="sla_policy",
+            subject_id=f"{priority}/{category}",
+        )
+
+
+@router.get("/calendars", summary="Business calendars", response_model=list[CalendarOut])
+async def list_calendars(ctx: Ctx, _: Principal = Depends(readers)) -> list[dict[str, Any]]:
+    async with ctx.db.acquire() as conn:
+        return [
+            {**c.__dict__, "working_days": sorted(c.working_days), "holidays": sorted(c.holidays)}
+            for c in (await repo.calendars(conn)).values()
+        ]
+
+
+@router.put(
+    "/calendars/{calendar_id}",
+    summary="Create or replace a business calendar",
+    response_model=CalendarOut,
+)
+async def put_calendar(
+    ctx: Ctx,
+    calendar_id: Annotated[Identifier, Path()],
+    body: CalendarBody,
+    principal: Principal = Depends(admin),
+) -> dict[str, Any]:
+    calendar = BusinessCalendar(
+        calendar_id=calendar_id,
+        timezone=body.timezone,
+        working_days=frozenset(body.working_days),
+        day_start=body.day_start,
+        day_end=body.day_end,
+        holidays=frozenset(body.holidays),
     )
-    async def report(
-        _: Principal = Depends(readers),
-        since: date | None = Query(default=None, alias="from", description="tickets opened on or after"),
-        until: date | None = Query(default=None, alias="to", description="tickets opened before"),
-    ) -> dict[str, Any]:
-        def instant(day: date | None) -> datetime | None:
-            return None if day is None else datetime.combine(day, time(0), tzinfo=UTC)
+    async with ctx.db.acquire() as conn, conn.transaction():
+        await repo.upsert_calendar(conn, calendar, ctx.clock.now())
+        await append_audit(
+            conn,
+            actor=caller_of(principal).actor,
+            action="sla.calendar_set",
+            subject_type="business_calendar",
+            subject_id=calendar_id,
+            details=body.model_dump(mode="json"),
+        )
+    return {
+        **calendar.__dict__,
+        "working_days": sorted(calendar.working_days),
+        "holidays": sorted(calendar.holidays),
+    }
 
-        async with ctx.db.acquire() as conn:
-            rows = await repo.report_rows(conn, instant(since), instant(until))
-        totals: dict[str, dict[Any, dict[str, int]]] = {
-            "priority": defaultdict(lambda: dict.fromkeys(_COUNTS, 0)),
-            "category": defaultdict(lambda: dict.fromkeys(_COUNTS, 0)),
-            "week": defaultdict(lambda: dict.fromkeys(_COUNTS, 0)),
-        }
-        detail = []
-        for row in rows:
-            counts = {name: int(row[name]) for name in _COUNTS}
-            week = row["week"]
-            detail.append(
-                {
-                    "priority": row["sla_priority"],
-                    "category": row["category"],
-                    "week": week,
-                    **_outcome(counts),
-                }
-            )
-            for dimension, key in (
-                ("priority", row["sla_priority"]),
-                ("category", row["category"]),
-                ("week", week),
-            ):
-                for name in _COUNTS:
-                    totals[dimension][key][name] += counts[name]
-        return {
-            "from": since,
-            "to": until,
-            "rows": detail,
-            "by_priority": [{"priority": k, **_outcome(v)} for k, v in sorted(totals["priority"].items())],
-            "by_category": [{"category": k, **_outcome(v)} for k, v in sorted(totals["category"].items())],
-            "by_week": [
-                {"week": k, "week_end": k + timedelta(days=7), **_outcome(v)}
-                for k, v in sorted(totals["week"].items())
-            ],
-        }
 
-    return router
+@router.get(
+    "/report",
+    summary="Share of tickets meeting each target per priority, category and week",
+    response_model=SlaReport,
+)
+async def report(
+    ctx: Ctx,
+    _: Principal = Depends(readers),
+    since: date | None = Query(default=None, alias="from", description="tickets opened on or after"),
+    until: date | None = Query(default=None, alias="to", description="tickets opened before"),
+) -> dict[str, Any]:
+    def instant(day: date | None) -> datetime | None:
+        return None if day is None else datetime.combine(day, time(0), tzinfo=UTC)
+
+    async with ctx.db.acquire() as conn:
+        rows = await repo.report_rows(conn, instant(since), instant(until))
+    totals: dict[str, dict[Any, dict[str, int]]] = {
+        "priority": defaultdict(lambda: dict.fromkeys(_COUNTS, 0)),
+        "category": defaultdict(lambda: dict.fromkeys(_COUNTS, 0)),
+        "week": defaultdict(lambda: dict.fromkeys(_COUNTS, 0)),
+    }
+    detail = []
+    for row in rows:
+        counts = {name: int(row[name]) for name in _COUNTS}
+        week = row["week"]
+        detail.append(
+            {
+                "priority": row["sla_priority"],
+                "category": row["category"],
+                "week": week,
+                **_outcome(counts),
+            }
+        )
+        for dimension, key in (
+            ("priority", row["sla_priority"]),
+            ("category", row["category"]),
+            ("week", week),
+        ):
+            for name in _COUNTS:
+                totals[dimension][key][name] += counts[name]
+    return {
+        "from": since,
+        "to": until,
+        "rows": detail,
+        "by_priority": [{"priority": k, **_outcome(v)} for k, v in sorted(totals["priority"].items())],
+        "by_category": [{"category": k, **_outcome(v)} for k, v in sorted(totals["category"].items())],
+        "by_week": [
+            {"week": k, "week_end": k + timedelta(days=7), **_outcome(v)}
+            for k, v in sorted(totals["week"].items())
+        ],
+    }

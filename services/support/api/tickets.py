@@ -19,7 +19,7 @@ from contracts.support import TicketCategory, TicketPriority
 from services.support import portal_repository as orders
 from services.support import ticket_repository as repo
 from services.support import tickets
-from services.support.api.common import STAFF, STAFF_READ, caller_of, ticket_view
+from services.support.api.common import STAFF, STAFF_READ, Ctx, caller_of, ticket_view
 from services.support.api.views import TicketDetail, TicketOut, TicketPage
 from services.support.context import SupportContext
 from services.support.domain.tickets import ACTIVE_STATES, TicketQueue, TicketState
@@ -85,173 +85,172 @@ def _parse_cursor(cursor: str) -> tuple[datetime, str]:
         ) from exc
 
 
-def build_router(ctx: SupportContext) -> APIRouter:
-    router = APIRouter(prefix="/v1/tickets", tags=["tickets"])
-    anyone = require_roles(*STAFF_READ, Role.MEMBER)
-    writers = require_roles(*STAFF, Role.MEMBER)
+router = APIRouter(prefix="/v1/tickets", tags=["tickets"])
+anyone = require_roles(*STAFF_READ, Role.MEMBER)
+writers = require_roles(*STAFF, Role.MEMBER)
 
-    async def _views(conn: Any, rows: list[repo.TicketRow]) -> list[dict[str, Any]]:
-        return [ticket_view(v) for v in await tickets.views(conn, ctx, rows)]
 
-    @router.post(
-        "",
-        status_code=201,
-        summary="Open a ticket (members for themselves, agents on a member's behalf)",
-        response_model=TicketOut,
-    )
-    async def open_ticket(body: TicketCreate, principal: Principal = Depends(writers)) -> dict[str, Any]:
-        caller = caller_of(principal)
-        if caller.is_member and (body.member_id not in (None, caller.member_id) or body.assignee):
+async def _views(conn: Any, ctx: SupportContext, rows: list[repo.TicketRow]) -> list[dict[str, Any]]:
+    return [ticket_view(v) for v in await tickets.views(conn, ctx, rows)]
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Open a ticket (members for themselves, agents on a member's behalf)",
+    response_model=TicketOut,
+)
+async def open_ticket(
+    ctx: Ctx, body: TicketCreate, principal: Principal = Depends(writers)
+) -> dict[str, Any]:
+    caller = caller_of(principal)
+    if caller.is_member and (body.member_id not in (None, caller.member_id) or body.assignee):
+        raise Problem(403, "forbidden", detail="Members open tickets for themselves and cannot assign them.")
+    async with ctx.db.acquire() as conn, conn.transaction():
+        order = None
+        if body.order_id or body.booking_id:
+            order = await orders.find_order(conn, str(body.order_id or body.booking_id))
+        member_id = caller.member_id or body.member_id or (order["member_id"] if order else None)
+        if order is not None and order["member_id"] and member_id != order["member_id"]:
+            if caller.is_member:
+                raise Problem(404, "order_not_found", detail="No such order among your orders.")
             raise Problem(
-                403, "forbidden", detail="Members open tickets for themselves and cannot assign them."
+                422,
+                "validation_failed",
+                detail="Invalid request: member_id",
+                errors=[
+                    {
+                        "field": "body.member_id",
+                        "code": "mismatch",
+                        "message": "the order is another member's",
+                    }
+                ],
             )
-        async with ctx.db.acquire() as conn, conn.transaction():
-            order = None
-            if body.order_id or body.booking_id:
-                order = await orders.find_order(conn, str(body.order_id or body.booking_id))
-            member_id = caller.member_id or body.member_id or (order["member_id"] if order else None)
-            if order is not None and order["member_id"] and member_id != order["member_id"]:
-                if caller.is_member:
-                    raise Problem(404, "order_not_found", detail="No such order among your orders.")
-                raise Problem(
-                    422,
-                    "validation_failed",
-                    detail="Invalid request: member_id",
-                    errors=[
-                        {
-                            "field": "body.member_id",
-                            "code": "mismatch",
-                            "message": "the order is another member's",
-                        }
-                    ],
-                )
-            if member_id is None:
-                raise Problem(
-                    422,
-                    "validation_failed",
-                    detail="Invalid request: member_id",
-                    errors=[
-                        {
-                            "field": "body.member_id",
-                            "code": "missing",
-                            "message": "name the member (or a known order)",
-                        }
-                    ],
-                )
-            ticket = await tickets.open_ticket(
-                conn,
-                ctx,
-                caller,
-                category=body.category,
-                priority=body.priority,
-                description=body.description,
-                member_id=member_id,
-                order_id=body.order_id or (order["order_id"] if order else None),
-                booking_id=body.booking_id or (order["booking_id"] if order else None),
-                assignee=body.assignee,
-                origin="member" if caller.is_member else "agent",
+        if member_id is None:
+            raise Problem(
+                422,
+                "validation_failed",
+                detail="Invalid request: member_id",
+                errors=[
+                    {
+                        "field": "body.member_id",
+                        "code": "missing",
+                        "message": "name the member (or a known order)",
+                    }
+                ],
             )
-            assert ticket is not None
-            return (await _views(conn, [ticket]))[0]
-
-    @router.get(
-        "", summary="List tickets with their SLA status (members: their own)", response_model=TicketPage
-    )
-    async def list_tickets(
-        principal: Principal = Depends(anyone),
-        state: Annotated[list[TicketState] | None, Query()] = None,
-        priority: Annotated[list[TicketPriority] | None, Query()] = None,
-        category: Annotated[list[TicketCategory] | None, Query()] = None,
-        assignee: Clean | None = None,
-        unassigned: bool = False,
-        queue: TicketQueue | None = None,
-        member_id: Clean | None = None,
-        order_id: uuid.UUID | None = None,
-        open_only: bool = Query(default=False, description="only open, in_progress and waiting_on_customer"),
-        sort: TicketSort = TicketSort.OPENED_AT,
-        limit: int = Query(default=50, ge=1, le=200),
-        cursor: Clean | None = None,
-    ) -> dict[str, Any]:
-        caller = caller_of(principal)
-        states = list(state or ())
-        if open_only and not states:
-            states = sorted(ACTIVE_STATES)
-        elif open_only:
-            states = [s for s in states if s in ACTIVE_STATES]
-        filters = repo.TicketFilters(
-            member_id=caller.member_id or member_id,
-            states=states,
-            priorities=list(priority or ()),
-            categories=list(category or ()),
-            assignee=assignee,
-            unassigned=unassigned,
-            queue=queue,
-            order_id=order_id,
+        ticket = await tickets.open_ticket(
+            conn,
+            ctx,
+            caller,
+            category=body.category,
+            priority=body.priority,
+            description=body.description,
+            member_id=member_id,
+            order_id=body.order_id or (order["order_id"] if order else None),
+            booking_id=body.booking_id or (order["booking_id"] if order else None),
+            assignee=body.assignee,
+            origin="member" if caller.is_member else "agent",
         )
-        after = _parse_cursor(cursor) if cursor else None
-        async with ctx.db.acquire() as conn:
-            if open_only and state and not states:
-                rows: list[repo.TicketRow] = []
-            else:
-                # One more than asked tells whether another page follows.
-                rows = await repo.list_tickets(
-                    conn, filters, limit=limit + 1, after=after, by_sla_due=sort is TicketSort.SLA_DUE
-                )
-            more = len(rows) > limit
-            rows = rows[:limit]
-            items = await _views(conn, rows)
-        next_cursor = _cursor(rows[-1], by_sla_due=sort is TicketSort.SLA_DUE) if more else None
-        return {"items": items, "next_cursor": next_cursor}
+        assert ticket is not None
+        return (await _views(conn, ctx, [ticket]))[0]
 
-    @router.get(
-        "/{ticket_id}", summary="A ticket with its SLA status and timeline", response_model=TicketDetail
-    )
-    async def get_ticket(ticket_id: str, principal: Principal = Depends(anyone)) -> dict[str, Any]:
-        caller = caller_of(principal)
-        async with ctx.db.acquire() as conn:
-            ticket = await tickets.load_for(conn, caller, ticket_id)
-            view = (await _views(conn, [ticket]))[0]
-            view["timeline"] = await repo.timeline_of(conn, ticket_id, include_internal=not caller.is_member)
-        return view
 
-    @router.post(
-        "/{ticket_id}/transitions",
-        summary="Move a ticket (reopen: to `open`); 409 when not allowed",
-        response_model=TicketOut,
+@router.get("", summary="List tickets with their SLA status (members: their own)", response_model=TicketPage)
+async def list_tickets(
+    ctx: Ctx,
+    principal: Principal = Depends(anyone),
+    state: Annotated[list[TicketState] | None, Query()] = None,
+    priority: Annotated[list[TicketPriority] | None, Query()] = None,
+    category: Annotated[list[TicketCategory] | None, Query()] = None,
+    assignee: Clean | None = None,
+    unassigned: bool = False,
+    queue: TicketQueue | None = None,
+    member_id: Clean | None = None,
+    order_id: uuid.UUID | None = None,
+    open_only: bool = Query(default=False, description="only open, in_progress and waiting_on_customer"),
+    sort: TicketSort = TicketSort.OPENED_AT,
+    limit: int = Query(default=50, ge=1, le=200),
+    cursor: Clean | None = None,
+) -> dict[str, Any]:
+    caller = caller_of(principal)
+    states = list(state or ())
+    if open_only and not states:
+        states = sorted(ACTIVE_STATES)
+    elif open_only:
+        states = [s for s in states if s in ACTIVE_STATES]
+    filters = repo.TicketFilters(
+        member_id=caller.member_id or member_id,
+        states=states,
+        priorities=list(priority or ()),
+        categories=list(category or ()),
+        assignee=assignee,
+        unassigned=unassigned,
+        queue=queue,
+        order_id=order_id,
     )
-    async def move(
-        ticket_id: str, body: TransitionRequest, principal: Principal = Depends(writers)
-    ) -> dict[str, Any]:
-        async with ctx.db.acquire() as conn, conn.transaction():
-            ticket = await tickets.change_state(
-                conn, ctx, caller_of(principal), ticket_id, body.to, body.note
+    after = _parse_cursor(cursor) if cursor else None
+    async with ctx.db.acquire() as conn:
+        if open_only and state and not states:
+            rows: list[repo.TicketRow] = []
+        else:
+            # One more than asked tells whether another page follows.
+            rows = await repo.list_tickets(
+                conn, filters, limit=limit + 1, after=after, by_sla_due=sort is TicketSort.SLA_DUE
             )
-            return (await _views(conn, [ticket]))[0]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = await _views(conn, ctx, rows)
+    next_cursor = _cursor(rows[-1], by_sla_due=sort is TicketSort.SLA_DUE) if more else None
+    return {"items": items, "next_cursor": next_cursor}
 
-    @router.post(
-        "/{ticket_id}/comments", status_code=201, summary="Comment on a ticket", response_model=TicketOut
-    )
-    async def comment(
-        ticket_id: str, body: CommentRequest, principal: Principal = Depends(writers)
-    ) -> dict[str, Any]:
-        async with ctx.db.acquire() as conn, conn.transaction():
-            ticket = await tickets.add_comment(
-                conn, ctx, caller_of(principal), ticket_id, body.body, internal=body.internal
-            )
-            return (await _views(conn, [ticket]))[0]
 
-    @router.patch(
-        "/{ticket_id}",
-        summary="Assign, re-prioritise (re-applies the SLA policy) or move queue",
-        response_model=TicketOut,
-    )
-    async def update(
-        ticket_id: str, body: TicketUpdate, principal: Principal = Depends(require_roles(*STAFF))
-    ) -> dict[str, Any]:
-        async with ctx.db.acquire() as conn, conn.transaction():
-            ticket = await tickets.update_fields(
-                conn, ctx, caller_of(principal), ticket_id, changes=body.model_dump(exclude_unset=True)
-            )
-            return (await _views(conn, [ticket]))[0]
+@router.get("/{ticket_id}", summary="A ticket with its SLA status and timeline", response_model=TicketDetail)
+async def get_ticket(ctx: Ctx, ticket_id: str, principal: Principal = Depends(anyone)) -> dict[str, Any]:
+    caller = caller_of(principal)
+    async with ctx.db.acquire() as conn:
+        ticket = await tickets.load_for(conn, caller, ticket_id)
+        view = (await _views(conn, ctx, [ticket]))[0]
+        view["timeline"] = await repo.timeline_of(conn, ticket_id, include_internal=not caller.is_member)
+    return view
 
-    return router
+
+@router.post(
+    "/{ticket_id}/transitions",
+    summary="Move a ticket (reopen: to `open`); 409 when not allowed",
+    response_model=TicketOut,
+)
+async def move(
+    ctx: Ctx, ticket_id: str, body: TransitionRequest, principal: Principal = Depends(writers)
+) -> dict[str, Any]:
+    async with ctx.db.acquire() as conn, conn.transaction():
+        ticket = await tickets.change_state(conn, ctx, caller_of(principal), ticket_id, body.to, body.note)
+        return (await _views(conn, ctx, [ticket]))[0]
+
+
+@router.post(
+    "/{ticket_id}/comments", status_code=201, summary="Comment on a ticket", response_model=TicketOut
+)
+async def comment(
+    ctx: Ctx, ticket_id: str, body: CommentRequest, principal: Principal = Depends(writers)
+) -> dict[str, Any]:
+    async with ctx.db.acquire() as conn, conn.transaction():
+        ticket = await tickets.add_comment(
+            conn, ctx, caller_of(principal), ticket_id, body.body, internal=body.internal
+        )
+        return (await _views(conn, ctx, [ticket]))[0]
+
+
+@router.patch(
+    "/{ticket_id}",
+    summary="Assign, re-prioritise (re-applies the SLA policy) or move queue",
+    response_model=TicketOut,
+)
+async def update(
+    ctx: Ctx, ticket_id: str, body: TicketUpdate, principal: Principal = Depends(require_roles(*STAFF))
+) -> dict[str, Any]:
+    async with ctx.db.acquire() as conn, conn.transaction():
+        ticket = await tickets.update_fields(
+            conn, ctx, caller_of(principal), ticket_id, changes=body.model_dump(exclude_unset=True)
+        )
+        return (await _views(conn, ctx, [ticket]))[0]
