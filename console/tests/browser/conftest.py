@@ -51,15 +51,14 @@ class ConsoleStack:
         return {"Authorization": f"Bearer {issue_token(role='admin', sub='browser-suite')}"}
 
 
-def _create_empty_campaign(
-    urls: dict[str, str], headers: dict[str, str], campaign_id: str = EMPTY_CAMPAIGN
-) -> None:
+def create_campaign(urls: dict[str, str], headers: dict[str, str], campaign_id: str = EMPTY_CAMPAIGN) -> None:
+    """An active voucher campaign of 10.00 EUR codes, created without any code."""
     with httpx.Client(headers=headers, timeout=30) as client:
         client.post(
             f"{urls['voucher']}/v1/campaigns",
             json={
                 "campaign_id": campaign_id,
-                "name": "Console test campaign without codes",
+                "name": f"Console test campaign {campaign_id}",
                 "brand": "Orchard",
                 "face_value": "10.00",
                 "currency": "EUR",
@@ -102,11 +101,11 @@ def console_stack() -> Iterator[ConsoleStack]:
         urls = service_urls(config.service_ports)
         headers = {"Authorization": f"Bearer {issue_token(role='admin', sub='browser-suite')}"}
         asyncio.run(seed(urls, headers["Authorization"].removeprefix("Bearer ")))
-        _create_empty_campaign(urls, headers)
+        create_campaign(urls, headers)
         waiting = place_order(
             urls, headers, EMPTY_CAMPAIGN, "demo-member-02", "member02@example.com", "10.00"
         )
-        _create_empty_campaign(urls, headers, BULK_CAMPAIGN)
+        create_campaign(urls, headers, BULK_CAMPAIGN)
         for n in (6, 7):
             place_order(urls, headers, BULK_CAMPAIGN, f"demo-member-0{n}", f"member0{n}@example.com", "10.00")
         bouncing = place_order(

@@ -14,6 +14,7 @@ from console.tests.browser.conftest import (
     EMPTY_CAMPAIGN,
     ConsoleStack,
     SignIn,
+    create_campaign,
     place_order,
     shot,
 )
@@ -350,7 +351,7 @@ def test_an_agent_reads_the_sla_compliance_report(sign_in: SignIn, console_stack
     shot(page, "support-sla-report")
 
 
-def test_ops_creates_a_campaign_stocks_it_and_extends_and_recovers_codes_after_a_dry_run(
+def test_ops_creates_a_campaign_and_stocks_it_with_generated_imported_and_uat_test_codes(
     sign_in: SignIn, console_stack: ConsoleStack, tmp_path: Path
 ) -> None:
     page = sign_in("ops")
@@ -392,23 +393,36 @@ def test_ops_creates_a_campaign_stocks_it_and_extends_and_recovers_codes_after_a
     page.get_by_role("button", name="Save changes").click()
     expect(page.get_by_role("heading", name="Made and renamed in the console")).to_be_visible()
 
+
+def test_ops_extends_expiry_and_recovers_a_code_each_after_a_dry_run(
+    sign_in: SignIn, console_stack: ConsoleStack
+) -> None:
+    campaign, voucher = "console-codes", console_stack.urls["voucher"]
+    create_campaign(console_stack.urls, console_stack.admin(), campaign)
+    codes = "code,expires_at,value\nEXTEND-AAA-0001,2030-06-30,\nEXTEND-AAA-0002,2030-06-30,\n"
+    with httpx.Client(headers=console_stack.admin(), timeout=30) as client:
+        client.post(
+            f"{voucher}/v1/campaigns/{campaign}/codes/import", files={"file": ("c.csv", codes, "text/csv")}
+        ).raise_for_status()
+    page = sign_in("ops")
+    page.goto(f"{console_stack.console_url}/campaigns/{campaign}")
     page.get_by_label("New expiry date").fill("2031-01-31")
     page.get_by_label("Reason for extending").fill("Partner extended the offer")
     page.get_by_role("button", name="Preview extension").click()
-    expect(page.get_by_test_id("preview")).to_contain_text("2 codes of console-made would expire")
+    expect(page.get_by_test_id("preview")).to_contain_text(f"2 codes of {campaign} would expire")
     shot(page, "campaign-extend-preview")
     page.get_by_role("button", name="Confirm: extend 2 codes").click()
     expect(page.get_by_role("status")).to_contain_text("2 codes extended")
 
     place_order(
-        console_stack.urls, console_stack.admin(), "console-made", "demo-member-08", "m08@example.com", "5.00"
+        console_stack.urls, console_stack.admin(), campaign, "demo-member-08", "m08@example.com", "10.00"
     )
-    issued = page.get_by_test_id("code-stock")
-    _reload_until(page, lambda: "issued" in issued.inner_text())
+    stock = page.get_by_test_id("code-stock")
+    _reload_until(page, lambda: "issued" in stock.inner_text())
     page.get_by_label("Codes in status").select_option("issued")
     page.get_by_label("Reason for recovering").fill("Sent to the wrong member")
     page.get_by_role("button", name="Preview recovery").click()
-    expect(page.get_by_test_id("preview")).to_contain_text("1 code of console-made would be recovered")
+    expect(page.get_by_test_id("preview")).to_contain_text(f"1 code of {campaign} would be recovered")
     shot(page, "campaign-recover-preview")
     page.get_by_role("button", name="Confirm: recover 1 code").click()
     expect(page.get_by_role("status")).to_contain_text("1 code recovered")

@@ -109,3 +109,30 @@ def test_outside_development_the_console_refuses_to_start_without_https_and_its_
     assert "ORCHARD_CONSOLE_CLIENT_SECRET" in joined
     assert "ORCHARD_CONSOLE_URL" in joined
     assert "ORCHARD_OIDC_ISSUER" in joined
+
+
+async def test_a_bulk_cancel_of_every_pending_order_is_refused_before_any_service_is_called(console) -> None:
+    client, store = console
+    client.cookies.set("orchard-console", signed_in(store, ["ops"]))
+    answer = await client.post(
+        "/orders/bulk-cancel", data={"state": "pending", "reason": "all", "csrf": "good"}
+    )
+    assert answer.status_code == 303  # no service answers on this address: a call would be a 503 page
+    assert answer.headers["location"] == "/orders?state=pending&sort=-created_at"
+
+
+async def test_finance_reads_orders_but_may_not_cancel_them_in_bulk(console) -> None:
+    client, store = console
+    client.cookies.set("orchard-console", signed_in(store, ["finance"]))
+    form = {"state": "pending", "campaign_id": "c-1", "reason": "x", "csrf": "good"}
+    answer = await client.post("/orders/bulk-cancel", data=form)
+    assert answer.status_code == 403
+    assert "may not cancel" in answer.text
+
+
+async def test_only_the_export_purposes_of_ones_role_may_be_asked_for(console) -> None:
+    client, store = console
+    client.cookies.set("orchard-console", signed_in(store, ["partner"]))
+    form = {"purpose": "audit", "reason": "curious", "csrf": "good"}
+    answer = await client.post("/redemptions/exports", data=form)
+    assert answer.status_code == 403
