@@ -12,6 +12,10 @@
 
 Only `admin` and `ops` may call them. Both actions are audited in the service's own audit log with the
 caller as actor. The runtime (pool, settings, subscriptions, relay) is `app.state.runtime`.
+
+Under the broker's ACLs (deploy/kafka_acls.py) a service's principal may write its dead-letter topics
+but not read them, nor write the topics it consumes: there the DLQ routes answer 503 `kafka_refused`
+and dead letters are listed and replayed with `orchard dlq`, as an operator.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Final
 
-from aiokafka.errors import KafkaError
+from aiokafka.errors import GroupAuthorizationFailedError, KafkaError, TopicAuthorizationFailedError
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -162,6 +166,13 @@ async def _kafka() -> AsyncIterator[None]:
     try:
         async with asyncio.timeout(KAFKA_TIMEOUT_S):
             yield
+    except (TopicAuthorizationFailedError, GroupAuthorizationFailedError) as exc:
+        raise Problem(
+            503,
+            "kafka_refused",
+            detail=f"The broker refused this service's principal ({type(exc).__name__}); an operator's "
+            "principal can do it with `orchard dlq list|replay`.",
+        ) from exc
     except (KafkaError, OSError, TimeoutError) as exc:
         raise Problem(503, "kafka_unavailable", detail=f"The broker did not answer: {exc!r}") from exc
 

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
+from chassis.auth import issue_token
 from chassis.consumer import Subscription
 from chassis.kafka_security import KafkaSecurity
 from chassis.outbox import OutboxRelay, add_to_outbox
@@ -183,3 +185,41 @@ async def test_a_service_runtime_consumes_over_sasl_ssl_as_its_own_principal(
         await wait_until(handled, what="the event handled by the secured consumer", timeout=60)
     finally:
         await runtime.stop()
+
+
+async def test_under_its_acls_a_service_reports_its_lag_and_refuses_dead_letters_it_may_not_read(
+    secured, monkeypatch, service_db: ServiceDb
+):
+    name = f"ops-{uuid.uuid4().hex[:8]}"
+    letter = [("x-orchard-dlq-consumer", f"orchard.voucher.{name}".encode())]
+    await produce(secured.sasl_bootstrap, "order.state_changed.dlq", [(b"o-1", b"{}")], headers=letter)
+    await _relay_of_schema_acts_as_voucher(secured, service_db.schema)
+    _as(monkeypatch, secured, "orchard-voucher")
+    settings = Settings(
+        ORCHARD_SERVICE="voucher",
+        DATABASE_URL=service_db.dsn,
+        ORCHARD_DB_SCHEMA=service_db.schema,
+        KAFKA_BOOTSTRAP_SERVERS=secured.sasl_bootstrap,
+    )
+    sub = Subscription(name=name, topic="order.state_changed", payload=Tick, handle=_skip)
+    runtime = ServiceRuntime(settings, ServiceSpec(title="secured ops", subscriptions=[sub]))
+    await runtime.start()
+    try:
+        await wait_until(kafka_answers(runtime), what="the consumers joined over SASL_SSL", timeout=60)
+        headers = {"Authorization": f"Bearer {issue_token(role='ops', sub='ops-1', settings=settings)}"}
+        transport = httpx.ASGITransport(app=runtime.http_app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers) as http:
+            lag = await http.get("/v1/ops/consumers")
+            dead_letters = await http.get("/v1/ops/dlq")
+            replay = await http.post("/v1/ops/dlq/replay", json={"group": f"orchard.voucher.{sub.name}"})
+    finally:
+        await runtime.stop()
+    assert lag.status_code == 200, lag.text
+    assert [g["topic"] for g in lag.json()["groups"]] == ["order.state_changed"]
+    for refused in (dead_letters, replay):
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["code"] == "kafka_refused"
+
+
+async def _skip(conn: Any, envelope: Any) -> None:
+    return None
