@@ -4,7 +4,8 @@ member audit log. Members see only their own account; staff any."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal, Self
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Self, cast
 
 import asyncpg
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -65,6 +66,23 @@ def _pool(request: Request) -> asyncpg.Pool:
     pool = request.app.state.runtime.pool
     assert pool is not None
     return pool  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class WalletContext:
+    """What the routes share, as `build_spec` made it: the ledger (and its clock) and the policies."""
+
+    ledger: Ledger
+    approvals: Approvals
+    expiring_soon_days: int
+    adjustment_approval_above: int
+
+
+def wallet_context(request: Request) -> WalletContext:
+    return cast(WalletContext, request.app.state.runtime.spec.context)
+
+
+Ctx = Annotated[WalletContext, Depends(wallet_context)]
 
 
 def staff_actor(principal: Principal, admitted: tuple[Role, ...]) -> str:
@@ -180,231 +198,233 @@ def adjustment_approval(ledger: Ledger) -> ApprovalAction:
     return ApprovalAction(ADJUSTMENT_APPROVAL, perform)
 
 
-def build_router(
-    ledger: Ledger,
-    *,
-    expiring_soon_days: int,
-    approvals: Approvals,
-    adjustment_approval_above: int,
-) -> APIRouter:
-    router = APIRouter(tags=["wallet"])
-    member_or_staff = require_roles(*MEMBER_OR_STAFF)
+router = APIRouter(tags=["wallet"])
+member_or_staff = require_roles(*MEMBER_OR_STAFF)
 
-    @router.get("/v1/members/{member_id}/wallet", response_model=WalletView)
-    async def wallet(
-        member_id: str, request: Request, principal: Principal = Depends(member_or_staff)
-    ) -> dict[str, Any]:
-        """Balance, status and points expiring soon (and every upcoming expiry)."""
-        principal.ensure_may_access_member(member_id)
-        now = ledger.clock()
-        async with _pool(request).acquire() as conn:
-            found = await repo.get_wallet(conn, member_id)
-            lots = await repo.open_lots(conn, member_id)
-        start, end = soon_window(now, expiring_soon_days)
-        soon = expiring_between(lots, start, end)
-        upcoming = upcoming_expiries(lots, now)
-        return {
-            "member_id": member_id,
-            "balance": str(found.balance if found else 0),
-            "status": (found.status if found else WalletStatus.ACTIVE).value,
-            "known": found is not None,
-            "as_of": now.isoformat(),
-            "expiring_soon": {
-                "days": expiring_soon_days,
-                "points": str(sum(e.points for e in soon)),
-                "lots": [{"expires_at": e.expires_at.isoformat(), "points": str(e.points)} for e in soon],
-            },
-            "expiries": [{"expires_at": e.expires_at.isoformat(), "points": str(e.points)} for e in upcoming],
-        }
 
-    @router.get("/v1/members/{member_id}/history", response_model=History)
-    async def history(
-        member_id: str,
-        request: Request,
-        principal: Principal = Depends(member_or_staff),
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
-        before_seq: Annotated[
-            int | None, Query(ge=1, le=INT64_MAX, description="entries older than this one")
-        ] = None,
-    ) -> dict[str, Any]:
-        """Ledger entries (newest first) and every reward order with its delivery status."""
-        principal.ensure_may_access_member(member_id)
-        async with _pool(request).acquire() as conn:
-            rows = await conn.fetch(
-                f"SELECT {repo.ENTRY_COLUMNS} FROM ledger_entries WHERE member_id = $1"
-                " AND ($2::bigint IS NULL OR member_seq < $2) ORDER BY member_seq DESC LIMIT $3",
-                member_id,
-                before_seq,
-                limit,
+@router.get("/v1/members/{member_id}/wallet", response_model=WalletView)
+async def wallet(
+    ctx: Ctx, member_id: str, request: Request, principal: Principal = Depends(member_or_staff)
+) -> dict[str, Any]:
+    """Balance, status and points expiring soon (and every upcoming expiry)."""
+    principal.ensure_may_access_member(member_id)
+    now = ctx.ledger.clock()
+    async with _pool(request).acquire() as conn:
+        found = await repo.get_wallet(conn, member_id)
+        lots = await repo.open_lots(conn, member_id)
+    start, end = soon_window(now, ctx.expiring_soon_days)
+    soon = expiring_between(lots, start, end)
+    upcoming = upcoming_expiries(lots, now)
+    return {
+        "member_id": member_id,
+        "balance": str(found.balance if found else 0),
+        "status": (found.status if found else WalletStatus.ACTIVE).value,
+        "known": found is not None,
+        "as_of": now.isoformat(),
+        "expiring_soon": {
+            "days": ctx.expiring_soon_days,
+            "points": str(sum(e.points for e in soon)),
+            "lots": [{"expires_at": e.expires_at.isoformat(), "points": str(e.points)} for e in soon],
+        },
+        "expiries": [{"expires_at": e.expires_at.isoformat(), "points": str(e.points)} for e in upcoming],
+    }
+
+
+@router.get("/v1/members/{member_id}/history", response_model=History)
+async def history(
+    ctx: Ctx,
+    member_id: str,
+    request: Request,
+    principal: Principal = Depends(member_or_staff),
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    before_seq: Annotated[
+        int | None, Query(ge=1, le=INT64_MAX, description="entries older than this one")
+    ] = None,
+) -> dict[str, Any]:
+    """Ledger entries (newest first) and every reward order with its delivery status."""
+    principal.ensure_may_access_member(member_id)
+    async with _pool(request).acquire() as conn:
+        entries = await repo.member_entries(conn, member_id, before_seq, limit)
+        orders = await member_orders(conn, member_id, limit)
+    return {
+        "member_id": member_id,
+        "entries": [e.to_json() for e in entries],
+        "next_before_seq": entries[-1].member_seq if len(entries) == limit else None,
+        "orders": orders,
+    }
+
+
+@router.post(
+    "/v1/members/{member_id}/adjustments",
+    status_code=201,
+    response_model=LedgerEntryView,
+    responses=PENDING_RESPONSE,
+)
+async def adjust(
+    ctx: Ctx,
+    member_id: str,
+    body: AdjustmentRequest,
+    request: Request,
+    response: Response,
+    principal: Principal = Depends(require_roles(*ADJUSTERS)),
+    idempotency_key_header: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> Any:
+    """Post a manual adjustment (credit) or a reversal; repeating the same key returns the same entry.
+    More points than the approval limit wait for a second person: 202 with the pending approval."""
+    actor = staff_actor(principal, ADJUSTERS)
+    key = body.idempotency_key or idempotency_key_header or f"http:{uuid.uuid4()}"
+    pool = _pool(request)
+    async with pool.acquire() as conn, conn.transaction():
+        amount = await _amount_of(conn, body)
+        if amount > ctx.adjustment_approval_above and await repo.entry_by_key(conn, key) is None:
+            waiting = await pending_like(conn, ADJUSTMENT_APPROVAL, {"idempotency_key": key})
+            if waiting is not None:  # the same request again: the approval it already waits for
+                return pending_answer(waiting)
+            pending = await ctx.approvals.request(
+                conn,
+                kind=ADJUSTMENT_APPROVAL,
+                subject_id=member_id,
+                summary=f"{body.entry_type.replace('_', ' ')} of {amount} points for member {member_id}",
+                request={
+                    "member_id": member_id,
+                    "idempotency_key": key,
+                    "body": body.model_dump(mode="json", exclude_none=True),
+                },
+                principal=principal,
+                maker=actor,
+                reason=body.reason,
             )
-            orders = await member_orders(conn, member_id, limit)
-        entries = [repo.entry_from_row(r) for r in rows]
-        return {
-            "member_id": member_id,
-            "entries": [e.to_json() for e in entries],
-            "next_before_seq": entries[-1].member_seq if len(entries) == limit else None,
-            "orders": orders,
-        }
+            return pending_answer(pending)
+        posted = await _post_adjustment(conn, ctx.ledger, member_id, body, amount, actor=actor, key=key)
+    if posted.replayed:
+        response.status_code = 200
+    return posted.entry.to_json()
 
-    @router.post(
-        "/v1/members/{member_id}/adjustments",
-        status_code=201,
-        response_model=LedgerEntryView,
-        responses=PENDING_RESPONSE,
-    )
-    async def adjust(
-        member_id: str,
-        body: AdjustmentRequest,
-        request: Request,
-        response: Response,
-        principal: Principal = Depends(require_roles(*ADJUSTERS)),
-        idempotency_key_header: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
-    ) -> Any:
-        """Post a manual adjustment (credit) or a reversal; repeating the same key returns the same entry.
-        More points than the approval limit wait for a second person: 202 with the pending approval."""
-        actor = staff_actor(principal, ADJUSTERS)
-        key = body.idempotency_key or idempotency_key_header or f"http:{uuid.uuid4()}"
-        pool = _pool(request)
-        async with pool.acquire() as conn, conn.transaction():
-            amount = await _amount_of(conn, body)
-            if amount > adjustment_approval_above and await repo.entry_by_key(conn, key) is None:
-                waiting = await pending_like(conn, ADJUSTMENT_APPROVAL, {"idempotency_key": key})
-                if waiting is not None:  # the same request again: the approval it already waits for
-                    return pending_answer(waiting)
-                pending = await approvals.request(
-                    conn,
-                    kind=ADJUSTMENT_APPROVAL,
-                    subject_id=member_id,
-                    summary=f"{body.entry_type.replace('_', ' ')} of {amount} points for member {member_id}",
-                    request={
-                        "member_id": member_id,
-                        "idempotency_key": key,
-                        "body": body.model_dump(mode="json", exclude_none=True),
-                    },
-                    principal=principal,
-                    maker=actor,
-                    reason=body.reason,
-                )
-                return pending_answer(pending)
-            posted = await _post_adjustment(conn, ledger, member_id, body, amount, actor=actor, key=key)
-        if posted.replayed:
-            response.status_code = 200
-        return posted.entry.to_json()
 
-    async def _set_status(
-        request: Request, member_id: str, principal: Principal, status: WalletStatus, reason: str
-    ) -> dict[str, Any]:
-        actor = staff_actor(principal, (Role.ADMIN,))
-        async with _pool(request).acquire() as conn, conn.transaction():
-            found = await repo.lock_wallet(conn, member_id)
-            if found is None:
-                raise domain.UnknownMember(f"member {member_id} has no wallet")
-            if found.status is not status:
-                now = ledger.clock()
-                await repo.set_wallet_status(conn, member_id, status, now)
-                action = "wallet_frozen" if status is WalletStatus.FROZEN else "wallet_unfrozen"
-                await append_member_audit(
-                    conn,
-                    member_id=member_id,
-                    actor=actor,
-                    action=action,
-                    occurred_at=now,
-                    details={"reason": reason},
-                )
-                await append_audit(
-                    conn,
-                    actor=actor,
-                    action=f"wallet.{action}",
-                    subject_type="member",
-                    subject_id=member_id,
-                    details={"reason": reason},
-                )
-        return {"member_id": member_id, "status": status.value}
-
-    @router.post("/v1/members/{member_id}/freeze", response_model=WalletStatusView)
-    async def freeze(
-        member_id: str,
-        body: StatusChange,
-        request: Request,
-        principal: Principal = Depends(require_roles(Role.ADMIN)),
-    ) -> dict[str, Any]:
-        """Freeze the wallet: debit requests are refused with `wallet_frozen` until it is unfrozen."""
-        return await _set_status(request, member_id, principal, WalletStatus.FROZEN, body.reason)
-
-    @router.post("/v1/members/{member_id}/unfreeze", response_model=WalletStatusView)
-    async def unfreeze(
-        member_id: str,
-        body: StatusChange,
-        request: Request,
-        principal: Principal = Depends(require_roles(Role.ADMIN)),
-    ) -> dict[str, Any]:
-        return await _set_status(request, member_id, principal, WalletStatus.ACTIVE, body.reason)
-
-    @router.get("/v1/members/{member_id}/audit", response_model=MemberAuditPage)
-    async def audit(
-        member_id: str,
-        request: Request,
-        principal: Principal = Depends(member_or_staff),
-        after_seq: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    ) -> dict[str, Any]:
-        """Every action against the member's account, oldest first, with each entry's hash link."""
-        principal.ensure_may_access_member(member_id)
-        async with _pool(request).acquire() as conn:
-            entries = await list_member_audit(conn, member_id, after_seq=after_seq, limit=limit)
-        return {
-            "member_id": member_id,
-            "entries": [e.to_json() for e in entries],
-            "next_after_seq": entries[-1].seq if len(entries) == limit else None,
-        }
-
-    @router.post("/v1/members/{member_id}/orders/{order_id}/reveal", response_model=RevealPointer)
-    async def reveal(
-        member_id: str,
-        order_id: uuid.UUID,
-        request: Request,
-        body: RevealRequest | None = None,
-        principal: Principal = Depends(require_roles(*REVEALERS)),
-    ) -> dict[str, Any]:
-        """Where to see a delivered code in full. The wallet never holds clear codes: this records the
-        reveal in the member's audit log and points to the voucher service's own audited reveal."""
-        principal.ensure_may_access_member(member_id)
-        actor = staff_actor(principal, REVEALERS)
-        async with _pool(request).acquire() as conn, conn.transaction():
-            order = await member_order(conn, member_id, order_id)
-            if order is None or order["reveal"] is None:
-                raise Problem(
-                    404, "no_revealable_code", detail="The member has no delivered code on that order."
-                )
-            details = {"order_id": str(order_id), "booking_id": order["booking_id"]}
-            details |= {"masked_code": order["masked_code"]}
-            if body is not None and body.reason:
-                details["reason"] = body.reason
+async def _set_status(
+    ctx: WalletContext,
+    request: Request,
+    member_id: str,
+    principal: Principal,
+    status: WalletStatus,
+    reason: str,
+) -> dict[str, Any]:
+    actor = staff_actor(principal, (Role.ADMIN,))
+    async with _pool(request).acquire() as conn, conn.transaction():
+        found = await repo.lock_wallet(conn, member_id)
+        if found is None:
+            raise domain.UnknownMember(f"member {member_id} has no wallet")
+        if found.status is not status:
+            now = ctx.ledger.clock()
+            await repo.set_wallet_status(conn, member_id, status, now)
+            action = "wallet_frozen" if status is WalletStatus.FROZEN else "wallet_unfrozen"
             await append_member_audit(
                 conn,
                 member_id=member_id,
                 actor=actor,
-                action="code_reveal_requested",
-                occurred_at=ledger.clock(),
-                details=details,
+                action=action,
+                occurred_at=now,
+                details={"reason": reason},
             )
-        return {"order_id": str(order_id), "masked_code": order["masked_code"], "reveal": order["reveal"]}
+            await append_audit(
+                conn,
+                actor=actor,
+                action=f"wallet.{action}",
+                subject_type="member",
+                subject_id=member_id,
+                details={"reason": reason},
+            )
+    return {"member_id": member_id, "status": status.value}
 
-    @router.get("/v1/members/{member_id}/audit/verify", response_model=MemberAuditVerification)
-    async def verify(
-        member_id: str, request: Request, principal: Principal = Depends(member_or_staff)
-    ) -> dict[str, Any]:
-        """Recompute the member's chain; `first_broken_seq` names the first entry that does not hold."""
-        principal.ensure_may_access_member(member_id)
-        async with _pool(request).acquire() as conn:
-            result = await verify_member_audit(conn, member_id)
-        return {
-            "member_id": member_id,
-            "ok": result.ok,
-            "entries_verified": result.entries,
-            "first_broken_seq": result.first_broken_seq,
-            "reason": result.reason,
-            "head_hash": result.head_hash,
-        }
 
-    return router
+@router.post("/v1/members/{member_id}/freeze", response_model=WalletStatusView)
+async def freeze(
+    ctx: Ctx,
+    member_id: str,
+    body: StatusChange,
+    request: Request,
+    principal: Principal = Depends(require_roles(Role.ADMIN)),
+) -> dict[str, Any]:
+    """Freeze the wallet: debit requests are refused with `wallet_frozen` until it is unfrozen."""
+    return await _set_status(ctx, request, member_id, principal, WalletStatus.FROZEN, body.reason)
+
+
+@router.post("/v1/members/{member_id}/unfreeze", response_model=WalletStatusView)
+async def unfreeze(
+    ctx: Ctx,
+    member_id: str,
+    body: StatusChange,
+    request: Request,
+    principal: Principal = Depends(require_roles(Role.ADMIN)),
+) -> dict[str, Any]:
+    return await _set_status(ctx, request, member_id, principal, WalletStatus.ACTIVE, body.reason)
+
+
+@router.get("/v1/members/{member_id}/audit", response_model=MemberAuditPage)
+async def audit(
+    ctx: Ctx,
+    member_id: str,
+    request: Request,
+    principal: Principal = Depends(member_or_staff),
+    after_seq: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> dict[str, Any]:
+    """Every action against the member's account, oldest first, with each entry's hash link."""
+    principal.ensure_may_access_member(member_id)
+    async with _pool(request).acquire() as conn:
+        entries = await list_member_audit(conn, member_id, after_seq=after_seq, limit=limit)
+    return {
+        "member_id": member_id,
+        "entries": [e.to_json() for e in entries],
+        "next_after_seq": entries[-1].seq if len(entries) == limit else None,
+    }
+
+
+@router.post("/v1/members/{member_id}/orders/{order_id}/reveal", response_model=RevealPointer)
+async def reveal(
+    ctx: Ctx,
+    member_id: str,
+    order_id: uuid.UUID,
+    request: Request,
+    body: RevealRequest | None = None,
+    principal: Principal = Depends(require_roles(*REVEALERS)),
+) -> dict[str, Any]:
+    """Where to see a delivered code in full. The wallet never holds clear codes: this records the
+    reveal in the member's audit log and points to the voucher service's own audited reveal."""
+    principal.ensure_may_access_member(member_id)
+    actor = staff_actor(principal, REVEALERS)
+    async with _pool(request).acquire() as conn, conn.transaction():
+        order = await member_order(conn, member_id, order_id)
+        if order is None or order["reveal"] is None:
+            raise Problem(404, "no_revealable_code", detail="The member has no delivered code on that order.")
+        details = {"order_id": str(order_id), "booking_id": order["booking_id"]}
+        details |= {"masked_code": order["masked_code"]}
+        if body is not None and body.reason:
+            details["reason"] = body.reason
+        await append_member_audit(
+            conn,
+            member_id=member_id,
+            actor=actor,
+            action="code_reveal_requested",
+            occurred_at=ctx.ledger.clock(),
+            details=details,
+        )
+    return {"order_id": str(order_id), "masked_code": order["masked_code"], "reveal": order["reveal"]}
+
+
+@router.get("/v1/members/{member_id}/audit/verify", response_model=MemberAuditVerification)
+async def verify(
+    ctx: Ctx, member_id: str, request: Request, principal: Principal = Depends(member_or_staff)
+) -> dict[str, Any]:
+    """Recompute the member's chain; `first_broken_seq` names the first entry that does not hold."""
+    principal.ensure_may_access_member(member_id)
+    async with _pool(request).acquire() as conn:
+        result = await verify_member_audit(conn, member_id)
+    return {
+        "member_id": member_id,
+        "ok": result.ok,
+        "entries_verified": result.entries,
+        "first_broken_seq": result.first_broken_seq,
+        "reason": result.reason,
+        "head_hash": result.head_hash,
+    }

@@ -90,152 +90,152 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
-def build_reports_router() -> APIRouter:
-    router = APIRouter(tags=["wallet reports"])
+router = APIRouter(tags=["wallet reports"])
 
-    @router.get(
-        "/v1/wallet/transactions",
-        response_model=None,
-        responses={
-            200: {
-                "model": TransactionPage,
-                "description": "A page of JSON (`format=json`), or every matching row as CSV or JSON lines",
-                "content": {
-                    "text/csv": {"schema": {"type": "string"}},
-                    "application/x-ndjson": {"schema": {"type": "string"}},
-                },
-            }
-        },
+
+@router.get(
+    "/v1/wallet/transactions",
+    response_model=None,
+    responses={
+        200: {
+            "model": TransactionPage,
+            "description": "A page of JSON (`format=json`), or every matching row as CSV or JSON lines",
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            },
+        }
+    },
+)
+async def transactions(
+    request: Request,
+    _: Principal = Depends(require_roles(*REPORT_ROLES)),
+    date_from: Annotated[datetime | None, Query(alias="from", description="inclusive, RFC 3339")] = None,
+    date_to: Annotated[datetime | None, Query(alias="to", description="exclusive, RFC 3339")] = None,
+    member_id: Annotated[str | None, Query(max_length=200)] = None,
+    entry_type: Annotated[list[EntryType] | None, Query(description="repeat for several")] = None,
+    reference: Annotated[
+        str | None, Query(max_length=200, description="order id, booking id, external ref, ticket id")
+    ] = None,
+    format: Annotated[Literal["json", "csv", "jsonl"], Query()] = "json",
+    limit: Annotated[int, Query(ge=1, le=1000, description="page size of the JSON format")] = 100,
+    after_seq: Annotated[int, Query(ge=0, le=INT64_MAX, description="JSON paging cursor")] = 0,
+) -> Any:
+    """Ledger transactions with totals per entry type (JSON), or every matching row streamed."""
+    pool: asyncpg.Pool = request.app.state.runtime.pool
+    args = (
+        _utc(date_from),
+        _utc(date_to),
+        member_id,
+        [t.value for t in entry_type] if entry_type else None,
+        reference,
     )
-    async def transactions(
-        request: Request,
-        _: Principal = Depends(require_roles(*REPORT_ROLES)),
-        date_from: Annotated[datetime | None, Query(alias="from", description="inclusive, RFC 3339")] = None,
-        date_to: Annotated[datetime | None, Query(alias="to", description="exclusive, RFC 3339")] = None,
-        member_id: Annotated[str | None, Query(max_length=200)] = None,
-        entry_type: Annotated[list[EntryType] | None, Query(description="repeat for several")] = None,
-        reference: Annotated[
-            str | None, Query(max_length=200, description="order id, booking id, external ref, ticket id")
-        ] = None,
-        format: Annotated[Literal["json", "csv", "jsonl"], Query()] = "json",
-        limit: Annotated[int, Query(ge=1, le=1000, description="page size of the JSON format")] = 100,
-        after_seq: Annotated[int, Query(ge=0, le=INT64_MAX, description="JSON paging cursor")] = 0,
-    ) -> Any:
-        """Ledger transactions with totals per entry type (JSON), or every matching row streamed."""
-        pool: asyncpg.Pool = request.app.state.runtime.pool
-        args = (
-            _utc(date_from),
-            _utc(date_to),
-            member_id,
-            [t.value for t in entry_type] if entry_type else None,
-            reference,
-        )
-        if format == "json":
-            async with pool.acquire() as conn:
-                rows = await conn.fetch(
-                    _SELECT + " AND e.seq > $6 ORDER BY e.seq LIMIT $7", *args, after_seq, limit
-                )
-                totals = await conn.fetch(
-                    "SELECT e.entry_type, e.direction, count(*) AS entries, sum(e.amount) AS points"
-                    + _FROM
-                    + " GROUP BY e.entry_type, e.direction ORDER BY e.entry_type",
-                    *args,
-                )
-            credited = sum(t["points"] for t in totals if t["direction"] == "credit")
-            debited = sum(t["points"] for t in totals if t["direction"] == "debit")
-            return {
-                "items": [row_values(r) for r in rows],
-                "next_after_seq": rows[-1]["seq"] if len(rows) == limit else None,
-                "totals": {
-                    t["entry_type"]: {
-                        "direction": t["direction"],
-                        "entries": t["entries"],
-                        "points": str(t["points"]),
-                    }
-                    for t in totals
-                },
-                "credited": str(credited),
-                "debited": str(debited),
-                "net": str(credited - debited),
-            }
+    if format == "json":
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(
+                _SELECT + " AND e.seq > $6 ORDER BY e.seq LIMIT $7", *args, after_seq, limit
+            )
+            totals = await conn.fetch(
+                "SELECT e.entry_type, e.direction, count(*) AS entries, sum(e.amount) AS points"
+                + _FROM
+                + " GROUP BY e.entry_type, e.direction ORDER BY e.entry_type",
+                *args,
+            )
+        credited = sum(t["points"] for t in totals if t["direction"] == "credit")
+        debited = sum(t["points"] for t in totals if t["direction"] == "debit")
+        return {
+            "items": [row_values(r) for r in rows],
+            "next_after_seq": rows[-1]["seq"] if len(rows) == limit else None,
+            "totals": {
+                t["entry_type"]: {
+                    "direction": t["direction"],
+                    "entries": t["entries"],
+                    "points": str(t["points"]),
+                }
+                for t in totals
+            },
+            "credited": str(credited),
+            "debited": str(debited),
+            "net": str(credited - debited),
+        }
+    timeout_s = request.app.state.settings.http_download_timeout_s
+    stream = cursor_rows(pool, _SELECT + " ORDER BY e.seq", *args, statement_timeout_s=timeout_s)
+    return download_response(
+        download_lines(stream, COLUMNS, format, row_values),
+        name="wallet-transactions",
+        format=format,
+        timeout_s=timeout_s,
+    )
+
+
+@router.get(
+    "/v1/wallet/reports/liability",
+    summary="Outstanding points at the end of a day, by campaign and member (JSON page, CSV, JSON lines)",
+    response_model=None,
+    responses={200: {"model": LiabilityReport, **DOWNLOAD_RESPONSES[200]}},
+)
+async def liability(
+    request: Request,
+    _: Principal = Depends(require_roles(*REPORT_ROLES)),
+    as_of: Annotated[
+        date | None, Query(ge=FIRST_DAY, le=LAST_DAY, description="a UTC day; default today")
+    ] = None,
+    campaign_id: Annotated[Identifier | None, Query()] = None,
+    member_id: Annotated[Identifier | None, Query()] = None,
+    format: Annotated[Literal["json", "csv", "jsonl"], Query()] = "json",
+    limit: Annotated[int, Query(ge=1, le=1000, description="members per JSON page")] = 100,
+    after_member: Annotated[Identifier | None, Query(description="JSON paging cursor")] = None,
+) -> Any:
+    """Points earned and still held at the end of `as_of`: every lot's points less what debits took
+    from it by then, per campaign (null: not awarded by a campaign) and member."""
+    pool: asyncpg.Pool = request.app.state.runtime.pool
+    day = as_of or datetime.now(UTC).date()
+    cutoff = finance.end_of_day(day)
+    if format != "json":
         timeout_s = request.app.state.settings.http_download_timeout_s
-        stream = cursor_rows(pool, _SELECT + " ORDER BY e.seq", *args, statement_timeout_s=timeout_s)
+        stream = cursor_rows(
+            pool,
+            finance.ORDERED_OUTSTANDING,
+            cutoff,
+            campaign_id,
+            member_id,
+            statement_timeout_s=timeout_s,
+        )
         return download_response(
-            download_lines(stream, COLUMNS, format, row_values),
-            name="wallet-transactions",
+            download_lines(stream, finance.LIABILITY_COLUMNS, format),
+            name=f"points-liability-{day.isoformat()}",
             format=format,
             timeout_s=timeout_s,
         )
-
-    @router.get(
-        "/v1/wallet/reports/liability",
-        summary="Outstanding points at the end of a day, by campaign and member (JSON page, CSV, JSON lines)",
-        response_model=None,
-        responses={200: {"model": LiabilityReport, **DOWNLOAD_RESPONSES[200]}},
-    )
-    async def liability(
-        request: Request,
-        _: Principal = Depends(require_roles(*REPORT_ROLES)),
-        as_of: Annotated[
-            date | None, Query(ge=FIRST_DAY, le=LAST_DAY, description="a UTC day; default today")
-        ] = None,
-        campaign_id: Annotated[Identifier | None, Query()] = None,
-        member_id: Annotated[Identifier | None, Query()] = None,
-        format: Annotated[Literal["json", "csv", "jsonl"], Query()] = "json",
-        limit: Annotated[int, Query(ge=1, le=1000, description="members per JSON page")] = 100,
-        after_member: Annotated[Identifier | None, Query(description="JSON paging cursor")] = None,
-    ) -> Any:
-        """Points earned and still held at the end of `as_of`: every lot's points less what debits took
-        from it by then, per campaign (null: not awarded by a campaign) and member."""
-        pool: asyncpg.Pool = request.app.state.runtime.pool
-        day = as_of or datetime.now(UTC).date()
-        cutoff = finance.end_of_day(day)
-        if format != "json":
-            timeout_s = request.app.state.settings.http_download_timeout_s
-            stream = cursor_rows(
-                pool,
-                finance.ORDERED_OUTSTANDING,
-                cutoff,
-                campaign_id,
-                member_id,
-                statement_timeout_s=timeout_s,
-            )
-            return download_response(
-                download_lines(stream, finance.LIABILITY_COLUMNS, format),
-                name=f"points-liability-{day.isoformat()}",
-                format=format,
-                timeout_s=timeout_s,
-            )
-        async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
-            total, members, by_campaign = await finance.liability_totals(conn, cutoff, campaign_id, member_id)
-            items, next_after = await finance.liability_page(
-                conn, cutoff, campaign_id, member_id, after_member=after_member, members=limit
-            )
-        return LiabilityReport(
-            as_of=day,
-            cutoff=cutoff,
-            total_points=str(total),
-            members=members,
-            by_campaign=[CampaignLiability(**c) for c in by_campaign],
-            items=[MemberLiability(**i) for i in items],
-            next_after_member=next_after,
+    async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+        total, members, by_campaign = await finance.liability_totals(conn, cutoff, campaign_id, member_id)
+        items, next_after = await finance.liability_page(
+            conn, cutoff, campaign_id, member_id, after_member=after_member, members=limit
         )
-
-    @router.get(
-        "/v1/wallet/reports/month-end",
-        summary="A month's points earned, refunded, burned, expired and adjusted, with the opening and "
-        "closing liability",
-        response_model=MonthEndSummary,
+    return LiabilityReport(
+        as_of=day,
+        cutoff=cutoff,
+        total_points=str(total),
+        members=members,
+        by_campaign=[CampaignLiability(**c) for c in by_campaign],
+        items=[MemberLiability(**i) for i in items],
+        next_after_member=next_after,
     )
-    async def month_end(
-        request: Request,
-        month: Annotated[str, Query(pattern=MONTH_PATTERN, description="YYYY-MM (UTC)")],
-        _: Principal = Depends(require_roles(*REPORT_ROLES)),
-    ) -> dict[str, Any]:
-        pool: asyncpg.Pool = request.app.state.runtime.pool
-        start, end = finance.month_bounds(month)
-        async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
-            figures = await finance.month_end(conn, start, end)
-        return finance.month_end_view(month, start, end, figures)
 
-    return router
+
+@router.get(
+    "/v1/wallet/reports/month-end",
+    summary="A month's points earned, refunded, burned, expired and adjusted, with the opening and "
+    "closing liability",
+    response_model=MonthEndSummary,
+)
+async def month_end(
+    request: Request,
+    month: Annotated[str, Query(pattern=MONTH_PATTERN, description="YYYY-MM (UTC)")],
+    _: Principal = Depends(require_roles(*REPORT_ROLES)),
+) -> dict[str, Any]:
+    pool: asyncpg.Pool = request.app.state.runtime.pool
+    start, end = finance.month_bounds(month)
+    async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+        figures = await finance.month_end(conn, start, end)
+    return finance.month_end_view(month, start, end, figures)

@@ -129,6 +129,18 @@ async def set_wallet_status(conn: Connection, member_id: str, status: WalletStat
     )
 
 
+async def member_entries(conn: Connection, member_id: str, before_seq: int | None, limit: int) -> list[Entry]:
+    """A member's entries, newest first, older than `before_seq` when given."""
+    rows = await conn.fetch(
+        f"SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE member_id = $1"
+        " AND ($2::bigint IS NULL OR member_seq < $2) ORDER BY member_seq DESC LIMIT $3",
+        member_id,
+        before_seq,
+        limit,
+    )
+    return [entry_from_row(r) for r in rows]
+
+
 async def entry_by_key(conn: Connection, idempotency_key: str) -> Entry | None:
     row = await conn.fetchrow(
         f"SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE idempotency_key = $1", idempotency_key

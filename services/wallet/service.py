@@ -15,13 +15,14 @@ from chassis.audit_api import audit_router
 from chassis.jobs import PeriodicJob
 from chassis.service import ServiceRuntime, ServiceSpec
 
-from .api import adjustment_approval, build_router
+from .api import WalletContext, adjustment_approval
+from .api import router as wallet_router
 from .domain import ExpiryPolicy
 from .expiry_warnings import warn_expiring
 from .handlers import WalletHandlers
 from .ledger import Clock, Ledger, system_clock
 from .reconciliation import send_reconciliation
-from .reports import build_reports_router
+from .reports import router as reports_router
 from .settings import WalletSettings
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -64,17 +65,18 @@ def build_spec(settings: WalletSettings, *, clock: Clock = system_clock, **overr
         migrations_dir=MIGRATIONS,
         subscriptions=WalletHandlers(ledger).subscriptions(),
         routers=[
-            build_router(
-                ledger,
-                expiring_soon_days=settings.expiring_soon_days,
-                approvals=approvals,
-                adjustment_approval_above=settings.adjustment_approval_above,
-            ),
+            wallet_router,
             approvals_router(approvals),
-            build_reports_router(),
+            reports_router,
             audit_router(),
         ],
         jobs=jobs,
         on_startup=startup,
+        context=WalletContext(
+            ledger,
+            approvals,
+            expiring_soon_days=settings.expiring_soon_days,
+            adjustment_approval_above=settings.adjustment_approval_above,
+        ),
         **overrides,
     )
