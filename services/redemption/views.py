@@ -109,16 +109,26 @@ class RecordOut(BaseModel):
     reason: str | None
 
 
+class CurrencyAmount(BaseModel):
+    currency: str | None = Field(description="ISO 4217; null for amounts recorded without one")
+    amount: MoneyText
+
+
 class AggregateRow(BaseModel):
     value: str | None
     records: int
-    amount: str
+    amount: str | None = Field(
+        description="the money of the row when it is all in one currency ('0' when there is none); null "
+        "when it spans currencies: read `amounts`"
+    )
+    amounts: list[CurrencyAmount] = Field(description="money per currency, in its minor units")
     points: str
 
 
 class AggregateTotal(BaseModel):
     records: int
     by_status: dict[str, int]
+    amounts: list[CurrencyAmount] = Field(description="money per currency, in its minor units")
 
 
 class Aggregates(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 import asyncpg
@@ -16,7 +17,7 @@ from chassis.problems import Problem
 from contracts.redemption import RedemptionKind, RedemptionStatus
 from services.redemption.deps import pool
 from services.redemption.records.domain import Record
-from services.redemption.records.repository import RecordFilter, aggregate, list_records
+from services.redemption.records.repository import RecordFilter, aggregate, list_records, per_currency
 from services.redemption.views import RecordPage
 
 router = APIRouter(tags=["dashboards"])
@@ -117,10 +118,16 @@ async def redemption_records(
         if aggregates and member_id is None:
             per = {name: await aggregate(conn, flt, dim) for name, dim in AGGREGATES.items()}
             totals = per["per_status"]
+            money = per_currency(
+                [(m["currency"], Decimal(m["amount"])) for r in totals for m in r["amounts"]],
+                records=sum(r["records"] for r in totals),
+                points=sum(int(r["points"]) for r in totals),
+            )
             body["aggregates"] = {
                 "total": {
-                    "records": sum(r["records"] for r in totals),
+                    "records": money["records"],
                     "by_status": {r["value"]: r["records"] for r in totals},
+                    "amounts": money["amounts"],
                 },
                 **per,
             }

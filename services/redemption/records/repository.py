@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, fields
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from chassis.db import Connection
+from chassis.money import money_text
 from chassis.outbox import add_event
 from contracts.envelope import Envelope
 from contracts.topics import Topics
@@ -21,18 +23,22 @@ async def _add_to_daily(conn: Connection, record: Record, sign: int) -> None:
     await conn.execute(
         """
         INSERT INTO redemption_daily
-            (day, kind, status, partner_id, offer_id, channel, segment_token, records, amount, points)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            (day, kind, status, partner_id, offer_id, channel, segment_token, records, amount, points,
+             currency)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
         """,
         *record.bucket(),
         sign,
         sign * (record.amount or 0),
         sign * (record.points or 0),
+        record.currency or "",
     )
 
 
 def _counts_alike(a: Record, b: Record) -> bool:
-    return a.bucket() == b.bucket() and a.amount == b.amount and a.points == b.points
+    return (
+        a.bucket() == b.bucket() and (a.amount, a.currency) == (b.amount, b.currency) and a.points == b.points
+    )
 
 
 async def rollup_daily(conn: Connection) -> int:
@@ -41,13 +47,15 @@ async def rollup_daily(conn: Connection) -> int:
         """
         WITH gone AS (
             DELETE FROM redemption_daily WHERE day < (now() AT TIME ZONE 'UTC')::date
-            RETURNING day, kind, status, partner_id, offer_id, channel, segment_token, records, amount, points
+            RETURNING day, kind, status, partner_id, offer_id, channel, segment_token, records, amount,
+                      points, currency
         )
         INSERT INTO redemption_daily
-            (day, kind, status, partner_id, offer_id, channel, segment_token, records, amount, points)
+            (day, kind, status, partner_id, offer_id, channel, segment_token, records, amount, points,
+             currency)
         SELECT day, kind, status, partner_id, offer_id, channel, segment_token,
-               sum(records), sum(amount), sum(points)
-          FROM gone GROUP BY day, kind, status, partner_id, offer_id, channel, segment_token
+               sum(records), sum(amount), sum(points), currency
+          FROM gone GROUP BY day, kind, status, partner_id, offer_id, channel, segment_token, currency
         HAVING sum(records) <> 0 OR sum(amount) <> 0 OR sum(points) <> 0
         RETURNING day
         """
@@ -162,25 +170,47 @@ AGGREGATE_DIMENSIONS = ("day", "partner_id", "channel", "offer_id", "segment_tok
 
 
 async def aggregate(conn: Connection, flt: RecordFilter, dimension: str) -> list[dict[str, Any]]:
-    """Counts and sums per value of `dimension`, from the daily aggregates (exact after purges)."""
+    """Counts and sums per value of `dimension`, from the daily aggregates (exact after purges); money
+    is summed per currency, never across currencies."""
     if dimension not in AGGREGATE_DIMENSIONS:
         raise ValueError(f"unknown dimension {dimension}")
     where, args = flt.where(daily=True)
     rows = await conn.fetch(
         f"""
-        SELECT {dimension} AS value, sum(records)::bigint AS records, sum(amount) AS amount,
+        SELECT {dimension} AS value, currency, sum(records)::bigint AS records, sum(amount) AS amount,
                sum(points)::bigint AS points
           FROM redemption_daily{where}
-         GROUP BY {dimension} HAVING sum(records) <> 0 ORDER BY {dimension}
+         GROUP BY {dimension}, currency ORDER BY {dimension}, currency
         """,
         *args,
     )
+    per_value: dict[Any, list[Any]] = {}
+    for r in rows:
+        per_value.setdefault(r["value"], []).append(r)
     return [
         {
-            "value": (r["value"].isoformat() if isinstance(r["value"], date) else (r["value"] or None)),
-            "records": r["records"],
-            "amount": str(r["amount"]),
-            "points": str(r["points"]),
+            "value": value.isoformat() if isinstance(value, date) else (value or None),
+            **per_currency(
+                [(g["currency"] or None, g["amount"]) for g in group],
+                records=sum(g["records"] for g in group),
+                points=sum(g["points"] for g in group),
+            ),
         }
-        for r in rows
+        for value, group in per_value.items()
+        if sum(g["records"] for g in group) != 0
     ]
+
+
+def per_currency(amounts: list[tuple[str | None, Decimal]], *, records: int, points: int) -> dict[str, Any]:
+    """An aggregate's figures: money per currency in its minor units (`amounts`), and `amount` only when
+    all of it is in one currency (a sum across currencies would mean nothing)."""
+    totals: dict[str | None, Decimal] = {}
+    for currency, amount in amounts:
+        totals[currency] = totals.get(currency, Decimal(0)) + amount
+    kept = sorted(((c, a) for c, a in totals.items() if a != 0), key=lambda ca: ca[0] or "")
+    return {
+        "records": records,
+        "amount": money_text(kept[0][1], kept[0][0]) if len(kept) == 1 else ("0" if not kept else None),
+        "amounts": [{"currency": c, "amount": money_text(a, c)} for c, a in kept],
+        "points": str(points),
+    }

@@ -17,7 +17,7 @@ from services.redemption.tests.integration.conftest import RunningService, publi
 
 
 def _redeemed(
-    partner: str, *, amount: str, remaining: str, channel: str, test: bool = False
+    partner: str, *, amount: str, remaining: str, channel: str, test: bool = False, currency: str = "EUR"
 ) -> VoucherRedeemed:
     return VoucherRedeemed(
         code_id=uuid.uuid4(),
@@ -28,7 +28,7 @@ def _redeemed(
         redemption_id=uuid.uuid4(),
         amount=Decimal(amount),
         remaining_value=Decimal(remaining),
-        currency="EUR",
+        currency=currency,
         channel=channel,
         location="Store 4",
         partial=Decimal(remaining) > 0,
@@ -93,7 +93,13 @@ async def test_voucher_redemptions_partial_ones_and_expiries_are_recorded_and_ag
         "online": 1,
     }
     assert mine["aggregates"]["per_partner"] == [
-        {"value": partner, "records": 2, "amount": "25.00", "points": "0"}
+        {
+            "value": partner,
+            "records": 2,
+            "amount": "25.00",
+            "amounts": [{"currency": "EUR", "amount": "25.00"}],
+            "points": "0",
+        }
     ]
     forbidden = await service.client.get(
         "/v1/redemption-records", params={"partner_id": other}, headers=service.auth("partner", partner)
@@ -144,3 +150,38 @@ async def test_an_invalid_voucher_event_is_dead_lettered_and_records_nothing(ser
             )
             == 0
         )
+
+
+async def test_dashboard_sums_are_per_currency_never_across_currencies(service: RunningService) -> None:
+    partner = f"p-{uuid.uuid4().hex[:6]}"
+    events = [
+        _redeemed(partner, amount="20.00", remaining="0", channel="online"),
+        _redeemed(partner, amount="5.50", remaining="0", channel="online"),
+        _redeemed(partner, amount="2500", remaining="0", channel="online", currency="JPY"),
+        _redeemed(partner, amount="1.250", remaining="0", channel="in_store", currency="KWD"),
+    ]
+    for event in events:
+        await publish(service.bootstrap, Topics.VOUCHER_REDEEMED, str(event.code_id), event, "voucher")
+
+    async def recorded() -> bool:
+        async with service.pool.acquire() as conn:
+            return bool(
+                await conn.fetchval(
+                    "SELECT count(*) = 4 FROM redemption_records WHERE partner_id = $1", partner
+                )
+            )
+
+    await wait_until(recorded, timeout=60, interval=0.3, what="the partner's four records")
+    aggregates = (await _records(service, "finance", "fiona", partner_id=partner))["aggregates"]
+
+    assert aggregates["total"]["amounts"] == [
+        {"currency": "EUR", "amount": "25.50"},
+        {"currency": "JPY", "amount": "2500"},
+        {"currency": "KWD", "amount": "1.250"},
+    ]
+    [row] = aggregates["per_partner"]
+    assert row["amount"] is None
+    assert row["amounts"] == aggregates["total"]["amounts"]
+    per_channel = {r["value"]: r for r in aggregates["per_channel"]}
+    assert per_channel["in_store"]["amount"] == "1.250"
+    assert [m["currency"] for m in per_channel["online"]["amounts"]] == ["EUR", "JPY"]
