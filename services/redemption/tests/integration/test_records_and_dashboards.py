@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from chassis.testing import produce, read_topic, wait_until
 from contracts.envelope import Envelope
+from contracts.redemption import RedemptionKind, RedemptionStatus
 from contracts.topics import Topics
 from contracts.vouchers import CodeStatus, VoucherRedeemed, VoucherStatusChanged
+from services.redemption.records.domain import Record
 from services.redemption.records.handlers import expiry_record_id
+from services.redemption.records.repository import write_record
 from services.redemption.tests.integration.conftest import RunningService, publish
+
+MIGRATION = Path(__file__).parents[2] / "migrations" / "0008_daily_currency.sql"
 
 
 def _redeemed(
@@ -185,3 +192,41 @@ async def test_dashboard_sums_are_per_currency_never_across_currencies(service: 
     per_channel = {r["value"]: r for r in aggregates["per_channel"]}
     assert per_channel["in_store"]["amount"] == "1.250"
     assert [m["currency"] for m in per_channel["online"]["amounts"]] == ["EUR", "JPY"]
+
+
+async def test_daily_deltas_from_before_per_currency_sums_take_their_buckets_currency_when_unmixed(
+    service: RunningService,
+) -> None:
+    single, mixed = f"p-{uuid.uuid4().hex[:6]}", f"p-{uuid.uuid4().hex[:6]}"
+    now = datetime.now(UTC)
+
+    def record(partner: str, amount: str, currency: str) -> Record:
+        return Record(
+            record_id=uuid.uuid4(),
+            kind=RedemptionKind.VOUCHER,
+            status=RedemptionStatus.SUCCESSFUL,
+            redeemed_at=now,
+            partner_id=partner,
+            channel="online",
+            amount=Decimal(amount),
+            currency=currency,
+        )
+
+    async with service.pool.acquire() as conn, conn.transaction():
+        for r in (record(single, "10.00", "EUR"), record(mixed, "10.00", "EUR"), record(mixed, "500", "JPY")):
+            await write_record(conn, r)
+        # as the deltas were written before they kept a currency
+        await conn.execute(
+            "UPDATE redemption_daily SET currency = '' WHERE partner_id = ANY($1::text[])", [single, mixed]
+        )
+        backfill = MIGRATION.read_text().split(";", 1)[1]
+        await conn.execute(backfill)
+        currencies = {
+            (r["partner_id"], r["currency"])
+            for r in await conn.fetch(
+                "SELECT partner_id, currency FROM redemption_daily WHERE partner_id = ANY($1::text[])",
+                [single, mixed],
+            )
+        }
+
+    assert currencies == {(single, "EUR"), (mixed, "")}
