@@ -370,6 +370,7 @@ class ApprovalView(BaseModel):
     summary: str
     request: dict[str, Any] = Field(description="the maker's request, performed as it is on approval")
     maker: str
+    maker_sub: str = Field(description="the maker's token subject: the one person who may not decide it")
     reason: str | None
     status: ApprovalStatus
     created_at: datetime
@@ -389,6 +390,7 @@ class ApprovalView(BaseModel):
             summary=approval.summary,
             request=approval.request,
             maker=approval.maker,
+            maker_sub=approval.maker_sub,
             reason=approval.reason,
             status=approval.status,
             created_at=approval.created_at,

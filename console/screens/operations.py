@@ -208,7 +208,7 @@ def approval_rows(answers: Answers, viewer_sub: str, viewer_roles: Iterable[str]
             if item.get("status", "pending") != "pending":
                 continue
             maker = str(item.get("maker", ""))
-            own = maker == viewer_sub
+            own = str(item.get("maker_sub", maker)) == viewer_sub
             why_not = (
                 "" if decider and not own else ("you asked for it" if own else "needs the approver role")
             )

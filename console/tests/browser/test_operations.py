@@ -17,7 +17,7 @@ import httpx
 from chassis.auth import issue_token
 from chassis.testing import produce
 
-from .conftest import ConsoleStack, SignIn, shot
+from .conftest import EMPTY_CAMPAIGN, ConsoleStack, SignIn, shot
 
 CANCEL_GROUP = "orchard.order.cancel-requests"
 
@@ -91,3 +91,31 @@ def test_ops_sees_consumer_lag_and_replays_a_dead_letter_after_its_preview(
     page.wait_for_url(console_stack.console_url + "/operations")
     assert f"Replayed 1 dead letter to {CANCEL_GROUP}." in page.locator(".flash.ok").inner_text()
     shot(page, "operations-replayed")
+
+
+def test_an_admin_approves_a_budget_increase_another_person_asked_for(
+    console_stack: ConsoleStack, sign_in: SignIn
+) -> None:
+    maker = {"Authorization": f"Bearer {issue_token(role='ops', sub='browser-suite-maker')}"}
+    asked = httpx.patch(
+        f"{console_stack.urls['voucher']}/v1/campaigns/{EMPTY_CAMPAIGN}",
+        json={"budget": "2000.00"},
+        headers=maker,
+        timeout=30,
+    )
+    assert asked.status_code == 202, asked.text
+    approval_id = asked.json()["approval_id"]
+
+    page = sign_in("admin")
+    page.goto(console_stack.console_url + "/operations")
+    row = page.get_by_test_id("approvals").locator("tbody tr", has_text="browser-suite-maker")
+    assert "voucher" in row.inner_text()
+    shot(page, "operations-approvals")
+    row.get_by_role("button", name="Approve").click()
+    page.wait_for_url(console_stack.console_url + "/operations")
+    assert f"Approval {approval_id}: approved." in page.locator(".flash.ok").inner_text()
+    assert page.get_by_test_id("approvals").locator("tbody tr", has_text="browser-suite-maker").count() == 0
+    campaign = httpx.get(
+        f"{console_stack.urls['voucher']}/v1/campaigns/{EMPTY_CAMPAIGN}", headers=maker, timeout=30
+    )
+    assert campaign.json()["budget"] == "2000.00"

@@ -128,7 +128,8 @@ def test_only_an_admin_or_approver_who_did_not_ask_may_decide_an_approval() -> N
         "approval_id": "a-1",
         "kind": "orders.bulk_cancel",
         "summary": "cancel 400 orders",
-        "maker": "ops-1",
+        "maker": "ops:ops-1",
+        "maker_sub": "ops-1",
         "status": "pending",
         "created_at": "2026-12-05T10:00:00+00:00",
     }
