@@ -37,7 +37,7 @@ SCREENS: tuple[Screen, ...] = (
     Screen("redemptions", "Redemptions", "/redemptions", frozenset({ADMIN, OPS, FINANCE, AUDITOR, PARTNER}),
            "Redemptions per day, partner and channel, their records and exports."),
     Screen("operations", "Operations", "/operations", frozenset({ADMIN, OPS}),
-           "Every service's health."),
+           "Health, consumer and outbox lag, dead letters to replay, approvals."),
 )  # fmt: skip
 _BY_KEY = {screen.key: screen for screen in SCREENS}
 
