@@ -147,9 +147,15 @@ class StandIns:
 
     def __init__(self) -> None:
         self.replays: list[dict[str, Any]] = []
+        self.actions: list[tuple[str, dict[str, Any]]] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
+        if path == "/v1/ops/outbox/retry" or path.startswith("/v1/approvals/"):
+            self.actions.append((path, json.loads(request.content)))
+            return httpx.Response(
+                200, json={"retried": [3, 4]} if "outbox" in path else {"status": "decided"}
+            )
         if request.url.port != 8101 and path.startswith("/v1/ops/dlq"):
             return httpx.Response(200, json={"items": [], "total": 0, "next_offset": None})
         if path == "/v1/ops/dlq/replay":
@@ -239,3 +245,24 @@ async def test_a_replay_without_the_sessions_csrf_token_calls_no_service(console
     )
     assert refused.status_code == 403
     assert services.replays == []
+
+
+async def test_parked_events_are_retried_and_the_count_flashed(console: Console) -> None:
+    client, services = console
+    done = await client.post("/operations/outbox/retry", data={"csrf": "good", "service": "wallet"})
+    assert done.status_code == 303
+    assert services.actions == [("/v1/ops/outbox/retry", {})]
+    assert "wallet: 2 parked events sent back to the relay." in (await client.get("/operations")).text
+
+
+async def test_an_approval_is_approved_as_is_and_rejected_with_its_reason(console: Console) -> None:
+    client, services = console
+    await client.post("/operations/approvals/voucher/a-1/approve", data={"csrf": "good"})
+    await client.post("/operations/approvals/order/a-2/reject", data={"csrf": "good", "reason": "too many"})
+    assert services.actions == [
+        ("/v1/approvals/a-1/approve", {}),
+        ("/v1/approvals/a-2/reject", {"reason": "too many"}),
+    ]
+    unknown = await client.post("/operations/approvals/nowhere/a-3/approve", data={"csrf": "good"})
+    assert unknown.status_code == 422
+    assert len(services.actions) == 2
