@@ -95,8 +95,10 @@ class Campaign:
 
 
 async def held_value(conn: Connection, campaign_id: str) -> Decimal:
+    """What orders hold of the campaign's value now; UAT test codes use no budget."""
     total = await conn.fetchval(
-        "SELECT coalesce(sum(value), 0) FROM issuances WHERE campaign_id = $1 AND released_at IS NULL",
+        "SELECT coalesce(sum(i.value), 0) FROM issuances i WHERE i.campaign_id = $1 AND i.released_at IS NULL"
+        " AND NOT EXISTS (SELECT 1 FROM codes c WHERE c.code_id = i.code_id AND c.test)",
         campaign_id,
     )
     return Decimal(total)
@@ -303,12 +305,18 @@ async def overview(conn: Connection, campaign_id: str) -> dict[str, Any]:
         """,
         campaign_id,
     )
-    held = await conn.fetchval("SELECT count(*) FROM holds WHERE campaign_id = $1", campaign_id)
+    held = await conn.fetchrow(
+        "SELECT count(*) FILTER (WHERE NOT test) AS real, count(*) FILTER (WHERE test) AS test"
+        " FROM holds WHERE campaign_id = $1",
+        campaign_id,
+    )
     assert rate is not None
+    assert held is not None
     return {
         "campaign": campaign,
         "code_counts": real,
         "test_code_counts": test,
-        "held_orders": held,
+        "held_orders": held["real"],
+        "held_test_orders": held["test"],
         "issuance": {"last_hour": rate["last_hour"], "last_day": rate["last_day"], "total": rate["total"]},
     }

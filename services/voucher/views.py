@@ -54,6 +54,7 @@ class CampaignOverview(CampaignOut):
     code_counts: dict[str, int]
     test_code_counts: dict[str, int]
     held_orders: int
+    held_test_orders: int = Field(default=0, description="UAT test orders waiting for a test code")
     issuance: IssuanceRate
 
 

@@ -133,3 +133,37 @@ async def test_a_test_orders_code_redeems_in_test_mode_only_and_returns_to_the_t
     assert (
         await voucher.pool.fetchval("SELECT budget_used FROM campaigns WHERE campaign_id = $1", campaign) == 0
     )
+
+
+async def test_a_budget_set_later_counts_real_codes_held_not_test_ones(start_voucher) -> None:
+    voucher = await start_voucher()
+    campaign = await voucher.create_campaign()
+    await voucher.generate(campaign, 1)
+    await voucher.generate(campaign, 1, test=True)
+    test_order, real_order, waiting = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await publish_orders(
+        voucher.bootstrap,
+        [
+            order_event(test_order, campaign, test=True),
+            order_event(real_order, campaign),
+            order_event(waiting, campaign, test=True),
+        ],
+    )
+    await _code_of(voucher, test_order)
+    await _code_of(voucher, real_order)
+    await voucher.wait_for(
+        "SELECT count(*) FROM holds WHERE order_id = $1",
+        waiting,
+        expected=1,
+        what="the second test order held",
+    )
+
+    overview = (await voucher.http.get(f"/v1/campaigns/{campaign}", headers=auth("ops"))).json()
+    budgeted = await voucher.http.patch(
+        f"/v1/campaigns/{campaign}", json={"budget": "100.00"}, headers=auth("admin")
+    )
+
+    assert (overview["held_orders"], overview["held_test_orders"]) == (0, 1)
+    assert overview["budget_used"] == "25.00"
+    assert budgeted.status_code == 200, budgeted.text
+    assert budgeted.json()["budget_used"] == "25.00"
