@@ -11,6 +11,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 PALETTE = ("#1f6f43", "#9a3412", "#1d4ed8", "#6b21a8", "#a16207", "#374151")
+GOOD, WAITING, BAD = "#1f6f43", "#b7791f", "#a4262c"
+"""The colours of the console's badges: done or delivered, waiting, cancelled or failed."""
 BAR_SPAN = 200.0
 """The width, in SVG units, of the longest bar of a chart."""
 
@@ -57,9 +59,11 @@ def stacked(
     series: Sequence[str],
     labels: Sequence[str],
     values: Mapping[tuple[str, str], float],
+    colours: Mapping[str, str] | None = None,
 ) -> StackedChart:
-    """Bars for `labels` in order, each stacked by `series`; `values[(label, series)]` (missing: 0)."""
-    colours = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(series)}
+    """Bars for `labels` in order, each stacked by `series`; `values[(label, series)]` (missing: 0).
+    Series take the palette's colours in order unless `colours` names theirs."""
+    colours = {name: (colours or {}).get(name) or PALETTE[i % len(PALETTE)] for i, name in enumerate(series)}
     totals = {label: sum(values.get((label, s), 0) for s in series) for label in labels}
     longest = max(totals.values(), default=0)
     scale = BAR_SPAN / longest if longest else 0.0
@@ -105,7 +109,8 @@ def orders_per_hour(orders: Iterable[Mapping[str, Any]], now: datetime, hours: i
         hour = created.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         if hour in label_of and order.get("state") in ORDER_STATES:
             counts[(label_of[hour], str(order["state"]))] += 1
-    return stacked("Orders per hour by state (UTC)", ORDER_STATES, labels, counts)
+    colours = {"pending": WAITING, "completed": GOOD, "cancelled": BAD}
+    return stacked("Orders per hour by state (UTC)", ORDER_STATES, labels, counts, colours)
 
 
 def _points(text: Any) -> Decimal:
@@ -129,7 +134,8 @@ def points_per_day(entries: Iterable[Mapping[str, Any]], today: datetime, days: 
         series = "burned" if entry.get("direction") == "debit" else "earned"
         key = (label_of[recorded.astimezone(UTC).date()], series)
         sums[key] = sums.get(key, 0) + float(_points(entry.get("amount")))
-    return stacked("Points earned and burned per day (UTC)", ("earned", "burned"), labels, sums)
+    colours = {"earned": GOOD, "burned": WAITING}
+    return stacked("Points earned and burned per day (UTC)", ("earned", "burned"), labels, sums, colours)
 
 
 ATTEMPTS_METRIC = "orchard_delivery_attempts_total"
@@ -150,7 +156,8 @@ def delivery_outcomes(metrics: str) -> StackedChart:
             except (ValueError, IndexError):
                 continue
     channels = sorted({channel for channel, _ in counts})
-    return stacked("Delivery attempts by channel", ("succeeded", "failed"), channels, counts)
+    colours = {"succeeded": GOOD, "failed": BAD}
+    return stacked("Delivery attempts by channel", ("succeeded", "failed"), channels, counts, colours)
 
 
 def _label(part: str) -> tuple[str, str]:

@@ -66,9 +66,9 @@ async def sla_report(request: Request, viewer: Desk) -> Response:
             for w in weeks
             for outcome in ("met", "missed")
         }
-        chart = charts.stacked(
-            "Resolution target per week", ("met", "missed"), [str(w["week"]) for w in weeks], counts
-        )
+        labels = [str(w["week"]) for w in weeks]
+        colours = {"met": charts.GOOD, "missed": charts.BAD}
+        chart = charts.stacked("Resolution target per week", ("met", "missed"), labels, counts, colours)
         return {
             "date_from": dates.date_from,
             "date_to": dates.date_to,

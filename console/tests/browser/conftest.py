@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,14 @@ def console_stack() -> Iterator[ConsoleStack]:
             json={"code": "NO-SUCH-CODE-1", "channel": "online", "idempotency_key": uuid.uuid4().hex},
         )
         assert refused.status_code == 404, refused.text
+        now = datetime.now(UTC)
+        offer = {
+            "title": "Free dessert",
+            "valid_from": (now - timedelta(days=1)).isoformat(),
+            "valid_until": (now + timedelta(days=30)).isoformat(),
+            "validation_method": "pin",
+        }
+        httpx.post(f"{urls['redemption']}/v1/offers", headers=partner, json=offer).raise_for_status()
         assert config.console_url is not None
         yield ConsoleStack(config, urls, config.console_url, waiting, bouncing, resend)
 

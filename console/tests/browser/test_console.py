@@ -457,6 +457,7 @@ def test_a_partner_exports_its_own_redemptions_for_settlement_and_downloads_the_
     page = sign_in("partner")
     page.get_by_role("link", name="Redemptions").first.click()
     expect(page.get_by_role("heading", name="Your offers, redemptions and exports")).to_be_visible()
+    expect(page.get_by_test_id("offers")).to_contain_text("Free dessert")
     expect(page.get_by_label("Purpose").locator("option")).to_have_count(1)
     page.get_by_label("Why the data is needed").fill("December settlement")
     page.get_by_role("button", name="Request export").click()
