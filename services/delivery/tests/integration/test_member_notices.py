@@ -248,3 +248,22 @@ async def test_a_ticket_update_from_support_gives_one_message(delivery_service):
     mail = await _one_mail(service, member_id)
     assert "T-4242" in mail["Subject"]
     assert "We asked the partner." in mail.get_body(preferencelist=("plain",)).get_content()
+
+
+async def test_a_test_orders_hold_tells_its_member_nothing(delivery_service):
+    service = await delivery_service()
+    member_id = await _member(service)
+    held = _order_change(member_id, OrderState.PENDING, FulfilmentStatus.ON_HOLD).model_copy(
+        update={"test": True}
+    )
+    # A later change of the same order (same key: read after the hold) that is told, as a marker.
+    cancelled = held.model_copy(
+        update={"test": False, "state": OrderState.CANCELLED, "fulfilment_status": None}
+    )
+
+    await service.publish(held)
+    await service.publish(cancelled)
+
+    mail = await _one_mail(service, member_id)
+    assert "on hold" not in mail["Subject"]
+    assert cancelled.booking_id in mail["Subject"]
