@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Final
 
@@ -120,6 +122,10 @@ class DeadLetterView(BaseModel):
     error: str
     attempts: int
     failed_at: str
+    replayed_at: datetime | None = Field(
+        default=None, description="when it was last replayed through this API after it failed (audited)"
+    )
+    replayed_by: str | None = None
 
 
 class DeadLetterPage(BaseModel):
@@ -186,7 +192,20 @@ def _unknown_group(group: str, known: dict[str, Subscription], field: str) -> Pr
     )
 
 
-def _view(letter: DeadLetter, groups: dict[str, Subscription]) -> DeadLetterView:
+@dataclass(frozen=True)
+class _Replay:
+    at: datetime
+    by: str
+
+
+def _view(
+    letter: DeadLetter,
+    groups: dict[str, Subscription],
+    replays: Mapping[tuple[str, str], _Replay] | None = None,
+) -> DeadLetterView:
+    replay = (replays or {}).get((letter.consumer, letter.event_id or ""))
+    if replay is not None and not _failed_before(letter, replay.at):
+        replay = None
     return DeadLetterView(
         dlq_topic=letter.topic,
         partition=letter.partition,
@@ -200,7 +219,36 @@ def _view(letter: DeadLetter, groups: dict[str, Subscription]) -> DeadLetterView
         error=letter.error,
         attempts=letter.attempts,
         failed_at=letter.failed_at,
+        replayed_at=replay.at if replay else None,
+        replayed_by=replay.by if replay else None,
     )
+
+
+def _failed_before(letter: DeadLetter, moment: datetime) -> bool:
+    """Whether the letter was dead-lettered before `moment` (a replay that failed again is a new letter)."""
+    try:
+        return datetime.fromisoformat(letter.failed_at) <= moment
+    except ValueError:
+        return True
+
+
+async def _replays(conn: Connection, letters: Sequence[DeadLetter]) -> dict[tuple[str, str], _Replay]:
+    """The last audited replay of each of these letters' events, per group."""
+    ids = sorted({d.event_id for d in letters if d.event_id})
+    if not ids:
+        return {}
+    rows = await conn.fetch(
+        "SELECT subject_id, occurred_at, actor, details->'event_ids' AS ids FROM audit_log"
+        " WHERE subject_type = 'consumer_group' AND subject_id = ANY($1::text[])"
+        " AND action = 'dlq.replayed' AND details->'event_ids' ?| $2::text[] ORDER BY seq",
+        sorted({d.consumer for d in letters}),
+        ids,
+    )
+    found: dict[tuple[str, str], _Replay] = {}
+    for row in rows:
+        for event_id in json.loads(row["ids"]):
+            found[(row["subject_id"], str(event_id))] = _Replay(row["occurred_at"], row["actor"])
+    return found
 
 
 async def _outbox_status(conn: Connection, runtime: ServiceRuntime) -> OutboxStatus:
@@ -323,8 +371,11 @@ def ops_router() -> APIRouter:
         mine = [d for d in letters if d.consumer in groups and (group is None or d.consumer == group)]
         mine.sort(key=lambda d: (d.failed_at, d.topic, d.partition, d.offset), reverse=True)
         page = mine[offset : offset + limit]
+        assert runtime.pool is not None
+        async with runtime.pool.acquire() as conn:
+            replays = await _replays(conn, page)
         return DeadLetterPage(
-            items=[_view(d, groups) for d in page],
+            items=[_view(d, groups, replays) for d in page],
             total=len(mine),
             next_offset=offset + limit if offset + limit < len(mine) else None,
         )

@@ -128,6 +128,14 @@ class DeadLetterRow:
     attempts: int
     failed: str
     failed_at: str
+    replayed: str
+    """When and by whom it was last replayed since it failed (empty: not yet)."""
+
+
+def _replayed(item: Mapping[str, Any]) -> str:
+    if not item.get("replayed_at"):
+        return ""
+    return f"replayed {views.when(item['replayed_at'])} by {item.get('replayed_by') or 'someone'}"
 
 
 def dead_letter_rows(answers: Answers) -> list[DeadLetterRow]:
@@ -145,6 +153,7 @@ def dead_letter_rows(answers: Answers) -> list[DeadLetterRow]:
             attempts=int(item.get("attempts") or 0),
             failed=views.when(item.get("failed_at")),
             failed_at=str(item.get("failed_at") or ""),
+            replayed=_replayed(item),
         )
         for service, page in answers.items()
         for item in (page or {}).get("items", [])

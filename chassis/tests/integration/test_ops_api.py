@@ -168,6 +168,7 @@ async def test_a_poison_message_is_listed_and_replayed_to_its_group_once_cured(s
     assert letter["error_code"] == "handler_failed"
     assert "violates an invariant" in letter["error"]
     assert "value" not in letter
+    assert letter["replayed_at"] is None
     assert "payload" not in letter
 
     service.ticks.poisoned.clear()
@@ -190,6 +191,9 @@ async def test_a_poison_message_is_listed_and_replayed_to_its_group_once_cured(s
     assert entry["actor"] == "ops-1"
     assert entry["subject_id"] == service.group
     assert entry["details"]["event_ids"] == [str(poison.event_id)]
+    [replayed] = (await service.get("/v1/ops/dlq"))["items"]
+    assert replayed["replayed_by"] == "ops-1"
+    assert replayed["replayed_at"] == entry["occurred_at"]
 
 
 async def test_a_replay_with_a_limit_leaves_the_rest_for_the_next(service: Service) -> None:
@@ -282,3 +286,22 @@ async def test_a_group_of_another_service_is_refused_naming_the_field(service: S
     )
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"] == "body.limit"
+
+
+async def test_a_letter_that_fails_again_after_its_replay_is_listed_anew_and_unreplayed(
+    service: Service,
+) -> None:
+    service.ticks.poisoned.add(8)
+    [poison] = await service.send(8)
+
+    async def dead_lettered(times: int) -> bool:
+        return bool((await service.get("/v1/ops/dlq"))["total"] == times)
+
+    await wait_until(lambda: dead_lettered(1), what="the poison message dead-lettered")
+    await service.post("/v1/ops/dlq/replay", {"group": service.group, "event_ids": [str(poison.event_id)]})
+    await wait_until(lambda: dead_lettered(2), what="the replayed message dead-lettered again")
+
+    newest, oldest = (await service.get("/v1/ops/dlq"))["items"]
+    assert newest["event_id"] == oldest["event_id"] == str(poison.event_id)
+    assert newest["replayed_at"] is None
+    assert oldest["replayed_by"] == "ops-1"

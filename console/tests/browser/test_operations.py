@@ -90,6 +90,8 @@ def test_ops_sees_consumer_lag_and_replays_a_dead_letter_after_its_preview(
     page.get_by_role("button", name="Confirm: replay 1").click()
     page.wait_for_url(console_stack.console_url + "/operations")
     assert f"Replayed 1 dead letter to {CANCEL_GROUP}." in page.locator(".flash.ok").inner_text()
+    replayed = page.get_by_test_id("dead-letters").locator("tbody tr", has_text="replayed")
+    assert replayed.count() == 1
     shot(page, "operations-replayed")
 
 

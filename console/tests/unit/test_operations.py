@@ -110,6 +110,14 @@ def test_dead_letters_of_every_service_are_listed_newest_first_without_their_pay
     )
     assert [(r.service, r.event_id) for r in rows] == [("delivery", ""), ("order", "e-1")]
     assert "secret@example.com" not in repr(rows)
+    assert rows[1].replayed == ""
+
+
+def test_a_dead_letter_replayed_since_it_failed_says_when_and_by_whom() -> None:
+    replayed = letter("e-1", "2026-12-05T10:00:00+00:00", replayed_at="2026-12-05T10:05:00+00:00")
+    [row] = operations.dead_letter_rows({"order": {"items": [replayed | {"replayed_by": "ops-1"}]}})
+    assert row.replayed.startswith("replayed 2026-12-05")
+    assert row.replayed.endswith("by ops-1")
 
 
 def test_a_replay_preview_counts_what_would_be_sent_and_offers_nothing_to_confirm_when_empty() -> None:
