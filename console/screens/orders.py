@@ -58,14 +58,16 @@ async def order_tabs(request: Request, viewer: Reader) -> Response:
 
 @router.get("/orders/chart", response_class=HTMLResponse)
 async def orders_chart(request: Request, viewer: Reader) -> Response:
-    """Orders per hour of the last day by state (a fragment the orders page loads after itself)."""
+    """Orders per hour of the last day by state: a fragment the orders page loads after itself and
+    every minute."""
     filters = views.order_filters(request.query_params)
     now = datetime.now(UTC)
     since = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=CHART_HOURS - 1)
     params = {"format": "jsonl", "campaign_id": filters.campaign_id, "created_from": since.isoformat()}
     found, more = await api_for(request, viewer).lines("order", "/v1/orders/export", params, limit=CHART_CAP)
     chart = charts.orders_per_hour(found, now, CHART_HOURS)
-    return render(request, "_orders_chart.html", viewer, chart=chart, capped=CHART_CAP if more else None)
+    capped = CHART_CAP if more else None
+    return render(request, "_orders_chart.html", viewer, chart=chart, capped=capped, filters=filters)
 
 
 @router.post("/orders/bulk-cancel", response_class=HTMLResponse)
