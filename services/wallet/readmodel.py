@@ -25,6 +25,7 @@ from contracts.vouchers import AnyVoucherIssued, CodeStatus, VoucherStatusChange
 
 from .domain import DeliveryStatus, delivery_status
 from .member_audit import AuditFact, append_member_audit
+from .repository import readmodel as repo
 
 VOUCHER_SERVICE = "voucher"
 GONE_FROM_ORDER = frozenset({CodeStatus.AVAILABLE.value, CodeStatus.RECOVERED.value, "void"})
@@ -65,48 +66,13 @@ async def record_for_order(
 ) -> None:
     """Append to the order's member's chain, or keep the fact until the member is known."""
     if member_id is None:
-        member_id = await conn.fetchval("SELECT member_id FROM reward_orders WHERE order_id = $1", order_id)
+        member_id = (await repo.members_of_orders(conn, [order_id])).get(order_id)
     if member_id is not None:
         await append_member_audit(
             conn, member_id=member_id, actor=actor, action=action, occurred_at=occurred_at, details=details
         )
         return
-    await conn.execute(
-        PENDING_INSERT,
-        order_id,
-        occurred_at,
-        actor,
-        action,
-        canonical_json(details),
-    )
-
-
-ORDER_UPSERT = """
-    INSERT INTO reward_orders (order_id, booking_id, member_id, campaign_id, source, external_ref,
-        redemption_id, state, fulfilment_status, amount, currency, created_at, state_changed_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
-    ON CONFLICT (order_id) DO UPDATE SET
-        booking_id = EXCLUDED.booking_id,
-        member_id = EXCLUDED.member_id,
-        campaign_id = EXCLUDED.campaign_id,
-        source = EXCLUDED.source,
-        external_ref = COALESCE(EXCLUDED.external_ref, reward_orders.external_ref),
-        redemption_id = COALESCE(EXCLUDED.redemption_id, reward_orders.redemption_id),
-        -- Terminal states never change again; a late event does not bring an order back.
-        state = CASE WHEN reward_orders.state IN ('completed', 'cancelled')
-                     THEN reward_orders.state ELSE EXCLUDED.state END,
-        fulfilment_status = CASE WHEN reward_orders.state IN ('completed', 'cancelled')
-                     THEN reward_orders.fulfilment_status ELSE EXCLUDED.fulfilment_status END,
-        amount = COALESCE(EXCLUDED.amount, reward_orders.amount),
-        currency = COALESCE(EXCLUDED.currency, reward_orders.currency),
-        created_at = LEAST(COALESCE(reward_orders.created_at, EXCLUDED.created_at), EXCLUDED.created_at),
-        state_changed_at = EXCLUDED.state_changed_at
-"""
-
-PENDING_INSERT = (
-    "INSERT INTO pending_member_audit (order_id, occurred_at, actor, action, details)"
-    " VALUES ($1, $2, $3, $4, $5::jsonb)"
-)
+    await repo.keep_pending(conn, [(order_id, occurred_at, actor, action, canonical_json(details))])
 
 
 def order_args(data: OrderStateChanged, occurred_at: datetime) -> tuple[Any, ...]:
@@ -144,7 +110,7 @@ def order_fact(data: OrderStateChanged, occurred_at: datetime) -> AuditFact | No
 
 
 async def apply_order_state(conn: Connection, data: OrderStateChanged, occurred_at: datetime) -> None:
-    await conn.execute(ORDER_UPSERT, *order_args(data, occurred_at))
+    await repo.save_orders(conn, [order_args(data, occurred_at)])
     fact = order_fact(data, occurred_at)
     if fact is not None:
         await append_member_audit(
@@ -155,12 +121,7 @@ async def apply_order_state(conn: Connection, data: OrderStateChanged, occurred_
             occurred_at=fact.occurred_at,
             details=fact.details,
         )
-    pending = await conn.fetch(
-        "DELETE FROM pending_member_audit WHERE order_id = $1"
-        " RETURNING id, occurred_at, actor, action, details::text AS details",
-        data.order_id,
-    )
-    for row in sorted(pending, key=lambda r: r["id"]):
+    for row in await repo.take_pending(conn, [data.order_id]):
         await append_member_audit(
             conn,
             member_id=data.member_id,
@@ -169,21 +130,6 @@ async def apply_order_state(conn: Connection, data: OrderStateChanged, occurred_
             occurred_at=row["occurred_at"],
             details=json.loads(row["details"]),
         )
-
-
-VOUCHER_UPSERT = """
-    INSERT INTO reward_orders (order_id, campaign_id, code_id, masked_code, face_value,
-        voucher_currency, voucher_expires_at, issued_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-    ON CONFLICT (order_id) DO UPDATE SET
-        campaign_id = COALESCE(reward_orders.campaign_id, EXCLUDED.campaign_id),
-        code_id = EXCLUDED.code_id,
-        masked_code = EXCLUDED.masked_code,
-        face_value = EXCLUDED.face_value,
-        voucher_currency = EXCLUDED.voucher_currency,
-        voucher_expires_at = EXCLUDED.voucher_expires_at,
-        issued_at = EXCLUDED.issued_at
-"""
 
 
 def voucher_args(data: AnyVoucherIssued, occurred_at: datetime) -> tuple[Any, ...]:
@@ -199,18 +145,6 @@ def voucher_args(data: AnyVoucherIssued, occurred_at: datetime) -> tuple[Any, ..
     )
 
 
-# A status announced before the issue (topics race) is newer than the issue's expiry: it is kept.
-CODE_ISSUED_UPSERT = """
-    INSERT INTO reward_codes (order_id, code_id, masked_code, issued_at, expires_at)
-    VALUES ($1, $2, $3, $4, $5)
-    ON CONFLICT (order_id, code_id) DO UPDATE SET
-        masked_code = EXCLUDED.masked_code,
-        issued_at = EXCLUDED.issued_at,
-        expires_at = CASE WHEN reward_codes.status_at IS NULL
-                          THEN EXCLUDED.expires_at ELSE reward_codes.expires_at END
-"""
-
-
 def code_issued_args(data: AnyVoucherIssued, occurred_at: datetime) -> tuple[Any, ...]:
     return (data.order_id, data.code_id, data.masked_code, occurred_at, data.expires_at)
 
@@ -221,22 +155,9 @@ def voucher_fact(data: AnyVoucherIssued, occurred_at: datetime) -> OrderFact:
 
 
 async def apply_voucher_issued(conn: Connection, data: AnyVoucherIssued, occurred_at: datetime) -> None:
-    await conn.execute(VOUCHER_UPSERT, *voucher_args(data, occurred_at))
-    await conn.execute(CODE_ISSUED_UPSERT, *code_issued_args(data, occurred_at))
+    await repo.save_vouchers(conn, [voucher_args(data, occurred_at)])
+    await repo.save_issued_codes(conn, [code_issued_args(data, occurred_at)])
     await voucher_fact(data, occurred_at).record(conn)
-
-
-# The latest status by event time wins; the event's expiry is the code's expiry as of that status.
-CODE_STATUS_UPSERT = """
-    INSERT INTO reward_codes (order_id, code_id, status, remaining_value, expires_at, status_at)
-    VALUES ($1, $2, $3, $4, $5, $6)
-    ON CONFLICT (order_id, code_id) DO UPDATE SET
-        status = EXCLUDED.status,
-        remaining_value = COALESCE(EXCLUDED.remaining_value, reward_codes.remaining_value),
-        expires_at = EXCLUDED.expires_at,
-        status_at = EXCLUDED.status_at
-    WHERE reward_codes.status_at IS NULL OR reward_codes.status_at <= EXCLUDED.status_at
-"""
 
 
 def is_members_code(data: VoucherStatusChanged) -> bool:
@@ -257,24 +178,7 @@ def code_status_args(data: VoucherStatusChanged, occurred_at: datetime) -> tuple
 
 async def apply_code_status(conn: Connection, data: VoucherStatusChanged, occurred_at: datetime) -> None:
     if is_members_code(data):
-        await conn.execute(CODE_STATUS_UPSERT, *code_status_args(data, occurred_at))
-
-
-# Outcomes travel on two topics: the latest by event time wins, a success is never forgotten.
-DELIVERY_UPSERT = """
-    INSERT INTO reward_orders (order_id, delivery_outcome, delivery_final, delivery_channel,
-        delivery_at, delivered_at)
-    VALUES ($1, $2::text, $3, $4, $5::timestamptz,
-            CASE WHEN $2::text = 'succeeded' THEN $5::timestamptz END)
-    ON CONFLICT (order_id) DO UPDATE SET
-        delivery_outcome = CASE WHEN reward_orders.delivery_at IS NULL OR reward_orders.delivery_at <= $5
-                                THEN EXCLUDED.delivery_outcome ELSE reward_orders.delivery_outcome END,
-        delivery_final = CASE WHEN reward_orders.delivery_at IS NULL OR reward_orders.delivery_at <= $5
-                              THEN EXCLUDED.delivery_final ELSE reward_orders.delivery_final END,
-        delivery_channel = EXCLUDED.delivery_channel,
-        delivery_at = GREATEST(reward_orders.delivery_at, EXCLUDED.delivery_at),
-        delivered_at = COALESCE(reward_orders.delivered_at, EXCLUDED.delivered_at)
-"""
+        await repo.save_code_statuses(conn, [code_status_args(data, occurred_at)])
 
 
 def delivery_args(data: DeliverySucceeded | DeliveryFailed, occurred_at: datetime) -> tuple[Any, ...]:
@@ -300,26 +204,12 @@ def delivery_fact(data: DeliverySucceeded | DeliveryFailed, occurred_at: datetim
 async def apply_delivery(
     conn: Connection, data: DeliverySucceeded | DeliveryFailed, occurred_at: datetime
 ) -> None:
-    await conn.execute(DELIVERY_UPSERT, *delivery_args(data, occurred_at))
+    await repo.save_deliveries(conn, [delivery_args(data, occurred_at)])
     await delivery_fact(data, occurred_at).record(conn)
 
 
 def _reveal(code_id: uuid.UUID) -> dict[str, str]:
     return {"service": VOUCHER_SERVICE, "method": "POST", "path": f"/v1/codes/{code_id}/reveal"}
-
-
-ORDER_VIEW = """
-    SELECT o.*, c.status AS code_status, c.remaining_value AS code_remaining_value,
-           CASE WHEN c.status_at IS NULL THEN o.voucher_expires_at ELSE c.expires_at END AS code_expires_at,
-           (SELECT jsonb_agg(jsonb_build_object('code_id', r.code_id, 'masked_code', r.masked_code,
-                                                'status', r.status, 'issued_at', r.issued_at)
-                             ORDER BY r.issued_at)::text
-              FROM reward_codes r
-             WHERE r.order_id = o.order_id AND r.code_id IS DISTINCT FROM o.code_id
-               AND r.masked_code IS NOT NULL) AS replaced_codes
-      FROM reward_orders o
-      LEFT JOIN reward_codes c ON c.order_id = o.order_id AND c.code_id = o.code_id
-"""
 
 
 def _code_status(row: Any) -> str | None:
@@ -371,20 +261,7 @@ def order_to_json(row: Any) -> dict[str, Any]:
 
 
 async def member_orders(conn: Connection, member_id: str, limit: int) -> list[dict[str, Any]]:
-    # A storefront order shows the points it cost: its redemption's debits less any refund.
-    rows = await conn.fetch(
-        f"""
-        SELECT v.*,
-               (SELECT sum(CASE WHEN l.direction = 'debit' THEN l.amount ELSE -l.amount END)
-                  FROM ledger_entries l
-                 WHERE l.redemption_id = v.redemption_id AND l.member_id = v.member_id) AS points_spent
-          FROM ({ORDER_VIEW} WHERE o.member_id = $1) v
-         ORDER BY v.created_at DESC NULLS LAST, v.order_id
-         LIMIT $2
-        """,
-        member_id,
-        limit,
-    )
+    rows = await repo.member_order_rows(conn, member_id, limit)
     return [order_to_json(r) | {"points_spent": _points(r["points_spent"])} for r in rows]
 
 
@@ -393,5 +270,5 @@ def _points(value: int | None) -> str | None:
 
 
 async def member_order(conn: Connection, member_id: str, order_id: uuid.UUID) -> dict[str, Any] | None:
-    row = await conn.fetchrow(f"{ORDER_VIEW} WHERE o.member_id = $1 AND o.order_id = $2", member_id, order_id)
+    row = await repo.member_order_row(conn, member_id, order_id)
     return order_to_json(row) if row else None

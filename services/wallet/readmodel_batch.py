@@ -22,22 +22,17 @@ from contracts.vouchers import AnyVoucherIssued, VoucherStatusChanged
 
 from . import readmodel
 from .member_audit import AuditFact, append_member_audit_many
+from .repository import readmodel as repo
 
 
 async def apply_order_states(conn: Connection, events: Sequence[Envelope[OrderStateChanged]]) -> None:
     if not events:
         return
-    await conn.executemany(
-        readmodel.ORDER_UPSERT, [readmodel.order_args(e.data, e.occurred_at) for e in events]
-    )
+    await repo.save_orders(conn, [readmodel.order_args(e.data, e.occurred_at) for e in events])
     # Facts kept while the member was unknown join the chain right after the order's first event here.
-    pending = await conn.fetch(
-        "DELETE FROM pending_member_audit WHERE order_id = ANY($1::uuid[])"
-        " RETURNING id, order_id, occurred_at, actor, action, details::text AS details",
-        list({e.data.order_id for e in events}),
-    )
+    pending = await repo.take_pending(conn, list({e.data.order_id for e in events}))
     waiting: dict[uuid.UUID, list[AuditFact]] = {}
-    for row in sorted(pending, key=lambda r: r["id"]):
+    for row in pending:
         waiting.setdefault(row["order_id"], []).append(
             AuditFact("", row["actor"], row["action"], row["occurred_at"], json.loads(row["details"]))
         )
@@ -56,12 +51,8 @@ async def apply_order_states(conn: Connection, events: Sequence[Envelope[OrderSt
 async def apply_vouchers_issued(conn: Connection, events: Sequence[Envelope[AnyVoucherIssued]]) -> None:
     if not events:
         return
-    await conn.executemany(
-        readmodel.VOUCHER_UPSERT, [readmodel.voucher_args(e.data, e.occurred_at) for e in events]
-    )
-    await conn.executemany(
-        readmodel.CODE_ISSUED_UPSERT, [readmodel.code_issued_args(e.data, e.occurred_at) for e in events]
-    )
+    await repo.save_vouchers(conn, [readmodel.voucher_args(e.data, e.occurred_at) for e in events])
+    await repo.save_issued_codes(conn, [readmodel.code_issued_args(e.data, e.occurred_at) for e in events])
     await record_for_orders(conn, [readmodel.voucher_fact(e.data, e.occurred_at) for e in events])
 
 
@@ -70,7 +61,7 @@ async def apply_code_statuses(conn: Connection, events: Sequence[Envelope[Vouche
         readmodel.code_status_args(e.data, e.occurred_at) for e in events if readmodel.is_members_code(e.data)
     ]
     if rows:
-        await conn.executemany(readmodel.CODE_STATUS_UPSERT, rows)
+        await repo.save_code_statuses(conn, rows)
 
 
 async def apply_deliveries(
@@ -78,21 +69,13 @@ async def apply_deliveries(
 ) -> None:
     if not events:
         return
-    await conn.executemany(
-        readmodel.DELIVERY_UPSERT, [readmodel.delivery_args(e.data, e.occurred_at) for e in events]
-    )
+    await repo.save_deliveries(conn, [readmodel.delivery_args(e.data, e.occurred_at) for e in events])
     await record_for_orders(conn, [readmodel.delivery_fact(e.data, e.occurred_at) for e in events])
 
 
 async def record_for_orders(conn: Connection, facts: Sequence[readmodel.OrderFact]) -> None:
     """`OrderFact.record` for each fact in turn: to the member's chain, or pending until it is known."""
-    rows = await conn.fetch(
-        "SELECT order_id, member_id FROM reward_orders WHERE order_id = ANY($1::uuid[])",
-        list({f.order_id for f in facts}),
-    )
-    members: dict[uuid.UUID, str] = {
-        r["order_id"]: r["member_id"] for r in rows if r["member_id"] is not None
-    }
+    members = await repo.members_of_orders(conn, [f.order_id for f in facts])
     known: list[AuditFact] = []
     kept: list[tuple[uuid.UUID, datetime, str, str, str]] = []
     for fact in facts:
@@ -104,5 +87,5 @@ async def record_for_orders(conn: Connection, facts: Sequence[readmodel.OrderFac
         else:
             known.append(AuditFact(member_id, fact.actor, fact.action, fact.occurred_at, fact.details))
     if kept:
-        await conn.executemany(readmodel.PENDING_INSERT, kept)
+        await repo.keep_pending(conn, kept)
     await append_member_audit_many(conn, known)

@@ -83,8 +83,6 @@ SQL_OUTSIDE_REPOSITORIES_ALLOWED: frozenset[str] = frozenset(
         "services/redemption/retention/service.py",
         "services/wallet/finance.py",
         "services/wallet/member_audit.py",
-        "services/wallet/readmodel.py",
-        "services/wallet/readmodel_batch.py",
         "services/wallet/reconciliation.py",
     }
 )

@@ -10,7 +10,7 @@ from typing import Any
 from chassis.db import Connection
 from contracts.wallet import Direction, EntryType, WalletReference
 
-from .domain import Lot, Posting, ReversedEntry, WalletStatus
+from ..domain import Lot, Posting, ReversedEntry, WalletStatus
 
 
 @dataclass(frozen=True)
