@@ -198,14 +198,15 @@ class _Replay:
     by: str
 
 
+def _position(letter: DeadLetter) -> str:
+    """Where a letter sits: a replay that fails again is a new letter, elsewhere."""
+    return f"{letter.topic}@{letter.partition}:{letter.offset}"
+
+
 def _view(
-    letter: DeadLetter,
-    groups: dict[str, Subscription],
-    replays: Mapping[tuple[str, str], _Replay] | None = None,
+    letter: DeadLetter, groups: dict[str, Subscription], replays: Mapping[str, _Replay] | None = None
 ) -> DeadLetterView:
-    replay = (replays or {}).get((letter.consumer, letter.event_id or ""))
-    if replay is not None and not _failed_before(letter, replay.at):
-        replay = None
+    replay = (replays or {}).get(_position(letter))
     return DeadLetterView(
         dlq_topic=letter.topic,
         partition=letter.partition,
@@ -224,30 +225,22 @@ def _view(
     )
 
 
-def _failed_before(letter: DeadLetter, moment: datetime) -> bool:
-    """Whether the letter was dead-lettered before `moment` (a replay that failed again is a new letter)."""
-    try:
-        return datetime.fromisoformat(letter.failed_at) <= moment
-    except ValueError:
-        return True
-
-
-async def _replays(conn: Connection, letters: Sequence[DeadLetter]) -> dict[tuple[str, str], _Replay]:
-    """The last audited replay of each of these letters' events, per group."""
-    ids = sorted({d.event_id for d in letters if d.event_id})
-    if not ids:
+async def _replays(conn: Connection, letters: Sequence[DeadLetter]) -> dict[str, _Replay]:
+    """The last audited replay of each of these letters, by position."""
+    if not letters:
         return {}
+    positions = [_position(d) for d in letters]
     rows = await conn.fetch(
-        "SELECT subject_id, occurred_at, actor, details->'event_ids' AS ids FROM audit_log"
+        "SELECT occurred_at, actor, details->'letters' AS letters FROM audit_log"
         " WHERE subject_type = 'consumer_group' AND subject_id = ANY($1::text[])"
-        " AND action = 'dlq.replayed' AND details->'event_ids' ?| $2::text[] ORDER BY seq",
+        " AND action = 'dlq.replayed' AND details->'letters' ?| $2::text[] ORDER BY seq",
         sorted({d.consumer for d in letters}),
-        ids,
+        positions,
     )
-    found: dict[tuple[str, str], _Replay] = {}
+    found: dict[str, _Replay] = {}
     for row in rows:
-        for event_id in json.loads(row["ids"]):
-            found[(row["subject_id"], str(event_id))] = _Replay(row["occurred_at"], row["actor"])
+        for position in json.loads(row["letters"]):
+            found[str(position)] = _Replay(row["occurred_at"], row["actor"])
     return found
 
 
@@ -409,7 +402,11 @@ def ops_router() -> APIRouter:
                     action="dlq.replayed",
                     subject_type="consumer_group",
                     subject_id=body.group,
-                    details={"dlq_topic": dlq_topic, "event_ids": [d.event_id for d in letters]},
+                    details={
+                        "dlq_topic": dlq_topic,
+                        "event_ids": [d.event_id for d in letters],
+                        "letters": [_position(d) for d in letters],
+                    },
                 )
         return ReplayResult(
             group=body.group,
