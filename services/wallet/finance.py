@@ -15,26 +15,11 @@ from typing import Any
 from chassis.db import Connection
 from contracts.wallet import EntryType
 
+from .repository import finance as repo
+
 EARNED = (EntryType.MILESTONE_AWARD, EntryType.PROGRAMME_RULE)
 
 LIABILITY_COLUMNS = ("member_id", "campaign_id", "points")
-
-# $1 cutoff (exclusive), $2 campaign, $3 member.
-OUTSTANDING = """
-    SELECT l.member_id, l.campaign_id,
-           sum(l.amount - COALESCE(taken.points, 0)) AS points
-      FROM lots l
-      LEFT JOIN LATERAL (
-            SELECT sum(t.points) AS points FROM lot_takes t
-             WHERE t.lot_entry_id = l.entry_id AND t.taken_at < $1
-           ) AS taken ON true
-     WHERE l.earned_at < $1
-       AND ($2::text IS NULL OR l.campaign_id = $2)
-       AND ($3::text IS NULL OR l.member_id = $3)
-     GROUP BY l.member_id, l.campaign_id
-    HAVING sum(l.amount - COALESCE(taken.points, 0)) > 0
-"""
-ORDERED_OUTSTANDING = f"SELECT * FROM ({OUTSTANDING}) AS o ORDER BY member_id, campaign_id NULLS FIRST"
 
 
 def end_of_day(day: date) -> datetime:
@@ -54,18 +39,7 @@ async def liability_totals(
     conn: Connection, cutoff: datetime, campaign_id: str | None, member_id: str | None
 ) -> tuple[int, int, list[dict[str, Any]]]:
     """Total points, members holding any, and the points and members per campaign."""
-    rows = await conn.fetch(
-        f"""
-        SELECT campaign_id, sum(points) AS points, count(DISTINCT member_id) AS members,
-               grouping(campaign_id) = 1 AS overall
-          FROM ({OUTSTANDING}) AS o
-         GROUP BY ROLLUP (campaign_id)
-         ORDER BY overall, campaign_id NULLS FIRST
-        """,
-        cutoff,
-        campaign_id,
-        member_id,
-    )
+    rows = await repo.liability_by_campaign(conn, cutoff, campaign_id, member_id)
     overall = next((r for r in rows if r["overall"]), None)
     by_campaign = [
         {"campaign_id": r["campaign_id"], "points": str(r["points"]), "members": r["members"]}
@@ -87,19 +61,7 @@ async def liability_page(
     members: int,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The lines of up to `members` members after `after_member`, and the cursor of the next page."""
-    rows = await conn.fetch(
-        f"""
-        WITH o AS ({OUTSTANDING}),
-             page AS (SELECT DISTINCT member_id FROM o
-                       WHERE $4::text IS NULL OR member_id > $4 ORDER BY member_id LIMIT $5)
-        SELECT o.* FROM o JOIN page USING (member_id) ORDER BY member_id, campaign_id NULLS FIRST
-        """,
-        cutoff,
-        campaign_id,
-        member_id,
-        after_member,
-        members + 1,
-    )
+    rows = await repo.liability_of_members(conn, cutoff, campaign_id, member_id, after_member, members + 1)
     seen = list(dict.fromkeys(r["member_id"] for r in rows))
     more = len(seen) > members
     kept = set(seen[:members])
@@ -121,32 +83,11 @@ class MonthEnd:
         return sum(self.by_entry_type[t.value][2] for t in types if t.value in self.by_entry_type)
 
 
-async def _outstanding_total(conn: Connection, cutoff: datetime) -> int:
-    # The ledger's own balances at the cutoff: each member's last balance_after before it.
-    total = await conn.fetchval(
-        """
-        SELECT COALESCE(sum(balance_after), 0) FROM (
-            SELECT DISTINCT ON (member_id) balance_after FROM ledger_entries
-             WHERE recorded_at < $1 ORDER BY member_id, member_seq DESC
-        ) AS last
-        """,
-        cutoff,
-    )
-    return int(total)
-
-
 async def month_end(conn: Connection, start: datetime, end: datetime) -> MonthEnd:
-    rows = await conn.fetch(
-        """
-        SELECT entry_type, direction, count(*) AS entries, sum(amount) AS points FROM ledger_entries
-         WHERE recorded_at >= $1 AND recorded_at < $2 GROUP BY entry_type, direction ORDER BY entry_type
-        """,
-        start,
-        end,
-    )
+    rows = await repo.entries_by_type(conn, start, end)
     return MonthEnd(
-        opening=await _outstanding_total(conn, start),
-        closing=await _outstanding_total(conn, end),
+        opening=await repo.balances_total(conn, start),
+        closing=await repo.balances_total(conn, end),
         by_entry_type={r["entry_type"]: (r["direction"], r["entries"], int(r["points"])) for r in rows},
     )
 

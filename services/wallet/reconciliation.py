@@ -25,6 +25,7 @@ from contracts.values import Channel
 
 from . import finance
 from .ledger import PRODUCER, Clock
+from .repository import finance as finance_repo
 
 TEMPLATE: Final = "monthly_reconciliation"
 RECIPIENT_ID: Final = "finance-distribution"
@@ -71,14 +72,7 @@ async def send_reconciliation(pool: asyncpg.Pool, clock: Clock, recipients: Sequ
     month = month_just_ended(clock())
     start, end = finance.month_bounds(month)
     async with pool.acquire() as conn, conn.transaction():
-        claimed = await conn.fetchval(
-            "INSERT INTO reconciliation_reports (month, sent_at, recipients) VALUES ($1, $2, $3)"
-            " ON CONFLICT (month) DO NOTHING RETURNING month",
-            month,
-            clock(),
-            len(recipients),
-        )
-        if claimed is None:
+        if not await finance_repo.claim_reconciliation(conn, month, clock(), len(recipients)):
             return None
         summary = finance.month_end_view(month, start, end, await finance.month_end(conn, start, end))
         for email in recipients:

@@ -21,6 +21,7 @@ from chassis.inputs import INT64_MAX, Identifier
 from contracts.wallet import EntryType
 
 from . import finance
+from .repository import finance as finance_repo
 from .views import CampaignLiability, LiabilityReport, MemberLiability, MonthEndSummary, TransactionPage
 
 REPORT_ROLES = (Role.FINANCE, Role.ADMIN, Role.AUDITOR)
@@ -195,7 +196,7 @@ async def liability(
         timeout_s = request.app.state.settings.http_download_timeout_s
         stream = cursor_rows(
             pool,
-            finance.ORDERED_OUTSTANDING,
+            finance_repo.ORDERED_OUTSTANDING,
             cutoff,
             campaign_id,
             member_id,

@@ -81,9 +81,7 @@ SQL_OUTSIDE_REPOSITORIES_ALLOWED: frozenset[str] = frozenset(
         "services/voucher/reveal_limits.py",
         # Redemption and wallet: being moved now.
         "services/redemption/retention/service.py",
-        "services/wallet/finance.py",
         "services/wallet/member_audit.py",
-        "services/wallet/reconciliation.py",
     }
 )
 
