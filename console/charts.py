@@ -45,6 +45,21 @@ class StackedChart:
         return not any(bar.total for bar in self.bars)
 
     @property
+    def data(self) -> dict[str, Any]:
+        """The chart's figures for a script to draw: labels, and each series with its values."""
+        return {
+            "labels": [bar.label for bar in self.bars],
+            "series": [
+                {
+                    "name": name,
+                    "colour": colour,
+                    "values": [s.value for b in self.bars for s in b.segments if s.series == name],
+                }
+                for name, colour in self.series
+            ],
+        }
+
+    @property
     def description(self) -> str:
         """The chart in words, for its accessible name."""
         parts = []
@@ -78,6 +93,14 @@ def stacked(
             x += width
         bars.append(StackedBar(label, totals[label], tuple(segments)))
     return StackedChart(title, tuple((name, colours[name]) for name in series), tuple(bars))
+
+
+def counts(title: str, rows: Iterable[Mapping[str, Any]], series: str, *, limit: int = 14) -> StackedChart:
+    """One series of counts from an aggregate's rows (`value`, `records`), in the given order."""
+    picked = [(str(row.get("value") or "—"), float(row.get("records") or 0)) for row in rows][:limit]
+    return stacked(
+        title, (series,), [label for label, _ in picked], {(label, series): n for label, n in picked}
+    )
 
 
 def _number(value: float) -> str:

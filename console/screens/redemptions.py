@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from console import views
+from console import charts, views
 from console.api import Api, ApiError
 from console.auth import Viewer, check_csrf
 from console.pages import allowed, api_for, attempt, back_to, flash, relay_download, render, segment
@@ -31,18 +31,19 @@ async def redemptions(request: Request, viewer: Reader) -> Response:
         _followed_exports(request, api),
     )
     aggregates = page.get("aggregates") or {}
-    charts = {
-        "Per day": views.bars(sorted(aggregates.get("per_day", []), key=lambda r: str(r.get("value")))),
-        "Per partner": views.bars(aggregates.get("per_partner", [])),
-        "Per channel": views.bars(aggregates.get("per_channel", [])),
-    }
+    per_day = sorted(aggregates.get("per_day", []), key=lambda r: str(r.get("value")))
+    drawn = [
+        charts.counts("Per day", per_day, "redemptions"),
+        charts.counts("Per partner", aggregates.get("per_partner", []), "redemptions"),
+        charts.counts("Per channel", aggregates.get("per_channel", []), "redemptions"),
+    ]
     return render(
         request,
         "redemptions.html",
         viewer,
         filters=filters,
         total=aggregates.get("total", {}),
-        charts=charts,
+        charts=drawn,
         records=page.get("items", []),
         next_cursor=page.get("next_cursor"),
         staff=viewer.has("admin", "ops", "finance", "auditor"),

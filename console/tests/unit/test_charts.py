@@ -69,3 +69,21 @@ def test_delivery_attempts_per_channel_come_from_the_services_counters() -> None
     chart = charts.delivery_outcomes(metrics)
     assert [bar.label for bar in chart.bars] == ["email", "sms"]
     assert charts.success_share(chart) == {"email": "90.0%", "sms": "0.0%"}
+
+
+def test_a_chart_carries_its_figures_for_a_script_to_draw_the_same_bars() -> None:
+    chart = charts.stacked("t", ("a", "b"), ["x", "y"], {("x", "a"): 3, ("y", "b"): 2}, {"b": "#000000"})
+    assert chart.data == {
+        "labels": ["x", "y"],
+        "series": [
+            {"name": "a", "colour": charts.PALETTE[0], "values": [3, 0]},
+            {"name": "b", "colour": "#000000", "values": [0, 2]},
+        ],
+    }
+
+
+def test_an_aggregates_rows_become_one_series_of_counts_in_their_order() -> None:
+    rows = [{"value": "online", "records": 4}, {"value": None, "records": 1}]
+    chart = charts.counts("Per channel", rows, "redemptions", limit=5)
+    assert [(bar.label, bar.total) for bar in chart.bars] == [("online", 4), ("—", 1)]
+    assert chart.description == "Per channel. online: redemptions 4; —: redemptions 1"
