@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from chassis.audit import GENESIS_HASH, canonical_json, chain_hash
+from chassis.audit import GENESIS_HASH, chain_hash
 from chassis.db import Connection
+
+from .repository import member_audit as repo
 
 _VERIFY_BATCH = 1000
 
@@ -55,6 +57,17 @@ class MemberAuditEntry:
         }
 
 
+@dataclass(frozen=True)
+class AuditFact:
+    """One entry to append: what `append_member_audit` takes, for `append_member_audit_many`."""
+
+    member_id: str
+    actor: str
+    action: str
+    occurred_at: datetime
+    details: Mapping[str, Any]
+
+
 async def append_member_audit(
     conn: Connection,
     *,
@@ -65,64 +78,10 @@ async def append_member_audit(
     details: Mapping[str, Any] | None = None,
 ) -> MemberAuditEntry:
     """Append one entry to `member_id`'s chain, in the caller's transaction."""
-    if not conn.is_in_transaction():
-        raise RuntimeError("a member audit entry shares the transaction of the change it records")
-    # One round trip: the upsert locks the member's head row (appenders of one member queue here) and
-    # passes the details through jsonb, so the hash covers exactly what verification will read back.
-    head = await conn.fetchrow(
-        """
-        INSERT INTO member_audit_heads AS head (member_id) VALUES ($1)
-        ON CONFLICT (member_id) DO UPDATE SET seq = head.seq
-        RETURNING head.seq, head.hash, $2::text::jsonb::text AS details
-        """,
-        member_id,
-        canonical_json(details or {}),
-    )
-    assert head is not None
-    # Postgres keeps microseconds: hash the instant as it will be read back.
-    at = occurred_at.astimezone(UTC)
-    entry = MemberAuditEntry(
-        member_id=member_id,
-        seq=head["seq"] + 1,
-        occurred_at=at,
-        actor=actor,
-        action=action,
-        details=json.loads(head["details"]),
-        prev_hash=head["hash"],
-        hash="",
-    )
-    entry = MemberAuditEntry(**{**entry.__dict__, "hash": entry.computed_hash()})
-    await conn.execute(
-        """
-        WITH appended AS (
-            INSERT INTO member_audit (member_id, seq, occurred_at, actor, action, details, prev_hash, hash)
-            VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8)
-            RETURNING member_id, seq, hash
-        )
-        UPDATE member_audit_heads SET seq = appended.seq, hash = appended.hash
-          FROM appended WHERE member_audit_heads.member_id = appended.member_id
-        """,
-        member_id,
-        entry.seq,
-        entry.occurred_at,
-        actor,
-        action,
-        head["details"],
-        entry.prev_hash,
-        entry.hash,
+    [entry] = await append_member_audit_many(
+        conn, [AuditFact(member_id, actor, action, occurred_at, details or {})]
     )
     return entry
-
-
-@dataclass(frozen=True)
-class AuditFact:
-    """One entry to append: what `append_member_audit` takes, for `append_member_audit_many`."""
-
-    member_id: str
-    actor: str
-    action: str
-    occurred_at: datetime
-    details: Mapping[str, Any]
 
 
 async def append_member_audit_many(conn: Connection, facts: Sequence[AuditFact]) -> list[MemberAuditEntry]:
@@ -135,67 +94,35 @@ async def append_member_audit_many(conn: Connection, facts: Sequence[AuditFact])
         return []
     if not conn.is_in_transaction():
         raise RuntimeError("a member audit entry shares the transaction of the change it records")
-    members = sorted({f.member_id for f in facts})
-    row = await conn.fetchrow(
-        """
-        WITH heads AS (
-            INSERT INTO member_audit_heads AS head (member_id)
-            SELECT m FROM unnest($1::text[]) AS m ORDER BY m
-            ON CONFLICT (member_id) DO UPDATE SET seq = head.seq
-            RETURNING head.member_id, head.seq, head.hash
-        )
-        SELECT (SELECT array_agg(member_id) FROM heads) AS members,
-               (SELECT array_agg(seq) FROM heads) AS seqs,
-               (SELECT array_agg(hash) FROM heads) AS hashes,
-               (SELECT array_agg(d::jsonb::text ORDER BY n)
-                  FROM unnest($2::text[]) WITH ORDINALITY AS t(d, n)) AS details
-        """,
-        members,
-        [canonical_json(f.details or {}) for f in facts],
-    )
-    assert row is not None
-    heads: dict[str, tuple[int, str]] = {
-        m: (seq, h) for m, seq, h in zip(row["members"], row["seqs"], row["hashes"], strict=True)
-    }
+    # One round trip locks the heads of every member concerned and passes the details through jsonb,
+    # so each hash covers exactly what verification will read back.
+    heads, details = await repo.lock_heads(conn, sorted({f.member_id for f in facts}), facts)
+    entries = _linked(facts, heads, details)
+    await repo.insert_entries(conn, entries, details)
+    return entries
+
+
+def _linked(
+    facts: Sequence[AuditFact], heads: dict[str, tuple[int, str]], details: Sequence[str]
+) -> list[MemberAuditEntry]:
+    """Each fact as the next link of its member's chain, from the heads (seq, hash) before them."""
     entries: list[MemberAuditEntry] = []
-    for fact, details in zip(facts, row["details"], strict=True):
+    for fact, fact_details in zip(facts, details, strict=True):
         seq, prev_hash = heads[fact.member_id]
         entry = MemberAuditEntry(
             member_id=fact.member_id,
             seq=seq + 1,
+            # Postgres keeps microseconds: hash the instant as it will be read back.
             occurred_at=fact.occurred_at.astimezone(UTC),
             actor=fact.actor,
             action=fact.action,
-            details=json.loads(details),
+            details=json.loads(fact_details),
             prev_hash=prev_hash,
             hash="",
         )
         entry = MemberAuditEntry(**{**entry.__dict__, "hash": entry.computed_hash()})
         heads[fact.member_id] = (entry.seq, entry.hash)
         entries.append(entry)
-    await conn.execute(
-        """
-        WITH appended AS (
-            INSERT INTO member_audit (member_id, seq, occurred_at, actor, action, details, prev_hash, hash)
-            SELECT m, s, o, a, c, d::jsonb, p, h
-              FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],
-                          $7::text[], $8::text[]) AS e(m, s, o, a, c, d, p, h)
-            RETURNING member_id, seq, hash
-        )
-        UPDATE member_audit_heads SET seq = last.seq, hash = last.hash
-          FROM (SELECT DISTINCT ON (member_id) member_id, seq, hash
-                  FROM appended ORDER BY member_id, seq DESC) AS last
-         WHERE member_audit_heads.member_id = last.member_id
-        """,
-        [e.member_id for e in entries],
-        [e.seq for e in entries],
-        [e.occurred_at for e in entries],
-        [e.actor for e in entries],
-        [e.action for e in entries],
-        list(row["details"]),
-        [e.prev_hash for e in entries],
-        [e.hash for e in entries],
-    )
     return entries
 
 
@@ -212,19 +139,10 @@ def _entry(row: Any) -> MemberAuditEntry:
     )
 
 
-_SELECT = """
-    SELECT member_id, seq, occurred_at, actor, action, details::text AS details, prev_hash, hash
-      FROM member_audit
-"""
-
-
 async def list_member_audit(
     conn: Connection, member_id: str, *, after_seq: int = 0, limit: int = 100
 ) -> list[MemberAuditEntry]:
-    rows = await conn.fetch(
-        _SELECT + " WHERE member_id = $1 AND seq > $2 ORDER BY seq LIMIT $3", member_id, after_seq, limit
-    )
-    return [_entry(r) for r in rows]
+    return [_entry(r) for r in await repo.entries_after(conn, member_id, after_seq, limit)]
 
 
 @dataclass(frozen=True)
@@ -240,12 +158,7 @@ async def verify_member_audit(conn: Connection, member_id: str) -> MemberChainVe
     """Recompute every link of the member's chain, then check it ends where the head says."""
     expected_seq, prev_hash, verified = 1, GENESIS_HASH, 0
     while True:
-        rows = await conn.fetch(
-            _SELECT + " WHERE member_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
-            member_id,
-            expected_seq,
-            _VERIFY_BATCH,
-        )
+        rows = await repo.entries_after(conn, member_id, expected_seq - 1, _VERIFY_BATCH)
         for entry in map(_entry, rows):
             if entry.seq != expected_seq:
                 return MemberChainVerification(
@@ -262,7 +175,7 @@ async def verify_member_audit(conn: Connection, member_id: str) -> MemberChainVe
             expected_seq, prev_hash, verified = expected_seq + 1, entry.hash, verified + 1
         if len(rows) < _VERIFY_BATCH:
             break
-    head = await conn.fetchrow("SELECT seq, hash FROM member_audit_heads WHERE member_id = $1", member_id)
+    head = await repo.head(conn, member_id)
     if head is not None and (head["seq"], head["hash"]) != (verified, prev_hash):
         return MemberChainVerification(
             False, verified, verified + 1, "the chain ends before its recorded head", head["hash"]

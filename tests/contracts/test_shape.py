@@ -56,7 +56,6 @@ LONG_FUNCTIONS_ALLOWED: frozenset[str] = frozenset(
         "services/redemption/storefront/steps.py:_command_event",
         "services/support/portal.py:_record",
         "services/support/tickets.py:open_ticket",
-        "services/wallet/member_audit.py:append_member_audit_many",
     }
 )
 
@@ -81,7 +80,6 @@ SQL_OUTSIDE_REPOSITORIES_ALLOWED: frozenset[str] = frozenset(
         "services/voucher/reveal_limits.py",
         # Redemption and wallet: being moved now.
         "services/redemption/retention/service.py",
-        "services/wallet/member_audit.py",
     }
 )
 
