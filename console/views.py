@@ -744,7 +744,6 @@ EXPORT_PURPOSES: dict[str, tuple[str, tuple[str, ...]]] = {
     "audit": ("Audit (with member ids)", ("admin", "auditor")),
 }
 """Each redemption export purpose, its label and the roles the redemption service lets use it."""
-EXPORTS_REMEMBERED = 20
 
 
 def export_purposes(roles: Iterable[str]) -> dict[str, str]:
@@ -786,11 +785,6 @@ def export_lines(exports: Iterable[Mapping[str, Any]]) -> list[ExportLine]:
             )
         )
     return sorted(lines, key=lambda line: line.requested, reverse=True)
-
-
-def remember_export(known: Iterable[str], export_id: str) -> list[str]:
-    """The export ids a session follows, the new one first, the oldest forgotten past the limit."""
-    return [export_id, *(e for e in known if e != export_id)][:EXPORTS_REMEMBERED]
 
 
 def export_filters(filters: RedemptionFilters) -> dict[str, str]:

@@ -17,7 +17,6 @@ from console.pages import allowed, api_for, attempt, back_to, flash, relay_downl
 
 router = APIRouter(include_in_schema=False)
 Reader = Annotated[Viewer, Depends(allowed("redemptions"))]
-EXPORTS_KEY = "redemption_exports"
 
 
 @router.get("/redemptions", response_class=HTMLResponse)
@@ -28,7 +27,7 @@ async def redemptions(request: Request, viewer: Reader) -> Response:
     page, offers, exports = await asyncio.gather(
         api.get("redemption", "/v1/redemption-records", params),
         _own_offers(api, viewer),
-        _followed_exports(request, api),
+        _exports(api),
     )
     aggregates = page.get("aggregates") or {}
     per_day = sorted(aggregates.get("per_day", []), key=lambda r: str(r.get("value")))
@@ -60,20 +59,10 @@ async def _own_offers(api: Api, viewer: Viewer) -> list[dict[str, Any]]:
     return list(answer.get("items", []))
 
 
-async def _followed_exports(request: Request, api: Api) -> list[dict[str, Any]]:
-    """The exports this session asked for (the redemption service lists none), as they stand now."""
-
-    async def one(export_id: str) -> dict[str, Any] | None:
-        try:
-            found: dict[str, Any] = await api.get("redemption", f"/v1/exports/{segment(export_id)}")
-        except ApiError as exc:
-            if exc.status in (401, 403):
-                raise
-            return None
-        return found
-
-    found = await asyncio.gather(*(one(e) for e in request.session.get(EXPORTS_KEY, [])))
-    return [job for job in found if job is not None]
+async def _exports(api: Api) -> list[dict[str, Any]]:
+    """The latest exports this person asked for (admins and auditors: everyone's)."""
+    answer = await api.get("redemption", "/v1/exports", {"limit": "20"})
+    return list(answer.get("items", []))
 
 
 @router.post("/redemptions/exports")
@@ -99,8 +88,6 @@ async def request_export(
     }
     answer = await attempt(request, viewer, "redemption", "/v1/exports", body)
     if answer is not None:
-        known = request.session.get(EXPORTS_KEY, [])
-        request.session[EXPORTS_KEY] = views.remember_export(known, str(answer["export_id"]))
         flash(request, "ok", f"Export requested for {views.EXPORT_PURPOSES[purpose][0].lower()}.")
     return back_to("/redemptions#exports")
 

@@ -389,11 +389,3 @@ def test_exports_show_their_purpose_and_progress_newest_first() -> None:
     newest, older = views.export_lines(jobs)
     assert (newest.export_id, newest.purpose, newest.ready) == ("e-2", "Finance reconciliation", True)
     assert (older.purpose, older.rows, older.ready) == ("Partner settlement", "5 of 10", False)
-
-
-def test_a_session_follows_its_latest_exports_only() -> None:
-    known = [f"e-{n}" for n in range(views.EXPORTS_REMEMBERED)]
-    followed = views.remember_export(known, "new")
-    assert followed[0] == "new"
-    assert len(followed) == views.EXPORTS_REMEMBERED
-    assert views.remember_export(["a", "b"], "b") == ["b", "a"]

@@ -7,7 +7,7 @@ from datetime import date
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -135,6 +135,26 @@ async def request_export(
         stored = await repo.get_export(conn, job.export_id)
     assert stored is not None
     return export_view(stored)
+
+
+class ExportPage(BaseModel):
+    items: list[ExportOut]
+
+
+@router.get(
+    "/v1/exports",
+    response_model=ExportPage,
+    summary="The latest exports, newest first: the caller's own (admins and auditors: everyone's)",
+)
+async def list_exports(
+    principal: Annotated[Principal, Depends(require_roles(*EXPORT_ROLES))],
+    db: Annotated[asyncpg.Pool, Depends(pool)],
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    everyone = principal.has_any_role((Role.ADMIN, Role.AUDITOR))
+    async with db.acquire() as conn:
+        jobs = await repo.list_exports(conn, None if everyone else actor(principal), limit)
+    return {"items": [export_view(job) for job in jobs]}
 
 
 async def _visible_export(conn: Any, principal: Principal, export_id: uuid.UUID) -> repo.ExportJob:

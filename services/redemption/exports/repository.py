@@ -85,6 +85,17 @@ async def insert_export(conn: Connection, job: ExportJob) -> None:
     )
 
 
+async def list_exports(conn: Connection, requested_by: str | None, limit: int) -> list[ExportJob]:
+    """The latest exports, newest first: those `requested_by` asked for, or everyone's when None."""
+    rows = await conn.fetch(
+        "SELECT * FROM exports WHERE ($1::text IS NULL OR requested_by = $1)"
+        " ORDER BY created_at DESC, export_id LIMIT $2",
+        requested_by,
+        limit,
+    )
+    return [ExportJob.from_row(row) for row in rows]
+
+
 async def get_export(conn: Connection, export_id: uuid.UUID) -> ExportJob | None:
     row = await conn.fetchrow("SELECT * FROM exports WHERE export_id = $1", export_id)
     return ExportJob.from_row(row) if row else None

@@ -166,3 +166,19 @@ async def test_an_export_request_with_nul_bytes_is_refused_with_422_and_no_job_i
         assert response.headers["content-type"].startswith("application/problem+json")
         assert field in [e["field"] for e in response.json()["errors"]], response.text
     assert await service.pool.fetchval("SELECT count(*) FROM exports") == before
+
+
+async def test_each_requester_lists_only_their_own_exports_newest_first_and_auditors_see_all(
+    service: RunningService,
+) -> None:
+    body = {"purpose": "partner_settlement", "reason": "monthly settlement"}
+    first = await _export(service, "partner", "partner-list-a", body)
+    second = await _export(service, "partner", "partner-list-a", body)
+    other = await _export(service, "partner", "partner-list-b", body)
+
+    own = await service.client.get("/v1/exports", headers=service.auth("partner", "partner-list-a"))
+    assert own.status_code == 200, own.text
+    assert [e["export_id"] for e in own.json()["items"]] == [second["export_id"], first["export_id"]]
+
+    everyone = await service.client.get("/v1/exports?limit=100", headers=service.auth("auditor", "aud-1"))
+    assert {first["export_id"], other["export_id"]} <= {e["export_id"] for e in everyone.json()["items"]}
