@@ -5,7 +5,9 @@
 - `GET /v1/ops/outbox`: unpublished events and the age of the oldest, parked events (no payload) and who
   holds the relay's lease; `POST /v1/ops/outbox/retry` un-parks them, as `orchard outbox retry` does.
 - `GET /v1/ops/dlq`: the dead letters this service's groups failed, newest first, paged; never their
-  payload (a `delivery.requested` letter carries contact details), only what `orchard dlq list` shows.
+  payload (a `delivery.requested` letter carries contact details), only what `orchard dlq list` shows,
+  and when and by whom a letter was replayed through this API (the audit entry names the letters'
+  positions: one that failed again is a new letter, not shown as replayed).
 - `POST /v1/ops/dlq/replay`: replays one group's dead letters (given event ids, or all not replayed
   before, optionally at most `limit`), tagged for that group exactly as `orchard dlq replay --group`
   does; `dry_run` answers what would be sent and sends nothing.
