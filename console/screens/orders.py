@@ -59,7 +59,7 @@ async def order_tabs(request: Request, viewer: Reader) -> Response:
 @router.get("/orders/chart", response_class=HTMLResponse)
 async def orders_chart(request: Request, viewer: Reader) -> Response:
     """Orders per hour of the last day by state: a fragment the orders page loads after itself and
-    every minute."""
+    every five minutes."""
     filters = views.order_filters(request.query_params)
     now = datetime.now(UTC)
     since = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=CHART_HOURS - 1)

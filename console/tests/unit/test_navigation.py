@@ -28,6 +28,10 @@ def test_ops_sees_orders_members_deliveries_campaigns_and_operations() -> None:
     ]
 
 
+def test_finance_reads_orders_members_campaigns_and_redemptions_but_no_operations() -> None:
+    assert [s.key for s in screens_for({"finance"})] == ["orders", "members", "campaigns", "redemptions"]
+
+
 def test_a_partner_sees_only_the_redemptions_dashboard() -> None:
     assert [s.key for s in screens_for({"partner"})] == ["redemptions"]
 
