@@ -34,18 +34,14 @@ from contracts.envelope import Envelope, EventData
 from contracts.values import RewardType
 from contracts.vouchers import (
     CampaignStatus,
-    CodeStatus,
-    ExpiryKind,
-    ExpiryPolicy,
-    VoucherIssued,
-    VoucherStatusChanged,
     VoucherStockLow,
 )
 
 from . import issuance
 from .crypto import CodeVault
-from .domain import expiry_on_issue, issue_blocker, mask
+from .domain import expiry_on_issue, issue_blocker
 from .events import publish_each
+from .repository import issuance as repository
 
 
 @dataclass(frozen=True)
@@ -68,20 +64,11 @@ async def issue_many(conn: Connection, vault: CodeVault, orders: Sequence[Pendin
         firsts.setdefault(pending.request.order_id, pending)
     if not firsts:
         return
-    known = await conn.fetchrow(
-        """
-        SELECT array(SELECT o FROM unnest($1::uuid[]) AS o
-                      WHERE EXISTS (SELECT 1 FROM issuances i WHERE i.order_id = o)
-                         OR EXISTS (SELECT 1 FROM closed_orders c WHERE c.order_id = o)) AS done,
-               array(SELECT campaign_id FROM campaigns
-                      WHERE campaign_id = ANY($2::text[]) AND budget IS NOT NULL) AS budgeted
-        """,
-        list(firsts),
-        sorted({p.request.campaign_id for p in firsts.values()}),
+    known = await repository.orders_and_campaigns(
+        conn, list(firsts), sorted({p.request.campaign_id for p in firsts.values()})
     )
-    assert known is not None
     if known["done"]:
-        await conn.execute("DELETE FROM holds WHERE order_id = ANY($1::uuid[])", known["done"])
+        await repository.delete_holds(conn, known["done"])
     done = set(known["done"])
     by_campaign: dict[str, list[Pending]] = defaultdict(list)
     tests: list[Pending] = []
@@ -98,15 +85,7 @@ async def issue_many(conn: Connection, vault: CodeVault, orders: Sequence[Pendin
 async def _issue_in_campaign(
     conn: Connection, vault: CodeVault, campaign_id: str, orders: list[Pending], budgeted: bool
 ) -> None:
-    lock = "FOR NO KEY UPDATE" if budgeted else "FOR SHARE"
-    campaign = await conn.fetchrow(
-        f"""
-        SELECT c.*,
-               EXISTS (SELECT 1 FROM holds h WHERE h.campaign_id = c.campaign_id AND NOT h.test) AS queued
-          FROM campaigns c WHERE c.campaign_id = $1 {lock} OF c
-        """,
-        campaign_id,
-    )
+    campaign = await repository.lock_campaign_for_batch(conn, campaign_id, budgeted=budgeted)
     if (
         campaign is None
         or campaign["reward_type"] != RewardType.VOUCHER
@@ -119,7 +98,9 @@ async def _issue_in_campaign(
     wanted: dict[Decimal, int] = defaultdict(int)
     for value in values:
         wanted[value] += 1
-    pools = {value: deque(await _claim_codes(conn, campaign_id, value, n)) for value, n in wanted.items()}
+    pools = {
+        value: deque(await repository.claim_codes(conn, campaign_id, value, n)) for value, n in wanted.items()
+    }
     budget_left = campaign["budget"] - campaign["budget_used"] if campaign["budget"] is not None else None
     grants: list[_Grant] = []
     for pending, value in zip(orders, values, strict=True):
@@ -138,114 +119,45 @@ async def _one_by_one(conn: Connection, vault: CodeVault, orders: Sequence[Pendi
         await issuance.issue(conn, vault, pending.request, cause=pending.cause)
 
 
-async def _claim_codes(
-    conn: Connection, campaign_id: str, value: Decimal, count: int
-) -> list[asyncpg.Record]:
-    """The oldest issuable codes of this value no other transaction holds, locked for this one."""
-    return list(
-        await conn.fetch(
-            """
-            SELECT code_id, status, lookup_hash, secret, key_id, own_expires_at
-              FROM codes
-             WHERE campaign_id = $1 AND value = $2 AND status IN ('available', 'recovered') AND NOT test
-               AND (expires_at IS NULL OR expires_at > now())
-             ORDER BY seq LIMIT $3
-               FOR UPDATE SKIP LOCKED
-            """,
-            campaign_id,
-            value,
-            count,
-        )
-    )
-
-
 async def _record(conn: Connection, vault: CodeVault, campaign: asyncpg.Record, grants: list[_Grant]) -> None:
     campaign_id = campaign["campaign_id"]
     if campaign["budget"] is not None:
-        total = sum((g.value for g in grants), Decimal(0))
-        await conn.execute(
-            "UPDATE campaigns SET budget_used = budget_used + $2 WHERE campaign_id = $1", campaign_id, total
-        )
+        await repository.add_budget_used(conn, campaign_id, sum((g.value for g in grants), Decimal(0)))
     issued_at = datetime.now(UTC)
-    policy = ExpiryPolicy(
-        kind=ExpiryKind(campaign["expiry_kind"]),
-        expires_at=campaign["expiry_at"],
-        days=campaign["expiry_days"],
-    )
-    expiries = [expiry_on_issue(policy, issued_at, g.code["own_expires_at"]) for g in grants]
-    order_ids = [g.pending.request.order_id for g in grants]
-    code_ids = [g.code["code_id"] for g in grants]
-    try:
-        # The issuance records (in arrival order), the codes' history and the holds first, then the codes:
-        # the foreign key checks then find rows this transaction has locked but not yet updated, which
-        # costs them nothing (checking freshly updated rows would lock each of them once more).
-        await conn.execute(
-            """
-            WITH granted AS (
-                SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::numeric[], $5::text[])
-                              WITH ORDINALITY AS g(code_id, order_id, member_id, value, previous, n)
-            ), issued AS (
-                INSERT INTO issuances (order_id, code_id, campaign_id, member_id, value, issued_at)
-                SELECT order_id, code_id, $6, member_id, value, $7 FROM granted ORDER BY n
-            ), history AS (
-                INSERT INTO code_events (code_id, action, status, previous_status, actor, order_id)
-                SELECT code_id, 'issued', 'issued', previous, $8, order_id FROM granted ORDER BY n
-            )
-            DELETE FROM holds WHERE order_id = ANY($2::uuid[])
-            """,
-            code_ids,
-            order_ids,
-            [g.pending.request.member_id for g in grants],
-            [g.value for g in grants],
-            [g.code["status"] for g in grants],
-            campaign_id,
-            issued_at,
-            issuance.SYSTEM_ACTOR,
+    policy = issuance.expiry_policy(campaign)
+    taken = [
+        issuance.Grant(
+            campaign, g.code, g.value, expiry_on_issue(policy, issued_at, g.code["own_expires_at"])
         )
-        await conn.execute(
-            """
-            UPDATE codes c SET status = 'issued', order_id = g.order_id, member_id = g.member_id,
-                   issued_at = $4, expires_at = g.expires_at, delivered = false, delivery_failed = false,
-                   updated_at = now()
-              FROM unnest($1::uuid[], $2::uuid[], $3::text[], $5::timestamptz[])
-                   AS g(code_id, order_id, member_id, expires_at)
-             WHERE c.code_id = g.code_id
-            """,
-            code_ids,
-            order_ids,
-            [g.pending.request.member_id for g in grants],
-            issued_at,
-            expiries,
+        for g in grants
+    ]
+    try:
+        await repository.issue_codes(
+            conn,
+            campaign_id,
+            [
+                repository.CodeGrant(
+                    code_id=t.code["code_id"],
+                    order_id=g.pending.request.order_id,
+                    member_id=g.pending.request.member_id,
+                    value=g.value,
+                    previous_status=t.code["status"],
+                    expires_at=t.expires_at,
+                )
+                for g, t in zip(grants, taken, strict=True)
+            ],
+            issued_at=issued_at,
+            actor=issuance.SYSTEM_ACTOR,
         )
     except asyncpg.UniqueViolationError as exc:
         # Another issuer served one of these orders (or took one of these codes) in a transaction we
         # raced with: the retried batch finds its issuance and skips that order.
         raise TransientError("concurrent issuance for an order of the batch") from exc
     events: list[tuple[EventData, Pending]] = []
-    for grant, expires_at in zip(grants, expiries, strict=True):
-        code = grant.code
-        clear = vault.open(code["key_id"], bytes(code["secret"]), bytes(code["lookup_hash"]))
-        request = grant.pending.request
-        issued = VoucherIssued(
-            order_id=request.order_id,
-            campaign_id=campaign_id,
-            code_id=code["code_id"],
-            sealed_code=vault.seal_for_delivery(clear, code["code_id"]),
-            masked_code=mask(clear),
-            face_value=grant.value,
-            currency=campaign["currency"],
-            expires_at=expires_at,
-        )
-        changed = VoucherStatusChanged(
-            code_id=code["code_id"],
-            campaign_id=campaign_id,
-            order_id=request.order_id,
-            status=CodeStatus.ISSUED,
-            previous_status=CodeStatus(code["status"]),
-            expires_at=expires_at,
-            remaining_value=grant.value,
-        )
-        events += [(issued, grant.pending), (changed, grant.pending)]
+    for grant, granted in zip(grants, taken, strict=True):
+        events += [
+            (data, grant.pending) for data in issuance.issued_events(vault, grant.pending.request, granted)
+        ]
     if campaign["low_stock_threshold"] > 0 and not campaign["stock_low_notified"]:
         low = await _stock_low(conn, campaign_id, grants)
         if low is not None:  # right after the events of the grant that crossed the threshold
@@ -258,15 +170,7 @@ async def _stock_low(
     conn: Connection, campaign_id: str, grants: list[_Grant]
 ) -> tuple[VoucherStockLow, Pending] | None:
     """The threshold crossed during these grants: which grant crossed it and what it left available."""
-    row = await conn.fetchrow(
-        """
-        SELECT c.low_stock_threshold AS threshold,
-               (SELECT coalesce(sum(n), 0) FROM code_counts k WHERE k.campaign_id = c.campaign_id
-                 AND k.status IN ('available', 'recovered') AND NOT k.test)::int AS available
-          FROM campaigns c WHERE c.campaign_id = $1 AND NOT c.stock_low_notified AND c.low_stock_threshold > 0
-        """,
-        campaign_id,
-    )
+    row = await repository.low_stock(conn, campaign_id)
     if row is None or row["available"] > row["threshold"]:
         return None
     # Each grant took one code: before them `available + len(grants)` were left, and the grant that
@@ -274,6 +178,6 @@ async def _stock_low(
     before = row["available"] + len(grants)
     reported = min(before - 1, row["threshold"])
     crossing = grants[before - reported - 1]
-    await conn.execute("UPDATE campaigns SET stock_low_notified = true WHERE campaign_id = $1", campaign_id)
+    await repository.mark_stock_low_notified(conn, campaign_id)
     low = VoucherStockLow(campaign_id=campaign_id, available=reported, threshold=row["threshold"])
     return low, crossing.pending
