@@ -76,7 +76,6 @@ SQL_OUTSIDE_REPOSITORIES_ALLOWED: frozenset[str] = frozenset(
         "services/voucher/redemption.py",
         "services/voucher/reveal_limits.py",
         # Redemption and wallet: being moved now.
-        "services/redemption/retention/service.py",
     }
 )
 

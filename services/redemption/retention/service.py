@@ -10,9 +10,9 @@ from typing import Any
 import asyncpg
 
 from chassis.audit import append_audit
-from chassis.db import Connection
 from services.redemption.records.repository import rollup_daily
-from services.redemption.retention.domain import RECORD_KINDS, RetentionAction, RetentionRule
+from services.redemption.retention import repository as repo
+from services.redemption.retention.domain import RetentionAction, RetentionRule
 from services.redemption.settings import RedemptionSettings
 
 JOB_ACTOR = "service:redemption-retention"
@@ -50,69 +50,6 @@ class RetentionOutcome:
         }
 
 
-_ANONYMISE_WHERE = "kind = $1 AND redeemed_at < $2 AND anonymised_at IS NULL AND status <> 'pending'"
-_PURGE_WHERE = "kind = $1 AND redeemed_at < $2 AND status <> 'pending'"
-
-
-async def _count(conn: Connection, rule: RetentionRule, cutoff: datetime) -> int:
-    if rule.record_type in RECORD_KINDS:
-        where = _ANONYMISE_WHERE if rule.action is RetentionAction.ANONYMISE else _PURGE_WHERE
-        return int(
-            await conn.fetchval(
-                f"SELECT count(*) FROM redemption_records WHERE {where}", rule.record_type, cutoff
-            )
-        )
-    if rule.record_type == "otp_challenge":
-        return int(
-            await conn.fetchval(
-                "SELECT count(*) FROM offer_otp_challenges WHERE status <> 'open' AND created_at < $1", cutoff
-            )
-        )
-    return int(await conn.fetchval("SELECT count(*) FROM exports WHERE created_at < $1", cutoff))
-
-
-async def _apply(conn: Connection, rule: RetentionRule, cutoff: datetime) -> int:
-    kind = rule.record_type
-    if kind in RECORD_KINDS and rule.action is RetentionAction.ANONYMISE:
-        ids = [
-            r["record_id"]
-            for r in await conn.fetch(
-                f"UPDATE redemption_records SET member_id = NULL, segment_token = NULL, location = NULL,"
-                f" anonymised_at = now() WHERE {_ANONYMISE_WHERE} RETURNING record_id",
-                kind,
-                cutoff,
-            )
-        ]
-        await conn.execute(
-            "UPDATE offer_redemptions SET member_id = NULL WHERE record_id = ANY($1::uuid[])", ids
-        )
-        if kind == "storefront":
-            await conn.execute(
-                "UPDATE storefront_redemptions SET member_id = 'anonymised:' || redemption_id,"
-                " contact = NULL, client_key = NULL WHERE redemption_id = ANY($1::uuid[])",
-                ids,
-            )
-        return len(ids)
-    if kind in RECORD_KINDS:
-        ids = [
-            r["record_id"]
-            for r in await conn.fetch(
-                f"DELETE FROM redemption_records WHERE {_PURGE_WHERE} RETURNING record_id", kind, cutoff
-            )
-        ]
-        if kind == "storefront":
-            for table in ("storefront_transitions", "storefront_wallet_entries", "storefront_redemptions"):
-                await conn.execute(f"DELETE FROM {table} WHERE redemption_id = ANY($1::uuid[])", ids)
-        return len(ids)
-    if kind == "otp_challenge":
-        status = await conn.execute(
-            "DELETE FROM offer_otp_challenges WHERE status <> 'open' AND created_at < $1", cutoff
-        )
-    else:
-        status = await conn.execute("DELETE FROM exports WHERE created_at < $1", cutoff)
-    return int(status.split()[-1])
-
-
 async def run_retention(
     pool: asyncpg.Pool, rules: list[RetentionRule], *, actor: str, dry_run: bool, now: datetime | None = None
 ) -> list[RetentionOutcome]:
@@ -124,9 +61,9 @@ async def run_retention(
         cutoff = rule.cutoff(at)
         async with pool.acquire() as conn, conn.transaction():
             if dry_run:
-                affected = await _count(conn, rule, cutoff)
+                affected = await repo.count_due(conn, rule, cutoff)
             else:
-                affected = await _apply(conn, rule, cutoff)
+                affected = await repo.apply_rule(conn, rule, cutoff)
                 if affected:
                     await append_audit(
                         conn,
