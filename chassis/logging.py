@@ -160,29 +160,8 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
             renderer,
         ],
     )
-    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
-    handler.set_name(_ORCHARD_HANDLER)
-    handler.setFormatter(formatter)
-
-    root = logging.getLogger()
-    for existing in [h for h in root.handlers if h.get_name() == _ORCHARD_HANDLER]:
-        root.removeHandler(existing)
-    root.addHandler(handler)
-    root.setLevel(settings.log_level.upper())
-
-    # Libraries that install their own handlers (faststream at import, uvicorn from its dictConfig)
-    # would print unredacted, non-JSON lines; make them hand their records to the root handler.
-    library_loggers = set(_CONTEXT_LOGGERS) | {
-        name for name in logging.root.manager.loggerDict if name.startswith("faststream")
-    }
-    for name in library_loggers:
-        library_logger = logging.getLogger(name)
-        library_logger.handlers.clear()
-        library_logger.propagate = True
-    # uvicorn's own access line carries the query string and client address; ours replaces it.
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-    # httpx logs every request at INFO (a line per SMS sent); its failures reach us as exceptions.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
+    _install_root_handler(formatter, stream, settings.log_level)
+    _quiet_libraries()
 
     structlog.configure(
         processors=[
@@ -198,6 +177,35 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
         # always follow the current configuration (a test or a second call may reconfigure).
         cache_logger_on_first_use=False,
     )
+
+
+def _install_root_handler(formatter: logging.Formatter, stream: TextIO | None, level: str) -> None:
+    """Our one handler on the root logger, replacing the one a previous configuration installed."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
+    handler.set_name(_ORCHARD_HANDLER)
+    handler.setFormatter(formatter)
+
+    root = logging.getLogger()
+    for existing in [h for h in root.handlers if h.get_name() == _ORCHARD_HANDLER]:
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+def _quiet_libraries() -> None:
+    # Libraries that install their own handlers (faststream at import, uvicorn from its dictConfig)
+    # would print unredacted, non-JSON lines; make them hand their records to the root handler.
+    library_loggers = set(_CONTEXT_LOGGERS) | {
+        name for name in logging.root.manager.loggerDict if name.startswith("faststream")
+    }
+    for name in library_loggers:
+        library_logger = logging.getLogger(name)
+        library_logger.handlers.clear()
+        library_logger.propagate = True
+    # uvicorn's own access line carries the query string and client address; ours replaces it.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # httpx logs every request at INFO (a line per SMS sent); its failures reach us as exceptions.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 @contextmanager

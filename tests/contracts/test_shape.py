@@ -48,7 +48,6 @@ LONG_FUNCTIONS_ALLOWED: frozenset[str] = frozenset(
         # The redemption dashboard work (records and their daily aggregates), in progress.
         "services/redemption/records/api.py:redemption_records",
         # Support, wallet, redemption and the chassis: being split now.
-        "chassis/logging.py:configure_logging",
         "services/redemption/offers/api.py:redeem_offer",
         "services/redemption/storefront/api.py:redeem_reward",
         "services/redemption/storefront/handlers.py:storefront_subscriptions",
