@@ -217,6 +217,8 @@ async def test_the_page_shows_lag_and_dead_letters_from_every_service(console: C
     page = await client.get("/operations")
     assert page.status_code == 200, page.text
     assert "ipa.record_submitted" in page.text
+    assert 'data-testid="groups-behind"' in page.text
+    assert "caught up</summary>" not in page.text
     assert 'aria-label="Consumer lag per group: delivery ipa 4, order ipa 4' in page.text
     assert "Replay e-1" in page.text
     assert "Nothing waits for approval." in page.text
