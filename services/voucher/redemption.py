@@ -12,11 +12,13 @@ import asyncpg
 
 from chassis.db import Connection
 from chassis.money import money_text
+from contracts.envelope import EventData
 from contracts.vouchers import CodeStatus, VoucherRedeemed, VoucherRedemptionRefused, VoucherStatusChanged
 
 from .crypto import CodeVault
-from .domain import CodeForRedemption, RedemptionRefused, Refusal, decide_redemption
+from .domain import CodeForRedemption, RedemptionDecision, RedemptionRefused, Refusal, decide_redemption
 from .events import publish
+from .repository import redemption as repository
 
 
 def _answer(row: asyncpg.Record | dict[str, Any], *, replayed: bool) -> dict[str, Any]:
@@ -37,12 +39,7 @@ def _answer(row: asyncpg.Record | dict[str, Any], *, replayed: bool) -> dict[str
 
 
 async def _previous(conn: Connection, partner_id: str, key: str, lookup_hash: bytes) -> dict[str, Any] | None:
-    row = await conn.fetchrow(
-        "SELECT r.*, c.lookup_hash FROM redemptions r JOIN codes c USING (code_id)"
-        " WHERE r.partner_id = $1 AND r.idempotency_key = $2",
-        partner_id,
-        key,
-    )
+    row = await repository.redemption_by_key(conn, partner_id, key)
     if row is None:
         return None
     if bytes(row["lookup_hash"]) != lookup_hash:
@@ -50,6 +47,18 @@ async def _previous(conn: Connection, partner_id: str, key: str, lookup_hash: by
             Refusal.IDEMPOTENCY_KEY_REUSED, "this idempotency key was used for another code"
         )
     return _answer(row, replayed=True)
+
+
+async def _lock_code(conn: Connection, lookup_hash: bytes, partner_id: str) -> asyncpg.Record:
+    """The code to redeem, locked, once it is known to be one the partner may redeem."""
+    row = await repository.lock_code_to_redeem(conn, lookup_hash)
+    if row is None:
+        raise RedemptionRefused(Refusal.UNKNOWN_CODE, "no such code")
+    if partner_id not in row["partner_ids"]:
+        raise RedemptionRefused(
+            Refusal.NOT_YOUR_CAMPAIGN, "this partner may not redeem this campaign's codes"
+        )
+    return row
 
 
 async def redeem(
@@ -68,22 +77,7 @@ async def redeem(
     previous = await _previous(conn, partner_id, idempotency_key, lookup_hash)
     if previous is not None:
         return previous
-    row = await conn.fetchrow(
-        """
-        SELECT c.code_id, c.campaign_id, c.status, c.test, c.value, c.remaining_value, c.expires_at,
-               c.order_id, c.member_id, k.partner_ids, k.allow_partial, k.currency
-          FROM codes c JOIN campaigns k USING (campaign_id)
-         WHERE c.lookup_hash = $1
-           FOR UPDATE OF c
-        """,
-        lookup_hash,
-    )
-    if row is None:
-        raise RedemptionRefused(Refusal.UNKNOWN_CODE, "no such code")
-    if partner_id not in row["partner_ids"]:
-        raise RedemptionRefused(
-            Refusal.NOT_YOUR_CAMPAIGN, "this partner may not redeem this campaign's codes"
-        )
+    row = await _lock_code(conn, lookup_hash, partner_id)
     # A concurrent request with the same key may have committed while this one waited for the lock.
     previous = await _previous(conn, partner_id, idempotency_key, lookup_hash)
     if previous is not None:
@@ -100,79 +94,63 @@ async def redeem(
         test_mode=test_mode,
         now=datetime.now(UTC),
     )
-    await conn.execute(
-        "UPDATE codes SET remaining_value = $2, status = $3, updated_at = now() WHERE code_id = $1",
-        row["code_id"],
-        decision.remaining_value,
-        str(decision.status),
+    redemption = repository.Redemption(
+        redemption_id=uuid.uuid4(),
+        partner_id=partner_id,
+        idempotency_key=idempotency_key,
+        code_id=row["code_id"],
+        campaign_id=row["campaign_id"],
+        order_id=row["order_id"],
+        amount=decision.amount,
+        remaining_value=decision.remaining_value,
+        status=str(decision.status),
+        previous_status=row["status"],
+        currency=row["currency"],
+        channel=channel,
+        location=location,
+        test=row["test"],
     )
-    redemption_id = uuid.uuid4()
     try:
-        saved = await conn.fetchrow(
-            """
-            INSERT INTO redemptions (redemption_id, partner_id, idempotency_key, code_id, campaign_id, amount,
-                                     remaining_value, currency, channel, location, test)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-            RETURNING *
-            """,
-            redemption_id,
-            partner_id,
-            idempotency_key,
-            row["code_id"],
-            row["campaign_id"],
-            decision.amount,
-            decision.remaining_value,
-            row["currency"],
-            channel,
-            location,
-            row["test"],
-        )
+        saved = await repository.record_redemption(conn, redemption)
     except asyncpg.UniqueViolationError as exc:
         raise RedemptionRefused(
             Refusal.IDEMPOTENCY_KEY_REUSED, "this idempotency key is being used for another code"
         ) from exc
-    assert saved is not None
-    await conn.execute(
-        "INSERT INTO code_events (code_id, action, status, previous_status, actor, order_id, details)"
-        " VALUES ($1, 'redeemed', $2, $3, $4, $5,"
-        " jsonb_build_object('amount', $6::text, 'remaining_value', $7::text, 'redemption_id', $8::text))",
-        row["code_id"],
-        str(decision.status),
-        row["status"],
-        f"partner:{partner_id}",
-        row["order_id"],
-        str(decision.amount),
-        str(decision.remaining_value),
-        str(redemption_id),
-    )
+    await publish(conn, _redeemed_events(redemption, decision, row))
+    return _answer(saved, replayed=False)
+
+
+def _redeemed_events(
+    redemption: repository.Redemption, decision: RedemptionDecision, code: asyncpg.Record
+) -> list[EventData]:
+    """`voucher.redeemed` and the code's status change."""
     redeemed = VoucherRedeemed(
-        code_id=row["code_id"],
-        campaign_id=row["campaign_id"],
-        order_id=row["order_id"],
-        member_id=row["member_id"],
-        partner_id=partner_id,
-        redemption_id=redemption_id,
+        code_id=redemption.code_id,
+        campaign_id=redemption.campaign_id,
+        order_id=redemption.order_id,
+        member_id=code["member_id"],
+        partner_id=redemption.partner_id,
+        redemption_id=redemption.redemption_id,
         amount=decision.amount,
         remaining_value=decision.remaining_value,
-        currency=row["currency"],
-        channel=channel,
-        location=location,
+        currency=redemption.currency,
+        channel=redemption.channel,
+        location=redemption.location,
         partial=decision.partial,
-        test=row["test"],
+        test=redemption.test,
     )
     changed = VoucherStatusChanged(
-        code_id=row["code_id"],
-        campaign_id=row["campaign_id"],
-        order_id=row["order_id"],
+        code_id=redemption.code_id,
+        campaign_id=redemption.campaign_id,
+        order_id=redemption.order_id,
         status=decision.status,
-        previous_status=CodeStatus(row["status"]),
+        previous_status=CodeStatus(code["status"]),
         reason="redeemed",
-        expires_at=row["expires_at"],
+        expires_at=code["expires_at"],
         remaining_value=decision.remaining_value,
-        test=row["test"],
+        test=redemption.test,
     )
-    await publish(conn, [redeemed, changed])
-    return _answer(saved, replayed=False)
+    return [redeemed, changed]
 
 
 async def record_refusal(
@@ -188,14 +166,7 @@ async def record_refusal(
     test_mode: bool,
 ) -> uuid.UUID:
     """Put a refused attempt on record. The refusal changed nothing, so this is its own transaction."""
-    row = await conn.fetchrow(
-        """
-        SELECT c.code_id, c.campaign_id, c.order_id, c.member_id, k.partner_ids, k.currency
-          FROM codes c JOIN campaigns k USING (campaign_id)
-         WHERE c.lookup_hash = $1
-        """,
-        vault.lookup_hash(code),
-    )
+    row = await repository.code_of_attempt(conn, vault.lookup_hash(code))
     known: dict[str, Any] = {}
     if row is not None:
         known = {"code_id": row["code_id"], "campaign_id": row["campaign_id"], "currency": row["currency"]}

@@ -44,7 +44,6 @@ LONG_FUNCTIONS_ALLOWED: frozenset[str] = frozenset(
         "services/voucher/codes.py:import_codes",
         "services/voucher/operations.py:extend_expiry",
         "services/voucher/operations.py:recover",
-        "services/voucher/redemption.py:redeem",
         # The redemption dashboard work (records and their daily aggregates), in progress.
         "services/redemption/records/api.py:redemption_records",
         # Support, wallet, redemption and the chassis: being split now.
@@ -72,7 +71,6 @@ SQL_OUTSIDE_REPOSITORIES_ALLOWED: frozenset[str] = frozenset(
         "services/voucher/code_lists.py",
         "services/voucher/codes.py",
         "services/voucher/operations.py",
-        "services/voucher/redemption.py",
         "services/voucher/reveal_limits.py",
         # Redemption and wallet: being moved now.
     }
