@@ -179,25 +179,38 @@ async def _record(
         subject_id=str(order["order_id"]),
         details=audit_details,
     )
+    await _on_timelines(conn, request, f"{kind}_requested", action_id, order["order_id"], now, details)
+    return row
+
+
+async def _on_timelines(
+    conn: Connection,
+    request: AgentRequest,
+    kind: str,
+    action_id: uuid.UUID,
+    order_id: uuid.UUID,
+    at: datetime,
+    details: dict[str, Any],
+) -> None:
+    """The agent's action on the order's timeline and, when it answers a ticket, on the ticket's."""
     await orders.add_timeline(
         conn,
         event_id=action_id,
-        order_id=order["order_id"],
-        at=now,
-        kind=f"{kind}_requested",
+        order_id=order_id,
+        at=at,
+        kind=kind,
         details={"actor": request.actor, **details},
     )
     if request.ticket_id is not None:
         await ticket_repo.add_timeline(
             conn,
             request.ticket_id,
-            at=now,
+            at=at,
             actor=request.actor,
-            kind=f"{kind}_requested",
+            kind=kind,
             body=request.reason,
             details={"action_id": str(action_id), **details},
         )
-    return row
 
 
 async def request_resend(

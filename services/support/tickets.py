@@ -23,6 +23,7 @@ from services.support.domain.sla import (
     BusinessCalendar,
     Pause,
     SlaConfigError,
+    SlaPolicy,
     TargetStatus,
     choose_policy,
     evaluate_target,
@@ -164,46 +165,23 @@ async def open_ticket(
     """A new ticket with its SLA targets from the matching policy; None if a unique rule refused it."""
     policy = choose_policy(await repo.policies(conn), priority, category)
     now = ctx.clock.now()
-    ticket = repo.TicketRow(
-        ticket_id=new_ticket_id(),
+    ticket = _new_ticket(
+        policy,
+        opened_by=caller.actor,
+        opened_at=now,
         member_id=member_id,
         category=category,
         order_id=order_id,
         booking_id=booking_id,
         description=description,
         priority=priority,
-        sla_priority=priority,
-        queue=TicketQueue.STANDARD,
         assignee=assignee,
-        state=TicketState.OPEN,
         origin=origin,
-        opened_by=caller.actor,
-        opened_at=now,
-        updated_at=now,
-        first_response_at=None,
-        resolved_at=None,
-        closed_at=None,
-        fr_target_s=policy.first_response_s,
-        res_target_s=policy.resolution_s,
-        calendar_id=policy.calendar_id,
-        fr_met=None,
-        res_met=None,
-        fr_breached_at=None,
-        res_breached_at=None,
-        sla_next_check_at=None,
     )
-    for _ in range(_ID_ATTEMPTS):
-        try:
-            async with conn.transaction():  # a savepoint: a clashing id is retried, not fatal
-                if not await repo.insert_ticket(conn, ticket):
-                    return None
-            break
-        except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name != "tickets_pkey":
-                raise
-            ticket = replace(ticket, ticket_id=new_ticket_id())
-    else:
-        raise RuntimeError("could not find a free ticket id")
+    inserted = await _insert_with_free_id(conn, ticket)
+    if inserted is None:
+        return None
+    ticket = inserted
     details = {
         "category": category.value,
         "priority": priority.value,
@@ -224,6 +202,44 @@ async def open_ticket(
         details=details,
     )
     return await refresh_sla(conn, ctx, ticket.ticket_id)
+
+
+def _new_ticket(policy: SlaPolicy, *, opened_by: str, opened_at: datetime, **fields: Any) -> repo.TicketRow:
+    """An open ticket in the standard queue with the policy's SLA targets, none of them met or missed yet."""
+    return repo.TicketRow(
+        ticket_id=new_ticket_id(),
+        sla_priority=fields["priority"],
+        queue=TicketQueue.STANDARD,
+        state=TicketState.OPEN,
+        opened_by=opened_by,
+        opened_at=opened_at,
+        updated_at=opened_at,
+        first_response_at=None,
+        resolved_at=None,
+        closed_at=None,
+        fr_target_s=policy.first_response_s,
+        res_target_s=policy.resolution_s,
+        calendar_id=policy.calendar_id,
+        fr_met=None,
+        res_met=None,
+        fr_breached_at=None,
+        res_breached_at=None,
+        sla_next_check_at=None,
+        **fields,
+    )
+
+
+async def _insert_with_free_id(conn: Connection, ticket: repo.TicketRow) -> repo.TicketRow | None:
+    """The ticket as inserted, under a fresh id if its id was taken; None if a unique rule refused it."""
+    for _ in range(_ID_ATTEMPTS):
+        try:
+            async with conn.transaction():  # a savepoint: a clashing id is retried, not fatal
+                return ticket if await repo.insert_ticket(conn, ticket) else None
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != "tickets_pkey":
+                raise
+            ticket = replace(ticket, ticket_id=new_ticket_id())
+    raise RuntimeError("could not find a free ticket id")
 
 
 async def load_for(

@@ -51,8 +51,6 @@ LONG_FUNCTIONS_ALLOWED: frozenset[str] = frozenset(
         "services/redemption/storefront/api.py:redeem_reward",
         "services/redemption/storefront/handlers.py:storefront_subscriptions",
         "services/redemption/storefront/steps.py:_command_event",
-        "services/support/portal.py:_record",
-        "services/support/tickets.py:open_ticket",
     }
 )
 
