@@ -49,8 +49,6 @@ LONG_FUNCTIONS_ALLOWED: frozenset[str] = frozenset(
         # Support, wallet, redemption and the chassis: being split now.
         "services/redemption/offers/api.py:redeem_offer",
         "services/redemption/storefront/api.py:redeem_reward",
-        "services/redemption/storefront/handlers.py:storefront_subscriptions",
-        "services/redemption/storefront/steps.py:_command_event",
     }
 )
 

@@ -15,7 +15,7 @@ from chassis.outbox import OutgoingEvent, add_to_outbox
 from contracts.envelope import Envelope, EventData
 from contracts.orders import OrderCancelRequested, OrderCreateRequested
 from contracts.redemption import RedemptionKind, RedemptionStatus
-from contracts.topics import Topics
+from contracts.registry import for_payload
 from contracts.wallet import EntryType, WalletCreditRequested, WalletDebitRequested, WalletReference
 from services.redemption.records.domain import Record
 from services.redemption.records.repository import write_record
@@ -51,66 +51,50 @@ class RetryPolicy:
         return now + timedelta(seconds=retry_delay_s(saga.attempts, base_s=self.base_s, cap_s=self.cap_s))
 
 
-def _command_event(row: repo.SagaRow, saga: Saga, command: Command) -> tuple[str, str, EventData]:
-    """(topic, key, payload) of a saga command."""
+def _command_payload(row: repo.SagaRow, saga: Saga, command: Command) -> EventData:
+    """The payload of a saga command; its topic and key are the registry's for that payload."""
     reference = WalletReference(
         redemption_id=saga.redemption_id, order_id=saga.order_id, booking_id=saga.booking_id
     )
     match command:
         case RequestDebit(key):
-            return (
-                Topics.WALLET_DEBIT_REQUESTED,
-                row.member_id,
-                WalletDebitRequested(
-                    member_id=row.member_id,
-                    amount=row.points,
-                    idempotency_key=key,
-                    entry_type=EntryType.REDEMPTION,
-                    reason_code="storefront_redemption",
-                    reference=reference,
-                    requested_by=row.requested_by,
-                ),
+            return WalletDebitRequested(
+                member_id=row.member_id,
+                amount=row.points,
+                idempotency_key=key,
+                entry_type=EntryType.REDEMPTION,
+                reason_code="storefront_redemption",
+                reference=reference,
+                requested_by=row.requested_by,
             )
         case RequestOrder(key):
             contact: dict[str, Any] = dict(row.contact or {})
-            return (
-                Topics.ORDER_CREATE_REQUESTED,
-                str(saga.redemption_id),
-                OrderCreateRequested(
-                    redemption_id=saga.redemption_id,
-                    idempotency_key=key,
-                    member_id=row.member_id,
-                    campaign_id=row.campaign_id,
-                    reward_id=row.reward_id,
-                    points=row.points,
-                    amount=row.amount,
-                    currency=row.currency,
-                    requested_by=row.requested_by,
-                    **contact,
-                ),
+            return OrderCreateRequested(
+                redemption_id=saga.redemption_id,
+                idempotency_key=key,
+                member_id=row.member_id,
+                campaign_id=row.campaign_id,
+                reward_id=row.reward_id,
+                points=row.points,
+                amount=row.amount,
+                currency=row.currency,
+                requested_by=row.requested_by,
+                **contact,
             )
         case RequestRefund(key):
             # Linked to the debit it gives back: same redemption, and the debit's key as external_ref.
             refund_reference = reference.model_copy(update={"external_ref": debit_key(saga.redemption_id)})
-            return (
-                Topics.WALLET_CREDIT_REQUESTED,
-                row.member_id,
-                WalletCreditRequested(
-                    member_id=row.member_id,
-                    amount=row.points,
-                    idempotency_key=key,
-                    entry_type=EntryType.REFUND,
-                    reason_code="storefront_refund",
-                    reference=refund_reference,
-                    requested_by=SERVICE_ACTOR,
-                ),
+            return WalletCreditRequested(
+                member_id=row.member_id,
+                amount=row.points,
+                idempotency_key=key,
+                entry_type=EntryType.REFUND,
+                reason_code="storefront_refund",
+                reference=refund_reference,
+                requested_by=SERVICE_ACTOR,
             )
         case CancelOrder(order_id, reason):
-            return (
-                Topics.ORDER_CANCEL_REQUESTED,
-                str(order_id),
-                OrderCancelRequested(order_id=order_id, reason=reason, requested_by=SERVICE_ACTOR),
-            )
+            return OrderCancelRequested(order_id=order_id, reason=reason, requested_by=SERVICE_ACTOR)
     raise TypeError(f"not a saga command: {command!r}")
 
 
@@ -189,15 +173,16 @@ async def emit(
 ) -> None:
     events = []
     for command in commands:
-        topic, key, data = _command_event(row, saga, command)
+        data = _command_payload(row, saga, command)
+        spec = for_payload(data)
         envelope = Envelope.new(
-            event_type=topic,
+            event_type=spec.name,
             producer=PRODUCER,
             data=data,
             correlation_id=correlation_id,
             causation_id=causation_id,
         )
-        events.append(OutgoingEvent(key=key, envelope=envelope))
+        events.append(OutgoingEvent(key=spec.key_of(data), envelope=envelope))
     await add_to_outbox(conn, events)
 
 
