@@ -5,7 +5,6 @@ expiry job. Each operation is audited with its actor and reason and publishes `v
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,47 +18,13 @@ from contracts.vouchers import CodeStatus, VoucherStatusChanged
 
 from . import activity
 from .crypto import CodeVault
-from .domain import CodeOperationRefused, IssueFailure
+from .domain import IssueFailure
 from .events import publish
 from .issuance import SYSTEM_ACTOR, OrderRequest, detach_from_order, issue, return_to_pool
+from .repository import operations as repository
+from .repository.operations import Selection as Selection
 
 MAX_BATCH = 50_000
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Codes by id, or by filter (campaign, status, failed delivery, issue date range)."""
-
-    code_ids: tuple[uuid.UUID, ...] = ()
-    campaign_id: str | None = None
-    status: CodeStatus | None = None
-    delivery_failed: bool | None = None
-    issued_from: datetime | None = None
-    issued_to: datetime | None = None
-
-    def where(self, first_param: int = 1) -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        params: list[Any] = []
-
-        def add(sql: str, value: Any) -> None:
-            params.append(value)
-            clauses.append(sql.replace("?", f"${first_param + len(params) - 1}"))
-
-        if self.code_ids:
-            add("code_id = ANY(?::uuid[])", list(self.code_ids))
-        if self.campaign_id is not None:
-            add("campaign_id = ?", self.campaign_id)
-        if self.status is not None:
-            add("status = ?", str(self.status))
-        if self.delivery_failed is not None:
-            add("delivery_failed = ?", self.delivery_failed)
-        if self.issued_from is not None:
-            add("issued_at >= ?", self.issued_from)
-        if self.issued_to is not None:
-            add("issued_at < ?", self.issued_to)
-        if not clauses:
-            raise CodeOperationRefused("name the codes: code_ids or at least one filter")
-        return " AND ".join(clauses), params
 
 
 async def _audit(conn: Connection, *, actor: str, action: str, subject: str, details: dict[str, Any]) -> None:
@@ -94,18 +59,7 @@ async def recover(
     again) and its order gets a fresh code, published on `voucher.issued` for delivery to send; when no
     fresh code can be issued (stock, budget, campaign) that code is left as it was and listed in
     `not_replaced`. `vault` seals the fresh codes: needed unless `dry_run`."""
-    where, params = selection.where()
-    rows = await conn.fetch(
-        f"""
-        SELECT code_id, campaign_id, status, value, remaining_value, own_expires_at, order_id, member_id,
-               delivered
-          FROM codes
-         WHERE {where} AND status IN ('issued', 'expired') AND order_id IS NOT NULL
-           AND remaining_value = value AND NOT test
-         ORDER BY seq LIMIT {MAX_BATCH} FOR UPDATE
-        """,
-        *params,
-    )
+    rows = await repository.lock_recoverable(conn, selection, MAX_BATCH)
     result: dict[str, Any] = {
         "dry_run": dry_run,
         "matched": len(rows),
@@ -118,27 +72,7 @@ async def recover(
         return result
     if vault is None:
         raise ValueError("recovering codes needs the vault that seals their replacements")
-    replaced: list[str] = []
-    not_replaced: list[dict[str, str]] = []
-    for row in rows:
-        if not row["delivered"]:
-            await return_to_pool(
-                conn,
-                row,
-                status=CodeStatus.RECOVERED,
-                action="recovered",
-                actor=actor,
-                reason=reason,
-                release_reason="recovered",
-                order_id=row["order_id"],
-            )
-            continue
-        try:
-            async with conn.transaction():  # a savepoint: a code that cannot be replaced stays as it was
-                await _void_and_replace(conn, vault, row, actor=actor, reason=reason)
-            replaced.append(str(row["code_id"]))
-        except _NotReplaced as refused:
-            not_replaced.append({"code_id": str(row["code_id"]), "reason": str(refused.failure)})
+    replaced, not_replaced = await _take_back(conn, vault, rows, actor=actor, reason=reason)
     result["recovered"] = len(rows) - len(not_replaced)
     result["replaced"] = replaced
     if not_replaced:
@@ -167,15 +101,41 @@ async def recover(
     return result
 
 
+async def _take_back(
+    conn: Connection, vault: CodeVault, rows: list[asyncpg.Record], *, actor: str, reason: str
+) -> tuple[list[str], list[dict[str, str]]]:
+    """Recover each code: the ids of the delivered ones voided and replaced, and those left as they were
+    (with why no fresh code could be issued)."""
+    replaced: list[str] = []
+    not_replaced: list[dict[str, str]] = []
+    for row in rows:
+        if not row["delivered"]:
+            await return_to_pool(
+                conn,
+                row,
+                status=CodeStatus.RECOVERED,
+                action="recovered",
+                actor=actor,
+                reason=reason,
+                release_reason="recovered",
+                order_id=row["order_id"],
+            )
+            continue
+        try:
+            async with conn.transaction():  # a savepoint: a code that cannot be replaced stays as it was
+                await _void_and_replace(conn, vault, row, actor=actor, reason=reason)
+            replaced.append(str(row["code_id"]))
+        except _NotReplaced as refused:
+            not_replaced.append({"code_id": str(row["code_id"]), "reason": str(refused.failure)})
+    return replaced, not_replaced
+
+
 async def _void_and_replace(
     conn: Connection, vault: CodeVault, row: asyncpg.Record, *, actor: str, reason: str
 ) -> None:
     """Retire a delivered code (it keeps its order for the record) and issue the order a fresh one."""
     order_id = row["order_id"]
-    await conn.execute(
-        "UPDATE codes SET status = 'void', prior_status = status, updated_at = now() WHERE code_id = $1",
-        row["code_id"],
-    )
+    await repository.void_code(conn, row["code_id"])
     await detach_from_order(
         conn,
         row,
@@ -198,64 +158,23 @@ async def _void_and_replace(
         raise _NotReplaced(failure)
 
 
-_RESTORED = """CASE WHEN remaining_value < value THEN 'partially_redeemed'
-                    WHEN order_id IS NULL THEN 'available' ELSE 'issued' END"""
-
-
 async def extend_expiry(
     conn: Connection, selection: Selection, *, expires_at: datetime, actor: str, reason: str, dry_run: bool
 ) -> dict[str, Any]:
     """Move expiry later for codes that expire before `expires_at`; expired ones come back to life."""
-    where, params = selection.where(2)
-    eligible = f"""{where} AND expires_at IS NOT NULL AND expires_at < $1
-        AND status IN ('available', 'recovered', 'issued', 'partially_redeemed', 'expired')"""
     if dry_run:
-        count = await conn.fetchval(f"SELECT count(*) FROM codes WHERE {eligible}", expires_at, *params)
-        return {"dry_run": True, "would_change": count}
-    rows = await conn.fetch(
-        f"""
-        WITH target AS (SELECT code_id, status AS old_status FROM codes WHERE {eligible} FOR UPDATE)
-        UPDATE codes c SET expires_at = $1,
-               own_expires_at = CASE WHEN own_expires_at IS NULL THEN NULL
-                                   ELSE greatest(own_expires_at, $1) END,
-               status = CASE WHEN c.status = 'expired' THEN {_RESTORED} ELSE c.status END,
-               prior_status = CASE WHEN c.status = 'expired' THEN NULL ELSE prior_status END,
-               updated_at = now()
-          FROM target t WHERE c.code_id = t.code_id
-        RETURNING c.code_id, c.campaign_id, c.order_id, c.status, t.old_status, c.remaining_value, c.test
-        """,
-        expires_at,
-        *params,
-    )
-    await conn.executemany(
-        "INSERT INTO code_events (code_id, action, status, previous_status, actor, reason, details)"
-        " VALUES ($1, 'expiry_extended', $2, $3, $4, $5, jsonb_build_object('expires_at', $6::text))",
-        [(r["code_id"], r["status"], r["old_status"], actor, reason, expires_at.isoformat()) for r in rows],
-    )
-    events = [
-        VoucherStatusChanged(
-            code_id=r["code_id"],
-            campaign_id=r["campaign_id"],
-            order_id=r["order_id"],
-            status=CodeStatus(r["status"]),
-            previous_status=CodeStatus(r["old_status"]),
-            reason=reason,
-            expires_at=expires_at,
-            remaining_value=r["remaining_value"],
-            test=r["test"],
-        )
-        for r in rows
-        if r["order_id"] is not None or r["status"] != r["old_status"]
-    ]
-    await publish(conn, events)
+        return {
+            "dry_run": True,
+            "would_change": await repository.count_extendable(conn, selection, expires_at),
+        }
+    rows = await repository.extend_expiry(conn, selection, expires_at)
+    await repository.record_expiry_extended(conn, rows, actor=actor, reason=reason, expires_at=expires_at)
+    # Published: codes an order holds, and codes whose status came back; a pool code's later expiry is not.
+    told = [r for r in rows if r["order_id"] is not None or r["status"] != r["old_status"]]
+    await publish(conn, [_status_changed(r, reason=reason, expires_at=expires_at) for r in told])
     if selection.campaign_id is not None and not selection.code_ids:
         # Issuing later caps a code's expiry at the campaign's fixed date: move that date too.
-        await conn.execute(
-            "UPDATE campaigns SET expiry_at = $2 WHERE campaign_id = $1 AND expiry_kind = 'fixed_date'"
-            " AND expiry_at < $2",
-            selection.campaign_id,
-            expires_at,
-        )
+        await repository.move_fixed_expiry_later(conn, selection.campaign_id, expires_at)
     await activity.tell(
         conn,
         CampaignActivityKind.EXPIRY_EXTENDED,
@@ -273,38 +192,31 @@ async def extend_expiry(
     return {"dry_run": False, "changed": len(rows)}
 
 
+def _status_changed(
+    row: asyncpg.Record, *, reason: str | None, expires_at: datetime | None
+) -> VoucherStatusChanged:
+    """The change of a code as the operations' statements return it."""
+    return VoucherStatusChanged(
+        code_id=row["code_id"],
+        campaign_id=row["campaign_id"],
+        order_id=row["order_id"],
+        status=CodeStatus(row["status"]),
+        previous_status=CodeStatus(row["old_status"]),
+        reason=reason,
+        expires_at=expires_at,
+        remaining_value=row["remaining_value"],
+        test=row["test"],
+    )
+
+
 async def flag(
     conn: Connection, code_ids: list[uuid.UUID], *, flagged: bool, actor: str, reason: str
 ) -> dict[str, Any]:
     """Flag (suspected fraud, partner report) or unflag codes; flagged: not issued, not redeemed."""
     if flagged:
-        rows = await conn.fetch(
-            """
-            WITH target AS (SELECT code_id, status AS old_status FROM codes
-                             WHERE code_id = ANY($1::uuid[]) AND status NOT IN ('flagged', 'redeemed')
-                               FOR UPDATE)
-            UPDATE codes c SET prior_status = c.status, status = 'flagged', flag_reason = $2,
-                   updated_at = now()
-              FROM target t WHERE c.code_id = t.code_id
-            RETURNING c.code_id, c.campaign_id, c.order_id, c.status, t.old_status, c.remaining_value,
-                      c.expires_at, c.test
-            """,
-            code_ids,
-            reason,
-        )
+        rows = await repository.flag_codes(conn, code_ids, reason)
     else:
-        rows = await conn.fetch(
-            """
-            WITH target AS (SELECT code_id, status AS old_status FROM codes
-                             WHERE code_id = ANY($1::uuid[]) AND status = 'flagged' FOR UPDATE)
-            UPDATE codes c SET status = coalesce(c.prior_status, 'available'), prior_status = NULL,
-                   flag_reason = NULL, updated_at = now()
-              FROM target t WHERE c.code_id = t.code_id
-            RETURNING c.code_id, c.campaign_id, c.order_id, c.status, t.old_status, c.remaining_value,
-                      c.expires_at, c.test
-            """,
-            code_ids,
-        )
+        rows = await repository.unflag_codes(conn, code_ids)
     action = "flagged" if flagged else "unflagged"
     await _record_changes(conn, rows, action=action, actor=actor, reason=reason)
     changed = {r["code_id"] for r in rows}
@@ -323,46 +235,14 @@ async def flag(
 
 
 async def _record_changes(
-    conn: Connection, rows: list[Any], *, action: str, actor: str, reason: str | None
+    conn: Connection, rows: list[asyncpg.Record], *, action: str, actor: str, reason: str | None
 ) -> None:
-    await conn.executemany(
-        "INSERT INTO code_events (code_id, action, status, previous_status, actor, reason, order_id)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        [(r["code_id"], action, r["status"], r["old_status"], actor, reason, r["order_id"]) for r in rows],
-    )
-    await publish(
-        conn,
-        [
-            VoucherStatusChanged(
-                code_id=r["code_id"],
-                campaign_id=r["campaign_id"],
-                order_id=r["order_id"],
-                status=CodeStatus(r["status"]),
-                previous_status=CodeStatus(r["old_status"]),
-                reason=reason,
-                expires_at=r["expires_at"],
-                remaining_value=r["remaining_value"],
-                test=r["test"],
-            )
-            for r in rows
-        ],
-    )
+    await repository.record_changes(conn, rows, action=action, actor=actor, reason=reason)
+    await publish(conn, [_status_changed(r, reason=reason, expires_at=r["expires_at"]) for r in rows])
 
 
 async def expire_due(conn: Connection, *, limit: int = 1000) -> int:
     """Expire up to `limit` codes whose time has come (the leader-elected job calls this in a loop)."""
-    rows = await conn.fetch(
-        """
-        WITH target AS (SELECT code_id, status AS old_status FROM codes
-                         WHERE status IN ('available', 'recovered', 'issued', 'partially_redeemed')
-                           AND expires_at <= now()
-                         ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-        UPDATE codes c SET prior_status = c.status, status = 'expired', updated_at = now()
-          FROM target t WHERE c.code_id = t.code_id
-        RETURNING c.code_id, c.campaign_id, c.order_id, c.status, t.old_status, c.remaining_value,
-                  c.expires_at, c.test
-        """,
-        limit,
-    )
+    rows = await repository.expire_due(conn, limit)
     await _record_changes(conn, rows, action="expired", actor=SYSTEM_ACTOR, reason="expiry date reached")
     return len(rows)
