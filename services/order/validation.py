@@ -11,7 +11,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from chassis.money import minor_units
 from chassis.spreadsheet import FORMULA_STARTS
@@ -51,6 +52,8 @@ _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 _SIGNED_NUMBER = re.compile(r"^[+-][0-9]+(\.[0-9]+)?$")
 _CONTROL = re.compile(r"[\x00-\x1f]")
+
+_Choice = TypeVar("_Choice", bound=StrEnum)
 
 
 @dataclass(frozen=True)
@@ -149,109 +152,20 @@ def validate_record(cells: Mapping[str, Any], campaigns: Mapping[str, CampaignVi
     errors: list[RecordError] = []
     values = {name: _text(cells, name, errors) for name in TEXT_FIELDS}
     test = _flag(cells.get("test"), errors)
-    bad_fields = {e.field for e in errors}
+    bad_fields = {e.field for e in errors}  # the cells unreadable as such: no further error is said of them
     for name in REQUIRED_FIELDS:
         if values[name] is None and name not in bad_fields:
             errors.append(RecordError(name, "required", f"{name} is required."))
-
-    for name in ("external_ref", "member_id"):
-        value = values[name]
-        if value is not None and not _IDENTIFIER.fullmatch(value):
-            code = "invalid_member_id" if name == "member_id" else "invalid_external_ref"
-            errors.append(
-                RecordError(
-                    name, code, "Letters, digits and . _ : @ / - only, starting with a letter or digit."
-                )
-            )
-
-    email, phone = values["email"], values["phone"]
-    if email is not None and not _EMAIL.fullmatch(email):
-        errors.append(RecordError("email", "invalid_email", "Not a valid email address."))
-        email = None
-    if phone is not None and not _E164.fullmatch(phone):
-        errors.append(
-            RecordError("phone", "invalid_phone", "Not an E.164 phone number (+ then 7 to 15 digits).")
-        )
-        phone = None
-
-    channel: Channel | None = None
-    if values["channel"] is not None:
-        try:
-            channel = Channel(values["channel"].lower())
-        except ValueError:
-            errors.append(RecordError("channel", "invalid_channel", "One of: email, sms, whatsapp."))
-
-    reward_type: RewardType | None = None
-    if values["reward_type"] is not None:
-        try:
-            reward_type = RewardType(values["reward_type"].lower())
-        except ValueError:
-            errors.append(RecordError("reward_type", "invalid_reward_type", "One of: voucher, points."))
-
-    campaign: CampaignView | None = None
-    if values["campaign_id"] is not None:
-        campaign = campaigns.get(values["campaign_id"])
-        if campaign is None:
-            errors.append(RecordError("campaign_id", "unknown_campaign", "No such campaign."))
-        elif campaign.status is not CampaignStatus.ACTIVE:
-            errors.append(
-                RecordError(
-                    "campaign_id", "campaign_inactive", f"The campaign is {campaign.status}, not active."
-                )
-            )
-    if campaign is not None and reward_type is not None and reward_type is not campaign.reward_type:
-        errors.append(
-            RecordError(
-                "reward_type",
-                "reward_type_mismatch",
-                f"The campaign rewards {campaign.reward_type}, not {reward_type}.",
-            )
-        )
-        reward_type = None
-    effective_type = reward_type or (campaign.reward_type if campaign else None)
-    if test and effective_type is RewardType.POINTS:
-        errors.append(
-            RecordError("test", "test_not_voucher", "Test orders are vouchers; points have no test mode.")
-        )
-
-    currency = values["currency"].upper() if values["currency"] else None
-    if effective_type is RewardType.POINTS:
-        if currency not in (None, POINTS_CURRENCY):
-            errors.append(
-                RecordError("currency", "currency_mismatch", "A points reward has no currency (or PTS).")
-            )
-        currency = None
-    elif effective_type is RewardType.VOUCHER:
-        if currency is None:
-            if "currency" not in bad_fields:
-                errors.append(
-                    RecordError("currency", "required", "currency is required for a voucher reward.")
-                )
-        elif not _CURRENCY.fullmatch(currency) or currency == POINTS_CURRENCY:
-            errors.append(RecordError("currency", "invalid_currency", "An ISO 4217 code such as EUR."))
-            currency = None
-        elif campaign is not None and campaign.currency is not None and currency != campaign.currency:
-            errors.append(
-                RecordError(
-                    "currency", "currency_mismatch", f"The campaign's currency is {campaign.currency}."
-                )
-            )
-            currency = None
-
-    amount = _amount(values["amount"], effective_type, currency, campaign, errors)
-
-    effective_channel = channel or (campaign.default_channel if campaign else None)
-    if effective_channel is not None and "channel" not in {e.field for e in errors}:
-        needs = "email" if effective_channel is Channel.EMAIL else "phone"
-        if values[needs] is None and needs not in bad_fields:
-            what = "an email address" if needs == "email" else "a phone number"
-            errors.append(
-                RecordError(
-                    "channel", "channel_unreachable", f"The {effective_channel} channel needs {what}."
-                )
-            )
-
-    if errors or effective_type is None or amount is None or effective_channel is None:
+    _check_identifiers(values, errors)
+    email, phone = _contact(values, errors)
+    channel = _choice(values, "channel", Channel, "One of: email, sms, whatsapp.", errors)
+    reward_type = _choice(values, "reward_type", RewardType, "One of: voucher, points.", errors)
+    campaign = _campaign(values["campaign_id"], campaigns, errors)
+    reward_type = _reward_type(reward_type, campaign, test, errors)
+    currency = _currency(values["currency"], reward_type, campaign, bad_fields, errors)
+    amount = _amount(values["amount"], reward_type, currency, campaign, errors)
+    channel = _reachable_channel(values, channel, campaign, bad_fields, errors)
+    if errors or reward_type is None or amount is None or channel is None:
         return Outcome(errors=errors)
     assert values["external_ref"] is not None
     assert values["member_id"] is not None
@@ -261,10 +175,10 @@ def validate_record(cells: Mapping[str, Any], campaigns: Mapping[str, CampaignVi
             external_ref=values["external_ref"],
             member_id=values["member_id"],
             campaign_id=values["campaign_id"],
-            reward_type=effective_type,
+            reward_type=reward_type,
             amount=amount,
             currency=currency,
-            channel=effective_channel,
+            channel=channel,
             batch_ref=values["batch_id"],
             name=values["name"],
             email=email,
@@ -273,6 +187,141 @@ def validate_record(cells: Mapping[str, Any], campaigns: Mapping[str, CampaignVi
             test=test,
         )
     )
+
+
+def _check_identifiers(values: Mapping[str, str | None], errors: list[RecordError]) -> None:
+    for name in ("external_ref", "member_id"):
+        value = values[name]
+        if value is not None and not _IDENTIFIER.fullmatch(value):
+            errors.append(
+                RecordError(
+                    name,
+                    f"invalid_{name}",
+                    "Letters, digits and . _ : @ / - only, starting with a letter or digit.",
+                )
+            )
+
+
+def _contact(values: Mapping[str, str | None], errors: list[RecordError]) -> tuple[str | None, str | None]:
+    """The email address and phone number, each None when absent or not valid."""
+    email, phone = values["email"], values["phone"]
+    if email is not None and not _EMAIL.fullmatch(email):
+        errors.append(RecordError("email", "invalid_email", "Not a valid email address."))
+        email = None
+    if phone is not None and not _E164.fullmatch(phone):
+        errors.append(
+            RecordError("phone", "invalid_phone", "Not an E.164 phone number (+ then 7 to 15 digits).")
+        )
+        phone = None
+    return email, phone
+
+
+def _choice(
+    values: Mapping[str, str | None],
+    name: str,
+    choices: type[_Choice],
+    message: str,
+    errors: list[RecordError],
+) -> _Choice | None:
+    """The field's value among `choices` (any case), None when absent or not one of them."""
+    value = values[name]
+    if value is None:
+        return None
+    try:
+        return choices(value.lower())
+    except ValueError:
+        errors.append(RecordError(name, f"invalid_{name}", message))
+        return None
+
+
+def _campaign(
+    campaign_id: str | None, campaigns: Mapping[str, CampaignView], errors: list[RecordError]
+) -> CampaignView | None:
+    """The record's campaign, known and active; an inactive one is returned (with its error) to judge the
+    rest of the record by."""
+    if campaign_id is None:
+        return None
+    campaign = campaigns.get(campaign_id)
+    if campaign is None:
+        errors.append(RecordError("campaign_id", "unknown_campaign", "No such campaign."))
+    elif campaign.status is not CampaignStatus.ACTIVE:
+        errors.append(
+            RecordError("campaign_id", "campaign_inactive", f"The campaign is {campaign.status}, not active.")
+        )
+    return campaign
+
+
+def _reward_type(
+    reward_type: RewardType | None, campaign: CampaignView | None, test: bool, errors: list[RecordError]
+) -> RewardType | None:
+    """The reward the record is for: as given when the campaign agrees, else the campaign's."""
+    if campaign is not None and reward_type is not None and reward_type is not campaign.reward_type:
+        errors.append(
+            RecordError(
+                "reward_type",
+                "reward_type_mismatch",
+                f"The campaign rewards {campaign.reward_type}, not {reward_type}.",
+            )
+        )
+        reward_type = None
+    effective = reward_type or (campaign.reward_type if campaign else None)
+    if test and effective is RewardType.POINTS:
+        errors.append(
+            RecordError("test", "test_not_voucher", "Test orders are vouchers; points have no test mode.")
+        )
+    return effective
+
+
+def _currency(
+    text: str | None,
+    reward_type: RewardType | None,
+    campaign: CampaignView | None,
+    bad_fields: set[str],
+    errors: list[RecordError],
+) -> str | None:
+    """A voucher's currency (the campaign's, when it has one); a points reward has none."""
+    currency = text.upper() if text else None
+    if reward_type is RewardType.POINTS:
+        if currency not in (None, POINTS_CURRENCY):
+            errors.append(
+                RecordError("currency", "currency_mismatch", "A points reward has no currency (or PTS).")
+            )
+        return None
+    if reward_type is not RewardType.VOUCHER:
+        return currency
+    if currency is None:
+        if "currency" not in bad_fields:
+            errors.append(RecordError("currency", "required", "currency is required for a voucher reward."))
+        return None
+    if not _CURRENCY.fullmatch(currency) or currency == POINTS_CURRENCY:
+        errors.append(RecordError("currency", "invalid_currency", "An ISO 4217 code such as EUR."))
+        return None
+    if campaign is not None and campaign.currency is not None and currency != campaign.currency:
+        errors.append(
+            RecordError("currency", "currency_mismatch", f"The campaign's currency is {campaign.currency}.")
+        )
+        return None
+    return currency
+
+
+def _reachable_channel(
+    values: Mapping[str, str | None],
+    channel: Channel | None,
+    campaign: CampaignView | None,
+    bad_fields: set[str],
+    errors: list[RecordError],
+) -> Channel | None:
+    """The channel the reward goes out on (as given, else the campaign's default), which must have the
+    address it needs."""
+    effective = channel or (campaign.default_channel if campaign else None)
+    if effective is not None and "channel" not in {e.field for e in errors}:
+        needs = "email" if effective is Channel.EMAIL else "phone"
+        if values[needs] is None and needs not in bad_fields:
+            what = "an email address" if needs == "email" else "a phone number"
+            errors.append(
+                RecordError("channel", "channel_unreachable", f"The {effective} channel needs {what}.")
+            )
+    return effective
 
 
 _TRUE = ("true", "yes", "1")

@@ -37,7 +37,6 @@ LONG_FUNCTIONS_ALLOWED: frozenset[str] = frozenset(
         "services/order/ipa_api.py:upload",
         "services/order/repository.py:insert_orders",
         "services/order/repository.py:record_decisions",
-        "services/order/validation.py:validate_record",
         "services/voucher/api_campaigns.py:campaign_router",
         "services/voucher/api_code_lists.py:code_list_router",
         "services/voucher/api_codes.py:code_router",
