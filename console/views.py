@@ -643,7 +643,7 @@ def campaign_body(form: Mapping[str, str], *, creating: bool) -> dict[str, Any]:
     if "partner_ids" in form and (creating or form["partner_ids"].strip()):
         body["partner_ids"] = [p.strip() for p in form["partner_ids"].split(",") if p.strip()]
     kind = form.get("expiry_kind", "")
-    if kind == "none" and creating:
+    if kind == "none":
         body["expiry_policy"] = {"kind": "none"}
     elif kind == "fixed_date" and (day := _day(form.get("expiry_date", ""))):
         body["expiry_policy"] = {"kind": kind, "expires_at": end_of_day(day)}

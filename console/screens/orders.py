@@ -63,7 +63,12 @@ async def orders_chart(request: Request, viewer: Reader) -> Response:
     filters = views.order_filters(request.query_params)
     now = datetime.now(UTC)
     since = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=CHART_HOURS - 1)
-    params = {"format": "jsonl", "campaign_id": filters.campaign_id, "created_from": since.isoformat()}
+    params = {
+        "format": "jsonl",
+        "campaign_id": filters.campaign_id,
+        "member_id": filters.member_id,
+        "created_from": since.isoformat(),
+    }
     found, more = await api_for(request, viewer).lines("order", "/v1/orders/export", params, limit=CHART_CAP)
     chart = charts.orders_per_hour(found, now, CHART_HOURS)
     capped = CHART_CAP if more else None

@@ -314,6 +314,8 @@ def test_an_edit_changes_only_what_the_form_names() -> None:
         "budget": "5000",
         "expiry_policy": {"kind": "fixed_date", "expires_at": "2027-01-31T23:59:59+00:00"},
     }
+    assert views.campaign_body({"expiry_kind": "none"}, creating=False) == {"expiry_policy": {"kind": "none"}}
+    assert views.campaign_body({"expiry_kind": "fixed_date", "expiry_date": "soon"}, creating=False) == {}
 
 
 def test_code_stock_shows_real_and_test_codes_apart_and_only_statuses_that_have_codes() -> None:
