@@ -44,8 +44,6 @@ LONG_FUNCTIONS_ALLOWED: frozenset[str] = frozenset(
         # The redemption dashboard work (records and their daily aggregates), in progress.
         "services/redemption/records/api.py:redemption_records",
         # Support, wallet, redemption and the chassis: being split now.
-        "services/redemption/offers/api.py:redeem_offer",
-        "services/redemption/storefront/api.py:redeem_reward",
     }
 )
 

@@ -271,33 +271,7 @@ async def redeem_offer(
                 assert record is not None
                 response.status_code = 200
                 return record_view(record, claimed_redeemed_at=_iso(await repo.claimed_time_of(conn, known)))
-        record = _base_record(offer, body, now)
-        failure: str | None = None
-        pin_check: pins.PinCheck | None = None
-        try:
-            member = await repo.get_member_segments(conn, body.member_id)
-            token, tokens = domain.resolve_segment(offer, claimed=body.segment_token, known=member)
-            record = replace(record, segment_token=token)
-            offer.check_redeemable(at=now, member_tokens=tokens)
-        except domain.OfferError as exc:
-            failure = exc.code
-        if failure is None and offer.validation_method is domain.OfferValidation.PIN:
-            assert body.pin is not None
-            pin_check = await pins.check_pin(conn, cfg, body.member_id, body.pin, now)
-            if pin_check.outcome is not domain.PinOutcome.VERIFIED:
-                failure = domain.PIN_REJECTED
-        holds_slot = False
-        if failure is None:
-            try:
-                async with conn.transaction():  # a savepoint: a refused limit undoes the half taken
-                    await repo.take_slot(conn, offer, body.member_id)
-                holds_slot = True
-            except domain.OfferError as exc:
-                failure = exc.code
-        if failure is not None:
-            record = replace(record, status=RedemptionStatus.FAILED, reason=failure)
-        elif offer.validation_method is domain.OfferValidation.PIN:
-            record = replace(record, status=RedemptionStatus.SUCCESSFUL)
+        record, pin_check, holds_slot = await _decide(conn, cfg, offer, body, now)
         await write_record(conn, record)
         failure_detail = pin_check.precise_reason if pin_check is not None else None
         await repo.insert_offer_redemption(
@@ -320,21 +294,62 @@ async def redeem_offer(
         if pin_check is not None and failure_detail is not None:
             await pins.audit_rejection(conn, actor(principal), record, pin_check)
         if claimed is not None and claimed < now:
-            await append_audit(
-                conn,
-                actor=actor(principal),
-                action="offer.redemption_backdated",
-                subject_type="redemption",
-                subject_id=str(record.record_id),
-                details={
-                    "offer_id": offer.offer_id,
-                    "member_id": body.member_id,
-                    "received_at": now,
-                    "claimed_redeemed_at": claimed,
-                    "backdated_s": round((now - claimed).total_seconds(), 3),
-                },
-            )
+            await _audit_backdated(conn, actor(principal), record, body.member_id, now, claimed)
         return record_view(record, **extra)
+
+
+async def _decide(
+    conn: Connection, cfg: RedemptionSettings, offer: domain.Offer, body: OfferRedemptionIn, now: datetime
+) -> tuple[Record, pins.PinCheck | None, bool]:
+    """The redemption as recorded (refused with a reason, successful, or pending its one-time code), the
+    PIN check made if any, and whether it holds one of the offer's slots."""
+    record = _base_record(offer, body, now)
+    failure: str | None = None
+    pin_check: pins.PinCheck | None = None
+    try:
+        member = await repo.get_member_segments(conn, body.member_id)
+        token, tokens = domain.resolve_segment(offer, claimed=body.segment_token, known=member)
+        record = replace(record, segment_token=token)
+        offer.check_redeemable(at=now, member_tokens=tokens)
+    except domain.OfferError as exc:
+        failure = exc.code
+    if failure is None and offer.validation_method is domain.OfferValidation.PIN:
+        assert body.pin is not None
+        pin_check = await pins.check_pin(conn, cfg, body.member_id, body.pin, now)
+        if pin_check.outcome is not domain.PinOutcome.VERIFIED:
+            failure = domain.PIN_REJECTED
+    holds_slot = False
+    if failure is None:
+        try:
+            async with conn.transaction():  # a savepoint: a refused limit undoes the half taken
+                await repo.take_slot(conn, offer, body.member_id)
+            holds_slot = True
+        except domain.OfferError as exc:
+            failure = exc.code
+    if failure is not None:
+        record = replace(record, status=RedemptionStatus.FAILED, reason=failure)
+    elif offer.validation_method is domain.OfferValidation.PIN:
+        record = replace(record, status=RedemptionStatus.SUCCESSFUL)
+    return record, pin_check, holds_slot
+
+
+async def _audit_backdated(
+    conn: Connection, by: str, record: Record, member_id: str, now: datetime, claimed: datetime
+) -> None:
+    await append_audit(
+        conn,
+        actor=by,
+        action="offer.redemption_backdated",
+        subject_type="redemption",
+        subject_id=str(record.record_id),
+        details={
+            "offer_id": record.offer_id,
+            "member_id": member_id,
+            "received_at": now,
+            "claimed_redeemed_at": claimed,
+            "backdated_s": round((now - claimed).total_seconds(), 3),
+        },
+    )
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -155,14 +155,8 @@ def policy_of(s: RedemptionSettings) -> RetryPolicy:
     return RetryPolicy(s.saga_retry_base_s, s.saga_retry_cap_s, s.saga_max_order_attempts)
 
 
-@router.post("/v1/storefront/redemptions", status_code=202, response_model=StorefrontRedemption)
-async def redeem_reward(
-    body: RedemptionIn,
-    response: Response,
-    principal: Annotated[Principal, Depends(require_roles(Role.MEMBER, Role.ADMIN, Role.OPS))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
-    cfg: Annotated[RedemptionSettings, Depends(settings)],
-) -> dict[str, Any]:
+def _redeeming_member(principal: Principal, body: RedemptionIn) -> str:
+    """Staff redeem for the member they name; a member only for themself."""
     if principal.has_any_role((Role.ADMIN, Role.OPS)):
         if body.member_id is None:
             raise Problem(
@@ -171,11 +165,41 @@ async def redeem_reward(
                 detail="member_id is required when staff redeem",
                 errors=[{"field": "member_id", "code": "missing", "message": "required for staff"}],
             )
-        member_id = body.member_id
-    else:
-        if body.member_id not in (None, principal.sub):
-            raise Problem(403, "forbidden", detail="A member redeems only for themself.")
-        member_id = principal.sub
+        return body.member_id
+    if body.member_id not in (None, principal.sub):
+        raise Problem(403, "forbidden", detail="A member redeems only for themself.")
+    return principal.sub
+
+
+def _new_saga_row(
+    saga: domain.Saga, reward: repo.Reward, member_id: str, contact: dict[str, Any], by: str, now: datetime
+) -> repo.SagaRow:
+    """The saga of a redemption of `reward` just started, at the reward's price and value now."""
+    return repo.SagaRow(
+        saga=saga,
+        member_id=member_id,
+        reward_id=reward.reward_id,
+        campaign_id=reward.campaign_id,
+        points=reward.points_price,
+        amount=reward.amount,
+        currency=reward.currency,
+        contact=contact or None,
+        correlation_id=str(saga.redemption_id),
+        requested_by=by,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+@router.post("/v1/storefront/redemptions", status_code=202, response_model=StorefrontRedemption)
+async def redeem_reward(
+    body: RedemptionIn,
+    response: Response,
+    principal: Annotated[Principal, Depends(require_roles(Role.MEMBER, Role.ADMIN, Role.OPS))],
+    db: Annotated[asyncpg.Pool, Depends(pool)],
+    cfg: Annotated[RedemptionSettings, Depends(settings)],
+) -> dict[str, Any]:
+    member_id = _redeeming_member(principal, body)
     contact = body.model_dump(
         include={"channel", "name", "email", "phone", "locale"}, exclude_none=True, mode="json"
     )
@@ -199,20 +223,7 @@ async def redeem_reward(
             raise Problem(409, "reward_unavailable", detail=f"Reward {reward.reward_id} is not available.")
         decision = domain.start(uuid.uuid4())
         now = datetime.now(UTC)
-        row = repo.SagaRow(
-            saga=decision.saga,
-            member_id=member_id,
-            reward_id=reward.reward_id,
-            campaign_id=reward.campaign_id,
-            points=reward.points_price,
-            amount=reward.amount,
-            currency=reward.currency,
-            contact=contact or None,
-            correlation_id=str(decision.saga.redemption_id),
-            requested_by=actor(principal),
-            created_at=now,
-            updated_at=now,
-        )
+        row = _new_saga_row(decision.saga, reward, member_id, contact, actor(principal), now)
         if not await repo.insert_saga(
             conn,
             row,
