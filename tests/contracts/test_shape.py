@@ -43,7 +43,6 @@ LONG_FUNCTIONS_ALLOWED: frozenset[str] = frozenset(
         "services/voucher/codes.py:import_codes",
         # The redemption dashboard work (records and their daily aggregates), in progress.
         "services/redemption/records/api.py:redemption_records",
-        # Support, wallet, redemption and the chassis: being split now.
     }
 )
 
@@ -62,7 +61,6 @@ SQL_OUTSIDE_REPOSITORIES_ALLOWED: frozenset[str] = frozenset(
         "services/voucher/code_lists.py",
         "services/voucher/codes.py",
         "services/voucher/reveal_limits.py",
-        # Redemption and wallet: being moved now.
     }
 )
 
