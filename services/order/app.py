@@ -8,7 +8,7 @@ from chassis.approvals import approvals_router
 from chassis.audit_api import audit_router
 from chassis.service import ServiceRuntime, ServiceSpec
 
-from . import api, bulk_cancel, handlers, ipa_api
+from . import api, api_stats, bulk_cancel, handlers, ipa_api
 from .approvals import order_approvals
 from .batches import BatchWorker
 from .context import OrderContext
@@ -45,6 +45,7 @@ def build_spec(settings: OrderSettings) -> tuple[ServiceSpec, OrderContext]:
             ipa_api.build_router(ctx, approvals),
             bulk_cancel.build_router(ctx, approvals),
             api.build_router(ctx),
+            api_stats.build_router(ctx),
             audit_router(),
             approvals_router(approvals),
         ],
