@@ -22,7 +22,7 @@ from contracts.values import RewardType
 from . import repository
 from .metrics import IPA_RECORDS
 from .orders import Cause, Recipient, create_orders
-from .repository import NewOrder
+from .repository import IpaRecordRow, NewOrder
 from .validation import RecordError, ValidRecord, duplicate_in_file, duplicate_of, validate_record
 
 
@@ -56,16 +56,8 @@ async def validate(conn: Connection, candidates: Sequence[Candidate], *, batch_i
         ref: c.first_row for c in candidates if c.first_row is not None and (ref := c.external_ref)
     }
     if batch_id is not None and refs and len(first_rows) < len(refs):
-        first_rows = {
-            r["external_ref"]: r["first"]
-            for r in await conn.fetch(
-                "SELECT external_ref, min(row_number) AS first FROM ipa_batch_rows"
-                " WHERE batch_id = $1 AND external_ref = ANY($2::text[]) GROUP BY external_ref",
-                batch_id,
-                refs,
-            )
-        }
-    history = await _originals(conn, refs)
+        first_rows = await repository.first_rows(conn, batch_id, refs)
+    history = await repository.accepted_records(conn, refs)
     for c in candidates:
         outcome = validate_record(c.cells, campaigns)
         errors = [*c.errors, *outcome.errors]
@@ -76,17 +68,6 @@ async def validate(conn: Connection, candidates: Sequence[Candidate], *, batch_i
             errors.append(duplicate_of(history[ref]))
         c.errors = errors
         c.record = None if errors else outcome.record
-
-
-async def _originals(conn: Connection, refs: Sequence[str]) -> dict[str, Mapping[str, Any]]:
-    if not refs:
-        return {}
-    rows = await conn.fetch(
-        "SELECT external_ref, source, batch_id, row_number, order_id, accepted_at FROM ipa_records"
-        " WHERE external_ref = ANY($1::text[])",
-        list(refs),
-    )
-    return {r["external_ref"]: dict(r) for r in rows}
 
 
 async def accept(
@@ -107,89 +88,14 @@ async def accept(
     for c in valid:
         assert c.record is not None
         c.order_id = uuid.uuid4() if c.record.reward_type is RewardType.VOUCHER else None
-    records = [c.record for c in valid if c.record is not None]
-    inserted = {
-        r["external_ref"]
-        for r in await conn.fetch(
-            """
-            INSERT INTO ipa_records (external_ref, source, batch_id, batch_ref, row_number, event_id,
-                                     member_id, campaign_id, reward_type, amount, currency, order_id, test)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::int[], $6::uuid[],
-                                 $7::text[], $8::text[], $9::text[], $10::numeric[], $11::text[], $12::uuid[],
-                                 $13::boolean[])
-            ON CONFLICT (external_ref) DO NOTHING
-            RETURNING external_ref
-            """,
-            [r.external_ref for r in records],
-            [source] * len(records),
-            [batch_id] * len(records),
-            [r.batch_ref for r in records],
-            [c.row_number for c in valid],
-            [(c.cause or cause).event_id for c in valid],
-            [r.member_id for r in records],
-            [r.campaign_id for r in records],
-            [str(r.reward_type) for r in records],
-            [r.amount for r in records],
-            [r.currency for r in records],
-            [c.order_id for c in valid],
-            [r.test for r in records],
-        )
-    }
-    lost = [c for c in valid if c.record is not None and c.record.external_ref not in inserted]
-    if lost:
-        originals = await _originals(conn, [c.record.external_ref for c in lost if c.record])
-        for c in lost:
-            assert c.record is not None
-            c.errors = [duplicate_of(originals[c.record.external_ref])]
-            c.record, c.order_id = None, None
-    won = [c for c in valid if c.record is not None]
-    for c in won:
-        c.accepted = True
-    batch_ref = str(batch_id) if batch_id else None
-    accepted_events = []
-    if order_source is OrderSource.IPA:
-        for c in won:
-            assert c.record is not None
-            r = c.record
-            accepted_events.append(
-                OutgoingEvent(
-                    r.external_ref,
-                    (c.cause or cause).new_envelope(
-                        Topics.IPA_RECORD_ACCEPTED,
-                        IpaRecordAccepted(
-                            external_ref=r.external_ref,
-                            batch_id=r.batch_ref or batch_ref,
-                            member_id=r.member_id,
-                            campaign_id=r.campaign_id,
-                            reward_type=r.reward_type,
-                            amount=r.amount,
-                            currency=r.currency,
-                            reason=r.reason,
-                            order_id=c.order_id,
-                            test=r.test,
-                        ),
-                    ),
-                )
-            )
+    won = await _claim_references(conn, valid, source=source, cause=cause, batch_id=batch_id)
+    accepted_events = (
+        [_accepted_event(c, cause, batch_id) for c in won] if order_source is OrderSource.IPA else []
+    )
     await create_orders(
         conn,
         [
-            (
-                NewOrder(
-                    order_id=c.order_id,
-                    source=order_source,
-                    member_id=c.record.member_id,
-                    campaign_id=c.record.campaign_id,
-                    channel=c.record.channel,
-                    amount=c.record.amount,
-                    currency=c.record.currency,
-                    external_ref=c.record.external_ref,
-                    batch_id=batch_id,
-                    test=c.record.test,
-                ),
-                Recipient(name=c.record.name, email=c.record.email, phone=c.record.phone),
-                c.cause or cause,
-            )
+            (_new_order(c.record, c.order_id, order_source, batch_id), _recipient(c.record), c.cause or cause)
             for c in won
             if c.record is not None and c.order_id is not None
         ],
@@ -197,6 +103,90 @@ async def accept(
     )
     if accepted_events:
         IPA_RECORDS.labels(source, "accepted").inc(len(accepted_events))
+
+
+async def _claim_references(
+    conn: Connection, valid: list[Candidate], *, source: str, cause: Cause, batch_id: uuid.UUID | None
+) -> list[Candidate]:
+    """Record the valid candidates' references as accepted: those that won them (now `accepted`); one whose
+    reference another transaction accepted first is left with a `duplicate` error and no record."""
+    inserted = await repository.insert_ipa_records(
+        conn,
+        [
+            IpaRecordRow(
+                external_ref=c.record.external_ref,
+                source=source,
+                batch_id=batch_id,
+                batch_ref=c.record.batch_ref,
+                row_number=c.row_number,
+                event_id=(c.cause or cause).event_id,
+                member_id=c.record.member_id,
+                campaign_id=c.record.campaign_id,
+                reward_type=c.record.reward_type,
+                amount=c.record.amount,
+                currency=c.record.currency,
+                order_id=c.order_id,
+                test=c.record.test,
+            )
+            for c in valid
+            if c.record is not None
+        ],
+    )
+    lost = [c for c in valid if c.record is not None and c.record.external_ref not in inserted]
+    if lost:
+        originals = await repository.accepted_records(conn, [c.record.external_ref for c in lost if c.record])
+        for c in lost:
+            assert c.record is not None
+            c.errors = [duplicate_of(originals[c.record.external_ref])]
+            c.record, c.order_id = None, None
+    won = [c for c in valid if c.record is not None]
+    for c in won:
+        c.accepted = True
+    return won
+
+
+def _accepted_event(c: Candidate, cause: Cause, batch_id: uuid.UUID | None) -> OutgoingEvent:
+    assert c.record is not None
+    r = c.record
+    return OutgoingEvent(
+        r.external_ref,
+        (c.cause or cause).new_envelope(
+            Topics.IPA_RECORD_ACCEPTED,
+            IpaRecordAccepted(
+                external_ref=r.external_ref,
+                batch_id=r.batch_ref or (str(batch_id) if batch_id else None),
+                member_id=r.member_id,
+                campaign_id=r.campaign_id,
+                reward_type=r.reward_type,
+                amount=r.amount,
+                currency=r.currency,
+                reason=r.reason,
+                order_id=c.order_id,
+                test=r.test,
+            ),
+        ),
+    )
+
+
+def _new_order(
+    record: ValidRecord, order_id: uuid.UUID, source: OrderSource, batch_id: uuid.UUID | None
+) -> NewOrder:
+    return NewOrder(
+        order_id=order_id,
+        source=source,
+        member_id=record.member_id,
+        campaign_id=record.campaign_id,
+        channel=record.channel,
+        amount=record.amount,
+        currency=record.currency,
+        external_ref=record.external_ref,
+        batch_id=batch_id,
+        test=record.test,
+    )
+
+
+def _recipient(record: ValidRecord) -> Recipient:
+    return Recipient(name=record.name, email=record.email, phone=record.phone)
 
 
 def usable_identifier(value: Any) -> str | None:

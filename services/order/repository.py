@@ -514,3 +514,72 @@ async def summary(conn: Connection, campaign_id: str | None) -> list[asyncpg.Rec
             campaign_id,
         )
     )
+
+
+async def first_rows(conn: Connection, batch_id: uuid.UUID, refs: Sequence[str]) -> dict[str, int]:
+    """The first row of the batch that carries each of these references."""
+    rows = await conn.fetch(
+        "SELECT external_ref, min(row_number) AS first FROM ipa_batch_rows"
+        " WHERE batch_id = $1 AND external_ref = ANY($2::text[]) GROUP BY external_ref",
+        batch_id,
+        list(refs),
+    )
+    return {r["external_ref"]: r["first"] for r in rows}
+
+
+async def accepted_records(conn: Connection, refs: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Where each of these references was accepted before (source, batch and row, order, when)."""
+    if not refs:
+        return {}
+    rows = await conn.fetch(
+        "SELECT external_ref, source, batch_id, row_number, order_id, accepted_at FROM ipa_records"
+        " WHERE external_ref = ANY($1::text[])",
+        list(refs),
+    )
+    return {r["external_ref"]: dict(r) for r in rows}
+
+
+@dataclass(frozen=True)
+class IpaRecordRow:
+    external_ref: str
+    source: str
+    batch_id: uuid.UUID | None
+    batch_ref: str | None
+    row_number: int | None
+    event_id: uuid.UUID | None
+    member_id: str
+    campaign_id: str
+    reward_type: RewardType
+    amount: Decimal
+    currency: str | None
+    order_id: uuid.UUID | None
+    test: bool
+
+
+async def insert_ipa_records(conn: Connection, records: Sequence[IpaRecordRow]) -> set[str]:
+    """Accept the records whose reference was never accepted; the references accepted now."""
+    rows = await conn.fetch(
+        """
+        INSERT INTO ipa_records (external_ref, source, batch_id, batch_ref, row_number, event_id,
+                                 member_id, campaign_id, reward_type, amount, currency, order_id, test)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::int[], $6::uuid[],
+                             $7::text[], $8::text[], $9::text[], $10::numeric[], $11::text[], $12::uuid[],
+                             $13::boolean[])
+        ON CONFLICT (external_ref) DO NOTHING
+        RETURNING external_ref
+        """,
+        [r.external_ref for r in records],
+        [r.source for r in records],
+        [r.batch_id for r in records],
+        [r.batch_ref for r in records],
+        [r.row_number for r in records],
+        [r.event_id for r in records],
+        [r.member_id for r in records],
+        [r.campaign_id for r in records],
+        [str(r.reward_type) for r in records],
+        [r.amount for r in records],
+        [r.currency for r in records],
+        [r.order_id for r in records],
+        [r.test for r in records],
+    )
+    return {r["external_ref"] for r in rows}
