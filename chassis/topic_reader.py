@@ -13,6 +13,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from .kafka_security import client_options
 
+READ_FETCH_WAIT_MS = 50
+
 
 @dataclass
 class TopicSnapshot:
@@ -58,6 +60,9 @@ async def open_topics(
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        # The first fetch on empty partitions waits this long, and holds back the end offsets asked
+        # right after it (aiokafka's default, 500 ms, made every read of a quiet DLQ take half a second).
+        fetch_max_wait_ms=READ_FETCH_WAIT_MS,
         **client_options(),
     )
     await consumer.start()

@@ -218,7 +218,7 @@ async def test_under_its_acls_a_service_reports_its_lag_and_refuses_dead_letters
     assert [g["topic"] for g in lag.json()["groups"]] == ["order.state_changed"]
     for refused in (dead_letters, replay):
         assert refused.status_code == 503, refused.text
-        assert refused.json()["code"] == "kafka_refused"
+        assert refused.json()["code"] == "kafka_refused", refused.text
 
 
 async def _skip(conn: Any, envelope: Any) -> None:
