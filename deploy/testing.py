@@ -18,14 +18,20 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
 from deploy.infra.errors import InfraError
 from deploy.infra.kafka import BrokerSecurity, KafkaBroker
 from deploy.infra.net import free_port
-from deploy.infra.postgres import PostgresServer, drop_service, provision_database, provision_service
+from deploy.infra.postgres import (
+    PostgresServer,
+    drop_service,
+    provision_database,
+    provision_service,
+    quote_ident,
+)
 from deploy.infra.process import pid_alive, read_pid_file, write_pid_file
 from deploy.infra.tls import issue_server_tls
 from deploy.infra.topics import TopicDef, ensure_topics
@@ -195,6 +201,38 @@ async def create_topic(bootstrap: str, prefix: str = "t", partitions: int = 3) -
     name = f"{prefix}.{uuid.uuid4().hex[:12]}"
     await ensure_topics(bootstrap, [TopicDef(name, partitions)])
     return name
+
+
+@contextlib.contextmanager
+def runner_on_shared_infra(
+    var_dir: Path, kafka_bootstrap: str, admin_dsn: str, prefix: str, **config: Any
+) -> Iterator[StackConfig]:
+    """A runner configuration on the session's broker and database server, with a database of its
+    own (dropped afterwards, with whatever the runner left running stopped first)."""
+    from deploy.runner import StackConfig, down
+
+    stack = StackConfig(
+        var_dir=var_dir,
+        external_kafka=kafka_bootstrap,
+        external_database=admin_dsn,
+        database=f"{prefix}_{uuid.uuid4().hex[:8]}",
+        ready_timeout_s=30,
+        stop_grace_s=5,
+        **config,
+    )
+    try:
+        yield stack
+    finally:
+        down(stack)
+        asyncio.run(_drop_database(admin_dsn, stack.database))
+
+
+async def _drop_database(admin_dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+    finally:
+        await conn.close()
 
 
 @contextlib.contextmanager

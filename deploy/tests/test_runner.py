@@ -1,15 +1,12 @@
-import asyncio
 import time
-import uuid
 
-import asyncpg
 import psutil
 import pytest
 
 from deploy.infra.errors import InfraError
 from deploy.infra.net import free_port
-from deploy.infra.postgres import quote_ident
 from deploy.runner import StackConfig, down, running_pid, status, up
+from deploy.testing import runner_on_shared_infra
 
 FAKE_SERVICE = "deploy.tests.fake_service"
 
@@ -17,29 +14,15 @@ FAKE_SERVICE = "deploy.tests.fake_service"
 @pytest.fixture
 def stack(tmp_path, kafka_bootstrap, pg_admin_dsn):
     """The runner on the session's broker and database, with two stand-in services on free ports."""
-    config = StackConfig(
-        var_dir=tmp_path,
-        external_kafka=kafka_bootstrap,
-        external_database=pg_admin_dsn,
-        database=f"runner_{uuid.uuid4().hex[:8]}",
+    with runner_on_shared_infra(
+        tmp_path,
+        kafka_bootstrap,
+        pg_admin_dsn,
+        "runner",
         service_ports={"alpha": free_port(), "beta": free_port()},
         service_module=FAKE_SERVICE,
-        ready_timeout_s=30,
-        stop_grace_s=5,
-    )
-    try:
+    ) as config:
         yield config
-    finally:
-        down(config)
-        asyncio.run(_drop_database(pg_admin_dsn, config.database))
-
-
-async def _drop_database(admin_dsn: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
-    finally:
-        await conn.close()
 
 
 def _env_of(pid: int) -> dict[str, str]:

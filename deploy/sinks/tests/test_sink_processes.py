@@ -1,42 +1,26 @@
 import asyncio
-import uuid
 from email.message import EmailMessage
 
 import aiosmtplib
-import asyncpg
 import pytest
 
 from deploy.infra.net import free_port
-from deploy.infra.postgres import quote_ident
 from deploy.runner import StackConfig, down, status, up
 from deploy.sinks.processes import FAKE_PROVIDER, SMTP_SINK
+from deploy.testing import runner_on_shared_infra
 
 
 @pytest.fixture
 def sink_stack(tmp_path, kafka_bootstrap, pg_admin_dsn):
-    config = StackConfig(
-        var_dir=tmp_path,
-        external_kafka=kafka_bootstrap,
-        external_database=pg_admin_dsn,
-        database=f"sinks_{uuid.uuid4().hex[:8]}",
+    with runner_on_shared_infra(
+        tmp_path,
+        kafka_bootstrap,
+        pg_admin_dsn,
+        "sinks",
         service_ports={},
         sink_ports={SMTP_SINK: free_port(), FAKE_PROVIDER: free_port()},
-        ready_timeout_s=30,
-        stop_grace_s=5,
-    )
-    try:
+    ) as config:
         yield config
-    finally:
-        down(config)
-        asyncio.run(_drop_database(pg_admin_dsn, config.database))
-
-
-async def _drop_database(admin_dsn: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
-    finally:
-        await conn.close()
 
 
 def _send_mail(port: int) -> None:
