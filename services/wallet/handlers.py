@@ -53,16 +53,7 @@ class WalletHandlers:
         await self.ledger.post(conn, posting, cause=env, audit_details=details, campaign_id=data.campaign_id)
 
     async def credit_requested(self, conn: Connection, env: Envelope[WalletCreditRequested]) -> None:
-        data = env.data
-        posting = Posting(
-            member_id=data.member_id,
-            entry_type=data.entry_type,
-            amount=data.amount,
-            reason_code=data.reason_code,
-            actor=data.requested_by,
-            idempotency_key=data.idempotency_key,
-            reference=data.reference,
-        )
+        posting = _requested_posting(env.data)
         await self.ledger.post(conn, posting, cause=env, audit_details=_initiated_by(env))
 
     async def debit_requested(self, conn: Connection, env: Envelope[WalletDebitRequested]) -> None:
@@ -70,15 +61,7 @@ class WalletHandlers:
         try:
             if data.entry_type is not EntryType.REDEMPTION:
                 raise UnsupportedEntryType(f"{data.entry_type} debits are not taken from requests")
-            posting = Posting(
-                member_id=data.member_id,
-                entry_type=data.entry_type,
-                amount=data.amount,
-                reason_code=data.reason_code,
-                actor=data.requested_by,
-                idempotency_key=data.idempotency_key,
-                reference=data.reference,
-            )
+            posting = _requested_posting(data)
             async with conn.transaction():  # a savepoint: a refusal leaves nothing of the attempt behind
                 await self.ledger.post(
                     conn, posting, cause=env, enforce_frozen=True, audit_details=_initiated_by(env)
@@ -209,6 +192,19 @@ class WalletHandlers:
                 "redemptions", Topics.REDEMPTION_RECORDED, RedemptionRecorded, self.redemption_recorded
             ),
         ]
+
+
+def _requested_posting(data: WalletCreditRequested | WalletDebitRequested) -> Posting:
+    """The posting another service asks for, in its own words (type, reason, who asked, its key)."""
+    return Posting(
+        member_id=data.member_id,
+        entry_type=data.entry_type,
+        amount=data.amount,
+        reason_code=data.reason_code,
+        actor=data.requested_by,
+        idempotency_key=data.idempotency_key,
+        reference=data.reference,
+    )
 
 
 def _initiated_by(env: Envelope[Any]) -> dict[str, Any]:
