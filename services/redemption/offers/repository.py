@@ -37,6 +37,20 @@ def _offer(row: Any) -> Offer:
     )
 
 
+def _terms(offer: Offer) -> tuple[Any, ...]:
+    """The columns an edit may change, in the order both insert and update write them."""
+    return (
+        offer.title,
+        offer.description,
+        offer.valid_from,
+        offer.valid_until,
+        list(offer.eligible_tiers),
+        list(offer.eligible_segments),
+        offer.limit_per_member,
+        offer.total_cap,
+    )
+
+
 async def insert_offer(conn: Connection, offer: Offer, *, created_by: str) -> bool:
     status = await conn.execute(
         """
@@ -47,14 +61,7 @@ async def insert_offer(conn: Connection, offer: Offer, *, created_by: str) -> bo
         """,
         offer.offer_id,
         offer.partner_id,
-        offer.title,
-        offer.description,
-        offer.valid_from,
-        offer.valid_until,
-        list(offer.eligible_tiers),
-        list(offer.eligible_segments),
-        offer.limit_per_member,
-        offer.total_cap,
+        *_terms(offer),
         str(offer.validation_method),
         created_by,
     )
@@ -81,14 +88,7 @@ async def update_offer(conn: Connection, offer: Offer) -> None:
          WHERE offer_id = $1
         """,
         offer.offer_id,
-        offer.title,
-        offer.description,
-        offer.valid_from,
-        offer.valid_until,
-        list(offer.eligible_tiers),
-        list(offer.eligible_segments),
-        offer.limit_per_member,
-        offer.total_cap,
+        *_terms(offer),
         offer.status.value,
     )
 
