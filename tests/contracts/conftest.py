@@ -7,25 +7,24 @@ from datetime import UTC, datetime
 
 import pytest
 
-from chassis.sealed_codes import CodeSealer, dev_key_pair
+from chassis.testing import delivery_outcome, order_state_changed, voucher_issued, voucher_status_changed
 from contracts.approvals import ApprovalDecided, ApprovalDecision, ApprovalRequested
 from contracts.campaigns import CampaignActivity, CampaignActivityKind
-from contracts.delivery import DeliveryFailed, DeliveryMessageRequested, DeliveryRequested, DeliverySucceeded
+from contracts.delivery import DeliveryMessageRequested, DeliveryRequested
 from contracts.envelope import EventData
 from contracts.ipa import FieldError, IpaRecordAccepted, IpaRecordRejected, IpaRecordSubmitted
 from contracts.members import MemberUpserted
-from contracts.orders import OrderCancelRequested, OrderCreateRequested, OrderStateChanged
+from contracts.orders import FulfilmentStatus, OrderCancelRequested, OrderCreateRequested, OrderState
 from contracts.redemption import RedemptionRecorded
 from contracts.support import SupportResendRequested, SupportSlaBreached
 from contracts.topics import Topics
 from contracts.vouchers import (
     CampaignChanged,
+    CodeStatus,
     ExpiryPolicy,
-    VoucherIssued,
     VoucherIssueFailed,
     VoucherRedeemed,
     VoucherRedemptionRefused,
-    VoucherStatusChanged,
     VoucherStockLow,
 )
 from contracts.wallet import (
@@ -41,7 +40,6 @@ CODE_ID = uuid.UUID("5d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d")
 REDEMPTION_ID = uuid.UUID("7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d")
 WHEN = datetime(2026, 3, 31, 9, 30, tzinfo=UTC)
 APPROVAL_ID = uuid.UUID("3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f")
-CLEAR_CODE = "QX7M-4T9K-2W8P"
 
 
 def sample_payloads() -> dict[str, EventData]:
@@ -74,15 +72,14 @@ def sample_payloads() -> dict[str, EventData]:
             external_ref="hr-2026-q1-0002",
             errors=[FieldError(field="phone", code="invalid_phone", message="not an E.164 number")],
         ),
-        Topics.ORDER_STATE_CHANGED: OrderStateChanged(
-            order_id=ORDER_ID,
+        Topics.ORDER_STATE_CHANGED: order_state_changed(
+            ORDER_ID,
+            OrderState.PENDING,
             booking_id="BK-7F3K9Q2M4T",
             member_id="E1001",
             campaign_id="spring-thanks",
             external_ref="hr-2026-q1-0001",
-            source="ipa",
-            state="pending",
-            fulfilment_status="awaiting_voucher",
+            fulfilment_status=FulfilmentStatus.AWAITING_VOUCHER,
         ),
         Topics.ORDER_CANCEL_REQUESTED: OrderCancelRequested(external_ref="hr-2026-q1-0001", reason="left"),
         Topics.ORDER_CREATE_REQUESTED: OrderCreateRequested(
@@ -109,15 +106,9 @@ def sample_payloads() -> dict[str, EventData]:
             expiry_policy=ExpiryPolicy(kind="days_after_issue", days=365),
             budget="100000.00",
         ),
-        Topics.VOUCHER_ISSUED: VoucherIssued(
-            order_id=ORDER_ID,
-            campaign_id="spring-thanks",
-            code_id=CODE_ID,
-            sealed_code=CodeSealer(dev_key_pair()[1]).seal(CLEAR_CODE, CODE_ID),
-            masked_code="****-****-2W8P",
-            face_value="25.00",
-            currency="EUR",
-            expires_at=WHEN,
+        # The code is QX7M-4T9K-2W8P, sealed for the development key pair.
+        Topics.VOUCHER_ISSUED: voucher_issued(
+            ORDER_ID, CODE_ID, campaign_id="spring-thanks", face_value="25.00", expires_at=WHEN
         ),
         Topics.VOUCHER_ISSUE_FAILED: VoucherIssueFailed(
             order_id=ORDER_ID, campaign_id="spring-thanks", reason="out_of_stock"
@@ -147,8 +138,13 @@ def sample_payloads() -> dict[str, EventData]:
             currency="EUR",
             channel="in_store",
         ),
-        Topics.VOUCHER_STATUS_CHANGED: VoucherStatusChanged(
-            code_id=CODE_ID, campaign_id="spring-thanks", status="expired", previous_status="issued"
+        Topics.VOUCHER_STATUS_CHANGED: voucher_status_changed(
+            None,
+            CODE_ID,
+            CodeStatus.EXPIRED,
+            campaign_id="spring-thanks",
+            previous_status=CodeStatus.ISSUED,
+            remaining_value=None,
         ),
         Topics.DELIVERY_REQUESTED: DeliveryRequested(
             order_id=ORDER_ID,
@@ -159,18 +155,8 @@ def sample_payloads() -> dict[str, EventData]:
             phone="+447700900123",
             locale="en-GB",
         ),
-        Topics.DELIVERY_SUCCEEDED: DeliverySucceeded(
-            order_id=ORDER_ID, delivery_id=CODE_ID, channel="sms", attempt=1
-        ),
-        Topics.DELIVERY_FAILED: DeliveryFailed(
-            order_id=ORDER_ID,
-            delivery_id=CODE_ID,
-            channel="sms",
-            attempt=3,
-            reason_code="invalid_number",
-            retryable=False,
-            final=True,
-        ),
+        Topics.DELIVERY_SUCCEEDED: delivery_outcome(ORDER_ID, 1, ok=True, delivery_id=CODE_ID),
+        Topics.DELIVERY_FAILED: delivery_outcome(ORDER_ID, 3, ok=False, final=True, delivery_id=CODE_ID),
         Topics.DELIVERY_MESSAGE_REQUESTED: DeliveryMessageRequested(
             message_id=REDEMPTION_ID,
             member_id="E1001",
