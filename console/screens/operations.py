@@ -17,7 +17,7 @@ import httpx
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from console import views
+from console import charts, views
 from console.api import ApiError
 from console.auth import Viewer, check_csrf
 from console.pages import act, allowed, api_for, back_to, flash, refusal, render, segment
@@ -68,10 +68,17 @@ def lag_rows(answers: Answers) -> list[GroupLag]:
     return sorted(rows, key=lambda r: (-r.lag, r.service, r.subscription))
 
 
-def lag_chart(rows: Iterable[GroupLag], *, limit: int = 14) -> list[views.Bar]:
-    """The groups most behind as bars (all of them at zero is an empty chart worth showing too)."""
-    return views.bars(
-        [{"value": f"{r.service} {r.subscription}", "records": r.lag} for r in rows], limit=limit
+LAG_SERIES: Final = "messages behind"
+
+
+def lag_chart(rows: Iterable[GroupLag], *, limit: int = 14) -> charts.StackedChart:
+    """The groups most behind as bars (`rows` come most behind first); none behind is an empty chart."""
+    behind = [r for r in rows if r.lag][:limit]
+    return charts.stacked(
+        "Consumer groups most behind",
+        (LAG_SERIES,),
+        [f"{r.service} {r.subscription}" for r in behind],
+        {(f"{r.service} {r.subscription}", LAG_SERIES): r.lag for r in behind},
     )
 
 
@@ -296,7 +303,7 @@ async def operations(request: Request, viewer: Operator) -> Response:
         viewer,
         rows=health,
         lags=lags,
-        lag_bars=lag_chart(lags),
+        lag_chart=lag_chart(lags),
         outbox=outbox_rows(outbox),
         dead_letters=dead_letter_rows(dlq),
         approvals=approval_rows(approvals, viewer.sub, viewer.roles),

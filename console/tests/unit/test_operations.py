@@ -53,10 +53,14 @@ def test_lag_rows_put_the_groups_most_behind_first_with_each_partitions_offsets(
     assert rows[0].partitions == "0: 3/3, 1: -/4"
 
 
-def test_the_lag_chart_scales_bars_to_the_group_most_behind() -> None:
-    rows = operations.lag_rows({"order": consumers(("a", "t", [(0, 8)]), ("b", "t", [(0, 2)]))})
-    bars = operations.lag_chart(rows)
-    assert [(b.label, b.value, b.width) for b in bars] == [("order a", 8, 100), ("order b", 2, 25)]
+def test_the_lag_chart_shows_only_the_groups_behind_most_behind_first() -> None:
+    rows = operations.lag_rows(
+        {"order": consumers(("a", "t", [(0, 2)]), ("b", "t", [(0, 8)]), ("c", "t", [(3, 3)]))}
+    )
+    chart = operations.lag_chart(rows)
+    assert [(bar.label, bar.total) for bar in chart.bars] == [("order b", 8), ("order a", 2)]
+    assert chart.bars[0].segments[0].width == 4 * chart.bars[1].segments[0].width
+    assert operations.lag_chart(operations.lag_rows({"order": consumers(("c", "t", [(3, 3)]))})).empty
 
 
 def test_outbox_rows_show_the_oldest_wait_only_when_something_waits_and_a_silent_service() -> None:
@@ -219,7 +223,7 @@ async def test_the_page_shows_lag_and_dead_letters_from_every_service(console: C
     assert "ipa.record_submitted" in page.text
     assert 'data-testid="groups-behind"' in page.text
     assert "caught up</summary>" not in page.text
-    assert 'aria-label="Consumer lag per group: delivery ipa 4, order ipa 4' in page.text
+    assert 'aria-label="Consumer groups most behind. delivery ipa: messages behind 4;' in page.text
     assert "Replay e-1" in page.text
     assert "Nothing waits for approval." in page.text
 
