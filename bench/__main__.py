@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import platform
@@ -20,9 +19,8 @@ from contracts.vouchers import VoucherIssued
 
 from . import baselines, messaging
 from .infra import Infra, open_infra
-from .measure import PARTITIONS, Measurement, message_key, voucher_issued_events
+from .measure import PARTITIONS, Measurement, message_key, save_record, voucher_issued_events
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 OURS = ("c1", "c50", "d")
 BASELINES = ("a", "b1", "b8")
 
@@ -127,10 +125,7 @@ def main() -> None:
         "rss_bytes": psutil.Process().memory_info().rss,
     }
     print(render(results, ratio, record))
-    path = args.json or RESULTS_DIR / f"{started_at:%Y%m%dT%H%M%SZ}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"\nwritten to {path}")
+    save_record(record, "", started_at, args.json)
 
 
 if __name__ == "__main__":

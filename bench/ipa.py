@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import json
 import logging
 import os
 import subprocess
@@ -52,8 +51,8 @@ from deploy.infra.topics import ensure_topics
 from deploy.testing import drop_service_db, new_service_db
 
 from .infra import Infra, open_infra, scratch_pool
+from .measure import save_record
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
 COLUMNS = (
     "external_ref",
@@ -317,10 +316,7 @@ def main() -> None:
         result["infra"] = infra.sources
     result["started_at"] = started_at.isoformat()
     print(render(result))
-    path = args.json or RESULTS_DIR / f"ipa-{started_at:%Y%m%dT%H%M%SZ}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwritten to {path}")
+    save_record(result, "ipa-", started_at, args.json)
 
 
 if __name__ == "__main__":

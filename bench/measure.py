@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from chassis.sealed_codes import dev_sealer
@@ -27,6 +30,18 @@ _CODE = {
 }
 # Only stops a hung run (plus 50 ms per event); never a judgement of speed.
 STALL_TIMEOUT_S = 120
+
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def save_record(record: dict[str, Any], prefix: str, started_at: datetime, path: Path | None = None) -> Path:
+    """A run's record as JSON: at `path`, else `bench/results/<prefix><start time>.json`."""
+    path = path or RESULTS_DIR / f"{prefix}{started_at:%Y%m%dT%H%M%SZ}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"\nwritten to {path}")
+    return path
 
 
 @dataclass(frozen=True)

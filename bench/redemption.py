@@ -68,9 +68,8 @@ from services.redemption.settings import RedemptionSettings
 
 from . import baselines
 from .infra import Infra, open_infra
-from .measure import PARTITIONS, Measurement, message_key, voucher_issued_events, wait_for_count
+from .measure import PARTITIONS, Measurement, message_key, save_record, voucher_issued_events, wait_for_count
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RELAY_PRODUCER = baselines.RELAY_PRODUCER
 
 
@@ -407,10 +406,7 @@ def main() -> None:
         ],
         "ratios": ratio,
     }
-    path = args.json or RESULTS_DIR / f"redemption-{started_at:%Y%m%dT%H%M%SZ}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"\nwritten to {path}")
+    save_record(record, "redemption-", started_at, args.json)
 
 
 if __name__ == "__main__":

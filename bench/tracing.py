@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import statistics
@@ -31,7 +30,8 @@ from typing import Any
 
 import structlog
 
-from .pipeline import RESULTS_DIR, _burst, _warm_up
+from .measure import save_record
+from .pipeline import _burst, _warm_up
 from .pipeline_drive import Tracker, create_campaign
 from .pipeline_monitor import Monitor
 from .pipeline_system import OWN_SYSTEM_ENV, System, own_system
@@ -116,10 +116,7 @@ def main() -> None:
     }
     print()
     print(render(result))
-    path = args.json or RESULTS_DIR / f"tracing-{started_at:%Y%m%dT%H%M%SZ}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwritten to {path}")
+    save_record(result, "tracing-", started_at, args.json)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import platform
@@ -34,9 +33,8 @@ from services.wallet.ledger import Ledger
 from services.wallet.service import MIGRATIONS
 
 from .infra import Infra, open_infra, scratch_pool
-from .measure import Measurement
+from .measure import Measurement, save_record
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 POINTS_PER_DEBIT = 10
 
 
@@ -227,10 +225,7 @@ def main() -> None:
         ],
         "ratios": ratio,
     }
-    path = args.json or RESULTS_DIR / f"wallet-{started_at:%Y%m%dT%H%M%SZ}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"\nwritten to {path}")
+    save_record(record, "wallet-", started_at, args.json)
 
 
 if __name__ == "__main__":
