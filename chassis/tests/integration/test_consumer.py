@@ -360,14 +360,20 @@ async def _inbox_of(pool, consumer: str) -> list[Any]:
     ]
 
 
+async def _dead_lettered_by_group_a(bootstrap: str, topic: str, handlers: dict[str, Any]) -> Envelope[Any]:
+    """Tick 7, which group a's handler keeps failing on, sent and dead-lettered."""
+    handlers["a"].poisoned.add(7)
+    poison = tick(topic, 7)
+    await produce(bootstrap, topic, [(b"7", poison.to_bytes())])
+    await wait_until(lambda: _dlq_size(bootstrap, topic, 1), what="tick 7 dead-lettered by group a")
+    return poison
+
+
 async def test_a_replayed_dead_letter_is_handled_by_the_group_that_failed_it_and_no_other(
     pool, two_groups, kafka_bootstrap
 ):
     topic, handlers, groups = two_groups
-    handlers["a"].poisoned.add(7)
-    poison = tick(topic, 7)
-    await produce(kafka_bootstrap, topic, [(b"7", poison.to_bytes())])
-    await wait_until(lambda: _dlq_size(kafka_bootstrap, topic, 1), what="tick 7 dead-lettered by group a")
+    poison = await _dead_lettered_by_group_a(kafka_bootstrap, topic, handlers)
     await wait_until(lambda: _committed_to_end(kafka_bootstrap, groups["b"], topic), what="b handled tick 7")
     (letter,) = await list_dead_letters(kafka_bootstrap, [topic])
     assert letter.consumer == groups["a"]
@@ -391,10 +397,7 @@ async def test_a_dead_letter_replayed_twice_is_handled_once_by_the_group_that_fa
     pool, two_groups, kafka_bootstrap
 ):
     topic, handlers, groups = two_groups
-    handlers["a"].poisoned.add(7)
-    poison = tick(topic, 7)
-    await produce(kafka_bootstrap, topic, [(b"7", poison.to_bytes())])
-    await wait_until(lambda: _dlq_size(kafka_bootstrap, topic, 1), what="tick 7 dead-lettered by group a")
+    poison = await _dead_lettered_by_group_a(kafka_bootstrap, topic, handlers)
     handlers["a"].poisoned.clear()
     calls_before_replay = handlers["a"].calls
 
