@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -44,6 +45,20 @@ APPROVAL_ID = uuid.UUID("3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f")
 
 def sample_payloads() -> dict[str, EventData]:
     reference = WalletReference(order_id=ORDER_ID, booking_id="BK-7F3K9Q2M4T", redemption_id=REDEMPTION_ID)
+    # One storefront debit, asked for, recorded or refused; one wallet adjustment, asked for and decided.
+    debit: dict[str, Any] = {
+        "member_id": "E1001",
+        "amount": "1500",
+        "idempotency_key": f"debit:{REDEMPTION_ID}",
+    }
+    approval: dict[str, Any] = {
+        "approval_id": APPROVAL_ID,
+        "service": "wallet",
+        "kind": "wallet_adjustment",
+        "subject_id": "E1001",
+        "summary": "manual adjustment of 25000 points for member E1001",
+        "maker": "finance:fiona",
+    }
     samples: dict[Topics, EventData] = {
         Topics.IPA_RECORD_SUBMITTED: IpaRecordSubmitted(
             external_ref="hr-2026-q1-0001",
@@ -174,30 +189,21 @@ def sample_payloads() -> dict[str, EventData]:
             requested_by="service:redemption",
         ),
         Topics.WALLET_DEBIT_REQUESTED: WalletDebitRequested(
-            member_id="E1001",
-            amount="1500",
-            idempotency_key=f"debit:{REDEMPTION_ID}",
+            **debit,
             entry_type="redemption",
             reason_code="storefront",
             reference=reference,
             requested_by="member:E1001",
         ),
         Topics.WALLET_TRANSACTION_RECORDED: WalletTransactionRecorded(
+            **debit,
             entry_id=CODE_ID,
-            member_id="E1001",
             entry_type="redemption",
             direction="debit",
-            amount="1500",
             balance_after="0",
-            idempotency_key=f"debit:{REDEMPTION_ID}",
             reference=reference,
         ),
-        Topics.WALLET_DEBIT_REJECTED: WalletDebitRejected(
-            member_id="E1001",
-            amount="1500",
-            idempotency_key=f"debit:{REDEMPTION_ID}",
-            reason="insufficient_points",
-        ),
+        Topics.WALLET_DEBIT_REJECTED: WalletDebitRejected(**debit, reason="insufficient_points"),
         Topics.SUPPORT_RESEND_REQUESTED: SupportResendRequested(
             order_id=ORDER_ID, ticket_id="T-42", reason="member lost the email", requested_by="agent:sam"
         ),
@@ -223,22 +229,12 @@ def sample_payloads() -> dict[str, EventData]:
             validation_method="one_time_code",
         ),
         Topics.APPROVAL_REQUESTED: ApprovalRequested(
-            approval_id=APPROVAL_ID,
-            service="wallet",
-            kind="wallet_adjustment",
-            subject_id="E1001",
-            summary="manual adjustment of 25000 points for member E1001",
-            maker="finance:fiona",
+            **approval,
             reason="make good",
             requested_at=WHEN,
         ),
         Topics.APPROVAL_DECIDED: ApprovalDecided(
-            approval_id=APPROVAL_ID,
-            service="wallet",
-            kind="wallet_adjustment",
-            subject_id="E1001",
-            summary="manual adjustment of 25000 points for member E1001",
-            maker="finance:fiona",
+            **approval,
             decision=ApprovalDecision.APPROVED,
             decided_by="approver:paula",
             decided_at=WHEN,

@@ -4,8 +4,9 @@ service's own settings named `ORCHARD_<SERVICE>_…`.
 
 Each check lists its offenders by name, so a failure says what to split or move. The allow-lists
 below name what is known and being reshaped by other work, and only shrink: take an entry off once it
-no longer offends (`python -m tests.contracts.test_shape` lists the ones that can go). An entry naming
-a module that does not exist fails the test.
+no longer offends (`python -m tests.contracts.test_shape` lists the ones that can go, also those
+naming a module that is gone). They do not fail on such entries, so that work going on at the same
+time in those areas is not held up by this file.
 """
 
 from __future__ import annotations
@@ -161,12 +162,6 @@ def test_every_sql_string_of_a_service_lives_in_a_repository_module() -> None:
     }
 
     assert offenders == {}, "move these SQL strings (lines per module) into the service's repository"
-
-
-def test_the_allow_lists_name_existing_modules() -> None:
-    named = {entry.split(":")[0] for entry in LONG_FUNCTIONS_ALLOWED | SQL_OUTSIDE_REPOSITORIES_ALLOWED}
-
-    assert sorted(path for path in named if not (ROOT / path).is_file()) == []
 
 
 def no_longer_offending() -> list[str]:
