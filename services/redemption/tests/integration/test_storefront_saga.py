@@ -45,6 +45,12 @@ async def _redeem(service: RunningService, member: str, reward_id: str, **extra:
     return dict(response.json())
 
 
+async def _a_member_redeems_a_reward(service: RunningService) -> tuple[str, str]:
+    """A new member starts redeeming a new reward: the member and the redemption id."""
+    member = f"m-{uuid.uuid4().hex[:6]}"
+    return member, (await _redeem(service, member, await _reward(service)))["redemption_id"]
+
+
 async def _status_becomes(service: RunningService, member: str, rid: str, status: str) -> dict[str, Any]:
     seen: dict[str, Any] = {}
 
@@ -120,9 +126,7 @@ async def test_a_rejected_debit_fails_with_the_reason_and_orders_nothing(service
 
 async def test_a_cancelled_order_refunds_the_points_once_linked_to_the_debit(service: RunningService) -> None:
     bootstrap = service.bootstrap
-    reward = await _reward(service)
-    member = f"m-{uuid.uuid4().hex[:6]}"
-    rid = (await _redeem(service, member, reward))["redemption_id"]
+    member, rid = await _a_member_redeems_a_reward(service)
     [debit] = await wait_for_requests(bootstrap, Topics.WALLET_DEBIT_REQUESTED, rid)
     debit_entry = await wallet_records(bootstrap, debit)
     # A redelivered answer changes nothing.
@@ -157,9 +161,7 @@ async def test_an_unanswered_step_is_asked_again_with_the_same_idempotency_key(
     service: RunningService,
 ) -> None:
     bootstrap = service.bootstrap
-    reward = await _reward(service)
-    member = f"m-{uuid.uuid4().hex[:6]}"
-    rid = (await _redeem(service, member, reward))["redemption_id"]
+    _, rid = await _a_member_redeems_a_reward(service)
     async with service.pool.acquire() as conn:
         await conn.execute(
             "UPDATE storefront_redemptions SET next_attempt_at = now() WHERE redemption_id = $1",
@@ -216,9 +218,7 @@ async def test_an_order_that_never_appears_is_given_up_refunded_and_cancelled_if
     service: RunningService,
 ) -> None:
     bootstrap = service.bootstrap
-    reward = await _reward(service)
-    member = f"m-{uuid.uuid4().hex[:6]}"
-    rid = (await _redeem(service, member, reward))["redemption_id"]
+    member, rid = await _a_member_redeems_a_reward(service)
     [debit] = await wait_for_requests(bootstrap, Topics.WALLET_DEBIT_REQUESTED, rid)
     await wallet_records(bootstrap, debit)
     [create] = await wait_for_requests(bootstrap, Topics.ORDER_CREATE_REQUESTED, rid)
@@ -261,9 +261,7 @@ async def test_a_storefront_order_completes_amid_a_batch_of_orders_no_saga_waits
     from contracts.orders import FulfilmentStatus, OrderSource, OrderStateChanged
 
     bootstrap = service.bootstrap
-    reward = await _reward(service)
-    member = f"m-{uuid.uuid4().hex[:6]}"
-    rid = (await _redeem(service, member, reward))["redemption_id"]
+    member, rid = await _a_member_redeems_a_reward(service)
     [debit] = await wait_for_requests(bootstrap, Topics.WALLET_DEBIT_REQUESTED, rid)
     await wallet_records(bootstrap, debit)
     [create] = await wait_for_requests(bootstrap, Topics.ORDER_CREATE_REQUESTED, rid)
