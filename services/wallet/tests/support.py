@@ -1,12 +1,19 @@
-"""What the wallet's tests share: a clock the test moves, and envelopes as other services send them."""
+"""What the wallet's tests share: a clock the test moves, envelopes as other services send them, and
+ledger postings (a credit, a debit) made straight through the ledger."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
+
 from contracts.envelope import Envelope, EventData
+from contracts.wallet import EntryType, WalletReference
+from services.wallet.domain import Posting
+from services.wallet.ledger import Ledger, Posted
 
 
 @dataclass
@@ -25,3 +32,31 @@ class FakeClock:
 
 def event(topic: str, data: EventData, producer: str = "test", **kw: Any) -> Envelope[Any]:
     return Envelope.new(event_type=topic, producer=producer, data=data, **kw)
+
+
+def credit(member: str, amount: int, key: str | None = None) -> Posting:
+    return Posting(
+        member_id=member,
+        entry_type=EntryType.MILESTONE_AWARD,
+        amount=amount,
+        reason_code="test",
+        actor="test",
+        idempotency_key=key or f"c-{uuid.uuid4()}",
+    )
+
+
+def debit(member: str, amount: int, key: str | None = None) -> Posting:
+    return Posting(
+        member_id=member,
+        entry_type=EntryType.REDEMPTION,
+        amount=amount,
+        reason_code="reward",
+        actor="test",
+        idempotency_key=key or f"d-{uuid.uuid4()}",
+        reference=WalletReference(redemption_id=uuid.uuid4()),
+    )
+
+
+async def post(pool: asyncpg.Pool, ledger: Ledger, posting: Posting) -> Posted:
+    async with pool.acquire() as conn, conn.transaction():
+        return await ledger.post(conn, posting)

@@ -17,19 +17,11 @@ from contracts.wallet import EntryType, WalletReference
 from services.wallet.domain import Posting
 from services.wallet.expiry_warnings import warn_expiring
 from services.wallet.ledger import Ledger
+from services.wallet.tests.support import credit, post
 
 
 async def _credit(pool: asyncpg.Pool, ledger: Ledger, member: str, amount: int) -> None:
-    posting = Posting(
-        member_id=member,
-        entry_type=EntryType.MILESTONE_AWARD,
-        amount=amount,
-        reason_code="test",
-        actor="test",
-        idempotency_key=f"c-{uuid.uuid4()}",
-    )
-    async with pool.acquire() as conn, conn.transaction():
-        await ledger.post(conn, posting)
+    await post(pool, ledger, credit(member, amount))
 
 
 async def _warnings(pool: asyncpg.Pool, member: str) -> list[Envelope[Any]]:

@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from chassis.db import create_pool
-from contracts.wallet import EntryType, WalletReference
+from contracts.wallet import EntryType
 from services.wallet.domain import (
     AlreadyReversed,
     InsufficientPoints,
@@ -17,36 +17,8 @@ from services.wallet.domain import (
     ReversalExceedsEntry,
     UnknownMember,
 )
-from services.wallet.ledger import Ledger
 from services.wallet.member_audit import verify_member_audit
-
-
-def credit(member: str, amount: int, key: str | None = None) -> Posting:
-    return Posting(
-        member_id=member,
-        entry_type=EntryType.MILESTONE_AWARD,
-        amount=amount,
-        reason_code="test",
-        actor="test",
-        idempotency_key=key or f"c-{uuid.uuid4()}",
-    )
-
-
-def debit(member: str, amount: int, key: str | None = None) -> Posting:
-    return Posting(
-        member_id=member,
-        entry_type=EntryType.REDEMPTION,
-        amount=amount,
-        reason_code="reward",
-        actor="test",
-        idempotency_key=key or f"d-{uuid.uuid4()}",
-        reference=WalletReference(redemption_id=uuid.uuid4()),
-    )
-
-
-async def post(pool: asyncpg.Pool, ledger: Ledger, posting: Posting):
-    async with pool.acquire() as conn, conn.transaction():
-        return await ledger.post(conn, posting)
+from services.wallet.tests.support import credit, debit, post
 
 
 async def balance_of(pool: asyncpg.Pool, member: str) -> int:
