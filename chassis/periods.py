@@ -3,8 +3,13 @@ problem naming the field, so every figures route bounds its range the same way."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from fastapi import Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from chassis.inputs import Aware
 from chassis.problems import Problem
 
 
@@ -39,3 +44,28 @@ def hour_starts(start: datetime, end: datetime) -> list[datetime]:
         hours.append(hour)
         hour += timedelta(hours=1)
     return hours
+
+
+class PeriodFigures(BaseModel):
+    """Figures over a period: the period answered (defaults filled in) and whether they count UAT tests."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    since: datetime = Field(alias="from", description="inclusive, UTC")
+    until: datetime = Field(alias="to", description="exclusive, UTC")
+    test: bool = Field(description="true: UAT test figures only; false: real ones only")
+
+
+def period_query(*, default: timedelta, longest: timedelta) -> Callable[..., tuple[datetime, datetime]]:
+    """A route dependency reading `from` and `to` into a bounded period (see `bounded_period`)."""
+    default_text = f"{default.days} days" if default.days else f"{default.seconds // 3600} h"
+
+    def period(
+        since: Aware | None = Query(
+            None, alias="from", description=f"inclusive; default: {default_text} before `to`"
+        ),
+        until: Aware | None = Query(None, alias="to", description="exclusive; default: now"),
+    ) -> tuple[datetime, datetime]:
+        return bounded_period(since, until, default=default, longest=longest)
+
+    return period

@@ -11,7 +11,7 @@ from chassis.jobs import PeriodicJob
 from chassis.service import ServiceRuntime, ServiceSpec
 from contracts.values import Channel
 
-from . import api, campaign_routes, repository
+from . import api, api_stats, campaign_routes, repository
 from .channels import ChannelSender
 from .channels.email import SmtpEmailSender
 from .channels.twilio import TwilioSender
@@ -109,7 +109,14 @@ def build_spec(
             *WebhookHandlers(webhooks).subscriptions(),
             *member_handlers.subscriptions(),
         ],
-        routers=[api.router, webhook_api.router, campaign_routes.router, members_api.router, audit_router()],
+        routers=[
+            api_stats.router,
+            api.router,
+            webhook_api.router,
+            campaign_routes.router,
+            members_api.router,
+            audit_router(),
+        ],
         jobs=[
             PeriodicJob("delivery-unknown-outcomes", settings.recovery_interval_s, recover),
             PeriodicJob("delivery-code-retention", 3600.0, purge),

@@ -7,19 +7,18 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from chassis.auth import Principal, require_roles
-from chassis.inputs import Aware, Identifier
-from chassis.periods import bounded_period, hour_starts
+from chassis.inputs import Identifier
+from chassis.periods import PeriodFigures, hour_starts, period_query
 from contracts.orders import OrderState
 
 from . import stats_repository
 from .api import READ_ROLES
 from .context import OrderContext
 
-LONGEST_PERIOD = timedelta(days=31)
-DEFAULT_PERIOD = timedelta(hours=24)
+PERIOD = period_query(default=timedelta(hours=24), longest=timedelta(days=31))
 
 
 class HourCounts(BaseModel):
@@ -30,12 +29,7 @@ class HourCounts(BaseModel):
     total: int
 
 
-class HourlyOrderStats(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-
-    since: datetime = Field(alias="from", description="inclusive, UTC")
-    until: datetime = Field(alias="to", description="exclusive, UTC")
-    test: bool
+class HourlyOrderStats(PeriodFigures):
     hours: list[HourCounts] = Field(description="every hour of the period, oldest first, zeros included")
 
 
@@ -57,14 +51,13 @@ def build_router(ctx: OrderContext) -> APIRouter:
         response_model=HourlyOrderStats,
     )
     async def hourly(
-        since: Aware | None = Query(None, alias="from", description="inclusive; default: 24 h before `to`"),
-        until: Aware | None = Query(None, alias="to", description="exclusive; default: now"),
+        principal: Principal = Depends(require_roles(*READ_ROLES)),
+        period: tuple[datetime, datetime] = Depends(PERIOD),
         campaign_id: Identifier | None = None,
         member_id: Identifier | None = None,
         test: bool = Query(False, description="true: UAT test orders only; false: real orders only"),
-        principal: Principal = Depends(require_roles(*READ_ROLES)),
     ) -> HourlyOrderStats:
-        start, end = bounded_period(since, until, default=DEFAULT_PERIOD, longest=LONGEST_PERIOD)
+        start, end = period
         flt = stats_repository.HourlyFilter(start, end, campaign_id, member_id, test)
         async with ctx.require_pool().acquire() as conn:
             rows = await stats_repository.hourly_counts(conn, flt)
