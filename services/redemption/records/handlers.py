@@ -22,25 +22,36 @@ def expiry_record_id(code_id: uuid.UUID) -> uuid.UUID:
     return uuid.uuid5(_EXPIRY_NAMESPACE, f"expiry:{code_id}")
 
 
-async def on_voucher_redeemed(conn: Connection, env: Envelope[Any]) -> None:
-    data: VoucherRedeemed = env.data
-    if data.test:  # UAT codes stay out of reports
-        return
-    record = Record(
-        record_id=data.redemption_id,
+def _voucher_record(
+    env: Envelope[Any], data: VoucherRedeemed | VoucherRedemptionRefused, **outcome: Any
+) -> Record:
+    """A partner's voucher redemption as a record: what both a redemption and a refusal tell."""
+    return Record(
         kind=RedemptionKind.VOUCHER,
-        status=RedemptionStatus.SUCCESSFUL,
         redeemed_at=env.occurred_at,
         member_id=data.member_id,
         partner_id=data.partner_id,
         code_id=data.code_id,
         order_id=data.order_id,
-        redemption_id=data.redemption_id,
         channel=data.channel,
         location=data.location,
         validation_method=ValidationMethod.VOUCHER_CODE,
         amount=data.amount,
         currency=data.currency,
+        **outcome,
+    )
+
+
+async def on_voucher_redeemed(conn: Connection, env: Envelope[Any]) -> None:
+    data: VoucherRedeemed = env.data
+    if data.test:  # UAT codes stay out of reports
+        return
+    record = _voucher_record(
+        env,
+        data,
+        record_id=data.redemption_id,
+        status=RedemptionStatus.SUCCESSFUL,
+        redemption_id=data.redemption_id,
         partial=data.partial,
     )
     await write_record(conn, record, correlation_id=env.correlation_id, causation_id=str(env.event_id))
@@ -50,21 +61,8 @@ async def on_voucher_redemption_refused(conn: Connection, env: Envelope[Any]) ->
     data: VoucherRedemptionRefused = env.data
     if data.test:
         return
-    record = Record(
-        record_id=data.attempt_id,
-        kind=RedemptionKind.VOUCHER,
-        status=RedemptionStatus.FAILED,
-        redeemed_at=env.occurred_at,
-        member_id=data.member_id,
-        partner_id=data.partner_id,
-        code_id=data.code_id,
-        order_id=data.order_id,
-        channel=data.channel,
-        location=data.location,
-        validation_method=ValidationMethod.VOUCHER_CODE,
-        amount=data.amount,
-        currency=data.currency,
-        reason=data.reason,
+    record = _voucher_record(
+        env, data, record_id=data.attempt_id, status=RedemptionStatus.FAILED, reason=data.reason
     )
     await write_record(conn, record, correlation_id=env.correlation_id, causation_id=str(env.event_id))
 
