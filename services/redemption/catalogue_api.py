@@ -66,6 +66,25 @@ def ensure_editable(status: CatalogueStatus, what: str) -> None:
         raise lifecycle_problem(exc) from None
 
 
+async def create_entry(
+    db: asyncpg.Pool,
+    *,
+    kind: str,
+    entry_id: str,
+    insert: Callable[[Connection], Awaitable[bool]],
+    by: str,
+    details: dict[str, Any],
+) -> None:
+    """Insert a new entry of `kind` (offer, reward) and audit `<kind>.created` in one transaction;
+    409 `<kind>_exists` when its id is taken."""
+    async with db.acquire() as conn, conn.transaction():
+        if not await insert(conn):
+            raise Problem(409, f"{kind}_exists", detail=f"{kind.capitalize()} {entry_id} already exists.")
+        await append_audit(
+            conn, actor=by, action=f"{kind}.created", subject_type=kind, subject_id=entry_id, details=details
+        )
+
+
 async def next_status(
     conn: Connection,
     *,

@@ -23,6 +23,7 @@ from contracts.envelope import Envelope
 from contracts.redemption import RedemptionKind, RedemptionStatus, ValidationMethod
 from contracts.topics import Topics
 from contracts.values import Channel
+from services.redemption.catalogue_api import create_entry
 from services.redemption.deps import actor, pool, settings
 from services.redemption.lifecycle import CatalogueStatus
 from services.redemption.offers import domain, pins, rate_limits, segments
@@ -112,17 +113,15 @@ async def create_offer(
         limit_per_member=body.limit_per_member,
         total_cap=body.total_cap,
     )
-    async with db.acquire() as conn, conn.transaction():
-        if not await repo.insert_offer(conn, offer, created_by=actor(principal)):
-            raise Problem(409, "offer_exists", detail=f"Offer {offer.offer_id} already exists.")
-        await append_audit(
-            conn,
-            actor=actor(principal),
-            action="offer.created",
-            subject_type="offer",
-            subject_id=offer.offer_id,
-            details=offer_view(offer),
-        )
+    by = actor(principal)
+    await create_entry(
+        db,
+        kind="offer",
+        entry_id=offer.offer_id,
+        insert=lambda conn: repo.insert_offer(conn, offer, created_by=by),
+        by=by,
+        details=offer_view(offer),
+    )
     return offer_view(offer)
 
 

@@ -10,7 +10,6 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from chassis.audit import append_audit
 from chassis.auth import STAFF_ROLES, Principal, Role, require_roles
 from chassis.inputs import INT32_MAX, Identifier, Name, NonNegativeInt32, NoNul, Text
 from chassis.money import money_text
@@ -24,6 +23,7 @@ from contracts.values import (
     PositiveMoney,
     PositivePoints,
 )
+from services.redemption.catalogue_api import create_entry
 from services.redemption.deps import actor, pool, settings
 from services.redemption.records.repository import write_record
 from services.redemption.settings import RedemptionSettings
@@ -85,17 +85,15 @@ async def create_reward(
         active=body.active,
         stock_remaining=body.stock,
     )
-    async with db.acquire() as conn, conn.transaction():
-        if not await repo.insert_reward(conn, reward, created_by=actor(principal)):
-            raise Problem(409, "reward_exists", detail=f"Reward {reward.reward_id} already exists.")
-        await append_audit(
-            conn,
-            actor=actor(principal),
-            action="reward.created",
-            subject_type="reward",
-            subject_id=reward.reward_id,
-            details=body.model_dump(mode="json", exclude_none=True),
-        )
+    by = actor(principal)
+    await create_entry(
+        db,
+        kind="reward",
+        entry_id=reward.reward_id,
+        insert=lambda conn: repo.insert_reward(conn, reward, created_by=by),
+        by=by,
+        details=body.model_dump(mode="json", exclude_none=True),
+    )
     return reward_view(reward)
 
 
