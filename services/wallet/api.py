@@ -301,63 +301,68 @@ async def adjust(
     return posted.entry.to_json()
 
 
-async def _set_status(
-    ctx: WalletContext,
-    request: Request,
+@dataclass(frozen=True)
+class _StatusChangeRequest:
+    """An admin's request to freeze or unfreeze a member's wallet, with the reason given."""
+
+    ctx: WalletContext
+    request: Request
+    member_id: str
+    principal: Principal
+    reason: str
+
+    async def to(self, status: WalletStatus) -> dict[str, Any]:
+        """Set the wallet's status, noted in the member's audit log and the service's; no-op if already so."""
+        actor = staff_actor(self.principal, (Role.ADMIN,))
+        async with _pool(self.request).acquire() as conn, conn.transaction():
+            found = await repo.lock_wallet(conn, self.member_id)
+            if found is None:
+                raise domain.UnknownMember(f"member {self.member_id} has no wallet")
+            if found.status is not status:
+                now = self.ctx.ledger.clock()
+                await repo.set_wallet_status(conn, self.member_id, status, now)
+                action = "wallet_frozen" if status is WalletStatus.FROZEN else "wallet_unfrozen"
+                await append_member_audit(
+                    conn,
+                    member_id=self.member_id,
+                    actor=actor,
+                    action=action,
+                    occurred_at=now,
+                    details={"reason": self.reason},
+                )
+                await append_audit(
+                    conn,
+                    actor=actor,
+                    action=f"wallet.{action}",
+                    subject_type="member",
+                    subject_id=self.member_id,
+                    details={"reason": self.reason},
+                )
+        return {"member_id": self.member_id, "status": status.value}
+
+
+async def _status_change_request(
+    ctx: Ctx,
     member_id: str,
-    principal: Principal,
-    status: WalletStatus,
-    reason: str,
-) -> dict[str, Any]:
-    actor = staff_actor(principal, (Role.ADMIN,))
-    async with _pool(request).acquire() as conn, conn.transaction():
-        found = await repo.lock_wallet(conn, member_id)
-        if found is None:
-            raise domain.UnknownMember(f"member {member_id} has no wallet")
-        if found.status is not status:
-            now = ctx.ledger.clock()
-            await repo.set_wallet_status(conn, member_id, status, now)
-            action = "wallet_frozen" if status is WalletStatus.FROZEN else "wallet_unfrozen"
-            await append_member_audit(
-                conn,
-                member_id=member_id,
-                actor=actor,
-                action=action,
-                occurred_at=now,
-                details={"reason": reason},
-            )
-            await append_audit(
-                conn,
-                actor=actor,
-                action=f"wallet.{action}",
-                subject_type="member",
-                subject_id=member_id,
-                details={"reason": reason},
-            )
-    return {"member_id": member_id, "status": status.value}
+    body: StatusChange,
+    request: Request,
+    principal: Principal = Depends(require_roles(Role.ADMIN)),
+) -> _StatusChangeRequest:
+    return _StatusChangeRequest(ctx, request, member_id, principal, body.reason)
+
+
+StatusChangeRequest = Annotated[_StatusChangeRequest, Depends(_status_change_request)]
 
 
 @router.post("/v1/members/{member_id}/freeze", response_model=WalletStatusView)
-async def freeze(
-    ctx: Ctx,
-    member_id: str,
-    body: StatusChange,
-    request: Request,
-    principal: Principal = Depends(require_roles(Role.ADMIN)),
-) -> dict[str, Any]:
+async def freeze(change: StatusChangeRequest) -> dict[str, Any]:
     """Freeze the wallet: debit requests are refused with `wallet_frozen` until it is unfrozen."""
-    return await _set_status(ctx, request, member_id, principal, WalletStatus.FROZEN, body.reason)
+    return await change.to(WalletStatus.FROZEN)
 
 
 @router.post("/v1/members/{member_id}/unfreeze", response_model=WalletStatusView)
-async def unfreeze(
-    ctx: Ctx,
-    member_id: str,
-    body: StatusChange,
-    request: Request,
-    principal: Principal = Depends(require_roles(Role.ADMIN)),
-) -> dict[str, Any]:
-    return await _set_status(ctx, request, member_id, principal, WalletStatus.ACTIVE, body.reason)
+async def unfreeze(change: StatusChangeRequest) -> dict[str, Any]:
+    return await change.to(WalletStatus.ACTIVE)
 
 
 @router.get("/v1/members/{member_id}/audit", response_model=MemberAuditPage)
