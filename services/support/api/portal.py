@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.auth import Principal, Role, require_roles
+from chassis.db import Connection
 from chassis.inputs import NoNul
 from chassis.problems import Problem
 from services.support import portal
 from services.support.api.common import STAFF, STAFF_READ, Ctx, caller_of
 from services.support.api.views import AgentAction, PortalOrder
+from services.support.context import SupportContext
 from services.support.domain.goodwill import GoodwillLimitExceeded, JustificationRequired
 
 
@@ -58,6 +61,23 @@ def _justification_problem() -> Problem:
     )
 
 
+async def _agent_action(
+    ctx: SupportContext,
+    response: Response,
+    act: Callable[[Connection], Awaitable[tuple[dict[str, Any], bool]]],
+) -> dict[str, Any]:
+    """An agent's action in one transaction: 202 when it is new, 200 when it repeats one already
+    recorded; refused 422 when the action needs a ticket and a reason and has neither."""
+    try:
+        async with ctx.db.acquire() as conn, conn.transaction():
+            action, created = await act(conn)
+    except JustificationRequired as exc:
+        raise _justification_problem() from exc
+    if not created:
+        response.status_code = 200
+    return action
+
+
 router = APIRouter(prefix="/v1/portal", tags=["portal"])
 
 
@@ -86,16 +106,10 @@ async def resend(
     response: Response,
     principal: Principal = Depends(require_roles(*STAFF)),
 ) -> dict[str, Any]:
-    try:
-        async with ctx.db.acquire() as conn, conn.transaction():
-            action, created = await portal.request_resend(
-                conn, ctx, reference, _request(principal, body), body.delivery_id
-            )
-    except JustificationRequired as exc:
-        raise _justification_problem() from exc
-    if not created:
-        response.status_code = 200
-    return action
+    request = _request(principal, body)
+    return await _agent_action(
+        ctx, response, lambda conn: portal.request_resend(conn, ctx, reference, request, body.delivery_id)
+    )
 
 
 @router.post(
@@ -111,13 +125,11 @@ async def goodwill(
     response: Response,
     principal: Principal = Depends(require_roles(Role.SUPPORT_AGENT, Role.OPS, Role.ADMIN)),
 ) -> dict[str, Any]:
+    request = _request(principal, body)
     try:
-        async with ctx.db.acquire() as conn, conn.transaction():
-            action, created = await portal.grant_goodwill(
-                conn, ctx, reference, _request(principal, body), body.points
-            )
-    except JustificationRequired as exc:
-        raise _justification_problem() from exc
+        return await _agent_action(
+            ctx, response, lambda conn: portal.grant_goodwill(conn, ctx, reference, request, body.points)
+        )
     except GoodwillLimitExceeded as exc:
         raise Problem(
             422,
@@ -125,6 +137,3 @@ async def goodwill(
             detail=str(exc),
             errors=[{"field": "body.points", "code": "limit_exceeded", "message": str(exc)}],
         ) from exc
-    if not created:
-        response.status_code = 200
-    return action
