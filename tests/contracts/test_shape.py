@@ -36,6 +36,8 @@ LONG_FUNCTIONS_ALLOWED: frozenset[str] = frozenset(
         "services/order/bulk_cancel.py:build_router",
         "services/order/ipa_api.py:build_router",
         "services/order/ipa_api.py:upload",
+        "services/order/repository/__init__.py:insert_orders",
+        "services/order/repository/__init__.py:record_decisions",
         "services/voucher/api_campaigns.py:campaign_router",
         "services/voucher/api_code_lists.py:code_list_router",
         "services/voucher/api_codes.py:code_router",
