@@ -6,7 +6,7 @@ all derived from `TOPICS`, so adding a topic here is the one step that makes it 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Literal
 
 from contracts.approvals import ApprovalDecided, ApprovalRequested
@@ -52,15 +52,18 @@ RETAIN_FOREVER = -1
 
 @dataclass(frozen=True)
 class TopicSpec:
+    """One row of the registry: what travels on a topic, keyed how, from whom to whom, kept how long."""
+
     name: str
-    partitions: int
-    retention_ms: int
+    payload: type[EventData]
+    _: KW_ONLY
     key: str
     """The `data` field whose value is the message key (the aggregate id)."""
     producer: str
     consumers: tuple[str, ...]
-    payload: type[EventData]
     description: str
+    high_volume: bool = False
+    """Traffic grows with allocations or redemptions: more partitions."""
     key_fallback: str | None = None
     """The `data` field keying the message when `key` is absent (`order.cancel_requested` by external_ref)."""
     other_producers: tuple[str, ...] = ()
@@ -71,6 +74,7 @@ class TopicSpec:
     the producer's outbox row keeps no payload once the event is published."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "name", str(self.name))  # a `Topics` member is kept as its plain name
         fields = self.payload.model_fields
         for name in (self.key, self.key_fallback):
             if name is not None and name not in fields:
@@ -78,8 +82,14 @@ class TopicSpec:
         for party in (*self.producers, *self.consumers):
             if party not in (*SERVICES, HRIS):
                 raise ValueError(f"{self.name}: unknown producer or consumer {party!r}")
-        if self.partitions < 1:
-            raise ValueError(f"{self.name}: needs at least one partition")
+
+    @property
+    def partitions(self) -> int:
+        return HIGH_VOLUME_PARTITIONS if self.high_volume else LOW_VOLUME_PARTITIONS
+
+    @property
+    def retention_ms(self) -> int:
+        return RETAIN_FOREVER if self.compacted else DEFAULT_RETENTION_MS
 
     @property
     def dlq(self) -> str:
@@ -114,38 +124,8 @@ class KafkaTopic:
     config: dict[str, str] = field(hash=False)
 
 
-def _spec(
-    name: Topics,
-    payload: type[EventData],
-    *,
-    key: str,
-    producer: str,
-    consumers: tuple[str, ...],
-    description: str,
-    high_volume: bool = False,
-    key_fallback: str | None = None,
-    other_producers: tuple[str, ...] = (),
-    compacted: bool = False,
-    sensitive: bool = False,
-) -> TopicSpec:
-    return TopicSpec(
-        name=name.value,
-        partitions=HIGH_VOLUME_PARTITIONS if high_volume else LOW_VOLUME_PARTITIONS,
-        retention_ms=RETAIN_FOREVER if compacted else DEFAULT_RETENTION_MS,
-        key=key,
-        producer=producer,
-        consumers=consumers,
-        payload=payload,
-        description=description,
-        key_fallback=key_fallback,
-        other_producers=other_producers,
-        compacted=compacted,
-        sensitive=sensitive,
-    )
-
-
 TOPICS: tuple[TopicSpec, ...] = (
-    _spec(
+    TopicSpec(
         Topics.IPA_RECORD_SUBMITTED,
         IpaRecordSubmitted,
         key="external_ref",
@@ -154,7 +134,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         high_volume=True,
         description="An allocation from an HR system, to validate and turn into an order or a points credit.",
     ),
-    _spec(
+    TopicSpec(
         Topics.IPA_RECORD_ACCEPTED,
         IpaRecordAccepted,
         key="external_ref",
@@ -163,7 +143,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         high_volume=True,
         description="A record passed validation: a voucher reward became an order, points are credited.",
     ),
-    _spec(
+    TopicSpec(
         Topics.IPA_RECORD_REJECTED,
         IpaRecordRejected,
         key="external_ref",
@@ -171,7 +151,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         consumers=("delivery",),
         description="A record failed validation, with its errors per field; for the upstream that sent it.",
     ),
-    _spec(
+    TopicSpec(
         Topics.ORDER_STATE_CHANGED,
         OrderStateChanged,
         key="order_id",
@@ -180,7 +160,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         high_volume=True,
         description="Every change of an order's state or fulfilment status, for services and downstream.",
     ),
-    _spec(
+    TopicSpec(
         Topics.ORDER_CANCEL_REQUESTED,
         OrderCancelRequested,
         key="order_id",
@@ -189,7 +169,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         consumers=("order",),
         description="Upstream asks to cancel an order (eligibility or policy change, correction).",
     ),
-    _spec(
+    TopicSpec(
         Topics.ORDER_CREATE_REQUESTED,
         OrderCreateRequested,
         key="redemption_id",
@@ -198,7 +178,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         sensitive=True,
         description="The storefront saga asks for a voucher order for points already debited.",
     ),
-    _spec(
+    TopicSpec(
         Topics.CAMPAIGN_CHANGED,
         CampaignChanged,
         key="campaign_id",
@@ -207,7 +187,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         compacted=True,
         description="The latest snapshot of each campaign, for validating intake against it.",
     ),
-    _spec(
+    TopicSpec(
         Topics.CAMPAIGN_ACTIVITY,
         CampaignActivity,
         key="campaign_id",
@@ -216,7 +196,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         description="Codes generated, imported or recovered, expiry extended, budget nearly spent:"
         " posted to the campaign's Slack/Teams route.",
     ),
-    _spec(
+    TopicSpec(
         Topics.VOUCHER_ISSUED,
         VoucherIssued,
         key="order_id",
@@ -226,7 +206,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         sensitive=True,
         description="A code was issued to an order; the code is sealed so that only delivery can open it.",
     ),
-    _spec(
+    TopicSpec(
         Topics.VOUCHER_ISSUE_FAILED,
         VoucherIssueFailed,
         key="order_id",
@@ -234,7 +214,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         consumers=("order", "delivery"),
         description="No code could be issued for an order; it goes on hold until codes are added.",
     ),
-    _spec(
+    TopicSpec(
         Topics.VOUCHER_STOCK_LOW,
         VoucherStockLow,
         key="campaign_id",
@@ -242,7 +222,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         consumers=("delivery",),
         description="A campaign is running out of codes; the notifier tells operators.",
     ),
-    _spec(
+    TopicSpec(
         Topics.VOUCHER_REDEEMED,
         VoucherRedeemed,
         key="code_id",
@@ -251,7 +231,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         high_volume=True,
         description="A partner redeemed a code, fully or partly.",
     ),
-    _spec(
+    TopicSpec(
         Topics.VOUCHER_REDEMPTION_REFUSED,
         VoucherRedemptionRefused,
         key="code_id",
@@ -260,7 +240,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         consumers=("redemption",),
         description="A partner's redemption was refused: unknown, expired, flagged, used up, wrong partner…",
     ),
-    _spec(
+    TopicSpec(
         Topics.VOUCHER_STATUS_CHANGED,
         VoucherStatusChanged,
         key="code_id",
@@ -269,7 +249,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         high_volume=True,
         description="A code's status changed: issued, redeemed, expired, flagged, recovered…",
     ),
-    _spec(
+    TopicSpec(
         Topics.DELIVERY_REQUESTED,
         DeliveryRequested,
         key="order_id",
@@ -279,7 +259,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         sensitive=True,
         description="Send an order's voucher to its recipient; carries the recipient's contact details.",
     ),
-    _spec(
+    TopicSpec(
         Topics.DELIVERY_SUCCEEDED,
         DeliverySucceeded,
         key="order_id",
@@ -288,7 +268,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         high_volume=True,
         description="A delivery attempt succeeded.",
     ),
-    _spec(
+    TopicSpec(
         Topics.DELIVERY_FAILED,
         DeliveryFailed,
         key="order_id",
@@ -297,7 +277,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         high_volume=True,
         description="A delivery attempt failed; `final` when no automatic retry follows.",
     ),
-    _spec(
+    TopicSpec(
         Topics.DELIVERY_MESSAGE_REQUESTED,
         DeliveryMessageRequested,
         key="member_id",
@@ -307,7 +287,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         sensitive=True,
         description="Send a templated message (not a voucher) to a member; may carry contact details.",
     ),
-    _spec(
+    TopicSpec(
         Topics.WALLET_CREDIT_REQUESTED,
         WalletCreditRequested,
         key="member_id",
@@ -317,7 +297,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         high_volume=True,
         description="Add points to a member's wallet (refunds, goodwill), once per idempotency key.",
     ),
-    _spec(
+    TopicSpec(
         Topics.WALLET_DEBIT_REQUESTED,
         WalletDebitRequested,
         key="member_id",
@@ -325,7 +305,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         consumers=("wallet",),
         description="Take points from a member's wallet; refused rather than going negative.",
     ),
-    _spec(
+    TopicSpec(
         Topics.WALLET_TRANSACTION_RECORDED,
         WalletTransactionRecorded,
         key="member_id",
@@ -334,7 +314,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         high_volume=True,
         description="A ledger entry was appended, with the balance after it.",
     ),
-    _spec(
+    TopicSpec(
         Topics.WALLET_DEBIT_REJECTED,
         WalletDebitRejected,
         key="member_id",
@@ -342,7 +322,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         consumers=("redemption",),
         description="A debit was refused (e.g. insufficient points); nothing was recorded.",
     ),
-    _spec(
+    TopicSpec(
         Topics.SUPPORT_RESEND_REQUESTED,
         SupportResendRequested,
         key="order_id",
@@ -350,7 +330,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         consumers=("delivery", "wallet"),
         description="An agent asks for an order's voucher to be sent again.",
     ),
-    _spec(
+    TopicSpec(
         Topics.SUPPORT_SLA_BREACHED,
         SupportSlaBreached,
         key="ticket_id",
@@ -358,7 +338,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         consumers=("delivery",),
         description="A ticket's SLA target is close (`kind` warning) or was missed (`kind` breach).",
     ),
-    _spec(
+    TopicSpec(
         Topics.REDEMPTION_RECORDED,
         RedemptionRecorded,
         key="member_id",
@@ -368,7 +348,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         high_volume=True,
         description="An offer, voucher or storefront redemption was recorded or changed status.",
     ),
-    _spec(
+    TopicSpec(
         Topics.APPROVAL_REQUESTED,
         ApprovalRequested,
         key="approval_id",
@@ -377,7 +357,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         consumers=("delivery",),
         description="An action above its threshold waits for a second person's approval; approvers are told.",
     ),
-    _spec(
+    TopicSpec(
         Topics.APPROVAL_DECIDED,
         ApprovalDecided,
         key="approval_id",
@@ -386,7 +366,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         consumers=("delivery",),
         description="A pending action was approved (and performed, once) or rejected, by whom and why.",
     ),
-    _spec(
+    TopicSpec(
         Topics.MEMBER_UPSERTED,
         MemberUpserted,
         key="member_id",
