@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,39 +44,6 @@ class Api:
 
     async def patch(self, service: str, path: str, body: dict[str, Any]) -> Any:
         return await self._call("PATCH", service, path, json=body)
-
-    async def text(self, service: str, path: str) -> str:
-        """A plain-text answer (e.g. `/metrics`)."""
-        url = self._settings.service_url(service) + path
-        try:
-            response = await self._client.get(url, headers=self._headers)
-        except httpx.HTTPError as exc:
-            raise ApiError(503, "service_unavailable", f"The {service} service did not answer.") from exc
-        if response.status_code >= 400:
-            raise problem_of(response)
-        return response.text
-
-    async def lines(
-        self, service: str, path: str, params: dict[str, Any], *, limit: int
-    ) -> tuple[list[dict[str, Any]], bool]:
-        """The first `limit` objects of a JSON-lines download, and whether there were more."""
-        url = self._settings.service_url(service) + path
-        clean = {key: value for key, value in params.items() if value not in (None, "")}
-        found: list[dict[str, Any]] = []
-        try:
-            async with self._client.stream("GET", url, headers=self._headers, params=clean) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise problem_of(response)
-                async for line in response.aiter_lines():
-                    if not line.strip():
-                        continue
-                    if len(found) == limit:
-                        return found, True
-                    found.append(json.loads(line))
-        except httpx.HTTPError as exc:
-            raise ApiError(503, "service_unavailable", f"The {service} service did not answer.") from exc
-        return found, False
 
     async def _call(self, method: str, service: str, path: str, **kwargs: Any) -> Any:
         url = self._settings.service_url(service) + path

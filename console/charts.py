@@ -3,7 +3,6 @@ stacked bars of counts per label and series, and the series that feed them. Pure
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -97,10 +96,20 @@ def stacked(
 
 def counts(title: str, rows: Iterable[Mapping[str, Any]], series: str, *, limit: int = 14) -> StackedChart:
     """One series of counts from an aggregate's rows (`value`, `records`), in the given order."""
-    picked = [(str(row.get("value") or "—"), float(row.get("records") or 0)) for row in rows][:limit]
-    return stacked(
-        title, (series,), [label for label, _ in picked], {(label, series): n for label, n in picked}
-    )
+    picked = [(str(row.get("value") or "—"), {series: row.get("records")}) for row in rows][:limit]
+    return figures(title, picked, (series,))
+
+
+def figures(
+    title: str,
+    rows: Iterable[tuple[str, Mapping[str, Any]]],
+    series: Sequence[str],
+    colours: Mapping[str, str] | None = None,
+) -> StackedChart:
+    """One bar per labelled row of a service's figures, stacked by the row's value for each series."""
+    picked = list(rows)
+    values = {(label, name): float(row.get(name) or 0) for label, row in picked for name in series}
+    return stacked(title, series, [label for label, _ in picked], values, colours)
 
 
 def _number(value: float) -> str:
@@ -118,22 +127,13 @@ def _moment(text: Any) -> datetime | None:
 ORDER_STATES = ("pending", "completed", "cancelled")
 
 
-def orders_per_hour(orders: Iterable[Mapping[str, Any]], now: datetime, hours: int = 24) -> StackedChart:
-    """Orders created in each of the last `hours` whole UTC hours (the current one last), by state."""
-    current = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    starts = [current - timedelta(hours=n) for n in range(hours - 1, -1, -1)]
-    labels = [start.strftime("%H:00") for start in starts]
-    label_of = dict(zip(starts, labels, strict=True))
-    counts: Counter[tuple[str, str]] = Counter()
-    for order in orders:
-        created = _moment(order.get("created_at"))
-        if created is None:
-            continue
-        hour = created.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-        if hour in label_of and order.get("state") in ORDER_STATES:
-            counts[(label_of[hour], str(order["state"]))] += 1
+def orders_per_hour(hours: Iterable[Mapping[str, Any]]) -> StackedChart:
+    """The order service's hourly figures (`GET /v1/orders/stats/hourly`: each hour's start and its
+    count per state), one bar per hour labelled by its UTC hour, oldest first."""
+    starts = ((_moment(hour.get("hour")), hour) for hour in hours)
+    labelled = [(start.astimezone(UTC).strftime("%H:00"), hour) for start, hour in starts if start]
     colours = {"pending": WAITING, "completed": GOOD, "cancelled": BAD}
-    return stacked("Orders per hour by state (UTC)", ORDER_STATES, labels, counts, colours)
+    return figures("Orders per hour by state (UTC)", labelled, ORDER_STATES, colours)
 
 
 def _points(text: Any) -> Decimal:
@@ -161,37 +161,22 @@ def points_per_day(entries: Iterable[Mapping[str, Any]], today: datetime, days: 
     return stacked("Points earned and burned per day (UTC)", ("earned", "burned"), labels, sums, colours)
 
 
-ATTEMPTS_METRIC = "orchard_delivery_attempts_total"
+DELIVERY_STANDINGS = ("sent", "failed", "pending")
 
 
-def delivery_outcomes(metrics: str) -> StackedChart:
-    """Delivery attempts per channel by outcome, from the delivery service's Prometheus counters."""
-    counts: dict[tuple[str, str], float] = {}
-    for line in metrics.splitlines():
-        if not line.startswith(ATTEMPTS_METRIC + "{"):
-            continue
-        labels_text, _, value = line[len(ATTEMPTS_METRIC) + 1 :].partition("} ")
-        labels = dict(_label(part) for part in labels_text.split(",") if "=" in part)
-        channel, outcome = labels.get("channel"), labels.get("outcome")
-        if channel and outcome:
-            try:
-                counts[(channel, outcome)] = counts.get((channel, outcome), 0) + float(value.split()[0])
-            except (ValueError, IndexError):
-                continue
-    channels = sorted({channel for channel, _ in counts})
-    colours = {"succeeded": GOOD, "failed": BAD}
-    return stacked("Delivery attempts by channel", ("succeeded", "failed"), channels, counts, colours)
-
-
-def _label(part: str) -> tuple[str, str]:
-    name, _, value = part.partition("=")
-    return name.strip(), value.strip().strip('"')
+def delivery_outcomes(channels: Iterable[Mapping[str, Any]]) -> StackedChart:
+    """Deliveries per channel by where they stand, from the delivery service's figures
+    (`GET /v1/deliveries/stats`); a code still waiting for its recipient has no channel yet (`—`)."""
+    labelled = [(str(row.get("channel") or "—"), row) for row in channels]
+    colours = {"sent": GOOD, "failed": BAD, "pending": WAITING}
+    return figures("Deliveries by channel", labelled, DELIVERY_STANDINGS, colours)
 
 
 def success_share(chart: StackedChart) -> dict[str, str]:
-    """Each channel's share of successful attempts, as a percentage text."""
+    """Each channel's share of its finished deliveries that were sent, as a percentage text."""
     shares = {}
     for bar in chart.bars:
-        ok = sum(s.value for s in bar.segments if s.series == "succeeded")
-        shares[bar.label] = f"{100 * ok / bar.total:.1f}%" if bar.total else "—"
+        by_standing = {s.series: s.value for s in bar.segments}
+        finished = by_standing.get("sent", 0) + by_standing.get("failed", 0)
+        shares[bar.label] = f"{100 * by_standing.get('sent', 0) / finished:.1f}%" if finished else "—"
     return shares

@@ -432,8 +432,10 @@ def test_an_agent_resends_failed_deliveries_in_bulk_and_sees_success_by_channel(
     sign_in: SignIn, console_stack: ConsoleStack
 ) -> None:
     page, _, order = _failed_delivery_queue(sign_in, console_stack, console_stack.resend_order_id)
-    expect(page.get_by_test_id("delivery-success")).to_contain_text("email")
-    expect(page.get_by_test_id("delivery-outcomes").get_by_role("img")).to_be_visible()
+    email = page.get_by_test_id("delivery-success").get_by_role("row", name=re.compile(r"^email"))
+    expect(email.get_by_role("cell").nth(2)).to_have_text(re.compile(r"[1-9]"))  # failed, from its table
+    outcomes = page.get_by_test_id("delivery-outcomes").get_by_role("img")
+    expect(outcomes).to_have_attribute("aria-label", re.compile(r"email: .*failed [1-9]"))
     shot(page, "deliveries-by-channel")
     page.get_by_label(f"Select {order['booking_id']}").check()
     page.get_by_role("button", name="Resend selected").click()

@@ -1,4 +1,5 @@
-"""Charts: orders per hour by state, points earned and burned per day, deliveries by channel."""
+"""Charts: orders per hour by state, points earned and burned per day, deliveries by channel, each
+from the figures a service answers."""
 
 from __future__ import annotations
 
@@ -9,18 +10,15 @@ from console import charts
 NOW = datetime(2026, 12, 5, 14, 25, tzinfo=UTC)
 
 
-def test_orders_are_counted_in_their_creation_hour_by_state_and_older_ones_are_left_out() -> None:
-    orders = [
-        {"created_at": "2026-12-05T14:01:00+00:00", "state": "pending"},
-        {"created_at": "2026-12-05T14:59:00Z", "state": "pending"},
-        {"created_at": "2026-12-05T13:30:00+00:00", "state": "completed"},
-        {"created_at": "2026-12-05T13:10:00+01:00", "state": "cancelled"},  # 12:10 UTC
-        {"created_at": "2026-12-04T14:59:00+00:00", "state": "completed"},  # 24 h ago: outside
-        {"created_at": "not a time", "state": "pending"},
+def test_each_hour_of_the_order_services_figures_is_a_bar_labelled_by_its_utc_hour() -> None:
+    hours = [
+        {"hour": "2026-12-05T12:00:00Z", "pending": 0, "completed": 0, "cancelled": 1, "total": 1},
+        {"hour": "2026-12-05T13:00:00Z", "pending": 0, "completed": 1, "cancelled": 0, "total": 1},
+        {"hour": "2026-12-05T14:00:00+00:00", "pending": 2, "completed": 0, "cancelled": 0, "total": 2},
+        {"hour": "not a time", "pending": 9},
     ]
-    chart = charts.orders_per_hour(orders, NOW, hours=24)
-    assert len(chart.bars) == 24
-    assert chart.bars[-1].label == "14:00"
+    chart = charts.orders_per_hour(hours)
+    assert [bar.label for bar in chart.bars] == ["12:00", "13:00", "14:00"]
     by_label = {bar.label: {s.series: s.value for s in bar.segments} for bar in chart.bars}
     assert by_label["14:00"] == {"pending": 2, "completed": 0, "cancelled": 0}
     assert by_label["13:00"]["completed"] == 1
@@ -38,7 +36,8 @@ def test_the_longest_bar_spans_the_chart_and_the_others_are_in_proportion() -> N
 
 
 def test_a_chart_without_any_value_is_empty() -> None:
-    assert charts.orders_per_hour([], NOW).empty
+    assert charts.orders_per_hour([]).empty
+    assert charts.orders_per_hour([{"hour": "2026-12-05T14:00:00Z", "pending": 0}]).empty
 
 
 def test_credits_are_earned_and_debits_burned_on_their_day() -> None:
@@ -55,20 +54,16 @@ def test_credits_are_earned_and_debits_burned_on_their_day() -> None:
     assert sum(bar.total for bar in chart.bars) == 670.5
 
 
-def test_delivery_attempts_per_channel_come_from_the_services_counters() -> None:
-    metrics = "\n".join(
-        [
-            "# HELP orchard_delivery_attempts_total Delivery attempts by outcome",
-            'orchard_delivery_attempts_total{channel="email",outcome="succeeded"} 9.0',
-            'orchard_delivery_attempts_total{channel="email",outcome="failed"} 1.0',
-            'orchard_delivery_attempts_total{channel="sms",outcome="failed"} 2.0',
-            'orchard_delivery_attempts_created{channel="sms",outcome="failed"} 1.7e9',
-            'orchard_http_requests_total{route="/x"} 4.0',
-        ]
-    )
-    chart = charts.delivery_outcomes(metrics)
-    assert [bar.label for bar in chart.bars] == ["email", "sms"]
-    assert charts.success_share(chart) == {"email": "90.0%", "sms": "0.0%"}
+def test_deliveries_per_channel_stand_sent_failed_or_pending_and_succeed_by_their_finished_share() -> None:
+    channels = [
+        {"channel": "email", "sent": 9, "failed": 1, "pending": 5},
+        {"channel": "sms", "sent": 0, "failed": 2, "pending": 0},
+        {"channel": None, "sent": 0, "failed": 0, "pending": 3},
+    ]
+    chart = charts.delivery_outcomes(channels)
+    assert [(bar.label, bar.total) for bar in chart.bars] == [("email", 15), ("sms", 2), ("—", 3)]
+    assert [s.series for s in chart.bars[0].segments] == ["sent", "failed", "pending"]
+    assert charts.success_share(chart) == {"email": "90.0%", "sms": "0.0%", "—": "—"}
 
 
 def test_a_chart_carries_its_figures_for_a_script_to_draw_the_same_bars() -> None:
