@@ -18,9 +18,9 @@ from chassis.auth import Principal
 from chassis.db import Connection
 from chassis.problems import Problem
 
-from . import batches
 from .batches import Mode
 from .context import OrderContext
+from .repository import batches as batch_repository
 
 IPA_BATCH = "ipa_batch"
 
@@ -41,10 +41,10 @@ async def hold_for_approval(
     """A pending approval (the batch held) when the batch is over either threshold; else None."""
     if mode is Mode.DRY_RUN:
         return None
-    total = await batches.batch_total(conn, batch_id)
+    total = await batch_repository.batch_total(conn, batch_id)
     if rows <= rows_above and total <= total_above:
         return None
-    await batches.hold_batch(conn, batch_id, rows)
+    await batch_repository.hold_batch(conn, batch_id, rows)
     return await approvals.request(
         conn,
         kind=IPA_BATCH,
@@ -66,13 +66,13 @@ async def hold_for_approval(
 def ipa_batch_approval(ctx: OrderContext) -> ApprovalAction:
     async def queue(conn: Connection, approval: Approval) -> dict[str, Any]:
         batch_id = uuid.UUID(approval.request["batch_id"])
-        if not await batches.release_batch(conn, batch_id):
+        if not await batch_repository.release_batch(conn, batch_id):
             raise Problem(409, "batch_not_awaiting_approval", detail=f"Batch {batch_id} is not held.")
         return {"batch_id": str(batch_id), "status": "queued"}
 
     async def decline(conn: Connection, approval: Approval) -> dict[str, Any]:
         batch_id = uuid.UUID(approval.request["batch_id"])
-        await batches.decline_batch(conn, batch_id)
+        await batch_repository.decline_batch(conn, batch_id)
         return {"batch_id": str(batch_id), "status": "declined"}
 
     async def wake(pool: asyncpg.Pool, approval: Approval) -> None:

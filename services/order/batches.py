@@ -17,8 +17,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from decimal import Decimal
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -31,6 +30,7 @@ from chassis.errors import is_transient
 from . import intake
 from .intake import Candidate
 from .orders import Cause
+from .repository import batches as batch_repository
 from .validation import RecordError
 
 log = structlog.get_logger(__name__)
@@ -78,104 +78,15 @@ class RowWriter:
 
     async def flush(self) -> None:
         if self._pending:
-            await self._conn.copy_records_to_table(
-                "ipa_batch_rows",
-                records=self._pending,
-                columns=["batch_id", "row_number", "external_ref", "cells", "errors"],
-            )
+            await batch_repository.copy_rows(self._conn, self._pending)
             self._pending = []
 
 
-async def create_batch(
-    conn: Connection, batch_id: uuid.UUID, *, source: str, mode: Mode, created_by: str, file_name: str | None
-) -> None:
-    await conn.execute(
-        "INSERT INTO ipa_batches (batch_id, source, mode, status, created_by, file_name)"
-        " VALUES ($1, $2, $3, 'receiving', $4, $5)",
-        batch_id,
-        source,
-        str(mode),
-        created_by,
-        file_name,
-    )
-
-
-async def queue_batch(conn: Connection, batch_id: uuid.UUID, received: int) -> None:
-    await conn.execute(
-        "UPDATE ipa_batches SET status = 'queued', received = $2, updated_at = now() WHERE batch_id = $1",
-        batch_id,
-        received,
-    )
-
-
-async def batch_total(conn: Connection, batch_id: uuid.UUID) -> Decimal:
-    """The sum of the batch's amounts that read as plain numbers (money and points alike): what the
-    approval threshold weighs. An amount that is not a number counts nothing (validation rejects it)."""
-    total = await conn.fetchval(
-        r"""
-        SELECT coalesce(sum(btrim(cells->>'amount')::numeric), 0) FROM ipa_batch_rows
-         WHERE batch_id = $1 AND btrim(cells->>'amount') ~ '^[0-9]{1,15}(\.[0-9]{1,6})?$'
-        """,
-        batch_id,
-    )
-    return Decimal(total)
-
-
-async def hold_batch(conn: Connection, batch_id: uuid.UUID, received: int) -> None:
-    """Stored in full but left for the worker only once its approval is approved."""
-    await conn.execute(
-        "UPDATE ipa_batches SET status = 'awaiting_approval', received = $2, updated_at = now()"
-        " WHERE batch_id = $1",
-        batch_id,
-        received,
-    )
-
-
-async def release_batch(conn: Connection, batch_id: uuid.UUID) -> bool:
-    """Queue a held batch for the worker; False when it is not waiting for approval."""
-    done = await conn.execute(
-        "UPDATE ipa_batches SET status = 'queued', updated_at = now()"
-        " WHERE batch_id = $1 AND status = 'awaiting_approval'",
-        batch_id,
-    )
-    return done == "UPDATE 1"
-
-
-async def decline_batch(conn: Connection, batch_id: uuid.UUID) -> None:
-    """A rejected batch ends untouched, and its rows (with their contact details) go."""
-    await conn.execute(
-        "UPDATE ipa_batches SET status = 'declined', finished_at = now(), updated_at = now()"
-        " WHERE batch_id = $1 AND status = 'awaiting_approval'",
-        batch_id,
-    )
-    await conn.execute("DELETE FROM ipa_batch_rows WHERE batch_id = $1", batch_id)
-
-
-_BATCH_COLUMNS = (
-    "batch_id, source, mode, status, file_name, created_by, received, validated, valid, accepted, rejected,"
-    " failure, created_at, updated_at, finished_at"
-)
-
-
-async def recent_batches(conn: Connection, limit: int) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        f"SELECT {_BATCH_COLUMNS} FROM ipa_batches WHERE status <> 'receiving'"
-        " ORDER BY created_at DESC LIMIT $1",
-        limit,
-    )
-    return [dict(r) for r in rows]
-
-
 async def batch_progress(conn: Connection, batch_id: uuid.UUID) -> dict[str, Any] | None:
-    batch = await conn.fetchrow(f"SELECT {_BATCH_COLUMNS} FROM ipa_batches WHERE batch_id = $1", batch_id)
+    batch = await batch_repository.batch(conn, batch_id)
     if batch is None or batch["status"] == "receiving":
         return None
-    counts = {
-        r["state"]: r["n"]
-        for r in await conn.fetch(
-            "SELECT state, count(*) AS n FROM orders WHERE batch_id = $1 GROUP BY state", batch_id
-        )
-    }
+    counts = await batch_repository.orders_by_state(conn, batch_id)
     orders = {state: counts.get(state, 0) for state in ("pending", "completed", "cancelled")}
     body = dict(batch)
     body["orders"] = orders
@@ -183,44 +94,7 @@ async def batch_progress(conn: Connection, batch_id: uuid.UUID) -> dict[str, Any
     return body
 
 
-async def rejected_rows(
-    pool: asyncpg.Pool, batch_id: uuid.UUID, *, statement_timeout_s: float
-) -> AsyncIterator[tuple[int, Any, Any]]:
-    """The batch's rejected rows in order, read with a server-side cursor (memory stays flat); each
-    fetch may take `statement_timeout_s` at most."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "SELECT set_config('statement_timeout', $1, true)", f"{int(statement_timeout_s * 1000)}ms"
-        )
-        cursor = conn.cursor(
-            "SELECT row_number, cells, errors FROM ipa_batch_rows WHERE batch_id = $1 AND status = 'rejected'"
-            " ORDER BY row_number",
-            batch_id,
-            prefetch=1000,
-        )
-        async for r in cursor:
-            yield r["row_number"], json.loads(r["cells"]), json.loads(r["errors"])
-
-
 # The worker
-
-
-async def claim_batch(pool: asyncpg.Pool, stale_after_s: float) -> asyncpg.Record | None:
-    return await pool.fetchrow(
-        """
-        UPDATE ipa_batches SET claimed_at = now(),
-               status = CASE WHEN status = 'queued' THEN 'validating' ELSE status END
-         WHERE batch_id = (
-               SELECT batch_id FROM ipa_batches
-                WHERE status IN ('queued', 'validating', 'accepting')
-                  AND (claimed_at IS NULL OR claimed_at < now() - make_interval(secs => $1))
-                ORDER BY created_at
-                  FOR UPDATE SKIP LOCKED
-                LIMIT 1)
-        RETURNING batch_id, mode, status, created_by
-        """,
-        stale_after_s,
-    )
 
 
 class AllOrNothingBroken(Exception):
@@ -247,17 +121,11 @@ class BatchProcessor:
             if mode is Mode.DRY_RUN:
                 await self._finish(batch_id, BatchStatus.COMPLETED)
                 return
-            rejected = await self._pool.fetchval(
-                "SELECT rejected FROM ipa_batches WHERE batch_id = $1", batch_id
-            )
+            rejected = await batch_repository.rejected_count(self._pool, batch_id)
             if mode is Mode.ALL_OR_NOTHING and rejected:
                 await self._reject_all(batch_id, cause)
                 return
-            await self._pool.execute(
-                "UPDATE ipa_batches SET status = 'accepting', next_row = 1, updated_at = now()"
-                " WHERE batch_id = $1",
-                batch_id,
-            )
+            await batch_repository.start_accepting(self._pool, batch_id)
         if mode is Mode.ALL_OR_NOTHING:
             await self._accept_all(batch_id, cause)
             return
@@ -266,20 +134,7 @@ class BatchProcessor:
         await self._finish(batch_id, BatchStatus.COMPLETED)
 
     async def _rows(self, conn: Connection, batch_id: uuid.UUID, after: int, status: str) -> list[Candidate]:
-        rows = await conn.fetch(
-            """
-            SELECT row_number, cells, errors,
-                   (SELECT min(f.row_number) FROM ipa_batch_rows f
-                     WHERE f.batch_id = r.batch_id AND f.external_ref = r.external_ref) AS first_row
-              FROM ipa_batch_rows r
-             WHERE batch_id = $1 AND row_number >= $2 AND status = $3
-             ORDER BY row_number LIMIT $4
-            """,
-            batch_id,
-            after,
-            status,
-            self._chunk,
-        )
+        rows = await batch_repository.rows(conn, batch_id, after=after, status=status, limit=self._chunk)
         return [
             Candidate(
                 cells=json.loads(r["cells"]),
@@ -294,10 +149,7 @@ class BatchProcessor:
         """Validate the next chunk (rejections announced in accept_valid mode); False when none is left.
         Every row is judged before any is accepted: the error report is complete early."""
         async with self._pool.acquire() as conn, conn.transaction():
-            batch = await conn.fetchrow(
-                "SELECT next_row, source FROM ipa_batches WHERE batch_id = $1 FOR UPDATE", batch_id
-            )
-            assert batch is not None
+            batch = await batch_repository.lock_cursor(conn, batch_id)
             candidates = await self._rows(conn, batch_id, batch["next_row"], "received")
             if not candidates:
                 return False
@@ -308,17 +160,13 @@ class BatchProcessor:
                 )
             await _save_outcomes(conn, batch_id, candidates, settled=False)
             assert candidates[-1].row_number is not None
-            await conn.execute(
-                """
-                UPDATE ipa_batches SET validated = validated + $2, valid = valid + $3,
-                       rejected = rejected + $4, next_row = $5, claimed_at = now(), updated_at = now()
-                 WHERE batch_id = $1
-                """,
+            await batch_repository.count_validated(
+                conn,
                 batch_id,
-                len(candidates),
-                sum(1 for c in candidates if c.record is not None),
-                sum(1 for c in candidates if c.errors),
-                candidates[-1].row_number + 1,
+                validated=len(candidates),
+                valid=sum(1 for c in candidates if c.record is not None),
+                rejected=sum(1 for c in candidates if c.errors),
+                next_row=candidates[-1].row_number + 1,
             )
             return True
 
@@ -326,10 +174,7 @@ class BatchProcessor:
         """accept_valid: accept the next chunk of valid rows, judged again as they are accepted (a
         campaign paused or a reference accepted elsewhere meanwhile makes a row rejected after all)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            batch = await conn.fetchrow(
-                "SELECT next_row, source FROM ipa_batches WHERE batch_id = $1 FOR UPDATE", batch_id
-            )
-            assert batch is not None
+            batch = await batch_repository.lock_cursor(conn, batch_id)
             candidates = await self._rows(conn, batch_id, batch["next_row"], "valid")
             if not candidates:
                 return False
@@ -340,23 +185,19 @@ class BatchProcessor:
             await _save_outcomes(conn, batch_id, candidates, settled=True)
             assert candidates[-1].row_number is not None
             turned = sum(1 for c in candidates if not c.accepted)
-            await conn.execute(
-                """
-                UPDATE ipa_batches SET accepted = accepted + $2, valid = valid - $3, rejected = rejected + $3,
-                       next_row = $4, claimed_at = now(), updated_at = now()
-                 WHERE batch_id = $1
-                """,
+            await batch_repository.count_accepted(
+                conn,
                 batch_id,
-                len(candidates) - turned,
-                turned,
-                candidates[-1].row_number + 1,
+                accepted=len(candidates) - turned,
+                turned=turned,
+                next_row=candidates[-1].row_number + 1,
             )
             return True
 
     async def _accept_all(self, batch_id: uuid.UUID, cause: Cause) -> None:
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                source = await _source(conn, batch_id)
+                source = await batch_repository.source(conn, batch_id)
                 next_row, accepted = 1, 0
                 while candidates := await self._rows(conn, batch_id, next_row, "valid"):
                     await intake.validate(conn, candidates, batch_id=batch_id)
@@ -368,24 +209,13 @@ class BatchProcessor:
                     accepted += len(candidates)
                     assert candidates[-1].row_number is not None
                     next_row = candidates[-1].row_number + 1
-                    await conn.execute(
-                        "UPDATE ipa_batches SET claimed_at = now() WHERE batch_id = $1", batch_id
-                    )
-                await conn.execute(
-                    "UPDATE ipa_batches SET accepted = $2, status = 'completed', finished_at = now(),"
-                    " updated_at = now() WHERE batch_id = $1",
-                    batch_id,
-                    accepted,
-                )
+                    await batch_repository.renew_claim(conn, batch_id)
+                await batch_repository.complete_all(conn, batch_id, accepted)
             log.info("ipa_batch_finished", batch_id=str(batch_id), status="completed")
         except AllOrNothingBroken as exc:
             async with self._pool.acquire() as conn, conn.transaction():
                 await _save_outcomes(conn, batch_id, exc.candidates, settled=True)
-                await conn.execute(
-                    "UPDATE ipa_batches SET rejected = rejected + $2, valid = valid - $2 WHERE batch_id = $1",
-                    batch_id,
-                    len(exc.candidates),
-                )
+                await batch_repository.count_turned(conn, batch_id, len(exc.candidates))
             await self._reject_all(batch_id, cause)
 
     async def _reject_all(self, batch_id: uuid.UUID, cause: Cause) -> None:
@@ -397,23 +227,19 @@ class BatchProcessor:
                 if not candidates:
                     break
                 await intake.announce_rejections(
-                    conn, candidates, source=await _source(conn, batch_id), cause=cause, batch_id=batch_id
+                    conn,
+                    candidates,
+                    source=await batch_repository.source(conn, batch_id),
+                    cause=cause,
+                    batch_id=batch_id,
                 )
                 assert candidates[-1].row_number is not None
                 next_row = candidates[-1].row_number + 1
         await self._finish(batch_id, BatchStatus.REJECTED)
 
     async def _finish(self, batch_id: uuid.UUID, status: BatchStatus) -> None:
-        await self._pool.execute(
-            "UPDATE ipa_batches SET status = $2, finished_at = now(), updated_at = now() WHERE batch_id = $1",
-            batch_id,
-            str(status),
-        )
+        await batch_repository.finish(self._pool, batch_id, str(status))
         log.info("ipa_batch_finished", batch_id=str(batch_id), status=str(status))
-
-
-async def _source(conn: Connection, batch_id: uuid.UUID) -> str:
-    return str(await conn.fetchval("SELECT source FROM ipa_batches WHERE batch_id = $1", batch_id))
 
 
 async def _save_outcomes(
@@ -426,20 +252,18 @@ async def _save_outcomes(
             return "rejected"
         return "accepted" if c.accepted else ("valid" if not settled else "rejected")
 
-    await conn.execute(
-        """
-        UPDATE ipa_batch_rows AS r
-           SET status = u.status, errors = u.errors::jsonb, order_id = u.order_id,
-               cells = CASE WHEN u.status = 'accepted' THEN NULL ELSE r.cells END
-          FROM unnest($2::int[], $3::text[], $4::text[], $5::uuid[])
-               AS u(row_number, status, errors, order_id)
-         WHERE r.batch_id = $1 AND r.row_number = u.row_number
-        """,
+    await batch_repository.save_outcomes(
+        conn,
         batch_id,
-        [c.row_number for c in candidates],
-        [status(c) for c in candidates],
-        [json.dumps([e.as_dict() for e in c.errors]) if c.errors else None for c in candidates],
-        [c.order_id if c.accepted else None for c in candidates],
+        [
+            (
+                c.row_number,
+                status(c),
+                json.dumps([e.as_dict() for e in c.errors]) if c.errors else None,
+                c.order_id if c.accepted else None,
+            )
+            for c in candidates
+        ],
     )
 
 
@@ -470,14 +294,12 @@ class BatchWorker:
         if self._current is not None:
             # Hand the batch over at once rather than after the stale-claim delay.
             with contextlib.suppress(Exception):
-                await self._pool.execute(
-                    "UPDATE ipa_batches SET claimed_at = NULL WHERE batch_id = $1", self._current
-                )
+                await batch_repository.unclaim(self._pool, self._current)
 
     async def _loop(self) -> None:
         while True:
             try:
-                batch = await claim_batch(self._pool, self._stale_after_s)
+                batch = await batch_repository.claim_batch(self._pool, self._stale_after_s)
                 if batch is not None:
                     self._current = batch["batch_id"]
                     try:
@@ -501,14 +323,11 @@ class BatchWorker:
             log.warning("ipa_batch_interrupted", batch_id=str(batch_id), error=repr(exc))
             await asyncio.sleep(self._poll_s)
             with contextlib.suppress(Exception):
-                await self._pool.execute(
-                    "UPDATE ipa_batches SET claimed_at = NULL WHERE batch_id = $1", batch_id
-                )
+                await batch_repository.unclaim(self._pool, batch_id)
             return
         log.exception("ipa_batch_failed", batch_id=str(batch_id))
-        await self._pool.execute(
-            "UPDATE ipa_batches SET status = 'failed', failure = $2, finished_at = now(), updated_at = now()"
-            " WHERE batch_id = $1",
+        await batch_repository.fail(
+            self._pool,
             batch_id,
             f"internal error ({type(exc).__name__}); the rows stay stored and can be re-run",
         )

@@ -166,12 +166,7 @@ async def on_create_requested(conn: Connection, envelope: Envelope[OrderCreateRe
     inactive campaign, no contact for the channel) still becomes an order, cancelled at once with the
     reason, so the saga sees a definite outcome and refunds the points."""
     data = envelope.data
-    exists = await conn.fetchval(
-        "SELECT 1 FROM orders WHERE idempotency_key = $1 OR redemption_id = $2",
-        data.idempotency_key,
-        data.redemption_id,
-    )
-    if exists:
+    if await repository.storefront_order_exists(conn, data.idempotency_key, data.redemption_id):
         log.info("storefront_order_repeated", redemption_id=str(data.redemption_id))
         return
     campaigns = await repository.load_campaigns(conn, [data.campaign_id])

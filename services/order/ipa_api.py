@@ -23,6 +23,7 @@ from .approvals import hold_for_approval
 from .batches import Mode, RowWriter
 from .context import OrderContext
 from .csvfile import CsvFileError, CsvRecordStream, report_header, report_line
+from .repository import batches as batch_repository
 from .validation import RECORD_FIELDS, RecordError
 from .views import BatchAccepted, BatchPage, BatchProgress, json_default
 
@@ -133,7 +134,7 @@ def build_router(ctx: OrderContext, approvals: Approvals) -> APIRouter:
             records = _json_records(spooled.read()) if source == "json" else None
             async with ctx.require_pool().acquire() as conn, conn.transaction():
                 writer = RowWriter(conn, batch_id)
-                await batches.create_batch(
+                await batch_repository.create_batch(
                     conn,
                     batch_id,
                     source=source,
@@ -172,7 +173,7 @@ def build_router(ctx: OrderContext, approvals: Approvals) -> APIRouter:
                     file_name=file_name,
                 )
                 if pending is None:
-                    await batches.queue_batch(conn, batch_id, writer.count)
+                    await batch_repository.queue_batch(conn, batch_id, writer.count)
                 await append_audit(
                     conn,
                     actor=actor_of(principal),
@@ -214,7 +215,7 @@ def build_router(ctx: OrderContext, approvals: Approvals) -> APIRouter:
         limit: int = Query(50, ge=1, le=500), principal: Principal = Depends(require_roles(*READ_ROLES))
     ) -> JSONResponse:
         async with ctx.require_pool().acquire() as conn:
-            rows = await batches.recent_batches(conn, limit)
+            rows = await batch_repository.recent_batches(conn, limit)
         return JSONResponse(_jsonable({"items": rows}))
 
     @router.get("/batches/{batch_id}", summary="A batch's progress", response_model=BatchProgress)
@@ -245,7 +246,7 @@ def build_router(ctx: OrderContext, approvals: Approvals) -> APIRouter:
 
         async def lines() -> AsyncIterator[bytes]:
             yield report_header().encode()
-            async for row_number, cells, errors in batches.rejected_rows(
+            async for row_number, cells, errors in batch_repository.rejected_rows(
                 pool, batch_id, statement_timeout_s=timeout_s
             ):
                 yield report_line(row_number, cells, errors).encode()

@@ -36,8 +36,6 @@ LONG_FUNCTIONS_ALLOWED: frozenset[str] = frozenset(
         "services/order/bulk_cancel.py:build_router",
         "services/order/ipa_api.py:build_router",
         "services/order/ipa_api.py:upload",
-        "services/order/repository/__init__.py:insert_orders",
-        "services/order/repository/__init__.py:record_decisions",
         "services/voucher/api_campaigns.py:campaign_router",
         "services/voucher/api_code_lists.py:code_list_router",
         "services/voucher/api_codes.py:code_router",
@@ -52,8 +50,6 @@ SQL_OUTSIDE_REPOSITORIES_ALLOWED: frozenset[str] = frozenset(
     {
         "services/delivery/notifications.py",
         "services/delivery/review.py",
-        "services/order/batches.py",
-        "services/order/handlers.py",
         "services/voucher/api_codes.py",
         "services/voucher/approvals.py",
         "services/voucher/budget_alerts.py",

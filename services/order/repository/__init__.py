@@ -17,8 +17,8 @@ from contracts.orders import FulfilmentStatus, OrderSource, OrderState
 from contracts.values import Channel, RewardType
 from contracts.vouchers import CampaignChanged, CampaignStatus
 
-from .domain import Decision, Status, new_booking_id
-from .validation import CampaignView
+from ..domain import Decision, Status, new_booking_id
+from ..validation import CampaignView
 
 ORDER_COLUMNS = (
     "order_id, booking_id, source, external_ref, idempotency_key, redemption_id, batch_id, member_id,"
@@ -123,6 +123,27 @@ async def load_campaigns(conn: Connection, campaign_ids: Sequence[str]) -> dict[
     }
 
 
+# One statement for the orders and their creation on the timeline, whatever their number.
+_INSERT_ORDERS = """
+    WITH new AS (
+        INSERT INTO orders (order_id, booking_id, source, external_ref, idempotency_key,
+            redemption_id, batch_id, member_id, campaign_id, amount, currency, channel, test,
+            state, fulfilment_status)
+        SELECT o.*, 'pending', 'awaiting_voucher'
+          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[],
+                      $7::uuid[], $8::text[], $9::text[], $10::numeric[], $11::text[],
+                      $12::text[], $15::boolean[]) AS o
+        RETURNING order_id
+    )
+    INSERT INTO order_timeline (order_id, event, applied, state, fulfilment_status, actor,
+                                cause_event_id)
+    SELECT t.order_id, 'created', true, 'pending', 'awaiting_voucher', t.actor, t.cause
+      FROM unnest($1::uuid[], $13::text[], $14::uuid[]) WITH ORDINALITY
+           AS t(order_id, actor, cause, n)
+     ORDER BY t.n
+"""
+
+
 async def insert_orders(
     conn: Connection,
     orders: Sequence[NewOrder],
@@ -138,26 +159,8 @@ async def insert_orders(
         bookings = [new_booking_id() for _ in orders]
         try:
             async with conn.transaction():
-                # One statement for the orders and their creation on the timeline, whatever their number.
                 await conn.execute(
-                    """
-                    WITH new AS (
-                        INSERT INTO orders (order_id, booking_id, source, external_ref, idempotency_key,
-                            redemption_id, batch_id, member_id, campaign_id, amount, currency, channel, test,
-                            state, fulfilment_status)
-                        SELECT o.*, 'pending', 'awaiting_voucher'
-                          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[],
-                                      $7::uuid[], $8::text[], $9::text[], $10::numeric[], $11::text[],
-                                      $12::text[], $15::boolean[]) AS o
-                        RETURNING order_id
-                    )
-                    INSERT INTO order_timeline (order_id, event, applied, state, fulfilment_status, actor,
-                                                cause_event_id)
-                    SELECT t.order_id, 'created', true, 'pending', 'awaiting_voucher', t.actor, t.cause
-                      FROM unnest($1::uuid[], $13::text[], $14::uuid[]) WITH ORDINALITY
-                           AS t(order_id, actor, cause, n)
-                     ORDER BY t.n
-                    """,
+                    _INSERT_ORDERS,
                     [o.order_id for o in orders],
                     bookings,
                     [str(o.source) for o in orders],
@@ -178,22 +181,33 @@ async def insert_orders(
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != "orders_booking_id_key" or attempt == 4:
                 raise
-    return [
-        OrderRow(
-            order_id=o.order_id,
-            booking_id=b,
-            source=o.source,
-            external_ref=o.external_ref,
-            member_id=o.member_id,
-            campaign_id=o.campaign_id,
-            amount=o.amount,
-            currency=o.currency,
-            redemption_id=o.redemption_id,
-            status=Status(OrderState.PENDING, FulfilmentStatus.AWAITING_VOUCHER),
-            test=o.test,
-        )
-        for o, b in zip(orders, bookings, strict=True)
-    ]
+    return [_pending_row(o, b) for o, b in zip(orders, bookings, strict=True)]
+
+
+def _pending_row(order: NewOrder, booking_id: str) -> OrderRow:
+    return OrderRow(
+        order_id=order.order_id,
+        booking_id=booking_id,
+        source=order.source,
+        external_ref=order.external_ref,
+        member_id=order.member_id,
+        campaign_id=order.campaign_id,
+        amount=order.amount,
+        currency=order.currency,
+        redemption_id=order.redemption_id,
+        status=Status(OrderState.PENDING, FulfilmentStatus.AWAITING_VOUCHER),
+        test=order.test,
+    )
+
+
+async def storefront_order_exists(conn: Connection, idempotency_key: str, redemption_id: uuid.UUID) -> bool:
+    """An order was placed for this storefront request (its idempotency key or its redemption)."""
+    exists = await conn.fetchval(
+        "SELECT 1 FROM orders WHERE idempotency_key = $1 OR redemption_id = $2",
+        idempotency_key,
+        redemption_id,
+    )
+    return exists is not None
 
 
 async def lock_order(
@@ -286,49 +300,44 @@ async def lock_orders(conn: Connection, order_ids: Sequence[uuid.UUID]) -> dict[
     return {r["order_id"]: OrderRow.from_record(r) for r in rows}
 
 
+_RECORD_DECISIONS = """
+    WITH change AS (
+        UPDATE orders AS o
+           SET state = CASE WHEN u.applied THEN u.state ELSE o.state END,
+               fulfilment_status = CASE WHEN u.applied THEN u.fulfilment ELSE o.fulfilment_status END,
+               status_reason = CASE WHEN u.applied THEN u.reason ELSE o.status_reason END,
+               needs_attention = CASE WHEN u.applied THEN COALESCE(u.attention, o.needs_attention)
+                                      ELSE o.needs_attention END,
+               late_events = o.late_events + u.late,
+               updated_at = now()
+          FROM unnest($1::uuid[], $2::boolean[], $3::text[], $4::text[], $5::text[], $6::boolean[],
+                      $7::int[]) AS u(order_id, applied, state, fulfilment, reason, attention, late)
+         WHERE o.order_id = u.order_id
+    )
+    INSERT INTO order_timeline (order_id, event, applied, late, state, fulfilment_status, previous_state,
+                                previous_fulfilment_status, actor, cause_event_id, reason)
+    SELECT t.order_id, t.event, t.applied, t.late, t.state, t.fulfilment_status, t.previous_state,
+           t.previous_fulfilment_status, t.actor, t.cause_event_id, t.reason
+      FROM unnest($8::uuid[], $9::text[], $10::boolean[], $11::boolean[], $12::text[], $13::text[],
+                  $14::text[], $15::text[], $16::text[], $17::uuid[], $18::text[]) WITH ORDINALITY
+           AS t(order_id, event, applied, late, state, fulfilment_status, previous_state,
+                previous_fulfilment_status, actor, cause_event_id, reason, n)
+     ORDER BY t.n
+"""
+
+
 async def record_decisions(conn: Connection, entries: Sequence[Entry]) -> None:
     """`record_decision` for many entries, in their order, in one statement: each order row ends as
     its last applied decision left it (late ones counted), and every entry is on the timeline."""
     if not entries:
         return
-    final: dict[uuid.UUID, tuple[Entry | None, int]] = {}
-    for e in entries:
-        applied, late = final.get(e.order.order_id, (None, 0))
-        if e.decision.applied:
-            applied = e
-        elif e.decision.late:
-            late += 1
-        final[e.order.order_id] = (applied, late)
-    touched = [(order_id, applied, late) for order_id, (applied, late) in final.items() if applied or late]
+    touched = _order_changes(entries)
 
     def fulfilment(status: Status) -> str | None:
         return str(status.fulfilment) if status.fulfilment else None
 
     await conn.execute(
-        """
-        WITH change AS (
-            UPDATE orders AS o
-               SET state = CASE WHEN u.applied THEN u.state ELSE o.state END,
-                   fulfilment_status = CASE WHEN u.applied THEN u.fulfilment ELSE o.fulfilment_status END,
-                   status_reason = CASE WHEN u.applied THEN u.reason ELSE o.status_reason END,
-                   needs_attention = CASE WHEN u.applied THEN COALESCE(u.attention, o.needs_attention)
-                                          ELSE o.needs_attention END,
-                   late_events = o.late_events + u.late,
-                   updated_at = now()
-              FROM unnest($1::uuid[], $2::boolean[], $3::text[], $4::text[], $5::text[], $6::boolean[],
-                          $7::int[]) AS u(order_id, applied, state, fulfilment, reason, attention, late)
-             WHERE o.order_id = u.order_id
-        )
-        INSERT INTO order_timeline (order_id, event, applied, late, state, fulfilment_status, previous_state,
-                                    previous_fulfilment_status, actor, cause_event_id, reason)
-        SELECT t.order_id, t.event, t.applied, t.late, t.state, t.fulfilment_status, t.previous_state,
-               t.previous_fulfilment_status, t.actor, t.cause_event_id, t.reason
-          FROM unnest($8::uuid[], $9::text[], $10::boolean[], $11::boolean[], $12::text[], $13::text[],
-                      $14::text[], $15::text[], $16::text[], $17::uuid[], $18::text[]) WITH ORDINALITY
-               AS t(order_id, event, applied, late, state, fulfilment_status, previous_state,
-                    previous_fulfilment_status, actor, cause_event_id, reason, n)
-         ORDER BY t.n
-        """,
+        _RECORD_DECISIONS,
         [order_id for order_id, _, _ in touched],
         [a is not None for _, a, _ in touched],
         [str(a.decision.after.state) if a else None for _, a, _ in touched],
@@ -348,6 +357,19 @@ async def record_decisions(conn: Connection, entries: Sequence[Entry]) -> None:
         [e.cause_event_id for e in entries],
         [_timeline_reason(e.decision, e.reason) for e in entries],
     )
+
+
+def _order_changes(entries: Sequence[Entry]) -> list[tuple[uuid.UUID, Entry | None, int]]:
+    """Per order the entries change: its last applied entry (if any) and how many late events it met."""
+    final: dict[uuid.UUID, tuple[Entry | None, int]] = {}
+    for e in entries:
+        applied, late = final.get(e.order.order_id, (None, 0))
+        if e.decision.applied:
+            applied = e
+        elif e.decision.late:
+            late += 1
+        final[e.order.order_id] = (applied, late)
+    return [(order_id, applied, late) for order_id, (applied, late) in final.items() if applied or late]
 
 
 def _timeline_reason(decision: Decision, reason: str | None) -> str | None:
