@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import pytest
+from asyncpg import Record
 
 from chassis.testing import produce, read_topic, wait_until
 from contracts.topics import Topics
@@ -14,33 +16,39 @@ from services.order.batches import BatchWorker
 from .conftest import OrderService, voucher_record
 
 
-@pytest.mark.parametrize("order_service", [{"ORCHARD_ORDER_IPA_CHUNK_ROWS": 20}], indirect=True)
-async def test_a_batch_interrupted_half_way_resumes_where_it_stopped_and_accepts_each_row_once(
-    order_service: OrderService,
-) -> None:
+async def _interrupted_batch(order_service: OrderService, counter: str) -> tuple[str, Record, dict[str, Any]]:
+    """300 rows uploaded; the worker stopped once the batch's `counter` passed 40 rows (perhaps mid-chunk:
+    that chunk's transaction rolls back) and a successor started. The batch's id, its counters as the
+    worker left them and the batch as the successor finished it."""
     campaign = await order_service.campaign()
     worker = order_service.ctx.worker
     assert worker is not None
-    records = [voucher_record(campaign) for _ in range(300)]
-    batch_id = await order_service.upload_json(records)
+    batch_id = await order_service.upload_json([voucher_record(campaign) for _ in range(300)])
 
-    async def half_way() -> bool:
-        validated = await order_service.pool.fetchval(
-            "SELECT validated FROM ipa_batches WHERE batch_id = $1::uuid", batch_id
+    async def passed_40() -> bool:
+        done = await order_service.pool.fetchval(
+            f"SELECT {counter} FROM ipa_batches WHERE batch_id = $1::uuid", batch_id
         )
-        return bool(validated >= 40)
+        return bool(done >= 40)
 
-    await wait_until(half_way, interval=0.01, what="some chunks done")
-    await worker.stop()  # cancelled mid-batch, perhaps mid-chunk: that chunk's transaction rolls back
-    stopped_at = await order_service.pool.fetchval(
-        "SELECT validated FROM ipa_batches WHERE batch_id = $1::uuid", batch_id
+    await wait_until(passed_40, interval=0.01, what=f"some chunks {counter}")
+    await worker.stop()
+    stopped = await order_service.pool.fetchrow(
+        "SELECT status, validated, accepted FROM ipa_batches WHERE batch_id = $1::uuid", batch_id
     )
     successor = BatchWorker(order_service.pool, chunk_rows=20, poll_s=0.2, stale_after_s=60)
     order_service.ctx.worker = successor
     successor.start()
-    batch = await order_service.finished_batch(batch_id)
+    return batch_id, stopped, await order_service.finished_batch(batch_id)
 
-    assert stopped_at < 300
+
+@pytest.mark.parametrize("order_service", [{"ORCHARD_ORDER_IPA_CHUNK_ROWS": 20}], indirect=True)
+async def test_a_batch_interrupted_half_way_resumes_where_it_stopped_and_accepts_each_row_once(
+    order_service: OrderService,
+) -> None:
+    batch_id, stopped, batch = await _interrupted_batch(order_service, "validated")
+
+    assert stopped["validated"] < 300
     assert (batch["status"], batch["validated"], batch["accepted"], batch["rejected"]) == (
         "completed",
         300,
@@ -63,27 +71,7 @@ async def test_a_batch_interrupted_half_way_resumes_where_it_stopped_and_accepts
 async def test_a_batch_interrupted_while_accepting_resumes_there_and_accepts_each_row_once(
     order_service: OrderService,
 ) -> None:
-    campaign = await order_service.campaign()
-    worker = order_service.ctx.worker
-    assert worker is not None
-    records = [voucher_record(campaign) for _ in range(300)]
-    batch_id = await order_service.upload_json(records)
-
-    async def accepting() -> bool:
-        accepted = await order_service.pool.fetchval(
-            "SELECT accepted FROM ipa_batches WHERE batch_id = $1::uuid", batch_id
-        )
-        return bool(accepted >= 40)
-
-    await wait_until(accepting, interval=0.01, what="some chunks accepted")
-    await worker.stop()
-    stopped = await order_service.pool.fetchrow(
-        "SELECT status, validated, accepted FROM ipa_batches WHERE batch_id = $1::uuid", batch_id
-    )
-    successor = BatchWorker(order_service.pool, chunk_rows=20, poll_s=0.2, stale_after_s=60)
-    order_service.ctx.worker = successor
-    successor.start()
-    batch = await order_service.finished_batch(batch_id)
+    batch_id, stopped, batch = await _interrupted_batch(order_service, "accepted")
 
     assert (stopped["validated"], stopped["accepted"] < 300) == (300, True)
     assert (batch["status"], batch["validated"], batch["valid"], batch["accepted"], batch["rejected"]) == (
