@@ -38,6 +38,7 @@ from chassis.audit import append_audit, canonical_json
 from chassis.auth import Principal, Role, require_roles
 from chassis.db import Connection
 from chassis.inputs import Identifier, Text
+from chassis.models import model_from
 from chassis.outbox import OutgoingEvent, add_to_outbox
 from chassis.problems import Problem
 from contracts.approvals import ApprovalDecided, ApprovalDecision, ApprovalRequested
@@ -74,21 +75,16 @@ class Approval:
 
     @classmethod
     def of(cls, row: asyncpg.Record) -> Approval:
+        """The approval a row of `_COLUMNS` holds (its JSON columns read as text)."""
+        fields = dict(row)
+        result = fields["result"]
         return cls(
-            approval_id=row["approval_id"],
-            kind=row["kind"],
-            subject_id=row["subject_id"],
-            summary=row["summary"],
-            request=json.loads(row["request"]),
-            maker_sub=row["maker_sub"],
-            maker=row["maker"],
-            reason=row["reason"],
-            status=ApprovalStatus(row["status"]),
-            created_at=row["created_at"],
-            decided_by=row["decided_by"],
-            decided_at=row["decided_at"],
-            decision_reason=row["decision_reason"],
-            result=None if row["result"] is None else json.loads(row["result"]),
+            **{
+                **fields,
+                "request": json.loads(fields["request"]),
+                "status": ApprovalStatus(fields["status"]),
+                "result": None if result is None else json.loads(result),
+            }
         )
 
 
@@ -182,19 +178,10 @@ class Approvals:
             subject_id=str(approval.approval_id),
             details={"kind": kind, "subject_id": subject_id, "summary": approval.summary, "reason": reason},
         )
-        await self._publish(
-            conn,
-            ApprovalRequested(
-                approval_id=approval.approval_id,
-                service=self.service,
-                kind=kind,
-                subject_id=subject_id,
-                summary=approval.summary,
-                maker=maker,
-                reason=reason,
-                requested_at=approval.created_at,
-            ),
+        requested = model_from(
+            ApprovalRequested, approval, service=self.service, requested_at=approval.created_at
         )
+        await self._publish(conn, requested)
         return approval
 
     async def approve(
@@ -282,22 +269,9 @@ class Approvals:
                 "result": result,
             },
         )
-        assert decided.decided_by is not None
-        assert decided.decided_at is not None
+        decision = ApprovalDecision(status.value)
         await self._publish(
-            conn,
-            ApprovalDecided(
-                approval_id=decided.approval_id,
-                service=self.service,
-                kind=decided.kind,
-                subject_id=decided.subject_id,
-                summary=decided.summary,
-                maker=decided.maker,
-                decision=ApprovalDecision(status.value),
-                decided_by=decided.decided_by,
-                reason=reason,
-                decided_at=decided.decided_at,
-            ),
+            conn, model_from(ApprovalDecided, decided, service=self.service, decision=decision, reason=reason)
         )
         return decided
 
@@ -383,23 +357,8 @@ class ApprovalView(BaseModel):
     @classmethod
     def of(cls, approval: Approval) -> ApprovalView:
         location = f"/v1/approvals/{approval.approval_id}"
-        return cls(
-            approval_id=approval.approval_id,
-            kind=approval.kind,
-            subject_id=approval.subject_id,
-            summary=approval.summary,
-            request=approval.request,
-            maker=approval.maker,
-            maker_sub=approval.maker_sub,
-            reason=approval.reason,
-            status=approval.status,
-            created_at=approval.created_at,
-            decided_by=approval.decided_by,
-            decided_at=approval.decided_at,
-            decision_reason=approval.decision_reason,
-            result=approval.result,
-            links=ApprovalLinks(self=location, approve=f"{location}/approve", reject=f"{location}/reject"),
-        )
+        links = ApprovalLinks(self=location, approve=f"{location}/approve", reject=f"{location}/reject")
+        return model_from(cls, approval, links=links)
 
 
 class ApprovalPage(BaseModel):
@@ -439,8 +398,13 @@ def _pool(request: Request) -> asyncpg.Pool:
 def approvals_router(approvals: Approvals) -> APIRouter:
     """The four approval routes over one service's registry; the service mounts them with its routers."""
     router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
+    _add_reading_routes(router, approvals)
+    _add_deciding_routes(router, approvals)
+    return router
+
+
+def _add_reading_routes(router: APIRouter, approvals: Approvals) -> None:
     reader = require_roles(*READER_ROLES)
-    decider = require_roles(*DECIDER_ROLES)
 
     @router.get(
         "", summary="Approvals, oldest first, filtered by status and kind", response_model=ApprovalPage
@@ -472,6 +436,10 @@ def approvals_router(approvals: Approvals) -> APIRouter:
             raise Problem(404, "approval_not_found", detail=f"No approval {approval_id}.")
         return ApprovalView.of(found)
 
+
+def _add_deciding_routes(router: APIRouter, approvals: Approvals) -> None:
+    decider = require_roles(*DECIDER_ROLES)
+
     @router.post(
         "/{approval_id}/approve",
         summary="Approve another person's pending action: it is performed, once",
@@ -499,5 +467,3 @@ def approvals_router(approvals: Approvals) -> APIRouter:
         return ApprovalView.of(
             await approvals.reject(_pool(request), approval_id, principal, reason=body.reason)
         )
-
-    return router

@@ -41,6 +41,7 @@ from chassis.consumer_lag import read_lag
 from chassis.db import Connection
 from chassis.dlq import DeadLetter, list_dead_letters, replay_letters
 from chassis.inputs import Identifier, NonNegativeInt32, PositiveInt64
+from chassis.models import model_from
 from chassis.outbox import list_parked, retry_parked
 from chassis.problems import Problem
 
@@ -209,19 +210,12 @@ def _view(
     letter: DeadLetter, groups: dict[str, Subscription], replays: Mapping[str, _Replay] | None = None
 ) -> DeadLetterView:
     replay = (replays or {}).get(_position(letter))
-    return DeadLetterView(
+    return model_from(
+        DeadLetterView,
+        letter,
         dlq_topic=letter.topic,
-        partition=letter.partition,
-        offset=letter.offset,
-        original_topic=letter.original_topic,
         group=letter.consumer,
         subscription=groups[letter.consumer].name,
-        event_id=letter.event_id,
-        key=letter.key,
-        error_code=letter.error_code,
-        error=letter.error,
-        attempts=letter.attempts,
-        failed_at=letter.failed_at,
         replayed_at=replay.at if replay else None,
         replayed_by=replay.by if replay else None,
     )
@@ -274,148 +268,147 @@ async def _outbox_status(conn: Connection, runtime: ServiceRuntime) -> OutboxSta
     )
 
 
-def ops_router() -> APIRouter:
-    """The ops routes; the service runtime mounts them on every service."""
-    router = APIRouter(prefix="/v1/ops", tags=["ops"])
-    operator = Depends(require_roles(*OPS_ROLES))
+router = APIRouter(prefix="/v1/ops", tags=["ops"])
+"""The ops routes; the service runtime mounts them on every service."""
+_operator = Depends(require_roles(*OPS_ROLES))
 
-    @router.get(
-        "/consumers",
-        summary="Consumer lag of each of this service's subscriptions, per partition",
-        response_model=ConsumerLagReport,
-    )
-    async def consumers(request: Request, _: Principal = operator) -> ConsumerLagReport:
-        runtime = _runtime(request)
-        groups = _groups(runtime)
-        async with _kafka():
-            lags = await read_lag(
-                runtime.settings.kafka_bootstrap_servers, {g: sub.topic for g, sub in groups.items()}
-            )
-        views = [
-            ConsumerGroupLag(
-                group=lag.group,
-                subscription=groups[lag.group].name,
-                topic=lag.topic,
-                lag=lag.lag,
-                partitions=[
-                    PartitionLagView(
-                        partition=p.partition, committed_offset=p.committed, end_offset=p.end, lag=p.lag
-                    )
-                    for p in lag.partitions
-                ],
-            )
-            for lag in lags
-        ]
-        return ConsumerLagReport(
-            service=runtime.settings.service_name, total_lag=sum(v.lag for v in views), groups=views
+
+@router.get(
+    "/consumers",
+    summary="Consumer lag of each of this service's subscriptions, per partition",
+    response_model=ConsumerLagReport,
+)
+async def consumers(request: Request, _: Principal = _operator) -> ConsumerLagReport:
+    runtime = _runtime(request)
+    groups = _groups(runtime)
+    async with _kafka():
+        lags = await read_lag(
+            runtime.settings.kafka_bootstrap_servers, {g: sub.topic for g, sub in groups.items()}
         )
-
-    @router.get(
-        "/outbox",
-        summary="Unpublished and parked outbox events, the relay's lag and its leader",
-        response_model=OutboxStatus,
-    )
-    async def outbox(request: Request, _: Principal = operator) -> OutboxStatus:
-        runtime = _runtime(request)
-        assert runtime.pool is not None
-        async with runtime.pool.acquire() as conn:
-            return await _outbox_status(conn, runtime)
-
-    @router.post(
-        "/outbox/retry",
-        summary="Un-park parked outbox events (all, or the given ids) so the relay publishes them",
-        response_model=OutboxRetryResult,
-    )
-    async def outbox_retry(
-        request: Request, body: OutboxRetryBody, principal: Principal = operator
-    ) -> OutboxRetryResult:
-        runtime = _runtime(request)
-        assert runtime.pool is not None
-        async with runtime.pool.acquire() as conn, conn.transaction():
-            retried = await retry_parked(conn, body.ids)
-            if retried:
-                await append_audit(
-                    conn,
-                    actor=principal.sub,
-                    action="outbox.retried",
-                    subject_type="outbox",
-                    subject_id=runtime.settings.service_name,
-                    details={"ids": retried},
-                )
-        return OutboxRetryResult(retried=retried)
-
-    @router.get(
-        "/dlq",
-        summary="Dead letters this service's consumer groups failed, newest first (never the payload)",
-        response_model=DeadLetterPage,
-    )
-    async def dead_letters(
-        request: Request,
-        group: Annotated[Identifier | None, Query(description="only the letters this group failed")] = None,
-        offset: Annotated[NonNegativeInt32, Query(description="letters to skip")] = 0,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-        _: Principal = operator,
-    ) -> DeadLetterPage:
-        runtime = _runtime(request)
-        groups = _groups(runtime)
-        if group is not None and group not in groups:
-            raise _unknown_group(group, groups, "query.group")
-        topics = sorted({groups[group].dlq_topic} if group else {s.dlq_topic for s in groups.values()})
-        async with _kafka():
-            letters = await list_dead_letters(runtime.settings.kafka_bootstrap_servers, topics, limit=0)
-        mine = [d for d in letters if d.consumer in groups and (group is None or d.consumer == group)]
-        mine.sort(key=lambda d: (d.failed_at, d.topic, d.partition, d.offset), reverse=True)
-        page = mine[offset : offset + limit]
-        assert runtime.pool is not None
-        async with runtime.pool.acquire() as conn:
-            replays = await _replays(conn, page)
-        return DeadLetterPage(
-            items=[_view(d, groups, replays) for d in page],
-            total=len(mine),
-            next_offset=offset + limit if offset + limit < len(mine) else None,
+    views = [
+        model_from(
+            ConsumerGroupLag,
+            lag,
+            subscription=groups[lag.group].name,
+            partitions=[
+                model_from(PartitionLagView, p, committed_offset=p.committed, end_offset=p.end)
+                for p in lag.partitions
+            ],
         )
-
-    @router.post(
-        "/dlq/replay",
-        summary="Replay one consumer group's dead letters to it alone (dry run: only answer them)",
-        response_model=ReplayResult,
+        for lag in lags
+    ]
+    return ConsumerLagReport(
+        service=runtime.settings.service_name, total_lag=sum(v.lag for v in views), groups=views
     )
-    async def replay(request: Request, body: ReplayBody, principal: Principal = operator) -> ReplayResult:
-        runtime = _runtime(request)
-        groups = _groups(runtime)
-        if body.group not in groups:
-            raise _unknown_group(body.group, groups, "body.group")
-        dlq_topic = groups[body.group].dlq_topic
-        async with _kafka():
-            letters = await replay_letters(
-                runtime.settings.kafka_bootstrap_servers,
-                dlq_topic,
-                event_ids=body.event_ids,
-                group=body.group,
-                limit=body.limit,
-                dry_run=body.dry_run,
+
+
+@router.get(
+    "/outbox",
+    summary="Unpublished and parked outbox events, the relay's lag and its leader",
+    response_model=OutboxStatus,
+)
+async def outbox(request: Request, _: Principal = _operator) -> OutboxStatus:
+    runtime = _runtime(request)
+    assert runtime.pool is not None
+    async with runtime.pool.acquire() as conn:
+        return await _outbox_status(conn, runtime)
+
+
+@router.post(
+    "/outbox/retry",
+    summary="Un-park parked outbox events (all, or the given ids) so the relay publishes them",
+    response_model=OutboxRetryResult,
+)
+async def outbox_retry(
+    request: Request, body: OutboxRetryBody, principal: Principal = _operator
+) -> OutboxRetryResult:
+    runtime = _runtime(request)
+    assert runtime.pool is not None
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        retried = await retry_parked(conn, body.ids)
+        if retried:
+            await append_audit(
+                conn,
+                actor=principal.sub,
+                action="outbox.retried",
+                subject_type="outbox",
+                subject_id=runtime.settings.service_name,
+                details={"ids": retried},
             )
-        if letters and not body.dry_run:
-            assert runtime.pool is not None
-            async with runtime.pool.acquire() as conn:
-                await append_audit(
-                    conn,
-                    actor=principal.sub,
-                    action="dlq.replayed",
-                    subject_type="consumer_group",
-                    subject_id=body.group,
-                    details={
-                        "dlq_topic": dlq_topic,
-                        "event_ids": [d.event_id for d in letters],
-                        "letters": [_position(d) for d in letters],
-                    },
-                )
-        return ReplayResult(
+    return OutboxRetryResult(retried=retried)
+
+
+@router.get(
+    "/dlq",
+    summary="Dead letters this service's consumer groups failed, newest first (never the payload)",
+    response_model=DeadLetterPage,
+)
+async def dead_letters(
+    request: Request,
+    group: Annotated[Identifier | None, Query(description="only the letters this group failed")] = None,
+    offset: Annotated[NonNegativeInt32, Query(description="letters to skip")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    _: Principal = _operator,
+) -> DeadLetterPage:
+    runtime = _runtime(request)
+    groups = _groups(runtime)
+    if group is not None and group not in groups:
+        raise _unknown_group(group, groups, "query.group")
+    topics = sorted({groups[group].dlq_topic} if group else {s.dlq_topic for s in groups.values()})
+    async with _kafka():
+        letters = await list_dead_letters(runtime.settings.kafka_bootstrap_servers, topics, limit=0)
+    mine = [d for d in letters if d.consumer in groups and (group is None or d.consumer == group)]
+    mine.sort(key=lambda d: (d.failed_at, d.topic, d.partition, d.offset), reverse=True)
+    page = mine[offset : offset + limit]
+    assert runtime.pool is not None
+    async with runtime.pool.acquire() as conn:
+        replays = await _replays(conn, page)
+    return DeadLetterPage(
+        items=[_view(d, groups, replays) for d in page],
+        total=len(mine),
+        next_offset=offset + limit if offset + limit < len(mine) else None,
+    )
+
+
+@router.post(
+    "/dlq/replay",
+    summary="Replay one consumer group's dead letters to it alone (dry run: only answer them)",
+    response_model=ReplayResult,
+)
+async def replay(request: Request, body: ReplayBody, principal: Principal = _operator) -> ReplayResult:
+    runtime = _runtime(request)
+    groups = _groups(runtime)
+    if body.group not in groups:
+        raise _unknown_group(body.group, groups, "body.group")
+    dlq_topic = groups[body.group].dlq_topic
+    async with _kafka():
+        letters = await replay_letters(
+            runtime.settings.kafka_bootstrap_servers,
+            dlq_topic,
+            event_ids=body.event_ids,
             group=body.group,
-            dlq_topic=dlq_topic,
+            limit=body.limit,
             dry_run=body.dry_run,
-            replayed=len(letters),
-            letters=[_view(d, groups) for d in letters],
         )
-
-    return router
+    if letters and not body.dry_run:
+        assert runtime.pool is not None
+        async with runtime.pool.acquire() as conn:
+            await append_audit(
+                conn,
+                actor=principal.sub,
+                action="dlq.replayed",
+                subject_type="consumer_group",
+                subject_id=body.group,
+                details={
+                    "dlq_topic": dlq_topic,
+                    "event_ids": [d.event_id for d in letters],
+                    "letters": [_position(d) for d in letters],
+                },
+            )
+    return ReplayResult(
+        group=body.group,
+        dlq_topic=dlq_topic,
+        dry_run=body.dry_run,
+        replayed=len(letters),
+        letters=[_view(d, groups) for d in letters],
+    )

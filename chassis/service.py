@@ -37,7 +37,7 @@ from .http import create_http_app
 from .jobs import JobRunner, PeriodicJob
 from .kafka_security import KafkaSecurity, client_options
 from .logging import configure_logging
-from .ops_api import ops_router
+from .ops_api import router as ops_router
 from .outbox import OutboxRelay
 from .settings import Settings
 from .tracing import configure_tracing, shutdown_tracing
@@ -257,7 +257,7 @@ class ServiceRuntime:
         )
         app.state.runtime = self
         # Every service answers for its own consumers, outbox and dead letters the same way.
-        for router in (*self.spec.routers, ops_router()):
+        for router in (*self.spec.routers, ops_router):
             app.include_router(router)
         return app
 

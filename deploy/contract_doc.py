@@ -83,7 +83,7 @@ def _summary(route: Any) -> str:
 def _http() -> Iterator[str]:
     from fastapi.routing import APIRoute
 
-    from chassis.ops_api import ops_router
+    from chassis.ops_api import router as ops_router
     from chassis.settings import SERVICE_PORTS
     from deploy.catalog import service_spec
 
@@ -116,7 +116,7 @@ def _http() -> Iterator[str]:
 
     for service, port in SERVICE_PORTS.items():
         yield from table(f"### {service} (port {port})", service_spec(service).routers)
-    yield from table("### every service (on its own port: its own consumers, outbox, DLQ)", [ops_router()])
+    yield from table("### every service (on its own port: its own consumers, outbox, DLQ)", [ops_router])
     yield ""
 
 
