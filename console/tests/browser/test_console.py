@@ -32,7 +32,7 @@ def test_ops_sees_exact_counts_and_cancels_a_pending_order_with_a_reason(
     ).json()
 
     page.get_by_role("link", name="Orders").first.click()
-    expect(page.get_by_role("heading", name="Orders")).to_be_visible()
+    expect(page.get_by_role("heading", name="Orders", exact=True)).to_be_visible()
     pending = summary["by_state"]["pending"]
     expect(page.get_by_test_id("tab-pending")).to_contain_text(str(pending))
     shot(page, "orders")
