@@ -30,6 +30,9 @@ GENESIS_HASH: Final = "0" * 64
 # key is the audit table's own oid, so each schema's log has its own lock.
 _LOCK_NAMESPACE: Final = 0x61756474  # "audt"
 _VERIFY_BATCH: Final = 1000
+_COLUMNS: Final = (
+    "seq, occurred_at, actor, action, subject_type, subject_id, details::text AS details, prev_hash, hash"
+)
 
 
 def _json_default(value: Any) -> Any:
@@ -72,16 +75,9 @@ class AuditEntry:
     hash: str
 
     def hashed_record(self) -> dict[str, Any]:
-        """The fields the entry's hash covers (besides `prev_hash`)."""
-        return {
-            "seq": self.seq,
-            "occurred_at": self.occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
-            "actor": self.actor,
-            "action": self.action,
-            "subject_type": self.subject_type,
-            "subject_id": self.subject_id,
-            "details": self.details,
-        }
+        """The fields the entry's hash covers: all but the chain's own (`prev_hash` goes in apart)."""
+        record = {name: value for name, value in vars(self).items() if name not in ("prev_hash", "hash")}
+        return {**record, "occurred_at": self.occurred_at.astimezone(UTC).isoformat(timespec="microseconds")}
 
     def computed_hash(self) -> str:
         return chain_hash(self.prev_hash, self.hashed_record())
@@ -168,17 +164,8 @@ async def _append(
 
 
 def _entry(row: asyncpg.Record) -> AuditEntry:
-    return AuditEntry(
-        seq=row["seq"],
-        occurred_at=row["occurred_at"],
-        actor=row["actor"],
-        action=row["action"],
-        subject_type=row["subject_type"],
-        subject_id=row["subject_id"],
-        details=json.loads(row["details"]),
-        prev_hash=row["prev_hash"],
-        hash=row["hash"],
-    )
+    """The entry a row of `_COLUMNS` holds."""
+    return AuditEntry(**{**dict(row), "details": json.loads(row["details"])})
 
 
 async def verify_audit_chain(conn: Connection) -> ChainVerification:
@@ -186,11 +173,7 @@ async def verify_audit_chain(conn: Connection) -> ChainVerification:
     expected_seq, prev_hash, verified = 1, GENESIS_HASH, 0
     while True:
         rows = await conn.fetch(
-            """
-            SELECT seq, occurred_at, actor, action, subject_type, subject_id, details::text AS details,
-                   prev_hash, hash
-            FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2
-            """,
+            f"SELECT {_COLUMNS} FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2",
             expected_seq,
             _VERIFY_BATCH,
         )
@@ -225,10 +208,8 @@ class AuditFilter:
 async def list_audit(conn: Connection, flt: AuditFilter, *, after_seq: int, limit: int) -> list[AuditEntry]:
     """Up to `limit` entries matching `flt` with a seq past `after_seq`, in chain (seq) order."""
     rows = await conn.fetch(
-        """
-        SELECT seq, occurred_at, actor, action, subject_type, subject_id, details::text AS details,
-               prev_hash, hash
-        FROM audit_log
+        f"""
+        SELECT {_COLUMNS} FROM audit_log
         WHERE seq > $1
           AND ($2::text IS NULL OR actor = $2)
           AND ($3::text IS NULL OR action = $3)
