@@ -26,62 +26,21 @@ from services.support.portal import GOODWILL_KEY_PREFIX
 
 async def on_order_state_changed(conn: Connection, envelope: Envelope[Any]) -> None:
     data: OrderStateChanged = envelope.data
-    await orders.upsert_order_state(
-        conn,
-        order_id=data.order_id,
-        booking_id=data.booking_id,
-        member_id=data.member_id,
-        campaign_id=data.campaign_id,
-        external_ref=data.external_ref,
-        source=data.source.value,
-        state=data.state.value,
-        fulfilment_status=data.fulfilment_status.value if data.fulfilment_status else None,
-        at=envelope.occurred_at,
+    await orders.upsert_order_state(conn, data, envelope.occurred_at)
+    details = data.model_dump(
+        mode="json", include={"state", "previous_state", "fulfilment_status", "reason", "actor"}
     )
-    await _add_to_timeline(
-        conn,
-        envelope,
-        data.order_id,
-        "order_state_changed",
-        {
-            "state": data.state.value,
-            "previous_state": data.previous_state.value if data.previous_state else None,
-            "fulfilment_status": data.fulfilment_status.value if data.fulfilment_status else None,
-            "reason": data.reason,
-            "actor": data.actor,
-        },
-    )
+    await _add_to_timeline(conn, envelope, data.order_id, "order_state_changed", details)
     await ticket_repo.attach_member_to_order_tickets(conn, data.order_id, data.member_id, data.booking_id)
 
 
 async def on_voucher_issued(conn: Connection, envelope: Envelope[Any]) -> None:
     data: AnyVoucherIssued = envelope.data
     # Only the masked code is kept: the clear one never reaches this service's tables or logs.
-    await orders.upsert_voucher(
-        conn,
-        order_id=data.order_id,
-        code_id=data.code_id,
-        masked_code=data.masked_code,
-        face_value=data.face_value,
-        currency=data.currency,
-        expires_at=data.expires_at,
-        at=envelope.occurred_at,
-    )
-    await _add_to_timeline(
-        conn,
-        envelope,
-        data.order_id,
-        "voucher_issued",
-        {"code_id": str(data.code_id), "masked_code": data.masked_code},
-    )
-    await orders.record_issued_code(
-        conn,
-        order_id=data.order_id,
-        code_id=data.code_id,
-        masked_code=data.masked_code,
-        expires_at=data.expires_at,
-        at=envelope.occurred_at,
-    )
+    await orders.upsert_voucher(conn, data, envelope.occurred_at)
+    details = data.model_dump(mode="json", include={"code_id", "masked_code"})
+    await _add_to_timeline(conn, envelope, data.order_id, "voucher_issued", details)
+    await orders.record_issued_code(conn, data, envelope.occurred_at)
 
 
 async def on_voucher_status_changed(conn: Connection, envelope: Envelope[Any]) -> None:
@@ -89,15 +48,7 @@ async def on_voucher_status_changed(conn: Connection, envelope: Envelope[Any]) -
     if not _is_orders_code(data):
         return
     assert data.order_id is not None
-    await orders.record_code_status(
-        conn,
-        order_id=data.order_id,
-        code_id=data.code_id,
-        status=data.status.value,
-        remaining_value=data.remaining_value,
-        expires_at=data.expires_at,
-        at=envelope.occurred_at,
-    )
+    await orders.record_code_status(conn, data, envelope.occurred_at)
     await _add_to_timeline(
         conn,
         envelope,
@@ -217,17 +168,7 @@ async def _record_delivery_outcome(
 ) -> dict[str, Any]:
     """One delivery attempt on the portal's read model and the order's timeline; returns its details."""
     await orders.touch_order(conn, data.order_id, envelope.occurred_at)
-    await orders.add_attempt(
-        conn,
-        event_id=envelope.event_id,
-        order_id=data.order_id,
-        delivery_id=data.delivery_id,
-        attempt=data.attempt,
-        channel=data.channel.value,
-        outcome=outcome,
-        at=envelope.occurred_at,
-        **failure,
-    )
+    await orders.add_attempt(conn, envelope.event_id, data, outcome, envelope.occurred_at, **failure)
     details = {
         "delivery_id": str(data.delivery_id),
         "attempt": data.attempt,

@@ -10,21 +10,12 @@ from typing import Any
 import asyncpg
 
 from chassis.db import Connection
+from contracts.delivery import DeliveryFailed, DeliverySucceeded
+from contracts.orders import OrderStateChanged
+from contracts.vouchers import AnyVoucherIssued, VoucherStatusChanged
 
 
-async def upsert_order_state(
-    conn: Connection,
-    *,
-    order_id: uuid.UUID,
-    booking_id: str,
-    member_id: str,
-    campaign_id: str,
-    external_ref: str | None,
-    source: str,
-    state: str,
-    fulfilment_status: str | None,
-    at: datetime,
-) -> None:
+async def upsert_order_state(conn: Connection, data: OrderStateChanged, at: datetime) -> None:
     """Keep the newest state: an older event arriving late changes only the timeline, not the state."""
     await conn.execute(
         """
@@ -43,29 +34,19 @@ async def upsert_order_state(
             state_changed_at = greatest(portal_orders.state_changed_at, $9),
             updated_at = greatest(portal_orders.updated_at, $9)
         """,
-        order_id,
-        booking_id,
-        member_id,
-        campaign_id,
-        external_ref,
-        source,
-        state,
-        fulfilment_status,
+        data.order_id,
+        data.booking_id,
+        data.member_id,
+        data.campaign_id,
+        data.external_ref,
+        data.source,
+        data.state,
+        data.fulfilment_status,
         at,
     )
 
 
-async def upsert_voucher(
-    conn: Connection,
-    *,
-    order_id: uuid.UUID,
-    code_id: uuid.UUID,
-    masked_code: str,
-    face_value: Any,
-    currency: str,
-    expires_at: datetime | None,
-    at: datetime,
-) -> None:
+async def upsert_voucher(conn: Connection, data: AnyVoucherIssued, at: datetime) -> None:
     await conn.execute(
         """
         INSERT INTO portal_orders (order_id, code_id, masked_code, face_value, currency, voucher_expires_at,
@@ -74,25 +55,17 @@ async def upsert_voucher(
         ON CONFLICT (order_id) DO UPDATE SET code_id = $2, masked_code = $3, face_value = $4, currency = $5,
             voucher_expires_at = $6, updated_at = greatest(portal_orders.updated_at, $7)
         """,
-        order_id,
-        code_id,
-        masked_code,
-        face_value,
-        currency,
-        expires_at,
+        data.order_id,
+        data.code_id,
+        data.masked_code,
+        data.face_value,
+        data.currency,
+        data.expires_at,
         at,
     )
 
 
-async def record_issued_code(
-    conn: Connection,
-    *,
-    order_id: uuid.UUID,
-    code_id: uuid.UUID,
-    masked_code: str,
-    expires_at: datetime | None,
-    at: datetime,
-) -> None:
+async def record_issued_code(conn: Connection, data: AnyVoucherIssued, at: datetime) -> None:
     """A status announced before the issue (topics race) is newer than the issue's expiry: it is kept."""
     await conn.execute(
         """
@@ -103,24 +76,15 @@ async def record_issued_code(
             expires_at = CASE WHEN portal_codes.status_at IS NULL
                               THEN EXCLUDED.expires_at ELSE portal_codes.expires_at END
         """,
-        order_id,
-        code_id,
-        masked_code,
+        data.order_id,
+        data.code_id,
+        data.masked_code,
         at,
-        expires_at,
+        data.expires_at,
     )
 
 
-async def record_code_status(
-    conn: Connection,
-    *,
-    order_id: uuid.UUID,
-    code_id: uuid.UUID,
-    status: str,
-    remaining_value: Any,
-    expires_at: datetime | None,
-    at: datetime,
-) -> None:
+async def record_code_status(conn: Connection, data: VoucherStatusChanged, at: datetime) -> None:
     """The newest status by event time wins; its expiry is the code's expiry as of that status."""
     await conn.execute(
         """
@@ -132,11 +96,11 @@ async def record_code_status(
             expires_at = EXCLUDED.expires_at, status_at = EXCLUDED.status_at
         WHERE portal_codes.status_at IS NULL OR portal_codes.status_at <= EXCLUDED.status_at
         """,
-        order_id,
-        code_id,
-        status,
-        remaining_value,
-        expires_at,
+        data.order_id,
+        data.code_id,
+        data.status,
+        data.remaining_value,
+        data.expires_at,
         at,
     )
 
@@ -181,14 +145,11 @@ async def add_timeline(
 
 async def add_attempt(
     conn: Connection,
-    *,
     event_id: uuid.UUID,
-    order_id: uuid.UUID,
-    delivery_id: uuid.UUID,
-    attempt: int,
-    channel: str,
+    data: DeliverySucceeded | DeliveryFailed,
     outcome: str,
     at: datetime,
+    *,
     reason_code: str | None = None,
     retryable: bool | None = None,
     final: bool | None = None,
@@ -198,10 +159,10 @@ async def add_attempt(
         " reason_code, retryable, final, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         " ON CONFLICT DO NOTHING",
         event_id,
-        order_id,
-        delivery_id,
-        attempt,
-        channel,
+        data.order_id,
+        data.delivery_id,
+        data.attempt,
+        data.channel,
         outcome,
         reason_code,
         retryable,
