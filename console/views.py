@@ -44,20 +44,14 @@ class OrderFilters:
 
     def api_params(self) -> dict[str, str]:
         """The query of `GET /v1/orders` (dates as whole UTC days, `to` inclusive of its day)."""
+        first, last = _day(self.created_from), _day(self.created_to)
         params = {
-            "state": self.state,
-            "campaign_id": self.campaign_id,
-            "member_id": self.member_id,
-            "fulfilment_status": self.fulfilment_status,
-            "sort": self.sort,
+            **vars(self),
+            "needs_attention": "true" if self.needs_attention else "",
+            "created_from": _utc_midnight(first).isoformat() if first else "",
+            "created_to": _utc_midnight(last + timedelta(days=1)).isoformat() if last else "",
         }
-        if self.needs_attention:
-            params["needs_attention"] = "true"
-        if day := _day(self.created_from):
-            params["created_from"] = _utc_midnight(day).isoformat()
-        if day := _day(self.created_to):
-            params["created_to"] = _utc_midnight(day + timedelta(days=1)).isoformat()
-        return {key: value for key, value in params.items() if value}
+        return _given(params)
 
     @property
     def narrowed(self) -> bool:
@@ -79,34 +73,43 @@ class OrderFilters:
         """This filter as a page query string, with `changes` applied (e.g. another tab)."""
         from urllib.parse import urlencode
 
-        values = {
-            "state": self.state,
-            "campaign_id": self.campaign_id,
-            "member_id": self.member_id,
-            "fulfilment_status": self.fulfilment_status,
-            "needs_attention": "1" if self.needs_attention else "",
-            "created_from": self.created_from,
-            "created_to": self.created_to,
-            "sort": self.sort,
-        } | changes
-        return urlencode({key: value for key, value in values.items() if value})
+        values = {**vars(self), "needs_attention": "1" if self.needs_attention else ""} | changes
+        return urlencode(_given(values))
 
 
 def order_filters(query: Mapping[str, str]) -> OrderFilters:
     """Filters from a page's query string; unknown values fall back to the defaults."""
-    state = query.get("state", "pending")
-    status = query.get("fulfilment_status", "")
-    sort = query.get("sort", "-created_at")
     return OrderFilters(
-        state=state if state in ORDER_STATES else "pending",
-        campaign_id=query.get("campaign_id", "").strip()[:64],
-        member_id=query.get("member_id", "").strip()[:64],
-        fulfilment_status=status if status in FULFILMENT_STATUSES else "",
+        state=_choice(query, "state", ORDER_STATES, "pending"),
+        campaign_id=_text(query, "campaign_id", 64),
+        member_id=_text(query, "member_id", 64),
+        fulfilment_status=_choice(query, "fulfilment_status", FULFILMENT_STATUSES),
         needs_attention=query.get("needs_attention", "") in ("1", "true", "on"),
-        created_from=query.get("created_from", "") if _day(query.get("created_from", "")) else "",
-        created_to=query.get("created_to", "") if _day(query.get("created_to", "")) else "",
-        sort=sort if sort in ORDER_SORTS else "-created_at",
+        created_from=_day_text(query, "created_from"),
+        created_to=_day_text(query, "created_to"),
+        sort=_choice(query, "sort", ORDER_SORTS, "-created_at"),
     )
+
+
+def _text(query: Mapping[str, str], name: str, limit: int) -> str:
+    return query.get(name, "").strip()[:limit]
+
+
+def _choice(query: Mapping[str, str], name: str, choices: Iterable[str], default: str = "") -> str:
+    """The query's value if it is one of `choices`, else `default`."""
+    value = query.get(name, default)
+    return value if value in choices else default
+
+
+def _day_text(query: Mapping[str, str], name: str) -> str:
+    """The query's value if it is a date, else empty."""
+    value = query.get(name, "")
+    return value if _day(value) else ""
+
+
+def _given(values: Mapping[str, str]) -> dict[str, str]:
+    """The values that are not empty: a filter left empty is not sent."""
+    return {key: value for key, value in values.items() if value}
 
 
 def _day(text: str) -> date | None:
@@ -478,27 +481,19 @@ class RedemptionFilters:
     date_to: str
 
     def api_params(self) -> dict[str, str]:
-        params = {
-            "offer_id": self.offer_id,
-            "partner_id": self.partner_id,
-            "channel": self.channel,
-            "status": self.status,
-            "from": self.date_from,
-            "to": self.date_to,
-            "limit": "50",
-        }
-        return {key: value for key, value in params.items() if value}
+        dates = {"from": self.date_from, "to": self.date_to}
+        chosen = {name: value for name, value in vars(self).items() if name not in ("date_from", "date_to")}
+        return _given({**chosen, **dates, "limit": "50"})
 
 
 def redemption_filters(query: Mapping[str, str]) -> RedemptionFilters:
-    status = query.get("status", "")
     return RedemptionFilters(
-        offer_id=query.get("offer_id", "").strip()[:200],
-        partner_id=query.get("partner_id", "").strip()[:200],
-        channel=query.get("channel", "").strip()[:64],
-        status=status if status in REDEMPTION_STATUSES else "",
-        date_from=query.get("from", "") if _day(query.get("from", "")) else "",
-        date_to=query.get("to", "") if _day(query.get("to", "")) else "",
+        offer_id=_text(query, "offer_id", 200),
+        partner_id=_text(query, "partner_id", 200),
+        channel=_text(query, "channel", 64),
+        status=_choice(query, "status", REDEMPTION_STATUSES),
+        date_from=_day_text(query, "from"),
+        date_to=_day_text(query, "to"),
     )
 
 
