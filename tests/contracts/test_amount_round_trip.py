@@ -14,6 +14,7 @@ from contracts.envelope import Envelope
 from contracts.topics import Topics
 from contracts.vouchers import VoucherRedeemed
 from contracts.wallet import WalletTransactionRecorded
+from tests.contracts.samples import sample_payloads
 
 # Units and a scale, so trailing zeros ('15.00') and positive exponents ('1E+2') both occur.
 _money = st.builds(
@@ -24,30 +25,20 @@ _money = st.builds(
 _points = st.integers(min_value=1, max_value=10**18)
 
 
-def _redeemed(amount: Decimal | str, remaining: Decimal | str) -> VoucherRedeemed:
-    return VoucherRedeemed(
-        code_id="5d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
-        campaign_id="c",
-        partner_id="p",
-        redemption_id="7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d",
-        amount=amount,
-        remaining_value=remaining,
-        currency="EUR",
-        channel="online",
-        partial=Decimal(remaining) > 0,
-    )
+_SAMPLES = sample_payloads()
 
 
-def _recorded(amount: int | str, balance: int | str) -> WalletTransactionRecorded:
-    return WalletTransactionRecorded(
-        entry_id="5d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
-        member_id="E1",
-        entry_type="refund",
-        direction="credit",
-        amount=amount,
-        balance_after=balance,
-        idempotency_key="k",
-    )
+def _redeemed(amount: object, remaining: Decimal | str) -> VoucherRedeemed:
+    """The sample redemption with these amounts."""
+    sample = _SAMPLES[Topics.VOUCHER_REDEEMED].model_dump()
+    changed = {"amount": amount, "remaining_value": remaining, "partial": Decimal(remaining) > 0}
+    return VoucherRedeemed.model_validate(sample | changed)
+
+
+def _recorded(amount: object, balance: object) -> WalletTransactionRecorded:
+    """The sample ledger entry with these points."""
+    sample = _SAMPLES[Topics.WALLET_TRANSACTION_RECORDED].model_dump()
+    return WalletTransactionRecorded.model_validate(sample | {"amount": amount, "balance_after": balance})
 
 
 @given(amount=_money, remaining=_money)
