@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import IO, Annotated, Any
 
@@ -13,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from chassis.approvals import PENDING_RESPONSE, Approvals, pending_answer
 from chassis.auth import Principal, Role, require_roles
+from chassis.db import Connection
 from chassis.http import body_limit
 from chassis.inputs import Identifier, NoNul, PositiveInt32, Text
 from chassis.problems import Problem, ProblemDetails
@@ -154,6 +156,25 @@ def recovery_selection(body: dict[str, Any]) -> operations.Selection:
     return _selection(recover.code_ids, recover.filter)
 
 
+async def _add_codes(
+    pool: Any,
+    vault: CodeVault,
+    campaign_id: str,
+    add: Callable[[Connection], Awaitable[dict[str, Any]]],
+) -> dict[str, Any]:
+    """Add codes to a campaign's pool (generated or imported) and mark its stock in one transaction;
+    then serve the orders that waited for them. `add`'s report, with how many orders were served."""
+
+    async def work(conn: Connection) -> dict[str, Any]:
+        report = await add(conn)
+        await codes.refresh_stock_flag(conn, campaign_id)
+        return report
+
+    report: dict[str, Any] = await in_transaction(pool, work)
+    report["held_orders_served"] = await serve_held_orders(pool, vault, campaign_id)
+    return report
+
+
 def code_router(vault: CodeVault, settings: VoucherSettings, approvals: Approvals) -> APIRouter:
     router = APIRouter(tags=["codes"])
 
@@ -172,10 +193,11 @@ def code_router(vault: CodeVault, settings: VoucherSettings, approvals: Approval
     ) -> dict[str, Any]:
         if body.count > settings.max_codes_per_request:
             raise too_many_codes(settings.max_codes_per_request)
-        pool = pool_of(request)
-
-        async def work(conn: Any) -> dict[str, Any]:
-            result = await codes.generate(
+        return await _add_codes(
+            pool_of(request),
+            vault,
+            campaign_id,
+            lambda conn: codes.generate(
                 conn,
                 vault,
                 campaign_id,
@@ -186,13 +208,8 @@ def code_router(vault: CodeVault, settings: VoucherSettings, approvals: Approval
                 test=body.test,
                 actor=actor_of(principal),
                 chunk_size=settings.generation_chunk,
-            )
-            await codes.refresh_stock_flag(conn, campaign_id)
-            return result
-
-        result = await in_transaction(pool, work)
-        result["held_orders_served"] = await serve_held_orders(pool, vault, campaign_id)
-        return result
+            ),
+        )
 
     @router.post(
         "/v1/campaigns/{campaign_id}/codes/import",
@@ -204,16 +221,12 @@ def code_router(vault: CodeVault, settings: VoucherSettings, approvals: Approval
         campaign_id: str, request: Request, principal: Principal = Depends(require_roles(*OPERATORS))
     ) -> dict[str, Any]:
         parsed = await _received_file(request, datetime.now(UTC))
-        pool = pool_of(request)
-
-        async def work(conn: Any) -> dict[str, Any]:
-            report = await codes.import_codes(conn, vault, campaign_id, parsed, actor=actor_of(principal))
-            await codes.refresh_stock_flag(conn, campaign_id)
-            return report
-
-        report = await in_transaction(pool, work)
-        report["held_orders_served"] = await serve_held_orders(pool, vault, campaign_id)
-        return report
+        return await _add_codes(
+            pool_of(request),
+            vault,
+            campaign_id,
+            lambda conn: codes.import_codes(conn, vault, campaign_id, parsed, actor=actor_of(principal)),
+        )
 
     @router.get(
         "/v1/codes/{code_id}",

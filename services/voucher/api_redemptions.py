@@ -40,36 +40,23 @@ def redemption_router(vault: CodeVault) -> APIRouter:
     async def redeem(
         body: RedemptionRequest, request: Request, principal: Principal = Depends(require_roles(Role.PARTNER))
     ) -> dict[str, Any]:
+        attempt = redemption.Attempt(
+            partner_id=principal.sub,
+            code=body.code.strip(),
+            amount=body.amount,
+            channel=body.channel,
+            location=body.location,
+            test_mode=body.test_mode,
+        )
         try:
             return await in_transaction(
                 pool_of(request),
-                lambda conn: redemption.redeem(
-                    conn,
-                    vault,
-                    partner_id=principal.sub,
-                    code=body.code.strip(),
-                    amount=body.amount,
-                    channel=body.channel,
-                    location=body.location,
-                    idempotency_key=body.idempotency_key,
-                    test_mode=body.test_mode,
-                ),
+                lambda conn: redemption.redeem(conn, vault, attempt, idempotency_key=body.idempotency_key),
             )
         except RedemptionRefused as error:
             refusal = error
             await in_transaction(
-                pool_of(request),
-                lambda conn: redemption.record_refusal(
-                    conn,
-                    vault,
-                    refusal,
-                    partner_id=principal.sub,
-                    code=body.code.strip(),
-                    amount=body.amount,
-                    channel=body.channel,
-                    location=body.location,
-                    test_mode=body.test_mode,
-                ),
+                pool_of(request), lambda conn: redemption.record_refusal(conn, vault, refusal, attempt)
             )
             raise refusal_problem(refusal) from None
 

@@ -270,72 +270,56 @@ async def release(conn: Connection, order_id: uuid.UUID, *, cause: Envelope[Any]
     await return_to_pool(
         conn,
         code,
-        status=CodeStatus.AVAILABLE,
-        action="released",
-        actor=SYSTEM_ACTOR,
-        reason=reason,
-        release_reason="order_cancelled",
-        order_id=order_id,
-        cause=cause,
+        Detachment(
+            status=CodeStatus.AVAILABLE,
+            action="released",
+            actor=SYSTEM_ACTOR,
+            reason=reason,
+            release_reason="order_cancelled",
+            order_id=order_id,
+            cause=cause,
+        ),
     )
     return True
 
 
-async def return_to_pool(
-    conn: Connection,
-    code: asyncpg.Record,
-    *,
-    status: CodeStatus,
-    action: str,
-    actor: str,
-    reason: str | None,
-    release_reason: str,
-    order_id: uuid.UUID | None,
-    cause: Envelope[Any] | None = None,
-) -> None:
+@dataclass(frozen=True)
+class Detachment:
+    """A code leaving its order: the status it ends in, and what its history and the events say."""
+
+    status: CodeStatus
+    action: str
+    actor: str
+    reason: str | None
+    release_reason: str
+    order_id: uuid.UUID | None
+    cause: Envelope[Any] | None = None
+
+
+async def return_to_pool(conn: Connection, code: asyncpg.Record, leaving: Detachment) -> None:
     """Detach a code from its order and make it issuable again; the order's budget share is freed."""
-    await repository.return_code_to_pool(conn, code["code_id"], str(status))
-    await detach_from_order(
-        conn,
-        code,
-        status=status,
-        action=action,
-        actor=actor,
-        reason=reason,
-        release_reason=release_reason,
-        order_id=order_id,
-        cause=cause,
-    )
+    await repository.return_code_to_pool(conn, code["code_id"], str(leaving.status))
+    await detach_from_order(conn, code, leaving)
 
 
-async def detach_from_order(
-    conn: Connection,
-    code: asyncpg.Record,
-    *,
-    status: CodeStatus,
-    action: str,
-    actor: str,
-    reason: str | None,
-    release_reason: str,
-    order_id: uuid.UUID | None,
-    cause: Envelope[Any] | None = None,
-) -> None:
-    """What follows a code leaving its order (its row already has `status`): the issuance is released,
-    the order's budget share freed (a test code took none), the change recorded in the code's history and
-    published."""
+async def detach_from_order(conn: Connection, code: asyncpg.Record, leaving: Detachment) -> None:
+    """What follows a code leaving its order (its row already has `leaving.status`): the issuance is
+    released, the order's budget share freed (a test code took none), the change recorded in the code's
+    history and published."""
     test = bool(code.get("test", False))
+    order_id, status = leaving.order_id, leaving.status
     if order_id is not None:
-        await repository.release_issuance(conn, order_id, release_reason)
+        await repository.release_issuance(conn, order_id, leaving.release_reason)
         if not test:
             await repository.free_budget(conn, code["campaign_id"], code["value"])
     await repository.record_code_event(
         conn,
         code["code_id"],
-        action=action,
+        action=leaving.action,
         status=str(status),
         previous_status=code["status"],
-        actor=actor,
-        reason=reason,
+        actor=leaving.actor,
+        reason=leaving.reason,
         order_id=order_id,
     )
     changed = VoucherStatusChanged(
@@ -344,12 +328,12 @@ async def detach_from_order(
         order_id=order_id,
         status=status,
         previous_status=CodeStatus(code["status"]),
-        reason=reason,
+        reason=leaving.reason,
         expires_at=code["own_expires_at"],
         remaining_value=code["value"],
         test=test,
     )
-    await publish(conn, [changed], cause=cause)
+    await publish(conn, [changed], cause=leaving.cause)
 
 
 async def mark_delivery(conn: Connection, order_id: uuid.UUID, *, delivered: bool) -> None:

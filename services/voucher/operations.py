@@ -20,7 +20,7 @@ from . import activity
 from .crypto import CodeVault
 from .domain import IssueFailure
 from .events import publish
-from .issuance import SYSTEM_ACTOR, OrderRequest, detach_from_order, issue, return_to_pool
+from .issuance import SYSTEM_ACTOR, Detachment, OrderRequest, detach_from_order, issue, return_to_pool
 from .repository import operations as repository
 from .repository.operations import Selection as Selection
 
@@ -110,16 +110,7 @@ async def _take_back(
     not_replaced: list[dict[str, str]] = []
     for row in rows:
         if not row["delivered"]:
-            await return_to_pool(
-                conn,
-                row,
-                status=CodeStatus.RECOVERED,
-                action="recovered",
-                actor=actor,
-                reason=reason,
-                release_reason="recovered",
-                order_id=row["order_id"],
-            )
+            await return_to_pool(conn, row, _recovered(row, CodeStatus.RECOVERED, actor=actor, reason=reason))
             continue
         try:
             async with conn.transaction():  # a savepoint: a code that cannot be replaced stays as it was
@@ -130,22 +121,26 @@ async def _take_back(
     return replaced, not_replaced
 
 
+def _recovered(row: asyncpg.Record, status: CodeStatus, *, actor: str, reason: str) -> Detachment:
+    """A recovered code leaving its order: back to the pool (`recovered`) or retired (`voided`)."""
+    action = "recovered" if status is CodeStatus.RECOVERED else "voided"
+    return Detachment(
+        status=status,
+        action=action,
+        actor=actor,
+        reason=reason,
+        release_reason=action,
+        order_id=row["order_id"],
+    )
+
+
 async def _void_and_replace(
     conn: Connection, vault: CodeVault, row: asyncpg.Record, *, actor: str, reason: str
 ) -> None:
     """Retire a delivered code (it keeps its order for the record) and issue the order a fresh one."""
     order_id = row["order_id"]
     await repository.void_code(conn, row["code_id"])
-    await detach_from_order(
-        conn,
-        row,
-        status=CodeStatus.VOID,
-        action="voided",
-        actor=actor,
-        reason=reason,
-        release_reason="voided",
-        order_id=order_id,
-    )
+    await detach_from_order(conn, row, _recovered(row, CodeStatus.VOID, actor=actor, reason=reason))
     request = OrderRequest(
         order_id=order_id,
         campaign_id=row["campaign_id"],

@@ -4,6 +4,7 @@ queue up and the value can never be exceeded (the CHECK on remaining_value backs
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -61,19 +62,23 @@ async def _lock_code(conn: Connection, lookup_hash: bytes, partner_id: str) -> a
     return row
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """A partner's attempt to redeem a code, as it is redeemed or put on record when refused."""
+
+    partner_id: str
+    code: str
+    amount: Decimal | None
+    channel: str
+    location: str | None
+    test_mode: bool
+
+
 async def redeem(
-    conn: Connection,
-    vault: CodeVault,
-    *,
-    partner_id: str,
-    code: str,
-    amount: Decimal | None,
-    channel: str,
-    location: str | None,
-    idempotency_key: str,
-    test_mode: bool,
+    conn: Connection, vault: CodeVault, attempt: Attempt, *, idempotency_key: str
 ) -> dict[str, Any]:
-    lookup_hash = vault.lookup_hash(code)
+    partner_id = attempt.partner_id
+    lookup_hash = vault.lookup_hash(attempt.code)
     previous = await _previous(conn, partner_id, idempotency_key, lookup_hash)
     if previous is not None:
         return previous
@@ -89,9 +94,9 @@ async def redeem(
             remaining_value=row["remaining_value"],
             expires_at=row["expires_at"],
         ),
-        amount=amount,
+        amount=attempt.amount,
         allow_partial=row["allow_partial"],
-        test_mode=test_mode,
+        test_mode=attempt.test_mode,
         now=datetime.now(UTC),
     )
     redemption = repository.Redemption(
@@ -106,8 +111,8 @@ async def redeem(
         status=str(decision.status),
         previous_status=row["status"],
         currency=row["currency"],
-        channel=channel,
-        location=location,
+        channel=attempt.channel,
+        location=attempt.location,
         test=row["test"],
     )
     try:
@@ -154,33 +159,24 @@ def _redeemed_events(
 
 
 async def record_refusal(
-    conn: Connection,
-    vault: CodeVault,
-    refusal: RedemptionRefused,
-    *,
-    partner_id: str,
-    code: str,
-    amount: Decimal | None,
-    channel: str,
-    location: str | None,
-    test_mode: bool,
+    conn: Connection, vault: CodeVault, refusal: RedemptionRefused, attempt: Attempt
 ) -> uuid.UUID:
     """Put a refused attempt on record. The refusal changed nothing, so this is its own transaction."""
-    row = await repository.code_of_attempt(conn, vault.lookup_hash(code))
+    row = await repository.code_of_attempt(conn, vault.lookup_hash(attempt.code))
     known: dict[str, Any] = {}
     if row is not None:
         known = {"code_id": row["code_id"], "campaign_id": row["campaign_id"], "currency": row["currency"]}
         # Whose code it is stays with the partners allowed to redeem it.
-        if partner_id in row["partner_ids"]:
+        if attempt.partner_id in row["partner_ids"]:
             known |= {"order_id": row["order_id"], "member_id": row["member_id"]}
     refused = VoucherRedemptionRefused(
         attempt_id=uuid.uuid4(),
-        partner_id=partner_id,
+        partner_id=attempt.partner_id,
         reason=str(refusal.reason),
-        amount=amount,
-        channel=channel,
-        location=location,
-        test=test_mode,
+        amount=attempt.amount,
+        channel=attempt.channel,
+        location=attempt.location,
+        test=attempt.test_mode,
         **known,
     )
     await publish(conn, [refused])

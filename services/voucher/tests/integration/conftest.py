@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from chassis.auth import issue_token
+from chassis.db import apply_migrations, create_pool
 from chassis.service import ServiceRuntime
 from chassis.testing import produce, read_topic, wait_until
 from contracts.envelope import Envelope
@@ -20,7 +21,7 @@ from contracts.orders import FulfilmentStatus, OrderSource, OrderState, OrderSta
 from contracts.registry import TOPICS
 from contracts.topics import Topics
 from deploy.infra.topics import ensure_topics
-from services.voucher.service import build_spec
+from services.voucher.service import MIGRATIONS, build_spec
 from services.voucher.settings import VoucherSettings
 
 
@@ -87,16 +88,21 @@ def order_event(
     amount: Decimal | None = None,
     reason: str | None = None,
     test: bool = False,
+    source: OrderSource = OrderSource.API,
+    booking_id: str | None = None,
+    member_id: str | None = None,
 ) -> Envelope[OrderStateChanged]:
+    """An order's state change as the order service publishes it (booking and member derived from the
+    order id unless given)."""
     return Envelope.new(
         event_type=Topics.ORDER_STATE_CHANGED,
         producer="order",
         data=OrderStateChanged(
             order_id=order_id,
-            booking_id=f"BK-{order_id.hex[:10].upper()}",
-            member_id=f"member-{order_id.hex[:6]}",
+            booking_id=booking_id or f"BK-{order_id.hex[:10].upper()}",
+            member_id=member_id or f"member-{order_id.hex[:6]}",
             campaign_id=campaign_id,
-            source=OrderSource.API,
+            source=source,
             state=state,
             fulfilment_status=fulfilment,
             amount=amount,
@@ -112,6 +118,15 @@ async def publish_orders(bootstrap: str, envelopes: list[Envelope[Any]]) -> None
         Topics.ORDER_STATE_CHANGED,
         [(str(e.data.order_id).encode(), e.to_bytes()) for e in envelopes],
     )
+
+
+@pytest.fixture
+async def pool(service_db: Any) -> AsyncIterator[Any]:
+    """A migrated voucher schema, for tests that call the service's functions directly."""
+    pool = await create_pool(service_db.dsn, schema=service_db.schema, min_size=4, max_size=8)
+    await apply_migrations(pool, service_dir=MIGRATIONS)
+    yield pool
+    await pool.close()
 
 
 @pytest.fixture

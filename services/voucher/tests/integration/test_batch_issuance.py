@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from chassis.db import apply_migrations, create_pool
 from contracts.envelope import Envelope
 from contracts.orders import FulfilmentStatus, OrderSource, OrderState, OrderStateChanged
 from contracts.topics import Topics
@@ -23,20 +22,14 @@ from contracts.values import Channel, RewardType
 from contracts.vouchers import ExpiryKind, ExpiryPolicy
 from services.voucher import batch_issuance, campaigns, codes, issuance
 from services.voucher.handlers import order_subscription
-from services.voucher.service import MIGRATIONS, build_vault
+from services.voucher.service import build_vault
 from services.voucher.settings import VoucherSettings
+
+from .conftest import order_event
 
 VAULT = build_vault(VoucherSettings())
 # Differ between the twin campaigns by construction; codes are compared by their rank in the pool.
 RANDOM_FIELDS = frozenset({"campaign_id", "code_id", "sealed_code", "masked_code", "expires_at"})
-
-
-@pytest.fixture
-async def pool(service_db):
-    pool = await create_pool(service_db.dsn, schema=service_db.schema, min_size=1, max_size=2)
-    await apply_migrations(pool, service_dir=MIGRATIONS)
-    yield pool
-    await pool.close()
 
 
 @dataclass
@@ -103,19 +96,13 @@ def order_envelopes(campaign_id: str, s: Scenario) -> list[Envelope[OrderStateCh
     for position, earlier in s.repeats.items():
         ids[position] = ids[earlier]
     return [
-        Envelope.new(
-            event_type=Topics.ORDER_STATE_CHANGED,
-            producer="order",
-            data=OrderStateChanged(
-                order_id=order_id,
-                booking_id=f"BK-{i}",
-                member_id=f"m-{i}",
-                campaign_id=campaign_id,
-                source=OrderSource.IPA,
-                state=OrderState.PENDING,
-                fulfilment_status=FulfilmentStatus.AWAITING_VOUCHER,
-                amount=Decimal(s.values[i]) if i in s.values else None,
-            ),
+        order_event(
+            order_id,
+            campaign_id,
+            amount=Decimal(s.values[i]) if i in s.values else None,
+            source=OrderSource.IPA,
+            booking_id=f"BK-{i}",
+            member_id=f"m-{i}",
         )
         for i, order_id in enumerate(ids)
     ]

@@ -5,22 +5,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import pytest
-
-from chassis.db import apply_migrations, create_pool
 from chassis.errors import TransientError
 from services.voucher import campaigns, codes, issuance
 from services.voucher.api_campaigns import CampaignCreate, _domain_fields
-from services.voucher.service import MIGRATIONS, build_vault
+from services.voucher.service import build_vault
 from services.voucher.settings import VoucherSettings
-
-
-@pytest.fixture
-async def pool(service_db):
-    pool = await create_pool(service_db.dsn, schema=service_db.schema, min_size=4, max_size=8)
-    await apply_migrations(pool, service_dir=MIGRATIONS)
-    yield pool
-    await pool.close()
 
 
 async def test_two_issuers_racing_on_one_order_leave_exactly_one_issuance(pool):

@@ -5,6 +5,7 @@ to its pool as before."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from contracts.orders import OrderState
 from contracts.topics import Topics
@@ -39,14 +40,21 @@ async def _recover(voucher, code_id: uuid.UUID) -> dict:
     return dict(answer.json())
 
 
-async def test_a_recovered_delivered_code_is_voided_for_good_and_its_order_gets_a_fresh_code(start_voucher):
+async def _recover_a_delivered_code(
+    start_voucher, pool_size: int
+) -> tuple[Any, str, uuid.UUID, uuid.UUID, dict]:
+    """A campaign with `pool_size` codes, one issued to an order and delivered, then recovered: the
+    voucher service, the campaign, the order, the code and the recovery's answer."""
     voucher = await start_voucher()
     campaign = await voucher.create_campaign()
-    await voucher.generate(campaign, 3)
-    order_id, old_code = await _issue(voucher, campaign)
+    await voucher.generate(campaign, pool_size)
+    order_id, code_id = await _issue(voucher, campaign)
     await _deliver(voucher, campaign, order_id)
+    return voucher, campaign, order_id, code_id, await _recover(voucher, code_id)
 
-    result = await _recover(voucher, old_code)
+
+async def test_a_recovered_delivered_code_is_voided_for_good_and_its_order_gets_a_fresh_code(start_voucher):
+    voucher, campaign, order_id, old_code, result = await _recover_a_delivered_code(start_voucher, 3)
 
     assert result["recovered"] == 1
     assert result["replaced"] == [str(old_code)]
@@ -98,13 +106,7 @@ async def test_a_recovered_code_never_delivered_returns_to_its_pool_and_its_orde
 
 
 async def test_a_delivered_code_with_no_fresh_code_to_replace_it_is_left_as_it_was(start_voucher):
-    voucher = await start_voucher()
-    campaign = await voucher.create_campaign()
-    await voucher.generate(campaign, 1)
-    order_id, code_id = await _issue(voucher, campaign)
-    await _deliver(voucher, campaign, order_id)
-
-    result = await _recover(voucher, code_id)
+    voucher, _, order_id, code_id, result = await _recover_a_delivered_code(start_voucher, 1)
 
     assert result["recovered"] == 0
     assert result["not_replaced"] == [{"code_id": str(code_id), "reason": "out_of_stock"}]
