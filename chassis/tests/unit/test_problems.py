@@ -108,30 +108,51 @@ async def test_malformed_json_is_a_validation_problem_on_the_body(client: httpx.
     assert response.json()["errors"][0]["field"].startswith("body")
 
 
-async def test_a_raised_problem_is_returned_as_is(client: httpx.AsyncClient) -> None:
-    response = await client.post("/v1/orders/o-1/cancel")
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code", "title", "detail"),
+    [
+        pytest.param(
+            "POST",
+            "/v1/orders/o-1/cancel",
+            409,
+            "order_completed",
+            "Conflict",
+            "Order o-1 is completed and cannot be cancelled.",
+            id="a raised problem is returned as is",
+        ),
+        pytest.param(
+            "POST",
+            "/v1/redemptions",
+            409,
+            "code_already_redeemed",
+            "Code already redeemed",
+            "This code was already redeemed.",
+            id="a registered domain error becomes its problem",
+        ),
+        pytest.param(
+            "GET",
+            "/v1/gone",
+            404,
+            "not_found",
+            "Not Found",
+            "No such order.",
+            id="http exceptions become problems",
+        ),
+    ],
+)
+async def test_an_error_is_answered_as_its_problem_document(
+    client: httpx.AsyncClient, method: str, path: str, status: int, code: str, title: str, detail: str
+) -> None:
+    response = await client.request(method, path)
 
-    assert response.status_code == 409
+    assert response.status_code == status
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json() == {
-        "type": "urn:orchard:problem:order_completed",
-        "title": "Conflict",
-        "status": 409,
-        "detail": "Order o-1 is completed and cannot be cancelled.",
-        "code": "order_completed",
-    }
-
-
-async def test_a_registered_domain_error_becomes_its_problem(client: httpx.AsyncClient) -> None:
-    response = await client.post("/v1/redemptions")
-
-    assert response.status_code == 409
-    assert response.json() == {
-        "type": "urn:orchard:problem:code_already_redeemed",
-        "title": "Code already redeemed",
-        "status": 409,
-        "detail": "This code was already redeemed.",
-        "code": "code_already_redeemed",
+        "type": f"urn:orchard:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
     }
 
 
@@ -152,19 +173,6 @@ async def test_an_unexpected_error_is_a_500_that_leaks_nothing(client: httpx.Asy
     assert "RuntimeError" not in response.text
     assert "repository" not in response.text
     assert response.headers["x-request-id"]
-
-
-async def test_http_exceptions_become_problems(client: httpx.AsyncClient) -> None:
-    response = await client.get("/v1/gone")
-
-    assert response.status_code == 404
-    assert response.json() == {
-        "type": "urn:orchard:problem:not_found",
-        "title": "Not Found",
-        "status": 404,
-        "detail": "No such order.",
-        "code": "not_found",
-    }
 
 
 async def test_unknown_routes_and_wrong_methods_are_problems(client: httpx.AsyncClient) -> None:
