@@ -11,8 +11,14 @@ import asyncpg
 
 from chassis.db import Connection
 from contracts.delivery import DeliveryFailed, DeliverySucceeded
+from contracts.envelope import EventData
 from contracts.orders import OrderStateChanged
 from contracts.vouchers import AnyVoucherIssued, VoucherStatusChanged
+
+
+def _fields(data: EventData, *names: str) -> list[Any]:
+    """The payload's values of these fields, as a statement's arguments in this order."""
+    return [getattr(data, name) for name in names]
 
 
 async def upsert_order_state(conn: Connection, data: OrderStateChanged, at: datetime) -> None:
@@ -34,14 +40,17 @@ async def upsert_order_state(conn: Connection, data: OrderStateChanged, at: date
             state_changed_at = greatest(portal_orders.state_changed_at, $9),
             updated_at = greatest(portal_orders.updated_at, $9)
         """,
-        data.order_id,
-        data.booking_id,
-        data.member_id,
-        data.campaign_id,
-        data.external_ref,
-        data.source,
-        data.state,
-        data.fulfilment_status,
+        *_fields(
+            data,
+            "order_id",
+            "booking_id",
+            "member_id",
+            "campaign_id",
+            "external_ref",
+            "source",
+            "state",
+            "fulfilment_status",
+        ),
         at,
     )
 
@@ -55,12 +64,7 @@ async def upsert_voucher(conn: Connection, data: AnyVoucherIssued, at: datetime)
         ON CONFLICT (order_id) DO UPDATE SET code_id = $2, masked_code = $3, face_value = $4, currency = $5,
             voucher_expires_at = $6, updated_at = greatest(portal_orders.updated_at, $7)
         """,
-        data.order_id,
-        data.code_id,
-        data.masked_code,
-        data.face_value,
-        data.currency,
-        data.expires_at,
+        *_fields(data, "order_id", "code_id", "masked_code", "face_value", "currency", "expires_at"),
         at,
     )
 
@@ -96,11 +100,7 @@ async def record_code_status(conn: Connection, data: VoucherStatusChanged, at: d
             expires_at = EXCLUDED.expires_at, status_at = EXCLUDED.status_at
         WHERE portal_codes.status_at IS NULL OR portal_codes.status_at <= EXCLUDED.status_at
         """,
-        data.order_id,
-        data.code_id,
-        data.status,
-        data.remaining_value,
-        data.expires_at,
+        *_fields(data, "order_id", "code_id", "status", "remaining_value", "expires_at"),
         at,
     )
 
