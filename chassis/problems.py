@@ -135,6 +135,18 @@ class Problem(Exception):
         )
 
 
+def invalid_field(field: str, code: str, message: str) -> Problem:
+    """A 422 `validation_failed` about one request field (`body.member_id`), for a check a route makes
+    itself; the detail names the field without where it was (`Invalid request: member_id`)."""
+    name = field.split(".", 1)[-1]
+    return Problem(
+        422,
+        "validation_failed",
+        detail=f"Invalid request: {name}",
+        errors=[{"field": field, "code": code, "message": message}],
+    )
+
+
 @dataclass(frozen=True)
 class ErrorMapping:
     status: int

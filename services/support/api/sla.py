@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
 from chassis.inputs import Identifier, LocalTime, NoNul
-from chassis.problems import Problem
+from chassis.problems import Problem, invalid_field
 from contracts.support import TicketCategory, TicketPriority
 from services.support import ticket_repository as repo
 from services.support.api.common import STAFF_READ, Ctx, caller_of
@@ -88,12 +88,7 @@ async def put_policy(ctx: Ctx, body: PolicyBody, principal: Principal = Depends(
     policy = SlaPolicy(**body.model_dump())
     async with ctx.db.acquire() as conn, conn.transaction():
         if body.calendar_id is not None and body.calendar_id not in await repo.calendars(conn):
-            raise Problem(
-                422,
-                "validation_failed",
-                detail="Invalid request: calendar_id",
-                errors=[{"field": "body.calendar_id", "code": "unknown", "message": "no such calendar"}],
-            )
+            raise invalid_field("body.calendar_id", "unknown", "no such calendar")
         await repo.upsert_policy(conn, policy, ctx.clock.now())
         await append_audit(
             conn,

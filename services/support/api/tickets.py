@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.auth import Principal, Role, require_roles
 from chassis.inputs import NoNul
-from chassis.problems import Problem
+from chassis.problems import Problem, invalid_field
 from contracts.support import TicketCategory, TicketPriority
 from services.support import portal_repository as orders
 from services.support import ticket_repository as repo
@@ -75,14 +75,7 @@ def _parse_cursor(cursor: str) -> tuple[datetime, str]:
         opened, ticket_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
         return datetime.fromisoformat(opened), ticket_id
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise Problem(
-            422,
-            "validation_failed",
-            detail="Invalid request: cursor",
-            errors=[
-                {"field": "query.cursor", "code": "invalid_cursor", "message": "not a cursor from this API"}
-            ],
-        ) from exc
+        raise invalid_field("query.cursor", "invalid_cursor", "not a cursor from this API") from exc
 
 
 router = APIRouter(prefix="/v1/tickets", tags=["tickets"])
@@ -114,31 +107,9 @@ async def open_ticket(
         if order is not None and order["member_id"] and member_id != order["member_id"]:
             if caller.is_member:
                 raise Problem(404, "order_not_found", detail="No such order among your orders.")
-            raise Problem(
-                422,
-                "validation_failed",
-                detail="Invalid request: member_id",
-                errors=[
-                    {
-                        "field": "body.member_id",
-                        "code": "mismatch",
-                        "message": "the order is another member's",
-                    }
-                ],
-            )
+            raise invalid_field("body.member_id", "mismatch", "the order is another member's")
         if member_id is None:
-            raise Problem(
-                422,
-                "validation_failed",
-                detail="Invalid request: member_id",
-                errors=[
-                    {
-                        "field": "body.member_id",
-                        "code": "missing",
-                        "message": "name the member (or a known order)",
-                    }
-                ],
-            )
+            raise invalid_field("body.member_id", "missing", "name the member (or a known order)")
         ticket = await tickets.open_ticket(
             conn,
             ctx,
