@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, Protocol, TypeVar
 
 import asyncpg
 from fastapi import APIRouter, Body, Depends
@@ -16,7 +17,7 @@ from chassis.auth import Principal, Role, require_roles
 from chassis.db import Connection
 from chassis.inputs import Identifier, Text
 from chassis.problems import Problem
-from services.redemption.deps import pool
+from services.redemption.deps import actor, pool
 from services.redemption.lifecycle import (
     PAST_TENSE,
     CatalogueStatus,
@@ -59,11 +60,20 @@ def changed_fields(body: BaseModel) -> dict[str, Any]:
     return changes
 
 
-def ensure_editable(status: CatalogueStatus, what: str) -> None:
-    try:
-        check_editable(status, what)
-    except LifecycleRefused as exc:
-        raise lifecycle_problem(exc) from None
+def refuse_cleared(changes: dict[str, Any], required: tuple[str, ...]) -> None:
+    """422 when `changes` clears (sends `null` for) a field an entry cannot do without."""
+    for name in required:
+        if name in changes and changes[name] is None:
+            raise field_problem(name, "null", f"{name} cannot be cleared")
+
+
+async def _audit(
+    conn: Connection, kind: str, entry_id: str, by: str, what: str, details: dict[str, Any]
+) -> None:
+    """Audit `<kind>.<what>` of one entry (offer, reward), in the caller's transaction."""
+    await append_audit(
+        conn, actor=by, action=f"{kind}.{what}", subject_type=kind, subject_id=entry_id, details=details
+    )
 
 
 async def create_entry(
@@ -80,36 +90,77 @@ async def create_entry(
     async with db.acquire() as conn, conn.transaction():
         if not await insert(conn):
             raise Problem(409, f"{kind}_exists", detail=f"{kind.capitalize()} {entry_id} already exists.")
-        await append_audit(
-            conn, actor=by, action=f"{kind}.created", subject_type=kind, subject_id=entry_id, details=details
-        )
+        await _audit(conn, kind, entry_id, by, "created", details)
 
 
-async def next_status(
-    conn: Connection,
-    *,
-    kind: str,
-    entry_id: str,
-    current: CatalogueStatus,
-    action: LifecycleAction,
-    body: LifecycleIn | None,
-    actor: str,
-) -> CatalogueStatus:
-    """The status `action` takes an entry of `kind` (offer, reward) to, audited with who and why; a
-    409 problem when its status does not allow it. The caller holds the entry's row lock and writes it."""
-    try:
-        status = after(current, action, f"{kind} {entry_id}")
-    except LifecycleRefused as exc:
-        raise lifecycle_problem(exc) from None
-    await append_audit(
-        conn,
-        actor=actor,
-        action=f"{kind}.{PAST_TENSE[action]}",
-        subject_type=kind,
-        subject_id=entry_id,
-        details={"from": current.value, "to": status.value, "reason": body.reason if body else None},
-    )
-    return status
+class CatalogueEntry(Protocol):
+    @property
+    def status(self) -> CatalogueStatus: ...
+
+
+EntryT = TypeVar("EntryT", bound=CatalogueEntry)
+
+
+@dataclass(frozen=True)
+class Catalogue(Generic[EntryT]):
+    """How entries of one kind (offer, reward) are locked, saved and shown, for editing them and moving
+    them through their lifecycle the same way. A 409 problem answers a change their status refuses."""
+
+    kind: str
+    lock: Callable[[Connection, Principal, str], Awaitable[EntryT]]
+    """The entry by id under its row lock, when the caller may see it; a 404 problem otherwise."""
+    with_status: Callable[[EntryT, CatalogueStatus], EntryT]
+    save: Callable[[Connection, EntryT], Awaitable[None]]
+    view: Callable[[EntryT], dict[str, Any]]
+
+    async def edit(
+        self,
+        db: asyncpg.Pool,
+        entry_id: str,
+        principal: Principal,
+        body: BaseModel,
+        edited: Callable[[EntryT, dict[str, Any]], EntryT],
+        terms: Callable[[EntryT], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """Apply the fields `body` sends to an entry that has not ended, audited `<kind>.updated` with
+        its `terms` before and after, and answer its view."""
+        changes = changed_fields(body)
+        async with db.acquire() as conn, conn.transaction():
+            entry = await self.lock(conn, principal, entry_id)
+            try:
+                check_editable(entry.status, f"{self.kind} {entry_id}")
+            except LifecycleRefused as exc:
+                raise lifecycle_problem(exc) from None
+            changed = edited(entry, changes)
+            await self.save(conn, changed)
+            details = {"changed": sorted(changes), "before": terms(entry), "after": terms(changed)}
+            await _audit(conn, self.kind, entry_id, actor(principal), "updated", details)
+        return self.view(changed)
+
+    async def change_status(
+        self,
+        entry_id: str,
+        action: LifecycleAction,
+        body: LifecycleIn | None,
+        principal: Principal,
+        db: asyncpg.Pool,
+    ) -> dict[str, Any]:
+        """A `StatusChange` for this kind of entry: its new status audited with who and why, then saved."""
+        async with db.acquire() as conn, conn.transaction():
+            entry = await self.lock(conn, principal, entry_id)
+            try:
+                status = after(entry.status, action, f"{self.kind} {entry_id}")
+            except LifecycleRefused as exc:
+                raise lifecycle_problem(exc) from None
+            details = {
+                "from": entry.status.value,
+                "to": status.value,
+                "reason": body.reason if body else None,
+            }
+            await _audit(conn, self.kind, entry_id, actor(principal), PAST_TENSE[action], details)
+            changed = self.with_status(entry, status)
+            await self.save(conn, changed)
+        return self.view(changed)
 
 
 StatusChange = Callable[[str, LifecycleAction, LifecycleIn | None, Principal, asyncpg.Pool], Awaitable[Any]]

@@ -26,17 +26,14 @@ class ExportFormat(StrEnum):
     JSONL = "jsonl"
 
 
+# Which record a settlement or reconciliation line is, and whose: the columns both start with.
+_SETTLED_RECORD = ("record_id", "redeemed_at", "kind", "status", "partner_id", "offer_id", "code_id")
+
 # What each purpose may carry. Member ids appear only in the audit purpose; analytics gets the
 # tier/segment token, never the member.
 ALLOWED_FIELDS: Mapping[Purpose, tuple[str, ...]] = {
     Purpose.PARTNER_SETTLEMENT: (
-        "record_id",
-        "redeemed_at",
-        "kind",
-        "status",
-        "partner_id",
-        "offer_id",
-        "code_id",
+        *_SETTLED_RECORD,
         "channel",
         "location",
         "amount",
@@ -44,13 +41,7 @@ ALLOWED_FIELDS: Mapping[Purpose, tuple[str, ...]] = {
         "partial",
     ),
     Purpose.FINANCE_RECONCILIATION: (
-        "record_id",
-        "redeemed_at",
-        "kind",
-        "status",
-        "partner_id",
-        "offer_id",
-        "code_id",
+        *_SETTLED_RECORD,
         "order_id",
         "redemption_id",
         "amount",

@@ -13,6 +13,7 @@ import asyncpg
 import structlog
 
 from chassis.db import Connection
+from chassis.rows import from_row
 from services.redemption.exports.domain import ExportFormat, Purpose, render
 from services.redemption.records.api import record_json
 from services.redemption.records.domain import Record
@@ -40,20 +41,13 @@ class ExportJob:
 
     @classmethod
     def from_row(cls, row: Any) -> ExportJob:
-        return cls(
-            export_id=row["export_id"],
+        return from_row(
+            cls,
+            row,
             purpose=Purpose(row["purpose"]),
             format=ExportFormat(row["format"]),
             fields=tuple(row["fields"]),
             filters=json.loads(row["filters"]),
-            reason=row["reason"],
-            requested_by=row["requested_by"],
-            status=row["status"],
-            rows_total=row["rows_total"],
-            rows_done=row["rows_done"],
-            error=row["error"],
-            created_at=row["created_at"],
-            finished_at=row["finished_at"],
         )
 
     def record_filter(self) -> RecordFilter:

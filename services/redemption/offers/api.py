@@ -15,6 +15,7 @@ from chassis.audit import append_audit
 from chassis.auth import STAFF_ROLES, Principal, Role, require_roles
 from chassis.db import Connection
 from chassis.inputs import Identifier, Name, PositiveInt32, Text
+from chassis.models import model_from
 from chassis.money import money_text
 from chassis.outbox import add_event
 from chassis.problems import Problem
@@ -64,21 +65,9 @@ class OfferIn(BaseModel):
 
 
 def offer_view(offer: domain.Offer) -> dict[str, Any]:
-    return {
-        "offer_id": offer.offer_id,
-        "partner_id": offer.partner_id,
-        "title": offer.title,
-        "description": offer.description,
-        "valid_from": offer.valid_from.isoformat(),
-        "valid_until": offer.valid_until.isoformat(),
-        "eligible_tiers": list(offer.eligible_tiers),
-        "eligible_segments": list(offer.eligible_segments),
-        "limit_per_member": offer.limit_per_member,
-        "total_cap": offer.total_cap,
-        "redeemed": offer.used,
-        "validation_method": str(offer.validation_method),
-        "status": offer.status.value,
-    }
+    """The offer as `OfferOut` tells it (its slots taken as `redeemed`), times as they are: the audit
+    log writes them in ISO 8601."""
+    return model_from(OfferOut, offer, redeemed=offer.used).model_dump()
 
 
 @router.post("/v1/offers", status_code=201, response_model=OfferOut)

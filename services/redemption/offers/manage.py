@@ -11,20 +11,12 @@ import asyncpg
 from fastapi import APIRouter, Depends
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from chassis.audit import append_audit
 from chassis.auth import STAFF_ROLES, Principal, Role, require_roles
 from chassis.db import Connection
 from chassis.inputs import Identifier, Name, PositiveInt32, Text
 from chassis.problems import Problem
-from services.redemption.catalogue_api import (
-    LifecycleIn,
-    add_lifecycle_routes,
-    changed_fields,
-    ensure_editable,
-    field_problem,
-    next_status,
-)
-from services.redemption.deps import actor, pool
+from services.redemption.catalogue_api import Catalogue, add_lifecycle_routes, field_problem, refuse_cleared
+from services.redemption.deps import pool
 from services.redemption.lifecycle import CatalogueStatus, LifecycleAction
 from services.redemption.offers import domain
 from services.redemption.offers import repository as repo
@@ -63,9 +55,7 @@ async def _locked(conn: Connection, principal: Principal, offer_id: str) -> doma
 
 
 def _edited(offer: domain.Offer, changes: dict[str, Any]) -> domain.Offer:
-    for name in REQUIRED:
-        if name in changes and changes[name] is None:
-            raise field_problem(name, "null", f"{name} cannot be cleared")
+    refuse_cleared(changes, REQUIRED)
     for name in ("valid_from", "valid_until"):
         if changes.get(name) is not None:
             changes[name] = changes[name].astimezone(UTC)
@@ -80,6 +70,15 @@ def _edited(offer: domain.Offer, changes: dict[str, Any]) -> domain.Offer:
             "total_cap", "below_redeemed", f"{offer.used} redemptions already hold a slot", status=409
         )
     return edited
+
+
+OFFERS = Catalogue[domain.Offer](
+    kind="offer",
+    lock=_locked,
+    with_status=lambda offer, status: replace(offer, status=status),
+    save=repo.update_offer,
+    view=offer_view,
+)
 
 
 @router.get("/v1/offers/{offer_id}", response_model=OfferOut)
@@ -107,45 +106,12 @@ async def edit_offer(
     db: Annotated[asyncpg.Pool, Depends(pool)],
 ) -> dict[str, Any]:
     """Change an offer's terms (not its partner or validation method); an ended offer stays as it was."""
-    changes = changed_fields(body)
-    async with db.acquire() as conn, conn.transaction():
-        offer = await _locked(conn, principal, offer_id)
-        ensure_editable(offer.status, f"offer {offer_id}")
-        edited = _edited(offer, changes)
-        await repo.update_offer(conn, edited)
-        await append_audit(
-            conn,
-            actor=actor(principal),
-            action="offer.updated",
-            subject_type="offer",
-            subject_id=offer_id,
-            details={"changed": sorted(changes), "before": _terms(offer), "after": _terms(edited)},
-        )
-    return offer_view(edited)
+    return await OFFERS.edit(db, offer_id, principal, body, _edited, _terms)
 
 
 def _terms(offer: domain.Offer) -> dict[str, Any]:
     view = offer_view(offer)
     return {k: view[k] for k in (*REQUIRED, "description", "limit_per_member", "total_cap")}
-
-
-async def _change_status(
-    offer_id: str, action: LifecycleAction, body: LifecycleIn | None, principal: Principal, db: asyncpg.Pool
-) -> dict[str, Any]:
-    async with db.acquire() as conn, conn.transaction():
-        offer = await _locked(conn, principal, offer_id)
-        status = await next_status(
-            conn,
-            kind="offer",
-            entry_id=offer_id,
-            current=offer.status,
-            action=action,
-            body=body,
-            actor=actor(principal),
-        )
-        changed = replace(offer, status=status)
-        await repo.update_offer(conn, changed)
-    return offer_view(changed)
 
 
 add_lifecycle_routes(
@@ -154,7 +120,7 @@ add_lifecycle_routes(
     collection="offers",
     managers=OFFER_MANAGERS,
     response_model=OfferOut,
-    change=_change_status,
+    change=OFFERS.change_status,
     descriptions={
         LifecycleAction.PAUSE: (
             "Hold an offer: redemptions are refused (`offer_paused`, recorded) until it is resumed."

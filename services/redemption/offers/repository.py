@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from chassis.db import Connection
+from chassis.rows import from_row
 from services.redemption.lifecycle import CatalogueStatus
 from services.redemption.offers.domain import (
     MemberLimitReached,
@@ -20,19 +21,12 @@ from services.redemption.offers.domain import (
 
 
 def _offer(row: Any) -> Offer:
-    return Offer(
-        offer_id=row["offer_id"],
-        partner_id=row["partner_id"],
-        title=row["title"],
-        description=row["description"],
-        valid_from=row["valid_from"],
-        valid_until=row["valid_until"],
+    return from_row(
+        Offer,
+        row,
         validation_method=OfferValidation(row["validation_method"]),
         eligible_tiers=tuple(row["eligible_tiers"]),
         eligible_segments=tuple(row["eligible_segments"]),
-        limit_per_member=row["limit_per_member"],
-        total_cap=row["total_cap"],
-        used=row["used"],
         status=CatalogueStatus(row["status"]),
     )
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from chassis.rows import from_row
 from contracts.redemption import RedemptionKind, RedemptionRecorded, RedemptionStatus, ValidationMethod
 
 
@@ -35,12 +36,14 @@ class Record:
 
     @classmethod
     def from_row(cls, row: Any) -> Record:
-        values = {f.name: row[f.name] for f in fields(cls)}
-        values["kind"] = RedemptionKind(values["kind"])
-        values["status"] = RedemptionStatus(values["status"])
-        if values["validation_method"] is not None:
-            values["validation_method"] = ValidationMethod(values["validation_method"])
-        return cls(**values)
+        method = row["validation_method"]
+        return from_row(
+            cls,
+            row,
+            kind=RedemptionKind(row["kind"]),
+            status=RedemptionStatus(row["status"]),
+            validation_method=ValidationMethod(method) if method is not None else None,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

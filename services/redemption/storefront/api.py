@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.auth import STAFF_ROLES, Principal, Role, require_roles
 from chassis.inputs import INT32_MAX, Identifier, Name, NonNegativeInt32, NoNul, Text
+from chassis.models import model_from
 from chassis.money import money_text
 from chassis.problems import Problem
 from contracts.values import (
@@ -53,19 +54,13 @@ class RewardIn(BaseModel):
 
 
 def reward_view(reward: repo.Reward) -> dict[str, Any]:
-    return {
-        "reward_id": reward.reward_id,
-        "name": reward.name,
-        "description": reward.description,
-        "campaign_id": reward.campaign_id,
-        "points_price": str(reward.points_price),
-        "amount": money_text(reward.amount, reward.currency),
-        "currency": reward.currency,
-        "active": reward.active,
-        "stock_remaining": reward.stock_remaining,
-        "available": reward.available,
-        "status": reward.status.value,
-    }
+    """The reward as `RewardOut` tells it: its price and value as decimal strings."""
+    return model_from(
+        RewardOut,
+        reward,
+        points_price=str(reward.points_price),
+        amount=money_text(reward.amount, reward.currency),
+    ).model_dump()
 
 
 @router.post("/v1/rewards", status_code=201, response_model=RewardOut)

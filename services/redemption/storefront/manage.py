@@ -11,20 +11,13 @@ import asyncpg
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from chassis.audit import append_audit
 from chassis.auth import STAFF_ROLES, Principal, require_roles
+from chassis.db import Connection
 from chassis.inputs import INT32_MAX, Identifier, Name, NonNegativeInt32, Text
 from chassis.problems import Problem
 from contracts.values import Currency, PositiveMoney, PositivePoints
-from services.redemption.catalogue_api import (
-    LifecycleIn,
-    add_lifecycle_routes,
-    changed_fields,
-    ensure_editable,
-    field_problem,
-    next_status,
-)
-from services.redemption.deps import actor, pool
+from services.redemption.catalogue_api import Catalogue, add_lifecycle_routes, refuse_cleared
+from services.redemption.deps import pool
 from services.redemption.lifecycle import CatalogueStatus, LifecycleAction
 from services.redemption.storefront import repository as repo
 from services.redemption.storefront.api import ANYONE, CATALOGUE_MANAGERS, reward_view
@@ -55,13 +48,26 @@ def _missing(reward: repo.Reward | None, reward_id: str) -> repo.Reward:
     return reward
 
 
+async def _locked(conn: Connection, principal: Principal, reward_id: str) -> repo.Reward:
+    return _missing(await repo.lock_reward(conn, reward_id), reward_id)
+
+
 def _edited(reward: repo.Reward, changes: dict[str, Any]) -> repo.Reward:
-    for name in REQUIRED:
-        if name in changes and changes[name] is None:
-            raise field_problem(name, "null", f"{name} cannot be cleared")
+    refuse_cleared(changes, REQUIRED)
     if "stock" in changes:
         changes["stock_remaining"] = changes.pop("stock")
     return replace(reward, **changes)
+
+
+REWARDS = Catalogue[repo.Reward](
+    kind="reward",
+    lock=_locked,
+    with_status=lambda reward, status: replace(
+        reward, status=status, active=status is CatalogueStatus.ACTIVE
+    ),
+    save=repo.update_reward,
+    view=reward_view,
+)
 
 
 @router.get("/v1/rewards/{reward_id}", response_model=RewardOut)
@@ -86,40 +92,7 @@ async def edit_reward(
 ) -> dict[str, Any]:
     """Change a reward's name, description, price, voucher value or stock; an ended one stays as it was.
     A new price applies to redemptions started after it."""
-    changes = changed_fields(body)
-    async with db.acquire() as conn, conn.transaction():
-        reward = _missing(await repo.lock_reward(conn, reward_id), reward_id)
-        ensure_editable(reward.status, f"reward {reward_id}")
-        edited = _edited(reward, changes)
-        await repo.update_reward(conn, edited)
-        await append_audit(
-            conn,
-            actor=actor(principal),
-            action="reward.updated",
-            subject_type="reward",
-            subject_id=reward_id,
-            details={"changed": sorted(changes), "before": reward_view(reward), "after": reward_view(edited)},
-        )
-    return reward_view(edited)
-
-
-async def _change_status(
-    reward_id: str, action: LifecycleAction, body: LifecycleIn | None, principal: Principal, db: asyncpg.Pool
-) -> dict[str, Any]:
-    async with db.acquire() as conn, conn.transaction():
-        reward = _missing(await repo.lock_reward(conn, reward_id), reward_id)
-        status = await next_status(
-            conn,
-            kind="reward",
-            entry_id=reward_id,
-            current=reward.status,
-            action=action,
-            body=body,
-            actor=actor(principal),
-        )
-        changed = replace(reward, status=status, active=status is CatalogueStatus.ACTIVE)
-        await repo.update_reward(conn, changed)
-    return reward_view(changed)
+    return await REWARDS.edit(db, reward_id, principal, body, _edited, reward_view)
 
 
 add_lifecycle_routes(
@@ -128,7 +101,7 @@ add_lifecycle_routes(
     collection="rewards",
     managers=CATALOGUE_MANAGERS,
     response_model=RewardOut,
-    change=_change_status,
+    change=REWARDS.change_status,
     descriptions={
         LifecycleAction.PAUSE: "Take a reward off the storefront until it is resumed.",
         LifecycleAction.END: "Retire a reward for good: never offered again, no longer editable.",

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from chassis.db import Connection
+from chassis.rows import from_row
 from services.redemption.lifecycle import CatalogueStatus
 from services.redemption.storefront.domain import Saga, SagaState
 
@@ -38,8 +39,7 @@ class Reward:
 
     @classmethod
     def from_row(cls, row: Any) -> Reward:
-        fields = {k: row[k] for k in cls.__dataclass_fields__}
-        return cls(**{**fields, "status": CatalogueStatus(fields["status"])})
+        return from_row(cls, row, status=CatalogueStatus(row["status"]))
 
 
 async def insert_reward(conn: Connection, reward: Reward, *, created_by: str) -> bool:
@@ -144,29 +144,11 @@ class SagaRow:
 
     @classmethod
     def from_row(cls, row: Any) -> SagaRow:
-        saga = Saga(
-            redemption_id=row["redemption_id"],
-            state=SagaState(row["state"]),
-            debit_entry_id=row["debit_entry_id"],
-            refund_entry_id=row["refund_entry_id"],
-            order_id=row["order_id"],
-            booking_id=row["booking_id"],
-            reason=row["reason"],
-            attempts=row["attempts"],
-        )
-        return cls(
-            saga=saga,
-            member_id=row["member_id"],
-            reward_id=row["reward_id"],
-            campaign_id=row["campaign_id"],
-            points=row["points"],
-            amount=row["amount"],
-            currency=row["currency"],
+        return from_row(
+            cls,
+            row,
+            saga=from_row(Saga, row, state=SagaState(row["state"])),
             contact=json.loads(row["contact"]) if row["contact"] else None,
-            correlation_id=row["correlation_id"],
-            requested_by=row["requested_by"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
         )
 
 
