@@ -19,6 +19,13 @@ def _failure(order_id: uuid.UUID, delivery_id: uuid.UUID, attempt: int, *, final
     return delivery_outcome(order_id, attempt, ok=False, final=final, delivery_id=delivery_id)
 
 
+async def _publish_pending_order(
+    support: Support, order_id: uuid.UUID, status: FulfilmentStatus, **fields: Any
+) -> None:
+    data = order_state_changed(order_id, OrderState.PENDING, fulfilment_status=status, **fields)
+    await support.publish(Topics.ORDER_STATE_CHANGED, str(order_id), data)
+
+
 async def _attempts(support: Support, order_id: uuid.UUID) -> int:
     rows = await support.fetch("SELECT count(*) AS n FROM delivery_attempts WHERE order_id = $1", order_id)
     return rows[0]["n"]
@@ -27,16 +34,8 @@ async def _attempts(support: Support, order_id: uuid.UUID) -> int:
 async def test_a_final_failure_redelivered_and_repeated_opens_exactly_one_ticket(support: Support):
     order_id, delivery_id = uuid.uuid4(), uuid.uuid4()
     booking_id = f"BK-{uuid.uuid4().hex[:10].upper()}"
-    await support.publish(
-        Topics.ORDER_STATE_CHANGED,
-        str(order_id),
-        order_state_changed(
-            order_id,
-            OrderState.PENDING,
-            booking_id=booking_id,
-            member_id="member-auto-1",
-            fulfilment_status=FulfilmentStatus.DELIVERING,
-        ),
+    await _publish_pending_order(
+        support, order_id, FulfilmentStatus.DELIVERING, booking_id=booking_id, member_id="member-auto-1"
     )
     await support.publish(
         Topics.DELIVERY_FAILED, str(order_id), _failure(order_id, delivery_id, 1, final=False)
@@ -108,17 +107,13 @@ async def test_a_failure_seen_before_the_order_still_gets_its_member_later(suppo
         Topics.DELIVERY_FAILED, str(order_id), _failure(order_id, uuid.uuid4(), 3, final=True)
     )
     await wait_until(lambda: _has_ticket(support, order_id), timeout=60, what="the automatic ticket")
-    await support.publish(
-        Topics.ORDER_STATE_CHANGED,
-        str(order_id),
-        order_state_changed(
-            order_id,
-            OrderState.PENDING,
-            booking_id="BK-LATECOMER",
-            member_id="member-late",
-            source=OrderSource.API,
-            fulfilment_status=FulfilmentStatus.DELIVERY_FAILED,
-        ),
+    await _publish_pending_order(
+        support,
+        order_id,
+        FulfilmentStatus.DELIVERY_FAILED,
+        booking_id="BK-LATECOMER",
+        member_id="member-late",
+        source=OrderSource.API,
     )
 
     async def member_attached() -> bool:
