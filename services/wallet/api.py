@@ -23,6 +23,7 @@ from chassis.audit import append_audit
 from chassis.auth import STAFF_ROLES, Principal, Role, require_roles
 from chassis.db import Connection
 from chassis.inputs import INT64_MAX
+from chassis.models import model_from
 from chassis.problems import Problem, register_error
 from contracts.values import Identifier, PositivePoints
 from contracts.wallet import EntryType, WalletReference
@@ -36,6 +37,7 @@ from .readmodel import member_order, member_orders
 from .views import (
     History,
     LedgerEntryView,
+    MemberAuditEntryView,
     MemberAuditPage,
     MemberAuditVerification,
     RevealPointer,
@@ -57,6 +59,19 @@ for _error, _status in (
     register_error(_error, _status, _error.code)
 
 MEMBER_OR_STAFF = (Role.MEMBER, *sorted(STAFF_ROLES))
+
+
+def entry_view(entry: repo.Entry) -> LedgerEntryView:
+    """Points as decimal strings; the reference with only the ids it holds."""
+    return model_from(
+        LedgerEntryView,
+        entry,
+        amount=str(entry.amount),
+        balance_after=str(entry.balance_after),
+        reference=entry.reference.model_dump(mode="json", exclude_none=True),
+    )
+
+
 ADJUSTERS = (Role.ADMIN, Role.FINANCE)
 REVEALERS = (Role.ADMIN, Role.SUPPORT_AGENT, Role.MEMBER)
 ADJUSTMENT_APPROVAL = "wallet_adjustment"
@@ -248,7 +263,7 @@ async def history(
         orders = await member_orders(conn, member_id, limit)
     return {
         "member_id": member_id,
-        "entries": [e.to_json() for e in entries],
+        "entries": [entry_view(e) for e in entries],
         "next_before_seq": entries[-1].member_seq if len(entries) == limit else None,
         "orders": orders,
     }
@@ -298,7 +313,7 @@ async def adjust(
         posted = await _post_adjustment(conn, ctx.ledger, member_id, body, amount, actor=actor, key=key)
     if posted.replayed:
         response.status_code = 200
-    return posted.entry.to_json()
+    return entry_view(posted.entry)
 
 
 @dataclass(frozen=True)
@@ -380,7 +395,7 @@ async def audit(
         entries = await list_member_audit(conn, member_id, after_seq=after_seq, limit=limit)
     return {
         "member_id": member_id,
-        "entries": [e.to_json() for e in entries],
+        "entries": [model_from(MemberAuditEntryView, e) for e in entries],
         "next_after_seq": entries[-1].seq if len(entries) == limit else None,
     }
 

@@ -19,6 +19,7 @@ import structlog
 
 from chassis.db import Connection
 from chassis.logging import current_correlation_id
+from chassis.models import model_from
 from chassis.outbox import add_event
 from contracts.envelope import Envelope
 from contracts.topics import Topics
@@ -76,18 +77,8 @@ def _envelope(cause: Envelope[Any] | None, event_type: str, data: Any) -> Envelo
 
 
 def recorded_event(entry: repo.Entry) -> WalletTransactionRecorded:
-    return WalletTransactionRecorded(
-        entry_id=entry.entry_id,
-        member_id=entry.member_id,
-        entry_type=entry.entry_type,
-        direction=entry.direction,
-        amount=entry.amount,
-        balance_after=entry.balance_after,
-        idempotency_key=entry.idempotency_key,
-        reference=entry.reference,
-        reason_code=entry.reason_code,
-        requested_by=entry.actor,
-    )
+    """The entry as the contract tells it: the same fields, its actor as the requester."""
+    return model_from(WalletTransactionRecorded, entry, requested_by=entry.actor)
 
 
 @dataclass(frozen=True)

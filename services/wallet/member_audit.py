@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from chassis.audit import GENESIS_HASH, chain_hash
+from chassis.audit import GENESIS_HASH, ChainVerification, chain_hash
 from chassis.db import Connection
+from chassis.rows import from_row
 
 from .repository import member_audit as repo
 
@@ -44,17 +45,6 @@ class MemberAuditEntry:
 
     def computed_hash(self) -> str:
         return chain_hash(self.prev_hash, self.hashed_record())
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "occurred_at": self.occurred_at.astimezone(UTC).isoformat(),
-            "actor": self.actor,
-            "action": self.action,
-            "details": self.details,
-            "prev_hash": self.prev_hash,
-            "hash": self.hash,
-        }
 
 
 @dataclass(frozen=True)
@@ -127,16 +117,7 @@ def _linked(
 
 
 def _entry(row: Any) -> MemberAuditEntry:
-    return MemberAuditEntry(
-        member_id=row["member_id"],
-        seq=row["seq"],
-        occurred_at=row["occurred_at"],
-        actor=row["actor"],
-        action=row["action"],
-        details=json.loads(row["details"]),
-        prev_hash=row["prev_hash"],
-        hash=row["hash"],
-    )
+    return from_row(MemberAuditEntry, row, details=json.loads(row["details"]))
 
 
 async def list_member_audit(
@@ -146,11 +127,9 @@ async def list_member_audit(
 
 
 @dataclass(frozen=True)
-class MemberChainVerification:
-    ok: bool
-    entries: int
-    first_broken_seq: int | None = None
-    reason: str | None = None
+class MemberChainVerification(ChainVerification):
+    """The audit log's verification, with the hash the member's chain ends on."""
+
     head_hash: str | None = None
 
 

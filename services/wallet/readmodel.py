@@ -24,7 +24,7 @@ from contracts.orders import OrderStateChanged
 from contracts.vouchers import AnyVoucherIssued, CodeStatus, VoucherStatusChanged
 
 from .domain import DeliveryStatus, delivery_status
-from .member_audit import AuditFact, append_member_audit
+from .member_audit import AuditFact, append_member_audit, append_member_audit_many
 from .repository import readmodel as repo
 
 VOUCHER_SERVICE = "voucher"
@@ -112,24 +112,12 @@ def order_fact(data: OrderStateChanged, occurred_at: datetime) -> AuditFact | No
 async def apply_order_state(conn: Connection, data: OrderStateChanged, occurred_at: datetime) -> None:
     await repo.save_orders(conn, [order_args(data, occurred_at)])
     fact = order_fact(data, occurred_at)
-    if fact is not None:
-        await append_member_audit(
-            conn,
-            member_id=fact.member_id,
-            actor=fact.actor,
-            action=fact.action,
-            occurred_at=fact.occurred_at,
-            details=fact.details,
-        )
-    for row in await repo.take_pending(conn, [data.order_id]):
-        await append_member_audit(
-            conn,
-            member_id=data.member_id,
-            actor=row["actor"],
-            action=row["action"],
-            occurred_at=row["occurred_at"],
-            details=json.loads(row["details"]),
-        )
+    # Facts kept while the member was unknown join the chain right after the state change.
+    kept = [
+        AuditFact(data.member_id, row["actor"], row["action"], row["occurred_at"], json.loads(row["details"]))
+        for row in await repo.take_pending(conn, [data.order_id])
+    ]
+    await append_member_audit_many(conn, [fact, *kept] if fact is not None else kept)
 
 
 def voucher_args(data: AnyVoucherIssued, occurred_at: datetime) -> tuple[Any, ...]:

@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 from chassis.db import Connection
+from chassis.rows import from_row
 from contracts.wallet import Direction, EntryType, WalletReference
 
 from ..domain import Lot, Posting, ReversedEntry, WalletStatus
@@ -39,24 +40,6 @@ class Entry:
     reverses_entry_id: uuid.UUID | None
     recorded_at: datetime
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "entry_id": str(self.entry_id),
-            "seq": self.seq,
-            "member_id": self.member_id,
-            "entry_type": self.entry_type.value,
-            "direction": self.direction.value,
-            "amount": str(self.amount),
-            "balance_after": str(self.balance_after),
-            "reason_code": self.reason_code,
-            "reason": self.reason,
-            "reference": self.reference.model_dump(mode="json", exclude_none=True),
-            "actor": self.actor,
-            "idempotency_key": self.idempotency_key,
-            "reverses_entry_id": str(self.reverses_entry_id) if self.reverses_entry_id else None,
-            "recorded_at": self.recorded_at.isoformat(),
-        }
-
 
 ENTRY_COLUMNS = """entry_id, seq, member_id, member_seq, entry_type, direction, amount, balance_after,
     reason_code, reason, order_id, booking_id, external_ref, ticket_id, redemption_id, actor,
@@ -64,28 +47,13 @@ ENTRY_COLUMNS = """entry_id, seq, member_id, member_seq, entry_type, direction, 
 
 
 def entry_from_row(row: Any) -> Entry:
-    return Entry(
-        entry_id=row["entry_id"],
-        seq=row["seq"],
-        member_id=row["member_id"],
-        member_seq=row["member_seq"],
+    return from_row(
+        Entry,
+        row,
         entry_type=EntryType(row["entry_type"]),
         direction=Direction(row["direction"]),
-        amount=row["amount"],
-        balance_after=row["balance_after"],
-        reason_code=row["reason_code"],
-        reason=row["reason"],
-        reference=WalletReference(
-            order_id=row["order_id"],
-            booking_id=row["booking_id"],
-            external_ref=row["external_ref"],
-            ticket_id=row["ticket_id"],
-            redemption_id=row["redemption_id"],
-        ),
-        actor=row["actor"],
-        idempotency_key=row["idempotency_key"],
-        reverses_entry_id=row["reverses_entry_id"],
-        recorded_at=row["recorded_at"],
+        # The reference's ids are columns of the entry under the same names.
+        reference=WalletReference(**{name: row[name] for name in WalletReference.model_fields}),
     )
 
 

@@ -34,25 +34,39 @@ def event(topic: str, data: EventData, producer: str = "test", **kw: Any) -> Env
     return Envelope.new(event_type=topic, producer=producer, data=data, **kw)
 
 
-def credit(member: str, amount: int, key: str | None = None) -> Posting:
+def posting(
+    member: str,
+    entry_type: EntryType,
+    amount: int,
+    *,
+    key: str | None = None,
+    reason_code: str = "test",
+    actor: str = "test",
+    **more: Any,
+) -> Posting:
+    """A posting with its own idempotency key unless `key` is given."""
     return Posting(
         member_id=member,
-        entry_type=EntryType.MILESTONE_AWARD,
+        entry_type=entry_type,
         amount=amount,
-        reason_code="test",
-        actor="test",
-        idempotency_key=key or f"c-{uuid.uuid4()}",
+        reason_code=reason_code,
+        actor=actor,
+        idempotency_key=key or str(uuid.uuid4()),
+        **more,
     )
 
 
+def credit(member: str, amount: int, key: str | None = None) -> Posting:
+    return posting(member, EntryType.MILESTONE_AWARD, amount, key=key)
+
+
 def debit(member: str, amount: int, key: str | None = None) -> Posting:
-    return Posting(
-        member_id=member,
-        entry_type=EntryType.REDEMPTION,
-        amount=amount,
+    return posting(
+        member,
+        EntryType.REDEMPTION,
+        amount,
+        key=key,
         reason_code="reward",
-        actor="test",
-        idempotency_key=key or f"d-{uuid.uuid4()}",
         reference=WalletReference(redemption_id=uuid.uuid4()),
     )
 

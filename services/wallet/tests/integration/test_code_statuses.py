@@ -16,7 +16,7 @@ from contracts.topics import Topics
 from contracts.values import Channel
 from contracts.vouchers import CodeStatus
 from services.wallet.tests.integration.test_dashboard_and_audit import order_event
-from services.wallet.tests.integration.test_points_flow import member_id, send
+from services.wallet.tests.integration.test_points_flow import member_id, publish, send
 from services.wallet.tests.support import event
 
 EXPIRES = datetime(2027, 3, 31, 23, 59, tzinfo=UTC)
@@ -69,6 +69,12 @@ async def _until(wallet, member: str, order_id: uuid.UUID, what: str, **expected
     return await _order(wallet, member, order_id)
 
 
+async def _changed(wallet, member: str, order_id: uuid.UUID, change: Any, what: str, **expected: Any) -> Any:
+    """Send a code's status change on its code's key, then wait until the order shows `expected`."""
+    await send(wallet.bootstrap, change, key=str(change.data.code_id))
+    return await _until(wallet, member, order_id, what, **expected)
+
+
 async def _delivered_order(wallet, member: str, code_id: uuid.UUID, mask: str) -> uuid.UUID:
     order_id = uuid.uuid4()
     await send(
@@ -82,9 +88,7 @@ async def _delivered_order(wallet, member: str, code_id: uuid.UUID, mask: str) -
     delivered = DeliverySucceeded(
         order_id=order_id, delivery_id=uuid.uuid4(), channel=Channel.EMAIL, attempt=1
     )
-    await send(
-        wallet.bootstrap, event(Topics.DELIVERY_SUCCEEDED, delivered, producer="delivery"), key=str(order_id)
-    )
+    await publish(wallet.bootstrap, delivered, producer="delivery", key=str(order_id))
     await _until(
         wallet, member, order_id, "order delivered", delivery_status="delivered", code_status="issued"
     )
@@ -95,21 +99,15 @@ async def test_a_member_sees_the_code_partly_redeemed_then_redeemed(wallet):
     member, code = member_id(), uuid.uuid4()
     order_id = await _delivered_order(wallet, member, code, "2W8P")
     s = CodeStatus
-    await send(
-        wallet.bootstrap,
-        status(order_id, code, s.PARTIALLY_REDEEMED, s.ISSUED, remaining="15.00", reason="redeemed"),
-        key=str(code),
+    change = status(order_id, code, s.PARTIALLY_REDEEMED, s.ISSUED, remaining="15.00", reason="redeemed")
+    partly = await _changed(
+        wallet, member, order_id, change, "partly redeemed", code_status="partially_redeemed"
     )
-    partly = await _until(wallet, member, order_id, "partly redeemed", code_status="partially_redeemed")
     assert partly["code_remaining_value"] == "15.00"
     assert partly["masked_code"] == "****-****-2W8P"
 
-    await send(
-        wallet.bootstrap,
-        status(order_id, code, s.REDEEMED, s.PARTIALLY_REDEEMED, remaining="0", reason="redeemed"),
-        key=str(code),
-    )
-    redeemed = await _until(wallet, member, order_id, "redeemed", code_status="redeemed")
+    change = status(order_id, code, s.REDEEMED, s.PARTIALLY_REDEEMED, remaining="0", reason="redeemed")
+    redeemed = await _changed(wallet, member, order_id, change, "redeemed", code_status="redeemed")
     assert redeemed["code_remaining_value"] == "0"
 
 
@@ -118,21 +116,17 @@ async def test_a_member_sees_the_code_expire_and_the_new_expiry_after_an_extensi
     order_id = await _delivered_order(wallet, member, code, "4T9K")
     assert (await _order(wallet, member, order_id))["code_expires_at"] == EXPIRES.isoformat()
     lapsed = datetime.now(UTC) - timedelta(minutes=1)
-    await send(
-        wallet.bootstrap,
-        status(order_id, code, CodeStatus.EXPIRED, CodeStatus.ISSUED, expires_at=lapsed, reason="expired"),
-        key=str(code),
+    change = status(
+        order_id, code, CodeStatus.EXPIRED, CodeStatus.ISSUED, expires_at=lapsed, reason="expired"
     )
-    expired = await _until(wallet, member, order_id, "expired", code_status="expired")
+    expired = await _changed(wallet, member, order_id, change, "expired", code_status="expired")
     assert expired["code_expires_at"] == lapsed.isoformat()
 
     later = lapsed + timedelta(days=90)
-    await send(
-        wallet.bootstrap,
-        status(order_id, code, CodeStatus.ISSUED, CodeStatus.EXPIRED, expires_at=later, reason="goodwill"),
-        key=str(code),
+    change = status(
+        order_id, code, CodeStatus.ISSUED, CodeStatus.EXPIRED, expires_at=later, reason="goodwill"
     )
-    extended = await _until(wallet, member, order_id, "extended", code_expires_at=later.isoformat())
+    extended = await _changed(wallet, member, order_id, change, "extended", code_expires_at=later.isoformat())
     assert extended["code_status"] == "issued"
 
 

@@ -11,8 +11,7 @@ import uuid
 import asyncpg
 
 from chassis.sealed_codes import dev_sealer
-from chassis.testing import read_topic, wait_until
-from contracts.delivery import DeliveryFailed, DeliverySucceeded
+from chassis.testing import delivery_outcome, read_topic, wait_until
 from contracts.orders import FulfilmentStatus, OrderSource, OrderState, OrderStateChanged
 from contracts.redemption import RedemptionKind, RedemptionRecorded, RedemptionStatus
 from contracts.support import SupportResendRequested
@@ -24,6 +23,7 @@ from services.wallet.tests.integration.test_points_flow import (
     entries_of,
     ipa_points,
     member_id,
+    publish,
     send,
 )
 from services.wallet.tests.support import event
@@ -63,49 +63,20 @@ async def test_the_member_sees_every_reward_order_with_its_delivery_status_and_o
     delivered, failing, waiting = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     code_id = uuid.uuid4()
     # Voucher and delivery news for `delivered` arrive before the order says whose it is.
-    await send(
-        wallet.bootstrap,
-        event(
-            Topics.VOUCHER_ISSUED,
-            VoucherIssued(
-                order_id=delivered,
-                campaign_id="spring-thanks",
-                code_id=code_id,
-                sealed_code=dev_sealer().seal(CLEAR_CODE, code_id),
-                masked_code="****-****-2W8P",
-                face_value="25.00",
-                currency="EUR",
-            ),
-            producer="voucher",
-        ),
-        key=str(delivered),
+    issued = VoucherIssued(
+        order_id=delivered,
+        campaign_id="spring-thanks",
+        code_id=code_id,
+        sealed_code=dev_sealer().seal(CLEAR_CODE, code_id),
+        masked_code="****-****-2W8P",
+        face_value="25.00",
+        currency="EUR",
     )
-    await send(
-        wallet.bootstrap,
-        event(
-            Topics.DELIVERY_SUCCEEDED,
-            DeliverySucceeded(order_id=delivered, delivery_id=uuid.uuid4(), channel=Channel.EMAIL, attempt=1),
-            producer="delivery",
-        ),
-        key=str(delivered),
-    )
-    await send(
-        wallet.bootstrap,
-        event(
-            Topics.DELIVERY_FAILED,
-            DeliveryFailed(
-                order_id=failing,
-                delivery_id=uuid.uuid4(),
-                channel=Channel.SMS,
-                attempt=3,
-                reason_code="invalid_number",
-                retryable=False,
-                final=True,
-            ),
-            producer="delivery",
-        ),
-        key=str(failing),
-    )
+    await publish(wallet.bootstrap, issued, producer="voucher", key=str(delivered))
+    succeeded = delivery_outcome(delivered, ok=True, channel=Channel.EMAIL)
+    await publish(wallet.bootstrap, succeeded, producer="delivery", key=str(delivered))
+    failed = delivery_outcome(failing, 3, ok=False)
+    await publish(wallet.bootstrap, failed, producer="delivery", key=str(failing))
     await send(
         wallet.bootstrap,
         order_event(
@@ -314,34 +285,20 @@ async def test_the_member_audit_log_chains_every_action_and_names_a_tampered_ent
         ),
         key=member,
     )
-    await send(
-        wallet.bootstrap,
-        event(
-            Topics.SUPPORT_RESEND_REQUESTED,
-            SupportResendRequested(
-                order_id=order_id, reason="member lost the email", requested_by="support_agent:bob"
-            ),
-            producer="support",
-        ),
-        key=str(order_id),
+    resend = SupportResendRequested(
+        order_id=order_id, reason="member lost the email", requested_by="support_agent:bob"
     )
-    await send(
-        wallet.bootstrap,
-        event(
-            Topics.REDEMPTION_RECORDED,
-            RedemptionRecorded(
-                record_id=uuid.uuid4(),
-                kind=RedemptionKind.OFFER,
-                status=RedemptionStatus.SUCCESSFUL,
-                redeemed_at=wallet.clock(),
-                member_id=member,
-                partner_id="cafe-42",
-                offer_id="coffee",
-            ),
-            producer="redemption",
-        ),
-        key=member,
+    await publish(wallet.bootstrap, resend, producer="support", key=str(order_id))
+    redeemed = RedemptionRecorded(
+        record_id=uuid.uuid4(),
+        kind=RedemptionKind.OFFER,
+        status=RedemptionStatus.SUCCESSFUL,
+        redeemed_at=wallet.clock(),
+        member_id=member,
+        partner_id="cafe-42",
+        offer_id="coffee",
     )
+    await publish(wallet.bootstrap, redeemed, producer="redemption", key=member)
     await send(wallet.bootstrap, debit_request(member, 50), key=member)
     wanted = {
         "points_credited",

@@ -13,11 +13,9 @@ from contracts.delivery import DeliveryMessageRequested
 from contracts.envelope import Envelope
 from contracts.members import NotificationKind
 from contracts.topics import Topics
-from contracts.wallet import EntryType, WalletReference
-from services.wallet.domain import Posting
 from services.wallet.expiry_warnings import warn_expiring
 from services.wallet.ledger import Ledger
-from services.wallet.tests.support import credit, post
+from services.wallet.tests.support import credit, debit, post
 
 
 async def _credit(pool: asyncpg.Pool, ledger: Ledger, member: str, amount: int) -> None:
@@ -71,18 +69,7 @@ async def test_spent_points_are_not_warned_about(pool, ledger, clock):
     await _credit(pool, ledger, member, 100)
     expires_at = await pool.fetchval("SELECT expires_at FROM lots WHERE member_id = $1", member)
     async with pool.acquire() as conn, conn.transaction():
-        await ledger.post(
-            conn,
-            Posting(
-                member_id=member,
-                entry_type=EntryType.REDEMPTION,
-                amount=100,
-                reason_code="reward",
-                actor="test",
-                idempotency_key=f"d-{uuid.uuid4()}",
-                reference=WalletReference(redemption_id=uuid.uuid4()),
-            ),
-        )
+        await ledger.post(conn, debit(member, 100))
 
     clock.now = expires_at - timedelta(days=3)
     await warn_expiring(pool, clock, within_days=14)

@@ -18,7 +18,7 @@ from services.wallet.domain import (
     UnknownMember,
 )
 from services.wallet.member_audit import verify_member_audit
-from services.wallet.tests.support import credit, debit, post
+from services.wallet.tests.support import credit, debit, post, posting
 
 
 async def balance_of(pool: asyncpg.Pool, member: str) -> int:
@@ -105,13 +105,12 @@ async def test_a_credit_is_reversed_at_most_once_and_never_by_more_than_it_gave(
     await post(pool, ledger, credit(member, 500))
 
     def reversal(amount: int) -> Posting:
-        return Posting(
-            member_id=member,
-            entry_type=EntryType.REVERSAL,
-            amount=amount,
+        return posting(
+            member,
+            EntryType.REVERSAL,
+            amount,
             reason_code="correction",
             actor="admin:alice",
-            idempotency_key=f"r-{uuid.uuid4()}",
             reverses_entry_id=original.entry_id,
         )
 

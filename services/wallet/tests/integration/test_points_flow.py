@@ -7,8 +7,9 @@ import uuid
 from typing import Any
 
 from chassis.testing import produce, read_topic, wait_until
-from contracts.envelope import Envelope
+from contracts.envelope import Envelope, EventData
 from contracts.ipa import IpaRecordAccepted
+from contracts.registry import for_payload
 from contracts.topics import Topics
 from contracts.values import RewardType
 from contracts.wallet import EntryType, WalletCreditRequested, WalletDebitRequested, WalletReference
@@ -21,6 +22,11 @@ def member_id() -> str:
 
 async def send(bootstrap: str, *envelopes: Envelope[Any], key: str) -> None:
     await produce(bootstrap, envelopes[0].event_type, [(key.encode(), e.to_bytes()) for e in envelopes])
+
+
+async def publish(bootstrap: str, data: EventData, *, producer: str, key: str) -> None:
+    """`data` sent on its registry topic, as `producer` publishes it."""
+    await send(bootstrap, event(for_payload(data).name, data, producer=producer), key=key)
 
 
 async def answers(bootstrap: str, topic: str, member: str) -> list[dict[str, Any]]:

@@ -33,21 +33,14 @@ from services.wallet.domain import (
     take_points,
     upcoming_expiries,
 )
+from services.wallet.tests.support import posting as member_posting
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 points = st.integers(min_value=1, max_value=10**9)
 
 
 def posting(entry_type: EntryType, amount: int, **kw) -> Posting:
-    return Posting(
-        member_id="m1",
-        entry_type=entry_type,
-        amount=amount,
-        reason_code="test",
-        actor="test",
-        idempotency_key=str(uuid.uuid4()),
-        **kw,
-    )
+    return member_posting("m1", entry_type, amount, **kw)
 
 
 lots_strategy = st.lists(
