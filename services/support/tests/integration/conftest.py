@@ -61,6 +61,13 @@ class Support:
         await produce(self.bootstrap, topic, [(key.encode(), envelope.to_bytes())])
         return envelope
 
+    async def open_ticket(self, member: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A member opens a ticket; the ticket as answered."""
+        response = await self.client.post("/v1/tickets", json=body, headers=self.token("member", member))
+        assert response.status_code == 201, response.text
+        opened: dict[str, Any] = response.json()
+        return opened
+
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         conn = await asyncpg.connect(self.db.dsn, server_settings={"search_path": self.db.schema})
         try:

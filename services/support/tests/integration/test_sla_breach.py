@@ -17,13 +17,9 @@ MEMBER = "member-sla-1"
 
 
 async def _open(support: Support, **body: object) -> dict:
-    response = await support.client.post(
-        "/v1/tickets",
-        json={"category": "malfunctioning_code", "description": "code refused at the till", **body},
-        headers=support.token("member", MEMBER),
+    return await support.open_ticket(
+        MEMBER, {"category": "malfunctioning_code", "description": "code refused at the till", **body}
     )
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 async def _ticket(support: Support, ticket_id: str) -> dict:

@@ -12,12 +12,10 @@ from services.support.tests.integration.conftest import Support
 
 async def test_staff_moves_and_public_comments_notify_the_member_and_nothing_else_does(support: Support):
     member = f"eve-{uuid.uuid4().hex[:8]}"
-    opened = await support.client.post(
-        "/v1/tickets",
-        json={"category": "redemption_failure", "description": "partner refused my code"},
-        headers=support.token("member", member),
+    opened = await support.open_ticket(
+        member, {"category": "redemption_failure", "description": "partner refused my code"}
     )
-    ticket_id = opened.json()["ticket_id"]
+    ticket_id = opened["ticket_id"]
     agent = support.token("support_agent", "alice")
 
     async def comment(body: str, headers: dict[str, str], *, internal: bool = False) -> None:

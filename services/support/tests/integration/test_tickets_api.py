@@ -8,13 +8,9 @@ from services.support.tests.integration.conftest import Support
 
 
 async def _open(support: Support, member: str, **body: object) -> dict:
-    response = await support.client.post(
-        "/v1/tickets",
-        json={"category": "redemption_failure", "description": "partner refused my code", **body},
-        headers=support.token("member", member),
+    return await support.open_ticket(
+        member, {"category": "redemption_failure", "description": "partner refused my code", **body}
     )
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 async def test_members_see_only_their_own_tickets(support: Support):
