@@ -35,6 +35,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from chassis.asgi import HttpMiddleware
 from chassis.auth import authenticate, requires_token
 from chassis.logging import bind_correlation, redact_text
 from chassis.metrics import EXPOSITION_CONTENT_TYPE, HTTP_LATENCY, HTTP_REQUESTS, render_metrics
@@ -68,16 +69,10 @@ def _route_template(scope: Scope) -> str:
     return path if isinstance(path, str) else _UNMATCHED_ROUTE
 
 
-class RequestContextMiddleware:
+class RequestContextMiddleware(HttpMiddleware):
     """Request and correlation ids, the access log line and the HTTP metrics of each request."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
         request_id = _accepted_id(headers.get(REQUEST_ID_HEADER)) or uuid.uuid4().hex
         # A request that arrives without a correlation id starts a new conversation named after it.
@@ -190,7 +185,7 @@ def _route_policy(route: BaseRoute, settings: Settings) -> _RoutePolicy:
     return _RoutePolicy(needs_token=needs_token, limit=limit, upload=declared is not None)
 
 
-class BodyGuardMiddleware:
+class BodyGuardMiddleware(HttpMiddleware):
     """Refuses anonymous requests to token routes (401) and oversized bodies (413) unread.
 
     FastAPI reads and parses a body before running a route's dependencies, so without this layer an
@@ -204,7 +199,7 @@ class BodyGuardMiddleware:
     """
 
     def __init__(self, app: ASGIApp, *, fastapi_app: FastAPI) -> None:
-        self.app = app
+        super().__init__(app)
         self.fastapi_app = fastapi_app
         self._policies: dict[int, tuple[BaseRoute, _RoutePolicy]] = {}
 
@@ -230,10 +225,7 @@ class BodyGuardMiddleware:
             return BodyTooLarge(policy.limit, upload=policy.upload), policy
         return None, policy
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         settings: Settings = self.fastapi_app.state.settings
         refusal: Problem | None = None
         checked = False

@@ -23,7 +23,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+from chassis.asgi import HttpMiddleware
 
 log = structlog.get_logger(__name__)
 
@@ -243,20 +245,14 @@ async def _handle_data_error(_request: Request, exc: Exception) -> Response:
     return problem.to_response()
 
 
-class ProblemMiddleware:
+class ProblemMiddleware(HttpMiddleware):
     """Turns exceptions that escape every route handler into problems.
 
     Registered domain errors become their mapped problem; anything else is logged with its traceback
     and answered with a bare 500 that reveals nothing about the internals.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         response_started = False
 
         async def tracking_send(message: Message) -> None:

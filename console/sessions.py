@@ -16,6 +16,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from chassis.asgi import HttpMiddleware
+
 ROTATE_KEY = "orchard.session.rotate"
 """Set in a request's scope to give its session a new id (after sign-in, against session fixation)."""
 
@@ -58,19 +60,16 @@ class SessionStore:
             del self._sessions[sid]
 
 
-class ServerSessionMiddleware:
+class ServerSessionMiddleware(HttpMiddleware):
     """Gives every request `request.session` (a dict) kept in a `SessionStore`."""
 
     def __init__(self, app: ASGIApp, *, store: SessionStore, secure: bool) -> None:
-        self.app = app
+        super().__init__(app)
         self.store = store
         self.secure = secure
         self.cookie = "__Host-orchard-console" if secure else "orchard-console"
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         sid = HTTPConnection(scope).cookies.get(self.cookie)
         loaded = self.store.get(sid) if sid else None
         scope["session"] = dict(loaded) if loaded is not None else {}
