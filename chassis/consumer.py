@@ -42,6 +42,7 @@ from .kafka_security import client_options
 
 log = structlog.get_logger(__name__)
 
+
 Handler = Callable[[Connection, Envelope[Any]], Awaitable[None]]
 # Must have the effect of calling the subscription's `handle` on each envelope in turn.
 BatchHandler = Callable[[Connection, Sequence[Envelope[Any]]], Awaitable[None]]
@@ -90,6 +91,11 @@ class _Incoming:
     for_another_group: bool = False
     failures: int = 0
     last_error: BaseException | None = field(default=None, repr=False)
+
+
+def _log_of(sub: Subscription) -> Any:
+    """The log of one subscription's consumer: each line names the subscription and its topic."""
+    return log.bind(consumer=sub.name, topic=sub.topic)
 
 
 def dlq_headers(
@@ -170,10 +176,8 @@ class EventConsumer:
                 raise
             except Exception as exc:
                 delay = backoff.next()
-                log.warning(
+                _log_of(sub).warning(
                     "consumer_batch_retry",
-                    consumer=sub.name,
-                    topic=sub.topic,
                     transient=is_transient(exc),
                     error=repr(exc),
                     retry_in_s=round(delay, 2),
@@ -292,10 +296,8 @@ class EventConsumer:
                 if current.failures >= self._max_attempts:
                     current.dead_reason = f"{type(exc).__name__}: {exc}"
                     current.dead_code = "handler_failed"
-                    log.error(
+                    _log_of(sub).error(
                         "event_dead_lettered",
-                        consumer=sub.name,
-                        topic=sub.topic,
                         error=repr(exc),
                         attempts=current.failures,
                     )
@@ -320,10 +322,8 @@ class EventConsumer:
             if is_transient(exc):
                 raise
             BATCH_FALLBACKS.labels(sub.name).inc()
-            log.warning(
+            _log_of(sub).warning(
                 "consumer_batch_handler_failed",
-                consumer=sub.name,
-                topic=sub.topic,
                 events=len(envelopes),
                 error=repr(exc),
                 fallback="event by event",
@@ -337,10 +337,8 @@ class EventConsumer:
             envelope = Envelope.decode(record.value, sub.payload, expected_type=sub.event_type or sub.topic)
             return _Incoming(record, envelope=envelope)
         except ContractViolation as exc:
-            log.error(
+            _log_of(sub).error(
                 "event_rejected_by_contract",
-                consumer=sub.name,
-                topic=sub.topic,
                 code=exc.code,
                 partition=record.partition,
                 offset=record.offset,
