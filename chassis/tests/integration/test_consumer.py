@@ -56,8 +56,8 @@ class Handler:
             raise ValueError(f"tick {envelope.data.n} violates an invariant")
 
 
-async def started(pool, kafka_bootstrap: str, sub: Subscription, **options: Any):
-    """A consumer of one subscription under a fresh service name, its broker started."""
+def consumer_of(pool, kafka_bootstrap: str, sub: Subscription, **options: Any):
+    """A consumer of one subscription under a fresh service name, its broker not started yet."""
     broker = KafkaBroker(kafka_bootstrap)
     consumer = EventConsumer(
         broker=broker,
@@ -67,6 +67,12 @@ async def started(pool, kafka_bootstrap: str, sub: Subscription, **options: Any)
         **options,
     )
     consumer.subscribe(sub)
+    return broker, consumer
+
+
+async def started(pool, kafka_bootstrap: str, sub: Subscription, **options: Any):
+    """A consumer of one subscription under a fresh service name, its broker started."""
+    broker, consumer = consumer_of(pool, kafka_bootstrap, sub, **options)
     await broker.start()
     return broker, consumer
 
@@ -202,16 +208,8 @@ async def running_batched(pool, kafka_bootstrap, new_topic):
     topic = await new_topic("ticks")
     single = Handler()
     batch = BatchHandler(single)
-    broker = KafkaBroker(kafka_bootstrap)
-    consumer = EventConsumer(
-        broker=broker,
-        pool=pool,
-        service=f"test{uuid.uuid4().hex[:6]}",
-        bootstrap_servers=kafka_bootstrap,
-        max_attempts=3,
-    )
     sub = Subscription(name="ticks", topic=topic, payload=Tick, handle=single, handle_batch=batch)
-    consumer.subscribe(sub)
+    broker, consumer = consumer_of(pool, kafka_bootstrap, sub, max_attempts=3)
     yield topic, batch, consumer, sub, broker
     await broker.stop()
     await consumer.close()
