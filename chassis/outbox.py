@@ -524,26 +524,20 @@ class OutboxRelay:
         )
         if result is None:
             return False
-        if result["parked"]:
-            log.error(
-                "outbox_event_parked",
-                schema=self._schema,
-                outbox_id=row["id"],
-                topic=row["topic"],
-                reason=reason,
-                attempts=result["publish_attempts"],
-                note="later events of its key are published without it; retry or drop it deliberately",
-            )
-            return True
-        log.warning(
-            "outbox_event_unpublishable",
+        event_log = log.bind(
             schema=self._schema,
             outbox_id=row["id"],
             topic=row["topic"],
             reason=reason,
             attempts=result["publish_attempts"],
-            parks_after=self._max_attempts,
         )
+        if result["parked"]:
+            event_log.error(
+                "outbox_event_parked",
+                note="later events of its key are published without it; retry or drop it deliberately",
+            )
+            return True
+        event_log.warning("outbox_event_unpublishable", parks_after=self._max_attempts)
         return False
 
     async def _send(self, producer: AIOKafkaProducer, rows: Sequence[asyncpg.Record]) -> None:
@@ -659,15 +653,10 @@ class ParkedEvent:
 async def list_parked(conn: Connection) -> list[ParkedEvent]:
     """The schema's parked outbox rows (no payload), oldest first."""
     rows = await conn.fetch(
-        "SELECT id, topic, message_key, publish_attempts, last_error, parked_at FROM outbox"
-        " WHERE published_at IS NULL AND parked_at IS NOT NULL ORDER BY id"
+        "SELECT id, topic, message_key AS key, publish_attempts AS attempts, last_error, parked_at"
+        " FROM outbox WHERE published_at IS NULL AND parked_at IS NOT NULL ORDER BY id"
     )
-    return [
-        ParkedEvent(
-            r["id"], r["topic"], r["message_key"], r["publish_attempts"], r["last_error"], r["parked_at"]
-        )
-        for r in rows
-    ]
+    return [ParkedEvent(**r) for r in rows]
 
 
 async def retry_parked(conn: Connection, ids: Sequence[int] | None = None) -> list[int]:
