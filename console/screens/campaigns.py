@@ -4,6 +4,7 @@ and UAT test codes; pause, resume and end; expiry extension and recovery, each p
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Annotated, Any
 
@@ -159,18 +160,15 @@ async def extend_expiry(
         "reason": reason.strip(),
         "dry_run": not confirm,
     }
-    answer = await attempt(request, viewer, "voucher", "/v1/codes/extend-expiry", body)
-    page = f"/campaigns/{segment(campaign_id)}"
-    return previewed(
+    return await _code_operation(
         request,
         viewer,
-        answer,
+        campaign_id,
+        "extend-expiry",
+        body,
         confirm,
-        back=page,
-        outcome=views.code_outcome,
         title="Extend expiry",
-        preview=lambda: views.expiry_preview(answer, campaign_id, expires_on),
-        action=f"{page}/extend-expiry",
+        preview=lambda answer: views.expiry_preview(answer, campaign_id, expires_on),
         fields={"expires_on": expires_on.isoformat(), "reason": reason.strip()},
     )
 
@@ -192,9 +190,36 @@ async def recover_codes(
     picked |= {"status": status} if status in views.CODE_STATUSES else {}
     picked |= {"delivery_failed": True} if delivery_failed else {}
     body = {"filter": picked, "reason": reason.strip(), "dry_run": not confirm}
-    answer = await attempt(request, viewer, "voucher", "/v1/codes/recover", body)
     fields = {"status": picked.get("status", ""), "reason": reason.strip()}
     fields |= {"delivery_failed": "true"} if delivery_failed else {}
+    return await _code_operation(
+        request,
+        viewer,
+        campaign_id,
+        "recover",
+        body,
+        confirm,
+        title="Recover codes",
+        preview=lambda answer: views.recovery_preview(answer, campaign_id),
+        fields=fields,
+    )
+
+
+async def _code_operation(
+    request: Request,
+    viewer: Viewer,
+    campaign_id: str,
+    operation: str,
+    body: dict[str, Any],
+    confirm: bool,
+    *,
+    title: str,
+    preview: Callable[[Any], views.Preview],
+    fields: Mapping[str, str],
+) -> Response:
+    """A bulk operation on a campaign's codes from its page (`/v1/codes/<operation>`): the dry run's
+    preview first, then, confirmed, the operation's outcome."""
+    answer = await attempt(request, viewer, "voucher", f"/v1/codes/{operation}", body)
     page = f"/campaigns/{segment(campaign_id)}"
     return previewed(
         request,
@@ -203,9 +228,9 @@ async def recover_codes(
         confirm,
         back=page,
         outcome=views.code_outcome,
-        title="Recover codes",
-        preview=lambda: views.recovery_preview(answer, campaign_id),
-        action=f"{page}/recover",
+        title=title,
+        preview=lambda: preview(answer),
+        action=f"{page}/{operation}",
         fields=fields,
     )
 
