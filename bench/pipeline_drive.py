@@ -21,6 +21,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from chassis.auth import issue_token
+from chassis.testing import voucher_campaign
 from contracts.envelope import Envelope
 from contracts.ipa import IpaRecordSubmitted
 from contracts.registry import topic
@@ -31,19 +32,8 @@ SMS_EVERY = 5
 """Every fifth allocation asks for SMS, the rest for e-mail (80 % e-mail, 20 % SMS)."""
 STALL_S = 120.0
 """Only stops a hung run: this long without one more completed order is a stall, never a judgement."""
-CSV_COLUMNS = (
-    "external_ref",
-    "member_id",
-    "name",
-    "email",
-    "phone",
-    "channel",
-    "campaign_id",
-    "reward_type",
-    "amount",
-    "currency",
-    "reason",
-)
+CSV_COLUMNS = tuple(name for name in IpaRecordSubmitted.model_fields if name not in ("batch_id", "test"))
+"""An IPA record's fields, as the upload's columns (the batch is the upload itself; no test records)."""
 
 
 def admin_headers() -> dict[str, str]:
@@ -97,20 +87,8 @@ async def create_campaign(urls: dict[str, str], name: str, *, codes: int) -> str
     """A voucher campaign with `codes` generated codes, returned once the order service knows it."""
     campaign_id = f"bench-{name}-{uuid.uuid4().hex[:8]}"
     async with httpx.AsyncClient(base_url=urls["voucher"], headers=admin_headers(), timeout=600) as voucher:
-        created = await voucher.post(
-            "/v1/campaigns",
-            json={
-                "campaign_id": campaign_id,
-                "name": f"bench {name}",
-                "brand": "Orchard bench",
-                "face_value": FACE_VALUE,
-                "currency": "EUR",
-                "per_record_limit": "100.00",
-                "budget": "1000000000.00",
-                "default_channel": "email",
-                "expiry_policy": {"kind": "days_after_issue", "days": 365},
-            },
-        )
+        body = voucher_campaign(campaign_id, name, run="bench", budget="1000000000.00", face_value=FACE_VALUE)
+        created = await voucher.post("/v1/campaigns", json=body)
         if created.status_code != 201:
             raise RuntimeError(f"campaign refused: {created.status_code} {created.text}")
         generated = await voucher.post(f"/v1/campaigns/{campaign_id}/codes/generate", json={"count": codes})

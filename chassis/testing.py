@@ -125,6 +125,24 @@ async def tamper_audit_log(admin_dsn: str, schema: str, *statements: str) -> Non
         await conn.close()
 
 
+def voucher_campaign(
+    campaign_id: str, name: str, *, run: str, budget: str, face_value: str = "25.00"
+) -> dict[str, Any]:
+    """The body creating a voucher campaign for a whole-system run (`run`: e2e, bench): EUR codes sent
+    by e-mail, kept a year after issue."""
+    return {
+        "campaign_id": campaign_id,
+        "name": f"{run} {name}",
+        "brand": f"Orchard {run}",
+        "face_value": face_value,
+        "currency": "EUR",
+        "per_record_limit": "100.00",
+        "budget": budget,
+        "default_channel": "email",
+        "expiry_policy": {"kind": "days_after_issue", "days": 365},
+    }
+
+
 # Upstream events as the read models (support's portal, the wallet's dashboard, benches) receive them:
 # one valid payload of each kind, named after its order, with any field overridable.
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from chassis.testing import read_topic, wait_until
+from chassis.testing import read_topic, voucher_campaign, wait_until
 from contracts.envelope import Envelope
 from contracts.topics import Topics
 from deploy.sinks.processes import FAKE_PROVIDER
@@ -61,20 +61,8 @@ def record(campaign_id: str, ref: str, n: int, *, channel: str = "email", **over
 async def campaign(voucher: httpx.AsyncClient, order: httpx.AsyncClient, name: str, *, codes: int) -> str:
     """A new voucher campaign with `codes` generated codes, once the order service knows it."""
     campaign_id = f"{name}-{RUN}"
-    created = await voucher.post(
-        "/v1/campaigns",
-        json={
-            "campaign_id": campaign_id,
-            "name": f"e2e {name}",
-            "brand": "Orchard e2e",
-            "face_value": "25.00",
-            "currency": "EUR",
-            "per_record_limit": "100.00",
-            "budget": "1000000.00",
-            "default_channel": "email",
-            "expiry_policy": {"kind": "days_after_issue", "days": 365},
-        },
-    )
+    body = voucher_campaign(campaign_id, name, run="e2e", budget="1000000.00")
+    created = await voucher.post("/v1/campaigns", json=body)
     assert created.status_code == 201, created.text
     if codes:
         generated = await voucher.post(f"/v1/campaigns/{campaign_id}/codes/generate", json={"count": codes})
