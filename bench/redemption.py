@@ -186,9 +186,7 @@ async def real_wallet(infra: Infra, members: list[str], points_each: int) -> Asy
     db = await new_service_db(infra.admin_dsn, prefix="benchw")
     settings = WalletSettings(
         ORCHARD_SERVICE=f"wallet_bench_{uuid.uuid4().hex[:6]}",
-        ORCHARD_DB_SCHEMA=db.schema,
-        DATABASE_URL=db.dsn,
-        KAFKA_BOOTSTRAP_SERVERS=infra.bootstrap,
+        **db.service_env(infra.bootstrap),
         ORCHARD_LOG_LEVEL="WARNING",
     )
     runtime = ServiceRuntime(settings, build_wallet_spec(settings))
@@ -242,9 +240,7 @@ async def _storefront(infra: Infra, redemptions: int, members: list[str], *, wal
     db = await new_service_db(infra.admin_dsn, prefix="bench")
     settings = RedemptionSettings(
         ORCHARD_SERVICE=f"redemption_bench_{uuid.uuid4().hex[:6]}",
-        ORCHARD_DB_SCHEMA=db.schema,
-        DATABASE_URL=db.dsn,
-        KAFKA_BOOTSTRAP_SERVERS=infra.bootstrap,
+        **db.service_env(infra.bootstrap),
         ORCHARD_LOG_LEVEL="WARNING",
         ORCHARD_DB_POOL_MAX=clients + 4,
     )

@@ -123,9 +123,7 @@ async def issuance_burst(infra: Infra, orders: int) -> Measurement:
     async with scratch_pool(infra.admin_dsn, size=1) as (db, pool):
         settings = VoucherSettings(
             ORCHARD_SERVICE=f"bench{uuid.uuid4().hex[:6]}",
-            DATABASE_URL=db.dsn,
-            ORCHARD_DB_SCHEMA=db.schema,
-            KAFKA_BOOTSTRAP_SERVERS=infra.bootstrap,
+            **db.service_env(infra.bootstrap),
         )
         runtime = ServiceRuntime(settings, build_spec(settings, order_topic=topic))
         await runtime.start()

@@ -74,6 +74,14 @@ class ServiceDb:
     role: str
     admin_dsn: str
 
+    def service_env(self, kafka_bootstrap: str) -> dict[str, str]:
+        """The settings placing a service on this schema and that broker: `Settings(**db.service_env(…))`."""
+        return {
+            "DATABASE_URL": self.dsn,
+            "ORCHARD_DB_SCHEMA": self.schema,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        }
+
 
 def _start_on_free_ports(make: Callable[[], _Instance], *, wait: bool = True) -> _Instance:
     # A port found free may be taken before the server binds it; pick new ones and try again.

@@ -165,9 +165,7 @@ async def test_a_service_runtime_consumes_over_sasl_ssl_as_its_own_principal(
 
     settings = Settings(
         ORCHARD_SERVICE="voucher",  # consumer groups orchard.voucher.*, as its ACLs allow
-        DATABASE_URL=service_db.dsn,
-        ORCHARD_DB_SCHEMA=service_db.schema,
-        KAFKA_BOOTSTRAP_SERVERS=secured.sasl_bootstrap,
+        **service_db.service_env(secured.sasl_bootstrap),
     )
     name = f"secured-{uuid.uuid4().hex[:8]}"
     sub = Subscription(name=name, topic="order.state_changed", payload=Tick, handle=handle)
@@ -197,9 +195,7 @@ async def test_under_its_acls_a_service_reports_its_lag_and_refuses_dead_letters
     _as(monkeypatch, secured, "orchard-voucher")
     settings = Settings(
         ORCHARD_SERVICE="voucher",
-        DATABASE_URL=service_db.dsn,
-        ORCHARD_DB_SCHEMA=service_db.schema,
-        KAFKA_BOOTSTRAP_SERVERS=secured.sasl_bootstrap,
+        **service_db.service_env(secured.sasl_bootstrap),
     )
     sub = Subscription(name=name, topic="order.state_changed", payload=Tick, handle=_skip)
     runtime = ServiceRuntime(settings, ServiceSpec(title="secured ops", subscriptions=[sub]))

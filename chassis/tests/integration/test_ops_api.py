@@ -88,9 +88,7 @@ async def service(
     topic = await new_topic("ticks", partitions=2)
     settings = Settings(
         ORCHARD_SERVICE=f"ops{uuid.uuid4().hex[:6]}",
-        DATABASE_URL=service_db.dsn,
-        ORCHARD_DB_SCHEMA=service_db.schema,
-        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+        **service_db.service_env(kafka_bootstrap),
         ORCHARD_CONSUMER_MAX_ATTEMPTS=2,
     )
     ticks = Ticks()

@@ -35,9 +35,7 @@ async def _runtime_on(service_db, kafka_bootstrap: str, dlq_retention_days: int)
     )
     settings = Settings(
         ORCHARD_SERVICE=f"test{uuid.uuid4().hex[:6]}",
-        DATABASE_URL=service_db.dsn,
-        ORCHARD_DB_SCHEMA=service_db.schema,
-        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+        **service_db.service_env(kafka_bootstrap),
         ORCHARD_INBOX_RETENTION_DAYS=40,
     )
     sub = Subscription(name="ticks", topic=topic, payload=Tick, handle=_ignore)
