@@ -16,8 +16,9 @@ from typing import Any
 
 import httpx
 
-from chassis.testing import read_topic, voucher_campaign, wait_until
-from contracts.envelope import Envelope
+from chassis.testing import produce, read_topic, voucher_campaign, wait_until
+from contracts.envelope import Envelope, EventData
+from contracts.registry import for_payload
 from contracts.topics import Topics
 from deploy.sinks.processes import FAKE_PROVIDER
 from tests.system import System
@@ -167,3 +168,15 @@ async def code_counts(voucher: httpx.AsyncClient, campaign_id: str) -> dict[str,
 
 def envelope(data: Any, topic: str, producer: str) -> bytes:
     return Envelope.new(event_type=topic, producer=producer, data=data).to_bytes()
+
+
+def hris_message(data: EventData) -> tuple[bytes, bytes]:
+    """An upstream event as the HR system sends it: on its topic's key, from producer `hris`."""
+    spec = for_payload(data)
+    return spec.key_of(data).encode(), envelope(data, spec.name, "hris")
+
+
+async def from_hris(system: System, *events: EventData) -> None:
+    """Upstream events of one topic, published as the HR system publishes them."""
+    messages: list[tuple[bytes | None, bytes | None]] = [hris_message(e) for e in events]
+    await produce(system.config.bootstrap_servers, for_payload(events[0]).name, messages)

@@ -17,10 +17,9 @@ from typing import Any
 
 import httpx
 
-from chassis.testing import produce, wait_until
+from chassis.testing import wait_until
 from contracts.ipa import IpaRecordSubmitted
 from contracts.orders import OrderCancelRequested
-from contracts.topics import Topics
 from tests import pipeline as p
 from tests.pipeline import RUN
 from tests.system import System
@@ -78,17 +77,7 @@ async def test_a_thousand_row_upload_and_hris_records_end_as_one_delivered_code_
             p.record(campaign_id, f"hris-{RUN}-{n:02d}", n, channel="sms", phone=f"+44771{RUN_DIGITS}{n:04d}")
             for n in range(1, 21)
         ]
-        await produce(
-            system.config.bootstrap_servers,
-            Topics.IPA_RECORD_SUBMITTED,
-            [
-                (
-                    r["external_ref"].encode(),
-                    p.envelope(IpaRecordSubmitted.model_validate(r), Topics.IPA_RECORD_SUBMITTED, "hris"),
-                )
-                for r in hris
-            ],
-        )
+        await p.from_hris(system, *(IpaRecordSubmitted.model_validate(r) for r in hris))
         expected = len(valid_rows) + len(hris)
 
         async def all_completed() -> bool:
@@ -227,21 +216,8 @@ async def test_a_cancelled_order_is_never_sent_and_its_code_returns_to_the_pool(
             f"/v1/orders/{by_http['order_id']}/cancel", json={"reason": "policy change"}
         )
         assert cancelled.status_code == 200, cancelled.text
-        await produce(
-            system.config.bootstrap_servers,
-            Topics.ORDER_CANCEL_REQUESTED,
-            [
-                (
-                    by_topic["external_ref"].encode(),
-                    p.envelope(
-                        OrderCancelRequested(
-                            external_ref=by_topic["external_ref"], reason="eligibility change"
-                        ),
-                        Topics.ORDER_CANCEL_REQUESTED,
-                        "hris",
-                    ),
-                )
-            ],
+        await p.from_hris(
+            system, OrderCancelRequested(external_ref=by_topic["external_ref"], reason="eligibility change")
         )
 
         async def both_cancelled() -> bool:
@@ -269,21 +245,8 @@ async def test_a_cancelled_order_is_never_sent_and_its_code_returns_to_the_pool(
 
         await wait_until(retrying, timeout=60, interval=0.3, what="the third order's send to be retrying")
 
-        await produce(
-            system.config.bootstrap_servers,
-            Topics.ORDER_CANCEL_REQUESTED,
-            [
-                (
-                    in_delivery["order_id"].encode(),
-                    p.envelope(
-                        OrderCancelRequested(
-                            order_id=uuid.UUID(in_delivery["order_id"]), reason="correction"
-                        ),
-                        Topics.ORDER_CANCEL_REQUESTED,
-                        "hris",
-                    ),
-                )
-            ],
+        await p.from_hris(
+            system, OrderCancelRequested(order_id=uuid.UUID(in_delivery["order_id"]), reason="correction")
         )
 
         async def all_cancelled() -> bool:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from chassis.testing import produce, wait_until
+from chassis.testing import wait_until
 from contracts.ipa import IpaRecordSubmitted
 from contracts.topics import Topics
 from tests import pipeline as p
@@ -108,17 +108,7 @@ async def test_two_replicas_of_every_service_share_the_work_without_duplicates(s
             return (await order.get(f"/v1/ipa/batches/{batch}")).json()["rejected"] == 0
 
         await wait_until(points_campaign_known, timeout=60, interval=1.0, what="the points campaign")
-        await produce(
-            system.config.bootstrap_servers,
-            Topics.IPA_RECORD_SUBMITTED,
-            [
-                (
-                    r["external_ref"].encode(),
-                    p.envelope(IpaRecordSubmitted.model_validate(r), Topics.IPA_RECORD_SUBMITTED, "hris"),
-                )
-                for r in [*vouchers, *awards]
-            ],
-        )
+        await p.from_hris(system, *(IpaRecordSubmitted.model_validate(r) for r in [*vouchers, *awards]))
 
         async def all_completed() -> bool:
             return (await p.summary(order, campaign_id))["by_state"].get("completed", 0) >= VOUCHERS

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chassis.testing import produce, wait_until
+from chassis.testing import wait_until
 from contracts.ipa import IpaRecordSubmitted
 from contracts.topics import Topics
 from deploy.traces import TraceSpan, read_spans, traces_about
@@ -38,10 +38,7 @@ async def test_one_ipa_record_is_one_trace_across_the_services_in_causal_order(s
         campaign_id = await p.campaign(voucher, order, "traces", codes=3)
         ref = f"trace-{RUN}"
         record = IpaRecordSubmitted.model_validate(p.record(campaign_id, ref, 1))
-        envelope = p.envelope(record, Topics.IPA_RECORD_SUBMITTED, "hris")
-        await produce(
-            system.config.bootstrap_servers, Topics.IPA_RECORD_SUBMITTED, [(ref.encode(), envelope)]
-        )
+        await p.from_hris(system, record)
 
         async def completed() -> bool:
             return (await p.summary(order, campaign_id))["by_state"].get("completed", 0) == 1

@@ -60,13 +60,7 @@ class Burst:
         if not 0 <= self.slot < 1000:
             raise ValueError("slot must be 0-999")
         self.records = [self._record(n) for n in range(1, self.size + 1)]
-        self.payloads = [
-            (
-                r["external_ref"].encode(),
-                p.envelope(IpaRecordSubmitted.model_validate(r), Topics.IPA_RECORD_SUBMITTED, "hris"),
-            )
-            for r in self.records
-        ]
+        self.payloads = [p.hris_message(IpaRecordSubmitted.model_validate(r)) for r in self.records]
 
     def _record(self, n: int) -> dict[str, str]:
         ref = f"{self.prefix}-{n:05d}"

@@ -63,11 +63,8 @@ async def test_duplicates_and_replays_on_every_consumed_topic_double_nothing(sys
             (key, value) for key, value in burst.payloads if key.decode() in burst.accepted
         ]
         await produce(bootstrap, Topics.IPA_RECORD_SUBMITTED, sent)  # the very same events again
-        again: list[tuple[bytes | None, bytes | None]] = [  # new envelopes, as an upstream resending them
-            (
-                r["external_ref"].encode(),
-                p.envelope(IpaRecordSubmitted.model_validate(r), Topics.IPA_RECORD_SUBMITTED, "hris"),
-            )
+        again = [  # new envelopes, as an upstream resending them
+            p.hris_message(IpaRecordSubmitted.model_validate(r))
             for r in burst.records
             if r["external_ref"] in burst.accepted
         ]
