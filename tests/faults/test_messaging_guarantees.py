@@ -7,12 +7,14 @@ import asyncio
 import json
 import random
 import uuid
+from collections.abc import Callable
 
 import asyncpg
 import pytest
 
 from chassis.testing import committed_offsets, produce, read_topic, wait_until
 from contracts.envelope import Envelope
+from deploy.infra.kafka import KafkaBroker
 from deploy.infra.topics import TopicDef, ensure_topics
 from tests.faults.probe_app import ProbeEvent
 
@@ -53,6 +55,14 @@ async def _outbox_drained(dsn: str, expected: int) -> bool:
     except (OSError, asyncpg.PostgresError):
         return False
     return written == expected and published >= expected
+
+
+async def _broker_with_topic(private_kafka: Callable[[], KafkaBroker]) -> tuple[KafkaBroker, str]:
+    """A broker of the test's own (to kill and restart) with a fresh topic for the probes."""
+    kafka = private_kafka()
+    topic = f"probe-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka.bootstrap_servers, [TopicDef(topic)])
+    return kafka, topic
 
 
 def _service() -> str:
@@ -153,9 +163,7 @@ async def test_broker_restart_mid_stream_loses_nothing_and_readiness_follows_it(
     infra, private_kafka, make_schema, probes
 ):
     total = 2000
-    kafka = private_kafka()
-    topic = f"probe-{uuid.uuid4().hex[:8]}"
-    await ensure_topics(kafka.bootstrap_servers, [TopicDef(topic)])
+    kafka, topic = await _broker_with_topic(private_kafka)
     producer, consumer, producer_dsn, consumer_dsn = await _start_pair(
         probes, make_schema, admin_dsn=infra.admin_dsn, bootstrap=kafka.bootstrap_servers, topic=topic,
         total=total, PROBE_PAUSE_S="0.02",
@@ -238,9 +246,7 @@ async def test_a_service_started_before_the_broker_becomes_ready_when_it_answers
     infra, private_kafka, make_schema, probes
 ):
     total = 300
-    kafka = private_kafka()
-    topic = f"probe-{uuid.uuid4().hex[:8]}"
-    await ensure_topics(kafka.bootstrap_servers, [TopicDef(topic)])
+    kafka, topic = await _broker_with_topic(private_kafka)
     await asyncio.to_thread(kafka.stop)
     producer, consumer, producer_dsn, consumer_dsn = await _start_pair(
         probes, make_schema, admin_dsn=infra.admin_dsn, bootstrap=kafka.bootstrap_servers, topic=topic,
