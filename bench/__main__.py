@@ -8,16 +8,14 @@ import logging
 import os
 import platform
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import psutil
-import structlog
 
 from contracts.envelope import Envelope
 from contracts.vouchers import VoucherIssued
 
-from . import baselines, messaging
+from . import baselines, measure, messaging
 from .infra import Infra, open_infra
 from .measure import PARTITIONS, Measurement, message_key, save_record, voucher_issued_events
 
@@ -96,14 +94,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--events", type=int, default=20_000, help="events per scenario (default 20000)")
     parser.add_argument("--quick", action="store_true", help="smoke run with 2000 events")
-    parser.add_argument("--json", type=Path, help="where to write the JSON record (default bench/results/)")
+    measure.add_json_option(parser)
     args = parser.parse_args()
     count = 2_000 if args.quick else args.events
     if count < 1:
         parser.error("--events must be at least 1")
     # Keep the table readable: the chassis and its libraries log each start and stop at INFO.
-    logging.basicConfig(level=logging.WARNING)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    measure.quiet_logs()
 
     started_at = datetime.now(UTC)
     with open_infra() as infra:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import logging
 import os
 import subprocess
 import sys
@@ -36,7 +35,6 @@ from typing import Any
 import asyncpg
 import httpx
 import psutil
-import structlog
 
 from chassis.auth import issue_token
 from chassis.settings import Settings
@@ -51,7 +49,7 @@ from deploy.infra.topics import ensure_topics
 from deploy.testing import drop_service_db, new_service_db
 
 from .infra import Infra, open_infra, scratch_pool
-from .measure import save_record
+from .measure import add_json_option, quiet_logs, save_record
 
 REPO = Path(__file__).resolve().parent.parent
 COLUMNS = (
@@ -304,12 +302,11 @@ def render(r: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ipa", description=__doc__)
     parser.add_argument("--rows", type=int, default=100_000, help="CSV rows (default 100000)")
-    parser.add_argument("--json", type=Path, help="where to write the JSON record (default bench/results/)")
+    add_json_option(parser)
     args = parser.parse_args()
     if args.rows < 1:
         parser.error("--rows must be at least 1")
-    logging.basicConfig(level=logging.WARNING)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    quiet_logs()
     started_at = datetime.now(UTC)
     with tempfile.TemporaryDirectory(prefix="orchard-bench-ipa-") as work, open_infra() as infra:
         result = asyncio.run(measure(infra, args.rows, Path(work)))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -11,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from chassis.sealed_codes import dev_sealer
 from contracts.envelope import Envelope
@@ -33,6 +37,18 @@ STALL_TIMEOUT_S = 120
 
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def quiet_logs(*, kafka_client_errors_only: bool = False) -> None:
+    """Warnings only (the Kafka client's errors only, when asked): what a bench prints is its table."""
+    logging.basicConfig(level=logging.WARNING)
+    if kafka_client_errors_only:
+        logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", type=Path, help="where to write the JSON record (default bench/results/)")
 
 
 def save_record(record: dict[str, Any], prefix: str, started_at: datetime, path: Path | None = None) -> Path:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import platform
 import tempfile
@@ -25,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import structlog
 
 from contracts.registry import TOPICS
 from deploy.infra.postgres import provision_database
 
 from . import baselines, pipeline_profile
 from .infra import Infra
+from .measure import add_json_option, quiet_logs
 from .pipeline_drive import (
     SMS_EVERY,
     Tracker,
@@ -392,7 +391,7 @@ def _arguments() -> argparse.Namespace:
         " instead of starting one",
     )
     parser.add_argument("--profile", action="store_true", help="py-spy every service during the burst")
-    parser.add_argument("--json", type=Path, help="where to write the JSON record (default bench/results/)")
+    add_json_option(parser)
     args = parser.parse_args()
     if args.quick:
         args.orders, args.rate, args.duration, args.csv_rows = 500, [50.0], 10.0, 2000
@@ -423,9 +422,7 @@ def main() -> None:
         warm_up=min(200, max(20, args.orders // 20)),
         profile=args.profile,
     )
-    logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    quiet_logs(kafka_client_errors_only=True)
 
     started_at = datetime.now(UTC)
     stem = f"pipeline-{started_at:%Y%m%dT%H%M%SZ}"

@@ -34,11 +34,9 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
-import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from chassis.auth import issue_token
@@ -66,7 +64,7 @@ from deploy.testing import drop_service_db, new_service_db
 from services.redemption.app import build_spec
 from services.redemption.settings import RedemptionSettings
 
-from . import baselines
+from . import baselines, measure
 from .infra import Infra, open_infra
 from .measure import PARTITIONS, Measurement, message_key, save_record, voucher_issued_events, wait_for_count
 
@@ -357,10 +355,9 @@ def main() -> None:
         default="real",
         help="the real wallet service in this process (default) or a stand-in answering at once",
     )
-    parser.add_argument("--json", type=Path, help="where to write the JSON record (default bench/results/)")
+    measure.add_json_option(parser)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    measure.quiet_logs()
     started_at = datetime.now(UTC)
     with open_infra() as infra:
         results = asyncio.run(run_all(infra, args.redemptions, args.clients, args.wallet))

@@ -19,18 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import statistics
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import structlog
-
-from .measure import save_record
+from .measure import add_json_option, quiet_logs, save_record
 from .pipeline import _burst, _warm_up
 from .pipeline_drive import Tracker, create_campaign
 from .pipeline_monitor import Monitor
@@ -91,13 +87,11 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=3000, help="orders per burst (default 3000)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds per mode, alternating (default 2)")
     parser.add_argument("--always-on", action="store_true", help="also every trace recorded")
-    parser.add_argument("--json", type=Path, help="where to write the JSON record (default bench/results/)")
+    add_json_option(parser)
     args = parser.parse_args()
     if args.orders < 1 or args.rounds < 1:
         parser.error("--orders ≥ 1 and --rounds ≥ 1")
-    logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    quiet_logs(kafka_client_errors_only=True)
     modes = ["off", "on"] + (["always"] if args.always_on else [])
     warm_up = min(200, max(20, args.orders // 20))
     rounds: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}

@@ -19,17 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import time
 import uuid
 from decimal import Decimal
 
-import structlog
-
 from bench import baselines
 from bench.infra import Infra, open_infra, scratch_pool
-from bench.measure import Measurement, wait_for_count
+from bench.measure import Measurement, quiet_logs, wait_for_count
 from chassis.db import apply_migrations
 from chassis.service import ServiceRuntime
 from chassis.testing import produce
@@ -220,8 +217,7 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=5000, help="pending orders in the burst")
     parser.add_argument("--codes", type=int, default=1_000_000, help="codes to generate")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    quiet_logs()
     with open_infra() as infra:
         results = asyncio.run(run(infra, args.orders, args.codes))
     by_key = {m.key: m for m in results}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import platform
 import time
@@ -21,10 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
-
-import structlog
 
 from chassis.db import apply_migrations
 from contracts.wallet import EntryType, WalletReference
@@ -33,7 +29,7 @@ from services.wallet.ledger import Ledger
 from services.wallet.service import MIGRATIONS
 
 from .infra import Infra, open_infra, scratch_pool
-from .measure import Measurement, save_record
+from .measure import Measurement, add_json_option, quiet_logs, save_record
 
 POINTS_PER_DEBIT = 10
 
@@ -190,12 +186,11 @@ def main() -> None:
     parser.add_argument("--postings", type=int, default=4000, help="postings per scenario (default 4000)")
     parser.add_argument("--workers", type=int, default=8, help="concurrent workers (default 8)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    parser.add_argument("--json", type=Path, help="where to write the JSON record (default bench/results/)")
+    add_json_option(parser)
     args = parser.parse_args()
     if args.workers < 1 or args.rounds < 1 or args.postings < args.workers * args.rounds:
         parser.error("--postings must be at least --workers x --rounds, both at least 1")
-    logging.basicConfig(level=logging.WARNING)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    quiet_logs()
 
     started_at = datetime.now(UTC)
     with open_infra() as infra:
