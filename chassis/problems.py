@@ -137,14 +137,17 @@ class Problem(Exception):
         )
 
 
-def invalid_field(field: str, code: str, message: str) -> Problem:
-    """A 422 `validation_failed` about one request field (`body.member_id`), for a check a route makes
-    itself; the detail names the field without where it was (`Invalid request: member_id`)."""
+def invalid_field(
+    field: str, code: str, message: str, *, problem: str = "validation_failed", detail: str | None = None
+) -> Problem:
+    """A 422 about one request field (`body.member_id`), for a check made past request validation: the
+    problem `validation_failed` unless said, its detail naming the field without where it was
+    (`Invalid request: member_id`) unless given."""
     name = field.split(".", 1)[-1]
     return Problem(
         422,
-        "validation_failed",
-        detail=f"Invalid request: {name}",
+        problem,
+        detail=detail or f"Invalid request: {name}",
         errors=[{"field": field, "code": code, "message": message}],
     )
 
@@ -231,12 +234,7 @@ def input_data_problem(error: BaseException) -> Problem | None:
         return None
     log.warning("input_refused_by_database", error_type=type(error).__name__)
     message = "A value cannot be stored (a NUL byte, a number out of range or a malformed value)."
-    return Problem(
-        422,
-        "invalid_value",
-        detail=message,
-        errors=[{"field": "request", "code": "invalid_value", "message": message}],
-    )
+    return invalid_field("request", "invalid_value", message, problem="invalid_value", detail=message)
 
 
 async def _handle_data_error(_request: Request, exc: Exception) -> Response:

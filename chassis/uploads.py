@@ -11,7 +11,7 @@ from typing import IO
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from chassis.problems import Problem
+from chassis.problems import Problem, invalid_field
 
 FILE_FIELD = "file"
 
@@ -152,10 +152,5 @@ async def spooled_csv(request: Request, limit: int) -> IO[bytes]:
     if form is not None and not form.found:
         spooled.close()
         message = "The multipart form has no field named `file`."
-        raise Problem(
-            422,
-            "missing_file",
-            detail=message,
-            errors=[{"field": "file", "code": "missing", "message": message}],
-        )
+        raise invalid_field("file", "missing", message, problem="missing_file", detail=message)
     return spooled
