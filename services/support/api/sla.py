@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
+from chassis.db import Connection
 from chassis.inputs import Identifier, LocalTime, NoNul
 from chassis.problems import Problem, invalid_field
 from contracts.support import TicketCategory, TicketPriority
@@ -90,14 +91,8 @@ async def put_policy(ctx: Ctx, body: PolicyBody, principal: Principal = Depends(
         if body.calendar_id is not None and body.calendar_id not in await repo.calendars(conn):
             raise invalid_field("body.calendar_id", "unknown", "no such calendar")
         await repo.upsert_policy(conn, policy, ctx.clock.now())
-        await append_audit(
-            conn,
-            actor=caller_of(principal).actor,
-            action="sla.policy_set",
-            subject_type="sla_policy",
-            subject_id=f"{policy.priority}/{policy.category or '*'}",
-            details=body.model_dump(mode="json"),
-        )
+        subject_id = f"{policy.priority}/{policy.category or '*'}"
+        await _audited(conn, principal, "sla.policy_set", "sla_policy", subject_id, body)
     return policy.__dict__
 
 
@@ -111,22 +106,13 @@ async def delete_policy(
     async with ctx.db.acquire() as conn, conn.transaction():
         if not await repo.delete_policy(conn, priority, category):
             raise Problem(404, "policy_not_found", detail=f"No policy for {priority} tickets of {category}.")
-        await append_audit(
-            conn,
-            actor=caller_of(principal).actor,
-            action="sla.policy_removed",
-            subject_type="sla_policy",
-            subject_id=f"{priority}/{category}",
-        )
+        await _audited(conn, principal, "sla.policy_removed", "sla_policy", f"{priority}/{category}")
 
 
 @router.get("/calendars", summary="Business calendars", response_model=list[CalendarOut])
 async def list_calendars(ctx: Ctx, _: Principal = Depends(readers)) -> list[dict[str, Any]]:
     async with ctx.db.acquire() as conn:
-        return [
-            {**c.__dict__, "working_days": sorted(c.working_days), "holidays": sorted(c.holidays)}
-            for c in (await repo.calendars(conn)).values()
-        ]
+        return [_calendar_out(c) for c in (await repo.calendars(conn)).values()]
 
 
 @router.put(
@@ -150,19 +136,37 @@ async def put_calendar(
     )
     async with ctx.db.acquire() as conn, conn.transaction():
         await repo.upsert_calendar(conn, calendar, ctx.clock.now())
-        await append_audit(
-            conn,
-            actor=caller_of(principal).actor,
-            action="sla.calendar_set",
-            subject_type="business_calendar",
-            subject_id=calendar_id,
-            details=body.model_dump(mode="json"),
-        )
+        await _audited(conn, principal, "sla.calendar_set", "business_calendar", calendar_id, body)
+    return _calendar_out(calendar)
+
+
+def _calendar_out(calendar: BusinessCalendar) -> dict[str, Any]:
+    """A calendar as `CalendarOut`: its days as sorted lists."""
     return {
         **calendar.__dict__,
         "working_days": sorted(calendar.working_days),
         "holidays": sorted(calendar.holidays),
     }
+
+
+async def _audited(
+    conn: Connection,
+    principal: Principal,
+    action: str,
+    subject_type: str,
+    subject_id: str,
+    body: BaseModel | None = None,
+) -> None:
+    """An admin's change to the SLA settings in the audit log, with the body that made it."""
+    details = body.model_dump(mode="json") if body is not None else None
+    await append_audit(
+        conn,
+        actor=caller_of(principal).actor,
+        action=action,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        details=details,
+    )
 
 
 @router.get(
