@@ -29,6 +29,25 @@ def _probe_path(path: str) -> str:
     return re.sub(r"\{[^}]+\}", "probe", path.replace("{member_id}", MEMBER_ID))
 
 
+def _secured_operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """Each operation that asks for a token: its path, method and OpenAPI operation."""
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method != "parameters" and operation.get("security"):
+                yield path, method, operation
+
+
+def _admits(client: httpx.Client, path: str, method: str, operation: dict[str, Any], token: str) -> bool:
+    """Whether the operation's role check lets this token through (placeholder parameters)."""
+    response = client.request(
+        method.upper(),
+        _probe_path(path),
+        headers={"Authorization": f"Bearer {token}"},
+        json={} if "requestBody" in operation else None,
+    )
+    return response.status_code != 403
+
+
 def admitted_roles(base_url: str, document: dict[str, Any], tokens: dict[Role, str]) -> dict[str, Role]:
     """The role to call each secured operation with, by its label (`POST /v1/orders`).
 
@@ -37,23 +56,13 @@ def admitted_roles(base_url: str, document: dict[str, Any], tokens: dict[Role, s
     """
     roles: dict[str, Role] = {}
     with httpx.Client(base_url=base_url, timeout=10) as client:
-        for path, item in document["paths"].items():
-            for method, operation in item.items():
-                if method == "parameters" or not operation.get("security"):
-                    continue
-                label = f"{method.upper()} {path}"
-                # A route no role gets through (one only a member may call for their own account)
-                # is still fuzzed, with the admin token.
-                for role in PROBE_ORDER:
-                    response = client.request(
-                        method.upper(),
-                        _probe_path(path),
-                        headers={"Authorization": f"Bearer {tokens[role]}"},
-                        json={} if "requestBody" in operation else None,
-                    )
-                    if response.status_code != 403:
-                        roles[label] = role
-                        break
+        for path, method, operation in _secured_operations(document):
+            # A route no role gets through (one only a member may call for their own account)
+            # is still fuzzed, with the admin token.
+            admitted = (r for r in PROBE_ORDER if _admits(client, path, method, operation, tokens[r]))
+            role = next(admitted, None)
+            if role is not None:
+                roles[f"{method.upper()} {path}"] = role
     return roles
 
 
@@ -61,18 +70,9 @@ def member_routes(base_url: str, document: dict[str, Any], tokens: dict[Role, st
     """The document with only the operations a member's token gets through (on their own account)."""
     paths: dict[str, Any] = {}
     with httpx.Client(base_url=base_url, timeout=10) as client:
-        for path, item in document["paths"].items():
-            for method, operation in item.items():
-                if method == "parameters" or not operation.get("security"):
-                    continue
-                response = client.request(
-                    method.upper(),
-                    _probe_path(path),
-                    headers={"Authorization": f"Bearer {tokens[Role.MEMBER]}"},
-                    json={} if "requestBody" in operation else None,
-                )
-                if response.status_code != 403:
-                    paths.setdefault(path, {})[method] = operation
+        for path, method, operation in _secured_operations(document):
+            if _admits(client, path, method, operation, tokens[Role.MEMBER]):
+                paths.setdefault(path, {})[method] = operation
     return {**document, "paths": paths}
 
 
