@@ -22,7 +22,14 @@ from pathlib import Path
 from deploy.infra.errors import InfraError
 from deploy.infra.net import LOCALHOST, ensure_port_free
 from deploy.infra.paths import KAFKA_CONFIG_DIR, kafka_libs_dir
-from deploy.infra.process import SupervisedServer, pid_alive, read_pid_file, spawn, write_pid_file
+from deploy.infra.process import (
+    SupervisedServer,
+    pid_alive,
+    read_pid_file,
+    run_setup,
+    spawn,
+    write_pid_file,
+)
 from deploy.infra.tls import ServerTls
 
 log = logging.getLogger(__name__)
@@ -353,20 +360,12 @@ class KafkaBroker(SupervisedServer):
         if (self.data_dir / "meta.properties").exists():
             return
         self._write_config()
-        result = subprocess.run(
+        run_setup(
             [java_executable(), "-cp", f"{self.libs_dir}/*", "kafka.tools.StorageTool", "format",
              "-t", new_cluster_id(), "-c", str(self.config_path), "--standalone", "-g",
              *(self.security.scram_arguments() if self.security else [])],
-            capture_output=True, text=True, check=False,
+            f"formatting Kafka storage in {self.data_dir}",
         )  # fmt: skip
-        if result.returncode != 0:
-            detail = (result.stderr or result.stdout).strip().splitlines() or ["?"]
-            raise InfraError(f"formatting Kafka storage in {self.data_dir} failed: {detail[-1]}")
-
-    def start(self, timeout: float = 60) -> None:
-        """Start the broker unless it already runs from this directory; return once it serves metadata."""
-        self.launch()
-        self.wait_ready(timeout)
 
     def launch(self) -> None:
         """Spawn the JVM without waiting for it (lets callers start Postgres meanwhile)."""

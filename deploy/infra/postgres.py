@@ -20,7 +20,7 @@ import asyncpg
 
 from deploy.infra.errors import InfraError
 from deploy.infra.net import LOCALHOST, ensure_port_free, port_is_open
-from deploy.infra.process import SupervisedServer, pid_alive, spawn
+from deploy.infra.process import SupervisedServer, pid_alive, run_setup, spawn
 
 SUPERUSER = "postgres"
 # Postgres refuses to run as root; when we are root the server runs as this system user instead.
@@ -80,6 +80,7 @@ class PostgresServer(SupervisedServer):
 
     # SIGINT is Postgres's "fast" shutdown: roll back open transactions, checkpoint, exit.
     stop_signal = signal.SIGINT
+    start_timeout_s = 30
 
     def __init__(
         self,
@@ -130,19 +131,11 @@ class PostgresServer(SupervisedServer):
                 "--encoding=UTF8", "--locale=C", "--no-instructions"]  # fmt: skip
         if not self.durable:
             args.append("--no-sync")
-        result = subprocess.run(
-            args, capture_output=True, text=True, check=False, cwd=self.data_dir,
+        run_setup(
+            args, f"initdb in {self.data_dir}", cwd=self.data_dir,
             user=run_as.uid if run_as else None, group=run_as.gid if run_as else None,
             extra_groups=[] if run_as else None,
         )  # fmt: skip
-        if result.returncode != 0:
-            detail = (result.stderr or result.stdout).strip().splitlines() or ["?"]
-            raise InfraError(f"initdb in {self.data_dir} failed: {detail[-1]}")
-
-    def start(self, timeout: float = 30) -> None:
-        """Start the server unless it already runs from this data dir; return once it accepts connections."""
-        self.launch()
-        self.wait_ready(timeout)
 
     def launch(self) -> None:
         if self.is_running():

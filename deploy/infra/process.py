@@ -12,8 +12,11 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import psutil
+
+from deploy.infra.errors import InfraError
 
 _PR_SET_PDEATHSIG = 1
 
@@ -147,6 +150,15 @@ def _still_running(proc: psutil.Process) -> bool:
     return False
 
 
+def run_setup(args: Sequence[str], what: str, **options: Any) -> None:
+    """Run a server's one-off setup command (format its storage, initdb); when it fails, its last line
+    of output says why."""
+    result = subprocess.run(args, capture_output=True, text=True, check=False, **options)
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines() or ["?"]
+        raise InfraError(f"{what} failed: {detail[-1]}")
+
+
 class SupervisedServer(ABC):
     """A server process living in a directory of its own, stopped, killed and restarted alike."""
 
@@ -158,8 +170,21 @@ class SupervisedServer(ABC):
     @abstractmethod
     def pid(self) -> int | None: ...
 
+    start_timeout_s: float = 60
+    """How long `start` waits for the server when not told."""
+
     @abstractmethod
-    def start(self, timeout: float = 60) -> None: ...
+    def launch(self) -> None:
+        """Spawn the server unless it already runs, without waiting for it (others may start meanwhile)."""
+
+    @abstractmethod
+    def wait_ready(self, timeout: float) -> None:
+        """Return once the server serves; InfraError when it does not within `timeout` seconds."""
+
+    def start(self, timeout: float | None = None) -> None:
+        """Start the server unless it already runs from its directory; return once it serves."""
+        self.launch()
+        self.wait_ready(self.start_timeout_s if timeout is None else timeout)
 
     def is_running(self) -> bool:
         return self.pid is not None

@@ -19,24 +19,23 @@ DLQ_SUFFIX = ".dlq"
 WEEK_MS = 7 * 24 * 3600 * 1000
 
 
-class TopicLike(Protocol):
-    """What ensure_topics reads: contracts.registry.TopicSpec has it, so does TopicDef for test topics."""
-
+class _NamedTopic(Protocol):
     @property
     def name(self) -> str: ...
     @property
     def partitions(self) -> int: ...
+
+
+class TopicLike(_NamedTopic, Protocol):
+    """What ensure_topics reads: contracts.registry.TopicSpec has it, so does TopicDef for test topics."""
+
     @property
     def retention_ms(self) -> int: ...
 
 
-class ConfiguredTopic(Protocol):
+class ConfiguredTopic(_NamedTopic, Protocol):
     """One exact topic to create (contracts.registry.KafkaTopic): name, partitions, Kafka config."""
 
-    @property
-    def name(self) -> str: ...
-    @property
-    def partitions(self) -> int: ...
     @property
     def config(self) -> Mapping[str, str]: ...
 
