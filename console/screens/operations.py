@@ -168,15 +168,7 @@ def dead_letter_rows(answers: Answers) -> list[DeadLetterRow]:
     return sorted(rows, key=lambda r: r.failed_at, reverse=True)
 
 
-@dataclass(frozen=True)
-class ReplayPreview:
-    headline: str
-    details: tuple[str, ...]
-    count: int
-    confirm: str
-
-
-def replay_preview(answer: Mapping[str, Any], shown: int = 20) -> ReplayPreview:
+def replay_preview(answer: Mapping[str, Any], shown: int = 20) -> views.Preview:
     """A dry-run replay's answer, as the preview someone confirms."""
     n = int(answer.get("replayed") or 0)
     group = str(answer.get("group", ""))
@@ -194,8 +186,8 @@ def replay_preview(answer: Mapping[str, Any], shown: int = 20) -> ReplayPreview:
     if len(letters) > shown:
         details.append(f"… and {len(letters) - shown} more.")
     if n == 0:
-        return ReplayPreview(f"Nothing to replay for {group}", tuple(details[1:]), 0, "")
-    return ReplayPreview(
+        return views.Preview(f"Nothing to replay for {group}", tuple(details[1:]), 0, "")
+    return views.Preview(
         f"{n} {noun} would be replayed to {group}", tuple(details), n, f"Confirm: replay {n}"
     )
 
