@@ -19,7 +19,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 import asyncpg
 import structlog
@@ -67,6 +67,9 @@ class ServiceSpec:
     # The service's own composition (settings, clock, pool…), for its route dependencies to reach as
     # `request.app.state.runtime.spec.context`.
     context: object = None
+
+
+_CONSUMER_OPTIONS: Final = ("max_attempts", "fetch_max_wait_ms", "fetch_min_bytes")
 
 
 class ServiceRuntime:
@@ -129,14 +132,14 @@ class ServiceRuntime:
             # trickle that was most of the log and a measurable share of CPU. Debug level keeps them.
             log_level=logging.DEBUG,
         )
+        # Each `consumer_<option>` setting is the consumer's `<option>`.
+        tuning = {option: getattr(s, f"consumer_{option}") for option in _CONSUMER_OPTIONS}
         self.consumer = self.spec.consumer_class(
             broker=self.broker,
             pool=self.pool,
             service=s.service_name,
             bootstrap_servers=s.kafka_bootstrap_servers,
-            max_attempts=s.consumer_max_attempts,
-            fetch_max_wait_ms=s.consumer_fetch_max_wait_ms,
-            fetch_min_bytes=s.consumer_fetch_min_bytes,
+            **tuning,
         )
         for sub in self.spec.subscriptions:
             self.consumer.subscribe(sub)
