@@ -47,10 +47,10 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from deploy.infra.paths import var_dir
+from deploy.sinks.config import listening, sink_dir
 from deploy.sinks.files import BatchWriter
 from deploy.sinks.ports import FAKE_PROVIDER_PORT
-from deploy.sinks.receipts import ReceiptLog, counting_repeats
+from deploy.sinks.receipts import ReceiptLog
 
 DEFAULT_PORT = FAKE_PROVIDER_PORT
 API_PREFIX = "/2010-04-01/Accounts"
@@ -89,13 +89,10 @@ class ProviderConfig:
 
     @classmethod
     def from_env(cls) -> ProviderConfig:
-        env = os.environ
         return cls(
-            host=env.get("ORCHARD_PROVIDER_HOST", "127.0.0.1"),
-            port=int(env.get("ORCHARD_PROVIDER_PORT", str(DEFAULT_PORT))),
-            messages_dir=Path(env.get("ORCHARD_MESSAGES_DIR") or var_dir() / "messages"),
-            timeout_delay_s=float(env.get("ORCHARD_PROVIDER_TIMEOUT_DELAY", "30")),
-            count_repeats=counting_repeats(),
+            **listening("ORCHARD_PROVIDER", DEFAULT_PORT),
+            messages_dir=sink_dir("ORCHARD_MESSAGES_DIR", "messages"),
+            timeout_delay_s=float(os.environ.get("ORCHARD_PROVIDER_TIMEOUT_DELAY", "30")),
         )
 
 

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import signal
 import uuid
 from dataclasses import dataclass
@@ -30,10 +29,10 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from deploy.infra.paths import var_dir
+from deploy.sinks.config import listening, sink_dir
 from deploy.sinks.files import BatchWriter
 from deploy.sinks.ports import SMTP_SINK_PORT
-from deploy.sinks.receipts import ReceiptLog, counting_repeats
+from deploy.sinks.receipts import ReceiptLog
 
 log = logging.getLogger("orchard.smtp_sink")
 
@@ -50,12 +49,8 @@ class SmtpSinkConfig:
 
     @classmethod
     def from_env(cls) -> SmtpSinkConfig:
-        env = os.environ
         return cls(
-            host=env.get("ORCHARD_SMTP_SINK_HOST", "127.0.0.1"),
-            port=int(env.get("ORCHARD_SMTP_SINK_PORT", str(DEFAULT_PORT))),
-            mail_dir=Path(env.get("ORCHARD_MAIL_DIR") or var_dir() / "mail"),
-            count_repeats=counting_repeats(),
+            **listening("ORCHARD_SMTP_SINK", DEFAULT_PORT), mail_dir=sink_dir("ORCHARD_MAIL_DIR", "mail")
         )
 
 
