@@ -36,10 +36,10 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
 
 
 async def liability_totals(
-    conn: Connection, cutoff: datetime, campaign_id: str | None, member_id: str | None
+    conn: Connection, scope: repo.Outstanding
 ) -> tuple[int, int, list[dict[str, Any]]]:
     """Total points, members holding any, and the points and members per campaign."""
-    rows = await repo.liability_by_campaign(conn, cutoff, campaign_id, member_id)
+    rows = await repo.liability_by_campaign(conn, scope)
     overall = next((r for r in rows if r["overall"]), None)
     by_campaign = [
         {"campaign_id": r["campaign_id"], "points": str(r["points"]), "members": r["members"]}
@@ -52,16 +52,10 @@ async def liability_totals(
 
 
 async def liability_page(
-    conn: Connection,
-    cutoff: datetime,
-    campaign_id: str | None,
-    member_id: str | None,
-    *,
-    after_member: str | None,
-    members: int,
+    conn: Connection, scope: repo.Outstanding, *, after_member: str | None, members: int
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The lines of up to `members` members after `after_member`, and the cursor of the next page."""
-    rows = await repo.liability_of_members(conn, cutoff, campaign_id, member_id, after_member, members + 1)
+    rows = await repo.liability_of_members(conn, scope, after_member, members + 1)
     seen = list(dict.fromkeys(r["member_id"] for r in rows))
     more = len(seen) > members
     kept = set(seen[:members])

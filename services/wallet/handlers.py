@@ -11,6 +11,7 @@ from typing import Any
 
 from chassis.consumer import Subscription
 from chassis.db import Connection
+from chassis.rows import from_attributes
 from contracts.delivery import DeliveryFailed, DeliverySucceeded
 from contracts.envelope import Envelope
 from contracts.ipa import IpaRecordAccepted
@@ -100,15 +101,10 @@ class WalletHandlers:
             details["ticket_id"] = data.ticket_id
         if data.delivery_id:
             details["delivery_id"] = str(data.delivery_id)
-        await readmodel.record_for_order(
-            conn,
-            order_id=data.order_id,
-            member_id=data.member_id,
-            actor=data.requested_by,
-            action="voucher_resend_requested",
-            occurred_at=env.occurred_at,
-            details=details,
+        fact = readmodel.OrderFact(
+            data.order_id, data.requested_by, "voucher_resend_requested", env.occurred_at, details
         )
+        await fact.record(conn, data.member_id)
 
     async def redemption_recorded(self, conn: Connection, env: Envelope[RedemptionRecorded]) -> None:
         data = env.data
@@ -125,15 +121,7 @@ class WalletHandlers:
                 details=details,
             )
         elif data.order_id is not None:
-            await readmodel.record_for_order(
-                conn,
-                order_id=data.order_id,
-                member_id=None,
-                actor=actor,
-                action=action,
-                occurred_at=env.occurred_at,
-                details=details,
-            )
+            await readmodel.OrderFact(data.order_id, actor, action, env.occurred_at, details).record(conn)
 
     def subscriptions(self) -> list[Subscription]:
         return [
@@ -196,15 +184,7 @@ class WalletHandlers:
 
 def _requested_posting(data: WalletCreditRequested | WalletDebitRequested) -> Posting:
     """The posting another service asks for, in its own words (type, reason, who asked, its key)."""
-    return Posting(
-        member_id=data.member_id,
-        entry_type=data.entry_type,
-        amount=data.amount,
-        reason_code=data.reason_code,
-        actor=data.requested_by,
-        idempotency_key=data.idempotency_key,
-        reference=data.reference,
-    )
+    return from_attributes(Posting, data, actor=data.requested_by)
 
 
 def _initiated_by(env: Envelope[Any]) -> dict[str, Any]:

@@ -42,37 +42,23 @@ class OrderFact:
     occurred_at: datetime
     details: dict[str, Any]
 
-    async def record(self, conn: Connection) -> None:
-        await record_for_order(
-            conn,
-            order_id=self.order_id,
-            member_id=None,
-            actor=self.actor,
-            action=self.action,
-            occurred_at=self.occurred_at,
-            details=self.details,
-        )
-
-
-async def record_for_order(
-    conn: Connection,
-    *,
-    order_id: uuid.UUID,
-    member_id: str | None,
-    actor: str,
-    action: str,
-    occurred_at: datetime,
-    details: dict[str, Any],
-) -> None:
-    """Append to the order's member's chain, or keep the fact until the member is known."""
-    if member_id is None:
-        member_id = (await repo.members_of_orders(conn, [order_id])).get(order_id)
-    if member_id is not None:
-        await append_member_audit(
-            conn, member_id=member_id, actor=actor, action=action, occurred_at=occurred_at, details=details
-        )
-        return
-    await repo.keep_pending(conn, [(order_id, occurred_at, actor, action, canonical_json(details))])
+    async def record(self, conn: Connection, member_id: str | None = None) -> None:
+        """Append to the chain of the order's member (`member_id` when the caller knows it already),
+        or keep the fact until the member is known."""
+        if member_id is None:
+            member_id = (await repo.members_of_orders(conn, [self.order_id])).get(self.order_id)
+        if member_id is not None:
+            await append_member_audit(
+                conn,
+                member_id=member_id,
+                actor=self.actor,
+                action=self.action,
+                occurred_at=self.occurred_at,
+                details=self.details,
+            )
+            return
+        pending = (self.order_id, self.occurred_at, self.actor, self.action, canonical_json(self.details))
+        await repo.keep_pending(conn, [pending])
 
 
 def order_args(data: OrderStateChanged, occurred_at: datetime) -> tuple[Any, ...]:

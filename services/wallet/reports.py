@@ -192,15 +192,11 @@ async def liability(
     pool: asyncpg.Pool = request.app.state.runtime.pool
     day = as_of or datetime.now(UTC).date()
     cutoff = finance.end_of_day(day)
+    scope = finance_repo.Outstanding(cutoff, campaign_id, member_id)
     if format != "json":
         timeout_s = request.app.state.settings.http_download_timeout_s
         stream = cursor_rows(
-            pool,
-            finance_repo.ORDERED_OUTSTANDING,
-            cutoff,
-            campaign_id,
-            member_id,
-            statement_timeout_s=timeout_s,
+            pool, finance_repo.ORDERED_OUTSTANDING, *scope.args(), statement_timeout_s=timeout_s
         )
         return download_response(
             download_lines(stream, finance.LIABILITY_COLUMNS, format),
@@ -209,9 +205,9 @@ async def liability(
             timeout_s=timeout_s,
         )
     async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
-        total, members, by_campaign = await finance.liability_totals(conn, cutoff, campaign_id, member_id)
+        total, members, by_campaign = await finance.liability_totals(conn, scope)
         items, next_after = await finance.liability_page(
-            conn, cutoff, campaign_id, member_id, after_member=after_member, members=limit
+            conn, scope, after_member=after_member, members=limit
         )
     return LiabilityReport(
         as_of=day,

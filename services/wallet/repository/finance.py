@@ -3,12 +3,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from chassis.db import Connection
 
-# $1 cutoff (exclusive), $2 campaign, $3 member.
+
+@dataclass(frozen=True)
+class Outstanding:
+    """Which of the points still held a liability query reads: those at `cutoff` (exclusive), of one
+    campaign or one member when given."""
+
+    cutoff: datetime
+    campaign_id: str | None = None
+    member_id: str | None = None
+
+    def args(self) -> tuple[datetime, str | None, str | None]:
+        """The statement's $1, $2 and $3."""
+        return self.cutoff, self.campaign_id, self.member_id
+
+
+# $1 cutoff (exclusive), $2 campaign, $3 member: `Outstanding.args()`.
 OUTSTANDING = """
     SELECT l.member_id, l.campaign_id,
            sum(l.amount - COALESCE(taken.points, 0)) AS points
@@ -26,9 +42,7 @@ OUTSTANDING = """
 ORDERED_OUTSTANDING = f"SELECT * FROM ({OUTSTANDING}) AS o ORDER BY member_id, campaign_id NULLS FIRST"
 
 
-async def liability_by_campaign(
-    conn: Connection, cutoff: datetime, campaign_id: str | None, member_id: str | None
-) -> list[Any]:
+async def liability_by_campaign(conn: Connection, scope: Outstanding) -> list[Any]:
     """Points and members per campaign, and a last row (`overall`) for all of them together."""
     return await conn.fetch(
         f"""
@@ -38,19 +52,12 @@ async def liability_by_campaign(
          GROUP BY ROLLUP (campaign_id)
          ORDER BY overall, campaign_id NULLS FIRST
         """,
-        cutoff,
-        campaign_id,
-        member_id,
+        *scope.args(),
     )
 
 
 async def liability_of_members(
-    conn: Connection,
-    cutoff: datetime,
-    campaign_id: str | None,
-    member_id: str | None,
-    after_member: str | None,
-    members: int,
+    conn: Connection, scope: Outstanding, after_member: str | None, members: int
 ) -> list[Any]:
     """The liability lines of up to `members` members after `after_member`, by member and campaign."""
     return await conn.fetch(
@@ -60,9 +67,7 @@ async def liability_of_members(
                        WHERE $4::text IS NULL OR member_id > $4 ORDER BY member_id LIMIT $5)
         SELECT o.* FROM o JOIN page USING (member_id) ORDER BY member_id, campaign_id NULLS FIRST
         """,
-        cutoff,
-        campaign_id,
-        member_id,
+        *scope.args(),
         after_member,
         members,
     )

@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
 
+from chassis.service_process import ServiceProcess
 from chassis.testing import read_topic, wait_until
 from contracts.topics import Topics
 from deploy.infra.net import free_port
@@ -22,59 +17,19 @@ from services.wallet.tests.integration.test_points_flow import debit_request, ip
 from services.wallet.tests.support import event
 
 pytestmark = pytest.mark.fault
-REPO_ROOT = Path(__file__).resolve().parents[4]
-
-
-class WalletProcess:
-    def __init__(self, service_db, bootstrap: str, log_path: Path) -> None:
-        self.port = free_port()
-        self.log_path = log_path
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": str(REPO_ROOT),
-            "DATABASE_URL": service_db.dsn,
-            "ORCHARD_DB_SCHEMA": service_db.schema,
-            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "ORCHARD_HTTP_PORT": str(self.port),
-            "ORCHARD_OUTBOX_POLL_INTERVAL": "0.2",
-            "ORCHARD_SHUTDOWN_GRACE": "5",
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.wallet"],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT,
-        )
-
-    async def ready(self) -> bool:
-        try:
-            async with httpx.AsyncClient() as client:
-                response = await client.get(f"http://127.0.0.1:{self.port}/health/ready", timeout=2)
-                return response.status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
 
 
 async def test_a_crashed_wallet_applies_every_debit_exactly_once_after_restart(
     service_db, kafka_bootstrap, wallet_topics, tmp_path
 ):
-    wallet = WalletProcess(service_db, kafka_bootstrap, tmp_path / "wallet.log")
+    wallet = ServiceProcess(
+        "services.wallet", service_db, kafka_bootstrap, free_port(), tmp_path / "wallet.log"
+    )
     member = member_id()
     debits = [debit_request(member, 10) for _ in range(300)]
     conn = await asyncpg.connect(service_db.dsn, server_settings={"search_path": service_db.schema})
     try:
-        wallet.start()
-        await wait_until(wallet.ready, timeout=90, what=f"the wallet to be ready; see {wallet.log_path}")
+        await asyncio.to_thread(wallet.start)
 
         async def entries() -> int:
             return await conn.fetchval("SELECT count(*) FROM ledger_entries WHERE member_id = $1", member)
@@ -99,7 +54,7 @@ async def test_a_crashed_wallet_applies_every_debit_exactly_once_after_restart(
         # While it is down: the rest, and the saga retrying 50 of the first (new events, same keys).
         retries = [event(Topics.WALLET_DEBIT_REQUESTED, d.data, producer="redemption") for d in first[:50]]
         await send(kafka_bootstrap, *rest, *retries, key=member)
-        wallet.start()
+        await asyncio.to_thread(wallet.start)
 
         async def all_applied() -> bool:
             return await entries() == 301

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 
+import httpx
 import pytest
 
-from chassis.http import DownloadTimedOut
-from chassis.testing import wait_until
+from chassis.stuck_downloads import cut_off_while_locked
 
 from .conftest import running_wallet
 
@@ -19,23 +20,12 @@ async def test_an_export_stuck_in_the_database_is_cut_off_after_the_download_tim
     async with running_wallet(
         service_db, kafka_bootstrap, clock, f"t{uuid.uuid4().hex[:10]}", ORCHARD_HTTP_DOWNLOAD_TIMEOUT_S=1
     ) as wallet:
-        pool = wallet.runtime.pool
-        async with pool.acquire() as blocker, blocker.transaction():
-            await blocker.execute("LOCK TABLE ledger_entries IN ACCESS EXCLUSIVE MODE")
-            with pytest.raises(DownloadTimedOut):
-                await wallet.http.get(
-                    "/v1/wallet/transactions", params={"format": format}, headers=wallet.auth("finance")
-                )
 
-            async def query_gone() -> bool:
-                waiting = await blocker.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                    " AND query LIKE '%FROM ledger_entries e%'"
-                )
-                return bool(waiting == 0)
+        def export() -> Awaitable[httpx.Response]:
+            return wallet.http.get(
+                "/v1/wallet/transactions", params={"format": format}, headers=wallet.auth("finance")
+            )
 
-            await wait_until(query_gone, timeout=30, what="the export's query ended")
-        answer = await wallet.http.get(
-            "/v1/wallet/transactions", params={"format": format}, headers=wallet.auth("finance")
-        )
+        await cut_off_while_locked(wallet.runtime.pool, "ledger_entries", "%FROM ledger_entries e%", export)
+        answer = await export()
         assert answer.status_code == 200

@@ -1,4 +1,4 @@
-"""The redemption service as a real OS process (`python -m services.redemption`) that tests SIGKILL."""
+"""For tests: a service as a real OS process (`python -m services.<name>`) that a test can SIGKILL."""
 
 from __future__ import annotations
 
@@ -8,28 +8,39 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
-from deploy.infra.net import free_port
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
-REPO_ROOT = Path(__file__).resolve().parents[4]
+
+class Database(Protocol):
+    """Where a service keeps its tables: a test's database and its own schema in it."""
+
+    @property
+    def dsn(self) -> str: ...
+
+    @property
+    def schema(self) -> str: ...
 
 
 class ServiceProcess:
+    """`module` run on `port` against `db` and the broker at `bootstrap`, its output appended to
+    `log_path`; `env` adds to (or overrides) the environment it is given."""
+
     def __init__(
-        self, *, name: str, dsn: str, schema: str, bootstrap: str, log_dir: Path, **env: str
+        self, module: str, db: Database, bootstrap: str, port: int, log_path: Path, **env: str
     ) -> None:
-        self.port = free_port()
-        self.log_path = log_dir / f"{name}.log"
+        self.module = module
+        self.port = port
+        self.log_path = log_path
         self.env = {
             **os.environ,
             "PYTHONPATH": str(REPO_ROOT),
-            "ORCHARD_SERVICE": name,
-            "ORCHARD_HTTP_PORT": str(self.port),
-            "ORCHARD_DB_SCHEMA": schema,
-            "DATABASE_URL": dsn,
+            "ORCHARD_HTTP_PORT": str(port),
+            "ORCHARD_DB_SCHEMA": db.schema,
+            "DATABASE_URL": db.dsn,
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "ORCHARD_OUTBOX_POLL_INTERVAL": "0.2",
             "ORCHARD_SHUTDOWN_GRACE": "5",
@@ -43,9 +54,10 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 90) -> ServiceProcess:
+        """Start the process and wait until it answers ready; fail when it exits or takes too long."""
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "services.redemption"],
+                [sys.executable, "-m", self.module],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
