@@ -110,8 +110,12 @@ class Catalogue(Generic[EntryT]):
     lock: Callable[[Connection, Principal, str], Awaitable[EntryT]]
     """The entry by id under its row lock, when the caller may see it; a 404 problem otherwise."""
     with_status: Callable[[EntryT, CatalogueStatus], EntryT]
+    edited: Callable[[EntryT, dict[str, Any]], EntryT]
+    """The entry with the changes a caller sent; a 422 or 409 problem when they do not fit it."""
     save: Callable[[Connection, EntryT], Awaitable[None]]
     view: Callable[[EntryT], dict[str, Any]]
+    terms: Callable[[EntryT], dict[str, Any]]
+    """What the audit log keeps of the entry before and after an edit."""
 
     async def edit(
         self,
@@ -119,8 +123,6 @@ class Catalogue(Generic[EntryT]):
         entry_id: str,
         principal: Principal,
         body: BaseModel,
-        edited: Callable[[EntryT, dict[str, Any]], EntryT],
-        terms: Callable[[EntryT], dict[str, Any]],
     ) -> dict[str, Any]:
         """Apply the fields `body` sends to an entry that has not ended, audited `<kind>.updated` with
         its `terms` before and after, and answer its view."""
@@ -131,9 +133,9 @@ class Catalogue(Generic[EntryT]):
                 check_editable(entry.status, f"{self.kind} {entry_id}")
             except LifecycleRefused as exc:
                 raise lifecycle_problem(exc) from None
-            changed = edited(entry, changes)
+            changed = self.edited(entry, changes)
             await self.save(conn, changed)
-            details = {"changed": sorted(changes), "before": terms(entry), "after": terms(changed)}
+            details = {"changed": sorted(changes), "before": self.terms(entry), "after": self.terms(changed)}
             await _audit(conn, self.kind, entry_id, actor(principal), "updated", details)
         return self.view(changed)
 
@@ -163,42 +165,67 @@ class Catalogue(Generic[EntryT]):
         return self.view(changed)
 
 
-StatusChange = Callable[[str, LifecycleAction, LifecycleIn | None, Principal, asyncpg.Pool], Awaitable[Any]]
-"""Moves one entry (by id) through `action` for the caller and answers its view."""
-
-
-def add_lifecycle_routes(
+def add_catalogue_routes(
     router: APIRouter,
+    catalogue: Catalogue[Any],
     *,
-    kind: str,
     collection: str,
     managers: tuple[Role, ...],
     response_model: type[BaseModel],
-    change: StatusChange,
-    descriptions: dict[LifecycleAction, str],
+    changes: type[BaseModel],
+    descriptions: dict[str, str],
 ) -> None:
-    """`POST /v1/<collection>/{<kind>_id}/pause|resume|end` for the managers' roles, each named
-    `<action>_<kind>` (its OpenAPI operation) and with an optional reason as its body."""
+    """For the managers' roles: `PATCH /v1/<collection>/{<kind>_id}` named `edit_<kind>` (its OpenAPI
+    operation), with the fields to change (`changes`) as its body, and `POST .../pause|resume|end` named
+    `<action>_<kind>`, with an optional reason as theirs. `descriptions` by route name without the kind."""
+    kind = catalogue.kind
+    entry_path = f"/v1/{collection}/{{{kind}_id}}"
+
+    async def edit(entry_id: str, principal: Principal, db: asyncpg.Pool, body: BaseModel) -> Any:
+        return await catalogue.edit(db, entry_id, principal, body)
+
+    routes: list[tuple[str, str, Callable[..., Awaitable[Any]], inspect.Parameter]] = [
+        ("edit", entry_path, edit, _body(changes))
+    ]
     for action in LifecycleAction:
+        routes.append(
+            (action.value, f"{entry_path}/{action.value}", _lifecycle_endpoint(catalogue, action), _REASON)
+        )
+    for name, path, endpoint, body in routes:
+        _sign(endpoint, kind, managers, body)
         router.add_api_route(
-            f"/v1/{collection}/{{{kind}_id}}/{action.value}",
-            _lifecycle_endpoint(action, kind, managers, change),
-            methods=["POST"],
-            name=f"{action.value}_{kind}",
-            description=descriptions.get(action),
+            path,
+            endpoint,
+            methods=["PATCH" if name == "edit" else "POST"],
+            name=f"{name}_{kind}",
+            description=descriptions.get(name),
             response_model=response_model,
         )
 
 
-def _lifecycle_endpoint(
-    action: LifecycleAction, kind: str, managers: tuple[Role, ...], change: StatusChange
-) -> Callable[..., Awaitable[Any]]:
+def _lifecycle_endpoint(catalogue: Catalogue[Any], action: LifecycleAction) -> Callable[..., Awaitable[Any]]:
     async def endpoint(
         entry_id: str, principal: Principal, db: asyncpg.Pool, body: LifecycleIn | None = None
     ) -> Any:
-        return await change(entry_id, action, body, principal, db)
+        return await catalogue.change_status(entry_id, action, body, principal, db)
 
-    # The path parameter keeps its public name (`offer_id`, `reward_id`) through an alias.
+    return endpoint
+
+
+def _body(model: type[BaseModel]) -> inspect.Parameter:
+    return inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=model)
+
+
+_REASON = inspect.Parameter(
+    "body", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=OptionalReason
+)
+
+
+def _sign(
+    endpoint: Callable[..., Awaitable[Any]], kind: str, managers: tuple[Role, ...], body: inspect.Parameter
+) -> None:
+    """Give `endpoint(entry_id, principal, db, body)` the signature FastAPI reads its parameters from: the
+    path parameter keeps its public name (`offer_id`, `reward_id`) through an alias."""
     parameter = inspect.Parameter
     setattr(  # noqa: B010 - FastAPI reads the endpoint's parameters from its signature
         endpoint,
@@ -218,8 +245,7 @@ def _lifecycle_endpoint(
                 parameter(
                     "db", parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[asyncpg.Pool, Depends(pool)]
                 ),
-                parameter("body", parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=OptionalReason),
+                body,
             ]
         ),
     )
-    return endpoint

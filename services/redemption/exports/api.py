@@ -15,6 +15,7 @@ from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
 from chassis.http import BoundedStreamingResponse
 from chassis.inputs import Identifier, NoNul
+from chassis.models import model_from
 from chassis.problems import Problem
 from contracts.redemption import RedemptionKind, RedemptionStatus
 from services.redemption.deps import actor, pool, settings
@@ -54,24 +55,15 @@ class ExportIn(BaseModel):
     filters: ExportFilters = Field(default_factory=ExportFilters)
 
 
-def export_view(job: repo.ExportJob) -> dict[str, Any]:
+def export_view(job: repo.ExportJob) -> ExportOut:
     total = job.rows_total
     percent = 100 if job.status == "ready" else (int(job.rows_done * 100 / total) if total else 0)
-    return {
-        "export_id": str(job.export_id),
-        "purpose": str(job.purpose),
-        "format": str(job.format),
-        "fields": list(job.fields),
-        "filters": job.filters,
-        "reason": job.reason,
-        "requested_by": job.requested_by,
-        "status": job.status,
-        "progress": {"rows_done": job.rows_done, "rows_total": total, "percent": percent},
-        "error": job.error,
-        "created_at": job.created_at.isoformat(),
-        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
-        "download": f"/v1/exports/{job.export_id}/download" if job.status == "ready" else None,
-    }
+    return model_from(
+        ExportOut,
+        job,
+        progress={"rows_done": job.rows_done, "rows_total": total, "percent": percent},
+        download=f"/v1/exports/{job.export_id}/download" if job.status == "ready" else None,
+    )
 
 
 @router.post("/v1/exports", status_code=202, response_model=ExportOut)
@@ -79,7 +71,7 @@ async def request_export(
     body: ExportIn,
     principal: Annotated[Principal, Depends(require_roles(*EXPORT_ROLES))],
     db: Annotated[asyncpg.Pool, Depends(pool)],
-) -> dict[str, Any]:
+) -> ExportOut:
     if not principal.has_any_role(domain.ALLOWED_ROLES[body.purpose]):
         raise Problem(403, "purpose_not_allowed", detail=f"Your role may not export for {body.purpose}.")
     try:
@@ -118,13 +110,12 @@ async def request_export(
     )
     async with db.acquire() as conn, conn.transaction():
         await repo.insert_export(conn, job)
-        await append_audit(
+        await _audit(
             conn,
-            actor=who,
-            action="export.requested",
-            subject_type="export",
-            subject_id=str(job.export_id),
-            details={
+            who,
+            "requested",
+            job.export_id,
+            {
                 "purpose": str(body.purpose),
                 "reason": body.reason,
                 "fields": list(fields),
@@ -135,6 +126,17 @@ async def request_export(
         stored = await repo.get_export(conn, job.export_id)
     assert stored is not None
     return export_view(stored)
+
+
+async def _audit(conn: Any, by: str, what: str, export_id: uuid.UUID, details: dict[str, Any]) -> None:
+    await append_audit(
+        conn,
+        actor=by,
+        action=f"export.{what}",
+        subject_type="export",
+        subject_id=str(export_id),
+        details=details,
+    )
 
 
 class ExportPage(BaseModel):
@@ -171,7 +173,7 @@ async def get_export(
     export_id: uuid.UUID,
     principal: Annotated[Principal, Depends(require_roles(*EXPORT_ROLES))],
     db: Annotated[asyncpg.Pool, Depends(pool)],
-) -> dict[str, Any]:
+) -> ExportOut:
     async with db.acquire() as conn:
         return export_view(await _visible_export(conn, principal, export_id))
 
@@ -198,14 +200,8 @@ async def download_export(
         job = await _visible_export(conn, principal, export_id)
         if job.status != "ready":
             raise Problem(409, "export_not_ready", detail=f"Export {export_id} is {job.status}.")
-        await append_audit(
-            conn,
-            actor=actor(principal),
-            action="export.downloaded",
-            subject_type="export",
-            subject_id=str(export_id),
-            details={"purpose": str(job.purpose), "fields": list(job.fields)},
-        )
+        details = {"purpose": str(job.purpose), "fields": list(job.fields)}
+        await _audit(conn, actor(principal), "downloaded", export_id, details)
     suffix = "csv" if job.format is domain.ExportFormat.CSV else "jsonl"
     timeout_s = config.http_download_timeout_s
     return BoundedStreamingResponse(

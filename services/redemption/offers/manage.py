@@ -15,7 +15,7 @@ from chassis.auth import STAFF_ROLES, Principal, Role, require_roles
 from chassis.db import Connection
 from chassis.inputs import Identifier, Name, PositiveInt32, Text
 from chassis.problems import Problem
-from services.redemption.catalogue_api import Catalogue, add_lifecycle_routes, field_problem, refuse_cleared
+from services.redemption.catalogue_api import Catalogue, add_catalogue_routes, field_problem, refuse_cleared
 from services.redemption.deps import pool
 from services.redemption.lifecycle import CatalogueStatus, LifecycleAction
 from services.redemption.offers import domain
@@ -72,15 +72,6 @@ def _edited(offer: domain.Offer, changes: dict[str, Any]) -> domain.Offer:
     return edited
 
 
-OFFERS = Catalogue[domain.Offer](
-    kind="offer",
-    lock=_locked,
-    with_status=lambda offer, status: replace(offer, status=status),
-    save=repo.update_offer,
-    view=offer_view,
-)
-
-
 @router.get("/v1/offers/{offer_id}", response_model=OfferOut)
 async def get_offer(
     offer_id: Identifier,
@@ -98,30 +89,30 @@ async def get_offer(
     return offer_view(_visible(offer, principal, offer_id))
 
 
-@router.patch("/v1/offers/{offer_id}", response_model=OfferOut)
-async def edit_offer(
-    offer_id: Identifier,
-    body: OfferChangesIn,
-    principal: Annotated[Principal, Depends(require_roles(*OFFER_MANAGERS))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
-) -> dict[str, Any]:
-    """Change an offer's terms (not its partner or validation method); an ended offer stays as it was."""
-    return await OFFERS.edit(db, offer_id, principal, body, _edited, _terms)
-
-
 def _terms(offer: domain.Offer) -> dict[str, Any]:
     view = offer_view(offer)
     return {k: view[k] for k in (*REQUIRED, "description", "limit_per_member", "total_cap")}
 
 
-add_lifecycle_routes(
+add_catalogue_routes(
     router,
-    kind="offer",
+    Catalogue[domain.Offer](
+        kind="offer",
+        lock=_locked,
+        with_status=lambda offer, status: replace(offer, status=status),
+        edited=_edited,
+        save=repo.update_offer,
+        view=offer_view,
+        terms=_terms,
+    ),
     collection="offers",
     managers=OFFER_MANAGERS,
     response_model=OfferOut,
-    change=OFFERS.change_status,
+    changes=OfferChangesIn,
     descriptions={
+        "edit": (
+            "Change an offer's terms (not its partner or validation method); an ended offer stays as it was."
+        ),
         LifecycleAction.PAUSE: (
             "Hold an offer: redemptions are refused (`offer_paused`, recorded) until it is resumed."
         ),

@@ -225,7 +225,7 @@ async def lock_challenge(conn: Connection, record_id: uuid.UUID) -> OtpChallenge
     row = await conn.fetchrow("SELECT * FROM offer_otp_challenges WHERE record_id = $1 FOR UPDATE", record_id)
     if row is None:
         return None
-    return OtpChallenge(row["record_id"], row["code_hash"], row["expires_at"], row["attempts"], row["status"])
+    return from_row(OtpChallenge, row)
 
 
 async def save_challenge(conn: Connection, challenge: OtpChallenge) -> None:
@@ -276,7 +276,7 @@ async def lock_pin(conn: Connection, member_id: str) -> tuple[str, PinState] | N
     row = await conn.fetchrow("SELECT * FROM member_pins WHERE member_id = $1 FOR UPDATE", member_id)
     if row is None:
         return None
-    return row["pin_hash"], PinState(row["failed_attempts"], row["locked_until"], row["lockouts"])
+    return row["pin_hash"], from_row(PinState, row)
 
 
 async def save_pin_state(conn: Connection, member_id: str, state: PinState) -> None:
@@ -294,7 +294,7 @@ async def get_member_segments(conn: Connection, member_id: str) -> MemberSegment
     row = await conn.fetchrow("SELECT * FROM member_segments WHERE member_id = $1", member_id)
     if row is None:
         return None
-    return MemberSegments(row["member_id"], row["tier"], tuple(row["segments"]))
+    return from_row(MemberSegments, row, segments=tuple(row["segments"]))
 
 
 async def set_member_segments(conn: Connection, segments: MemberSegments, *, updated_by: str) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from chassis.consumer import Subscription
 from chassis.db import Connection
+from chassis.rows import from_attributes
 from contracts.envelope import Envelope
 from contracts.redemption import RedemptionKind, RedemptionStatus, ValidationMethod
 from contracts.topics import Topics
@@ -25,19 +26,14 @@ def expiry_record_id(code_id: uuid.UUID) -> uuid.UUID:
 def _voucher_record(
     env: Envelope[Any], data: VoucherRedeemed | VoucherRedemptionRefused, **outcome: Any
 ) -> Record:
-    """A partner's voucher redemption as a record: what both a redemption and a refusal tell."""
-    return Record(
+    """A partner's voucher redemption as a record: what both a redemption and a refusal tell, under the
+    same names (who, where, which code and order, how much)."""
+    return from_attributes(
+        Record,
+        data,
         kind=RedemptionKind.VOUCHER,
         redeemed_at=env.occurred_at,
-        member_id=data.member_id,
-        partner_id=data.partner_id,
-        code_id=data.code_id,
-        order_id=data.order_id,
-        channel=data.channel,
-        location=data.location,
         validation_method=ValidationMethod.VOUCHER_CODE,
-        amount=data.amount,
-        currency=data.currency,
         **outcome,
     )
 
@@ -46,14 +42,7 @@ async def on_voucher_redeemed(conn: Connection, env: Envelope[Any]) -> None:
     data: VoucherRedeemed = env.data
     if data.test:  # UAT codes stay out of reports
         return
-    record = _voucher_record(
-        env,
-        data,
-        record_id=data.redemption_id,
-        status=RedemptionStatus.SUCCESSFUL,
-        redemption_id=data.redemption_id,
-        partial=data.partial,
-    )
+    record = _voucher_record(env, data, record_id=data.redemption_id, status=RedemptionStatus.SUCCESSFUL)
     await write_record(conn, record, correlation_id=env.correlation_id, causation_id=str(env.event_id))
 
 
@@ -61,9 +50,7 @@ async def on_voucher_redemption_refused(conn: Connection, env: Envelope[Any]) ->
     data: VoucherRedemptionRefused = env.data
     if data.test:
         return
-    record = _voucher_record(
-        env, data, record_id=data.attempt_id, status=RedemptionStatus.FAILED, reason=data.reason
-    )
+    record = _voucher_record(env, data, record_id=data.attempt_id, status=RedemptionStatus.FAILED)
     await write_record(conn, record, correlation_id=env.correlation_id, causation_id=str(env.event_id))
 
 

@@ -16,7 +16,7 @@ from chassis.db import Connection
 from chassis.inputs import INT32_MAX, Identifier, Name, NonNegativeInt32, Text
 from chassis.problems import Problem
 from contracts.values import Currency, PositiveMoney, PositivePoints
-from services.redemption.catalogue_api import Catalogue, add_lifecycle_routes, refuse_cleared
+from services.redemption.catalogue_api import Catalogue, add_catalogue_routes, refuse_cleared
 from services.redemption.deps import pool
 from services.redemption.lifecycle import CatalogueStatus, LifecycleAction
 from services.redemption.storefront import repository as repo
@@ -59,17 +59,6 @@ def _edited(reward: repo.Reward, changes: dict[str, Any]) -> repo.Reward:
     return replace(reward, **changes)
 
 
-REWARDS = Catalogue[repo.Reward](
-    kind="reward",
-    lock=_locked,
-    with_status=lambda reward, status: replace(
-        reward, status=status, active=status is CatalogueStatus.ACTIVE
-    ),
-    save=repo.update_reward,
-    view=reward_view,
-)
-
-
 @router.get("/v1/rewards/{reward_id}", response_model=RewardOut)
 async def get_reward(
     reward_id: Identifier,
@@ -83,26 +72,26 @@ async def get_reward(
     return reward_view(reward)
 
 
-@router.patch("/v1/rewards/{reward_id}", response_model=RewardOut)
-async def edit_reward(
-    reward_id: Identifier,
-    body: RewardChangesIn,
-    principal: Annotated[Principal, Depends(require_roles(*CATALOGUE_MANAGERS))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
-) -> dict[str, Any]:
-    """Change a reward's name, description, price, voucher value or stock; an ended one stays as it was.
-    A new price applies to redemptions started after it."""
-    return await REWARDS.edit(db, reward_id, principal, body, _edited, reward_view)
-
-
-add_lifecycle_routes(
+add_catalogue_routes(
     router,
-    kind="reward",
+    Catalogue[repo.Reward](
+        kind="reward",
+        lock=_locked,
+        with_status=lambda reward, status: replace(
+            reward, status=status, active=status is CatalogueStatus.ACTIVE
+        ),
+        edited=_edited,
+        save=repo.update_reward,
+        view=reward_view,
+        terms=reward_view,
+    ),
     collection="rewards",
     managers=CATALOGUE_MANAGERS,
     response_model=RewardOut,
-    change=REWARDS.change_status,
+    changes=RewardChangesIn,
     descriptions={
+        "edit": "Change a reward's name, description, price, voucher value or stock; an ended one stays as it"
+        " was.\nA new price applies to redemptions started after it.",
         LifecycleAction.PAUSE: "Take a reward off the storefront until it is resumed.",
         LifecycleAction.END: "Retire a reward for good: never offered again, no longer editable.",
     },

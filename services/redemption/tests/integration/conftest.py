@@ -193,16 +193,48 @@ async def wait_for_requests(
     return found
 
 
-async def create_offer(service: RunningService, partner: str, **overrides: Any) -> str:
-    """A PIN offer of `partner`'s, open since yesterday for 30 days, with `overrides`; its id."""
+def offer_body(**overrides: Any) -> dict[str, Any]:
+    """A new PIN offer, open since yesterday for 30 days, with `overrides`."""
     now = datetime.now(UTC)
-    body = {
+    return {
         "title": "Free dessert",
         "valid_from": (now - timedelta(days=1)).isoformat(),
         "valid_until": (now + timedelta(days=30)).isoformat(),
         "validation_method": "pin",
         **overrides,
     }
+
+
+async def create_offer(service: RunningService, partner: str, **overrides: Any) -> str:
+    """`offer_body(**overrides)` created as `partner`'s offer; its id."""
+    body = offer_body(**overrides)
     response = await service.client.post("/v1/offers", json=body, headers=service.auth("partner", partner))
     assert response.status_code == 201, response.text
     return str(response.json()["offer_id"])
+
+
+PIN = "480317"
+
+
+async def set_pin(service: RunningService, member: str, pin: str = PIN) -> httpx.Response:
+    """The member sets their PIN: 204 when it is accepted."""
+    return await service.client.put(
+        f"/v1/members/{member}/pin", json={"pin": pin}, headers=service.auth("member", member)
+    )
+
+
+async def pinned_member(service: RunningService) -> str:
+    """A new member whose PIN is `PIN`."""
+    member = f"m-{uuid.uuid4().hex[:6]}"
+    response = await set_pin(service, member)
+    assert response.status_code == 204, response.text
+    return member
+
+
+async def redeem_offer(service: RunningService, partner: str, offer: str, **body: Any) -> httpx.Response:
+    """`partner` records a redemption of `offer`, in store unless `body` says otherwise."""
+    return await service.client.post(
+        f"/v1/offers/{offer}/redemptions",
+        json={"channel": "in_store", **body},
+        headers=service.auth("partner", partner),
+    )

@@ -7,24 +7,20 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from services.redemption.tests.integration.conftest import RunningService, create_offer
+from services.redemption.tests.integration.conftest import (
+    PIN,
+    RunningService,
+    create_offer,
+    pinned_member,
+    redeem_offer,
+)
 
 
-async def _pinned_member(service: RunningService) -> str:
-    member = f"m-{uuid.uuid4().hex[:6]}"
-    response = await service.client.put(
-        f"/v1/members/{member}/pin", json={"pin": "480317"}, headers=service.auth("member", member)
-    )
-    assert response.status_code == 204, response.text
-    return member
-
-
-async def _redeem_offer(service: RunningService, partner: str, offer: str, member: str) -> Any:
-    return await service.client.post(
-        f"/v1/offers/{offer}/redemptions",
-        json={"member_id": member, "channel": "in_store", "pin": "480317"},
-        headers=service.auth("partner", partner),
-    )
+async def _partners_offer(service: RunningService) -> tuple[str, str, str, dict[str, str]]:
+    """A new partner's PIN offer, a member who can redeem it, and the partner's headers."""
+    partner = f"p-{uuid.uuid4().hex[:6]}"
+    offer, member = await create_offer(service, partner), await pinned_member(service)
+    return partner, offer, member, service.auth("partner", partner)
 
 
 async def _audit(service: RunningService, subject: str) -> list[str]:
@@ -36,18 +32,16 @@ async def _audit(service: RunningService, subject: str) -> list[str]:
 async def test_a_paused_offer_refuses_redemptions_with_a_recorded_reason_until_it_is_resumed(
     service: RunningService,
 ) -> None:
-    partner = f"p-{uuid.uuid4().hex[:6]}"
-    offer, member = await create_offer(service, partner), await _pinned_member(service)
-    me = service.auth("partner", partner)
+    partner, offer, member, me = await _partners_offer(service)
 
     paused = await service.client.post(
         f"/v1/offers/{offer}/pause", json={"reason": "kitchen closed"}, headers=me
     )
-    refused = await _redeem_offer(service, partner, offer, member)
+    refused = await redeem_offer(service, partner, offer, member_id=member, pin=PIN)
     again = await service.client.post(f"/v1/offers/{offer}/pause", headers=me)
     listed = await service.client.get("/v1/offers", headers=service.auth("member", member))
     resumed = await service.client.post(f"/v1/offers/{offer}/resume", headers=me)
-    redeemed = await _redeem_offer(service, partner, offer, member)
+    redeemed = await redeem_offer(service, partner, offer, member_id=member, pin=PIN)
 
     assert paused.status_code == 200
     assert paused.json()["status"] == "paused"
@@ -66,12 +60,10 @@ async def test_a_paused_offer_refuses_redemptions_with_a_recorded_reason_until_i
 async def test_an_ended_offer_refuses_redemptions_and_can_neither_resume_nor_change(
     service: RunningService,
 ) -> None:
-    partner = f"p-{uuid.uuid4().hex[:6]}"
-    offer, member = await create_offer(service, partner), await _pinned_member(service)
-    me = service.auth("partner", partner)
+    partner, offer, member, me = await _partners_offer(service)
 
     ended = await service.client.post(f"/v1/offers/{offer}/end", headers=me)
-    refused = await _redeem_offer(service, partner, offer, member)
+    refused = await redeem_offer(service, partner, offer, member_id=member, pin=PIN)
     resume = await service.client.post(f"/v1/offers/{offer}/resume", headers=me)
     edit = await service.client.patch(f"/v1/offers/{offer}", json={"title": "Two desserts"}, headers=me)
     shown = await service.client.get(f"/v1/offers/{offer}", headers=me)
@@ -87,9 +79,11 @@ async def test_an_offers_terms_are_edited_by_its_partner_or_staff_and_checked(
 ) -> None:
     partner, other = f"p-{uuid.uuid4().hex[:6]}", f"p-{uuid.uuid4().hex[:6]}"
     offer = await create_offer(service, partner, total_cap=5)
-    member = await _pinned_member(service)
+    member = await pinned_member(service)
     for _ in range(2):
-        assert (await _redeem_offer(service, partner, offer, member)).json()["status"] == "successful"
+        assert (await redeem_offer(service, partner, offer, member_id=member, pin=PIN)).json()[
+            "status"
+        ] == "successful"
     me = service.auth("partner", partner)
 
     edited = await service.client.patch(

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import pytest
 
-from chassis.http import DownloadTimedOut
 from chassis.service import ServiceRuntime
+from chassis.stuck_downloads import cut_off_while_locked
 from chassis.testing import wait_until
 from services.redemption.app import build_spec
 from services.redemption.tests.integration.conftest import RunningService, service_settings
@@ -37,19 +36,12 @@ async def test_an_export_download_stuck_in_the_database_is_cut_off_after_the_dow
                 return bool((await client.get(export, headers=headers)).json()["status"] == "ready")
 
             await wait_until(ready, timeout=30, interval=0.2, what="export ready")
-            async with service.pool.acquire() as blocker, blocker.transaction():
-                await blocker.execute("LOCK TABLE export_chunks IN ACCESS EXCLUSIVE MODE")
-                with pytest.raises(DownloadTimedOut):
-                    await client.get(f"{export}/download", headers=headers)
-
-                async def query_gone() -> bool:
-                    waiting = await blocker.fetchval(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                        " AND query LIKE '%FROM export_chunks WHERE export_id%'"
-                    )
-                    return bool(waiting == 0)
-
-                await wait_until(query_gone, timeout=30, what="the download's query ended")
+            await cut_off_while_locked(
+                service.pool,
+                "export_chunks",
+                "%FROM export_chunks WHERE export_id%",
+                lambda: client.get(f"{export}/download", headers=headers),
+            )
             whole = await client.get(f"{export}/download", headers=headers)
             assert whole.status_code == 200
             assert whole.text.count("\n") == 1  # the header line: no redemptions yet

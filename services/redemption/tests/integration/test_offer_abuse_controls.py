@@ -18,25 +18,40 @@ from chassis.service import ServiceRuntime
 from chassis.testing import kafka_answers, wait_until
 from services.redemption.app import build_spec
 from services.redemption.offers import domain
-from services.redemption.tests.integration.conftest import RunningService, create_offer, service_settings
-
-PIN = "480317"
+from services.redemption.tests.integration.conftest import (
+    PIN,
+    RunningService,
+    create_offer,
+    redeem_offer,
+    service_settings,
+    set_pin,
+)
 
 
 def _ids() -> tuple[str, str]:
     return f"p-{uuid.uuid4().hex[:6]}", f"m-{uuid.uuid4().hex[:6]}"
 
 
-async def _redeem(service: RunningService, partner: str, offer: str, **body: Any) -> httpx.Response:
-    payload = {"channel": "in_store", **body}
-    return await service.client.post(
-        f"/v1/offers/{offer}/redemptions", json=payload, headers=service.auth("partner", partner)
-    )
+async def _pin_offer(service: RunningService) -> tuple[str, str, str]:
+    """A new partner's PIN offer and a new member whose PIN is set: (partner, member, offer)."""
+    partner, member = _ids()
+    offer = await create_offer(service, partner)
+    assert (await set_pin(service, member)).status_code == 204
+    return partner, member, offer
 
 
-async def _set_pin(service: RunningService, member: str, pin: str = PIN) -> httpx.Response:
+async def _lock_out(service: RunningService, partner: str, offer: str, member: str) -> None:
+    """Five wrong PINs in a row: the member's PIN locks."""
+    for _ in range(5):
+        await redeem_offer(service, partner, offer, member_id=member, pin="000000")
+
+
+async def _known_as_silver_student(
+    service: RunningService, member: str, staff: dict[str, str]
+) -> httpx.Response:
+    """Staff record the member's tier (silver) and segments (students)."""
     return await service.client.put(
-        f"/v1/members/{member}/pin", json={"pin": pin}, headers=service.auth("member", member)
+        f"/v1/members/{member}/segments", json={"tier": "silver", "segments": ["students"]}, headers=staff
     )
 
 
@@ -91,10 +106,10 @@ async def test_a_new_pin_shorter_than_six_digits_or_trivially_guessable_is_refus
 ) -> None:
     _, member = _ids()
     for weak in ("4831", "12345", "000000", "123456", "654321", "12a456"):
-        response = await _set_pin(service, member, weak)
+        response = await set_pin(service, member, weak)
         assert response.status_code == 422, (weak, response.text)
         assert [e["field"] for e in response.json()["errors"]] == ["body.pin"]
-    assert (await _set_pin(service, member, PIN)).status_code == 204
+    assert (await set_pin(service, member, PIN)).status_code == 204
     assert await _pin_row(service, member) is not None
 
 
@@ -108,19 +123,16 @@ async def test_a_four_digit_pin_stored_before_the_six_digit_rule_keeps_working(
             "INSERT INTO member_pins (member_id, pin_hash) VALUES ($1, $2)", member, domain.hash_pin("4831")
         )
 
-    ok = await _redeem(service, partner, offer, member_id=member, pin="4831")
+    ok = await redeem_offer(service, partner, offer, member_id=member, pin="4831")
 
     assert ok.json()["status"] == "successful", ok.text
 
 
 async def test_a_locked_pin_stays_locked_longer_after_each_lockout(service: RunningService) -> None:
-    partner, member = _ids()
-    offer = await create_offer(service, partner)
-    assert (await _set_pin(service, member)).status_code == 204
+    partner, member, offer = await _pin_offer(service)
     locked_for = []
     for _ in range(3):
-        for _ in range(5):
-            await _redeem(service, partner, offer, member_id=member, pin="000000")
+        await _lock_out(service, partner, offer, member)
         row = await _pin_row(service, member)
         locked_for.append(float(row["locked_for"]))
         # The lock runs out; the count of lockouts stays.
@@ -139,18 +151,15 @@ async def test_a_locked_pin_stays_locked_longer_after_each_lockout(service: Runn
 async def test_the_right_pin_is_refused_while_locked_and_the_members_unlock_lets_it_through(
     service: RunningService,
 ) -> None:
-    partner, member = _ids()
-    offer = await create_offer(service, partner)
-    await _set_pin(service, member)
-    for _ in range(5):
-        await _redeem(service, partner, offer, member_id=member, pin="000000")
+    partner, member, offer = await _pin_offer(service)
+    await _lock_out(service, partner, offer, member)
 
-    while_locked = await _redeem(service, partner, offer, member_id=member, pin=PIN)
+    while_locked = await redeem_offer(service, partner, offer, member_id=member, pin=PIN)
     unlock = f"/v1/members/{member}/pin/unlock"
     by_partner = await service.client.post(unlock, headers=service.auth("partner", partner))
     by_other_member = await service.client.post(unlock, headers=service.auth("member", "m-someone-else"))
     by_member = await service.client.post(unlock, headers=service.auth("member", member))
-    after_unlock = await _redeem(service, partner, offer, member_id=member, pin=PIN)
+    after_unlock = await redeem_offer(service, partner, offer, member_id=member, pin=PIN)
 
     assert while_locked.json()["reason"] == "pin_rejected"
     assert (by_partner.status_code, by_other_member.status_code, by_member.status_code) == (403, 403, 204)
@@ -163,16 +172,13 @@ async def test_the_right_pin_is_refused_while_locked_and_the_members_unlock_lets
 
 
 async def test_changing_the_pin_lifts_the_lock_and_forgets_the_lockouts(service: RunningService) -> None:
-    partner, member = _ids()
-    offer = await create_offer(service, partner)
-    await _set_pin(service, member)
-    for _ in range(5):
-        await _redeem(service, partner, offer, member_id=member, pin="000000")
+    partner, member, offer = await _pin_offer(service)
+    await _lock_out(service, partner, offer, member)
 
-    assert (await _set_pin(service, member, "730194")).status_code == 204
+    assert (await set_pin(service, member, "730194")).status_code == 204
 
     assert (await _pin_row(service, member))["lockouts"] == 0
-    ok = await _redeem(service, partner, offer, member_id=member, pin="730194")
+    ok = await redeem_offer(service, partner, offer, member_id=member, pin="730194")
     assert ok.json()["status"] == "successful"
 
 
@@ -182,11 +188,11 @@ async def test_every_pin_failure_looks_the_same_to_the_partner_and_the_exact_rea
     partner, member = _ids()
     no_pin_member = f"m-{uuid.uuid4().hex[:6]}"
     offer = await create_offer(service, partner)
-    await _set_pin(service, member)
+    await set_pin(service, member)
 
-    no_pin = await _redeem(service, partner, offer, member_id=no_pin_member, pin=PIN)
-    wrong = [await _redeem(service, partner, offer, member_id=member, pin="000000") for _ in range(5)]
-    locked = await _redeem(service, partner, offer, member_id=member, pin=PIN)
+    no_pin = await redeem_offer(service, partner, offer, member_id=no_pin_member, pin=PIN)
+    wrong = [await redeem_offer(service, partner, offer, member_id=member, pin="000000") for _ in range(5)]
+    locked = await redeem_offer(service, partner, offer, member_id=member, pin=PIN)
 
     answers = [no_pin, *wrong, locked]
     assert {(a.status_code, a.json()["status"], a.json()["reason"]) for a in answers} == {
@@ -231,14 +237,14 @@ async def test_partner_validations_past_the_limit_are_answered_429_with_retry_af
         other_partner = f"p-{uuid.uuid4().hex[:6]}"
         offer = await create_offer(first, partner)
         other_offer = await create_offer(first, other_partner)
-        await _set_pin(first, member)
+        await set_pin(first, member)
         await _clear_of_window_end(first, 60)
 
         answers = [
-            await _redeem(replica, partner, offer, member_id=member, pin=PIN)
+            await redeem_offer(replica, partner, offer, member_id=member, pin=PIN)
             for replica in (first, second, first, second, first, second)
         ]
-        other = await _redeem(second, other_partner, other_offer, member_id=member, pin=PIN)
+        other = await redeem_offer(second, other_partner, other_offer, member_id=member, pin=PIN)
 
         assert [a.status_code for a in answers] == [201, 201, 201, 201, 429, 429]
         refused = answers[-1]
@@ -267,11 +273,12 @@ async def test_one_time_code_sends_are_limited_per_partner_and_per_member(
         other_offer = await create_offer(service, other_partner, validation_method="one_time_code")
         await _clear_of_window_end(service, 3600)
 
-        to_member = [await _redeem(service, partner, offer, member_id=member) for _ in range(2)]
+        to_member = [await redeem_offer(service, partner, offer, member_id=member) for _ in range(2)]
         # A third code for the same member, even asked by another partner, is one too many this hour.
-        member_flooded = await _redeem(service, other_partner, other_offer, member_id=member)
+        member_flooded = await redeem_offer(service, other_partner, other_offer, member_id=member)
         others = [
-            await _redeem(service, partner, offer, member_id=f"m-{uuid.uuid4().hex[:6]}") for _ in range(2)
+            await redeem_offer(service, partner, offer, member_id=f"m-{uuid.uuid4().hex[:6]}")
+            for _ in range(2)
         ]
 
         assert [a.status_code for a in to_member] == [202, 202]
@@ -297,7 +304,7 @@ async def test_code_checks_count_as_partner_validations(
         partner, member = _ids()
         offer = await create_offer(service, partner, validation_method="one_time_code")
         await _clear_of_window_end(service, 60)
-        record_id = (await _redeem(service, partner, offer, member_id=member)).json()["record_id"]
+        record_id = (await redeem_offer(service, partner, offer, member_id=member)).json()["record_id"]
         validate = f"/v1/offers/{offer}/redemptions/{record_id}/validate"
 
         checks = [
@@ -316,13 +323,13 @@ async def test_code_checks_count_as_partner_validations(
 async def test_a_backdated_redemption_keeps_the_service_time_and_the_claimed_time_and_is_audited(
     service: RunningService,
 ) -> None:
-    partner, member = _ids()
-    offer = await create_offer(service, partner)
-    await _set_pin(service, member)
+    partner, member, offer = await _pin_offer(service)
     claimed = datetime.now(UTC) - timedelta(minutes=10)
 
     before = datetime.now(UTC)
-    ok = await _redeem(service, partner, offer, member_id=member, pin=PIN, redeemed_at=claimed.isoformat())
+    ok = await redeem_offer(
+        service, partner, offer, member_id=member, pin=PIN, redeemed_at=claimed.isoformat()
+    )
 
     body = ok.json()
     assert body["status"] == "successful"
@@ -344,13 +351,11 @@ async def test_a_backdated_redemption_keeps_the_service_time_and_the_claimed_tim
 async def test_redeemed_at_too_far_back_or_ahead_is_refused_naming_body_redeemed_at(
     service: RunningService,
 ) -> None:
-    partner, member = _ids()
-    offer = await create_offer(service, partner)
-    await _set_pin(service, member)
+    partner, member, offer = await _pin_offer(service)
     now = datetime.now(UTC)
 
     for claimed in (now - timedelta(minutes=16), now - timedelta(days=40), now + timedelta(minutes=5)):
-        response = await _redeem(
+        response = await redeem_offer(
             service, partner, offer, member_id=member, pin=PIN, redeemed_at=claimed.isoformat()
         )
         assert response.status_code == 422, response.text
@@ -370,9 +375,9 @@ async def test_an_offer_that_ended_is_refused_even_when_the_claimed_time_falls_i
         valid_from=(now - timedelta(days=1)).isoformat(),
         valid_until=(now - timedelta(minutes=5)).isoformat(),
     )
-    await _set_pin(service, member)
+    await set_pin(service, member)
 
-    late = await _redeem(
+    late = await redeem_offer(
         service,
         partner,
         offer,
@@ -392,18 +397,16 @@ async def test_a_partner_cannot_claim_a_tier_that_contradicts_what_orchard_knows
 ) -> None:
     partner, member = _ids()
     offer = await create_offer(service, partner, eligible_tiers=["gold"])
-    await _set_pin(service, member)
-    known = await service.client.put(
-        f"/v1/members/{member}/segments",
-        json={"tier": "silver", "segments": ["students"]},
-        headers=service.auth("ops", "ops-1"),
-    )
+    await set_pin(service, member)
+    known = await _known_as_silver_student(service, member, service.auth("ops", "ops-1"))
     by_partner = await service.client.put(
         f"/v1/members/{member}/segments", json={"tier": "gold"}, headers=service.auth("partner", partner)
     )
 
-    claimed_gold = await _redeem(service, partner, offer, member_id=member, pin=PIN, segment_token="gold")
-    unclaimed = await _redeem(service, partner, offer, member_id=member, pin=PIN)
+    claimed_gold = await redeem_offer(
+        service, partner, offer, member_id=member, pin=PIN, segment_token="gold"
+    )
+    unclaimed = await redeem_offer(service, partner, offer, member_id=member, pin=PIN)
 
     assert known.status_code == 200, known.text
     assert by_partner.status_code == 403
@@ -418,14 +421,10 @@ async def test_a_member_orchard_knows_is_eligible_by_their_known_segment_without
 ) -> None:
     partner, member = _ids()
     offer = await create_offer(service, partner, eligible_segments=["students"])
-    await _set_pin(service, member)
-    await service.client.put(
-        f"/v1/members/{member}/segments",
-        json={"tier": "silver", "segments": ["students"]},
-        headers=service.auth("admin", "admin-1"),
-    )
+    await set_pin(service, member)
+    await _known_as_silver_student(service, member, service.auth("admin", "admin-1"))
 
-    ok = await _redeem(service, partner, offer, member_id=member, pin=PIN)
+    ok = await redeem_offer(service, partner, offer, member_id=member, pin=PIN)
     own_view = await service.client.get(
         f"/v1/members/{member}/segments", headers=service.auth("member", member)
     )

@@ -12,21 +12,17 @@ from typing import Any
 from chassis.testing import read_topic, wait_until
 from contracts.topics import Topics
 from services.redemption.offers.api import expire_open_challenges
-from services.redemption.tests.integration.conftest import RunningService, create_offer
+from services.redemption.tests.integration.conftest import (
+    RunningService,
+    create_offer,
+    offer_body,
+    redeem_offer,
+    set_pin,
+)
 
 
 async def _redeem(service: RunningService, partner: str, offer: str, **body: Any) -> Any:
-    payload = {"channel": "in_store", "location": "Main St 1", **body}
-    return await service.client.post(
-        f"/v1/offers/{offer}/redemptions", json=payload, headers=service.auth("partner", partner)
-    )
-
-
-async def _set_pin(service: RunningService, member: str, pin: str = "480317") -> None:
-    response = await service.client.put(
-        f"/v1/members/{member}/pin", json={"pin": pin}, headers=service.auth("member", member)
-    )
-    assert response.status_code == 204, response.text
+    return await redeem_offer(service, partner, offer, **{"location": "Main St 1", **body})
 
 
 async def _code_sent_for(service: RunningService, record_id: str) -> str:
@@ -48,7 +44,7 @@ async def test_a_pin_offer_succeeds_with_the_right_pin_and_locks_after_repeated_
 ) -> None:
     partner, member = f"p-{uuid.uuid4().hex[:6]}", f"m-{uuid.uuid4().hex[:6]}"
     offer = await create_offer(service, partner)
-    await _set_pin(service, member)
+    assert (await set_pin(service, member)).status_code == 204
 
     ok = await _redeem(service, partner, offer, member_id=member, segment_token="gold", pin="480317")
     assert ok.status_code == 201
@@ -229,13 +225,6 @@ async def test_offer_numbers_past_the_int32_column_or_nul_bytes_are_refused_with
     service: RunningService,
 ) -> None:
     partner = f"partner-{uuid.uuid4().hex[:8]}"
-    now = datetime.now(UTC)
-    valid = {
-        "title": "Free dessert",
-        "valid_from": (now - timedelta(days=1)).isoformat(),
-        "valid_until": (now + timedelta(days=30)).isoformat(),
-        "validation_method": "pin",
-    }
     cases = [
         ({"limit_per_member": 2**31}, "body.limit_per_member"),
         ({"total_cap": 10**20}, "body.total_cap"),
@@ -245,7 +234,7 @@ async def test_offer_numbers_past_the_int32_column_or_nul_bytes_are_refused_with
     ]
     for override, field in cases:
         response = await service.client.post(
-            "/v1/offers", json={**valid, **override}, headers=service.auth("partner", partner)
+            "/v1/offers", json=offer_body(**override), headers=service.auth("partner", partner)
         )
         assert response.status_code == 422, (override, response.text)
         assert response.headers["content-type"].startswith("application/problem+json")

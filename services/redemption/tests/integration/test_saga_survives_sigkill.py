@@ -16,11 +16,12 @@ import asyncpg
 import pytest
 
 from chassis.auth import issue_token
+from chassis.service_process import ServiceProcess
 from chassis.testing import read_topic, wait_until
 from contracts.orders import OrderState
 from contracts.topics import Topics
+from deploy.infra.net import free_port
 from services.redemption.tests.integration.conftest import order_changes, wallet_records
-from services.redemption.tests.integration.service_process import ServiceProcess
 
 pytestmark = pytest.mark.fault
 
@@ -43,6 +44,14 @@ class PlayedWallet:
             if envelope["data"]["reference"].get("redemption_id") in self.ids:
                 found.append(envelope)
         return found
+
+    async def wait_for_requests(self, topic: str, wanted: set[str], what: str) -> None:
+        """Until the requests seen on `topic` are for exactly the redemptions `wanted`."""
+
+        async def asked() -> bool:
+            return {r["data"]["reference"]["redemption_id"] for r in await self.requests(topic)} == wanted
+
+        await wait_until(asked, timeout=60, interval=0.3, what=what)
 
     async def answer_all(self, topic: str) -> int:
         answered = 0
@@ -81,12 +90,14 @@ async def _states(dsn: str) -> dict[str, str]:
 async def test_a_saga_killed_at_every_step_charges_once_and_refunds_at_most_once(
     service_db: Any, kafka_bootstrap: str, registry_topics: None, tmp_path: Path
 ) -> None:
+    name = f"redemption_{uuid.uuid4().hex[:8]}"
     service = ServiceProcess(
-        name=f"redemption_{uuid.uuid4().hex[:8]}",
-        dsn=service_db.dsn,
-        schema=service_db.schema,
-        bootstrap=kafka_bootstrap,
-        log_dir=tmp_path,
+        "services.redemption",
+        service_db,
+        kafka_bootstrap,
+        free_port(),
+        tmp_path / f"{name}.log",
+        ORCHARD_SERVICE=name,
         ORCHARD_REDEMPTION_SAGA_RETRY_BASE="2",
         ORCHARD_REDEMPTION_SAGA_REDRIVE_INTERVAL="0.5",
     )
@@ -117,14 +128,7 @@ async def test_a_saga_killed_at_every_step_charges_once_and_refunds_at_most_once
         wallet = PlayedWallet(kafka_bootstrap, ids)
         await restart()
 
-        async def all_debits_asked() -> bool:
-            asked = {
-                r["data"]["reference"]["redemption_id"]
-                for r in await wallet.requests(Topics.WALLET_DEBIT_REQUESTED)
-            }
-            return asked == ids
-
-        await wait_until(all_debits_asked, timeout=60, interval=0.3, what="debit requests")
+        await wallet.wait_for_requests(Topics.WALLET_DEBIT_REQUESTED, ids, "debit requests")
         service.kill()  # 2: debits asked, no answer yet
         await wallet.answer_all(Topics.WALLET_DEBIT_REQUESTED)  # 3: the wallet answers while we are down
 
@@ -164,14 +168,7 @@ async def test_a_saga_killed_at_every_step_charges_once_and_refunds_at_most_once
 
         await restart()
 
-        async def refunds_asked() -> bool:
-            asked = {
-                r["data"]["reference"]["redemption_id"]
-                for r in await wallet.requests(Topics.WALLET_CREDIT_REQUESTED)
-            }
-            return asked == cancelled
-
-        await wait_until(refunds_asked, timeout=60, interval=0.3, what="refund requests")
+        await wallet.wait_for_requests(Topics.WALLET_CREDIT_REQUESTED, cancelled, "refund requests")
         service.kill()  # 6: refunds asked
         await wallet.answer_all(Topics.WALLET_CREDIT_REQUESTED)
 
