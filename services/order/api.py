@@ -14,7 +14,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
 from chassis.downloads import (
     DOWNLOAD_RESPONSES,
@@ -32,7 +31,7 @@ from . import intake, repository
 from .context import OrderContext
 from .domain import CompletedOrderCannotBeCancelled, OrderNotFound, looks_like_booking_id
 from .ipa_api import actor_of
-from .orders import Cause, cancel_order
+from .orders import Cause, audit_order, cancel_order
 from .views import OrderPage, OrderSummary, OrderView, json_default, order_json
 
 READ_ROLES = (Role.ADMIN, Role.OPS, Role.SUPPORT_AGENT, Role.AUDITOR, Role.FINANCE)
@@ -175,12 +174,11 @@ def build_router(ctx: OrderContext) -> APIRouter:
                     conn, [candidate], source="api", cause=cause, order_source=OrderSource.API
                 )
                 if candidate.accepted:
-                    await append_audit(
+                    await audit_order(
                         conn,
                         actor=actor,
                         action="order.placed",
-                        subject_type="order",
-                        subject_id=str(candidate.order_id),
+                        order_id=candidate.order_id,
                         details={"external_ref": body.external_ref, "campaign_id": body.campaign_id},
                     )
             if not candidate.accepted:
@@ -322,12 +320,11 @@ def build_router(ctx: OrderContext) -> APIRouter:
             async with conn.transaction():
                 order, decision = await cancel_order(conn, cause=cause, reason=body.reason, **_order_ref(ref))
                 if decision.applied:
-                    await append_audit(
+                    await audit_order(
                         conn,
                         actor=actor,
                         action="order.cancelled",
-                        subject_type="order",
-                        subject_id=str(order.order_id),
+                        order_id=order.order_id,
                         details={"reason": body.reason, "booking_id": order.booking_id},
                     )
             current = await repository.fetch_order(conn, str(order.order_id))

@@ -20,21 +20,21 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from chassis.approvals import PENDING_RESPONSE, Approval, ApprovalAction, Approvals, pending_answer
 from chassis.audit import append_audit
 from chassis.auth import Principal, require_roles
 from chassis.db import Connection
 from chassis.problems import Problem
-from contracts.orders import FulfilmentStatus, OrderSource, OrderState
+from contracts.orders import FulfilmentStatus, OrderState
 
 from . import repository
 from .api import CANCEL_ROLES, order_filter
 from .context import OrderContext
 from .domain import OrderEvent
 from .ipa_api import actor_of
-from .orders import Cause, Followed, follow_many
+from .orders import Cause, Followed, audit_order, follow_many
 
 BULK_CANCEL = "order_bulk_cancel"
 CHUNK = 500
@@ -94,20 +94,11 @@ def filter_json(flt: repository.OrderFilter) -> dict[str, Any]:
 
 
 def filter_of(raw: dict[str, Any]) -> repository.OrderFilter:
-    def when(key: str) -> datetime | None:
-        return datetime.fromisoformat(raw[key]) if key in raw else None
+    """The filter `filter_json` stored."""
+    return _STORED_FILTER.validate_python(raw)
 
-    return repository.OrderFilter(
-        state=OrderState(raw["state"]) if "state" in raw else None,
-        fulfilment_status=FulfilmentStatus(raw["fulfilment_status"]) if "fulfilment_status" in raw else None,
-        campaign_id=raw.get("campaign_id"),
-        member_id=raw.get("member_id"),
-        source=OrderSource(raw["source"]) if "source" in raw else None,
-        created_from=when("created_from"),
-        created_to=when("created_to"),
-        needs_attention=raw.get("needs_attention"),
-        test=raw.get("test"),
-    )
+
+_STORED_FILTER = TypeAdapter(repository.OrderFilter)
 
 
 def _too_many(cap: int) -> Problem:
@@ -152,12 +143,11 @@ async def cancel_chunk(
             continue
         outcome.cancelled += 1
         outcome.orders.append({**order, "fulfilment_status": decision.before.fulfilment})
-        await append_audit(
+        await audit_order(
             conn,
             actor=cause.actor,
             action="order.cancelled",
-            subject_type="order",
-            subject_id=str(order["order_id"]),
+            order_id=order["order_id"],
             details={"reason": reason, "booking_id": order["booking_id"], "bulk": True},
         )
 

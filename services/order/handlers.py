@@ -27,7 +27,7 @@ from contracts.vouchers import (
 from . import intake, repository
 from .domain import OrderEvent
 from .orders import Cause, Followed, Recipient, cancel_order, create_orders, follow_many
-from .repository import NewOrder
+from .repository import NewOrder, built_from
 
 log = structlog.get_logger(__name__)
 
@@ -182,17 +182,7 @@ async def on_create_requested(conn: Connection, envelope: Envelope[OrderCreateRe
     elif (channel is Channel.EMAIL and not data.email) or (channel is not Channel.EMAIL and not data.phone):
         problem = "channel_unreachable"
     cause = Cause(actor=data.requested_by or f"service:{envelope.producer}", envelope=envelope)
-    new = NewOrder(
-        order_id=_uuid_for(data),
-        source=OrderSource.STOREFRONT,
-        member_id=data.member_id,
-        campaign_id=data.campaign_id,
-        channel=channel,
-        amount=data.amount,
-        currency=data.currency,
-        idempotency_key=data.idempotency_key,
-        redemption_id=data.redemption_id,
-    )
+    new = built_from(NewOrder, data, order_id=_uuid_for(data), source=OrderSource.STOREFRONT, channel=channel)
     if problem is None:
         await create_orders(
             conn,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chassis.db import Connection
+from chassis.models import model_from
 from chassis.outbox import OutgoingEvent, add_to_outbox
 from contracts.ipa import FieldError, IpaRecordAccepted, IpaRecordRejected
 from contracts.orders import OrderSource
@@ -22,7 +23,7 @@ from contracts.values import RewardType
 from . import repository
 from .metrics import IPA_RECORDS
 from .orders import Cause, Recipient, create_orders
-from .repository import IpaRecordRow, NewOrder
+from .repository import IpaRecordRow, NewOrder, built_from
 from .validation import RecordError, ValidRecord, duplicate_in_file, duplicate_of, validate_record
 
 
@@ -113,20 +114,14 @@ async def _claim_references(
     inserted = await repository.insert_ipa_records(
         conn,
         [
-            IpaRecordRow(
-                external_ref=c.record.external_ref,
+            built_from(
+                IpaRecordRow,
+                c.record,
                 source=source,
                 batch_id=batch_id,
-                batch_ref=c.record.batch_ref,
                 row_number=c.row_number,
                 event_id=(c.cause or cause).event_id,
-                member_id=c.record.member_id,
-                campaign_id=c.record.campaign_id,
-                reward_type=c.record.reward_type,
-                amount=c.record.amount,
-                currency=c.record.currency,
                 order_id=c.order_id,
-                test=c.record.test,
             )
             for c in valid
             if c.record is not None
@@ -152,17 +147,11 @@ def _accepted_event(c: Candidate, cause: Cause, batch_id: uuid.UUID | None) -> O
         r.external_ref,
         (c.cause or cause).new_envelope(
             Topics.IPA_RECORD_ACCEPTED,
-            IpaRecordAccepted(
-                external_ref=r.external_ref,
+            model_from(
+                IpaRecordAccepted,
+                r,
                 batch_id=r.batch_ref or (str(batch_id) if batch_id else None),
-                member_id=r.member_id,
-                campaign_id=r.campaign_id,
-                reward_type=r.reward_type,
-                amount=r.amount,
-                currency=r.currency,
-                reason=r.reason,
                 order_id=c.order_id,
-                test=r.test,
             ),
         ),
     )
@@ -171,18 +160,7 @@ def _accepted_event(c: Candidate, cause: Cause, batch_id: uuid.UUID | None) -> O
 def _new_order(
     record: ValidRecord, order_id: uuid.UUID, source: OrderSource, batch_id: uuid.UUID | None
 ) -> NewOrder:
-    return NewOrder(
-        order_id=order_id,
-        source=source,
-        member_id=record.member_id,
-        campaign_id=record.campaign_id,
-        channel=record.channel,
-        amount=record.amount,
-        currency=record.currency,
-        external_ref=record.external_ref,
-        batch_id=batch_id,
-        test=record.test,
-    )
+    return built_from(NewOrder, record, order_id=order_id, source=source, batch_id=batch_id)
 
 
 def _recipient(record: ValidRecord) -> Recipient:

@@ -10,7 +10,9 @@ from typing import Any
 
 import structlog
 
+from chassis.audit import append_audit
 from chassis.db import Connection
+from chassis.models import model_from
 from chassis.outbox import OutgoingEvent, add_to_outbox
 from contracts.delivery import DeliveryRequested
 from contracts.envelope import Envelope
@@ -57,23 +59,15 @@ class Cause:
 def state_changed(
     order: OrderRow, decision: Decision, *, reason: str | None, actor: str, created: bool = False
 ) -> OrderStateChanged:
-    return OrderStateChanged(
-        order_id=order.order_id,
-        booking_id=order.booking_id,
-        member_id=order.member_id,
-        campaign_id=order.campaign_id,
-        external_ref=order.external_ref,
-        source=order.source,
+    return model_from(
+        OrderStateChanged,
+        order,
         state=decision.after.state,
         previous_state=None if created else decision.before.state,
         fulfilment_status=decision.after.fulfilment,
         previous_fulfilment_status=None if created else decision.before.fulfilment,
         reason=reason,
-        amount=order.amount,
-        currency=order.currency,
-        redemption_id=order.redemption_id,
         actor=actor,
-        test=order.test,
     )
 
 
@@ -265,3 +259,12 @@ async def cancel_order(
         needs_attention=False,
     )
     return order, decision
+
+
+async def audit_order(
+    conn: Connection, *, actor: str, action: str, order_id: uuid.UUID | None, details: dict[str, Any]
+) -> None:
+    """Put what someone did to one order (placed, cancelled) in the audit log."""
+    await append_audit(
+        conn, actor=actor, action=action, subject_type="order", subject_id=str(order_id), details=details
+    )

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from enum import Enum
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
 from chassis.db import Connection
+from chassis.rows import from_row
 from contracts.orders import FulfilmentStatus, OrderSource, OrderState
 from contracts.values import Channel, RewardType
 from contracts.vouchers import CampaignChanged, CampaignStatus
@@ -20,12 +22,33 @@ from contracts.vouchers import CampaignChanged, CampaignStatus
 from ..domain import Decision, Status, new_booking_id
 from ..validation import CampaignView
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+D = TypeVar("D", bound="DataclassInstance")
+
 ORDER_COLUMNS = (
     "order_id, booking_id, source, external_ref, idempotency_key, redemption_id, batch_id, member_id,"
     " campaign_id, amount, currency, channel, state, fulfilment_status, status_reason, needs_attention,"
     " late_events, created_at, updated_at, test"
 )
 ORDER_COLUMN_NAMES = tuple(name.strip() for name in ORDER_COLUMNS.split(","))
+
+
+def columns(items: Sequence[Any], names: Sequence[str]) -> list[list[Any]]:
+    """Per name, that attribute of every item (enums as their values): the arrays an `unnest` takes."""
+    return [[_plain(getattr(item, name)) for item in items] for name in names]
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
+def built_from(cls: type[D], origin: object, /, **given: Any) -> D:
+    """The dataclass `cls` from the attributes of `origin` named like its fields, and `given` for the
+    fields `origin` does not hold or holds otherwise (`given` wins)."""
+    shared = {f.name: getattr(origin, f.name) for f in fields(cls) if f.init and hasattr(origin, f.name)}
+    return cls(**{**shared, **given})
 
 
 @dataclass(frozen=True)
@@ -61,18 +84,11 @@ class OrderRow:
     @classmethod
     def from_record(cls, r: asyncpg.Record) -> OrderRow:
         fulfilment = r["fulfilment_status"]
-        return cls(
-            order_id=r["order_id"],
-            booking_id=r["booking_id"],
+        return from_row(
+            cls,
+            dict(r),
             source=OrderSource(r["source"]),
-            external_ref=r["external_ref"],
-            member_id=r["member_id"],
-            campaign_id=r["campaign_id"],
-            amount=r["amount"],
-            currency=r["currency"],
-            redemption_id=r["redemption_id"],
             status=Status(OrderState(r["state"]), FulfilmentStatus(fulfilment) if fulfilment else None),
-            test=r["test"],
         )
 
 
@@ -109,14 +125,12 @@ async def load_campaigns(conn: Connection, campaign_ids: Sequence[str]) -> dict[
         "SELECT * FROM campaigns WHERE campaign_id = ANY($1::text[])", list(set(campaign_ids))
     )
     return {
-        r["campaign_id"]: CampaignView(
-            campaign_id=r["campaign_id"],
+        r["campaign_id"]: from_row(
+            CampaignView,
+            dict(r),
             reward_type=RewardType(r["reward_type"]),
             status=CampaignStatus(r["status"]),
-            currency=r["currency"],
-            per_record_limit=r["per_record_limit"],
             default_channel=Channel(r["default_channel"]),
-            face_value=r["face_value"],
             denominations=tuple(r["denominations"]),
         )
         for r in rows
@@ -126,22 +140,24 @@ async def load_campaigns(conn: Connection, campaign_ids: Sequence[str]) -> dict[
 # One statement for the orders and their creation on the timeline, whatever their number.
 _INSERT_ORDERS = """
     WITH new AS (
-        INSERT INTO orders (order_id, booking_id, source, external_ref, idempotency_key,
-            redemption_id, batch_id, member_id, campaign_id, amount, currency, channel, test,
+        INSERT INTO orders (order_id, source, member_id, campaign_id, channel, amount, currency,
+            external_ref, idempotency_key, redemption_id, batch_id, test, booking_id,
             state, fulfilment_status)
         SELECT o.*, 'pending', 'awaiting_voucher'
-          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[],
-                      $7::uuid[], $8::text[], $9::text[], $10::numeric[], $11::text[],
-                      $12::text[], $15::boolean[]) AS o
+          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::numeric[],
+                      $7::text[], $8::text[], $9::text[], $10::uuid[], $11::uuid[], $12::boolean[],
+                      $13::text[]) AS o
         RETURNING order_id
     )
     INSERT INTO order_timeline (order_id, event, applied, state, fulfilment_status, actor,
                                 cause_event_id)
     SELECT t.order_id, 'created', true, 'pending', 'awaiting_voucher', t.actor, t.cause
-      FROM unnest($1::uuid[], $13::text[], $14::uuid[]) WITH ORDINALITY
+      FROM unnest($1::uuid[], $14::text[], $15::uuid[]) WITH ORDINALITY
            AS t(order_id, actor, cause, n)
      ORDER BY t.n
 """
+_NEW_ORDER_FIELDS = tuple(f.name for f in fields(NewOrder))
+"""`_INSERT_ORDERS`' first columns, in the order NewOrder declares them."""
 
 
 async def insert_orders(
@@ -161,21 +177,10 @@ async def insert_orders(
             async with conn.transaction():
                 await conn.execute(
                     _INSERT_ORDERS,
-                    [o.order_id for o in orders],
+                    *columns(orders, _NEW_ORDER_FIELDS),
                     bookings,
-                    [str(o.source) for o in orders],
-                    [o.external_ref for o in orders],
-                    [o.idempotency_key for o in orders],
-                    [o.redemption_id for o in orders],
-                    [o.batch_id for o in orders],
-                    [o.member_id for o in orders],
-                    [o.campaign_id for o in orders],
-                    [o.amount for o in orders],
-                    [o.currency for o in orders],
-                    [str(o.channel) for o in orders],
                     list(actors),
                     list(cause_event_ids),
-                    [o.test for o in orders],
                 )
             break
         except asyncpg.UniqueViolationError as exc:
@@ -185,18 +190,11 @@ async def insert_orders(
 
 
 def _pending_row(order: NewOrder, booking_id: str) -> OrderRow:
-    return OrderRow(
-        order_id=order.order_id,
+    return built_from(
+        OrderRow,
+        order,
         booking_id=booking_id,
-        source=order.source,
-        external_ref=order.external_ref,
-        member_id=order.member_id,
-        campaign_id=order.campaign_id,
-        amount=order.amount,
-        currency=order.currency,
-        redemption_id=order.redemption_id,
         status=Status(OrderState.PENDING, FulfilmentStatus.AWAITING_VOUCHER),
-        test=order.test,
     )
 
 
@@ -414,32 +412,19 @@ class OrderFilter:
     test: bool | None = None
 
     def where(self) -> tuple[list[str], list[Any]]:
+        """A condition per filter given (the column equal to it, but for the creation period's ends)."""
         clauses: list[str] = []
         args: list[Any] = []
-
-        def add(sql: str, value: Any) -> None:
-            args.append(value)
-            clauses.append(sql.format(f"${len(args)}"))
-
-        if self.state is not None:
-            add("state = {}", str(self.state))
-        if self.fulfilment_status is not None:
-            add("fulfilment_status = {}", str(self.fulfilment_status))
-        if self.campaign_id is not None:
-            add("campaign_id = {}", self.campaign_id)
-        if self.member_id is not None:
-            add("member_id = {}", self.member_id)
-        if self.source is not None:
-            add("source = {}", str(self.source))
-        if self.created_from is not None:
-            add("created_at >= {}", self.created_from)
-        if self.created_to is not None:
-            add("created_at < {}", self.created_to)
-        if self.needs_attention is not None:
-            add("needs_attention = {}", self.needs_attention)
-        if self.test is not None:
-            add("test = {}", self.test)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                args.append(_plain(value))
+                condition = _PERIOD_CONDITIONS.get(f.name, f"{f.name} = {{}}")
+                clauses.append(condition.format(f"${len(args)}"))
         return clauses, args
+
+
+_PERIOD_CONDITIONS = {"created_from": "created_at >= {}", "created_to": "created_at < {}"}
 
 
 async def cancel_candidates(
@@ -590,18 +575,6 @@ async def insert_ipa_records(conn: Connection, records: Sequence[IpaRecordRow]) 
         ON CONFLICT (external_ref) DO NOTHING
         RETURNING external_ref
         """,
-        [r.external_ref for r in records],
-        [r.source for r in records],
-        [r.batch_id for r in records],
-        [r.batch_ref for r in records],
-        [r.row_number for r in records],
-        [r.event_id for r in records],
-        [r.member_id for r in records],
-        [r.campaign_id for r in records],
-        [str(r.reward_type) for r in records],
-        [r.amount for r in records],
-        [r.currency for r in records],
-        [r.order_id for r in records],
-        [r.test for r in records],
+        *columns(records, [f.name for f in fields(IpaRecordRow)]),
     )
     return {r["external_ref"] for r in rows}

@@ -25,6 +25,14 @@ async def new_orders(service: OrderService, count: int = 1, **overrides: Any) ->
     return [await service.order_of(r["external_ref"]) for r in records]
 
 
+async def delivered_order(service: OrderService) -> dict[str, Any]:
+    """A new order completed by its delivery's success, before any voucher.issued came."""
+    [order] = await new_orders(service)
+    await service.publish(Topics.DELIVERY_SUCCEEDED, order["order_id"], delivered(order))
+    await service.wait_for_order(order["order_id"], state="completed")
+    return order
+
+
 def issued(order: dict[str, Any]) -> VoucherIssued:
     code_id = uuid.uuid4()
     return VoucherIssued(
@@ -86,11 +94,9 @@ async def test_an_order_follows_its_voucher_and_delivery_to_completed(order_serv
 async def test_delivery_succeeded_before_voucher_issued_completes_and_the_late_voucher_is_only_recorded(
     order_service: OrderService,
 ) -> None:
-    [order] = await new_orders(order_service)
+    order = await delivered_order(order_service)
     oid = order["order_id"]
 
-    await order_service.publish(Topics.DELIVERY_SUCCEEDED, oid, delivered(order))
-    await order_service.wait_for_order(oid, state="completed")
     await order_service.publish(Topics.VOUCHER_ISSUED, oid, issued(order))
     final = await order_service.wait_for_order(oid, late_events=1)
 
@@ -248,10 +254,8 @@ async def test_a_cancel_request_on_the_topic_cancels_by_external_ref_and_later_e
 async def test_a_cancel_request_for_a_completed_order_is_recorded_and_refused(
     order_service: OrderService,
 ) -> None:
-    [order] = await new_orders(order_service)
+    order = await delivered_order(order_service)
     oid = order["order_id"]
-    await order_service.publish(Topics.DELIVERY_SUCCEEDED, oid, delivered(order))
-    await order_service.wait_for_order(oid, state="completed")
 
     await order_service.publish(
         Topics.ORDER_CANCEL_REQUESTED, oid, OrderCancelRequested(order_id=oid, reason="oops")
