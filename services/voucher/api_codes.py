@@ -26,6 +26,7 @@ from .approvals import ask_for_bulk_recovery
 from .crypto import CodeVault
 from .csv_import import ParsedFile, parse_codes
 from .domain import DEFAULT_ALPHABET, MAX_LENGTH, MIN_LENGTH
+from .repository import operations as operations_repository
 from .settings import VoucherSettings
 from .views import (
     CodeStatusOut,
@@ -329,12 +330,9 @@ def code_router(vault: CodeVault, settings: VoucherSettings, approvals: Approval
         )
         if not body.dry_run:
             async with pool.acquire() as conn:
-                campaign_ids = await conn.fetch(
-                    "SELECT DISTINCT campaign_id FROM codes WHERE code_id = ANY($1::uuid[])",
-                    [uuid.UUID(i) for i in result["code_ids"]],
-                )
-            for row in campaign_ids:
-                await serve_held_orders(pool, vault, row["campaign_id"])
+                campaign_ids = await operations_repository.campaigns_of_codes(conn, result["code_ids"])
+            for campaign_id in campaign_ids:
+                await serve_held_orders(pool, vault, campaign_id)
         return result
 
     @router.post(

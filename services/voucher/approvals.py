@@ -7,7 +7,6 @@ asked it, with the maker as its actor, in the approval's transaction; held order
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -22,6 +21,7 @@ from chassis.money import money_text
 from . import campaigns, operations
 from .api_common import actor_of, serve_held_orders
 from .crypto import CodeVault
+from .repository import operations as operations_repository
 
 BUDGET_INCREASE = "budget_increase"
 BULK_RECOVERY = "bulk_recovery"
@@ -117,14 +117,10 @@ def voucher_approvals(
         result: dict[str, Any] = await operations.recover(
             conn, selection, actor=approval.maker, reason=approval.reason or "", dry_run=False, vault=vault
         )
-        campaign_ids = await conn.fetch(
-            "SELECT DISTINCT campaign_id FROM codes WHERE code_id = ANY($1::uuid[]) ORDER BY campaign_id",
-            [uuid.UUID(i) for i in result["code_ids"]],
-        )
         return {
             "recovered": result.get("recovered", 0),
             "code_ids": result["code_ids"][:1000],
-            "campaign_ids": [r["campaign_id"] for r in campaign_ids],
+            "campaign_ids": await operations_repository.campaigns_of_codes(conn, result["code_ids"]),
         }
 
     async def serve_recovered(pool: asyncpg.Pool, approval: Approval) -> None:

@@ -12,6 +12,8 @@ import asyncpg
 
 from chassis.audit import append_audit
 from chassis.db import Connection
+from chassis.models import model_from
+from chassis.rows import from_row
 from contracts.values import Channel, RewardType
 from contracts.vouchers import CampaignChanged, CampaignStatus, ExpiryKind, ExpiryPolicy
 
@@ -49,44 +51,18 @@ class Campaign:
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Campaign:
         kind = ExpiryKind(row["expiry_kind"])
-        return cls(
-            campaign_id=row["campaign_id"],
-            version=row["version"],
-            name=row["name"],
+        return from_row(
+            cls,
+            dict(row),
             reward_type=RewardType(row["reward_type"]),
-            brand=row["brand"],
-            face_value=row["face_value"],
-            currency=row["currency"],
             status=CampaignStatus(row["status"]),
-            per_record_limit=row["per_record_limit"],
             default_channel=Channel(row["default_channel"]),
             partner_ids=tuple(row["partner_ids"]),
             expiry_policy=ExpiryPolicy(kind=kind, expires_at=row["expiry_at"], days=row["expiry_days"]),
-            budget=row["budget"],
-            budget_used=row["budget_used"],
-            low_stock_threshold=row["low_stock_threshold"],
-            allow_partial=row["allow_partial"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
         )
 
     def to_event(self, denominations: tuple[Decimal, ...] = ()) -> CampaignChanged:
-        return CampaignChanged(
-            denominations=denominations,
-            campaign_id=self.campaign_id,
-            version=self.version,
-            name=self.name,
-            reward_type=self.reward_type,
-            brand=self.brand,
-            face_value=self.face_value,
-            currency=self.currency,
-            status=self.status,
-            per_record_limit=self.per_record_limit,
-            default_channel=self.default_channel,
-            partner_ids=self.partner_ids,
-            expiry_policy=self.expiry_policy,
-            budget=self.budget,
-        )
+        return model_from(CampaignChanged, self, denominations=denominations)
 
     def validated(self) -> Campaign:
         """Checks the whole campaign with the contract's own rules (raises ValueError)."""

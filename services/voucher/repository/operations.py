@@ -198,3 +198,12 @@ async def record_changes(
         " VALUES ($1, $2, $3, $4, $5, $6, $7)",
         [(r["code_id"], action, r["status"], r["old_status"], actor, reason, r["order_id"]) for r in rows],
     )
+
+
+async def campaigns_of_codes(conn: Connection, code_ids: Sequence[str]) -> list[str]:
+    """The campaigns these codes (ids as text) belong to, each once, in order."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT campaign_id FROM codes WHERE code_id = ANY($1::uuid[]) ORDER BY campaign_id",
+        [uuid.UUID(i) for i in code_ids],
+    )
+    return [r["campaign_id"] for r in rows]

@@ -54,6 +54,14 @@ class Voucher:
         assert response.status_code == 201, response.text
         return dict(response.json())
 
+    async def import_csv(self, campaign_id: str, csv: bytes) -> httpx.Response:
+        """Import a partner's CSV sent as the request body."""
+        return await self.http.post(
+            f"/v1/campaigns/{campaign_id}/codes/import",
+            content=csv,
+            headers=auth("ops") | {"content-type": "text/csv"},
+        )
+
     async def issuance_count(self, campaign_id: str) -> int:
         return int(
             await self.pool.fetchval("SELECT count(*) FROM issuances WHERE campaign_id = $1", campaign_id)

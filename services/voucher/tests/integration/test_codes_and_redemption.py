@@ -88,11 +88,7 @@ async def test_csv_import_reports_each_bad_row_and_imports_the_rest(start_vouche
     voucher = await start_voucher()
     campaign = await voucher.create_campaign()
     other = await voucher.create_campaign()
-    first = await voucher.http.post(
-        f"/v1/campaigns/{other}/codes/import",
-        content=b"code\nTAKEN-0001\n",
-        headers=auth("ops") | {"content-type": "text/csv"},
-    )
+    first = await voucher.import_csv(other, b"code\nTAKEN-0001\n")
     assert first.json()["imported"] == 1
     future = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
     csv = (
@@ -313,11 +309,7 @@ async def test_generation_replaces_a_code_that_clashes_with_an_imported_one(star
 
     voucher = await start_voucher()
     campaign = await voucher.create_campaign()
-    imported = await voucher.http.post(
-        f"/v1/campaigns/{campaign}/codes/import",
-        content=b"code\nCLASH-ME-01\n",
-        headers=auth("ops") | {"content-type": "text/csv"},
-    )
+    imported = await voucher.import_csv(campaign, b"code\nCLASH-ME-01\n")
     assert imported.json()["imported"] == 1
     draws = []
 
@@ -380,11 +372,7 @@ async def test_codes_imported_with_a_new_value_announce_it_to_order_intake_once(
     voucher = await start_voucher()
     campaign = await voucher.create_campaign()
     for rows in ("NEWVAL-0001,10.00\nSAME-0001,\n", "NEWVAL-0002,10\nSAME-0002,25\n"):
-        response = await voucher.http.post(
-            f"/v1/campaigns/{campaign}/codes/import",
-            content=f"code,value\n{rows}".encode(),
-            headers=auth("ops") | {"content-type": "text/csv"},
-        )
+        response = await voucher.import_csv(campaign, f"code,value\n{rows}".encode())
         assert response.json()["imported"] == 2, response.text
     await voucher.wait_for(
         "SELECT count(*) FROM outbox WHERE published_at IS NULL", expected=0, what="events published"
