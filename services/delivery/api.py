@@ -22,6 +22,7 @@ from contracts.values import Channel, Email, Phone
 
 from . import repository, review
 from .domain import DeliveryError, DeliveryNotFound, NotResendable, ResendTooSoon
+from .routes import actor_of, request_pool
 
 register_error(DeliveryNotFound, 404, "delivery_not_found")
 register_error(NotResendable, 409, "delivery_not_resendable")
@@ -32,18 +33,6 @@ Reviewer = Annotated[Principal, Depends(require_roles(*REVIEWERS))]
 Manager = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.OPS))]
 
 router = APIRouter(prefix="/v1", tags=["delivery"])
-
-
-def _pool(request: Request) -> asyncpg.Pool:
-    pool: asyncpg.Pool | None = request.app.state.runtime.pool
-    if pool is None:
-        raise Problem(503, "not_ready", detail="The service is starting.")
-    return pool
-
-
-def _actor(principal: Principal) -> str:
-    role = sorted(r.value for r in principal.roles)[0]
-    return f"{role}:{principal.sub}"
 
 
 class Attempt(BaseModel):
@@ -145,7 +134,7 @@ async def list_failed(
         limit=limit,
         after=_parse_cursor(cursor) if cursor else None,
     )
-    async with _pool(request).acquire() as conn:
+    async with request_pool(request).acquire() as conn:
         rows = await repository.list_failed(conn, f)
     return {
         "items": [_delivery(r) for r in rows],
@@ -157,7 +146,7 @@ async def list_failed(
     "/deliveries/{delivery_id}", response_model=DeliveryWithAttempts, summary="A delivery and every attempt"
 )
 async def get_delivery(request: Request, delivery_id: uuid.UUID, _: Reviewer) -> dict[str, Any]:
-    async with _pool(request).acquire() as conn:
+    async with request_pool(request).acquire() as conn:
         row = await repository.find_delivery(conn, delivery_id)
         if row is None:
             raise DeliveryNotFound(f"No delivery {delivery_id}.")
@@ -167,7 +156,7 @@ async def get_delivery(request: Request, delivery_id: uuid.UUID, _: Reviewer) ->
 
 @router.get("/orders/{order_id}/delivery", response_model=DeliveryWithAttempts, summary="An order's delivery")
 async def get_order_delivery(request: Request, order_id: uuid.UUID, principal: Reviewer) -> dict[str, Any]:
-    async with _pool(request).acquire() as conn:
+    async with request_pool(request).acquire() as conn:
         row = await repository.find_by_order(conn, order_id)
     if row is None:
         raise DeliveryNotFound(f"No delivery for order {order_id}.")
@@ -212,8 +201,8 @@ class ResendAnswer(BaseModel):
 async def correct(
     request: Request, delivery_id: uuid.UUID, body: Correction, principal: Reviewer
 ) -> dict[str, Any]:
-    actor = _actor(principal)
-    async with _pool(request).acquire() as conn, conn.transaction():
+    actor = actor_of(principal)
+    async with request_pool(request).acquire() as conn, conn.transaction():
         if body.channel is not None:
             row = await repository.find_delivery(conn, delivery_id)
             email = body.email or (row["email"] if row else None)
@@ -243,9 +232,9 @@ async def correct(
 async def resend_one(
     request: Request, delivery_id: uuid.UUID, principal: Reviewer, body: ResendRequest | None = None
 ) -> dict[str, Any]:
-    async with _pool(request).acquire() as conn, conn.transaction():
+    async with request_pool(request).acquire() as conn, conn.transaction():
         channel = await review.resend(
-            conn, delivery_id, actor=_actor(principal), reason=body.reason if body else None
+            conn, delivery_id, actor=actor_of(principal), reason=body.reason if body else None
         )
     return {"delivery_id": delivery_id, "status": "queued", "channel": channel}
 
@@ -263,8 +252,8 @@ class BulkAnswer(BaseModel):
 @router.post("/deliveries/resend", response_model=BulkAnswer, summary="Resend many deliveries; each answered")
 async def resend_many(request: Request, body: BulkResend, principal: Reviewer) -> dict[str, Any]:
     results = []
-    actor = _actor(principal)
-    async with _pool(request).acquire() as conn:
+    actor = actor_of(principal)
+    async with request_pool(request).acquire() as conn:
         for delivery_id in dict.fromkeys(body.delivery_ids):
             try:
                 async with conn.transaction():
@@ -291,8 +280,8 @@ class CampaignSettings(BaseModel):
 async def put_campaign_settings(
     request: Request, campaign_id: Identifier, body: CampaignSettings, principal: Manager
 ) -> dict[str, Any]:
-    actor = _actor(principal)
-    async with _pool(request).acquire() as conn, conn.transaction():
+    actor = actor_of(principal)
+    async with request_pool(request).acquire() as conn, conn.transaction():
         await repository.set_campaign_fallback(conn, campaign_id, body.fallback_allowed, actor)
         await append_audit(
             conn,

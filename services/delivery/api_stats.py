@@ -13,8 +13,9 @@ from chassis.inputs import Identifier
 from chassis.periods import PeriodFigures, period_query
 from contracts.values import Channel
 
-from .api import Reviewer, _pool
+from .api import Reviewer
 from .repository import stats as repository
+from .routes import request_pool
 
 PERIOD = period_query(default=timedelta(days=7), longest=timedelta(days=31))
 
@@ -48,7 +49,7 @@ async def delivery_stats(
     test: bool = Query(False, description="true: UAT test deliveries only; false: real ones only"),
 ) -> DeliveryStats:
     start, end = period
-    async with _pool(request).acquire() as conn:
+    async with request_pool(request).acquire() as conn:
         rows = await repository.channel_counts(conn, start, end, test=test, campaign_id=campaign_id)
     return DeliveryStats(
         since=start, until=end, test=test, channels=[ChannelCounts(**dict(row)) for row in rows]

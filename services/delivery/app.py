@@ -29,27 +29,28 @@ from .webhooks.sending import WebhookEngine
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
+def twilio_sender(settings: DeliverySettings, channel: Channel) -> TwilioSender:
+    """SMS and WhatsApp go through the same provider API, each with its own `<channel>_…` settings."""
+
+    def setting(name: str) -> Any:
+        return getattr(settings, f"{channel.value}_{name}")
+
+    return TwilioSender(
+        channel=channel,
+        base_url=setting("base_url"),
+        account_sid=setting("account_sid"),
+        auth_token=setting("auth_token"),
+        from_number=setting("from"),
+        timeout_s=settings.provider_timeout_s,
+        max_connections=max(setting("workers"), 1),
+    )
+
+
 def default_senders(settings: DeliverySettings) -> dict[Channel, ChannelSender]:
     return {
         Channel.EMAIL: SmtpEmailSender(settings),
-        Channel.SMS: TwilioSender(
-            channel=Channel.SMS,
-            base_url=settings.sms_base_url,
-            account_sid=settings.sms_account_sid,
-            auth_token=settings.sms_auth_token,
-            from_number=settings.sms_from,
-            timeout_s=settings.provider_timeout_s,
-            max_connections=max(settings.sms_workers, 1),
-        ),
-        Channel.WHATSAPP: TwilioSender(
-            channel=Channel.WHATSAPP,
-            base_url=settings.whatsapp_base_url,
-            account_sid=settings.whatsapp_account_sid,
-            auth_token=settings.whatsapp_auth_token,
-            from_number=settings.whatsapp_from,
-            timeout_s=settings.provider_timeout_s,
-            max_connections=max(settings.whatsapp_workers, 1),
-        ),
+        Channel.SMS: twilio_sender(settings, Channel.SMS),
+        Channel.WHATSAPP: twilio_sender(settings, Channel.WHATSAPP),
     }
 
 
@@ -63,6 +64,32 @@ def bounded_consumer(max_batch: int) -> type[EventConsumer]:
             super().__init__(**{**kwargs, "max_batch": max_batch})
 
     return DeliveryConsumer
+
+
+def periodic_jobs(
+    settings: DeliverySettings, engine: DeliveryEngine, notifier: Notifier
+) -> list[PeriodicJob]:
+    async def recover() -> None:
+        async with engine.pool.acquire() as conn, conn.transaction():
+            await repository.flag_unknown_outcomes(conn)
+
+    async def purge() -> None:
+        async with engine.pool.acquire() as conn:
+            await repository.purge_held_codes(conn, settings.code_retention_days)
+
+    async def notify() -> None:
+        await notifier.post_pending(engine.pool)
+
+    async def purge_webhook_log() -> None:
+        async with engine.pool.acquire() as conn:
+            await webhook_repository.purge_delivered(conn, settings.webhook_retention_days)
+
+    return [
+        PeriodicJob("delivery-unknown-outcomes", settings.recovery_interval_s, recover),
+        PeriodicJob("delivery-code-retention", 3600.0, purge),
+        PeriodicJob("delivery-notifier", settings.notify_interval_s, notify),
+        PeriodicJob("delivery-webhook-retention", 3600.0, purge_webhook_log),
+    ]
 
 
 def build_spec(
@@ -83,21 +110,6 @@ def build_spec(
         await engine.stop()
         await notifier.close()
 
-    async def recover() -> None:
-        async with engine.pool.acquire() as conn, conn.transaction():
-            await repository.flag_unknown_outcomes(conn)
-
-    async def purge() -> None:
-        async with engine.pool.acquire() as conn:
-            await repository.purge_held_codes(conn, settings.code_retention_days)
-
-    async def notify() -> None:
-        await notifier.post_pending(engine.pool)
-
-    async def purge_webhook_log() -> None:
-        async with engine.pool.acquire() as conn:
-            await webhook_repository.purge_delivered(conn, settings.webhook_retention_days)
-
     return ServiceSpec(
         title=(
             "Orchard delivery service: email, SMS and WhatsApp delivery with retries, notifications and"
@@ -117,12 +129,7 @@ def build_spec(
             members_api.router,
             audit_router(),
         ],
-        jobs=[
-            PeriodicJob("delivery-unknown-outcomes", settings.recovery_interval_s, recover),
-            PeriodicJob("delivery-code-retention", 3600.0, purge),
-            PeriodicJob("delivery-notifier", settings.notify_interval_s, notify),
-            PeriodicJob("delivery-webhook-retention", 3600.0, purge_webhook_log),
-        ],
+        jobs=periodic_jobs(settings, engine, notifier),
         on_startup=[start],
         on_shutdown=[stop],
         consumer_class=bounded_consumer(settings.consumer_max_batch),

@@ -20,7 +20,7 @@ from chassis.problems import Problem
 from .codes import CodeVault
 from .notifications import ROUTABLE
 from .repository import campaign_routes as repository
-from .webhooks.api import _actor, _pool, _settings
+from .routes import actor_of, request_pool, request_settings
 from .webhooks.domain import AddressRefused
 from .webhooks.transport import check_destination
 
@@ -95,7 +95,7 @@ def _kinds(asked: list[str] | None) -> tuple[str, ...]:
 
 
 def _vault(request: Request) -> CodeVault:
-    return CodeVault(_settings(request).code_key)
+    return CodeVault(request_settings(request).code_key)
 
 
 @router.put("/{campaign_id}", response_model=RouteOut, summary="Route a campaign's notices to its channels")
@@ -104,7 +104,7 @@ async def save_route(
 ) -> dict[str, Any]:
     if body.slack_url is None and body.teams_url is None:
         raise _field_error("slack_url", "missing", "give a slack_url, a teams_url or both")
-    dev = _settings(request).is_dev
+    dev = request_settings(request).is_dev
     for field, url in (("slack_url", body.slack_url), ("teams_url", body.teams_url)):
         if url is not None:
             try:
@@ -122,8 +122,8 @@ async def save_route(
         only_here=body.only_here,
     )
     view = _view(vault, route)
-    actor = _actor(principal)
-    async with _pool(request).acquire() as conn, conn.transaction():
+    actor = actor_of(principal)
+    async with request_pool(request).acquire() as conn, conn.transaction():
         await repository.save_route(conn, route, updated_by=actor)
         await append_audit(
             conn,
@@ -138,7 +138,7 @@ async def save_route(
 
 @router.get("/{campaign_id}", response_model=RouteOut, summary="A campaign's notice route")
 async def get_route(campaign_id: Identifier, request: Request, _: Manager) -> dict[str, Any]:
-    async with _pool(request).acquire() as conn:
+    async with request_pool(request).acquire() as conn:
         route = await repository.get_route(conn, campaign_id)
     if route is None:
         raise Problem(404, "route_not_found", detail=f"Campaign {campaign_id} has no route of its own.")
@@ -152,7 +152,7 @@ async def list_routes(
     after: Annotated[Identifier | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
-    async with _pool(request).acquire() as conn:
+    async with request_pool(request).acquire() as conn:
         routes = await repository.list_routes(conn, after=after, limit=limit)
     vault = _vault(request)
     last = routes[-1].campaign_id if len(routes) == limit else None
@@ -161,8 +161,8 @@ async def list_routes(
 
 @router.delete("/{campaign_id}", status_code=204, summary="Stop routing a campaign's notices")
 async def delete_route(campaign_id: Identifier, request: Request, principal: Manager) -> Response:
-    actor = _actor(principal)
-    async with _pool(request).acquire() as conn, conn.transaction():
+    actor = actor_of(principal)
+    async with request_pool(request).acquire() as conn, conn.transaction():
         if not await repository.delete_route(conn, campaign_id):
             raise Problem(404, "route_not_found", detail=f"Campaign {campaign_id} has no route of its own.")
         await append_audit(

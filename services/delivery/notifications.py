@@ -28,6 +28,7 @@ from contracts.vouchers import VoucherStockLow
 
 from .codes import CodeVault
 from .repository import campaign_routes as routes_repo
+from .repository import notifications as notifications_repo
 from .settings import DeliverySettings
 from .webhooks.transport import WebhookClient
 
@@ -88,7 +89,7 @@ async def _enqueue_many(
     if not targets and not routes:
         return 0
     chosen = settings.campaign_filter
-    rows = []
+    rows: list[tuple[str, str, str | None, str]] = []
     for campaign_id, line in lines:
         route = routes.get(campaign_id) if campaign_id is not None else None
         if route is not None and kind in route.kinds:
@@ -99,9 +100,7 @@ async def _enqueue_many(
         if campaign_id is None or not chosen or campaign_id in chosen:
             rows += [(target, kind, campaign_id, redact_text(line)[:500]) for target in targets]
     if rows:
-        await conn.executemany(
-            "INSERT INTO notifications (target, kind, campaign_id, line) VALUES ($1, $2, $3, $4)", rows
-        )
+        await notifications_repo.enqueue(conn, rows)
     return len(rows)
 
 
@@ -338,29 +337,18 @@ class Notifier:
         return None if response.status_code < 300 else f"HTTP {response.status_code}"
 
     async def _post_target(self, pool: asyncpg.Pool, target: str, kind: str, url: str) -> int:
-        rows = await pool.fetch(
-            "SELECT id, kind, campaign_id, line, created_at, attempts FROM notifications"
-            " WHERE target = $1 AND sent_at IS NULL AND next_attempt_at <= now() ORDER BY id LIMIT $2",
-            target,
-            self._max_lines,
-        )
+        rows = await notifications_repo.pending(pool, target, self._max_lines)
         if not rows:
             return 0
         ids = [r["id"] for r in rows]
         payload = PAYLOADS[kind](summarise(rows, self._settings.notify_burst_threshold))
         problem = await self._send(target, url, payload)
         if problem is None:
-            await pool.execute("UPDATE notifications SET sent_at = now() WHERE id = ANY($1::bigint[])", ids)
+            await notifications_repo.mark_sent(pool, ids)
             return 1
         attempts = max(r["attempts"] for r in rows) + 1
         delay = min(300.0, 2.0**attempts)
-        await pool.execute(
-            "UPDATE notifications SET attempts = attempts + 1,"
-            " next_attempt_at = now() + make_interval(secs => $2)"
-            " WHERE id = ANY($1::bigint[])",
-            ids,
-            delay,
-        )
+        await notifications_repo.retry_later(pool, ids, delay)
         log.warning(
             "notification_post_failed", target=target.rsplit(":", 1)[-1], problem=problem, retry_in_s=delay
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import asyncpg
+
 from chassis.audit import append_audit
 from chassis.db import Connection
 from contracts.values import Channel
@@ -13,19 +15,24 @@ from . import repository
 from .domain import DeliveryNotFound, DeliveryStatus, NotResendable, check_resend
 
 
+async def _locked(conn: Connection, delivery_id: uuid.UUID) -> asyncpg.Record:
+    row = await repository.lock_delivery(conn, delivery_id)
+    if row is None:
+        raise DeliveryNotFound(f"No delivery {delivery_id}.")
+    return row
+
+
 async def resend(conn: Connection, delivery_id: uuid.UUID, *, actor: str, reason: str | None) -> str:
     """Queue a new send round (at most one per minute per delivery); returns the channel used first.
     Raises DeliveryNotFound, NotResendable or ResendTooSoon, changing nothing."""
-    row = await conn.fetchrow("SELECT * FROM deliveries WHERE delivery_id = $1 FOR UPDATE", delivery_id)
-    if row is None:
-        raise DeliveryNotFound(f"No delivery {delivery_id}.")
+    row = await _locked(conn, delivery_id)
     if row["kind"] != "voucher":
         raise NotResendable("A message is sent again by whoever requested it, with a new message_id.")
     check_resend(
         status=DeliveryStatus(row["status"]),
         has_code=row["code_ciphertext"] is not None,
         last_resend_at=row["last_resend_at"],
-        now=await conn.fetchval("SELECT now()") or datetime.now(UTC),
+        now=await repository.database_now(conn) or datetime.now(UTC),
     )
     channel = await repository.start_resend(conn, delivery_id)
     await append_audit(
@@ -54,9 +61,7 @@ async def correct_recipient(
     channel: Channel | None,
 ) -> None:
     """Correct the contact details (the audit names which fields changed, never their values)."""
-    row = await conn.fetchrow("SELECT * FROM deliveries WHERE delivery_id = $1 FOR UPDATE", delivery_id)
-    if row is None:
-        raise DeliveryNotFound(f"No delivery {delivery_id}.")
+    row = await _locked(conn, delivery_id)
     await repository.correct_contacts(conn, delivery_id, email=email, phone=phone, channel=channel)
     changed = [name for name, value in (("email", email), ("phone", phone)) if value is not None]
     await append_audit(

@@ -339,7 +339,7 @@ class DeliveryEngine:
             else:
                 log.info("delivery_repeat_recorded", attempt=attempt, delivery_id=str(row["delivery_id"]))
             return
-        now = await repository.lock_for_outcome(conn, row["delivery_id"])  # first, as recovery locks
+        now = await repository.lock_delivery(conn, row["delivery_id"])  # first, as recovery locks
         await repository.finish_attempt(conn, row["delivery_id"], attempt, AttemptOutcome.FAILED, result)
         if now is None or now["attempts"] != attempt or now["status"] == "sent":
             return  # the claim is void (whoever holds the delivery now decides), or a lapsed claim sent it

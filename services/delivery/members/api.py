@@ -22,7 +22,7 @@ from chassis.uploads import spooled_csv
 from contracts.members import EmploymentStatus, NotificationKind
 from contracts.values import Channel, Email, Locale, Name, Phone
 
-from ..api import _pool
+from ..routes import actor_of, request_pool
 from . import importing, repository
 from .directory import apply_change
 from .domain import NulInEntry
@@ -40,10 +40,6 @@ Reader = Annotated[Principal, Depends(require_roles(*STAFF, Role.MEMBER))]
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
 _BINARY: Final = {"type": "string", "format": "binary"}
-
-
-def _actor(principal: Principal) -> str:
-    return f"{sorted(r.value for r in principal.roles)[0]}:{principal.sub}"
 
 
 class MemberEntry(BaseModel):
@@ -127,13 +123,13 @@ async def _found(conn: Connection, member_id: str) -> asyncpg.Record:
 
 
 async def _change(request: Request, member_id: str, body: BaseModel, principal: Principal) -> dict[str, Any]:
-    async with _pool(request).acquire() as conn, conn.transaction():
+    async with request_pool(request).acquire() as conn, conn.transaction():
         try:
             changed = await apply_change(
                 conn,
                 member_id,
                 body.model_dump(exclude_unset=True),
-                actor=_actor(principal),
+                actor=actor_of(principal),
                 source="correction",
             )
         except NulInEntry as exc:
@@ -150,7 +146,7 @@ async def _change(request: Request, member_id: str, body: BaseModel, principal: 
 @router.get("/{member_id}", response_model=MemberEntry, summary="A member's directory entry")
 async def get_member(request: Request, member_id: Identifier, principal: Reader) -> dict[str, Any]:
     _may_read(principal, member_id)
-    async with _pool(request).acquire() as conn:
+    async with request_pool(request).acquire() as conn:
         return _entry(await _found(conn, member_id), principal)
 
 
@@ -174,7 +170,7 @@ async def set_preferences(
     request: Request, member_id: Identifier, body: MemberPreferences, principal: Reader
 ) -> dict[str, Any]:
     _may_read(principal, member_id)
-    async with _pool(request).acquire() as conn:
+    async with request_pool(request).acquire() as conn:
         await _found(conn, member_id)
     return await _change(request, member_id, body, principal)
 
@@ -213,7 +209,7 @@ async def import_members(
 ) -> dict[str, Any]:
     """Two passes over the spooled file: the first checks it all (an unreadable file changes nothing),
     the second applies the valid rows, a few hundred per transaction."""
-    actor = _actor(principal)
+    actor = actor_of(principal)
     report: dict[str, Any] = {"dry_run": dry_run, "rows": 0, "valid": 0, "changed": 0, "unchanged": 0}
     errors: list[dict[str, Any]] = []
     # The whole body is spooled before a connection is taken.
@@ -234,7 +230,7 @@ async def import_members(
             spooled.seek(0)
             valid = (item.member for item in importing.rows(spooled) if item.member is not None)
             while batch := list(itertools.islice(valid, IMPORT_BATCH)):
-                async with _pool(request).acquire() as conn, conn.transaction():
+                async with request_pool(request).acquire() as conn, conn.transaction():
                     for member in batch:
                         changed = await apply_change(
                             conn,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -138,6 +138,11 @@ _Half = TypeVar("_Half", "RequestDetails", "VoucherDetails")
 # applied one after the other would.
 
 
+def _columns(items: Sequence[object], *fields: str) -> list[list[Any]]:
+    """One array per field, in the order given: the parameters of an `unnest(...)` statement."""
+    return [[getattr(item, field) for item in items] for field in fields]
+
+
 def _first_per_order(items: Sequence[_Half]) -> list[_Half]:
     """The first event per order: only the first half of each kind counts (`WHERE NOT has_…`)."""
     seen: dict[uuid.UUID, _Half] = {}
@@ -170,18 +175,9 @@ async def record_requests(conn: Connection, requests: Sequence[RequestDetails]) 
         WHERE NOT deliveries.has_request
         """,
         [uuid.uuid4() for _ in rs],
-        [r.order_id for r in rs],
-        [r.booking_id for r in rs],
-        [r.member_id for r in rs],
-        [r.campaign_id for r in rs],
+        *_columns(rs, "order_id", "booking_id", "member_id", "campaign_id"),
         [r.channel.value for r in rs],
-        [r.name for r in rs],
-        [r.email for r in rs],
-        [r.phone for r in rs],
-        [r.locale for r in rs],
-        [r.template for r in rs],
-        [r.correlation_id for r in rs],
-        [r.test for r in rs],
+        *_columns(rs, "name", "email", "phone", "locale", "template", "correlation_id", "test"),
     )
 
 
@@ -233,6 +229,10 @@ async def record_vouchers(conn: Connection, vouchers: Sequence[VoucherDetails]) 
         await _replace_codes(conn, later)
 
 
+_CODE_FIELDS = ("code_id", "sealed_code", "masked_code", "face_value", "currency", "expires_at")
+"""The code a voucher carries, in the order both statements writing it take its columns."""
+
+
 async def _insert_vouchers(conn: Connection, vs: Sequence[VoucherDetails]) -> None:
     await conn.execute(
         """
@@ -256,15 +256,7 @@ async def _insert_vouchers(conn: Connection, vs: Sequence[VoucherDetails]) -> No
         WHERE NOT deliveries.has_voucher
         """,
         [uuid.uuid4() for _ in vs],
-        [v.order_id for v in vs],
-        [v.campaign_id for v in vs],
-        [v.code_id for v in vs],
-        [v.sealed_code for v in vs],
-        [v.masked_code for v in vs],
-        [v.face_value for v in vs],
-        [v.currency for v in vs],
-        [v.expires_at for v in vs],
-        [v.correlation_id for v in vs],
+        *_columns(vs, "order_id", "campaign_id", *_CODE_FIELDS, "correlation_id"),
     )
 
 
@@ -298,13 +290,7 @@ async def _replace_codes(conn: Connection, vs: Sequence[VoucherDetails]) -> None
           FROM t WHERE d.delivery_id = t.delivery_id
         RETURNING d.channel, d.status
         """,
-        [v.order_id for v in vs],
-        [v.code_id for v in vs],
-        [v.sealed_code for v in vs],
-        [v.masked_code for v in vs],
-        [v.face_value for v in vs],
-        [v.currency for v in vs],
-        [v.expires_at for v in vs],
+        *_columns(vs, "order_id", *_CODE_FIELDS),
     )
     for channel in {r["channel"] for r in channels if r["status"] == "queued" and r["channel"]}:
         await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, channel)

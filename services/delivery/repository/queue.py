@@ -128,7 +128,7 @@ async def record_success(conn: Connection, delivery_id: uuid.UUID, attempt: int,
     recorded as succeeded first (same idempotency key: same send round and channel), so this one is a
     `repeat` and nothing else changes. Recordings of
     one delivery take turns on its row lock; the statement after the lock sees the one before it."""
-    await lock_for_outcome(conn, delivery_id)
+    await lock_delivery(conn, delivery_id)
     first: bool = await conn.fetchval(
         """
         WITH earlier AS (
@@ -163,9 +163,10 @@ async def record_success(conn: Connection, delivery_id: uuid.UUID, attempt: int,
     return first
 
 
-async def lock_for_outcome(conn: Connection, delivery_id: uuid.UUID) -> asyncpg.Record | None:
-    """The row as it is now, locked for the few statements recording a failed attempt and what follows
-    (a cancellation committed during the send is seen here, and one arriving now waits a moment)."""
+async def lock_delivery(conn: Connection, delivery_id: uuid.UUID) -> asyncpg.Record | None:
+    """The row as it is now, locked for the few statements that follow: recording a failed attempt
+    (a cancellation committed during the send is seen here, and one arriving now waits a moment), or
+    support's correction or resend."""
     return await conn.fetchrow("SELECT * FROM deliveries WHERE delivery_id = $1 FOR UPDATE", delivery_id)
 
 

@@ -38,6 +38,11 @@ async def set_campaign_fallback(conn: Connection, campaign_id: str, allowed: boo
     )
 
 
+async def database_now(conn: Connection) -> datetime | None:
+    now: datetime | None = await conn.fetchval("SELECT now()")
+    return now
+
+
 async def find_delivery(conn: Connection, delivery_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM deliveries WHERE delivery_id = $1", delivery_id)
 

@@ -20,7 +20,7 @@ from chassis.inputs import Aware, NoNul, Text
 from chassis.problems import Problem, register_error
 
 from ..codes import CodeVault
-from ..settings import DeliverySettings
+from ..routes import actor_of, request_pool, request_settings
 from . import repository
 from .domain import PING_EVENT, AddressRefused, UnknownEvents, WebhookNotFound, check_events, new_secret
 from .transport import check_destination
@@ -34,23 +34,6 @@ Url = Annotated[str, StringConstraints(min_length=1, max_length=2000), NoNul]
 Topic = Annotated[str, StringConstraints(min_length=1, max_length=200), NoNul]
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
-
-
-def _pool(request: Request) -> asyncpg.Pool:
-    pool: asyncpg.Pool | None = request.app.state.runtime.pool
-    if pool is None:
-        raise Problem(503, "not_ready", detail="The service is starting.")
-    return pool
-
-
-def _settings(request: Request) -> DeliverySettings:
-    settings = request.app.state.runtime.settings
-    assert isinstance(settings, DeliverySettings)
-    return settings
-
-
-def _actor(principal: Principal) -> str:
-    return f"{sorted(r.value for r in principal.roles)[0]}:{principal.sub}"
 
 
 class NewWebhook(BaseModel):
@@ -135,7 +118,7 @@ def _webhook(row: asyncpg.Record) -> dict[str, Any]:
 async def _audit(conn: Any, principal: Principal, action: str, webhook_id: uuid.UUID, **details: Any) -> None:
     await append_audit(
         conn,
-        actor=_actor(principal),
+        actor=actor_of(principal),
         action=f"webhook.{action}",
         subject_type="webhook",
         subject_id=str(webhook_id),
@@ -145,15 +128,15 @@ async def _audit(conn: Any, principal: Principal, action: str, webhook_id: uuid.
 
 @router.post("", status_code=201, response_model=WebhookWithSecret, summary="Register a webhook")
 async def create_webhook(request: Request, body: NewWebhook, principal: Manager) -> dict[str, Any]:
-    settings = _settings(request)
+    settings = request_settings(request)
     events = check_events(body.events)
     await check_destination(body.url, dev=settings.is_dev)
     secret = new_secret()
     webhook_id = uuid.uuid4()
     sealed = CodeVault(settings.code_key).seal(SecretStr(secret))
-    async with _pool(request).acquire() as conn, conn.transaction():
+    async with request_pool(request).acquire() as conn, conn.transaction():
         row = await repository.create(
-            conn, webhook_id, body.url, events, body.description, sealed, _actor(principal)
+            conn, webhook_id, body.url, events, body.description, sealed, actor_of(principal)
         )
         await _audit(conn, principal, "created", webhook_id, url=body.url, events=events)
         await repository.announce_change(conn)
@@ -162,7 +145,7 @@ async def create_webhook(request: Request, body: NewWebhook, principal: Manager)
 
 @router.get("", response_model=WebhookList, summary="Webhooks")
 async def list_webhooks(request: Request, _: Manager) -> dict[str, Any]:
-    async with _pool(request).acquire() as conn:
+    async with request_pool(request).acquire() as conn:
         rows = await repository.list_all(conn)
     return {"items": [{**_webhook(r), "pending": r["pending"]} for r in rows]}
 
@@ -176,13 +159,13 @@ async def _existing(conn: Any, webhook_id: uuid.UUID) -> asyncpg.Record:
 
 @router.get("/{webhook_id}", response_model=Webhook, summary="A webhook")
 async def get_webhook(request: Request, webhook_id: uuid.UUID, _: Manager) -> dict[str, Any]:
-    async with _pool(request).acquire() as conn:
+    async with request_pool(request).acquire() as conn:
         return _webhook(await _existing(conn, webhook_id))
 
 
 @router.delete("/{webhook_id}", status_code=204, summary="Remove a webhook and its delivery log")
 async def delete_webhook(request: Request, webhook_id: uuid.UUID, principal: Manager) -> Response:
-    async with _pool(request).acquire() as conn, conn.transaction():
+    async with request_pool(request).acquire() as conn, conn.transaction():
         if not await repository.delete(conn, webhook_id):
             raise WebhookNotFound(f"No webhook {webhook_id}.")
         await _audit(conn, principal, "deleted", webhook_id)
@@ -220,7 +203,7 @@ async def list_deliveries(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     before = _parse_cursor(cursor) if cursor else None
-    async with _pool(request).acquire() as conn:
+    async with request_pool(request).acquire() as conn:
         await _existing(conn, webhook_id)
         rows = await repository.deliveries(conn, webhook_id, limit, before)
     return {
@@ -231,10 +214,10 @@ async def list_deliveries(
 
 @router.post("/{webhook_id}/secret", response_model=RotatedSecret, summary="Rotate the signing secret")
 async def rotate_secret(request: Request, webhook_id: uuid.UUID, principal: Manager) -> dict[str, Any]:
-    settings = _settings(request)
+    settings = request_settings(request)
     secret = new_secret()
     sealed = CodeVault(settings.code_key).seal(SecretStr(secret))
-    async with _pool(request).acquire() as conn, conn.transaction():
+    async with request_pool(request).acquire() as conn, conn.transaction():
         row = await repository.rotate_secret(conn, webhook_id, sealed, settings.webhook_rotation_overlap_s)
         if row is None:
             raise WebhookNotFound(f"No webhook {webhook_id}.")
@@ -256,7 +239,7 @@ async def ping(request: Request, webhook_id: uuid.UUID, principal: Manager) -> d
         "causation_id": None,
         "data": {"webhook_id": str(webhook_id)},
     }
-    async with _pool(request).acquire() as conn, conn.transaction():
+    async with request_pool(request).acquire() as conn, conn.transaction():
         await _existing(conn, webhook_id)
         await repository.record_ping(
             conn,
@@ -270,8 +253,8 @@ async def ping(request: Request, webhook_id: uuid.UUID, principal: Manager) -> d
 async def _switch(
     request: Request, webhook_id: uuid.UUID, principal: Manager, enabled: bool
 ) -> dict[str, Any]:
-    async with _pool(request).acquire() as conn, conn.transaction():
-        reason = None if enabled else f"disabled by {_actor(principal)}"
+    async with request_pool(request).acquire() as conn, conn.transaction():
+        reason = None if enabled else f"disabled by {actor_of(principal)}"
         row = await repository.set_enabled(conn, webhook_id, enabled, reason)
         if row is None:
             raise WebhookNotFound(f"No webhook {webhook_id}.")
@@ -301,7 +284,7 @@ async def enable(request: Request, webhook_id: uuid.UUID, principal: Manager) ->
     summary="Send a webhook's delivered events again from a given time",
 )
 async def replay(request: Request, webhook_id: uuid.UUID, body: Replay, principal: Manager) -> dict[str, Any]:
-    async with _pool(request).acquire() as conn, conn.transaction():
+    async with request_pool(request).acquire() as conn, conn.transaction():
         await _existing(conn, webhook_id)
         count = await repository.replay(conn, webhook_id, body.since)
         await _audit(conn, principal, "replayed", webhook_id, since=body.since.isoformat(), requeued=count)

@@ -11,6 +11,7 @@ from services.delivery.domain import (
     DeliveryStatus,
     Fallback,
     GiveUp,
+    Next,
     NotResendable,
     ReasonCode,
     ResendTooSoon,
@@ -24,6 +25,27 @@ from services.delivery.domain import (
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 BOTH = Contacts(email="a@example.com", phone="+447700900123")
+
+
+def decide_after(
+    result: SendResult,
+    current: Channel,
+    *,
+    policy: RetryPolicy,
+    channel_attempts: int = 1,
+    fallback_allowed: bool = True,
+) -> Next:
+    """`after_failure` now, nothing tried before and both contacts known."""
+    return after_failure(
+        result,
+        channel_attempts=channel_attempts,
+        policy=policy,
+        now=NOW,
+        current=current,
+        tried=frozenset(),
+        contacts=BOTH,
+        fallback_allowed=fallback_allowed,
+    )
 
 
 @given(attempt=st.integers(min_value=1, max_value=40), seed=st.integers())
@@ -54,16 +76,7 @@ def test_two_retries_of_the_same_attempt_do_not_wait_the_same_time():
 def test_transient_failures_retry_until_the_limit_then_give_up(reason):
     policy = RetryPolicy(max_attempts=3)
     result = SendResult.failure(reason, "x")
-    decide = lambda n: after_failure(  # noqa: E731
-        result,
-        channel_attempts=n,
-        policy=policy,
-        now=NOW,
-        current=Channel.SMS,
-        tried=frozenset(),
-        contacts=BOTH,
-        fallback_allowed=True,
-    )
+    decide = lambda n: decide_after(result, Channel.SMS, policy=policy, channel_attempts=n)  # noqa: E731
 
     assert isinstance(decide(1), Retry)
     assert decide(1).at > NOW
@@ -75,15 +88,8 @@ def test_transient_failures_retry_until_the_limit_then_give_up(reason):
     "reason", [ReasonCode.INVALID_NUMBER, ReasonCode.BOUNCED, ReasonCode.WHATSAPP_UNREACHABLE]
 )
 def test_permanent_failures_never_retry(reason):
-    decision = after_failure(
-        SendResult.failure(reason, "x"),
-        channel_attempts=1,
-        policy=RetryPolicy(max_attempts=5),
-        now=NOW,
-        current=Channel.EMAIL,
-        tried=frozenset(),
-        contacts=BOTH,
-        fallback_allowed=True,
+    decision = decide_after(
+        SendResult.failure(reason, "x"), Channel.EMAIL, policy=RetryPolicy(max_attempts=5)
     )
     assert isinstance(decision, GiveUp)
 
@@ -121,15 +127,8 @@ def test_a_fallback_chain_never_revisits_a_channel_and_ends(start, email, phone)
 
 
 def test_a_permanent_failure_with_consent_and_another_contact_falls_back():
-    decision = after_failure(
-        SendResult.failure(ReasonCode.WHATSAPP_UNREACHABLE, "x"),
-        channel_attempts=1,
-        policy=RetryPolicy(),
-        now=NOW,
-        current=Channel.WHATSAPP,
-        tried=frozenset(),
-        contacts=BOTH,
-        fallback_allowed=True,
+    decision = decide_after(
+        SendResult.failure(ReasonCode.WHATSAPP_UNREACHABLE, "x"), Channel.WHATSAPP, policy=RetryPolicy()
     )
     assert decision == Fallback(Channel.SMS)
 
@@ -152,14 +151,10 @@ def test_a_resend_is_allowed_once_a_minute_and_never_for_a_cancelled_order():
 
 
 def test_a_rate_limited_retry_waits_at_least_as_long_as_the_provider_asked():
-    decision = after_failure(
+    decision = decide_after(
         SendResult.failure(ReasonCode.RATE_LIMITED, "HTTP 429", retry_after_s=30),
-        channel_attempts=1,
+        Channel.SMS,
         policy=RetryPolicy(base_delay_s=0.1, max_delay_s=300),
-        now=NOW,
-        current=Channel.SMS,
-        tried=frozenset(),
-        contacts=BOTH,
         fallback_allowed=False,
     )
     assert isinstance(decision, Retry)
