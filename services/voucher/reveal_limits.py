@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from chassis.db import Connection
 
-KEEP_WINDOWS = "10 minutes"
+from .repository import reveal_limits as repository
+from .repository.reveal_limits import purge_windows as purge_windows
 
 
 async def count_reveal(conn: Connection, actor: str, *, per_minute: int) -> int | None:
@@ -12,22 +13,7 @@ async def count_reveal(conn: Connection, actor: str, *, per_minute: int) -> int 
 
     None when the attempt is within `per_minute`, else the seconds until the actor's window ends.
     """
-    row = await conn.fetchrow(
-        """
-        INSERT INTO reveal_windows AS w (actor, window_start, reveals)
-        VALUES ($1, date_trunc('minute', now()), 1)
-        ON CONFLICT (actor, window_start) DO UPDATE SET reveals = least(w.reveals, $2) + 1
-        RETURNING reveals,
-                  ceil(extract(epoch FROM w.window_start + interval '1 minute' - now()))::int AS seconds_left
-        """,
-        actor,
-        per_minute,
-    )
-    assert row is not None
+    row = await repository.count_in_window(conn, actor, per_minute=per_minute)
     if row["reveals"] <= per_minute:
         return None
     return max(1, int(row["seconds_left"]))
-
-
-async def purge_windows(conn: Connection) -> None:
-    await conn.execute(f"DELETE FROM reveal_windows WHERE window_start < now() - interval '{KEEP_WINDOWS}'")
