@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
@@ -22,6 +23,20 @@ async def _locked(conn: Connection, delivery_id: uuid.UUID) -> asyncpg.Record:
     return row
 
 
+async def _audit(
+    conn: Connection, action: str, row: asyncpg.Record, actor: str, details: dict[str, Any]
+) -> None:
+    """Support's change to a delivery, audited with its order first among the details."""
+    await append_audit(
+        conn,
+        actor=actor,
+        action=action,
+        subject_type="delivery",
+        subject_id=str(row["delivery_id"]),
+        details={"order_id": str(row["order_id"]), **details},
+    )
+
+
 async def resend(conn: Connection, delivery_id: uuid.UUID, *, actor: str, reason: str | None) -> str:
     """Queue a new send round (at most one per minute per delivery); returns the channel used first.
     Raises DeliveryNotFound, NotResendable or ResendTooSoon, changing nothing."""
@@ -35,19 +50,8 @@ async def resend(conn: Connection, delivery_id: uuid.UUID, *, actor: str, reason
         now=await repository.database_now(conn) or datetime.now(UTC),
     )
     channel = await repository.start_resend(conn, delivery_id)
-    await append_audit(
-        conn,
-        actor=actor,
-        action="delivery.resend",
-        subject_type="delivery",
-        subject_id=str(delivery_id),
-        details={
-            "order_id": str(row["order_id"]),
-            "channel": channel,
-            "send_round": row["send_round"] + 1,
-            "reason": reason,
-        },
-    )
+    details = {"channel": channel, "send_round": row["send_round"] + 1, "reason": reason}
+    await _audit(conn, "delivery.resend", row, actor, details)
     return channel
 
 
@@ -64,15 +68,5 @@ async def correct_recipient(
     row = await _locked(conn, delivery_id)
     await repository.correct_contacts(conn, delivery_id, email=email, phone=phone, channel=channel)
     changed = [name for name, value in (("email", email), ("phone", phone)) if value is not None]
-    await append_audit(
-        conn,
-        actor=actor,
-        action="delivery.recipient_corrected",
-        subject_type="delivery",
-        subject_id=str(delivery_id),
-        details={
-            "order_id": str(row["order_id"]),
-            "changed": changed,
-            "channel": channel.value if channel else row["requested_channel"],
-        },
-    )
+    details = {"changed": changed, "channel": channel.value if channel else row["requested_channel"]}
+    await _audit(conn, "delivery.recipient_corrected", row, actor, details)

@@ -219,6 +219,11 @@ class Outcome:
     error: str | None
 
 
+def _claimed(claim: asyncpg.Record) -> tuple[int, int, datetime]:
+    """A claim as the statements recording its outcome find it: its row, attempt and lease ($1-$3)."""
+    return claim["seq"], claim["attempts"], claim["lease_until"]
+
+
 async def record_success(conn: Connection, claim: asyncpg.Record, outcome: Outcome) -> bool:
     """The row is `delivered` (for good: no claim takes it again) and the webhook no longer failing.
     False: the claim was void (it lapsed and another claim took the row)."""
@@ -230,9 +235,7 @@ async def record_success(conn: Connection, claim: asyncpg.Record, outcome: Outco
          WHERE seq = $1 AND status = 'sending' AND attempts = $2 AND lease_until = $3
         RETURNING true
         """,
-        claim["seq"],
-        claim["attempts"],
-        claim["lease_until"],
+        *_claimed(claim),
         outcome.status_code,
     )
     await conn.execute(
@@ -255,9 +258,7 @@ async def record_failure(
          WHERE seq = $1 AND status = 'sending' AND attempts = $2 AND lease_until = $3
         RETURNING true
         """,
-        claim["seq"],
-        claim["attempts"],
-        claim["lease_until"],
+        *_claimed(claim),
         outcome.status_code,
         outcome.error,
         retry_in_s,

@@ -149,6 +149,20 @@ class DeliveryService:
         assert row is not None
         return row
 
+    async def join(
+        self,
+        order_id: uuid.UUID,
+        status: str = "sent",
+        *,
+        voucher: VoucherIssued | None = None,
+        **request: Any,
+    ) -> asyncpg.Record:
+        """Both halves of an order's delivery published (the request with these fields, then this
+        voucher or the default one), then its row once it is `status`."""
+        await self.publish(request_for(order_id, **request))
+        await self.publish(voucher or voucher_for(order_id))
+        return await self.wait_status(order_id, status)
+
     async def events(self, topic: str, order_id: uuid.UUID) -> list[dict[str, Any]]:
         import json
 
@@ -230,6 +244,16 @@ async def delivery_service(
         await stack.aclose()
 
 
+def _order(order_id: uuid.UUID, campaign_id: str) -> dict[str, Any]:
+    """The order fields every test event about an order carries: one member, a booking from the id."""
+    return {
+        "order_id": order_id,
+        "booking_id": f"BK-{order_id.hex[:10].upper()}",
+        "member_id": "m-1",
+        "campaign_id": campaign_id,
+    }
+
+
 def request_for(
     order_id: uuid.UUID,
     *,
@@ -240,10 +264,7 @@ def request_for(
     locale: str = "en",
 ) -> DeliveryRequested:
     return DeliveryRequested(
-        order_id=order_id,
-        booking_id=f"BK-{order_id.hex[:10].upper()}",
-        member_id="m-1",
-        campaign_id=campaign_id,
+        **_order(order_id, campaign_id),
         channel=channel,
         name="Ann",
         email=email,
@@ -272,10 +293,7 @@ def state_changed(
     order_id: uuid.UUID, state: OrderState, *, campaign_id: str = "camp-1", reason: str | None = None
 ) -> OrderStateChanged:
     return OrderStateChanged(
-        order_id=order_id,
-        booking_id=f"BK-{order_id.hex[:10].upper()}",
-        member_id="m-1",
-        campaign_id=campaign_id,
+        **_order(order_id, campaign_id),
         source=OrderSource.IPA,
         state=state,
         previous_state=OrderState.PENDING if state is not OrderState.PENDING else None,

@@ -68,9 +68,7 @@ async def test_each_channel_counts_its_sent_failed_and_pending_deliveries_of_the
 async def test_a_period_before_any_delivery_counts_nothing(delivery_service):
     service = await delivery_service()
     order_id = uuid.uuid4()
-    await service.publish(request_for(order_id))
-    await service.publish(voucher_for(order_id))
-    await service.wait_status(order_id, "sent")
+    await service.join(order_id)
     last_year = datetime.now(UTC) - timedelta(days=365)
 
     response = await stats(

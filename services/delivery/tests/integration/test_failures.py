@@ -25,10 +25,7 @@ async def test_transient_failures_are_retried_with_backoff_until_the_provider_ac
     order_id = uuid.uuid4()
     await _tell_provider(service, "+447700900201", "server_error", 1)
     await _tell_provider(service, "+447700900201", "rate_limited", 1)
-    await service.publish(request_for(order_id, channel=Channel.SMS, phone="+447700900201"))
-    await service.publish(voucher_for(order_id))
-
-    await service.wait_status(order_id, "sent")
+    await service.join(order_id, channel=Channel.SMS, phone="+447700900201")
 
     # the control endpoint keeps one rule per number: the 429 replaced the 500
     attempts = await service.attempts(order_id)
@@ -45,10 +42,7 @@ async def test_transient_failures_are_retried_with_backoff_until_the_provider_ac
 async def test_a_transient_failure_that_never_clears_becomes_final_after_the_attempt_limit(delivery_service):
     service = await delivery_service(ORCHARD_DELIVERY_MAX_ATTEMPTS=3)
     order_id = uuid.uuid4()
-    await service.publish(request_for(order_id, channel=Channel.SMS, phone="+15005550500"))
-    await service.publish(voucher_for(order_id))
-
-    row = await service.wait_status(order_id, "failed")
+    row = await service.join(order_id, "failed", channel=Channel.SMS, phone="+15005550500")
 
     events = await service.wait_events("delivery.failed", order_id, 3)
     assert [(e["data"]["attempt"], e["data"]["final"]) for e in events] == [(1, False), (2, False), (3, True)]
@@ -61,10 +55,7 @@ async def test_a_provider_timeout_is_a_transient_failure(delivery_service):
         ORCHARD_DELIVERY_MAX_ATTEMPTS=2, ORCHARD_PROVIDER_TIMEOUT=0.3, provider_delay_s=1
     )
     order_id = uuid.uuid4()
-    await service.publish(request_for(order_id, channel=Channel.SMS, phone="+15005550408"))
-    await service.publish(voucher_for(order_id))
-
-    await service.wait_status(order_id, "failed")
+    await service.join(order_id, "failed", channel=Channel.SMS, phone="+15005550408")
 
     attempts = await service.attempts(order_id)
     assert [(a["reason_code"], a["retryable"]) for a in attempts] == [("provider_timeout", True)] * 2
@@ -73,10 +64,7 @@ async def test_a_provider_timeout_is_a_transient_failure(delivery_service):
 async def test_an_invalid_number_stops_at_once_with_a_final_failure(delivery_service):
     service = await delivery_service()
     order_id = uuid.uuid4()
-    await service.publish(request_for(order_id, channel=Channel.SMS, phone="+15005550001"))
-    await service.publish(voucher_for(order_id))
-
-    row = await service.wait_status(order_id, "failed")
+    row = await service.join(order_id, "failed", channel=Channel.SMS, phone="+15005550001")
 
     [failed] = await service.wait_events("delivery.failed", order_id, 1)
     assert failed["data"]["reason_code"] == "invalid_number"
@@ -89,10 +77,7 @@ async def test_an_invalid_number_stops_at_once_with_a_final_failure(delivery_ser
 async def test_a_hard_bounce_stops_at_once(delivery_service):
     service = await delivery_service()
     order_id = uuid.uuid4()
-    await service.publish(request_for(order_id, email="bounce.ann@example.com"))
-    await service.publish(voucher_for(order_id))
-
-    await service.wait_status(order_id, "failed")
+    await service.join(order_id, "failed", email="bounce.ann@example.com")
 
     [attempt] = await service.attempts(order_id)
     assert attempt["reason_code"] == "bounced"
@@ -131,10 +116,7 @@ async def test_an_unreachable_whatsapp_account_falls_back_to_sms_when_the_campai
 async def test_without_the_campaigns_consent_a_permanent_failure_does_not_fall_back(delivery_service):
     service = await delivery_service()
     order_id = uuid.uuid4()
-    await service.publish(request_for(order_id, channel=Channel.WHATSAPP, phone="+15005550002"))
-    await service.publish(voucher_for(order_id))
-
-    await service.wait_status(order_id, "failed")
+    await service.join(order_id, "failed", channel=Channel.WHATSAPP, phone="+15005550002")
 
     assert [a["channel"] for a in await service.attempts(order_id)] == ["whatsapp"]
 
@@ -144,33 +126,10 @@ async def test_an_attempt_cut_off_by_a_crash_is_flagged_unknown_and_its_retry_is
 ):
     service = await delivery_service(ORCHARD_SMS_WORKERS=0, ORCHARD_DELIVERY_LEASE=0.5)
     order_id = uuid.uuid4()
-    await service.publish(request_for(order_id, channel=Channel.SMS, phone="+447700900777"))
-    await service.publish(voucher_for(order_id))
-    row = await service.wait_status(order_id, "queued")
-
-    # A worker claims the delivery and the provider takes the message; then the process dies before
-    # the outcome is recorded.
-    async with service.pool.acquire() as conn:
-        [claimed] = await repository.claim_due(conn, Channel.SMS, lease_s=0.5)
-    key = repository.idempotency_key(row["delivery_id"], claimed["send_round"], "sms")
-    lost = Outgoing(
-        Channel.SMS,
-        "+447700900777",
-        "Ann",
-        Rendered("code ORCH"),
-        message_id(row["delivery_id"], 1, "sms", "x"),
-    )
-    result = await service.engine.senders[Channel.SMS].send(lost, idempotency_key=key)
-    assert result.ok
-
-    async def flagged() -> bool:
-        attempts = await service.attempts(order_id)
-        return bool(attempts) and attempts[0]["outcome"] == "unknown"
-
-    await wait_until(flagged, what="the recovery job to flag the attempt")
+    _, key, result = await _claim_send_and_lapse(service, order_id, "+447700900777")
     assert await service.engine.run_once(Channel.SMS)
 
-    row = await service.wait_status(order_id, "sent")
+    await service.wait_status(order_id, "sent")
     attempts = await service.attempts(order_id)
     assert [(a["outcome"], a["idempotency_key"]) for a in attempts] == [("unknown", key), ("succeeded", key)]
     assert attempts[1]["provider_message_id"] == result.provider_message_id
@@ -178,11 +137,10 @@ async def test_an_attempt_cut_off_by_a_crash_is_flagged_unknown_and_its_retry_is
 
 
 async def _claim_send_and_lapse(service, order_id: uuid.UUID, phone: str):
-    """A worker claims the delivery and the provider takes its message, then the worker freezes past its
-    lease: the recovery job flags the attempt `unknown` and queues the delivery again."""
-    await service.publish(request_for(order_id, channel=Channel.SMS, phone=phone))
-    await service.publish(voucher_for(order_id))
-    row = await service.wait_status(order_id, "queued")
+    """A worker claims the delivery and the provider takes its message, then the worker dies or freezes
+    past its lease before recording the outcome: the recovery job flags the attempt `unknown` and
+    queues the delivery again. Returns the delivery, the attempt's idempotency key and the send."""
+    row = await service.join(order_id, "queued", channel=Channel.SMS, phone=phone)
     async with service.pool.acquire() as conn:
         [claimed] = await repository.claim_due(conn, Channel.SMS, lease_s=0.5)
     key = repository.idempotency_key(row["delivery_id"], claimed["send_round"], "sms")
@@ -197,7 +155,7 @@ async def _claim_send_and_lapse(service, order_id: uuid.UUID, phone: str):
         return bool(attempts) and attempts[0]["outcome"] == "unknown"
 
     await wait_until(flagged, what="the recovery job to flag the attempt")
-    return row["delivery_id"], result
+    return row["delivery_id"], key, result
 
 
 async def test_a_frozen_worker_recording_its_success_after_the_resend_records_a_repeat_not_a_second_success(
@@ -205,7 +163,7 @@ async def test_a_frozen_worker_recording_its_success_after_the_resend_records_a_
 ):
     service = await delivery_service(ORCHARD_SMS_WORKERS=0, ORCHARD_DELIVERY_LEASE=0.5)
     order_id = uuid.uuid4()
-    delivery_id, late = await _claim_send_and_lapse(service, order_id, "+447700900778")
+    delivery_id, _, late = await _claim_send_and_lapse(service, order_id, "+447700900778")
     assert await service.engine.run_once(Channel.SMS)
     await service.wait_status(order_id, "sent")
 
@@ -225,7 +183,7 @@ async def test_a_frozen_worker_recording_its_success_first_sends_the_delivery_an
 ):
     service = await delivery_service(ORCHARD_SMS_WORKERS=0, ORCHARD_DELIVERY_LEASE=0.5)
     order_id = uuid.uuid4()
-    delivery_id, late = await _claim_send_and_lapse(service, order_id, "+447700900779")
+    delivery_id, _, late = await _claim_send_and_lapse(service, order_id, "+447700900779")
     async with service.pool.acquire() as conn:
         [reclaimed] = await repository.claim_due(conn, Channel.SMS, lease_s=5)  # another worker, attempt 2
         async with conn.transaction():

@@ -38,9 +38,7 @@ async def test_a_fresh_code_for_a_delivered_order_is_sent_in_a_new_round_and_the
     service = await delivery_service()
     order_id = uuid.uuid4()
     old = voucher_for(order_id, code="ORCH-OLDC-0001")
-    await service.publish(request_for(order_id))
-    await service.publish(old)
-    first = await service.wait_status(order_id, "sent")
+    first = await service.join(order_id, voucher=old)
 
     await service.publish(_left(old, CodeStatus.VOID))
     fresh = voucher_for(order_id, code="ORCH-NEWC-0002")
@@ -66,9 +64,7 @@ async def test_a_code_its_order_no_longer_holds_is_dropped_and_a_resend_is_refus
     service = await delivery_service()
     order_id = uuid.uuid4()
     voucher = voucher_for(order_id, code="ORCH-GONE-0001")
-    await service.publish(request_for(order_id))
-    await service.publish(voucher)
-    row = await service.wait_status(order_id, "sent")
+    row = await service.join(order_id, voucher=voucher)
 
     await service.publish(_left(voucher, CodeStatus.RECOVERED))
 

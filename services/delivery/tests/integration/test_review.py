@@ -5,14 +5,19 @@ from chassis.testing import wait_until
 from contracts.support import SupportResendRequested
 from contracts.values import Channel
 
-from .conftest import request_for, voucher_for
+from .conftest import voucher_for
 
 
 async def _failed_sms(service, phone: str = "+15005550001", campaign_id: str = "camp-1") -> uuid.UUID:
     order_id = uuid.uuid4()
-    await service.publish(request_for(order_id, channel=Channel.SMS, phone=phone, campaign_id=campaign_id))
-    await service.publish(voucher_for(order_id, campaign_id=campaign_id))
-    await service.wait_status(order_id, "failed")
+    await service.join(
+        order_id,
+        "failed",
+        voucher=voucher_for(order_id, campaign_id=campaign_id),
+        channel=Channel.SMS,
+        phone=phone,
+        campaign_id=campaign_id,
+    )
     return order_id
 
 
@@ -99,9 +104,7 @@ async def test_a_corrected_phone_is_resent_audited_with_the_actor_and_every_atte
 async def test_a_resend_is_refused_within_a_minute_of_the_last_one(delivery_service):
     service = await delivery_service()
     order_id = uuid.uuid4()
-    await service.publish(request_for(order_id))
-    await service.publish(voucher_for(order_id))
-    row = await service.wait_status(order_id, "sent")
+    row = await service.join(order_id)
 
     first = await service.http.post(
         f"/v1/deliveries/{row['delivery_id']}/resend", headers=service.token("ops")
@@ -147,9 +150,7 @@ async def test_many_failed_deliveries_are_resent_at_once_each_with_its_own_answe
 async def test_support_resend_requests_resend_once_a_minute_and_refusals_are_audited(delivery_service):
     service = await delivery_service()
     order_id = uuid.uuid4()
-    await service.publish(request_for(order_id))
-    await service.publish(voucher_for(order_id))
-    row = await service.wait_status(order_id, "sent")
+    row = await service.join(order_id)
 
     for _ in range(2):
         await service.publish(

@@ -38,9 +38,7 @@ def _mailed(service: object, delivery_id: uuid.UUID) -> str:
 async def test_a_sealed_code_is_opened_and_sent_to_its_recipient(delivery_service):
     service = await delivery_service()
     order_id = uuid.uuid4()
-    await service.publish(request_for(order_id))
-    await service.publish(voucher_for(order_id, code="ORCH-SEAL-0001"))
-    row = await service.wait_status(order_id, "sent")
+    row = await service.join(order_id, voucher=voucher_for(order_id, code="ORCH-SEAL-0001"))
     assert "ORCH-SEAL-0001" in _mailed(service, row["delivery_id"])
 
 

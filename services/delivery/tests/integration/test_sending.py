@@ -12,10 +12,7 @@ async def test_voucher_is_emailed_once_with_text_and_html_parts_when_the_request
     service = await delivery_service()
     order_id = uuid.uuid4()
 
-    await service.publish(request_for(order_id))
-    await service.publish(voucher_for(order_id, code="ORCH-AAAA-1111"))
-
-    row = await service.wait_status(order_id, "sent")
+    row = await service.join(order_id, voucher=voucher_for(order_id, code="ORCH-AAAA-1111"))
     [message] = [m for m in service.smtp.messages() if str(row["delivery_id"]) in m["Message-ID"]]
     text = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
