@@ -17,7 +17,7 @@ from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
 from chassis.inputs import Aware, Identifier, NoNul, Text
 from chassis.logging import redact_text
-from chassis.problems import Problem, register_error
+from chassis.problems import Problem, invalid_field, register_error
 from contracts.values import Channel, Email, Phone
 
 from . import repository, review
@@ -105,12 +105,7 @@ def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         at, _, ident = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
         return datetime.fromisoformat(at), uuid.UUID(ident)
     except ValueError as exc:
-        raise Problem(
-            422,
-            "validation_failed",
-            detail="Invalid request: cursor",
-            errors=[{"field": "query.cursor", "code": "invalid", "message": "not a cursor from this API"}],
-        ) from exc
+        raise invalid_field("query.cursor", "invalid", "not a cursor from this API") from exc
 
 
 @router.get("/deliveries/failed", response_model=FailedPage, summary="Failed deliveries awaiting review")

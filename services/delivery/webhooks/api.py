@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
 from chassis.inputs import Aware, NoNul, Text
-from chassis.problems import Problem, register_error
+from chassis.problems import invalid_field, register_error
 
 from ..codes import CodeVault
 from ..routes import actor_of, request_pool, request_settings
@@ -184,12 +184,7 @@ def _parse_cursor(cursor: str) -> int:
             raise ValueError(cursor)
         return value
     except ValueError as exc:
-        raise Problem(
-            422,
-            "validation_failed",
-            detail="Invalid request: cursor",
-            errors=[{"field": "query.cursor", "code": "invalid", "message": "not a cursor from this API"}],
-        ) from exc
+        raise invalid_field("query.cursor", "invalid", "not a cursor from this API") from exc
 
 
 @router.get(
