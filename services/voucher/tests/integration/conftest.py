@@ -154,10 +154,12 @@ async def start_voucher(
                 DATABASE_URL=service_db.dsn,
                 ORCHARD_DB_SCHEMA=service_db.schema,
                 KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
-                ORCHARD_OUTBOX_POLL_INTERVAL=0.2,
-                ORCHARD_VOUCHER_HOLD_INTERVAL=0.5,
-                ORCHARD_SHUTDOWN_GRACE=4,
-                **env,
+                **{
+                    "ORCHARD_OUTBOX_POLL_INTERVAL": 0.2,
+                    "ORCHARD_VOUCHER_HOLD_INTERVAL": 0.5,
+                    "ORCHARD_SHUTDOWN_GRACE": 4,
+                    **env,
+                },
             )
             runtime = ServiceRuntime(settings, build_spec(settings))
             await runtime.start()
