@@ -16,7 +16,6 @@ from chassis.auth import STAFF_ROLES, Principal, Role, require_roles
 from chassis.db import Connection
 from chassis.inputs import Identifier, Name, PositiveInt32, Text
 from chassis.models import model_from
-from chassis.money import money_text
 from chassis.outbox import add_event
 from chassis.problems import Problem
 from contracts.delivery import DeliveryMessageRequested
@@ -29,6 +28,7 @@ from services.redemption.deps import actor, pool, settings
 from services.redemption.lifecycle import CatalogueStatus
 from services.redemption.offers import domain, pins, rate_limits, segments
 from services.redemption.offers import repository as repo
+from services.redemption.records.api import record_json
 from services.redemption.records.domain import Record
 from services.redemption.records.repository import get_record, write_record
 from services.redemption.settings import PRODUCER, RedemptionSettings
@@ -162,14 +162,8 @@ class OfferRedemptionIn(BaseModel):
 
 
 def record_view(record: Record, **extra: Any) -> dict[str, Any]:
-    view = {
-        k: (str(v) if isinstance(v, uuid.UUID) else v.isoformat() if isinstance(v, datetime) else v)
-        for k, v in record.as_dict().items()
-    }
-    view["amount"] = money_text(view["amount"], view.get("currency"))
-    if view["points"] is not None:
-        view["points"] = str(view["points"])
-    return {**view, **extra}
+    """The record as the dashboards show it, with what this answer adds about the redemption."""
+    return {**record_json(record), **extra}
 
 
 UNKNOWN_OFFER = "offer_not_found"

@@ -12,8 +12,9 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query
 
 from chassis.auth import Principal, Role, require_roles
+from chassis.db import Connection
 from chassis.money import money_text
-from chassis.problems import Problem
+from chassis.problems import Problem, invalid_field
 from contracts.redemption import RedemptionKind, RedemptionStatus
 from services.redemption.deps import pool
 from services.redemption.records.domain import Record
@@ -42,11 +43,8 @@ def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         at, rid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
         return datetime.fromisoformat(at), uuid.UUID(rid)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise Problem(
-            422,
-            "validation_failed",
-            detail="cursor is not one this service gave out",
-            errors=[{"field": "query.cursor", "code": "invalid", "message": "unknown cursor"}],
+        raise invalid_field(
+            "query.cursor", "invalid", "unknown cursor", detail="cursor is not one this service gave out"
         ) from exc
 
 
@@ -85,18 +83,13 @@ async def redemption_records(
 ) -> dict[str, Any]:
     """Records newest first, and (from the daily aggregates, exact even after retention purges) counts and
     sums per day, partner, channel, offer, segment and status. Partners see only their own."""
-    if Role.PARTNER in principal.roles and not principal.has_any_role(set(DASHBOARD_ROLES) - {Role.PARTNER}):
+    if _sees_only_its_own(principal):
         if partner_id not in (None, principal.sub):
             raise Problem(403, "forbidden", detail="A partner sees only its own redemptions.")
         partner_id = principal.sub
         member_id = None
     if date_from and date_to and date_to < date_from:
-        raise Problem(
-            422,
-            "validation_failed",
-            detail="`to` is before `from`",
-            errors=[{"field": "query.to", "code": "before_from", "message": "before from"}],
-        )
+        raise invalid_field("query.to", "before_from", "before from", detail="`to` is before `from`")
     flt = RecordFilter(
         kind=kind.value if kind else None,
         status=status.value if status else None,
@@ -116,19 +109,31 @@ async def redemption_records(
             "next_cursor": _cursor(records[-1]) if len(records) == limit else None,
         }
         if aggregates and member_id is None:
-            per = {name: await aggregate(conn, flt, dim) for name, dim in AGGREGATES.items()}
-            totals = per["per_status"]
-            money = per_currency(
-                [(m["currency"], Decimal(m["amount"])) for r in totals for m in r["amounts"]],
-                records=sum(r["records"] for r in totals),
-                points=sum(int(r["points"]) for r in totals),
-            )
-            body["aggregates"] = {
-                "total": {
-                    "records": money["records"],
-                    "by_status": {r["value"]: r["records"] for r in totals},
-                    "amounts": money["amounts"],
-                },
-                **per,
-            }
+            body["aggregates"] = await _aggregates(conn, flt)
     return body
+
+
+def _sees_only_its_own(principal: Principal) -> bool:
+    """A partner without any other dashboard role: its own redemptions, and no member's."""
+    return Role.PARTNER in principal.roles and not principal.has_any_role(
+        set(DASHBOARD_ROLES) - {Role.PARTNER}
+    )
+
+
+async def _aggregates(conn: Connection, flt: RecordFilter) -> dict[str, Any]:
+    """The filtered records' totals, and their counts and sums per each of `AGGREGATES`."""
+    per = {name: await aggregate(conn, flt, dim) for name, dim in AGGREGATES.items()}
+    totals = per["per_status"]
+    money = per_currency(
+        [(m["currency"], Decimal(m["amount"])) for r in totals for m in r["amounts"]],
+        records=sum(r["records"] for r in totals),
+        points=sum(int(r["points"]) for r in totals),
+    )
+    return {
+        "total": {
+            "records": money["records"],
+            "by_status": {r["value"]: r["records"] for r in totals},
+            "amounts": money["amounts"],
+        },
+        **per,
+    }
