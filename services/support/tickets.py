@@ -204,19 +204,6 @@ async def open_ticket(
     return await refresh_sla(conn, ctx, ticket.ticket_id)
 
 
-_NOT_YET = (
-    "first_response_at",
-    "resolved_at",
-    "closed_at",
-    "fr_met",
-    "res_met",
-    "fr_breached_at",
-    "res_breached_at",
-    "sla_next_check_at",
-)
-"""What a new ticket has not reached yet: answered, resolved, closed, a target met, missed or due."""
-
-
 def _new_ticket(policy: SlaPolicy, *, opened_by: str, opened_at: datetime, **fields: Any) -> repo.TicketRow:
     """An open ticket in the standard queue with the policy's SLA targets, none of them met or missed yet."""
     return repo.TicketRow(
@@ -230,7 +217,14 @@ def _new_ticket(policy: SlaPolicy, *, opened_by: str, opened_at: datetime, **fie
         fr_target_s=policy.first_response_s,
         res_target_s=policy.resolution_s,
         calendar_id=policy.calendar_id,
-        **dict.fromkeys(_NOT_YET),
+        first_response_at=None,
+        resolved_at=None,
+        closed_at=None,
+        fr_met=None,
+        res_met=None,
+        fr_breached_at=None,
+        res_breached_at=None,
+        sla_next_check_at=None,
         **fields,
     )
 

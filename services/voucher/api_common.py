@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import asyncpg
 import structlog
 from fastapi import Request
 
@@ -14,6 +18,8 @@ from .crypto import CodeVault
 from .csv_import import UnreadableFile
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 for error, status, code in (
     (domain.CampaignNotFound, 404, "campaign_not_found"),
@@ -39,8 +45,9 @@ def refusal_problem(error: domain.RedemptionRefused) -> Problem:
     return Problem(REFUSAL_STATUS.get(error.reason, 422), str(error.reason), detail=str(error))
 
 
-def pool_of(request: Request):  # type: ignore[no-untyped-def]
-    return request.app.state.runtime.pool
+def pool_of(request: Request) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.app.state.runtime.pool
+    return pool
 
 
 def actor_of(principal: Principal) -> str:
@@ -57,7 +64,9 @@ def invalid(field: str, message: str) -> Problem:
     )
 
 
-async def serve_held_orders(pool, vault: CodeVault, campaign_id: str, *, rounds: int = 5) -> int:  # type: ignore[no-untyped-def]
+async def serve_held_orders(
+    pool: asyncpg.Pool, vault: CodeVault, campaign_id: str, *, rounds: int = 5
+) -> int:
     """Stock or budget came back: serve what waits now rather than at the job's next tick."""
     served = 0
     for _ in range(rounds):
@@ -69,7 +78,6 @@ async def serve_held_orders(pool, vault: CodeVault, campaign_id: str, *, rounds:
     return served
 
 
-async def in_transaction(pool, work):  # type: ignore[no-untyped-def]
+async def in_transaction(pool: asyncpg.Pool, work: Callable[[Connection], Awaitable[T]]) -> T:
     async with pool.acquire() as conn, conn.transaction():
-        conn_: Connection = conn
-        return await work(conn_)
+        return await work(conn)
