@@ -8,7 +8,7 @@ import asyncpg
 from fastapi import Request
 
 from chassis.auth import Principal, Role
-from chassis.problems import Problem
+from chassis.problems import Problem, invalid_field
 from services.redemption.settings import RedemptionSettings
 
 
@@ -31,3 +31,17 @@ def actor(principal: Principal) -> str:
             role = preferred
             break
     return f"{role}:{principal.sub}"
+
+
+def acting_for(
+    principal: Principal, named: str | None, *, field: str, staff_detail: str, own_detail: str
+) -> str:
+    """Whom a request acts for: staff (admin, ops) for the one they name in `field`, which they must;
+    anyone else (a partner, a member) only for themself, named or not."""
+    if principal.has_any_role((Role.ADMIN, Role.OPS)):
+        if named is None:
+            raise invalid_field(field, "missing", "required for staff", detail=staff_detail)
+        return named
+    if named not in (None, principal.sub):
+        raise Problem(403, "forbidden", detail=own_detail)
+    return principal.sub

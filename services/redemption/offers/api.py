@@ -17,14 +17,14 @@ from chassis.db import Connection
 from chassis.inputs import Identifier, Name, PositiveInt32, Text
 from chassis.models import model_from
 from chassis.outbox import add_event
-from chassis.problems import Problem
+from chassis.problems import Problem, invalid_field
 from contracts.delivery import DeliveryMessageRequested
 from contracts.envelope import Envelope
 from contracts.redemption import RedemptionKind, RedemptionStatus, ValidationMethod
 from contracts.topics import Topics
 from contracts.values import Channel
 from services.redemption.catalogue_api import create_entry
-from services.redemption.deps import actor, pool, settings
+from services.redemption.deps import acting_for, actor, pool, settings
 from services.redemption.lifecycle import CatalogueStatus
 from services.redemption.offers import domain, pins, rate_limits, segments
 from services.redemption.offers import repository as repo
@@ -76,19 +76,13 @@ async def create_offer(
     principal: Annotated[Principal, Depends(require_roles(*OFFER_MANAGERS))],
     db: Annotated[asyncpg.Pool, Depends(pool)],
 ) -> dict[str, Any]:
-    if principal.has_any_role((Role.ADMIN, Role.OPS)):
-        if body.partner_id is None:
-            raise Problem(
-                422,
-                "validation_failed",
-                detail="partner_id is required when staff create an offer",
-                errors=[{"field": "partner_id", "code": "missing", "message": "required for staff"}],
-            )
-        partner_id = body.partner_id
-    elif body.partner_id not in (None, principal.sub):
-        raise Problem(403, "forbidden", detail="A partner creates offers only for itself.")
-    else:
-        partner_id = principal.sub
+    partner_id = acting_for(
+        principal,
+        body.partner_id,
+        field="partner_id",
+        staff_detail="partner_id is required when staff create an offer",
+        own_detail="A partner creates offers only for itself.",
+    )
     offer = domain.Offer(
         offer_id=body.offer_id or f"of-{uuid.uuid4().hex[:12]}",
         partner_id=partner_id,
@@ -240,11 +234,11 @@ async def redeem_offer(
     async with db.acquire() as conn, conn.transaction():
         offer = await _own_offer(conn, principal, offer_id)
         if offer.validation_method is domain.OfferValidation.PIN and not body.pin:
-            raise Problem(
-                422,
-                "validation_failed",
+            raise invalid_field(
+                "body.pin",
+                "missing",
+                "required for PIN offers",
                 detail="this offer is validated by the member's PIN",
-                errors=[{"field": "body.pin", "code": "missing", "message": "required for PIN offers"}],
             )
         if body.idempotency_key is not None:
             known = await repo.find_by_idempotency_key(conn, principal.sub, body.idempotency_key)
@@ -350,12 +344,7 @@ def _claimed_time(body: OfferRedemptionIn, cfg: RedemptionSettings, now: datetim
             max_ahead=timedelta(seconds=cfg.redeemed_at_max_ahead_s),
         )
     except domain.ClaimedTimeRefused as exc:
-        raise Problem(
-            422,
-            "validation_failed",
-            detail=str(exc),
-            errors=[{"field": "body.redeemed_at", "code": exc.code, "message": str(exc)}],
-        ) from exc
+        raise invalid_field("body.redeemed_at", exc.code, str(exc), detail=str(exc)) from exc
     return claimed
 
 

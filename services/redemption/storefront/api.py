@@ -25,7 +25,7 @@ from contracts.values import (
     PositivePoints,
 )
 from services.redemption.catalogue_api import create_entry
-from services.redemption.deps import actor, pool, settings
+from services.redemption.deps import acting_for, actor, pool, settings
 from services.redemption.records.repository import write_record
 from services.redemption.settings import RedemptionSettings
 from services.redemption.storefront import domain
@@ -150,18 +150,13 @@ def policy_of(s: RedemptionSettings) -> RetryPolicy:
 
 def _redeeming_member(principal: Principal, body: RedemptionIn) -> str:
     """Staff redeem for the member they name; a member only for themself."""
-    if principal.has_any_role((Role.ADMIN, Role.OPS)):
-        if body.member_id is None:
-            raise Problem(
-                422,
-                "validation_failed",
-                detail="member_id is required when staff redeem",
-                errors=[{"field": "member_id", "code": "missing", "message": "required for staff"}],
-            )
-        return body.member_id
-    if body.member_id not in (None, principal.sub):
-        raise Problem(403, "forbidden", detail="A member redeems only for themself.")
-    return principal.sub
+    return acting_for(
+        principal,
+        body.member_id,
+        field="member_id",
+        staff_detail="member_id is required when staff redeem",
+        own_detail="A member redeems only for themself.",
+    )
 
 
 def _new_saga_row(
