@@ -23,6 +23,7 @@ from contracts.vouchers import CodeStatus
 from . import campaigns, code_lists
 from .api_common import actor_of, pool_of
 from .crypto import CodeVault
+from .repository import code_lists as code_lists_repository
 from .views import CodeListPage
 
 READERS = (Role.ADMIN, Role.OPS, Role.FINANCE, Role.AUDITOR, Role.SUPPORT_AGENT)
@@ -101,7 +102,7 @@ def code_list_router(vault: CodeVault) -> APIRouter:
                 )
             columns = (*columns, "code")
             values = code_lists.clear_values(vault)
-        query, args = code_lists.export_query(flt, clear=clear)
+        query, args = code_lists_repository.export_query(flt, clear=clear)
         rows = cursor_rows(pool, query, *args, statement_timeout_s=timeout_s)
         return download_response(
             download_lines(rows, columns, format, values),

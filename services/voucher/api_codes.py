@@ -26,6 +26,7 @@ from .approvals import ask_for_bulk_recovery
 from .crypto import CodeVault
 from .csv_import import ParsedFile, parse_codes
 from .domain import DEFAULT_ALPHABET, MAX_LENGTH, MIN_LENGTH
+from .repository import codes as codes_repository
 from .repository import operations as operations_repository
 from .settings import VoucherSettings
 from .views import (
@@ -168,7 +169,7 @@ async def _add_codes(
 
     async def work(conn: Connection) -> dict[str, Any]:
         report = await add(conn)
-        await codes.refresh_stock_flag(conn, campaign_id)
+        await codes_repository.refresh_stock_flag(conn, campaign_id)
         return report
 
     report: dict[str, Any] = await in_transaction(pool, work)

@@ -25,6 +25,7 @@ from .domain import (
     next_campaign_status,
 )
 from .events import publish
+from .repository import campaigns as repository
 
 
 @dataclass(frozen=True)
@@ -70,19 +71,8 @@ class Campaign:
         return self
 
 
-async def held_value(conn: Connection, campaign_id: str) -> Decimal:
-    """What orders hold of the campaign's value now; UAT test codes use no budget."""
-    total = await conn.fetchval(
-        "SELECT coalesce(sum(i.value), 0) FROM issuances i WHERE i.campaign_id = $1 AND i.released_at IS NULL"
-        " AND NOT EXISTS (SELECT 1 FROM codes c WHERE c.code_id = i.code_id AND c.test)",
-        campaign_id,
-    )
-    return Decimal(total)
-
-
 async def load(conn: Connection, campaign_id: str, *, for_update: bool = False) -> Campaign:
-    sql = "SELECT * FROM campaigns WHERE campaign_id = $1" + (" FOR UPDATE" if for_update else "")
-    row = await conn.fetchrow(sql, campaign_id)
+    row = await repository.campaign_row(conn, campaign_id, for_update=for_update)
     if row is None:
         raise CampaignNotFound(f"campaign {campaign_id} does not exist")
     return Campaign.from_row(row)
@@ -97,18 +87,12 @@ async def list_campaigns(
     limit: int,
 ) -> list[Campaign]:
     """Campaigns in id order, from after the given id on."""
-    rows = await conn.fetch(
-        """
-        SELECT * FROM campaigns
-         WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR reward_type = $2)
-           AND ($3::text IS NULL OR campaign_id > $3)
-         ORDER BY campaign_id
-         LIMIT $4
-        """,
-        None if status is None else status.value,
-        None if reward_type is None else reward_type.value,
-        after,
-        limit,
+    rows = await repository.campaign_rows(
+        conn,
+        status=None if status is None else status.value,
+        reward_type=None if reward_type is None else reward_type.value,
+        after=after,
+        limit=limit,
     )
     return [Campaign.from_row(r) for r in rows]
 
@@ -135,52 +119,18 @@ async def _save(conn: Connection, c: Campaign, *, insert: bool) -> Campaign:
         c.budget_used,
     )
     if insert:
-        row = await conn.fetchrow(
-            """
-            INSERT INTO campaigns (campaign_id, version, name, reward_type, brand, face_value, currency,
-                status, per_record_limit, default_channel, partner_ids, expiry_kind, expiry_at, expiry_days,
-                budget, low_stock_threshold, allow_partial, budget_used)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-            ON CONFLICT (campaign_id) DO NOTHING
-            RETURNING *
-            """,
-            *params,
-        )
+        row = await repository.insert_campaign(conn, params)
         if row is None:
             raise CampaignExists(f"campaign {c.campaign_id} already exists")
     else:
-        row = await conn.fetchrow(
-            """
-            UPDATE campaigns SET version = $2, name = $3, reward_type = $4, brand = $5, face_value = $6,
-                currency = $7, status = $8, per_record_limit = $9, default_channel = $10, partner_ids = $11,
-                expiry_kind = $12, expiry_at = $13, expiry_days = $14, budget = $15,
-                low_stock_threshold = $16, allow_partial = $17, budget_used = $18, updated_at = now()
-            WHERE campaign_id = $1
-            RETURNING *
-            """,
-            *params,
-        )
-        assert row is not None
+        row = await repository.update_campaign(conn, params)
     return Campaign.from_row(row)
 
 
 async def code_values(conn: Connection, campaign: Campaign) -> tuple[Decimal, ...]:
-    """The values the campaign's real codes hold besides its face value, in order: a skip scan of
-    the pool index, one probe per distinct value."""
-    rows = await conn.fetch(
-        """
-        WITH RECURSIVE v (value) AS (
-            (SELECT value FROM codes WHERE campaign_id = $1 AND NOT test ORDER BY value LIMIT 1)
-            UNION ALL
-            SELECT (SELECT c.value FROM codes c WHERE c.campaign_id = $1 AND NOT c.test AND c.value > v.value
-                     ORDER BY c.value LIMIT 1)
-              FROM v WHERE v.value IS NOT NULL
-        )
-        SELECT value FROM v WHERE value IS NOT NULL
-        """,
-        campaign.campaign_id,
-    )
-    return tuple(r["value"] for r in rows if r["value"] != campaign.face_value)
+    """The values the campaign's real codes hold besides its face value, in order."""
+    values = await repository.code_values(conn, campaign.campaign_id)
+    return tuple(value for value in values if value != campaign.face_value)
 
 
 async def _changed(
@@ -220,15 +170,12 @@ async def update(conn: Connection, campaign_id: str, changes: dict[str, Any], *,
     for name in IMMUTABLE:
         if name in changes and changes[name] != getattr(current, name):
             raise CampaignRuleError(f"{name} cannot change once the campaign exists")
-    if "face_value" in changes and changes["face_value"] != current.face_value:
-        has_codes = await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM codes WHERE campaign_id = $1)", campaign_id
-        )
-        if has_codes:
-            raise CampaignRuleError("face_value cannot change once the campaign has codes")
+    changes_face_value = "face_value" in changes and changes["face_value"] != current.face_value
+    if changes_face_value and await repository.has_codes(conn, campaign_id):
+        raise CampaignRuleError("face_value cannot change once the campaign has codes")
     if "budget" in changes:
         # Budget-less campaigns do not keep the running total: take it from what orders hold now.
-        changes["budget_used"] = await held_value(conn, campaign_id)
+        changes["budget_used"] = await repository.held_value(conn, campaign_id)
         if changes["budget"] is not None and changes["budget"] < changes["budget_used"]:
             raise CampaignRuleError(f"budget cannot go below what is already used ({changes['budget_used']})")
     updated = replace(current, version=current.version + 1, **changes).validated()
@@ -266,28 +213,12 @@ async def overview(conn: Connection, campaign_id: str) -> dict[str, Any]:
     """The campaign with its code counts per status (real and test apart), budget and issuance rate."""
     campaign = await load(conn, campaign_id)
     if campaign.budget is None:
-        campaign = replace(campaign, budget_used=await held_value(conn, campaign_id))
-    counts = await conn.fetch(
-        "SELECT status, test, n FROM code_counts WHERE campaign_id = $1 AND n > 0", campaign_id
-    )
+        campaign = replace(campaign, budget_used=await repository.held_value(conn, campaign_id))
+    counts = await repository.code_counts(conn, campaign_id)
     real = {r["status"]: r["n"] for r in counts if not r["test"]}
     test = {r["status"]: r["n"] for r in counts if r["test"]}
-    rate = await conn.fetchrow(
-        """
-        SELECT count(*) FILTER (WHERE issued_at > now() - interval '1 hour') AS last_hour,
-               count(*) FILTER (WHERE issued_at > now() - interval '1 day') AS last_day,
-               count(*) AS total
-          FROM issuances WHERE campaign_id = $1
-        """,
-        campaign_id,
-    )
-    held = await conn.fetchrow(
-        "SELECT count(*) FILTER (WHERE NOT test) AS real, count(*) FILTER (WHERE test) AS test"
-        " FROM holds WHERE campaign_id = $1",
-        campaign_id,
-    )
-    assert rate is not None
-    assert held is not None
+    rate = await repository.issuance_rate(conn, campaign_id)
+    held = await repository.held_orders(conn, campaign_id)
     return {
         "campaign": campaign,
         "code_counts": real,

@@ -9,8 +9,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
-
 from chassis.audit import append_audit
 from chassis.db import Connection
 from chassis.money import with_money_text
@@ -28,8 +26,8 @@ from .domain import (
     generate_codes,
     validate_generation,
 )
-
-STAGING_COLUMNS = ("row_no", "lookup_hash", "secret", "key_id", "last4", "value", "own_expires_at")
+from .repository import codes as repository
+from .repository.codes import StagedRow
 
 
 @dataclass(frozen=True)
@@ -52,26 +50,6 @@ def _fixed_expiry(campaign: campaigns.Campaign) -> datetime | None:
     return policy.expires_at if policy.kind is ExpiryKind.FIXED_DATE else None
 
 
-BULK_TIMEOUT_S = 1800.0
-"""A million codes take seconds, far past the pool's default command timeout on a busy machine."""
-
-
-StagedRow = tuple[int, bytes, bytes, str, str, Decimal, datetime | None]
-POOL_COLUMNS = (
-    "campaign_id",
-    "lookup_hash",
-    "secret",
-    "key_id",
-    "last4",
-    "source",
-    "test",
-    "value",
-    "remaining_value",
-    "own_expires_at",
-    "expires_at",
-)
-
-
 def _seal(vault: CodeVault, new_codes: list[NewCode]) -> list[StagedRow]:
     """CPU work (HMAC and AES-GCM per code): run it in a worker thread, never on the event loop."""
     rows: list[StagedRow] = []
@@ -82,16 +60,6 @@ def _seal(vault: CodeVault, new_codes: list[NewCode]) -> list[StagedRow]:
             (item.row, digest, sealed.secret, sealed.key_id, item.code[-4:], item.value, item.expires_at)
         )
     return rows
-
-
-async def _stage(conn: Connection, rows: list[StagedRow]) -> None:
-    await conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS staged_codes (row_no int, lookup_hash bytea, secret bytea,"
-        " key_id text, last4 text, value numeric(18, 4), own_expires_at timestamptz) ON COMMIT DELETE ROWS"
-    )
-    await conn.copy_records_to_table(
-        "staged_codes", records=rows, columns=STAGING_COLUMNS, timeout=BULK_TIMEOUT_S
-    )
 
 
 def _pool_rows(campaign_id: str, rows: list[StagedRow], *, test: bool) -> list[tuple[Any, ...]]:
@@ -105,27 +73,6 @@ def _pool_rows(campaign_id: str, rows: list[StagedRow], *, test: bool) -> list[t
         key=lambda row: row[1],
     )
 
-
-async def _copy_into_pool(conn: Connection, pool_rows: list[tuple[Any, ...]]) -> bool:
-    """The fast path: COPY straight into the pool. False when a code already exists anywhere (the
-    unique lookup hash refuses it); the savepoint then undoes this COPY and nothing is half-done."""
-    try:
-        async with conn.transaction():
-            await conn.copy_records_to_table(
-                "codes", records=pool_rows, columns=POOL_COLUMNS, timeout=BULK_TIMEOUT_S
-            )
-    except asyncpg.UniqueViolationError:
-        return False
-    return True
-
-
-_INSERT_STAGED = """
-    INSERT INTO codes (campaign_id, lookup_hash, secret, key_id, last4, source, test, value, remaining_value,
-                       own_expires_at, expires_at)
-    SELECT $1, lookup_hash, secret, key_id, last4, $2, $3, value, value, own_expires_at, own_expires_at
-      FROM staged_codes ORDER BY row_no
-    ON CONFLICT (lookup_hash) DO NOTHING
-"""
 
 GENERATION_CHUNK = 20_000
 """Codes drawn, sealed and copied at a time: memory and each stretch of work are bounded by the chunk,
@@ -155,16 +102,12 @@ async def _generate_chunk(conn: Connection, vault: CodeVault, draw: _Draw, count
     while created < count:
         rounds += 1
         rows, pool_rows = await asyncio.to_thread(draw.sealed, vault, count - created)
-        if rounds == 1 and await _copy_into_pool(conn, pool_rows):
+        if rounds == 1 and await repository.copy_into_pool(conn, pool_rows):
             return rounds
         # Some code clashed with one already stored: insert the others, draw again for the clashes.
         del pool_rows
-        await _stage(conn, rows)
-        status = await conn.execute(
-            _INSERT_STAGED, draw.campaign_id, "generated", draw.test, timeout=BULK_TIMEOUT_S
-        )
-        created += int(status.split()[-1])
-        await conn.execute("TRUNCATE staged_codes")
+        await repository.stage(conn, rows)
+        created += await repository.insert_staged(conn, draw.campaign_id, source="generated", test=draw.test)
     return rounds
 
 
@@ -212,13 +155,12 @@ async def generate(
     return {"campaign_id": campaign_id, "generated": count, "test": test}
 
 
-async def import_codes(
-    conn: Connection, vault: CodeVault, campaign_id: str, parsed: ParsedFile, *, actor: str
-) -> dict[str, Any]:
-    campaign = await _voucher_campaign(conn, campaign_id)
+def _importable(campaign: campaigns.Campaign, parsed: ParsedFile) -> list[NewCode]:
+    """The file's codes with the campaign's face value where they name none, expiring at their own
+    date or the campaign's fixed one, whichever comes first."""
     assert campaign.face_value is not None
     fixed = _fixed_expiry(campaign)
-    new_codes = [
+    return [
         NewCode(
             c.row,
             c.code,
@@ -227,32 +169,17 @@ async def import_codes(
         )
         for c in parsed.codes
     ]
-    problems = list(parsed.problems)
-    imported = 0
-    values = {c.value for c in new_codes}
-    known = await campaigns.code_values(conn, campaign) if values - {campaign.face_value} else ()
-    if new_codes:
-        await _stage(conn, await asyncio.to_thread(_seal, vault, new_codes))
-        inserted = await conn.fetch(
-            _INSERT_STAGED + " RETURNING lookup_hash", campaign_id, "imported", False, timeout=BULK_TIMEOUT_S
-        )
-        fresh = {r["lookup_hash"] for r in inserted}
-        imported = len(fresh)
-        clashes = await conn.fetch(
-            "SELECT row_no FROM staged_codes WHERE NOT (lookup_hash = ANY($1::bytea[]))", list(fresh)
-        )
-        problems += [
-            RowProblem(r["row_no"], "duplicate_in_pool", "the code already exists in a code pool")
-            for r in clashes
-        ]
-        await conn.execute("TRUNCATE staged_codes")
-    if imported:
-        await campaigns.announce_new_values(conn, campaign, values, known, actor=actor)
-    problems.sort(key=lambda p: p.row)
+
+
+def _import_report(
+    campaign_id: str, parsed: ParsedFile, imported: int, problems: list[RowProblem]
+) -> dict[str, Any]:
+    """What an import answers: how many rows went in, how many were rejected and why, row by row."""
+    problems = sorted(problems, key=lambda p: p.row)
     tally: dict[str, int] = {}
     for problem in problems:
         tally[problem.code] = tally.get(problem.code, 0) + 1
-    report = {
+    return {
         "campaign_id": campaign_id,
         "rows": parsed.rows,
         "imported": imported,
@@ -263,6 +190,28 @@ async def import_codes(
         "bad_encoding": tally.get("bad_encoding", 0),
         "problems": [{"row": p.row, "code": p.code, "message": p.message} for p in problems],
     }
+
+
+async def import_codes(
+    conn: Connection, vault: CodeVault, campaign_id: str, parsed: ParsedFile, *, actor: str
+) -> dict[str, Any]:
+    campaign = await _voucher_campaign(conn, campaign_id)
+    new_codes = _importable(campaign, parsed)
+    problems = list(parsed.problems)
+    imported = 0
+    values = {c.value for c in new_codes}
+    known = await campaigns.code_values(conn, campaign) if values - {campaign.face_value} else ()
+    if new_codes:
+        await repository.stage(conn, await asyncio.to_thread(_seal, vault, new_codes))
+        imported, clashes = await repository.insert_staged_naming_clashes(
+            conn, campaign_id, source="imported"
+        )
+        problems += [
+            RowProblem(row, "duplicate_in_pool", "the code already exists in a code pool") for row in clashes
+        ]
+    if imported:
+        await campaigns.announce_new_values(conn, campaign, values, known, actor=actor)
+    report = _import_report(campaign_id, parsed, imported, problems)
     await append_audit(
         conn,
         actor=actor,
@@ -279,32 +228,19 @@ async def import_codes(
     return report
 
 
-CODE_COLUMNS = """code_id, campaign_id, last4, source, test, status, value, remaining_value, expires_at,
-    order_id, member_id, issued_at, delivered, delivery_failed, flag_reason, created_at, updated_at,
-    (SELECT currency FROM campaigns c WHERE c.campaign_id = codes.campaign_id) AS currency"""
-
-
 async def find_id(conn: Connection, vault: CodeVault, code: str) -> uuid.UUID:
-    code_id = await conn.fetchval("SELECT code_id FROM codes WHERE lookup_hash = $1", vault.lookup_hash(code))
+    code_id = await repository.code_id_by_hash(conn, vault.lookup_hash(code))
     if code_id is None:
         raise CodeNotFound("no such code")
-    return uuid.UUID(str(code_id))
+    return code_id
 
 
 async def status(conn: Connection, code_id: uuid.UUID) -> dict[str, Any]:
-    row = await conn.fetchrow(f"SELECT {CODE_COLUMNS} FROM codes WHERE code_id = $1", code_id)
+    row = await repository.code_row(conn, code_id)
     if row is None:
         raise CodeNotFound(f"code {code_id} does not exist")
-    history = await conn.fetch(
-        "SELECT at, action, status, previous_status, actor, reason, order_id, details"
-        " FROM code_events WHERE code_id = $1 ORDER BY id",
-        code_id,
-    )
-    redemptions = await conn.fetch(
-        "SELECT redemption_id, partner_id, amount, remaining_value, channel, location, redeemed_at"
-        " FROM redemptions WHERE code_id = $1 ORDER BY redeemed_at",
-        code_id,
-    )
+    history = await repository.code_history(conn, code_id)
+    redemptions = await repository.code_redemptions(conn, code_id)
     money = ("value", "remaining_value", "amount")
     result = with_money_text(row, *money)
     result["masked_code"] = "****-" + result.pop("last4")
@@ -326,9 +262,7 @@ async def reveal(
 
     `member_id`: the caller is that member and may reveal only a code issued to them.
     """
-    row = await conn.fetchrow(
-        "SELECT lookup_hash, secret, key_id, member_id FROM codes WHERE code_id = $1", code_id
-    )
+    row = await repository.sealed_code(conn, code_id)
     if row is None or (member_id is not None and row["member_id"] != member_id):
         raise CodeNotFound(f"code {code_id} does not exist")
     await append_audit(
@@ -340,16 +274,3 @@ async def reveal(
         details={"reason": reason, "at": datetime.now(UTC)},
     )
     return vault.open(row["key_id"], bytes(row["secret"]), bytes(row["lookup_hash"]))
-
-
-async def refresh_stock_flag(conn: Connection, campaign_id: str) -> None:
-    """Stock went up: the next fall to the threshold deserves a new `voucher.stock_low`."""
-    await conn.execute(
-        """
-        UPDATE campaigns c SET stock_low_notified = false
-         WHERE campaign_id = $1 AND stock_low_notified
-           AND (SELECT coalesce(sum(n), 0) FROM code_counts k WHERE k.campaign_id = c.campaign_id
-                 AND k.status IN ('available', 'recovered') AND NOT k.test) > c.low_stock_threshold
-        """,
-        campaign_id,
-    )

@@ -32,18 +32,11 @@ LONG_FUNCTIONS_ALLOWED: frozenset[str] = frozenset(
         "services/voucher/api_campaigns.py:campaign_router",
         "services/voucher/api_code_lists.py:code_list_router",
         "services/voucher/api_codes.py:code_router",
-        "services/voucher/codes.py:import_codes",
     }
 )
 
 # SQL outside a repository module, being moved by the order/voucher/delivery work (issue 20).
-SQL_OUTSIDE_REPOSITORIES_ALLOWED: frozenset[str] = frozenset(
-    {
-        "services/voucher/campaigns.py",
-        "services/voucher/code_lists.py",
-        "services/voucher/codes.py",
-    }
-)
+SQL_OUTSIDE_REPOSITORIES_ALLOWED: frozenset[str] = frozenset()
 
 # Whose environment names predate the ORCHARD_<SERVICE>_ rule.
 SETTINGS_PREFIX_ALLOWED: frozenset[str] = frozenset()
