@@ -116,6 +116,10 @@ def dlq_headers(
     return original + [(DLQ_HEADER_PREFIX + k, v.encode()) for k, v in extra.items()]
 
 
+class _BatchRefused(Exception):
+    """A batch handler failed on a batch: roll its transaction back and apply it event by event."""
+
+
 class EventConsumer:
     """Registers subscriptions on a FastStream broker and processes their batches safely."""
 
@@ -252,7 +256,13 @@ class EventConsumer:
         CONSUMED.labels(sub.name, sub.topic, "replay_for_another_group").inc(for_others)
 
     async def _apply(self, sub: Subscription, items: list[_Incoming], spans: dict[str, Span]) -> None:
-        """Apply the batch's live events in one transaction (retrying one that fails, up to the limit)."""
+        """Apply the batch's live events in one transaction (retrying one that fails, up to the limit).
+
+        A batch handler runs in the batch's transaction itself, not under a savepoint of its own: a
+        savepoint costs two more round trips on every batch, and a batch handler that fails is rare.
+        When it refuses a batch, the whole transaction (inbox rows included) is rolled back and the
+        batch is applied again event by event.
+        """
         batch_handler = sub.handle_batch
         while True:
             live = [i for i in items if i.dead_reason is None and not i.passed_over]
@@ -262,32 +272,16 @@ class EventConsumer:
                     async with self._pool.acquire() as conn, conn.transaction():
                         fresh = await self._claim_in_inbox(conn, sub, live)
                         if batch_handler is not None and fresh:
-                            batch = tracing.batch_span(sub.topic, list(spans.values()))
-                            try:
-                                with tracing.handling(spans, current=batch):
-                                    applied = await self._handle_batch(conn, sub, batch_handler, live, fresh)
-                            finally:
-                                batch.end()
-                            if applied:
-                                break
-                            batch_handler = None  # this batch goes event by event from now on
-                        for item in live:
-                            if item not in fresh:
-                                continue
-                            current = item
-                            envelope = item.envelope
-                            assert envelope is not None
-                            with (
-                                structlog.contextvars.bound_contextvars(
-                                    correlation_id=envelope.correlation_id,
-                                    causation_id=envelope.causation_id,
-                                    event_id=str(envelope.event_id),
-                                ),
-                                tracing.handling(spans, current=spans.get(str(envelope.event_id))),
-                            ):
-                                await sub.handle(conn, envelope)
-                        current = None
+                            await self._handle_batch(conn, sub, batch_handler, live, fresh, spans)
+                        else:
+                            for item in live:
+                                if item in fresh:
+                                    current = item
+                                    await self._handle_one(conn, sub, item, spans)
+                            current = None
                 break
+            except _BatchRefused:
+                batch_handler = None  # the batch goes event by event from now on
             except Exception as exc:
                 if current is None or is_transient(exc):
                     raise
@@ -304,6 +298,22 @@ class EventConsumer:
                 else:
                     await asyncio.sleep(0.05 * current.failures)
 
+    @staticmethod
+    async def _handle_one(
+        conn: Connection, sub: Subscription, item: _Incoming, spans: dict[str, Span]
+    ) -> None:
+        envelope = item.envelope
+        assert envelope is not None
+        with (
+            structlog.contextvars.bound_contextvars(
+                correlation_id=envelope.correlation_id,
+                causation_id=envelope.causation_id,
+                event_id=str(envelope.event_id),
+            ),
+            tracing.handling(spans, current=spans.get(str(envelope.event_id))),
+        ):
+            await sub.handle(conn, envelope)
+
     async def _handle_batch(
         self,
         conn: Connection,
@@ -311,13 +321,14 @@ class EventConsumer:
         handler: BatchHandler,
         live: list[_Incoming],
         fresh: set[_Incoming],
-    ) -> bool:
-        """Run the batch handler under a savepoint; False (and nothing applied) if it refused the batch."""
+        spans: dict[str, Span],
+    ) -> None:
+        """Run the batch handler; raise _BatchRefused (the transaction is then rolled back) if it fails."""
         envelopes = [i.envelope for i in live if i in fresh and i.envelope is not None]
+        batch = tracing.batch_span(sub.topic, list(spans.values()))
         try:
-            async with conn.transaction():
+            with tracing.handling(spans, current=batch):
                 await handler(conn, envelopes)
-            return True
         except Exception as exc:
             if is_transient(exc):
                 raise
@@ -328,7 +339,9 @@ class EventConsumer:
                 error=repr(exc),
                 fallback="event by event",
             )
-            return False
+            raise _BatchRefused from exc
+        finally:
+            batch.end()
 
     def _decode(self, sub: Subscription, record: Any) -> _Incoming:
         try:
