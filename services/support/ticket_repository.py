@@ -36,17 +36,18 @@ class TicketRow:
     opened_by: str
     opened_at: datetime
     updated_at: datetime
-    first_response_at: datetime | None
-    resolved_at: datetime | None
-    closed_at: datetime | None
     fr_target_s: int
     res_target_s: int
     calendar_id: str | None
-    fr_met: bool | None
-    res_met: bool | None
-    fr_breached_at: datetime | None
-    res_breached_at: datetime | None
-    sla_next_check_at: datetime | None
+    # What a new ticket has not reached yet: answered, resolved, closed, a target met, missed or due.
+    first_response_at: datetime | None = None
+    resolved_at: datetime | None = None
+    closed_at: datetime | None = None
+    fr_met: bool | None = None
+    res_met: bool | None = None
+    fr_breached_at: datetime | None = None
+    res_breached_at: datetime | None = None
+    sla_next_check_at: datetime | None = None
     sla_due_at: datetime | None = None
 
     def met_at(self, target: SlaTarget) -> datetime | None:

@@ -217,14 +217,6 @@ def _new_ticket(policy: SlaPolicy, *, opened_by: str, opened_at: datetime, **fie
         fr_target_s=policy.first_response_s,
         res_target_s=policy.resolution_s,
         calendar_id=policy.calendar_id,
-        first_response_at=None,
-        resolved_at=None,
-        closed_at=None,
-        fr_met=None,
-        res_met=None,
-        fr_breached_at=None,
-        res_breached_at=None,
-        sla_next_check_at=None,
         **fields,
     )
 
