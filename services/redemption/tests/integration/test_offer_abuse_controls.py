@@ -32,10 +32,10 @@ def _ids() -> tuple[str, str]:
     return f"p-{uuid.uuid4().hex[:6]}", f"m-{uuid.uuid4().hex[:6]}"
 
 
-async def _pin_offer(service: RunningService) -> tuple[str, str, str]:
-    """A new partner's PIN offer and a new member whose PIN is set: (partner, member, offer)."""
+async def _pin_offer(service: RunningService, **terms: Any) -> tuple[str, str, str]:
+    """A new partner's PIN offer (on `terms`) and a new member whose PIN is set: (partner, member, offer)."""
     partner, member = _ids()
-    offer = await create_offer(service, partner)
+    offer = await create_offer(service, partner, **terms)
     assert (await set_pin(service, member)).status_code == 204
     return partner, member, offer
 
@@ -185,10 +185,8 @@ async def test_changing_the_pin_lifts_the_lock_and_forgets_the_lockouts(service:
 async def test_every_pin_failure_looks_the_same_to_the_partner_and_the_exact_reason_is_audited(
     service: RunningService,
 ) -> None:
-    partner, member = _ids()
+    partner, member, offer = await _pin_offer(service)
     no_pin_member = f"m-{uuid.uuid4().hex[:6]}"
-    offer = await create_offer(service, partner)
-    await set_pin(service, member)
 
     no_pin = await redeem_offer(service, partner, offer, member_id=no_pin_member, pin=PIN)
     wrong = [await redeem_offer(service, partner, offer, member_id=member, pin="000000") for _ in range(5)]
@@ -367,15 +365,12 @@ async def test_redeemed_at_too_far_back_or_ahead_is_refused_naming_body_redeemed
 async def test_an_offer_that_ended_is_refused_even_when_the_claimed_time_falls_inside_it(
     service: RunningService,
 ) -> None:
-    partner, member = _ids()
     now = datetime.now(UTC)
-    offer = await create_offer(
+    partner, member, offer = await _pin_offer(
         service,
-        partner,
         valid_from=(now - timedelta(days=1)).isoformat(),
         valid_until=(now - timedelta(minutes=5)).isoformat(),
     )
-    await set_pin(service, member)
 
     late = await redeem_offer(
         service,
@@ -395,9 +390,7 @@ async def test_an_offer_that_ended_is_refused_even_when_the_claimed_time_falls_i
 async def test_a_partner_cannot_claim_a_tier_that_contradicts_what_orchard_knows_about_the_member(
     service: RunningService,
 ) -> None:
-    partner, member = _ids()
-    offer = await create_offer(service, partner, eligible_tiers=["gold"])
-    await set_pin(service, member)
+    partner, member, offer = await _pin_offer(service, eligible_tiers=["gold"])
     known = await _known_as_silver_student(service, member, service.auth("ops", "ops-1"))
     by_partner = await service.client.put(
         f"/v1/members/{member}/segments", json={"tier": "gold"}, headers=service.auth("partner", partner)
@@ -419,9 +412,7 @@ async def test_a_partner_cannot_claim_a_tier_that_contradicts_what_orchard_knows
 async def test_a_member_orchard_knows_is_eligible_by_their_known_segment_without_a_partner_claim(
     service: RunningService,
 ) -> None:
-    partner, member = _ids()
-    offer = await create_offer(service, partner, eligible_segments=["students"])
-    await set_pin(service, member)
+    partner, member, offer = await _pin_offer(service, eligible_segments=["students"])
     await _known_as_silver_student(service, member, service.auth("admin", "admin-1"))
 
     ok = await redeem_offer(service, partner, offer, member_id=member, pin=PIN)
