@@ -28,7 +28,7 @@ from chassis.problems import Problem, register_error
 from contracts.orders import FulfilmentStatus, OrderSource, OrderState
 
 from . import intake, repository
-from .context import OrderContext
+from .context import Ctx
 from .domain import CompletedOrderCannotBeCancelled, OrderNotFound, looks_like_booking_id
 from .ipa_api import actor_of
 from .orders import Cause, audit_order, cancel_order
@@ -126,208 +126,212 @@ def _decode_cursor(cursor: str, sort: str) -> tuple[datetime | str, uuid.UUID]:
         ) from None
 
 
-def order_filter(
-    state: OrderState | None = None,
-    fulfilment_status: FulfilmentStatus | None = None,
-    campaign_id: Identifier | None = None,
-    member_id: Identifier | None = None,
-    source: OrderSource | None = None,
-    created_from: Aware | None = Query(None, description="inclusive, RFC 3339 with an offset"),
-    created_to: Aware | None = Query(None, description="exclusive, RFC 3339 with an offset"),
-    needs_attention: bool | None = None,
-    test: bool | None = Query(None, description="true: UAT test orders only; false: real orders only"),
-) -> repository.OrderFilter:
-    """The filters the order listing and the export share."""
-    return repository.OrderFilter(
-        state=state,
-        fulfilment_status=fulfilment_status,
-        campaign_id=campaign_id,
-        member_id=member_id,
-        source=source,
-        created_from=created_from,
-        created_to=created_to,
-        needs_attention=needs_attention,
-        test=test,
-    )
+class OrderQuery(BaseModel):
+    """The filters the order listing, the export and the bulk cancel share, as query parameters."""
+
+    state: OrderState | None = None
+    fulfilment_status: FulfilmentStatus | None = None
+    campaign_id: Identifier | None = None
+    member_id: Identifier | None = None
+    source: OrderSource | None = None
+    created_from: Aware | None = Field(None, description="inclusive, RFC 3339 with an offset")
+    created_to: Aware | None = Field(None, description="exclusive, RFC 3339 with an offset")
+    needs_attention: bool | None = None
+    test: bool | None = Field(None, description="true: UAT test orders only; false: real orders only")
 
 
-def build_router(ctx: OrderContext) -> APIRouter:
-    router = APIRouter(prefix="/v1/orders", tags=["orders"])
+def _no_orders() -> dict[str, Any]:
+    """The counts of a summary bucket before any order is counted."""
+    return {
+        "total": 0,
+        "by_state": dict.fromkeys(map(str, OrderState), 0),
+        "by_fulfilment_status": dict.fromkeys(map(str, FulfilmentStatus), 0),
+        "needs_attention": 0,
+    }
 
-    @router.post(
-        "",
-        status_code=201,
-        summary="Place a voucher order directly (source `api`), validated like an IPA record",
-        response_model=OrderView,
-        responses={409: {"description": "The external_ref was used before"}, 422: {"description": "Invalid"}},
-    )
-    async def place(
-        body: PlaceOrder, request: Request, principal: Principal = Depends(require_roles(*CANCEL_ROLES))
-    ) -> JSONResponse:
-        actor = actor_of(principal)
-        candidate = intake.Candidate(cells=body.model_dump())
-        cause = Cause(actor=actor, correlation_id=request.headers.get("x-correlation-id"))
-        async with ctx.require_pool().acquire() as conn:
-            async with conn.transaction():
-                await intake.validate(conn, [candidate], batch_id=None)
-                await intake.accept(
-                    conn, [candidate], source="api", cause=cause, order_source=OrderSource.API
+
+def order_filter(query: Annotated[OrderQuery, Query()]) -> repository.OrderFilter:
+    return repository.OrderFilter(**dict(query))
+
+
+def request_cause(request: Request, principal: Principal) -> Cause:
+    """The caller as the actor of what the request changes, with the request's correlation id."""
+    return Cause(actor=actor_of(principal), correlation_id=request.headers.get("x-correlation-id"))
+
+
+router = APIRouter(prefix="/v1/orders", tags=["orders"])
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Place a voucher order directly (source `api`), validated like an IPA record",
+    response_model=OrderView,
+    responses={409: {"description": "The external_ref was used before"}, 422: {"description": "Invalid"}},
+)
+async def place(
+    ctx: Ctx,
+    body: PlaceOrder,
+    request: Request,
+    principal: Principal = Depends(require_roles(*CANCEL_ROLES)),
+) -> JSONResponse:
+    candidate = intake.Candidate(cells=body.model_dump())
+    cause = request_cause(request, principal)
+    async with ctx.require_pool().acquire() as conn:
+        async with conn.transaction():
+            await intake.validate(conn, [candidate], batch_id=None)
+            await intake.accept(conn, [candidate], source="api", cause=cause, order_source=OrderSource.API)
+            if candidate.accepted:
+                await audit_order(
+                    conn,
+                    actor=cause.actor,
+                    action="order.placed",
+                    order_id=candidate.order_id,
+                    details={"external_ref": body.external_ref, "campaign_id": body.campaign_id},
                 )
-                if candidate.accepted:
-                    await audit_order(
-                        conn,
-                        actor=actor,
-                        action="order.placed",
-                        order_id=candidate.order_id,
-                        details={"external_ref": body.external_ref, "campaign_id": body.campaign_id},
-                    )
-            if not candidate.accepted:
-                duplicate = [e for e in candidate.errors if e.code == "duplicate"]
-                raise Problem(
-                    409 if duplicate else 422,
-                    "duplicate" if duplicate else "validation_failed",
-                    detail=duplicate[0].message if duplicate else "The order is not valid.",
-                    errors=[
-                        {"field": e.field, "code": e.code, "message": e.message} for e in candidate.errors
-                    ],
-                )
-            created = await repository.fetch_order(conn, str(candidate.order_id))
-        response = _json(order_json(created), status=201)
-        response.headers["Location"] = f"/v1/orders/{candidate.order_id}"
-        return response
-
-    @router.get(
-        "",
-        summary="Orders, filtered and sorted, with cursor pagination and the exact total",
-        response_model=OrderPage,
-    )
-    async def list_orders(
-        flt: repository.OrderFilter = Depends(order_filter),
-        sort: Sort = "-created_at",
-        limit: int = Query(50, ge=1, le=500),
-        cursor: Annotated[str, NoNul] | None = None,
-        principal: Principal = Depends(require_roles(*READ_ROLES)),
-    ) -> JSONResponse:
-        column = sort.lstrip("-")
-        after = _decode_cursor(cursor, sort) if cursor else None
-        async with ctx.require_pool().acquire() as conn, conn.transaction(isolation="repeatable_read"):
-            rows, total = await repository.list_orders(
-                conn, flt, sort_column=column, descending=sort.startswith("-"), limit=limit + 1, after=after
+        if not candidate.accepted:
+            duplicate = [e for e in candidate.errors if e.code == "duplicate"]
+            raise Problem(
+                409 if duplicate else 422,
+                "duplicate" if duplicate else "validation_failed",
+                detail=duplicate[0].message if duplicate else "The order is not valid.",
+                errors=[{"field": e.field, "code": e.code, "message": e.message} for e in candidate.errors],
             )
-        more = len(rows) > limit
-        rows = rows[:limit]
-        last = rows[-1] if more else None
-        next_cursor = (
-            _encode_cursor(sort, repository.sort_value(last, column), last["order_id"]) if last else None
+        created = await repository.fetch_order(conn, str(candidate.order_id))
+    response = _json(order_json(created), status=201)
+    response.headers["Location"] = f"/v1/orders/{candidate.order_id}"
+    return response
+
+
+@router.get(
+    "",
+    summary="Orders, filtered and sorted, with cursor pagination and the exact total",
+    response_model=OrderPage,
+)
+async def list_orders(
+    ctx: Ctx,
+    flt: repository.OrderFilter = Depends(order_filter),
+    sort: Sort = "-created_at",
+    limit: int = Query(50, ge=1, le=500),
+    cursor: Annotated[str, NoNul] | None = None,
+    principal: Principal = Depends(require_roles(*READ_ROLES)),
+) -> JSONResponse:
+    column = sort.lstrip("-")
+    after = _decode_cursor(cursor, sort) if cursor else None
+    async with ctx.require_pool().acquire() as conn, conn.transaction(isolation="repeatable_read"):
+        rows, total = await repository.list_orders(
+            conn, flt, sort_column=column, descending=sort.startswith("-"), limit=limit + 1, after=after
         )
-        return _json({"items": [order_json(r) for r in rows], "total": total, "next_cursor": next_cursor})
-
-    @router.get(
-        "/export",
-        summary="Every order the listing's filters match, in its sort order, streamed as CSV or JSON lines "
-        "(real orders only unless `test` is given)",
-        response_class=StreamingResponse,
-        responses=DOWNLOAD_RESPONSES,
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if more else None
+    next_cursor = (
+        _encode_cursor(sort, repository.sort_value(last, column), last["order_id"]) if last else None
     )
-    async def export_orders(
-        request: Request,
-        format: Annotated[DownloadFormat, Query(description="`csv` (spreadsheet-safe) or `jsonl`")] = "csv",
-        flt: repository.OrderFilter = Depends(order_filter),
-        sort: Sort = "-created_at",
-        principal: Principal = Depends(require_roles(*READ_ROLES)),
-    ) -> BoundedStreamingResponse:
-        timeout_s: float = request.app.state.settings.http_download_timeout_s
-        if flt.test is None:  # a finance figure: UAT test orders only when asked for
-            flt = replace(flt, test=False)
-        query, args = repository.export_query(
-            flt, sort_column=sort.lstrip("-"), descending=sort.startswith("-")
-        )
-        rows = cursor_rows(ctx.require_pool(), query, *args, statement_timeout_s=timeout_s)
-        return download_response(
-            download_lines(rows, repository.ORDER_COLUMN_NAMES, format, order_json),
-            name="orders",
-            format=format,
-            timeout_s=timeout_s,
-        )
+    return _json({"items": [order_json(r) for r in rows], "total": total, "next_cursor": next_cursor})
 
-    @router.get(
-        "/summary",
-        summary="Exact order counts per state and fulfilment status, overall and per campaign (real orders); "
-        "UAT test orders counted apart under `test`",
-        response_model=OrderSummary,
+
+@router.get(
+    "/export",
+    summary="Every order the listing's filters match, in its sort order, streamed as CSV or JSON lines "
+    "(real orders only unless `test` is given)",
+    response_class=StreamingResponse,
+    responses=DOWNLOAD_RESPONSES,
+)
+async def export_orders(
+    ctx: Ctx,
+    request: Request,
+    format: Annotated[DownloadFormat, Query(description="`csv` (spreadsheet-safe) or `jsonl`")] = "csv",
+    flt: repository.OrderFilter = Depends(order_filter),
+    sort: Sort = "-created_at",
+    principal: Principal = Depends(require_roles(*READ_ROLES)),
+) -> BoundedStreamingResponse:
+    timeout_s: float = request.app.state.settings.http_download_timeout_s
+    if flt.test is None:  # a finance figure: UAT test orders only when asked for
+        flt = replace(flt, test=False)
+    query, args = repository.export_query(flt, sort_column=sort.lstrip("-"), descending=sort.startswith("-"))
+    rows = cursor_rows(ctx.require_pool(), query, *args, statement_timeout_s=timeout_s)
+    return download_response(
+        download_lines(rows, repository.ORDER_COLUMN_NAMES, format, order_json),
+        name="orders",
+        format=format,
+        timeout_s=timeout_s,
     )
-    async def summary(
-        campaign_id: Identifier | None = None, principal: Principal = Depends(require_roles(*READ_ROLES))
-    ) -> JSONResponse:
-        async with ctx.require_pool().acquire() as conn:
-            rows = await repository.summary(conn, campaign_id)
 
-        def empty() -> dict[str, Any]:
-            return {
-                "total": 0,
-                "by_state": dict.fromkeys(map(str, OrderState), 0),
-                "by_fulfilment_status": dict.fromkeys(map(str, FulfilmentStatus), 0),
-                "needs_attention": 0,
-            }
 
-        overall = empty()
-        test = empty()
-        campaigns: dict[str, dict[str, Any]] = {}
-        for r in rows:
-            buckets = (test,) if r["test"] else (overall, campaigns.setdefault(r["campaign_id"], empty()))
-            for bucket in buckets:
-                bucket["total"] += r["n"]
-                bucket["by_state"][r["state"]] += r["n"]
-                if r["fulfilment_status"]:
-                    bucket["by_fulfilment_status"][r["fulfilment_status"]] += r["n"]
-                bucket["needs_attention"] += r["attention"]
-        return _json(
-            {
-                **overall,
-                "campaigns": [{"campaign_id": cid, **c} for cid, c in sorted(campaigns.items())],
-                "test": test,
-            }
-        )
-
-    @router.get(
-        "/{ref}",
-        summary="One order by order_id or booking_id, with its full timeline",
-        response_model=OrderView,
+@router.get(
+    "/summary",
+    summary="Exact order counts per state and fulfilment status, overall and per campaign (real orders); "
+    "UAT test orders counted apart under `test`",
+    response_model=OrderSummary,
+)
+async def summary(
+    ctx: Ctx,
+    campaign_id: Identifier | None = None,
+    principal: Principal = Depends(require_roles(*READ_ROLES)),
+) -> JSONResponse:
+    async with ctx.require_pool().acquire() as conn:
+        rows = await repository.summary(conn, campaign_id)
+    overall = _no_orders()
+    test = _no_orders()
+    campaigns: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        buckets = (test,) if r["test"] else (overall, campaigns.setdefault(r["campaign_id"], _no_orders()))
+        for bucket in buckets:
+            bucket["total"] += r["n"]
+            bucket["by_state"][r["state"]] += r["n"]
+            if r["fulfilment_status"]:
+                bucket["by_fulfilment_status"][r["fulfilment_status"]] += r["n"]
+            bucket["needs_attention"] += r["attention"]
+    return _json(
+        {
+            **overall,
+            "campaigns": [{"campaign_id": cid, **c} for cid, c in sorted(campaigns.items())],
+            "test": test,
+        }
     )
-    async def get_order(ref: str, principal: Principal = Depends(require_roles(*READ_ROLES))) -> JSONResponse:
-        _order_ref(ref)
-        async with ctx.require_pool().acquire() as conn:
-            order = await repository.fetch_order(conn, ref)
-        if order is None:
-            raise OrderNotFound(ref)
-        return _json(order_json(order))
 
-    @router.post(
-        "/{ref}/cancel",
-        summary="Cancel a pending order (a completed one answers 409)",
-        response_model=OrderView,
-        responses={409: {"description": "The order is completed"}},
-    )
-    async def cancel(
-        ref: str,
-        body: CancelRequest,
-        request: Request,
-        principal: Principal = Depends(require_roles(*CANCEL_ROLES)),
-    ) -> JSONResponse:
-        actor = actor_of(principal)
-        cause = Cause(actor=actor, correlation_id=request.headers.get("x-correlation-id"))
-        async with ctx.require_pool().acquire() as conn:
-            async with conn.transaction():
-                order, decision = await cancel_order(conn, cause=cause, reason=body.reason, **_order_ref(ref))
-                if decision.applied:
-                    await audit_order(
-                        conn,
-                        actor=actor,
-                        action="order.cancelled",
-                        order_id=order.order_id,
-                        details={"reason": body.reason, "booking_id": order.booking_id},
-                    )
-            current = await repository.fetch_order(conn, str(order.order_id))
-        return _json(order_json(current))
 
-    return router
+@router.get(
+    "/{ref}",
+    summary="One order by order_id or booking_id, with its full timeline",
+    response_model=OrderView,
+)
+async def get_order(
+    ctx: Ctx, ref: str, principal: Principal = Depends(require_roles(*READ_ROLES))
+) -> JSONResponse:
+    _order_ref(ref)
+    async with ctx.require_pool().acquire() as conn:
+        order = await repository.fetch_order(conn, ref)
+    if order is None:
+        raise OrderNotFound(ref)
+    return _json(order_json(order))
+
+
+@router.post(
+    "/{ref}/cancel",
+    summary="Cancel a pending order (a completed one answers 409)",
+    response_model=OrderView,
+    responses={409: {"description": "The order is completed"}},
+)
+async def cancel(
+    ctx: Ctx,
+    ref: str,
+    body: CancelRequest,
+    request: Request,
+    principal: Principal = Depends(require_roles(*CANCEL_ROLES)),
+) -> JSONResponse:
+    cause = request_cause(request, principal)
+    async with ctx.require_pool().acquire() as conn:
+        async with conn.transaction():
+            order, decision = await cancel_order(conn, cause=cause, reason=body.reason, **_order_ref(ref))
+            if decision.applied:
+                await audit_order(
+                    conn,
+                    actor=cause.actor,
+                    action="order.cancelled",
+                    order_id=order.order_id,
+                    details={"reason": body.reason, "booking_id": order.booking_id},
+                )
+        current = await repository.fetch_order(conn, str(order.order_id))
+    return _json(order_json(current))

@@ -16,7 +16,7 @@ from contracts.orders import OrderState
 
 from . import stats_repository
 from .api import READ_ROLES
-from .context import OrderContext
+from .context import Ctx
 
 PERIOD = period_query(default=timedelta(hours=24), longest=timedelta(days=31))
 
@@ -42,26 +42,25 @@ def hours_of(start: datetime, end: datetime, counted: Counter[tuple[datetime, st
     return hours
 
 
-def build_router(ctx: OrderContext) -> APIRouter:
-    router = APIRouter(prefix="/v1/orders/stats", tags=["orders"])
+router = APIRouter(prefix="/v1/orders/stats", tags=["orders"])
 
-    @router.get(
-        "/hourly",
-        summary="Orders created per UTC hour, by state, over at most 31 days (real orders unless `test`)",
-        response_model=HourlyOrderStats,
-    )
-    async def hourly(
-        principal: Principal = Depends(require_roles(*READ_ROLES)),
-        period: tuple[datetime, datetime] = Depends(PERIOD),
-        campaign_id: Identifier | None = None,
-        member_id: Identifier | None = None,
-        test: bool = Query(False, description="true: UAT test orders only; false: real orders only"),
-    ) -> HourlyOrderStats:
-        start, end = period
-        flt = stats_repository.HourlyFilter(start, end, campaign_id, member_id, test)
-        async with ctx.require_pool().acquire() as conn:
-            rows = await stats_repository.hourly_counts(conn, flt)
-        counted = Counter({(r["hour"].astimezone(UTC), r["state"]): int(r["n"]) for r in rows})
-        return HourlyOrderStats(since=start, until=end, test=test, hours=hours_of(start, end, counted))
 
-    return router
+@router.get(
+    "/hourly",
+    summary="Orders created per UTC hour, by state, over at most 31 days (real orders unless `test`)",
+    response_model=HourlyOrderStats,
+)
+async def hourly(
+    ctx: Ctx,
+    principal: Principal = Depends(require_roles(*READ_ROLES)),
+    period: tuple[datetime, datetime] = Depends(PERIOD),
+    campaign_id: Identifier | None = None,
+    member_id: Identifier | None = None,
+    test: bool = Query(False, description="true: UAT test orders only; false: real orders only"),
+) -> HourlyOrderStats:
+    start, end = period
+    flt = stats_repository.HourlyFilter(start, end, campaign_id, member_id, test)
+    async with ctx.require_pool().acquire() as conn:
+        rows = await stats_repository.hourly_counts(conn, flt)
+    counted = Counter({(r["hour"].astimezone(UTC), r["state"]): int(r["n"]) for r in rows})
+    return HourlyOrderStats(since=start, until=end, test=test, hours=hours_of(start, end, counted))

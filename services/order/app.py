@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fastapi import APIRouter, Depends
+
 from chassis.approvals import approvals_router
 from chassis.audit_api import audit_router
+from chassis.http import body_limit
 from chassis.service import ServiceRuntime, ServiceSpec
 
 from . import api, api_stats, bulk_cancel, handlers, ipa_api
@@ -20,7 +23,7 @@ TITLE = "Orchard order service: IPA intake and the voucher order lifecycle"
 
 def build_spec(settings: OrderSettings) -> tuple[ServiceSpec, OrderContext]:
     ctx = OrderContext(settings)
-    approvals = order_approvals(ctx, bulk_cancel.bulk_cancel_approval(ctx))
+    ctx.approvals = order_approvals(ctx, bulk_cancel.bulk_cancel_approval(ctx))
 
     async def start_worker(runtime: ServiceRuntime) -> None:
         assert runtime.pool is not None
@@ -37,19 +40,26 @@ def build_spec(settings: OrderSettings) -> tuple[ServiceSpec, OrderContext]:
         if ctx.worker is not None:
             await ctx.worker.stop()
 
+    # Uploads are refused over the configured size before they are read.
+    upload = APIRouter()
+    upload.include_router(
+        ipa_api.upload_router, dependencies=[Depends(body_limit(settings.max_upload_bytes))]
+    )
     spec = ServiceSpec(
         title=TITLE,
         migrations_dir=MIGRATIONS,
         subscriptions=handlers.subscriptions(),
         routers=[
-            ipa_api.build_router(ctx, approvals),
-            bulk_cancel.build_router(ctx, approvals),
-            api.build_router(ctx),
-            api_stats.build_router(ctx),
+            upload,
+            ipa_api.router,
+            bulk_cancel.router,
+            api.router,
+            api_stats.router,
             audit_router(),
-            approvals_router(approvals),
+            approvals_router(ctx.approvals),
         ],
         on_startup=[start_worker],
         on_shutdown=[stop_worker],
+        context=ctx,
     )
     return spec, ctx

@@ -30,8 +30,8 @@ from chassis.problems import Problem
 from contracts.orders import FulfilmentStatus, OrderState
 
 from . import repository
-from .api import CANCEL_ROLES, order_filter
-from .context import OrderContext
+from .api import CANCEL_ROLES, order_filter, request_cause
+from .context import Ctx, OrderContext
 from .domain import OrderEvent
 from .ipa_api import actor_of
 from .orders import Cause, Followed, audit_order, follow_many
@@ -199,66 +199,77 @@ def bulk_cancel_approval(ctx: OrderContext) -> ApprovalAction:
     return ApprovalAction(BULK_CANCEL, perform)
 
 
-def build_router(ctx: OrderContext, approvals: Approvals) -> APIRouter:
-    router = APIRouter(prefix="/v1/orders", tags=["orders"])
+router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
-    @router.post(
-        "/cancel",
-        summary="Cancel every pending order the listing's filters match (or, with `dry_run`, say which"
-        " would be); completed and cancelled ones are skipped and counted; more than the approval"
-        " threshold waits for a second person (202)",
-        response_model=BulkCancelResult,
-        responses={**PENDING_RESPONSE, 422: {"description": "No filter, or more orders than the cap"}},
-    )
-    async def bulk_cancel(
-        body: BulkCancelRequest,
-        request: Request,
-        flt: repository.OrderFilter = Depends(order_filter),
-        principal: Principal = Depends(require_roles(*CANCEL_ROLES)),
-    ) -> JSONResponse:
-        described = canonical_filter(flt)
-        if not filter_json(flt):
-            raise Problem(
-                422,
-                "filter_required",
-                detail="Name at least one filter: a bulk cancel never takes every order.",
-                errors=[
-                    {"field": "query", "code": "filter_required", "message": "Give at least one filter."}
-                ],
-            )
-        settings = ctx.settings
-        actor = actor_of(principal)
-        async with ctx.require_pool().acquire() as conn:
-            async with conn.transaction(isolation="repeatable_read"):
-                planned = await survey(conn, flt, cap=settings.bulk_cancel_max_orders)
-            if body.dry_run:
-                return _answer(planned)
-            if planned.cancellable > settings.bulk_cancel_approval_above:
-                async with conn.transaction():
-                    approval = await approvals.request(
-                        conn,
-                        kind=BULK_CANCEL,
-                        subject_id=described,
-                        summary=f"Cancel {planned.cancellable} pending orders matching {described}",
-                        request={
-                            "filters": filter_json(flt),
-                            "reason": body.reason,
-                            "created_before": datetime.now(UTC).isoformat(),
-                            "cancellable": planned.cancellable,
-                        },
-                        principal=principal,
-                        maker=actor,
-                        reason=body.reason,
-                    )
-                return pending_answer(approval)
-            cause = Cause(actor=actor, correlation_id=request.headers.get("x-correlation-id"))
-            outcome = replace(planned, dry_run=False, orders=[])
-            for start in range(0, len(planned.orders), CHUNK):
-                async with conn.transaction():
-                    chunk = planned.orders[start : start + CHUNK]
-                    await cancel_chunk(conn, chunk, cause=cause, reason=body.reason, outcome=outcome)
+
+@router.post(
+    "/cancel",
+    summary="Cancel every pending order the listing's filters match (or, with `dry_run`, say which"
+    " would be); completed and cancelled ones are skipped and counted; more than the approval"
+    " threshold waits for a second person (202)",
+    response_model=BulkCancelResult,
+    responses={**PENDING_RESPONSE, 422: {"description": "No filter, or more orders than the cap"}},
+)
+async def bulk_cancel(
+    ctx: Ctx,
+    body: BulkCancelRequest,
+    request: Request,
+    flt: repository.OrderFilter = Depends(order_filter),
+    principal: Principal = Depends(require_roles(*CANCEL_ROLES)),
+) -> JSONResponse:
+    if not filter_json(flt):
+        raise Problem(
+            422,
+            "filter_required",
+            detail="Name at least one filter: a bulk cancel never takes every order.",
+            errors=[{"field": "query", "code": "filter_required", "message": "Give at least one filter."}],
+        )
+    settings = ctx.settings
+    cause = request_cause(request, principal)
+    async with ctx.require_pool().acquire() as conn:
+        async with conn.transaction(isolation="repeatable_read"):
+            planned = await survey(conn, flt, cap=settings.bulk_cancel_max_orders)
+        if body.dry_run:
+            return _answer(planned)
+        if planned.cancellable > settings.bulk_cancel_approval_above:
             async with conn.transaction():
-                await _audit_bulk(conn, actor, flt, outcome)
-        return _answer(outcome)
+                approval = await _request_approval(
+                    conn, ctx.approvals, flt, planned, reason=body.reason, principal=principal
+                )
+            return pending_answer(approval)
+        outcome = replace(planned, dry_run=False, orders=[])
+        for start in range(0, len(planned.orders), CHUNK):
+            async with conn.transaction():
+                chunk = planned.orders[start : start + CHUNK]
+                await cancel_chunk(conn, chunk, cause=cause, reason=body.reason, outcome=outcome)
+        async with conn.transaction():
+            await _audit_bulk(conn, cause.actor, flt, outcome)
+    return _answer(outcome)
 
-    return router
+
+async def _request_approval(
+    conn: Connection,
+    approvals: Approvals,
+    flt: repository.OrderFilter,
+    planned: Outcome,
+    *,
+    reason: str,
+    principal: Principal,
+) -> Approval:
+    """The bulk cancel held for a second person, to be re-applied to the orders created until now."""
+    described = canonical_filter(flt)
+    return await approvals.request(
+        conn,
+        kind=BULK_CANCEL,
+        subject_id=described,
+        summary=f"Cancel {planned.cancellable} pending orders matching {described}",
+        request={
+            "filters": filter_json(flt),
+            "reason": reason,
+            "created_before": datetime.now(UTC).isoformat(),
+            "cancellable": planned.cancellable,
+        },
+        principal=principal,
+        maker=actor_of(principal),
+        reason=reason,
+    )

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Annotated, cast
 
 import asyncpg
+from fastapi import Depends, Request
+
+from chassis.approvals import Approvals
 
 from .batches import BatchWorker
 from .settings import OrderSettings
@@ -15,6 +19,8 @@ class OrderContext:
     settings: OrderSettings
     pool: asyncpg.Pool | None = None
     worker: BatchWorker | None = None
+    # Set by `build_spec` right after the context: the approval actions it holds need the context.
+    approvals: Approvals = field(init=False)
 
     def require_pool(self) -> asyncpg.Pool:
         if self.pool is None:
@@ -24,3 +30,11 @@ class OrderContext:
     def wake_worker(self) -> None:
         if self.worker is not None:
             self.worker.wake()
+
+
+def order_context(request: Request) -> OrderContext:
+    """The running service's context, as `build_spec` made it."""
+    return cast(OrderContext, request.app.state.runtime.spec.context)
+
+
+Ctx = Annotated[OrderContext, Depends(order_context)]

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from chassis.approvals import Approvals
+from chassis.approvals import Approval
 from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
-from chassis.http import BoundedStreamingResponse, body_limit
+from chassis.db import Connection
+from chassis.http import BoundedStreamingResponse
 from chassis.inputs import nul_path
 from chassis.problems import Problem
 from chassis.uploads import MultipartFile, limited_body, replay, spool
@@ -21,7 +23,7 @@ from chassis.uploads import MultipartFile, limited_body, replay, spool
 from . import batches
 from .approvals import hold_for_approval
 from .batches import Mode, RowWriter
-from .context import OrderContext
+from .context import Ctx, OrderContext
 from .csvfile import CsvFileError, CsvRecordStream, report_header, report_line
 from .repository import batches as batch_repository
 from .validation import RECORD_FIELDS, RecordError
@@ -86,179 +88,215 @@ def _refuse_nul(cells: Any, field: str, where: str) -> None:
     )
 
 
-def build_router(ctx: OrderContext, approvals: Approvals) -> APIRouter:
-    router = APIRouter(prefix="/v1/ipa", tags=["ipa"])
+# The upload alone: `build_spec` gives it the body limit of the service's settings.
+upload_router = APIRouter(prefix="/v1/ipa", tags=["ipa"])
+router = APIRouter(prefix="/v1/ipa", tags=["ipa"])
 
-    @router.post(
-        "/batches",
-        status_code=202,
-        summary="Upload IPA records: CSV (multipart field `file` or a text/csv body) or JSON `records`;"
-        " a batch above the approval thresholds waits for a second person (`awaiting_approval`)",
-        response_model=BatchAccepted,
-        responses={
-            413: {"description": "Upload too large"},
-            415: {"description": "Neither CSV nor JSON"},
-            422: {"description": "Unreadable file (bad encoding, header, delimiter, quoting) or no records"},
+
+@dataclass(frozen=True)
+class Upload:
+    """One upload as received, before its records are stored."""
+
+    batch_id: uuid.UUID
+    mode: Mode
+    source: Literal["csv", "json"]
+    file_name: str | None
+    maker: str
+
+
+@upload_router.post(
+    "/batches",
+    status_code=202,
+    summary="Upload IPA records: CSV (multipart field `file` or a text/csv body) or JSON `records`;"
+    " a batch above the approval thresholds waits for a second person (`awaiting_approval`)",
+    response_model=BatchAccepted,
+    responses={
+        413: {"description": "Upload too large"},
+        415: {"description": "Neither CSV nor JSON"},
+        422: {"description": "Unreadable file (bad encoding, header, delimiter, quoting) or no records"},
+    },
+    openapi_extra={"requestBody": UPLOAD_BODY},
+)
+async def upload(
+    request: Request,
+    principal: Annotated[Principal, Depends(require_roles(*INTAKE_ROLES))],
+    ctx: Ctx,  # after the caller is known: an anonymous upload is refused before anything else
+    mode: Mode = Query(Mode.ACCEPT_VALID, description="dry_run | all_or_nothing | accept_valid"),
+) -> JSONResponse:
+    content_type = request.headers.get("content-type", "").lower()
+    media = content_type.split(";")[0].strip()
+    source = _upload_source(media)
+    limit = ctx.settings.max_json_bytes if source == "json" else ctx.settings.max_upload_bytes
+    body = limited_body(request, limit)
+    form = MultipartFile(content_type) if media == "multipart/form-data" else None
+    if form is not None:
+        body = form.file_bytes(body)
+    # The whole body is received (and the form and JSON checked) before a connection is taken.
+    with await spool(body) as spooled:
+        file_name = _uploaded_file_name(form)
+        records = _json_records(spooled.read()) if source == "json" else None
+        received = Upload(uuid.uuid4(), mode, source, file_name, actor_of(principal))
+        async with ctx.require_pool().acquire() as conn, conn.transaction():
+            writer = RowWriter(conn, received.batch_id)
+            await _store_upload(conn, received, writer, records if records is not None else replay(spooled))
+            pending = await _hold_or_queue(conn, ctx, received, writer.count, principal)
+    if pending is None:
+        ctx.wake_worker()
+    return _accepted(received, writer.count, pending)
+
+
+def _upload_source(media: str) -> Literal["csv", "json"]:
+    if media in ("text/csv", "application/csv", "text/plain", "multipart/form-data"):
+        return "csv"
+    if media == "application/json":
+        return "json"
+    raise Problem(
+        415,
+        "unsupported_media_type",
+        detail='Send CSV (multipart `file` field or a text/csv body) or JSON {"records": [...]}.',
+    )
+
+
+async def _store_upload(
+    conn: Connection, received: Upload, writer: RowWriter, records: list[Any] | AsyncIterator[bytes]
+) -> None:
+    """The batch and every record of the upload (a record's problems kept with it); none: 422."""
+    await batch_repository.create_batch(
+        conn,
+        received.batch_id,
+        source=received.source,
+        mode=received.mode,
+        created_by=received.maker,
+        file_name=received.file_name,
+    )
+    if isinstance(records, list):
+        await _store_json(records, writer)
+    else:
+        await _store_csv(records, writer)
+    await writer.flush()
+    if writer.count == 0:
+        raise Problem(
+            422,
+            "no_records",
+            detail="The upload holds no records.",
+            errors=[
+                {
+                    "field": "file" if received.source == "csv" else "records",
+                    "code": "no_records",
+                    "message": "No records.",
+                }
+            ],
+        )
+
+
+async def _hold_or_queue(
+    conn: Connection, ctx: OrderContext, received: Upload, rows: int, principal: Principal
+) -> Approval | None:
+    """The stored batch queued for the worker, or held for approval (the pending approval); audited."""
+    pending = await hold_for_approval(
+        conn,
+        ctx.approvals,
+        batch_id=received.batch_id,
+        mode=received.mode,
+        rows=rows,
+        rows_above=ctx.settings.ipa_approval_rows_above,
+        total_above=ctx.settings.ipa_approval_total_above,
+        principal=principal,
+        maker=received.maker,
+        file_name=received.file_name,
+    )
+    if pending is None:
+        await batch_repository.queue_batch(conn, received.batch_id, rows)
+    await append_audit(
+        conn,
+        actor=received.maker,
+        action="ipa.batch_uploaded",
+        subject_type="ipa_batch",
+        subject_id=str(received.batch_id),
+        details={
+            "mode": str(received.mode),
+            "source": received.source,
+            "rows": rows,
+            "file_name": received.file_name,
         },
-        openapi_extra={"requestBody": UPLOAD_BODY},
-        dependencies=[Depends(body_limit(ctx.settings.max_upload_bytes))],
     )
-    async def upload(
-        request: Request,
-        mode: Mode = Query(Mode.ACCEPT_VALID, description="dry_run | all_or_nothing | accept_valid"),
-        principal: Principal = Depends(require_roles(*INTAKE_ROLES)),
-    ) -> JSONResponse:
-        content_type = request.headers.get("content-type", "").lower()
-        media = content_type.split(";")[0].strip()
-        batch_id = uuid.uuid4()
-        limit = ctx.settings.max_json_bytes if media == "application/json" else ctx.settings.max_upload_bytes
-        body = limited_body(request, limit)
-        form: MultipartFile | None = None
-        if media in ("text/csv", "application/csv", "text/plain"):
-            source = "csv"
-        elif media == "multipart/form-data":
-            source = "csv"
-            form = MultipartFile(content_type)
-            body = form.file_bytes(body)
-        elif media == "application/json":
-            source = "json"
-        else:
-            raise Problem(
-                415,
-                "unsupported_media_type",
-                detail='Send CSV (multipart `file` field or a text/csv body) or JSON {"records": [...]}.',
-            )
-        # The whole body is received (and the form and JSON checked) before a connection is taken.
-        with await spool(body) as spooled:
-            file_name = _uploaded_file_name(form)
-            records = _json_records(spooled.read()) if source == "json" else None
-            async with ctx.require_pool().acquire() as conn, conn.transaction():
-                writer = RowWriter(conn, batch_id)
-                await batch_repository.create_batch(
-                    conn,
-                    batch_id,
-                    source=source,
-                    mode=mode,
-                    created_by=actor_of(principal),
-                    file_name=file_name,
-                )
-                if records is not None:
-                    await _store_json(records, writer)
-                else:
-                    await _store_csv(replay(spooled), writer)
-                await writer.flush()
-                if writer.count == 0:
-                    raise Problem(
-                        422,
-                        "no_records",
-                        detail="The upload holds no records.",
-                        errors=[
-                            {
-                                "field": "file" if source == "csv" else "records",
-                                "code": "no_records",
-                                "message": "No records.",
-                            }
-                        ],
-                    )
-                pending = await hold_for_approval(
-                    conn,
-                    approvals,
-                    batch_id=batch_id,
-                    mode=mode,
-                    rows=writer.count,
-                    rows_above=ctx.settings.ipa_approval_rows_above,
-                    total_above=ctx.settings.ipa_approval_total_above,
-                    principal=principal,
-                    maker=actor_of(principal),
-                    file_name=file_name,
-                )
-                if pending is None:
-                    await batch_repository.queue_batch(conn, batch_id, writer.count)
-                await append_audit(
-                    conn,
-                    actor=actor_of(principal),
-                    action="ipa.batch_uploaded",
-                    subject_type="ipa_batch",
-                    subject_id=str(batch_id),
-                    details={
-                        "mode": str(mode),
-                        "source": source,
-                        "rows": writer.count,
-                        "file_name": file_name,
-                    },
-                )
-        location = f"/v1/ipa/batches/{batch_id}"
-        links = {"self": location, "errors": f"{location}/errors.csv"}
-        answer: dict[str, Any] = {"batch_id": str(batch_id), "mode": str(mode), "received": writer.count}
-        if pending is None:
-            ctx.wake_worker()
-            answer |= {"status": "queued", "links": links}
-        else:
-            approval = f"/v1/approvals/{pending.approval_id}"
-            answer |= {
-                "status": "awaiting_approval",
-                "approval_id": str(pending.approval_id),
-                "links": links | {"approval": approval},
-            }
-        return JSONResponse(
-            answer,
-            status_code=202,
-            headers={"Location": location},
-        )
+    return pending
 
-    @router.get(
-        "/batches",
-        summary="The latest batches, newest first, with their progress counts",
-        response_model=BatchPage,
-    )
-    async def recent(
-        limit: int = Query(50, ge=1, le=500), principal: Principal = Depends(require_roles(*READ_ROLES))
-    ) -> JSONResponse:
-        async with ctx.require_pool().acquire() as conn:
-            rows = await batch_repository.recent_batches(conn, limit)
-        return JSONResponse(_jsonable({"items": rows}))
 
-    @router.get("/batches/{batch_id}", summary="A batch's progress", response_model=BatchProgress)
-    async def progress(
-        batch_id: uuid.UUID, principal: Principal = Depends(require_roles(*READ_ROLES))
-    ) -> JSONResponse:
-        async with ctx.require_pool().acquire() as conn:
-            body = await batches.batch_progress(conn, batch_id)
-        if body is None:
+def _accepted(received: Upload, rows: int, pending: Approval | None) -> JSONResponse:
+    location = f"/v1/ipa/batches/{received.batch_id}"
+    links = {"self": location, "errors": f"{location}/errors.csv"}
+    answer: dict[str, Any] = {
+        "batch_id": str(received.batch_id),
+        "mode": str(received.mode),
+        "received": rows,
+    }
+    if pending is None:
+        answer |= {"status": "queued", "links": links}
+    else:
+        answer |= {
+            "status": "awaiting_approval",
+            "approval_id": str(pending.approval_id),
+            "links": links | {"approval": f"/v1/approvals/{pending.approval_id}"},
+        }
+    return JSONResponse(answer, status_code=202, headers={"Location": location})
+
+
+@router.get(
+    "/batches",
+    summary="The latest batches, newest first, with their progress counts",
+    response_model=BatchPage,
+)
+async def recent(
+    ctx: Ctx,
+    limit: int = Query(50, ge=1, le=500),
+    principal: Principal = Depends(require_roles(*READ_ROLES)),
+) -> JSONResponse:
+    async with ctx.require_pool().acquire() as conn:
+        rows = await batch_repository.recent_batches(conn, limit)
+    return JSONResponse(_jsonable({"items": rows}))
+
+
+@router.get("/batches/{batch_id}", summary="A batch's progress", response_model=BatchProgress)
+async def progress(
+    ctx: Ctx, batch_id: uuid.UUID, principal: Principal = Depends(require_roles(*READ_ROLES))
+) -> JSONResponse:
+    async with ctx.require_pool().acquire() as conn:
+        body = await batches.batch_progress(conn, batch_id)
+    if body is None:
+        raise Problem(404, "batch_not_found", detail=f"No batch {batch_id}.")
+    return JSONResponse(_jsonable(body))
+
+
+@router.get(
+    "/batches/{batch_id}/errors.csv",
+    summary="The rejected rows with their errors, as CSV ready to fix and upload again",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
+async def errors_csv(
+    ctx: Ctx, batch_id: uuid.UUID, principal: Principal = Depends(require_roles(*INTAKE_ROLES))
+) -> StreamingResponse:
+    pool = ctx.require_pool()
+    async with pool.acquire() as conn:
+        if await batches.batch_progress(conn, batch_id) is None:
             raise Problem(404, "batch_not_found", detail=f"No batch {batch_id}.")
-        return JSONResponse(_jsonable(body))
 
-    @router.get(
-        "/batches/{batch_id}/errors.csv",
-        summary="The rejected rows with their errors, as CSV ready to fix and upload again",
-        response_class=StreamingResponse,
-        responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+    timeout_s = ctx.settings.http_download_timeout_s
+
+    async def lines() -> AsyncIterator[bytes]:
+        yield report_header().encode()
+        async for row_number, cells, errors in batch_repository.rejected_rows(
+            pool, batch_id, statement_timeout_s=timeout_s
+        ):
+            yield report_line(row_number, cells, errors).encode()
+
+    return BoundedStreamingResponse(
+        lines(),
+        timeout_s=timeout_s,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="ipa-{batch_id}-errors.csv"'},
     )
-    async def errors_csv(
-        batch_id: uuid.UUID, principal: Principal = Depends(require_roles(*INTAKE_ROLES))
-    ) -> StreamingResponse:
-        pool = ctx.require_pool()
-        async with pool.acquire() as conn:
-            if await batches.batch_progress(conn, batch_id) is None:
-                raise Problem(404, "batch_not_found", detail=f"No batch {batch_id}.")
-
-        timeout_s = ctx.settings.http_download_timeout_s
-
-        async def lines() -> AsyncIterator[bytes]:
-            yield report_header().encode()
-            async for row_number, cells, errors in batch_repository.rejected_rows(
-                pool, batch_id, statement_timeout_s=timeout_s
-            ):
-                yield report_line(row_number, cells, errors).encode()
-
-        return BoundedStreamingResponse(
-            lines(),
-            timeout_s=timeout_s,
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="ipa-{batch_id}-errors.csv"'},
-        )
-
-    return router
 
 
 def _uploaded_file_name(form: MultipartFile | None) -> str | None:
