@@ -12,11 +12,11 @@ from fastapi import APIRouter, Body, Depends
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
-from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
 from chassis.db import Connection
 from chassis.inputs import Identifier, Text
 from chassis.problems import Problem
+from services.redemption.audit import audit
 from services.redemption.deps import actor, pool
 from services.redemption.lifecycle import (
     PAST_TENSE,
@@ -67,15 +67,6 @@ def refuse_cleared(changes: dict[str, Any], required: tuple[str, ...]) -> None:
             raise field_problem(name, "null", f"{name} cannot be cleared")
 
 
-async def _audit(
-    conn: Connection, kind: str, entry_id: str, by: str, what: str, details: dict[str, Any]
-) -> None:
-    """Audit `<kind>.<what>` of one entry (offer, reward), in the caller's transaction."""
-    await append_audit(
-        conn, actor=by, action=f"{kind}.{what}", subject_type=kind, subject_id=entry_id, details=details
-    )
-
-
 async def create_entry(
     db: asyncpg.Pool,
     *,
@@ -90,7 +81,7 @@ async def create_entry(
     async with db.acquire() as conn, conn.transaction():
         if not await insert(conn):
             raise Problem(409, f"{kind}_exists", detail=f"{kind.capitalize()} {entry_id} already exists.")
-        await _audit(conn, kind, entry_id, by, "created", details)
+        await audit(conn, by, kind, entry_id, "created", details)
 
 
 class CatalogueEntry(Protocol):
@@ -136,7 +127,7 @@ class Catalogue(Generic[EntryT]):
             changed = self.edited(entry, changes)
             await self.save(conn, changed)
             details = {"changed": sorted(changes), "before": self.terms(entry), "after": self.terms(changed)}
-            await _audit(conn, self.kind, entry_id, actor(principal), "updated", details)
+            await audit(conn, actor(principal), self.kind, entry_id, "updated", details)
         return self.view(changed)
 
     async def change_status(
@@ -159,7 +150,7 @@ class Catalogue(Generic[EntryT]):
                 "to": status.value,
                 "reason": body.reason if body else None,
             }
-            await _audit(conn, self.kind, entry_id, actor(principal), PAST_TENSE[action], details)
+            await audit(conn, actor(principal), self.kind, entry_id, PAST_TENSE[action], details)
             changed = self.with_status(entry, status)
             await self.save(conn, changed)
         return self.view(changed)

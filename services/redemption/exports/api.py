@@ -11,13 +11,13 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
 from chassis.http import BoundedStreamingResponse
 from chassis.inputs import Identifier, NoNul
 from chassis.models import model_from
 from chassis.problems import Problem
 from contracts.redemption import RedemptionKind, RedemptionStatus
+from services.redemption.audit import audit
 from services.redemption.deps import actor, pool, settings
 from services.redemption.exports import domain
 from services.redemption.exports import repository as repo
@@ -110,11 +110,12 @@ async def request_export(
     )
     async with db.acquire() as conn, conn.transaction():
         await repo.insert_export(conn, job)
-        await _audit(
+        await audit(
             conn,
             who,
+            "export",
+            str(job.export_id),
             "requested",
-            job.export_id,
             {
                 "purpose": str(body.purpose),
                 "reason": body.reason,
@@ -126,17 +127,6 @@ async def request_export(
         stored = await repo.get_export(conn, job.export_id)
     assert stored is not None
     return export_view(stored)
-
-
-async def _audit(conn: Any, by: str, what: str, export_id: uuid.UUID, details: dict[str, Any]) -> None:
-    await append_audit(
-        conn,
-        actor=by,
-        action=f"export.{what}",
-        subject_type="export",
-        subject_id=str(export_id),
-        details=details,
-    )
 
 
 class ExportPage(BaseModel):
@@ -201,7 +191,7 @@ async def download_export(
         if job.status != "ready":
             raise Problem(409, "export_not_ready", detail=f"Export {export_id} is {job.status}.")
         details = {"purpose": str(job.purpose), "fields": list(job.fields)}
-        await _audit(conn, actor(principal), "downloaded", export_id, details)
+        await audit(conn, actor(principal), "export", str(export_id), "downloaded", details)
     suffix = "csv" if job.format is domain.ExportFormat.CSV else "jsonl"
     timeout_s = config.http_download_timeout_s
     return BoundedStreamingResponse(

@@ -19,6 +19,7 @@ from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
 from chassis.db import Connection
 from chassis.problems import Problem
+from services.redemption.audit import audit
 from services.redemption.deps import actor, pool, settings
 from services.redemption.offers import domain
 from services.redemption.offers import repository as repo
@@ -186,9 +187,7 @@ async def set_pin(
     async with db.acquire() as conn, conn.transaction():
         await repo.set_pin(conn, member_id, pin_hash)
         # Who changed which member's PIN; never the PIN or its hash.
-        await append_audit(
-            conn, actor=actor(principal), action="member.pin_set", subject_type="member", subject_id=member_id
-        )
+        await audit(conn, actor(principal), "member", member_id, "pin_set")
     return Response(status_code=204)
 
 
@@ -204,11 +203,5 @@ async def unlock_pin(
     async with db.acquire() as conn, conn.transaction():
         if not await repo.unlock_pin(conn, member_id):
             raise Problem(404, "pin_not_set", detail="There is no PIN to unlock.")
-        await append_audit(
-            conn,
-            actor=actor(principal),
-            action="member.pin_unlocked",
-            subject_type="member",
-            subject_id=member_id,
-        )
+        await audit(conn, actor(principal), "member", member_id, "pin_unlocked")
     return Response(status_code=204)

@@ -9,10 +9,10 @@ import asyncpg
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
 from chassis.inputs import Identifier
 from chassis.problems import Problem
+from services.redemption.audit import audit
 from services.redemption.deps import actor, pool
 from services.redemption.offers import domain
 from services.redemption.offers import repository as repo
@@ -50,14 +50,7 @@ async def set_member_segments(
     segments = domain.MemberSegments(member_id, body.tier, tuple(dict.fromkeys(body.segments)))
     async with db.acquire() as conn, conn.transaction():
         await repo.set_member_segments(conn, segments, updated_by=actor(principal))
-        await append_audit(
-            conn,
-            actor=actor(principal),
-            action="member.segments_set",
-            subject_type="member",
-            subject_id=member_id,
-            details=segments_view(segments),
-        )
+        await audit(conn, actor(principal), "member", member_id, "segments_set", segments_view(segments))
     return segments_view(segments)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from chassis.audit import append_audit
+from services.redemption.audit import audit
 from services.redemption.records.repository import rollup_daily
 from services.redemption.retention import repository as repo
 from services.redemption.retention.domain import RetentionAction, RetentionRule
@@ -65,14 +65,8 @@ async def run_retention(
             else:
                 affected = await repo.apply_rule(conn, rule, cutoff)
                 if affected:
-                    await append_audit(
-                        conn,
-                        actor=actor,
-                        action=f"retention.{rule.action}",
-                        subject_type="retention",
-                        subject_id=rule.record_type,
-                        details={"days": rule.days, "cutoff": cutoff.isoformat(), "affected": affected},
-                    )
+                    details = {"days": rule.days, "cutoff": cutoff.isoformat(), "affected": affected}
+                    await audit(conn, actor, "retention", rule.record_type, rule.action, details)
         outcomes.append(RetentionOutcome(rule.record_type, rule.action, rule.days, cutoff, affected))
     if not dry_run:
         async with pool.acquire() as conn, conn.transaction():
