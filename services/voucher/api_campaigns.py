@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from chassis.approvals import PENDING_RESPONSE, Approvals, pending_answer
+from chassis.approvals import PENDING_RESPONSE, pending_answer
 from chassis.auth import Principal, Role, require_roles
 from chassis.inputs import Identifier, Name, NonNegativeInt32, Text
 from chassis.inputs import Identifier as QueryIdentifier
@@ -17,9 +17,8 @@ from contracts.values import Channel, Currency, PositiveMoney, RewardType
 from contracts.vouchers import CampaignStatus, ExpiryKind, ExpiryPolicy
 
 from . import campaigns
-from .api_common import actor_of, in_transaction, invalid, pool_of, serve_held_orders
+from .api_common import Ctx, actor_of, in_transaction, invalid, pool_of, serve_held_orders
 from .approvals import ask_for_budget_increase
-from .crypto import CodeVault
 from .views import CampaignOut, CampaignOverview, CampaignPage
 
 MANAGERS = (Role.ADMIN, Role.OPS)
@@ -106,122 +105,128 @@ def _contract_problem(error: ValidationError) -> Exception:
     return invalid(".".join(str(p) for p in first["loc"]) or "body", first["msg"])
 
 
-def campaign_router(vault: CodeVault, approvals: Approvals, *, budget_approval_above: Decimal) -> APIRouter:
-    router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
+router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
-    @router.post("", status_code=201, summary="Create a campaign", response_model=CampaignOut)
-    async def create(
-        body: CampaignCreate, request: Request, principal: Principal = Depends(require_roles(*MANAGERS))
-    ) -> dict[str, Any]:
-        fields = _domain_fields(
-            body.model_dump(exclude={"expiry_policy"}) | {"expiry_policy": body.expiry_policy}
-        )
-        try:
-            saved = await in_transaction(
-                pool_of(request), lambda conn: campaigns.create(conn, fields, actor=actor_of(principal))
-            )
-        except ValidationError as error:
-            raise _contract_problem(error) from None
-        return campaign_json(saved)
 
-    @router.get("", summary="Campaigns, in id order, a page at a time", response_model=CampaignPage)
-    async def list_all(
-        request: Request,
-        _: Principal = Depends(require_roles(*READERS)),
-        status: CampaignStatus | None = None,
-        reward_type: RewardType | None = None,
-        after: Annotated[QueryIdentifier | None, Query(description="the last campaign id seen")] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    ) -> dict[str, Any]:
-        async with pool_of(request).acquire() as conn:
-            found = await campaigns.list_campaigns(
-                conn, status=status, reward_type=reward_type, after=after, limit=limit
-            )
-        return {
-            "items": [campaign_json(c) for c in found],
-            "next_after": found[-1].campaign_id if len(found) == limit else None,
-        }
-
-    @router.get(
-        "/{campaign_id}",
-        summary="A campaign with code counts, budget and issuance rate",
-        response_model=CampaignOverview,
+@router.post("", status_code=201, summary="Create a campaign", response_model=CampaignOut)
+async def create(
+    body: CampaignCreate, request: Request, principal: Principal = Depends(require_roles(*MANAGERS))
+) -> dict[str, Any]:
+    fields = _domain_fields(
+        body.model_dump(exclude={"expiry_policy"}) | {"expiry_policy": body.expiry_policy}
     )
-    async def get(
-        campaign_id: str, request: Request, _: Principal = Depends(require_roles(*READERS))
-    ) -> dict[str, Any]:
-        async with pool_of(request).acquire() as conn:
-            view = await campaigns.overview(conn, campaign_id)
-        return campaign_json(view.pop("campaign")) | view
+    try:
+        saved = await in_transaction(
+            pool_of(request), lambda conn: campaigns.create(conn, fields, actor=actor_of(principal))
+        )
+    except ValidationError as error:
+        raise _contract_problem(error) from None
+    return campaign_json(saved)
 
-    @router.patch(
-        "/{campaign_id}",
-        summary="Change a campaign's settings (budget, partners, expiry…); a budget increase waits for"
-        " a second person's approval (202)",
+
+@router.get("", summary="Campaigns, in id order, a page at a time", response_model=CampaignPage)
+async def list_all(
+    request: Request,
+    _: Principal = Depends(require_roles(*READERS)),
+    status: CampaignStatus | None = None,
+    reward_type: RewardType | None = None,
+    after: Annotated[QueryIdentifier | None, Query(description="the last campaign id seen")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    async with pool_of(request).acquire() as conn:
+        found = await campaigns.list_campaigns(
+            conn, status=status, reward_type=reward_type, after=after, limit=limit
+        )
+    return {
+        "items": [campaign_json(c) for c in found],
+        "next_after": found[-1].campaign_id if len(found) == limit else None,
+    }
+
+
+@router.get(
+    "/{campaign_id}",
+    summary="A campaign with code counts, budget and issuance rate",
+    response_model=CampaignOverview,
+)
+async def get(
+    campaign_id: str, request: Request, _: Principal = Depends(require_roles(*READERS))
+) -> dict[str, Any]:
+    async with pool_of(request).acquire() as conn:
+        view = await campaigns.overview(conn, campaign_id)
+    return campaign_json(view.pop("campaign")) | view
+
+
+@router.patch(
+    "/{campaign_id}",
+    summary="Change a campaign's settings (budget, partners, expiry…); a budget increase waits for"
+    " a second person's approval (202)",
+    response_model=CampaignOut,
+    responses=PENDING_RESPONSE,
+)
+async def update(
+    campaign_id: str,
+    body: CampaignUpdate,
+    request: Request,
+    ctx: Ctx,
+    principal: Principal = Depends(require_roles(*MANAGERS)),
+) -> Any:
+    changes = _domain_fields(body.model_dump(exclude_unset=True))
+    for name, value in changes.items():
+        if value is None and name not in ("brand", "budget", "per_record_limit"):
+            raise invalid(name, f"{name} cannot be null")
+    pool = pool_of(request)
+    if "budget" in changes:
+        pending = await in_transaction(
+            pool,
+            lambda conn: ask_for_budget_increase(
+                conn,
+                ctx.approvals,
+                campaign_id=campaign_id,
+                update=body.model_dump(mode="json", exclude_unset=True),
+                wanted=changes["budget"],
+                principal=principal,
+                above=ctx.settings.budget_approval_above,
+            ),
+        )
+        if pending is not None:
+            return pending_answer(pending)
+    try:
+        saved = await in_transaction(
+            pool, lambda conn: campaigns.update(conn, campaign_id, changes, actor=actor_of(principal))
+        )
+    except ValidationError as error:
+        raise _contract_problem(error) from None
+    if "budget" in changes:
+        await serve_held_orders(pool, ctx.vault, campaign_id)
+    return campaign_json(saved)
+
+
+def _status_route(action: str) -> None:
+    @router.post(
+        f"/{{campaign_id}}/{action}",
+        summary=f"{action.capitalize()} the campaign",
+        name=action,
         response_model=CampaignOut,
-        responses=PENDING_RESPONSE,
     )
-    async def update(
+    async def change(
         campaign_id: str,
-        body: CampaignUpdate,
         request: Request,
+        ctx: Ctx,
+        body: StatusChange | None = None,
         principal: Principal = Depends(require_roles(*MANAGERS)),
-    ) -> Any:
-        changes = _domain_fields(body.model_dump(exclude_unset=True))
-        for name, value in changes.items():
-            if value is None and name not in ("brand", "budget", "per_record_limit"):
-                raise invalid(name, f"{name} cannot be null")
+    ) -> dict[str, Any]:
+        reason = body.reason if body else None
         pool = pool_of(request)
-        if "budget" in changes:
-            pending = await in_transaction(
-                pool,
-                lambda conn: ask_for_budget_increase(
-                    conn,
-                    approvals,
-                    campaign_id=campaign_id,
-                    update=body.model_dump(mode="json", exclude_unset=True),
-                    wanted=changes["budget"],
-                    principal=principal,
-                    above=budget_approval_above,
-                ),
-            )
-            if pending is not None:
-                return pending_answer(pending)
-        try:
-            saved = await in_transaction(
-                pool, lambda conn: campaigns.update(conn, campaign_id, changes, actor=actor_of(principal))
-            )
-        except ValidationError as error:
-            raise _contract_problem(error) from None
-        if "budget" in changes:
-            await serve_held_orders(pool, vault, campaign_id)
+        saved = await in_transaction(
+            pool,
+            lambda conn: campaigns.change_status(
+                conn, campaign_id, action, actor=actor_of(principal), reason=reason
+            ),
+        )
+        if action == "resume":
+            await serve_held_orders(pool, ctx.vault, campaign_id)
         return campaign_json(saved)
 
-    def status_route(action: str) -> None:
-        @router.post(
-            f"/{{campaign_id}}/{action}",
-            summary=f"{action.capitalize()} the campaign",
-            name=action,
-            response_model=CampaignOut,
-        )
-        async def change(
-            campaign_id: str,
-            request: Request,
-            body: StatusChange | None = None,
-            principal: Principal = Depends(require_roles(*MANAGERS)),
-        ) -> dict[str, Any]:
-            reason = body.reason if body else None
-            pool = pool_of(request)
-            saved = await in_transaction(
-                pool,
-                lambda conn: campaigns.change_status(
-                    conn, campaign_id, action, actor=actor_of(principal), reason=reason
-                ),
-            )
-            if action == "resume":
-                await serve_held_orders(pool, vault, campaign_id)
-            return campaign_json(saved)
 
-    for action in ("pause", "resume", "end"):
-        status_route(action)
-    return router
+for _action in ("pause", "resume", "end"):
+    _status_route(_action)

@@ -21,8 +21,7 @@ from chassis.problems import Problem
 from contracts.vouchers import CodeStatus
 
 from . import campaigns, code_lists
-from .api_common import actor_of, pool_of
-from .crypto import CodeVault
+from .api_common import Ctx, actor_of, pool_of
 from .repository import code_lists as code_lists_repository
 from .views import CodeListPage
 
@@ -40,75 +39,73 @@ def code_filter(
     return code_lists.CodeListFilter(campaign_id=campaign_id, status=status, test=test)
 
 
-def code_list_router(vault: CodeVault) -> APIRouter:
-    router = APIRouter(prefix="/v1/campaigns/{campaign_id}/codes", tags=["codes"])
+router = APIRouter(prefix="/v1/campaigns/{campaign_id}/codes", tags=["codes"])
 
-    @router.get(
-        "",
-        summary="A campaign's codes in pool order, masked, a page at a time (filter by status, test)",
-        response_model=CodeListPage,
+
+@router.get(
+    "",
+    summary="A campaign's codes in pool order, masked, a page at a time (filter by status, test)",
+    response_model=CodeListPage,
+)
+async def list_codes(
+    request: Request,
+    flt: code_lists.CodeListFilter = Depends(code_filter),
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="`next_after` of the page before")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    _: Principal = Depends(require_roles(*READERS)),
+) -> dict[str, Any]:
+    async with pool_of(request).acquire() as conn:
+        await campaigns.load(conn, flt.campaign_id)
+        rows = await code_lists.page(conn, flt, after=after, limit=limit)
+    return {
+        "items": rows,
+        "next_after": rows[-1]["seq"] if len(rows) == limit else None,
+    }
+
+
+@router.get(
+    "/export",
+    summary="Every code of a campaign the filters match, streamed as CSV or JSON lines, masked; an"
+    " admin may add the clear code with `clear=true` and a `reason`, audited before the first line",
+    response_class=StreamingResponse,
+    responses={**DOWNLOAD_RESPONSES, 403: {"description": "`clear=true` by anyone but an admin"}},
+)
+async def export_codes(
+    request: Request,
+    ctx: Ctx,
+    format: Annotated[DownloadFormat, Query(description="`csv` (spreadsheet-safe) or `jsonl`")] = "csv",
+    flt: code_lists.CodeListFilter = Depends(code_filter),
+    clear: Annotated[bool, Query(description="admins only: add the clear `code` column")] = False,
+    reason: Annotated[Text | None, Query(min_length=3, description="why clear codes are exported")] = None,
+    principal: Principal = Depends(require_roles(*READERS)),
+) -> BoundedStreamingResponse:
+    pool = pool_of(request)
+    timeout_s: float = request.app.state.settings.http_download_timeout_s
+    async with pool.acquire() as conn:
+        await campaigns.load(conn, flt.campaign_id)
+    columns = code_lists.COLUMNS
+    values: Any = code_lists.code_json
+    if clear:
+        if Role.ADMIN not in principal.roles:
+            raise Problem(403, "forbidden", detail="Only an admin may export clear codes.")
+        if reason is None:
+            raise Problem(
+                422,
+                "validation_failed",
+                detail="A clear export needs a reason.",
+                errors=[{"field": "query.reason", "code": "required", "message": "Say why."}],
+            )
+        async with pool.acquire() as conn, conn.transaction():
+            await code_lists.audit_clear_export(
+                conn, flt, actor=actor_of(principal), reason=reason, format=format
+            )
+        columns = (*columns, "code")
+        values = code_lists.clear_values(ctx.vault)
+    query, args = code_lists_repository.export_query(flt, clear=clear)
+    rows = cursor_rows(pool, query, *args, statement_timeout_s=timeout_s)
+    return download_response(
+        download_lines(rows, columns, format, values),
+        name=f"codes-{flt.campaign_id}",
+        format=format,
+        timeout_s=timeout_s,
     )
-    async def list_codes(
-        request: Request,
-        flt: code_lists.CodeListFilter = Depends(code_filter),
-        after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="`next_after` of the page before")] = 0,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        _: Principal = Depends(require_roles(*READERS)),
-    ) -> dict[str, Any]:
-        async with pool_of(request).acquire() as conn:
-            await campaigns.load(conn, flt.campaign_id)
-            rows = await code_lists.page(conn, flt, after=after, limit=limit)
-        return {
-            "items": rows,
-            "next_after": rows[-1]["seq"] if len(rows) == limit else None,
-        }
-
-    @router.get(
-        "/export",
-        summary="Every code of a campaign the filters match, streamed as CSV or JSON lines, masked; an"
-        " admin may add the clear code with `clear=true` and a `reason`, audited before the first line",
-        response_class=StreamingResponse,
-        responses={**DOWNLOAD_RESPONSES, 403: {"description": "`clear=true` by anyone but an admin"}},
-    )
-    async def export_codes(
-        request: Request,
-        format: Annotated[DownloadFormat, Query(description="`csv` (spreadsheet-safe) or `jsonl`")] = "csv",
-        flt: code_lists.CodeListFilter = Depends(code_filter),
-        clear: Annotated[bool, Query(description="admins only: add the clear `code` column")] = False,
-        reason: Annotated[
-            Text | None, Query(min_length=3, description="why clear codes are exported")
-        ] = None,
-        principal: Principal = Depends(require_roles(*READERS)),
-    ) -> BoundedStreamingResponse:
-        pool = pool_of(request)
-        timeout_s: float = request.app.state.settings.http_download_timeout_s
-        async with pool.acquire() as conn:
-            await campaigns.load(conn, flt.campaign_id)
-        columns = code_lists.COLUMNS
-        values: Any = code_lists.code_json
-        if clear:
-            if Role.ADMIN not in principal.roles:
-                raise Problem(403, "forbidden", detail="Only an admin may export clear codes.")
-            if reason is None:
-                raise Problem(
-                    422,
-                    "validation_failed",
-                    detail="A clear export needs a reason.",
-                    errors=[{"field": "query.reason", "code": "required", "message": "Say why."}],
-                )
-            async with pool.acquire() as conn, conn.transaction():
-                await code_lists.audit_clear_export(
-                    conn, flt, actor=actor_of(principal), reason=reason, format=format
-                )
-            columns = (*columns, "code")
-            values = code_lists.clear_values(vault)
-        query, args = code_lists_repository.export_query(flt, clear=clear)
-        rows = cursor_rows(pool, query, *args, statement_timeout_s=timeout_s)
-        return download_response(
-            download_lines(rows, columns, format, values),
-            name=f"codes-{flt.campaign_id}",
-            format=format,
-            timeout_s=timeout_s,
-        )
-
-    return router

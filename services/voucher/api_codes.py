@@ -12,7 +12,7 @@ from typing import IO, Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from chassis.approvals import PENDING_RESPONSE, Approvals, pending_answer
+from chassis.approvals import PENDING_RESPONSE, pending_answer
 from chassis.auth import Principal, Role, require_roles
 from chassis.db import Connection
 from chassis.http import body_limit
@@ -21,14 +21,13 @@ from chassis.problems import Problem, ProblemDetails
 from contracts.vouchers import CodeStatus
 
 from . import codes, operations, reveal_limits
-from .api_common import actor_of, in_transaction, invalid, pool_of, serve_held_orders
+from .api_common import Ctx, actor_of, in_transaction, invalid, pool_of, serve_held_orders
 from .approvals import ask_for_bulk_recovery
 from .crypto import CodeVault
 from .csv_import import ParsedFile, parse_codes
 from .domain import DEFAULT_ALPHABET, MAX_LENGTH, MIN_LENGTH
 from .repository import codes as codes_repository
 from .repository import operations as operations_repository
-from .settings import VoucherSettings
 from .views import (
     CodeStatusOut,
     ExtendResult,
@@ -177,216 +176,223 @@ async def _add_codes(
     return report
 
 
-def code_router(vault: CodeVault, settings: VoucherSettings, approvals: Approvals) -> APIRouter:
-    router = APIRouter(tags=["codes"])
+router = APIRouter(tags=["codes"])
 
-    @router.post(
-        "/v1/campaigns/{campaign_id}/codes/generate",
-        status_code=201,
-        summary="Generate unique codes",
-        response_model=GenerateResult,
-        response_model_exclude_unset=True,
-    )
-    async def generate(
-        campaign_id: str,
-        body: Generate,
-        request: Request,
-        principal: Principal = Depends(require_roles(*OPERATORS)),
-    ) -> dict[str, Any]:
-        if body.count > settings.max_codes_per_request:
-            raise too_many_codes(settings.max_codes_per_request)
-        return await _add_codes(
-            pool_of(request),
-            vault,
+
+@router.post(
+    "/v1/campaigns/{campaign_id}/codes/generate",
+    status_code=201,
+    summary="Generate unique codes",
+    response_model=GenerateResult,
+    response_model_exclude_unset=True,
+)
+async def generate(
+    campaign_id: str,
+    body: Generate,
+    request: Request,
+    ctx: Ctx,
+    principal: Principal = Depends(require_roles(*OPERATORS)),
+) -> dict[str, Any]:
+    if body.count > ctx.settings.max_codes_per_request:
+        raise too_many_codes(ctx.settings.max_codes_per_request)
+    return await _add_codes(
+        pool_of(request),
+        ctx.vault,
+        campaign_id,
+        lambda conn: codes.generate(
+            conn,
+            ctx.vault,
             campaign_id,
-            lambda conn: codes.generate(
-                conn,
-                vault,
-                campaign_id,
-                count=body.count,
-                length=body.length,
-                prefix=body.prefix,
-                alphabet=body.alphabet,
-                test=body.test,
-                actor=actor_of(principal),
-                chunk_size=settings.generation_chunk,
-            ),
+            count=body.count,
+            length=body.length,
+            prefix=body.prefix,
+            alphabet=body.alphabet,
+            test=body.test,
+            actor=actor_of(principal),
+            chunk_size=ctx.settings.generation_chunk,
+        ),
+    )
+
+
+@router.post(
+    "/v1/campaigns/{campaign_id}/codes/import",
+    summary="Import a partner's CSV (code, expires_at, value); problems reported per row",
+    response_model=ImportReport,
+    dependencies=[Depends(body_limit(MAX_IMPORT_BYTES))],
+)
+async def import_csv(
+    campaign_id: str, request: Request, ctx: Ctx, principal: Principal = Depends(require_roles(*OPERATORS))
+) -> dict[str, Any]:
+    parsed = await _received_file(request, datetime.now(UTC))
+    return await _add_codes(
+        pool_of(request),
+        ctx.vault,
+        campaign_id,
+        lambda conn: codes.import_codes(conn, ctx.vault, campaign_id, parsed, actor=actor_of(principal)),
+    )
+
+
+@router.get(
+    "/v1/codes/{code_id}",
+    summary="A code's status, order, member and history (never the code)",
+    response_model=CodeStatusOut,
+)
+async def get_code(
+    code_id: uuid.UUID, request: Request, _: Principal = Depends(require_roles(*READERS))
+) -> dict[str, Any]:
+    async with pool_of(request).acquire() as conn:
+        return await codes.status(conn, code_id)
+
+
+@router.post(
+    "/v1/codes/lookup",
+    summary="A code's status by the code itself (sent in the body)",
+    response_model=CodeStatusOut,
+)
+async def lookup(
+    body: CodeLookup, request: Request, ctx: Ctx, _: Principal = Depends(require_roles(*READERS))
+) -> dict[str, Any]:
+    async with pool_of(request).acquire() as conn:
+        return await codes.status(conn, await codes.find_id(conn, ctx.vault, body.code.strip()))
+
+
+@router.post(
+    "/v1/codes/{code_id}/reveal",
+    summary="The clear code; every reveal is audited and each actor's reveals are rate-limited",
+    response_model=RevealedCode,
+    responses={429: {"model": ProblemDetails, "description": "Too many reveals this minute (Retry-After)"}},
+)
+async def reveal(
+    code_id: uuid.UUID,
+    body: Reveal,
+    request: Request,
+    ctx: Ctx,
+    principal: Principal = Depends(require_roles(*REVEALERS)),
+) -> dict[str, Any]:
+    pool = pool_of(request)
+    # Counted on its own, before the reveal: refused and failed attempts use up the window too.
+    async with pool.acquire() as conn:
+        wait_s = await reveal_limits.count_reveal(
+            conn, principal.sub, per_minute=ctx.settings.reveals_per_minute
         )
-
-    @router.post(
-        "/v1/campaigns/{campaign_id}/codes/import",
-        summary="Import a partner's CSV (code, expires_at, value); problems reported per row",
-        response_model=ImportReport,
-        dependencies=[Depends(body_limit(MAX_IMPORT_BYTES))],
-    )
-    async def import_csv(
-        campaign_id: str, request: Request, principal: Principal = Depends(require_roles(*OPERATORS))
-    ) -> dict[str, Any]:
-        parsed = await _received_file(request, datetime.now(UTC))
-        return await _add_codes(
-            pool_of(request),
-            vault,
-            campaign_id,
-            lambda conn: codes.import_codes(conn, vault, campaign_id, parsed, actor=actor_of(principal)),
+    if wait_s is not None:
+        raise Problem(
+            429,
+            "too_many_reveals",
+            detail=f"at most {ctx.settings.reveals_per_minute} reveals a minute; try again in {wait_s} s",
+            headers={"Retry-After": str(wait_s)},
         )
-
-    @router.get(
-        "/v1/codes/{code_id}",
-        summary="A code's status, order, member and history (never the code)",
-        response_model=CodeStatusOut,
+    staff = principal.has_any_role((Role.ADMIN, Role.SUPPORT_AGENT))
+    member_id = None if staff else principal.sub
+    clear = await in_transaction(
+        pool,
+        lambda conn: codes.reveal(
+            conn, ctx.vault, code_id, actor=actor_of(principal), reason=body.reason, member_id=member_id
+        ),
     )
-    async def get_code(
-        code_id: uuid.UUID, request: Request, _: Principal = Depends(require_roles(*READERS))
-    ) -> dict[str, Any]:
-        async with pool_of(request).acquire() as conn:
-            return await codes.status(conn, code_id)
+    return {"code_id": code_id, "code": clear}
 
-    @router.post(
-        "/v1/codes/lookup",
-        summary="A code's status by the code itself (sent in the body)",
-        response_model=CodeStatusOut,
-    )
-    async def lookup(
-        body: CodeLookup, request: Request, _: Principal = Depends(require_roles(*READERS))
-    ) -> dict[str, Any]:
-        async with pool_of(request).acquire() as conn:
-            return await codes.status(conn, await codes.find_id(conn, vault, body.code.strip()))
 
-    @router.post(
-        "/v1/codes/{code_id}/reveal",
-        summary="The clear code; every reveal is audited and each actor's reveals are rate-limited",
-        response_model=RevealedCode,
-        responses={
-            429: {"model": ProblemDetails, "description": "Too many reveals this minute (Retry-After)"}
-        },
-    )
-    async def reveal(
-        code_id: uuid.UUID,
-        body: Reveal,
-        request: Request,
-        principal: Principal = Depends(require_roles(*REVEALERS)),
-    ) -> dict[str, Any]:
-        pool = pool_of(request)
-        # Counted on its own, before the reveal: refused and failed attempts use up the window too.
-        async with pool.acquire() as conn:
-            wait_s = await reveal_limits.count_reveal(
-                conn, principal.sub, per_minute=settings.reveals_per_minute
-            )
-        if wait_s is not None:
-            raise Problem(
-                429,
-                "too_many_reveals",
-                detail=f"at most {settings.reveals_per_minute} reveals a minute; try again in {wait_s} s",
-                headers={"Retry-After": str(wait_s)},
-            )
-        staff = principal.has_any_role((Role.ADMIN, Role.SUPPORT_AGENT))
-        member_id = None if staff else principal.sub
-        clear = await in_transaction(
+@router.post(
+    "/v1/codes/recover",
+    summary="Recover codes by ids or filter: an undelivered code returns to its pool, a delivered one is"
+    " voided and its order gets a fresh code; more codes than the approval threshold wait for a"
+    " second person's approval (202)",
+    response_model=RecoverResult,
+    response_model_exclude_unset=True,
+    responses=PENDING_RESPONSE,
+)
+async def recover(
+    body: Recover, request: Request, ctx: Ctx, principal: Principal = Depends(require_roles(*OPERATORS))
+) -> Any:
+    selection = _selection(body.code_ids, body.filter)
+    pool = pool_of(request)
+    if not body.dry_run:
+        pending = await in_transaction(
             pool,
-            lambda conn: codes.reveal(
-                conn, vault, code_id, actor=actor_of(principal), reason=body.reason, member_id=member_id
+            lambda conn: ask_for_bulk_recovery(
+                conn,
+                ctx.approvals,
+                selection=selection,
+                recover=body.model_dump(mode="json", exclude_unset=True),
+                reason=body.reason,
+                principal=principal,
+                above=ctx.settings.recovery_approval_above,
             ),
         )
-        return {"code_id": code_id, "code": clear}
+        if pending is not None:
+            return pending_answer(pending)
+    result = await in_transaction(
+        pool,
+        lambda conn: operations.recover(
+            conn,
+            selection,
+            actor=actor_of(principal),
+            reason=body.reason,
+            dry_run=body.dry_run,
+            vault=ctx.vault,
+        ),
+    )
+    if not body.dry_run:
+        async with pool.acquire() as conn:
+            campaign_ids = await operations_repository.campaigns_of_codes(conn, result["code_ids"])
+        for campaign_id in campaign_ids:
+            await serve_held_orders(pool, ctx.vault, campaign_id)
+    return result
+
+
+@router.post(
+    "/v1/codes/extend-expiry",
+    summary="Extend expiry of codes, a list, or a whole campaign",
+    response_model=ExtendResult,
+    response_model_exclude_unset=True,
+)
+async def extend(
+    body: ExtendExpiry, request: Request, principal: Principal = Depends(require_roles(*OPERATORS))
+) -> dict[str, Any]:
+    if body.expires_at <= datetime.now(UTC):
+        raise invalid("expires_at", "the new expiry must be in the future")
+    if bool(body.code_ids) == (body.campaign_id is not None):
+        raise invalid("code_ids", "give either code_ids or campaign_id")
+    selection = operations.Selection(code_ids=tuple(body.code_ids), campaign_id=body.campaign_id)
+    return await in_transaction(
+        pool_of(request),
+        lambda conn: operations.extend_expiry(
+            conn,
+            selection,
+            expires_at=body.expires_at,
+            actor=actor_of(principal),
+            reason=body.reason,
+            dry_run=body.dry_run,
+        ),
+    )
+
+
+def _flag_route(flagged: bool) -> None:
+    path = "/v1/codes/flag" if flagged else "/v1/codes/unflag"
 
     @router.post(
-        "/v1/codes/recover",
-        summary="Recover codes by ids or filter: an undelivered code returns to its pool, a delivered one is"
-        " voided and its order gets a fresh code; more codes than the approval threshold wait for a"
-        " second person's approval (202)",
-        response_model=RecoverResult,
+        path,
+        summary="Flag codes (no issue, no redemption)" if flagged else "Unflag codes",
+        name="flag" if flagged else "unflag",
+        response_model=FlagResult,
         response_model_exclude_unset=True,
-        responses=PENDING_RESPONSE,
     )
-    async def recover(
-        body: Recover, request: Request, principal: Principal = Depends(require_roles(*OPERATORS))
-    ) -> Any:
-        selection = _selection(body.code_ids, body.filter)
+    async def change(
+        body: Flag, request: Request, ctx: Ctx, principal: Principal = Depends(require_roles(*OPERATORS))
+    ) -> dict[str, Any]:
         pool = pool_of(request)
-        if not body.dry_run:
-            pending = await in_transaction(
-                pool,
-                lambda conn: ask_for_bulk_recovery(
-                    conn,
-                    approvals,
-                    selection=selection,
-                    recover=body.model_dump(mode="json", exclude_unset=True),
-                    reason=body.reason,
-                    principal=principal,
-                    above=settings.recovery_approval_above,
-                ),
-            )
-            if pending is not None:
-                return pending_answer(pending)
         result = await in_transaction(
             pool,
-            lambda conn: operations.recover(
-                conn,
-                selection,
-                actor=actor_of(principal),
-                reason=body.reason,
-                dry_run=body.dry_run,
-                vault=vault,
+            lambda conn: operations.flag(
+                conn, body.code_ids, flagged=flagged, actor=actor_of(principal), reason=body.reason
             ),
         )
-        if not body.dry_run:
-            async with pool.acquire() as conn:
-                campaign_ids = await operations_repository.campaigns_of_codes(conn, result["code_ids"])
-            for campaign_id in campaign_ids:
-                await serve_held_orders(pool, vault, campaign_id)
+        if not flagged:
+            for campaign_id in result["campaign_ids"]:
+                await serve_held_orders(pool, ctx.vault, campaign_id)
         return result
 
-    @router.post(
-        "/v1/codes/extend-expiry",
-        summary="Extend expiry of codes, a list, or a whole campaign",
-        response_model=ExtendResult,
-        response_model_exclude_unset=True,
-    )
-    async def extend(
-        body: ExtendExpiry, request: Request, principal: Principal = Depends(require_roles(*OPERATORS))
-    ) -> dict[str, Any]:
-        if body.expires_at <= datetime.now(UTC):
-            raise invalid("expires_at", "the new expiry must be in the future")
-        if bool(body.code_ids) == (body.campaign_id is not None):
-            raise invalid("code_ids", "give either code_ids or campaign_id")
-        selection = operations.Selection(code_ids=tuple(body.code_ids), campaign_id=body.campaign_id)
-        return await in_transaction(
-            pool_of(request),
-            lambda conn: operations.extend_expiry(
-                conn,
-                selection,
-                expires_at=body.expires_at,
-                actor=actor_of(principal),
-                reason=body.reason,
-                dry_run=body.dry_run,
-            ),
-        )
 
-    def flag_route(flagged: bool) -> None:
-        path = "/v1/codes/flag" if flagged else "/v1/codes/unflag"
-
-        @router.post(
-            path,
-            summary="Flag codes (no issue, no redemption)" if flagged else "Unflag codes",
-            name="flag" if flagged else "unflag",
-            response_model=FlagResult,
-            response_model_exclude_unset=True,
-        )
-        async def change(
-            body: Flag, request: Request, principal: Principal = Depends(require_roles(*OPERATORS))
-        ) -> dict[str, Any]:
-            pool = pool_of(request)
-            result = await in_transaction(
-                pool,
-                lambda conn: operations.flag(
-                    conn, body.code_ids, flagged=flagged, actor=actor_of(principal), reason=body.reason
-                ),
-            )
-            if not flagged:
-                for campaign_id in result["campaign_ids"]:
-                    await serve_held_orders(pool, vault, campaign_id)
-            return result
-
-    flag_route(True)
-    flag_route(False)
-    return router
+_flag_route(True)
+_flag_route(False)

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Annotated, TypeVar, cast
 
 import asyncpg
 import structlog
-from fastapi import Request
+from fastapi import Depends, Request
 
 from chassis.auth import Principal
 from chassis.db import Connection
 from chassis.problems import Problem, register_error
 
 from . import domain, issuance
+from .context import VoucherContext
 from .crypto import CodeVault
 from .csv_import import UnreadableFile
 
@@ -43,6 +44,13 @@ REFUSAL_STATUS = {
 
 def refusal_problem(error: domain.RedemptionRefused) -> Problem:
     return Problem(REFUSAL_STATUS.get(error.reason, 422), str(error.reason), detail=str(error))
+
+
+def voucher_context(request: Request) -> VoucherContext:
+    return cast(VoucherContext, request.app.state.runtime.spec.context)
+
+
+Ctx = Annotated[VoucherContext, Depends(voucher_context)]
 
 
 def pool_of(request: Request) -> asyncpg.Pool:

@@ -13,8 +13,7 @@ from chassis.inputs import Identifier, Text
 from contracts.values import PositiveMoney
 
 from . import redemption
-from .api_common import in_transaction, pool_of, refusal_problem
-from .crypto import CodeVault
+from .api_common import Ctx, in_transaction, pool_of, refusal_problem
 from .domain import RedemptionRefused
 from .views import RedemptionOut
 
@@ -29,35 +28,36 @@ class RedemptionRequest(BaseModel):
     test_mode: bool = Field(default=False, description="redeem UAT test codes (and only those)")
 
 
-def redemption_router(vault: CodeVault) -> APIRouter:
-    router = APIRouter(prefix="/v1/redemptions", tags=["redemptions"])
+router = APIRouter(prefix="/v1/redemptions", tags=["redemptions"])
 
-    @router.post(
-        "",
-        summary="Redeem a code, fully or partly (partners, own campaigns only)",
-        response_model=RedemptionOut,
+
+@router.post(
+    "",
+    summary="Redeem a code, fully or partly (partners, own campaigns only)",
+    response_model=RedemptionOut,
+)
+async def redeem(
+    body: RedemptionRequest,
+    request: Request,
+    ctx: Ctx,
+    principal: Principal = Depends(require_roles(Role.PARTNER)),
+) -> dict[str, Any]:
+    attempt = redemption.Attempt(
+        partner_id=principal.sub,
+        code=body.code.strip(),
+        amount=body.amount,
+        channel=body.channel,
+        location=body.location,
+        test_mode=body.test_mode,
     )
-    async def redeem(
-        body: RedemptionRequest, request: Request, principal: Principal = Depends(require_roles(Role.PARTNER))
-    ) -> dict[str, Any]:
-        attempt = redemption.Attempt(
-            partner_id=principal.sub,
-            code=body.code.strip(),
-            amount=body.amount,
-            channel=body.channel,
-            location=body.location,
-            test_mode=body.test_mode,
+    try:
+        return await in_transaction(
+            pool_of(request),
+            lambda conn: redemption.redeem(conn, ctx.vault, attempt, idempotency_key=body.idempotency_key),
         )
-        try:
-            return await in_transaction(
-                pool_of(request),
-                lambda conn: redemption.redeem(conn, vault, attempt, idempotency_key=body.idempotency_key),
-            )
-        except RedemptionRefused as error:
-            refusal = error
-            await in_transaction(
-                pool_of(request), lambda conn: redemption.record_refusal(conn, vault, refusal, attempt)
-            )
-            raise refusal_problem(refusal) from None
-
-    return router
+    except RedemptionRefused as error:
+        refusal = error
+        await in_transaction(
+            pool_of(request), lambda conn: redemption.record_refusal(conn, ctx.vault, refusal, attempt)
+        )
+        raise refusal_problem(refusal) from None

@@ -12,12 +12,18 @@ from chassis.sealed_codes import CodeSealer
 from chassis.service import ServiceRuntime, ServiceSpec
 from contracts.topics import Topics
 
-from . import budget_alerts, issuance, operations, reveal_limits
-from .api_campaigns import campaign_router, update_changes
-from .api_code_lists import code_list_router
-from .api_codes import code_router, recovery_selection
-from .api_redemptions import redemption_router
+from . import (
+    api_campaigns,
+    api_code_lists,
+    api_codes,
+    api_redemptions,
+    budget_alerts,
+    issuance,
+    operations,
+    reveal_limits,
+)
 from .approvals import voucher_approvals
+from .context import VoucherContext
 from .crypto import CodeVault, parse_keys
 from .handlers import order_subscription
 from .settings import VoucherSettings
@@ -36,7 +42,9 @@ def build_vault(settings: VoucherSettings) -> CodeVault:
 
 def build_spec(settings: VoucherSettings, *, order_topic: str = Topics.ORDER_STATE_CHANGED) -> ServiceSpec:
     vault = build_vault(settings)
-    approvals = voucher_approvals(vault, update_campaign=update_changes, selection_of=recovery_selection)
+    approvals = voucher_approvals(
+        vault, update_campaign=api_campaigns.update_changes, selection_of=api_codes.recovery_selection
+    )
     runtimes: list[ServiceRuntime] = []
 
     async def remember(runtime: ServiceRuntime) -> None:
@@ -70,11 +78,11 @@ def build_spec(settings: VoucherSettings, *, order_topic: str = Topics.ORDER_STA
         migrations_dir=MIGRATIONS,
         subscriptions=[order_subscription(vault, topic=order_topic)],
         routers=[
-            campaign_router(vault, approvals, budget_approval_above=settings.budget_approval_above),
-            code_router(vault, settings, approvals),
-            code_list_router(vault),
+            api_campaigns.router,
+            api_codes.router,
+            api_code_lists.router,
             approvals_router(approvals),
-            redemption_router(vault),
+            api_redemptions.router,
             audit_router(),
         ],
         jobs=[
@@ -83,4 +91,5 @@ def build_spec(settings: VoucherSettings, *, order_topic: str = Topics.ORDER_STA
             PeriodicJob("voucher-budget-alerts", settings.budget_alert_interval_s, alert_budgets),
         ],
         on_startup=[remember],
+        context=VoucherContext(vault=vault, approvals=approvals, settings=settings),
     )
