@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -62,8 +62,25 @@ def chain_hash(prev_hash: str, record: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json({**record, "prev_hash": prev_hash}).encode()).hexdigest()
 
 
+class ChainedEntry:
+    """A link of a hash chain (a dataclass with these fields and its own): its hash covers every field
+    but the chain's own, `prev_hash` (which goes in apart) and `hash`."""
+
+    seq: int
+    occurred_at: datetime
+    prev_hash: str
+    hash: str
+
+    def hashed_record(self) -> dict[str, Any]:
+        record = {name: value for name, value in vars(self).items() if name not in ("prev_hash", "hash")}
+        return {**record, "occurred_at": self.occurred_at.astimezone(UTC).isoformat(timespec="microseconds")}
+
+    def computed_hash(self) -> str:
+        return chain_hash(self.prev_hash, self.hashed_record())
+
+
 @dataclass(frozen=True)
-class AuditEntry:
+class AuditEntry(ChainedEntry):
     seq: int
     occurred_at: datetime
     actor: str
@@ -74,14 +91,6 @@ class AuditEntry:
     prev_hash: str
     hash: str
 
-    def hashed_record(self) -> dict[str, Any]:
-        """The fields the entry's hash covers: all but the chain's own (`prev_hash` goes in apart)."""
-        record = {name: value for name, value in vars(self).items() if name not in ("prev_hash", "hash")}
-        return {**record, "occurred_at": self.occurred_at.astimezone(UTC).isoformat(timespec="microseconds")}
-
-    def computed_hash(self) -> str:
-        return chain_hash(self.prev_hash, self.hashed_record())
-
 
 @dataclass(frozen=True)
 class ChainVerification:
@@ -89,6 +98,30 @@ class ChainVerification:
     entries: int  # entries verified intact, from the first up to the break (all of them when ok)
     first_broken_seq: int | None = None
     reason: str | None = None
+
+
+async def verify_chain(
+    entries_from: Callable[[int, int], Awaitable[Sequence[ChainedEntry]]],
+) -> tuple[ChainVerification, str]:
+    """Walk a chain in seq order and recompute every link, a page at a time (`entries_from(seq,
+    limit)`: up to `limit` entries from `seq` on): its verification and the hash it ends on as far
+    as it is intact."""
+    expected_seq, prev_hash, verified = 1, GENESIS_HASH, 0
+    while True:
+        page = await entries_from(expected_seq, _VERIFY_BATCH)
+        for entry in page:
+            if entry.seq != expected_seq:
+                broken = ChainVerification(False, verified, expected_seq, f"entry {expected_seq} is missing")
+                return broken, prev_hash
+            if entry.prev_hash != prev_hash:
+                reason = "prev_hash does not match the previous entry's hash"
+                return ChainVerification(False, verified, entry.seq, reason), prev_hash
+            if entry.computed_hash() != entry.hash:
+                reason = "hash does not match the entry's content"
+                return ChainVerification(False, verified, entry.seq, reason), prev_hash
+            expected_seq, prev_hash, verified = expected_seq + 1, entry.hash, verified + 1
+        if len(page) < _VERIFY_BATCH:
+            return ChainVerification(True, verified), prev_hash
 
 
 async def append_audit(
@@ -170,27 +203,15 @@ def _entry(row: asyncpg.Record) -> AuditEntry:
 
 async def verify_audit_chain(conn: Connection) -> ChainVerification:
     """Walk the whole log in seq order and recompute every link."""
-    expected_seq, prev_hash, verified = 1, GENESIS_HASH, 0
-    while True:
+
+    async def entries_from(seq: int, limit: int) -> list[AuditEntry]:
         rows = await conn.fetch(
-            f"SELECT {_COLUMNS} FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2",
-            expected_seq,
-            _VERIFY_BATCH,
+            f"SELECT {_COLUMNS} FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2", seq, limit
         )
-        for entry in map(_entry, rows):
-            if entry.seq != expected_seq:
-                return ChainVerification(False, verified, expected_seq, f"entry {expected_seq} is missing")
-            if entry.prev_hash != prev_hash:
-                return ChainVerification(
-                    False, verified, entry.seq, "prev_hash does not match the previous entry's hash"
-                )
-            if entry.computed_hash() != entry.hash:
-                return ChainVerification(
-                    False, verified, entry.seq, "hash does not match the entry's content"
-                )
-            expected_seq, prev_hash, verified = expected_seq + 1, entry.hash, verified + 1
-        if len(rows) < _VERIFY_BATCH:
-            return ChainVerification(True, verified)
+        return [_entry(row) for row in rows]
+
+    verification, _ = await verify_chain(entries_from)
+    return verification
 
 
 @dataclass(frozen=True)

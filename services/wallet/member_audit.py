@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from chassis.audit import GENESIS_HASH, ChainVerification, chain_hash
+from chassis.audit import ChainedEntry, ChainVerification, verify_chain
 from chassis.db import Connection
 from chassis.rows import from_row
 
 from .repository import member_audit as repo
 
-_VERIFY_BATCH = 1000
-
 
 @dataclass(frozen=True)
-class MemberAuditEntry:
+class MemberAuditEntry(ChainedEntry):
     member_id: str
     seq: int
     occurred_at: datetime
@@ -32,19 +30,6 @@ class MemberAuditEntry:
     details: dict[str, Any]
     prev_hash: str
     hash: str
-
-    def hashed_record(self) -> dict[str, Any]:
-        return {
-            "member_id": self.member_id,
-            "seq": self.seq,
-            "occurred_at": self.occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
-            "actor": self.actor,
-            "action": self.action,
-            "details": self.details,
-        }
-
-    def computed_hash(self) -> str:
-        return chain_hash(self.prev_hash, self.hashed_record())
 
 
 @dataclass(frozen=True)
@@ -135,28 +120,17 @@ class MemberChainVerification(ChainVerification):
 
 async def verify_member_audit(conn: Connection, member_id: str) -> MemberChainVerification:
     """Recompute every link of the member's chain, then check it ends where the head says."""
-    expected_seq, prev_hash, verified = 1, GENESIS_HASH, 0
-    while True:
-        rows = await repo.entries_after(conn, member_id, expected_seq - 1, _VERIFY_BATCH)
-        for entry in map(_entry, rows):
-            if entry.seq != expected_seq:
-                return MemberChainVerification(
-                    False, verified, expected_seq, f"entry {expected_seq} is missing"
-                )
-            if entry.prev_hash != prev_hash:
-                return MemberChainVerification(
-                    False, verified, entry.seq, "prev_hash does not match the previous entry's hash"
-                )
-            if entry.computed_hash() != entry.hash:
-                return MemberChainVerification(
-                    False, verified, entry.seq, "hash does not match the entry's content"
-                )
-            expected_seq, prev_hash, verified = expected_seq + 1, entry.hash, verified + 1
-        if len(rows) < _VERIFY_BATCH:
-            break
+
+    async def entries_from(seq: int, limit: int) -> list[MemberAuditEntry]:
+        return [_entry(r) for r in await repo.entries_after(conn, member_id, seq - 1, limit)]
+
+    walked, last_hash = await verify_chain(entries_from)
+    if not walked.ok:
+        return MemberChainVerification(**asdict(walked))
+    verified = walked.entries
     head = await repo.head(conn, member_id)
-    if head is not None and (head["seq"], head["hash"]) != (verified, prev_hash):
+    if head is not None and (head["seq"], head["hash"]) != (verified, last_hash):
         return MemberChainVerification(
             False, verified, verified + 1, "the chain ends before its recorded head", head["hash"]
         )
-    return MemberChainVerification(True, verified, head_hash=prev_hash if verified else None)
+    return MemberChainVerification(True, verified, head_hash=last_hash if verified else None)
