@@ -18,6 +18,7 @@ from chassis.inputs import Identifier, Name, PositiveInt32, Text
 from chassis.models import model_from
 from chassis.outbox import add_event
 from chassis.problems import Problem, invalid_field
+from chassis.rows import from_attributes
 from contracts.delivery import DeliveryMessageRequested
 from contracts.envelope import Envelope
 from contracts.redemption import RedemptionKind, RedemptionStatus, ValidationMethod
@@ -83,18 +84,15 @@ async def create_offer(
         staff_detail="partner_id is required when staff create an offer",
         own_detail="A partner creates offers only for itself.",
     )
-    offer = domain.Offer(
+    offer = from_attributes(
+        domain.Offer,
+        body,
         offer_id=body.offer_id or f"of-{uuid.uuid4().hex[:12]}",
         partner_id=partner_id,
-        title=body.title,
-        description=body.description,
         valid_from=body.valid_from.astimezone(UTC),
         valid_until=body.valid_until.astimezone(UTC),
-        validation_method=body.validation_method,
         eligible_tiers=tuple(body.eligible_tiers),
         eligible_segments=tuple(body.eligible_segments),
-        limit_per_member=body.limit_per_member,
-        total_cap=body.total_cap,
     )
     by = actor(principal)
     await create_entry(

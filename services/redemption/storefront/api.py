@@ -15,6 +15,7 @@ from chassis.inputs import INT32_MAX, Identifier, Name, NonNegativeInt32, NoNul,
 from chassis.models import model_from
 from chassis.money import money_text
 from chassis.problems import Problem
+from chassis.rows import from_attributes
 from contracts.values import (
     Channel,
     Currency,
@@ -69,15 +70,10 @@ async def create_reward(
     principal: Annotated[Principal, Depends(require_roles(*CATALOGUE_MANAGERS))],
     db: Annotated[asyncpg.Pool, Depends(pool)],
 ) -> dict[str, Any]:
-    reward = repo.Reward(
+    reward = from_attributes(
+        repo.Reward,
+        body,
         reward_id=body.reward_id or f"rw-{uuid.uuid4().hex[:12]}",
-        name=body.name,
-        campaign_id=body.campaign_id,
-        points_price=body.points_price,
-        description=body.description,
-        amount=body.amount,
-        currency=body.currency,
-        active=body.active,
         stock_remaining=body.stock,
     )
     by = actor(principal)

@@ -11,6 +11,7 @@ from typing import Any
 import structlog
 
 from chassis.db import Connection
+from chassis.models import model_from
 from chassis.outbox import OutgoingEvent, add_to_outbox
 from contracts.envelope import Envelope, EventData
 from contracts.orders import OrderCancelRequested, OrderCreateRequested
@@ -68,18 +69,10 @@ def _command_payload(row: repo.SagaRow, saga: Saga, command: Command) -> EventDa
                 requested_by=row.requested_by,
             )
         case RequestOrder(key):
+            # The reward, its price and the member as the saga holds them; the contact as given.
             contact: dict[str, Any] = dict(row.contact or {})
-            return OrderCreateRequested(
-                redemption_id=saga.redemption_id,
-                idempotency_key=key,
-                member_id=row.member_id,
-                campaign_id=row.campaign_id,
-                reward_id=row.reward_id,
-                points=row.points,
-                amount=row.amount,
-                currency=row.currency,
-                requested_by=row.requested_by,
-                **contact,
+            return model_from(
+                OrderCreateRequested, row, redemption_id=saga.redemption_id, idempotency_key=key, **contact
             )
         case RequestRefund(key):
             # Linked to the debit it gives back: same redemption, and the debit's key as external_ref.
