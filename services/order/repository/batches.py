@@ -20,6 +20,7 @@ _BATCH_COLUMNS = (
     "batch_id, source, mode, status, file_name, created_by, received, validated, valid, accepted, rejected,"
     " failure, created_at, updated_at, finished_at"
 )
+_AWAITING_APPROVAL = " AND status = 'awaiting_approval'"
 
 
 async def copy_rows(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
@@ -43,12 +44,16 @@ async def create_batch(
     )
 
 
-async def queue_batch(conn: Connection, batch_id: uuid.UUID, received: int) -> None:
-    await conn.execute(
-        "UPDATE ipa_batches SET status = 'queued', received = $2, updated_at = now() WHERE batch_id = $1",
-        batch_id,
-        received,
+async def _update_batch(db: Executor, batch_id: uuid.UUID, changes: str, *args: Any, when: str = "") -> str:
+    """Change the batch's row (`changes` take `args` from $2 on) and its `updated_at`; `when` narrows
+    which row qualifies. The command tag, e.g. `UPDATE 1`."""
+    return await db.execute(
+        f"UPDATE ipa_batches SET {changes}, updated_at = now() WHERE batch_id = $1{when}", batch_id, *args
     )
+
+
+async def queue_batch(conn: Connection, batch_id: uuid.UUID, received: int) -> None:
+    await _update_batch(conn, batch_id, "status = 'queued', received = $2", received)
 
 
 async def batch_total(conn: Connection, batch_id: uuid.UUID) -> Decimal:
@@ -66,31 +71,18 @@ async def batch_total(conn: Connection, batch_id: uuid.UUID) -> Decimal:
 
 async def hold_batch(conn: Connection, batch_id: uuid.UUID, received: int) -> None:
     """Stored in full but left for the worker only once its approval is approved."""
-    await conn.execute(
-        "UPDATE ipa_batches SET status = 'awaiting_approval', received = $2, updated_at = now()"
-        " WHERE batch_id = $1",
-        batch_id,
-        received,
-    )
+    await _update_batch(conn, batch_id, "status = 'awaiting_approval', received = $2", received)
 
 
 async def release_batch(conn: Connection, batch_id: uuid.UUID) -> bool:
     """Queue a held batch for the worker; False when it is not waiting for approval."""
-    done = await conn.execute(
-        "UPDATE ipa_batches SET status = 'queued', updated_at = now()"
-        " WHERE batch_id = $1 AND status = 'awaiting_approval'",
-        batch_id,
-    )
-    return bool(done == "UPDATE 1")
+    done = await _update_batch(conn, batch_id, "status = 'queued'", when=_AWAITING_APPROVAL)
+    return done == "UPDATE 1"
 
 
 async def decline_batch(conn: Connection, batch_id: uuid.UUID) -> None:
     """A rejected batch ends untouched, and its rows (with their contact details) go."""
-    await conn.execute(
-        "UPDATE ipa_batches SET status = 'declined', finished_at = now(), updated_at = now()"
-        " WHERE batch_id = $1 AND status = 'awaiting_approval'",
-        batch_id,
-    )
+    await _update_batch(conn, batch_id, "status = 'declined', finished_at = now()", when=_AWAITING_APPROVAL)
     await conn.execute("DELETE FROM ipa_batch_rows WHERE batch_id = $1", batch_id)
 
 
@@ -203,13 +195,11 @@ async def rows(
 async def count_validated(
     conn: Connection, batch_id: uuid.UUID, *, validated: int, valid: int, rejected: int, next_row: int
 ) -> None:
-    await conn.execute(
-        """
-        UPDATE ipa_batches SET validated = validated + $2, valid = valid + $3,
-               rejected = rejected + $4, next_row = $5, claimed_at = now(), updated_at = now()
-         WHERE batch_id = $1
-        """,
+    await _update_batch(
+        conn,
         batch_id,
+        "validated = validated + $2, valid = valid + $3, rejected = rejected + $4, next_row = $5,"
+        " claimed_at = now()",
         validated,
         valid,
         rejected,
@@ -218,23 +208,18 @@ async def count_validated(
 
 
 async def start_accepting(db: Executor, batch_id: uuid.UUID) -> None:
-    await db.execute(
-        "UPDATE ipa_batches SET status = 'accepting', next_row = 1, updated_at = now() WHERE batch_id = $1",
-        batch_id,
-    )
+    await _update_batch(db, batch_id, "status = 'accepting', next_row = 1")
 
 
 async def count_accepted(
     conn: Connection, batch_id: uuid.UUID, *, accepted: int, turned: int, next_row: int
 ) -> None:
     """`accepted` more rows; `turned` valid rows were rejected after all."""
-    await conn.execute(
-        """
-        UPDATE ipa_batches SET accepted = accepted + $2, valid = valid - $3, rejected = rejected + $3,
-               next_row = $4, claimed_at = now(), updated_at = now()
-         WHERE batch_id = $1
-        """,
+    await _update_batch(
+        conn,
         batch_id,
+        "accepted = accepted + $2, valid = valid - $3, rejected = rejected + $3, next_row = $4,"
+        " claimed_at = now()",
         accepted,
         turned,
         next_row,
@@ -243,12 +228,7 @@ async def count_accepted(
 
 async def complete_all(conn: Connection, batch_id: uuid.UUID, accepted: int) -> None:
     """All or nothing: every row accepted."""
-    await conn.execute(
-        "UPDATE ipa_batches SET accepted = $2, status = 'completed', finished_at = now(),"
-        " updated_at = now() WHERE batch_id = $1",
-        batch_id,
-        accepted,
-    )
+    await _update_batch(conn, batch_id, "accepted = $2, status = 'completed', finished_at = now()", accepted)
 
 
 async def count_turned(conn: Connection, batch_id: uuid.UUID, turned: int) -> None:
@@ -261,20 +241,11 @@ async def count_turned(conn: Connection, batch_id: uuid.UUID, turned: int) -> No
 
 
 async def finish(db: Executor, batch_id: uuid.UUID, status: str) -> None:
-    await db.execute(
-        "UPDATE ipa_batches SET status = $2, finished_at = now(), updated_at = now() WHERE batch_id = $1",
-        batch_id,
-        status,
-    )
+    await _update_batch(db, batch_id, "status = $2, finished_at = now()", status)
 
 
 async def fail(db: Executor, batch_id: uuid.UUID, failure: str) -> None:
-    await db.execute(
-        "UPDATE ipa_batches SET status = 'failed', failure = $2, finished_at = now(), updated_at = now()"
-        " WHERE batch_id = $1",
-        batch_id,
-        failure,
-    )
+    await _update_batch(db, batch_id, "status = 'failed', failure = $2, finished_at = now()", failure)
 
 
 async def save_outcomes(
