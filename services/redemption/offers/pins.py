@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
 from chassis.db import Connection
-from chassis.problems import Problem
+from chassis.problems import Problem, invalid_field
 from services.redemption.audit import audit
 from services.redemption.deps import actor, pool, settings
 from services.redemption.offers import domain
@@ -175,12 +175,7 @@ async def set_pin(
     try:
         domain.check_new_pin(body.pin)
     except domain.WeakPin as exc:
-        raise Problem(
-            422,
-            "weak_pin",
-            detail=str(exc),
-            errors=[{"field": "body.pin", "code": "weak_pin", "message": str(exc)}],
-        ) from exc
+        raise invalid_field("body.pin", "weak_pin", str(exc), problem="weak_pin", detail=str(exc)) from exc
     pin_hash = await run_argon2(
         functools.partial(domain.hash_pin, body.pin, pepper(cfg)), concurrency=cfg.argon2_concurrency
     )
