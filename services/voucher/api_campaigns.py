@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chassis.approvals import PENDING_RESPONSE, pending_answer
@@ -17,7 +17,7 @@ from contracts.values import Channel, Currency, PositiveMoney, RewardType
 from contracts.vouchers import CampaignStatus, ExpiryKind, ExpiryPolicy
 
 from . import campaigns
-from .api_common import Ctx, actor_of, in_transaction, invalid, pool_of, serve_held_orders
+from .api_common import Ctx, actor_of, in_transaction, invalid, serve_held_orders
 from .approvals import ask_for_budget_increase
 from .views import CampaignOut, CampaignOverview, CampaignPage
 
@@ -110,14 +110,14 @@ router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
 @router.post("", status_code=201, summary="Create a campaign", response_model=CampaignOut)
 async def create(
-    body: CampaignCreate, request: Request, principal: Principal = Depends(require_roles(*MANAGERS))
+    body: CampaignCreate, ctx: Ctx, principal: Principal = Depends(require_roles(*MANAGERS))
 ) -> dict[str, Any]:
     fields = _domain_fields(
         body.model_dump(exclude={"expiry_policy"}) | {"expiry_policy": body.expiry_policy}
     )
     try:
         saved = await in_transaction(
-            pool_of(request), lambda conn: campaigns.create(conn, fields, actor=actor_of(principal))
+            ctx.db, lambda conn: campaigns.create(conn, fields, actor=actor_of(principal))
         )
     except ValidationError as error:
         raise _contract_problem(error) from None
@@ -126,14 +126,14 @@ async def create(
 
 @router.get("", summary="Campaigns, in id order, a page at a time", response_model=CampaignPage)
 async def list_all(
-    request: Request,
+    ctx: Ctx,
     _: Principal = Depends(require_roles(*READERS)),
     status: CampaignStatus | None = None,
     reward_type: RewardType | None = None,
     after: Annotated[QueryIdentifier | None, Query(description="the last campaign id seen")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
-    async with pool_of(request).acquire() as conn:
+    async with ctx.db.acquire() as conn:
         found = await campaigns.list_campaigns(
             conn, status=status, reward_type=reward_type, after=after, limit=limit
         )
@@ -148,10 +148,8 @@ async def list_all(
     summary="A campaign with code counts, budget and issuance rate",
     response_model=CampaignOverview,
 )
-async def get(
-    campaign_id: str, request: Request, _: Principal = Depends(require_roles(*READERS))
-) -> dict[str, Any]:
-    async with pool_of(request).acquire() as conn:
+async def get(campaign_id: str, ctx: Ctx, _: Principal = Depends(require_roles(*READERS))) -> dict[str, Any]:
+    async with ctx.db.acquire() as conn:
         view = await campaigns.overview(conn, campaign_id)
     return campaign_json(view.pop("campaign")) | view
 
@@ -166,7 +164,6 @@ async def get(
 async def update(
     campaign_id: str,
     body: CampaignUpdate,
-    request: Request,
     ctx: Ctx,
     principal: Principal = Depends(require_roles(*MANAGERS)),
 ) -> Any:
@@ -174,10 +171,9 @@ async def update(
     for name, value in changes.items():
         if value is None and name not in ("brand", "budget", "per_record_limit"):
             raise invalid(name, f"{name} cannot be null")
-    pool = pool_of(request)
     if "budget" in changes:
         pending = await in_transaction(
-            pool,
+            ctx.db,
             lambda conn: ask_for_budget_increase(
                 conn,
                 ctx.approvals,
@@ -192,12 +188,12 @@ async def update(
             return pending_answer(pending)
     try:
         saved = await in_transaction(
-            pool, lambda conn: campaigns.update(conn, campaign_id, changes, actor=actor_of(principal))
+            ctx.db, lambda conn: campaigns.update(conn, campaign_id, changes, actor=actor_of(principal))
         )
     except ValidationError as error:
         raise _contract_problem(error) from None
     if "budget" in changes:
-        await serve_held_orders(pool, ctx.vault, campaign_id)
+        await serve_held_orders(ctx.db, ctx.vault, campaign_id)
     return campaign_json(saved)
 
 
@@ -210,21 +206,19 @@ def _status_route(action: str) -> None:
     )
     async def change(
         campaign_id: str,
-        request: Request,
         ctx: Ctx,
         body: StatusChange | None = None,
         principal: Principal = Depends(require_roles(*MANAGERS)),
     ) -> dict[str, Any]:
         reason = body.reason if body else None
-        pool = pool_of(request)
         saved = await in_transaction(
-            pool,
+            ctx.db,
             lambda conn: campaigns.change_status(
                 conn, campaign_id, action, actor=actor_of(principal), reason=reason
             ),
         )
         if action == "resume":
-            await serve_held_orders(pool, ctx.vault, campaign_id)
+            await serve_held_orders(ctx.db, ctx.vault, campaign_id)
         return campaign_json(saved)
 
 

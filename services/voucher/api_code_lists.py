@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from chassis.auth import Principal, Role, require_roles
@@ -21,7 +21,7 @@ from chassis.problems import Problem
 from contracts.vouchers import CodeStatus
 
 from . import campaigns, code_lists
-from .api_common import Ctx, actor_of, pool_of
+from .api_common import Ctx, actor_of
 from .repository import code_lists as code_lists_repository
 from .views import CodeListPage
 
@@ -48,13 +48,13 @@ router = APIRouter(prefix="/v1/campaigns/{campaign_id}/codes", tags=["codes"])
     response_model=CodeListPage,
 )
 async def list_codes(
-    request: Request,
+    ctx: Ctx,
     flt: code_lists.CodeListFilter = Depends(code_filter),
     after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="`next_after` of the page before")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     _: Principal = Depends(require_roles(*READERS)),
 ) -> dict[str, Any]:
-    async with pool_of(request).acquire() as conn:
+    async with ctx.db.acquire() as conn:
         await campaigns.load(conn, flt.campaign_id)
         rows = await code_lists.page(conn, flt, after=after, limit=limit)
     return {
@@ -71,7 +71,6 @@ async def list_codes(
     responses={**DOWNLOAD_RESPONSES, 403: {"description": "`clear=true` by anyone but an admin"}},
 )
 async def export_codes(
-    request: Request,
     ctx: Ctx,
     format: Annotated[DownloadFormat, Query(description="`csv` (spreadsheet-safe) or `jsonl`")] = "csv",
     flt: code_lists.CodeListFilter = Depends(code_filter),
@@ -79,9 +78,8 @@ async def export_codes(
     reason: Annotated[Text | None, Query(min_length=3, description="why clear codes are exported")] = None,
     principal: Principal = Depends(require_roles(*READERS)),
 ) -> BoundedStreamingResponse:
-    pool = pool_of(request)
-    timeout_s: float = request.app.state.settings.http_download_timeout_s
-    async with pool.acquire() as conn:
+    timeout_s = ctx.settings.http_download_timeout_s
+    async with ctx.db.acquire() as conn:
         await campaigns.load(conn, flt.campaign_id)
     columns = code_lists.COLUMNS
     values: Any = code_lists.code_json
@@ -95,14 +93,14 @@ async def export_codes(
                 detail="A clear export needs a reason.",
                 errors=[{"field": "query.reason", "code": "required", "message": "Say why."}],
             )
-        async with pool.acquire() as conn, conn.transaction():
+        async with ctx.db.acquire() as conn, conn.transaction():
             await code_lists.audit_clear_export(
                 conn, flt, actor=actor_of(principal), reason=reason, format=format
             )
         columns = (*columns, "code")
         values = code_lists.clear_values(ctx.vault)
     query, args = code_lists_repository.export_query(flt, clear=clear)
-    rows = cursor_rows(pool, query, *args, statement_timeout_s=timeout_s)
+    rows = cursor_rows(ctx.db, query, *args, statement_timeout_s=timeout_s)
     return download_response(
         download_lines(rows, columns, format, values),
         name=f"codes-{flt.campaign_id}",

@@ -21,9 +21,9 @@ from chassis.problems import Problem, ProblemDetails
 from contracts.vouchers import CodeStatus
 
 from . import codes, operations, reveal_limits
-from .api_common import Ctx, actor_of, in_transaction, invalid, pool_of, serve_held_orders
+from .api_common import Ctx, actor_of, in_transaction, invalid, serve_held_orders
 from .approvals import ask_for_bulk_recovery
-from .crypto import CodeVault
+from .context import VoucherContext
 from .csv_import import ParsedFile, parse_codes
 from .domain import DEFAULT_ALPHABET, MAX_LENGTH, MIN_LENGTH
 from .repository import codes as codes_repository
@@ -158,10 +158,7 @@ def recovery_selection(body: dict[str, Any]) -> operations.Selection:
 
 
 async def _add_codes(
-    pool: Any,
-    vault: CodeVault,
-    campaign_id: str,
-    add: Callable[[Connection], Awaitable[dict[str, Any]]],
+    ctx: VoucherContext, campaign_id: str, add: Callable[[Connection], Awaitable[dict[str, Any]]]
 ) -> dict[str, Any]:
     """Add codes to a campaign's pool (generated or imported) and mark its stock in one transaction;
     then serve the orders that waited for them. `add`'s report, with how many orders were served."""
@@ -171,8 +168,8 @@ async def _add_codes(
         await codes_repository.refresh_stock_flag(conn, campaign_id)
         return report
 
-    report: dict[str, Any] = await in_transaction(pool, work)
-    report["held_orders_served"] = await serve_held_orders(pool, vault, campaign_id)
+    report = await in_transaction(ctx.db, work)
+    report["held_orders_served"] = await serve_held_orders(ctx.db, ctx.vault, campaign_id)
     return report
 
 
@@ -189,15 +186,13 @@ router = APIRouter(tags=["codes"])
 async def generate(
     campaign_id: str,
     body: Generate,
-    request: Request,
     ctx: Ctx,
     principal: Principal = Depends(require_roles(*OPERATORS)),
 ) -> dict[str, Any]:
     if body.count > ctx.settings.max_codes_per_request:
         raise too_many_codes(ctx.settings.max_codes_per_request)
     return await _add_codes(
-        pool_of(request),
-        ctx.vault,
+        ctx,
         campaign_id,
         lambda conn: codes.generate(
             conn,
@@ -225,8 +220,7 @@ async def import_csv(
 ) -> dict[str, Any]:
     parsed = await _received_file(request, datetime.now(UTC))
     return await _add_codes(
-        pool_of(request),
-        ctx.vault,
+        ctx,
         campaign_id,
         lambda conn: codes.import_codes(conn, ctx.vault, campaign_id, parsed, actor=actor_of(principal)),
     )
@@ -238,9 +232,9 @@ async def import_csv(
     response_model=CodeStatusOut,
 )
 async def get_code(
-    code_id: uuid.UUID, request: Request, _: Principal = Depends(require_roles(*READERS))
+    code_id: uuid.UUID, ctx: Ctx, _: Principal = Depends(require_roles(*READERS))
 ) -> dict[str, Any]:
-    async with pool_of(request).acquire() as conn:
+    async with ctx.db.acquire() as conn:
         return await codes.status(conn, code_id)
 
 
@@ -250,9 +244,9 @@ async def get_code(
     response_model=CodeStatusOut,
 )
 async def lookup(
-    body: CodeLookup, request: Request, ctx: Ctx, _: Principal = Depends(require_roles(*READERS))
+    body: CodeLookup, ctx: Ctx, _: Principal = Depends(require_roles(*READERS))
 ) -> dict[str, Any]:
-    async with pool_of(request).acquire() as conn:
+    async with ctx.db.acquire() as conn:
         return await codes.status(conn, await codes.find_id(conn, ctx.vault, body.code.strip()))
 
 
@@ -265,13 +259,11 @@ async def lookup(
 async def reveal(
     code_id: uuid.UUID,
     body: Reveal,
-    request: Request,
     ctx: Ctx,
     principal: Principal = Depends(require_roles(*REVEALERS)),
 ) -> dict[str, Any]:
-    pool = pool_of(request)
     # Counted on its own, before the reveal: refused and failed attempts use up the window too.
-    async with pool.acquire() as conn:
+    async with ctx.db.acquire() as conn:
         wait_s = await reveal_limits.count_reveal(
             conn, principal.sub, per_minute=ctx.settings.reveals_per_minute
         )
@@ -285,7 +277,7 @@ async def reveal(
     staff = principal.has_any_role((Role.ADMIN, Role.SUPPORT_AGENT))
     member_id = None if staff else principal.sub
     clear = await in_transaction(
-        pool,
+        ctx.db,
         lambda conn: codes.reveal(
             conn, ctx.vault, code_id, actor=actor_of(principal), reason=body.reason, member_id=member_id
         ),
@@ -302,14 +294,11 @@ async def reveal(
     response_model_exclude_unset=True,
     responses=PENDING_RESPONSE,
 )
-async def recover(
-    body: Recover, request: Request, ctx: Ctx, principal: Principal = Depends(require_roles(*OPERATORS))
-) -> Any:
+async def recover(body: Recover, ctx: Ctx, principal: Principal = Depends(require_roles(*OPERATORS))) -> Any:
     selection = _selection(body.code_ids, body.filter)
-    pool = pool_of(request)
     if not body.dry_run:
         pending = await in_transaction(
-            pool,
+            ctx.db,
             lambda conn: ask_for_bulk_recovery(
                 conn,
                 ctx.approvals,
@@ -323,7 +312,7 @@ async def recover(
         if pending is not None:
             return pending_answer(pending)
     result = await in_transaction(
-        pool,
+        ctx.db,
         lambda conn: operations.recover(
             conn,
             selection,
@@ -334,10 +323,9 @@ async def recover(
         ),
     )
     if not body.dry_run:
-        async with pool.acquire() as conn:
+        async with ctx.db.acquire() as conn:
             campaign_ids = await operations_repository.campaigns_of_codes(conn, result["code_ids"])
-        for campaign_id in campaign_ids:
-            await serve_held_orders(pool, ctx.vault, campaign_id)
+        await serve_held_orders(ctx.db, ctx.vault, *campaign_ids)
     return result
 
 
@@ -348,7 +336,7 @@ async def recover(
     response_model_exclude_unset=True,
 )
 async def extend(
-    body: ExtendExpiry, request: Request, principal: Principal = Depends(require_roles(*OPERATORS))
+    body: ExtendExpiry, ctx: Ctx, principal: Principal = Depends(require_roles(*OPERATORS))
 ) -> dict[str, Any]:
     if body.expires_at <= datetime.now(UTC):
         raise invalid("expires_at", "the new expiry must be in the future")
@@ -356,7 +344,7 @@ async def extend(
         raise invalid("code_ids", "give either code_ids or campaign_id")
     selection = operations.Selection(code_ids=tuple(body.code_ids), campaign_id=body.campaign_id)
     return await in_transaction(
-        pool_of(request),
+        ctx.db,
         lambda conn: operations.extend_expiry(
             conn,
             selection,
@@ -379,18 +367,16 @@ def _flag_route(flagged: bool) -> None:
         response_model_exclude_unset=True,
     )
     async def change(
-        body: Flag, request: Request, ctx: Ctx, principal: Principal = Depends(require_roles(*OPERATORS))
+        body: Flag, ctx: Ctx, principal: Principal = Depends(require_roles(*OPERATORS))
     ) -> dict[str, Any]:
-        pool = pool_of(request)
         result = await in_transaction(
-            pool,
+            ctx.db,
             lambda conn: operations.flag(
                 conn, body.code_ids, flagged=flagged, actor=actor_of(principal), reason=body.reason
             ),
         )
         if not flagged:
-            for campaign_id in result["campaign_ids"]:
-                await serve_held_orders(pool, ctx.vault, campaign_id)
+            await serve_held_orders(ctx.db, ctx.vault, *result["campaign_ids"])
         return result
 
 

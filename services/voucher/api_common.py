@@ -53,11 +53,6 @@ def voucher_context(request: Request) -> VoucherContext:
 Ctx = Annotated[VoucherContext, Depends(voucher_context)]
 
 
-def pool_of(request: Request) -> asyncpg.Pool:
-    pool: asyncpg.Pool = request.app.state.runtime.pool
-    return pool
-
-
 def actor_of(principal: Principal) -> str:
     role = sorted(principal.roles)[0] if principal.roles else "unknown"
     return f"{role}:{principal.sub}"
@@ -72,17 +67,17 @@ def invalid(field: str, message: str) -> Problem:
     )
 
 
-async def serve_held_orders(
-    pool: asyncpg.Pool, vault: CodeVault, campaign_id: str, *, rounds: int = 5
-) -> int:
-    """Stock or budget came back: serve what waits now rather than at the job's next tick."""
+async def serve_held_orders(pool: asyncpg.Pool, vault: CodeVault, *campaign_ids: str, rounds: int = 5) -> int:
+    """Stock or budget came back to these campaigns: serve what waits now rather than at the job's next
+    tick. How many orders were served."""
     served = 0
-    for _ in range(rounds):
-        async with pool.acquire() as conn, conn.transaction():
-            done = await issuance.serve_holds(conn, vault, campaign_id=campaign_id)
-        served += done
-        if done == 0:
-            break
+    for campaign_id in campaign_ids:
+        for _ in range(rounds):
+            async with pool.acquire() as conn, conn.transaction():
+                done = await issuance.serve_holds(conn, vault, campaign_id=campaign_id)
+            served += done
+            if done == 0:
+                break
     return served
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.auth import Principal, Role, require_roles
@@ -13,7 +13,7 @@ from chassis.inputs import Identifier, Text
 from contracts.values import PositiveMoney
 
 from . import redemption
-from .api_common import Ctx, in_transaction, pool_of, refusal_problem
+from .api_common import Ctx, in_transaction, refusal_problem
 from .domain import RedemptionRefused
 from .views import RedemptionOut
 
@@ -38,7 +38,6 @@ router = APIRouter(prefix="/v1/redemptions", tags=["redemptions"])
 )
 async def redeem(
     body: RedemptionRequest,
-    request: Request,
     ctx: Ctx,
     principal: Principal = Depends(require_roles(Role.PARTNER)),
 ) -> dict[str, Any]:
@@ -52,12 +51,12 @@ async def redeem(
     )
     try:
         return await in_transaction(
-            pool_of(request),
+            ctx.db,
             lambda conn: redemption.redeem(conn, ctx.vault, attempt, idempotency_key=body.idempotency_key),
         )
     except RedemptionRefused as error:
         refusal = error
         await in_transaction(
-            pool_of(request), lambda conn: redemption.record_refusal(conn, ctx.vault, refusal, attempt)
+            ctx.db, lambda conn: redemption.record_refusal(conn, ctx.vault, refusal, attempt)
         )
         raise refusal_problem(refusal) from None

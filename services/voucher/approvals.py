@@ -124,8 +124,7 @@ def voucher_approvals(
         }
 
     async def serve_recovered(pool: asyncpg.Pool, approval: Approval) -> None:
-        for campaign_id in (approval.result or {}).get("campaign_ids", []):
-            await serve_held_orders(pool, vault, campaign_id)
+        await serve_held_orders(pool, vault, *(approval.result or {}).get("campaign_ids", []))
 
     return Approvals(
         "voucher",

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from chassis.db import Connection
+from chassis.models import model_from
 from chassis.money import money_text
 from contracts.envelope import EventData
 from contracts.vouchers import CodeStatus, VoucherRedeemed, VoucherRedemptionRefused, VoucherStatusChanged
@@ -129,31 +130,14 @@ def _redeemed_events(
     redemption: repository.Redemption, decision: RedemptionDecision, code: asyncpg.Record
 ) -> list[EventData]:
     """`voucher.redeemed` and the code's status change."""
-    redeemed = VoucherRedeemed(
-        code_id=redemption.code_id,
-        campaign_id=redemption.campaign_id,
-        order_id=redemption.order_id,
-        member_id=code["member_id"],
-        partner_id=redemption.partner_id,
-        redemption_id=redemption.redemption_id,
-        amount=decision.amount,
-        remaining_value=decision.remaining_value,
-        currency=redemption.currency,
-        channel=redemption.channel,
-        location=redemption.location,
-        partial=decision.partial,
-        test=redemption.test,
-    )
-    changed = VoucherStatusChanged(
-        code_id=redemption.code_id,
-        campaign_id=redemption.campaign_id,
-        order_id=redemption.order_id,
+    redeemed = model_from(VoucherRedeemed, redemption, member_id=code["member_id"], partial=decision.partial)
+    changed = model_from(
+        VoucherStatusChanged,
+        redemption,
         status=decision.status,
         previous_status=CodeStatus(code["status"]),
         reason="redeemed",
         expires_at=code["expires_at"],
-        remaining_value=decision.remaining_value,
-        test=redemption.test,
     )
     return [redeemed, changed]
 
@@ -169,13 +153,11 @@ async def record_refusal(
         # Whose code it is stays with the partners allowed to redeem it.
         if attempt.partner_id in row["partner_ids"]:
             known |= {"order_id": row["order_id"], "member_id": row["member_id"]}
-    refused = VoucherRedemptionRefused(
+    refused = model_from(
+        VoucherRedemptionRefused,
+        attempt,
         attempt_id=uuid.uuid4(),
-        partner_id=attempt.partner_id,
         reason=str(refusal.reason),
-        amount=attempt.amount,
-        channel=attempt.channel,
-        location=attempt.location,
         test=attempt.test_mode,
         **known,
     )

@@ -45,33 +45,27 @@ def build_spec(settings: VoucherSettings, *, order_topic: str = Topics.ORDER_STA
     approvals = voucher_approvals(
         vault, update_campaign=api_campaigns.update_changes, selection_of=api_codes.recovery_selection
     )
-    runtimes: list[ServiceRuntime] = []
+    ctx = VoucherContext(vault=vault, approvals=approvals, settings=settings)
 
-    async def remember(runtime: ServiceRuntime) -> None:
-        runtimes.append(runtime)
+    async def bind_pool(runtime: ServiceRuntime) -> None:
+        ctx.pool = runtime.pool
 
     async def expire_codes() -> None:
-        pool = runtimes[0].pool
-        assert pool is not None
-        async with pool.acquire() as conn:
+        async with ctx.db.acquire() as conn:
             await reveal_limits.purge_windows(conn)
         while True:
-            async with pool.acquire() as conn, conn.transaction():
+            async with ctx.db.acquire() as conn, conn.transaction():
                 if await operations.expire_due(conn) < 1000:
                     return
 
     async def serve_held_orders() -> None:
-        pool = runtimes[0].pool
-        assert pool is not None
         while True:
-            async with pool.acquire() as conn, conn.transaction():
+            async with ctx.db.acquire() as conn, conn.transaction():
                 if await issuance.serve_holds(conn, vault) == 0:
                     return
 
     async def alert_budgets() -> None:
-        pool = runtimes[0].pool
-        assert pool is not None
-        await budget_alerts.alert_nearly_spent(pool, settings.budget_alert_ratio)
+        await budget_alerts.alert_nearly_spent(ctx.db, settings.budget_alert_ratio)
 
     return ServiceSpec(
         title="Orchard voucher service: campaigns, code pools, issuance and partner redemption",
@@ -90,6 +84,6 @@ def build_spec(settings: VoucherSettings, *, order_topic: str = Topics.ORDER_STA
             PeriodicJob("voucher-held-orders", settings.hold_interval_s, serve_held_orders),
             PeriodicJob("voucher-budget-alerts", settings.budget_alert_interval_s, alert_budgets),
         ],
-        on_startup=[remember],
-        context=VoucherContext(vault=vault, approvals=approvals, settings=settings),
+        on_startup=[bind_pool],
+        context=ctx,
     )
