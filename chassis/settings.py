@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     legacy_env_prefixes: ClassVar[tuple[str, ...]] = ()
     """Prefixes a service's own settings had before `env_prefix`: `WALLET_X` is still read as
     `ORCHARD_WALLET_X` for one release, with a deprecation warning logged once per name."""
+    legacy_env_groups: ClassVar[tuple[str, ...]] = ("",)
+    """The settings that had a former name, by how their name goes on after `env_prefix`
+    (`SMTP_`: `ORCHARD_DELIVERY_SMTP_HOST` was `ORCHARD_SMTP_HOST`); by default all of them."""
 
     service_name: str = Field(default="orchard", alias="ORCHARD_SERVICE")
     http_host: str = Field(default="127.0.0.1", alias="ORCHARD_HTTP_HOST")
@@ -117,9 +120,14 @@ class Settings(BaseSettings):
         names: dict[str, str] = {}
         for field in cls.model_fields.values():
             alias = field.alias or ""
-            if alias.startswith(prefix) and field.alias not in _SHARED_NAMES:
+            name = alias.removeprefix(prefix)
+            if (
+                alias.startswith(prefix)
+                and alias not in _SHARED_NAMES
+                and name.startswith(cls.legacy_env_groups)
+            ):
                 for legacy in cls.legacy_env_prefixes:
-                    names[legacy + alias.removeprefix(prefix)] = alias
+                    names[legacy + name] = alias
         return names
 
     def startup_refusals(self) -> list[str]:

@@ -183,10 +183,10 @@ def sink_endpoints(config: StackConfig) -> dict[str, str]:
     """Where the delivery service finds this stack's local sinks (their ports may not be the defaults)."""
     env: dict[str, str] = {}
     if (smtp_port := config.sink_ports.get(SMTP_SINK)) is not None:
-        env.update(ORCHARD_SMTP_HOST=LOCALHOST, ORCHARD_SMTP_PORT=str(smtp_port))
+        env.update(ORCHARD_DELIVERY_SMTP_HOST=LOCALHOST, ORCHARD_DELIVERY_SMTP_PORT=str(smtp_port))
     if (provider_port := config.sink_ports.get(FAKE_PROVIDER)) is not None:
         url = f"http://{LOCALHOST}:{provider_port}"
-        env.update(ORCHARD_SMS_BASE_URL=url, ORCHARD_WHATSAPP_BASE_URL=url)
+        env.update(ORCHARD_DELIVERY_SMS_BASE_URL=url, ORCHARD_DELIVERY_WHATSAPP_BASE_URL=url)
     return env
 
 

@@ -19,11 +19,11 @@ from services.voucher.settings import VoucherSettings
 SECRETS = set(fresh_secrets(SERVICE_PORTS))
 # What a real deployment of delivery sets besides its key: TLS to every provider, real accounts.
 DELIVERY_PRODUCTION = {
-    "ORCHARD_SMTP_STARTTLS": "true",
-    "ORCHARD_SMS_BASE_URL": "https://api.twilio.example",
-    "ORCHARD_SMS_AUTH_TOKEN": "a-real-provider-token-0123456789",
-    "ORCHARD_WHATSAPP_BASE_URL": "https://api.twilio.example",
-    "ORCHARD_WHATSAPP_AUTH_TOKEN": "another-provider-token-0123456789",
+    "ORCHARD_DELIVERY_SMTP_STARTTLS": "true",
+    "ORCHARD_DELIVERY_SMS_BASE_URL": "https://api.twilio.example",
+    "ORCHARD_DELIVERY_SMS_AUTH_TOKEN": "a-real-provider-token-0123456789",
+    "ORCHARD_DELIVERY_WHATSAPP_BASE_URL": "https://api.twilio.example",
+    "ORCHARD_DELIVERY_WHATSAPP_AUTH_TOKEN": "another-provider-token-0123456789",
 }
 
 
@@ -101,15 +101,15 @@ def test_delivery_refuses_to_send_without_tls_or_with_the_local_provider_account
         production.setenv(name, value)
 
     assert [line.split(" ")[0] for line in refusals] == [
-        "ORCHARD_SMTP_STARTTLS",
-        "ORCHARD_SMS_BASE_URL=http://127.0.0.1:8190",
-        "ORCHARD_SMS_AUTH_TOKEN",
-        "ORCHARD_WHATSAPP_BASE_URL=http://127.0.0.1:8190",
-        "ORCHARD_WHATSAPP_AUTH_TOKEN",
+        "ORCHARD_DELIVERY_SMTP_STARTTLS",
+        "ORCHARD_DELIVERY_SMS_BASE_URL=http://127.0.0.1:8190",
+        "ORCHARD_DELIVERY_SMS_AUTH_TOKEN",
+        "ORCHARD_DELIVERY_WHATSAPP_BASE_URL=http://127.0.0.1:8190",
+        "ORCHARD_DELIVERY_WHATSAPP_AUTH_TOKEN",
     ]
     assert DeliverySettings().startup_refusals() == []
-    production.delenv("ORCHARD_WHATSAPP_AUTH_TOKEN")
-    production.setenv("ORCHARD_WHATSAPP_WORKERS", "0")
+    production.delenv("ORCHARD_DELIVERY_WHATSAPP_AUTH_TOKEN")
+    production.setenv("ORCHARD_DELIVERY_WHATSAPP_WORKERS", "0")
     assert DeliverySettings().startup_refusals() == [], "a channel that sends nothing needs no account"
 
 

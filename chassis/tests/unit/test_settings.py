@@ -92,3 +92,16 @@ def test_the_current_name_wins_over_the_former_one(monkeypatch):
 
 def test_shared_settings_keep_their_names_under_a_service_prefix():
     assert _RenamedSettings.legacy_env_names() == {"SAMPLE_BATCH_SIZE": "ORCHARD_SAMPLE_BATCH_SIZE"}
+
+
+class _PartlyRenamedSettings(Settings):
+    model_config = SettingsConfigDict(env_prefix="ORCHARD_SAMPLE_", extra="ignore", case_sensitive=False)
+    legacy_env_prefixes: ClassVar[tuple[str, ...]] = ("ORCHARD_",)
+    legacy_env_groups: ClassVar[tuple[str, ...]] = ("SMTP_",)
+
+    smtp_port: int = Field(default=25, alias="ORCHARD_SAMPLE_SMTP_PORT")
+    batch_size: int = Field(default=10, alias="ORCHARD_SAMPLE_BATCH_SIZE")
+
+
+def test_only_the_settings_of_the_renamed_groups_have_a_former_name():
+    assert _PartlyRenamedSettings.legacy_env_names() == {"ORCHARD_SMTP_PORT": "ORCHARD_SAMPLE_SMTP_PORT"}

@@ -2,8 +2,8 @@
 
 Sessions are kept and reused: a worker sends many messages over one SMTP session (MAIL, RCPT, DATA
 each time; RSET after a refusal) instead of connecting, greeting and quitting per message. A session
-is dropped after an error, after `ORCHARD_SMTP_SESSION_MESSAGES` messages, or when it has been idle
-for `ORCHARD_SMTP_SESSION_IDLE` seconds; a kept session the server has meanwhile closed is found out
+is dropped after an error, after `ORCHARD_DELIVERY_SMTP_SESSION_MESSAGES` messages, or when it has been idle
+for `ORCHARD_DELIVERY_SMTP_SESSION_IDLE` seconds; a kept session the server has meanwhile closed is found out
 at MAIL FROM, before anything of the message left, and the message goes over a fresh one.
 
 Messages are composed here as bytes (multipart/alternative, quoted-printable UTF-8 parts, RFC 2047

@@ -103,8 +103,8 @@ def handlers_for(handlers: DeliveryHandlers) -> dict[str, Any]:
 async def test_a_batch_of_requests_vouchers_and_order_states_ends_as_the_events_one_by_one(twin_pools):
     one_by_one, batched = twin_pools
     settings = DeliverySettings(
-        ORCHARD_NOTIFY_SLACK_URL="http://slack.invalid/hook",
-        ORCHARD_NOTIFY_TEAMS_URL="http://teams.invalid/x",
+        ORCHARD_DELIVERY_NOTIFY_SLACK_URL="http://slack.invalid/hook",
+        ORCHARD_DELIVERY_NOTIFY_TEAMS_URL="http://teams.invalid/x",
     )
     subs = handlers_for(DeliveryHandlers(settings))
     for batch in scenario():

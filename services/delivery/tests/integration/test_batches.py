@@ -60,7 +60,7 @@ class WatchingSender:
 async def test_a_batch_sends_each_claim_once_skips_one_cancelled_after_its_claim_and_publishes_each_success(
     delivery_service,
 ):
-    service = await delivery_service(ORCHARD_SMS_WORKERS=0, ORCHARD_DELIVERY_CLAIM_BATCH=10)
+    service = await delivery_service(ORCHARD_DELIVERY_SMS_WORKERS=0, ORCHARD_DELIVERY_CLAIM_BATCH=10)
     phones = [f"+4477009003{n:02d}" for n in range(5)]
     orders = await _queued(service, phones)
 
@@ -93,7 +93,7 @@ async def test_a_batch_sends_each_claim_once_skips_one_cancelled_after_its_claim
 async def test_each_outcome_is_on_record_before_the_next_send_starts_and_no_transaction_is_open_during_a_send(
     delivery_service,
 ):
-    service = await delivery_service(ORCHARD_SMS_WORKERS=0, ORCHARD_DELIVERY_CLAIM_BATCH=10)
+    service = await delivery_service(ORCHARD_DELIVERY_SMS_WORKERS=0, ORCHARD_DELIVERY_CLAIM_BATCH=10)
     phones = [f"+4477009004{n:02d}" for n in range(4)]
     orders = await _queued(service, phones)
     ids = [(await service.delivery(o))["delivery_id"] for o in orders]
@@ -128,7 +128,7 @@ async def test_each_outcome_is_on_record_before_the_next_send_starts_and_no_tran
 async def test_a_worker_gone_mid_batch_leaves_one_unknown_outcome_and_its_unsent_claims_are_queued_again(
     delivery_service,
 ):
-    service = await delivery_service(ORCHARD_SMS_WORKERS=0, ORCHARD_DELIVERY_LEASE=0.5)
+    service = await delivery_service(ORCHARD_DELIVERY_SMS_WORKERS=0, ORCHARD_DELIVERY_LEASE=0.5)
     orders = await _queued(service, ["+447700900611", "+447700900612", "+447700900613"])
     async with service.pool.acquire() as conn:
         claimed = await repository.claim_due(conn, Channel.SMS, lease_s=0.5, limit=10)
@@ -153,7 +153,7 @@ async def test_a_worker_gone_mid_batch_leaves_one_unknown_outcome_and_its_unsent
 async def test_a_recording_that_fails_queues_the_claims_not_yet_started_again_at_once(
     delivery_service, monkeypatch
 ):
-    service = await delivery_service(ORCHARD_SMS_WORKERS=0)
+    service = await delivery_service(ORCHARD_DELIVERY_SMS_WORKERS=0)
     orders = await _queued(service, ["+447700900621", "+447700900622", "+447700900623"])
     real_record_success = repository.record_success
 
@@ -181,8 +181,8 @@ async def test_a_provider_timeout_stops_the_batch_and_the_rest_is_queued_again_w
     delivery_service,
 ):
     service = await delivery_service(
-        ORCHARD_SMS_WORKERS=0,
-        ORCHARD_PROVIDER_TIMEOUT=0.3,
+        ORCHARD_DELIVERY_SMS_WORKERS=0,
+        ORCHARD_DELIVERY_PROVIDER_TIMEOUT=0.3,
         ORCHARD_DELIVERY_MAX_ATTEMPTS=5,
         provider_delay_s=1,
     )
@@ -240,7 +240,7 @@ async def _cancel_during_send(service, order_id: uuid.UUID, answer: SendResult |
 async def test_a_send_that_succeeds_after_its_order_was_cancelled_is_recorded_sent_and_nothing_follows(
     delivery_service,
 ):
-    service = await delivery_service(ORCHARD_SMS_WORKERS=0)
+    service = await delivery_service(ORCHARD_DELIVERY_SMS_WORKERS=0)
     [order_id] = await _queued(service, ["+447700900711"])
     await _cancel_during_send(service, order_id, None)
 
@@ -262,7 +262,9 @@ async def test_a_send_that_fails_after_its_order_was_cancelled_neither_retries_n
     delivery_service,
 ):
     service = await delivery_service(
-        ORCHARD_SMS_WORKERS=0, ORCHARD_EMAIL_WORKERS=2, ORCHARD_DELIVERY_FALLBACK_DEFAULT=True
+        ORCHARD_DELIVERY_SMS_WORKERS=0,
+        ORCHARD_DELIVERY_EMAIL_WORKERS=2,
+        ORCHARD_DELIVERY_FALLBACK_DEFAULT=True,
     )
     orders = []
     for phone, answer in [

@@ -72,10 +72,10 @@ def _started(server: uvicorn.Server):
 
 def _notifying(receiver: Receiver, **extra):
     return {
-        "ORCHARD_NOTIFY_SLACK_URL": receiver.url("slack"),
-        "ORCHARD_NOTIFY_TEAMS_URL": receiver.url("teams"),
-        "ORCHARD_NOTIFY_INTERVAL": 0.5,
-        "ORCHARD_NOTIFY_BURST_THRESHOLD": 3,
+        "ORCHARD_DELIVERY_NOTIFY_SLACK_URL": receiver.url("slack"),
+        "ORCHARD_DELIVERY_NOTIFY_TEAMS_URL": receiver.url("teams"),
+        "ORCHARD_DELIVERY_NOTIFY_INTERVAL": 0.5,
+        "ORCHARD_DELIVERY_NOTIFY_BURST_THRESHOLD": 3,
         **extra,
     }
 
@@ -86,7 +86,7 @@ async def test_a_burst_of_final_failures_becomes_one_summary_without_contacts_or
     async with receiver() as hooks:
         # The notifier's own round is an hour: the test runs one when the whole burst is recorded.
         service = await delivery_service(
-            ORCHARD_SMS_WORKERS=0, **_notifying(hooks, ORCHARD_NOTIFY_INTERVAL=3600)
+            ORCHARD_DELIVERY_SMS_WORKERS=0, **_notifying(hooks, ORCHARD_DELIVERY_NOTIFY_INTERVAL=3600)
         )
         orders = [uuid.uuid4() for _ in range(5)]
         for order_id in orders:
@@ -129,7 +129,9 @@ async def test_order_state_changes_are_posted_when_they_pass_the_state_and_campa
     delivery_service, receiver
 ):
     async with receiver() as hooks:
-        service = await delivery_service(**_notifying(hooks, ORCHARD_NOTIFY_CAMPAIGNS="camp-watched"))
+        service = await delivery_service(
+            **_notifying(hooks, ORCHARD_DELIVERY_NOTIFY_CAMPAIGNS="camp-watched")
+        )
         watched, ignored_campaign, ignored_state = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
         await service.publish(
             state_changed(watched, OrderState.CANCELLED, campaign_id="camp-watched", reason="policy change")
@@ -166,7 +168,7 @@ async def test_order_state_changes_are_posted_when_they_pass_the_state_and_campa
 
 async def test_a_refused_webhook_post_is_retried_until_it_goes_through(delivery_service, receiver):
     async with receiver(fail_first=2) as hooks:
-        service = await delivery_service(**_notifying(hooks, ORCHARD_NOTIFY_TEAMS_URL=""))
+        service = await delivery_service(**_notifying(hooks, ORCHARD_DELIVERY_NOTIFY_TEAMS_URL=""))
         await service.publish(VoucherStockLow(campaign_id="camp-retry", available=1, threshold=5))
 
         await wait_until(_has(hooks, "camp-retry"), timeout=30, what="the retried post")

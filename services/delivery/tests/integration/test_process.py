@@ -22,10 +22,10 @@ async def test_a_send_cut_off_by_kill_9_is_flagged_unknown_after_restart_and_rea
     ):
         delivery_process.env.update(
             {
-                "ORCHARD_SMTP_PORT": str(smtp.port),
-                "ORCHARD_SMS_BASE_URL": provider.base_url,
-                "ORCHARD_WHATSAPP_BASE_URL": provider.base_url,
-                "ORCHARD_PROVIDER_TIMEOUT": "10",
+                "ORCHARD_DELIVERY_SMTP_PORT": str(smtp.port),
+                "ORCHARD_DELIVERY_SMS_BASE_URL": provider.base_url,
+                "ORCHARD_DELIVERY_WHATSAPP_BASE_URL": provider.base_url,
+                "ORCHARD_DELIVERY_PROVIDER_TIMEOUT": "10",
                 "ORCHARD_DELIVERY_LEASE": "2",
                 "ORCHARD_DELIVERY_RECOVERY_INTERVAL": "0.5",
             }

@@ -81,7 +81,7 @@ async def test_a_code_its_order_no_longer_holds_is_dropped_and_a_resend_is_refus
 
 
 async def test_a_status_of_another_code_leaves_the_held_code_alone(delivery_service):
-    service = await delivery_service(ORCHARD_EMAIL_WORKERS=0)
+    service = await delivery_service(ORCHARD_DELIVERY_EMAIL_WORKERS=0)
     order_id = uuid.uuid4()
     await service.publish(voucher_for(order_id, code="ORCH-KEEP-0001"))
     await service.publish(request_for(order_id))

@@ -46,7 +46,7 @@ async def test_voucher_is_sent_by_sms_when_the_code_arrives_before_the_request(d
 
 
 async def test_the_held_code_is_encrypted_at_rest(delivery_service):
-    service = await delivery_service(ORCHARD_EMAIL_WORKERS=0)
+    service = await delivery_service(ORCHARD_DELIVERY_EMAIL_WORKERS=0)
     order_id = uuid.uuid4()
 
     await service.publish(voucher_for(order_id, code="ORCH-SECRET-9999"))
@@ -108,7 +108,7 @@ async def test_an_order_cancelled_before_anything_else_arrives_is_never_sent(del
 async def test_a_cancellation_during_a_failing_send_does_not_wait_for_it_and_stops_every_later_attempt(
     delivery_service,
 ):
-    service = await delivery_service(provider_delay_s=1.5, ORCHARD_PROVIDER_TIMEOUT=5.0)
+    service = await delivery_service(provider_delay_s=1.5, ORCHARD_DELIVERY_PROVIDER_TIMEOUT=5.0)
     order_id = uuid.uuid4()
     await service.publish(request_for(order_id, channel=Channel.SMS, phone="+15005550408"))
     await service.publish(voucher_for(order_id))

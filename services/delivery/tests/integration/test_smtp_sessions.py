@@ -39,7 +39,7 @@ def connections(monkeypatch):
 
 async def test_many_messages_share_one_session_and_a_refused_recipient_does_not_end_it(tmp_path, connections):
     async with smtp_sink(tmp_path / "mail") as sink:
-        sender = SmtpEmailSender(DeliverySettings(ORCHARD_SMTP_PORT=sink.port))
+        sender = SmtpEmailSender(DeliverySettings(ORCHARD_DELIVERY_SMTP_PORT=sink.port))
         try:
             results = [await sender.send(_message(), idempotency_key="k") for _ in range(3)]
             bounced = await sender.send(_message("bounce.ann@example.com"), idempotency_key="k")
@@ -64,7 +64,7 @@ async def test_a_session_the_server_dropped_is_replaced_and_the_message_goes_onc
         return sessions[-1]
 
     server = await loop.create_server(session, host="127.0.0.1", port=0)
-    sender = SmtpEmailSender(DeliverySettings(ORCHARD_SMTP_PORT=server.sockets[0].getsockname()[1]))
+    sender = SmtpEmailSender(DeliverySettings(ORCHARD_DELIVERY_SMTP_PORT=server.sockets[0].getsockname()[1]))
     try:
         assert (await sender.send(_message(), idempotency_key="k")).ok
         sessions[0].transport.close()  # the server drops the kept, idle session

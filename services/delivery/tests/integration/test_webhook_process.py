@@ -30,13 +30,13 @@ async def test_a_kill_9_mid_post_repeats_only_the_cut_off_post_and_nothing_alrea
 
     delivery_process.env.update(
         {
-            "ORCHARD_WEBHOOK_TIMEOUT": "4",
-            "ORCHARD_WEBHOOK_LEASE": "5",
-            "ORCHARD_WEBHOOK_POLL_INTERVAL": "0.1",
-            "ORCHARD_WEBHOOK_RETRY_BASE": "0.1",
-            "ORCHARD_EMAIL_WORKERS": "0",
-            "ORCHARD_SMS_WORKERS": "0",
-            "ORCHARD_WHATSAPP_WORKERS": "0",
+            "ORCHARD_DELIVERY_WEBHOOK_TIMEOUT": "4",
+            "ORCHARD_DELIVERY_WEBHOOK_LEASE": "5",
+            "ORCHARD_DELIVERY_WEBHOOK_POLL_INTERVAL": "0.1",
+            "ORCHARD_DELIVERY_WEBHOOK_RETRY_BASE": "0.1",
+            "ORCHARD_DELIVERY_EMAIL_WORKERS": "0",
+            "ORCHARD_DELIVERY_SMS_WORKERS": "0",
+            "ORCHARD_DELIVERY_WHATSAPP_WORKERS": "0",
         }
     )
     settings = delivery_process.settings()

@@ -18,11 +18,11 @@ from .conftest import DeliveryService, request_for, settle, state_changed, vouch
 from .webhook_receiver import Receiver, webhook_receiver
 
 FAST = {
-    "ORCHARD_WEBHOOK_RETRY_BASE": 0.05,
-    "ORCHARD_WEBHOOK_RETRY_MAX": 0.2,
-    "ORCHARD_WEBHOOK_POLL_INTERVAL": 0.1,
-    "ORCHARD_WEBHOOK_TIMEOUT": 5.0,
-    "ORCHARD_WEBHOOK_LEASE": 10.0,
+    "ORCHARD_DELIVERY_WEBHOOK_RETRY_BASE": 0.05,
+    "ORCHARD_DELIVERY_WEBHOOK_RETRY_MAX": 0.2,
+    "ORCHARD_DELIVERY_WEBHOOK_POLL_INTERVAL": 0.1,
+    "ORCHARD_DELIVERY_WEBHOOK_TIMEOUT": 5.0,
+    "ORCHARD_DELIVERY_WEBHOOK_LEASE": 10.0,
 }
 
 
@@ -140,9 +140,9 @@ async def test_a_failing_endpoint_is_retried_with_backoff_then_disabled_reported
     async with webhook_receiver(lambda r: (500, 0.0) if r.path == "/hook" else (200, 0.0)) as receiver:
         service = await delivery_service(
             **FAST,
-            ORCHARD_WEBHOOK_DISABLE_AFTER=1.5,
-            ORCHARD_NOTIFY_SLACK_URL=receiver.url("/slack"),
-            ORCHARD_NOTIFY_INTERVAL=0.2,
+            ORCHARD_DELIVERY_WEBHOOK_DISABLE_AFTER=1.5,
+            ORCHARD_DELIVERY_NOTIFY_SLACK_URL=receiver.url("/slack"),
+            ORCHARD_DELIVERY_NOTIFY_INTERVAL=0.2,
         )
         assert service.http is not None
         webhook = await register(service, receiver, ["order.state_changed"])
@@ -196,7 +196,7 @@ async def test_one_orders_events_reach_a_webhook_in_order_even_when_the_first_is
 
     async with webhook_receiver(first_try_fails) as receiver:
         service = await delivery_service(
-            **{**FAST, "ORCHARD_WEBHOOK_RETRY_BASE": 0.5, "ORCHARD_WEBHOOK_RETRY_MAX": 1.0}
+            **{**FAST, "ORCHARD_DELIVERY_WEBHOOK_RETRY_BASE": 0.5, "ORCHARD_DELIVERY_WEBHOOK_RETRY_MAX": 1.0}
         )
         await register(service, receiver, ["order.state_changed"])
         order_id, other_order = uuid.uuid4(), uuid.uuid4()
@@ -248,7 +248,7 @@ async def test_replay_sends_again_the_events_a_webhook_got_since_the_time_given(
 
 
 async def test_after_a_rotation_both_secrets_sign_until_the_window_ends(delivery_service):
-    service = await delivery_service(**FAST, ORCHARD_WEBHOOK_ROTATION_OVERLAP=2.0)
+    service = await delivery_service(**FAST, ORCHARD_DELIVERY_WEBHOOK_ROTATION_OVERLAP=2.0)
     assert service.http is not None
     async with webhook_receiver() as receiver:
         webhook = await register(service, receiver, ["order.state_changed"])
@@ -307,7 +307,9 @@ async def test_a_slow_endpoint_holds_back_neither_a_fast_one_nor_voucher_deliver
         return (200, 3.0) if request.path == "/slow" else (200, 0.0)
 
     async with webhook_receiver(slow_or_fast) as receiver:
-        service = await delivery_service(**FAST, ORCHARD_WEBHOOK_CONCURRENCY=2, ORCHARD_WEBHOOK_WORKERS=4)
+        service = await delivery_service(
+            **FAST, ORCHARD_DELIVERY_WEBHOOK_CONCURRENCY=2, ORCHARD_DELIVERY_WEBHOOK_WORKERS=4
+        )
         await register(service, receiver, ["order.state_changed"], "/slow")
         await register(service, receiver, ["order.state_changed"], "/fast")
         voucher_order = uuid.uuid4()
