@@ -20,6 +20,11 @@ async def _route(service, campaign_id: str, **body) -> dict:
     return answer.json()
 
 
+async def _activity(service, campaign_id: str, kind: CampaignActivityKind, **fields) -> None:
+    """What the voucher service tells of a campaign: codes generated, recovered, its budget…"""
+    await service.publish(CampaignActivity(campaign_id=campaign_id, kind=kind, **fields))
+
+
 async def test_a_campaigns_activity_reaches_its_own_channel_with_its_people_mentioned(
     delivery_service, receiver
 ):
@@ -32,30 +37,23 @@ async def test_a_campaigns_activity_reaches_its_own_channel_with_its_people_ment
             owners=["@alice", "@bob"],
             approvers=["@paula"],
         )
-        await service.publish(
-            CampaignActivity(
-                campaign_id="camp-routed",
-                kind=CampaignActivityKind.CODES_RECOVERED,
-                count=12,
-                actor="ops:olga",
-                detail="employee left",
-            )
+        await _activity(
+            service,
+            "camp-routed",
+            CampaignActivityKind.CODES_RECOVERED,
+            count=12,
+            actor="ops:olga",
+            detail="employee left",
         )
-        await service.publish(
-            CampaignActivity(
-                campaign_id="camp-routed",
-                kind=CampaignActivityKind.BUDGET_NEARLY_SPENT,
-                detail="9,000 of 10,000 EUR used (90%)",
-            )
+        await _activity(
+            service,
+            "camp-routed",
+            CampaignActivityKind.BUDGET_NEARLY_SPENT,
+            detail="9,000 of 10,000 EUR used (90%)",
         )
         await service.publish(VoucherStockLow(campaign_id="camp-routed", available=3, threshold=10))
-        await service.publish(
-            CampaignActivity(
-                campaign_id="camp-other",
-                kind=CampaignActivityKind.CODES_GENERATED,
-                count=500,
-                actor="ops:olga",
-            )
+        await _activity(
+            service, "camp-other", CampaignActivityKind.CODES_GENERATED, count=500, actor="ops:olga"
         )
         await wait_until(_has(own, "budget nearly spent"), what="the budget notice on the campaign's channel")
         await wait_until(_has(own, "low on codes"), what="the stock notice on the campaign's channel")
@@ -84,18 +82,15 @@ async def test_a_route_only_here_keeps_the_campaign_off_the_default_channel_and_
     async with receiver() as defaults, receiver() as own:
         service = await delivery_service(**_notifying(defaults))
         await _route(service, "camp-private", teams_url=own.url("teams"), kinds=["campaign"], only_here=True)
-        await service.publish(
-            CampaignActivity(
-                campaign_id="camp-private",
-                kind=CampaignActivityKind.EXPIRY_EXTENDED,
-                count=40,
-                actor="ops:olga",
-                detail="to 2027-03-31 00:00 UTC: season extended",
-            )
+        await _activity(
+            service,
+            "camp-private",
+            CampaignActivityKind.EXPIRY_EXTENDED,
+            count=40,
+            actor="ops:olga",
+            detail="to 2027-03-31 00:00 UTC: season extended",
         )
-        await service.publish(
-            CampaignActivity(campaign_id="camp-marker", kind=CampaignActivityKind.CODES_GENERATED, count=1)
-        )
+        await _activity(service, "camp-marker", CampaignActivityKind.CODES_GENERATED, count=1)
 
         async def teams_heard() -> bool:
             return "expiry extended for 40 codes" in str(own.posts["teams"])

@@ -1,15 +1,16 @@
 import uuid
+from dataclasses import dataclass
 
 import httpx
 
 from chassis.testing import wait_until
 from contracts.values import Channel
 from services.delivery import repository
-from services.delivery.channels import Outgoing
+from services.delivery.channels import Outgoing, SendResult
 from services.delivery.sending import message_id
 from services.delivery.templates import Rendered
 
-from .conftest import request_for, voucher_for
+from .conftest import DeliveryService, request_for, voucher_for
 
 
 async def _tell_provider(service, to: str, mode: str, times: int) -> None:
@@ -52,7 +53,7 @@ async def test_a_transient_failure_that_never_clears_becomes_final_after_the_att
 
 async def test_a_provider_timeout_is_a_transient_failure(delivery_service):
     service = await delivery_service(
-        ORCHARD_DELIVERY_MAX_ATTEMPTS=2, ORCHARD_PROVIDER_TIMEOUT=0.3, provider_delay_s=1
+        ORCHARD_DELIVERY_MAX_ATTEMPTS=2, ORCHARD_DELIVERY_PROVIDER_TIMEOUT=0.3, provider_delay_s=1
     )
     order_id = uuid.uuid4()
     await service.join(order_id, "failed", channel=Channel.SMS, phone="+15005550408")
@@ -124,22 +125,36 @@ async def test_without_the_campaigns_consent_a_permanent_failure_does_not_fall_b
 async def test_an_attempt_cut_off_by_a_crash_is_flagged_unknown_and_its_retry_is_not_sent_twice(
     delivery_service,
 ):
-    service = await delivery_service(ORCHARD_SMS_WORKERS=0, ORCHARD_DELIVERY_LEASE=0.5)
-    order_id = uuid.uuid4()
-    _, key, result = await _claim_send_and_lapse(service, order_id, "+447700900777")
-    assert await service.engine.run_once(Channel.SMS)
+    service, lapsed = await _lapsed_sms(delivery_service, "+447700900777")
+    await _send_again(service, lapsed)
 
-    await service.wait_status(order_id, "sent")
-    attempts = await service.attempts(order_id)
-    assert [(a["outcome"], a["idempotency_key"]) for a in attempts] == [("unknown", key), ("succeeded", key)]
-    assert attempts[1]["provider_message_id"] == result.provider_message_id
+    attempts = await service.attempts(lapsed.order_id)
+    assert [(a["outcome"], a["idempotency_key"]) for a in attempts] == [
+        ("unknown", lapsed.key),
+        ("succeeded", lapsed.key),
+    ]
+    assert attempts[1]["provider_message_id"] == lapsed.sent.provider_message_id
     assert len([m for m in service.provider.messages() if m["to"] == "+447700900777"]) == 1
 
 
-async def _claim_send_and_lapse(service, order_id: uuid.UUID, phone: str):
-    """A worker claims the delivery and the provider takes its message, then the worker dies or freezes
-    past its lease before recording the outcome: the recovery job flags the attempt `unknown` and
-    queues the delivery again. Returns the delivery, the attempt's idempotency key and the send."""
+@dataclass(frozen=True)
+class Lapsed:
+    """An SMS delivery whose attempt was sent and never recorded: its worker died or froze."""
+
+    order_id: uuid.UUID
+    delivery_id: uuid.UUID
+    key: str
+    """The attempt's idempotency key."""
+    sent: SendResult
+
+
+async def _lapsed_sms(delivery_service, phone: str) -> tuple[DeliveryService, Lapsed]:
+    """A service whose SMS rounds the test runs itself and whose leases last half a second, and one of
+    its deliveries a worker claimed and the provider took, then the worker died or froze past its lease
+    before recording the outcome: the recovery job flags the attempt `unknown` and queues the delivery
+    again."""
+    service = await delivery_service(ORCHARD_DELIVERY_SMS_WORKERS=0, ORCHARD_DELIVERY_LEASE=0.5)
+    order_id = uuid.uuid4()
     row = await service.join(order_id, "queued", channel=Channel.SMS, phone=phone)
     async with service.pool.acquire() as conn:
         [claimed] = await repository.claim_due(conn, Channel.SMS, lease_s=0.5)
@@ -155,46 +170,52 @@ async def _claim_send_and_lapse(service, order_id: uuid.UUID, phone: str):
         return bool(attempts) and attempts[0]["outcome"] == "unknown"
 
     await wait_until(flagged, what="the recovery job to flag the attempt")
-    return row["delivery_id"], key, result
+    return service, Lapsed(order_id, row["delivery_id"], key, result)
+
+
+async def _send_again(service: DeliveryService, lapsed: Lapsed) -> None:
+    """One SMS round sends the lapsed delivery again."""
+    assert await service.engine.run_once(Channel.SMS)
+    await service.wait_status(lapsed.order_id, "sent")
 
 
 async def test_a_frozen_worker_recording_its_success_after_the_resend_records_a_repeat_not_a_second_success(
     delivery_service,
 ):
-    service = await delivery_service(ORCHARD_SMS_WORKERS=0, ORCHARD_DELIVERY_LEASE=0.5)
-    order_id = uuid.uuid4()
-    delivery_id, _, late = await _claim_send_and_lapse(service, order_id, "+447700900778")
-    assert await service.engine.run_once(Channel.SMS)
-    await service.wait_status(order_id, "sent")
+    service, lapsed = await _lapsed_sms(delivery_service, "+447700900778")
+    await _send_again(service, lapsed)
 
     async with service.pool.acquire() as conn, conn.transaction():
-        assert await repository.record_success(conn, delivery_id, 1, late) is False
+        assert await repository.record_success(conn, lapsed.delivery_id, 1, lapsed.sent) is False
 
-    attempts = await service.attempts(order_id)
+    attempts = await service.attempts(lapsed.order_id)
     assert [a["outcome"] for a in attempts] == ["repeat", "succeeded"]
     assert (
-        attempts[0]["provider_message_id"] == attempts[1]["provider_message_id"] == late.provider_message_id
+        attempts[0]["provider_message_id"]
+        == attempts[1]["provider_message_id"]
+        == lapsed.sent.provider_message_id
     )
-    assert (await service.delivery(order_id))["status"] == "sent"
+    assert (await service.delivery(lapsed.order_id))["status"] == "sent"
 
 
 async def test_a_frozen_worker_recording_its_success_first_sends_the_delivery_and_the_resend_is_a_repeat(
     delivery_service,
 ):
-    service = await delivery_service(ORCHARD_SMS_WORKERS=0, ORCHARD_DELIVERY_LEASE=0.5)
-    order_id = uuid.uuid4()
-    delivery_id, _, late = await _claim_send_and_lapse(service, order_id, "+447700900779")
+    service, lapsed = await _lapsed_sms(delivery_service, "+447700900779")
     async with service.pool.acquire() as conn:
         [reclaimed] = await repository.claim_due(conn, Channel.SMS, lease_s=5)  # another worker, attempt 2
         async with conn.transaction():
-            assert await repository.record_success(conn, delivery_id, 1, late) is True
-    row = await service.wait_status(order_id, "sent")
+            assert await repository.record_success(conn, lapsed.delivery_id, 1, lapsed.sent) is True
+    row = await service.wait_status(lapsed.order_id, "sent")
     assert row["lease_until"] is None
 
     # the other worker's send of the same message (same key) comes back as the provider's repeat
     async with service.pool.acquire() as conn, conn.transaction():
-        assert await repository.record_success(conn, delivery_id, reclaimed["attempts"], late) is False
-    attempts = await service.attempts(order_id)
+        assert (
+            await repository.record_success(conn, lapsed.delivery_id, reclaimed["attempts"], lapsed.sent)
+            is False
+        )
+    attempts = await service.attempts(lapsed.order_id)
     assert [a["outcome"] for a in attempts] == ["succeeded", "repeat"]
-    assert (await service.delivery(order_id))["status"] == "sent"
+    assert (await service.delivery(lapsed.order_id))["status"] == "sent"
     assert len([m for m in service.provider.messages() if m["to"] == "+447700900779"]) == 1
