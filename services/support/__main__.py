@@ -6,7 +6,7 @@ from pathlib import Path
 
 from chassis.audit_api import audit_router
 from chassis.jobs import PeriodicJob
-from chassis.service import ServiceRuntime, ServiceSpec, run_service
+from chassis.service import ServiceSpec, run_service
 from services.support import handlers, sla_monitor
 from services.support.api import portal as portal_api
 from services.support.api import sla as sla_api
@@ -22,9 +22,6 @@ def build_spec(settings: SupportSettings, clock: Clock | None = None) -> tuple[S
     """The support service's composition; the clock is injectable so tests can move time."""
     ctx = SupportContext(settings=settings, clock=clock or SystemClock())
 
-    async def bind_pool(runtime: ServiceRuntime) -> None:
-        ctx.pool = runtime.pool
-
     async def check_sla() -> None:
         await sla_monitor.check_sla(ctx)
 
@@ -39,7 +36,7 @@ def build_spec(settings: SupportSettings, clock: Clock | None = None) -> tuple[S
             audit_router(),
         ],
         jobs=[PeriodicJob("support-sla-monitor", settings.sla_check_interval_s, check_sla)],
-        on_startup=[bind_pool],
+        on_startup=[ctx.bind_pool],
         context=ctx,
     )
     return spec, ctx

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import asyncpg
-
+from chassis.pooled_context import PooledContext
 from services.support.clock import Clock, SystemClock
 from services.support.settings import SupportSettings
 
@@ -15,13 +14,6 @@ DELIVERY_MONITOR = "system:delivery-monitor"
 
 
 @dataclass
-class SupportContext:
+class SupportContext(PooledContext):
     settings: SupportSettings
     clock: Clock = field(default_factory=SystemClock)
-    pool: asyncpg.Pool | None = None
-
-    @property
-    def db(self) -> asyncpg.Pool:
-        if self.pool is None:
-            raise RuntimeError("the support service has not started: no database pool yet")
-        return self.pool

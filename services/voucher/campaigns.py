@@ -137,13 +137,21 @@ async def _changed(
     conn: Connection, campaign: Campaign, *, actor: str, action: str, details: dict[str, Any]
 ) -> None:
     await publish(conn, [campaign.to_event(await code_values(conn, campaign))])
-    await append_audit(
+    await audit(
         conn,
+        campaign.campaign_id,
         actor=actor,
         action=f"campaign.{action}",
-        subject_type="campaign",
-        subject_id=campaign.campaign_id,
         details={"version": campaign.version, **details},
+    )
+
+
+async def audit(
+    conn: Connection, campaign_id: str, *, actor: str, action: str, details: dict[str, Any]
+) -> None:
+    """An audit entry about the campaign (a change to it, or to its codes)."""
+    await append_audit(
+        conn, actor=actor, action=action, subject_type="campaign", subject_id=campaign_id, details=details
     )
 
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import asyncpg
 
-from chassis.audit import append_audit
 from chassis.db import Connection
 from chassis.money import with_money_text
 
+from . import campaigns
 from .crypto import CodeVault
 from .repository import code_lists as repository
 from .repository.code_lists import CodeListFilter as CodeListFilter
@@ -52,14 +52,8 @@ async def audit_clear_export(
 ) -> int:
     """The audit entry every clear export leaves before it starts; answers how many codes it holds."""
     count = await repository.count(conn, flt)
-    await append_audit(
-        conn,
-        actor=actor,
-        action="codes.exported_clear",
-        subject_type="campaign",
-        subject_id=flt.campaign_id,
-        details={"reason": reason, "codes": count, "format": format, **flt.described()},
-    )
+    details = {"reason": reason, "codes": count, "format": format, **flt.described()}
+    await campaigns.audit(conn, flt.campaign_id, actor=actor, action="codes.exported_clear", details=details)
     return count
 
 

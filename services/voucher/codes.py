@@ -137,12 +137,11 @@ async def generate(
     rounds = 0
     for start in range(0, count, chunk_size):
         rounds += await _generate_chunk(conn, vault, draw, min(chunk_size, count - start))
-    await append_audit(
+    await campaigns.audit(
         conn,
+        campaign_id,
         actor=actor,
         action="codes.generated",
-        subject_type="campaign",
-        subject_id=campaign_id,
         details={"count": count, "length": length, "prefix": prefix, "test": test, "rounds": rounds},
     )
     await activity.tell(
@@ -212,14 +211,8 @@ async def import_codes(
     if imported:
         await campaigns.announce_new_values(conn, campaign, values, known, actor=actor)
     report = _import_report(campaign_id, parsed, imported, problems)
-    await append_audit(
-        conn,
-        actor=actor,
-        action="codes.imported",
-        subject_type="campaign",
-        subject_id=campaign_id,
-        details={k: v for k, v in report.items() if k != "problems"},
-    )
+    details = {k: v for k, v in report.items() if k != "problems"}
+    await campaigns.audit(conn, campaign_id, actor=actor, action="codes.imported", details=details)
     if imported:
         rejected = f"{len(problems)} rows rejected" if problems else None
         await activity.tell(

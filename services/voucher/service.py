@@ -9,7 +9,7 @@ from chassis.approvals import approvals_router
 from chassis.audit_api import audit_router
 from chassis.jobs import PeriodicJob
 from chassis.sealed_codes import CodeSealer
-from chassis.service import ServiceRuntime, ServiceSpec
+from chassis.service import ServiceSpec
 from contracts.topics import Topics
 
 from . import (
@@ -47,9 +47,6 @@ def build_spec(settings: VoucherSettings, *, order_topic: str = Topics.ORDER_STA
     )
     ctx = VoucherContext(vault=vault, approvals=approvals, settings=settings)
 
-    async def bind_pool(runtime: ServiceRuntime) -> None:
-        ctx.pool = runtime.pool
-
     async def expire_codes() -> None:
         async with ctx.db.acquire() as conn:
             await reveal_limits.purge_windows(conn)
@@ -84,6 +81,6 @@ def build_spec(settings: VoucherSettings, *, order_topic: str = Topics.ORDER_STA
             PeriodicJob("voucher-held-orders", settings.hold_interval_s, serve_held_orders),
             PeriodicJob("voucher-budget-alerts", settings.budget_alert_interval_s, alert_budgets),
         ],
-        on_startup=[bind_pool],
+        on_startup=[ctx.bind_pool],
         context=ctx,
     )
