@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
 from aiokafka.protocol.admin import DescribeGroupsRequest, DescribeGroupsRequest_v2
@@ -149,31 +149,3 @@ async def dead_letters(bootstrap: str, topic: str) -> list[DeadLetter]:
 
 def new_marker() -> str:
     return uuid.uuid4().hex[:8]
-
-
-async def lag(bootstrap: str, groups_by_topic: dict[str, set[str]]) -> dict[tuple[str, str], int]:
-    """(group, topic) → messages on the topic the group has not committed yet."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await admin.start()
-    await consumer.start()
-    try:
-        partitions = [
-            TopicPartition(described["topic"], p["partition"])
-            for described in await admin.describe_topics(sorted(groups_by_topic))
-            for p in described["partitions"]
-        ]
-        ends = await consumer.end_offsets(partitions)
-        behind: dict[tuple[str, str], int] = defaultdict(int)
-        for group in sorted(set().union(*groups_by_topic.values())):
-            committed = await admin.list_consumer_group_offsets(group)
-            for tp in partitions:
-                if group in groups_by_topic[tp.topic]:
-                    done = committed.get(tp)
-                    behind[(group, tp.topic)] += ends[tp] - (
-                        done.offset if done is not None and done.offset >= 0 else 0
-                    )
-        return behind
-    finally:
-        await consumer.stop()
-        await admin.close()
