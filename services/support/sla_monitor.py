@@ -13,7 +13,6 @@ from typing import Any, Final
 
 from prometheus_client import Counter
 
-from chassis.audit import append_audit
 from chassis.db import Connection
 from chassis.outbox import add_event
 from contracts.envelope import Envelope
@@ -23,7 +22,7 @@ from services.support import ticket_repository as repo
 from services.support.context import PRODUCER, SLA_MONITOR, SupportContext
 from services.support.domain.sla import TargetStatus, alerts_due
 from services.support.domain.tickets import TicketQueue, escalated_priority
-from services.support.tickets import calendar_of, refresh_sla, sla_statuses
+from services.support.tickets import audit_ticket, calendar_of, refresh_sla, sla_statuses
 
 CHECK_BATCH = 100
 
@@ -101,14 +100,8 @@ async def _raise_alert(
         details.update(priority_from=ticket.priority.value, priority_to=priority.value, queue="escalation")
     action = "sla_breached" if kind is SlaAlertKind.BREACH else "sla_warning"
     await repo.add_timeline(conn, ticket.ticket_id, at=now, actor=SLA_MONITOR, kind=action, details=details)
-    await append_audit(
-        conn,
-        actor=SLA_MONITOR,
-        action=f"ticket.{action}" + ("_escalated" if kind is SlaAlertKind.BREACH else ""),
-        subject_type="ticket",
-        subject_id=ticket.ticket_id,
-        details=details,
-    )
+    audited = action + ("_escalated" if kind is SlaAlertKind.BREACH else "")
+    await audit_ticket(conn, ticket.ticket_id, actor=SLA_MONITOR, action=audited, details=details)
     alert = SupportSlaBreached(
         ticket_id=ticket.ticket_id,
         kind=kind,

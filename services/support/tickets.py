@@ -193,14 +193,7 @@ async def open_ticket(
     await repo.add_timeline(
         conn, ticket.ticket_id, at=now, actor=caller.actor, kind="created", details=details
     )
-    await append_audit(
-        conn,
-        actor=caller.actor,
-        action="ticket.opened",
-        subject_type="ticket",
-        subject_id=ticket.ticket_id,
-        details=details,
-    )
+    await audit_ticket(conn, ticket.ticket_id, actor=caller.actor, action="opened", details=details)
     return await refresh_sla(conn, ctx, ticket.ticket_id)
 
 
@@ -218,6 +211,20 @@ def _new_ticket(policy: SlaPolicy, *, opened_by: str, opened_at: datetime, **fie
         res_target_s=policy.resolution_s,
         calendar_id=policy.calendar_id,
         **fields,
+    )
+
+
+async def audit_ticket(
+    conn: Connection, ticket_id: str, *, actor: str, action: str, details: dict[str, Any]
+) -> None:
+    """The audit entry of a change to the ticket: `ticket.<action>`."""
+    await append_audit(
+        conn,
+        actor=actor,
+        action=f"ticket.{action}",
+        subject_type="ticket",
+        subject_id=ticket_id,
+        details=details,
     )
 
 
@@ -320,14 +327,8 @@ async def change_state(
         to_state=new_state,
         body=note,
     )
-    await append_audit(
-        conn,
-        actor=caller.actor,
-        action=f"ticket.{action}",
-        subject_type="ticket",
-        subject_id=ticket_id,
-        details={"from": ticket.state.value, "to": new_state.value, "note": note},
-    )
+    details = {"from": ticket.state.value, "to": new_state.value, "note": note}
+    await audit_ticket(conn, ticket_id, actor=caller.actor, action=action, details=details)
     updated = await refresh_sla(conn, ctx, ticket_id)
     if caller.is_staff:
         await tell_member(conn, updated)
@@ -399,17 +400,9 @@ async def update_fields(
     await repo.update_ticket(conn, ticket_id, updated_at=now, **updates)
     before = {k: _plain(getattr(ticket, k)) for k in updates if k in ("assignee", "queue", "priority")}
     after = {k: _plain(v) for k, v in updates.items() if k in ("assignee", "queue", "priority")}
-    await repo.add_timeline(
-        conn, ticket_id, at=now, actor=caller.actor, kind="updated", details={"from": before, "to": after}
-    )
-    await append_audit(
-        conn,
-        actor=caller.actor,
-        action="ticket.updated",
-        subject_type="ticket",
-        subject_id=ticket_id,
-        details={"from": before, "to": after},
-    )
+    change = {"from": before, "to": after}
+    await repo.add_timeline(conn, ticket_id, at=now, actor=caller.actor, kind="updated", details=change)
+    await audit_ticket(conn, ticket_id, actor=caller.actor, action="updated", details=change)
     return await refresh_sla(conn, ctx, ticket_id)
 
 
