@@ -217,12 +217,18 @@ router = APIRouter(tags=["wallet"])
 member_or_staff = require_roles(*MEMBER_OR_STAFF)
 
 
-@router.get("/v1/members/{member_id}/wallet", response_model=WalletView)
-async def wallet(
-    ctx: Ctx, member_id: str, request: Request, principal: Principal = Depends(member_or_staff)
-) -> dict[str, Any]:
-    """Balance, status and points expiring soon (and every upcoming expiry)."""
+def member_account(member_id: str, principal: Principal = Depends(member_or_staff)) -> str:
+    """The member of the path, once the caller may see that account (members only their own)."""
     principal.ensure_may_access_member(member_id)
+    return member_id
+
+
+MemberAccount = Annotated[str, Depends(member_account)]
+
+
+@router.get("/v1/members/{member_id}/wallet", response_model=WalletView)
+async def wallet(ctx: Ctx, member_id: MemberAccount, request: Request) -> dict[str, Any]:
+    """Balance, status and points expiring soon (and every upcoming expiry)."""
     now = ctx.ledger.clock()
     async with _pool(request).acquire() as conn:
         found = await repo.get_wallet(conn, member_id)
@@ -247,17 +253,14 @@ async def wallet(
 
 @router.get("/v1/members/{member_id}/history", response_model=History)
 async def history(
-    ctx: Ctx,
-    member_id: str,
+    member_id: MemberAccount,
     request: Request,
-    principal: Principal = Depends(member_or_staff),
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     before_seq: Annotated[
         int | None, Query(ge=1, le=INT64_MAX, description="entries older than this one")
     ] = None,
 ) -> dict[str, Any]:
     """Ledger entries (newest first) and every reward order with its delivery status."""
-    principal.ensure_may_access_member(member_id)
     async with _pool(request).acquire() as conn:
         entries = await repo.member_entries(conn, member_id, before_seq, limit)
         orders = await member_orders(conn, member_id, limit)
@@ -382,15 +385,12 @@ async def unfreeze(change: StatusChangeRequest) -> dict[str, Any]:
 
 @router.get("/v1/members/{member_id}/audit", response_model=MemberAuditPage)
 async def audit(
-    ctx: Ctx,
-    member_id: str,
+    member_id: MemberAccount,
     request: Request,
-    principal: Principal = Depends(member_or_staff),
     after_seq: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> dict[str, Any]:
     """Every action against the member's account, oldest first, with each entry's hash link."""
-    principal.ensure_may_access_member(member_id)
     async with _pool(request).acquire() as conn:
         entries = await list_member_audit(conn, member_id, after_seq=after_seq, limit=limit)
     return {
@@ -433,11 +433,8 @@ async def reveal(
 
 
 @router.get("/v1/members/{member_id}/audit/verify", response_model=MemberAuditVerification)
-async def verify(
-    ctx: Ctx, member_id: str, request: Request, principal: Principal = Depends(member_or_staff)
-) -> dict[str, Any]:
+async def verify(member_id: MemberAccount, request: Request) -> dict[str, Any]:
     """Recompute the member's chain; `first_broken_seq` names the first entry that does not hold."""
-    principal.ensure_may_access_member(member_id)
     async with _pool(request).acquire() as conn:
         result = await verify_member_audit(conn, member_id)
     return {

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+import asyncpg
+
 from chassis.db import Connection
 from chassis.rows import from_row
 from contracts.wallet import Direction, EntryType, WalletReference
@@ -57,6 +59,13 @@ def entry_from_row(row: Any) -> Entry:
     )
 
 
+_WALLET = "SELECT member_id, balance, entries, status FROM wallets WHERE member_id = $1"
+
+
+def _wallet(row: asyncpg.Record) -> Wallet:
+    return Wallet(row["member_id"], row["balance"], row["entries"], WalletStatus(row["status"]))
+
+
 async def open_and_lock_wallet(conn: Connection, member_id: str, now: datetime) -> Wallet:
     """The member's balance row, made on the first credit, locked until the transaction ends."""
     row = await conn.fetchrow(
@@ -69,26 +78,18 @@ async def open_and_lock_wallet(conn: Connection, member_id: str, now: datetime) 
         now,
     )
     assert row is not None
-    return Wallet(row["member_id"], row["balance"], row["entries"], WalletStatus(row["status"]))
+    return _wallet(row)
 
 
 async def lock_wallet(conn: Connection, member_id: str) -> Wallet | None:
     """The member's balance row, locked until the transaction ends: postings of one member queue here."""
-    row = await conn.fetchrow(
-        "SELECT member_id, balance, entries, status FROM wallets WHERE member_id = $1 FOR UPDATE", member_id
-    )
-    if row is None:
-        return None
-    return Wallet(row["member_id"], row["balance"], row["entries"], WalletStatus(row["status"]))
+    row = await conn.fetchrow(f"{_WALLET} FOR UPDATE", member_id)
+    return None if row is None else _wallet(row)
 
 
 async def get_wallet(conn: Connection, member_id: str) -> Wallet | None:
-    row = await conn.fetchrow(
-        "SELECT member_id, balance, entries, status FROM wallets WHERE member_id = $1", member_id
-    )
-    if row is None:
-        return None
-    return Wallet(row["member_id"], row["balance"], row["entries"], WalletStatus(row["status"]))
+    row = await conn.fetchrow(_WALLET, member_id)
+    return None if row is None else _wallet(row)
 
 
 async def set_wallet_status(conn: Connection, member_id: str, status: WalletStatus, now: datetime) -> None:
