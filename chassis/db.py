@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias, TypeGuard
 
 import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
+from asyncpg.transaction import Transaction
 
 log = structlog.get_logger(__name__)
 
@@ -46,8 +48,93 @@ class _StatelessPoolConnection(asyncpg.Connection):
     open transaction and drops callbacks on release.
     """
 
+    schema: str | None = None
+    """The schema the pool binds this connection to (set once it is connected)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.after_commit: dict[str, Callable[[], Awaitable[None]]] = {}
+        self.hooked_transaction_open = False
+
     def get_reset_query(self) -> str:
         return ""
+
+    def transaction(
+        self, *, isolation: Any = None, readonly: bool = False, deferrable: bool = False
+    ) -> Transaction:
+        self._check_open()  # type: ignore[attr-defined]
+        return _CommitHookedTransaction(self, isolation, readonly, deferrable)
+
+
+class _CommitHookedTransaction(Transaction):
+    """A transaction that runs its connection's after-commit callbacks once its outermost level
+    commits, and drops them when it rolls back."""
+
+    __slots__ = ()
+
+    async def start(self) -> None:
+        await super().start()
+        if not self._nested:  # type: ignore[attr-defined]
+            self._connection.hooked_transaction_open = True  # type: ignore[attr-defined]
+
+    async def __aexit__(self, extype: Any, ex: Any, tb: Any) -> None:
+        try:
+            await super().__aexit__(extype, ex, tb)
+        except BaseException:
+            self._done(committed=False)
+            raise
+        await self._finished(committed=extype is None)
+
+    async def commit(self) -> None:
+        await super().commit()
+        await self._finished(committed=True)
+
+    async def rollback(self) -> None:
+        await super().rollback()
+        self._done(committed=False)
+
+    def _done(self, *, committed: bool) -> list[Callable[[], Awaitable[None]]]:
+        if self._nested:  # type: ignore[attr-defined]
+            return []
+        connection: _StatelessPoolConnection = self._connection  # type: ignore[attr-defined]
+        callbacks = list(connection.after_commit.values()) if committed else []
+        connection.after_commit.clear()
+        connection.hooked_transaction_open = False
+        return callbacks
+
+    async def _finished(self, *, committed: bool) -> None:
+        for callback in self._done(committed=committed):
+            await callback()
+
+
+def after_commit(conn: Connection, key: str, callback: Callable[[], Awaitable[None]]) -> bool:
+    """Run `callback` once `conn`'s current transaction commits (once per `key` and transaction).
+
+    False when this connection cannot tell when that is (not one of `create_pool`'s, or no
+    transaction begun with `transaction()`): the caller has to see to it another way.
+    """
+    raw = _unproxied(conn)
+    if not _ours(raw) or not raw.hooked_transaction_open:
+        return False
+    raw.after_commit.setdefault(key, callback)
+    return True
+
+
+def _ours(raw: asyncpg.Connection) -> TypeGuard[_StatelessPoolConnection]:
+    # Not isinstance: asyncpg's connection metaclass answers it for any connection and any subclass.
+    return _StatelessPoolConnection in type(raw).__mro__
+
+
+def _unproxied(conn: Connection) -> asyncpg.Connection:
+    if isinstance(conn, PoolConnectionProxy):
+        return conn._con  # type: ignore[attr-defined,no-any-return]
+    return conn
+
+
+def schema_of(conn: Connection) -> str | None:
+    """The schema `create_pool` bound the connection to; None for any other connection."""
+    raw = _unproxied(conn)
+    return raw.schema if _ours(raw) else None
 
 
 async def create_pool(
@@ -70,10 +157,16 @@ async def create_pool(
         "application_name": f"orchard-{schema}",
         "idle_in_transaction_session_timeout": str(int(idle_in_transaction_timeout_s * 1000)),
     }
+
+    async def bind(conn: asyncpg.Connection) -> None:
+        if _ours(conn):
+            conn.schema = schema
+
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
+        init=bind,
         connection_class=_StatelessPoolConnection,
         server_settings=settings,
         command_timeout=60,

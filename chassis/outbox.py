@@ -90,7 +90,8 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Collection, Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,7 +112,7 @@ from prometheus_client import Counter, Gauge
 from contracts.envelope import Envelope
 from contracts.registry import SENSITIVE_TOPICS
 
-from .db import Connection, advisory_lock_key, quote_ident
+from .db import Connection, advisory_lock_key, after_commit, quote_ident, schema_of
 from .errors import is_transient
 from .kafka_security import client_options
 from .tracing import trace_headers
@@ -184,6 +185,35 @@ async def add_to_outbox(conn: Connection, events: Sequence[OutgoingEvent]) -> No
         [e.envelope.to_bytes() for e in events],
         [json.dumps(event_headers(e.envelope) | trace_headers(e.envelope.causation_id)) for e in events],
     )
+    if not after_commit(conn, "outbox", _relay_waker(conn)):
+        await conn.execute(_NOTIFY_RELAY)  # delivered when the caller's transaction commits
+
+
+_NOTIFY_RELAY = "SELECT pg_notify('orchard_outbox_' || current_schema(), '')"
+
+# The relays of this process, by schema: a commit that wrote events wakes its schema's leader directly.
+_LOCAL_RELAYS: dict[str, weakref.WeakSet[OutboxRelay]] = {}
+
+
+def _relay_waker(conn: Connection) -> Callable[[], Awaitable[None]]:
+    """What wakes the relay once the transaction that wrote events has committed.
+
+    Not a NOTIFY inside that transaction (as a trigger once did): Postgres holds a cluster-wide lock
+    from the pre-commit of any transaction that queued a notification until its commit is flushed, so
+    every such commit of every service ran one at a time, each waiting for its own WAL flush. After the
+    commit, the leading relay of this process is woken in memory; when the leader is elsewhere (a
+    replica, or this is a command-line tool), a NOTIFY of its own, a transaction with nothing to flush.
+    """
+    schema = schema_of(conn)
+
+    async def wake() -> None:
+        leaders = [relay for relay in _LOCAL_RELAYS.get(schema or "", ()) if relay.is_leader]
+        for relay in leaders:
+            relay.wake()
+        if not leaders:
+            await conn.execute(_NOTIFY_RELAY)
+
+    return wake
 
 
 async def add_event(conn: Connection, envelope: Envelope[Any], *, key: str, topic: str | None = None) -> None:
@@ -294,10 +324,16 @@ class OutboxRelay:
         self.is_leader = False
 
     async def start(self) -> None:
+        _LOCAL_RELAYS.setdefault(self._schema, weakref.WeakSet()).add(self)
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._schema}")
+
+    def wake(self) -> None:
+        """Publish what is pending now (events were committed in this process)."""
+        self._wakeup.set()
 
     async def stop(self, *, flush_timeout_s: float = 10.0) -> None:
         """Stop after publishing what is pending (bounded by flush_timeout_s)."""
+        _LOCAL_RELAYS.get(self._schema, weakref.WeakSet()).discard(self)
         self._stopping.set()
         self._wakeup.set()
         if self._task is not None:
@@ -671,5 +707,5 @@ async def retry_parked(conn: Connection, ids: Sequence[int] | None = None) -> li
         list(ids) if ids else None,
     )
     if rows:
-        await conn.execute("SELECT pg_notify('orchard_outbox_' || current_schema(), '')")
+        await conn.execute(_NOTIFY_RELAY)
     return sorted(r["id"] for r in rows)

@@ -8,7 +8,7 @@ import contextlib
 import asyncpg
 import pytest
 
-from chassis.db import create_pool
+from chassis.db import after_commit, create_pool, schema_of
 
 
 @pytest.fixture
@@ -72,3 +72,36 @@ async def test_a_transaction_left_idle_by_a_frozen_holder_is_ended_and_its_locks
             await frozen.release(holder)
         await asyncio.wait_for(frozen.close(), 10)
         await asyncio.wait_for(live.close(), 10)
+
+
+async def test_after_commit_work_runs_once_the_outermost_transaction_commits_and_never_on_rollback(
+    pool,
+) -> None:
+    ran: list[str] = []
+
+    def note(what: str):
+        async def run() -> None:
+            ran.append(what)
+
+        return run
+
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            async with conn.transaction():  # a savepoint: its release is not the commit
+                assert after_commit(conn, "k", note("first"))
+                assert after_commit(conn, "k", note("second"))  # one per key and transaction
+            assert ran == []
+        assert ran == ["first"]
+
+        with contextlib.suppress(RuntimeError):
+            async with conn.transaction():
+                assert after_commit(conn, "k", note("rolled back"))
+                raise RuntimeError("roll it back")
+        explicit = conn.transaction()
+        await explicit.start()
+        assert after_commit(conn, "k", note("explicit"))
+        await explicit.commit()
+        assert ran == ["first", "explicit"]
+
+        assert not after_commit(conn, "k", note("outside")), "no transaction: nothing to wait for"
+        assert schema_of(conn) is not None

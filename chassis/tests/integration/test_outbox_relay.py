@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from chassis import outbox
 from chassis.outbox import OutboxRelay, OutgoingEvent, add_to_outbox
 from chassis.testing import read_topic, wait_until
 from contracts.envelope import Envelope, EventData
@@ -147,6 +148,46 @@ async def test_the_relay_wakes_on_notify_without_waiting_for_its_poll(
             await add_to_outbox(conn, [event(topic, "n", 1)])
         await wait_until(lambda: _published_count(pool, 1), timeout=10, what="published well before the poll")
     finally:
+        await relay.stop()
+
+
+async def test_a_leader_in_another_process_is_woken_by_a_notify_after_the_commit(
+    pool: asyncpg.Pool,
+    service_db: ServiceDb,
+    kafka_bootstrap: str,
+    new_topic: NewTopic,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    topic = await new_topic("notify-elsewhere")
+    relay = relay_for(service_db, kafka_bootstrap, poll_interval_s=30.0)
+    await relay.start()
+    # As the writers of another process see it: no relay of theirs leads.
+    monkeypatch.setattr(outbox, "_LOCAL_RELAYS", {})
+    try:
+        await wait_until(lambda: _is(relay), what="relay leads")
+        await asyncio.sleep(0.5)
+        async with pool.acquire() as conn, conn.transaction():
+            await add_to_outbox(conn, [event(topic, "elsewhere", 1)])
+        await wait_until(lambda: _published_count(pool, 1), timeout=10, what="published well before the poll")
+    finally:
+        await relay.stop()
+
+
+async def test_events_written_on_a_connection_of_no_pool_of_ours_still_wake_the_relay(
+    pool: asyncpg.Pool, service_db: ServiceDb, kafka_bootstrap: str, new_topic: NewTopic
+) -> None:
+    topic = await new_topic("notify-plain")
+    relay = relay_for(service_db, kafka_bootstrap, poll_interval_s=30.0)
+    await relay.start()
+    plain = await asyncpg.connect(service_db.dsn, server_settings={"search_path": service_db.schema})
+    try:
+        await wait_until(lambda: _is(relay), what="relay leads")
+        await asyncio.sleep(0.5)
+        async with plain.transaction():
+            await add_to_outbox(plain, [event(topic, "plain", 1)])
+        await wait_until(lambda: _published_count(pool, 1), timeout=10, what="published well before the poll")
+    finally:
+        await plain.close()
         await relay.stop()
 
 
