@@ -5,11 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chassis.approvals import PENDING_RESPONSE, pending_answer
-from chassis.auth import Principal, Role, require_roles
 from chassis.inputs import Identifier, Name, NonNegativeInt32, Text
 from chassis.inputs import Identifier as QueryIdentifier
 from chassis.money import with_money_text
@@ -17,13 +16,11 @@ from contracts.values import Channel, Currency, PositiveMoney, RewardType
 from contracts.vouchers import CampaignStatus, ExpiryKind, ExpiryPolicy
 
 from . import campaigns
-from .api_common import Ctx, actor_of, in_transaction, invalid, serve_held_orders
+from .api_common import Ctx, Operator, Reader, actor_of, in_transaction, invalid, serve_held_orders
 from .approvals import ask_for_budget_increase
 from .views import CampaignOut, CampaignOverview, CampaignPage
 
-MANAGERS = (Role.ADMIN, Role.OPS)
 MONEY_FIELDS = ("face_value", "per_record_limit", "budget", "budget_used", "budget_left")
-READERS = (Role.ADMIN, Role.OPS, Role.FINANCE, Role.AUDITOR, Role.SUPPORT_AGENT)
 
 # The columns are numeric(18, 4): fourteen digits before the point.
 ColumnMoney = Annotated[PositiveMoney, Field(lt=Decimal("1e14"))]
@@ -109,9 +106,7 @@ router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
 
 @router.post("", status_code=201, summary="Create a campaign", response_model=CampaignOut)
-async def create(
-    body: CampaignCreate, ctx: Ctx, principal: Principal = Depends(require_roles(*MANAGERS))
-) -> dict[str, Any]:
+async def create(body: CampaignCreate, ctx: Ctx, principal: Operator) -> dict[str, Any]:
     fields = _domain_fields(
         body.model_dump(exclude={"expiry_policy"}) | {"expiry_policy": body.expiry_policy}
     )
@@ -127,7 +122,7 @@ async def create(
 @router.get("", summary="Campaigns, in id order, a page at a time", response_model=CampaignPage)
 async def list_all(
     ctx: Ctx,
-    _: Principal = Depends(require_roles(*READERS)),
+    _: Reader,
     status: CampaignStatus | None = None,
     reward_type: RewardType | None = None,
     after: Annotated[QueryIdentifier | None, Query(description="the last campaign id seen")] = None,
@@ -148,7 +143,7 @@ async def list_all(
     summary="A campaign with code counts, budget and issuance rate",
     response_model=CampaignOverview,
 )
-async def get(campaign_id: str, ctx: Ctx, _: Principal = Depends(require_roles(*READERS))) -> dict[str, Any]:
+async def get(campaign_id: str, ctx: Ctx, _: Reader) -> dict[str, Any]:
     async with ctx.db.acquire() as conn:
         view = await campaigns.overview(conn, campaign_id)
     return campaign_json(view.pop("campaign")) | view
@@ -161,12 +156,7 @@ async def get(campaign_id: str, ctx: Ctx, _: Principal = Depends(require_roles(*
     response_model=CampaignOut,
     responses=PENDING_RESPONSE,
 )
-async def update(
-    campaign_id: str,
-    body: CampaignUpdate,
-    ctx: Ctx,
-    principal: Principal = Depends(require_roles(*MANAGERS)),
-) -> Any:
+async def update(campaign_id: str, body: CampaignUpdate, ctx: Ctx, principal: Operator) -> Any:
     changes = _domain_fields(body.model_dump(exclude_unset=True))
     for name, value in changes.items():
         if value is None and name not in ("brand", "budget", "per_record_limit"):
@@ -205,10 +195,7 @@ def _status_route(action: str) -> None:
         response_model=CampaignOut,
     )
     async def change(
-        campaign_id: str,
-        ctx: Ctx,
-        body: StatusChange | None = None,
-        principal: Principal = Depends(require_roles(*MANAGERS)),
+        campaign_id: str, ctx: Ctx, principal: Operator, body: StatusChange | None = None
     ) -> dict[str, Any]:
         reason = body.reason if body else None
         saved = await in_transaction(

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
-from chassis.auth import Principal, Role, require_roles
+from chassis.auth import Role
 from chassis.downloads import (
     DOWNLOAD_RESPONSES,
     DownloadFormat,
@@ -21,11 +21,10 @@ from chassis.problems import Problem
 from contracts.vouchers import CodeStatus
 
 from . import campaigns, code_lists
-from .api_common import Ctx, actor_of
+from .api_common import Ctx, Reader, actor_of
 from .repository import code_lists as code_lists_repository
 from .views import CodeListPage
 
-READERS = (Role.ADMIN, Role.OPS, Role.FINANCE, Role.AUDITOR, Role.SUPPORT_AGENT)
 MAX_SEQ = 2**63 - 1
 
 
@@ -49,10 +48,10 @@ router = APIRouter(prefix="/v1/campaigns/{campaign_id}/codes", tags=["codes"])
 )
 async def list_codes(
     ctx: Ctx,
+    _: Reader,
     flt: code_lists.CodeListFilter = Depends(code_filter),
     after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="`next_after` of the page before")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    _: Principal = Depends(require_roles(*READERS)),
 ) -> dict[str, Any]:
     async with ctx.db.acquire() as conn:
         await campaigns.load(conn, flt.campaign_id)
@@ -72,11 +71,11 @@ async def list_codes(
 )
 async def export_codes(
     ctx: Ctx,
+    principal: Reader,
     format: Annotated[DownloadFormat, Query(description="`csv` (spreadsheet-safe) or `jsonl`")] = "csv",
     flt: code_lists.CodeListFilter = Depends(code_filter),
     clear: Annotated[bool, Query(description="admins only: add the clear `code` column")] = False,
     reason: Annotated[Text | None, Query(min_length=3, description="why clear codes are exported")] = None,
-    principal: Principal = Depends(require_roles(*READERS)),
 ) -> BoundedStreamingResponse:
     timeout_s = ctx.settings.http_download_timeout_s
     async with ctx.db.acquire() as conn:

@@ -21,7 +21,7 @@ from chassis.problems import Problem, ProblemDetails
 from contracts.vouchers import CodeStatus
 
 from . import codes, operations, reveal_limits
-from .api_common import Ctx, actor_of, in_transaction, invalid, serve_held_orders
+from .api_common import Ctx, Operator, Reader, actor_of, in_transaction, invalid, serve_held_orders
 from .approvals import ask_for_bulk_recovery
 from .context import VoucherContext
 from .csv_import import ParsedFile, parse_codes
@@ -38,9 +38,7 @@ from .views import (
     RevealedCode,
 )
 
-OPERATORS = (Role.ADMIN, Role.OPS)
-READERS = (Role.ADMIN, Role.OPS, Role.FINANCE, Role.AUDITOR, Role.SUPPORT_AGENT)
-REVEALERS = (Role.ADMIN, Role.SUPPORT_AGENT, Role.MEMBER)
+Revealer = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.SUPPORT_AGENT, Role.MEMBER))]
 MAX_IMPORT_BYTES = 64 * 2**20
 
 
@@ -183,12 +181,7 @@ router = APIRouter(tags=["codes"])
     response_model=GenerateResult,
     response_model_exclude_unset=True,
 )
-async def generate(
-    campaign_id: str,
-    body: Generate,
-    ctx: Ctx,
-    principal: Principal = Depends(require_roles(*OPERATORS)),
-) -> dict[str, Any]:
+async def generate(campaign_id: str, body: Generate, ctx: Ctx, principal: Operator) -> dict[str, Any]:
     if body.count > ctx.settings.max_codes_per_request:
         raise too_many_codes(ctx.settings.max_codes_per_request)
     return await _add_codes(
@@ -215,9 +208,7 @@ async def generate(
     response_model=ImportReport,
     dependencies=[Depends(body_limit(MAX_IMPORT_BYTES))],
 )
-async def import_csv(
-    campaign_id: str, request: Request, ctx: Ctx, principal: Principal = Depends(require_roles(*OPERATORS))
-) -> dict[str, Any]:
+async def import_csv(campaign_id: str, request: Request, ctx: Ctx, principal: Operator) -> dict[str, Any]:
     parsed = await _received_file(request, datetime.now(UTC))
     return await _add_codes(
         ctx,
@@ -231,9 +222,7 @@ async def import_csv(
     summary="A code's status, order, member and history (never the code)",
     response_model=CodeStatusOut,
 )
-async def get_code(
-    code_id: uuid.UUID, ctx: Ctx, _: Principal = Depends(require_roles(*READERS))
-) -> dict[str, Any]:
+async def get_code(code_id: uuid.UUID, ctx: Ctx, _: Reader) -> dict[str, Any]:
     async with ctx.db.acquire() as conn:
         return await codes.status(conn, code_id)
 
@@ -243,9 +232,7 @@ async def get_code(
     summary="A code's status by the code itself (sent in the body)",
     response_model=CodeStatusOut,
 )
-async def lookup(
-    body: CodeLookup, ctx: Ctx, _: Principal = Depends(require_roles(*READERS))
-) -> dict[str, Any]:
+async def lookup(body: CodeLookup, ctx: Ctx, _: Reader) -> dict[str, Any]:
     async with ctx.db.acquire() as conn:
         return await codes.status(conn, await codes.find_id(conn, ctx.vault, body.code.strip()))
 
@@ -256,12 +243,7 @@ async def lookup(
     response_model=RevealedCode,
     responses={429: {"model": ProblemDetails, "description": "Too many reveals this minute (Retry-After)"}},
 )
-async def reveal(
-    code_id: uuid.UUID,
-    body: Reveal,
-    ctx: Ctx,
-    principal: Principal = Depends(require_roles(*REVEALERS)),
-) -> dict[str, Any]:
+async def reveal(code_id: uuid.UUID, body: Reveal, ctx: Ctx, principal: Revealer) -> dict[str, Any]:
     # Counted on its own, before the reveal: refused and failed attempts use up the window too.
     async with ctx.db.acquire() as conn:
         wait_s = await reveal_limits.count_reveal(
@@ -294,7 +276,7 @@ async def reveal(
     response_model_exclude_unset=True,
     responses=PENDING_RESPONSE,
 )
-async def recover(body: Recover, ctx: Ctx, principal: Principal = Depends(require_roles(*OPERATORS))) -> Any:
+async def recover(body: Recover, ctx: Ctx, principal: Operator) -> Any:
     selection = _selection(body.code_ids, body.filter)
     if not body.dry_run:
         pending = await in_transaction(
@@ -335,9 +317,7 @@ async def recover(body: Recover, ctx: Ctx, principal: Principal = Depends(requir
     response_model=ExtendResult,
     response_model_exclude_unset=True,
 )
-async def extend(
-    body: ExtendExpiry, ctx: Ctx, principal: Principal = Depends(require_roles(*OPERATORS))
-) -> dict[str, Any]:
+async def extend(body: ExtendExpiry, ctx: Ctx, principal: Operator) -> dict[str, Any]:
     if body.expires_at <= datetime.now(UTC):
         raise invalid("expires_at", "the new expiry must be in the future")
     if bool(body.code_ids) == (body.campaign_id is not None):
@@ -366,9 +346,7 @@ def _flag_route(flagged: bool) -> None:
         response_model=FlagResult,
         response_model_exclude_unset=True,
     )
-    async def change(
-        body: Flag, ctx: Ctx, principal: Principal = Depends(require_roles(*OPERATORS))
-    ) -> dict[str, Any]:
+    async def change(body: Flag, ctx: Ctx, principal: Operator) -> dict[str, Any]:
         result = await in_transaction(
             ctx.db,
             lambda conn: operations.flag(

@@ -9,7 +9,7 @@ import asyncpg
 import structlog
 from fastapi import Depends, Request
 
-from chassis.auth import Principal
+from chassis.auth import Principal, Role, require_roles
 from chassis.db import Connection
 from chassis.problems import Problem, register_error
 
@@ -51,6 +51,11 @@ def voucher_context(request: Request) -> VoucherContext:
 
 
 Ctx = Annotated[VoucherContext, Depends(voucher_context)]
+
+READERS = (Role.ADMIN, Role.OPS, Role.FINANCE, Role.AUDITOR, Role.SUPPORT_AGENT)
+Reader = Annotated[Principal, Depends(require_roles(*READERS))]
+Operator = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.OPS))]
+"""Who manages campaigns and operates on codes."""
 
 
 def actor_of(principal: Principal) -> str:
