@@ -6,7 +6,7 @@ from typing import Annotated, Any, Final, cast
 
 from fastapi import Depends, Request
 
-from chassis.auth import Principal, Role
+from chassis.auth import Principal, Role, require_roles
 from chassis.problems import register_error
 from services.support.context import SupportContext
 from services.support.domain.goodwill import GoodwillNotAllowed, JustificationRequired
@@ -26,6 +26,8 @@ def support_context(request: Request) -> SupportContext:
 
 
 Ctx = Annotated[SupportContext, Depends(support_context)]
+Staff = Annotated[Principal, Depends(require_roles(*STAFF))]
+StaffReader = Annotated[Principal, Depends(require_roles(*STAFF_READ))]
 
 register_error(InvalidTransition, 409, "invalid_transition")
 register_error(TransitionNotAllowedForMember, 403, "transition_not_allowed")

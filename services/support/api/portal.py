@@ -6,15 +6,15 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from chassis.auth import Principal, Role, require_roles
+from chassis.auth import Principal
 from chassis.db import Connection
 from chassis.inputs import NoNul
 from chassis.problems import Problem
 from services.support import portal
-from services.support.api.common import STAFF, STAFF_READ, Ctx, caller_of
+from services.support.api.common import Ctx, Staff, StaffReader, caller_of
 from services.support.api.views import AgentAction, PortalOrder
 from services.support.context import SupportContext
 from services.support.domain.goodwill import GoodwillLimitExceeded, JustificationRequired
@@ -86,9 +86,7 @@ router = APIRouter(prefix="/v1/portal", tags=["portal"])
     summary="An order by order id or booking id: state, code (masked), deliveries",
     response_model=PortalOrder,
 )
-async def get_order(
-    ctx: Ctx, reference: str, _: Principal = Depends(require_roles(*STAFF_READ))
-) -> dict[str, Any]:
+async def get_order(ctx: Ctx, reference: str, _: StaffReader) -> dict[str, Any]:
     async with ctx.db.acquire() as conn:
         return await portal.order_view(conn, reference)
 
@@ -100,11 +98,7 @@ async def get_order(
     response_model=AgentAction,
 )
 async def resend(
-    ctx: Ctx,
-    reference: str,
-    body: ResendBody,
-    response: Response,
-    principal: Principal = Depends(require_roles(*STAFF)),
+    ctx: Ctx, reference: str, body: ResendBody, response: Response, principal: Staff
 ) -> dict[str, Any]:
     request = _request(principal, body)
     return await _agent_action(
@@ -119,11 +113,7 @@ async def resend(
     response_model=AgentAction,
 )
 async def goodwill(
-    ctx: Ctx,
-    reference: str,
-    body: GoodwillBody,
-    response: Response,
-    principal: Principal = Depends(require_roles(Role.SUPPORT_AGENT, Role.OPS, Role.ADMIN)),
+    ctx: Ctx, reference: str, body: GoodwillBody, response: Response, principal: Staff
 ) -> dict[str, Any]:
     request = _request(principal, body)
     try:

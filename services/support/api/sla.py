@@ -16,7 +16,7 @@ from chassis.inputs import Identifier, LocalTime, NoNul
 from chassis.problems import Problem, invalid_field
 from contracts.support import TicketCategory, TicketPriority
 from services.support import ticket_repository as repo
-from services.support.api.common import STAFF_READ, Ctx, caller_of
+from services.support.api.common import Ctx, StaffReader, caller_of
 from services.support.api.views import CalendarOut, PolicyOut, SlaReport
 from services.support.domain.sla import BusinessCalendar, SlaPolicy
 
@@ -70,12 +70,11 @@ _COUNTS = ("tickets", "fr_met", "fr_missed", "res_met", "res_missed")
 
 
 router = APIRouter(prefix="/v1/sla", tags=["sla"])
-admin = require_roles(Role.ADMIN)
-readers = require_roles(*STAFF_READ)
+Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 
 
 @router.get("/policies", summary="SLA policies per priority (and category)", response_model=list[PolicyOut])
-async def list_policies(ctx: Ctx, _: Principal = Depends(readers)) -> list[dict[str, Any]]:
+async def list_policies(ctx: Ctx, _: StaffReader) -> list[dict[str, Any]]:
     async with ctx.db.acquire() as conn:
         return [p.__dict__ for p in await repo.policies(conn)]
 
@@ -85,7 +84,7 @@ async def list_policies(ctx: Ctx, _: Principal = Depends(readers)) -> list[dict[
     summary="Create or replace the policy of a priority (and category)",
     response_model=PolicyOut,
 )
-async def put_policy(ctx: Ctx, body: PolicyBody, principal: Principal = Depends(admin)) -> dict[str, Any]:
+async def put_policy(ctx: Ctx, body: PolicyBody, principal: Admin) -> dict[str, Any]:
     policy = SlaPolicy(**body.model_dump())
     async with ctx.db.acquire() as conn, conn.transaction():
         if body.calendar_id is not None and body.calendar_id not in await repo.calendars(conn):
@@ -99,7 +98,7 @@ async def put_policy(ctx: Ctx, body: PolicyBody, principal: Principal = Depends(
 @router.delete("/policies", status_code=204, summary="Remove a category's own policy (the priority's stays)")
 async def delete_policy(
     ctx: Ctx,
-    principal: Principal = Depends(admin),
+    principal: Admin,
     priority: TicketPriority = Query(),
     category: TicketCategory = Query(description="only category policies can go: every priority keeps one"),
 ) -> None:
@@ -110,7 +109,7 @@ async def delete_policy(
 
 
 @router.get("/calendars", summary="Business calendars", response_model=list[CalendarOut])
-async def list_calendars(ctx: Ctx, _: Principal = Depends(readers)) -> list[dict[str, Any]]:
+async def list_calendars(ctx: Ctx, _: StaffReader) -> list[dict[str, Any]]:
     async with ctx.db.acquire() as conn:
         return [_calendar_out(c) for c in (await repo.calendars(conn)).values()]
 
@@ -121,10 +120,7 @@ async def list_calendars(ctx: Ctx, _: Principal = Depends(readers)) -> list[dict
     response_model=CalendarOut,
 )
 async def put_calendar(
-    ctx: Ctx,
-    calendar_id: Annotated[Identifier, Path()],
-    body: CalendarBody,
-    principal: Principal = Depends(admin),
+    ctx: Ctx, calendar_id: Annotated[Identifier, Path()], body: CalendarBody, principal: Admin
 ) -> dict[str, Any]:
     calendar = BusinessCalendar(
         calendar_id=calendar_id,
@@ -176,7 +172,7 @@ async def _audited(
 )
 async def report(
     ctx: Ctx,
-    _: Principal = Depends(readers),
+    _: StaffReader,
     since: date | None = Query(default=None, alias="from", description="tickets opened on or after"),
     until: date | None = Query(default=None, alias="to", description="tickets opened before"),
 ) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -13,13 +14,14 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.auth import Principal, Role, require_roles
+from chassis.db import Connection
 from chassis.inputs import NoNul
 from chassis.problems import Problem, invalid_field
 from contracts.support import TicketCategory, TicketPriority
 from services.support import portal_repository as orders
 from services.support import ticket_repository as repo
 from services.support import tickets
-from services.support.api.common import STAFF, STAFF_READ, Ctx, caller_of, ticket_view
+from services.support.api.common import STAFF, STAFF_READ, Ctx, Staff, caller_of, ticket_view
 from services.support.api.views import TicketDetail, TicketOut, TicketPage
 from services.support.context import SupportContext
 from services.support.domain.tickets import ACTIVE_STATES, TicketQueue, TicketState
@@ -79,12 +81,20 @@ def _parse_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 router = APIRouter(prefix="/v1/tickets", tags=["tickets"])
-anyone = require_roles(*STAFF_READ, Role.MEMBER)
-writers = require_roles(*STAFF, Role.MEMBER)
+Anyone = Annotated[Principal, Depends(require_roles(*STAFF_READ, Role.MEMBER))]
+Writer = Annotated[Principal, Depends(require_roles(*STAFF, Role.MEMBER))]
 
 
 async def _views(conn: Any, ctx: SupportContext, rows: list[repo.TicketRow]) -> list[dict[str, Any]]:
     return [ticket_view(v) for v in await tickets.views(conn, ctx, rows)]
+
+
+async def _changed(
+    ctx: SupportContext, change: Callable[[Connection], Awaitable[repo.TicketRow]]
+) -> dict[str, Any]:
+    """The ticket's view after `change`, in the change's transaction."""
+    async with ctx.db.acquire() as conn, conn.transaction():
+        return (await _views(conn, ctx, [await change(conn)]))[0]
 
 
 @router.post(
@@ -93,9 +103,7 @@ async def _views(conn: Any, ctx: SupportContext, rows: list[repo.TicketRow]) -> 
     summary="Open a ticket (members for themselves, agents on a member's behalf)",
     response_model=TicketOut,
 )
-async def open_ticket(
-    ctx: Ctx, body: TicketCreate, principal: Principal = Depends(writers)
-) -> dict[str, Any]:
+async def open_ticket(ctx: Ctx, body: TicketCreate, principal: Writer) -> dict[str, Any]:
     caller = caller_of(principal)
     if caller.is_member and (body.member_id not in (None, caller.member_id) or body.assignee):
         raise Problem(403, "forbidden", detail="Members open tickets for themselves and cannot assign them.")
@@ -130,7 +138,7 @@ async def open_ticket(
 @router.get("", summary="List tickets with their SLA status (members: their own)", response_model=TicketPage)
 async def list_tickets(
     ctx: Ctx,
-    principal: Principal = Depends(anyone),
+    principal: Anyone,
     state: Annotated[list[TicketState] | None, Query()] = None,
     priority: Annotated[list[TicketPriority] | None, Query()] = None,
     category: Annotated[list[TicketCategory] | None, Query()] = None,
@@ -177,7 +185,7 @@ async def list_tickets(
 
 
 @router.get("/{ticket_id}", summary="A ticket with its SLA status and timeline", response_model=TicketDetail)
-async def get_ticket(ctx: Ctx, ticket_id: str, principal: Principal = Depends(anyone)) -> dict[str, Any]:
+async def get_ticket(ctx: Ctx, ticket_id: str, principal: Anyone) -> dict[str, Any]:
     caller = caller_of(principal)
     async with ctx.db.acquire() as conn:
         ticket = await tickets.load_for(conn, caller, ticket_id)
@@ -191,25 +199,21 @@ async def get_ticket(ctx: Ctx, ticket_id: str, principal: Principal = Depends(an
     summary="Move a ticket (reopen: to `open`); 409 when not allowed",
     response_model=TicketOut,
 )
-async def move(
-    ctx: Ctx, ticket_id: str, body: TransitionRequest, principal: Principal = Depends(writers)
-) -> dict[str, Any]:
-    async with ctx.db.acquire() as conn, conn.transaction():
-        ticket = await tickets.change_state(conn, ctx, caller_of(principal), ticket_id, body.to, body.note)
-        return (await _views(conn, ctx, [ticket]))[0]
+async def move(ctx: Ctx, ticket_id: str, body: TransitionRequest, principal: Writer) -> dict[str, Any]:
+    caller = caller_of(principal)
+    return await _changed(
+        ctx, lambda conn: tickets.change_state(conn, ctx, caller, ticket_id, body.to, body.note)
+    )
 
 
 @router.post(
     "/{ticket_id}/comments", status_code=201, summary="Comment on a ticket", response_model=TicketOut
 )
-async def comment(
-    ctx: Ctx, ticket_id: str, body: CommentRequest, principal: Principal = Depends(writers)
-) -> dict[str, Any]:
-    async with ctx.db.acquire() as conn, conn.transaction():
-        ticket = await tickets.add_comment(
-            conn, ctx, caller_of(principal), ticket_id, body.body, internal=body.internal
-        )
-        return (await _views(conn, ctx, [ticket]))[0]
+async def comment(ctx: Ctx, ticket_id: str, body: CommentRequest, principal: Writer) -> dict[str, Any]:
+    caller = caller_of(principal)
+    return await _changed(
+        ctx, lambda conn: tickets.add_comment(conn, ctx, caller, ticket_id, body.body, internal=body.internal)
+    )
 
 
 @router.patch(
@@ -217,11 +221,8 @@ async def comment(
     summary="Assign, re-prioritise (re-applies the SLA policy) or move queue",
     response_model=TicketOut,
 )
-async def update(
-    ctx: Ctx, ticket_id: str, body: TicketUpdate, principal: Principal = Depends(require_roles(*STAFF))
-) -> dict[str, Any]:
-    async with ctx.db.acquire() as conn, conn.transaction():
-        ticket = await tickets.update_fields(
-            conn, ctx, caller_of(principal), ticket_id, changes=body.model_dump(exclude_unset=True)
-        )
-        return (await _views(conn, ctx, [ticket]))[0]
+async def update(ctx: Ctx, ticket_id: str, body: TicketUpdate, principal: Staff) -> dict[str, Any]:
+    caller, changes = caller_of(principal), body.model_dump(exclude_unset=True)
+    return await _changed(
+        ctx, lambda conn: tickets.update_fields(conn, ctx, caller, ticket_id, changes=changes)
+    )
