@@ -7,12 +7,12 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import httpx
 from authlib.integrations.starlette_client import OAuth, OAuthError
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from console.sessions import ROTATE_KEY
@@ -80,6 +80,15 @@ def check_csrf(request: Request, submitted: str | None) -> None:
     expected = request.session.get("csrf")
     if not expected or not submitted or not hmac.compare_digest(str(expected), submitted):
         raise CsrfRefused()
+
+
+def form_csrf(request: Request, csrf: Annotated[str, Form()] = "") -> None:
+    """The form's `csrf` field checked against the session's, after the viewer's own dependency."""
+    check_csrf(request, csrf)
+
+
+CSRF_CHECKED: Any = Depends(form_csrf)
+"""Every form route's last parameter: `csrf: None = CSRF_CHECKED`."""
 
 
 async def current_viewer(request: Request) -> Viewer:

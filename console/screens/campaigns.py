@@ -13,13 +13,12 @@ from fastapi.responses import HTMLResponse, Response
 
 from console import views
 from console.api import ApiError
-from console.auth import Viewer, check_csrf
+from console.auth import CSRF_CHECKED, Viewer
 from console.pages import act, allowed, api_for, attempt, back_to, flash, previewed, render, segment
 
 router = APIRouter(include_in_schema=False)
 Planner = Annotated[Viewer, Depends(allowed("campaigns"))]
 MANAGERS = ("admin", "ops")
-Csrf = Annotated[str, Form()]
 Reason = Annotated[str, Form(max_length=2000)]
 
 
@@ -58,8 +57,7 @@ async def new_campaign(request: Request, viewer: Planner) -> Response:
 
 
 @router.post("/campaigns")
-async def create_campaign(request: Request, viewer: Planner, csrf: Csrf = "") -> Response:
-    check_csrf(request, csrf)
+async def create_campaign(request: Request, viewer: Planner, csrf: None = CSRF_CHECKED) -> Response:
     _manager(viewer)
     body = views.campaign_body(await _form(request), creating=True)
     created = await act(request, viewer, "voucher", "/v1/campaigns", body, "Campaign created.")
@@ -90,8 +88,9 @@ async def edit_campaign(request: Request, campaign_id: str, viewer: Planner) -> 
 
 
 @router.post("/campaigns/{campaign_id}/edit")
-async def change_campaign(request: Request, campaign_id: str, viewer: Planner, csrf: Csrf = "") -> Response:
-    check_csrf(request, csrf)
+async def change_campaign(
+    request: Request, campaign_id: str, viewer: Planner, csrf: None = CSRF_CHECKED
+) -> Response:
     _manager(viewer)
     body = views.campaign_body(await _form(request), creating=False)
     path = f"/v1/campaigns/{segment(campaign_id)}"
@@ -111,10 +110,9 @@ async def generate_codes(
     count: Annotated[int, Form(ge=1, le=1_000_000)],
     prefix: Annotated[str, Form(max_length=16)] = "",
     test: Annotated[bool, Form()] = False,
-    csrf: Csrf = "",
+    csrf: None = CSRF_CHECKED,
 ) -> Response:
     """Generate codes; `test` makes UAT test codes (never issued, redeemable in test mode only)."""
-    check_csrf(request, csrf)
     body = {"count": count, "prefix": prefix.strip(), "test": test}
     kind = "UAT test codes" if test else "codes"
     path = f"/v1/campaigns/{segment(campaign_id)}/codes/generate"
@@ -128,10 +126,9 @@ async def import_codes(
     campaign_id: str,
     viewer: Planner,
     file: Annotated[UploadFile, File()],
-    csrf: Csrf = "",
+    csrf: None = CSRF_CHECKED,
 ) -> Response:
     """Import a partner's CSV of codes (code, expires_at, value); problems are reported per row."""
-    check_csrf(request, csrf)
     files = {"file": (file.filename or "codes.csv", await file.read(), "text/csv")}
     path = f"/v1/campaigns/{segment(campaign_id)}/codes/import"
     report = await attempt(
@@ -150,10 +147,9 @@ async def extend_expiry(
     expires_on: Annotated[date, Form()],
     reason: Reason = "",
     confirm: Annotated[bool, Form()] = False,
-    csrf: Csrf = "",
+    csrf: None = CSRF_CHECKED,
 ) -> Response:
     """A dry run first, shown with its count; only the preview's confirm extends."""
-    check_csrf(request, csrf)
     body = {
         "campaign_id": campaign_id,
         "expires_at": views.end_of_day(expires_on),
@@ -182,10 +178,9 @@ async def recover_codes(
     delivery_failed: Annotated[bool, Form()] = False,
     reason: Reason = "",
     confirm: Annotated[bool, Form()] = False,
-    csrf: Csrf = "",
+    csrf: None = CSRF_CHECKED,
 ) -> Response:
     """Recover the campaign's codes the filter picks: a dry run first, then the confirmation."""
-    check_csrf(request, csrf)
     picked: dict[str, Any] = {"campaign_id": campaign_id}
     picked |= {"status": status} if status in views.CODE_STATUSES else {}
     picked |= {"delivery_failed": True} if delivery_failed else {}
@@ -242,10 +237,9 @@ async def campaign_action(
     action: str,
     viewer: Planner,
     back: Annotated[str, Form()] = "",
-    csrf: Csrf = "",
+    csrf: None = CSRF_CHECKED,
 ) -> Response:
     """Pause, resume or end; back to the list, or to the campaign's page when asked from there."""
-    check_csrf(request, csrf)
     if action not in views.CAMPAIGN_ACTIONS:
         raise ApiError(404, "not_found", "No such campaign action.")
     path = f"/v1/campaigns/{segment(campaign_id)}/{action}"

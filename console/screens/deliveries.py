@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from console import charts, views
-from console.auth import Viewer, check_csrf
+from console.auth import CSRF_CHECKED, Viewer
 from console.pages import act, allowed, api_for, attempt, back_to, flash, render, segment, show
 
 router = APIRouter(include_in_schema=False)
@@ -43,10 +43,9 @@ async def resend_many(
     viewer: Agent,
     delivery_ids: Annotated[list[str], Form(max_length=1000)] = [],  # noqa: B006 (FastAPI copies it)
     reason: Annotated[str, Form(max_length=2000)] = "",
-    csrf: Annotated[str, Form()] = "",
+    csrf: None = CSRF_CHECKED,
 ) -> Response:
     """Resend the selected failed deliveries at once; each one's outcome is counted."""
-    check_csrf(request, csrf)
     if not delivery_ids:
         flash(request, "error", "Select the deliveries to resend.")
         return back_to("/deliveries")
@@ -77,9 +76,8 @@ async def correct_recipient(
     email: Annotated[str, Form(max_length=320)] = "",
     phone: Annotated[str, Form(max_length=32)] = "",
     reason: Annotated[str, Form(max_length=2000)] = "",
-    csrf: Annotated[str, Form()] = "",
+    csrf: None = CSRF_CHECKED,
 ) -> Response:
-    check_csrf(request, csrf)
     body = {"email": email.strip() or None, "phone": phone.strip() or None, "resend": True}
     body |= {"reason": reason.strip()} if reason.strip() else {}
     path = f"/v1/deliveries/{segment(delivery_id)}/recipient"
@@ -88,9 +86,6 @@ async def correct_recipient(
 
 
 @router.post("/deliveries/{delivery_id}/resend")
-async def resend(
-    request: Request, delivery_id: str, viewer: Agent, csrf: Annotated[str, Form()] = ""
-) -> Response:
-    check_csrf(request, csrf)
+async def resend(request: Request, delivery_id: str, viewer: Agent, csrf: None = CSRF_CHECKED) -> Response:
     await act(request, viewer, "delivery", f"/v1/deliveries/{segment(delivery_id)}/resend", {}, "Sent again.")
     return back_to(f"/deliveries/{segment(delivery_id)}")

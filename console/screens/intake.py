@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
 from console import views
-from console.auth import Viewer, check_csrf
+from console.auth import CSRF_CHECKED, Viewer
 from console.pages import allowed, attempt, back_to, is_fragment, relay_download, segment, show
 
 router = APIRouter(include_in_schema=False)
@@ -29,9 +29,8 @@ async def upload(
     viewer: Uploader,
     file: Annotated[UploadFile, File()],
     mode: Annotated[str, Form()] = "accept_valid",
-    csrf: Annotated[str, Form()] = "",
+    csrf: None = CSRF_CHECKED,
 ) -> Response:
-    check_csrf(request, csrf)
     if mode not in views.UPLOAD_MODES:
         mode = "accept_valid"
     content = await file.read()

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from console import charts, views
 from console.api import ApiError
-from console.auth import Viewer, check_csrf, current_viewer
+from console.auth import CSRF_CHECKED, Viewer, current_viewer
 from console.navigation import screen
 from console.pages import act, allowed, api_for, back_to, render, segment
 
@@ -59,9 +59,8 @@ async def agent_action(
     points: Annotated[int, Form(ge=0, le=1_000_000)] = 0,
     reason: Annotated[str, Form(max_length=2000)] = "",
     idempotency_key: Annotated[str, Form(max_length=200)] = "",
-    csrf: Annotated[str, Form()] = "",
+    csrf: None = CSRF_CHECKED,
 ) -> Response:
-    check_csrf(request, csrf)
     if action not in ("goodwill", "resend"):
         raise ApiError(404, "not_found", "No such action.")
     body: dict[str, Any] = {"reason": reason.strip() or None}
@@ -117,10 +116,9 @@ async def reveal_code(
     order_id: str,
     viewer: Annotated[Viewer, Depends(current_viewer)],
     reason: Annotated[str, Form(min_length=3, max_length=2000)],
-    csrf: Annotated[str, Form()] = "",
+    csrf: None = CSRF_CHECKED,
 ) -> Response:
     """The member's log records the reveal, then the voucher service's own audited reveal answers."""
-    check_csrf(request, csrf)
     if not viewer.has(*views.REVEAL_ROLES):
         raise ApiError(403, "forbidden", "Your role may not reveal codes.")
     api = api_for(request, viewer)

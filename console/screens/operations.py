@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from console import charts, views
 from console.api import ApiError
-from console.auth import Viewer, check_csrf
+from console.auth import CSRF_CHECKED, Viewer
 from console.pages import act, allowed, api_for, back_to, flash, refusal, render, segment
 from console.settings import SERVICES, ConsoleSettings
 
@@ -318,12 +318,11 @@ async def replay(
     event_id: Annotated[str, Form(max_length=200)] = "",
     limit: Annotated[int | None, Form(ge=1, le=10_000)] = None,
     confirm: Annotated[bool, Form()] = False,
-    csrf: Annotated[str, Form()] = "",
+    csrf: None = CSRF_CHECKED,
 ) -> Response:
     """A dry run first, shown for confirmation; the confirmed form replays what it showed: the given
     event, or as many of the group's letters not replayed before as the preview counted (letters
     failed since wait for the next replay)."""
-    check_csrf(request, csrf)
     body: dict[str, Any] = {"group": group} | ({"event_ids": [event_id]} if event_id else {})
     body |= {"limit": limit} if limit and not event_id else {}
     service = _service(service)
@@ -351,9 +350,8 @@ async def retry_outbox(
     request: Request,
     viewer: Operator,
     service: Annotated[str, Form(max_length=40)],
-    csrf: Annotated[str, Form()] = "",
+    csrf: None = CSRF_CHECKED,
 ) -> Response:
-    check_csrf(request, csrf)
     service = _service(service)
     answer = await act(request, viewer, service, "/v1/ops/outbox/retry", {}, "")
     if answer is not None:
@@ -370,9 +368,8 @@ async def decide(
     decision: str,
     viewer: Operator,
     reason: Annotated[str, Form(max_length=2000)] = "",
-    csrf: Annotated[str, Form()] = "",
+    csrf: None = CSRF_CHECKED,
 ) -> Response:
-    check_csrf(request, csrf)
     service = _service(service)
     if decision not in ("approve", "reject"):
         raise ApiError(404, "not_found", "No such decision.")

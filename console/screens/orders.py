@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from console import charts, views
 from console.api import ApiError
-from console.auth import Viewer, check_csrf
+from console.auth import CSRF_CHECKED, Viewer
 from console.pages import act, allowed, api_for, attempt, back_to, flash, previewed, render, segment, show
 
 router = APIRouter(include_in_schema=False)
@@ -81,10 +81,9 @@ async def bulk_cancel(
     viewer: Reader,
     reason: Annotated[str, Form(max_length=2000)] = "",
     confirm: Annotated[bool, Form()] = False,
-    csrf: Annotated[str, Form()] = "",
+    csrf: None = CSRF_CHECKED,
 ) -> Response:
     """First a dry run shown as a preview with its count; only the preview's confirm cancels."""
-    check_csrf(request, csrf)
     form = await request.form()
     filters = views.order_filters({k: str(v) for k, v in form.items() if isinstance(v, str)})
     listing = f"/orders?{filters.query()}"
@@ -132,9 +131,8 @@ async def cancel(
     ref: str,
     viewer: Reader,
     reason: Annotated[str, Form(max_length=2000)] = "",
-    csrf: Annotated[str, Form()] = "",
+    csrf: None = CSRF_CHECKED,
 ) -> Response:
-    check_csrf(request, csrf)
     if not reason.strip():
         flash(request, "error", "Say why the order is cancelled.")
     else:

@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from console import charts, views
 from console.api import ApiError
-from console.auth import Viewer, check_csrf
+from console.auth import CSRF_CHECKED, Viewer
 from console.pages import act, allowed, back_to, segment, show
 
 router = APIRouter(include_in_schema=False)
@@ -42,9 +42,8 @@ async def open_ticket(
     description: Annotated[str, Form(max_length=4000)] = "",
     booking_id: Annotated[str, Form(max_length=200)] = "",
     member_id: Annotated[str, Form(max_length=200)] = "",
-    csrf: Annotated[str, Form()] = "",
+    csrf: None = CSRF_CHECKED,
 ) -> Response:
-    check_csrf(request, csrf)
     body: dict[str, Any] = {"category": category, "description": description.strip()}
     body |= {"booking_id": booking_id.strip()} if booking_id.strip() else {}
     body |= {"member_id": member_id.strip()} if member_id.strip() and not viewer.has("member") else {}
@@ -105,9 +104,8 @@ async def move_ticket(
     ticket_id: str,
     viewer: Desk,
     to: Annotated[str, Form()] = "",
-    csrf: Annotated[str, Form()] = "",
+    csrf: None = CSRF_CHECKED,
 ) -> Response:
-    check_csrf(request, csrf)
     path = f"/v1/tickets/{segment(ticket_id)}/transitions"
     await act(request, viewer, "support", path, {"to": to}, f"Ticket moved to {to.replace('_', ' ')}.")
     return back_to(f"/support/{segment(ticket_id)}")
@@ -119,9 +117,8 @@ async def comment_ticket(
     ticket_id: str,
     viewer: Desk,
     body: Annotated[str, Form(max_length=4000)] = "",
-    csrf: Annotated[str, Form()] = "",
+    csrf: None = CSRF_CHECKED,
 ) -> Response:
-    check_csrf(request, csrf)
     path = f"/v1/tickets/{segment(ticket_id)}/comments"
     await act(request, viewer, "support", path, {"body": body.strip()}, "Comment added.")
     return back_to(f"/support/{segment(ticket_id)}")

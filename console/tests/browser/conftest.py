@@ -51,6 +51,12 @@ class ConsoleStack:
     def admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {issue_token(role='admin', sub='browser-suite')}"}
 
+    def read(self, service: str, path: str, **params: Any) -> Any:
+        """What `GET path` of `service` answers an admin, as JSON: the truth behind a screen."""
+        answer = httpx.get(f"{self.urls[service]}{path}", params=params, headers=self.admin(), timeout=30)
+        answer.raise_for_status()
+        return answer.json()
+
 
 def create_campaign(urls: dict[str, str], headers: dict[str, str], campaign_id: str = EMPTY_CAMPAIGN) -> None:
     """An active voucher campaign of 10.00 EUR codes, created without any code."""

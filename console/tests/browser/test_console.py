@@ -27,9 +27,7 @@ def test_ops_sees_exact_counts_and_cancels_a_pending_order_with_a_reason(
     page = sign_in("ops")
     expect(page.get_by_test_id("who")).to_contain_text("ops")
     shot(page, "home-ops")
-    summary = httpx.get(
-        f"{console_stack.urls['order']}/v1/orders/summary", headers=console_stack.admin()
-    ).json()
+    summary = console_stack.read("order", "/v1/orders/summary")
 
     page.get_by_role("link", name="Orders").first.click()
     expect(page.get_by_role("heading", name="Orders", exact=True)).to_be_visible()
@@ -51,10 +49,7 @@ def test_ops_sees_exact_counts_and_cancels_a_pending_order_with_a_reason(
     expect(page.get_by_test_id("timeline")).to_contain_text("Duplicate allocation")
     shot(page, "order-cancelled")
 
-    truth = httpx.get(
-        f"{console_stack.urls['order']}/v1/orders/{console_stack.pending_order_id}",
-        headers=console_stack.admin(),
-    ).json()
+    truth = console_stack.read("order", f"/v1/orders/{console_stack.pending_order_id}")
     assert truth["state"] == "cancelled"
 
 
@@ -128,9 +123,7 @@ def _failed_delivery_queue(
     sign_in: SignIn, console_stack: ConsoleStack, order_id: str
 ) -> tuple[Any, Any, dict[str, Any]]:
     """An agent's failed-delivery queue, once it shows the order's failed delivery."""
-    order = httpx.get(
-        f"{console_stack.urls['order']}/v1/orders/{order_id}", headers=console_stack.admin()
-    ).json()
+    order = console_stack.read("order", f"/v1/orders/{order_id}")
     page = sign_in("agent")
     page.get_by_role("link", name="Deliveries").first.click()
     queue = page.get_by_test_id("failed-deliveries")
@@ -256,9 +249,7 @@ def test_a_member_reveals_their_code_and_the_reveal_is_audited(
     expect(code).not_to_be_empty()
     shot(page, "member-code-revealed")
 
-    audit = httpx.get(
-        f"{console_stack.urls['wallet']}/v1/members/demo-member-01/audit", headers=console_stack.admin()
-    ).json()
+    audit = console_stack.read("wallet", "/v1/members/demo-member-01/audit")
     assert any("reveal" in entry["action"] for entry in audit["entries"])
     page.get_by_role("link", name="My wallet").first.click()
     expect(page.get_by_test_id("audit")).to_contain_text("reveal")
@@ -280,11 +271,7 @@ def test_ops_pauses_and_resumes_a_campaign(sign_in: SignIn, console_stack: Conso
 def test_an_agent_looks_up_a_booking_and_credits_goodwill(
     sign_in: SignIn, console_stack: ConsoleStack
 ) -> None:
-    orders = httpx.get(
-        f"{console_stack.urls['order']}/v1/orders",
-        params={"member_id": "demo-member-05"},
-        headers=console_stack.admin(),
-    ).json()["items"]
+    orders = console_stack.read("order", "/v1/orders", member_id="demo-member-05")["items"]
     booking = orders[0]["booking_id"]
     page = sign_in("agent")
     page.get_by_role("link", name="Members").first.click()
@@ -312,21 +299,13 @@ def test_ops_previews_a_bulk_cancel_with_a_dry_run_then_confirms_it(
     page.get_by_role("button", name="Preview bulk cancel").click()
     expect(page.get_by_test_id("preview")).to_contain_text("2 pending orders would be cancelled")
     shot(page, "orders-bulk-cancel-preview")
-    still = httpx.get(
-        f"{console_stack.urls['order']}/v1/orders/summary",
-        params={"campaign_id": BULK_CAMPAIGN},
-        headers=console_stack.admin(),
-    ).json()
+    still = console_stack.read("order", "/v1/orders/summary", campaign_id=BULK_CAMPAIGN)
     assert still["by_state"]["pending"] == 2  # the preview changed nothing
 
     page.get_by_role("button", name="Confirm: cancel 2 orders").click()
     expect(page.get_by_role("status")).to_contain_text("2 orders cancelled")
     expect(page.get_by_test_id("orders-total")).to_contain_text("0 pending orders match")
-    after = httpx.get(
-        f"{console_stack.urls['order']}/v1/orders/summary",
-        params={"campaign_id": BULK_CAMPAIGN},
-        headers=console_stack.admin(),
-    ).json()
+    after = console_stack.read("order", "/v1/orders/summary", campaign_id=BULK_CAMPAIGN)
     assert (after["by_state"]["pending"], after["by_state"]["cancelled"]) == (0, 2)
 
 
