@@ -2,8 +2,9 @@
 database error names no field)."""
 
 import pytest
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
+from chassis.validation_refusals import refused_fields
 from services.support.api.portal import GoodwillBody, ResendBody
 from services.support.api.tickets import CommentRequest, TicketCreate, TicketUpdate, TransitionRequest
 
@@ -26,7 +27,4 @@ CASES = [
 def test_a_nul_byte_is_refused_naming_the_field(
     model: type[BaseModel], body: dict[str, object], field: str
 ) -> None:
-    with pytest.raises(ValidationError) as refused:
-        model.model_validate({**body, field: "a\x00b"})
-
-    assert [error["loc"] for error in refused.value.errors()] == [(field,)]
+    assert refused_fields(model, {**body, field: "a\x00b"}) == [(field,)]

@@ -4,8 +4,9 @@
 import uuid
 
 import pytest
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
+from chassis.validation_refusals import refused_fields
 from services.voucher.api_campaigns import CampaignCreate
 from services.voucher.api_codes import Flag, Generate, Recover
 from services.voucher.api_redemptions import RedemptionRequest
@@ -29,10 +30,7 @@ CASES = [
 def test_a_nul_byte_is_refused_naming_the_field(
     model: type[BaseModel], body: dict[str, object], field: str
 ) -> None:
-    with pytest.raises(ValidationError) as refused:
-        model.model_validate({**body, field: "ABC\x00DEF"})
-
-    assert [error["loc"] for error in refused.value.errors()] == [(field,)]
+    assert refused_fields(model, {**body, field: "ABC\x00DEF"}) == [(field,)]
 
 
 CAMPAIGN = {"name": "Coffee", "face_value": "10.00", "currency": "EUR"}
@@ -51,10 +49,7 @@ CAMPAIGN = {"name": "Coffee", "face_value": "10.00", "currency": "EUR"}
     ],
 )
 def test_a_campaign_its_columns_cannot_hold_is_refused_naming_the_field(field: str, value: object) -> None:
-    with pytest.raises(ValidationError) as refused:
-        CampaignCreate.model_validate({**CAMPAIGN, field: value})
-
-    assert [error["loc"] for error in refused.value.errors()] == [(field,)]
+    assert refused_fields(CampaignCreate, {**CAMPAIGN, field: value}) == [(field,)]
 
 
 def test_a_campaign_at_the_column_limits_is_accepted() -> None:
