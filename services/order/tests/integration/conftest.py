@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from chassis.auth import issue_token
+from chassis.http import DownloadTimedOut
 from chassis.service import ServiceRuntime
 from chassis.testing import kafka_answers, private_group_consumer, produce, read_topic, wait_until
 from contracts.envelope import Envelope, EventData
@@ -159,6 +160,23 @@ class OrderService:
 
         await wait_until(matches, what=f"order {order_id} to have {expected}")
         return latest
+
+    async def assert_download_cut_off(self, path: str, *, table: str, query_like: str, role: str) -> None:
+        """`GET path`, whose query waits on `table` locked, is cut off at the download timeout, and
+        its query (`query_like` in pg_stat_activity) then ends."""
+        async with self.pool.acquire() as blocker, blocker.transaction():
+            await blocker.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(DownloadTimedOut):
+                await self.http.get(path, headers=self.auth(role))
+
+            async def query_gone() -> bool:
+                waiting = await blocker.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1",
+                    query_like,
+                )
+                return bool(waiting == 0)
+
+            await wait_until(query_gone, timeout=30, what=f"the query of {path} ended")
 
     async def published(self, topic: str, **match: Any) -> list[dict[str, Any]]:
         """Events on a topic whose data has all the given values (our relay publishes them)."""

@@ -13,9 +13,7 @@ from typing import Any
 import pytest
 
 from chassis.downloads import cell_text
-from chassis.http import DownloadTimedOut
 from chassis.spreadsheet import spreadsheet_unescape
-from chassis.testing import wait_until
 from services.order.repository import ORDER_COLUMN_NAMES, ORDER_COLUMNS
 
 from .conftest import OrderService, voucher_record
@@ -203,18 +201,11 @@ async def test_the_export_streams_row_by_row_while_its_cursor_reads_on(order_ser
 async def test_an_export_stuck_in_the_database_is_cut_off_after_the_download_timeout(
     order_service: OrderService,
 ) -> None:
-    async with order_service.pool.acquire() as blocker, blocker.transaction():
-        await blocker.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
-        with pytest.raises(DownloadTimedOut):
-            await order_service.http.get("/v1/orders/export", headers=order_service.auth("finance"))
-
-        async def query_gone() -> bool:
-            waiting = await blocker.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND query LIKE '%FROM orders%ORDER BY created_at DESC%'"
-            )
-            return bool(waiting == 0)
-
-        await wait_until(query_gone, timeout=30, what="the export's query ended")
+    await order_service.assert_download_cut_off(
+        "/v1/orders/export",
+        table="orders",
+        query_like="%FROM orders%ORDER BY created_at DESC%",
+        role="finance",
+    )
     answer = await order_service.http.get("/v1/orders/export", headers=order_service.auth("finance"))
     assert answer.status_code == 200

@@ -8,9 +8,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from chassis.http import DownloadTimedOut
-from chassis.testing import wait_until
-
 from .conftest import OrderService, voucher_record
 from .test_ipa_batches import csv_text
 
@@ -77,18 +74,9 @@ async def test_an_error_report_stuck_in_the_database_is_cut_off_after_the_downlo
             "batch_id"
         ]
     )
-    async with order_service.pool.acquire() as blocker, blocker.transaction():
-        await blocker.execute("LOCK TABLE ipa_batch_rows IN ACCESS EXCLUSIVE MODE")
-        with pytest.raises(DownloadTimedOut):
-            await order_service.http.get(
-                f"/v1/ipa/batches/{batch['batch_id']}/errors.csv", headers=order_service.auth()
-            )
-
-        async def query_gone() -> bool:
-            waiting = await blocker.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND query LIKE '%FROM ipa_batch_rows WHERE batch_id%'"
-            )
-            return bool(waiting == 0)
-
-        await wait_until(query_gone, timeout=30, what="the report's query ended")
+    await order_service.assert_download_cut_off(
+        f"/v1/ipa/batches/{batch['batch_id']}/errors.csv",
+        table="ipa_batch_rows",
+        query_like="%FROM ipa_batch_rows WHERE batch_id%",
+        role="admin",
+    )
