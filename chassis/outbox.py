@@ -90,8 +90,7 @@ import os
 import socket
 import time
 import uuid
-import weakref
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,10 +111,11 @@ from prometheus_client import Counter, Gauge
 from contracts.envelope import Envelope
 from contracts.registry import SENSITIVE_TOPICS
 
-from .db import Connection, advisory_lock_key, after_commit, quote_ident, schema_of
+from .db import Connection, advisory_lock_key, quote_ident, schema_of
 from .errors import is_transient
 from .kafka_security import client_options
 from .tracing import trace_headers
+from .wakeups import listen_locally, notify_after_commit
 
 log = structlog.get_logger(__name__)
 
@@ -185,35 +185,20 @@ async def add_to_outbox(conn: Connection, events: Sequence[OutgoingEvent]) -> No
         [e.envelope.to_bytes() for e in events],
         [json.dumps(event_headers(e.envelope) | trace_headers(e.envelope.causation_id)) for e in events],
     )
-    if not after_commit(conn, "outbox", _relay_waker(conn)):
+    schema = schema_of(conn)
+    if schema is None:
         await conn.execute(_NOTIFY_RELAY)  # delivered when the caller's transaction commits
+    else:
+        await notify_after_commit(conn, relay_channel(schema))
 
 
 _NOTIFY_RELAY = "SELECT pg_notify('orchard_outbox_' || current_schema(), '')"
 
-# The relays of this process, by schema: a commit that wrote events wakes its schema's leader directly.
-_LOCAL_RELAYS: dict[str, weakref.WeakSet[OutboxRelay]] = {}
 
-
-def _relay_waker(conn: Connection) -> Callable[[], Awaitable[None]]:
-    """What wakes the relay once the transaction that wrote events has committed.
-
-    Not a NOTIFY inside that transaction (as a trigger once did): Postgres holds a cluster-wide lock
-    from the pre-commit of any transaction that queued a notification until its commit is flushed, so
-    every such commit of every service ran one at a time, each waiting for its own WAL flush. After the
-    commit, the leading relay of this process is woken in memory; when the leader is elsewhere (a
-    replica, or this is a command-line tool), a NOTIFY of its own, a transaction with nothing to flush.
-    """
-    schema = schema_of(conn)
-
-    async def wake() -> None:
-        leaders = [relay for relay in _LOCAL_RELAYS.get(schema or "", ()) if relay.is_leader]
-        for relay in leaders:
-            relay.wake()
-        if not leaders:
-            await conn.execute(_NOTIFY_RELAY)
-
-    return wake
+def relay_channel(schema: str) -> str:
+    """The channel a schema's relay listens on. Writers wake it after their commit, not with a NOTIFY
+    queued inside the transaction (chassis/wakeups.py says why)."""
+    return f"orchard_outbox_{schema}"
 
 
 async def add_event(conn: Connection, envelope: Envelope[Any], *, key: str, topic: str | None = None) -> None:
@@ -322,18 +307,22 @@ class OutboxRelay:
         self._last_gauge_at = 0.0
         self._last_purge_at = 0.0
         self.is_leader = False
+        self._stop_listening: Callable[[], None] = lambda: None
 
     async def start(self) -> None:
-        _LOCAL_RELAYS.setdefault(self._schema, weakref.WeakSet()).add(self)
+        self._stop_listening = listen_locally(self._schema, relay_channel(self._schema), self._woken)
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._schema}")
 
-    def wake(self) -> None:
-        """Publish what is pending now (events were committed in this process)."""
-        self._wakeup.set()
+    def _woken(self, _: str) -> bool:
+        """Events were committed in this process: publish them now if leading (else the leader, in
+        another process, needs the NOTIFY)."""
+        if self.is_leader:
+            self._wakeup.set()
+        return self.is_leader
 
     async def stop(self, *, flush_timeout_s: float = 10.0) -> None:
         """Stop after publishing what is pending (bounded by flush_timeout_s)."""
-        _LOCAL_RELAYS.get(self._schema, weakref.WeakSet()).discard(self)
+        self._stop_listening()
         self._stopping.set()
         self._wakeup.set()
         if self._task is not None:
@@ -456,7 +445,7 @@ class OutboxRelay:
             raise LeaseLost(f"epoch {lease.epoch} was taken over while the producers started")
         self.is_leader = True
         OUTBOX_LEADER.labels(self._schema).set(1)
-        await conn.add_listener(f"orchard_outbox_{self._schema}", self._on_notify)
+        await conn.add_listener(relay_channel(self._schema), self._on_notify)
         log.info("outbox_relay_leading", schema=self._schema, epoch=lease.epoch)
         for turn in itertools.count():
             self._wakeup.clear()

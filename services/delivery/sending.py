@@ -23,7 +23,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +35,7 @@ from prometheus_client import Counter
 from chassis import tracing
 from chassis.db import Connection, quote_ident
 from chassis.outbox import add_event
+from chassis.wakeups import listen_locally
 from contracts.delivery import DeliveryFailed, DeliverySucceeded
 from contracts.envelope import Envelope
 from contracts.topics import Topics
@@ -179,6 +180,7 @@ class DeliveryEngine:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
+        self._stop_listening: Callable[[], None] = lambda: None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -191,6 +193,9 @@ class DeliveryEngine:
     async def start(self, pool: asyncpg.Pool, dsn: str, schema: str) -> None:
         self._pool = pool
         self._stopping.clear()
+        # Due deliveries committed in this process ring the workers in memory (chassis/wakeups.py);
+        # the LISTEN connection hears those committed elsewhere.
+        self._stop_listening = listen_locally(schema, repository.WAKE_CHANNEL, self._ring)
         with contextlib.suppress(OSError, asyncpg.PostgresError):
             self._listener = await asyncpg.connect(dsn, server_settings={"search_path": quote_ident(schema)})
             await self._listener.add_listener(repository.WAKE_CHANNEL, self._on_notify)
@@ -200,6 +205,7 @@ class DeliveryEngine:
         log.info("delivery_workers_started", workers={c.value: self.settings.workers(c) for c in Channel})
 
     async def stop(self) -> None:
+        self._stop_listening()
         self._stopping.set()
         for doorbell in self._doorbells.values():
             doorbell.ring(everyone=True)
@@ -216,9 +222,12 @@ class DeliveryEngine:
                 await sender.close()
 
     def _on_notify(self, *args: Any) -> None:
-        payload = args[-1]
+        self._ring(args[-1])
+
+    def _ring(self, payload: str) -> bool:
         with contextlib.suppress(ValueError):
             self._doorbells[Channel(payload)].ring()
+        return True
 
     async def _work(self, channel: Channel) -> None:
         limiter = self._limiters[channel]

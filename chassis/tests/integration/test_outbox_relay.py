@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from chassis import outbox
+from chassis import wakeups
 from chassis.outbox import OutboxRelay, OutgoingEvent, add_to_outbox
 from chassis.testing import read_topic, wait_until
 from contracts.envelope import Envelope, EventData
@@ -162,7 +162,7 @@ async def test_a_leader_in_another_process_is_woken_by_a_notify_after_the_commit
     relay = relay_for(service_db, kafka_bootstrap, poll_interval_s=30.0)
     await relay.start()
     # As the writers of another process see it: no relay of theirs leads.
-    monkeypatch.setattr(outbox, "_LOCAL_RELAYS", {})
+    monkeypatch.setattr(wakeups, "_LOCAL", {})
     try:
         await wait_until(lambda: _is(relay), what="relay leads")
         await asyncio.sleep(0.5)

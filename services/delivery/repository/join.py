@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from chassis.db import Connection
+from chassis.wakeups import notify_after_commit
 from contracts.values import Channel
 
 WAKE_CHANNEL = "orchard_delivery_due"
@@ -126,7 +127,7 @@ async def queue_message(conn: Connection, m: MessageDetails) -> bool:
         m.correlation_id,
     )
     if channel is not None:
-        await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, channel)
+        await notify_after_commit(conn, WAKE_CHANNEL, channel)
     return channel is not None
 
 
@@ -293,7 +294,7 @@ async def _replace_codes(conn: Connection, vs: Sequence[VoucherDetails]) -> None
         *_columns(vs, "order_id", *_CODE_FIELDS),
     )
     for channel in {r["channel"] for r in channels if r["status"] == "queued" and r["channel"]}:
-        await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, channel)
+        await notify_after_commit(conn, WAKE_CHANNEL, channel)
 
 
 async def drop_code(conn: Connection, order_id: uuid.UUID, code_id: uuid.UUID) -> bool:
@@ -330,7 +331,7 @@ async def queue_all_ready(
         tps,
     )
     for channel in sorted({r["channel"] for r in channels}):
-        await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, channel)
+        await notify_after_commit(conn, WAKE_CHANNEL, channel)
     return len(channels)
 
 

@@ -15,6 +15,7 @@ from datetime import datetime
 import asyncpg
 
 from chassis.db import Connection
+from chassis.wakeups import notify_after_commit
 from contracts.values import Channel
 
 from ..domain import AttemptOutcome, SendResult
@@ -253,7 +254,7 @@ async def fall_back(
         reason,
         json.dumps(step),
     )
-    await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, to_channel.value)
+    await notify_after_commit(conn, WAKE_CHANNEL, to_channel.value)
 
 
 async def mark_failed(conn: Connection, delivery_id: uuid.UUID, reason: str) -> None:
@@ -303,7 +304,7 @@ async def flag_unknown_outcomes(conn: Connection) -> list[asyncpg.Record]:
         """
     )
     for channel in {r["channel"] for r in rows}:
-        await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, channel)
+        await notify_after_commit(conn, WAKE_CHANNEL, channel)
     return rows
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 
 from chassis.db import Connection
+from chassis.wakeups import notify_after_commit
 from contracts.values import Channel
 
 from .join import WAKE_CHANNEL
@@ -124,7 +125,7 @@ async def start_resend(conn: Connection, delivery_id: uuid.UUID) -> str:
         """,
         delivery_id,
     )
-    await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, channel)
+    await notify_after_commit(conn, WAKE_CHANNEL, channel)
     return str(channel)
 
 
