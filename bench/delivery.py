@@ -218,8 +218,8 @@ async def _schema(admin_dsn: str, size: int) -> AsyncIterator[tuple[str, str, An
 
 async def ours(admin_dsn: str, sinks: Sinks, channel: Channel, workers: int, count: int) -> Result:
     values: dict[str, Any] = {
-        "ORCHARD_SMTP_PORT": sinks.smtp_port,
-        "ORCHARD_SMS_BASE_URL": sinks.provider_url,
+        "ORCHARD_DELIVERY_SMTP_PORT": sinks.smtp_port,
+        "ORCHARD_DELIVERY_SMS_BASE_URL": sinks.provider_url,
         f"ORCHARD_{channel.value.upper()}_WORKERS": workers,
         f"ORCHARD_{channel.value.upper()}_RATE": 1_000_000,
         **{f"ORCHARD_{c.value.upper()}_WORKERS": 0 for c in Channel if c is not channel},

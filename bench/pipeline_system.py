@@ -16,9 +16,9 @@ from deploy.testing import isolated_stack
 # rate limits (100 e-mails/s, 50 SMS/s) protect a real provider's account; the local sinks have none,
 # and left in place they, not the pipeline, would be what the bench measures.
 OWN_SYSTEM_ENV: Mapping[str, str] = {
-    "ORCHARD_EMAIL_RATE": "100000",
-    "ORCHARD_SMS_RATE": "100000",
-    "ORCHARD_WHATSAPP_RATE": "100000",
+    "ORCHARD_DELIVERY_EMAIL_RATE": "100000",
+    "ORCHARD_DELIVERY_SMS_RATE": "100000",
+    "ORCHARD_DELIVERY_WHATSAPP_RATE": "100000",
     # The bench's batches are far above the approval thresholds; it measures the pipeline, not the wait
     # for a second person.
     "ORCHARD_ORDER_IPA_APPROVAL_ROWS_ABOVE": "1000000000",

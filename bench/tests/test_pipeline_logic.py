@@ -171,7 +171,7 @@ def _record() -> dict[str, Any]:
         "system": "own",
         "mix": "80% e-mail, 20% SMS",
         "machine": {"cpus": 2, "load_average_end": (1.0, 1.0, 1.0)},
-        "system_env": {"ORCHARD_EMAIL_RATE": "100000"},
+        "system_env": {"ORCHARD_DELIVERY_EMAIL_RATE": "100000"},
         "burst": {
             "orders": 1000,
             "seconds": 2.0,

@@ -60,9 +60,12 @@ def test_compose_delivers_to_its_own_sinks():
 
     assert services["smtp-sink"]["command"][-1] == "deploy.sinks.smtp"
     assert services["fake-provider"]["command"][-1] == "deploy.sinks.provider"
-    assert (delivery["ORCHARD_SMTP_HOST"], int(delivery["ORCHARD_SMTP_PORT"])) == ("smtp-sink", 1025)
+    assert (delivery["ORCHARD_DELIVERY_SMTP_HOST"], int(delivery["ORCHARD_DELIVERY_SMTP_PORT"])) == (
+        "smtp-sink",
+        1025,
+    )
     assert int(services["smtp-sink"]["environment"]["ORCHARD_SMTP_SINK_PORT"]) == 1025
-    assert delivery["ORCHARD_SMS_BASE_URL"] == "http://fake-provider:8190"
+    assert delivery["ORCHARD_DELIVERY_SMS_BASE_URL"] == "http://fake-provider:8190"
     assert int(services["fake-provider"]["environment"]["ORCHARD_PROVIDER_PORT"]) == 8190
 
 
