@@ -36,6 +36,8 @@ from .views import OrderPage, OrderSummary, OrderView, json_default, order_json
 
 READ_ROLES = (Role.ADMIN, Role.OPS, Role.SUPPORT_AGENT, Role.AUDITOR, Role.FINANCE)
 CANCEL_ROLES = (Role.ADMIN, Role.OPS)
+Reader = Annotated[Principal, Depends(require_roles(*READ_ROLES))]
+Canceller = Annotated[Principal, Depends(require_roles(*CANCEL_ROLES))]
 Sort = Literal[
     "created_at",
     "-created_at",
@@ -171,9 +173,9 @@ router = APIRouter(prefix="/v1/orders", tags=["orders"])
 )
 async def place(
     ctx: Ctx,
+    principal: Canceller,
     body: PlaceOrder,
     request: Request,
-    principal: Principal = Depends(require_roles(*CANCEL_ROLES)),
 ) -> JSONResponse:
     candidate = intake.Candidate(cells=body.model_dump())
     cause = request_cause(request, principal)
@@ -210,11 +212,11 @@ async def place(
 )
 async def list_orders(
     ctx: Ctx,
+    principal: Reader,
     flt: repository.OrderFilter = Depends(order_filter),
     sort: Sort = "-created_at",
     limit: int = Query(50, ge=1, le=500),
     cursor: Annotated[str, NoNul] | None = None,
-    principal: Principal = Depends(require_roles(*READ_ROLES)),
 ) -> JSONResponse:
     column = sort.lstrip("-")
     after = _decode_cursor(cursor, sort) if cursor else None
@@ -240,11 +242,11 @@ async def list_orders(
 )
 async def export_orders(
     ctx: Ctx,
+    principal: Reader,
     request: Request,
     format: Annotated[DownloadFormat, Query(description="`csv` (spreadsheet-safe) or `jsonl`")] = "csv",
     flt: repository.OrderFilter = Depends(order_filter),
     sort: Sort = "-created_at",
-    principal: Principal = Depends(require_roles(*READ_ROLES)),
 ) -> BoundedStreamingResponse:
     timeout_s: float = request.app.state.settings.http_download_timeout_s
     if flt.test is None:  # a finance figure: UAT test orders only when asked for
@@ -267,8 +269,8 @@ async def export_orders(
 )
 async def summary(
     ctx: Ctx,
+    principal: Reader,
     campaign_id: Identifier | None = None,
-    principal: Principal = Depends(require_roles(*READ_ROLES)),
 ) -> JSONResponse:
     async with ctx.require_pool().acquire() as conn:
         rows = await repository.summary(conn, campaign_id)
@@ -297,9 +299,7 @@ async def summary(
     summary="One order by order_id or booking_id, with its full timeline",
     response_model=OrderView,
 )
-async def get_order(
-    ctx: Ctx, ref: str, principal: Principal = Depends(require_roles(*READ_ROLES))
-) -> JSONResponse:
+async def get_order(ctx: Ctx, ref: str, principal: Reader) -> JSONResponse:
     _order_ref(ref)
     async with ctx.require_pool().acquire() as conn:
         order = await repository.fetch_order(conn, ref)
@@ -316,10 +316,10 @@ async def get_order(
 )
 async def cancel(
     ctx: Ctx,
+    principal: Canceller,
     ref: str,
     body: CancelRequest,
     request: Request,
-    principal: Principal = Depends(require_roles(*CANCEL_ROLES)),
 ) -> JSONResponse:
     cause = request_cause(request, principal)
     async with ctx.require_pool().acquire() as conn:

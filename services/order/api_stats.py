@@ -9,13 +9,12 @@ from datetime import UTC, datetime, timedelta
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from chassis.auth import Principal, require_roles
 from chassis.inputs import Identifier
 from chassis.periods import PeriodFigures, hour_starts, period_query
 from contracts.orders import OrderState
 
 from . import stats_repository
-from .api import READ_ROLES
+from .api import Reader
 from .context import Ctx
 
 PERIOD = period_query(default=timedelta(hours=24), longest=timedelta(days=31))
@@ -52,7 +51,7 @@ router = APIRouter(prefix="/v1/orders/stats", tags=["orders"])
 )
 async def hourly(
     ctx: Ctx,
-    principal: Principal = Depends(require_roles(*READ_ROLES)),
+    principal: Reader,
     period: tuple[datetime, datetime] = Depends(PERIOD),
     campaign_id: Identifier | None = None,
     member_id: Identifier | None = None,

@@ -24,13 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from chassis.approvals import PENDING_RESPONSE, Approval, ApprovalAction, Approvals, pending_answer
 from chassis.audit import append_audit
-from chassis.auth import Principal, require_roles
+from chassis.auth import Principal
 from chassis.db import Connection
 from chassis.problems import Problem
 from contracts.orders import FulfilmentStatus, OrderState
 
 from . import repository
-from .api import CANCEL_ROLES, order_filter, request_cause
+from .api import Canceller, order_filter, request_cause
 from .context import Ctx, OrderContext
 from .domain import OrderEvent
 from .ipa_api import actor_of
@@ -212,10 +212,10 @@ router = APIRouter(prefix="/v1/orders", tags=["orders"])
 )
 async def bulk_cancel(
     ctx: Ctx,
+    principal: Canceller,
     body: BulkCancelRequest,
     request: Request,
     flt: repository.OrderFilter = Depends(order_filter),
-    principal: Principal = Depends(require_roles(*CANCEL_ROLES)),
 ) -> JSONResponse:
     if not filter_json(flt):
         raise Problem(

@@ -31,6 +31,8 @@ from .views import BatchAccepted, BatchPage, BatchProgress, json_default
 
 INTAKE_ROLES = (Role.ADMIN, Role.OPS, Role.HRIS)
 READ_ROLES = (Role.ADMIN, Role.OPS, Role.HRIS, Role.AUDITOR)
+Intake = Annotated[Principal, Depends(require_roles(*INTAKE_ROLES))]
+BatchReader = Annotated[Principal, Depends(require_roles(*READ_ROLES))]
 
 
 _RECORD_SCHEMA: dict[str, Any] = {
@@ -119,7 +121,7 @@ class Upload:
 )
 async def upload(
     request: Request,
-    principal: Annotated[Principal, Depends(require_roles(*INTAKE_ROLES))],
+    principal: Intake,
     ctx: Ctx,  # after the caller is known: an anonymous upload is refused before anything else
     mode: Mode = Query(Mode.ACCEPT_VALID, description="dry_run | all_or_nothing | accept_valid"),
 ) -> JSONResponse:
@@ -249,8 +251,8 @@ def _accepted(received: Upload, rows: int, pending: Approval | None) -> JSONResp
 )
 async def recent(
     ctx: Ctx,
+    principal: BatchReader,
     limit: int = Query(50, ge=1, le=500),
-    principal: Principal = Depends(require_roles(*READ_ROLES)),
 ) -> JSONResponse:
     async with ctx.require_pool().acquire() as conn:
         rows = await batch_repository.recent_batches(conn, limit)
@@ -258,9 +260,7 @@ async def recent(
 
 
 @router.get("/batches/{batch_id}", summary="A batch's progress", response_model=BatchProgress)
-async def progress(
-    ctx: Ctx, batch_id: uuid.UUID, principal: Principal = Depends(require_roles(*READ_ROLES))
-) -> JSONResponse:
+async def progress(ctx: Ctx, batch_id: uuid.UUID, principal: BatchReader) -> JSONResponse:
     async with ctx.require_pool().acquire() as conn:
         body = await batches.batch_progress(conn, batch_id)
     if body is None:
@@ -274,9 +274,7 @@ async def progress(
     response_class=StreamingResponse,
     responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
 )
-async def errors_csv(
-    ctx: Ctx, batch_id: uuid.UUID, principal: Principal = Depends(require_roles(*INTAKE_ROLES))
-) -> StreamingResponse:
+async def errors_csv(ctx: Ctx, batch_id: uuid.UUID, principal: Intake) -> StreamingResponse:
     pool = ctx.require_pool()
     async with pool.acquire() as conn:
         if await batches.batch_progress(conn, batch_id) is None:
