@@ -134,7 +134,7 @@ class EventConsumer:
         max_batch: int = 500,
         idle_wait_ms: int = 1000,
         commit_interval_s: float = 0.5,
-        fetch_max_wait_ms: int = 500,
+        fetch_max_wait_ms: int = 5000,
         fetch_min_bytes: int = 1,
         group_prefix: str = "orchard",
     ) -> None:

@@ -82,9 +82,11 @@ class Settings(BaseSettings):
     log_json: bool = Field(default=True, alias="ORCHARD_LOG_JSON")
 
     consumer_max_attempts: int = Field(default=5, alias="ORCHARD_CONSUMER_MAX_ATTEMPTS")
-    # How long the broker may hold a fetch for more data than `consumer_fetch_min_bytes`: at a steady
-    # trickle every record otherwise answers a fetch of its own, for every consumer group reading it.
-    consumer_fetch_max_wait_ms: int = Field(default=500, ge=0, alias="ORCHARD_CONSUMER_FETCH_MAX_WAIT_MS")
+    # How long the broker may hold a fetch while fewer than `consumer_fetch_min_bytes` are there. With
+    # the default minimum (1 byte) a fetch is answered as soon as one record arrives, so this only says
+    # how often an idle consumer asks again: each of the ~40 consumer groups of a system asked twice a
+    # second at 500 ms, which cost the idle broker about 12 % of a core (6 % at 5 s).
+    consumer_fetch_max_wait_ms: int = Field(default=5000, ge=0, alias="ORCHARD_CONSUMER_FETCH_MAX_WAIT_MS")
     consumer_fetch_min_bytes: int = Field(default=1, ge=1, alias="ORCHARD_CONSUMER_FETCH_MIN_BYTES")
     outbox_batch_size: int = Field(default=500, alias="ORCHARD_OUTBOX_BATCH_SIZE")
     outbox_poll_interval_s: float = Field(default=1.0, alias="ORCHARD_OUTBOX_POLL_INTERVAL")
