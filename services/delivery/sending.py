@@ -103,6 +103,12 @@ class Doorbell:
     def __init__(self) -> None:
         self._idle: collections.deque[asyncio.Future[None]] = collections.deque()
         self._rung = False
+        self._closed = False
+
+    def close(self) -> None:
+        """Wake every worker now and later: the engine stops."""
+        self._closed = True
+        self.ring(everyone=True)
 
     def ring(self, everyone: bool = False) -> None:
         woken = False
@@ -114,19 +120,29 @@ class Doorbell:
         if not woken:
             self._rung = True
 
-    async def wait(self, timeout_s: float) -> None:
+    async def wait(self) -> None:
+        if self._closed:
+            return
         if self._rung:
             self._rung = False
             return
         waiter = asyncio.get_running_loop().create_future()
         self._idle.append(waiter)
         try:
-            await asyncio.wait_for(waiter, timeout_s)
-        except TimeoutError:
-            pass
+            await waiter
         finally:
             with contextlib.suppress(ValueError):
                 self._idle.remove(waiter)
+
+    async def tick(self, interval_s: float, stopping: asyncio.Event) -> None:
+        """Ring one idle worker every `interval_s`: deliveries that fall due by the clock (retries,
+        lapsed claims) ring no bell. One look per channel and interval, not one per idle worker (20
+        workers looking every half second were most of an idle delivery service's CPU)."""
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), interval_s)
+            if self._idle:
+                self.ring()
 
 
 STOP_BATCH_REASONS = frozenset(
@@ -193,6 +209,7 @@ class DeliveryEngine:
     async def start(self, pool: asyncpg.Pool, dsn: str, schema: str) -> None:
         self._pool = pool
         self._stopping.clear()
+        self._doorbells = {c: Doorbell() for c in Channel}
         # Due deliveries committed in this process ring the workers in memory (chassis/wakeups.py);
         # the LISTEN connection hears those committed elsewhere.
         self._stop_listening = listen_locally(schema, repository.WAKE_CHANNEL, self._ring)
@@ -200,6 +217,10 @@ class DeliveryEngine:
             self._listener = await asyncpg.connect(dsn, server_settings={"search_path": quote_ident(schema)})
             await self._listener.add_listener(repository.WAKE_CHANNEL, self._on_notify)
         for channel in Channel:
+            if not self.settings.workers(channel):
+                continue
+            ticker = self._doorbells[channel].tick(self.settings.queue_poll_interval_s, self._stopping)
+            self._tasks.append(asyncio.create_task(ticker, name=f"delivery-{channel}-clock"))
             for n in range(self.settings.workers(channel)):
                 self._tasks.append(asyncio.create_task(self._work(channel), name=f"delivery-{channel}-{n}"))
         log.info("delivery_workers_started", workers={c.value: self.settings.workers(c) for c in Channel})
@@ -208,7 +229,7 @@ class DeliveryEngine:
         self._stop_listening()
         self._stopping.set()
         for doorbell in self._doorbells.values():
-            doorbell.ring(everyone=True)
+            doorbell.close()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.settings.provider_timeout_s + 5)
         for task in self._tasks:
@@ -243,7 +264,7 @@ class DeliveryEngine:
                 await asyncio.sleep(1.0)
             if not worked:
                 limiter.refund()
-                await self._doorbells[channel].wait(self.settings.queue_poll_interval_s)
+                await self._doorbells[channel].wait()
 
     async def run_once(self, channel: Channel) -> bool:
         """Claim up to `claim_batch` due deliveries of `channel` under a lease (one statement), then send
