@@ -73,6 +73,17 @@ def _roles(route: Any) -> str:
     return ", ".join(sorted(admitted))
 
 
+def _routes_of(router: Any) -> Iterator[Any]:
+    """A router's routes, those of the routers included in it too (a service may wrap one of its
+    routers to add a dependency, such as a body limit taken from its settings)."""
+    for route in router.routes:
+        included = getattr(route, "original_router", None)  # FastAPI's record of an included router
+        if included is not None:
+            yield from _routes_of(included)
+        else:
+            yield route
+
+
 def _summary(route: Any) -> str:
     if route.summary:
         return str(route.summary)
@@ -103,7 +114,7 @@ def _http() -> Iterator[str]:
         yield "| method | path | roles | what it does |"
         yield "|---|---|---|---|"
         rows = []
-        routes = [route for router in routers for route in router.routes]
+        routes = [route for router in routers for route in _routes_of(router)]
         for route in routes:
             if not isinstance(route, APIRoute) or not route.include_in_schema:
                 continue
