@@ -49,6 +49,19 @@ class Role(StrEnum):
     APPROVER = "approver"
 
 
+ACTOR_PRECEDENCE: Final = (
+    Role.ADMIN,
+    Role.OPS,
+    Role.FINANCE,
+    Role.SUPPORT_AGENT,
+    Role.AUDITOR,
+    Role.HRIS,
+    Role.PARTNER,
+    Role.MEMBER,
+    Role.APPROVER,  # a permission beside a job: the job names the person (approvals name it apart)
+)
+"""Which of a caller's roles names it as an actor: the widest first."""
+
 # Staff may look at any member's data; members only at their own, partners and HR systems at none.
 STAFF_ROLES: Final = frozenset({Role.ADMIN, Role.OPS, Role.FINANCE, Role.SUPPORT_AGENT, Role.AUDITOR})
 
@@ -59,6 +72,13 @@ class Principal:
 
     sub: str
     roles: frozenset[Role]
+
+    @property
+    def actor(self) -> str:
+        """How audit entries, events and approvals name the caller, e.g. `ops:alice`: the first of its
+        roles in `ACTOR_PRECEDENCE`, the same in every service."""
+        role = next((r for r in ACTOR_PRECEDENCE if r in self.roles), None)
+        return f"{role.value if role else 'unknown'}:{self.sub}"
 
     def has_any_role(self, roles: Iterable[Role]) -> bool:
         return not self.roles.isdisjoint(roles)

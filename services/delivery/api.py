@@ -22,7 +22,7 @@ from contracts.values import Channel, Email, Phone
 
 from . import repository, review
 from .domain import DeliveryError, DeliveryNotFound, NotResendable, ResendTooSoon
-from .routes import actor_of, request_pool
+from .routes import request_pool
 
 register_error(DeliveryNotFound, 404, "delivery_not_found")
 register_error(NotResendable, 409, "delivery_not_resendable")
@@ -196,7 +196,7 @@ class ResendAnswer(BaseModel):
 async def correct(
     request: Request, delivery_id: uuid.UUID, body: Correction, principal: Reviewer
 ) -> dict[str, Any]:
-    actor = actor_of(principal)
+    actor = principal.actor
     async with request_pool(request).acquire() as conn, conn.transaction():
         if body.channel is not None:
             row = await repository.find_delivery(conn, delivery_id)
@@ -229,7 +229,7 @@ async def resend_one(
 ) -> dict[str, Any]:
     async with request_pool(request).acquire() as conn, conn.transaction():
         channel = await review.resend(
-            conn, delivery_id, actor=actor_of(principal), reason=body.reason if body else None
+            conn, delivery_id, actor=principal.actor, reason=body.reason if body else None
         )
     return {"delivery_id": delivery_id, "status": "queued", "channel": channel}
 
@@ -247,7 +247,7 @@ class BulkAnswer(BaseModel):
 @router.post("/deliveries/resend", response_model=BulkAnswer, summary="Resend many deliveries; each answered")
 async def resend_many(request: Request, body: BulkResend, principal: Reviewer) -> dict[str, Any]:
     results = []
-    actor = actor_of(principal)
+    actor = principal.actor
     async with request_pool(request).acquire() as conn:
         for delivery_id in dict.fromkeys(body.delivery_ids):
             try:
@@ -275,7 +275,7 @@ class CampaignSettings(BaseModel):
 async def put_campaign_settings(
     request: Request, campaign_id: Identifier, body: CampaignSettings, principal: Manager
 ) -> dict[str, Any]:
-    actor = actor_of(principal)
+    actor = principal.actor
     async with request_pool(request).acquire() as conn, conn.transaction():
         await repository.set_campaign_fallback(conn, campaign_id, body.fallback_allowed, actor)
         await append_audit(

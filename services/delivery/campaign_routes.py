@@ -20,7 +20,7 @@ from chassis.problems import Problem
 from .codes import CodeVault
 from .notifications import ROUTABLE
 from .repository import campaign_routes as repository
-from .routes import actor_of, request_pool, request_settings
+from .routes import request_pool, request_settings
 from .webhooks.domain import AddressRefused
 from .webhooks.transport import check_destination
 
@@ -122,7 +122,7 @@ async def save_route(
         only_here=body.only_here,
     )
     view = _view(vault, route)
-    actor = actor_of(principal)
+    actor = principal.actor
     async with request_pool(request).acquire() as conn, conn.transaction():
         await repository.save_route(conn, route, updated_by=actor)
         await append_audit(
@@ -161,7 +161,7 @@ async def list_routes(
 
 @router.delete("/{campaign_id}", status_code=204, summary="Stop routing a campaign's notices")
 async def delete_route(campaign_id: Identifier, request: Request, principal: Manager) -> Response:
-    actor = actor_of(principal)
+    actor = principal.actor
     async with request_pool(request).acquire() as conn, conn.transaction():
         if not await repository.delete_route(conn, campaign_id):
             raise Problem(404, "route_not_found", detail=f"Campaign {campaign_id} has no route of its own.")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncpg
 from fastapi import Request
 
-from chassis.auth import Principal
 from chassis.problems import Problem
 
 from .settings import DeliverySettings
@@ -23,7 +22,3 @@ def request_settings(request: Request) -> DeliverySettings:
     settings = request.app.state.runtime.settings
     assert isinstance(settings, DeliverySettings)
     return settings
-
-
-def actor_of(principal: Principal) -> str:
-    return f"{sorted(r.value for r in principal.roles)[0]}:{principal.sub}"

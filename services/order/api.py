@@ -30,7 +30,6 @@ from contracts.orders import FulfilmentStatus, OrderSource, OrderState
 from . import intake, repository
 from .context import Ctx
 from .domain import CompletedOrderCannotBeCancelled, OrderNotFound, looks_like_booking_id
-from .ipa_api import actor_of
 from .orders import Cause, audit_order, cancel_order
 from .views import OrderPage, OrderSummary, OrderView, json_default, order_json
 
@@ -158,7 +157,7 @@ def order_filter(query: Annotated[OrderQuery, Query()]) -> repository.OrderFilte
 
 def request_cause(request: Request, principal: Principal) -> Cause:
     """The caller as the actor of what the request changes, with the request's correlation id."""
-    return Cause(actor=actor_of(principal), correlation_id=request.headers.get("x-correlation-id"))
+    return Cause(actor=principal.actor, correlation_id=request.headers.get("x-correlation-id"))
 
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])

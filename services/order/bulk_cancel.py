@@ -33,7 +33,6 @@ from . import repository
 from .api import Canceller, order_filter, request_cause
 from .context import Ctx, OrderContext
 from .domain import OrderEvent
-from .ipa_api import actor_of
 from .orders import Cause, Followed, audit_order, follow_many
 
 BULK_CANCEL = "order_bulk_cancel"
@@ -270,6 +269,6 @@ async def _request_approval(
             "cancellable": planned.cancellable,
         },
         principal=principal,
-        maker=actor_of(principal),
+        maker=principal.actor,
         reason=reason,
     )

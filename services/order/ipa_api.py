@@ -62,10 +62,6 @@ UPLOAD_BODY: dict[str, Any] = {
 }
 
 
-def actor_of(principal: Principal) -> str:
-    return f"{sorted(principal.roles)[0]}:{principal.sub}"
-
-
 def _file_problem(exc: CsvFileError) -> Problem:
     return Problem(
         422,
@@ -137,7 +133,7 @@ async def upload(
     with await spool(body) as spooled:
         file_name = _uploaded_file_name(form)
         records = _json_records(spooled.read()) if source == "json" else None
-        received = Upload(uuid.uuid4(), mode, source, file_name, actor_of(principal))
+        received = Upload(uuid.uuid4(), mode, source, file_name, principal.actor)
         async with ctx.require_pool().acquire() as conn, conn.transaction():
             writer = RowWriter(conn, received.batch_id)
             await _store_upload(conn, received, writer, records if records is not None else replay(spooled))

@@ -17,7 +17,7 @@ from chassis.db import Connection
 from chassis.inputs import Identifier, Text
 from chassis.problems import Problem
 from services.redemption.audit import audit
-from services.redemption.deps import actor, pool
+from services.redemption.deps import pool
 from services.redemption.lifecycle import (
     PAST_TENSE,
     CatalogueStatus,
@@ -127,7 +127,7 @@ class Catalogue(Generic[EntryT]):
             changed = self.edited(entry, changes)
             await self.save(conn, changed)
             details = {"changed": sorted(changes), "before": self.terms(entry), "after": self.terms(changed)}
-            await audit(conn, actor(principal), self.kind, entry_id, "updated", details)
+            await audit(conn, principal.actor, self.kind, entry_id, "updated", details)
         return self.view(changed)
 
     async def change_status(
@@ -150,7 +150,7 @@ class Catalogue(Generic[EntryT]):
                 "to": status.value,
                 "reason": body.reason if body else None,
             }
-            await audit(conn, actor(principal), self.kind, entry_id, PAST_TENSE[action], details)
+            await audit(conn, principal.actor, self.kind, entry_id, PAST_TENSE[action], details)
             changed = self.with_status(entry, status)
             await self.save(conn, changed)
         return self.view(changed)

@@ -23,16 +23,6 @@ def settings(request: Request) -> RedemptionSettings:
     return cast(RedemptionSettings, request.app.state.settings)
 
 
-def actor(principal: Principal) -> str:
-    """How an audit entry or a saga names the caller, e.g. `member:m-1`."""
-    role = sorted(principal.roles)[0] if principal.roles else "unknown"
-    for preferred in (Role.ADMIN, Role.OPS, Role.FINANCE, Role.AUDITOR, Role.PARTNER, Role.MEMBER):
-        if preferred in principal.roles:
-            role = preferred
-            break
-    return f"{role}:{principal.sub}"
-
-
 def acting_for(
     principal: Principal, named: str | None, *, field: str, staff_detail: str, own_detail: str
 ) -> str:

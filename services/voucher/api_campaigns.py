@@ -16,7 +16,7 @@ from contracts.values import Channel, Currency, PositiveMoney, RewardType
 from contracts.vouchers import CampaignStatus, ExpiryKind, ExpiryPolicy
 
 from . import campaigns
-from .api_common import Ctx, Operator, Reader, actor_of, in_transaction, invalid, serve_held_orders
+from .api_common import Ctx, Operator, Reader, in_transaction, invalid, serve_held_orders
 from .approvals import ask_for_budget_increase
 from .views import CampaignOut, CampaignOverview, CampaignPage
 
@@ -112,7 +112,7 @@ async def create(body: CampaignCreate, ctx: Ctx, principal: Operator) -> dict[st
     )
     try:
         saved = await in_transaction(
-            ctx.db, lambda conn: campaigns.create(conn, fields, actor=actor_of(principal))
+            ctx.db, lambda conn: campaigns.create(conn, fields, actor=principal.actor)
         )
     except ValidationError as error:
         raise _contract_problem(error) from None
@@ -178,7 +178,7 @@ async def update(campaign_id: str, body: CampaignUpdate, ctx: Ctx, principal: Op
             return pending_answer(pending)
     try:
         saved = await in_transaction(
-            ctx.db, lambda conn: campaigns.update(conn, campaign_id, changes, actor=actor_of(principal))
+            ctx.db, lambda conn: campaigns.update(conn, campaign_id, changes, actor=principal.actor)
         )
     except ValidationError as error:
         raise _contract_problem(error) from None
@@ -201,7 +201,7 @@ def _status_route(action: str) -> None:
         saved = await in_transaction(
             ctx.db,
             lambda conn: campaigns.change_status(
-                conn, campaign_id, action, actor=actor_of(principal), reason=reason
+                conn, campaign_id, action, actor=principal.actor, reason=reason
             ),
         )
         if action == "resume":

@@ -21,7 +21,7 @@ from chassis.problems import Problem
 from contracts.vouchers import CodeStatus
 
 from . import campaigns, code_lists
-from .api_common import Ctx, Reader, actor_of
+from .api_common import Ctx, Reader
 from .repository import code_lists as code_lists_repository
 from .views import CodeListPage
 
@@ -94,7 +94,7 @@ async def export_codes(
             )
         async with ctx.db.acquire() as conn, conn.transaction():
             await code_lists.audit_clear_export(
-                conn, flt, actor=actor_of(principal), reason=reason, format=format
+                conn, flt, actor=principal.actor, reason=reason, format=format
             )
         columns = (*columns, "code")
         values = code_lists.clear_values(ctx.vault)

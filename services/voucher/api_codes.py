@@ -21,7 +21,7 @@ from chassis.problems import Problem, ProblemDetails
 from contracts.vouchers import CodeStatus
 
 from . import codes, operations, reveal_limits
-from .api_common import Ctx, Operator, Reader, actor_of, in_transaction, invalid, serve_held_orders
+from .api_common import Ctx, Operator, Reader, in_transaction, invalid, serve_held_orders
 from .approvals import ask_for_bulk_recovery
 from .context import VoucherContext
 from .csv_import import ParsedFile, parse_codes
@@ -196,7 +196,7 @@ async def generate(campaign_id: str, body: Generate, ctx: Ctx, principal: Operat
             prefix=body.prefix,
             alphabet=body.alphabet,
             test=body.test,
-            actor=actor_of(principal),
+            actor=principal.actor,
             chunk_size=ctx.settings.generation_chunk,
         ),
     )
@@ -213,7 +213,7 @@ async def import_csv(campaign_id: str, request: Request, ctx: Ctx, principal: Op
     return await _add_codes(
         ctx,
         campaign_id,
-        lambda conn: codes.import_codes(conn, ctx.vault, campaign_id, parsed, actor=actor_of(principal)),
+        lambda conn: codes.import_codes(conn, ctx.vault, campaign_id, parsed, actor=principal.actor),
     )
 
 
@@ -261,7 +261,7 @@ async def reveal(code_id: uuid.UUID, body: Reveal, ctx: Ctx, principal: Revealer
     clear = await in_transaction(
         ctx.db,
         lambda conn: codes.reveal(
-            conn, ctx.vault, code_id, actor=actor_of(principal), reason=body.reason, member_id=member_id
+            conn, ctx.vault, code_id, actor=principal.actor, reason=body.reason, member_id=member_id
         ),
     )
     return {"code_id": code_id, "code": clear}
@@ -298,7 +298,7 @@ async def recover(body: Recover, ctx: Ctx, principal: Operator) -> Any:
         lambda conn: operations.recover(
             conn,
             selection,
-            actor=actor_of(principal),
+            actor=principal.actor,
             reason=body.reason,
             dry_run=body.dry_run,
             vault=ctx.vault,
@@ -329,7 +329,7 @@ async def extend(body: ExtendExpiry, ctx: Ctx, principal: Operator) -> dict[str,
             conn,
             selection,
             expires_at=body.expires_at,
-            actor=actor_of(principal),
+            actor=principal.actor,
             reason=body.reason,
             dry_run=body.dry_run,
         ),
@@ -350,7 +350,7 @@ def _flag_route(flagged: bool) -> None:
         result = await in_transaction(
             ctx.db,
             lambda conn: operations.flag(
-                conn, body.code_ids, flagged=flagged, actor=actor_of(principal), reason=body.reason
+                conn, body.code_ids, flagged=flagged, actor=principal.actor, reason=body.reason
             ),
         )
         if not flagged:

@@ -58,11 +58,6 @@ Operator = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.OPS))]
 """Who manages campaigns and operates on codes."""
 
 
-def actor_of(principal: Principal) -> str:
-    role = sorted(principal.roles)[0] if principal.roles else "unknown"
-    return f"{role}:{principal.sub}"
-
-
 def invalid(field: str, message: str) -> Problem:
     return Problem(
         422,

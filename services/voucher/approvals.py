@@ -19,7 +19,7 @@ from chassis.db import Connection
 from chassis.money import money_text
 
 from . import campaigns, operations
-from .api_common import actor_of, serve_held_orders
+from .api_common import serve_held_orders
 from .crypto import CodeVault
 from .repository import operations as operations_repository
 
@@ -59,7 +59,7 @@ async def ask_for_budget_increase(
         summary=f"raise the budget of campaign {campaign_id} from {current.budget} to {target}",
         request={"campaign_id": campaign_id, "update": update},
         principal=principal,
-        maker=actor_of(principal),
+        maker=principal.actor,
         reason=None,
     )
 
@@ -76,7 +76,7 @@ async def ask_for_bulk_recovery(
 ) -> Approval | None:
     """A pending approval when the recovery would take back more than `above` codes (counted by a dry
     run of the recovery itself)."""
-    actor = actor_of(principal)
+    actor = principal.actor
     preview = await operations.recover(conn, selection, actor=actor, reason=reason, dry_run=True)
     if preview["matched"] <= above:
         return None

@@ -230,3 +230,16 @@ def test_roles_this_version_does_not_know_are_ignored() -> None:
     )
 
     assert verify_token(future, SETTINGS).roles == frozenset({Role.OPS})
+
+
+def test_a_caller_is_named_by_its_widest_role_in_every_service() -> None:
+    def actor(*roles: Role) -> str:
+        return Principal(sub="kim", roles=frozenset(roles)).actor
+
+    assert actor(Role.OPS, Role.ADMIN) == "admin:kim"
+    assert actor(Role.AUDITOR, Role.FINANCE) == "finance:kim"  # not the first alphabetically
+    assert actor(Role.HRIS, Role.OPS) == "ops:kim"
+    assert actor(Role.APPROVER, Role.OPS) == "ops:kim", "approving is a permission beside the job"
+    assert actor(Role.APPROVER) == "approver:kim"
+    assert actor(Role.MEMBER) == "member:kim"
+    assert actor() == "unknown:kim"

@@ -22,7 +22,7 @@ from chassis.uploads import spooled_csv
 from contracts.members import EmploymentStatus, NotificationKind
 from contracts.values import Channel, Email, Locale, Name, Phone
 
-from ..routes import actor_of, request_pool
+from ..routes import request_pool
 from . import importing, repository
 from .directory import apply_change
 from .domain import NulInEntry
@@ -129,7 +129,7 @@ async def _change(request: Request, member_id: str, body: BaseModel, principal: 
                 conn,
                 member_id,
                 body.model_dump(exclude_unset=True),
-                actor=actor_of(principal),
+                actor=principal.actor,
                 source="correction",
             )
         except NulInEntry as exc:
@@ -209,7 +209,7 @@ async def import_members(
 ) -> dict[str, Any]:
     """Two passes over the spooled file: the first checks it all (an unreadable file changes nothing),
     the second applies the valid rows, a few hundred per transaction."""
-    actor = actor_of(principal)
+    actor = principal.actor
     report: dict[str, Any] = {"dry_run": dry_run, "rows": 0, "valid": 0, "changed": 0, "unchanged": 0}
     errors: list[dict[str, Any]] = []
     # The whole body is spooled before a connection is taken.

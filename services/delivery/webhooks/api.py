@@ -20,7 +20,7 @@ from chassis.inputs import Aware, NoNul, Text
 from chassis.problems import invalid_field, register_error
 
 from ..codes import CodeVault
-from ..routes import actor_of, request_pool, request_settings
+from ..routes import request_pool, request_settings
 from . import repository
 from .domain import PING_EVENT, AddressRefused, UnknownEvents, WebhookNotFound, check_events, new_secret
 from .transport import check_destination
@@ -118,7 +118,7 @@ def _webhook(row: asyncpg.Record) -> dict[str, Any]:
 async def _audit(conn: Any, principal: Principal, action: str, webhook_id: uuid.UUID, **details: Any) -> None:
     await append_audit(
         conn,
-        actor=actor_of(principal),
+        actor=principal.actor,
         action=f"webhook.{action}",
         subject_type="webhook",
         subject_id=str(webhook_id),
@@ -136,7 +136,7 @@ async def create_webhook(request: Request, body: NewWebhook, principal: Manager)
     sealed = CodeVault(settings.code_key).seal(SecretStr(secret))
     async with request_pool(request).acquire() as conn, conn.transaction():
         row = await repository.create(
-            conn, webhook_id, body.url, events, body.description, sealed, actor_of(principal)
+            conn, webhook_id, body.url, events, body.description, sealed, principal.actor
         )
         await _audit(conn, principal, "created", webhook_id, url=body.url, events=events)
         await repository.announce_change(conn)
@@ -249,7 +249,7 @@ async def _switch(
     request: Request, webhook_id: uuid.UUID, principal: Manager, enabled: bool
 ) -> dict[str, Any]:
     async with request_pool(request).acquire() as conn, conn.transaction():
-        reason = None if enabled else f"disabled by {actor_of(principal)}"
+        reason = None if enabled else f"disabled by {principal.actor}"
         row = await repository.set_enabled(conn, webhook_id, enabled, reason)
         if row is None:
             raise WebhookNotFound(f"No webhook {webhook_id}.")

@@ -18,7 +18,7 @@ from chassis.models import model_from
 from chassis.problems import Problem
 from contracts.redemption import RedemptionKind, RedemptionStatus
 from services.redemption.audit import audit
-from services.redemption.deps import actor, pool, settings
+from services.redemption.deps import pool, settings
 from services.redemption.exports import domain
 from services.redemption.exports import repository as repo
 from services.redemption.settings import RedemptionSettings
@@ -92,7 +92,7 @@ async def request_export(
         if filters.get("partner_id") not in (None, principal.sub):
             raise Problem(403, "forbidden", detail="A partner exports only its own redemptions.")
         filters["partner_id"] = principal.sub
-    who = actor(principal)
+    who = principal.actor
     job = repo.ExportJob(
         export_id=uuid.uuid4(),
         purpose=body.purpose,
@@ -145,14 +145,14 @@ async def list_exports(
 ) -> dict[str, Any]:
     everyone = principal.has_any_role((Role.ADMIN, Role.AUDITOR))
     async with db.acquire() as conn:
-        jobs = await repo.list_exports(conn, None if everyone else actor(principal), limit)
+        jobs = await repo.list_exports(conn, None if everyone else principal.actor, limit)
     return {"items": [export_view(job) for job in jobs]}
 
 
 async def _visible_export(conn: Any, principal: Principal, export_id: uuid.UUID) -> repo.ExportJob:
     job = await repo.get_export(conn, export_id)
     if job is None or not (
-        job.requested_by == actor(principal) or principal.has_any_role((Role.ADMIN, Role.AUDITOR))
+        job.requested_by == principal.actor or principal.has_any_role((Role.ADMIN, Role.AUDITOR))
     ):
         raise Problem(404, "export_not_found", detail=f"No export {export_id}.")
     return job
@@ -191,7 +191,7 @@ async def download_export(
         if job.status != "ready":
             raise Problem(409, "export_not_ready", detail=f"Export {export_id} is {job.status}.")
         details = {"purpose": str(job.purpose), "fields": list(job.fields)}
-        await audit(conn, actor(principal), "export", str(export_id), "downloaded", details)
+        await audit(conn, principal.actor, "export", str(export_id), "downloaded", details)
     suffix = "csv" if job.format is domain.ExportFormat.CSV else "jsonl"
     timeout_s = config.http_download_timeout_s
     return BoundedStreamingResponse(

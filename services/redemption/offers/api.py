@@ -25,7 +25,7 @@ from contracts.redemption import RedemptionKind, RedemptionStatus, ValidationMet
 from contracts.topics import Topics
 from contracts.values import Channel
 from services.redemption.catalogue_api import create_entry
-from services.redemption.deps import acting_for, actor, pool, settings
+from services.redemption.deps import acting_for, pool, settings
 from services.redemption.lifecycle import CatalogueStatus
 from services.redemption.offers import domain, pins, rate_limits, segments
 from services.redemption.offers import repository as repo
@@ -94,7 +94,7 @@ async def create_offer(
         eligible_tiers=tuple(body.eligible_tiers),
         eligible_segments=tuple(body.eligible_segments),
     )
-    by = actor(principal)
+    by = principal.actor
     await create_entry(
         db,
         kind="offer",
@@ -266,9 +266,9 @@ async def redeem_offer(
             response.status_code = 202
         # Audit entries last: the audit lock is held to the commit, after every row lock of this request.
         if pin_check is not None and failure_detail is not None:
-            await pins.audit_rejection(conn, actor(principal), record, pin_check)
+            await pins.audit_rejection(conn, principal.actor, record, pin_check)
         if claimed is not None and claimed < now:
-            await _audit_backdated(conn, actor(principal), record, body.member_id, now, claimed)
+            await _audit_backdated(conn, principal.actor, record, body.member_id, now, claimed)
         return record_view(record, **extra)
 
 

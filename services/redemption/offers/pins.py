@@ -20,7 +20,7 @@ from chassis.auth import Principal, Role, require_roles
 from chassis.db import Connection
 from chassis.problems import Problem, invalid_field
 from services.redemption.audit import audit
-from services.redemption.deps import actor, pool, settings
+from services.redemption.deps import pool, settings
 from services.redemption.offers import domain
 from services.redemption.offers import repository as repo
 from services.redemption.records.domain import Record
@@ -182,7 +182,7 @@ async def set_pin(
     async with db.acquire() as conn, conn.transaction():
         await repo.set_pin(conn, member_id, pin_hash)
         # Who changed which member's PIN; never the PIN or its hash.
-        await audit(conn, actor(principal), "member", member_id, "pin_set")
+        await audit(conn, principal.actor, "member", member_id, "pin_set")
     return Response(status_code=204)
 
 
@@ -198,5 +198,5 @@ async def unlock_pin(
     async with db.acquire() as conn, conn.transaction():
         if not await repo.unlock_pin(conn, member_id):
             raise Problem(404, "pin_not_set", detail="There is no PIN to unlock.")
-        await audit(conn, actor(principal), "member", member_id, "pin_unlocked")
+        await audit(conn, principal.actor, "member", member_id, "pin_unlocked")
     return Response(status_code=204)

@@ -13,7 +13,7 @@ from chassis.auth import Principal, Role, require_roles
 from chassis.inputs import Identifier
 from chassis.problems import Problem
 from services.redemption.audit import audit
-from services.redemption.deps import actor, pool
+from services.redemption.deps import pool
 from services.redemption.offers import domain
 from services.redemption.offers import repository as repo
 
@@ -49,8 +49,8 @@ async def set_member_segments(
     """Record the member's tier and segments; from then on a partner cannot claim others."""
     segments = domain.MemberSegments(member_id, body.tier, tuple(dict.fromkeys(body.segments)))
     async with db.acquire() as conn, conn.transaction():
-        await repo.set_member_segments(conn, segments, updated_by=actor(principal))
-        await audit(conn, actor(principal), "member", member_id, "segments_set", segments_view(segments))
+        await repo.set_member_segments(conn, segments, updated_by=principal.actor)
+        await audit(conn, principal.actor, "member", member_id, "segments_set", segments_view(segments))
     return segments_view(segments)
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from chassis.auth import Principal, Role, require_roles
 from chassis.problems import Problem
-from services.redemption.deps import actor, pool, settings
+from services.redemption.deps import pool, settings
 from services.redemption.retention.service import rules_from, run_retention
 from services.redemption.settings import RedemptionSettings
 from services.redemption.views import RetentionPolicy, RetentionRun
@@ -46,5 +46,5 @@ async def run_retention_now(
     """Auditors may only look (dry run); admins may also purge, which is audited like the job's purges."""
     if not body.dry_run and Role.ADMIN not in principal.roles:
         raise Problem(403, "forbidden", detail="Only an admin may purge; use dry_run to see what would go.")
-    outcomes = await run_retention(db, rules_from(cfg), actor=actor(principal), dry_run=body.dry_run)
+    outcomes = await run_retention(db, rules_from(cfg), actor=principal.actor, dry_run=body.dry_run)
     return {"dry_run": body.dry_run, "results": [o.as_dict() for o in outcomes]}

@@ -26,7 +26,7 @@ from contracts.values import (
     PositivePoints,
 )
 from services.redemption.catalogue_api import create_entry
-from services.redemption.deps import acting_for, actor, pool, settings
+from services.redemption.deps import acting_for, pool, settings
 from services.redemption.records.repository import write_record
 from services.redemption.settings import RedemptionSettings
 from services.redemption.storefront import domain
@@ -76,7 +76,7 @@ async def create_reward(
         reward_id=body.reward_id or f"rw-{uuid.uuid4().hex[:12]}",
         stock_remaining=body.stock,
     )
-    by = actor(principal)
+    by = principal.actor
     await create_entry(
         db,
         kind="reward",
@@ -207,7 +207,7 @@ async def redeem_reward(
             raise Problem(409, "reward_unavailable", detail=f"Reward {reward.reward_id} is not available.")
         decision = domain.start(uuid.uuid4())
         now = datetime.now(UTC)
-        row = _new_saga_row(decision.saga, reward, member_id, contact, actor(principal), now)
+        row = _new_saga_row(decision.saga, reward, member_id, contact, principal.actor, now)
         if not await repo.insert_saga(
             conn,
             row,
