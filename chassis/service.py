@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -334,9 +333,3 @@ class _Server(uvicorn.Server):
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-
-
-def run_named_service(name: str, title: str, package_dir: Path) -> None:
-    """`python -m services.<name>`: the service's settings default to its own name, port and schema."""
-    os.environ.setdefault("ORCHARD_SERVICE", name)
-    run_service(ServiceSpec(title=title, migrations_dir=package_dir / "migrations"))

@@ -205,10 +205,6 @@ def issue_blocker(status: CampaignStatus) -> IssueFailure | None:
     return None
 
 
-def budget_allows(budget: Decimal | None, used: Decimal, value: Decimal) -> bool:
-    return budget is None or used + value <= budget
-
-
 # --- redemption ----------------------------------------------------------------------------------
 
 
