@@ -103,8 +103,14 @@ class _CommitHookedTransaction(Transaction):
         return callbacks
 
     async def _finished(self, *, committed: bool) -> None:
+        # The transaction has committed: what follows must not make it look failed to the caller (who
+        # might redo it). After-commit work is a courtesy, such as a wake-up with a polling fallback.
         for callback in self._done(committed=committed):
-            await callback()
+            try:
+                await callback()
+            except Exception as exc:
+                name = getattr(callback, "__qualname__", "?")
+                log.warning("after_commit_failed", callback=name, error=repr(exc))
 
 
 def after_commit(conn: Connection, key: str, callback: Callable[[], Awaitable[None]]) -> bool:

@@ -105,3 +105,16 @@ async def test_after_commit_work_runs_once_the_outermost_transaction_commits_and
 
         assert not after_commit(conn, "k", note("outside")), "no transaction: nothing to wait for"
         assert schema_of(conn) is not None
+
+
+async def test_after_commit_work_that_fails_does_not_make_the_commit_look_failed(pool) -> None:
+    await pool.execute("CREATE TABLE IF NOT EXISTS after_commit_probe (n int)")
+
+    async def broken() -> None:
+        raise ConnectionError("the wake-up could not be sent")
+
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            await conn.execute("INSERT INTO after_commit_probe VALUES (1)")
+            assert after_commit(conn, "k", broken)
+        assert await conn.fetchval("SELECT count(*) FROM after_commit_probe") == 1
