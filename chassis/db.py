@@ -120,7 +120,7 @@ def after_commit(conn: Connection, key: str, callback: Callable[[], Awaitable[No
     transaction begun with `transaction()`): the caller has to see to it another way.
     """
     raw = _unproxied(conn)
-    if not _ours(raw) or not raw.hooked_transaction_open:
+    if not _ours(raw) or not (raw.hooked_transaction_open and raw.is_in_transaction()):
         return False
     raw.after_commit.setdefault(key, callback)
     return True
