@@ -6,6 +6,9 @@ lock every interval. When the holder's connection dies, Postgres releases the lo
 takes over at its next try. Leadership cannot fence a run already under way, so a run may rarely
 overlap with the new leader's first one: jobs must be idempotent (they usually are: "find overdue
 tickets and flag them").
+
+Each run is given the service's pool: a service composes its jobs before the runtime connects, so they
+take the pool rather than capture it (or a context holding it).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ log = structlog.get_logger("chassis.jobs")
 class PeriodicJob:
     name: str
     interval_s: float
-    run: Callable[[], Awaitable[None]]
+    run: Callable[[asyncpg.Pool], Awaitable[None]]
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -46,16 +49,20 @@ def job_lock_key(schema: str, job_name: str) -> int:
 class JobRunner:
     """Runs `jobs` on this replica whenever it wins their leadership; `start()` then `stop()`.
 
-    `database` is the service's pool (one connection per job stays checked out while the runner
-    runs) or a DSN (the runner opens its own connections). Locks are keyed by the connection's
+    Every run is given `pool`, the service's pool. Each job's leadership is held on a connection of
+    its own: from `lock_dsn` when given (so the runner's connections do not take from the pool), else
+    one checked out of `pool` while the runner runs. Locks are keyed by the connection's
     `current_schema()`, so replicas of one service compete and different services never do.
     """
 
-    def __init__(self, database: asyncpg.Pool | str, jobs: Sequence[PeriodicJob]) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, jobs: Sequence[PeriodicJob], *, lock_dsn: str | None = None
+    ) -> None:
         names = [job.name for job in jobs]
         if len(set(names)) != len(names):
             raise ValueError("periodic job names must be unique")
-        self._database = database
+        self._pool = pool
+        self._lock_dsn = lock_dsn
         self._jobs = list(jobs)
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -83,11 +90,11 @@ class JobRunner:
 
     async def _connect(self, job: PeriodicJob) -> Connection:
         application_name = f"orchard-job:{job.name}"[:63]
-        if isinstance(self._database, str):
+        if self._lock_dsn is not None:
             return await asyncpg.connect(
-                self._database, server_settings={"application_name": application_name}
+                self._lock_dsn, server_settings={"application_name": application_name}
             )
-        conn = await self._database.acquire()
+        conn = await self._pool.acquire()
         # Shows who holds which lock in pg_stat_activity; the pool resets it when the connection returns.
         await conn.execute("SELECT set_config('application_name', $1, false)", application_name)
         return conn
@@ -95,8 +102,8 @@ class JobRunner:
     async def _disconnect(self, conn: Connection) -> None:
         # Closing or returning the connection ends its session and with it any advisory lock it held.
         with contextlib.suppress(Exception):
-            if isinstance(conn, PoolConnectionProxy) and isinstance(self._database, asyncpg.Pool):
-                await self._database.release(conn)
+            if isinstance(conn, PoolConnectionProxy):
+                await self._pool.release(conn)
             else:
                 await conn.close()
 
@@ -154,7 +161,7 @@ class JobRunner:
     async def _run_once(self, job: PeriodicJob) -> None:
         JOB_RUNS.labels(job.name).inc()
         try:
-            await job.run()
+            await job.run(self._pool)
         except Exception:
             JOB_FAILURES.labels(job.name).inc()
             log.exception("job_failed", job=job.name)

@@ -145,7 +145,8 @@ class ServiceRuntime:
         # The broker may be down while the service starts: consume as soon as it answers, and stay
         # alive (not ready) until then.
         self._broker_task = asyncio.create_task(self._start_broker(), name="kafka-consumers")
-        self.jobs = JobRunner(self.dsn, [self._inbox_retention_job(), *self.spec.jobs])
+        # Leadership on connections of the runner's own, so jobs waiting to lead hold no pool connection.
+        self.jobs = JobRunner(self.pool, [self._inbox_retention_job(), *self.spec.jobs], lock_dsn=self.dsn)
         await self.jobs.start()
         log.info("service_started", subscriptions=[sub.name for sub in self.spec.subscriptions])
 
@@ -153,9 +154,8 @@ class ServiceRuntime:
         """Inbox rows outlive any redelivery Kafka can still make (topic retention is days, not weeks)."""
         days = self.settings.inbox_retention_days
 
-        async def purge() -> None:
-            assert self.pool is not None
-            await self.pool.execute(
+        async def purge(pool: asyncpg.Pool) -> None:
+            await pool.execute(
                 "DELETE FROM inbox WHERE processed_at < now() - make_interval(days => $1)", days
             )
 

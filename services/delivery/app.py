@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from chassis.audit_api import audit_router
 from chassis.consumer import EventConsumer
 from chassis.jobs import PeriodicJob
@@ -66,22 +68,20 @@ def bounded_consumer(max_batch: int) -> type[EventConsumer]:
     return DeliveryConsumer
 
 
-def periodic_jobs(
-    settings: DeliverySettings, engine: DeliveryEngine, notifier: Notifier
-) -> list[PeriodicJob]:
-    async def recover() -> None:
-        async with engine.pool.acquire() as conn, conn.transaction():
+def periodic_jobs(settings: DeliverySettings, notifier: Notifier) -> list[PeriodicJob]:
+    async def recover(pool: asyncpg.Pool) -> None:
+        async with pool.acquire() as conn, conn.transaction():
             await repository.flag_unknown_outcomes(conn)
 
-    async def purge() -> None:
-        async with engine.pool.acquire() as conn:
+    async def purge(pool: asyncpg.Pool) -> None:
+        async with pool.acquire() as conn:
             await repository.purge_held_codes(conn, settings.code_retention_days)
 
-    async def notify() -> None:
-        await notifier.post_pending(engine.pool)
+    async def notify(pool: asyncpg.Pool) -> None:
+        await notifier.post_pending(pool)
 
-    async def purge_webhook_log() -> None:
-        async with engine.pool.acquire() as conn:
+    async def purge_webhook_log(pool: asyncpg.Pool) -> None:
+        async with pool.acquire() as conn:
             await webhook_repository.purge_delivered(conn, settings.webhook_retention_days)
 
     return [
@@ -129,7 +129,7 @@ def build_spec(
             members_api.router,
             audit_router(),
         ],
-        jobs=periodic_jobs(settings, engine, notifier),
+        jobs=periodic_jobs(settings, notifier),
         on_startup=[start],
         on_shutdown=[stop],
         consumer_class=bounded_consumer(settings.consumer_max_batch),

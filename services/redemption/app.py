@@ -8,7 +8,7 @@ import asyncpg
 
 from chassis.audit_api import audit_router
 from chassis.jobs import PeriodicJob
-from chassis.service import ServiceRuntime, ServiceSpec
+from chassis.service import ServiceSpec
 from services.redemption.exports.api import router as exports_router
 from services.redemption.exports.repository import run_next_export
 from services.redemption.offers.api import expire_open_challenges
@@ -28,24 +28,8 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 TITLE = "Orchard redemption service: storefront saga, offer redemptions and exports"
 
 
-class _PoolRef:
-    """Jobs are built before the runtime connects; they reach its pool when they run."""
-
-    def __init__(self) -> None:
-        self.runtime: ServiceRuntime | None = None
-
-    async def bind(self, runtime: ServiceRuntime) -> None:
-        self.runtime = runtime
-
-    def __call__(self) -> asyncpg.Pool:
-        if self.runtime is None or self.runtime.pool is None:
-            raise RuntimeError("the service has not started")
-        return self.runtime.pool
-
-
 def build_spec(settings: RedemptionSettings) -> ServiceSpec:
     policy = policy_of(settings)
-    pool = _PoolRef()
     return ServiceSpec(
         title=TITLE,
         migrations_dir=MIGRATIONS,
@@ -61,29 +45,28 @@ def build_spec(settings: RedemptionSettings) -> ServiceSpec:
             audit_router(),
         ],
         jobs=[
-            redrive_job(pool, policy, settings.saga_redrive_interval_s),
-            PeriodicJob("redemption-offer-code-expiry", 15.0, lambda: _expire(pool)),
+            redrive_job(policy, settings.saga_redrive_interval_s),
+            PeriodicJob("redemption-offer-code-expiry", 15.0, _expire),
             PeriodicJob(
                 "redemption-exports",
                 settings.export_interval_s,
-                lambda: _exports(pool, settings.export_chunk_rows),
+                lambda pool: _exports(pool, settings.export_chunk_rows),
             ),
             PeriodicJob(
-                "redemption-retention", settings.retention_interval_s, lambda: _retention(pool, settings)
+                "redemption-retention", settings.retention_interval_s, lambda pool: _retention(pool, settings)
             ),
         ],
-        on_startup=[pool.bind],
     )
 
 
-async def _expire(pool: _PoolRef) -> None:
-    await expire_open_challenges(pool())
+async def _expire(pool: asyncpg.Pool) -> None:
+    await expire_open_challenges(pool)
 
 
-async def _exports(pool: _PoolRef, chunk_rows: int) -> None:
-    while await run_next_export(pool(), chunk_rows) is not None:
+async def _exports(pool: asyncpg.Pool, chunk_rows: int) -> None:
+    while await run_next_export(pool, chunk_rows) is not None:
         pass
 
 
-async def _retention(pool: _PoolRef, settings: RedemptionSettings) -> None:
-    await run_retention(pool(), rules_from(settings), actor=JOB_ACTOR, dry_run=False)
+async def _retention(pool: asyncpg.Pool, settings: RedemptionSettings) -> None:
+    await run_retention(pool, rules_from(settings), actor=JOB_ACTOR, dry_run=False)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import asyncpg
+
 from chassis.audit_api import audit_router
 from chassis.jobs import PeriodicJob
 from chassis.service import ServiceSpec, run_service
@@ -22,8 +24,8 @@ def build_spec(settings: SupportSettings, clock: Clock | None = None) -> tuple[S
     """The support service's composition; the clock is injectable so tests can move time."""
     ctx = SupportContext(settings=settings, clock=clock or SystemClock())
 
-    async def check_sla() -> None:
-        await sla_monitor.check_sla(ctx)
+    async def check_sla(pool: asyncpg.Pool) -> None:
+        await sla_monitor.check_sla(pool, ctx)
 
     spec = ServiceSpec(
         title="Orchard support service: tickets, SLAs and the agent portal",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Final
 
+import asyncpg
 from prometheus_client import Counter
 
 from chassis.db import Connection
@@ -34,13 +35,13 @@ SLA_ALERTS: Final = Counter(
 )
 
 
-async def check_sla(ctx: SupportContext) -> int:
+async def check_sla(pool: asyncpg.Pool, ctx: SupportContext) -> int:
     """One run of the SLA monitor: raise every warning and breach that is due. Returns how many."""
     now = ctx.clock.now()
     raised: list[tuple[SlaAlertKind, SlaTarget]] = []
     while True:
         batch: list[tuple[SlaAlertKind, SlaTarget]] = []
-        async with ctx.db.acquire() as conn, conn.transaction():
+        async with pool.acquire() as conn, conn.transaction():
             ticket_ids = await repo.tickets_to_check(conn, now, CHECK_BATCH)
             for ticket_id in ticket_ids:
                 batch += await _check_ticket(conn, ctx, ticket_id, now)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+import asyncpg
+
 from chassis.approvals import approvals_router
 from chassis.audit_api import audit_router
 from chassis.jobs import PeriodicJob
@@ -47,22 +49,22 @@ def build_spec(settings: VoucherSettings, *, order_topic: str = Topics.ORDER_STA
     )
     ctx = VoucherContext(vault=vault, approvals=approvals, settings=settings)
 
-    async def expire_codes() -> None:
-        async with ctx.db.acquire() as conn:
+    async def expire_codes(pool: asyncpg.Pool) -> None:
+        async with pool.acquire() as conn:
             await reveal_limits.purge_windows(conn)
         while True:
-            async with ctx.db.acquire() as conn, conn.transaction():
+            async with pool.acquire() as conn, conn.transaction():
                 if await operations.expire_due(conn) < 1000:
                     return
 
-    async def serve_held_orders() -> None:
+    async def serve_held_orders(pool: asyncpg.Pool) -> None:
         while True:
-            async with ctx.db.acquire() as conn, conn.transaction():
+            async with pool.acquire() as conn, conn.transaction():
                 if await issuance.serve_holds(conn, vault) == 0:
                     return
 
-    async def alert_budgets() -> None:
-        await budget_alerts.alert_nearly_spent(ctx.db, settings.budget_alert_ratio)
+    async def alert_budgets(pool: asyncpg.Pool) -> None:
+        await budget_alerts.alert_nearly_spent(pool, settings.budget_alert_ratio)
 
     return ServiceSpec(
         title="Orchard voucher service: campaigns, code pools, issuance and partner redemption",

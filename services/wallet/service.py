@@ -6,14 +6,15 @@ tests decide what time it is for the ledger, the dashboard and the expiry job al
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import asyncpg
 
 from chassis.approvals import Approvals, approvals_router
 from chassis.audit_api import audit_router
 from chassis.jobs import PeriodicJob
-from chassis.service import ServiceRuntime, ServiceSpec
+from chassis.service import ServiceSpec
 
 from .api import WalletContext, adjustment_approval
 from .api import router as wallet_router
@@ -33,24 +34,14 @@ RECONCILIATION_JOB = "wallet-monthly-reconciliation"
 
 def build_spec(settings: WalletSettings, *, clock: Clock = system_clock, **overrides: Any) -> ServiceSpec:
     ledger = Ledger(ExpiryPolicy(settings.points_expiry_months), clock)
-    runtime_ref: dict[str, ServiceRuntime] = {}
 
-    async def remember(runtime: ServiceRuntime) -> None:
-        runtime_ref["runtime"] = runtime
-
-    async def expire() -> None:
-        pool = runtime_ref["runtime"].pool
-        assert pool is not None
+    async def expire(pool: asyncpg.Pool) -> None:
         await ledger.expire_due(pool, batch_members=settings.expiry_batch_members)
 
-    async def warn() -> None:
-        pool = runtime_ref["runtime"].pool
-        assert pool is not None
+    async def warn(pool: asyncpg.Pool) -> None:
         await warn_expiring(pool, clock, within_days=settings.expiry_warning_days)
 
-    async def reconcile() -> None:
-        pool = runtime_ref["runtime"].pool
-        assert pool is not None
+    async def reconcile(pool: asyncpg.Pool) -> None:
         await send_reconciliation(pool, clock, settings.finance_recipients)
 
     approvals = Approvals("wallet", [adjustment_approval(ledger)])
@@ -59,7 +50,6 @@ def build_spec(settings: WalletSettings, *, clock: Clock = system_clock, **overr
         PeriodicJob(EXPIRY_WARNING_JOB, settings.expiry_warning_interval_s, warn),
         PeriodicJob(RECONCILIATION_JOB, settings.reconciliation_interval_s, reconcile),
     ]
-    startup: list[Callable[[ServiceRuntime], Any]] = [remember]
     return ServiceSpec(
         title="Orchard wallet service: points ledger, member dashboard and member audit log",
         migrations_dir=MIGRATIONS,
@@ -71,7 +61,6 @@ def build_spec(settings: WalletSettings, *, clock: Clock = system_clock, **overr
             audit_router(),
         ],
         jobs=jobs,
-        on_startup=startup,
         context=WalletContext(
             ledger,
             approvals,

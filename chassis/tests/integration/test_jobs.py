@@ -36,7 +36,7 @@ class Recorder:
         self.runs: list[tuple[str, float]] = []
 
     def job(self, runner: str, name: str = "sweep") -> PeriodicJob:
-        async def run() -> None:
+        async def run(_: asyncpg.Pool) -> None:
             self.runs.append((runner, time.monotonic()))
 
         return PeriodicJob(name=name, interval_s=INTERVAL, run=run)
@@ -55,8 +55,18 @@ async def runners() -> AsyncIterator[list[JobRunner]]:
     await asyncio.gather(*(runner.stop(timeout_s=5) for runner in started))
 
 
-async def start(runners: list[JobRunner], database: asyncpg.Pool | str, *jobs: PeriodicJob) -> JobRunner:
-    runner = JobRunner(database, jobs)
+@pytest.fixture
+async def pool(service_db: ServiceDb) -> AsyncIterator[asyncpg.Pool]:
+    """The pool every run is given; leadership is held on connections of the runner's own."""
+    pool = await create_pool(service_db.dsn, schema=service_db.schema, min_size=1, max_size=2)
+    yield pool
+    await pool.close()
+
+
+async def start(
+    runners: list[JobRunner], pool: asyncpg.Pool, *jobs: PeriodicJob, lock_dsn: str | None = None
+) -> JobRunner:
+    runner = JobRunner(pool, jobs, lock_dsn=lock_dsn)
     await runner.start()
     runners.append(runner)
     return runner
@@ -81,11 +91,11 @@ async def lock_holder_pid(service_db: ServiceDb, job_name: str) -> int | None:
 
 
 async def test_two_runners_of_the_same_job_never_both_run_it(
-    service_db: ServiceDb, runners: list[JobRunner]
+    service_db: ServiceDb, pool: asyncpg.Pool, runners: list[JobRunner]
 ) -> None:
     recorder = Recorder()
-    first = await start(runners, service_db.dsn, recorder.job("first"))
-    second = await start(runners, service_db.dsn, recorder.job("second"))
+    first = await start(runners, pool, recorder.job("first"), lock_dsn=service_db.dsn)
+    second = await start(runners, pool, recorder.job("second"), lock_dsn=service_db.dsn)
 
     await asyncio.sleep(12 * INTERVAL)
 
@@ -95,12 +105,12 @@ async def test_two_runners_of_the_same_job_never_both_run_it(
 
 
 async def test_a_standby_takes_over_when_the_leaders_backend_is_terminated(
-    service_db: ServiceDb, runners: list[JobRunner]
+    service_db: ServiceDb, pool: asyncpg.Pool, runners: list[JobRunner]
 ) -> None:
     recorder = Recorder()
-    first = await start(runners, service_db.dsn, recorder.job("first"))
+    first = await start(runners, pool, recorder.job("first"), lock_dsn=service_db.dsn)
     await eventually(lambda: recorder.count("first") > 0, what="the first runner leads")
-    second = await start(runners, service_db.dsn, recorder.job("second"))
+    second = await start(runners, pool, recorder.job("second"), lock_dsn=service_db.dsn)
     pid = await lock_holder_pid(service_db, "sweep")
     assert pid is not None
 
@@ -119,12 +129,12 @@ async def test_a_standby_takes_over_when_the_leaders_backend_is_terminated(
 
 
 async def test_a_standby_takes_over_when_the_leader_stops(
-    service_db: ServiceDb, runners: list[JobRunner]
+    service_db: ServiceDb, pool: asyncpg.Pool, runners: list[JobRunner]
 ) -> None:
     recorder = Recorder()
-    first = await start(runners, service_db.dsn, recorder.job("first"))
+    first = await start(runners, pool, recorder.job("first"), lock_dsn=service_db.dsn)
     await eventually(lambda: first.is_leader("sweep"), what="the first runner leads")
-    await start(runners, service_db.dsn, recorder.job("second"))
+    await start(runners, pool, recorder.job("second"), lock_dsn=service_db.dsn)
 
     await first.stop()
     stopped_at = time.monotonic()
@@ -137,33 +147,33 @@ async def test_a_standby_takes_over_when_the_leader_stops(
 
 
 async def test_a_failing_run_is_counted_and_the_job_keeps_running(
-    service_db: ServiceDb, runners: list[JobRunner]
+    service_db: ServiceDb, pool: asyncpg.Pool, runners: list[JobRunner]
 ) -> None:
     attempts = 0
 
-    async def flaky() -> None:
+    async def flaky(_: asyncpg.Pool) -> None:
         nonlocal attempts
         attempts += 1
         raise RuntimeError("provider down")
 
     failures_before = failures_of("flaky")
-    await start(runners, service_db.dsn, PeriodicJob("flaky", INTERVAL, flaky))
+    await start(runners, pool, PeriodicJob("flaky", INTERVAL, flaky), lock_dsn=service_db.dsn)
 
     await eventually(lambda: attempts >= 3, what="the job runs again after failures")
     assert failures_of("flaky") - failures_before >= 3
 
 
 async def test_stop_waits_for_the_run_in_flight_then_releases_the_lock(
-    service_db: ServiceDb, runners: list[JobRunner]
+    service_db: ServiceDb, pool: asyncpg.Pool, runners: list[JobRunner]
 ) -> None:
     running, finished = asyncio.Event(), asyncio.Event()
 
-    async def slow() -> None:
+    async def slow(_: asyncpg.Pool) -> None:
         running.set()
         await asyncio.sleep(0.5)
         finished.set()
 
-    runner = await start(runners, service_db.dsn, PeriodicJob("slow", 10.0, slow))
+    runner = await start(runners, pool, PeriodicJob("slow", 10.0, slow), lock_dsn=service_db.dsn)
     await asyncio.wait_for(running.wait(), timeout=5)
 
     await runner.stop()
@@ -173,10 +183,12 @@ async def test_stop_waits_for_the_run_in_flight_then_releases_the_lock(
     assert await lock_holder_pid(service_db, "slow") is None
 
 
-async def test_different_jobs_are_led_independently(service_db: ServiceDb, runners: list[JobRunner]) -> None:
+async def test_different_jobs_are_led_independently(
+    service_db: ServiceDb, pool: asyncpg.Pool, runners: list[JobRunner]
+) -> None:
     recorder = Recorder()
-    await start(runners, service_db.dsn, recorder.job("first", name="sweep"))
-    await start(runners, service_db.dsn, recorder.job("second", name="expire"))
+    await start(runners, pool, recorder.job("first", name="sweep"), lock_dsn=service_db.dsn)
+    await start(runners, pool, recorder.job("second", name="expire"), lock_dsn=service_db.dsn)
 
     await eventually(lambda: recorder.runners_since(0) == {"first", "second"}, what="both jobs run")
 
@@ -203,20 +215,37 @@ async def test_runners_on_the_service_pool_elect_one_leader(
         await asyncio.gather(*(pool.close() for pool in pools))
 
 
+async def test_each_run_is_given_the_runners_pool(
+    service_db: ServiceDb, pool: asyncpg.Pool, runners: list[JobRunner]
+) -> None:
+    given: list[asyncpg.Pool] = []
+    schemas: list[str] = []
+
+    async def sweep(job_pool: asyncpg.Pool) -> None:
+        given.append(job_pool)
+        schemas.append(await job_pool.fetchval("SELECT current_schema()"))
+
+    await start(runners, pool, PeriodicJob("sweep", INTERVAL, sweep), lock_dsn=service_db.dsn)
+
+    await eventually(lambda: len(given) >= 2, what="the job runs twice")
+    assert all(job_pool is pool for job_pool in given)
+    assert set(schemas) == {service_db.schema}
+
+
 def test_a_job_needs_a_positive_interval() -> None:
-    async def noop() -> None:
+    async def noop(_: asyncpg.Pool) -> None:
         return None
 
     with pytest.raises(ValueError, match="positive"):
         PeriodicJob("x", 0, noop)
 
 
-def test_job_names_must_be_unique_within_a_runner() -> None:
-    async def noop() -> None:
+async def test_job_names_must_be_unique_within_a_runner(pool: asyncpg.Pool) -> None:
+    async def noop(_: asyncpg.Pool) -> None:
         return None
 
     with pytest.raises(ValueError, match="unique"):
-        JobRunner("postgresql://unused", [PeriodicJob("x", 1, noop), PeriodicJob("x", 2, noop)])
+        JobRunner(pool, [PeriodicJob("x", 1, noop), PeriodicJob("x", 2, noop)])
 
 
 def test_the_lock_key_is_stable_and_scoped_by_schema() -> None:

@@ -159,8 +159,8 @@ async def redrive_due(pool: asyncpg.Pool, policy: RetryPolicy) -> int:
     return len(rows)
 
 
-def redrive_job(pool_of: Any, policy: RetryPolicy, interval_s: float) -> PeriodicJob:
-    async def run() -> None:
-        await redrive_due(pool_of(), policy)
+def redrive_job(policy: RetryPolicy, interval_s: float) -> PeriodicJob:
+    async def run(pool: asyncpg.Pool) -> None:
+        await redrive_due(pool, policy)
 
     return PeriodicJob("redemption-storefront-redrive", interval_s, run)

@@ -50,6 +50,7 @@ class Support:
     settings: SupportSettings
     bootstrap: str
     db: ServiceDb
+    pool: asyncpg.Pool
 
     def token(self, role: str, sub: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {issue_token(role=role, sub=sub, settings=self.settings)}"}
@@ -123,6 +124,7 @@ async def support(
     try:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://support") as client:
-            yield Support(client, ctx, clock, settings, kafka_bootstrap, service_db)
+            assert runtime.pool is not None
+            yield Support(client, ctx, clock, settings, kafka_bootstrap, service_db, runtime.pool)
     finally:
         await runtime.stop()

@@ -90,7 +90,7 @@ async def test_a_breach_is_detected_by_the_job_published_and_the_ticket_escalate
     assert 'orchard_support_sla_alerts_total{kind="breach",target="first_response"}' in metrics
 
     # Another run (or a second leader) finds nothing new to raise.
-    assert await sla_monitor.check_sla(support.ctx) == 0
+    assert await sla_monitor.check_sla(support.pool, support.ctx) == 0
     assert len(await support.events(Topics.SUPPORT_SLA_BREACHED, ticket_id=ticket_id)) == 2
 
 
@@ -114,7 +114,7 @@ async def test_the_clock_stands_still_while_the_ticket_waits_on_the_customer(sup
     assert moved.json()["sla"]["first_response"]["status"] == "met"
 
     support.clock.advance(hours=20)
-    assert await sla_monitor.check_sla(support.ctx) == 0
+    assert await sla_monitor.check_sla(support.pool, support.ctx) == 0
     waiting = await _ticket(support, ticket_id)
     assert waiting["sla"]["resolution"]["paused"] is True
     assert waiting["sla"]["resolution"]["seconds_left"] == 7.5 * 3600
@@ -138,7 +138,7 @@ async def _alerts_become(support: Support, ticket_id: str, expected: list[tuple[
     """Run the monitor (the service's own job may be running it too) until the ticket's alerts are these."""
 
     async def raised() -> bool:
-        await sla_monitor.check_sla(support.ctx)
+        await sla_monitor.check_sla(support.pool, support.ctx)
         rows = await support.fetch(
             "SELECT target, kind FROM sla_alerts WHERE ticket_id = $1 ORDER BY raised_at, kind", ticket_id
         )
@@ -156,8 +156,8 @@ async def test_two_replicas_raise_each_alert_once(support: Support):
         support.clock.advance(hours=5)  # straight past the first response: a breach, no warning first
 
         await wait_until(lambda: _kinds(support, ticket_id, ["breach"]), timeout=60, what="the breach")
-        assert await sla_monitor.check_sla(support.ctx) == 0
-        assert await sla_monitor.check_sla(replica_ctx) == 0
+        assert await sla_monitor.check_sla(support.pool, support.ctx) == 0
+        assert await sla_monitor.check_sla(replica.pool, replica_ctx) == 0
         assert replica.jobs is not None
         leaders = await support.fetch(
             "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 AND granted",
@@ -177,7 +177,7 @@ async def test_the_monitor_counts_only_business_hours_over_a_weekend(support: Su
     ticket_id = (await _open(support, priority="medium"))["ticket_id"]
 
     support.clock.advance(days=2, hours=16)  # Monday 08:00: one working hour used, the weekend does not count
-    assert await sla_monitor.check_sla(support.ctx) == 0
+    assert await sla_monitor.check_sla(support.pool, support.ctx) == 0
     support.clock.advance(hours=3, minutes=25)  # Monday 11:25: 3 h 25 min used, past 80 %
     await _alerts_become(support, ticket_id, [("first_response", "warning")])
     support.clock.advance(minutes=36)  # Monday 12:01: one minute past the target

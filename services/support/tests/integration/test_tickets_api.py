@@ -183,7 +183,7 @@ async def test_the_report_gives_the_share_meeting_each_target(support: Support):
         f"/v1/tickets/{fast['ticket_id']}/transitions", json={"to": "in_progress"}, headers=agent
     )
     support.clock.advance(hours=2)
-    await sla_monitor.check_sla(support.ctx)  # the slow one breaches its first response
+    await sla_monitor.check_sla(support.pool, support.ctx)  # the slow one breaches its first response
     await support.client.post(
         f"/v1/tickets/{slow['ticket_id']}/transitions", json={"to": "resolved"}, headers=agent
     )
