@@ -11,6 +11,7 @@ from datetime import datetime
 import asyncpg
 
 from chassis.db import Connection
+from chassis.wakeups import notify_after_commit
 
 WAKE_CHANNEL = "orchard_webhook_due"
 CHANGED = "webhooks_changed"
@@ -106,7 +107,7 @@ async def set_enabled(
 
 
 async def announce_change(conn: Connection) -> None:
-    await conn.execute("SELECT pg_notify($1, $2)", WAKE_CHANNEL, CHANGED)
+    await notify_after_commit(conn, WAKE_CHANNEL, CHANGED)
 
 
 async def topics_in_use(conn: Connection) -> set[str]:
@@ -142,7 +143,7 @@ async def record_events(conn: Connection, topic: str, events: Sequence[NewDelive
         [e.body for e in events],
     )
     if added:
-        await conn.execute("SELECT pg_notify($1, '')", WAKE_CHANNEL)
+        await notify_after_commit(conn, WAKE_CHANNEL)
     return int(added or 0)
 
 
@@ -157,7 +158,7 @@ async def record_ping(conn: Connection, webhook_id: uuid.UUID, event: NewDeliver
         event.occurred_at,
         event.body,
     )
-    await conn.execute("SELECT pg_notify($1, '')", WAKE_CHANNEL)
+    await notify_after_commit(conn, WAKE_CHANNEL)
 
 
 async def claim_due(
@@ -300,7 +301,7 @@ async def replay(conn: Connection, webhook_id: uuid.UUID, since: datetime) -> in
         webhook_id,
         since,
     )
-    await conn.execute("SELECT pg_notify($1, '')", WAKE_CHANNEL)
+    await notify_after_commit(conn, WAKE_CHANNEL)
     return int(result.split()[-1])
 
 

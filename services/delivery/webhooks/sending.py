@@ -18,6 +18,7 @@ import contextlib
 import random
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -26,6 +27,7 @@ import structlog
 from prometheus_client import Counter, Gauge
 
 from chassis.db import quote_ident
+from chassis.wakeups import listen_locally
 
 from .. import notifications
 from ..codes import CodeVault
@@ -66,6 +68,7 @@ class WebhookEngine:
         """Topics some enabled webhook wants (None: not known yet, so every event is recorded)."""
         self._topics_read_at = 0.0
         self._changes = 0
+        self._stop_listening: Callable[[], None] = lambda: None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -82,6 +85,9 @@ class WebhookEngine:
             max_body=s.webhook_max_response_bytes,
             max_connections=max(s.webhook_workers, 1),
         )
+        # Work committed in this process wakes the dispatcher in memory (chassis/wakeups.py); the LISTEN
+        # connection hears other replicas, and every replica hears a webhook change.
+        self._stop_listening = listen_locally(schema, repository.WAKE_CHANNEL, self._woken)
         with contextlib.suppress(OSError, asyncpg.PostgresError):
             self._listener = await asyncpg.connect(dsn, server_settings={"search_path": quote_ident(schema)})
             await self._listener.add_listener(repository.WAKE_CHANNEL, self._on_notify)
@@ -89,6 +95,7 @@ class WebhookEngine:
             self._dispatcher = asyncio.create_task(self._dispatch(), name="webhook-dispatcher")
 
     async def stop(self) -> None:
+        self._stop_listening()
         self._stopping.set()
         self._wake.set()
         if self._dispatcher is not None:
@@ -109,6 +116,10 @@ class WebhookEngine:
     def wanted(self, topic: str) -> bool:
         """Whether an event of `topic` can concern any webhook (the consumer passes over the others)."""
         return self.topics is None or topic in self.topics
+
+    def _woken(self, payload: str) -> bool:
+        self._on_notify(payload)
+        return payload != repository.CHANGED  # a change must reach the other replicas too
 
     def _on_notify(self, *args: Any) -> None:
         if args[-1] == repository.CHANGED:
