@@ -158,7 +158,7 @@ class Approvals:
             INSERT INTO approvals (approval_id, kind, subject_id, summary, request, maker_sub, maker, reason)
             VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, $7, $8)
             RETURNING {_COLUMNS}
-            """,
+            """,  # noqa: S608 -- columns are a module constant; values are bind parameters
             uuid.uuid4(),
             kind,
             subject_id,
@@ -211,7 +211,8 @@ class Approvals:
         self, conn: Connection, approval_id: uuid.UUID, principal: Principal, *, verb: str
     ) -> Approval:
         row = await conn.fetchrow(
-            f"SELECT {_COLUMNS} FROM approvals WHERE approval_id = $1 FOR UPDATE", approval_id
+            f"SELECT {_COLUMNS} FROM approvals WHERE approval_id = $1 FOR UPDATE",  # noqa: S608 -- columns are a module constant; values are bind parameters
+            approval_id,
         )
         if row is None:
             raise Problem(404, "approval_not_found", detail=f"No approval {approval_id}.")
@@ -246,7 +247,7 @@ class Approvals:
                    decision_reason = $4, result = $5::text::jsonb
              WHERE approval_id = $1
             RETURNING {_COLUMNS}
-            """,
+            """,  # noqa: S608 -- columns are a module constant; values are bind parameters
             current.approval_id,
             status.value,
             actor,
@@ -285,7 +286,7 @@ class Approvals:
 
 
 async def load_approval(conn: Connection, approval_id: uuid.UUID) -> Approval | None:
-    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM approvals WHERE approval_id = $1", approval_id)
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM approvals WHERE approval_id = $1", approval_id)  # noqa: S608 -- columns are a module constant; values are bind parameters
     return None if row is None else Approval.of(row)
 
 
@@ -293,7 +294,7 @@ async def pending_like(conn: Connection, kind: str, request: Mapping[str, Any]) 
     """The oldest pending approval of `kind` whose request holds every item of `request` (say the same
     idempotency key), so a repeated request answers with the approval it already waits for."""
     row = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM approvals WHERE status = 'pending' AND kind = $1"
+        f"SELECT {_COLUMNS} FROM approvals WHERE status = 'pending' AND kind = $1"  # noqa: S608 -- columns are a module constant; values are bind parameters
         " AND request @> $2::text::jsonb ORDER BY created_at LIMIT 1",
         kind,
         canonical_json(request),
@@ -317,7 +318,7 @@ async def list_approvals(
            AND ($3::uuid IS NULL OR (created_at, approval_id) >
                 (SELECT created_at, approval_id FROM approvals WHERE approval_id = $3))
          ORDER BY created_at, approval_id LIMIT $4
-        """,
+        """,  # noqa: S608 -- columns are a module constant; values are bind parameters
         None if status is None else status.value,
         kind,
         after,

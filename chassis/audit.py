@@ -206,7 +206,9 @@ async def verify_audit_chain(conn: Connection) -> ChainVerification:
 
     async def entries_from(seq: int, limit: int) -> list[AuditEntry]:
         rows = await conn.fetch(
-            f"SELECT {_COLUMNS} FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2", seq, limit
+            f"SELECT {_COLUMNS} FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2",  # noqa: S608 -- columns are a module constant; values are bind parameters
+            seq,
+            limit,
         )
         return [_entry(row) for row in rows]
 
@@ -240,7 +242,7 @@ async def list_audit(conn: Connection, flt: AuditFilter, *, after_seq: int, limi
           AND ($7::timestamptz IS NULL OR occurred_at < $7)
         ORDER BY seq
         LIMIT $8
-        """,
+        """,  # noqa: S608 -- columns are a module constant; values are bind parameters
         after_seq,
         flt.actor,
         flt.action,

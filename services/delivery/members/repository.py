@@ -28,7 +28,7 @@ async def locked_entry(conn: Connection, member_id: str) -> asyncpg.Record:
 
 async def entry(conn: Connection, member_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        f"SELECT member_id, {_COLUMNS}, listed, listed_by, hris_changed_at, updated_at"
+        f"SELECT member_id, {_COLUMNS}, listed, listed_by, hris_changed_at, updated_at"  # noqa: S608 -- columns are the FIELDS constant; values are bind parameters
         " FROM member_contacts WHERE member_id = $1",
         member_id,
     )
@@ -51,7 +51,7 @@ async def save_entry(
                listed = true, listed_by = $2,
                hris_changed_at = greatest(hris_changed_at, $3), updated_at = now()
          WHERE member_id = $1
-        """,
+        """,  # noqa: S608 -- SET columns come from the FIELDS constant; values are bind parameters
         member_id,
         listed_by,
         hris_changed_at,

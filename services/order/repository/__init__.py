@@ -217,15 +217,18 @@ async def lock_order(
 ) -> OrderRow | None:
     if order_id is not None:
         row = await conn.fetchrow(
-            f"SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1 FOR UPDATE", order_id
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1 FOR UPDATE",  # noqa: S608 -- columns are a module constant; values are bind parameters
+            order_id,
         )
     elif booking_id is not None:
         row = await conn.fetchrow(
-            f"SELECT {ORDER_COLUMNS} FROM orders WHERE booking_id = $1 FOR UPDATE", booking_id.upper()
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE booking_id = $1 FOR UPDATE",  # noqa: S608 -- columns are a module constant; values are bind parameters
+            booking_id.upper(),
         )
     else:
         row = await conn.fetchrow(
-            f"SELECT {ORDER_COLUMNS} FROM orders WHERE external_ref = $1 FOR UPDATE", external_ref
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE external_ref = $1 FOR UPDATE",  # noqa: S608 -- columns are a module constant; values are bind parameters
+            external_ref,
         )
     return OrderRow.from_record(row) if row else None
 
@@ -260,7 +263,7 @@ async def record_decision(
         INSERT INTO order_timeline (order_id, event, applied, late, state, fulfilment_status, previous_state,
                                     previous_fulfilment_status, actor, cause_event_id, reason)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-        """,
+        """,  # noqa: S608 -- the CTE is one of three literal statements; values are bind parameters
         order.order_id,
         event,
         decision.applied,
@@ -292,7 +295,7 @@ class Entry:
 async def lock_orders(conn: Connection, order_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, OrderRow]:
     """Lock several orders at once, always in the same order (two batches never deadlock)."""
     rows = await conn.fetch(
-        f"SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = ANY($1::uuid[]) ORDER BY order_id FOR UPDATE",
+        f"SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = ANY($1::uuid[]) ORDER BY order_id FOR UPDATE",  # noqa: S608 -- columns are a module constant; values are bind parameters
         sorted(set(order_ids)),
     )
     return {r["order_id"]: OrderRow.from_record(r) for r in rows}
@@ -385,9 +388,9 @@ async def fetch_order(conn: Connection, ref: str) -> dict[str, Any] | None:
     except ValueError:
         order_id = None
     if order_id is not None:
-        row = await conn.fetchrow(f"SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1", order_id)
+        row = await conn.fetchrow(f"SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1", order_id)  # noqa: S608 -- columns are a module constant; values are bind parameters
     else:
-        row = await conn.fetchrow(f"SELECT {ORDER_COLUMNS} FROM orders WHERE booking_id = $1", ref.upper())
+        row = await conn.fetchrow(f"SELECT {ORDER_COLUMNS} FROM orders WHERE booking_id = $1", ref.upper())  # noqa: S608 -- columns are a module constant; values are bind parameters
     if row is None:
         return None
     timeline = await conn.fetch(
@@ -435,7 +438,7 @@ async def cancel_candidates(
     clauses, args = flt.where()
     where = " AND ".join(clauses) or "true"
     rows = await conn.fetch(
-        f"SELECT state, count(*)::int AS n FROM (SELECT state FROM orders WHERE {where} LIMIT {cap + 1}) m"
+        f"SELECT state, count(*)::int AS n FROM (SELECT state FROM orders WHERE {where} LIMIT {cap + 1}) m"  # noqa: S608 -- WHERE from OrderFilter's fixed fragments, LIMIT an int setting; values are bind parameters
         " GROUP BY state",
         *args,
     )
@@ -443,7 +446,7 @@ async def cancel_candidates(
     if sum(counts.values()) > cap:
         return counts, []
     pending = await conn.fetch(
-        f"SELECT order_id, booking_id, external_ref, campaign_id, member_id, fulfilment_status FROM orders"
+        f"SELECT order_id, booking_id, external_ref, campaign_id, member_id, fulfilment_status FROM orders"  # noqa: S608 -- WHERE from OrderFilter's fixed fragments; values are bind parameters
         f" WHERE {where} AND state = 'pending' ORDER BY created_at, order_id",
         *args,
     )
@@ -478,7 +481,8 @@ async def list_orders(
     key = SORT_KEYS[sort_column]
     clauses, args = flt.where()
     total = await conn.fetchval(
-        "SELECT count(*) FROM orders" + (" WHERE " + " AND ".join(clauses) if clauses else ""), *args
+        "SELECT count(*) FROM orders" + (" WHERE " + " AND ".join(clauses) if clauses else ""),  # noqa: S608 -- WHERE from OrderFilter's fixed fragments; values are bind parameters
+        *args,
     )
     page_clauses, page_args = list(clauses), list(args)
     if after is not None:
@@ -488,7 +492,7 @@ async def list_orders(
     direction = "DESC" if descending else "ASC"
     page_args.append(limit)
     rows = await conn.fetch(
-        f"SELECT {ORDER_COLUMNS} FROM orders"
+        f"SELECT {ORDER_COLUMNS} FROM orders"  # noqa: S608 -- WHERE from OrderFilter's fragments, ORDER BY from SORT_KEYS; values are bind parameters
         + (" WHERE " + " AND ".join(page_clauses) if page_clauses else "")
         + f" ORDER BY {key} {direction}, order_id {direction} LIMIT ${len(page_args)}",
         *page_args,
@@ -502,7 +506,7 @@ def export_query(flt: OrderFilter, *, sort_column: str, descending: bool) -> tup
     clauses, args = flt.where()
     direction = "DESC" if descending else "ASC"
     return (
-        f"SELECT {ORDER_COLUMNS} FROM orders"
+        f"SELECT {ORDER_COLUMNS} FROM orders"  # noqa: S608 -- WHERE from OrderFilter's fragments, ORDER BY from SORT_KEYS; values are bind parameters
         + (" WHERE " + " AND ".join(clauses) if clauses else "")
         + f" ORDER BY {key} {direction}, order_id {direction}",
         args,

@@ -109,7 +109,7 @@ async def list_offers(
         clauses.append(f"status = ${len(args)}")
     where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
     args.append(limit)
-    rows = await conn.fetch(f"SELECT * FROM offers{where} ORDER BY created_at DESC LIMIT ${len(args)}", *args)
+    rows = await conn.fetch(f"SELECT * FROM offers{where} ORDER BY created_at DESC LIMIT ${len(args)}", *args)  # noqa: S608 -- WHERE built from fixed fragments; values are bind parameters
     return [_offer(r) for r in rows]
 
 

@@ -79,14 +79,14 @@ async def write_record(
             await _add_to_daily(conn, before, -1)
         assignments = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(RECORD_COLUMNS[1:]))
         await conn.execute(
-            f"UPDATE redemption_records SET {assignments}, updated_at = now() WHERE record_id = $1",
+            f"UPDATE redemption_records SET {assignments}, updated_at = now() WHERE record_id = $1",  # noqa: S608 -- columns are Record's field names (RECORD_COLUMNS); values are bind parameters
             *_values(record),
         )
     else:
         counts_change = True
         placeholders = ", ".join(f"${i + 1}" for i in range(len(RECORD_COLUMNS)))
         await conn.execute(
-            f"INSERT INTO redemption_records ({', '.join(RECORD_COLUMNS)}) VALUES ({placeholders})",
+            f"INSERT INTO redemption_records ({', '.join(RECORD_COLUMNS)}) VALUES ({placeholders})",  # noqa: S608 -- columns are Record's field names (RECORD_COLUMNS); values are bind parameters
             *_values(record),
         )
     if counts_change:
@@ -159,7 +159,7 @@ async def list_records(
         where = f"{where} AND {cursor}" if where else f" WHERE {cursor}"
     args.append(limit)
     rows = await conn.fetch(
-        f"SELECT * FROM redemption_records{where}"
+        f"SELECT * FROM redemption_records{where}"  # noqa: S608 -- WHERE from RecordFilter's fixed fragments; values are bind parameters
         f" ORDER BY redeemed_at DESC, record_id DESC LIMIT ${len(args)}",
         *args,
     )
@@ -181,7 +181,7 @@ async def aggregate(conn: Connection, flt: RecordFilter, dimension: str) -> list
                sum(points)::bigint AS points
           FROM redemption_daily{where}
          GROUP BY {dimension}, currency ORDER BY {dimension}, currency
-        """,
+        """,  # noqa: S608 -- dimension is in AGGREGATE_DIMENSIONS, WHERE from RecordFilter; values are bind parameters
         *args,
     )
     per_value: dict[Any, list[Any]] = {}

@@ -17,7 +17,9 @@ async def count_due(conn: Connection, rule: RetentionRule, cutoff: datetime) -> 
         where = _ANONYMISE_WHERE if rule.action is RetentionAction.ANONYMISE else _PURGE_WHERE
         return int(
             await conn.fetchval(
-                f"SELECT count(*) FROM redemption_records WHERE {where}", rule.record_type, cutoff
+                f"SELECT count(*) FROM redemption_records WHERE {where}",  # noqa: S608 -- WHERE is a module constant; values are bind parameters
+                rule.record_type,
+                cutoff,
             )
         )
     if rule.record_type == "otp_challenge":
@@ -37,7 +39,7 @@ async def apply_rule(conn: Connection, rule: RetentionRule, cutoff: datetime) ->
         ids = [
             r["record_id"]
             for r in await conn.fetch(
-                f"UPDATE redemption_records SET member_id = NULL, segment_token = NULL, location = NULL,"
+                f"UPDATE redemption_records SET member_id = NULL, segment_token = NULL, location = NULL,"  # noqa: S608 -- WHERE is a module constant; values are bind parameters
                 f" anonymised_at = now() WHERE {_ANONYMISE_WHERE} RETURNING record_id",
                 kind,
                 cutoff,
@@ -57,12 +59,14 @@ async def apply_rule(conn: Connection, rule: RetentionRule, cutoff: datetime) ->
         ids = [
             r["record_id"]
             for r in await conn.fetch(
-                f"DELETE FROM redemption_records WHERE {_PURGE_WHERE} RETURNING record_id", kind, cutoff
+                f"DELETE FROM redemption_records WHERE {_PURGE_WHERE} RETURNING record_id",  # noqa: S608 -- WHERE is a module constant; values are bind parameters
+                kind,
+                cutoff,
             )
         ]
         if kind == "storefront":
             for table in ("storefront_transitions", "storefront_wallet_entries", "storefront_redemptions"):
-                await conn.execute(f"DELETE FROM {table} WHERE redemption_id = ANY($1::uuid[])", ids)
+                await conn.execute(f"DELETE FROM {table} WHERE redemption_id = ANY($1::uuid[])", ids)  # noqa: S608 -- table name from a literal tuple; ids are a bind parameter
         return len(ids)
     if kind == "otp_challenge":
         status = await conn.execute(

@@ -22,7 +22,7 @@ async def held_value(conn: Connection, campaign_id: str) -> Decimal:
 
 
 async def campaign_row(conn: Connection, campaign_id: str, *, for_update: bool) -> asyncpg.Record | None:
-    sql = "SELECT * FROM campaigns WHERE campaign_id = $1" + (" FOR UPDATE" if for_update else "")
+    sql = "SELECT * FROM campaigns WHERE campaign_id = $1" + (" FOR UPDATE" if for_update else "")  # noqa: S608 -- FOR UPDATE or nothing; the id is a bind parameter
     return await conn.fetchrow(sql, campaign_id)
 
 

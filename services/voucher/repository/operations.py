@@ -72,7 +72,7 @@ async def lock_recoverable(conn: Connection, selection: Selection, limit: int) -
          WHERE {where} AND status IN ('issued', 'expired') AND order_id IS NOT NULL
            AND remaining_value = value AND NOT test
          ORDER BY seq LIMIT {int(limit)} FOR UPDATE
-        """,
+        """,  # noqa: S608 -- WHERE from Selection's fixed fragments, LIMIT is int(); values are bind parameters
         *params,
     )
 
@@ -97,7 +97,7 @@ def _extendable(selection: Selection) -> tuple[str, list[Any]]:
 
 async def count_extendable(conn: Connection, selection: Selection, expires_at: datetime) -> int:
     eligible, params = _extendable(selection)
-    count: int = await conn.fetchval(f"SELECT count(*) FROM codes WHERE {eligible}", expires_at, *params)
+    count: int = await conn.fetchval(f"SELECT count(*) FROM codes WHERE {eligible}", expires_at, *params)  # noqa: S608 -- WHERE from Selection's fixed fragments; values are bind parameters
     return count
 
 
@@ -115,7 +115,7 @@ async def extend_expiry(conn: Connection, selection: Selection, expires_at: date
                updated_at = now()
           FROM target t WHERE c.code_id = t.code_id
         RETURNING {_CHANGED}
-        """,
+        """,  # noqa: S608 -- WHERE from Selection's fixed fragments, CASE/RETURNING module constants; values are bind parameters
         expires_at,
         *params,
     )
@@ -152,7 +152,7 @@ async def flag_codes(conn: Connection, code_ids: list[uuid.UUID], reason: str) -
                updated_at = now()
           FROM target t WHERE c.code_id = t.code_id
         RETURNING {_CHANGED}
-        """,
+        """,  # noqa: S608 -- RETURNING list is a module constant; values are bind parameters
         code_ids,
         reason,
     )
@@ -168,7 +168,7 @@ async def unflag_codes(conn: Connection, code_ids: list[uuid.UUID]) -> list[asyn
                flag_reason = NULL, updated_at = now()
           FROM target t WHERE c.code_id = t.code_id
         RETURNING {_CHANGED}
-        """,
+        """,  # noqa: S608 -- RETURNING list is a module constant; values are bind parameters
         code_ids,
     )
 
@@ -184,7 +184,7 @@ async def expire_due(conn: Connection, limit: int) -> list[asyncpg.Record]:
         UPDATE codes c SET prior_status = c.status, status = 'expired', updated_at = now()
           FROM target t WHERE c.code_id = t.code_id
         RETURNING {_CHANGED}
-        """,
+        """,  # noqa: S608 -- RETURNING list is a module constant; values are bind parameters
         limit,
     )
 

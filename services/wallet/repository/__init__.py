@@ -101,7 +101,7 @@ async def set_wallet_status(conn: Connection, member_id: str, status: WalletStat
 async def member_entries(conn: Connection, member_id: str, before_seq: int | None, limit: int) -> list[Entry]:
     """A member's entries, newest first, older than `before_seq` when given."""
     rows = await conn.fetch(
-        f"SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE member_id = $1"
+        f"SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE member_id = $1"  # noqa: S608 -- columns are a module constant; values are bind parameters
         " AND ($2::bigint IS NULL OR member_seq < $2) ORDER BY member_seq DESC LIMIT $3",
         member_id,
         before_seq,
@@ -112,13 +112,14 @@ async def member_entries(conn: Connection, member_id: str, before_seq: int | Non
 
 async def entry_by_key(conn: Connection, idempotency_key: str) -> Entry | None:
     row = await conn.fetchrow(
-        f"SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE idempotency_key = $1", idempotency_key
+        f"SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE idempotency_key = $1",  # noqa: S608 -- columns are a module constant; values are bind parameters
+        idempotency_key,
     )
     return entry_from_row(row) if row else None
 
 
 async def entry_by_id(conn: Connection, entry_id: uuid.UUID) -> Entry | None:
-    row = await conn.fetchrow(f"SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE entry_id = $1", entry_id)
+    row = await conn.fetchrow(f"SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE entry_id = $1", entry_id)  # noqa: S608 -- columns are a module constant; values are bind parameters
     return entry_from_row(row) if row else None
 
 
@@ -163,7 +164,7 @@ async def insert_entry(
             UPDATE wallets SET balance = $7, entries = $3, updated_at = $18 WHERE member_id = $2
         )
         SELECT * FROM entry
-        """,
+        """,  # noqa: S608 -- columns are a module constant; values are bind parameters
         uuid.uuid4(),
         wallet.member_id,
         wallet.entries + 1,
