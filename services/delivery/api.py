@@ -10,11 +10,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
+from chassis.deps import DbPool
 from chassis.inputs import Aware, Identifier, NoNul, Text
 from chassis.logging import redact_text
 from chassis.problems import Problem, invalid_field, register_error
@@ -22,7 +23,6 @@ from contracts.values import Channel, Email, Phone
 
 from . import repository, review
 from .domain import DeliveryError, DeliveryNotFound, NotResendable, ResendTooSoon
-from .routes import request_pool
 
 register_error(DeliveryNotFound, 404, "delivery_not_found")
 register_error(NotResendable, 409, "delivery_not_resendable")
@@ -110,7 +110,7 @@ def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 @router.get("/deliveries/failed", response_model=FailedPage, summary="Failed deliveries awaiting review")
 async def list_failed(
-    request: Request,
+    pool: DbPool,
     _: Reviewer,
     campaign_id: Identifier | None = None,
     channel: Channel | None = None,
@@ -129,7 +129,7 @@ async def list_failed(
         limit=limit,
         after=_parse_cursor(cursor) if cursor else None,
     )
-    async with request_pool(request).acquire() as conn:
+    async with pool.acquire() as conn:
         rows = await repository.list_failed(conn, f)
     return {
         "items": [_delivery(r) for r in rows],
@@ -140,8 +140,8 @@ async def list_failed(
 @router.get(
     "/deliveries/{delivery_id}", response_model=DeliveryWithAttempts, summary="A delivery and every attempt"
 )
-async def get_delivery(request: Request, delivery_id: uuid.UUID, _: Reviewer) -> dict[str, Any]:
-    async with request_pool(request).acquire() as conn:
+async def get_delivery(pool: DbPool, delivery_id: uuid.UUID, _: Reviewer) -> dict[str, Any]:
+    async with pool.acquire() as conn:
         row = await repository.find_delivery(conn, delivery_id)
         if row is None:
             raise DeliveryNotFound(f"No delivery {delivery_id}.")
@@ -150,12 +150,12 @@ async def get_delivery(request: Request, delivery_id: uuid.UUID, _: Reviewer) ->
 
 
 @router.get("/orders/{order_id}/delivery", response_model=DeliveryWithAttempts, summary="An order's delivery")
-async def get_order_delivery(request: Request, order_id: uuid.UUID, principal: Reviewer) -> dict[str, Any]:
-    async with request_pool(request).acquire() as conn:
+async def get_order_delivery(pool: DbPool, order_id: uuid.UUID, principal: Reviewer) -> dict[str, Any]:
+    async with pool.acquire() as conn:
         row = await repository.find_by_order(conn, order_id)
     if row is None:
         raise DeliveryNotFound(f"No delivery for order {order_id}.")
-    return await get_delivery(request, row["delivery_id"], principal)
+    return await get_delivery(pool, row["delivery_id"], principal)
 
 
 class Correction(BaseModel):
@@ -194,10 +194,10 @@ class ResendAnswer(BaseModel):
     summary="Correct a recipient's email or phone (and resend)",
 )
 async def correct(
-    request: Request, delivery_id: uuid.UUID, body: Correction, principal: Reviewer
+    pool: DbPool, delivery_id: uuid.UUID, body: Correction, principal: Reviewer
 ) -> dict[str, Any]:
     actor = principal.actor
-    async with request_pool(request).acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         if body.channel is not None:
             row = await repository.find_delivery(conn, delivery_id)
             email = body.email or (row["email"] if row else None)
@@ -225,9 +225,9 @@ async def correct(
     summary="Resend a delivery (at most once per minute)",
 )
 async def resend_one(
-    request: Request, delivery_id: uuid.UUID, principal: Reviewer, body: ResendRequest | None = None
+    pool: DbPool, delivery_id: uuid.UUID, principal: Reviewer, body: ResendRequest | None = None
 ) -> dict[str, Any]:
-    async with request_pool(request).acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         channel = await review.resend(
             conn, delivery_id, actor=principal.actor, reason=body.reason if body else None
         )
@@ -245,10 +245,10 @@ class BulkAnswer(BaseModel):
 
 
 @router.post("/deliveries/resend", response_model=BulkAnswer, summary="Resend many deliveries; each answered")
-async def resend_many(request: Request, body: BulkResend, principal: Reviewer) -> dict[str, Any]:
+async def resend_many(pool: DbPool, body: BulkResend, principal: Reviewer) -> dict[str, Any]:
     results = []
     actor = principal.actor
-    async with request_pool(request).acquire() as conn:
+    async with pool.acquire() as conn:
         for delivery_id in dict.fromkeys(body.delivery_ids):
             try:
                 async with conn.transaction():
@@ -273,10 +273,10 @@ class CampaignSettings(BaseModel):
     "/delivery/campaigns/{campaign_id}", response_model=CampaignSettings, summary="Campaign delivery settings"
 )
 async def put_campaign_settings(
-    request: Request, campaign_id: Identifier, body: CampaignSettings, principal: Manager
+    pool: DbPool, campaign_id: Identifier, body: CampaignSettings, principal: Manager
 ) -> dict[str, Any]:
     actor = principal.actor
-    async with request_pool(request).acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         await repository.set_campaign_fallback(conn, campaign_id, body.fallback_allowed, actor)
         await append_audit(
             conn,

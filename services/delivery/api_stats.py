@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
+from chassis.deps import DbPool
 from chassis.inputs import Identifier
 from chassis.periods import PeriodFigures, period_query
 from contracts.values import Channel
 
 from .api import Reviewer
 from .repository import stats as repository
-from .routes import request_pool
 
 PERIOD = period_query(default=timedelta(days=7), longest=timedelta(days=31))
 
@@ -40,7 +40,7 @@ class DeliveryStats(PeriodFigures):
     "pending (real deliveries unless `test`)",
 )
 async def delivery_stats(
-    request: Request,
+    pool: DbPool,
     _: Reviewer,
     period: tuple[datetime, datetime] = Depends(PERIOD),
     campaign_id: Identifier | None = Query(
@@ -49,7 +49,7 @@ async def delivery_stats(
     test: bool = Query(False, description="true: UAT test deliveries only; false: real ones only"),
 ) -> DeliveryStats:
     start, end = period
-    async with request_pool(request).acquire() as conn:
+    async with pool.acquire() as conn:
         rows = await repository.channel_counts(conn, start, end, test=test, campaign_id=campaign_id)
     return DeliveryStats(
         since=start, until=end, test=test, channels=[ChannelCounts(**dict(row)) for row in rows]

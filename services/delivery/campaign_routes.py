@@ -14,13 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
+from chassis.deps import DbPool
 from chassis.inputs import Identifier, NoNul
 from chassis.problems import Problem
 
 from .codes import CodeVault
 from .notifications import ROUTABLE
 from .repository import campaign_routes as repository
-from .routes import request_pool, request_settings
+from .routes import request_settings
 from .webhooks.domain import AddressRefused
 from .webhooks.transport import check_destination
 
@@ -100,7 +101,7 @@ def _vault(request: Request) -> CodeVault:
 
 @router.put("/{campaign_id}", response_model=RouteOut, summary="Route a campaign's notices to its channels")
 async def save_route(
-    campaign_id: Identifier, body: RouteIn, request: Request, principal: Manager
+    campaign_id: Identifier, body: RouteIn, request: Request, pool: DbPool, principal: Manager
 ) -> dict[str, Any]:
     if body.slack_url is None and body.teams_url is None:
         raise _field_error("slack_url", "missing", "give a slack_url, a teams_url or both")
@@ -123,7 +124,7 @@ async def save_route(
     )
     view = _view(vault, route)
     actor = principal.actor
-    async with request_pool(request).acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         await repository.save_route(conn, route, updated_by=actor)
         await append_audit(
             conn,
@@ -137,8 +138,8 @@ async def save_route(
 
 
 @router.get("/{campaign_id}", response_model=RouteOut, summary="A campaign's notice route")
-async def get_route(campaign_id: Identifier, request: Request, _: Manager) -> dict[str, Any]:
-    async with request_pool(request).acquire() as conn:
+async def get_route(campaign_id: Identifier, request: Request, pool: DbPool, _: Manager) -> dict[str, Any]:
+    async with pool.acquire() as conn:
         route = await repository.get_route(conn, campaign_id)
     if route is None:
         raise Problem(404, "route_not_found", detail=f"Campaign {campaign_id} has no route of its own.")
@@ -148,11 +149,12 @@ async def get_route(campaign_id: Identifier, request: Request, _: Manager) -> di
 @router.get("", response_model=RoutePage, summary="Campaigns with a notice route, by campaign id")
 async def list_routes(
     request: Request,
+    pool: DbPool,
     _: Manager,
     after: Annotated[Identifier | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
-    async with request_pool(request).acquire() as conn:
+    async with pool.acquire() as conn:
         routes = await repository.list_routes(conn, after=after, limit=limit)
     vault = _vault(request)
     last = routes[-1].campaign_id if len(routes) == limit else None
@@ -160,9 +162,9 @@ async def list_routes(
 
 
 @router.delete("/{campaign_id}", status_code=204, summary="Stop routing a campaign's notices")
-async def delete_route(campaign_id: Identifier, request: Request, principal: Manager) -> Response:
+async def delete_route(campaign_id: Identifier, pool: DbPool, principal: Manager) -> Response:
     actor = principal.actor
-    async with request_pool(request).acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         if not await repository.delete_route(conn, campaign_id):
             raise Problem(404, "route_not_found", detail=f"Campaign {campaign_id} has no route of its own.")
         await append_audit(

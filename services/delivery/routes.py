@@ -1,21 +1,11 @@
-"""What every HTTP route of the service takes from its request: the runtime's pool and settings, and
-the actor named in audits (`<first role>:<subject>`)."""
+"""What HTTP routes of the service take from their request besides the pool (`chassis.deps.DbPool`):
+the runtime's settings."""
 
 from __future__ import annotations
 
-import asyncpg
 from fastapi import Request
 
-from chassis.problems import Problem
-
 from .settings import DeliverySettings
-
-
-def request_pool(request: Request) -> asyncpg.Pool:
-    pool: asyncpg.Pool | None = request.app.state.runtime.pool
-    if pool is None:
-        raise Problem(503, "not_ready", detail="The service is starting.")
-    return pool
 
 
 def request_settings(request: Request) -> DeliverySettings:

@@ -14,10 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.auth import Principal, Role, require_roles
 from chassis.db import Connection
+from chassis.deps import DbPool
 from chassis.inputs import Identifier, Text
 from chassis.problems import Problem
 from services.redemption.audit import audit
-from services.redemption.deps import pool
 from services.redemption.lifecycle import (
     PAST_TENSE,
     CatalogueStatus,
@@ -68,7 +68,7 @@ def refuse_cleared(changes: dict[str, Any], required: tuple[str, ...]) -> None:
 
 
 async def create_entry(
-    db: asyncpg.Pool,
+    pool: asyncpg.Pool,
     *,
     kind: str,
     entry_id: str,
@@ -78,7 +78,7 @@ async def create_entry(
 ) -> None:
     """Insert a new entry of `kind` (offer, reward) and audit `<kind>.created` in one transaction;
     409 `<kind>_exists` when its id is taken."""
-    async with db.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         if not await insert(conn):
             raise Problem(409, f"{kind}_exists", detail=f"{kind.capitalize()} {entry_id} already exists.")
         await audit(conn, by, kind, entry_id, "created", details)
@@ -110,7 +110,7 @@ class Catalogue(Generic[EntryT]):
 
     async def edit(
         self,
-        db: asyncpg.Pool,
+        pool: asyncpg.Pool,
         entry_id: str,
         principal: Principal,
         body: BaseModel,
@@ -118,7 +118,7 @@ class Catalogue(Generic[EntryT]):
         """Apply the fields `body` sends to an entry that has not ended, audited `<kind>.updated` with
         its `terms` before and after, and answer its view."""
         changes = changed_fields(body)
-        async with db.acquire() as conn, conn.transaction():
+        async with pool.acquire() as conn, conn.transaction():
             entry = await self.lock(conn, principal, entry_id)
             try:
                 check_editable(entry.status, f"{self.kind} {entry_id}")
@@ -136,10 +136,10 @@ class Catalogue(Generic[EntryT]):
         action: LifecycleAction,
         body: LifecycleIn | None,
         principal: Principal,
-        db: asyncpg.Pool,
+        pool: asyncpg.Pool,
     ) -> dict[str, Any]:
         """A `StatusChange` for this kind of entry: its new status audited with who and why, then saved."""
-        async with db.acquire() as conn, conn.transaction():
+        async with pool.acquire() as conn, conn.transaction():
             entry = await self.lock(conn, principal, entry_id)
             try:
                 status = after(entry.status, action, f"{self.kind} {entry_id}")
@@ -172,8 +172,8 @@ def add_catalogue_routes(
     kind = catalogue.kind
     entry_path = f"/v1/{collection}/{{{kind}_id}}"
 
-    async def edit(entry_id: str, principal: Principal, db: asyncpg.Pool, body: BaseModel) -> Any:
-        return await catalogue.edit(db, entry_id, principal, body)
+    async def edit(entry_id: str, principal: Principal, pool: asyncpg.Pool, body: BaseModel) -> Any:
+        return await catalogue.edit(pool, entry_id, principal, body)
 
     routes: list[tuple[str, str, Callable[..., Awaitable[Any]], inspect.Parameter]] = [
         ("edit", entry_path, edit, _body(changes))
@@ -196,9 +196,9 @@ def add_catalogue_routes(
 
 def _lifecycle_endpoint(catalogue: Catalogue[Any], action: LifecycleAction) -> Callable[..., Awaitable[Any]]:
     async def endpoint(
-        entry_id: str, principal: Principal, db: asyncpg.Pool, body: LifecycleIn | None = None
+        entry_id: str, principal: Principal, pool: asyncpg.Pool, body: LifecycleIn | None = None
     ) -> Any:
-        return await catalogue.change_status(entry_id, action, body, principal, db)
+        return await catalogue.change_status(entry_id, action, body, principal, pool)
 
     return endpoint
 
@@ -215,7 +215,7 @@ _REASON = inspect.Parameter(
 def _sign(
     endpoint: Callable[..., Awaitable[Any]], kind: str, managers: tuple[Role, ...], body: inspect.Parameter
 ) -> None:
-    """Give `endpoint(entry_id, principal, db, body)` the signature FastAPI reads its parameters from: the
+    """Give `endpoint(entry_id, principal, pool, body)` the signature FastAPI reads its parameters from: the
     path parameter keeps its public name (`offer_id`, `reward_id`) through an alias."""
     parameter = inspect.Parameter
     setattr(  # noqa: B010 - FastAPI reads the endpoint's parameters from its signature
@@ -233,9 +233,7 @@ def _sign(
                     parameter.POSITIONAL_OR_KEYWORD,
                     annotation=Annotated[Principal, Depends(require_roles(*managers))],
                 ),
-                parameter(
-                    "db", parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[asyncpg.Pool, Depends(pool)]
-                ),
+                parameter("pool", parameter.POSITIONAL_OR_KEYWORD, annotation=DbPool),
                 body,
             ]
         ),

@@ -1,22 +1,15 @@
-"""FastAPI dependencies shared by the service's routers: the pool and the settings of the running service."""
+"""FastAPI dependencies shared by the service's routers besides the pool (`chassis.deps.DbPool`): the
+settings of the running service, and whom a request acts for."""
 
 from __future__ import annotations
 
 from typing import cast
 
-import asyncpg
 from fastapi import Request
 
 from chassis.auth import Principal, Role
 from chassis.problems import Problem, invalid_field
 from services.redemption.settings import RedemptionSettings
-
-
-def pool(request: Request) -> asyncpg.Pool:
-    runtime_pool = request.app.state.runtime.pool
-    if runtime_pool is None:
-        raise Problem(503, "not_ready", detail="The service is still starting.")
-    return cast(asyncpg.Pool, runtime_pool)
 
 
 def settings(request: Request) -> RedemptionSettings:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.auth import Principal, Role, require_roles
 from chassis.db import Connection
+from chassis.deps import DbPool
 from chassis.http import body_limit
 from chassis.inputs import Identifier
 from chassis.logging import redact_text
@@ -22,7 +23,6 @@ from chassis.uploads import spooled_csv
 from contracts.members import EmploymentStatus, NotificationKind
 from contracts.values import Channel, Email, Locale, Name, Phone
 
-from ..routes import request_pool
 from . import importing, repository
 from .directory import apply_change
 from .domain import NulInEntry
@@ -122,8 +122,10 @@ async def _found(conn: Connection, member_id: str) -> asyncpg.Record:
     return row
 
 
-async def _change(request: Request, member_id: str, body: BaseModel, principal: Principal) -> dict[str, Any]:
-    async with request_pool(request).acquire() as conn, conn.transaction():
+async def _change(
+    pool: asyncpg.Pool, member_id: str, body: BaseModel, principal: Principal
+) -> dict[str, Any]:
+    async with pool.acquire() as conn, conn.transaction():
         try:
             changed = await apply_change(
                 conn,
@@ -144,9 +146,9 @@ async def _change(request: Request, member_id: str, body: BaseModel, principal: 
 
 
 @router.get("/{member_id}", response_model=MemberEntry, summary="A member's directory entry")
-async def get_member(request: Request, member_id: Identifier, principal: Reader) -> dict[str, Any]:
+async def get_member(pool: DbPool, member_id: Identifier, principal: Reader) -> dict[str, Any]:
     _may_read(principal, member_id)
-    async with request_pool(request).acquire() as conn:
+    async with pool.acquire() as conn:
         return _entry(await _found(conn, member_id), principal)
 
 
@@ -156,9 +158,9 @@ async def get_member(request: Request, member_id: Identifier, principal: Reader)
     summary="Create or correct a member's directory entry (fields left out keep their value)",
 )
 async def correct_member(
-    request: Request, member_id: Identifier, body: MemberCorrection, principal: Editor
+    pool: DbPool, member_id: Identifier, body: MemberCorrection, principal: Editor
 ) -> dict[str, Any]:
-    return await _change(request, member_id, body, principal)
+    return await _change(pool, member_id, body, principal)
 
 
 @router.put(
@@ -167,12 +169,12 @@ async def correct_member(
     summary="A member's preferred channel and the notification kinds they opt out of",
 )
 async def set_preferences(
-    request: Request, member_id: Identifier, body: MemberPreferences, principal: Reader
+    pool: DbPool, member_id: Identifier, body: MemberPreferences, principal: Reader
 ) -> dict[str, Any]:
     _may_read(principal, member_id)
-    async with request_pool(request).acquire() as conn:
+    async with pool.acquire() as conn:
         await _found(conn, member_id)
-    return await _change(request, member_id, body, principal)
+    return await _change(pool, member_id, body, principal)
 
 
 @router.post(
@@ -204,6 +206,7 @@ async def set_preferences(
 )
 async def import_members(
     request: Request,
+    pool: DbPool,
     principal: Importer,
     dry_run: bool = Query(False, description="check every row, change nothing"),
 ) -> dict[str, Any]:
@@ -230,7 +233,7 @@ async def import_members(
             spooled.seek(0)
             valid = (item.member for item in importing.rows(spooled) if item.member is not None)
             while batch := list(itertools.islice(valid, IMPORT_BATCH)):
-                async with request_pool(request).acquire() as conn, conn.transaction():
+                async with pool.acquire() as conn, conn.transaction():
                     for member in batch:
                         changed = await apply_change(
                             conn,

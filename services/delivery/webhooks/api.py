@@ -16,11 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
+from chassis.deps import DbPool
 from chassis.inputs import Aware, NoNul, Text
 from chassis.problems import invalid_field, register_error
 
 from ..codes import CodeVault
-from ..routes import request_pool, request_settings
+from ..routes import request_settings
 from . import repository
 from .domain import PING_EVENT, AddressRefused, UnknownEvents, WebhookNotFound, check_events, new_secret
 from .transport import check_destination
@@ -127,14 +128,16 @@ async def _audit(conn: Any, principal: Principal, action: str, webhook_id: uuid.
 
 
 @router.post("", status_code=201, response_model=WebhookWithSecret, summary="Register a webhook")
-async def create_webhook(request: Request, body: NewWebhook, principal: Manager) -> dict[str, Any]:
+async def create_webhook(
+    request: Request, pool: DbPool, body: NewWebhook, principal: Manager
+) -> dict[str, Any]:
     settings = request_settings(request)
     events = check_events(body.events)
     await check_destination(body.url, dev=settings.is_dev)
     secret = new_secret()
     webhook_id = uuid.uuid4()
     sealed = CodeVault(settings.code_key).seal(SecretStr(secret))
-    async with request_pool(request).acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         row = await repository.create(
             conn, webhook_id, body.url, events, body.description, sealed, principal.actor
         )
@@ -144,8 +147,8 @@ async def create_webhook(request: Request, body: NewWebhook, principal: Manager)
 
 
 @router.get("", response_model=WebhookList, summary="Webhooks")
-async def list_webhooks(request: Request, _: Manager) -> dict[str, Any]:
-    async with request_pool(request).acquire() as conn:
+async def list_webhooks(pool: DbPool, _: Manager) -> dict[str, Any]:
+    async with pool.acquire() as conn:
         rows = await repository.list_all(conn)
     return {"items": [{**_webhook(r), "pending": r["pending"]} for r in rows]}
 
@@ -158,14 +161,14 @@ async def _existing(conn: Any, webhook_id: uuid.UUID) -> asyncpg.Record:
 
 
 @router.get("/{webhook_id}", response_model=Webhook, summary="A webhook")
-async def get_webhook(request: Request, webhook_id: uuid.UUID, _: Manager) -> dict[str, Any]:
-    async with request_pool(request).acquire() as conn:
+async def get_webhook(pool: DbPool, webhook_id: uuid.UUID, _: Manager) -> dict[str, Any]:
+    async with pool.acquire() as conn:
         return _webhook(await _existing(conn, webhook_id))
 
 
 @router.delete("/{webhook_id}", status_code=204, summary="Remove a webhook and its delivery log")
-async def delete_webhook(request: Request, webhook_id: uuid.UUID, principal: Manager) -> Response:
-    async with request_pool(request).acquire() as conn, conn.transaction():
+async def delete_webhook(pool: DbPool, webhook_id: uuid.UUID, principal: Manager) -> Response:
+    async with pool.acquire() as conn, conn.transaction():
         if not await repository.delete(conn, webhook_id):
             raise WebhookNotFound(f"No webhook {webhook_id}.")
         await _audit(conn, principal, "deleted", webhook_id)
@@ -191,14 +194,14 @@ def _parse_cursor(cursor: str) -> int:
     "/{webhook_id}/deliveries", response_model=DeliveryPage, summary="A webhook's delivery log, newest first"
 )
 async def list_deliveries(
-    request: Request,
+    pool: DbPool,
     webhook_id: uuid.UUID,
     _: Manager,
     limit: int = Query(default=100, ge=1, le=1000),
     cursor: str | None = None,
 ) -> dict[str, Any]:
     before = _parse_cursor(cursor) if cursor else None
-    async with request_pool(request).acquire() as conn:
+    async with pool.acquire() as conn:
         await _existing(conn, webhook_id)
         rows = await repository.deliveries(conn, webhook_id, limit, before)
     return {
@@ -208,11 +211,13 @@ async def list_deliveries(
 
 
 @router.post("/{webhook_id}/secret", response_model=RotatedSecret, summary="Rotate the signing secret")
-async def rotate_secret(request: Request, webhook_id: uuid.UUID, principal: Manager) -> dict[str, Any]:
+async def rotate_secret(
+    request: Request, pool: DbPool, webhook_id: uuid.UUID, principal: Manager
+) -> dict[str, Any]:
     settings = request_settings(request)
     secret = new_secret()
     sealed = CodeVault(settings.code_key).seal(SecretStr(secret))
-    async with request_pool(request).acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         row = await repository.rotate_secret(conn, webhook_id, sealed, settings.webhook_rotation_overlap_s)
         if row is None:
             raise WebhookNotFound(f"No webhook {webhook_id}.")
@@ -221,7 +226,7 @@ async def rotate_secret(request: Request, webhook_id: uuid.UUID, principal: Mana
 
 
 @router.post("/{webhook_id}/ping", status_code=202, response_model=PingAnswer, summary="Send a test event")
-async def ping(request: Request, webhook_id: uuid.UUID, principal: Manager) -> dict[str, Any]:
+async def ping(pool: DbPool, webhook_id: uuid.UUID, principal: Manager) -> dict[str, Any]:
     event_id = uuid.uuid4()
     now = datetime.now(UTC)
     body = {
@@ -234,7 +239,7 @@ async def ping(request: Request, webhook_id: uuid.UUID, principal: Manager) -> d
         "causation_id": None,
         "data": {"webhook_id": str(webhook_id)},
     }
-    async with request_pool(request).acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         await _existing(conn, webhook_id)
         await repository.record_ping(
             conn,
@@ -246,9 +251,9 @@ async def ping(request: Request, webhook_id: uuid.UUID, principal: Manager) -> d
 
 
 async def _switch(
-    request: Request, webhook_id: uuid.UUID, principal: Manager, enabled: bool
+    pool: asyncpg.Pool, webhook_id: uuid.UUID, principal: Manager, enabled: bool
 ) -> dict[str, Any]:
-    async with request_pool(request).acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         reason = None if enabled else f"disabled by {principal.actor}"
         row = await repository.set_enabled(conn, webhook_id, enabled, reason)
         if row is None:
@@ -259,8 +264,8 @@ async def _switch(
 
 
 @router.post("/{webhook_id}/disable", response_model=Webhook, summary="Stop sending to a webhook")
-async def disable(request: Request, webhook_id: uuid.UUID, principal: Manager) -> dict[str, Any]:
-    return await _switch(request, webhook_id, principal, False)
+async def disable(pool: DbPool, webhook_id: uuid.UUID, principal: Manager) -> dict[str, Any]:
+    return await _switch(pool, webhook_id, principal, False)
 
 
 @router.post(
@@ -268,8 +273,8 @@ async def disable(request: Request, webhook_id: uuid.UUID, principal: Manager) -
     response_model=Webhook,
     summary="Send to a webhook again (its events left pending go first)",
 )
-async def enable(request: Request, webhook_id: uuid.UUID, principal: Manager) -> dict[str, Any]:
-    return await _switch(request, webhook_id, principal, True)
+async def enable(pool: DbPool, webhook_id: uuid.UUID, principal: Manager) -> dict[str, Any]:
+    return await _switch(pool, webhook_id, principal, True)
 
 
 @router.post(
@@ -278,8 +283,8 @@ async def enable(request: Request, webhook_id: uuid.UUID, principal: Manager) ->
     response_model=ReplayAnswer,
     summary="Send a webhook's delivered events again from a given time",
 )
-async def replay(request: Request, webhook_id: uuid.UUID, body: Replay, principal: Manager) -> dict[str, Any]:
-    async with request_pool(request).acquire() as conn, conn.transaction():
+async def replay(pool: DbPool, webhook_id: uuid.UUID, body: Replay, principal: Manager) -> dict[str, Any]:
+    async with pool.acquire() as conn, conn.transaction():
         await _existing(conn, webhook_id)
         count = await repository.replay(conn, webhook_id, body.since)
         await _audit(conn, principal, "replayed", webhook_id, since=body.since.isoformat(), requeued=count)

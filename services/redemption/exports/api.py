@@ -6,19 +6,19 @@ import uuid
 from datetime import date
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from chassis.auth import Principal, Role, require_roles
+from chassis.deps import DbPool
 from chassis.http import BoundedStreamingResponse
 from chassis.inputs import Identifier, NoNul
 from chassis.models import model_from
 from chassis.problems import Problem
 from contracts.redemption import RedemptionKind, RedemptionStatus
 from services.redemption.audit import audit
-from services.redemption.deps import pool, settings
+from services.redemption.deps import settings
 from services.redemption.exports import domain
 from services.redemption.exports import repository as repo
 from services.redemption.settings import RedemptionSettings
@@ -70,7 +70,7 @@ def export_view(job: repo.ExportJob) -> ExportOut:
 async def request_export(
     body: ExportIn,
     principal: Annotated[Principal, Depends(require_roles(*EXPORT_ROLES))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
+    pool: DbPool,
 ) -> ExportOut:
     if not principal.has_any_role(domain.ALLOWED_ROLES[body.purpose]):
         raise Problem(403, "purpose_not_allowed", detail=f"Your role may not export for {body.purpose}.")
@@ -108,7 +108,7 @@ async def request_export(
         created_at=None,
         finished_at=None,
     )
-    async with db.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         await repo.insert_export(conn, job)
         await audit(
             conn,
@@ -140,11 +140,11 @@ class ExportPage(BaseModel):
 )
 async def list_exports(
     principal: Annotated[Principal, Depends(require_roles(*EXPORT_ROLES))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
+    pool: DbPool,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict[str, Any]:
     everyone = principal.has_any_role((Role.ADMIN, Role.AUDITOR))
-    async with db.acquire() as conn:
+    async with pool.acquire() as conn:
         jobs = await repo.list_exports(conn, None if everyone else principal.actor, limit)
     return {"items": [export_view(job) for job in jobs]}
 
@@ -162,9 +162,9 @@ async def _visible_export(conn: Any, principal: Principal, export_id: uuid.UUID)
 async def get_export(
     export_id: uuid.UUID,
     principal: Annotated[Principal, Depends(require_roles(*EXPORT_ROLES))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
+    pool: DbPool,
 ) -> ExportOut:
-    async with db.acquire() as conn:
+    async with pool.acquire() as conn:
         return export_view(await _visible_export(conn, principal, export_id))
 
 
@@ -183,10 +183,10 @@ async def get_export(
 async def download_export(
     export_id: uuid.UUID,
     principal: Annotated[Principal, Depends(require_roles(*EXPORT_ROLES))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
+    pool: DbPool,
     config: Annotated[RedemptionSettings, Depends(settings)],
 ) -> StreamingResponse:
-    async with db.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         job = await _visible_export(conn, principal, export_id)
         if job.status != "ready":
             raise Problem(409, "export_not_ready", detail=f"Export {export_id} is {job.status}.")
@@ -195,7 +195,7 @@ async def download_export(
     suffix = "csv" if job.format is domain.ExportFormat.CSV else "jsonl"
     timeout_s = config.http_download_timeout_s
     return BoundedStreamingResponse(
-        repo.chunks(db, export_id, statement_timeout_s=timeout_s),
+        repo.chunks(pool, export_id, statement_timeout_s=timeout_s),
         timeout_s=timeout_s,
         media_type=domain.MEDIA_TYPES[job.format],
         headers={

@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from chassis.audit import append_audit
 from chassis.auth import STAFF_ROLES, Principal, Role, require_roles
 from chassis.db import Connection
+from chassis.deps import DbPool
 from chassis.inputs import Identifier, Name, PositiveInt32, Text
 from chassis.models import model_from
 from chassis.outbox import add_event
@@ -25,7 +26,7 @@ from contracts.redemption import RedemptionKind, RedemptionStatus, ValidationMet
 from contracts.topics import Topics
 from contracts.values import Channel
 from services.redemption.catalogue_api import create_entry
-from services.redemption.deps import acting_for, pool, settings
+from services.redemption.deps import acting_for, settings
 from services.redemption.lifecycle import CatalogueStatus
 from services.redemption.offers import domain, pins, rate_limits, segments
 from services.redemption.offers import repository as repo
@@ -75,7 +76,7 @@ def offer_view(offer: domain.Offer) -> dict[str, Any]:
 async def create_offer(
     body: OfferIn,
     principal: Annotated[Principal, Depends(require_roles(*OFFER_MANAGERS))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
+    pool: DbPool,
 ) -> dict[str, Any]:
     partner_id = acting_for(
         principal,
@@ -96,7 +97,7 @@ async def create_offer(
     )
     by = principal.actor
     await create_entry(
-        db,
+        pool,
         kind="offer",
         entry_id=offer.offer_id,
         insert=lambda conn: repo.insert_offer(conn, offer, created_by=by),
@@ -109,7 +110,7 @@ async def create_offer(
 @router.get("/v1/offers", response_model=OfferPage)
 async def list_offers(
     principal: Annotated[Principal, Depends(require_roles(*Role))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
+    pool: DbPool,
     partner_id: Annotated[str | None, Query()] = None,
     open_now: Annotated[bool | None, Query(description="only active offers valid right now")] = None,
     status: Annotated[CatalogueStatus | None, Query(description="staff, partners: this status")] = None,
@@ -121,7 +122,7 @@ async def list_offers(
         partner, open_at = principal.sub, (datetime.now(UTC) if open_now else None)
     else:  # members see what they can redeem now
         partner, open_at = partner_id, datetime.now(UTC)
-    async with db.acquire() as conn:
+    async with pool.acquire() as conn:
         offers = await repo.list_offers(
             conn,
             partner_id=partner,
@@ -171,10 +172,10 @@ async def _own_offer(conn: Connection, principal: Principal, offer_id: str) -> d
 
 
 async def _refuse_unknown_offer(
-    db: asyncpg.Pool, principal: Principal, offer_id: str, body: OfferRedemptionIn, at: datetime
+    pool: asyncpg.Pool, principal: Principal, offer_id: str, body: OfferRedemptionIn, at: datetime
 ) -> None:
     """An attempt on an offer this partner does not have is recorded as failed, then answered 404."""
-    async with db.acquire() as conn:
+    async with pool.acquire() as conn:
         offer = await repo.get_offer(conn, offer_id)
     if offer is not None and offer.partner_id == principal.sub:
         return
@@ -190,7 +191,7 @@ async def _refuse_unknown_offer(
         location=body.location,
         reason=UNKNOWN_OFFER,
     )
-    async with db.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         await write_record(conn, attempt)
     raise Problem(404, UNKNOWN_OFFER, detail=f"No offer {offer_id}.")
 
@@ -217,7 +218,7 @@ async def redeem_offer(
     body: OfferRedemptionIn,
     response: Response,
     principal: Annotated[Principal, Depends(require_roles(Role.PARTNER))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
+    pool: DbPool,
     cfg: Annotated[RedemptionSettings, Depends(settings)],
 ) -> dict[str, Any]:
     """Record a redemption. PIN offers answer successful or failed at once; one-time code offers answer
@@ -226,10 +227,10 @@ async def redeem_offer(
     redemption's time; a `redeemed_at` the partner gives is kept beside it, within bounds."""
     now = datetime.now(UTC)
     claimed = _claimed_time(body, cfg, now)
-    async with db.acquire() as conn:
+    async with pool.acquire() as conn:
         await rate_limits.enforce(conn, rate_limits.partner_validations(cfg), principal.sub)
-    await _refuse_unknown_offer(db, principal, offer_id, body, now)
-    async with db.acquire() as conn, conn.transaction():
+    await _refuse_unknown_offer(pool, principal, offer_id, body, now)
+    async with pool.acquire() as conn, conn.transaction():
         offer = await _own_offer(conn, principal, offer_id)
         if offer.validation_method is domain.OfferValidation.PIN and not body.pin:
             raise invalid_field(
@@ -395,13 +396,13 @@ async def validate_code(
     record_id: uuid.UUID,
     body: CodeIn,
     principal: Annotated[Principal, Depends(require_roles(Role.PARTNER))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
+    pool: DbPool,
     cfg: Annotated[RedemptionSettings, Depends(settings)],
 ) -> dict[str, Any]:
     """Check the one-time code the member read out. Wrong codes count; the last allowed one locks it."""
-    async with db.acquire() as conn:
+    async with pool.acquire() as conn:
         await rate_limits.enforce(conn, rate_limits.partner_validations(cfg), principal.sub)
-    async with db.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         await _own_offer(conn, principal, offer_id)
         request = await repo.lock_offer_redemption(conn, record_id)
         challenge = await repo.lock_challenge(conn, record_id)
@@ -430,9 +431,9 @@ async def validate_code(
         return record_view(await fail_pending(conn, record, reason), code_accepted=False)
 
 
-async def expire_open_challenges(db: asyncpg.Pool, limit: int = 500) -> int:
+async def expire_open_challenges(pool: asyncpg.Pool, limit: int = 500) -> int:
     """Fail pending redemptions whose code expired unused, and free their slots."""
-    async with db.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         ids = await repo.expired_challenges(conn, limit)
         for record_id in ids:
             challenge = await repo.lock_challenge(conn, record_id)

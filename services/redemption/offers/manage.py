@@ -7,16 +7,15 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import APIRouter, Depends
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from chassis.auth import STAFF_ROLES, Principal, Role, require_roles
 from chassis.db import Connection
+from chassis.deps import DbPool
 from chassis.inputs import Identifier, Name, PositiveInt32, Text
 from chassis.problems import Problem
 from services.redemption.catalogue_api import Catalogue, add_catalogue_routes, field_problem, refuse_cleared
-from services.redemption.deps import pool
 from services.redemption.lifecycle import CatalogueStatus, LifecycleAction
 from services.redemption.offers import domain
 from services.redemption.offers import repository as repo
@@ -76,9 +75,9 @@ def _edited(offer: domain.Offer, changes: dict[str, Any]) -> domain.Offer:
 async def get_offer(
     offer_id: Identifier,
     principal: Annotated[Principal, Depends(require_roles(*Role))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
+    pool: DbPool,
 ) -> dict[str, Any]:
-    async with db.acquire() as conn:
+    async with pool.acquire() as conn:
         offer = await repo.get_offer(conn, offer_id)
     if Role.MEMBER in principal.roles and not principal.has_any_role((*STAFF_ROLES, Role.PARTNER)):
         # Members see the offers they could redeem now, as in the list.

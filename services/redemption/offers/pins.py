@@ -11,16 +11,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
-import asyncpg
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
 from chassis.db import Connection
+from chassis.deps import DbPool
 from chassis.problems import Problem, invalid_field
 from services.redemption.audit import audit
-from services.redemption.deps import pool, settings
+from services.redemption.deps import settings
 from services.redemption.offers import domain
 from services.redemption.offers import repository as repo
 from services.redemption.records.domain import Record
@@ -165,7 +165,7 @@ async def set_pin(
     member_id: str,
     body: PinIn,
     principal: Annotated[Principal, Depends(require_roles(Role.MEMBER, Role.ADMIN))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
+    pool: DbPool,
     cfg: Annotated[RedemptionSettings, Depends(settings)],
 ) -> Response:
     """Set or change the member's PIN (stored only as an argon2 hash); it also lifts a lockout and
@@ -179,7 +179,7 @@ async def set_pin(
     pin_hash = await run_argon2(
         functools.partial(domain.hash_pin, body.pin, pepper(cfg)), concurrency=cfg.argon2_concurrency
     )
-    async with db.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         await repo.set_pin(conn, member_id, pin_hash)
         # Who changed which member's PIN; never the PIN or its hash.
         await audit(conn, principal.actor, "member", member_id, "pin_set")
@@ -190,12 +190,12 @@ async def set_pin(
 async def unlock_pin(
     member_id: str,
     principal: Annotated[Principal, Depends(require_roles(Role.MEMBER))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
+    pool: DbPool,
 ) -> Response:
     """The member lifts a lock on their own PIN and clears the count of lockouts, keeping the PIN."""
     if principal.sub != member_id:
         raise Problem(403, "forbidden", detail="A member unlocks only their own PIN.")
-    async with db.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         if not await repo.unlock_pin(conn, member_id):
             raise Problem(404, "pin_not_set", detail="There is no PIN to unlock.")
         await audit(conn, principal.actor, "member", member_id, "pin_unlocked")

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.auth import Principal, Role, require_roles
+from chassis.deps import DbPool
 from chassis.inputs import Identifier
 from chassis.problems import Problem
 from services.redemption.audit import audit
-from services.redemption.deps import pool
 from services.redemption.offers import domain
 from services.redemption.offers import repository as repo
 
@@ -44,11 +43,11 @@ async def set_member_segments(
     member_id: str,
     body: MemberSegmentsIn,
     principal: Annotated[Principal, Depends(require_roles(*SEGMENT_MANAGERS))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
+    pool: DbPool,
 ) -> dict[str, Any]:
     """Record the member's tier and segments; from then on a partner cannot claim others."""
     segments = domain.MemberSegments(member_id, body.tier, tuple(dict.fromkeys(body.segments)))
-    async with db.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         await repo.set_member_segments(conn, segments, updated_by=principal.actor)
         await audit(conn, principal.actor, "member", member_id, "segments_set", segments_view(segments))
     return segments_view(segments)
@@ -58,11 +57,11 @@ async def set_member_segments(
 async def get_member_segments(
     member_id: str,
     principal: Annotated[Principal, Depends(require_roles(*SEGMENT_MANAGERS, Role.MEMBER))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
+    pool: DbPool,
 ) -> dict[str, Any]:
     if not principal.may_access_member(member_id):
         raise Problem(403, "forbidden", detail="A member sees only their own tier and segments.")
-    async with db.acquire() as conn:
+    async with pool.acquire() as conn:
         segments = await repo.get_member_segments(conn, member_id)
     if segments is None:
         raise Problem(404, "member_segments_not_found", detail=f"Nothing is known about {member_id}'s tier.")

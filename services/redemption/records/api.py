@@ -8,15 +8,14 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import APIRouter, Depends, Query
 
 from chassis.auth import Principal, Role, require_roles
 from chassis.db import Connection
+from chassis.deps import DbPool
 from chassis.money import money_text
 from chassis.problems import Problem, invalid_field
 from contracts.redemption import RedemptionKind, RedemptionStatus
-from services.redemption.deps import pool
 from services.redemption.records.domain import Record
 from services.redemption.records.repository import RecordFilter, aggregate, list_records, per_currency
 from services.redemption.views import RecordPage
@@ -67,7 +66,7 @@ def record_json(record: Record) -> dict[str, Any]:
 @router.get("/v1/redemption-records", response_model=RecordPage, response_model_exclude_unset=True)
 async def redemption_records(
     principal: Annotated[Principal, Depends(require_roles(*DASHBOARD_ROLES))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
+    pool: DbPool,
     kind: RedemptionKind | None = None,
     status: RedemptionStatus | None = None,
     partner_id: str | None = None,
@@ -102,7 +101,7 @@ async def redemption_records(
         date_to=date_to,
     )
     before = _parse_cursor(cursor) if cursor else None
-    async with db.acquire() as conn:
+    async with pool.acquire() as conn:
         records = await list_records(conn, flt, limit=limit, before=before)
         body: dict[str, Any] = {
             "items": [record_json(r) for r in records],

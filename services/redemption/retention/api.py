@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict
 
 from chassis.auth import Principal, Role, require_roles
+from chassis.deps import DbPool
 from chassis.problems import Problem
-from services.redemption.deps import pool, settings
+from services.redemption.deps import settings
 from services.redemption.retention.service import rules_from, run_retention
 from services.redemption.settings import RedemptionSettings
 from services.redemption.views import RetentionPolicy, RetentionRun
@@ -40,11 +40,11 @@ async def retention_policy(
 async def run_retention_now(
     body: RetentionRunIn,
     principal: Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.AUDITOR))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
+    pool: DbPool,
     cfg: Annotated[RedemptionSettings, Depends(settings)],
 ) -> dict[str, Any]:
     """Auditors may only look (dry run); admins may also purge, which is audited like the job's purges."""
     if not body.dry_run and Role.ADMIN not in principal.roles:
         raise Problem(403, "forbidden", detail="Only an admin may purge; use dry_run to see what would go.")
-    outcomes = await run_retention(db, rules_from(cfg), actor=principal.actor, dry_run=body.dry_run)
+    outcomes = await run_retention(pool, rules_from(cfg), actor=principal.actor, dry_run=body.dry_run)
     return {"dry_run": body.dry_run, "results": [o.as_dict() for o in outcomes]}

@@ -6,11 +6,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.auth import STAFF_ROLES, Principal, Role, require_roles
+from chassis.deps import DbPool
 from chassis.inputs import INT32_MAX, Identifier, Name, NonNegativeInt32, NoNul, Text
 from chassis.models import model_from
 from chassis.money import money_text
@@ -26,7 +26,7 @@ from contracts.values import (
     PositivePoints,
 )
 from services.redemption.catalogue_api import create_entry
-from services.redemption.deps import acting_for, pool, settings
+from services.redemption.deps import acting_for, settings
 from services.redemption.records.repository import write_record
 from services.redemption.settings import RedemptionSettings
 from services.redemption.storefront import domain
@@ -68,7 +68,7 @@ def reward_view(reward: repo.Reward) -> dict[str, Any]:
 async def create_reward(
     body: RewardIn,
     principal: Annotated[Principal, Depends(require_roles(*CATALOGUE_MANAGERS))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
+    pool: DbPool,
 ) -> dict[str, Any]:
     reward = from_attributes(
         repo.Reward,
@@ -78,7 +78,7 @@ async def create_reward(
     )
     by = principal.actor
     await create_entry(
-        db,
+        pool,
         kind="reward",
         entry_id=reward.reward_id,
         insert=lambda conn: repo.insert_reward(conn, reward, created_by=by),
@@ -91,12 +91,12 @@ async def create_reward(
 @router.get("/v1/rewards", response_model=RewardPage)
 async def list_rewards(
     principal: Annotated[Principal, Depends(require_roles(*ANYONE))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
+    pool: DbPool,
     available: Annotated[bool | None, Query(description="only rewards that can be redeemed now")] = None,
 ) -> dict[str, Any]:
     # Members and partners see what can be bought; staff may ask for the whole catalogue.
     only_available = available if principal.has_any_role(STAFF_ROLES) else True
-    async with db.acquire() as conn:
+    async with pool.acquire() as conn:
         rewards = await repo.list_rewards(conn, only_available=bool(only_available))
     return {"items": [reward_view(r) for r in rewards]}
 
@@ -180,7 +180,7 @@ async def redeem_reward(
     body: RedemptionIn,
     response: Response,
     principal: Annotated[Principal, Depends(require_roles(Role.MEMBER, Role.ADMIN, Role.OPS))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
+    pool: DbPool,
     cfg: Annotated[RedemptionSettings, Depends(settings)],
 ) -> dict[str, Any]:
     member_id = _redeeming_member(principal, body)
@@ -188,7 +188,7 @@ async def redeem_reward(
         include={"channel", "name", "email", "phone", "locale"}, exclude_none=True, mode="json"
     )
     policy = policy_of(cfg)
-    async with db.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         if body.idempotency_key is not None:
             existing = await repo.find_by_client_key(conn, member_id, body.idempotency_key)
             if existing is not None:
@@ -229,9 +229,9 @@ async def redeem_reward(
 async def get_redemption(
     redemption_id: uuid.UUID,
     principal: Annotated[Principal, Depends(require_roles(*ANYONE))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
+    pool: DbPool,
 ) -> dict[str, Any]:
-    async with db.acquire() as conn:
+    async with pool.acquire() as conn:
         row = await repo.get_saga(conn, redemption_id)
         # Someone else's redemption is as invisible as a missing one.
         if row is None or not principal.may_access_member(row.member_id):
@@ -242,12 +242,12 @@ async def get_redemption(
 @router.get("/v1/storefront/redemptions", response_model=StorefrontRedemptionPage)
 async def list_redemptions(
     principal: Annotated[Principal, Depends(require_roles(*ANYONE))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
+    pool: DbPool,
     member_id: Annotated[str | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     member = member_id or principal.sub
     principal.ensure_may_access_member(member)
-    async with db.acquire() as conn:
+    async with pool.acquire() as conn:
         rows = await repo.list_sagas(conn, member, limit)
         return {"items": [await redemption_view(conn, r) for r in rows]}

@@ -7,17 +7,16 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.auth import STAFF_ROLES, Principal, require_roles
 from chassis.db import Connection
+from chassis.deps import DbPool
 from chassis.inputs import INT32_MAX, Identifier, Name, NonNegativeInt32, Text
 from chassis.problems import Problem
 from contracts.values import Currency, PositiveMoney, PositivePoints
 from services.redemption.catalogue_api import Catalogue, add_catalogue_routes, refuse_cleared
-from services.redemption.deps import pool
 from services.redemption.lifecycle import CatalogueStatus, LifecycleAction
 from services.redemption.storefront import repository as repo
 from services.redemption.storefront.api import ANYONE, CATALOGUE_MANAGERS, reward_view
@@ -63,9 +62,9 @@ def _edited(reward: repo.Reward, changes: dict[str, Any]) -> repo.Reward:
 async def get_reward(
     reward_id: Identifier,
     principal: Annotated[Principal, Depends(require_roles(*ANYONE))],
-    db: Annotated[asyncpg.Pool, Depends(pool)],
+    pool: DbPool,
 ) -> dict[str, Any]:
-    async with db.acquire() as conn:
+    async with pool.acquire() as conn:
         reward = _missing(await repo.get_reward(conn, reward_id), reward_id)
     if not reward.available and not principal.has_any_role(STAFF_ROLES):
         raise Problem(404, "reward_not_found", detail=f"No reward {reward_id}.")  # as in the list
