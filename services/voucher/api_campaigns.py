@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chassis.approvals import PENDING_RESPONSE, pending_answer
+from chassis.deps import DbPool
 from chassis.inputs import Identifier, Name, NonNegativeInt32, Text
 from chassis.inputs import Identifier as QueryIdentifier
 from chassis.money import with_money_text
@@ -106,14 +107,12 @@ router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
 
 @router.post("", status_code=201, summary="Create a campaign", response_model=CampaignOut)
-async def create(body: CampaignCreate, ctx: Ctx, principal: Operator) -> dict[str, Any]:
+async def create(body: CampaignCreate, pool: DbPool, principal: Operator) -> dict[str, Any]:
     fields = _domain_fields(
         body.model_dump(exclude={"expiry_policy"}) | {"expiry_policy": body.expiry_policy}
     )
     try:
-        saved = await in_transaction(
-            ctx.db, lambda conn: campaigns.create(conn, fields, actor=principal.actor)
-        )
+        saved = await in_transaction(pool, lambda conn: campaigns.create(conn, fields, actor=principal.actor))
     except ValidationError as error:
         raise _contract_problem(error) from None
     return campaign_json(saved)
@@ -121,14 +120,14 @@ async def create(body: CampaignCreate, ctx: Ctx, principal: Operator) -> dict[st
 
 @router.get("", summary="Campaigns, in id order, a page at a time", response_model=CampaignPage)
 async def list_all(
-    ctx: Ctx,
+    pool: DbPool,
     _: Reader,
     status: CampaignStatus | None = None,
     reward_type: RewardType | None = None,
     after: Annotated[QueryIdentifier | None, Query(description="the last campaign id seen")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
-    async with ctx.db.acquire() as conn:
+    async with pool.acquire() as conn:
         found = await campaigns.list_campaigns(
             conn, status=status, reward_type=reward_type, after=after, limit=limit
         )
@@ -143,8 +142,8 @@ async def list_all(
     summary="A campaign with code counts, budget and issuance rate",
     response_model=CampaignOverview,
 )
-async def get(campaign_id: str, ctx: Ctx, _: Reader) -> dict[str, Any]:
-    async with ctx.db.acquire() as conn:
+async def get(campaign_id: str, pool: DbPool, _: Reader) -> dict[str, Any]:
+    async with pool.acquire() as conn:
         view = await campaigns.overview(conn, campaign_id)
     return campaign_json(view.pop("campaign")) | view
 
@@ -156,14 +155,14 @@ async def get(campaign_id: str, ctx: Ctx, _: Reader) -> dict[str, Any]:
     response_model=CampaignOut,
     responses=PENDING_RESPONSE,
 )
-async def update(campaign_id: str, body: CampaignUpdate, ctx: Ctx, principal: Operator) -> Any:
+async def update(campaign_id: str, body: CampaignUpdate, ctx: Ctx, pool: DbPool, principal: Operator) -> Any:
     changes = _domain_fields(body.model_dump(exclude_unset=True))
     for name, value in changes.items():
         if value is None and name not in ("brand", "budget", "per_record_limit"):
             raise invalid(name, f"{name} cannot be null")
     if "budget" in changes:
         pending = await in_transaction(
-            ctx.db,
+            pool,
             lambda conn: ask_for_budget_increase(
                 conn,
                 ctx.approvals,
@@ -178,12 +177,12 @@ async def update(campaign_id: str, body: CampaignUpdate, ctx: Ctx, principal: Op
             return pending_answer(pending)
     try:
         saved = await in_transaction(
-            ctx.db, lambda conn: campaigns.update(conn, campaign_id, changes, actor=principal.actor)
+            pool, lambda conn: campaigns.update(conn, campaign_id, changes, actor=principal.actor)
         )
     except ValidationError as error:
         raise _contract_problem(error) from None
     if "budget" in changes:
-        await serve_held_orders(ctx.db, ctx.vault, campaign_id)
+        await serve_held_orders(pool, ctx.vault, campaign_id)
     return campaign_json(saved)
 
 
@@ -195,17 +194,17 @@ def _status_route(action: str) -> None:
         response_model=CampaignOut,
     )
     async def change(
-        campaign_id: str, ctx: Ctx, principal: Operator, body: StatusChange | None = None
+        campaign_id: str, ctx: Ctx, pool: DbPool, principal: Operator, body: StatusChange | None = None
     ) -> dict[str, Any]:
         reason = body.reason if body else None
         saved = await in_transaction(
-            ctx.db,
+            pool,
             lambda conn: campaigns.change_status(
                 conn, campaign_id, action, actor=principal.actor, reason=reason
             ),
         )
         if action == "resume":
-            await serve_held_orders(ctx.db, ctx.vault, campaign_id)
+            await serve_held_orders(pool, ctx.vault, campaign_id)
         return campaign_json(saved)
 
 

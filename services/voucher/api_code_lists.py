@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from chassis.auth import Role
+from chassis.deps import DbPool
 from chassis.downloads import (
     DOWNLOAD_RESPONSES,
     DownloadFormat,
@@ -47,13 +48,13 @@ router = APIRouter(prefix="/v1/campaigns/{campaign_id}/codes", tags=["codes"])
     response_model=CodeListPage,
 )
 async def list_codes(
-    ctx: Ctx,
+    pool: DbPool,
     _: Reader,
     flt: code_lists.CodeListFilter = Depends(code_filter),
     after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="`next_after` of the page before")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    async with ctx.db.acquire() as conn:
+    async with pool.acquire() as conn:
         await campaigns.load(conn, flt.campaign_id)
         rows = await code_lists.page(conn, flt, after=after, limit=limit)
     return {
@@ -71,6 +72,7 @@ async def list_codes(
 )
 async def export_codes(
     ctx: Ctx,
+    pool: DbPool,
     principal: Reader,
     format: Annotated[DownloadFormat, Query(description="`csv` (spreadsheet-safe) or `jsonl`")] = "csv",
     flt: code_lists.CodeListFilter = Depends(code_filter),
@@ -78,7 +80,7 @@ async def export_codes(
     reason: Annotated[Text | None, Query(min_length=3, description="why clear codes are exported")] = None,
 ) -> BoundedStreamingResponse:
     timeout_s = ctx.settings.http_download_timeout_s
-    async with ctx.db.acquire() as conn:
+    async with pool.acquire() as conn:
         await campaigns.load(conn, flt.campaign_id)
     columns = code_lists.COLUMNS
     values: Any = code_lists.code_json
@@ -92,14 +94,14 @@ async def export_codes(
                 detail="A clear export needs a reason.",
                 errors=[{"field": "query.reason", "code": "required", "message": "Say why."}],
             )
-        async with ctx.db.acquire() as conn, conn.transaction():
+        async with pool.acquire() as conn, conn.transaction():
             await code_lists.audit_clear_export(
                 conn, flt, actor=principal.actor, reason=reason, format=format
             )
         columns = (*columns, "code")
         values = code_lists.clear_values(ctx.vault)
     query, args = code_lists_repository.export_query(flt, clear=clear)
-    rows = cursor_rows(ctx.db, query, *args, statement_timeout_s=timeout_s)
+    rows = cursor_rows(pool, query, *args, statement_timeout_s=timeout_s)
     return download_response(
         download_lines(rows, columns, format, values),
         name=f"codes-{flt.campaign_id}",

@@ -9,12 +9,14 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import IO, Annotated, Any
 
+import asyncpg
 from fastapi import APIRouter, Depends, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from chassis.approvals import PENDING_RESPONSE, pending_answer
 from chassis.auth import Principal, Role, require_roles
 from chassis.db import Connection
+from chassis.deps import DbPool
 from chassis.http import body_limit
 from chassis.inputs import Identifier, NoNul, PositiveInt32, Text
 from chassis.problems import Problem, ProblemDetails
@@ -23,7 +25,7 @@ from contracts.vouchers import CodeStatus
 from . import codes, operations, reveal_limits
 from .api_common import Ctx, Operator, Reader, in_transaction, invalid, serve_held_orders
 from .approvals import ask_for_bulk_recovery
-from .context import VoucherContext
+from .crypto import CodeVault
 from .csv_import import ParsedFile, parse_codes
 from .domain import DEFAULT_ALPHABET, MAX_LENGTH, MIN_LENGTH
 from .repository import codes as codes_repository
@@ -156,7 +158,10 @@ def recovery_selection(body: dict[str, Any]) -> operations.Selection:
 
 
 async def _add_codes(
-    ctx: VoucherContext, campaign_id: str, add: Callable[[Connection], Awaitable[dict[str, Any]]]
+    pool: asyncpg.Pool,
+    vault: CodeVault,
+    campaign_id: str,
+    add: Callable[[Connection], Awaitable[dict[str, Any]]],
 ) -> dict[str, Any]:
     """Add codes to a campaign's pool (generated or imported) and mark its stock in one transaction;
     then serve the orders that waited for them. `add`'s report, with how many orders were served."""
@@ -166,8 +171,8 @@ async def _add_codes(
         await codes_repository.refresh_stock_flag(conn, campaign_id)
         return report
 
-    report = await in_transaction(ctx.db, work)
-    report["held_orders_served"] = await serve_held_orders(ctx.db, ctx.vault, campaign_id)
+    report = await in_transaction(pool, work)
+    report["held_orders_served"] = await serve_held_orders(pool, vault, campaign_id)
     return report
 
 
@@ -181,11 +186,14 @@ router = APIRouter(tags=["codes"])
     response_model=GenerateResult,
     response_model_exclude_unset=True,
 )
-async def generate(campaign_id: str, body: Generate, ctx: Ctx, principal: Operator) -> dict[str, Any]:
+async def generate(
+    campaign_id: str, body: Generate, ctx: Ctx, pool: DbPool, principal: Operator
+) -> dict[str, Any]:
     if body.count > ctx.settings.max_codes_per_request:
         raise too_many_codes(ctx.settings.max_codes_per_request)
     return await _add_codes(
-        ctx,
+        pool,
+        ctx.vault,
         campaign_id,
         lambda conn: codes.generate(
             conn,
@@ -208,10 +216,13 @@ async def generate(campaign_id: str, body: Generate, ctx: Ctx, principal: Operat
     response_model=ImportReport,
     dependencies=[Depends(body_limit(MAX_IMPORT_BYTES))],
 )
-async def import_csv(campaign_id: str, request: Request, ctx: Ctx, principal: Operator) -> dict[str, Any]:
+async def import_csv(
+    campaign_id: str, request: Request, ctx: Ctx, pool: DbPool, principal: Operator
+) -> dict[str, Any]:
     parsed = await _received_file(request, datetime.now(UTC))
     return await _add_codes(
-        ctx,
+        pool,
+        ctx.vault,
         campaign_id,
         lambda conn: codes.import_codes(conn, ctx.vault, campaign_id, parsed, actor=principal.actor),
     )
@@ -222,8 +233,8 @@ async def import_csv(campaign_id: str, request: Request, ctx: Ctx, principal: Op
     summary="A code's status, order, member and history (never the code)",
     response_model=CodeStatusOut,
 )
-async def get_code(code_id: uuid.UUID, ctx: Ctx, _: Reader) -> dict[str, Any]:
-    async with ctx.db.acquire() as conn:
+async def get_code(code_id: uuid.UUID, pool: DbPool, _: Reader) -> dict[str, Any]:
+    async with pool.acquire() as conn:
         return await codes.status(conn, code_id)
 
 
@@ -232,8 +243,8 @@ async def get_code(code_id: uuid.UUID, ctx: Ctx, _: Reader) -> dict[str, Any]:
     summary="A code's status by the code itself (sent in the body)",
     response_model=CodeStatusOut,
 )
-async def lookup(body: CodeLookup, ctx: Ctx, _: Reader) -> dict[str, Any]:
-    async with ctx.db.acquire() as conn:
+async def lookup(body: CodeLookup, ctx: Ctx, pool: DbPool, _: Reader) -> dict[str, Any]:
+    async with pool.acquire() as conn:
         return await codes.status(conn, await codes.find_id(conn, ctx.vault, body.code.strip()))
 
 
@@ -243,9 +254,11 @@ async def lookup(body: CodeLookup, ctx: Ctx, _: Reader) -> dict[str, Any]:
     response_model=RevealedCode,
     responses={429: {"model": ProblemDetails, "description": "Too many reveals this minute (Retry-After)"}},
 )
-async def reveal(code_id: uuid.UUID, body: Reveal, ctx: Ctx, principal: Revealer) -> dict[str, Any]:
+async def reveal(
+    code_id: uuid.UUID, body: Reveal, ctx: Ctx, pool: DbPool, principal: Revealer
+) -> dict[str, Any]:
     # Counted on its own, before the reveal: refused and failed attempts use up the window too.
-    async with ctx.db.acquire() as conn:
+    async with pool.acquire() as conn:
         wait_s = await reveal_limits.count_reveal(
             conn, principal.sub, per_minute=ctx.settings.reveals_per_minute
         )
@@ -259,7 +272,7 @@ async def reveal(code_id: uuid.UUID, body: Reveal, ctx: Ctx, principal: Revealer
     staff = principal.has_any_role((Role.ADMIN, Role.SUPPORT_AGENT))
     member_id = None if staff else principal.sub
     clear = await in_transaction(
-        ctx.db,
+        pool,
         lambda conn: codes.reveal(
             conn, ctx.vault, code_id, actor=principal.actor, reason=body.reason, member_id=member_id
         ),
@@ -276,11 +289,11 @@ async def reveal(code_id: uuid.UUID, body: Reveal, ctx: Ctx, principal: Revealer
     response_model_exclude_unset=True,
     responses=PENDING_RESPONSE,
 )
-async def recover(body: Recover, ctx: Ctx, principal: Operator) -> Any:
+async def recover(body: Recover, ctx: Ctx, pool: DbPool, principal: Operator) -> Any:
     selection = _selection(body.code_ids, body.filter)
     if not body.dry_run:
         pending = await in_transaction(
-            ctx.db,
+            pool,
             lambda conn: ask_for_bulk_recovery(
                 conn,
                 ctx.approvals,
@@ -294,7 +307,7 @@ async def recover(body: Recover, ctx: Ctx, principal: Operator) -> Any:
         if pending is not None:
             return pending_answer(pending)
     result = await in_transaction(
-        ctx.db,
+        pool,
         lambda conn: operations.recover(
             conn,
             selection,
@@ -305,9 +318,9 @@ async def recover(body: Recover, ctx: Ctx, principal: Operator) -> Any:
         ),
     )
     if not body.dry_run:
-        async with ctx.db.acquire() as conn:
+        async with pool.acquire() as conn:
             campaign_ids = await operations_repository.campaigns_of_codes(conn, result["code_ids"])
-        await serve_held_orders(ctx.db, ctx.vault, *campaign_ids)
+        await serve_held_orders(pool, ctx.vault, *campaign_ids)
     return result
 
 
@@ -317,14 +330,14 @@ async def recover(body: Recover, ctx: Ctx, principal: Operator) -> Any:
     response_model=ExtendResult,
     response_model_exclude_unset=True,
 )
-async def extend(body: ExtendExpiry, ctx: Ctx, principal: Operator) -> dict[str, Any]:
+async def extend(body: ExtendExpiry, pool: DbPool, principal: Operator) -> dict[str, Any]:
     if body.expires_at <= datetime.now(UTC):
         raise invalid("expires_at", "the new expiry must be in the future")
     if bool(body.code_ids) == (body.campaign_id is not None):
         raise invalid("code_ids", "give either code_ids or campaign_id")
     selection = operations.Selection(code_ids=tuple(body.code_ids), campaign_id=body.campaign_id)
     return await in_transaction(
-        ctx.db,
+        pool,
         lambda conn: operations.extend_expiry(
             conn,
             selection,
@@ -346,15 +359,15 @@ def _flag_route(flagged: bool) -> None:
         response_model=FlagResult,
         response_model_exclude_unset=True,
     )
-    async def change(body: Flag, ctx: Ctx, principal: Operator) -> dict[str, Any]:
+    async def change(body: Flag, ctx: Ctx, pool: DbPool, principal: Operator) -> dict[str, Any]:
         result = await in_transaction(
-            ctx.db,
+            pool,
             lambda conn: operations.flag(
                 conn, body.code_ids, flagged=flagged, actor=principal.actor, reason=body.reason
             ),
         )
         if not flagged:
-            await serve_held_orders(ctx.db, ctx.vault, *result["campaign_ids"])
+            await serve_held_orders(pool, ctx.vault, *result["campaign_ids"])
         return result
 
 

@@ -1,4 +1,4 @@
-"""What every voucher route shares: the pool, the actor's name, error mapping, serving held orders."""
+"""What every voucher route shares: the context, the callers admitted, error mapping, serving held orders."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.auth import Principal, Role, require_roles
+from chassis.deps import DbPool
 from chassis.inputs import Identifier, Text
 from contracts.values import PositiveMoney
 
@@ -39,6 +40,7 @@ router = APIRouter(prefix="/v1/redemptions", tags=["redemptions"])
 async def redeem(
     body: RedemptionRequest,
     ctx: Ctx,
+    pool: DbPool,
     principal: Principal = Depends(require_roles(Role.PARTNER)),
 ) -> dict[str, Any]:
     attempt = redemption.Attempt(
@@ -51,12 +53,10 @@ async def redeem(
     )
     try:
         return await in_transaction(
-            ctx.db,
+            pool,
             lambda conn: redemption.redeem(conn, ctx.vault, attempt, idempotency_key=body.idempotency_key),
         )
     except RedemptionRefused as error:
         refusal = error
-        await in_transaction(
-            ctx.db, lambda conn: redemption.record_refusal(conn, ctx.vault, refusal, attempt)
-        )
+        await in_transaction(pool, lambda conn: redemption.record_refusal(conn, ctx.vault, refusal, attempt))
         raise refusal_problem(refusal) from None

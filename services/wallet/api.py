@@ -22,6 +22,7 @@ from chassis.approvals import (
 from chassis.audit import append_audit
 from chassis.auth import STAFF_ROLES, Principal, Role, require_roles
 from chassis.db import Connection
+from chassis.deps import DbPool
 from chassis.inputs import INT64_MAX
 from chassis.models import model_from
 from chassis.problems import Problem, register_error
@@ -75,12 +76,6 @@ def entry_view(entry: repo.Entry) -> LedgerEntryView:
 ADJUSTERS = (Role.ADMIN, Role.FINANCE)
 REVEALERS = (Role.ADMIN, Role.SUPPORT_AGENT, Role.MEMBER)
 ADJUSTMENT_APPROVAL = "wallet_adjustment"
-
-
-def _pool(request: Request) -> asyncpg.Pool:
-    pool = request.app.state.runtime.pool
-    assert pool is not None
-    return pool  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -227,10 +222,10 @@ MemberAccount = Annotated[str, Depends(member_account)]
 
 
 @router.get("/v1/members/{member_id}/wallet", response_model=WalletView)
-async def wallet(ctx: Ctx, member_id: MemberAccount, request: Request) -> dict[str, Any]:
+async def wallet(ctx: Ctx, member_id: MemberAccount, pool: DbPool) -> dict[str, Any]:
     """Balance, status and points expiring soon (and every upcoming expiry)."""
     now = ctx.ledger.clock()
-    async with _pool(request).acquire() as conn:
+    async with pool.acquire() as conn:
         found = await repo.get_wallet(conn, member_id)
         lots = await repo.open_lots(conn, member_id)
     start, end = soon_window(now, ctx.expiring_soon_days)
@@ -254,14 +249,14 @@ async def wallet(ctx: Ctx, member_id: MemberAccount, request: Request) -> dict[s
 @router.get("/v1/members/{member_id}/history", response_model=History)
 async def history(
     member_id: MemberAccount,
-    request: Request,
+    pool: DbPool,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     before_seq: Annotated[
         int | None, Query(ge=1, le=INT64_MAX, description="entries older than this one")
     ] = None,
 ) -> dict[str, Any]:
     """Ledger entries (newest first) and every reward order with its delivery status."""
-    async with _pool(request).acquire() as conn:
+    async with pool.acquire() as conn:
         entries = await repo.member_entries(conn, member_id, before_seq, limit)
         orders = await member_orders(conn, member_id, limit)
     return {
@@ -282,7 +277,7 @@ async def adjust(
     ctx: Ctx,
     member_id: str,
     body: AdjustmentRequest,
-    request: Request,
+    pool: DbPool,
     response: Response,
     principal: Principal = Depends(require_roles(*ADJUSTERS)),
     idempotency_key_header: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
@@ -291,7 +286,6 @@ async def adjust(
     More points than the approval limit wait for a second person: 202 with the pending approval."""
     actor = staff_actor(principal, ADJUSTERS)
     key = body.idempotency_key or idempotency_key_header or f"http:{uuid.uuid4()}"
-    pool = _pool(request)
     async with pool.acquire() as conn, conn.transaction():
         amount = await _amount_of(conn, body)
         if amount > ctx.adjustment_approval_above and await repo.entry_by_key(conn, key) is None:
@@ -324,7 +318,7 @@ class _StatusChangeRequest:
     """An admin's request to freeze or unfreeze a member's wallet, with the reason given."""
 
     ctx: WalletContext
-    request: Request
+    pool: asyncpg.Pool
     member_id: str
     principal: Principal
     reason: str
@@ -332,7 +326,7 @@ class _StatusChangeRequest:
     async def to(self, status: WalletStatus) -> dict[str, Any]:
         """Set the wallet's status, noted in the member's audit log and the service's; no-op if already so."""
         actor = staff_actor(self.principal, (Role.ADMIN,))
-        async with _pool(self.request).acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn, conn.transaction():
             found = await repo.lock_wallet(conn, self.member_id)
             if found is None:
                 raise domain.UnknownMember(f"member {self.member_id} has no wallet")
@@ -363,10 +357,10 @@ async def _status_change_request(
     ctx: Ctx,
     member_id: str,
     body: StatusChange,
-    request: Request,
+    pool: DbPool,
     principal: Principal = Depends(require_roles(Role.ADMIN)),
 ) -> _StatusChangeRequest:
-    return _StatusChangeRequest(ctx, request, member_id, principal, body.reason)
+    return _StatusChangeRequest(ctx, pool, member_id, principal, body.reason)
 
 
 StatusChangeRequest = Annotated[_StatusChangeRequest, Depends(_status_change_request)]
@@ -386,12 +380,12 @@ async def unfreeze(change: StatusChangeRequest) -> dict[str, Any]:
 @router.get("/v1/members/{member_id}/audit", response_model=MemberAuditPage)
 async def audit(
     member_id: MemberAccount,
-    request: Request,
+    pool: DbPool,
     after_seq: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> dict[str, Any]:
     """Every action against the member's account, oldest first, with each entry's hash link."""
-    async with _pool(request).acquire() as conn:
+    async with pool.acquire() as conn:
         entries = await list_member_audit(conn, member_id, after_seq=after_seq, limit=limit)
     return {
         "member_id": member_id,
@@ -405,7 +399,7 @@ async def reveal(
     ctx: Ctx,
     member_id: str,
     order_id: uuid.UUID,
-    request: Request,
+    pool: DbPool,
     body: RevealRequest | None = None,
     principal: Principal = Depends(require_roles(*REVEALERS)),
 ) -> dict[str, Any]:
@@ -413,7 +407,7 @@ async def reveal(
     reveal in the member's audit log and points to the voucher service's own audited reveal."""
     principal.ensure_may_access_member(member_id)
     actor = staff_actor(principal, REVEALERS)
-    async with _pool(request).acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         order = await member_order(conn, member_id, order_id)
         if order is None or order["reveal"] is None:
             raise Problem(404, "no_revealable_code", detail="The member has no delivered code on that order.")
@@ -433,9 +427,9 @@ async def reveal(
 
 
 @router.get("/v1/members/{member_id}/audit/verify", response_model=MemberAuditVerification)
-async def verify(member_id: MemberAccount, request: Request) -> dict[str, Any]:
+async def verify(member_id: MemberAccount, pool: DbPool) -> dict[str, Any]:
     """Recompute the member's chain; `first_broken_seq` names the first entry that does not hold."""
-    async with _pool(request).acquire() as conn:
+    async with pool.acquire() as conn:
         result = await verify_member_audit(conn, member_id)
     return {
         "member_id": member_id,

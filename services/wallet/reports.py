@@ -12,10 +12,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
 
 from chassis.auth import Principal, Role, require_roles
+from chassis.deps import DbPool
 from chassis.downloads import DOWNLOAD_RESPONSES, cursor_rows, download_lines, download_response
 from chassis.inputs import INT64_MAX, Identifier
 from contracts.wallet import EntryType
@@ -110,6 +110,7 @@ router = APIRouter(tags=["wallet reports"])
 )
 async def transactions(
     request: Request,
+    pool: DbPool,
     _: Principal = Depends(require_roles(*REPORT_ROLES)),
     date_from: Annotated[datetime | None, Query(alias="from", description="inclusive, RFC 3339")] = None,
     date_to: Annotated[datetime | None, Query(alias="to", description="exclusive, RFC 3339")] = None,
@@ -123,7 +124,6 @@ async def transactions(
     after_seq: Annotated[int, Query(ge=0, le=INT64_MAX, description="JSON paging cursor")] = 0,
 ) -> Any:
     """Ledger transactions with totals per entry type (JSON), or every matching row streamed."""
-    pool: asyncpg.Pool = request.app.state.runtime.pool
     args = (
         _utc(date_from),
         _utc(date_to),
@@ -177,6 +177,7 @@ async def transactions(
 )
 async def liability(
     request: Request,
+    pool: DbPool,
     _: Principal = Depends(require_roles(*REPORT_ROLES)),
     as_of: Annotated[
         date | None, Query(ge=FIRST_DAY, le=LAST_DAY, description="a UTC day; default today")
@@ -189,7 +190,6 @@ async def liability(
 ) -> Any:
     """Points earned and still held at the end of `as_of`: every lot's points less what debits took
     from it by then, per campaign (null: not awarded by a campaign) and member."""
-    pool: asyncpg.Pool = request.app.state.runtime.pool
     day = as_of or datetime.now(UTC).date()
     cutoff = finance.end_of_day(day)
     scope = finance_repo.Outstanding(cutoff, campaign_id, member_id)
@@ -227,11 +227,10 @@ async def liability(
     response_model=MonthEndSummary,
 )
 async def month_end(
-    request: Request,
+    pool: DbPool,
     month: Annotated[str, Query(pattern=MONTH_PATTERN, description="YYYY-MM (UTC)")],
     _: Principal = Depends(require_roles(*REPORT_ROLES)),
 ) -> dict[str, Any]:
-    pool: asyncpg.Pool = request.app.state.runtime.pool
     start, end = finance.month_bounds(month)
     async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
         figures = await finance.month_end(conn, start, end)
