@@ -7,13 +7,13 @@ from pathlib import Path
 import asyncpg
 
 from chassis.audit_api import audit_router
+from chassis.clock import Clock, SystemClock
 from chassis.jobs import PeriodicJob
 from chassis.service import ServiceSpec, run_service
 from services.support import handlers, sla_monitor
 from services.support.api import portal as portal_api
 from services.support.api import sla as sla_api
 from services.support.api import tickets as tickets_api
-from services.support.clock import Clock, SystemClock
 from services.support.context import SupportContext
 from services.support.settings import SupportSettings
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from chassis.clock import Clock, SystemClock
 from chassis.pooled_context import PooledContext
-from services.support.clock import Clock, SystemClock
 from services.support.settings import SupportSettings
 
 PRODUCER = "support"

@@ -9,6 +9,7 @@ from typing import Final
 
 import asyncpg
 
+from chassis.clock import Clock
 from chassis.outbox import add_event
 from contracts.delivery import DeliveryMessageRequested
 from contracts.envelope import Envelope
@@ -17,7 +18,7 @@ from contracts.topics import Topics
 from contracts.values import Channel
 
 from . import repository as repo
-from .ledger import PRODUCER, Clock
+from .ledger import PRODUCER
 
 WARNING_IDS: Final = uuid.UUID("0d3f6f0e-93a4-4b4b-8a57-3c1e2f7a9b61")
 """Namespace of the warnings' message ids: one per member and expiry day, so a repeat sends once."""
@@ -44,7 +45,7 @@ async def warn_expiring(pool: asyncpg.Pool, clock: Clock, *, within_days: int, b
     and published (outbox) together. Returns how many warnings were sent."""
     sent = 0
     while True:
-        now = clock()
+        now = clock.now()
         async with pool.acquire() as conn, conn.transaction():
             warnings = await repo.claim_expiry_warnings(conn, now, within_days, batch)
             for warning in warnings:

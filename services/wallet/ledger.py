@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 import structlog
 
+from chassis.clock import SYSTEM_CLOCK
 from chassis.db import Connection
 from chassis.logging import current_correlation_id
 from chassis.models import model_from
@@ -42,12 +43,6 @@ from .member_audit import append_member_audit
 log = structlog.get_logger(__name__)
 
 PRODUCER = "wallet"
-Clock = Callable[[], datetime]
-
-
-def system_clock() -> datetime:
-    return datetime.now(UTC)
-
 
 _AUDIT_ACTIONS = {
     EntryType.REDEMPTION: "points_redeemed",
@@ -84,7 +79,8 @@ def recorded_event(entry: repo.Entry) -> WalletTransactionRecorded:
 @dataclass(frozen=True)
 class Ledger:
     policy: ExpiryPolicy
-    clock: Clock = system_clock
+    clock: Callable[[], datetime] = SYSTEM_CLOCK.now
+    """The time of postings and expiries: the service clock's `now`."""
 
     async def post(
         self,

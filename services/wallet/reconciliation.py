@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import asyncpg
 
+from chassis.clock import Clock
 from chassis.outbox import add_event
 from contracts.delivery import DeliveryMessageRequested
 from contracts.envelope import Envelope
@@ -24,7 +25,7 @@ from contracts.topics import Topics
 from contracts.values import Channel
 
 from . import finance
-from .ledger import PRODUCER, Clock
+from .ledger import PRODUCER
 from .repository import finance as finance_repo
 
 TEMPLATE: Final = "monthly_reconciliation"
@@ -69,10 +70,10 @@ async def send_reconciliation(pool: asyncpg.Pool, clock: Clock, recipients: Sequ
     month when this run sent it."""
     if not recipients:
         return None
-    month = month_just_ended(clock())
+    month = month_just_ended(clock.now())
     start, end = finance.month_bounds(month)
     async with pool.acquire() as conn, conn.transaction():
-        if not await finance_repo.claim_reconciliation(conn, month, clock(), len(recipients)):
+        if not await finance_repo.claim_reconciliation(conn, month, clock.now(), len(recipients)):
             return None
         summary = finance.month_end_view(month, start, end, await finance.month_end(conn, start, end))
         for email in recipients:

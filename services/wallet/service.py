@@ -13,6 +13,7 @@ import asyncpg
 
 from chassis.approvals import Approvals, approvals_router
 from chassis.audit_api import audit_router
+from chassis.clock import SYSTEM_CLOCK, Clock
 from chassis.jobs import PeriodicJob
 from chassis.service import ServiceSpec
 
@@ -21,7 +22,7 @@ from .api import router as wallet_router
 from .domain import ExpiryPolicy
 from .expiry_warnings import warn_expiring
 from .handlers import WalletHandlers
-from .ledger import Clock, Ledger, system_clock
+from .ledger import Ledger
 from .reconciliation import send_reconciliation
 from .reports import router as reports_router
 from .settings import WalletSettings
@@ -32,8 +33,8 @@ EXPIRY_WARNING_JOB = "wallet-expiry-warnings"
 RECONCILIATION_JOB = "wallet-monthly-reconciliation"
 
 
-def build_spec(settings: WalletSettings, *, clock: Clock = system_clock, **overrides: Any) -> ServiceSpec:
-    ledger = Ledger(ExpiryPolicy(settings.points_expiry_months), clock)
+def build_spec(settings: WalletSettings, *, clock: Clock = SYSTEM_CLOCK, **overrides: Any) -> ServiceSpec:
+    ledger = Ledger(ExpiryPolicy(settings.points_expiry_months), clock.now)
 
     async def expire(pool: asyncpg.Pool) -> None:
         await ledger.expire_due(pool, batch_members=settings.expiry_batch_members)

@@ -1,11 +1,10 @@
-"""What the wallet's tests share: a clock the test moves, envelopes as other services send them, and
+"""What the wallet's tests share: when their clock starts, envelopes as other services send them, and
 ledger postings (a credit, a debit) made straight through the ledger."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -15,19 +14,8 @@ from contracts.wallet import EntryType, WalletReference
 from services.wallet.domain import Posting
 from services.wallet.ledger import Ledger, Posted
 
-
-@dataclass
-class FakeClock:
-    """The ledger's, dashboard's and expiry job's idea of now; tests move it."""
-
-    now: datetime = field(default_factory=lambda: datetime(2026, 1, 15, 12, 0, tzinfo=UTC))
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
+START = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+"""Where the tests' clock (the ledger's, dashboard's and expiry job's idea of now) starts."""
 
 
 def event(topic: str, data: EventData, producer: str = "test", **kw: Any) -> Envelope[Any]:

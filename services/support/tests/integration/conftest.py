@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -15,7 +15,7 @@ import pytest
 
 from chassis.auth import issue_token
 from chassis.service import ServiceRuntime
-from chassis.testing import produce, read_topic
+from chassis.testing import FakeClock, produce, read_topic
 from contracts.envelope import Envelope, EventData
 from contracts.registry import consumed_by, produced_by
 from deploy.infra.topics import ensure_topics
@@ -25,28 +25,11 @@ from services.support.context import SupportContext
 from services.support.settings import SupportSettings
 
 
-class ManualClock:
-    """A clock that stands still until the test moves it."""
-
-    def __init__(self, start: datetime) -> None:
-        self._now = start
-
-    def now(self) -> datetime:
-        return self._now
-
-    def advance(self, **delta: float) -> datetime:
-        self._now += timedelta(**delta)
-        return self._now
-
-    def set(self, moment: datetime) -> None:
-        self._now = moment
-
-
 @dataclass
 class Support:
     client: httpx.AsyncClient
     ctx: SupportContext
-    clock: ManualClock
+    clock: FakeClock
     settings: SupportSettings
     bootstrap: str
     db: ServiceDb
@@ -116,7 +99,7 @@ async def support(
             **support_env,
         }
     )
-    clock = ManualClock(START)
+    clock = FakeClock(START)
     spec, ctx = build_spec(settings, clock)
     runtime = ServiceRuntime(settings, spec)
     app = runtime.http_app()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from chassis.testing import (
+    FakeClock,
     delivery_outcome,
     envelope_at,
     order_state_changed,
@@ -26,7 +27,7 @@ from services.support import handlers
 from services.support.__main__ import MIGRATIONS
 from services.support.context import SupportContext
 from services.support.settings import SupportSettings
-from services.support.tests.integration.conftest import START, ManualClock
+from services.support.tests.integration.conftest import START
 
 PORTAL_TOPICS = (
     Topics.ORDER_STATE_CHANGED,
@@ -125,7 +126,7 @@ async def test_a_batch_of_portal_events_ends_as_the_events_one_by_one(twin_pools
     )
     subs = {
         s.topic: s
-        for s in handlers.subscriptions(SupportContext(settings=settings, clock=ManualClock(START)))
+        for s in handlers.subscriptions(SupportContext(settings=settings, clock=FakeClock(START)))
         if s.topic in PORTAL_TOPICS
     }
     assert all(s.handle_batch is not None for s in subs.values())

@@ -14,19 +14,19 @@ import pytest
 from chassis.auth import issue_token
 from chassis.db import apply_migrations, create_pool
 from chassis.service import ServiceRuntime
-from chassis.testing import private_group_consumer
+from chassis.testing import FakeClock, private_group_consumer
 from contracts.registry import consumed_by, produced_by
 from deploy.infra.topics import ensure_topics
 from services.wallet.domain import ExpiryPolicy
 from services.wallet.ledger import Ledger
 from services.wallet.service import MIGRATIONS, build_spec
 from services.wallet.settings import WalletSettings
-from services.wallet.tests.support import FakeClock
+from services.wallet.tests.support import START
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(START)
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ async def pool(service_db):
 
 @pytest.fixture
 def ledger(clock) -> Ledger:
-    return Ledger(ExpiryPolicy(months=12), clock)
+    return Ledger(ExpiryPolicy(months=12), clock.now)
 
 
 def wallet_settings(service_db, kafka_bootstrap: str, **extra: Any) -> WalletSettings:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from chassis.testing import (
+    FakeClock,
     delivery_outcome,
     envelope_at,
     order_state_changed,
@@ -29,7 +30,7 @@ from services.wallet.domain import ExpiryPolicy
 from services.wallet.handlers import WalletHandlers
 from services.wallet.ledger import Ledger
 from services.wallet.service import MIGRATIONS
-from services.wallet.tests.support import FakeClock
+from services.wallet.tests.support import START
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -160,7 +161,7 @@ def per_batch(topic: str) -> Callable[[Any, Sequence[Envelope[Any]]], Awaitable[
 
 async def test_a_batch_of_order_voucher_and_delivery_events_ends_as_the_events_one_by_one(twin_pools):
     one_by_one, batched = twin_pools
-    handlers = WalletHandlers(Ledger(ExpiryPolicy(months=12), FakeClock()))
+    handlers = WalletHandlers(Ledger(ExpiryPolicy(months=12), FakeClock(START).now))
     batches = scenario()
     for batch in batches:
         for env in batch:
@@ -212,7 +213,7 @@ def code_scenario() -> list[list[Envelope[Any]]]:
 
 async def test_a_batch_of_code_statuses_ends_as_the_statuses_one_by_one(twin_pools):
     one_by_one, batched = twin_pools
-    handlers = WalletHandlers(Ledger(ExpiryPolicy(months=12), FakeClock()))
+    handlers = WalletHandlers(Ledger(ExpiryPolicy(months=12), FakeClock(START).now))
     for batch in code_scenario():
         for env in batch:
             async with one_by_one.acquire() as conn, conn.transaction():

@@ -293,7 +293,7 @@ async def test_the_member_audit_log_chains_every_action_and_names_a_tampered_ent
         record_id=uuid.uuid4(),
         kind=RedemptionKind.OFFER,
         status=RedemptionStatus.SUCCESSFUL,
-        redeemed_at=wallet.clock(),
+        redeemed_at=wallet.clock.now(),
         member_id=member,
         partner_id="cafe-42",
         offer_id="coffee",

@@ -40,11 +40,11 @@ async def test_points_expiring_within_the_window_are_warned_once_per_member_and_
     expires = await pool.fetch("SELECT expires_at FROM lots WHERE member_id = $1 ORDER BY expires_at", member)
     first_expiry = expires[0]["expires_at"]
 
-    clock.now = first_expiry - timedelta(days=20)
+    clock.set(first_expiry - timedelta(days=20))
     await warn_expiring(pool, clock, within_days=10)
     assert await _warnings(pool, member) == []
 
-    clock.now = first_expiry - timedelta(days=10)
+    clock.set(first_expiry - timedelta(days=10))
     await warn_expiring(pool, clock, within_days=10)
     await warn_expiring(pool, clock, within_days=10)
     (warning,) = await _warnings(pool, member)
@@ -71,7 +71,7 @@ async def test_spent_points_are_not_warned_about(pool, ledger, clock):
     async with pool.acquire() as conn, conn.transaction():
         await ledger.post(conn, debit(member, 100))
 
-    clock.now = expires_at - timedelta(days=3)
+    clock.set(expires_at - timedelta(days=3))
     await warn_expiring(pool, clock, within_days=14)
 
     assert await _warnings(pool, member) == []

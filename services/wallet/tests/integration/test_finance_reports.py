@@ -78,7 +78,7 @@ async def caught_up(wallet: RunningWallet) -> None:
 
 async def no_due_lots(wallet: RunningWallet) -> bool:
     due = await wallet.runtime.pool.fetchval(
-        "SELECT count(*) FROM lots WHERE remaining > 0 AND expires_at <= $1", wallet.clock()
+        "SELECT count(*) FROM lots WHERE remaining > 0 AND expires_at <= $1", wallet.clock.now()
     )
     return bool(due == 0)
 
@@ -158,16 +158,16 @@ async def test_liability_by_campaign_and_member_and_month_end_summaries_follow_t
     alice, bob = f"liab-a-{run}", f"liab-b-{run}"
     spring, autumn = f"spring-{run}", f"autumn-{run}"
     await caught_up(wallet)
-    wallet.clock.now = datetime(2029, 12, 1, tzinfo=UTC)  # whatever the backlog earned expires here
+    wallet.clock.set(datetime(2029, 12, 1, tzinfo=UTC))  # whatever the backlog earned expires here
     await wait_until(lambda: no_due_lots(wallet), what="the backlog's lots expired")
 
-    wallet.clock.now = datetime(2030, 1, 15, 12, tzinfo=UTC)
+    wallet.clock.set(datetime(2030, 1, 15, 12, tzinfo=UTC))
     await award(wallet, alice, spring, 100)
     await award(wallet, bob, autumn, 50)
     await award(wallet, bob, spring, 10)
-    wallet.clock.now = datetime(2030, 1, 20, 12, tzinfo=UTC)
+    wallet.clock.set(datetime(2030, 1, 20, 12, tzinfo=UTC))
     await adjust(wallet, alice, amount="30")
-    wallet.clock.now = datetime(2030, 2, 10, 12, tzinfo=UTC)
+    wallet.clock.set(datetime(2030, 2, 10, 12, tzinfo=UTC))
     await redeem(wallet, alice, 120)  # the spring lot (expiring first), then 20 of the adjustment
     bobs_autumn = await wallet.runtime.pool.fetchval(
         "SELECT entry_id FROM lots WHERE member_id = $1 AND campaign_id = $2", bob, autumn
@@ -220,7 +220,7 @@ async def test_liability_by_campaign_and_member_and_month_end_summaries_follow_t
     assert (jan["reconciles"], feb["reconciles"]) == (True, True)
     assert jan["by_entry_type"]["milestone_award"] == {"direction": "credit", "entries": 3, "points": "160"}
 
-    wallet.clock.now = datetime(2031, 1, 25, tzinfo=UTC)  # every lot of this test is past its expiry
+    wallet.clock.set(datetime(2031, 1, 25, tzinfo=UTC))  # every lot of this test is past its expiry
     await wait_until(lambda: no_due_lots(wallet), what="the expiry job's entries")
     expiries = await report(wallet, "month-end", month="2031-01")
     after_expiry = await report(wallet, "liability", as_of="2031-01-31", campaign_id=spring)

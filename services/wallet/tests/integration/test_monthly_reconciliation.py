@@ -38,9 +38,9 @@ async def test_the_month_just_ended_is_mailed_once_to_each_finance_address(
         ORCHARD_WALLET_RECONCILIATION_INTERVAL=0.2,
     ) as wallet:
         await caught_up(wallet)
-        wallet.clock.now = datetime(2029, 12, 1, tzinfo=UTC)
+        wallet.clock.set(datetime(2029, 12, 1, tzinfo=UTC))
         await wait_until(lambda: no_due_lots(wallet), what="the backlog's lots expired")
-        wallet.clock.now = datetime(2030, 2, 10, 12, tzinfo=UTC)
+        wallet.clock.set(datetime(2030, 2, 10, 12, tzinfo=UTC))
         await award(wallet, f"recon-{run}", f"spring-{run}", 70)
         february = (
             await wallet.http.get(
@@ -48,7 +48,7 @@ async def test_the_month_just_ended_is_mailed_once_to_each_finance_address(
             )
         ).json()
 
-        wallet.clock.now = datetime(2030, 3, 1, 0, 0, 5, tzinfo=UTC)
+        wallet.clock.set(datetime(2030, 3, 1, 0, 0, 5, tzinfo=UTC))
 
         async def sent() -> bool:
             return any(
