@@ -136,6 +136,7 @@ class EventConsumer:
         commit_interval_s: float = 0.5,
         fetch_max_wait_ms: int = 5000,
         fetch_min_bytes: int = 1,
+        max_partition_fetch_bytes: int = 256 * 1024,
         group_prefix: str = "orchard",
     ) -> None:
         self._broker = broker
@@ -148,6 +149,7 @@ class EventConsumer:
         self._commit_interval_s = commit_interval_s
         self._fetch_max_wait_ms = fetch_max_wait_ms
         self._fetch_min_bytes = fetch_min_bytes
+        self._max_partition_fetch_bytes = max_partition_fetch_bytes
         self._commits: list[_OffsetCommits] = []
         self._group_prefix = group_prefix
         self._dlq_producer: AIOKafkaProducer | None = None
@@ -199,6 +201,7 @@ class EventConsumer:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=self._fetch_max_wait_ms,
             fetch_min_bytes=self._fetch_min_bytes,
+            max_partition_fetch_bytes=self._max_partition_fetch_bytes,
             ack_policy=AckPolicy.MANUAL,
             decoder=_raw_decoder,
             title=f"{self._service}:{sub.name}",

@@ -68,7 +68,12 @@ class ServiceSpec:
     context: object = None
 
 
-_CONSUMER_OPTIONS: Final = ("max_attempts", "fetch_max_wait_ms", "fetch_min_bytes")
+_CONSUMER_OPTIONS: Final = (
+    "max_attempts",
+    "fetch_max_wait_ms",
+    "fetch_min_bytes",
+    "max_partition_fetch_bytes",
+)
 
 
 class ServiceRuntime:

@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     # second at 500 ms, which cost the idle broker about 12 % of a core (6 % at 5 s).
     consumer_fetch_max_wait_ms: int = Field(default=5000, ge=0, alias="ORCHARD_CONSUMER_FETCH_MAX_WAIT_MS")
     consumer_fetch_min_bytes: int = Field(default=1, ge=1, alias="ORCHARD_CONSUMER_FETCH_MIN_BYTES")
+    consumer_max_partition_fetch_bytes: int = Field(
+        default=256 * 1024, ge=1024, alias="ORCHARD_CONSUMER_MAX_PARTITION_FETCH_BYTES"
+    )
+    """The most a consumer fetches from one partition at a time (Kafka's default is 1 MiB). A service runs
+    one consumer per subscription (delivery has 26), each holding what it fetched until it is handled:
+    256 KiB is about 400 events, most of a 500-event batch, and bounds what a backlog can pile up."""
     outbox_batch_size: int = Field(default=500, alias="ORCHARD_OUTBOX_BATCH_SIZE")
     outbox_poll_interval_s: float = Field(default=1.0, alias="ORCHARD_OUTBOX_POLL_INTERVAL")
     inbox_retention_days: int = Field(default=40, ge=1, alias="ORCHARD_INBOX_RETENTION_DAYS")
