@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.auth import Principal, Role, require_roles
+from chassis.deps import DbPool
 from chassis.downloads import (
     DOWNLOAD_RESPONSES,
     DownloadFormat,
@@ -28,7 +29,6 @@ from chassis.problems import Problem, register_error
 from contracts.orders import FulfilmentStatus, OrderSource, OrderState
 
 from . import intake, repository
-from .context import Ctx
 from .domain import CompletedOrderCannotBeCancelled, OrderNotFound, looks_like_booking_id
 from .orders import Cause, audit_order, cancel_order
 from .views import OrderPage, OrderSummary, OrderView, json_default, order_json
@@ -171,14 +171,14 @@ router = APIRouter(prefix="/v1/orders", tags=["orders"])
     responses={409: {"description": "The external_ref was used before"}, 422: {"description": "Invalid"}},
 )
 async def place(
-    ctx: Ctx,
+    pool: DbPool,
     principal: Canceller,
     body: PlaceOrder,
     request: Request,
 ) -> JSONResponse:
     candidate = intake.Candidate(cells=body.model_dump())
     cause = request_cause(request, principal)
-    async with ctx.require_pool().acquire() as conn:
+    async with pool.acquire() as conn:
         async with conn.transaction():
             await intake.validate(conn, [candidate], batch_id=None)
             await intake.accept(conn, [candidate], source="api", cause=cause, order_source=OrderSource.API)
@@ -210,7 +210,7 @@ async def place(
     response_model=OrderPage,
 )
 async def list_orders(
-    ctx: Ctx,
+    pool: DbPool,
     principal: Reader,
     flt: repository.OrderFilter = Depends(order_filter),
     sort: Sort = "-created_at",
@@ -219,7 +219,7 @@ async def list_orders(
 ) -> JSONResponse:
     column = sort.lstrip("-")
     after = _decode_cursor(cursor, sort) if cursor else None
-    async with ctx.require_pool().acquire() as conn, conn.transaction(isolation="repeatable_read"):
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
         rows, total = await repository.list_orders(
             conn, flt, sort_column=column, descending=sort.startswith("-"), limit=limit + 1, after=after
         )
@@ -240,7 +240,7 @@ async def list_orders(
     responses=DOWNLOAD_RESPONSES,
 )
 async def export_orders(
-    ctx: Ctx,
+    pool: DbPool,
     principal: Reader,
     request: Request,
     format: Annotated[DownloadFormat, Query(description="`csv` (spreadsheet-safe) or `jsonl`")] = "csv",
@@ -251,7 +251,7 @@ async def export_orders(
     if flt.test is None:  # a finance figure: UAT test orders only when asked for
         flt = replace(flt, test=False)
     query, args = repository.export_query(flt, sort_column=sort.lstrip("-"), descending=sort.startswith("-"))
-    rows = cursor_rows(ctx.require_pool(), query, *args, statement_timeout_s=timeout_s)
+    rows = cursor_rows(pool, query, *args, statement_timeout_s=timeout_s)
     return download_response(
         download_lines(rows, repository.ORDER_COLUMN_NAMES, format, order_json),
         name="orders",
@@ -267,11 +267,11 @@ async def export_orders(
     response_model=OrderSummary,
 )
 async def summary(
-    ctx: Ctx,
+    pool: DbPool,
     principal: Reader,
     campaign_id: Identifier | None = None,
 ) -> JSONResponse:
-    async with ctx.require_pool().acquire() as conn:
+    async with pool.acquire() as conn:
         rows = await repository.summary(conn, campaign_id)
     overall = _no_orders()
     test = _no_orders()
@@ -298,9 +298,9 @@ async def summary(
     summary="One order by order_id or booking_id, with its full timeline",
     response_model=OrderView,
 )
-async def get_order(ctx: Ctx, ref: str, principal: Reader) -> JSONResponse:
+async def get_order(pool: DbPool, ref: str, principal: Reader) -> JSONResponse:
     _order_ref(ref)
-    async with ctx.require_pool().acquire() as conn:
+    async with pool.acquire() as conn:
         order = await repository.fetch_order(conn, ref)
     if order is None:
         raise OrderNotFound(ref)
@@ -314,14 +314,14 @@ async def get_order(ctx: Ctx, ref: str, principal: Reader) -> JSONResponse:
     responses={409: {"description": "The order is completed"}},
 )
 async def cancel(
-    ctx: Ctx,
+    pool: DbPool,
     principal: Canceller,
     ref: str,
     body: CancelRequest,
     request: Request,
 ) -> JSONResponse:
     cause = request_cause(request, principal)
-    async with ctx.require_pool().acquire() as conn:
+    async with pool.acquire() as conn:
         async with conn.transaction():
             order, decision = await cancel_order(conn, cause=cause, reason=body.reason, **_order_ref(ref))
             if decision.applied:

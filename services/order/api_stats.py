@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
+from chassis.deps import DbPool
 from chassis.inputs import Identifier
 from chassis.periods import PeriodFigures, hour_starts, period_query
 from contracts.orders import OrderState
 
 from . import stats_repository
 from .api import Reader
-from .context import Ctx
 
 PERIOD = period_query(default=timedelta(hours=24), longest=timedelta(days=31))
 
@@ -50,7 +50,7 @@ router = APIRouter(prefix="/v1/orders/stats", tags=["orders"])
     response_model=HourlyOrderStats,
 )
 async def hourly(
-    ctx: Ctx,
+    pool: DbPool,
     principal: Reader,
     period: tuple[datetime, datetime] = Depends(PERIOD),
     campaign_id: Identifier | None = None,
@@ -59,7 +59,7 @@ async def hourly(
 ) -> HourlyOrderStats:
     start, end = period
     flt = stats_repository.HourlyFilter(start, end, campaign_id, member_id, test)
-    async with ctx.require_pool().acquire() as conn:
+    async with pool.acquire() as conn:
         rows = await stats_repository.hourly_counts(conn, flt)
     counted = Counter({(r["hour"].astimezone(UTC), r["state"]): int(r["n"]) for r in rows})
     return HourlyOrderStats(since=start, until=end, test=test, hours=hours_of(start, end, counted))

@@ -26,6 +26,7 @@ from chassis.approvals import PENDING_RESPONSE, Approval, ApprovalAction, Approv
 from chassis.audit import append_audit
 from chassis.auth import Principal
 from chassis.db import Connection
+from chassis.deps import DbPool
 from chassis.problems import Problem
 from contracts.orders import FulfilmentStatus, OrderState
 
@@ -211,6 +212,7 @@ router = APIRouter(prefix="/v1/orders", tags=["orders"])
 )
 async def bulk_cancel(
     ctx: Ctx,
+    pool: DbPool,
     principal: Canceller,
     body: BulkCancelRequest,
     request: Request,
@@ -225,7 +227,7 @@ async def bulk_cancel(
         )
     settings = ctx.settings
     cause = request_cause(request, principal)
-    async with ctx.require_pool().acquire() as conn:
+    async with pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read"):
             planned = await survey(conn, flt, cap=settings.bulk_cancel_max_orders)
         if body.dry_run:

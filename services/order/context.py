@@ -22,11 +22,6 @@ class OrderContext:
     # Set by `build_spec` right after the context: the approval actions it holds need the context.
     approvals: Approvals = field(init=False)
 
-    def require_pool(self) -> asyncpg.Pool:
-        if self.pool is None:
-            raise RuntimeError("the order service has not started")
-        return self.pool
-
     def wake_worker(self) -> None:
         if self.worker is not None:
             self.worker.wake()

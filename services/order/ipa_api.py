@@ -15,6 +15,7 @@ from chassis.approvals import Approval
 from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
 from chassis.db import Connection
+from chassis.deps import DbPool
 from chassis.http import BoundedStreamingResponse
 from chassis.inputs import nul_path
 from chassis.problems import Problem
@@ -118,7 +119,9 @@ class Upload:
 async def upload(
     request: Request,
     principal: Intake,
-    ctx: Ctx,  # after the caller is known: an anonymous upload is refused before anything else
+    # After the caller is known: an anonymous upload is refused before anything else.
+    ctx: Ctx,
+    pool: DbPool,
     mode: Mode = Query(Mode.ACCEPT_VALID, description="dry_run | all_or_nothing | accept_valid"),
 ) -> JSONResponse:
     content_type = request.headers.get("content-type", "").lower()
@@ -134,7 +137,7 @@ async def upload(
         file_name = _uploaded_file_name(form)
         records = _json_records(spooled.read()) if source == "json" else None
         received = Upload(uuid.uuid4(), mode, source, file_name, principal.actor)
-        async with ctx.require_pool().acquire() as conn, conn.transaction():
+        async with pool.acquire() as conn, conn.transaction():
             writer = RowWriter(conn, received.batch_id)
             await _store_upload(conn, received, writer, records if records is not None else replay(spooled))
             pending = await _hold_or_queue(conn, ctx, received, writer.count, principal)
@@ -246,18 +249,18 @@ def _accepted(received: Upload, rows: int, pending: Approval | None) -> JSONResp
     response_model=BatchPage,
 )
 async def recent(
-    ctx: Ctx,
+    pool: DbPool,
     principal: BatchReader,
     limit: int = Query(50, ge=1, le=500),
 ) -> JSONResponse:
-    async with ctx.require_pool().acquire() as conn:
+    async with pool.acquire() as conn:
         rows = await batch_repository.recent_batches(conn, limit)
     return JSONResponse(_jsonable({"items": rows}))
 
 
 @router.get("/batches/{batch_id}", summary="A batch's progress", response_model=BatchProgress)
-async def progress(ctx: Ctx, batch_id: uuid.UUID, principal: BatchReader) -> JSONResponse:
-    async with ctx.require_pool().acquire() as conn:
+async def progress(pool: DbPool, batch_id: uuid.UUID, principal: BatchReader) -> JSONResponse:
+    async with pool.acquire() as conn:
         body = await batches.batch_progress(conn, batch_id)
     if body is None:
         raise Problem(404, "batch_not_found", detail=f"No batch {batch_id}.")
@@ -270,8 +273,7 @@ async def progress(ctx: Ctx, batch_id: uuid.UUID, principal: BatchReader) -> JSO
     response_class=StreamingResponse,
     responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
 )
-async def errors_csv(ctx: Ctx, batch_id: uuid.UUID, principal: Intake) -> StreamingResponse:
-    pool = ctx.require_pool()
+async def errors_csv(ctx: Ctx, pool: DbPool, batch_id: uuid.UUID, principal: Intake) -> StreamingResponse:
     async with pool.acquire() as conn:
         if await batches.batch_progress(conn, batch_id) is None:
             raise Problem(404, "batch_not_found", detail=f"No batch {batch_id}.")

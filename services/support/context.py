@@ -1,4 +1,5 @@
-"""What the service's use cases share: settings, the clock and the database pool (set at startup)."""
+"""What the service's use cases share: settings and the clock. Routes take the pool as
+`chassis.deps.DbPool`."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""What the voucher routes and jobs share, as `build_spec` made it: the code vault, the approval gates,
-the settings, and for the jobs the database pool (bound at startup); the routes reach it as
-`request.app.state.runtime.spec.context` and take the pool as `chassis.deps.DbPool`."""
+"""What the voucher routes and jobs share, as `build_spec` made it: the code vault, the approval gates
+and the settings; the routes reach it as `request.app.state.runtime.spec.context` and take the pool
+as `chassis.deps.DbPool`."""
 
 from __future__ import annotations
 

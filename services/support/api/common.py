@@ -21,7 +21,7 @@ _ACTOR_ROLE_ORDER: Final = (Role.ADMIN, Role.OPS, Role.SUPPORT_AGENT, Role.AUDIT
 
 
 def support_context(request: Request) -> SupportContext:
-    """The running service's context (settings, clock, pool), as `build_spec` made it."""
+    """The running service's context (settings, clock), as `build_spec` made it."""
     return cast(SupportContext, request.app.state.runtime.spec.context)
 
 

@@ -6,17 +6,18 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.auth import Principal
 from chassis.db import Connection
+from chassis.deps import DbPool
 from chassis.inputs import NoNul
 from chassis.problems import Problem
 from services.support import portal
 from services.support.api.common import Ctx, Staff, StaffReader, caller_of
 from services.support.api.views import AgentAction, PortalOrder
-from services.support.context import SupportContext
 from services.support.domain.goodwill import GoodwillLimitExceeded, JustificationRequired
 
 
@@ -62,14 +63,14 @@ def _justification_problem() -> Problem:
 
 
 async def _agent_action(
-    ctx: SupportContext,
+    pool: asyncpg.Pool,
     response: Response,
     act: Callable[[Connection], Awaitable[tuple[dict[str, Any], bool]]],
 ) -> dict[str, Any]:
     """An agent's action in one transaction: 202 when it is new, 200 when it repeats one already
     recorded; refused 422 when the action needs a ticket and a reason and has neither."""
     try:
-        async with ctx.db.acquire() as conn, conn.transaction():
+        async with pool.acquire() as conn, conn.transaction():
             action, created = await act(conn)
     except JustificationRequired as exc:
         raise _justification_problem() from exc
@@ -86,8 +87,8 @@ router = APIRouter(prefix="/v1/portal", tags=["portal"])
     summary="An order by order id or booking id: state, code (masked), deliveries",
     response_model=PortalOrder,
 )
-async def get_order(ctx: Ctx, reference: str, _: StaffReader) -> dict[str, Any]:
-    async with ctx.db.acquire() as conn:
+async def get_order(pool: DbPool, reference: str, _: StaffReader) -> dict[str, Any]:
+    async with pool.acquire() as conn:
         return await portal.order_view(conn, reference)
 
 
@@ -98,11 +99,11 @@ async def get_order(ctx: Ctx, reference: str, _: StaffReader) -> dict[str, Any]:
     response_model=AgentAction,
 )
 async def resend(
-    ctx: Ctx, reference: str, body: ResendBody, response: Response, principal: Staff
+    ctx: Ctx, pool: DbPool, reference: str, body: ResendBody, response: Response, principal: Staff
 ) -> dict[str, Any]:
     request = _request(principal, body)
     return await _agent_action(
-        ctx, response, lambda conn: portal.request_resend(conn, ctx, reference, request, body.delivery_id)
+        pool, response, lambda conn: portal.request_resend(conn, ctx, reference, request, body.delivery_id)
     )
 
 
@@ -113,12 +114,12 @@ async def resend(
     response_model=AgentAction,
 )
 async def goodwill(
-    ctx: Ctx, reference: str, body: GoodwillBody, response: Response, principal: Staff
+    ctx: Ctx, pool: DbPool, reference: str, body: GoodwillBody, response: Response, principal: Staff
 ) -> dict[str, Any]:
     request = _request(principal, body)
     try:
         return await _agent_action(
-            ctx, response, lambda conn: portal.grant_goodwill(conn, ctx, reference, request, body.points)
+            pool, response, lambda conn: portal.grant_goodwill(conn, ctx, reference, request, body.points)
         )
     except GoodwillLimitExceeded as exc:
         raise Problem(

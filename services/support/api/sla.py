@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from chassis.audit import append_audit
 from chassis.auth import Principal, Role, require_roles
 from chassis.db import Connection
+from chassis.deps import DbPool
 from chassis.inputs import Identifier, LocalTime, NoNul
 from chassis.problems import Problem, invalid_field
 from contracts.support import TicketCategory, TicketPriority
@@ -74,8 +75,8 @@ Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 
 
 @router.get("/policies", summary="SLA policies per priority (and category)", response_model=list[PolicyOut])
-async def list_policies(ctx: Ctx, _: StaffReader) -> list[dict[str, Any]]:
-    async with ctx.db.acquire() as conn:
+async def list_policies(pool: DbPool, _: StaffReader) -> list[dict[str, Any]]:
+    async with pool.acquire() as conn:
         return [p.__dict__ for p in await repo.policies(conn)]
 
 
@@ -84,9 +85,9 @@ async def list_policies(ctx: Ctx, _: StaffReader) -> list[dict[str, Any]]:
     summary="Create or replace the policy of a priority (and category)",
     response_model=PolicyOut,
 )
-async def put_policy(ctx: Ctx, body: PolicyBody, principal: Admin) -> dict[str, Any]:
+async def put_policy(ctx: Ctx, pool: DbPool, body: PolicyBody, principal: Admin) -> dict[str, Any]:
     policy = SlaPolicy(**body.model_dump())
-    async with ctx.db.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         if body.calendar_id is not None and body.calendar_id not in await repo.calendars(conn):
             raise invalid_field("body.calendar_id", "unknown", "no such calendar")
         await repo.upsert_policy(conn, policy, ctx.clock.now())
@@ -97,20 +98,20 @@ async def put_policy(ctx: Ctx, body: PolicyBody, principal: Admin) -> dict[str, 
 
 @router.delete("/policies", status_code=204, summary="Remove a category's own policy (the priority's stays)")
 async def delete_policy(
-    ctx: Ctx,
+    pool: DbPool,
     principal: Admin,
     priority: TicketPriority = Query(),
     category: TicketCategory = Query(description="only category policies can go: every priority keeps one"),
 ) -> None:
-    async with ctx.db.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         if not await repo.delete_policy(conn, priority, category):
             raise Problem(404, "policy_not_found", detail=f"No policy for {priority} tickets of {category}.")
         await _audited(conn, principal, "sla.policy_removed", "sla_policy", f"{priority}/{category}")
 
 
 @router.get("/calendars", summary="Business calendars", response_model=list[CalendarOut])
-async def list_calendars(ctx: Ctx, _: StaffReader) -> list[dict[str, Any]]:
-    async with ctx.db.acquire() as conn:
+async def list_calendars(pool: DbPool, _: StaffReader) -> list[dict[str, Any]]:
+    async with pool.acquire() as conn:
         return [_calendar_out(c) for c in (await repo.calendars(conn)).values()]
 
 
@@ -120,7 +121,7 @@ async def list_calendars(ctx: Ctx, _: StaffReader) -> list[dict[str, Any]]:
     response_model=CalendarOut,
 )
 async def put_calendar(
-    ctx: Ctx, calendar_id: Annotated[Identifier, Path()], body: CalendarBody, principal: Admin
+    ctx: Ctx, pool: DbPool, calendar_id: Annotated[Identifier, Path()], body: CalendarBody, principal: Admin
 ) -> dict[str, Any]:
     calendar = BusinessCalendar(
         calendar_id=calendar_id,
@@ -130,7 +131,7 @@ async def put_calendar(
         day_end=body.day_end,
         holidays=frozenset(body.holidays),
     )
-    async with ctx.db.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         await repo.upsert_calendar(conn, calendar, ctx.clock.now())
         await _audited(conn, principal, "sla.calendar_set", "business_calendar", calendar_id, body)
     return _calendar_out(calendar)
@@ -171,7 +172,7 @@ async def _audited(
     response_model=SlaReport,
 )
 async def report(
-    ctx: Ctx,
+    pool: DbPool,
     _: StaffReader,
     since: date | None = Query(default=None, alias="from", description="tickets opened on or after"),
     until: date | None = Query(default=None, alias="to", description="tickets opened before"),
@@ -179,7 +180,7 @@ async def report(
     def instant(day: date | None) -> datetime | None:
         return None if day is None else datetime.combine(day, time(0), tzinfo=UTC)
 
-    async with ctx.db.acquire() as conn:
+    async with pool.acquire() as conn:
         rows = await repo.report_rows(conn, instant(since), instant(until))
     totals: dict[str, dict[Any, dict[str, int]]] = {
         "priority": defaultdict(lambda: dict.fromkeys(_COUNTS, 0)),

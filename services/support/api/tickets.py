@@ -10,11 +10,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.auth import Principal, Role, require_roles
 from chassis.db import Connection
+from chassis.deps import DbPool
 from chassis.inputs import NoNul
 from chassis.problems import Problem, invalid_field
 from contracts.support import TicketCategory, TicketPriority
@@ -90,10 +92,10 @@ async def _views(conn: Any, ctx: SupportContext, rows: list[repo.TicketRow]) -> 
 
 
 async def _changed(
-    ctx: SupportContext, change: Callable[[Connection], Awaitable[repo.TicketRow]]
+    pool: asyncpg.Pool, ctx: SupportContext, change: Callable[[Connection], Awaitable[repo.TicketRow]]
 ) -> dict[str, Any]:
     """The ticket's view after `change`, in the change's transaction."""
-    async with ctx.db.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         return (await _views(conn, ctx, [await change(conn)]))[0]
 
 
@@ -103,11 +105,11 @@ async def _changed(
     summary="Open a ticket (members for themselves, agents on a member's behalf)",
     response_model=TicketOut,
 )
-async def open_ticket(ctx: Ctx, body: TicketCreate, principal: Writer) -> dict[str, Any]:
+async def open_ticket(ctx: Ctx, pool: DbPool, body: TicketCreate, principal: Writer) -> dict[str, Any]:
     caller = caller_of(principal)
     if caller.is_member and (body.member_id not in (None, caller.member_id) or body.assignee):
         raise Problem(403, "forbidden", detail="Members open tickets for themselves and cannot assign them.")
-    async with ctx.db.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         order = None
         if body.order_id or body.booking_id:
             order = await orders.find_order(conn, str(body.order_id or body.booking_id))
@@ -138,6 +140,7 @@ async def open_ticket(ctx: Ctx, body: TicketCreate, principal: Writer) -> dict[s
 @router.get("", summary="List tickets with their SLA status (members: their own)", response_model=TicketPage)
 async def list_tickets(
     ctx: Ctx,
+    pool: DbPool,
     principal: Anyone,
     state: Annotated[list[TicketState] | None, Query()] = None,
     priority: Annotated[list[TicketPriority] | None, Query()] = None,
@@ -169,7 +172,7 @@ async def list_tickets(
         order_id=order_id,
     )
     after = _parse_cursor(cursor) if cursor else None
-    async with ctx.db.acquire() as conn:
+    async with pool.acquire() as conn:
         if open_only and state and not states:
             rows: list[repo.TicketRow] = []
         else:
@@ -185,9 +188,9 @@ async def list_tickets(
 
 
 @router.get("/{ticket_id}", summary="A ticket with its SLA status and timeline", response_model=TicketDetail)
-async def get_ticket(ctx: Ctx, ticket_id: str, principal: Anyone) -> dict[str, Any]:
+async def get_ticket(ctx: Ctx, pool: DbPool, ticket_id: str, principal: Anyone) -> dict[str, Any]:
     caller = caller_of(principal)
-    async with ctx.db.acquire() as conn:
+    async with pool.acquire() as conn:
         ticket = await tickets.load_for(conn, caller, ticket_id)
         view = (await _views(conn, ctx, [ticket]))[0]
         view["timeline"] = await repo.timeline_of(conn, ticket_id, include_internal=not caller.is_member)
@@ -199,20 +202,26 @@ async def get_ticket(ctx: Ctx, ticket_id: str, principal: Anyone) -> dict[str, A
     summary="Move a ticket (reopen: to `open`); 409 when not allowed",
     response_model=TicketOut,
 )
-async def move(ctx: Ctx, ticket_id: str, body: TransitionRequest, principal: Writer) -> dict[str, Any]:
+async def move(
+    ctx: Ctx, pool: DbPool, ticket_id: str, body: TransitionRequest, principal: Writer
+) -> dict[str, Any]:
     caller = caller_of(principal)
     return await _changed(
-        ctx, lambda conn: tickets.change_state(conn, ctx, caller, ticket_id, body.to, body.note)
+        pool, ctx, lambda conn: tickets.change_state(conn, ctx, caller, ticket_id, body.to, body.note)
     )
 
 
 @router.post(
     "/{ticket_id}/comments", status_code=201, summary="Comment on a ticket", response_model=TicketOut
 )
-async def comment(ctx: Ctx, ticket_id: str, body: CommentRequest, principal: Writer) -> dict[str, Any]:
+async def comment(
+    ctx: Ctx, pool: DbPool, ticket_id: str, body: CommentRequest, principal: Writer
+) -> dict[str, Any]:
     caller = caller_of(principal)
     return await _changed(
-        ctx, lambda conn: tickets.add_comment(conn, ctx, caller, ticket_id, body.body, internal=body.internal)
+        pool,
+        ctx,
+        lambda conn: tickets.add_comment(conn, ctx, caller, ticket_id, body.body, internal=body.internal),
     )
 
 
@@ -221,8 +230,10 @@ async def comment(ctx: Ctx, ticket_id: str, body: CommentRequest, principal: Wri
     summary="Assign, re-prioritise (re-applies the SLA policy) or move queue",
     response_model=TicketOut,
 )
-async def update(ctx: Ctx, ticket_id: str, body: TicketUpdate, principal: Staff) -> dict[str, Any]:
+async def update(
+    ctx: Ctx, pool: DbPool, ticket_id: str, body: TicketUpdate, principal: Staff
+) -> dict[str, Any]:
     caller, changes = caller_of(principal), body.model_dump(exclude_unset=True)
     return await _changed(
-        ctx, lambda conn: tickets.update_fields(conn, ctx, caller, ticket_id, changes=changes)
+        pool, ctx, lambda conn: tickets.update_fields(conn, ctx, caller, ticket_id, changes=changes)
     )
