@@ -27,7 +27,6 @@ def build_spec(settings: OrderSettings) -> tuple[ServiceSpec, OrderContext]:
 
     async def start_worker(runtime: ServiceRuntime) -> None:
         assert runtime.pool is not None
-        ctx.pool = runtime.pool
         ctx.worker = BatchWorker(
             runtime.pool,
             chunk_rows=settings.ipa_chunk_rows,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, cast
 
-import asyncpg
 from fastapi import Depends, Request
 
 from chassis.approvals import Approvals
@@ -17,7 +16,6 @@ from .settings import OrderSettings
 @dataclass
 class OrderContext:
     settings: OrderSettings
-    pool: asyncpg.Pool | None = None
     worker: BatchWorker | None = None
     # Set by `build_spec` right after the context: the approval actions it holds need the context.
     approvals: Approvals = field(init=False)

@@ -38,7 +38,6 @@ def build_spec(settings: SupportSettings, clock: Clock | None = None) -> tuple[S
             audit_router(),
         ],
         jobs=[PeriodicJob("support-sla-monitor", settings.sla_check_interval_s, check_sla)],
-        on_startup=[ctx.bind_pool],
         context=ctx,
     )
     return spec, ctx

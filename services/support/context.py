@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from chassis.clock import Clock, SystemClock
-from chassis.pooled_context import PooledContext
 from services.support.settings import SupportSettings
 
 PRODUCER = "support"
@@ -15,6 +14,6 @@ DELIVERY_MONITOR = "system:delivery-monitor"
 
 
 @dataclass
-class SupportContext(PooledContext):
+class SupportContext:
     settings: SupportSettings
     clock: Clock = field(default_factory=SystemClock)

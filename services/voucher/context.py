@@ -7,14 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chassis.approvals import Approvals
-from chassis.pooled_context import PooledContext
 
 from .crypto import CodeVault
 from .settings import VoucherSettings
 
 
 @dataclass
-class VoucherContext(PooledContext):
+class VoucherContext:
     vault: CodeVault
     approvals: Approvals
     settings: VoucherSettings

@@ -83,6 +83,5 @@ def build_spec(settings: VoucherSettings, *, order_topic: str = Topics.ORDER_STA
             PeriodicJob("voucher-held-orders", settings.hold_interval_s, serve_held_orders),
             PeriodicJob("voucher-budget-alerts", settings.budget_alert_interval_s, alert_budgets),
         ],
-        on_startup=[ctx.bind_pool],
         context=ctx,
     )
